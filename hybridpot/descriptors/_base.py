@@ -1,0 +1,253 @@
+"""Descriptor base class, the Jacobian container and the registry.
+
+Derivative layout (documented once, used everywhere)
+---------------------------------------------------
+A descriptor maps each atom ``i`` to a feature vector ``X[i]`` of length ``n_features`` that
+depends on its neighbours only through the pair vectors ``r_ij = r_j + S_ij @ cell - r_i``
+(``|r_ij| < r_cut``, from :func:`hybridpot.neighbors.neighbor_list`).  The Jacobian is therefore
+stored *per neighbour pair*:
+
+``DescriptorGradients.d_drij[p, a, f] = dX[pair_i[p], f] / d r_ij[a]``   (units: feature / Å)
+
+with ``p`` running over the pairs of the neighbour list (sorted by ``pair_i``; several images of
+one atom are separate pairs).  Derivatives with respect to atomic positions follow as
+
+``dX[i, f]/dr_k[a] = sum_{p: pair_i=i, pair_j=k} d_drij[p, a, f] - delta_ik sum_{p: pair_i=i} d_drij[p, a, f]``
+
+(:meth:`DescriptorGradients.dense`) and the derivative with respect to a homogeneous strain
+``eps`` (positions and cell mapped by ``1 + eps``) as
+
+``dX[i, f]/d eps[a, b] = sum_{p: pair_i=i} d_drij[p, a, f] * r_ij[p, b]``
+
+(:attr:`DescriptorGradients.strain`, shape ``(n_atoms, 3, 3, n_features)``).
+
+Adjoint
+-------
+For a scalar ``E = sum_i sum_f dE_dX[i, f] X[i, f]`` (or the linearisation of any ``E(X)``),
+:meth:`Descriptor.backward` returns ``dE/dr`` (``(n_atoms, 3)``, eV/Å when ``dE_dX`` is in eV per
+feature unit) and ``dE/d eps`` (``(3, 3)``, eV) without building ``d_drij``; forces are
+``-dE/dr`` and the ASE stress is ``dE/d eps / volume`` (eV/Å³).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from .._exceptions import InvalidParameterError, InvalidStructureError
+from .._validation import check_atoms, check_float, check_species_list
+from ..neighbors import neighbor_list
+
+__all__ = ["Descriptor", "DescriptorGradients", "register_descriptor", "DESCRIPTORS",
+           "descriptor_from_dict"]
+
+DESCRIPTORS = {}
+
+
+def register_descriptor(cls):
+    """Class decorator: make ``cls`` loadable by name from a model file."""
+    DESCRIPTORS[cls.__name__] = cls
+    return cls
+
+
+def descriptor_from_dict(d):
+    """Rebuild a descriptor from :meth:`Descriptor.to_dict` output (no code is executed)."""
+    from .._exceptions import ModelFormatError
+
+    name = d.get("class") if isinstance(d, dict) else None
+    if name not in DESCRIPTORS:
+        raise ModelFormatError(
+            f"Unknown descriptor class {name!r}; known: {sorted(DESCRIPTORS)}.")
+    params = d.get("params", {})
+    return DESCRIPTORS[name](**params)
+
+
+@dataclass
+class DescriptorGradients:
+    """Sparse per-pair Jacobian of per-atom descriptors (layout in the module docstring).
+
+    Attributes
+    ----------
+    pair_i, pair_j : ndarray of int64, shape (n_pairs,)
+        Centre atom and neighbour atom of each pair.
+    rij : ndarray of float64, shape (n_pairs, 3)
+        Pair vectors ``r_j + S @ cell - r_i`` (Å).
+    d_drij : ndarray of float64, shape (n_pairs, 3, n_features)
+        ``dX[pair_i[p], f] / d rij[p, a]``.
+    n_atoms : int
+    """
+
+    pair_i: np.ndarray
+    pair_j: np.ndarray
+    rij: np.ndarray
+    d_drij: np.ndarray
+    n_atoms: int
+    _strain: np.ndarray = field(default=None, repr=False)
+
+    @property
+    def n_features(self):
+        return int(self.d_drij.shape[2])
+
+    @property
+    def strain(self):
+        """ndarray, shape (n_atoms, 3, 3, n_features): ``dX[i, f] / d eps[a, b]``."""
+        if self._strain is None:
+            out = np.zeros((self.n_atoms, 3, 3, self.n_features))
+            contrib = self.d_drij[:, :, None, :] * self.rij[:, None, :, None]
+            np.add.at(out, self.pair_i, contrib)
+            self._strain = out
+        return self._strain
+
+    def dense(self):
+        """Dense position Jacobian, shape (n_atoms, n_features, n_atoms, 3): dX[i,f]/dr_k[a]."""
+        n, F = self.n_atoms, self.n_features
+        out = np.zeros((n, n, 3, F))
+        np.add.at(out, (self.pair_i, self.pair_j), self.d_drij)
+        np.add.at(out, (self.pair_i, self.pair_i), -self.d_drij)
+        return out.transpose(0, 3, 1, 2)
+
+    def position_rows(self, coef=None):
+        """Sum over centres: ``d(sum_i X_i)/dr_k``, shape (n_atoms, 3, n_features).
+
+        With ``coef`` (shape (n_atoms, n_features), a per-centre weighting) the rows are
+        ``sum_i coef[i] * dX_i/dr_k`` instead.
+        """
+        g = self.d_drij if coef is None else self.d_drij * coef[self.pair_i][:, None, :]
+        out = np.zeros((self.n_atoms, 3, self.n_features))
+        np.add.at(out, self.pair_j, g)
+        np.add.at(out, self.pair_i, -g)
+        return out
+
+    def vjp(self, dE_dX):
+        """Contract with ``dE_dX`` (n_atoms, n_features): returns ``(dE/dr, dE/deps)``."""
+        g = np.einsum("paf,pf->pa", self.d_drij, np.asarray(dE_dX)[self.pair_i])
+        return _scatter_pair_gradient(self.pair_i, self.pair_j, self.rij, g, self.n_atoms)
+
+
+def _scatter_pair_gradient(pair_i, pair_j, rij, g, n_atoms):
+    """From ``g[p] = dE/d r_ij[p]`` (n_pairs, 3) to ``(dE/dr (n_atoms, 3), dE/deps (3, 3))``."""
+    dE_dr = np.zeros((n_atoms, 3))
+    np.add.at(dE_dr, pair_j, g)
+    np.add.at(dE_dr, pair_i, -g)
+    dE_deps = g.T @ rij
+    return dE_dr, dE_deps
+
+
+class Descriptor(BaseEstimator):
+    """Base class of rotation-, translation- and permutation-invariant atomic descriptors.
+
+    Subclasses take keyword-only hyperparameters in ``__init__`` and only store them (the
+    scikit-learn convention); :meth:`_validate` checks them at first use and raises
+    :class:`~hybridpot.InvalidParameterError`.  They implement
+
+    - ``_validate(self)``: check hyperparameters, prepare cached constants;
+    - ``n_features`` (property);
+    - ``_compute(self, nl, species_idx, gradients)`` returning ``X`` of shape
+      (n_atoms, n_features) and, when ``gradients`` is True, ``d_drij`` of shape
+      (n_pairs, 3, n_features) (else None);
+    - ``_backward(self, nl, species_idx, dE_dX)`` returning ``dE/d r_ij`` of shape (n_pairs, 3).
+
+    ``nl`` is a :class:`hybridpot.neighbors.NeighborList` for ``self.r_cut`` and ``species_idx``
+    the index of each atom's element in ``self.species``.  Attributes ``species`` (list of
+    symbols) and ``r_cut`` (Å) are required of every subclass.
+    """
+
+    #: minimum interatomic distance (Å) below which a structure is rejected
+    min_distance = 0.1
+
+    # -- to be provided by subclasses -------------------------------------------------------
+    def _validate(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def n_features(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _compute(self, nl, species_idx, gradients):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _backward(self, nl, species_idx, dE_dX):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- shared machinery -------------------------------------------------------------------
+    def _check_common(self):
+        owner = type(self).__name__
+        self._species = check_species_list(self.species, "species", owner)
+        self._r_cut = check_float(self.r_cut, "r_cut", owner, low=0.0)
+
+    def _prepare(self, atoms):
+        self._validate()
+        owner = type(self).__name__
+        _, _, _, sidx = check_atoms(atoms, species=self._species, owner=owner)
+        nl = neighbor_list(atoms, self._r_cut, min_distance=self.min_distance, owner=owner)
+        return nl, sidx
+
+    def compute(self, atoms, gradients=False):
+        """Per-atom descriptors of one structure.
+
+        Parameters
+        ----------
+        atoms : ase.Atoms
+            Structure (not modified).  Periodic in any subset of directions; cells smaller
+            than ``r_cut`` are handled with periodic images.
+        gradients : bool, default=False
+            Also return the sparse Jacobian.
+
+        Returns
+        -------
+        X : ndarray of float64, shape (n_atoms, n_features)
+        dX : DescriptorGradients
+            Only when ``gradients=True``; layout in :mod:`hybridpot.descriptors._base`.
+        """
+        nl, sidx = self._prepare(atoms)
+        X, d_drij = self._compute(nl, sidx, bool(gradients))
+        if not gradients:
+            return X
+        return X, DescriptorGradients(nl.i, nl.j, nl.D, d_drij, nl.n_atoms)
+
+    def backward(self, atoms, dE_dX):
+        """Adjoint: gradient of ``E = sum(dE_dX * X)`` without building the Jacobian.
+
+        Parameters
+        ----------
+        atoms : ase.Atoms
+        dE_dX : array_like, shape (n_atoms, n_features)
+            Derivative of a scalar (e.g. the ML energy, eV) with respect to each descriptor.
+
+        Returns
+        -------
+        dE_dr : ndarray, shape (n_atoms, 3)
+            ``dE/dr_k`` (eV/Å); forces are ``-dE_dr``.
+        dE_deps : ndarray, shape (3, 3)
+            ``dE/d eps`` (eV) under homogeneous strain; ASE stress is ``dE_deps / volume``.
+        """
+        nl, sidx = self._prepare(atoms)
+        dE_dX = np.asarray(dE_dX, dtype=np.float64)
+        if dE_dX.shape != (len(atoms), self.n_features):
+            raise InvalidParameterError(
+                f"The 'dE_dX' argument of {type(self).__name__}.backward must have shape "
+                f"(n_atoms, n_features) = {(len(atoms), self.n_features)}. "
+                f"Got {dE_dX.shape} instead.")
+        if not np.all(np.isfinite(dE_dX)):
+            raise InvalidParameterError(
+                f"The 'dE_dX' argument of {type(self).__name__}.backward must be finite.")
+        g = self._backward(nl, sidx, np.ascontiguousarray(dE_dX))
+        return _scatter_pair_gradient(nl.i, nl.j, nl.D, g, nl.n_atoms)
+
+    def compute_many(self, structures, gradients=False):
+        """:meth:`compute` over a list of structures; returns a list of results."""
+        return [self.compute(a, gradients=gradients) for a in structures]
+
+    # -- serialisation ----------------------------------------------------------------------
+    def to_dict(self):
+        """JSON-serialisable description: ``{"class": name, "params": get_params()}``."""
+        params = {}
+        for k, v in self.get_params(deep=False).items():
+            if isinstance(v, np.ndarray):
+                v = v.tolist()
+            elif isinstance(v, tuple):
+                v = list(v)
+            params[k] = v
+        return {"class": type(self).__name__, "params": params}

@@ -1,0 +1,149 @@
+"""Regressor base class and the training-data container shared by every regressor.
+
+A regressor models the per-atom ML energy ``eps(X_i, Z_i; w)`` (eV) of an atom with descriptor
+``X_i`` and element index ``Z_i``; the ML energy of a structure is ``sum_i eps(X_i, Z_i)``.
+It is fitted to *residual* labels (DFT minus baseline minus per-element reference energies),
+delivered as :class:`StructureBatch` objects by :class:`hybridpot.HybridPotential` (or by hand).
+
+Label conventions used in fitting (every regressor):
+
+- energy rows are per atom: target ``E_s / N_s`` (eV/atom), model ``sum_i eps_i / N_s``;
+- force rows are per Cartesian component (eV/Å): ``F_k = -dE/dr_k``;
+- stress rows are the six Voigt components (xx, yy, zz, yz, xz, xy) of the ASE stress
+  ``(1/V) dE/d eps`` (eV/Å³), only for structures periodic in 3-D;
+- the loss is ``sum_rows weight * residual**2``; ``weights[kind][s]`` multiplies the squared
+  residuals of every row of kind ``kind`` in structure ``s`` (0 switches a structure off).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from ..descriptors._base import DescriptorGradients
+
+__all__ = ["StructureBatch", "Regressor", "REGRESSORS", "register_regressor", "KINDS",
+           "VOIGT"]
+
+KINDS = ("energy", "forces", "stress")
+#: Voigt order of ASE: (xx, yy, zz, yz, xz, xy) as (row, column) index pairs
+VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+
+REGRESSORS = {}
+
+
+def register_regressor(cls):
+    """Class decorator: make ``cls`` loadable by name from a model file."""
+    REGRESSORS[cls.__name__] = cls
+    return cls
+
+
+@dataclass
+class StructureBatch:
+    """Descriptors, Jacobians and residual labels of a group of structures.
+
+    Atom arrays are concatenated over the structures of the batch; pair indices in
+    ``gradients`` refer to those concatenated atom indices.
+
+    Attributes
+    ----------
+    X : ndarray, shape (n_atoms, n_features)
+        Per-atom descriptors.
+    species : ndarray of int64, shape (n_atoms,)
+        Index of each atom's element in the model's species list.
+    structure : ndarray of int64, shape (n_atoms,)
+        Index (0 .. n_structures-1, within the batch) of the structure each atom belongs to.
+    gradients : DescriptorGradients or None
+        Sparse Jacobian (pairs never cross structures).  None when no force or stress label
+        is present in the batch (and none is needed).
+    volume : ndarray, shape (n_structures,)
+        Cell volume in Å³ (NaN when not periodic in 3-D).
+    energy : ndarray, shape (n_structures,)
+        Residual total energy in eV; NaN where a structure has no energy label.
+    forces : ndarray, shape (n_atoms, 3)
+        Residual forces in eV/Å; NaN rows where a structure has no force labels.
+    stress : ndarray, shape (n_structures, 6)
+        Residual ASE stress (Voigt) in eV/Å³; NaN where absent.
+    weights : dict of str to ndarray of shape (n_structures,)
+        Per-structure weight of each label kind (``"energy"``, ``"forces"``, ``"stress"``).
+    group : ndarray of int64, shape (n_structures,)
+        Index of the structure's config group (``atoms.info["config_type"]``), for per-group
+        noise levels.
+    index : ndarray of int64, shape (n_structures,)
+        Position of each structure in the full training set.
+    """
+
+    X: np.ndarray
+    species: np.ndarray
+    structure: np.ndarray
+    gradients: DescriptorGradients | None
+    volume: np.ndarray
+    energy: np.ndarray
+    forces: np.ndarray
+    stress: np.ndarray
+    weights: dict = field(default_factory=dict)
+    group: np.ndarray = None
+    index: np.ndarray = None
+
+    @property
+    def n_structures(self):
+        return int(self.volume.shape[0])
+
+    @property
+    def n_atoms(self):
+        return int(self.X.shape[0])
+
+    @property
+    def n_atoms_per_structure(self):
+        return np.bincount(self.structure, minlength=self.n_structures)
+
+    def has(self, kind):
+        """Boolean mask (n_structures,) of structures carrying labels of ``kind``."""
+        if kind == "energy":
+            m = np.isfinite(self.energy)
+        elif kind == "forces":
+            ok = np.isfinite(self.forces).all(axis=1)
+            m = np.bincount(self.structure, weights=ok, minlength=self.n_structures) == \
+                self.n_atoms_per_structure
+            m &= self.n_atoms_per_structure > 0
+        elif kind == "stress":
+            m = np.isfinite(self.stress).all(axis=1) & np.isfinite(self.volume)
+        else:
+            raise KeyError(kind)
+        w = self.weights.get(kind)
+        if w is not None:
+            m = m & (np.asarray(w) > 0)
+        return m
+
+
+class Regressor(BaseEstimator):
+    """Base class of per-atom energy regressors (scikit-learn estimators).
+
+    Subclasses store keyword-only hyperparameters in ``__init__``, validate in ``fit``, and set
+    fitted attributes ending in ``_``.  They implement
+
+    - ``fit(batches, y=None)``: ``batches`` is a re-iterable of :class:`StructureBatch`
+      (iterating it again recomputes or replays the batches); returns ``self``;
+    - ``atomic_energy(X, species)``: per-atom ML energies eps_i, shape (n_atoms,), eV;
+    - ``atomic_energy_gradient(X, species)``: ``(eps, dE_dX)`` with ``dE_dX`` of shape
+      (n_atoms, n_features) = d(sum_i eps_i)/dX (the input of ``Descriptor.backward``);
+    - ``predict_batch(batch, return_std=False)``: dict with ``"energy"`` (n_structures,) eV,
+      ``"forces"`` (n_atoms, 3) eV/Å when ``batch.gradients`` is given, ``"stress"``
+      (n_structures, 6) eV/Å³ for 3-D periodic structures (NaN otherwise), and with
+      ``return_std`` the same keys suffixed ``"_std"`` (predictive standard deviations);
+    - ``get_fitted_state()`` returning ``(state, arrays)``: the fitted state as a JSON-able dict
+      and a dict of ndarrays (saved as JSON + npz by :meth:`hybridpot.HybridPotential.save`,
+      never pickled), and ``set_fitted_state(state, arrays)`` restoring it on an instance built
+      from :meth:`to_dict` hyperparameters.
+    """
+
+    #: True when the regressor has a posterior and ``predict_batch(return_std=True)`` works
+    has_uncertainty = False
+
+    def to_dict(self):
+        """JSON-serialisable hyperparameters: ``{"class": name, "params": get_params()}``."""
+        params = {k: (list(v) if isinstance(v, tuple) else v)
+                  for k, v in self.get_params(deep=False).items()}
+        return {"class": type(self).__name__, "params": params}
