@@ -24,7 +24,7 @@ from sklearn.base import BaseEstimator
 
 from ..descriptors._base import DescriptorGradients
 
-__all__ = ["StructureBatch", "Regressor", "REGRESSORS", "register_regressor", "KINDS",
+__all__ = ["StructureBatch", "BatchSource", "Regressor", "REGRESSORS", "register_regressor", "KINDS",
            "VOIGT"]
 
 KINDS = ("energy", "forces", "stress")
@@ -147,3 +147,56 @@ class Regressor(BaseEstimator):
         params = {k: (list(v) if isinstance(v, tuple) else v)
                   for k, v in self.get_params(deep=False).items()}
         return {"class": type(self).__name__, "params": params}
+
+
+class BatchSource:
+    """A re-iterable sequence of :class:`StructureBatch` plus what a regressor needs to size itself.
+
+    Iterating twice yields the same batches (recomputed by ``factory`` or replayed from a list),
+    so a regressor may make several passes (e.g. choose sparse points, then accumulate).
+
+    Parameters
+    ----------
+    batches : list of StructureBatch or callable
+        The batches, or a zero-argument callable returning a fresh iterator over them.
+    n_species : int
+        Number of elements (species indices run over ``range(n_species)``).
+    n_features : int
+        Descriptor length.
+    species : sequence of str, optional
+        Element symbols, in index order.
+    group_names : sequence of str, optional
+        Names of the config groups (``StructureBatch.group`` indexes this list).
+    """
+
+    def __init__(self, batches, *, n_species, n_features, species=None, group_names=None):
+        self._batches = batches
+        self.n_species = int(n_species)
+        self.n_features = int(n_features)
+        self.species = tuple(species) if species is not None else None
+        self.group_names = tuple(group_names) if group_names is not None else ("default",)
+
+    def __iter__(self):
+        if callable(self._batches):
+            return iter(self._batches())
+        return iter(self._batches)
+
+    @classmethod
+    def wrap(cls, batches):
+        """Return ``batches`` if already a BatchSource, else wrap a list (sizes inferred)."""
+        if isinstance(batches, BatchSource):
+            return batches
+        if isinstance(batches, StructureBatch):
+            batches = [batches]
+        batches = list(batches)
+        if not batches or not all(isinstance(b, StructureBatch) for b in batches):
+            from .._exceptions import InvalidParameterError
+
+            raise InvalidParameterError(
+                "The 'batches' argument must be a BatchSource or a non-empty list of "
+                f"StructureBatch. Got {type(batches).__name__} of length {len(batches)} instead.")
+        n_species = max(int(b.species.max()) for b in batches if b.n_atoms) + 1
+        n_groups = max(int(b.group.max()) if b.group is not None and len(b.group) else 0
+                       for b in batches) + 1
+        return cls(batches, n_species=n_species, n_features=batches[0].X.shape[1],
+                   group_names=[f"group{g}" for g in range(n_groups)])
