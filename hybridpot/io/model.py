@@ -1,0 +1,158 @@
+"""Model files: versioned JSON + npz in one zip archive, never pickle.
+
+A ``.hpot`` file is a zip archive holding
+
+- ``model.json``: ``{"format": "hybridpot-model", "format_version": 1, "hybridpot_version",
+  "species", "descriptor": {"class", "params"}, "regressor": {"class", "params", "state"},
+  "baseline": {"class", "params"} | null, "reference_energies", "params"}``
+- ``arrays.npz``: the regressor's fitted arrays (loaded with ``allow_pickle=False``).
+
+Loading looks classes up in explicit registries (no import by name, no code execution).  The
+file is written to a temporary name and renamed, so a crash never leaves half a model.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from .._exceptions import ModelFormatError, NotFittedError
+
+__all__ = ["FORMAT_VERSION", "save_model", "load_model"]
+
+FORMAT_NAME = "hybridpot-model"
+FORMAT_VERSION = 1
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def save_model(model, path):
+    """Write a fitted :class:`~hybridpot.HybridPotential` to ``path`` (a ``.hpot`` zip)."""
+    from .. import __version__
+
+    if not hasattr(model, "regressor_"):
+        raise NotFittedError("Only a fitted HybridPotential can be saved; call fit first.")
+    state, arrays = model.regressor_.get_fitted_state()
+    doc = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "hybridpot_version": __version__,
+        "species": list(model.species_),
+        "descriptor": model.descriptor.to_dict(),
+        "regressor": {**model.regressor_.to_dict(), "state": state},
+        "baseline": None if model.baseline is None else model.baseline.to_dict(),
+        "reference_energies": model.reference_energies_,
+        "params": {
+            "weights": model.weights,
+            "group_weights": model.group_weights,
+            "chunk_size": model.chunk_size,
+            "group_names": list(getattr(model, "group_names_", ("default",))),
+        },
+    }
+    extra = getattr(model, "_extra_state", None)
+    if callable(extra):
+        doc["extra"] = extra()
+    text = json.dumps(_jsonable(doc), indent=1, allow_nan=True)
+    buf = io.BytesIO()
+    np.savez(buf, **{str(k): np.asarray(v) for k, v in arrays.items()})
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".hpot-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("model.json", text)
+            zf.writestr("arrays.npz", buf.getvalue())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_model(path):
+    """Read a model written by :func:`save_model`.
+
+    Raises
+    ------
+    ModelFormatError
+        If the file is not a hybridpot model, is corrupt or incomplete, or was written by a
+        newer format version than this hybridpot reads.
+    """
+    from ..baselines import baseline_from_dict
+    from ..descriptors import descriptor_from_dict
+    from ..potential import HybridPotential
+    from ..regression import REGRESSORS
+
+    path = os.fspath(path)
+    try:
+        with zipfile.ZipFile(path, "r") as zf:
+            names = set(zf.namelist())
+            if "model.json" not in names or "arrays.npz" not in names:
+                raise ModelFormatError(
+                    f"{path!r} is not a complete hybridpot model file (needs model.json and "
+                    f"arrays.npz; found {sorted(names)}).")
+            doc = json.loads(zf.read("model.json").decode("utf-8"))
+            with np.load(io.BytesIO(zf.read("arrays.npz")), allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+    except FileNotFoundError:
+        raise
+    except ModelFormatError:
+        raise
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, ValueError,
+            OSError, KeyError, EOFError) as e:
+        raise ModelFormatError(f"{path!r} is not a readable hybridpot model file: {e}") from e
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
+        raise ModelFormatError(f"{path!r} is not a hybridpot model file (format field "
+                               f"{doc.get('format') if isinstance(doc, dict) else None!r}).")
+    version = doc.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise ModelFormatError(f"{path!r} has an invalid format_version {version!r}.")
+    if version > FORMAT_VERSION:
+        raise ModelFormatError(
+            f"{path!r} was written with model format version {version} (hybridpot "
+            f"{doc.get('hybridpot_version')}); this hybridpot reads up to version "
+            f"{FORMAT_VERSION}. Upgrade hybridpot to read it.")
+    try:
+        descriptor = descriptor_from_dict(doc["descriptor"])
+        reg_doc = doc["regressor"]
+        cls = REGRESSORS.get(reg_doc.get("class"))
+        if cls is None:
+            raise ModelFormatError(f"Unknown regressor class {reg_doc.get('class')!r}; "
+                                   f"known: {sorted(REGRESSORS)}.")
+        regressor = cls(**reg_doc.get("params", {}))
+        regressor.set_fitted_state(reg_doc.get("state", {}), arrays)
+        baseline = None if doc.get("baseline") is None else baseline_from_dict(doc["baseline"])
+        params = doc.get("params", {})
+        model = HybridPotential.from_fitted(
+            descriptor, regressor, baseline=baseline,
+            reference_energies=doc.get("reference_energies"))
+        model.weights = params.get("weights")
+        model.group_weights = params.get("group_weights")
+        model.chunk_size = params.get("chunk_size", 16)
+        model.group_names_ = tuple(params.get("group_names", ("default",)))
+        if tuple(model.species_) != tuple(doc.get("species", model.species_)):
+            raise ModelFormatError(f"{path!r}: species {doc.get('species')} do not match the "
+                                   f"descriptor's {list(model.species_)}.")
+        if "extra" in doc and hasattr(model, "_set_extra_state"):
+            model._set_extra_state(doc["extra"])
+    except ModelFormatError:
+        raise
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFormatError(f"{path!r} is an incomplete or corrupt hybridpot model: "
+                               f"{type(e).__name__}: {e}") from e
+    return model

@@ -1,0 +1,582 @@
+"""The hybrid potential ``E = E_EP + sum_i (e0[Z_i] + eps(X_i, Z_i; w))`` and its ASE calculator."""
+
+from __future__ import annotations
+
+import numbers
+import time
+
+import numpy as np
+from ase.calculators.calculator import Calculator, all_changes
+from sklearn.base import BaseEstimator, clone
+
+from ._exceptions import (InvalidParameterError, InvalidStructureError, MissingLabelsError,
+                          NotFittedError)
+from ._labels import get_labels, matrix_to_voigt
+from ._validation import check_int, species_indices
+from .regression._base import KINDS, BatchSource, StructureBatch
+
+__all__ = ["HybridPotential", "HybridCalculator"]
+
+DEFAULT_WEIGHTS = {"energy": 1.0, "forces": 1.0, "stress": 0.1}
+
+
+def _as_structure_list(structures, name="structures"):
+    from ase import Atoms
+
+    if isinstance(structures, Atoms):
+        return [structures]
+    try:
+        out = list(structures)
+    except TypeError:
+        raise InvalidParameterError(
+            f"The '{name}' argument must be a list of ase.Atoms. "
+            f"Got {type(structures).__name__} instead.") from None
+    for k, a in enumerate(out):
+        if not isinstance(a, Atoms):
+            raise InvalidParameterError(
+                f"The '{name}' argument must be a list of ase.Atoms; item {k} is a "
+                f"{type(a).__name__}.")
+    if not out:
+        raise InvalidParameterError(f"The '{name}' argument must not be empty.")
+    return out
+
+
+def _volume(atoms):
+    return float(atoms.get_volume()) if np.all(atoms.pbc) else np.nan
+
+
+class _Prepared:
+    """Per-structure residual labels and metadata of a training set (small: no descriptors)."""
+
+    def __init__(self, structures, species_idx, energy, forces, stress, weights, group,
+                 group_names):
+        self.structures = structures
+        self.species_idx = species_idx
+        self.energy = energy
+        self.forces = forces
+        self.stress = stress
+        self.weights = weights
+        self.group = group
+        self.group_names = group_names
+
+
+class HybridPotential(BaseEstimator):
+    r"""An empirical baseline plus a machine-learned correction, fitted to DFT residuals.
+
+    .. math::
+
+        E(\mathbf r) = E_\mathrm{EP}(\mathbf r) + \sum_i \big(e_0[Z_i]
+                       + \varepsilon(\mathbf d_i(\mathbf r), Z_i; \mathbf w)\big)
+
+    The regressor is fitted to ``y_DFT - y_EP - sum_i e0[Z_i]`` for energies, forces
+    (``F = -dE/dr``) and stresses (``(1/V) dE/d eps``, ASE sign); forces and stress at
+    prediction time come from the descriptor adjoint (``descriptor.backward``), never from a
+    dense Jacobian.
+
+    Parameters
+    ----------
+    descriptor : hybridpot.descriptors.Descriptor
+        Per-atom environment descriptor; its ``species`` list defines the model's elements.
+    regressor : hybridpot.regression.Regressor
+        Model of the per-atom ML energy (cloned at ``fit``).
+    baseline : hybridpot.baselines.Baseline or None, default=None
+        Empirical potential; ``None`` is a zero baseline (pure ML).
+    weights : dict, optional
+        Weight of the squared residuals of each label kind, keys ``"energy"`` (per-atom
+        energies, eV/atom), ``"forces"`` (eV/Å) and ``"stress"`` (eV/Å³). Default
+        ``{"energy": 1.0, "forces": 1.0, "stress": 0.1}``; a missing key means 1.
+    group_weights : dict, optional
+        Extra factor per ``atoms.info["config_type"]`` group: ``{"Surface": 2.0}`` scales every
+        kind, ``{"Surface": {"forces": 0.5}}`` one kind.
+    reference_energies : "fit", dict or None, default="fit"
+        Per-element reference energies ``e0`` (eV/atom): fitted by least squares on the
+        composition of the training energies after the baseline, given as a dict, or zero.
+    chunk_size : int, default=16
+        Structures per descriptor batch: peak memory scales with the Jacobian of one chunk.
+    n_workers : int, default=1
+        Processes for descriptor and design-matrix computation (Dask; see
+        :mod:`hybridpot.parallel`). 1 computes in this process.
+    verbose : bool, default=False
+        Progress bars (tqdm) over structures.
+
+    Attributes
+    ----------
+    species_ : tuple of str
+    reference_energies_ : dict of str to float
+        eV/atom.
+    regressor_ : Regressor
+        The fitted regressor.
+    group_names_ : tuple of str
+    fit_time_ : float
+        Wall time of :meth:`fit`, s.
+    """
+
+    def __init__(self, descriptor=None, regressor=None, baseline=None, weights=None, *,
+                 group_weights=None, reference_energies="fit", chunk_size=16, n_workers=1,
+                 verbose=False):
+        self.descriptor = descriptor
+        self.regressor = regressor
+        self.baseline = baseline
+        self.weights = weights
+        self.group_weights = group_weights
+        self.reference_energies = reference_energies
+        self.chunk_size = chunk_size
+        self.n_workers = n_workers
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ validation helpers
+    def _validate(self):
+        from .descriptors._base import Descriptor
+        from .regression._base import Regressor
+
+        if not isinstance(self.descriptor, Descriptor):
+            raise InvalidParameterError(
+                "The 'descriptor' parameter of HybridPotential must be a hybridpot descriptor "
+                f"(e.g. PowerSpectrum). Got {type(self.descriptor).__name__} instead.")
+        if not isinstance(self.regressor, Regressor):
+            raise InvalidParameterError(
+                "The 'regressor' parameter of HybridPotential must be a hybridpot regressor "
+                f"(e.g. BayesianLinearRegressor). Got {type(self.regressor).__name__} instead.")
+        if self.baseline is not None and not hasattr(self.baseline, "compute"):
+            raise InvalidParameterError(
+                "The 'baseline' parameter of HybridPotential must be a hybridpot baseline or "
+                f"None. Got {type(self.baseline).__name__} instead.")
+        w = dict(DEFAULT_WEIGHTS if self.weights is None else self.weights)
+        for k, v in w.items():
+            if k not in KINDS:
+                raise InvalidParameterError(
+                    f"The 'weights' parameter of HybridPotential may only have the keys "
+                    f"{list(KINDS)}. Got {k!r} instead.")
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not v >= 0 \
+                    or not np.isfinite(v):
+                raise InvalidParameterError(
+                    f"The 'weights' parameter of HybridPotential must map to floats in "
+                    f"[0, inf). Got {k!r}: {v!r} instead.")
+        if self.group_weights is not None and not isinstance(self.group_weights, dict):
+            raise InvalidParameterError(
+                "The 'group_weights' parameter of HybridPotential must be a dict or None. "
+                f"Got {type(self.group_weights).__name__} instead.")
+        ref = self.reference_energies
+        if not (ref is None or ref == "fit" or isinstance(ref, dict)):
+            raise InvalidParameterError(
+                "The 'reference_energies' parameter of HybridPotential must be 'fit', a dict "
+                f"of element to eV/atom, or None. Got {ref!r} instead.")
+        check_int(self.chunk_size, "chunk_size", "HybridPotential", low=1)
+        check_int(self.n_workers, "n_workers", "HybridPotential", low=1)
+        self.descriptor._validate()
+        return {k: float(w.get(k, 1.0)) for k in KINDS}
+
+    def _check_fitted(self):
+        if not hasattr(self, "regressor_"):
+            raise NotFittedError(
+                "This HybridPotential is not fitted yet. Call 'fit' with a list of labelled "
+                "ase.Atoms first (or build one with HybridPotential.from_fitted / load).")
+
+    @property
+    def species(self):
+        """Element symbols of the model (those of the descriptor)."""
+        return tuple(self.descriptor.species)
+
+    # ------------------------------------------------------------------ baseline
+    def _baseline(self, atoms, forces=True, stress=True):
+        n = len(atoms)
+        if self.baseline is None:
+            return {"energy": 0.0, "energies": np.zeros(n), "forces": np.zeros((n, 3)),
+                    "stress": np.zeros(6) if np.all(atoms.pbc) else None}
+        return self.baseline.compute(atoms, forces=forces, stress=stress)
+
+    # ------------------------------------------------------------------ data preparation
+    def _prepare(self, structures, kind_weights):
+        species = tuple(self.descriptor.species)
+        n_s = len(structures)
+        sidx, energy, forces, stress = [], np.full(n_s, np.nan), [], np.full((n_s, 6), np.nan)
+        wts = {k: np.zeros(n_s) for k in KINDS}
+        groups, group_names = np.zeros(n_s, dtype=np.int64), []
+        gw = self.group_weights or {}
+        it = structures
+        if self.verbose:
+            from tqdm.auto import tqdm
+
+            it = tqdm(structures, desc="baseline", unit="structure")
+        for s, atoms in enumerate(it):
+            z = species_indices(atoms, species, "HybridPotential")
+            lab = get_labels(atoms, s)
+            need_s = lab.stress is not None
+            base = self._baseline(atoms, forces=lab.forces is not None, stress=need_s)
+            sidx.append(z)
+            if lab.energy is not None:
+                energy[s] = lab.energy - base["energy"]
+            f = np.full((len(atoms), 3), np.nan)
+            if lab.forces is not None:
+                f = lab.forces - base["forces"]
+            forces.append(f)
+            if need_s:
+                stress[s] = lab.stress - base["stress"]
+            g = str(atoms.info.get("config_type", "default"))
+            if g not in group_names:
+                group_names.append(g)
+            groups[s] = group_names.index(g)
+            gws = gw.get(g, 1.0)
+            for k in KINDS:
+                factor = gws.get(k, 1.0) if isinstance(gws, dict) else gws
+                wts[k][s] = kind_weights[k] * float(factor)
+        return _Prepared(structures, sidx, energy, forces, stress, wts, groups,
+                         tuple(group_names))
+
+    def _fit_reference_energies(self, prep):
+        species = tuple(self.descriptor.species)
+        ref = self.reference_energies
+        if ref is None:
+            return {s: 0.0 for s in species}
+        if isinstance(ref, dict):
+            unknown = set(ref) - set(species)
+            if unknown:
+                raise InvalidParameterError(
+                    f"The 'reference_energies' parameter of HybridPotential has elements "
+                    f"{sorted(unknown)} that are not in the descriptor species {list(species)}.")
+            return {s: float(ref.get(s, 0.0)) for s in species}
+        has_e = np.isfinite(prep.energy)
+        if not has_e.any():
+            return {s: 0.0 for s in species}
+        counts = np.array([np.bincount(z, minlength=len(species)) for z in prep.species_idx],
+                          dtype=float)[has_e]
+        e0, *_ = np.linalg.lstsq(counts, prep.energy[has_e], rcond=None)
+        present = counts.sum(axis=0) > 0
+        e0[~present] = 0.0
+        return {s: float(v) for s, v in zip(species, e0)}
+
+    def _batch(self, prep, ids, gradients):
+        """StructureBatch of structures ``ids`` (residual labels minus reference energies)."""
+        e0 = np.array([self.reference_energies_[s] for s in self.descriptor.species])
+        Xs, zs, st, fs, grads = [], [], [], [], []
+        pi, pj, rij, dd = [], [], [], []
+        offset = 0
+        for local, s in enumerate(ids):
+            atoms = prep.structures[s]
+            if gradients:
+                X, dX = self.descriptor.compute(atoms, gradients=True)
+                pi.append(dX.pair_i + offset)
+                pj.append(dX.pair_j + offset)
+                rij.append(dX.rij)
+                dd.append(dX.d_drij)
+            else:
+                X = self.descriptor.compute(atoms)
+            z = prep.species_idx[s]
+            Xs.append(X)
+            zs.append(z)
+            st.append(np.full(len(atoms), local, dtype=np.int64))
+            fs.append(prep.forces[s])
+            offset += len(atoms)
+        ids = np.asarray(ids, dtype=np.int64)
+        species = np.concatenate(zs)
+        structure = np.concatenate(st)
+        e_ref = np.bincount(structure, weights=e0[species], minlength=len(ids))
+        gr = None
+        if gradients:
+            from .descriptors._base import DescriptorGradients
+
+            gr = DescriptorGradients(np.concatenate(pi), np.concatenate(pj),
+                                     np.concatenate(rij), np.concatenate(dd), offset)
+        return StructureBatch(
+            X=np.concatenate(Xs), species=species, structure=structure, gradients=gr,
+            volume=np.array([_volume(prep.structures[s]) for s in ids]),
+            energy=prep.energy[ids] - e_ref, forces=np.concatenate(fs),
+            stress=prep.stress[ids], weights={k: prep.weights[k][ids] for k in KINDS},
+            group=prep.group[ids], index=ids)
+
+    def _chunks(self, n):
+        c = int(self.chunk_size)
+        return [list(range(a, min(a + c, n))) for a in range(0, n, c)]
+
+    def _batch_source(self, prep):
+        n = len(prep.structures)
+        chunks = self._chunks(n)
+        need_grad = [bool(np.isfinite(prep.stress[ids]).any()
+                          or any(np.isfinite(prep.forces[s]).any() for s in ids))
+                     for ids in chunks]
+
+        def factory():
+            seq = zip(chunks, need_grad)
+            if self.verbose:
+                from tqdm.auto import tqdm
+
+                seq = tqdm(list(seq), desc="descriptors", unit="chunk")
+            for ids, g in seq:
+                yield self._batch(prep, ids, g)
+
+        return BatchSource(factory, n_species=len(self.descriptor.species),
+                           n_features=self.descriptor.n_features,
+                           species=self.descriptor.species, group_names=prep.group_names)
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, structures, y=None):
+        """Fit the ML correction to the residual labels of ``structures``.
+
+        Parameters
+        ----------
+        structures : list of ase.Atoms
+            Training structures carrying DFT labels (``atoms.calc.results`` or
+            ``atoms.info``/``atoms.arrays``): energy (eV), forces (eV/Å) and/or stress
+            (eV/Å³). A structure may lack some kinds; one with no label is an error.
+        y : ignored
+            Present for scikit-learn compatibility (labels live on the Atoms).
+
+        Returns
+        -------
+        self
+        """
+        t0 = time.perf_counter()
+        kind_weights = self._validate()
+        structures = _as_structure_list(structures)
+        prep = self._prepare(structures, kind_weights)
+        self.species_ = tuple(self.descriptor.species)
+        self.reference_energies_ = self._fit_reference_energies(prep)
+        self.group_names_ = prep.group_names
+        source = self._batch_source(prep)
+        regressor = clone(self.regressor)
+        if int(self.n_workers) > 1:
+            from .parallel import fit_parallel
+
+            fit_parallel(self, regressor, prep, source)
+        else:
+            regressor.fit(source)
+        self.regressor_ = regressor
+        self.n_train_structures_ = len(structures)
+        self.fit_time_ = time.perf_counter() - t0
+        return self
+
+    @classmethod
+    def from_fitted(cls, descriptor, regressor, *, baseline=None, reference_energies=None,
+                    **params):
+        """A ready-to-use model from an already fitted regressor (e.g. read from LAMMPS).
+
+        Parameters
+        ----------
+        descriptor : Descriptor
+        regressor : Regressor
+            Fitted (has its fitted attributes).
+        baseline : Baseline or None
+        reference_energies : dict or None
+            Per-element e0 in eV/atom (default 0 for every element).
+        """
+        model = cls(descriptor=descriptor, regressor=regressor, baseline=baseline,
+                    reference_energies=reference_energies, **params)
+        model._validate()
+        model.species_ = tuple(descriptor.species)
+        ref = reference_energies or {}
+        model.reference_energies_ = {s: float(ref.get(s, 0.0)) for s in model.species_}
+        model.group_names_ = ("default",)
+        model.regressor_ = regressor
+        return model
+
+    # ------------------------------------------------------------------ prediction
+    def _evaluate(self, atoms, *, forces=True, stress=True, return_std=False, index=0):
+        """Energy, per-atom energies, forces, stress (and std) of one structure."""
+        species = self.species_
+        z = species_indices(atoms, species, "HybridPotential")
+        want_stress = stress and bool(np.all(atoms.pbc))
+        base = self._baseline(atoms, forces=forces, stress=want_stress)
+        e0 = np.array([self.reference_energies_[s] for s in species])[z]
+        out = {}
+        reg = self.regressor_
+        if return_std:
+            if not getattr(reg, "has_uncertainty", False):
+                raise InvalidParameterError(
+                    f"return_std=True needs a regressor with a posterior; "
+                    f"{type(reg).__name__} has none (use BayesianLinearRegressor, "
+                    f"SparseGPRegressor or NeuralNetworkRegressor(n_models>1)).")
+            need_grad = forces or want_stress
+            if need_grad:
+                X, dX = self.descriptor.compute(atoms, gradients=True)
+            else:
+                X, dX = self.descriptor.compute(atoms), None
+            n = len(atoms)
+            batch = StructureBatch(
+                X=X, species=z, structure=np.zeros(n, dtype=np.int64), gradients=dX,
+                volume=np.array([_volume(atoms)]), energy=np.full(1, np.nan),
+                forces=np.full((n, 3), np.nan), stress=np.full((1, 6), np.nan),
+                weights={}, group=np.zeros(1, dtype=np.int64), index=np.array([index]))
+            pred = reg.predict_batch(batch, return_std=True)
+            eps = reg.atomic_energy(X, z)
+            out["energy"] = base["energy"] + float(e0.sum()) + float(pred["energy"][0])
+            out["energy_std"] = float(pred["energy_std"][0])
+            out["energies"] = (base["energies"] if base["energies"] is not None else 0.0) \
+                + e0 + eps
+            if forces:
+                out["forces"] = base["forces"] + pred["forces"]
+                out["forces_std"] = pred["forces_std"]
+            if want_stress:
+                out["stress"] = base["stress"] + pred["stress"][0]
+                out["stress_std"] = pred["stress_std"][0]
+            return out
+        X = self.descriptor.compute(atoms)
+        if forces or want_stress:
+            eps, dE_dX = reg.atomic_energy_gradient(X, z)
+            dE_dr, dE_deps = self.descriptor.backward(atoms, dE_dX)
+        else:
+            eps = reg.atomic_energy(X, z)
+        energies = e0 + eps
+        out["energy"] = base["energy"] + float(energies.sum())
+        out["energies"] = energies + (base["energies"] if base["energies"] is not None
+                                      else 0.0)
+        if forces:
+            out["forces"] = base["forces"] - dE_dr
+        if want_stress:
+            out["stress"] = base["stress"] + matrix_to_voigt(dE_deps) / atoms.get_volume()
+        return out
+
+    def _evaluate_many(self, structures, **kw):
+        self._check_fitted()
+        structures = _as_structure_list(structures)
+        it = enumerate(structures)
+        if self.verbose:
+            from tqdm.auto import tqdm
+
+            it = tqdm(list(it), desc="predict", unit="structure")
+        return [self._evaluate(a, index=k, **kw) for k, a in it]
+
+    def predict(self, structures, return_std=False):
+        """Total energies.
+
+        Parameters
+        ----------
+        structures : list of ase.Atoms (or one Atoms)
+        return_std : bool, default=False
+            Also return the predictive standard deviation (needs a regressor with a
+            posterior).
+
+        Returns
+        -------
+        energy : ndarray, shape (n_structures,)
+            eV.
+        energy_std : ndarray, shape (n_structures,)
+            eV, only with ``return_std``.
+        """
+        res = self._evaluate_many(structures, forces=False, stress=False,
+                                  return_std=return_std)
+        e = np.array([r["energy"] for r in res])
+        if return_std:
+            return e, np.array([r["energy_std"] for r in res])
+        return e
+
+    def predict_forces(self, structures, return_std=False):
+        """Forces ``-dE/dr``: list of arrays of shape (n_atoms, 3), eV/Å (and their std)."""
+        res = self._evaluate_many(structures, forces=True, stress=False,
+                                  return_std=return_std)
+        f = [r["forces"] for r in res]
+        if return_std:
+            return f, [r["forces_std"] for r in res]
+        return f
+
+    def predict_stress(self, structures, return_std=False):
+        """ASE stress (Voigt xx, yy, zz, yz, xz, xy), shape (n_structures, 6), eV/Å³.
+
+        Rows of structures that are not periodic in 3-D are NaN.
+        """
+        res = self._evaluate_many(structures, forces=False, stress=True,
+                                  return_std=return_std)
+        nan = np.full(6, np.nan)
+        s = np.array([r.get("stress", nan) for r in res])
+        if return_std:
+            return s, np.array([r.get("stress_std", nan) for r in res])
+        return s
+
+    def evaluate(self, structures):
+        """Errors against the labels of ``structures``.
+
+        Returns
+        -------
+        dict
+            ``energy_mae``/``energy_rmse`` (eV/atom), ``force_mae``/``force_rmse`` (eV/Å, per
+            component), ``stress_mae``/``stress_rmse`` (eV/Å³, per Voigt component) over the
+            structures carrying each label kind (NaN when none), and ``n_structures``.
+        """
+        structures = _as_structure_list(structures)
+        res = self._evaluate_many(structures, forces=True, stress=True)
+        de, df, ds = [], [], []
+        for k, (a, r) in enumerate(zip(structures, res)):
+            lab = get_labels(a, k)
+            if lab.energy is not None:
+                de.append((r["energy"] - lab.energy) / len(a))
+            if lab.forces is not None:
+                df.append((r["forces"] - lab.forces).ravel())
+            if lab.stress is not None and "stress" in r:
+                ds.append(r["stress"] - lab.stress)
+
+        def stats(v):
+            if not v:
+                return np.nan, np.nan
+            v = np.concatenate([np.atleast_1d(x) for x in v])
+            return float(np.mean(np.abs(v))), float(np.sqrt(np.mean(v ** 2)))
+
+        out = {"n_structures": len(structures)}
+        for name, v in (("energy", de), ("force", df), ("stress", ds)):
+            out[f"{name}_mae"], out[f"{name}_rmse"] = stats(v)
+        return out
+
+    def score(self, structures, y=None):
+        """Negative ``energy_rmse`` (eV/atom) plus ``force_rmse`` (eV/Å): higher is better.
+
+        Kinds absent from ``structures`` are left out.  Used by ``GridSearchCV`` and
+        ``cross_val_score``.
+        """
+        m = self.evaluate(structures)
+        return -float(np.nansum([m["energy_rmse"], m["force_rmse"]]))
+
+    # ------------------------------------------------------------------ ASE and files
+    def calculator(self, *, uncertainty=False):
+        """An ASE calculator for this fitted model (see :class:`HybridCalculator`)."""
+        self._check_fitted()
+        return HybridCalculator(self, uncertainty=uncertainty)
+
+    def save(self, path):
+        """Write the fitted model as versioned JSON + npz (see :mod:`hybridpot.io.model`)."""
+        from .io.model import save_model
+
+        save_model(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """Read a model written by :meth:`save`; never executes code from the file."""
+        from .io.model import load_model
+
+        return load_model(path)
+
+
+class HybridCalculator(Calculator):
+    """ASE calculator of a fitted :class:`HybridPotential`.
+
+    ``implemented_properties``: energy, free_energy (= energy), energies (per atom), forces
+    and stress (3-D periodic cells only); with ``uncertainty=True`` the results also hold
+    ``energy_std`` (eV), ``forces_std`` (eV/Å, (n_atoms, 3)) and ``stress_std`` (eV/Å³) from
+    the regressor's posterior.  Forces and stress come from the descriptor adjoint.
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+
+    def __init__(self, model, *, uncertainty=False, **kwargs):
+        if kwargs:
+            raise InvalidParameterError(
+                f"HybridCalculator takes no parameters besides the model and 'uncertainty'. "
+                f"Got {sorted(kwargs)} instead.")
+        super().__init__()
+        self.model = model
+        self.uncertainty = bool(uncertainty)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        a = self.atoms
+        want_stress = "stress" in properties
+        if want_stress and not np.all(a.pbc):
+            from ase.calculators.calculator import PropertyNotImplementedError
+
+            raise PropertyNotImplementedError("stress needs a cell periodic in 3-D")
+        r = self.model._evaluate(a, forces=True, stress=bool(np.all(a.pbc)),
+                                 return_std=self.uncertainty)
+        self.results = {"energy": r["energy"], "free_energy": r["energy"],
+                        "energies": np.asarray(r["energies"]), "forces": r["forces"]}
+        if "stress" in r:
+            self.results["stress"] = r["stress"]
+        for k in ("energy_std", "forces_std", "stress_std"):
+            if k in r:
+                self.results[k] = r[k]
