@@ -1,0 +1,678 @@
+"""Atom-centred symmetry functions: Behler-Parrinello G2/G4 and the ANI modified angular terms.
+
+All loops over pairs and neighbour-pair triples are numba kernels (``@njit(cache=True)``); the
+adjoint (:meth:`ACSF.backward`) accumulates ``dE/d r_ij`` per triple without forming the
+Jacobian.  Every derivative is expressed through the pair vectors ``r_ij`` of the centre atom
+``i`` (the three-body distance uses ``r_jk = r_ik - r_ij``), as the Jacobian layout of
+:mod:`hybridpot.descriptors._base` requires.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from numba import njit
+
+from .._exceptions import InvalidParameterError
+from .._validation import check_choice, check_float
+from ._base import Descriptor, register_descriptor
+
+__all__ = ["ACSF"]
+
+#: TorchANI's factor in ``theta = arccos(0.95 cos(theta_ijk))`` (finite derivative at 0 and pi)
+ANI_COS_SCALE = 0.95
+
+# ANI-1x reference grids (Smith, Isayev, Roitberg 2017; TorchANI ``ani1x`` constants), for the
+# radial cutoff 5.2 Å and the angular cutoff 3.5 Å; the defaults below rescale them.
+_ANI_RC_R, _ANI_RC_A = 5.2, 3.5
+_ANI_ETA_R, _ANI_ETA_A, _ANI_ZETA = 16.0, 8.0, 32.0
+_ANI_N_SHF_R, _ANI_N_SHF_A, _ANI_N_SHF_Z = 16, 4, 8
+_ANI_SHF_START = 0.9
+
+
+# ----------------------------------------------------------------------------------------------
+# numba kernels
+# ----------------------------------------------------------------------------------------------
+@njit(cache=True)
+def _cutoff(r, rc):
+    """Cosine cutoff ``f_c(r) = 0.5 (cos(pi r / rc) + 1)`` for r < rc, else 0; and ``f_c'``."""
+    if r >= rc:
+        return 0.0, 0.0
+    a = np.pi / rc
+    return 0.5 * (np.cos(a * r) + 1.0), -0.5 * a * np.sin(a * r)
+
+
+@njit(cache=True)
+def _radial_forward(offsets, D, d, sp_j, etas, shifts, rc, X, d_drij, gradients):
+    """G2 terms: ``X[i, b*G + g] += exp(-eta_g (R - Rs_g)^2) f_c(R)`` for neighbours of species b.
+
+    ``etas``/``shifts`` are the flattened radial grid (length G).  Writes ``d_drij`` when
+    ``gradients``.
+    """
+    n_atoms = offsets.shape[0] - 1
+    G = etas.shape[0]
+    for i in range(n_atoms):
+        for p in range(offsets[i], offsets[i + 1]):
+            r = d[p]
+            if r >= rc:
+                continue
+            fc, dfc = _cutoff(r, rc)
+            base = sp_j[p] * G
+            ux = D[p, 0] / r
+            uy = D[p, 1] / r
+            uz = D[p, 2] / r
+            for g in range(G):
+                x = r - shifts[g]
+                e = np.exp(-etas[g] * x * x)
+                X[i, base + g] += e * fc
+                if gradients:
+                    dv = e * (dfc - 2.0 * etas[g] * x * fc)
+                    d_drij[p, 0, base + g] += dv * ux
+                    d_drij[p, 1, base + g] += dv * uy
+                    d_drij[p, 2, base + g] += dv * uz
+
+
+@njit(cache=True)
+def _radial_backward(offsets, D, d, sp_j, etas, shifts, rc, W, g_out):
+    """Adjoint of :func:`_radial_forward`: ``g_out[p] += sum_f W[i, f] dX[i, f]/d r_ij[p]``."""
+    n_atoms = offsets.shape[0] - 1
+    G = etas.shape[0]
+    for i in range(n_atoms):
+        for p in range(offsets[i], offsets[i + 1]):
+            r = d[p]
+            if r >= rc:
+                continue
+            fc, dfc = _cutoff(r, rc)
+            base = sp_j[p] * G
+            s = 0.0
+            for g in range(G):
+                x = r - shifts[g]
+                e = np.exp(-etas[g] * x * x)
+                s += W[i, base + g] * e * (dfc - 2.0 * etas[g] * x * fc)
+            s /= r
+            g_out[p, 0] += s * D[p, 0]
+            g_out[p, 1] += s * D[p, 1]
+            g_out[p, 2] += s * D[p, 2]
+
+
+@njit(cache=True)
+def _angular_neighbours(offsets, d, i, rca, idx):
+    """Fill ``idx`` with the pairs of centre ``i`` closer than ``rca``; return their number."""
+    cnt = 0
+    for p in range(offsets[i], offsets[i + 1]):
+        if d[p] < rca:
+            idx[cnt] = p
+            cnt += 1
+    return cnt
+
+
+@njit(cache=True)
+def _ani_triple(D, d, p, q, rca, r_eta, r_shift, a_zeta, a_tshift, R, dRj, dRk, A, dA):
+    """Factors of the ANI angular term for pairs ``p`` (j) and ``q`` (k) of one centre.
+
+    Fills ``R[m] = exp(-eta ((Rij+Rik)/2 - Rs)^2) f_c(Rij) f_c(Rik)`` and its partial
+    derivatives in Rij, Rik; ``A[u] = 2^(1-zeta) (1 + cos(theta' - theta_s))^zeta`` and
+    ``dA[u] = dA/d cos(theta_ijk)`` with ``theta' = arccos(0.95 cos theta_ijk)``.
+    Returns ``cos theta_ijk``.
+    """
+    rij, rik = d[p], d[q]
+    cos = (D[p, 0] * D[q, 0] + D[p, 1] * D[q, 1] + D[p, 2] * D[q, 2]) / (rij * rik)
+    if cos > 1.0:
+        cos = 1.0
+    elif cos < -1.0:
+        cos = -1.0
+    fj, dfj = _cutoff(rij, rca)
+    fk, dfk = _cutoff(rik, rca)
+    ravg = 0.5 * (rij + rik)
+    for m in range(r_eta.shape[0]):
+        x = ravg - r_shift[m]
+        e = np.exp(-r_eta[m] * x * x)
+        R[m] = e * fj * fk
+        t = -r_eta[m] * x * fj * fk
+        dRj[m] = e * (t + dfj * fk)
+        dRk[m] = e * (t + fj * dfk)
+    c = ANI_COS_SCALE * cos
+    theta = np.arccos(c)
+    dtheta_dcos = -ANI_COS_SCALE / np.sqrt(1.0 - c * c)
+    for u in range(a_zeta.shape[0]):
+        z = a_zeta[u]
+        pref = 2.0 ** (1.0 - z)
+        base = 1.0 + np.cos(theta - a_tshift[u])
+        bz1 = base ** (z - 1.0)
+        A[u] = pref * bz1 * base
+        dA[u] = -pref * z * bz1 * np.sin(theta - a_tshift[u]) * dtheta_dcos
+    return cos
+
+
+@njit(cache=True)
+def _bp_triple(D, d, p, q, rca, r_eta, a_zeta, a_lambda, R, cj, cjk, ck, ckj, A, dA):
+    """Factors of the BP G4 term for pairs ``p`` (j) and ``q`` (k), both orders j<->k summed.
+
+    ``R[m] = 2 exp(-eta (Rij^2 + Rik^2 + Rjk^2)) f_c(Rij) f_c(Rik) f_c(Rjk)`` (the 2 counts the
+    ordered pairs (j, k) and (k, j)); ``dR/d r_ij = cj[m] r_ij + cjk[m] r_jk`` and
+    ``dR/d r_ik = ck[m] r_ik + ckj[m] r_jk`` with ``r_jk = r_ik - r_ij``;
+    ``A[u] = 2^(1-zeta) (1 + lambda cos)^zeta``, ``dA[u] = dA/d cos``.
+    Returns ``(cos theta_ijk, Rjk)``; ``Rjk >= rca`` means the term vanishes (nothing filled).
+    """
+    jx = D[q, 0] - D[p, 0]
+    jy = D[q, 1] - D[p, 1]
+    jz = D[q, 2] - D[p, 2]
+    rjk = np.sqrt(jx * jx + jy * jy + jz * jz)
+    if rjk >= rca:
+        return 0.0, rjk
+    rij, rik = d[p], d[q]
+    cos = (D[p, 0] * D[q, 0] + D[p, 1] * D[q, 1] + D[p, 2] * D[q, 2]) / (rij * rik)
+    if cos > 1.0:
+        cos = 1.0
+    elif cos < -1.0:
+        cos = -1.0
+    fj, dfj = _cutoff(rij, rca)
+    fk, dfk = _cutoff(rik, rca)
+    fl, dfl = _cutoff(rjk, rca)
+    F = fj * fk * fl
+    s2 = rij * rij + rik * rik + rjk * rjk
+    aj = dfj * fk * fl / rij
+    ak = fj * dfk * fl / rik
+    al = fj * fk * dfl / rjk
+    for m in range(r_eta.shape[0]):
+        eta = r_eta[m]
+        e2 = 2.0 * np.exp(-eta * s2)
+        R[m] = e2 * F
+        cj[m] = e2 * (-2.0 * eta * F + aj)
+        cjk[m] = e2 * (2.0 * eta * F - al)
+        ck[m] = e2 * (-2.0 * eta * F + ak)
+        ckj[m] = e2 * (-2.0 * eta * F + al)
+    for u in range(a_zeta.shape[0]):
+        z = a_zeta[u]
+        lam = a_lambda[u]
+        pref = 2.0 ** (1.0 - z)
+        base = 1.0 + lam * cos
+        if base < 0.0:
+            base = 0.0
+        bz1 = base ** (z - 1.0)
+        A[u] = pref * bz1 * base
+        dA[u] = pref * z * lam * bz1
+    return cos, rjk
+
+
+@njit(cache=True)
+def _ani_forward(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, r_shift, a_zeta,
+                 a_tshift, max_nb, X, d_drij, gradients):
+    """ANI angular block: ``X[i, col0 + pair(b, c) * M*U + m*U + u] += R[m] A[u]`` over j<k."""
+    n_atoms = offsets.shape[0] - 1
+    M = r_eta.shape[0]
+    U = a_zeta.shape[0]
+    idx = np.empty(max_nb, dtype=np.int64)
+    R = np.empty(M)
+    dRj = np.empty(M)
+    dRk = np.empty(M)
+    A = np.empty(U)
+    dA = np.empty(U)
+    gj = np.empty(3)
+    gk = np.empty(3)
+    for i in range(n_atoms):
+        cnt = _angular_neighbours(offsets, d, i, rca, idx)
+        for a in range(cnt):
+            p = idx[a]
+            for b in range(a + 1, cnt):
+                q = idx[b]
+                cos = _ani_triple(D, d, p, q, rca, r_eta, r_shift, a_zeta, a_tshift,
+                                  R, dRj, dRk, A, dA)
+                base = col0 + pair_table[sp_j[p], sp_j[q]] * M * U
+                for m in range(M):
+                    for u in range(U):
+                        X[i, base + m * U + u] += R[m] * A[u]
+                if not gradients:
+                    continue
+                rij, rik = d[p], d[q]
+                for c in range(3):
+                    uj = D[p, c] / rij
+                    uk = D[q, c] / rik
+                    gj[c] = (uk - cos * uj) / rij   # d cos / d r_ij
+                    gk[c] = (uj - cos * uk) / rik   # d cos / d r_ik
+                for m in range(M):
+                    for u in range(U):
+                        f = base + m * U + u
+                        for c in range(3):
+                            d_drij[p, c, f] += dRj[m] * A[u] * D[p, c] / rij + R[m] * dA[u] * gj[c]
+                            d_drij[q, c, f] += dRk[m] * A[u] * D[q, c] / rik + R[m] * dA[u] * gk[c]
+
+
+@njit(cache=True)
+def _ani_backward(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, r_shift, a_zeta,
+                  a_tshift, max_nb, W, g_out):
+    """Adjoint of :func:`_ani_forward` (accumulates into ``g_out``, shape (n_pairs, 3))."""
+    n_atoms = offsets.shape[0] - 1
+    M = r_eta.shape[0]
+    U = a_zeta.shape[0]
+    idx = np.empty(max_nb, dtype=np.int64)
+    R = np.empty(M)
+    dRj = np.empty(M)
+    dRk = np.empty(M)
+    A = np.empty(U)
+    dA = np.empty(U)
+    for i in range(n_atoms):
+        cnt = _angular_neighbours(offsets, d, i, rca, idx)
+        for a in range(cnt):
+            p = idx[a]
+            for b in range(a + 1, cnt):
+                q = idx[b]
+                cos = _ani_triple(D, d, p, q, rca, r_eta, r_shift, a_zeta, a_tshift,
+                                  R, dRj, dRk, A, dA)
+                base = col0 + pair_table[sp_j[p], sp_j[q]] * M * U
+                sj = 0.0   # sum_f W_f dR/dRij A
+                sk = 0.0   # sum_f W_f dR/dRik A
+                sc = 0.0   # sum_f W_f R dA/dcos
+                for m in range(M):
+                    wa = 0.0
+                    wda = 0.0
+                    for u in range(U):
+                        w = W[i, base + m * U + u]
+                        wa += w * A[u]
+                        wda += w * dA[u]
+                    sj += dRj[m] * wa
+                    sk += dRk[m] * wa
+                    sc += R[m] * wda
+                rij, rik = d[p], d[q]
+                for c in range(3):
+                    uj = D[p, c] / rij
+                    uk = D[q, c] / rik
+                    g_out[p, c] += sj * uj + sc * (uk - cos * uj) / rij
+                    g_out[q, c] += sk * uk + sc * (uj - cos * uk) / rik
+
+
+@njit(cache=True)
+def _bp_forward(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, a_zeta, a_lambda, max_nb,
+                X, d_drij, gradients):
+    """BP G4 block: ``X[i, col0 + pair(b, c) * M*U + m*U + u] += R[m] A[u]`` over j != k."""
+    n_atoms = offsets.shape[0] - 1
+    M = r_eta.shape[0]
+    U = a_zeta.shape[0]
+    idx = np.empty(max_nb, dtype=np.int64)
+    R = np.empty(M)
+    cj = np.empty(M)
+    cjk = np.empty(M)
+    ck = np.empty(M)
+    ckj = np.empty(M)
+    A = np.empty(U)
+    dA = np.empty(U)
+    gj = np.empty(3)
+    gk = np.empty(3)
+    vjk = np.empty(3)
+    for i in range(n_atoms):
+        cnt = _angular_neighbours(offsets, d, i, rca, idx)
+        for a in range(cnt):
+            p = idx[a]
+            for b in range(a + 1, cnt):
+                q = idx[b]
+                cos, rjk = _bp_triple(D, d, p, q, rca, r_eta, a_zeta, a_lambda,
+                                      R, cj, cjk, ck, ckj, A, dA)
+                if rjk >= rca:
+                    continue
+                base = col0 + pair_table[sp_j[p], sp_j[q]] * M * U
+                for m in range(M):
+                    for u in range(U):
+                        X[i, base + m * U + u] += R[m] * A[u]
+                if not gradients:
+                    continue
+                rij, rik = d[p], d[q]
+                for c in range(3):
+                    uj = D[p, c] / rij
+                    uk = D[q, c] / rik
+                    gj[c] = (uk - cos * uj) / rij
+                    gk[c] = (uj - cos * uk) / rik
+                    vjk[c] = D[q, c] - D[p, c]
+                for m in range(M):
+                    for u in range(U):
+                        f = base + m * U + u
+                        for c in range(3):
+                            d_drij[p, c, f] += (A[u] * (cj[m] * D[p, c] + cjk[m] * vjk[c])
+                                                + R[m] * dA[u] * gj[c])
+                            d_drij[q, c, f] += (A[u] * (ck[m] * D[q, c] + ckj[m] * vjk[c])
+                                                + R[m] * dA[u] * gk[c])
+
+
+@njit(cache=True)
+def _bp_backward(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, a_zeta, a_lambda, max_nb,
+                 W, g_out):
+    """Adjoint of :func:`_bp_forward` (accumulates into ``g_out``, shape (n_pairs, 3))."""
+    n_atoms = offsets.shape[0] - 1
+    M = r_eta.shape[0]
+    U = a_zeta.shape[0]
+    idx = np.empty(max_nb, dtype=np.int64)
+    R = np.empty(M)
+    cj = np.empty(M)
+    cjk = np.empty(M)
+    ck = np.empty(M)
+    ckj = np.empty(M)
+    A = np.empty(U)
+    dA = np.empty(U)
+    for i in range(n_atoms):
+        cnt = _angular_neighbours(offsets, d, i, rca, idx)
+        for a in range(cnt):
+            p = idx[a]
+            for b in range(a + 1, cnt):
+                q = idx[b]
+                cos, rjk = _bp_triple(D, d, p, q, rca, r_eta, a_zeta, a_lambda,
+                                      R, cj, cjk, ck, ckj, A, dA)
+                if rjk >= rca:
+                    continue
+                base = col0 + pair_table[sp_j[p], sp_j[q]] * M * U
+                sj = 0.0
+                sjk = 0.0
+                sk = 0.0
+                skj = 0.0
+                sc = 0.0
+                for m in range(M):
+                    wa = 0.0
+                    wda = 0.0
+                    for u in range(U):
+                        w = W[i, base + m * U + u]
+                        wa += w * A[u]
+                        wda += w * dA[u]
+                    sj += cj[m] * wa
+                    sjk += cjk[m] * wa
+                    sk += ck[m] * wa
+                    skj += ckj[m] * wa
+                    sc += R[m] * wda
+                rij, rik = d[p], d[q]
+                for c in range(3):
+                    uj = D[p, c] / rij
+                    uk = D[q, c] / rik
+                    v = D[q, c] - D[p, c]
+                    g_out[p, c] += sj * D[p, c] + sjk * v + sc * (uk - cos * uj) / rij
+                    g_out[q, c] += sk * D[q, c] + skj * v + sc * (uj - cos * uk) / rik
+
+
+# ----------------------------------------------------------------------------------------------
+# parameter checks
+# ----------------------------------------------------------------------------------------------
+def _check_grid(value, name, owner, *, low, high=None, low_inclusive=False,
+                high_inclusive=False, integer_choices=None):
+    """Validate a non-empty 1-D grid of finite reals; return it as a float64 array."""
+    if integer_choices is not None:
+        allowed = f"values in {{{', '.join(str(c) for c in integer_choices)}}}"
+    else:
+        lo = f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        allowed = (f"floats in {'[' if low_inclusive else '('}{lo}, {hi}"
+                   f"{']' if high_inclusive else ')'}")
+    msg = (f"The '{name}' parameter of {owner} must be a non-empty 1-D sequence of {allowed}. "
+           f"Got {value!r} instead.")
+    if isinstance(value, (str, bytes, dict, set)) or np.ndim(value) != 1:
+        raise InvalidParameterError(msg)
+    vals = list(value)
+    if len(vals) == 0:
+        raise InvalidParameterError(msg)
+    out = np.empty(len(vals))
+    for n, v in enumerate(vals):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+            raise InvalidParameterError(msg)
+        v = float(v)
+        if integer_choices is not None:
+            if v not in integer_choices:
+                raise InvalidParameterError(msg)
+        else:
+            if not np.isfinite(v) or v < low or (v == low and not low_inclusive):
+                raise InvalidParameterError(msg)
+            if high is not None and (v > high or (v == high and not high_inclusive)):
+                raise InvalidParameterError(msg)
+        out[n] = v
+    return out
+
+
+@register_descriptor
+class ACSF(Descriptor):
+    r"""Atom-centred symmetry functions (Behler-Parrinello G2/G4, or ANI modified angular).
+
+    With the cosine cutoff :math:`f_c(R; R_c) = \tfrac12(\cos(\pi R/R_c) + 1)` for
+    :math:`R < R_c` (0 beyond; value and first derivative vanish at :math:`R_c`), the features of
+    atom :math:`i` are
+
+    *Radial* (G2), one per neighbour species :math:`b` and grid point :math:`(\eta, R_s)`:
+
+    .. math:: G^{R}_{i,b} = \sum_{j \in b} e^{-\eta (R_{ij} - R_s)^2} f_c(R_{ij}; R_c)
+
+    *Angular*, one per unordered neighbour species pair :math:`\{b, c\}` and angular grid point,
+    using neighbours within the angular cutoff :math:`R_a`; either Behler-Parrinello G4
+    (``angular="bp"``)
+
+    .. math:: G^{BP}_{i,bc} = 2^{1-\zeta} \sum_{j \ne k} (1 + \lambda\cos\theta_{ijk})^\zeta
+              e^{-\eta (R_{ij}^2 + R_{ik}^2 + R_{jk}^2)}
+              f_c(R_{ij}) f_c(R_{ik}) f_c(R_{jk})
+
+    (ordered pairs: every unordered pair counts twice; :math:`R_{jk} = |r_{ik} - r_{ij}|`), or the
+    ANI modified angular term (``angular="ani"``, Smith et al. 2017)
+
+    .. math:: G^{ANI}_{i,bc} = 2^{1-\zeta} \sum_{j < k} (1 + \cos(\theta'_{ijk} - \theta_s))^\zeta
+              e^{-\eta ((R_{ij} + R_{ik})/2 - R_s)^2} f_c(R_{ij}) f_c(R_{ik})
+
+    with :math:`\theta'_{ijk} = \arccos(0.95 \cos\theta_{ijk})`.  The factor 0.95 (as in
+    TorchANI) keeps :math:`d\theta'/d\cos\theta` finite for collinear triples, where
+    :math:`\arccos` has an infinite derivative; the feature is thus a smooth function of the
+    positions at the price of a slightly compressed angle (:math:`\theta' \in [0.100\pi,
+    0.899\pi]`).  Sums run over neighbour *pairs* of the neighbour list: periodic images of one
+    atom are distinct neighbours and :math:`j \ne k` means distinct pairs.
+
+    Parameters
+    ----------
+    species : list of str
+        Chemical symbols; their order fixes the species channels.
+    r_cut : float
+        Radial cutoff :math:`R_c` (Å).
+    radial_etas : sequence of float > 0, default=None
+        Radial widths :math:`\eta` (Å⁻²).  None: ANI-1x's 16 Å⁻² scaled to ``r_cut``,
+        ``(16 (5.2 / r_cut)^2,)``.
+    radial_shifts : sequence of float in [0, r_cut], default=None
+        Radial centres :math:`R_s` (Å).  None: ANI-1x's 16 shifts scaled to ``r_cut``,
+        ``s0 + k (r_cut - s0) / 16`` for k = 0..15 with ``s0 = 0.9 r_cut / 5.2``.
+    angular : {"ani", "bp"}, default="ani"
+        Angular term: ANI modified angular, or Behler-Parrinello G4.
+    angular_cutoff : float in (0, r_cut], default=None
+        Angular cutoff :math:`R_a` (Å).  None: ``3.5 / 5.2 * r_cut`` for ``"ani"`` (ANI-1x's
+        ratio), ``r_cut`` for ``"bp"``.
+    bp_etas : sequence of float > 0, default=None
+        G4 widths :math:`\eta` (Å⁻²).  None: ``(0.25, 1, 4) / angular_cutoff^2``.
+    bp_zetas : sequence of float >= 1, default=None
+        G4 exponents :math:`\zeta`.  None: ``(1, 4, 16)``.
+    bp_lambdas : sequence of {-1, 1}, default=(-1, 1)
+        G4 signs :math:`\lambda`.
+    ani_etas : sequence of float > 0, default=None
+        ANI angular radial widths :math:`\eta` (Å⁻²).  None: ANI-1x's 8 Å⁻² scaled to the
+        angular cutoff, ``(8 (3.5 / angular_cutoff)^2,)``.
+    ani_shifts : sequence of float in [0, angular_cutoff], default=None
+        ANI angular radial centres :math:`R_s` (Å).  None: ANI-1x's 4 shifts scaled,
+        ``s0 + k (angular_cutoff - s0) / 4``, k = 0..3, ``s0 = 0.9 angular_cutoff / 3.5``.
+    ani_zetas : sequence of float >= 1, default=None
+        ANI angular exponents :math:`\zeta`.  None: ``(32,)``.
+    ani_theta_shifts : sequence of float in [0, pi], default=None
+        ANI angle centres :math:`\theta_s` (rad).  None: ANI-1x's ``(2k + 1) pi / 16``,
+        k = 0..7.
+
+    The parameters of the angular kind not selected are validated but unused.
+
+    Notes
+    -----
+    **Feature order** (also given by :meth:`feature_labels`).  With ``S`` species, the radial
+    grid ``G = len(radial_etas) * len(radial_shifts)`` and the angular grid ``A``
+    (``len(ani_etas) * len(ani_shifts) * len(ani_zetas) * len(ani_theta_shifts)`` for ANI,
+    ``len(bp_etas) * len(bp_zetas) * len(bp_lambdas)`` for BP)::
+
+        n_features = S * G + S (S + 1) / 2 * A
+
+    Radial block first: column ``b * G + e * len(radial_shifts) + s`` (neighbour species ``b``
+    outermost, then eta, then shift).  Then the angular block: species pairs ``(b, c)`` with
+    ``b <= c`` in row-major upper-triangle order ((0,0), (0,1), ..., (0,S-1), (1,1), ...), each
+    followed by its ``A`` grid points in the order (eta, shift, zeta, theta_shift) for ANI and
+    (eta, zeta, lambda) for BP, the last index varying fastest.
+
+    With the defaults, ANI gives ``16 S + 32 S (S + 1) / 2`` features (384 for 4 species, the
+    ANI-1x AEV length), BP ``16 S + 18 S (S + 1) / 2``.
+
+    The features do not depend on the centre atom's own species (a per-element regressor
+    handles that).  Units: radial and ANI features are dimensionless counts; derivatives
+    are in Å⁻¹.
+    """
+
+    def __init__(self, *, species, r_cut, radial_etas=None, radial_shifts=None, angular="ani",
+                 angular_cutoff=None, bp_etas=None, bp_zetas=None, bp_lambdas=(-1, 1),
+                 ani_etas=None, ani_shifts=None, ani_zetas=None, ani_theta_shifts=None):
+        self.species = species
+        self.r_cut = r_cut
+        self.radial_etas = radial_etas
+        self.radial_shifts = radial_shifts
+        self.angular = angular
+        self.angular_cutoff = angular_cutoff
+        self.bp_etas = bp_etas
+        self.bp_zetas = bp_zetas
+        self.bp_lambdas = bp_lambdas
+        self.ani_etas = ani_etas
+        self.ani_shifts = ani_shifts
+        self.ani_zetas = ani_zetas
+        self.ani_theta_shifts = ani_theta_shifts
+
+    # -- validation and cached constants -------------------------------------------------------
+    def _validate(self):
+        self._check_common()
+        owner = type(self).__name__
+        rc = self._r_cut
+        check_choice(self.angular, "angular", ("ani", "bp"), owner)
+        if self.angular_cutoff is None:
+            rca = rc * _ANI_RC_A / _ANI_RC_R if self.angular == "ani" else rc
+        else:
+            rca = check_float(self.angular_cutoff, "angular_cutoff", owner, low=0.0, high=rc,
+                              high_inclusive=True)
+        self._angular_cutoff = rca
+
+        sr = rc / _ANI_RC_R
+        sa = rca / _ANI_RC_A
+        defaults = {
+            "radial_etas": np.array([_ANI_ETA_R / sr ** 2]),
+            "radial_shifts": _ANI_SHF_START * sr
+            + np.arange(_ANI_N_SHF_R) * (rc - _ANI_SHF_START * sr) / _ANI_N_SHF_R,
+            "bp_etas": np.array([0.25, 1.0, 4.0]) / rca ** 2,
+            "bp_zetas": np.array([1.0, 4.0, 16.0]),
+            "ani_etas": np.array([_ANI_ETA_A / sa ** 2]),
+            "ani_shifts": _ANI_SHF_START * sa
+            + np.arange(_ANI_N_SHF_A) * (rca - _ANI_SHF_START * sa) / _ANI_N_SHF_A,
+            "ani_zetas": np.array([_ANI_ZETA]),
+            "ani_theta_shifts": (2 * np.arange(_ANI_N_SHF_Z) + 1) * np.pi / 16,
+        }
+
+        def grid(name, **kw):
+            v = getattr(self, name)
+            if v is None and name in defaults:
+                return defaults[name]
+            return _check_grid(v, name, owner, **kw)
+
+        self._radial_etas = grid("radial_etas", low=0.0)
+        self._radial_shifts = grid("radial_shifts", low=0.0, high=rc, low_inclusive=True,
+                                   high_inclusive=True)
+        self._bp_etas = grid("bp_etas", low=0.0)
+        self._bp_zetas = grid("bp_zetas", low=1.0, low_inclusive=True)
+        self._bp_lambdas = grid("bp_lambdas", low=None, integer_choices=(-1.0, 1.0))
+        self._ani_etas = grid("ani_etas", low=0.0)
+        self._ani_shifts = grid("ani_shifts", low=0.0, high=rca, low_inclusive=True,
+                                high_inclusive=True)
+        self._ani_zetas = grid("ani_zetas", low=1.0, low_inclusive=True)
+        self._ani_theta_shifts = grid("ani_theta_shifts", low=0.0, high=np.pi,
+                                      low_inclusive=True, high_inclusive=True)
+
+        # flattened grids, in feature order
+        e, s = np.meshgrid(self._radial_etas, self._radial_shifts, indexing="ij")
+        self._g2_eta, self._g2_shift = e.ravel().copy(), s.ravel().copy()
+        if self.angular == "ani":
+            e, s = np.meshgrid(self._ani_etas, self._ani_shifts, indexing="ij")
+            self._ang_eta, self._ang_shift = e.ravel().copy(), s.ravel().copy()
+            z, t = np.meshgrid(self._ani_zetas, self._ani_theta_shifts, indexing="ij")
+            self._ang_zeta, self._ang_third = z.ravel().copy(), t.ravel().copy()
+        else:
+            self._ang_eta = self._bp_etas.copy()
+            self._ang_shift = np.zeros_like(self._ang_eta)
+            z, lam = np.meshgrid(self._bp_zetas, self._bp_lambdas, indexing="ij")
+            self._ang_zeta, self._ang_third = z.ravel().copy(), lam.ravel().copy()
+        S = len(self._species)
+        table = np.empty((S, S), dtype=np.int64)
+        n = 0
+        for b in range(S):
+            for c in range(b, S):
+                table[b, c] = table[c, b] = n
+                n += 1
+        self._pair_table = table
+
+    @property
+    def n_features(self):
+        """int: ``S * G + S (S + 1) / 2 * A`` (see the class Notes)."""
+        self._validate()
+        S = len(self._species)
+        A = self._ang_eta.shape[0] * self._ang_zeta.shape[0]
+        return S * self._g2_eta.shape[0] + S * (S + 1) // 2 * A
+
+    def feature_labels(self):
+        """Description of every column, in feature order.
+
+        Returns
+        -------
+        list of tuple
+            ``("radial", b, eta, R_s)`` for the radial block, then
+            ``("ani", (b, c), eta, R_s, zeta, theta_s)`` or ``("bp", (b, c), eta, zeta,
+            lambda)`` for the angular block; ``b``, ``c`` are species symbols (``b`` before
+            ``c`` in ``species``), ``eta`` in Å⁻², ``R_s`` in Å, ``theta_s`` in rad.
+        """
+        self._validate()
+        sp = self._species
+        out = [("radial", b, float(e), float(s))
+               for b in sp for e, s in zip(self._g2_eta, self._g2_shift)]
+        for bi in range(len(sp)):
+            for ci in range(bi, len(sp)):
+                pair = (sp[bi], sp[ci])
+                for e, s in zip(self._ang_eta, self._ang_shift):
+                    for z, t in zip(self._ang_zeta, self._ang_third):
+                        if self.angular == "ani":
+                            out.append(("ani", pair, float(e), float(s), float(z), float(t)))
+                        else:
+                            out.append(("bp", pair, float(e), float(z), int(t)))
+        return out
+
+    # -- kernels -------------------------------------------------------------------------------
+    def _common_args(self, nl, species_idx):
+        sp_j = np.ascontiguousarray(species_idx[nl.j]) if nl.n_pairs else np.zeros(0, np.int64)
+        counts = np.diff(nl.offsets)
+        max_nb = int(counts.max()) if counts.size else 0
+        D = np.ascontiguousarray(nl.D, dtype=np.float64)
+        d = np.ascontiguousarray(nl.d, dtype=np.float64)
+        offsets = np.ascontiguousarray(nl.offsets, dtype=np.int64)
+        col0 = len(self._species) * self._g2_eta.shape[0]
+        return offsets, D, d, sp_j, max_nb, col0
+
+    def _compute(self, nl, species_idx, gradients):
+        offsets, D, d, sp_j, max_nb, col0 = self._common_args(nl, species_idx)
+        F = self.n_features
+        X = np.zeros((nl.n_atoms, F))
+        d_drij = np.zeros((nl.n_pairs, 3, F) if gradients else (0, 3, F))
+        _radial_forward(offsets, D, d, sp_j, self._g2_eta, self._g2_shift, self._r_cut, X,
+                        d_drij, gradients)
+        if self.angular == "ani":
+            _ani_forward(offsets, D, d, sp_j, self._pair_table, col0, self._angular_cutoff,
+                         self._ang_eta, self._ang_shift, self._ang_zeta, self._ang_third,
+                         max_nb, X, d_drij, gradients)
+        else:
+            _bp_forward(offsets, D, d, sp_j, self._pair_table, col0, self._angular_cutoff,
+                        self._ang_eta, self._ang_zeta, self._ang_third, max_nb, X, d_drij,
+                        gradients)
+        return X, (d_drij if gradients else None)
+
+    def _backward(self, nl, species_idx, dE_dX):
+        offsets, D, d, sp_j, max_nb, col0 = self._common_args(nl, species_idx)
+        g = np.zeros((nl.n_pairs, 3))
+        W = np.ascontiguousarray(dE_dX, dtype=np.float64)
+        _radial_backward(offsets, D, d, sp_j, self._g2_eta, self._g2_shift, self._r_cut, W, g)
+        if self.angular == "ani":
+            _ani_backward(offsets, D, d, sp_j, self._pair_table, col0, self._angular_cutoff,
+                          self._ang_eta, self._ang_shift, self._ang_zeta, self._ang_third,
+                          max_nb, W, g)
+        else:
+            _bp_backward(offsets, D, d, sp_j, self._pair_table, col0, self._angular_cutoff,
+                         self._ang_eta, self._ang_zeta, self._ang_third, max_nb, W, g)
+        return g
