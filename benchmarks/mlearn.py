@@ -1,0 +1,166 @@
+"""Workload W2: accuracy on the mlearn DFT benchmark (Zuo et al. 2020).
+
+Fits every ``<El>_train.xyz`` found in ``$MLEARN_DIR/extxyz`` (default
+``../shared/data/mlearn`` beside the project) with each model below, evaluates on
+``<El>_test.xyz`` and prints, per element and model, one JSON line with ``--json``::
+
+    {"element", "model", "energy_mae_mev", "force_mae", "fit_s", "peak_mem_mb",
+     "predict_us_per_atom", "reference": {...}}
+
+Each (element, model) runs in a fresh child process so ``peak_mem_mb`` (the child's maximum
+resident set size) and ``fit_s`` are its own.  Without ``--json`` a table is printed next to
+the reference figures of ``data/mlearn/README.md``.
+
+Usage::
+
+    python benchmarks/mlearn.py --json                       # everything
+    python benchmarks/mlearn.py --elements Ni --models snap_linear --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DIR = Path(os.environ.get("MLEARN_DIR", ROOT.parent / "shared" / "data" / "mlearn"))
+
+# (energy MAE meV/atom, force MAE eV/Å) on the test sets, from ../shared/data/mlearn/README.md
+REFERENCE = {
+    "Ni": {"SNAP": (0.78, 0.038), "qSNAP": (0.78, 0.031), "GAP": (0.42, 0.02), "MTP": (0.48, 0.01)},
+    "Cu": {"SNAP": (0.53, 0.037), "qSNAP": (0.56, 0.024), "GAP": (0.46, 0.01), "MTP": (0.41, 0.01)},
+    "Mo": {"SNAP": (5.48, 0.207), "qSNAP": (2.77, 0.184), "GAP": (2.24, 0.09), "MTP": (2.83, 0.09)},
+    "Si": {"SNAP": (6.44, 0.133), "qSNAP": (3.81, 0.116), "GAP": (2.91, 0.07), "MTP": (2.21, 0.06)},
+}
+# SNAP hyperparameters of the mlearn models (rcutfac, 2Jmax) for linear and quadratic SNAP
+SNAP_PARAMS = {"Ni": ((4.1, 8), (3.8, 6)), "Cu": ((4.1, 8), (3.9, 6)),
+               "Mo": ((4.6, 6), (5.2, 6)), "Si": ((4.9, 8), (4.8, 8))}
+# cutoffs used by GAP in the paper, for the SO(3) models
+SO3_CUTOFF = {"Ni": 3.9, "Cu": 4.1, "Mo": 5.2, "Si": 5.4}
+EMT_ELEMENTS = {"Ni", "Cu", "Al", "Ag", "Au", "Pd", "Pt"}
+
+
+def _baseline(element):
+    from hybridpot.baselines import ASEBaseline, ZBL
+
+    if element in EMT_ELEMENTS:
+        from ase.calculators.emt import EMT
+
+        return ASEBaseline(EMT())
+    return ZBL(inner=1.0, outer=2.0)
+
+
+def build_model(element, name):
+    """The (unfitted) HybridPotential called ``name`` for ``element``."""
+    from hybridpot import HybridPotential
+    from hybridpot import regression as R
+    from hybridpot.descriptors import PowerSpectrum, SNAPBispectrum
+
+    sp = [element]
+    weights = {"energy": 1.0, "forces": 1.0, "stress": 0.0 if element in ("Ni", "Cu") else 0.1}
+    if name.startswith("snap"):
+        quad = name.endswith("quadratic")
+        rc, twoj = SNAP_PARAMS[element][1 if quad else 0]
+        desc = SNAPBispectrum(species=sp, twojmax=twoj, rcutfac=rc)
+        reg = R.BayesianLinearRegressor(quadratic=quad)
+        return HybridPotential(desc, reg, _baseline(element), weights)
+    rc = SO3_CUTOFF[element]
+    if name == "ps_linear":
+        desc = PowerSpectrum(species=sp, r_cut=rc, n_max=8, l_max=6)
+        return HybridPotential(desc, R.BayesianLinearRegressor(), _baseline(element), weights)
+    if name == "ps_quadratic":
+        desc = PowerSpectrum(species=sp, r_cut=rc, n_max=5, l_max=4)
+        return HybridPotential(desc, R.BayesianLinearRegressor(quadratic=True),
+                               _baseline(element), weights)
+    if name == "ps_gp":
+        desc = PowerSpectrum(species=sp, r_cut=rc, n_max=8, l_max=6)
+        return HybridPotential(desc, R.SparseGPRegressor(n_sparse=1000, random_state=0),
+                               _baseline(element), weights)
+    if name == "ps_nn":
+        desc = PowerSpectrum(species=sp, r_cut=rc, n_max=6, l_max=4)
+        return HybridPotential(desc, R.NeuralNetworkRegressor(n_models=3, random_state=0),
+                               _baseline(element), weights)
+    raise SystemExit(f"unknown model {name!r}; known: {MODELS}")
+
+
+MODELS = ["snap_linear", "snap_quadratic", "ps_linear", "ps_quadratic", "ps_gp", "ps_nn"]
+
+
+def run_job(data_dir, element, name):
+    """Fit and evaluate one (element, model); returns the JSON record."""
+    from ase.io import read
+
+    train = read(data_dir / "extxyz" / f"{element}_train.xyz", ":")
+    test = read(data_dir / "extxyz" / f"{element}_test.xyz", ":")
+    model = build_model(element, name)
+    t0 = time.perf_counter()
+    model.fit(train)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    m = model.evaluate(test)
+    n_atoms = sum(len(a) for a in test)
+    pred_us = (time.perf_counter() - t0) / n_atoms * 1e6
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return {"element": element, "model": name, "energy_mae_mev": 1000 * m["energy_mae"],
+            "force_mae": m["force_mae"], "fit_s": fit_s, "peak_mem_mb": peak,
+            "predict_us_per_atom": pred_us, "n_train": len(train), "n_test": len(test),
+            "reference": {k: {"energy_mae_mev": v[0], "force_mae": v[1]}
+                          for k, v in REFERENCE[element].items()}}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--data", type=Path, default=DEFAULT_DIR)
+    p.add_argument("--elements", nargs="*", default=None)
+    p.add_argument("--models", nargs="*", default=None)
+    p.add_argument("--job", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.job:
+        el, name = args.job.split(":")
+        print(json.dumps(run_job(args.data, el, name)))
+        return 0
+    xyz = args.data / "extxyz"
+    if not xyz.is_dir():
+        print(json.dumps({"error": f"mlearn data not found at {args.data}"}))
+        return 0
+    elements = args.elements or sorted(p.name.split("_")[0] for p in xyz.glob("*_train.xyz"))
+    models = args.models or MODELS
+    env = dict(os.environ, OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1",
+               OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    rows = []
+    for el in elements:
+        for name in models:
+            proc = subprocess.run([sys.executable, __file__, "--data", str(args.data),
+                                   "--job", f"{el}:{name}"], capture_output=True, text=True,
+                                  env=env)
+            if proc.returncode != 0:
+                rec = {"element": el, "model": name,
+                       "error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+            else:
+                rec = json.loads(proc.stdout.strip().splitlines()[-1])
+            rows.append(rec)
+            if args.json:
+                print(json.dumps(rec), flush=True)
+    if not args.json:
+        print(f"{'El':3} {'model':15} {'E MAE meV/at':>12} {'F MAE eV/Å':>11} {'fit s':>7} "
+              f"{'mem MB':>7}   reference qSNAP / GAP (E, F)")
+        for r in rows:
+            if "error" in r:
+                print(f"{r['element']:3} {r['model']:15} error: {r['error']}")
+                continue
+            ref = REFERENCE[r["element"]]
+            print(f"{r['element']:3} {r['model']:15} {r['energy_mae_mev']:12.2f} "
+                  f"{r['force_mae']:11.3f} {r['fit_s']:7.1f} {r['peak_mem_mb']:7.0f}   "
+                  f"{ref['qSNAP']} / {ref['GAP']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
