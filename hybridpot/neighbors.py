@@ -1,13 +1,33 @@
-"""Neighbour lists.
+"""Neighbour lists (numba cell list, O(N) time and memory).
 
 :func:`neighbor_list` returns every ordered pair ``(i, j, S)`` with
 ``r_ij = r_j + S @ cell - r_i`` and ``0 < |r_ij| < r_cut`` (a full list: both ``(i, j)`` and
 ``(j, i)`` appear), periodic along the directions where ``atoms.pbc`` is True, for any triclinic
 cell, including cells smaller than the cutoff (then several images of one atom, and images of
-atom ``i`` itself, are neighbours of ``i``).  Pairs are sorted by ``i``.
+atom ``i`` itself, are neighbours of ``i``).  Pairs are sorted by ``i``, then by ``j``, then
+lexicographically by ``S``; the order is therefore canonical (it does not depend on how the
+atoms are binned or on whether their positions are wrapped into the cell).
 
-TEMPORARY: this implementation delegates to ``ase.neighborlist.neighbor_list``; the numba cell
-list replaces it (issue: core).  The returned contract does not change.
+Algorithm
+---------
+1. Build a full-rank basis ``B``: the periodic rows are the cell vectors; the non-periodic rows
+   are an orthonormal basis of the complement of the periodic vectors (so a zero or arbitrary
+   non-periodic cell vector is irrelevant, and ``S`` is always 0 along non-periodic directions).
+2. Fractional coordinates ``f = r B^-1``.  Along periodic directions they are wrapped to
+   ``[0, 1)`` with integer shifts ``n_i = floor(f_i)`` (the original positions are kept: the
+   returned ``S`` and ``r_ij`` refer to them).  Along non-periodic directions the bounding box of
+   the atoms is used.
+3. Each direction ``k`` is cut into ``nb_k`` bins of perpendicular width at least ``r_cut / 2``
+   (the perpendicular height of the cell is ``h_k = V / |a_l x a_m|``); the total number of bins
+   is capped at about twice the number of atoms, which keeps memory O(N) for dilute or huge
+   cells.  Two atoms closer than ``r_cut`` have fractional coordinates closer than
+   ``r_cut / h_k``, so their bins differ by at most ``m_k = ceil(r_cut nb_k / h_k)``; the search
+   visits the ``(2 m_k + 1)`` bin offsets per direction, each offset of a periodic direction being
+   a distinct (bin, lattice image) pair, so small cells are handled without replicating atoms.
+4. Candidate pairs are screened with the wrapped positions, then ``r_ij`` is recomputed exactly
+   from the original positions and the integer shift ``S = S' + n_i - n_j`` and tested against
+   ``r_cut``.  One pass over the atoms in index order writes into a growable buffer, so the output
+   is sorted by ``i`` without a global sort.
 """
 
 from __future__ import annotations
@@ -15,11 +35,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from ._exceptions import InvalidStructureError
 from ._validation import check_atoms, check_float
 
 __all__ = ["NeighborList", "neighbor_list"]
+
+# Bins per cutoff length along each direction (bin width >= r_cut / _BINS_PER_CUTOFF).
+_BINS_PER_CUTOFF = 2
+# Upper bound on the number of bins relative to the number of atoms (memory stays O(N)).
+_MAX_BINS_PER_ATOM = 2
+# Relative safety margin on the number of bin layers searched (rounding of fractional coords).
+_MARGIN = 1e-9
 
 
 @dataclass(frozen=True)
@@ -54,51 +82,323 @@ class NeighborList:
         return int(self.i.shape[0])
 
 
-def _ase_pairs(positions, cell, pbc, r_cut):
-    from ase import Atoms
-    from ase.neighborlist import neighbor_list as _nl
+# --------------------------------------------------------------------------------------------
+# numba kernels
+# --------------------------------------------------------------------------------------------
 
-    a = Atoms(numbers=np.ones(len(positions), dtype=int), positions=positions, cell=cell,
-              pbc=pbc)
-    i, j, D, S = _nl("ijDS", a, float(r_cut), self_interaction=False)
-    return i.astype(np.int64), j.astype(np.int64), D.astype(np.float64), S.astype(np.int64)
+@njit(cache=True)
+def _bin_sort(bin_idx, nb):
+    """Counting sort of atoms by linear bin index.
+
+    Returns ``(order, start)``: atoms of bin ``c`` are ``order[start[c]:start[c + 1]]`` (in
+    increasing atom index), with ``c = (b0 * nb1 + b1) * nb2 + b2``.
+    """
+    n = bin_idx.shape[0]
+    nbins = nb[0] * nb[1] * nb[2]
+    lin = np.empty(n, dtype=np.int64)
+    start = np.zeros(nbins + 1, dtype=np.int64)
+    for a in range(n):
+        c = (bin_idx[a, 0] * nb[1] + bin_idx[a, 1]) * nb[2] + bin_idx[a, 2]
+        lin[a] = c
+        start[c + 1] += 1
+    for c in range(nbins):
+        start[c + 1] += start[c]
+    fill = start[:-1].copy()
+    order = np.empty(n, dtype=np.int64)
+    for a in range(n):
+        c = lin[a]
+        order[fill[c]] = a
+        fill[c] += 1
+    return order, start
+
+
+@njit(cache=True)
+def _less(j, S, p, q):
+    """Whether pair ``p`` sorts before pair ``q`` by (j, S0, S1, S2)."""
+    if j[p] != j[q]:
+        return j[p] < j[q]
+    for k in range(3):
+        if S[p, k] != S[q, k]:
+            return S[p, k] < S[q, k]
+    return False
+
+
+@njit(cache=True)
+def _sort_segment(j, S, D, d, lo, hi):
+    """Insertion sort of pairs ``lo:hi`` by (j, S) in place (segments are short)."""
+    for p in range(lo + 1, hi):
+        q = p
+        while q > lo and _less(j, S, q, q - 1):
+            tj = j[q]
+            j[q] = j[q - 1]
+            j[q - 1] = tj
+            td = d[q]
+            d[q] = d[q - 1]
+            d[q - 1] = td
+            for k in range(3):
+                ts = S[q, k]
+                S[q, k] = S[q - 1, k]
+                S[q - 1, k] = ts
+                tD = D[q, k]
+                D[q, k] = D[q - 1, k]
+                D[q - 1, k] = tD
+            q -= 1
+
+
+@njit(cache=True)
+def _grow(a, new_cap):
+    out = np.empty((new_cap,) + a.shape[1:], dtype=a.dtype)
+    out[:a.shape[0]] = a
+    return out
+
+
+@njit(cache=True)
+def _cell_list_pairs(pos, pos_w, nshift, cell, bin_idx, nb, m, periodic, order, start,
+                     r_cut, r_screen, cap):
+    """All pairs ``(i, j, S)`` with ``0 < |r_j + S @ cell - r_i| < r_cut`` or ``i != j, d == 0``.
+
+    Parameters
+    ----------
+    pos : (n, 3) float64
+        Original positions (Å); ``D`` is computed from them.
+    pos_w : (n, 3) float64
+        Wrapped positions ``pos - nshift @ cell`` (Å), used to screen candidates.
+    nshift : (n, 3) int64
+        ``floor`` of the fractional coordinates along periodic directions (0 otherwise).
+    cell : (3, 3) float64
+    bin_idx : (n, 3) int64
+        Bin of each atom along each direction.
+    nb, m : (3,) int64
+        Number of bins and number of bin layers to search along each direction.
+    periodic : (3,) bool
+    order, start : from :func:`_bin_sort`.
+    r_cut : float
+        Cutoff (Å), applied to the exact ``D``.
+    r_screen : float
+        Slightly larger cutoff (Å) used on the wrapped positions.
+    cap : int
+        Initial buffer capacity (pairs); the buffer grows as needed.
+
+    Returns
+    -------
+    j : (P,) int64, S : (P, 3) int64, D : (P, 3) float64, d : (P,) float64, counts : (n,) int64
+        Pairs in order of ``i``, then ``j``, then ``S``.
+    """
+    n = pos.shape[0]
+    rc2 = r_cut * r_cut
+    rs2 = r_screen * r_screen
+    cap = max(cap, 16)
+    J = np.empty(cap, dtype=np.int64)
+    SS = np.empty((cap, 3), dtype=np.int64)
+    DD = np.empty((cap, 3), dtype=np.float64)
+    dd = np.empty(cap, dtype=np.float64)
+    counts = np.zeros(n, dtype=np.int64)
+    # positions in bin order, for contiguous reads in the inner loop
+    pw = np.empty((n, 3), dtype=np.float64)
+    for q in range(n):
+        for k in range(3):
+            pw[q, k] = pos_w[order[q], k]
+    p = 0
+    for i in range(n):
+        p0 = p
+        xi = pos_w[i, 0]
+        yi = pos_w[i, 1]
+        zi = pos_w[i, 2]
+        for o0 in range(-m[0], m[0] + 1):
+            c0 = bin_idx[i, 0] + o0
+            s0 = 0
+            if periodic[0]:
+                s0 = c0 // nb[0]
+                c0 -= s0 * nb[0]
+            elif c0 < 0 or c0 >= nb[0]:
+                continue
+            for o1 in range(-m[1], m[1] + 1):
+                c1 = bin_idx[i, 1] + o1
+                s1 = 0
+                if periodic[1]:
+                    s1 = c1 // nb[1]
+                    c1 -= s1 * nb[1]
+                elif c1 < 0 or c1 >= nb[1]:
+                    continue
+                for o2 in range(-m[2], m[2] + 1):
+                    c2 = bin_idx[i, 2] + o2
+                    s2 = 0
+                    if periodic[2]:
+                        s2 = c2 // nb[2]
+                        c2 -= s2 * nb[2]
+                    elif c2 < 0 or c2 >= nb[2]:
+                        continue
+                    c = (c0 * nb[1] + c1) * nb[2] + c2
+                    # shift of the image relative to the wrapped centre
+                    sx = s0 * cell[0, 0] + s1 * cell[1, 0] + s2 * cell[2, 0] - xi
+                    sy = s0 * cell[0, 1] + s1 * cell[1, 1] + s2 * cell[2, 1] - yi
+                    sz = s0 * cell[0, 2] + s1 * cell[1, 2] + s2 * cell[2, 2] - zi
+                    for q in range(start[c], start[c + 1]):
+                        dx = pw[q, 0] + sx
+                        dy = pw[q, 1] + sy
+                        dz = pw[q, 2] + sz
+                        if dx * dx + dy * dy + dz * dz >= rs2:
+                            continue
+                        j = order[q]
+                        t0 = s0 + nshift[i, 0] - nshift[j, 0]
+                        t1 = s1 + nshift[i, 1] - nshift[j, 1]
+                        t2 = s2 + nshift[i, 2] - nshift[j, 2]
+                        if i == j and t0 == 0 and t1 == 0 and t2 == 0:
+                            continue
+                        ex = pos[j, 0] - pos[i, 0] + t0 * cell[0, 0] + t1 * cell[1, 0] \
+                            + t2 * cell[2, 0]
+                        ey = pos[j, 1] - pos[i, 1] + t0 * cell[0, 1] + t1 * cell[1, 1] \
+                            + t2 * cell[2, 1]
+                        ez = pos[j, 2] - pos[i, 2] + t0 * cell[0, 2] + t1 * cell[1, 2] \
+                            + t2 * cell[2, 2]
+                        r2 = ex * ex + ey * ey + ez * ez
+                        if r2 >= rc2:
+                            continue
+                        if p == J.shape[0]:
+                            new_cap = 2 * J.shape[0]
+                            J = _grow(J, new_cap)
+                            SS = _grow(SS, new_cap)
+                            DD = _grow(DD, new_cap)
+                            dd = _grow(dd, new_cap)
+                        J[p] = j
+                        SS[p, 0] = t0
+                        SS[p, 1] = t1
+                        SS[p, 2] = t2
+                        DD[p, 0] = ex
+                        DD[p, 1] = ey
+                        DD[p, 2] = ez
+                        dd[p] = np.sqrt(r2)
+                        p += 1
+        counts[i] = p - p0
+        _sort_segment(J, SS, DD, dd, p0, p)
+    return J[:p].copy(), SS[:p].copy(), DD[:p].copy(), dd[:p].copy(), counts
+
+
+# --------------------------------------------------------------------------------------------
+# set-up (O(N) numpy, no loop over atoms)
+# --------------------------------------------------------------------------------------------
+
+def _full_basis(cell, pbc):
+    """Rows: periodic cell vectors; non-periodic rows: orthonormal complement of them."""
+    basis = np.array(cell, dtype=np.float64)
+    npbc = int(pbc.sum())
+    if npbc < 3:
+        if npbc == 0:
+            comp = np.eye(3)
+        else:
+            _, _, vt = np.linalg.svd(cell[pbc], full_matrices=True)
+            comp = vt[npbc:]
+        basis[~pbc] = comp
+    return basis
+
+
+def _bin_layout(n, frac, pbc, heights, r_cut):
+    """Bin counts ``nb``, searched layers ``m``, the fractional origin and width per direction."""
+    lo = np.zeros(3)
+    span = np.ones(3)  # fractional length that is binned
+    length = np.array(heights, dtype=np.float64)  # perpendicular length (Å) that is binned
+    for k in range(3):
+        if not pbc[k]:
+            lo[k] = frac[:, k].min()
+            span[k] = frac[:, k].max() - lo[k]
+            length[k] = span[k] * heights[k]
+    target = r_cut / _BINS_PER_CUTOFF
+    with np.errstate(over="ignore", invalid="ignore"):
+        nb = np.floor(np.minimum(length / target, 1e9))
+    nb = np.maximum(nb, 1.0).astype(np.int64)
+    max_bins = max(1, _MAX_BINS_PER_ATOM * n)
+    while int(np.prod(nb)) > max_bins:
+        k = int(np.argmax(nb))
+        nb[k] = max(1, int(nb[k] * 0.8))
+    m = np.zeros(3, dtype=np.int64)
+    for k in range(3):
+        if length[k] > 0:
+            m[k] = int(np.ceil(r_cut * nb[k] / length[k] * (1.0 + _MARGIN)))
+        if not pbc[k]:
+            m[k] = min(m[k], nb[k] - 1)
+    return nb, m, lo, span
+
+
+def _pairs(pos, cell, pbc, r_cut):
+    n = pos.shape[0]
+    basis = _full_basis(cell, pbc)
+    inv = np.linalg.inv(basis)
+    frac = pos @ inv
+    # perpendicular height along k = 1 / |k-th reciprocal vector| = V / |a_l x a_m|
+    heights = 1.0 / np.linalg.norm(inv, axis=0)
+    nshift = np.zeros((n, 3), dtype=np.int64)
+    if pbc.any():
+        fl = np.floor(frac[:, pbc])
+        nshift[:, pbc] = fl.astype(np.int64)
+        frac[:, pbc] -= fl
+    nb, m, lo, span = _bin_layout(n, frac, pbc, heights, r_cut)
+    safe_span = np.where(span > 0, span, 1.0)
+    bin_idx = np.floor((frac - lo) / safe_span * nb).astype(np.int64)
+    np.clip(bin_idx, 0, nb - 1, out=bin_idx)
+    pos_w = pos - nshift @ cell
+    order, start = _bin_sort(bin_idx, nb)
+    # screening radius on wrapped positions: covers their rounding error relative to pos
+    scale = np.abs(pos).max() + np.abs(cell).sum() * (1 + m.max()) + r_cut
+    r_screen = r_cut + 1e-12 * scale
+    # initial capacity from the mean density (the buffer grows if this is short)
+    volume = abs(np.linalg.det(basis)) * np.prod(np.where(pbc, 1.0, span + r_cut / heights))
+    est = n / volume * (4.0 / 3.0) * np.pi * r_cut ** 3
+    cap = int(min(1.2 * est, 4096.0) * n) + 64
+    j, S, D, d, counts = _cell_list_pairs(pos, pos_w, nshift, cell, bin_idx, nb, m, pbc, order,
+                                          start, float(r_cut), float(r_screen), cap)
+    return j, S, D, d, counts
 
 
 def neighbor_list(atoms, r_cut, *, min_distance=0.1, name="atoms", owner=None):
     """Full neighbour list of ``atoms`` within ``r_cut`` Å.
 
+    Every ordered pair ``(i, j, S)`` with ``r_ij = r_j + S @ cell - r_i`` and
+    ``0 < |r_ij| < r_cut`` is returned, with ``S`` relative to the positions as given (they need
+    not lie inside the cell).  Pairs are sorted by ``i``, then ``j``, then ``S``.  Cost and
+    memory are O(N) for a fixed density (numba cell list, see the module docstring).
+
     Parameters
     ----------
     atoms : ase.Atoms
         The structure (not modified).  Positions must be finite; a periodic cell must have
-        non-zero volume.
+        non-zero volume.  Along non-periodic directions the cell vector is ignored (it may be
+        zero).
     r_cut : float
         Cutoff radius in Å, > 0.
     min_distance : float or None, default=0.1
         Raise :class:`~hybridpot.InvalidStructureError` if two atoms (or an atom and an image)
         are closer than this (Å).  ``None`` disables the check.
+    name : str, default="atoms"
+        Name of the argument in error messages.
+    owner : str or None
+        Name of the calling class or function in error messages.
 
     Returns
     -------
     NeighborList
     """
     r_cut = check_float(r_cut, "r_cut", owner, low=0.0)
+    min_distance = check_float(min_distance, "min_distance", owner, low=0.0,
+                               low_inclusive=True, allow_none=True)
     pos, cell, pbc, _ = check_atoms(atoms, owner=owner, name=name)
     n = len(pos)
     if n == 0:
         e = np.zeros(0, dtype=np.int64)
         return NeighborList(e, e, np.zeros((0, 3)), np.zeros((0, 3), np.int64), np.zeros(0),
                             np.zeros(1, np.int64), 0)
-    i, j, D, S = _ase_pairs(pos, cell, pbc, r_cut)
-    order = np.lexsort((j, i))
-    i, j, D, S = i[order], j[order], D[order], S[order]
-    d = np.sqrt(np.einsum("pk,pk->p", D, D))
+    j, S, D, d, counts = _pairs(pos, cell, pbc, r_cut)
+    i = np.repeat(np.arange(n, dtype=np.int64), counts)
     if min_distance is not None and d.size and d.min() < min_distance:
         p = int(np.argmin(d))
         raise InvalidStructureError(
             f"The '{name}' argument{' of ' + owner if owner else ''} has atoms {i[p]} and "
             f"{j[p]} only {d[p]:.4g} Å apart (minimum allowed {min_distance:g} Å); "
             f"overlapping atoms are not a physical structure.")
+    if d.size and d.min() == 0.0:
+        # coincident distinct atoms (only reachable with min_distance None or 0): |r_ij| > 0
+        keep = d > 0.0
+        i, j, D, S, d = i[keep], j[keep], D[keep], S[keep], d[keep]
+        counts = np.bincount(i, minlength=n).astype(np.int64)
     offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(i, minlength=n), out=offsets[1:])
+    np.cumsum(counts, out=offsets[1:])
     return NeighborList(i, j, D, S, d, offsets, n)
