@@ -1,0 +1,284 @@
+"""Command line: ``hybridpot fit | evaluate | md | report | export`` driven by a TOML config.
+
+``hybridpot fit`` with no config fits the shipped aluminium GPAW data with the defaults of
+:data:`hybridpot.config.DEFAULT_CONFIG` and writes ``model.hpot`` and a report folder.
+Errors in the config, paths or data print one line to stderr and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from ._exceptions import ConfigError, HybridpotError
+
+__all__ = ["main"]
+
+
+def _progress(args):
+    # tqdm disables itself when stderr is not a TTY (disable=None); --quiet forces it off
+    return False if args.quiet else None
+
+
+def _split(structures, cfg):
+    test_paths = cfg["data"]["test"]
+    if test_paths:
+        from .config import read_structures
+
+        return structures, read_structures(test_paths, "data.test")
+    frac = float(cfg["data"]["test_fraction"])
+    if not 0.0 <= frac < 1.0:
+        raise ConfigError(f"data.test_fraction must be in [0, 1). Got {frac!r}.")
+    rng = np.random.default_rng(int(cfg["data"]["seed"]))
+    idx = rng.permutation(len(structures))
+    n_test = int(round(frac * len(structures)))
+    test = [structures[i] for i in sorted(idx[:n_test])]
+    train = [structures[i] for i in sorted(idx[n_test:])]
+    return train, test
+
+
+def _species_of(structures):
+    seen = []
+    for a in structures:
+        for s in a.get_chemical_symbols():
+            if s not in seen:
+                seen.append(s)
+    return seen
+
+
+def _load_model(path):
+    from .potential import HybridPotential
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"model file {str(p)!r} does not exist (fit one with 'hybridpot fit').")
+    return HybridPotential.load(p)
+
+
+def _print_metrics(title, m, stream=sys.stdout):
+    print(f"{title}: energy MAE {1000 * m['energy_mae']:.2f} meV/atom, "
+          f"force MAE {m['force_mae']:.4f} eV/Å, stress MAE "
+          f"{160.21766 * m['stress_mae']:.3f} GPa ({m['n_structures']} structures)",
+          file=stream)
+
+
+def cmd_fit(args, cfg):
+    from .config import build_baseline, build_descriptor, build_regressor, read_structures
+    from .potential import HybridPotential
+
+    data = read_structures(cfg["data"]["train"], "data.train")
+    train, test = _split(data, cfg)
+    species = _species_of(data)
+    fitcfg = cfg["fit"]
+    model = HybridPotential(
+        descriptor=build_descriptor(cfg, species), regressor=build_regressor(cfg),
+        baseline=build_baseline(cfg), weights=fitcfg.get("weights"),
+        group_weights=fitcfg.get("group_weights"),
+        reference_energies=fitcfg.get("reference_energies", "fit"),
+        chunk_size=fitcfg.get("chunk_size", 16), n_workers=fitcfg.get("n_workers", 1),
+        verbose=not args.quiet)
+    model.fit(train)
+    out = Path(cfg["output"]["model"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+    print(f"fitted {type(model.regressor).__name__} on {type(model.descriptor).__name__} "
+          f"({model.descriptor.n_features} features) for {species} with "
+          f"{len(train)} structures in {model.fit_time_:.1f} s -> {out}")
+    metrics = {"train": model.evaluate(train)}
+    _print_metrics("train", metrics["train"])
+    if test:
+        metrics["test"] = model.evaluate(test)
+        _print_metrics("test", metrics["test"])
+    if cfg["output"]["report"]:
+        from .report import write_report
+
+        path = write_report(model, test or train, cfg["output"]["report"],
+                            title=f"hybridpot fit: {' '.join(species)}")
+        print(f"report -> {path}")
+    return 0
+
+
+def cmd_evaluate(args, cfg):
+    from .config import read_structures
+
+    model = _load_model(args.model or cfg["output"]["model"])
+    paths = [args.data] if args.data else (cfg["data"]["test"] or cfg["data"]["train"])
+    structures = read_structures(paths, "data.test")
+    m = model.evaluate(structures)
+    if args.json:
+        print(json.dumps(m))
+    else:
+        _print_metrics("evaluate", m)
+    return 0
+
+
+def _md_structure(cfg, model):
+    from ase.build import bulk
+
+    md = cfg["md"]
+    if md["structure"] == "bulk":
+        atoms = bulk(model.species_[0], "fcc", a=float(md["lattice_constant"]), cubic=True)
+    else:
+        from ase.io import read
+
+        p = Path(md["structure"])
+        if not p.is_file():
+            raise ConfigError(f"md.structure: file {str(p)!r} does not exist.")
+        atoms = read(p)
+    reps = md["supercell"]
+    if len(reps) != 3 or not all(isinstance(r, int) and r > 0 for r in reps):
+        raise ConfigError(f"md.supercell must be three positive integers. Got {reps!r}.")
+    return atoms * tuple(reps)
+
+
+def cmd_md(args, cfg):
+    from ase import units
+    from ase.io.trajectory import Trajectory
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    model = _load_model(args.model or cfg["output"]["model"])
+    md = cfg["md"]
+    atoms = _md_structure(cfg, model)
+    atoms.calc = model.calculator()
+    rng = np.random.default_rng(int(md["seed"]))
+    T = float(md["temperature_K"])
+    MaxwellBoltzmannDistribution(atoms, temperature_K=T, rng=rng)
+    dt = float(md["timestep_fs"]) * units.fs
+    ens = md["ensemble"]
+    if ens == "nve":
+        from ase.md.verlet import VelocityVerlet
+
+        dyn = VelocityVerlet(atoms, dt)
+    elif ens == "langevin":
+        from ase.md.langevin import Langevin
+
+        dyn = Langevin(atoms, dt, temperature_K=T, friction=float(md["friction"]), rng=rng)
+    elif ens == "npt":
+        from ase.md.nptberendsen import NPTBerendsen
+
+        dyn = NPTBerendsen(atoms, dt, temperature_K=T,
+                           pressure_au=float(md.get("pressure_GPa", 0.0)) * units.GPa,
+                           taut=float(md.get("taut_fs", 100.0)) * units.fs,
+                           taup=float(md.get("taup_fs", 1000.0)) * units.fs,
+                           compressibility_au=1.0 / (100.0 * units.GPa))
+    else:
+        raise ConfigError(f"md.ensemble must be one of 'nve', 'langevin', 'npt'. Got {ens!r}.")
+    steps = int(md["steps"])
+    if steps < 0:
+        raise ConfigError(f"md.steps must be >= 0. Got {steps}.")
+    traj = Trajectory(md["trajectory"], "w", atoms) if md["trajectory"] else None
+    if traj is not None:
+        dyn.attach(traj.write, interval=10)
+    from tqdm.auto import tqdm
+
+    with tqdm(total=steps, desc="md", unit="step", disable=_progress(args)) as bar:
+        dyn.attach(lambda: bar.update(1), interval=1)
+        e0 = atoms.get_total_energy()
+        dyn.run(steps)
+    if traj is not None:
+        traj.close()
+    print(f"md ({ens}): {steps} steps of {md['timestep_fs']} fs, {len(atoms)} atoms, "
+          f"T = {atoms.get_temperature():.0f} K, total energy change "
+          f"{(atoms.get_total_energy() - e0) / len(atoms):.2e} eV/atom"
+          + (f" -> {md['trajectory']}" if traj is not None else ""))
+    return 0
+
+
+def cmd_report(args, cfg):
+    from .config import read_structures
+    from .report import write_report
+
+    model = _load_model(args.model or cfg["output"]["model"])
+    paths = [args.data] if args.data else (cfg["data"]["test"] or cfg["data"]["train"])
+    structures = read_structures(paths, "data.test")
+    path = write_report(model, structures, args.out or cfg["output"]["report"])
+    print(f"report -> {path}")
+    return 0
+
+
+def cmd_export(args, cfg):
+    from .io.lammps import write_snap
+
+    model = _load_model(args.model or cfg["output"]["model"])
+    prefix = args.prefix or cfg["export"]["prefix"]
+    Path(prefix).parent.mkdir(parents=True, exist_ok=True)
+    files = write_snap(model, prefix)
+    print("wrote " + ", ".join(str(f) for f in (files or [prefix])))
+    return 0
+
+
+COMMANDS = {"fit": cmd_fit, "evaluate": cmd_evaluate, "md": cmd_md, "report": cmd_report,
+            "export": cmd_export}
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="hybridpot", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"hybridpot {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", help="TOML config file (see hybridpot.config)")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    common.add_argument("--model", help="model file (default: output.model of the config)")
+    s = sub.add_parser("fit", parents=[common], help="fit a model (default: shipped Al data)")
+    s.add_argument("--train", help="training extxyz (overrides data.train)")
+    s.add_argument("--out", help="model file to write (overrides output.model)")
+    s = sub.add_parser("evaluate", parents=[common], help="errors of a model on labelled data")
+    s.add_argument("--data", help="labelled structures (extxyz)")
+    s.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    s = sub.add_parser("md", parents=[common], help="molecular dynamics with a model (ASE)")
+    s.add_argument("--steps", type=int, help="number of MD steps (overrides md.steps)")
+    s = sub.add_parser("report", parents=[common], help="HTML report with parity plots")
+    s.add_argument("--data", help="labelled structures (extxyz)")
+    s.add_argument("--out", help="report folder")
+    s = sub.add_parser("export", parents=[common], help="LAMMPS files of a SNAP model")
+    s.add_argument("--prefix", help="file prefix (overrides export.prefix)")
+    for name, (helptext, fn) in _extra_commands().items():
+        s = sub.add_parser(name, parents=[common], help=helptext)
+        fn(s)
+    return p
+
+
+def _extra_commands():
+    """Sub-commands contributed by optional modules (``select``, ``learn``)."""
+    out = {}
+    try:
+        from .learn import cli as learn_cli
+    except ModuleNotFoundError as e:
+        if e.name not in (f"{__package__}.learn", f"{__package__}.learn.cli"):
+            raise
+        return out
+    for name, helptext, add_args, run in learn_cli.COMMANDS:
+        out[name] = (helptext, add_args)
+        COMMANDS[name] = run
+    return out
+
+
+def main(argv=None):
+    """Entry point of the ``hybridpot`` command; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        from .config import load_config
+
+        overrides = {}
+        if getattr(args, "train", None):
+            overrides.setdefault("data", {})["train"] = [str(Path(args.train).resolve())]
+        if getattr(args, "out", None) and args.command == "fit":
+            overrides.setdefault("output", {})["model"] = args.out
+        if getattr(args, "steps", None) is not None:
+            overrides.setdefault("md", {})["steps"] = args.steps
+        cfg = load_config(args.config, overrides)
+        return COMMANDS[args.command](args, cfg)
+    except (HybridpotError, FileNotFoundError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"hybridpot {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

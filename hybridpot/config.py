@@ -1,0 +1,240 @@
+"""TOML configuration for the command line: schema, defaults, validation, object builders.
+
+Every table and key is checked against the schema below; an unknown key, a value of the wrong
+type or a missing file is a :class:`~hybridpot.ConfigError` naming the key.  A section's
+``type`` picks the class; the other keys of the section are that class's keyword arguments.
+
+Example (every key optional; these are the defaults of ``hybridpot fit``)::
+
+    [data]
+    train = "<package data>/al_gpaw.extxyz"   # extxyz file(s) with energy/forces/stress
+    test = ""                                 # optional; else test_fraction of train is held out
+    test_fraction = 0.1
+    seed = 0
+
+    [descriptor]
+    type = "PowerSpectrum"      # PowerSpectrum | Bispectrum | ACSF | SNAPBispectrum
+    r_cut = 5.0
+    n_max = 6
+    l_max = 4
+
+    [regressor]
+    type = "BayesianLinearRegressor"   # LinearRegressor | SparseGPRegressor | ...
+
+    [baseline]
+    type = "EMT"                # none | EMT | ZBL | LennardJones | Morse | Buckingham
+
+    [fit]
+    weights = {energy = 1.0, forces = 1.0, stress = 0.1}
+    chunk_size = 16
+    n_workers = 1
+
+    [output]
+    model = "model.hpot"
+    report = "report"
+
+    [md]
+    structure = "bulk"          # "bulk" (fcc of the first species) or an extxyz/any ASE file
+    lattice_constant = 4.04
+    supercell = [3, 3, 3]
+    ensemble = "langevin"       # nve | langevin | npt
+    temperature_K = 300.0
+    timestep_fs = 1.0
+    steps = 1000
+    friction = 0.02
+    trajectory = "md.traj"
+    seed = 0
+
+    [export]
+    prefix = "lammps/model"
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from pathlib import Path
+
+from ._exceptions import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["DEFAULT_CONFIG", "load_config", "default_data_path", "build_descriptor",
+           "build_regressor", "build_baseline", "read_structures"]
+
+
+def default_data_path():
+    """The shipped aluminium GPAW dataset (``data/al_gpaw.extxyz``)."""
+    here = Path(__file__).resolve().parent
+    for p in (here / "data" / "al_gpaw.extxyz", here.parent / "data" / "al_gpaw.extxyz"):
+        if p.exists():
+            return p
+    return here.parent / "data" / "al_gpaw.extxyz"
+
+
+DEFAULT_CONFIG = {
+    "data": {"train": "", "test": "", "test_fraction": 0.1, "seed": 0},
+    "descriptor": {"type": "PowerSpectrum", "r_cut": 5.0, "n_max": 6, "l_max": 4},
+    "regressor": {"type": "BayesianLinearRegressor"},
+    "baseline": {"type": "EMT"},
+    "fit": {"weights": {"energy": 1.0, "forces": 1.0, "stress": 0.1}, "chunk_size": 16,
+            "n_workers": 1},
+    "output": {"model": "model.hpot", "report": "report"},
+    "md": {"structure": "bulk", "lattice_constant": 4.04, "supercell": [3, 3, 3],
+           "ensemble": "langevin", "temperature_K": 300.0, "timestep_fs": 1.0, "steps": 1000,
+           "friction": 0.02, "trajectory": "md.traj", "seed": 0},
+    "export": {"prefix": "lammps/model"},
+}
+
+# key -> allowed python types (sections with "type" accept extra keys: class kwargs)
+_SCHEMA = {
+    "data": {"train": (str, list), "test": (str, list), "test_fraction": (float, int),
+             "seed": (int,)},
+    "fit": {"weights": (dict,), "group_weights": (dict,), "chunk_size": (int,),
+            "n_workers": (int,), "reference_energies": (str, dict)},
+    "output": {"model": (str,), "report": (str,)},
+    "md": {"structure": (str,), "lattice_constant": (float, int), "supercell": (list,),
+           "ensemble": (str,), "temperature_K": (float, int), "timestep_fs": (float, int),
+           "steps": (int,), "friction": (float, int), "trajectory": (str,), "seed": (int,),
+           "pressure_GPa": (float, int), "taut_fs": (float, int), "taup_fs": (float, int)},
+    "export": {"prefix": (str,)},
+}
+_CLASS_SECTIONS = ("descriptor", "regressor", "baseline")
+_SECTIONS = tuple(DEFAULT_CONFIG) + tuple(s for s in ("select", "learn") if s not in DEFAULT_CONFIG)
+
+
+def _merge(base, over):
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("weights",):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def validate_config(cfg, source="config"):
+    """Check sections, keys and value types; raise :class:`ConfigError` naming the key."""
+    for sec, body in cfg.items():
+        if sec not in _SECTIONS:
+            raise ConfigError(f"{source}: unknown section [{sec}]; allowed sections: "
+                              f"{', '.join(_SECTIONS)}.")
+        if not isinstance(body, dict):
+            raise ConfigError(f"{source}: [{sec}] must be a table. Got {body!r}.")
+        if sec in _CLASS_SECTIONS:
+            if "type" in body and not isinstance(body["type"], str):
+                raise ConfigError(f"{source}: {sec}.type must be a string. "
+                                  f"Got {body['type']!r}.")
+            continue
+        schema = _SCHEMA.get(sec)
+        if schema is None:
+            continue
+        for k, v in body.items():
+            if k not in schema:
+                raise ConfigError(f"{source}: unknown key {sec}.{k}; allowed keys: "
+                                  f"{', '.join(sorted(schema))}.")
+            types = schema[k]
+            if isinstance(v, bool) or not isinstance(v, types):
+                names = " or ".join(t.__name__ for t in types)
+                raise ConfigError(f"{source}: {sec}.{k} must be {names}. Got {v!r}.")
+    return cfg
+
+
+def load_config(path=None, overrides=None):
+    """Defaults merged with the TOML file at ``path`` (if any) and ``overrides``; validated.
+
+    Paths in ``[data]`` are resolved relative to the config file's folder.
+    """
+    cfg = copy.deepcopy(DEFAULT_CONFIG)
+    base_dir = Path.cwd()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist.")
+        try:
+            user = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: not valid TOML: {e}") from e
+        validate_config(user, str(path))
+        for sec in _CLASS_SECTIONS:  # a new type replaces the default kwargs
+            if sec in user and "type" in user[sec] and \
+                    user[sec]["type"] != DEFAULT_CONFIG[sec]["type"]:
+                cfg[sec] = {}
+        cfg = _merge(cfg, user)
+        base_dir = path.parent
+    if overrides:
+        cfg = _merge(cfg, overrides)
+    validate_config(cfg, str(path) if path else "config")
+    for key in ("train", "test"):
+        v = cfg["data"][key]
+        vals = v if isinstance(v, list) else ([v] if v else [])
+        cfg["data"][key] = [str(p if os.path.isabs(p) else base_dir / p) for p in vals]
+    if not cfg["data"]["train"]:
+        cfg["data"]["train"] = [str(default_data_path())]
+    return cfg
+
+
+def read_structures(paths, key="data.train"):
+    """Read every structure of the given files with ``ase.io.read``."""
+    from ase.io import read
+
+    out = []
+    for p in paths:
+        if not os.path.isfile(p):
+            raise ConfigError(f"{key}: file {p!r} does not exist.")
+        try:
+            out.extend(read(p, ":"))
+        except Exception as e:  # ASE raises many kinds on malformed files
+            raise ConfigError(f"{key}: cannot read {p!r}: {type(e).__name__}: {e}") from e
+    if not out:
+        raise ConfigError(f"{key}: no structures in {paths}.")
+    return out
+
+
+def _build(section, cfg, registry, extra=None):
+    body = dict(cfg[section])
+    name = body.pop("type", None)
+    if name not in registry:
+        raise ConfigError(f"{section}.type must be one of {sorted(registry)}. Got {name!r}.")
+    kwargs = {**(extra or {}), **body}
+    try:
+        return registry[name](**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"[{section}] type {name!r}: {e}") from e
+
+
+def build_descriptor(cfg, species):
+    """The descriptor of ``[descriptor]`` for the given species."""
+    from .descriptors import DESCRIPTORS
+
+    return _build("descriptor", cfg, DESCRIPTORS, {"species": list(species)})
+
+
+def build_regressor(cfg):
+    """The regressor of ``[regressor]``."""
+    from .regression import REGRESSORS
+
+    return _build("regressor", cfg, REGRESSORS)
+
+
+def build_baseline(cfg):
+    """The baseline of ``[baseline]`` (``type = "none"`` for pure ML, ``"EMT"`` for ASE EMT)."""
+    from . import baselines as B
+
+    body = dict(cfg["baseline"])
+    name = body.pop("type", "none")
+    if name in ("none", "None", ""):
+        return None
+    if name == "EMT":
+        from ase.calculators.emt import EMT
+
+        if body:
+            raise ConfigError(f"[baseline] type 'EMT' takes no keys. Got {sorted(body)}.")
+        return B.ASEBaseline(EMT())
+    registry = {k: getattr(B, k) for k in ("ZBL", "LennardJones", "Morse", "Buckingham")
+                if hasattr(B, k)}
+    return _build("baseline", {"baseline": {"type": name, **body}}, registry)
