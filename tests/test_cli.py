@@ -1,0 +1,125 @@
+"""The command line end to end in a temporary folder, and its one-line errors (exit code 2)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import write
+
+from hybridpot.cli import main
+from hybridpot import ConfigError
+from hybridpot.config import load_config
+
+
+@pytest.fixture(scope="module")
+def emt_file(tmp_path_factory):
+    r = np.random.default_rng(7)
+    out = []
+    for k in range(10):
+        at = bulk("Cu", "fcc", a=3.61 * (1 + r.uniform(-0.03, 0.03)), cubic=True) * (2, 2, 2)
+        at.rattle(stdev=0.06, seed=k)
+        at.calc = EMT()
+        res = {"energy": at.get_potential_energy(), "forces": at.get_forces(),
+               "stress": at.get_stress()}
+        at.calc = SinglePointCalculator(at, **res)
+        at.info["config_type"] = "rattle"
+        out.append(at)
+    p = tmp_path_factory.mktemp("data") / "cu.extxyz"
+    write(p, out)
+    return p
+
+
+def _config(tmp_path, emt_file, extra=""):
+    cfg = tmp_path / "fit.toml"
+    cfg.write_text(f"""
+[data]
+train = "{emt_file}"
+test_fraction = 0.2
+
+[descriptor]
+type = "PowerSpectrum"
+r_cut = 4.5
+n_max = 4
+l_max = 3
+
+[baseline]
+type = "EMT"
+
+[output]
+model = "{tmp_path / 'cu.hpot'}"
+report = "{tmp_path / 'report'}"
+
+[md]
+lattice_constant = 3.61
+supercell = [2, 2, 2]
+steps = 20
+trajectory = "{tmp_path / 'md.traj'}"
+{extra}
+""")
+    return cfg
+
+
+def test_fit_evaluate_md_report(tmp_path, emt_file, capsys):
+    cfg = _config(tmp_path, emt_file)
+    assert main(["fit", "-c", str(cfg), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "test: energy MAE" in out
+    assert (tmp_path / "cu.hpot").is_file()
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "parity_forces.png" in html and (tmp_path / "report" / "parity_forces.png").is_file()
+    assert main(["evaluate", "-c", str(cfg), "--data", str(emt_file), "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["force_mae"] < 0.1
+    assert main(["md", "-c", str(cfg), "--quiet"]) == 0
+    assert "md (langevin): 20 steps" in capsys.readouterr().out
+    assert (tmp_path / "md.traj").is_file()
+    assert main(["report", "-c", str(cfg), "--out", str(tmp_path / "r2")]) == 0
+    assert (tmp_path / "r2" / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("[fit]\nchunk_sise = 4\n", "unknown key fit.chunk_sise"),
+    ("[fitting]\nx = 1\n", "unknown section [fitting]"),
+    ("[fit]\nchunk_size = 'four'\n", "fit.chunk_size must be int"),
+    ("[fit]\nchunk_size = 0\n", "'chunk_size'"),
+])
+def test_bad_config_is_one_line_exit_2(tmp_path, emt_file, capsys, extra, message):
+    cfg = _config(tmp_path, emt_file, extra)
+    assert main(["fit", "-c", str(cfg), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_bad_paths_exit_2(tmp_path, capsys):
+    assert main(["fit", "-c", str(tmp_path / "missing.toml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["fit", "--train", str(tmp_path / "nope.xyz"), "--quiet"]) == 2
+    assert "nope.xyz" in capsys.readouterr().err
+    assert main(["evaluate", "--model", str(tmp_path / "none.hpot")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[data\n")
+    assert main(["fit", "-c", str(bad)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_descriptor_type_and_unknown_descriptor_key(tmp_path, emt_file):
+    cfg = _config(tmp_path, emt_file).read_text().replace("l_max = 3", "l_max = 3\nlmax = 2")
+    p = tmp_path / "x.toml"
+    p.write_text(cfg)
+    c = load_config(p)
+    from hybridpot.config import build_descriptor
+
+    with pytest.raises(ConfigError, match="lmax"):
+        build_descriptor(c, ["Cu"])
+
+
+def test_entry_point_installed():
+    r = subprocess.run([sys.executable, "-m", "hybridpot.cli", "--version"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "hybridpot" in r.stdout
