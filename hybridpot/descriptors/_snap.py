@@ -1,0 +1,476 @@
+"""SO(4) SNAP bispectrum, identical to LAMMPS ML-SNAP ``compute sna/atom``."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from pathlib import Path
+
+import numpy as np
+
+from .._exceptions import InvalidParameterError, ModelFormatError
+from .._validation import check_float, check_int, check_species_list
+from ._base import Descriptor, register_descriptor
+from . import _snap_kernels as _k
+
+__all__ = ["SNAPBispectrum", "read_snapparam", "snap_tables"]
+
+
+def _cg(j1, m1, j2, m2, j, m):
+    """Clebsch-Gordan <j1/2 m1', j2/2 m2' | j/2 m'> with ``m' = m - j/2`` etc. (Racah formula).
+
+    Arguments are LAMMPS array offsets (``0 <= m1 <= j1``); exact integer factorials.
+    """
+    a2 = 2 * m1 - j1
+    b2 = 2 * m2 - j2
+    c2 = 2 * m - j
+    if a2 + b2 != c2:
+        return 0.0
+    f = math.factorial
+    kmin = max(0, (j2 - j - a2) // 2, (j1 - j + b2) // 2)
+    kmax = min((j1 + j2 - j) // 2, (j1 - a2) // 2, (j2 + b2) // 2)
+    s = 0.0
+    for k in range(kmin, kmax + 1):
+        s += (-1) ** k / (f(k) * f((j1 + j2 - j) // 2 - k) * f((j1 - a2) // 2 - k)
+                          * f((j2 + b2) // 2 - k) * f((j - j2 + a2) // 2 + k)
+                          * f((j - j1 - b2) // 2 + k))
+    tri = math.sqrt(f((j1 + j2 - j) // 2) * f((j1 - j2 + j) // 2) * f((-j1 + j2 + j) // 2)
+                    / f((j1 + j2 + j) // 2 + 1))
+    norm = math.sqrt(f((j1 + a2) // 2) * f((j1 - a2) // 2) * f((j2 + b2) // 2)
+                     * f((j2 - b2) // 2) * f((j + c2) // 2) * f((j - c2) // 2) * (j + 1))
+    return s * tri * norm
+
+
+_TABLES = {}
+
+
+def snap_tables(twojmax):
+    """Index lists and constants of the SNAP bispectrum for ``twojmax`` (cached).
+
+    Returns a dict with ``idxu_block`` (J+1,), ``rootpq`` (J+2, J+2), ``cglist``,
+    ``idxcg_block`` (J+1, J+1, J+1), ``idxz`` (n_z, 10), ``idxz_block``, ``idxb`` (n_b, 3)
+    (the LAMMPS component order ``j1 <= twojmax, j2 <= j1, j = j1-j2..min(J, j1+j2) step 2,
+    j >= j1``), ``idxb_block`` and the Y-array maps ``z_jjb``/``z_fac``.
+    """
+    if twojmax in _TABLES:
+        return _TABLES[twojmax]
+    J = int(twojmax)
+    jd = J + 1
+    idxu_block = np.zeros(jd, dtype=np.int64)
+    c = 0
+    for j in range(jd):
+        idxu_block[j] = c
+        c += (j + 1) ** 2
+    rootpq = np.zeros((J + 2, J + 2))
+    for p in range(1, J + 1):
+        for q in range(1, J + 1):
+            rootpq[p, q] = math.sqrt(p / q)
+    triples = [(j1, j2, j) for j1 in range(jd) for j2 in range(j1 + 1)
+               for j in range(j1 - j2, min(J, j1 + j2) + 1, 2)]
+    idxcg_block = np.full((jd, jd, jd), -1, dtype=np.int64)
+    cg = []
+    for j1, j2, j in triples:
+        idxcg_block[j1, j2, j] = len(cg)
+        for m1 in range(j1 + 1):
+            for m2 in range(j2 + 1):
+                m = (2 * m1 - j1 + 2 * m2 - j2 + j) // 2
+                cg.append(_cg(j1, m1, j2, m2, j, m) if 0 <= m <= j else 0.0)
+    idxb = np.array([t for t in triples if t[2] >= t[0]], dtype=np.int64).reshape(-1, 3)
+    idxb_block = np.full((jd, jd, jd), -1, dtype=np.int64)
+    for n, (j1, j2, j) in enumerate(idxb):
+        idxb_block[j1, j2, j] = n
+    idxz_block = np.full((jd, jd, jd), -1, dtype=np.int64)
+    rows = []
+    for j1, j2, j in triples:
+        idxz_block[j1, j2, j] = len(rows)
+        for mb in range(j // 2 + 1):
+            for ma in range(j + 1):
+                ma1min = max(0, (2 * ma - j - j2 + j1) // 2)
+                ma2max = (2 * ma - j - (2 * ma1min - j1) + j2) // 2
+                na = min(j1, (2 * ma - j + j2 + j1) // 2) - ma1min + 1
+                mb1min = max(0, (2 * mb - j - j2 + j1) // 2)
+                mb2max = (2 * mb - j - (2 * mb1min - j1) + j2) // 2
+                nb = min(j1, (2 * mb - j + j2 + j1) // 2) - mb1min + 1
+                jju = idxu_block[j] + (j + 1) * mb + ma
+                rows.append((j1, j2, j, ma1min, ma2max, na, mb1min, mb2max, nb, jju))
+    idxz = np.array(rows, dtype=np.int64)
+    # Y = dE/dU: each Z_{j1 j2 j} entry feeds U^j with the coefficient of the B it belongs to
+    z_jjb = np.empty(len(idxz), dtype=np.int64)
+    z_fac = np.empty(len(idxz))
+    for k, (j1, j2, j) in enumerate(idxz[:, :3]):
+        if j >= j1:
+            jjb = idxb_block[j1, j2, j]
+            fac = 3.0 if (j1 == j and j2 == j) else (2.0 if j1 == j else 1.0)
+        elif j >= j2:
+            jjb = idxb_block[j, j2, j1]
+            fac = 2.0 if j2 == j else 1.0
+        else:
+            jjb = idxb_block[j2, j, j1]
+            fac = 1.0
+        if j1 > j:
+            fac *= (j1 + 1) / (j + 1.0)
+        z_jjb[k] = jjb
+        z_fac[k] = fac
+    t = dict(idxu_block=idxu_block, rootpq=rootpq, cglist=np.array(cg),
+             idxcg_block=idxcg_block, idxz=idxz, idxz_block=idxz_block, idxb=idxb,
+             idxb_block=idxb_block, z_jjb=z_jjb, z_fac=z_fac)
+    for v in t.values():
+        v.setflags(write=False)
+    _TABLES[J] = t
+    return t
+
+
+# LAMMPS pair_style snap defaults for optional .snapparam keywords
+_SNAPPARAM_DEFAULTS = {"rfac0": 0.99363, "rmin0": 0.0, "switchflag": 1, "bzeroflag": 1,
+                       "quadraticflag": 0, "chemflag": 0, "bnormflag": 0, "wselfallflag": 0,
+                       "switchinnerflag": 0}
+_SNAPPARAM_INT = {"twojmax", "switchflag", "bzeroflag", "quadraticflag", "chemflag",
+                  "bnormflag", "wselfallflag", "switchinnerflag", "chunksize", "parallelthresh"}
+_SNAPPARAM_FLOAT = {"rcutfac", "rfac0", "rmin0"}
+
+
+def read_snapparam(path):
+    """Parse a LAMMPS ``.snapparam`` file into a dict (LAMMPS defaults filled in).
+
+    Raises :class:`~hybridpot.ModelFormatError` for unknown keywords, malformed lines,
+    missing ``rcutfac``/``twojmax``, and for features hybridpot does not implement
+    (``chemflag 1``, ``bnormflag 1``, ``switchinnerflag 1``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFormatError(f"SNAP parameter file {str(path)!r} does not exist.")
+    out = dict(_SNAPPARAM_DEFAULTS)
+    for lineno, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.split("#", 1)[0].replace('"', " ").replace("'", " ").split()
+        if not line:
+            continue
+        key = line[0]
+        if key in ("sinner", "dinner"):
+            raise ModelFormatError(
+                f"{path}:{lineno}: keyword {key!r} (inner switching, switchinnerflag) is not "
+                f"supported by hybridpot's SNAPBispectrum.")
+        if len(line) != 2 or key not in (_SNAPPARAM_INT | _SNAPPARAM_FLOAT):
+            raise ModelFormatError(
+                f"{path}:{lineno}: expected '<keyword> <value>' with a keyword among "
+                f"{sorted(_SNAPPARAM_INT | _SNAPPARAM_FLOAT)}. Got {raw.strip()!r} instead.")
+        try:
+            out[key] = int(line[1]) if key in _SNAPPARAM_INT else float(line[1])
+        except ValueError:
+            raise ModelFormatError(
+                f"{path}:{lineno}: the value of {key!r} must be "
+                f"{'an integer' if key in _SNAPPARAM_INT else 'a number'}. "
+                f"Got {line[1]!r} instead.") from None
+    for key in ("rcutfac", "twojmax"):
+        if key not in out:
+            raise ModelFormatError(f"{path}: the required keyword {key!r} is missing.")
+    for key, what in (("chemflag", "explicit multi-element (chemflag 1)"),
+                      ("bnormflag", "bnormflag 1"),
+                      ("switchinnerflag", "inner switching (switchinnerflag 1)")):
+        if out[key]:
+            raise ModelFormatError(
+                f"{path}: {what} SNAP is not supported by hybridpot's SNAPBispectrum; "
+                f"only {key} 0 is.")
+    return out
+
+
+def read_snapcoeff(path):
+    """Parse a LAMMPS ``.snapcoeff`` file.
+
+    Returns
+    -------
+    dict
+        ``{element: (radius, weight, coefficients)}`` with coefficients an ndarray of shape
+        (n_coeff,), in file order.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFormatError(f"SNAP coefficient file {str(path)!r} does not exist.")
+    lines = []
+    for raw in path.read_text().splitlines():
+        words = raw.split("#", 1)[0].replace('"', " ").replace("'", " ").split()
+        if words:
+            lines.append(words)
+    try:
+        nelem, ncoeff = int(lines[0][0]), int(lines[0][1])
+        if len(lines[0]) != 2 or nelem < 1 or ncoeff < 1:
+            raise ValueError
+    except (IndexError, ValueError):
+        raise ModelFormatError(
+            f"{path}: the first non-comment line must be '<n_elements> <n_coefficients>'. "
+            f"Got {' '.join(lines[0]) if lines else 'an empty file'!r} instead.") from None
+    out = {}
+    pos = 1
+    for _ in range(nelem):
+        try:
+            head = lines[pos]
+            if len(head) != 3:
+                raise ValueError
+            el, rad, wj = head[0], float(head[1]), float(head[2])
+            coef = np.array([float(w[0]) for w in lines[pos + 1:pos + 1 + ncoeff]])
+            if coef.shape != (ncoeff,) or any(len(w) != 1
+                                              for w in lines[pos + 1:pos + 1 + ncoeff]):
+                raise ValueError
+        except (IndexError, ValueError):
+            raise ModelFormatError(
+                f"{path}: element block {len(out) + 1} must be a line '<element> <radius> "
+                f"<weight>' followed by {ncoeff} coefficient lines.") from None
+        if el in out:
+            raise ModelFormatError(f"{path}: element {el!r} appears twice.")
+        out[el] = (rad, wj, coef)
+        pos += 1 + ncoeff
+    return out
+
+
+def _check_flag(value, name, owner):
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, numbers.Integral)
+                                               and value in (0, 1)):
+        return bool(value)
+    raise InvalidParameterError(
+        f"The '{name}' parameter of {owner} must be a bool (or 0/1). Got {value!r} instead.")
+
+
+def _per_species(value, default, name, owner, n, positive):
+    if value is None:
+        return np.full(n, default)
+    if isinstance(value, (str, bytes)) or np.ndim(value) != 1 or len(value) != n:
+        raise InvalidParameterError(
+            f"The '{name}' parameter of {owner} must be None or a sequence of {n} floats "
+            f"(one per species). Got {value!r} instead.")
+    out = np.empty(n)
+    for k, v in enumerate(value):
+        out[k] = check_float(v, f"{name}[{k}]", owner, low=0.0 if positive else None)
+    return out
+
+
+@register_descriptor
+class SNAPBispectrum(Descriptor):
+    r"""SO(4) bispectrum of SNAP, identical to LAMMPS ML-SNAP ``compute sna/atom``.
+
+    Each neighbour ``j`` of atom ``i`` (``r = |r_ij| < R_ij = rcutfac (R_i + R_j)``, with the
+    element radii ``radelem``) is mapped to a point on the 3-sphere,
+    ``theta0 = rfac0 pi (r - rmin0) / (R_ij - rmin0)``, ``z0 = r cot(theta0)``, with
+    Cayley-Klein parameters ``a = (z0 - i z) / r0``, ``b = (y - i x) / r0``,
+    ``r0 = sqrt(r^2 + z0^2)``.  The density expansion
+
+    .. math:: U^j_{m m'}(i) = w_\mathrm{self} \delta_{m m'}
+              + \sum_j f_c(r_{ij}) w_{Z_j} u^j_{m m'}(a, b),
+              \qquad f_c(r) = \tfrac12 [\cos(\pi (r - r_\mathrm{min0}) / (R_{ij}
+              - r_\mathrm{min0})) + 1]
+
+    uses the Wigner U-functions ``u^j`` (``j = 0, 1/2, ..., twojmax/2``, computed by the VMK
+    recursion), ``w_self = 1`` and the weight ``w_{Z_j}`` (``wj``) of the neighbour element
+    (``f_c = 1`` when ``switchflag`` is False).  The bispectrum
+
+    .. math:: B_{j_1 j_2 j} = \sum_{m m'} \overline{U^j_{m m'}} Z^{j}_{j_1 j_2, m m'},
+              \quad Z^{j}_{j_1 j_2, m m'} = \sum C^{j m}_{j_1 m_1 j_2 m_2}
+              C^{j m'}_{j_1 m_1' j_2 m_2'} U^{j_1}_{m_1 m_1'} U^{j_2}_{m_2 m_2'}
+
+    is listed for ``j1 = 0..twojmax``, ``j2 = 0..j1``, ``j = j1-j2..min(twojmax, j1+j2)``
+    (step 2, indices doubled), ``j >= j1``: the LAMMPS order (55 components for
+    ``twojmax=8``, 30 for 6).  ``bzeroflag`` subtracts the isolated-atom value
+    ``w_self^3 (j + 1)``; ``quadraticflag`` appends, like LAMMPS, for ``k = 0..K-1``:
+    ``B_k^2 / 2`` then ``B_k B_l`` for ``l > k``.  Without LAMMPS's ``chemflag``
+    (not supported) all elements share one density, so ``wselfallflag`` has no effect (as in
+    LAMMPS); it is accepted for file compatibility.
+
+    The position Jacobian follows LAMMPS ``compute_dbidrj``; the adjoint :meth:`backward`
+    forms ``Y = dE/dU`` once per atom (``compute_yi``) and contracts it with ``dU/dr_ij`` per
+    neighbour (``compute_deidrj``): its cost does not grow with the number of components.
+
+    Parameters
+    ----------
+    species : list of str
+        Chemical symbols the descriptor accepts.
+    twojmax : int
+        Twice the maximum angular momentum, >= 0.
+    rcutfac : float
+        Cutoff scale (Å): the pair cutoff is ``rcutfac * (radelem_i + radelem_j)``.
+    rfac0 : float, default=0.99363
+        Fraction of pi reached by ``theta0`` at the cutoff, in (0, 1).
+    rmin0 : float, default=0.0
+        Inner distance of the angular mapping and switching function (Å), >= 0.
+    radelem : sequence of float or None, default=None
+        Element radii (dimensionless, multiplied by ``rcutfac``) per species; 0.5 each.
+    wj : sequence of float or None, default=None
+        Neighbour weights per species; 1.0 each.
+    switchflag : bool, default=True
+        Smooth cosine switching function (needed for continuous forces).
+    bzeroflag : bool, default=False
+        Subtract the isolated-atom bispectrum.
+    quadraticflag : bool, default=False
+        Append the quadratic products (qSNAP features).
+    wselfallflag : bool, default=False
+        LAMMPS flag, only meaningful with chemflag; no effect here.
+
+    Attributes
+    ----------
+    r_cut : float
+        Neighbour-list cutoff ``rcutfac * 2 * max(radelem)`` (Å), read-only.
+    n_features : int
+        ``K`` components, or ``K + K (K + 1) / 2`` with ``quadraticflag``.
+    """
+
+    def __init__(self, *, species, twojmax, rcutfac, rfac0=0.99363, rmin0=0.0, radelem=None,
+                 wj=None, switchflag=True, bzeroflag=False, quadraticflag=False,
+                 wselfallflag=False):
+        self.species = species
+        self.twojmax = twojmax
+        self.rcutfac = rcutfac
+        self.rfac0 = rfac0
+        self.rmin0 = rmin0
+        self.radelem = radelem
+        self.wj = wj
+        self.switchflag = switchflag
+        self.bzeroflag = bzeroflag
+        self.quadraticflag = quadraticflag
+        self.wselfallflag = wselfallflag
+
+    # -- construction from LAMMPS files ------------------------------------------------------
+    @classmethod
+    def from_lammps(cls, snapparam, *, species, snapcoeff=None):
+        """Build the descriptor of a LAMMPS ``pair_style snap`` / ``compute sna/atom`` setup.
+
+        Parameters
+        ----------
+        snapparam : str or path
+            ``.snapparam`` file (rcutfac, twojmax, rfac0, rmin0, switchflag, bzeroflag,
+            quadraticflag, wselfallflag; LAMMPS defaults for absent keys, e.g. bzeroflag 1).
+        species : list of str
+            Elements, in the order of the descriptor's species.
+        snapcoeff : str or path, optional
+            ``.snapcoeff`` file giving each element's radius and weight (else 0.5 and 1.0).
+
+        Returns
+        -------
+        SNAPBispectrum
+
+        Raises
+        ------
+        ModelFormatError
+            Malformed files, ``chemflag 1`` (explicit multi-element SNAP is not supported),
+            or an element of ``species`` missing from ``snapcoeff``.
+        """
+        species = list(check_species_list(species, "species", cls.__name__))
+        p = read_snapparam(snapparam)
+        radelem = wj = None
+        if snapcoeff is not None:
+            blocks = read_snapcoeff(snapcoeff)
+            missing = [s for s in species if s not in blocks]
+            if missing:
+                raise ModelFormatError(
+                    f"{snapcoeff}: no coefficient block for {missing}; the file has "
+                    f"{sorted(blocks)}.")
+            radelem = [blocks[s][0] for s in species]
+            wj = [blocks[s][1] for s in species]
+        return cls(species=species, twojmax=p["twojmax"], rcutfac=p["rcutfac"],
+                   rfac0=p["rfac0"], rmin0=p["rmin0"], radelem=radelem, wj=wj,
+                   switchflag=bool(p["switchflag"]), bzeroflag=bool(p["bzeroflag"]),
+                   quadraticflag=bool(p["quadraticflag"]),
+                   wselfallflag=bool(p["wselfallflag"]))
+
+    # -- validation ----------------------------------------------------------------------------
+    def _validate(self):
+        owner = type(self).__name__
+        self._species = check_species_list(self.species, "species", owner)
+        n = len(self._species)
+        self._J = check_int(self.twojmax, "twojmax", owner, low=0, high=30)
+        rcutfac = check_float(self.rcutfac, "rcutfac", owner, low=0.0)
+        rfac0 = check_float(self.rfac0, "rfac0", owner, low=0.0, high=1.0)
+        rmin0 = check_float(self.rmin0, "rmin0", owner, low=0.0, low_inclusive=True)
+        rad = _per_species(self.radelem, 0.5, "radelem", owner, n, positive=True)
+        wj = _per_species(self.wj, 1.0, "wj", owner, n, positive=False)
+        self._switch = _check_flag(self.switchflag, "switchflag", owner)
+        self._bzero = _check_flag(self.bzeroflag, "bzeroflag", owner)
+        self._quadratic = _check_flag(self.quadraticflag, "quadraticflag", owner)
+        _check_flag(self.wselfallflag, "wselfallflag", owner)
+        rc_min = rcutfac * 2.0 * rad.min()
+        if rmin0 >= rc_min:
+            raise InvalidParameterError(
+                f"The 'rmin0' parameter of {owner} must be smaller than the smallest pair "
+                f"cutoff rcutfac * 2 * min(radelem) = {rc_min:g} Å. Got {rmin0!r} instead.")
+        self._rcutfac, self._rfac0, self._rmin0 = rcutfac, rfac0, rmin0
+        self._rad, self._wj = rad, wj
+        self._r_cut = rcutfac * 2.0 * rad.max()
+        self._tables = snap_tables(self._J)
+        self._nb = int(self._tables["idxb"].shape[0])
+        wself = 1.0
+        self._wself = wself
+        self._bzero_arr = (wself ** 3 * np.arange(1, self._J + 2, dtype=np.float64)
+                           if self._bzero else np.zeros(self._J + 1))
+
+    @property
+    def r_cut(self):
+        """Neighbour-list cutoff ``rcutfac * 2 * max(radelem)`` in Å (read-only)."""
+        self._validate()
+        return self._r_cut
+
+    @property
+    def n_features(self):
+        self._validate()
+        K = self._nb
+        return K + K * (K + 1) // 2 if self._quadratic else K
+
+    @property
+    def n_bispectrum(self):
+        """Number of linear bispectrum components ``K`` (without quadratic products)."""
+        self._validate()
+        return self._nb
+
+    # -- kernels -------------------------------------------------------------------------------
+    def _pair_arrays(self, nl, species_idx):
+        si = species_idx[nl.i]
+        sj = species_idx[nl.j]
+        rcut_p = self._rcutfac * (self._rad[si] + self._rad[sj])
+        inside = nl.d < rcut_p
+        w_p = self._wj[sj]
+        return (np.ascontiguousarray(nl.offsets), np.ascontiguousarray(nl.D),
+                np.ascontiguousarray(nl.d), inside, rcut_p, w_p)
+
+    def _quadratic_values(self, B):
+        K = B.shape[1]
+        iu, ju = np.triu_indices(K)
+        Q = B[:, iu] * B[:, ju]
+        Q[:, iu == ju] *= 0.5
+        return np.hstack([B, Q])
+
+    def _compute(self, nl, species_idx, gradients):
+        t = self._tables
+        args = self._pair_arrays(nl, species_idx)
+        common = (self._rfac0, self._rmin0, self._switch, self._wself, self._bzero_arr, self._J,
+                  t["idxu_block"], t["rootpq"], t["cglist"], t["idxcg_block"], t["idxz"],
+                  t["idxz_block"], t["idxb"])
+        if not gradients:
+            B = _k._bispectrum(*args, *common)
+            return (self._quadratic_values(B) if self._quadratic else B), None
+        B, dB = _k._bispectrum_grad(*args, *common)
+        if not self._quadratic:
+            return B, dB
+        K = B.shape[1]
+        iu, ju = np.triu_indices(K)
+        Bi = B[nl.i]
+        dQ = dB[:, :, iu] * Bi[:, None, ju] + Bi[:, None, iu] * dB[:, :, ju]
+        dQ[:, :, iu == ju] *= 0.5
+        return self._quadratic_values(B), np.concatenate([dB, dQ], axis=2)
+
+    def _beta(self, nl, species_idx, dE_dX):
+        """dE/dB (n_atoms, K) from dE/dX, including the chain rule of the quadratic terms."""
+        K = self._nb
+        beta = np.array(dE_dX[:, :K])
+        if self._quadratic:
+            B, _ = self._compute(nl, species_idx, False)
+            B = B[:, :K]
+            iu, ju = np.triu_indices(K)
+            a = dE_dX[:, K:]
+            # d(B_k B_l)/dB_k = B_l, d(B_k^2/2)/dB_k = B_k
+            np.add.at(beta.T, iu, (a * B[:, ju]).T)
+            off = iu != ju
+            np.add.at(beta.T, ju[off], (a[:, off] * B[:, iu[off]]).T)
+        return np.ascontiguousarray(beta)
+
+    def _backward(self, nl, species_idx, dE_dX):
+        t = self._tables
+        beta = self._beta(nl, species_idx, dE_dX)
+        args = self._pair_arrays(nl, species_idx)
+        return _k._backward(*args, self._rfac0, self._rmin0, self._switch, self._wself, self._J,
+                            t["idxu_block"], t["rootpq"], t["cglist"], t["idxcg_block"],
+                            t["idxz"], t["z_jjb"], t["z_fac"], beta)
