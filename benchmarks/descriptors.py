@@ -1,0 +1,186 @@
+"""Descriptor speed on workload W1 (see ../shared/BENCHMARKS.md), against peers in the same run.
+
+W1: ``bulk("Cu", "fcc", a=3.61, cubic=True) * (4, 4, 4)`` (256 atoms), ``rattle(stdev=0.05,
+seed=0)``, periodic, cutoff 5.0 Å (about 43 neighbours per atom), one thread.  Every timing is
+the median of ``--repeats`` (>= 5) calls after a warm-up call (numba compilation excluded) and
+covers the whole public call (validation, neighbour list, kernel), as do the peers' timings.
+
+Measurements (``what``):
+
+- ``values``: ``desc.compute(atoms)``;
+- ``values+jacobian``: ``desc.compute(atoms, gradients=True)``;
+- ``backward``: ``desc.backward(atoms, dE_dX)`` (adjoint); its peer is our own ``values``
+  (target: backward <= 3 x values).
+
+With ``--json`` one line per (measurement, peer)::
+
+    {"descriptor", "what", "us_per_atom", "peer", "peer_us_per_atom", ...}
+
+A missing peer gives ``"peer": "<name> not installed"`` and ``null``.  Peers (optional extra
+``bench``): featomic (``SoapPowerSpectrum``, same cutoff, ``max_radial = n_max - 1``,
+``max_angular = l_max``) and DScribe (``SOAP``, same ``n_max``, ``l_max``; values only: its
+periodic derivatives are numerical, ~61 ms/atom).
+
+Adding a descriptor: append a :class:`Case` to :func:`cases` (a name, a factory for ours, and
+optionally peer timers ``{what: [(peer name, factory returning a callable(atoms) or None)]}``).
+
+Usage::
+
+    python benchmarks/descriptors.py --json [--only PowerSpectrum] [--repeats 7]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+             "RAYON_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+from ase.build import bulk  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+CUTOFF = 5.0
+N_MAX = 8
+L_MAX = 6
+
+
+def w1():
+    """Workload W1: rattled fcc Cu, 256 atoms."""
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (4, 4, 4)
+    atoms.rattle(stdev=0.05, seed=0)
+    return atoms
+
+
+def median_time(fn, repeats):
+    fn()  # warm-up (compilation, caches)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+# -- peers: each factory returns a callable(atoms) or None when the package is missing -------
+def _featomic_soap(gradients):
+    def make():
+        try:
+            import featomic
+        except ImportError:
+            return None
+        calc = featomic.SoapPowerSpectrum(
+            cutoff={"radius": CUTOFF, "smoothing": {"type": "ShiftedCosine", "width": 0.5}},
+            density={"type": "Gaussian", "width": 0.3},
+            basis={"type": "TensorProduct", "max_angular": L_MAX,
+                   "radial": {"type": "Gto", "max_radial": N_MAX - 1}})
+        grads = ["positions"] if gradients else None
+        return lambda atoms: calc.compute(atoms, gradients=grads)
+    return make
+
+
+def _dscribe_soap():
+    try:
+        from dscribe.descriptors import SOAP
+    except ImportError:
+        return None
+    soap = SOAP(species=["Cu"], r_cut=CUTOFF, n_max=N_MAX, l_max=L_MAX, sigma=0.3,
+                periodic=True, sparse=False)
+    return lambda atoms: soap.create(atoms)
+
+
+@dataclass
+class Case:
+    """One descriptor row: ``make()`` builds ours; ``peers[what]`` lists (name, factory)."""
+
+    name: str
+    make: object
+    peers: dict = field(default_factory=dict)
+
+
+def cases():
+    from hybridpot.descriptors import Bispectrum, PowerSpectrum
+
+    out = [
+        Case("PowerSpectrum",
+             lambda: PowerSpectrum(species=["Cu"], r_cut=CUTOFF, n_max=N_MAX, l_max=L_MAX),
+             {"values": [("featomic", _featomic_soap(False)), ("dscribe", _dscribe_soap)],
+              "values+jacobian": [("featomic", _featomic_soap(True))]}),
+        Case("Bispectrum",
+             lambda: Bispectrum(species=["Cu"], r_cut=CUTOFF, n_max=4, l_max=4)),
+    ]
+    # other descriptors (ACSF, SNAPBispectrum, ...) add their Case here
+    return out
+
+
+def run_case(case, atoms, repeats):
+    desc = case.make()
+    n = len(atoms)
+    X = desc.compute(atoms)
+    dE_dX = np.random.default_rng(0).normal(size=X.shape)
+    ours = {
+        "values": median_time(lambda: desc.compute(atoms), repeats) / n * 1e6,
+        "values+jacobian": median_time(lambda: desc.compute(atoms, gradients=True),
+                                       repeats) / n * 1e6,
+        "backward": median_time(lambda: desc.backward(atoms, dE_dX), repeats) / n * 1e6,
+    }
+    rows = []
+    for what, us in ours.items():
+        peers = list(case.peers.get(what, []))
+        if what == "backward":
+            rows.append({"descriptor": case.name, "what": what, "us_per_atom": us,
+                         "peer": f"{case.name} values (self)",
+                         "peer_us_per_atom": ours["values"]})
+            continue
+        if not peers:
+            rows.append({"descriptor": case.name, "what": what, "us_per_atom": us,
+                         "peer": None, "peer_us_per_atom": None})
+        for peer_name, factory in peers:
+            fn = factory()
+            row = {"descriptor": case.name, "what": what, "us_per_atom": us,
+                   "peer": peer_name, "peer_us_per_atom": None}
+            if fn is None:
+                row["peer"] = f"{peer_name} not installed"
+            else:
+                row["peer_us_per_atom"] = median_time(lambda: fn(atoms), repeats) / n * 1e6
+            rows.append(row)
+    for row in rows:
+        row["n_features"] = desc.n_features
+        if row["peer_us_per_atom"]:
+            row["ratio"] = row["us_per_atom"] / row["peer_us_per_atom"]
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls (>= 5)")
+    parser.add_argument("--only", default=None, help="run only this descriptor")
+    args = parser.parse_args(argv)
+    repeats = max(5, args.repeats)
+    atoms = w1()
+    for case in cases():
+        if args.only and case.name != args.only:
+            continue
+        for row in run_case(case, atoms, repeats):
+            if args.json:
+                print(json.dumps(row), flush=True)
+            else:
+                peer = (f"{row['peer']}: {row['peer_us_per_atom']:.1f} us/atom, ratio "
+                        f"{row['ratio']:.2f}" if row.get("ratio") else str(row["peer"]))
+                print(f"{row['descriptor']:>14s} {row['what']:>16s} "
+                      f"{row['us_per_atom']:9.1f} us/atom   [{peer}]", flush=True)
+
+
+if __name__ == "__main__":
+    main()
