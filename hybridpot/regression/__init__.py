@@ -4,3 +4,7 @@ from ._base import (KINDS, REGRESSORS, VOIGT, BatchSource, Regressor, StructureB
                     register_regressor)
 
 __all__ = ["Regressor", "StructureBatch", "BatchSource", "REGRESSORS", "register_regressor", "KINDS", "VOIGT"]
+
+from ._linear import BayesianLinearRegressor, LinearRegressor  # noqa: E402
+
+__all__ += ["LinearRegressor", "BayesianLinearRegressor"]

@@ -1,0 +1,891 @@
+"""Linear and quadratic (qSNAP-style) regressors: ridge and Bayesian evidence maximisation.
+
+Both models write the per-atom ML energy as ``eps_i = coef[z_i] . q(X_i)`` with the feature
+block ``q`` of :mod:`hybridpot.regression._design` (``[1, X, (quadratic products)]``, the LAMMPS
+SNAP / qSNAP ``.snapcoeff`` layout).  Fitting streams the weighted energy, force and stress rows
+of every :class:`~hybridpot.regression.StructureBatch` through a
+:class:`~hybridpot.regression._tsqr.TSQRAccumulator` (one R factor per label kind, or per kind
+and config group), so memory does not grow with the number of rows, and solves the penalised
+problem by QR / SVD of the stacked factors -- the normal matrix is never inverted.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+import scipy.linalg
+from sklearn.exceptions import ConvergenceWarning
+
+from .._exceptions import InvalidParameterError, MissingLabelsError, NotFittedError
+from .._validation import check_choice, check_float, check_int
+from ._base import KINDS, VOIGT, BatchSource, Regressor, StructureBatch, register_regressor
+from ._design import feature_map, labelled_rows, n_block, energy_rows, pair_rows, \
+    quadratic_index
+from ._tsqr import TSQRAccumulator
+
+__all__ = ["LinearRegressor", "BayesianLinearRegressor"]
+
+#: relative penalty of the per-element bias (constant) columns: their prior precision /
+#: ridge penalty is this factor times that of the other columns (nearly unpenalised)
+BIAS_RELATIVE_PENALTY = 1e-6
+_PLAIN_KIND = "target"
+
+
+def _check_bool(value, name, owner):
+    if not isinstance(value, (bool, np.bool_)):
+        raise InvalidParameterError(
+            f"The '{name}' parameter of {owner} must be a bool. Got {value!r} instead.")
+    return bool(value)
+
+
+def _infer_n_features(P, quadratic, owner):
+    if not quadratic:
+        F = P - 1
+    else:
+        # 1 + F + F (F + 1) / 2 = P  ->  F^2 + 3F + 2 - 2P = 0
+        F = int(round((-3 + np.sqrt(9 - 4 * (2 - 2 * P))) / 2))
+    if F < 1 or n_block(F, quadratic) != P:
+        raise InvalidParameterError(
+            f"The 'coef' argument of {owner}.from_coef must have shape (n_species, P) with "
+            f"P = 1 + F{' + F(F+1)/2' if quadratic else ''} for some F >= 1. Got P = {P} "
+            "instead.")
+    return F
+
+
+class _LinearBase(Regressor):
+    """Shared machinery of the linear regressors (not public)."""
+
+    # -- input handling ---------------------------------------------------------------------
+    def _validate_common(self):
+        owner = type(self).__name__
+        self._quadratic = _check_bool(self.quadratic, "quadratic", owner)
+        check_choice(self.penalty_scaling, "penalty_scaling", ("rms", "none"), owner)
+
+    def _group_key(self, kind, g, group_names):
+        return kind
+
+    def _accumulate_batches(self, batches):
+        owner = type(self).__name__
+        source = BatchSource.wrap(batches)
+        n_species, F = source.n_species, source.n_features
+        if n_species < 1 or F < 1:
+            raise InvalidParameterError(
+                f"{owner}.fit needs n_species >= 1 and n_features >= 1. "
+                f"Got {n_species} and {F} instead.")
+        names = source.group_names
+        P = n_block(F, self._quadratic)
+        M = n_species * P
+        acc = TSQRAccumulator(M)
+        col_sq = np.zeros(M)
+        n_total = 0
+        n_batches = 0
+        for batch in source:
+            n_batches += 1
+            self._check_batch(batch, n_species, F, owner)
+            for kind, group, A, y, w in labelled_rows(batch, n_species, self._quadratic):
+                col_sq += (w[:, None] * A * A).sum(axis=0)
+                n_total += A.shape[0]
+                for g in np.unique(group):
+                    m = group == g
+                    key = self._group_key(kind, int(g), names)
+                    acc.add(key, A[m], y[m], w[m])
+        if not acc.keys():
+            raise MissingLabelsError(
+                f"{owner}.fit received {n_batches} batch(es) with no usable label: every "
+                "energy, force and stress label is missing (NaN), has zero weight, or (stress) "
+                "belongs to a structure that is not periodic in 3-D.")
+        bias_cols = np.zeros(M, dtype=bool)
+        bias_cols[np.arange(n_species) * P] = True
+        self.n_species_ = n_species
+        self.n_features_in_ = F
+        self.species_ = source.species
+        self.group_names_ = tuple(names)
+        return acc, col_sq / max(n_total, 1), bias_cols
+
+    def _check_batch(self, batch, n_species, F, owner):
+        if not isinstance(batch, StructureBatch):
+            raise InvalidParameterError(
+                f"{owner}.fit expects StructureBatch items. Got {type(batch).__name__} instead.")
+        X = np.asarray(batch.X)
+        if X.ndim != 2 or X.shape[1] != F:
+            raise InvalidParameterError(
+                f"The descriptors 'X' of a StructureBatch given to {owner}.fit must have shape "
+                f"(n_atoms, {F}). Got {X.shape} instead.")
+        if not np.all(np.isfinite(X)):
+            raise InvalidParameterError(
+                f"The descriptors 'X' of a StructureBatch given to {owner}.fit must be finite.")
+        sp = np.asarray(batch.species)
+        if sp.size and (sp.min() < 0 or sp.max() >= n_species):
+            raise InvalidParameterError(
+                f"The 'species' indices of a StructureBatch given to {owner}.fit must lie in "
+                f"[0, {n_species - 1}]. Got values in [{sp.min()}, {sp.max()}] instead.")
+
+    def _accumulate_plain(self, A, y, sample_weight):
+        owner = type(self).__name__
+        A = np.asarray(A, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        if A.ndim != 2 or A.shape[0] < 1 or A.shape[1] < 1:
+            raise InvalidParameterError(
+                f"The 'A' argument of {owner}.fit must be a 2-D design matrix (n_rows, "
+                f"n_columns) or a list of StructureBatch. Got shape {A.shape} instead.")
+        if y.shape != (A.shape[0],):
+            raise InvalidParameterError(
+                f"The 'y' argument of {owner}.fit must have shape ({A.shape[0]},). "
+                f"Got {y.shape} instead.")
+        if not (np.all(np.isfinite(A)) and np.all(np.isfinite(y))):
+            raise InvalidParameterError(
+                f"The 'A' and 'y' arguments of {owner}.fit must be finite (NaN or inf given).")
+        w = None
+        if sample_weight is not None:
+            w = np.asarray(sample_weight, dtype=np.float64)
+            if w.shape != y.shape or not np.all(np.isfinite(w)) or np.any(w < 0):
+                raise InvalidParameterError(
+                    f"The 'sample_weight' argument of {owner}.fit must be finite, >= 0, with "
+                    f"shape {y.shape}. Got shape {w.shape} instead.")
+            keep = w > 0
+            A, y, w = A[keep], y[keep], w[keep]
+        acc = TSQRAccumulator(A.shape[1])
+        if A.shape[0] == 0:
+            raise MissingLabelsError(f"{owner}.fit received only zero sample weights.")
+        acc.add(_PLAIN_KIND, A, y, w)
+        ww = np.ones(A.shape[0]) if w is None else w
+        col_sq = (ww[:, None] * A * A).sum(axis=0) / A.shape[0]
+        self.n_species_ = None
+        self.n_features_in_ = A.shape[1]
+        self.species_ = None
+        self.group_names_ = ("default",)
+        return acc, col_sq, np.zeros(A.shape[1], dtype=bool)
+
+    def _prepare(self, batches, y, sample_weight):
+        """Validate, stream the rows; return the scaled R factors and the penalty scaling."""
+        self._validate_common()
+        if isinstance(batches, np.ndarray) or y is not None:
+            acc, col_sq, bias_cols = self._accumulate_plain(batches, y, sample_weight)
+            self.fit_mode_ = "plain"
+        else:
+            if sample_weight is not None:
+                raise InvalidParameterError(
+                    f"The 'sample_weight' argument of {type(self).__name__}.fit is only for the "
+                    "plain-array path; StructureBatch carries its own 'weights'.")
+            acc, col_sq, bias_cols = self._accumulate_batches(batches)
+            self.fit_mode_ = "batch"
+        M = acc.n_columns
+        if self.penalty_scaling == "rms":
+            D = np.sqrt(col_sq)
+        else:
+            D = np.ones(M)
+        zero = ~(D > 0) | ~np.isfinite(D)
+        D[zero] = 1.0
+        # relative penalty factor b_j^2 (bias columns nearly unpenalised, unless absent)
+        b2 = np.ones(M)
+        b2[bias_cols & ~zero & (col_sq > 0)] = BIAS_RELATIVE_PENALTY
+        self.penalty_scale_ = D * np.sqrt(b2)
+        keys = acc.keys()
+        Rs = {}
+        for k in keys:
+            R = acc.R(k)
+            Rs[k] = (R[:, :-1] / D[None, :], R[:, -1].copy())
+        self._n_rows = {k: acc.n_rows[k] for k in keys}
+        self._sum_log_w = {k: acc.sum_log_weight[k] for k in keys}
+        return Rs, D, b2
+
+    # -- fitted-model helpers ---------------------------------------------------------------
+    def _check_fitted(self):
+        if not hasattr(self, "coef_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet; call fit first.")
+
+    @property
+    def _coef_flat(self):
+        return np.asarray(self.coef_, dtype=np.float64).reshape(-1)
+
+    def _check_X(self, X, species):
+        self._check_fitted()
+        owner = type(self).__name__
+        if self.fit_mode_ != "batch":
+            raise NotFittedError(
+                f"This {owner} was fitted on a plain design matrix; per-atom energies need a "
+                "fit on StructureBatch data (or from_coef).")
+        X = np.asarray(X, dtype=np.float64)
+        F = self.n_features_in_
+        if X.ndim != 2 or X.shape[1] != F:
+            raise InvalidParameterError(
+                f"The 'X' argument of {owner}.atomic_energy must have shape (n_atoms, {F}). "
+                f"Got {X.shape} instead.")
+        sp = np.asarray(species)
+        if sp.shape != (X.shape[0],) or not np.issubdtype(sp.dtype, np.integer):
+            raise InvalidParameterError(
+                f"The 'species' argument of {owner}.atomic_energy must be integer indices of "
+                f"shape ({X.shape[0]},). Got {sp.dtype} array of shape {sp.shape} instead.")
+        if sp.size and (sp.min() < 0 or sp.max() >= self.n_species_):
+            raise InvalidParameterError(
+                f"The 'species' argument of {owner}.atomic_energy must lie in "
+                f"[0, {self.n_species_ - 1}]. Got values in [{sp.min()}, {sp.max()}] instead.")
+        return X, sp.astype(np.int64)
+
+    def atomic_energy(self, X, species):
+        """Per-atom ML energies ``eps_i = coef[z_i] . q(X_i)``.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_atoms, n_features)
+        species : array_like of int, shape (n_atoms,)
+
+        Returns
+        -------
+        eps : ndarray, shape (n_atoms,)
+            eV.
+        """
+        X, sp = self._check_X(X, species)
+        return np.einsum("ip,ip->i", feature_map(X, self.quadratic), self.coef_[sp])
+
+    def atomic_energy_gradient(self, X, species):
+        """Per-atom energies and ``dE_dX = d(sum_i eps_i)/dX`` (input of ``backward``).
+
+        For the quadratic block ``0.5 X^T S X`` with ``S_kk = c_kk``, ``S_kl = S_lk = c_kl``
+        the gradient is ``S X``.
+
+        Returns
+        -------
+        eps : ndarray, shape (n_atoms,)
+            eV.
+        dE_dX : ndarray, shape (n_atoms, n_features)
+            eV per descriptor unit.
+        """
+        X, sp = self._check_X(X, species)
+        F = X.shape[1]
+        C = self.coef_[sp]
+        eps = np.einsum("ip,ip->i", feature_map(X, self.quadratic), C)
+        dE = C[:, 1:1 + F].copy()
+        if self.quadratic:
+            iu, ju = quadratic_index(F)
+            S = np.zeros((self.n_species_, F, F))
+            S[:, iu, ju] = self.coef_[:, 1 + F:]
+            S[:, ju, iu] = self.coef_[:, 1 + F:]
+            dE += np.einsum("ikl,il->ik", S[sp], X)
+        return eps, dE
+
+    def _predict_means(self, batch):
+        """Energy (n_structures,), forces (n_atoms, 3) and stress (n_structures, 6) means."""
+        X, sp = self._check_X(batch.X, batch.species)
+        eps, dE_dX = self.atomic_energy_gradient(X, sp)
+        ns = batch.n_structures
+        out = {"energy": np.bincount(batch.structure, weights=eps, minlength=ns)}
+        g = batch.gradients
+        if g is not None:
+            gp = np.einsum("paf,pf->pa", g.d_drij, dE_dX[g.pair_i])
+            dE_dr = np.zeros((batch.n_atoms, 3))
+            np.add.at(dE_dr, g.pair_j, gp)
+            np.add.at(dE_dr, g.pair_i, -gp)
+            out["forces"] = -dE_dr
+            vir = np.zeros((ns, 6))
+            s_of_pair = batch.structure[g.pair_i]
+            for v, (a, b) in enumerate(VOIGT):
+                vir[:, v] = np.bincount(s_of_pair, weights=gp[:, a] * g.rij[:, b], minlength=ns)
+            vol = np.asarray(batch.volume, dtype=np.float64)
+            ok = np.isfinite(vol) & (vol > 0)
+            stress = np.full((ns, 6), np.nan)
+            stress[ok] = vir[ok] / vol[ok, None]
+            out["stress"] = stress
+        return out
+
+    def predict(self, A, return_std=False, include_noise=True):
+        """Plain-array prediction ``A @ coef`` (secondary path), or energies of a batch.
+
+        Parameters
+        ----------
+        A : ndarray, shape (n_rows, n_columns) or StructureBatch
+            A design matrix in the column layout used by ``fit(A, y)``; a StructureBatch
+            returns total energies (eV) per structure.
+        return_std : bool, default=False
+            Also return predictive standard deviations (Bayesian model only).
+        include_noise : bool, default=True
+            Include the fitted observation noise in the standard deviation.
+        """
+        self._check_fitted()
+        if isinstance(A, StructureBatch):
+            out = self.predict_batch(A, return_std=return_std, include_noise=include_noise)
+            return (out["energy"], out["energy_std"]) if return_std else out["energy"]
+        A = np.asarray(A, dtype=np.float64)
+        c = self._coef_flat
+        if A.ndim != 2 or A.shape[1] != c.shape[0]:
+            raise InvalidParameterError(
+                f"The 'A' argument of {type(self).__name__}.predict must have shape "
+                f"(n_rows, {c.shape[0]}). Got {A.shape} instead.")
+        mean = A @ c
+        if not return_std:
+            return mean
+        var = self._param_variance(A)
+        if include_noise and self.fit_mode_ == "plain":
+            var = var + self._noise_of(_PLAIN_KIND, 0) ** 2
+        return mean, np.sqrt(var)
+
+    def _param_variance(self, A):
+        raise InvalidParameterError(
+            f"{type(self).__name__} has no posterior: return_std=True needs "
+            "BayesianLinearRegressor.")
+
+    def predict_batch(self, batch, return_std=False, include_noise=True):
+        """Energies, forces and stresses of a batch (see the Regressor contract).
+
+        Parameters
+        ----------
+        batch : StructureBatch
+        return_std : bool, default=False
+            Add ``"energy_std"``, ``"forces_std"``, ``"stress_std"`` (Bayesian model only).
+        include_noise : bool, default=True
+            With ``return_std``: include the fitted observation noise (per label kind, and
+            per config group with ``noise_groups``); for the total energy the per-atom energy
+            noise is multiplied by ``N_s``.  False gives the parameter (epistemic) part only.
+
+        Returns
+        -------
+        dict
+            ``"energy"`` (n_structures,) eV; with gradients ``"forces"`` (n_atoms, 3) eV/Å and
+            ``"stress"`` (n_structures, 6) eV/Å³ (NaN unless 3-D periodic).
+        """
+        self._check_fitted()
+        if not isinstance(batch, StructureBatch):
+            raise InvalidParameterError(
+                f"The 'batch' argument of {type(self).__name__}.predict_batch must be a "
+                f"StructureBatch. Got {type(batch).__name__} instead.")
+        out = self._predict_means(batch)
+        if not return_std:
+            return out
+        if not self.has_uncertainty:
+            self._param_variance(None)
+        nsp = self.n_species_
+        ns = batch.n_structures
+        nat = batch.n_atoms_per_structure
+        group = (np.zeros(ns, dtype=np.int64) if batch.group is None
+                 else np.asarray(batch.group, dtype=np.int64))
+        Ae = energy_rows(batch, nsp, self.quadratic) * nat[:, None]
+        var = self._param_variance(Ae)
+        if include_noise:
+            var = var + (nat * self._noise_vector("energy", group)) ** 2
+        out["energy_std"] = np.sqrt(var)
+        if batch.gradients is not None:
+            Fr, Sr = pair_rows(batch, nsp, self.quadratic)
+            var = self._param_variance(Fr)
+            if include_noise:
+                var = var + np.repeat(self._noise_vector("forces", group[batch.structure]),
+                                      3) ** 2
+            out["forces_std"] = np.sqrt(var).reshape(-1, 3)
+            ok = np.isfinite(batch.volume) & (batch.volume > 0)
+            sstd = np.full((ns, 6), np.nan)
+            if ok.any():
+                rows = Sr.reshape(ns, 6, -1)[ok].reshape(-1, Sr.shape[1])
+                var = self._param_variance(rows)
+                if include_noise:
+                    var = var + np.repeat(self._noise_vector("stress", group[ok]), 6) ** 2
+                sstd[ok] = np.sqrt(var).reshape(-1, 6)
+            out["stress_std"] = sstd
+        return out
+
+    # -- serialisation ----------------------------------------------------------------------
+    def _base_state(self):
+        state = {"fit_mode": self.fit_mode_, "n_species": self.n_species_,
+                 "n_features": int(self.n_features_in_),
+                 "species": list(self.species_) if self.species_ is not None else None,
+                 "group_names": list(self.group_names_)}
+        arrays = {"coef": np.asarray(self.coef_, dtype=np.float64).copy(),
+                  "penalty_scale": np.asarray(self.penalty_scale_, dtype=np.float64).copy()}
+        return state, arrays
+
+    def _set_base_state(self, state, arrays):
+        from .._exceptions import ModelFormatError
+
+        try:
+            self.fit_mode_ = str(state["fit_mode"])
+            self.n_species_ = None if state["n_species"] is None else int(state["n_species"])
+            self.n_features_in_ = int(state["n_features"])
+            self.species_ = None if state["species"] is None else tuple(state["species"])
+            self.group_names_ = tuple(state["group_names"])
+            coef = np.asarray(arrays["coef"], dtype=np.float64)
+            self.penalty_scale_ = np.asarray(arrays["penalty_scale"], dtype=np.float64)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFormatError(
+                f"Fitted state of {type(self).__name__} is incomplete or corrupt: {exc!r}.") \
+                from exc
+        if self.fit_mode_ == "batch":
+            P = n_block(self.n_features_in_, self.quadratic)
+            if coef.shape != (self.n_species_, P):
+                raise ModelFormatError(
+                    f"Fitted state of {type(self).__name__}: 'coef' has shape {coef.shape}, "
+                    f"expected {(self.n_species_, P)}.")
+        self.coef_ = coef
+
+
+@register_regressor
+class LinearRegressor(_LinearBase):
+    r"""Ridge regression of the per-atom ML energy on a linear or quadratic feature map.
+
+    The per-atom energy is ``eps_i = c_{z_i} . q(X_i)`` with ``q(X) = [1, X, (quadratic
+    products)]`` (LAMMPS SNAP / qSNAP layout, see :mod:`hybridpot.regression._design`).  The
+    coefficients minimise
+
+    .. math::  L(c) = \sum_{rows} w_r (a_r \cdot c - y_r)^2 + \alpha \sum_j (b_j D_j c_j)^2
+
+    over the energy rows (per atom, eV/atom), force rows (eV/Å) and stress rows (Voigt,
+    eV/Å³) of every structure, with ``w_r`` the per-structure weight of the row's label kind.
+
+    ``alpha`` semantics: with ``penalty_scaling="rms"`` (default) ``D_j`` is the root mean
+    square of column ``j`` over all weighted training rows, so ``alpha`` is the scikit-learn
+    ``Ridge`` penalty applied to the design whose columns are divided by their RMS -- it is
+    independent of the units and magnitudes of the descriptors (but, as for ``Ridge``, not
+    divided by the number of rows).  ``penalty_scaling="none"`` uses ``D_j = 1`` (identical to
+    ``sklearn.linear_model.Ridge(alpha, fit_intercept=False)`` on the plain path).  The
+    per-element bias (constant) columns get ``b_j^2 = 1e-6`` (nearly unpenalised); all other
+    columns, and bias columns absent from the data, get ``b_j = 1``.  Columns identically zero
+    in the data get ``D_j = 1``.
+
+    The rows are streamed batch by batch into a TSQR accumulator (memory independent of the
+    number of rows) and the minimiser is found by a least-squares solve (SVD, ``gelsd``) of
+    ``[R_k D^{-1}; sqrt(alpha) diag(b)]`` -- the normal matrix is never formed or inverted.
+
+    A plain design matrix also works (secondary path): ``fit(A, y, sample_weight=None)``
+    is then ordinary ridge regression on the columns of ``A`` (``quadratic`` is ignored, no
+    column is treated as a bias) and ``predict(A)`` returns ``A @ coef_``.
+
+    Parameters
+    ----------
+    alpha : float, default=1e-6
+        Penalty strength (>= 0; 0 gives the minimum-norm least-squares solution).
+    quadratic : bool, default=False
+        Add the products ``X_k X_l`` (``0.5 X_k^2`` on the diagonal) to the feature map.
+    penalty_scaling : {"rms", "none"}, default="rms"
+        Column scaling ``D`` of the penalty (see above).
+
+    Attributes
+    ----------
+    coef_ : ndarray, shape (n_species, P)
+        ``P = 1 + F`` (+ ``F (F + 1) / 2`` if quadratic); on the plain path shape
+        (n_columns,).
+    penalty_scale_ : ndarray, shape (n_species * P,)
+        ``b_j D_j`` of the penalty.
+    n_species_, n_features_in_ : int
+    fit_mode_ : {"batch", "plain"}
+    """
+
+    has_uncertainty = False
+
+    def __init__(self, *, alpha=1e-6, quadratic=False, penalty_scaling="rms"):
+        self.alpha = alpha
+        self.quadratic = quadratic
+        self.penalty_scaling = penalty_scaling
+
+    def fit(self, batches, y=None, sample_weight=None):
+        """Fit to a BatchSource / list of StructureBatch, or to a plain ``(A, y)``.
+
+        Returns
+        -------
+        self
+        """
+        alpha = check_float(self.alpha, "alpha", type(self).__name__, low=0.0,
+                            low_inclusive=True)
+        if not np.isfinite(alpha):
+            raise InvalidParameterError(
+                f"The 'alpha' parameter of {type(self).__name__} must be a float in [0, inf). "
+                f"Got {self.alpha!r} instead.")
+        Rs, D, b2 = self._prepare(batches, y, sample_weight)
+        M = D.shape[0]
+        blocks = [R for R, _ in Rs.values()]
+        rhs = [r for _, r in Rs.values()]
+        if alpha > 0:
+            blocks.append(np.diag(np.sqrt(alpha * b2)))
+            rhs.append(np.zeros(M))
+        B = np.vstack(blocks)
+        c = np.concatenate(rhs)
+        v = scipy.linalg.lstsq(B, c, lapack_driver="gelsd", check_finite=False)[0]
+        coef = v / D
+        self.alpha_ = alpha
+        self.coef_ = coef.reshape(self.n_species_, -1) if self.fit_mode_ == "batch" else coef
+        return self
+
+    @classmethod
+    def from_coef(cls, coef, *, quadratic=False):
+        """A fitted regressor from coefficients in the SNAP / qSNAP layout.
+
+        Parameters
+        ----------
+        coef : array_like, shape (n_species, P)
+            ``P = 1 + F`` (linear) or ``1 + F + F (F + 1) / 2`` (quadratic).
+        quadratic : bool, default=False
+        """
+        self = cls(quadratic=quadratic)
+        self._from_coef(coef)
+        return self
+
+    def _from_coef(self, coef):
+        owner = type(self).__name__
+        self._validate_common()
+        coef = np.array(coef, dtype=np.float64)
+        if coef.ndim != 2 or coef.shape[0] < 1 or not np.all(np.isfinite(coef)):
+            raise InvalidParameterError(
+                f"The 'coef' argument of {owner}.from_coef must be a finite 2-D array "
+                f"(n_species, P). Got shape {coef.shape} instead.")
+        F = _infer_n_features(coef.shape[1], self._quadratic, owner)
+        self.fit_mode_ = "batch"
+        self.n_species_ = coef.shape[0]
+        self.n_features_in_ = F
+        self.species_ = None
+        self.group_names_ = ("default",)
+        self.penalty_scale_ = np.ones(coef.size)
+        self.coef_ = coef
+
+    def get_fitted_state(self):
+        """``(state, arrays)``: JSON-able dict and ndarrays of the fitted model."""
+        self._check_fitted()
+        state, arrays = self._base_state()
+        state["alpha_"] = float(getattr(self, "alpha_", self.alpha))
+        return state, arrays
+
+    def set_fitted_state(self, state, arrays):
+        """Restore :meth:`get_fitted_state` output; returns ``self``."""
+        self._validate_common()
+        self._set_base_state(state, arrays)
+        self.alpha_ = float(state.get("alpha_", self.alpha))
+        return self
+
+
+@register_regressor
+class BayesianLinearRegressor(_LinearBase):
+    r"""Bayesian linear (or quadratic) regression with evidence-maximised hyperparameters.
+
+    Model: ``eps_i = c_{z_i} . q(X_i)`` as in :class:`LinearRegressor`; for every training row
+    ``r`` of label kind ``k`` (``"energy"`` per atom in eV/atom, ``"forces"`` in eV/Å,
+    ``"stress"`` in eV/Å³ -- or one ``k`` per kind and config group with ``noise_groups=True``)
+
+    .. math::
+        y_r \sim N(a_r \cdot c, 1 / (\beta_k w_r)),\qquad
+        c_j \sim N(0, 1 / (\alpha b_j^2 D_j^2))
+
+    with the column scaling ``D`` and bias factors ``b`` of :class:`LinearRegressor`
+    (``alpha`` is a dimensionless precision on RMS-scaled coefficients).  Given
+    ``theta = (alpha, beta_k)`` the posterior is Gaussian with precision
+    ``H = sum_k beta_k A_k^T W_k A_k + alpha diag(b D)^2``, mean
+    ``m = H^{-1} sum_k beta_k A_k^T W_k y_k`` and covariance ``Sigma = H^{-1}``.  ``theta``
+    maximises the exact log evidence
+
+    .. math::
+        \log p(y | \theta) = \tfrac12 \sum_k [N_k \log\beta_k + \sum_{r\in k}\log w_r]
+        + \tfrac12 \sum_j \log(\alpha b_j^2 D_j^2) - \tfrac12 E(m) - \tfrac12 \log|H|
+        - \tfrac{N}{2}\log 2\pi,
+
+    ``E(m) = sum_k beta_k ||W_k^{1/2}(A_k m - y_k)||^2 + alpha ||diag(b D) m||^2``, by the
+    MacKay fixed point ``gamma_k = beta_k tr(Sigma A_k^T W_k A_k)``,
+    ``beta_k = (N_k - gamma_k) / ||W_k^{1/2}(A_k m - y_k)||^2``,
+    ``alpha = sum_k gamma_k / ||diag(b D) m||^2`` (a stationary point of the evidence).
+    The final posterior is computed from a QR decomposition of
+    ``[sqrt(beta_k) R_k; sqrt(alpha) diag(b D)]`` (``R_k`` the streamed TSQR factors), and
+    predictive variances ``a^T Sigma a = ||T^{-T} a||^2`` by a triangular solve with that
+    factor ``T`` -- accurate also far from the origin (no centring is assumed).
+
+    Predictions (:meth:`predict_batch` with ``return_std=True``) give the standard deviation
+    of the total energy (the per-atom energy noise ``1/sqrt(beta_energy)`` is multiplied by
+    ``N_s``), of every force component and of every stress component, with the observation
+    noise of the label kind added unless ``include_noise=False`` (noise at unit weight;
+    for a config group not seen in training with ``noise_groups=True`` the largest noise of
+    that kind; kinds absent from training add no noise).
+
+    The plain path ``fit(A, y, sample_weight=None)`` is ordinary Bayesian ridge regression on
+    the columns of ``A`` with one noise level (equal to scikit-learn's ``BayesianRidge`` with
+    ``fit_intercept=False`` and zero hyperpriors when ``penalty_scaling="none"``).
+
+    Parameters
+    ----------
+    quadratic : bool, default=False
+        qSNAP-style quadratic feature map.
+    noise_groups : bool, default=False
+        One noise level per label kind and config group (``StructureBatch.group``).
+    penalty_scaling : {"rms", "none"}, default="rms"
+        Column scaling ``D`` of the prior precision.
+    alpha_init : float or None, default=None
+        Initial prior precision (default 1).
+    noise_init : float or None, default=None
+        Initial noise standard deviation of every kind, in label units (default: the RMS of
+        that kind's targets / 10).
+    max_iter : int, default=500
+        Maximum number of fixed-point iterations.
+    tol : float, default=1e-8
+        Convergence: largest change of ``log(alpha)``, ``log(beta_k)`` in one iteration.
+
+    Attributes
+    ----------
+    coef_ : ndarray, shape (n_species, P)
+        Posterior mean (plain path: shape (n_columns,)).
+    sigma_ : ndarray, shape (n_species * P, n_species * P)
+        Posterior covariance of the flattened ``coef_``.
+    alpha_ : float
+        Prior precision (on the scaled coefficients ``b_j D_j c_j``).
+    noise_ : dict
+        Label kind -> noise standard deviation (eV/atom, eV/Å, eV/Å³); with
+        ``noise_groups`` kind -> {group name -> sigma}.  Plain path: ``{"target": sigma}``.
+    log_evidence_ : float
+        Log marginal likelihood at the optimum.
+    n_iter_ : int
+    """
+
+    has_uncertainty = True
+
+    def __init__(self, *, quadratic=False, noise_groups=False, penalty_scaling="rms",
+                 alpha_init=None, noise_init=None, max_iter=500, tol=1e-8):
+        self.quadratic = quadratic
+        self.noise_groups = noise_groups
+        self.penalty_scaling = penalty_scaling
+        self.alpha_init = alpha_init
+        self.noise_init = noise_init
+        self.max_iter = max_iter
+        self.tol = tol
+
+    def _group_key(self, kind, g, group_names):
+        if not self._noise_groups:
+            return kind
+        return (kind, group_names[g] if g < len(group_names) else f"group{g}")
+
+    def fit(self, batches, y=None, sample_weight=None):
+        """Fit to a BatchSource / list of StructureBatch, or to a plain ``(A, y)``.
+
+        Returns
+        -------
+        self
+        """
+        owner = type(self).__name__
+        self._noise_groups = _check_bool(self.noise_groups, "noise_groups", owner)
+        alpha0 = check_float(self.alpha_init, "alpha_init", owner, low=0.0, allow_none=True)
+        noise0 = check_float(self.noise_init, "noise_init", owner, low=0.0, allow_none=True)
+        for v, name in ((alpha0, "alpha_init"), (noise0, "noise_init")):
+            if v is not None and not np.isfinite(v):
+                raise InvalidParameterError(
+                    f"The '{name}' parameter of {owner} must be a float in (0, inf) or None. "
+                    f"Got {v!r} instead.")
+        max_iter = check_int(self.max_iter, "max_iter", owner, low=1)
+        tol = check_float(self.tol, "tol", owner, low=0.0)
+        Rs, D, b2 = self._prepare(batches, y, sample_weight)
+        keys = list(Rs)
+        M = D.shape[0]
+        N = np.array([self._n_rows[k] for k in keys], dtype=np.float64)
+        Rk = [Rs[k][0] for k in keys]
+        rk = [Rs[k][1] for k in keys]
+        Gk = [R.T @ R for R in Rk]
+        bk = [R.T @ r for R, r in zip(Rk, rk)]
+        yy = np.array([r @ r for r in rk])
+
+        alpha = 1.0 if alpha0 is None else alpha0
+        if noise0 is not None:
+            beta = np.full(len(keys), 1.0 / noise0 ** 2)
+        else:
+            ms = yy / N
+            beta = np.where(ms > 0, 100.0 / np.where(ms > 0, ms, 1.0), 1.0)
+        beta_max = np.where(yy > 0, 1e16 * N / np.where(yy > 0, yy, 1.0), 1e16)
+        converged = False
+        n_iter = 0
+        for n_iter in range(1, max_iter + 1):
+            m, L = self._solve_scaled(alpha, beta, Gk, bk, b2)
+            gamma = np.empty(len(keys))
+            rss = np.empty(len(keys))
+            for q in range(len(keys)):
+                Z = scipy.linalg.solve_triangular(L, Rk[q].T, lower=True, check_finite=False)
+                gamma[q] = beta[q] * np.sum(Z * Z)
+                res = Rk[q] @ m - rk[q]
+                rss[q] = res @ res
+            wnorm = float(m @ (b2 * m))
+            tiny = np.finfo(float).tiny
+            gsum = min(max(gamma.sum(), 1e-12), M - 1e-12)
+            alpha_new = gsum / max(wnorm, tiny)
+            beta_new = np.maximum(N - gamma, 1e-12) / np.maximum(rss, 1e-300)
+            # noise floor (exactly fitted labels): sigma_k >= 1e-8 * RMS(y_k)
+            beta_new = np.minimum(beta_new, beta_max)
+            alpha_new = min(max(alpha_new, 1e-12), 1e12)
+            change = max(abs(np.log(alpha_new / alpha)),
+                         float(np.max(np.abs(np.log(beta_new / beta)))))
+            alpha, beta = alpha_new, beta_new
+            if change < tol:
+                converged = True
+                break
+        if not converged:
+            warnings.warn(
+                f"{owner}: evidence maximisation did not converge in max_iter={max_iter} "
+                f"iterations (last change of log-hyperparameters {change:.3g} > tol={tol:g}); "
+                "increase max_iter.", ConvergenceWarning, stacklevel=2)
+        self.n_iter_ = n_iter
+        self._finalise(alpha, beta, keys, Rk, rk, N, D, b2)
+        return self
+
+    @staticmethod
+    def _solve_scaled(alpha, beta, Gk, bk, b2):
+        H = alpha * np.diag(b2)
+        rhs = np.zeros(b2.shape[0])
+        for bq, G, bv in zip(beta, Gk, bk):
+            H += bq * G
+            rhs += bq * bv
+        try:
+            L = np.linalg.cholesky(H)
+        except np.linalg.LinAlgError:
+            # numerically indefinite: a tiny diagonal shift keeps the iteration going
+            L = np.linalg.cholesky(H + np.eye(H.shape[0]) * 1e-12 * np.trace(H) / H.shape[0])
+        z = scipy.linalg.solve_triangular(L, rhs, lower=True, check_finite=False)
+        m = scipy.linalg.solve_triangular(L, z, lower=True, trans="T", check_finite=False)
+        return m, L
+
+    def _finalise(self, alpha, beta, keys, Rk, rk, N, D, b2):
+        M = D.shape[0]
+        blocks = [np.sqrt(bq) * R for bq, R in zip(beta, Rk)] + [np.diag(np.sqrt(alpha * b2))]
+        rhs = np.concatenate([np.sqrt(bq) * r for bq, r in zip(beta, rk)] + [np.zeros(M)])
+        Q, T = scipy.linalg.qr(np.vstack(blocks), mode="economic", check_finite=False)
+        m = scipy.linalg.solve_triangular(T, Q.T @ rhs, check_finite=False)
+        # log evidence (scaled variables; the D-dependent terms cancel exactly)
+        rss = np.array([np.sum((R @ m - r) ** 2) for R, r in zip(Rk, rk)])
+        E = float(beta @ rss + alpha * (m @ (b2 * m)))
+        slw = sum(self._sum_log_w[k] for k in keys)
+        logdetH = 2.0 * np.sum(np.log(np.abs(np.diag(T))))
+        self.log_evidence_ = float(
+            0.5 * (N @ np.log(beta)) + 0.5 * slw + 0.5 * M * np.log(alpha)
+            + 0.5 * np.sum(np.log(b2)) - 0.5 * E - 0.5 * logdetH
+            - 0.5 * N.sum() * np.log(2 * np.pi))
+        self.alpha_ = float(alpha)
+        self._beta = {k: float(bq) for k, bq in zip(keys, beta)}
+        self._set_noise_dict()
+        coef = m / D
+        self.coef_ = coef.reshape(self.n_species_, -1) if self.fit_mode_ == "batch" else coef
+        # upper-triangular factor of the precision in the original variables: H = T'^T T'
+        self.precision_factor_ = T * D[None, :]
+        self._set_sigma()
+
+    def _set_noise_dict(self):
+        noise = {}
+        for k, bq in self._beta.items():
+            s = float(1.0 / np.sqrt(bq))
+            if isinstance(k, tuple):
+                noise.setdefault(k[0], {})[k[1]] = s
+            else:
+                noise[k] = s
+        self.noise_ = noise
+
+    def _set_sigma(self):
+        T = self.precision_factor_
+        Ti = scipy.linalg.solve_triangular(T, np.eye(T.shape[0]), check_finite=False)
+        self.sigma_ = Ti @ Ti.T
+
+    def _param_variance(self, A):
+        A = np.asarray(A, dtype=np.float64)
+        if A.shape[0] == 0 or self.precision_factor_ is None:
+            return np.zeros(A.shape[0])
+        V = scipy.linalg.solve_triangular(self.precision_factor_, A.T, trans="T",
+                                          check_finite=False)
+        return np.einsum("ij,ij->j", V, V)
+
+    def _noise_of(self, kind, group_name):
+        v = self.noise_.get(kind)
+        if v is None:
+            return 0.0
+        if isinstance(v, dict):
+            return v.get(group_name, max(v.values()))
+        return v
+
+    def _noise_vector(self, kind, group):
+        group = np.asarray(group, dtype=np.int64)
+        names = self.group_names_
+        uniq = np.unique(group)
+        table = {int(g): self._noise_of(kind, names[g] if 0 <= g < len(names) else f"group{g}")
+                 for g in uniq}
+        return np.array([table[int(g)] for g in group], dtype=np.float64) if group.size \
+            else np.zeros(0)
+
+    @classmethod
+    def from_coef(cls, coef, *, quadratic=False, covariance=None, noise=None):
+        """A fitted regressor from coefficients (SNAP / qSNAP layout) and optional posterior.
+
+        Parameters
+        ----------
+        coef : array_like, shape (n_species, P)
+        quadratic : bool, default=False
+        covariance : array_like, shape (n_species * P, n_species * P), optional
+            Posterior covariance of the flattened coefficients (symmetric positive definite).
+            Without it the parameter part of the predictive variance is zero.
+        noise : dict, optional
+            Label kind -> noise standard deviation.
+        """
+        self = cls(quadratic=quadratic)
+        LinearRegressor._from_coef(self, coef)
+        M = self.coef_.size
+        owner = cls.__name__
+        self.alpha_ = float("nan")
+        self.log_evidence_ = float("nan")
+        self.n_iter_ = 0
+        self._beta = {}
+        if noise is not None:
+            for k, s in dict(noise).items():
+                s = check_float(s, f"noise[{k!r}]", owner, low=0.0)
+                self._beta[k] = 1.0 / s ** 2
+        self._set_noise_dict()
+        if covariance is None:
+            self.precision_factor_ = None
+            self.sigma_ = np.zeros((M, M))
+            return self
+        C = np.array(covariance, dtype=np.float64)
+        if C.shape != (M, M) or not np.all(np.isfinite(C)) or not np.allclose(C, C.T):
+            raise InvalidParameterError(
+                f"The 'covariance' argument of {owner}.from_coef must be a finite symmetric "
+                f"matrix of shape {(M, M)}. Got shape {C.shape} instead.")
+        try:
+            Lc = np.linalg.cholesky(C)
+        except np.linalg.LinAlgError as exc:
+            raise InvalidParameterError(
+                f"The 'covariance' argument of {owner}.from_coef must be positive definite."
+            ) from exc
+        # Sigma = Lc Lc^T  ->  H = Lc^{-T} Lc^{-1};  upper factor T with H = T^T T
+        Li = scipy.linalg.solve_triangular(Lc, np.eye(M), lower=True)
+        self.precision_factor_ = np.linalg.cholesky(Li.T @ Li).T
+        self.sigma_ = C
+        return self
+
+    def get_fitted_state(self):
+        """``(state, arrays)``: JSON-able dict and ndarrays of the fitted posterior."""
+        self._check_fitted()
+        state, arrays = self._base_state()
+        state.update({"alpha_": self.alpha_, "log_evidence_": self.log_evidence_,
+                      "n_iter_": int(self.n_iter_), "noise_": self.noise_})
+        if self.precision_factor_ is not None:
+            arrays["precision_factor"] = np.asarray(self.precision_factor_).copy()
+        return state, arrays
+
+    def set_fitted_state(self, state, arrays):
+        """Restore :meth:`get_fitted_state` output; returns ``self``."""
+        from .._exceptions import ModelFormatError
+
+        self._validate_common()
+        self._set_base_state(state, arrays)
+        try:
+            self.alpha_ = float(state["alpha_"])
+            self.log_evidence_ = float(state["log_evidence_"])
+            self.n_iter_ = int(state["n_iter_"])
+            noise = dict(state["noise_"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFormatError(
+                f"Fitted state of {type(self).__name__} is incomplete or corrupt: {exc!r}.") \
+                from exc
+        self._beta = {}
+        for kind, v in noise.items():
+            if isinstance(v, dict):
+                for g, s in v.items():
+                    self._beta[(kind, g)] = 1.0 / float(s) ** 2
+            else:
+                self._beta[kind] = 1.0 / float(v) ** 2
+        self._set_noise_dict()
+        T = arrays.get("precision_factor")
+        M = self.coef_.size
+        if T is None:
+            self.precision_factor_ = None
+            self.sigma_ = np.zeros((M, M))
+        else:
+            T = np.asarray(T, dtype=np.float64)
+            if T.shape != (M, M):
+                raise ModelFormatError(
+                    f"Fitted state of {type(self).__name__}: 'precision_factor' has shape "
+                    f"{T.shape}, expected {(M, M)}.")
+            self.precision_factor_ = T
+            self._set_sigma()
+        return self

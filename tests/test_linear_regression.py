@@ -1,0 +1,560 @@
+"""LinearRegressor / BayesianLinearRegressor, design rows and the TSQR accumulator.
+
+Independent truths: scikit-learn Ridge and BayesianRidge, closed-form posterior and log
+evidence written out here, high-precision (mpmath) predictive variances far from the origin,
+central finite differences of energy rows on a rattled, periodic, non-orthogonal cell.
+"""
+
+import mpmath
+import numpy as np
+import pytest
+from ase import Atoms
+from sklearn.base import clone
+from sklearn.linear_model import BayesianRidge, Ridge
+
+from hybridpot import InvalidParameterError, MissingLabelsError, NotFittedError
+from hybridpot.descriptors._base import Descriptor, DescriptorGradients
+from hybridpot.regression import (BatchSource, BayesianLinearRegressor, LinearRegressor,
+                                  StructureBatch)
+from hybridpot.regression._design import (energy_rows, feature_map, labelled_rows, n_block,
+                                          pair_rows, pair_rows_reference)
+from hybridpot.regression._tsqr import TSQRAccumulator
+
+from conftest import skewed_two_element_cell
+
+SPECIES = ["Cu", "Ni"]
+
+
+# ---------------------------------------------------------------------------------------------
+# a tiny descriptor with an exact Jacobian: X_i[z, k] = sum_{j of element z} exp(-a_k r^2) fc(r)
+# ---------------------------------------------------------------------------------------------
+class ToyRadial(Descriptor):
+    """Species-resolved Gaussian radial sums with a cosine cutoff (test helper)."""
+
+    def __init__(self, *, species=("Cu", "Ni"), r_cut=3.2, widths=(0.4, 0.9, 1.7)):
+        self.species = species
+        self.r_cut = r_cut
+        self.widths = widths
+
+    def _validate(self):
+        self._check_common()
+        self._a = np.asarray(self.widths, dtype=np.float64)
+
+    @property
+    def n_features(self):
+        return len(self.species) * len(self.widths)
+
+    def _radial(self, nl):
+        r = nl.d
+        rc = self._r_cut
+        fc = 0.5 * (np.cos(np.pi * r / rc) + 1.0)
+        dfc = -0.5 * np.pi / rc * np.sin(np.pi * r / rc)
+        e = np.exp(-self._a[None, :] * r[:, None] ** 2)
+        val = e * fc[:, None]
+        dval = -2.0 * self._a[None, :] * r[:, None] * e * fc[:, None] + e * dfc[:, None]
+        return val, dval
+
+    def _compute(self, nl, species_idx, gradients):
+        K = len(self._a)
+        val, dval = self._radial(nl)
+        ch = species_idx[nl.j][:, None] * K + np.arange(K)[None, :]
+        X = np.zeros((nl.n_atoms, self.n_features))
+        np.add.at(X, (np.repeat(nl.i[:, None], K, axis=1), ch), val)
+        if not gradients:
+            return X, None
+        d = np.zeros((nl.n_pairs, 3, self.n_features))
+        unit = nl.D / nl.d[:, None]
+        for k in range(K):  # K is 3: a loop over feature channels, not over pairs
+            d[np.arange(nl.n_pairs), :, ch[:, k]] = dval[:, k, None] * unit
+        return X, d
+
+    def _backward(self, nl, species_idx, dE_dX):
+        K = len(self._a)
+        _, dval = self._radial(nl)
+        ch = species_idx[nl.j][:, None] * K + np.arange(K)[None, :]
+        coef = np.take_along_axis(dE_dX[nl.i], ch, axis=1)
+        return (coef * dval).sum(axis=1)[:, None] * nl.D / nl.d[:, None]
+
+
+def make_batch(structures, desc, *, energy=None, forces=None, stress=None, weights=None,
+               group=None, shift=0.0):
+    """Concatenate structures into a StructureBatch (labels optional; NaN = missing)."""
+    Xs, sps, st, pi, pj, rij, dd, vol = [], [], [], [], [], [], [], []
+    off = 0
+    for s, at in enumerate(structures):
+        X, g = desc.compute(at, gradients=True)
+        Xs.append(X + shift)
+        sps.append(np.array([SPECIES.index(c) for c in at.get_chemical_symbols()]))
+        st.append(np.full(len(at), s))
+        pi.append(g.pair_i + off)
+        pj.append(g.pair_j + off)
+        rij.append(g.rij)
+        dd.append(g.d_drij)
+        vol.append(at.get_volume() if at.pbc.all() else np.nan)
+        off += len(at)
+    ns = len(structures)
+    grads = DescriptorGradients(np.concatenate(pi), np.concatenate(pj), np.concatenate(rij),
+                                np.concatenate(dd), off)
+    return StructureBatch(
+        X=np.vstack(Xs), species=np.concatenate(sps).astype(np.int64),
+        structure=np.concatenate(st).astype(np.int64), gradients=grads,
+        volume=np.array(vol),
+        energy=np.full(ns, np.nan) if energy is None else np.asarray(energy, float),
+        forces=np.full((off, 3), np.nan) if forces is None else np.asarray(forces, float),
+        stress=np.full((ns, 6), np.nan) if stress is None else np.asarray(stress, float),
+        weights={} if weights is None else weights,
+        group=np.zeros(ns, np.int64) if group is None else np.asarray(group, np.int64),
+        index=np.arange(ns))
+
+
+def structures(n, seed=0, rattle=0.12):
+    out = []
+    for s in range(n):
+        at = skewed_two_element_cell(seed=seed + s, rattle=rattle)
+        at.set_cell(at.cell.array * (1.0 + 0.03 * (s % 3)), scale_atoms=True)
+        out.append(at)
+    return out
+
+
+def true_coef(rng, F, quadratic, n_species=2, scale=0.3):
+    P = n_block(F, quadratic)
+    c = rng.normal(0.0, scale, (n_species, P))
+    if quadratic:
+        c[:, 1 + F:] *= 0.2
+    return c
+
+
+def labelled(structs, desc, coef, quadratic, rng=None, noise=(0.0, 0.0, 0.0), shift=0.0):
+    """Batch whose labels are the predictions of ``coef`` (+ Gaussian noise)."""
+    b = make_batch(structs, desc, shift=shift)
+    model = LinearRegressor.from_coef(coef, quadratic=quadratic)
+    p = model.predict_batch(b)
+    nat = b.n_atoms_per_structure
+    E, F, S = p["energy"], p["forces"], p["stress"]
+    if rng is not None:
+        E = E + nat * rng.normal(0, noise[0], E.shape)
+        F = F + rng.normal(0, noise[1], F.shape)
+        S = S + rng.normal(0, noise[2], S.shape)
+    b.energy, b.forces, b.stress = E, F, S
+    return b
+
+
+@pytest.fixture(scope="module")
+def desc():
+    return ToyRadial(species=SPECIES)
+
+
+# ---------------------------------------------------------------------------------------------
+# plain path vs scikit-learn and closed forms
+# ---------------------------------------------------------------------------------------------
+def test_ridge_equals_sklearn_ridge(rng):
+    A = rng.normal(size=(80, 6)) * np.array([1, 10, 0.1, 3, 1, 100])
+    y = A @ rng.normal(size=6) + 0.1 * rng.normal(size=80)
+    ours = LinearRegressor(alpha=2.5, penalty_scaling="none").fit(A, y)
+    ref = Ridge(alpha=2.5, fit_intercept=False, solver="svd").fit(A, y)
+    np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ours.predict(A), ref.predict(A), rtol=1e-10)
+    # "rms" scaling == Ridge on the design with RMS-normalised columns
+    D = np.sqrt((A ** 2).mean(axis=0))
+    ours = LinearRegressor(alpha=2.5).fit(A, y)
+    ref = Ridge(alpha=2.5, fit_intercept=False, solver="svd").fit(A / D, y)
+    np.testing.assert_allclose(ours.coef_, ref.coef_ / D, rtol=1e-9)
+    np.testing.assert_allclose(ours.penalty_scale_, D, rtol=1e-12)
+
+
+def _closed_form(A, y, alpha, beta, prior_scale):
+    """Posterior mean, covariance and log evidence of y ~ N(A w, 1/beta), w ~ N(0, 1/(alpha d^2))."""
+    n, M = A.shape
+    P0 = alpha * np.diag(prior_scale ** 2)
+    H = P0 + beta * A.T @ A
+    S = np.linalg.inv(H)
+    m = beta * S @ A.T @ y
+    E = beta * np.sum((A @ m - y) ** 2) + m @ P0 @ m
+    logev = (0.5 * n * np.log(beta) + 0.5 * np.linalg.slogdet(P0)[1] - 0.5 * E
+             - 0.5 * np.linalg.slogdet(H)[1] - 0.5 * n * np.log(2 * np.pi))
+    return m, S, logev
+
+
+@pytest.mark.parametrize("scaling", ["none", "rms"])
+def test_bayesian_closed_form_and_evidence_maximum(rng, scaling):
+    A = rng.normal(size=(40, 5)) * np.array([1.0, 2.0, 0.5, 1.0, 3.0])
+    y = A @ np.array([0.5, -0.2, 0.0, 1.0, 0.05]) + 0.3 * rng.normal(size=40)
+    b = BayesianLinearRegressor(penalty_scaling=scaling).fit(A, y)
+    d = np.ones(5) if scaling == "none" else np.sqrt((A ** 2).mean(axis=0))
+    beta = 1.0 / b.noise_["target"] ** 2
+    m, S, logev = _closed_form(A, y, b.alpha_, beta, d)
+    np.testing.assert_allclose(b.coef_, m, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(b.sigma_, S, rtol=1e-8, atol=1e-14)
+    np.testing.assert_allclose(b.log_evidence_, logev, rtol=1e-10)
+    # it is the maximum of the evidence: every perturbation of (alpha, beta) lowers it
+    for fa, fb in [(1.05, 1), (0.95, 1), (1, 1.05), (1, 0.95), (1.05, 0.95)]:
+        assert _closed_form(A, y, b.alpha_ * fa, beta * fb, d)[2] < logev
+
+
+def test_bayesian_equals_sklearn_bayesian_ridge(rng):
+    A = rng.normal(size=(100, 4))
+    y = A @ np.array([1.0, -2.0, 0.3, 0.0]) + 0.2 * rng.normal(size=100)
+    ours = BayesianLinearRegressor(penalty_scaling="none").fit(A, y)
+    ref = BayesianRidge(fit_intercept=False, alpha_1=0.0, alpha_2=0.0, lambda_1=0.0,
+                        lambda_2=0.0, tol=1e-14, max_iter=100000, compute_score=True).fit(A, y)
+    np.testing.assert_allclose(ours.alpha_, ref.lambda_, rtol=1e-7)
+    np.testing.assert_allclose(ours.noise_["target"], ref.alpha_ ** -0.5, rtol=1e-7)
+    np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(ours.sigma_, ref.sigma_, rtol=1e-6)
+    np.testing.assert_allclose(ours.log_evidence_, ref.scores_[-1], rtol=1e-9)
+    mean, std = ours.predict(A[:7], return_std=True)
+    rmean, rstd = ref.predict(A[:7], return_std=True)
+    np.testing.assert_allclose(mean, rmean, rtol=1e-7)
+    np.testing.assert_allclose(std, rstd, rtol=1e-6)
+
+
+def _mp_predictive_var(A, y, alpha, beta, prior_scale, At, dps=60):
+    """Predictive parameter variance diag(At H^{-1} At^T) in mpmath (independent truth)."""
+    with mpmath.workdps(dps):
+        Am = mpmath.matrix(A.tolist())
+        H = Am.T * Am * mpmath.mpf(beta)
+        for j in range(A.shape[1]):
+            H[j, j] += mpmath.mpf(alpha) * mpmath.mpf(prior_scale[j]) ** 2
+        Hi = H ** -1
+        out = []
+        for a in At:
+            av = mpmath.matrix(a.tolist())
+            out.append(float((av.T * Hi * av)[0]))
+    return np.array(out)
+
+
+def test_predictive_std_far_from_origin(rng):
+    n = 30
+    x = rng.uniform(0, 1, (n, 2)) + 1e3                      # far from the origin
+    A = np.hstack([np.ones((n, 1)), x])
+    y = 3.0 + x @ np.array([0.2, -0.1]) + 0.05 * rng.normal(size=n)
+    b = BayesianLinearRegressor(penalty_scaling="none").fit(A, y)
+    xt = np.vstack([rng.uniform(0, 1, (5, 2)) + 1e3, [[1e3 + 5, 1e3 - 5]]])
+    At = np.hstack([np.ones((6, 1)), xt])
+    beta = 1.0 / b.noise_["target"] ** 2
+    var = _mp_predictive_var(A, y, b.alpha_, beta, np.ones(3), At)
+    _, std = b.predict(At, return_std=True, include_noise=False)
+    np.testing.assert_allclose(std ** 2, var, rtol=1e-6)
+    _, std_n = b.predict(At, return_std=True)
+    np.testing.assert_allclose(std_n ** 2, var + 1.0 / beta, rtol=1e-6)
+    # inside the training cloud the parameter std is small compared with the noise
+    assert np.all(std[:5] < b.noise_["target"])
+
+
+def test_predictive_std_far_from_origin_batches(desc, rng):
+    """Batch path with descriptors shifted by +1e3: energy std equals the mpmath truth."""
+    structs = structures(12, seed=3)
+    coef = true_coef(rng, desc.n_features, False)
+    b = labelled(structs, desc, coef, False, shift=1e3)
+    b.energy = b.energy + rng.normal(0, 0.01, b.energy.shape) * b.n_atoms_per_structure
+    b.forces[:] = np.nan
+    b.stress[:] = np.nan
+    b.gradients = None
+    model = BayesianLinearRegressor().fit([b])
+    A = energy_rows(b, 2, False)
+    beta = 1.0 / model.noise_["energy"] ** 2
+    test = labelled(structures(3, seed=40), desc, coef, False, shift=1e3)
+    test.gradients = None
+    At = energy_rows(test, 2, False) * test.n_atoms_per_structure[:, None]
+    var = _mp_predictive_var(A, b.energy / b.n_atoms_per_structure, model.alpha_, beta,
+                             model.penalty_scale_, At)
+    out = model.predict_batch(test, return_std=True, include_noise=False)
+    np.testing.assert_allclose(out["energy_std"] ** 2, var, rtol=1e-5)
+    out = model.predict_batch(test, return_std=True)
+    np.testing.assert_allclose(out["energy_std"] ** 2,
+                               var + (test.n_atoms_per_structure / np.sqrt(beta)) ** 2,
+                               rtol=1e-5)
+
+
+def test_coverage_with_known_noise(rng):
+    sigma = 0.3
+    w = rng.normal(size=6)
+    A = rng.normal(size=(300, 6)) + 2.0
+    y = A @ w + sigma * rng.normal(size=300)
+    b = BayesianLinearRegressor().fit(A, y)
+    assert abs(b.noise_["target"] / sigma - 1) < 0.15
+    At = rng.normal(size=(4000, 6)) * 2 + 2.0
+    yt = At @ w + sigma * rng.normal(size=4000)
+    mean, std = b.predict(At, return_std=True)
+    z = np.abs(yt - mean) / std
+    assert abs(np.mean(z < 1.0) - 0.683) < 0.03
+    assert abs(np.mean(z < 1.96) - 0.95) < 0.02
+
+
+# ---------------------------------------------------------------------------------------------
+# TSQR streaming
+# ---------------------------------------------------------------------------------------------
+def test_tsqr_accumulator_equals_one_shot(rng):
+    A = rng.normal(size=(503, 7)) * np.logspace(-3, 3, 7)
+    y = rng.normal(size=503)
+    w = rng.uniform(0.1, 2.0, 503)
+    acc = TSQRAccumulator(7, buffer_rows=16)
+    for s in np.array_split(np.arange(503), 97):
+        acc.add("forces", A[s], y[s], w[s])
+    G, b, yy = acc.gram("forces")
+    sw = np.sqrt(w)
+    np.testing.assert_allclose(G, (A * w[:, None]).T @ A, rtol=1e-11)
+    np.testing.assert_allclose(b, (A * w[:, None]).T @ y, rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(yy, np.sum(w * y * y), rtol=1e-12)
+    assert acc.n_rows["forces"] == 503 and acc.R("forces").shape == (8, 8)
+    np.testing.assert_allclose(acc.sum_log_weight["forces"], np.log(w).sum(), rtol=1e-12)
+    # the residual norm of the least-squares problem sits in R[-1, -1]
+    res = np.linalg.lstsq(A * sw[:, None], y * sw, rcond=None)[1][0]
+    np.testing.assert_allclose(acc.R("forces")[-1, -1] ** 2, res, rtol=1e-8)
+
+
+@pytest.mark.parametrize("quadratic", [False, True])
+def test_streamed_equals_one_shot(desc, rng, quadratic):
+    structs = structures(10, seed=7)
+    coef = true_coef(rng, desc.n_features, quadratic)
+    full = labelled(structs, desc, coef, quadratic, rng=rng, noise=(0.01, 0.05, 1e-3))
+    parts = [labelled([a], desc, coef, quadratic) for a in structs]
+    for k, p in enumerate(parts):  # same noisy labels, one structure per batch
+        sel = full.structure == k
+        p.energy, p.forces, p.stress = full.energy[[k]], full.forces[sel], full.stress[[k]]
+    for est in (LinearRegressor(alpha=1e-4, quadratic=quadratic),
+                BayesianLinearRegressor(quadratic=quadratic)):
+        one = clone(est).fit([full])
+        many = clone(est).fit(BatchSource(lambda: iter(parts), n_species=2,
+                                          n_features=desc.n_features))
+        np.testing.assert_allclose(many.coef_, one.coef_, rtol=1e-10, atol=1e-10)
+        if isinstance(est, BayesianLinearRegressor):
+            np.testing.assert_allclose(many.log_evidence_, one.log_evidence_, rtol=1e-10)
+            np.testing.assert_allclose(many.sigma_, one.sigma_, rtol=1e-8,
+                                       atol=1e-10 * np.abs(one.sigma_).max())
+
+
+# ---------------------------------------------------------------------------------------------
+# design rows vs finite differences
+# ---------------------------------------------------------------------------------------------
+def _total_energy_row(at, desc, quadratic):
+    b = make_batch([at], desc)
+    return energy_rows(b, 2, quadratic)[0] * len(at)
+
+
+@pytest.mark.parametrize("quadratic", [False, True])
+def test_force_and_stress_rows_vs_finite_differences(desc, quadratic):
+    at = skewed_two_element_cell(seed=2, rattle=0.12)
+    b = make_batch([at], desc)
+    Fr, Sr = pair_rows(b, 2, quadratic)
+    Fref, Sref = pair_rows_reference(b, 2, quadratic)
+    np.testing.assert_allclose(Fr, Fref, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(Sr, Sref, rtol=1e-12, atol=1e-14)
+    h = 1e-5
+    for k in range(len(at)):
+        for a in range(3):
+            ap, am = at.copy(), at.copy()
+            ap.positions[k, a] += h
+            am.positions[k, a] -= h
+            fd = (_total_energy_row(ap, desc, quadratic)
+                  - _total_energy_row(am, desc, quadratic)) / (2 * h)
+            np.testing.assert_allclose(Fr[3 * k + a], -fd, rtol=1e-6, atol=1e-8)
+    V = at.get_volume()
+    for v, (a, c) in enumerate([(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]):
+        rows = []
+        for sgn in (1, -1):
+            eps = np.zeros((3, 3))
+            eps[a, c] = sgn * h
+            ad = at.copy()
+            ad.set_cell(at.cell.array @ (np.eye(3) + eps).T, scale_atoms=False)
+            ad.positions = at.positions @ (np.eye(3) + eps).T
+            rows.append(_total_energy_row(ad, desc, quadratic))
+        np.testing.assert_allclose(Sr[v], (rows[0] - rows[1]) / (2 * h) / V, rtol=1e-6,
+                                   atol=1e-9)
+
+
+@pytest.mark.parametrize("quadratic", [False, True])
+def test_atomic_energy_gradient_and_predictions_consistent(desc, rng, quadratic):
+    F = desc.n_features
+    coef = true_coef(rng, F, quadratic)
+    model = LinearRegressor.from_coef(coef, quadratic=quadratic)
+    X = rng.uniform(0, 2, (5, F))
+    sp = np.array([0, 1, 1, 0, 1])
+    eps, dE = model.atomic_energy_gradient(X, sp)
+    np.testing.assert_allclose(eps, model.atomic_energy(X, sp), rtol=1e-14)
+    h = 1e-6
+    for f in range(F):
+        Xp, Xm = X.copy(), X.copy()
+        Xp[:, f] += h
+        Xm[:, f] -= h
+        fd = (model.atomic_energy(Xp, sp) - model.atomic_energy(Xm, sp)) / (2 * h)
+        np.testing.assert_allclose(dE[:, f], fd, rtol=1e-7, atol=1e-9)
+    # adjoint predictions == design rows @ coef, and forces/stress == FD of predicted energy
+    at = skewed_two_element_cell(seed=5, rattle=0.12)
+    b = make_batch([at], desc)
+    out = model.predict_batch(b)
+    Fr, Sr = pair_rows(b, 2, quadratic)
+    np.testing.assert_allclose(out["forces"].ravel(), Fr @ coef.ravel(), rtol=1e-10,
+                               atol=1e-12)
+    np.testing.assert_allclose(out["stress"].ravel(), Sr @ coef.ravel(), rtol=1e-10,
+                               atol=1e-12)
+    np.testing.assert_allclose(out["energy"],
+                               energy_rows(b, 2, quadratic) @ coef.ravel() * len(at),
+                               rtol=1e-12)
+    np.testing.assert_allclose(out["energy"], model.atomic_energy(b.X, b.species).sum(),
+                               rtol=1e-12)
+
+
+def test_feature_map_matches_snapcoeff_layout(rng):
+    X = rng.normal(size=(3, 3))
+    q = feature_map(X, True)
+    expected = [1.0, *X[1]]
+    for k in range(3):
+        for m in range(k, 3):
+            expected.append(0.5 * X[1, k] ** 2 if k == m else X[1, k] * X[1, m])
+    np.testing.assert_allclose(q[1], expected, rtol=1e-15)
+    assert n_block(3, True) == 10 and n_block(3, False) == 4
+
+
+# ---------------------------------------------------------------------------------------------
+# labels: missing, mixed stress, groups, noise recovery
+# ---------------------------------------------------------------------------------------------
+def test_missing_labels_contribute_no_rows(desc, rng):
+    structs = structures(4, seed=11)
+    coef = true_coef(rng, desc.n_features, False)
+    b = labelled(structs, desc, coef, False)
+    b.energy[1] = np.nan
+    b.forces[b.structure == 2] = np.nan
+    b.stress[3] = np.nan
+    b.weights = {"forces": np.array([1.0, 0.0, 1.0, 2.0])}
+    rows = {k: (A.shape[0], w) for k, _, A, y, w in labelled_rows(b, 2, False)}
+    nat = b.n_atoms_per_structure
+    assert rows["energy"][0] == 3
+    assert rows["forces"][0] == 3 * (nat[0] + nat[3])          # NaN and zero weight dropped
+    np.testing.assert_array_equal(rows["forces"][1], np.repeat([1.0, 2.0], 3 * nat[0]))
+    assert rows["stress"][0] == 18
+    model = LinearRegressor(alpha=1e-10).fit([b])
+    # (pair-sum toy descriptor: only combinations of coefficients are identifiable)
+    ref = labelled(structs, desc, coef, False)
+    out = model.predict_batch(ref)
+    for k in ("energy", "forces", "stress"):
+        np.testing.assert_allclose(out[k], getattr(ref, k), rtol=1e-6, atol=1e-7)
+
+
+def test_mixed_stress_and_nonperiodic_structures_fit(desc, rng):
+    structs = structures(6, seed=21)
+    mol = Atoms("CuNiCu", positions=[[0, 0, 0], [2.2, 0.1, 0], [1.0, 1.9, 0.3]])
+    coef = true_coef(rng, desc.n_features, True)
+    b = labelled(structs + [mol], desc, coef, True)
+    assert np.isnan(b.stress[-1]).all()          # molecule: no stress label at all
+    b.stress[[0, 2]] = np.nan                    # two periodic structures without stress
+    for est in (LinearRegressor(alpha=1e-10, quadratic=True),
+                BayesianLinearRegressor(quadratic=True)):
+        est.fit([b])
+        out = est.predict_batch(b)
+        np.testing.assert_allclose(out["energy"], b.energy, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(out["forces"], b.forces, rtol=1e-4, atol=1e-5)
+        assert np.isnan(out["stress"][-1]).all()
+        np.testing.assert_allclose(out["stress"][:-1], labelled(
+            structs, desc, coef, True).stress, rtol=1e-4, atol=1e-6)
+
+
+def test_noise_levels_per_kind_and_group(desc, rng):
+    structs = structures(24, seed=31)
+    coef = true_coef(rng, desc.n_features, False)
+    b = labelled(structs, desc, coef, False)
+    group = np.arange(24) % 2
+    sel = group[b.structure] == 1
+    b.forces = b.forces + rng.normal(0, 0.02, b.forces.shape) * np.where(sel, 5.0, 1.0)[:, None]
+    b.energy = b.energy + rng.normal(0, 0.002, 24) * b.n_atoms_per_structure
+    b.group = group
+    src = BatchSource([b], n_species=2, n_features=desc.n_features,
+                      group_names=["bulk", "hot"])
+    m = BayesianLinearRegressor(noise_groups=True).fit(src)
+    f = m.noise_["forces"]
+    assert set(f) == {"bulk", "hot"}
+    assert 0.014 < f["bulk"] < 0.027 and 0.07 < f["hot"] < 0.13
+    m1 = BayesianLinearRegressor().fit(src)
+    assert set(m1.noise_) == {"energy", "forces", "stress"}
+    assert f["bulk"] < m1.noise_["forces"] < f["hot"]
+    # predictive force std carries the group's noise
+    out = m.predict_batch(b, return_std=True)
+    hot = out["forces_std"][sel].min()
+    assert hot >= f["hot"] and out["forces_std"][~sel].max() < f["hot"]
+    assert m.log_evidence_ > m1.log_evidence_
+
+
+# ---------------------------------------------------------------------------------------------
+# estimator plumbing and errors
+# ---------------------------------------------------------------------------------------------
+def test_fitted_state_round_trip_and_clone(desc, rng):
+    structs = structures(5, seed=41)
+    coef = true_coef(rng, desc.n_features, True)
+    b = labelled(structs, desc, coef, True, rng=rng, noise=(0.01, 0.02, 1e-3))
+    for est in (LinearRegressor(alpha=1e-3, quadratic=True),
+                BayesianLinearRegressor(quadratic=True, noise_groups=True)):
+        est.fit([b])
+        state, arrays = est.get_fitted_state()
+        import json
+        state = json.loads(json.dumps(state))
+        d = est.to_dict()
+        new = type(est)(**d["params"]).set_fitted_state(state, arrays)
+        has_std = est.has_uncertainty
+        p0 = est.predict_batch(b, return_std=has_std)
+        p1 = new.predict_batch(b, return_std=has_std)
+        for k in p0:
+            np.testing.assert_array_equal(p0[k], p1[k])
+        c = clone(est)
+        assert c.get_params() == est.get_params() and not hasattr(c, "coef_")
+
+
+def test_bayesian_from_coef_with_covariance(rng):
+    coef = rng.normal(size=(1, 4))
+    C = np.diag([0.1, 0.2, 0.3, 0.4])
+    m = BayesianLinearRegressor.from_coef(coef, covariance=C, noise={"energy": 0.01})
+    X = rng.normal(size=(3, 3))
+    b = StructureBatch(X=X, species=np.zeros(3, np.int64), structure=np.array([0, 0, 1]),
+                       gradients=None, volume=np.array([np.nan, np.nan]),
+                       energy=np.full(2, np.nan), forces=np.full((3, 3), np.nan),
+                       stress=np.full((2, 6), np.nan))
+    out = m.predict_batch(b, return_std=True)
+    rows = energy_rows(b, 1, False) * np.array([[2], [1]])
+    np.testing.assert_allclose(out["energy_std"] ** 2,
+                               np.einsum("ij,jk,ik->i", rows, C, rows) + (0.01 * np.array([2, 1])) ** 2,
+                               rtol=1e-10)
+
+
+def test_bad_hyperparameters_raise_typed_errors(rng):
+    A, y = rng.normal(size=(10, 2)), rng.normal(size=10)
+    with pytest.raises(InvalidParameterError, match=r"'alpha' parameter of LinearRegressor .*"
+                       r"\[0, inf\)\. Got -1"):
+        LinearRegressor(alpha=-1).fit(A, y)
+    with pytest.raises(InvalidParameterError, match="'quadratic' parameter of LinearRegressor "
+                       "must be a bool. Got 'yes'"):
+        LinearRegressor(quadratic="yes").fit(A, y)
+    with pytest.raises(InvalidParameterError, match=r"'penalty_scaling' .* one of .*'rms'.*"
+                       "Got 'l2'"):
+        BayesianLinearRegressor(penalty_scaling="l2").fit(A, y)
+    with pytest.raises(InvalidParameterError, match=r"'max_iter' .*Got 0 instead"):
+        BayesianLinearRegressor(max_iter=0).fit(A, y)
+    with pytest.raises(InvalidParameterError, match=r"'tol' .*\(0, inf\)\. Got -1"):
+        BayesianLinearRegressor(tol=-1.0).fit(A, y)
+    with pytest.raises(InvalidParameterError, match=r"'alpha_init' .*Got 0\.0"):
+        BayesianLinearRegressor(alpha_init=0.0).fit(A, y)
+    with pytest.raises(InvalidParameterError, match=r"'noise_groups' .*bool"):
+        BayesianLinearRegressor(noise_groups=1).fit(A, y)
+    with pytest.raises(InvalidParameterError, match=r"'y' argument .*shape \(10,\)"):
+        LinearRegressor().fit(A, y[:5])
+    with pytest.raises(InvalidParameterError, match="must be finite"):
+        LinearRegressor().fit(A, np.full(10, np.nan))
+    with pytest.raises(InvalidParameterError, match=r"'coef' argument .*P = 1 \+ F \+ F\(F\+1\)/2"):
+        LinearRegressor.from_coef(np.ones((1, 5)), quadratic=True)
+    with pytest.raises(InvalidParameterError, match="has no posterior"):
+        LinearRegressor().fit(A, y).predict(A, return_std=True)
+
+
+def test_no_labels_and_not_fitted_errors(desc, rng):
+    b = make_batch(structures(2, seed=51), desc)
+    with pytest.raises(MissingLabelsError, match="no usable label"):
+        LinearRegressor().fit([b])
+    with pytest.raises(MissingLabelsError, match="no usable label"):
+        BayesianLinearRegressor().fit([b])
+    with pytest.raises(InvalidParameterError, match="'batches' argument must be a BatchSource"):
+        LinearRegressor().fit([])
+    with pytest.raises(NotFittedError, match="not fitted"):
+        BayesianLinearRegressor().predict_batch(b)
+    m = LinearRegressor.from_coef(rng.normal(size=(2, desc.n_features + 1)))
+    with pytest.raises(InvalidParameterError, match=r"'species' argument .*\[0, 1\]"):
+        m.atomic_energy(b.X, np.full(b.n_atoms, 2))
+    with pytest.raises(InvalidParameterError, match=r"'X' argument .*shape \(n_atoms, 6\)"):
+        m.atomic_energy(b.X[:, :3], b.species)
