@@ -5,6 +5,10 @@ from ._base import (KINDS, REGRESSORS, VOIGT, BatchSource, Regressor, StructureB
 
 __all__ = ["Regressor", "StructureBatch", "BatchSource", "REGRESSORS", "register_regressor", "KINDS", "VOIGT"]
 
+from ._nn import NeuralNetworkRegressor  # noqa: E402
+
+__all__.append("NeuralNetworkRegressor")
+
 from ._linear import BayesianLinearRegressor, LinearRegressor  # noqa: E402
 
 __all__ += ["LinearRegressor", "BayesianLinearRegressor"]
