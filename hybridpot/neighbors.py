@@ -32,6 +32,7 @@ Algorithm
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,8 +47,10 @@ __all__ = ["NeighborList", "neighbor_list"]
 _BINS_PER_CUTOFF = 2
 # Upper bound on the number of bins relative to the number of atoms (memory stays O(N)).
 _MAX_BINS_PER_ATOM = 2
-# Relative safety margin on the number of bin layers searched (rounding of fractional coords).
+# Safety margins on the number of bin layers searched (rounding of fractional coordinates):
+# relative, and absolute in units of bins.
 _MARGIN = 1e-9
+_MARGIN_BINS = 1e-6
 
 
 @dataclass(frozen=True)
@@ -113,39 +116,6 @@ def _bin_sort(bin_idx, nb):
 
 
 @njit(cache=True)
-def _less(j, S, p, q):
-    """Whether pair ``p`` sorts before pair ``q`` by (j, S0, S1, S2)."""
-    if j[p] != j[q]:
-        return j[p] < j[q]
-    for k in range(3):
-        if S[p, k] != S[q, k]:
-            return S[p, k] < S[q, k]
-    return False
-
-
-@njit(cache=True)
-def _sort_segment(j, S, D, d, lo, hi):
-    """Insertion sort of pairs ``lo:hi`` by (j, S) in place (segments are short)."""
-    for p in range(lo + 1, hi):
-        q = p
-        while q > lo and _less(j, S, q, q - 1):
-            tj = j[q]
-            j[q] = j[q - 1]
-            j[q - 1] = tj
-            td = d[q]
-            d[q] = d[q - 1]
-            d[q - 1] = td
-            for k in range(3):
-                ts = S[q, k]
-                S[q, k] = S[q - 1, k]
-                S[q - 1, k] = ts
-                tD = D[q, k]
-                D[q, k] = D[q - 1, k]
-                D[q - 1, k] = tD
-            q -= 1
-
-
-@njit(cache=True)
 def _grow(a, new_cap):
     out = np.empty((new_cap,) + a.shape[1:], dtype=a.dtype)
     out[:a.shape[0]] = a
@@ -153,9 +123,31 @@ def _grow(a, new_cap):
 
 
 @njit(cache=True)
-def _cell_list_pairs(pos, pos_w, nshift, cell, bin_idx, nb, m, periodic, order, start,
-                     r_cut, r_screen, cap):
-    """All pairs ``(i, j, S)`` with ``0 < |r_j + S @ cell - r_i| < r_cut`` or ``i != j, d == 0``.
+def _argsort_pairs(key, S, k, perm):
+    """Insertion sort of ``perm[:k]`` by ``key`` then ``S`` lexicographically (short lists)."""
+    for p in range(k):
+        perm[p] = p
+    for p in range(1, k):
+        a = perm[p]
+        q = p
+        while q > 0:
+            b = perm[q - 1]
+            if key[a] > key[b]:
+                break
+            if key[a] == key[b]:
+                # only reached when the key does not encode S (huge shift ranges)
+                if S[a, 0] > S[b, 0] or (S[a, 0] == S[b, 0] and (
+                        S[a, 1] > S[b, 1] or (S[a, 1] == S[b, 1] and S[a, 2] >= S[b, 2]))):
+                    break
+            perm[q] = b
+            q -= 1
+        perm[q] = a
+
+
+@njit(cache=True)
+def _cell_list_pairs(pos, pos_w, nshift, cell, bin_idx, nb, order, start, tab0, tab1, tab2,
+                     key_base, key_radix, r_cut, r_screen, cap):
+    """All pairs ``(i, j, S)`` with ``|r_j + S @ cell - r_i| < r_cut``, ``(i, S) != (j, 0)``.
 
     Parameters
     ----------
@@ -168,10 +160,15 @@ def _cell_list_pairs(pos, pos_w, nshift, cell, bin_idx, nb, m, periodic, order, 
     cell : (3, 3) float64
     bin_idx : (n, 3) int64
         Bin of each atom along each direction.
-    nb, m : (3,) int64
-        Number of bins and number of bin layers to search along each direction.
-    periodic : (3,) bool
+    nb : (3,) int64
+        Number of bins along each direction.
     order, start : from :func:`_bin_sort`.
+    tab0, tab1, tab2 : (nb_k, 2 m_k + 1, 2) int64
+        For a centre bin ``b`` and each searched offset: the neighbour bin (-1: none, outside a
+        non-periodic box) and the lattice shift of that bin's image.
+    key_base, key_radix : (3,) int64
+        ``S + key_base`` lies in ``[0, key_radix)``; the sort key is
+        ``((j * r0 + S0') * r1 + S1') * r2 + S2'``, or ``j`` alone if ``key_radix[0] == 0``.
     r_cut : float
         Cutoff (Å), applied to the exact ``D``.
     r_screen : float
@@ -193,43 +190,49 @@ def _cell_list_pairs(pos, pos_w, nshift, cell, bin_idx, nb, m, periodic, order, 
     DD = np.empty((cap, 3), dtype=np.float64)
     dd = np.empty(cap, dtype=np.float64)
     counts = np.zeros(n, dtype=np.int64)
+    # per-centre scratch (sorted into the output at the end of each centre)
+    tcap = 64
+    tj = np.empty(tcap, dtype=np.int64)
+    tS = np.empty((tcap, 3), dtype=np.int64)
+    tD = np.empty((tcap, 3), dtype=np.float64)
+    td = np.empty(tcap, dtype=np.float64)
+    tkey = np.empty(tcap, dtype=np.int64)
+    perm = np.empty(tcap, dtype=np.int64)
     # positions in bin order, for contiguous reads in the inner loop
     pw = np.empty((n, 3), dtype=np.float64)
     for q in range(n):
         for k in range(3):
             pw[q, k] = pos_w[order[q], k]
+    w0 = tab0.shape[1]
+    w1 = tab1.shape[1]
+    w2 = tab2.shape[1]
     p = 0
     for i in range(n):
-        p0 = p
+        k = 0
         xi = pos_w[i, 0]
         yi = pos_w[i, 1]
         zi = pos_w[i, 2]
-        for o0 in range(-m[0], m[0] + 1):
-            c0 = bin_idx[i, 0] + o0
-            s0 = 0
-            if periodic[0]:
-                s0 = c0 // nb[0]
-                c0 -= s0 * nb[0]
-            elif c0 < 0 or c0 >= nb[0]:
+        b0 = bin_idx[i, 0]
+        b1 = bin_idx[i, 1]
+        b2 = bin_idx[i, 2]
+        for a0 in range(w0):
+            c0 = tab0[b0, a0, 0]
+            if c0 < 0:
                 continue
-            for o1 in range(-m[1], m[1] + 1):
-                c1 = bin_idx[i, 1] + o1
-                s1 = 0
-                if periodic[1]:
-                    s1 = c1 // nb[1]
-                    c1 -= s1 * nb[1]
-                elif c1 < 0 or c1 >= nb[1]:
+            s0 = tab0[b0, a0, 1]
+            for a1 in range(w1):
+                c1 = tab1[b1, a1, 0]
+                if c1 < 0:
                     continue
-                for o2 in range(-m[2], m[2] + 1):
-                    c2 = bin_idx[i, 2] + o2
-                    s2 = 0
-                    if periodic[2]:
-                        s2 = c2 // nb[2]
-                        c2 -= s2 * nb[2]
-                    elif c2 < 0 or c2 >= nb[2]:
+                s1 = tab1[b1, a1, 1]
+                c01 = (c0 * nb[1] + c1) * nb[2]
+                for a2 in range(w2):
+                    c2 = tab2[b2, a2, 0]
+                    if c2 < 0:
                         continue
-                    c = (c0 * nb[1] + c1) * nb[2] + c2
-                    # shift of the image relative to the wrapped centre
+                    s2 = tab2[b2, a2, 1]
+                    c = c01 + c2
+                    # image shift relative to the wrapped centre
                     sx = s0 * cell[0, 0] + s1 * cell[1, 0] + s2 * cell[2, 0] - xi
                     sy = s0 * cell[0, 1] + s1 * cell[1, 1] + s2 * cell[2, 1] - yi
                     sz = s0 * cell[0, 2] + s1 * cell[1, 2] + s2 * cell[2, 2] - zi
@@ -254,24 +257,51 @@ def _cell_list_pairs(pos, pos_w, nshift, cell, bin_idx, nb, m, periodic, order, 
                         r2 = ex * ex + ey * ey + ez * ez
                         if r2 >= rc2:
                             continue
-                        if p == J.shape[0]:
-                            new_cap = 2 * J.shape[0]
-                            J = _grow(J, new_cap)
-                            SS = _grow(SS, new_cap)
-                            DD = _grow(DD, new_cap)
-                            dd = _grow(dd, new_cap)
-                        J[p] = j
-                        SS[p, 0] = t0
-                        SS[p, 1] = t1
-                        SS[p, 2] = t2
-                        DD[p, 0] = ex
-                        DD[p, 1] = ey
-                        DD[p, 2] = ez
-                        dd[p] = np.sqrt(r2)
-                        p += 1
-        counts[i] = p - p0
-        _sort_segment(J, SS, DD, dd, p0, p)
-    return J[:p].copy(), SS[:p].copy(), DD[:p].copy(), dd[:p].copy(), counts
+                        if k == tcap:
+                            tcap *= 2
+                            tj = _grow(tj, tcap)
+                            tS = _grow(tS, tcap)
+                            tD = _grow(tD, tcap)
+                            td = _grow(td, tcap)
+                            tkey = _grow(tkey, tcap)
+                            perm = np.empty(tcap, dtype=np.int64)
+                        tj[k] = j
+                        tS[k, 0] = t0
+                        tS[k, 1] = t1
+                        tS[k, 2] = t2
+                        tD[k, 0] = ex
+                        tD[k, 1] = ey
+                        tD[k, 2] = ez
+                        td[k] = r2
+                        if key_radix[0] > 0:
+                            tkey[k] = ((j * key_radix[0] + t0 + key_base[0]) * key_radix[1]
+                                       + t1 + key_base[1]) * key_radix[2] + t2 + key_base[2]
+                        else:
+                            tkey[k] = j
+                        k += 1
+        counts[i] = k
+        if p + k > J.shape[0]:
+            new_cap = max(2 * J.shape[0], p + k)
+            J = _grow(J, new_cap)
+            SS = _grow(SS, new_cap)
+            DD = _grow(DD, new_cap)
+            dd = _grow(dd, new_cap)
+        _argsort_pairs(tkey, tS, k, perm)
+        for u in range(k):
+            v = perm[u]
+            J[p] = tj[v]
+            SS[p, 0] = tS[v, 0]
+            SS[p, 1] = tS[v, 1]
+            SS[p, 2] = tS[v, 2]
+            DD[p, 0] = tD[v, 0]
+            DD[p, 1] = tD[v, 1]
+            DD[p, 2] = tD[v, 2]
+            dd[p] = np.sqrt(td[v])
+            p += 1
+    if 5 * p < 4 * J.shape[0]:
+        # buffer much larger than the result: release it
+        return J[:p].copy(), SS[:p].copy(), DD[:p].copy(), dd[:p].copy(), counts
+    return J[:p], SS[:p], DD[:p], dd[:p], counts
 
 
 # --------------------------------------------------------------------------------------------
@@ -307,16 +337,28 @@ def _bin_layout(n, frac, pbc, heights, r_cut):
         nb = np.floor(np.minimum(length / target, 1e9))
     nb = np.maximum(nb, 1.0).astype(np.int64)
     max_bins = max(1, _MAX_BINS_PER_ATOM * n)
-    while int(np.prod(nb)) > max_bins:
+    while math.prod(int(x) for x in nb) > max_bins:
         k = int(np.argmax(nb))
         nb[k] = max(1, int(nb[k] * 0.8))
     m = np.zeros(3, dtype=np.int64)
     for k in range(3):
         if length[k] > 0:
-            m[k] = int(np.ceil(r_cut * nb[k] / length[k] * (1.0 + _MARGIN)))
+            m[k] = int(np.ceil(r_cut * nb[k] / length[k] * (1.0 + _MARGIN) + _MARGIN_BINS))
         if not pbc[k]:
             m[k] = min(m[k], nb[k] - 1)
     return nb, m, lo, span
+
+
+def _offset_table(nb, m, periodic):
+    """(nb, 2m + 1, 2) table: neighbour bin (-1 if outside) and image shift per bin, offset."""
+    c = np.arange(nb)[:, None] + np.arange(-m, m + 1)[None, :]
+    if periodic:
+        s = np.floor_divide(c, nb)
+        c = c - s * nb
+    else:
+        s = np.zeros_like(c)
+        c = np.where((c >= 0) & (c < nb), c, -1)
+    return np.ascontiguousarray(np.stack([c, s], axis=-1).astype(np.int64))
 
 
 def _pairs(pos, cell, pbc, r_cut):
@@ -337,6 +379,17 @@ def _pairs(pos, cell, pbc, r_cut):
     np.clip(bin_idx, 0, nb - 1, out=bin_idx)
     pos_w = pos - nshift @ cell
     order, start = _bin_sort(bin_idx, nb)
+    tabs = [_offset_table(int(nb[k]), int(m[k]), bool(pbc[k])) for k in range(3)]
+    # sort key (j, S) packed in one int64 when the ranges allow it
+    base = np.zeros(3, dtype=np.int64)
+    radix = np.zeros(3, dtype=np.int64)
+    for k in range(3):
+        s = tabs[k][:, :, 1]
+        spread = int(nshift[:, k].max() - nshift[:, k].min())
+        base[k] = -(int(s.min()) - spread)
+        radix[k] = int(s.max()) - int(s.min()) + 2 * spread + 1
+    if n * int(radix[0]) * int(radix[1]) * int(radix[2]) >= 2 ** 62:
+        radix[:] = 0  # the kernel then sorts by j and compares S explicitly
     # screening radius on wrapped positions: covers their rounding error relative to pos
     scale = np.abs(pos).max() + np.abs(cell).sum() * (1 + m.max()) + r_cut
     r_screen = r_cut + 1e-12 * scale
@@ -344,8 +397,9 @@ def _pairs(pos, cell, pbc, r_cut):
     volume = abs(np.linalg.det(basis)) * np.prod(np.where(pbc, 1.0, span + r_cut / heights))
     est = n / volume * (4.0 / 3.0) * np.pi * r_cut ** 3
     cap = int(min(1.2 * est, 4096.0) * n) + 64
-    j, S, D, d, counts = _cell_list_pairs(pos, pos_w, nshift, cell, bin_idx, nb, m, pbc, order,
-                                          start, float(r_cut), float(r_screen), cap)
+    j, S, D, d, counts = _cell_list_pairs(pos, pos_w, nshift, cell, bin_idx, nb, order, start,
+                                          tabs[0], tabs[1], tabs[2], base, radix,
+                                          float(r_cut), float(r_screen), cap)
     return j, S, D, d, counts
 
 

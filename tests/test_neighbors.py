@@ -1,6 +1,7 @@
 """Tests of the numba cell-list neighbour list against ASE and a brute-force numpy reference."""
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -81,7 +82,8 @@ def check_contract(nl, atoms, r_cut):
         assert len(np.unique(keys, axis=0)) == P
     # D from the ORIGINAL positions, |D| in (0, r_cut)
     D_ref = atoms.positions[nl.j] + nl.S @ atoms.cell.array - atoms.positions[nl.i]
-    np.testing.assert_allclose(nl.D, D_ref, rtol=0, atol=1e-9)
+    atol = 1e-9 * max(1.0, np.abs(atoms.positions).max() / 1e3)  # rounding of huge coordinates
+    np.testing.assert_allclose(nl.D, D_ref, rtol=0, atol=atol)
     np.testing.assert_allclose(nl.d, np.linalg.norm(nl.D, axis=1), rtol=1e-14, atol=0)
     assert np.all(nl.d > 0) and np.all(nl.d < r_cut)
     # S is zero along non-periodic directions
@@ -270,6 +272,26 @@ def test_dilute_huge_cell_and_spread_cluster():
                                                  [0, 0, -3e5]])
     nl = neighbor_list(cluster, 4.0)
     assert sorted(zip(nl.i.tolist(), nl.j.tolist())) == [(1, 2), (2, 1)]
+
+
+def test_huge_lattice_shifts_keep_canonical_order():
+    """Shifts of ~1e6 cells: the packed (j, S) sort key would overflow; order stays canonical."""
+    r = np.random.default_rng(5)
+    cell = random_cell(r, 2.5)
+    n = 6
+    frac = r.uniform(0, 1, (n, 3))
+    base = Atoms(numbers=[29] * n, positions=frac @ cell, cell=cell, pbc=True)
+    rc = 2.5 * heights(cell).min()
+    shift = r.integers(-1_000_000, 1_000_000, (n, 3))
+    assert n * math.prod(2 * int(x) + 1 for x in np.ptp(shift, axis=0)) >= 2 ** 62
+    far = base.copy()
+    far.positions = (frac + shift) @ cell
+    nl0 = neighbor_list(base, rc, min_distance=None)
+    nl = neighbor_list(far, rc, min_distance=None)
+    check_contract(nl, far, rc)
+    expected = {(i, j, *(np.array(S) - shift[j] + shift[i])): D
+                for (i, j, *S), D in as_dict(nl0.i, nl0.j, nl0.S, nl0.D).items()}
+    assert_same_pairs(nl, expected, atol=1e-8)
 
 
 @pytest.mark.parametrize("n", [1, 10, 1000])
