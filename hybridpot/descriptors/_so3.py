@@ -30,7 +30,7 @@ L_MAX_RANGE = (0, 12)
 _NODES_PER_ZERO = 40
 
 
-def radial_basis_exact(r, r_cut, n_max, l_max, derivative=False):
+def radial_basis_exact(r, r_cut, n_max, l_max, derivative=False, cutoff=True):
     """Exact radial functions ``R_lk(r) = g_lk(r) f_c(r)`` (scipy spherical Bessel functions).
 
     Parameters
@@ -42,6 +42,8 @@ def radial_basis_exact(r, r_cut, n_max, l_max, derivative=False):
     n_max, l_max : int
     derivative : bool, default=False
         Also return ``dR/dr`` (Å⁻¹ times the unit of ``R``).
+    cutoff : bool, default=True
+        Multiply by the cosine cutoff ``f_c``; ``False`` gives the orthonormal ``g_lk``.
 
     Returns
     -------
@@ -58,12 +60,15 @@ def radial_basis_exact(r, r_cut, n_max, l_max, derivative=False):
     x = r[:, None, None] * z[None] / r_cut
     ls = np.arange(l_max + 1)[None, :, None]
     j = spherical_jn(ls, x)
-    fc = 0.5 * (1.0 + np.cos(np.pi * r / r_cut))[:, None, None]
+    if cutoff:
+        fc = 0.5 * (1.0 + np.cos(np.pi * r / r_cut))[:, None, None]
+        dfc = (-0.5 * np.pi / r_cut * np.sin(np.pi * r / r_cut))[:, None, None]
+    else:
+        fc, dfc = np.ones_like(r)[:, None, None], np.zeros_like(r)[:, None, None]
     R = nrm * j * fc
     if not derivative:
         return R
     dj = spherical_jn(ls, x, derivative=True) * (z / r_cut)[None]
-    dfc = (-0.5 * np.pi / r_cut * np.sin(np.pi * r / r_cut))[:, None, None]
     return R, nrm * (dj * fc + j * dfc)
 
 
@@ -247,21 +252,38 @@ class PowerSpectrum(_SO3Base):
 
     def _validate(self):
         super()._validate()
-        self._features = _ps_feature_index(self._n_ch * self._n_max, self._l_max)
+        self._features = _ps_feature_index(self._n_ch, self._n_max, self._l_max)
 
     def _run(self, nl, species_idx, mode, dE_dX):
         chan, wts = self._channels(species_idx)
-        fq1, fq2, fl = self._features
+        fq1, fq2, fl, I1, I2 = self._features
         return power_spectrum_kernel(nl.offsets, nl.j, nl.D, chan, wts, 1.0 / self._h,
                                      self._h, self._table, self._n_max, self._l_max,
-                                     self._n_ch, self._K, fq1, fq2, fl, mode, dE_dX)
+                                     self._n_ch, self._K, fq1, fq2, fl, I1, I2, mode, dE_dX)
 
 
 @lru_cache(maxsize=64)
-def _ps_feature_index(Q, l_max):
-    rows = [(q1, q2, l) for q1 in range(Q) for q2 in range(q1, Q) for l in range(l_max + 1)]
+def _ps_feature_index(n_ch, n_max, l_max):
+    """Feature ``(q1, q2, l)`` arrays and the Jacobian gather indices ``I1, I2 (n_ch, F)``.
+
+    For a neighbour of channel ``c``, ``d p(q1, q2, l) = [c(q1) = c] T[k1, q2, l]
+    + [c(q2) = c] T[k2, q1, l]`` with ``T`` flat ``(k * Q + q) * (l_max + 1) + l``; a
+    mismatching channel points at the zero slot ``n_max * Q * (l_max + 1)``.
+    """
+    Q = n_ch * n_max
+    L = l_max + 1
+    rows = [(q1, q2, l) for q1 in range(Q) for q2 in range(q1, Q) for l in range(L)]
     a = np.array(rows, dtype=np.int64).reshape(-1, 3)
-    return tuple(np.ascontiguousarray(a[:, k]) for k in range(3))
+    q1, q2, l = (np.ascontiguousarray(a[:, k]) for k in range(3))
+    zero = n_max * Q * L
+    I1 = np.full((n_ch, len(a)), zero, dtype=np.int64)
+    I2 = np.full((n_ch, len(a)), zero, dtype=np.int64)
+    for c in range(n_ch):
+        m1 = q1 // n_max == c
+        m2 = q2 // n_max == c
+        I1[c, m1] = ((q1[m1] % n_max) * Q + q2[m1]) * L + l[m1]
+        I2[c, m2] = ((q2[m2] % n_max) * Q + q1[m2]) * L + l[m2]
+    return q1, q2, l, I1, I2
 
 
 @register_descriptor

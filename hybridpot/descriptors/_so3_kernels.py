@@ -185,9 +185,11 @@ def _max_neighbours(offsets):
 # --------------------------------------------------------------------------------------------
 @njit(cache=True)
 def power_spectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max,
-                          n_ch, K, fq1, fq2, fl, mode, dE_dX):
+                          n_ch, K, fq1, fq2, fl, I1, I2, mode, dE_dX):
     """Power spectrum values (mode 0), + Jacobian (mode 1) or adjoint ``dE/dr_ij`` (mode 2).
 
+    ``I1[c, f]``, ``I2[c, f]`` index the two Jacobian terms of feature ``f`` in the per-pair
+    table ``T`` for a neighbour of channel ``c`` (see :func:`._so3._ps_feature_index`).
     Returns ``(X (n_atoms, F), d_drij (n_pairs, 3, F) or empty, g (n_pairs, 3) or empty)``.
     """
     n_atoms = offsets.shape[0] - 1
@@ -216,7 +218,8 @@ def power_spectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, 
         g = np.empty((0, 3))
     YA = np.empty((Q, l_max + 1))
     dYA = np.empty((Q, 3, l_max + 1))
-    T = np.empty((n_max, Q, 3, l_max + 1))
+    nT = n_max * Q * (l_max + 1)
+    T = np.zeros((3, nT + 1))
     dA = np.empty((Q, L2))
     for i in range(n_atoms):
         p0 = offsets[i]
@@ -258,26 +261,21 @@ def power_spectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, 
                         dYA[q, 0, l] = s1
                         dYA[q, 1, l] = s2
                         dYA[q, 2, l] = s3
-                # T[k, q, a, l] = sum_m dA[c k, lm]/dr_a A[q, lm]
+                # T[a, (k*Q + q)*(l_max+1) + l] = sum_m dA[c k, lm]/dr_a A[q, lm]
                 for k in range(n_max):
                     for q in range(Q):
+                        base = (k * Q + q) * (l_max + 1)
                         for l in range(l_max + 1):
                             wr = w * Rs[pp, l * n_max + k]
                             wdr = w * dRs[pp, l * n_max + k] * YA[q, l]
-                            T[k, q, 0, l] = wdr * u0 + wr * dYA[q, 0, l]
-                            T[k, q, 1, l] = wdr * u1 + wr * dYA[q, 1, l]
-                            T[k, q, 2, l] = wdr * u2 + wr * dYA[q, 2, l]
+                            T[0, base + l] = wdr * u0 + wr * dYA[q, 0, l]
+                            T[1, base + l] = wdr * u1 + wr * dYA[q, 1, l]
+                            T[2, base + l] = wdr * u2 + wr * dYA[q, 2, l]
+                # feature f: [c(q1) = c] T[k1, q2, l] + [c(q2) = c] T[k2, q1, l]; the index
+                # tables point at the zero slot T[:, -1] when the channel does not match
                 for a in range(3):
                     for f in range(F):
-                        l = fl[f]
-                        a1 = fq1[f]
-                        a2 = fq2[f]
-                        v = 0.0
-                        if a1 // n_max == c:
-                            v += T[a1 - c * n_max, a2, a, l]
-                        if a2 // n_max == c:
-                            v += T[a2 - c * n_max, a1, a, l]
-                        dX[p, a, f] = v
+                        dX[p, a, f] = T[a, I1[c, f]] + T[a, I2[c, f]]
         elif mode == 2:
             dA[:, :] = 0.0
             for f in range(F):
