@@ -466,6 +466,16 @@ def test_max_force_rows_subsamples_and_still_fits(train_batches, test_atoms):
     b = make_batch(atoms, stress=False)
     d = _Data([b], 2, 4, 2, np.random.default_rng(0))
     assert 0 < d.info[0]["p_order"].size < b.gradients.pair_i.size
+    # the stored batch is pruned to those pairs, and gathering it gives the same chunk as
+    # selecting the pairs from the full batch
+    kept = d.batches[0].gradients
+    assert kept.pair_i.size == d.info[0]["p_order"].size
+    ch = d.gather(d.items, [1.0] * len(d.items), np.zeros((2, 4)), np.ones((2, 4)))
+    assert ch.pair_i.size == kept.pair_i.size
+    full = np.hstack([b.gradients.pair_i[:, None], b.gradients.pair_j[:, None],
+                      b.gradients.rij])
+    sel = np.hstack([ch.pair_i[:, None], ch.pair_j[:, None], ch.rij])
+    assert {tuple(r) for r in sel} <= {tuple(r) for r in full}
     reg = NeuralNetworkRegressor(hidden_layer_sizes=(8,), max_iter=200, max_force_rows=4,
                                  random_state=1)
     with warnings.catch_warnings():

@@ -28,6 +28,7 @@ which needs ``phi''`` (reverse-over-forward, "double backpropagation").
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 import warnings
 
@@ -40,6 +41,7 @@ from threadpoolctl import threadpool_limits  # a hard dependency of scikit-learn
 from .._exceptions import (InvalidParameterError, MissingLabelsError, ModelFormatError,
                            NotFittedError, UnknownSpeciesError)
 from .._validation import check_choice, check_float, check_int
+from ..descriptors._base import DescriptorGradients
 from ._base import VOIGT, BatchSource, Regressor, StructureBatch, register_regressor
 
 __all__ = ["NeuralNetworkRegressor"]
@@ -256,15 +258,31 @@ class _Data:
     """
 
     def __init__(self, batches, n_species, n_features, max_force_rows, rng):
-        self.batches = batches
+        self.batches = []
         self.n_species = n_species
         self.n_features = n_features
         self.info = []
         self.items = []  # (batch, structure) of structures with at least one label
         for b, batch in enumerate(batches):
-            self.info.append(self._index(batch, max_force_rows, rng))
-            ok = self.info[-1]["any"]
-            self.items.extend((b, int(s)) for s in np.flatnonzero(ok))
+            info = self._index(batch, max_force_rows, rng)
+            if info.pop("pair_keep") is not None:
+                batch = self._prune(batch, info)
+            self.batches.append(batch)
+            self.info.append(info)
+            self.items.extend((b, int(s)) for s in np.flatnonzero(info["any"]))
+
+    @staticmethod
+    def _prune(batch, info):
+        """A copy of ``batch`` keeping only the Jacobian pairs some label needs (so a batch
+        produced on the fly by a BatchSource is held in memory without the dropped pairs)."""
+        keep = np.sort(info["p_order"])
+        gr = batch.gradients
+        remap = np.full(gr.pair_i.shape[0], -1, dtype=np.int64)
+        remap[keep] = np.arange(keep.size)
+        info["p_order"] = remap[info["p_order"]]
+        pruned = DescriptorGradients(gr.pair_i[keep], gr.pair_j[keep], gr.rij[keep],
+                                     gr.d_drij[keep], gr.n_atoms)
+        return dataclasses.replace(batch, gradients=pruned)
 
     def _index(self, batch, max_force_rows, rng):
         n, S = batch.n_atoms, batch.n_structures
@@ -284,8 +302,7 @@ class _Data:
                 "descriptors with gradients=True or drop those labels.")
         fmask = np.zeros((n, 3))
         fscale = np.ones(S)
-        pair_keep = None
-        p_order = p_off = None
+        pair_keep = p_order = p_off = None
         if batch.gradients is not None:
             gr = batch.gradients
             ps = st[gr.pair_i]
@@ -308,8 +325,10 @@ class _Data:
             p_order = np.flatnonzero(pair_keep)
             p_order = p_order[np.argsort(ps[p_order], kind="stable")]
             p_off = np.concatenate([[0], np.cumsum(np.bincount(ps[p_order], minlength=S))])
-        return {"order": order, "a_off": a_off, "local": local, "w": w, "has": has,
-                "fmask": fmask, "fscale": fscale, "p_order": p_order, "p_off": p_off,
+            if pair_keep.all():
+                pair_keep = None
+        return {"pair_keep": pair_keep, "order": order, "a_off": a_off, "local": local, "w": w,
+                "has": has, "fmask": fmask, "fscale": fscale, "p_order": p_order, "p_off": p_off,
                 "any": has["energy"] | has["forces"] | has["stress"]}
 
     def gather(self, items, mult, x_mean, x_scale):
@@ -545,11 +564,13 @@ class NeuralNetworkRegressor(Regressor):
     but is not calibrated and contains no label noise; rescale it on held-out data if
     calibrated errors are needed.
 
-    Memory: ``fit`` keeps every batch (a ``BatchSource`` is materialised once) and, for L-BFGS,
-    one concatenated copy of the training structures' Jacobians, about
-    ``2 * 24 * n_pairs * n_features`` bytes in total (e.g. 1000 structures of 100 atoms with 50
-    neighbours and 50 features: 12 GB).  Adam copies only one mini-batch at a time; for large
-    data use ``max_force_rows`` (which also drops the unneeded pairs) and/or Adam.
+    Memory: ``fit`` iterates the batches once and keeps them (with their Jacobians) in memory;
+    L-BFGS adds one concatenated copy of the training structures' Jacobians, so the peak is
+    about ``2 * 24 * n_pairs * n_features`` bytes (e.g. 1000 structures of 100 atoms with 50
+    neighbours and 50 features: 12 GB).  Adam copies only one mini-batch at a time.  For large
+    data use ``max_force_rows``: each batch is pruned as it arrives to the Jacobian pairs the
+    kept force rows (and stress labels) need, so roughly ``max_force_rows / 3`` atoms' pairs
+    per structure are held.
     """
 
     def __init__(self, *, hidden_layer_sizes=(32, 32), activation="tanh", solver="lbfgs",
@@ -625,15 +646,22 @@ class NeuralNetworkRegressor(Regressor):
             return np.random.SeedSequence(int(rs.randint(2 ** 31)))
         return np.random.SeedSequence(int(rs))
 
-    @staticmethod
-    def _materialise(batches):
-        src = BatchSource.wrap(batches)
-        out = list(src)
-        if not out or not all(isinstance(b, StructureBatch) for b in out):
+    def _checked(self, src):
+        """Iterate ``src`` once, validating each batch."""
+        F, S = src.n_features, src.n_species
+        n = 0
+        for b in src:
+            if not isinstance(b, StructureBatch):
+                raise InvalidParameterError(
+                    f"The 'batches' argument of {_OWNER}.fit must yield StructureBatch "
+                    f"objects. Got {type(b).__name__} instead.")
+            self._check_X(b.X, F, "of a training batch")
+            self._check_species(b.species, b.n_atoms, S, "of a training batch")
+            n += 1
+            yield b
+        if n == 0:
             raise InvalidParameterError(
-                f"The 'batches' argument of {_OWNER}.fit must yield StructureBatch objects. "
-                f"Got {[type(b).__name__ for b in out][:3]} instead.")
-        return src, out
+                f"The 'batches' argument of {_OWNER}.fit yielded no StructureBatch.")
 
     def _check_X(self, X, n_features, where):
         X = np.asarray(X, dtype=np.float64)
@@ -674,14 +702,13 @@ class NeuralNetworkRegressor(Regressor):
         self
         """
         self._validate_params()
-        src, blist = self._materialise(batches)
+        src = BatchSource.wrap(batches)
         F, S = src.n_features, src.n_species
-        for b in blist:
-            self._check_X(b.X, F, "of a training batch")
-            self._check_species(b.species, b.n_atoms, S, "of a training batch")
         ss = self._seed_sequence()
         ss_data, *ss_members = ss.spawn(1 + self.n_models)
-        data = _Data(blist, S, F, self.max_force_rows, np.random.default_rng(ss_data))
+        data = _Data(self._checked(src), S, F, self.max_force_rows,
+                     np.random.default_rng(ss_data))
+        blist = data.batches
         if not data.items:
             raise MissingLabelsError(
                 f"{_OWNER}.fit got no structure with a usable label (finite energy, forces or "
