@@ -1,0 +1,156 @@
+"""Any ASE calculator as a baseline."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+from .._exceptions import InvalidParameterError, ModelFormatError
+from .._validation import check_atoms
+from ._base import Baseline, register_baseline
+
+__all__ = ["ASEBaseline"]
+
+#: calculators that can be saved and rebuilt by name (explicit allowlist; no code on load)
+SAVEABLE_CALCULATORS = {
+    "EMT": ("ase.calculators.emt", "EMT"),
+    "LennardJones": ("ase.calculators.lj", "LennardJones"),
+    "MorsePotential": ("ase.calculators.morse", "MorsePotential"),
+}
+
+
+def _calculator_class(name):
+    module, attr = SAVEABLE_CALCULATORS[name]
+    return getattr(importlib.import_module(module), attr)
+
+
+@register_baseline
+class ASEBaseline(Baseline):
+    """Any ASE calculator (e.g. ``ase.calculators.emt.EMT()``) as the baseline ``E_EP``.
+
+    Energy, forces and stress are whatever the calculator returns, evaluated on a copy of the
+    structure (the input is never modified and the calculator is not left attached to it);
+    constraints on the input are ignored (raw forces).  Per-atom energies come from
+    ``get_potential_energies`` when the calculator implements ``"energies"`` (else None); the
+    stress is returned for 3-D periodic cells when the calculator implements ``"stress"``
+    (else None).  No fittable parameters.
+
+    Parameters
+    ----------
+    calc : ase.calculators.calculator.BaseCalculator
+        The calculator.  Only ``EMT``, ``LennardJones`` and ``MorsePotential`` from
+        ``ase.calculators`` can be saved with :meth:`to_dict`; no calculator has a LAMMPS
+        equivalent (:meth:`lammps_commands` raises).
+    """
+
+    def __init__(self, *, calc):
+        self.calc = calc
+
+    def _check(self):
+        from ase.calculators.calculator import BaseCalculator
+
+        if not isinstance(self.calc, BaseCalculator):
+            raise InvalidParameterError(
+                f"The 'calc' parameter of ASEBaseline must be an ASE calculator (an instance "
+                f"of ase.calculators.calculator.BaseCalculator). Got "
+                f"{type(self.calc).__name__} instead.")
+        return self.calc
+
+    def _implements(self, prop):
+        return prop in getattr(self.calc, "implemented_properties", ())
+
+    def compute(self, atoms, *, forces=True, stress=True):
+        """Energy (eV), per-atom energies, forces (eV/Å) and stress (eV/Å³) from the calculator.
+
+        Returns
+        -------
+        dict
+            Layout of :meth:`hybridpot.baselines.Baseline.compute`.
+        """
+        calc = self._check()
+        check_atoms(atoms, owner="ASEBaseline")
+        a = atoms.copy()
+        a.set_constraint()
+        a.calc = calc
+        try:
+            res = {"energy": float(a.get_potential_energy()), "energies": None,
+                   "forces": None, "stress": None}
+            if self._implements("energies"):
+                res["energies"] = np.array(a.get_potential_energies(), dtype=np.float64)
+            if forces:
+                res["forces"] = np.array(a.get_forces(), dtype=np.float64)
+            if stress and bool(np.all(a.pbc)) and self._implements("stress"):
+                res["stress"] = np.array(a.get_stress(voigt=True), dtype=np.float64)
+        finally:
+            a.calc = None
+        return res
+
+    def parameter_gradients(self, atoms):
+        """No fittable parameters: arrays with a leading dimension of 0."""
+        self._check()
+        n = len(atoms)
+        return {"energy": np.zeros(0), "forces": np.zeros((0, n, 3)),
+                "stress": np.zeros((0, 6)) if bool(np.all(atoms.pbc)) else None}
+
+    def to_dict(self):
+        """``{"class": "ASEBaseline", "params": {"calculator": name, "parameters": {...}}}``.
+
+        Raises
+        ------
+        hybridpot.ModelFormatError
+            If the calculator is not one of ``ase.calculators.emt.EMT``,
+            ``ase.calculators.lj.LennardJones``, ``ase.calculators.morse.MorsePotential``.
+        """
+        calc = self._check()
+        name = type(calc).__name__
+        if name not in SAVEABLE_CALCULATORS or type(calc) is not _calculator_class(name):
+            allowed = [".".join(v) for v in SAVEABLE_CALCULATORS.values()]
+            raise ModelFormatError(
+                f"ASEBaseline cannot save the calculator {type(calc).__module__}."
+                f"{type(calc).__qualname__}: only calculators rebuilt by name from their "
+                f"parameters can be saved ({allowed}). Recreate the baseline with the "
+                f"calculator after loading instead.")
+        params = {}
+        for k, v in dict(getattr(calc, "parameters", {})).items():
+            if isinstance(v, np.generic):
+                v = v.item()
+            if not (v is None or isinstance(v, (bool, int, float, str))):
+                raise ModelFormatError(
+                    f"ASEBaseline cannot save the {name} parameter {k!r}={v!r}: only "
+                    f"scalar parameters can be saved.")
+            params[k] = v
+        return {"class": "ASEBaseline", "params": {"calculator": name, "parameters": params}}
+
+    @classmethod
+    def _from_params(cls, params):
+        name = params.get("calculator")
+        if set(params) - {"calculator", "parameters"} or name not in SAVEABLE_CALCULATORS:
+            raise ModelFormatError(
+                f"Cannot rebuild an ASEBaseline from {params!r}: expected keys 'calculator' "
+                f"(one of {sorted(SAVEABLE_CALCULATORS)}) and 'parameters'.")
+        klass = _calculator_class(name)
+        kw = params.get("parameters", {})
+        if not isinstance(kw, dict):
+            raise ModelFormatError(
+                f"The 'parameters' of a saved ASEBaseline({name}) must be a dict. "
+                f"Got {type(kw).__name__} instead.")
+        unknown = sorted(set(kw) - set(klass.default_parameters))
+        if unknown:
+            raise ModelFormatError(
+                f"Unknown parameters {unknown} for ase {name} in a saved ASEBaseline; "
+                f"allowed: {sorted(klass.default_parameters)}.")
+        return cls(calc=klass(**kw))
+
+    def lammps_commands(self, species):
+        """Always raises: an arbitrary ASE calculator has no LAMMPS equivalent.
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+        """
+        name = type(self.calc).__name__
+        raise InvalidParameterError(
+            f"ASEBaseline({name}) has no LAMMPS equivalent: an arbitrary ASE calculator cannot "
+            f"be exported to LAMMPS. Use ZBL, LennardJones, Morse or Buckingham as the "
+            f"baseline to export the model.")

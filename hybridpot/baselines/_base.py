@@ -1,0 +1,252 @@
+"""Baseline (empirical potential) base class, its ASE calculator and the registry.
+
+A baseline is the empirical part ``E_EP`` of ``E = E_EP + E_ML``.  Every baseline implements
+:meth:`Baseline.compute` returning a dict::
+
+    {"energy":   float, eV,
+     "energies": (n_atoms,) eV per atom, or None when unavailable,
+     "forces":   (n_atoms, 3) eV/Å, or None when forces=False,
+     "stress":   (6,) eV/Å³ in ASE sign and Voigt order (xx, yy, zz, yz, xz, xy),
+                 or None when the structure is not periodic in 3-D (or stress=False)}
+
+The ASE stress is ``(1/V) dE/d eps`` for a homogeneous strain ``eps`` applied to positions and
+cell (so a compressed crystal that pushes outwards has a *negative* stress).
+
+Baselines with fittable parameters (``param_names`` non-empty) also provide
+:meth:`Baseline.parameter_gradients`, the analytic derivatives of energy, forces and stress with
+respect to the flat parameter vector :meth:`Baseline.get_param_vector`.
+
+Serialisation goes through :meth:`Baseline.to_dict` and :func:`baseline_from_dict`, which
+rebuilds only classes in the explicit :data:`BASELINES` registry (no code is executed on load).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from ase.calculators.calculator import Calculator, all_changes
+from sklearn.base import BaseEstimator, clone
+
+from .._exceptions import InvalidParameterError, ModelFormatError
+
+__all__ = ["Baseline", "BaselineCalculator", "BASELINES", "register_baseline",
+           "baseline_from_dict"]
+
+#: explicit registry: class name -> class (filled by :func:`register_baseline`)
+BASELINES = {}
+
+
+def register_baseline(cls):
+    """Class decorator: make ``cls`` loadable by name with :func:`baseline_from_dict`."""
+    BASELINES[cls.__name__] = cls
+    return cls
+
+
+def baseline_from_dict(d):
+    """Rebuild a baseline from :meth:`Baseline.to_dict` output.
+
+    Parameters
+    ----------
+    d : dict
+        ``{"class": name, "params": {...}}``.
+
+    Returns
+    -------
+    Baseline
+
+    Raises
+    ------
+    hybridpot.ModelFormatError
+        If ``d`` is malformed, names a class outside the registry, or carries parameters
+        the class does not accept.
+    """
+    if not isinstance(d, dict) or "class" not in d:
+        raise ModelFormatError(
+            f"A baseline description must be a dict with keys 'class' and 'params'. "
+            f"Got {d!r} instead.")
+    name = d["class"]
+    if name not in BASELINES:
+        raise ModelFormatError(
+            f"Unknown baseline class {name!r}; known: {sorted(BASELINES)}.")
+    params = d.get("params", {})
+    if not isinstance(params, dict):
+        raise ModelFormatError(
+            f"The 'params' of a {name} baseline description must be a dict. "
+            f"Got {type(params).__name__} instead.")
+    return BASELINES[name]._from_params(params)
+
+
+def voigt(m):
+    """(3, 3) symmetric tensor -> (6,) Voigt vector xx, yy, zz, yz, xz, xy (symmetrised)."""
+    s = 0.5 * (m + np.swapaxes(m, -1, -2))
+    return np.stack([s[..., 0, 0], s[..., 1, 1], s[..., 2, 2], s[..., 1, 2], s[..., 0, 2],
+                     s[..., 0, 1]], axis=-1)
+
+
+class Baseline(BaseEstimator):
+    """Abstract empirical potential ``E_EP(r; θ)`` (eV) underneath the ML correction.
+
+    Subclasses take keyword-only parameters in ``__init__`` and only store them; they are
+    validated at first use (and again whenever they change, e.g. after ``set_params``) and
+    raise :class:`~hybridpot.InvalidParameterError` naming the parameter.
+
+    Subclasses implement :meth:`compute`, :attr:`param_names`, :meth:`get_param_vector`,
+    :meth:`_params_from_vector`, :meth:`parameter_gradients` and :meth:`lammps_commands`.
+    """
+
+    # -- to be provided by subclasses -------------------------------------------------------
+    def compute(self, atoms, *, forces=True, stress=True):  # pragma: no cover - abstract
+        """Energy (eV), per-atom energies, forces (eV/Å), stress (eV/Å³); see module doc."""
+        raise NotImplementedError
+
+    @property
+    def param_names(self):
+        """tuple of str: names of the fittable parameters, in flat-vector order."""
+        return ()
+
+    def get_param_vector(self):
+        """Current fittable parameters as a flat float array of shape (n_params,)."""
+        return np.zeros(0)
+
+    def _params_from_vector(self, v):
+        """``set_params`` keyword dict for the flat vector ``v`` (already checked)."""
+        return {}
+
+    def parameter_gradients(self, atoms):  # pragma: no cover - abstract
+        """Analytic derivatives with respect to the flat parameter vector."""
+        raise NotImplementedError
+
+    def lammps_commands(self, species):  # pragma: no cover - abstract
+        """LAMMPS ``pair_style`` / ``pair_coeff`` / table files for this baseline."""
+        raise NotImplementedError
+
+    # -- shared machinery -------------------------------------------------------------------
+    @property
+    def n_params(self):
+        """int: number of fittable parameters."""
+        return len(self.param_names)
+
+    def with_param_vector(self, v):
+        """A new baseline (a clone) whose fittable parameters are ``v``.
+
+        Parameters
+        ----------
+        v : array_like of float, shape (n_params,)
+            Values in the order of :attr:`param_names`.
+
+        Returns
+        -------
+        Baseline
+            ``self`` is not modified.
+        """
+        names = self.param_names
+        v = np.asarray(v, dtype=np.float64)
+        if v.shape != (len(names),):
+            raise InvalidParameterError(
+                f"The 'v' argument of {type(self).__name__}.with_param_vector must be a vector "
+                f"of length {len(names)} (parameters {list(names)}). Got shape {v.shape} "
+                f"instead.")
+        if not np.all(np.isfinite(v)):
+            raise InvalidParameterError(
+                f"The 'v' argument of {type(self).__name__}.with_param_vector must be finite. "
+                f"Got {v.tolist()} instead.")
+        new = clone(self)
+        new.set_params(**self._params_from_vector(v))
+        return new
+
+    def calculator(self):
+        """An ASE calculator evaluating this baseline.
+
+        Returns
+        -------
+        BaselineCalculator
+            Implements ``energy``, ``free_energy``, ``energies``, ``forces`` and ``stress``
+            (stress only for cells periodic in 3-D).  It keeps a reference to this baseline;
+            cached results are discarded whenever the baseline's parameters change.
+        """
+        return BaselineCalculator(self)
+
+    def _param_key(self):
+        """Fingerprint of the current parameters (to detect changes made by set_params)."""
+        return repr(sorted(self.get_params(deep=False).items(), key=lambda kv: kv[0]))
+
+    def to_dict(self):
+        """JSON-serialisable description ``{"class": name, "params": {...}}``."""
+        params = {}
+        for k, v in self.get_params(deep=False).items():
+            params[k] = _jsonable(v, k, type(self).__name__)
+        return {"class": type(self).__name__, "params": params}
+
+    @classmethod
+    def _from_params(cls, params):
+        try:
+            return cls(**params)
+        except TypeError as e:
+            raise ModelFormatError(
+                f"Cannot rebuild a {cls.__name__} baseline from parameters "
+                f"{sorted(params)}: {e}.") from None
+
+
+def _jsonable(v, name, owner):
+    if isinstance(v, np.generic):
+        v = v.item()
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x, name, owner) for k, x in v.items()}
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [_jsonable(x, name, owner) for x in v]
+    raise ModelFormatError(
+        f"The '{name}' parameter of {owner} ({type(v).__name__}) cannot be saved as JSON.")
+
+
+class BaselineCalculator(Calculator):
+    """ASE calculator around :meth:`Baseline.compute`.
+
+    Parameters
+    ----------
+    baseline : Baseline
+        Evaluated on every new structure.  Results are cached per structure as usual in ASE
+        and also reset when the baseline's parameters change (``baseline.set_params``).
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+
+    def __init__(self, baseline):
+        if not isinstance(baseline, Baseline):
+            raise InvalidParameterError(
+                f"The 'baseline' parameter of BaselineCalculator must be a Baseline. "
+                f"Got {type(baseline).__name__} instead.")
+        super().__init__()
+        self.baseline = baseline
+        self._key = None
+
+    def set(self, **kwargs):
+        """Reject ASE-style parameters: set them on the baseline with ``set_params``."""
+        if kwargs:
+            raise InvalidParameterError(
+                f"BaselineCalculator has no parameters of its own; set "
+                f"{sorted(kwargs)} on the baseline with baseline.set_params(...) "
+                f"(allowed there: {sorted(self.baseline.get_params(deep=False))}).")
+        return {}
+
+    def check_state(self, atoms, tol=1e-15):
+        changes = super().check_state(atoms, tol)
+        if self._key != self.baseline._param_key():
+            changes = list(changes) + ["baseline_parameters"]
+        return changes
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        key = self.baseline._param_key()
+        res = self.baseline.compute(self.atoms, forces=True, stress=True)
+        self.results = {"energy": float(res["energy"]), "free_energy": float(res["energy"]),
+                        "forces": np.array(res["forces"])}
+        if res.get("energies") is not None:
+            self.results["energies"] = np.array(res["energies"])
+        if res.get("stress") is not None:
+            self.results["stress"] = np.array(res["stress"])
+        self._key = key
+
+    def reset(self):
+        super().reset()
+        self._key = None
