@@ -26,8 +26,10 @@ Algorithm
    a distinct (bin, lattice image) pair, so small cells are handled without replicating atoms.
 4. Candidate pairs are screened with the wrapped positions, then ``r_ij`` is recomputed exactly
    from the original positions and the integer shift ``S = S' + n_i - n_j`` and tested against
-   ``r_cut``.  One pass over the atoms in index order writes into a growable buffer, so the output
-   is sorted by ``i`` without a global sort.
+   ``r_cut``.  One pass over the atoms in index order: the neighbours of centre ``i`` are
+   collected in a small scratch buffer, sorted by ``(j, S)`` (a packed integer key, insertion
+   sort) and appended to a growable output buffer, so the output is sorted by ``i`` without a
+   global sort.  Cost: O(N (r_cut^3 rho + number of searched bins)), memory O(N + pairs).
 """
 
 from __future__ import annotations
@@ -396,7 +398,7 @@ def _pairs(pos, cell, pbc, r_cut):
     # initial capacity from the mean density (the buffer grows if this is short)
     volume = abs(np.linalg.det(basis)) * np.prod(np.where(pbc, 1.0, span + r_cut / heights))
     est = n / volume * (4.0 / 3.0) * np.pi * r_cut ** 3
-    cap = int(min(1.2 * est, 4096.0) * n) + 64
+    cap = int(min(1.2 * est * n, float(1 << 22))) + 64
     j, S, D, d, counts = _cell_list_pairs(pos, pos_w, nshift, cell, bin_idx, nb, order, start,
                                           tabs[0], tabs[1], tabs[2], base, radix,
                                           float(r_cut), float(r_screen), cap)
@@ -437,9 +439,8 @@ def neighbor_list(atoms, r_cut, *, min_distance=0.1, name="atoms", owner=None):
     pos, cell, pbc, _ = check_atoms(atoms, owner=owner, name=name)
     n = len(pos)
     if n == 0:
-        e = np.zeros(0, dtype=np.int64)
-        return NeighborList(e, e, np.zeros((0, 3)), np.zeros((0, 3), np.int64), np.zeros(0),
-                            np.zeros(1, np.int64), 0)
+        return NeighborList(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3)),
+                            np.zeros((0, 3), np.int64), np.zeros(0), np.zeros(1, np.int64), 0)
     j, S, D, d, counts = _pairs(pos, cell, pbc, r_cut)
     i = np.repeat(np.arange(n, dtype=np.int64), counts)
     if min_distance is not None and d.size and d.min() < min_distance:
