@@ -239,7 +239,7 @@ def test_dE_dX_matches_finite_differences(act, rng):
     np.testing.assert_allclose(G, fd, rtol=1e-6, atol=1e-8)
 
 
-def _loss_setup(rng, act, max_force_rows=None, alpha=0.0):
+def _loss_setup(rng, act, max_force_rows=None, alpha=0.0, hidden=(5, 4)):
     atoms = structures(4, seed=7)
     b = make_batch(atoms)
     # perturb labels away from any model and switch some labels/weights
@@ -249,19 +249,20 @@ def _loss_setup(rng, act, max_force_rows=None, alpha=0.0):
     b.weights = {"energy": np.array([1.0, 2.0, 0.5, 1.0]), "forces": np.array([1.0, 0.0, 3.0, 1.0]),
                  "stress": np.array([5.0, 1.0, 0.0, 2.0])}
     b.energy[3] = np.nan
-    reg = random_model(rng, act)
+    reg = random_model(rng, act, hidden=hidden)
     reg.alpha = alpha
     data = _Data([b], 2, 4, max_force_rows, np.random.default_rng(0))
     items = data.items
     chunk = data.gather(items, [1.0, 2.0, 1.0, 1.0], reg.x_mean_, reg.x_scale_)
-    return reg, chunk, _Layout(4, (5, 4), 2), b
+    return reg, chunk, _Layout(4, hidden, 2), b
 
 
-@pytest.mark.parametrize("act", ACTIVATIONS)
-@pytest.mark.parametrize("max_force_rows", [None, 5])
-def test_loss_gradient_matches_finite_differences(act, max_force_rows, rng):
+@pytest.mark.parametrize("act, max_force_rows, hidden", [
+    *[(a, None, (5, 4)) for a in ACTIVATIONS], *[(a, 5, (5, 4)) for a in ACTIVATIONS],
+    ("silu", None, (3,)), ("tanh", None, (4, 3, 3))])
+def test_loss_gradient_matches_finite_differences(act, max_force_rows, hidden, rng):
     """Energy + force + stress loss, weights, multipliers, L2: gradient w.r.t. all weights."""
-    reg, chunk, lay, _ = _loss_setup(rng, act, max_force_rows, alpha=1e-3)
+    reg, chunk, lay, _ = _loss_setup(rng, act, max_force_rows, alpha=1e-3, hidden=hidden)
     assert chunk.need_G and chunk.has_stress and chunk.has_forces
     theta = reg.params_[0].copy()
     loss, grad = reg._total_loss(theta, lay, [chunk], 5.0, True)
@@ -530,8 +531,8 @@ def test_sklearn_clone_get_set_params(fitted):
     assert c.activation == "silu" and c.n_models == 4 and fitted.activation == "tanh"
     assert NeuralNetworkRegressor().to_dict()["params"]["hidden_layer_sizes"] == [32, 32]
     assert REGRESSORS["NeuralNetworkRegressor"] is NeuralNetworkRegressor
-    assert fitted.fit is not None and all(k.endswith("_") for k in vars(fitted)
-                                          if not k.startswith("_") and k not in params)
+    public_state = [k for k in vars(fitted) if not k.startswith("_") and k not in params]
+    assert "params_" in public_state and all(k.endswith("_") for k in public_state)
 
 
 def test_fit_returns_self_and_accepts_a_batch_source(train_batches):
