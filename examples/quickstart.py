@@ -19,9 +19,9 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.io import read
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
 from hybridpot import HybridPotential
+from hybridpot._compat import thermalize
 from hybridpot.baselines import ASEBaseline
 from hybridpot.descriptors import PowerSpectrum
 from hybridpot.regression import BayesianLinearRegressor
@@ -71,7 +71,7 @@ def main(argv=None):
 
     atoms = bulk(element, "fcc", a=a, cubic=True) * (3, 3, 3)
     atoms.calc = model.calculator()
-    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(1))
+    thermalize(atoms, 300, np.random.default_rng(1))
     dyn = Langevin(atoms, 1.0 * units.fs, temperature_K=300, friction=0.02,
                    rng=np.random.default_rng(2))
     temps = []

@@ -139,7 +139,8 @@ def _md_structure(cfg, model):
 def cmd_md(args, cfg):
     from ase import units
     from ase.io.trajectory import Trajectory
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    from ._compat import thermalize
 
     model = _load_model(args.model or cfg["output"]["model"])
     md = cfg["md"]
@@ -147,7 +148,7 @@ def cmd_md(args, cfg):
     atoms.calc = model.calculator()
     rng = np.random.default_rng(int(md["seed"]))
     T = float(md["temperature_K"])
-    MaxwellBoltzmannDistribution(atoms, temperature_K=T, rng=rng)
+    thermalize(atoms, T, rng)
     dt = float(md["timestep_fs"]) * units.fs
     ens = md["ensemble"]
     if ens == "nve":

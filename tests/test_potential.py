@@ -108,13 +108,14 @@ def test_uncertainty_through_calculator(fitted, test_set):
 
 def test_nve_energy_conservation(fitted):
     from ase import units
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    from hybridpot._compat import thermalize
     from ase.md.verlet import VelocityVerlet
 
     at = bulk("Cu", "fcc", a=3.61, cubic=True) * (3, 3, 3)  # 108 atoms
     at.rattle(stdev=0.02, seed=3)
     at.calc = fitted.calculator()
-    MaxwellBoltzmannDistribution(at, temperature_K=300, rng=np.random.default_rng(4))
+    thermalize(at, 300, np.random.default_rng(4))
     dt = 1.0
     dyn = VelocityVerlet(at, timestep=dt * units.fs)
     etot = []
