@@ -84,7 +84,7 @@ def reference_acsf(atoms, species, r_cut, radial_etas, radial_shifts, angular, r
 
 ANI_CUSTOM = dict(species=SPECIES, r_cut=4.2, radial_etas=[2.0, 9.0],
                   radial_shifts=[0.8, 2.0, 3.1], angular="ani", angular_cutoff=3.3,
-                  ani_etas=[3.0, 7.0], ani_shifts=[1.5, 2.6], ani_zetas=[1.0, 8.0],
+                  ani_etas=[3.0, 7.0], ani_shifts=[1.5, 2.6], ani_zetas=[1.0, 2.5, 8.0],
                   ani_theta_shifts=[0.0, 1.2, np.pi])
 BP_CUSTOM = dict(species=SPECIES, r_cut=4.2, radial_etas=[2.0], radial_shifts=[0.0, 2.5],
                  angular="bp", angular_cutoff=3.9, bp_etas=[0.01, 0.3], bp_zetas=[1.0, 2.5, 8.0],

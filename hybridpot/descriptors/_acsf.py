@@ -96,200 +96,186 @@ def _radial_backward(offsets, D, d, sp_j, etas, shifts, rc, W, g_out):
             g_out[p, 2] += s * D[p, 2]
 
 
-@njit(cache=True)
-def _angular_neighbours(offsets, d, i, rca, idx):
-    """Fill ``idx`` with the pairs of centre ``i`` closer than ``rca``; return their number."""
-    cnt = 0
-    for p in range(offsets[i], offsets[i + 1]):
-        if d[p] < rca:
-            idx[cnt] = p
-            cnt += 1
-    return cnt
+#: ``mode`` of the angular kernels
+MODE_VALUES, MODE_JACOBIAN, MODE_BACKWARD = 0, 1, 2
 
 
 @njit(cache=True)
-def _ani_triple(D, d, p, q, rca, r_eta, r_shift, a_zeta, a_tshift, R, dRj, dRk, A, dA):
-    """Factors of the ANI angular term for pairs ``p`` (j) and ``q`` (k) of one centre.
+def _pow_zm1(base, zeta, zint):
+    """``base ** (zeta - 1)``; by repeated squaring when ``zint = zeta - 1`` is an int >= 0."""
+    if zint < 0:
+        return base ** (zeta - 1.0)
+    out = 1.0
+    b = base
+    n = zint
+    while n > 0:
+        if n & 1:
+            out *= b
+        b *= b
+        n >>= 1
+    return out
 
-    Fills ``R[m] = exp(-eta ((Rij+Rik)/2 - Rs)^2) f_c(Rij) f_c(Rik)`` and its partial
-    derivatives in Rij, Rik; ``A[u] = 2^(1-zeta) (1 + cos(theta' - theta_s))^zeta`` and
-    ``dA[u] = dA/d cos(theta_ijk)`` with ``theta' = arccos(0.95 cos theta_ijk)``.
-    Returns ``cos theta_ijk``.
+
+# The per-triple code below is written out inside each kernel on purpose: numba helper calls
+# taking many array arguments cost ~100 ns each in the innermost loop (measured), more than
+# the arithmetic of a triple.  One kernel per angular kind serves the three modes.
+
+@njit(cache=True)
+def _ani_kernel(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, r_shift, z_val, z_int,
+                z_pref, t_c, t_s, max_nb, mode, X, d_drij, W, g_out):
+    """ANI angular block over the neighbour pairs j < k (pair index) of every centre.
+
+    Feature ``col0 + pair_table[b, c] * M*U + m*U + z*T + t`` of centre ``i`` receives
+    ``R[m] A[z, t]`` with ``R[m] = exp(-eta_m ((Rij + Rik)/2 - Rs_m)^2) f_c(Rij) f_c(Rik)`` and
+    ``A[z, t] = 2^(1-zeta_z) (1 + cos(theta' - theta_t))^zeta_z``,
+    ``theta' = arccos(0.95 cos theta_ijk)``, evaluated as ``cos(theta' - theta_t) =
+    c cos(theta_t) + sqrt(1 - c^2) sin(theta_t)`` with ``c = 0.95 cos theta_ijk``.
+    ``t_c``, ``t_s``: cos and sin of the T angle centres; ``z_pref = 2^(1-zeta)``;
+    ``z_int = zeta - 1`` when integral (powers by squaring), else -1.
+
+    ``mode``: MODE_VALUES adds to ``X``; MODE_JACOBIAN also to ``d_drij``; MODE_BACKWARD only
+    adds ``sum_f W[i, f] dX[i, f]/d r_ij`` to ``g_out`` (n_pairs, 3).
     """
-    rij, rik = d[p], d[q]
-    cos = (D[p, 0] * D[q, 0] + D[p, 1] * D[q, 1] + D[p, 2] * D[q, 2]) / (rij * rik)
-    if cos > 1.0:
-        cos = 1.0
-    elif cos < -1.0:
-        cos = -1.0
-    fj, dfj = _cutoff(rij, rca)
-    fk, dfk = _cutoff(rik, rca)
-    ravg = 0.5 * (rij + rik)
-    for m in range(r_eta.shape[0]):
-        x = ravg - r_shift[m]
-        e = np.exp(-r_eta[m] * x * x)
-        R[m] = e * fj * fk
-        t = -r_eta[m] * x * fj * fk
-        dRj[m] = e * (t + dfj * fk)
-        dRk[m] = e * (t + fj * dfk)
-    c = ANI_COS_SCALE * cos
-    theta = np.arccos(c)
-    dtheta_dcos = -ANI_COS_SCALE / np.sqrt(1.0 - c * c)
-    for u in range(a_zeta.shape[0]):
-        z = a_zeta[u]
-        pref = 2.0 ** (1.0 - z)
-        base = 1.0 + np.cos(theta - a_tshift[u])
-        bz1 = base ** (z - 1.0)
-        A[u] = pref * bz1 * base
-        dA[u] = -pref * z * bz1 * np.sin(theta - a_tshift[u]) * dtheta_dcos
-    return cos
-
-
-@njit(cache=True)
-def _bp_triple(D, d, p, q, rca, r_eta, a_zeta, a_lambda, R, cj, cjk, ck, ckj, A, dA):
-    """Factors of the BP G4 term for pairs ``p`` (j) and ``q`` (k), both orders j<->k summed.
-
-    ``R[m] = 2 exp(-eta (Rij^2 + Rik^2 + Rjk^2)) f_c(Rij) f_c(Rik) f_c(Rjk)`` (the 2 counts the
-    ordered pairs (j, k) and (k, j)); ``dR/d r_ij = cj[m] r_ij + cjk[m] r_jk`` and
-    ``dR/d r_ik = ck[m] r_ik + ckj[m] r_jk`` with ``r_jk = r_ik - r_ij``;
-    ``A[u] = 2^(1-zeta) (1 + lambda cos)^zeta``, ``dA[u] = dA/d cos``.
-    Returns ``(cos theta_ijk, Rjk)``; ``Rjk >= rca`` means the term vanishes (nothing filled).
-    """
-    jx = D[q, 0] - D[p, 0]
-    jy = D[q, 1] - D[p, 1]
-    jz = D[q, 2] - D[p, 2]
-    rjk = np.sqrt(jx * jx + jy * jy + jz * jz)
-    if rjk >= rca:
-        return 0.0, rjk
-    rij, rik = d[p], d[q]
-    cos = (D[p, 0] * D[q, 0] + D[p, 1] * D[q, 1] + D[p, 2] * D[q, 2]) / (rij * rik)
-    if cos > 1.0:
-        cos = 1.0
-    elif cos < -1.0:
-        cos = -1.0
-    fj, dfj = _cutoff(rij, rca)
-    fk, dfk = _cutoff(rik, rca)
-    fl, dfl = _cutoff(rjk, rca)
-    F = fj * fk * fl
-    s2 = rij * rij + rik * rik + rjk * rjk
-    aj = dfj * fk * fl / rij
-    ak = fj * dfk * fl / rik
-    al = fj * fk * dfl / rjk
-    for m in range(r_eta.shape[0]):
-        eta = r_eta[m]
-        e2 = 2.0 * np.exp(-eta * s2)
-        R[m] = e2 * F
-        cj[m] = e2 * (-2.0 * eta * F + aj)
-        cjk[m] = e2 * (2.0 * eta * F - al)
-        ck[m] = e2 * (-2.0 * eta * F + ak)
-        ckj[m] = e2 * (-2.0 * eta * F + al)
-    for u in range(a_zeta.shape[0]):
-        z = a_zeta[u]
-        lam = a_lambda[u]
-        pref = 2.0 ** (1.0 - z)
-        base = 1.0 + lam * cos
-        if base < 0.0:
-            base = 0.0
-        bz1 = base ** (z - 1.0)
-        A[u] = pref * bz1 * base
-        dA[u] = pref * z * lam * bz1
-    return cos, rjk
-
-
-@njit(cache=True)
-def _ani_forward(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, r_shift, a_zeta,
-                 a_tshift, max_nb, X, d_drij, gradients):
-    """ANI angular block: ``X[i, col0 + pair(b, c) * M*U + m*U + u] += R[m] A[u]`` over j<k."""
     n_atoms = offsets.shape[0] - 1
     M = r_eta.shape[0]
-    U = a_zeta.shape[0]
+    T = t_c.shape[0]
+    U = z_val.shape[0] * T
     idx = np.empty(max_nb, dtype=np.int64)
+    fc = np.empty(max_nb)
+    dfc = np.empty(max_nb)
     R = np.empty(M)
     dRj = np.empty(M)
     dRk = np.empty(M)
     A = np.empty(U)
     dA = np.empty(U)
+    base = np.empty(T)
+    dd = np.empty(T)
+    pw = np.empty(T)
+    bb = np.empty(T)
+    uj = np.empty(3)
+    uk = np.empty(3)
     gj = np.empty(3)
     gk = np.empty(3)
     for i in range(n_atoms):
-        cnt = _angular_neighbours(offsets, d, i, rca, idx)
+        cnt = 0
+        for p in range(offsets[i], offsets[i + 1]):
+            if d[p] < rca:
+                idx[cnt] = p
+                fc[cnt], dfc[cnt] = _cutoff(d[p], rca)
+                cnt += 1
         for a in range(cnt):
             p = idx[a]
+            rij = d[p]
+            fj = fc[a]
+            dfj = dfc[a]
             for b in range(a + 1, cnt):
                 q = idx[b]
-                cos = _ani_triple(D, d, p, q, rca, r_eta, r_shift, a_zeta, a_tshift,
-                                  R, dRj, dRk, A, dA)
-                base = col0 + pair_table[sp_j[p], sp_j[q]] * M * U
+                rik = d[q]
+                fk = fc[b]
+                dfk = dfc[b]
+                cos = (D[p, 0] * D[q, 0] + D[p, 1] * D[q, 1] + D[p, 2] * D[q, 2]) / (rij * rik)
+                cos = min(1.0, max(-1.0, cos))
+                # radial factor and its partial derivatives in Rij, Rik
+                ff = fj * fk
+                ravg = 0.5 * (rij + rik)
                 for m in range(M):
-                    for u in range(U):
-                        X[i, base + m * U + u] += R[m] * A[u]
-                if not gradients:
+                    x = ravg - r_shift[m]
+                    e = np.exp(-r_eta[m] * x * x)
+                    R[m] = e * ff
+                    tm = -r_eta[m] * x * ff
+                    dRj[m] = e * (tm + dfj * fk)
+                    dRk[m] = e * (tm + fj * dfk)
+                # angular factor and its derivative in cos(theta_ijk)
+                c = ANI_COS_SCALE * cos
+                s = np.sqrt(1.0 - c * c)
+                ds_fac = ANI_COS_SCALE * c / s
+                for t in range(T):
+                    bt = 1.0 + c * t_c[t] + s * t_s[t]
+                    base[t] = bt if bt > 0.0 else 0.0
+                    # d cos(theta' - theta_t) / d cos = 0.95 (cos theta_t - c sin theta_t / s)
+                    dd[t] = ANI_COS_SCALE * t_c[t] - ds_fac * t_s[t]
+                for z in range(z_val.shape[0]):
+                    n = z_int[z]
+                    if n >= 0:   # base^n by squaring, in lockstep over the angle centres
+                        for t in range(T):
+                            pw[t] = 1.0
+                            bb[t] = base[t]
+                        while n > 0:
+                            if n & 1:
+                                for t in range(T):
+                                    pw[t] *= bb[t]
+                            for t in range(T):
+                                bb[t] *= bb[t]
+                            n >>= 1
+                    else:
+                        for t in range(T):
+                            pw[t] = base[t] ** (z_val[z] - 1.0)
+                    pref = z_pref[z]
+                    pz = pref * z_val[z]
+                    for t in range(T):
+                        A[z * T + t] = pref * pw[t] * base[t]
+                        dA[z * T + t] = pz * pw[t] * dd[t]
+                col = col0 + pair_table[sp_j[p], sp_j[q]] * M * U
+                if mode != MODE_BACKWARD:
+                    for m in range(M):
+                        for u in range(U):
+                            X[i, col + m * U + u] += R[m] * A[u]
+                if mode == MODE_VALUES:
                     continue
-                rij, rik = d[p], d[q]
-                for c in range(3):
-                    uj = D[p, c] / rij
-                    uk = D[q, c] / rik
-                    gj[c] = (uk - cos * uj) / rij   # d cos / d r_ij
-                    gk[c] = (uj - cos * uk) / rik   # d cos / d r_ik
-                for m in range(M):
-                    for u in range(U):
-                        f = base + m * U + u
-                        for c in range(3):
-                            d_drij[p, c, f] += dRj[m] * A[u] * D[p, c] / rij + R[m] * dA[u] * gj[c]
-                            d_drij[q, c, f] += dRk[m] * A[u] * D[q, c] / rik + R[m] * dA[u] * gk[c]
+                for k in range(3):
+                    uj[k] = D[p, k] / rij
+                    uk[k] = D[q, k] / rik
+                    gj[k] = (uk[k] - cos * uj[k]) / rij   # d cos / d r_ij
+                    gk[k] = (uj[k] - cos * uk[k]) / rik   # d cos / d r_ik
+                if mode == MODE_JACOBIAN:
+                    for m in range(M):
+                        for u in range(U):
+                            f = col + m * U + u
+                            aj = dRj[m] * A[u]
+                            ak = dRk[m] * A[u]
+                            rd = R[m] * dA[u]
+                            for k in range(3):
+                                d_drij[p, k, f] += aj * uj[k] + rd * gj[k]
+                                d_drij[q, k, f] += ak * uk[k] + rd * gk[k]
+                else:
+                    sj = 0.0   # sum_f W_f dR/dRij A
+                    sk = 0.0   # sum_f W_f dR/dRik A
+                    sc = 0.0   # sum_f W_f R dA/dcos
+                    for m in range(M):
+                        wa = 0.0
+                        wda = 0.0
+                        for u in range(U):
+                            w = W[i, col + m * U + u]
+                            wa += w * A[u]
+                            wda += w * dA[u]
+                        sj += dRj[m] * wa
+                        sk += dRk[m] * wa
+                        sc += R[m] * wda
+                    for k in range(3):
+                        g_out[p, k] += sj * uj[k] + sc * gj[k]
+                        g_out[q, k] += sk * uk[k] + sc * gk[k]
 
 
 @njit(cache=True)
-def _ani_backward(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, r_shift, a_zeta,
-                  a_tshift, max_nb, W, g_out):
-    """Adjoint of :func:`_ani_forward` (accumulates into ``g_out``, shape (n_pairs, 3))."""
+def _bp_kernel(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, u_zeta, u_zint, u_pref,
+               u_lambda, max_nb, mode, X, d_drij, W, g_out):
+    """BP G4 block over the neighbour pairs j != k (pair index) of every centre.
+
+    Each unordered pair j < k is visited once and counted twice (both orders).  Feature
+    ``col0 + pair_table[b, c] * M*U + m*U + u`` of centre ``i`` receives ``R[m] A[u]`` with
+    ``R[m] = 2 exp(-eta_m (Rij^2 + Rik^2 + Rjk^2)) f_c(Rij) f_c(Rik) f_c(Rjk)``,
+    ``r_jk = r_ik - r_ij``, and ``A[u] = 2^(1-zeta_u) (1 + lambda_u cos theta_ijk)^zeta_u``
+    (``u_pref = 2^(1-zeta)``, ``u_zint = zeta - 1`` when integral, else -1).
+    ``dR/d r_ij = cj[m] r_ij + cjk[m] r_jk`` and ``dR/d r_ik = ck[m] r_ik + ckj[m] r_jk``.
+    ``mode`` as for :func:`_ani_kernel`.
+    """
     n_atoms = offsets.shape[0] - 1
     M = r_eta.shape[0]
-    U = a_zeta.shape[0]
+    U = u_zeta.shape[0]
     idx = np.empty(max_nb, dtype=np.int64)
-    R = np.empty(M)
-    dRj = np.empty(M)
-    dRk = np.empty(M)
-    A = np.empty(U)
-    dA = np.empty(U)
-    for i in range(n_atoms):
-        cnt = _angular_neighbours(offsets, d, i, rca, idx)
-        for a in range(cnt):
-            p = idx[a]
-            for b in range(a + 1, cnt):
-                q = idx[b]
-                cos = _ani_triple(D, d, p, q, rca, r_eta, r_shift, a_zeta, a_tshift,
-                                  R, dRj, dRk, A, dA)
-                base = col0 + pair_table[sp_j[p], sp_j[q]] * M * U
-                sj = 0.0   # sum_f W_f dR/dRij A
-                sk = 0.0   # sum_f W_f dR/dRik A
-                sc = 0.0   # sum_f W_f R dA/dcos
-                for m in range(M):
-                    wa = 0.0
-                    wda = 0.0
-                    for u in range(U):
-                        w = W[i, base + m * U + u]
-                        wa += w * A[u]
-                        wda += w * dA[u]
-                    sj += dRj[m] * wa
-                    sk += dRk[m] * wa
-                    sc += R[m] * wda
-                rij, rik = d[p], d[q]
-                for c in range(3):
-                    uj = D[p, c] / rij
-                    uk = D[q, c] / rik
-                    g_out[p, c] += sj * uj + sc * (uk - cos * uj) / rij
-                    g_out[q, c] += sk * uk + sc * (uj - cos * uk) / rik
-
-
-@njit(cache=True)
-def _bp_forward(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, a_zeta, a_lambda, max_nb,
-                X, d_drij, gradients):
-    """BP G4 block: ``X[i, col0 + pair(b, c) * M*U + m*U + u] += R[m] A[u]`` over j != k."""
-    n_atoms = offsets.shape[0] - 1
-    M = r_eta.shape[0]
-    U = a_zeta.shape[0]
-    idx = np.empty(max_nb, dtype=np.int64)
+    fc = np.empty(max_nb)
+    dfc = np.empty(max_nb)
+    ex = np.empty((max_nb, M))   # exp(-eta_m R^2) per angular neighbour
     R = np.empty(M)
     cj = np.empty(M)
     cjk = np.empty(M)
@@ -297,92 +283,105 @@ def _bp_forward(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, a_zeta, a_lam
     ckj = np.empty(M)
     A = np.empty(U)
     dA = np.empty(U)
+    v = np.empty(3)
     gj = np.empty(3)
     gk = np.empty(3)
-    vjk = np.empty(3)
     for i in range(n_atoms):
-        cnt = _angular_neighbours(offsets, d, i, rca, idx)
+        cnt = 0
+        for p in range(offsets[i], offsets[i + 1]):
+            r = d[p]
+            if r < rca:
+                idx[cnt] = p
+                fc[cnt], dfc[cnt] = _cutoff(r, rca)
+                for m in range(M):
+                    ex[cnt, m] = np.exp(-r_eta[m] * r * r)
+                cnt += 1
         for a in range(cnt):
             p = idx[a]
+            rij = d[p]
+            fj = fc[a]
+            dfj = dfc[a]
             for b in range(a + 1, cnt):
                 q = idx[b]
-                cos, rjk = _bp_triple(D, d, p, q, rca, r_eta, a_zeta, a_lambda,
-                                      R, cj, cjk, ck, ckj, A, dA)
+                v0 = D[q, 0] - D[p, 0]
+                v1 = D[q, 1] - D[p, 1]
+                v2 = D[q, 2] - D[p, 2]
+                rjk = np.sqrt(v0 * v0 + v1 * v1 + v2 * v2)
                 if rjk >= rca:
                     continue
-                base = col0 + pair_table[sp_j[p], sp_j[q]] * M * U
+                rik = d[q]
+                fk = fc[b]
+                dfk = dfc[b]
+                cos = (D[p, 0] * D[q, 0] + D[p, 1] * D[q, 1] + D[p, 2] * D[q, 2]) / (rij * rik)
+                cos = min(1.0, max(-1.0, cos))
+                fl, dfl = _cutoff(rjk, rca)
+                F = fj * fk * fl
+                aj = dfj * fk * fl / rij
+                ak = fj * dfk * fl / rik
+                al = fj * fk * dfl / rjk
                 for m in range(M):
-                    for u in range(U):
-                        X[i, base + m * U + u] += R[m] * A[u]
-                if not gradients:
+                    eta = r_eta[m]
+                    e2 = 2.0 * ex[a, m] * ex[b, m] * np.exp(-eta * rjk * rjk)
+                    R[m] = e2 * F
+                    tm = 2.0 * eta * F
+                    cj[m] = e2 * (aj - tm)
+                    cjk[m] = e2 * (tm - al)
+                    ck[m] = e2 * (ak - tm)
+                    ckj[m] = e2 * (al - tm)
+                for u in range(U):
+                    lam = u_lambda[u]
+                    bu = 1.0 + lam * cos
+                    if bu < 0.0:
+                        bu = 0.0
+                    bz1 = _pow_zm1(bu, u_zeta[u], u_zint[u])
+                    A[u] = u_pref[u] * bz1 * bu
+                    dA[u] = u_pref[u] * u_zeta[u] * lam * bz1
+                col = col0 + pair_table[sp_j[p], sp_j[q]] * M * U
+                if mode != MODE_BACKWARD:
+                    for m in range(M):
+                        for u in range(U):
+                            X[i, col + m * U + u] += R[m] * A[u]
+                if mode == MODE_VALUES:
                     continue
-                rij, rik = d[p], d[q]
-                for c in range(3):
-                    uj = D[p, c] / rij
-                    uk = D[q, c] / rik
-                    gj[c] = (uk - cos * uj) / rij
-                    gk[c] = (uj - cos * uk) / rik
-                    vjk[c] = D[q, c] - D[p, c]
-                for m in range(M):
-                    for u in range(U):
-                        f = base + m * U + u
-                        for c in range(3):
-                            d_drij[p, c, f] += (A[u] * (cj[m] * D[p, c] + cjk[m] * vjk[c])
-                                                + R[m] * dA[u] * gj[c])
-                            d_drij[q, c, f] += (A[u] * (ck[m] * D[q, c] + ckj[m] * vjk[c])
-                                                + R[m] * dA[u] * gk[c])
-
-
-@njit(cache=True)
-def _bp_backward(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, a_zeta, a_lambda, max_nb,
-                 W, g_out):
-    """Adjoint of :func:`_bp_forward` (accumulates into ``g_out``, shape (n_pairs, 3))."""
-    n_atoms = offsets.shape[0] - 1
-    M = r_eta.shape[0]
-    U = a_zeta.shape[0]
-    idx = np.empty(max_nb, dtype=np.int64)
-    R = np.empty(M)
-    cj = np.empty(M)
-    cjk = np.empty(M)
-    ck = np.empty(M)
-    ckj = np.empty(M)
-    A = np.empty(U)
-    dA = np.empty(U)
-    for i in range(n_atoms):
-        cnt = _angular_neighbours(offsets, d, i, rca, idx)
-        for a in range(cnt):
-            p = idx[a]
-            for b in range(a + 1, cnt):
-                q = idx[b]
-                cos, rjk = _bp_triple(D, d, p, q, rca, r_eta, a_zeta, a_lambda,
-                                      R, cj, cjk, ck, ckj, A, dA)
-                if rjk >= rca:
-                    continue
-                base = col0 + pair_table[sp_j[p], sp_j[q]] * M * U
-                sj = 0.0
-                sjk = 0.0
-                sk = 0.0
-                skj = 0.0
-                sc = 0.0
-                for m in range(M):
-                    wa = 0.0
-                    wda = 0.0
-                    for u in range(U):
-                        w = W[i, base + m * U + u]
-                        wa += w * A[u]
-                        wda += w * dA[u]
-                    sj += cj[m] * wa
-                    sjk += cjk[m] * wa
-                    sk += ck[m] * wa
-                    skj += ckj[m] * wa
-                    sc += R[m] * wda
-                rij, rik = d[p], d[q]
-                for c in range(3):
-                    uj = D[p, c] / rij
-                    uk = D[q, c] / rik
-                    v = D[q, c] - D[p, c]
-                    g_out[p, c] += sj * D[p, c] + sjk * v + sc * (uk - cos * uj) / rij
-                    g_out[q, c] += sk * D[q, c] + skj * v + sc * (uj - cos * uk) / rik
+                v[0] = v0
+                v[1] = v1
+                v[2] = v2
+                for k in range(3):
+                    ujk = D[p, k] / rij
+                    ukk = D[q, k] / rik
+                    gj[k] = (ukk - cos * ujk) / rij   # d cos / d r_ij
+                    gk[k] = (ujk - cos * ukk) / rik   # d cos / d r_ik
+                if mode == MODE_JACOBIAN:
+                    for m in range(M):
+                        for u in range(U):
+                            f = col + m * U + u
+                            rd = R[m] * dA[u]
+                            for k in range(3):
+                                d_drij[p, k, f] += (A[u] * (cj[m] * D[p, k] + cjk[m] * v[k])
+                                                    + rd * gj[k])
+                                d_drij[q, k, f] += (A[u] * (ck[m] * D[q, k] + ckj[m] * v[k])
+                                                    + rd * gk[k])
+                else:
+                    sj = 0.0
+                    sjk = 0.0
+                    sk = 0.0
+                    skj = 0.0
+                    sc = 0.0
+                    for m in range(M):
+                        wa = 0.0
+                        wda = 0.0
+                        for u in range(U):
+                            w = W[i, col + m * U + u]
+                            wa += w * A[u]
+                            wda += w * dA[u]
+                        sj += cj[m] * wa
+                        sjk += cjk[m] * wa
+                        sk += ck[m] * wa
+                        skj += ckj[m] * wa
+                        sc += R[m] * wda
+                    for k in range(3):
+                        g_out[p, k] += sj * D[p, k] + sjk * v[k] + sc * gj[k]
+                        g_out[q, k] += sk * D[q, k] + skj * v[k] + sc * gk[k]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -420,6 +419,12 @@ def _check_grid(value, name, owner, *, low, high=None, low_inclusive=False,
                 raise InvalidParameterError(msg)
         out[n] = v
     return out
+
+
+def _integer_exponent(zetas):
+    """``zeta - 1`` as int64 where ``zeta`` is integral (powers by squaring), else -1."""
+    integral = (zetas == np.round(zetas)) & (zetas <= 1025.0)
+    return np.where(integral, np.round(zetas) - 1.0, -1.0).astype(np.int64)
 
 
 @register_descriptor
@@ -592,6 +597,15 @@ class ACSF(Descriptor):
             self._ang_shift = np.zeros_like(self._ang_eta)
             z, lam = np.meshgrid(self._bp_zetas, self._bp_lambdas, indexing="ij")
             self._ang_zeta, self._ang_third = z.ravel().copy(), lam.ravel().copy()
+        # BP: per angular grid point u = (zeta, lambda), lambda fastest
+        self._u_pref = 2.0 ** (1.0 - self._ang_zeta)
+        self._u_zint = _integer_exponent(self._ang_zeta)
+        # ANI: the angular grid is zetas x theta shifts (theta fastest)
+        self._z_val = self._ani_zetas
+        self._z_pref = 2.0 ** (1.0 - self._z_val)
+        self._z_int = _integer_exponent(self._z_val)
+        self._t_c = np.cos(self._ani_theta_shifts)
+        self._t_s = np.sin(self._ani_theta_shifts)
         S = len(self._species)
         table = np.empty((S, S), dtype=np.int64)
         n = 0
@@ -646,33 +660,35 @@ class ACSF(Descriptor):
         col0 = len(self._species) * self._g2_eta.shape[0]
         return offsets, D, d, sp_j, max_nb, col0
 
+    def _angular(self, args, mode, X, d_drij, W, g_out):
+        offsets, D, d, sp_j, max_nb, col0 = args
+        if self.angular == "ani":
+            _ani_kernel(offsets, D, d, sp_j, self._pair_table, col0, self._angular_cutoff,
+                        self._ang_eta, self._ang_shift, self._z_val, self._z_int, self._z_pref,
+                        self._t_c, self._t_s, max_nb, mode, X, d_drij, W, g_out)
+        else:
+            _bp_kernel(offsets, D, d, sp_j, self._pair_table, col0, self._angular_cutoff,
+                       self._ang_eta, self._ang_zeta, self._u_zint, self._u_pref,
+                       self._ang_third, max_nb, mode, X, d_drij, W, g_out)
+
     def _compute(self, nl, species_idx, gradients):
-        offsets, D, d, sp_j, max_nb, col0 = self._common_args(nl, species_idx)
+        args = self._common_args(nl, species_idx)
+        offsets, D, d, sp_j = args[:4]
         F = self.n_features
         X = np.zeros((nl.n_atoms, F))
         d_drij = np.zeros((nl.n_pairs, 3, F) if gradients else (0, 3, F))
         _radial_forward(offsets, D, d, sp_j, self._g2_eta, self._g2_shift, self._r_cut, X,
                         d_drij, gradients)
-        if self.angular == "ani":
-            _ani_forward(offsets, D, d, sp_j, self._pair_table, col0, self._angular_cutoff,
-                         self._ang_eta, self._ang_shift, self._ang_zeta, self._ang_third,
-                         max_nb, X, d_drij, gradients)
-        else:
-            _bp_forward(offsets, D, d, sp_j, self._pair_table, col0, self._angular_cutoff,
-                        self._ang_eta, self._ang_zeta, self._ang_third, max_nb, X, d_drij,
-                        gradients)
+        self._angular(args, MODE_JACOBIAN if gradients else MODE_VALUES, X, d_drij,
+                      np.zeros((0, F)), np.zeros((0, 3)))
         return X, (d_drij if gradients else None)
 
     def _backward(self, nl, species_idx, dE_dX):
-        offsets, D, d, sp_j, max_nb, col0 = self._common_args(nl, species_idx)
+        args = self._common_args(nl, species_idx)
+        offsets, D, d, sp_j = args[:4]
+        F = self.n_features
         g = np.zeros((nl.n_pairs, 3))
         W = np.ascontiguousarray(dE_dX, dtype=np.float64)
         _radial_backward(offsets, D, d, sp_j, self._g2_eta, self._g2_shift, self._r_cut, W, g)
-        if self.angular == "ani":
-            _ani_backward(offsets, D, d, sp_j, self._pair_table, col0, self._angular_cutoff,
-                          self._ang_eta, self._ang_shift, self._ang_zeta, self._ang_third,
-                          max_nb, W, g)
-        else:
-            _bp_backward(offsets, D, d, sp_j, self._pair_table, col0, self._angular_cutoff,
-                         self._ang_eta, self._ang_zeta, self._ang_third, max_nb, W, g)
+        self._angular(args, MODE_BACKWARD, np.zeros((0, F)), np.zeros((0, 3, F)), W, g)
         return g
