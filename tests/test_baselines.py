@@ -210,6 +210,26 @@ def test_forces_and_stress_finite_differences(case, struct):
 
 
 @pytest.mark.parametrize("case", list(PAIR_CASES))
+def test_single_atom_cell_much_smaller_than_cutoff(case):
+    # one atom interacting only with its own periodic images (cell ~2.6 Å, cutoff up to 5 Å)
+    b = PAIR_CASES[case]()
+    at = Atoms("Cu", cell=[[2.6, 0.0, 0.0], [0.8, 2.5, 0.0], [0.4, 0.6, 2.7]], pbc=True)
+    e, energies, forces, stress = reference_compute(b, at)
+    at.calc = b.calculator()
+    assert at.get_potential_energy() == pytest.approx(e, rel=1e-9)
+    assert abs(e) > 1e-3
+    np.testing.assert_allclose(at.get_forces(), 0.0, atol=1e-10)
+    s = at.get_stress()
+    np.testing.assert_allclose(s, stress, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(s, calculate_numerical_stress(at, eps=1e-6),
+                               atol=1e-6 * max(1.0, np.abs(s).max()))
+    empty = Atoms(cell=np.eye(3) * 3.0, pbc=True)
+    res = b.compute(empty)
+    assert res["energy"] == 0.0 and res["forces"].shape == (0, 3)
+    np.testing.assert_array_equal(res["stress"], np.zeros(6))
+
+
+@pytest.mark.parametrize("case", list(PAIR_CASES))
 def test_input_not_modified_and_flags(case):
     b = PAIR_CASES[case]()
     at = small_cell()

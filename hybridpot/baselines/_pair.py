@@ -66,10 +66,11 @@ def _canonical_pair(key, name, owner):
 class _PairSetup:
     """Validated parameters of a pair baseline (internal)."""
 
-    def __init__(self, names, species, P, flat_index, vector, r_cut, values):
+    def __init__(self, names, species, P, C, flat_index, vector, r_cut, values):
         self.names = names            # flat parameter names
         self.species = species        # tuple of symbols or None (all-scalar)
         self.P = P                    # (n_types, n_types, k)
+        self.C = C                    # raw terms at r_cut, (n_types, n_types, 2 + 2k)
         self.flat_index = flat_index  # (n_types, n_types, k) int64
         self.vector = vector          # (n_params,)
         self.r_cut = r_cut
@@ -164,9 +165,8 @@ class _ShiftedForcePair(Baseline):
                 flat[ia, ib, q] = flat[ib, ia, q] = len(vector)
                 names.append(f"{n}[{a}-{b}]")
                 vector.append(v[(a, b)])
-        s = _PairSetup(tuple(names), species, P, flat, np.array(vector, dtype=np.float64),
-                       r_cut, values)
-        s.C = K.cutoff_terms(self._form, P, r_cut)
+        s = _PairSetup(tuple(names), species, P, K.cutoff_terms(self._form, P, r_cut), flat,
+                       np.array(vector, dtype=np.float64), r_cut, values)
         self._setup_key, self._setup_cache = key, s
         return s
 
