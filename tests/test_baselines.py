@@ -14,8 +14,8 @@ from ase.constraints import FixAtoms
 from ase.neighborlist import neighbor_list as ase_neighbor_list
 from conftest import skewed_two_element_cell
 
-from hybridpot import (HybridpotError, InvalidParameterError, ModelFormatError,
-                       UnknownSpeciesError)
+from hybridpot import (HybridpotError, InvalidParameterError, InvalidStructureError,
+                       ModelFormatError, UnknownSpeciesError)
 from hybridpot.baselines import (ASEBaseline, BASELINES, Baseline, Buckingham, LennardJones,
                                  Morse, ZBL, baseline_from_dict)
 from hybridpot.baselines._pair import QQR2E, lammps_spline_table
@@ -235,6 +235,8 @@ def test_input_not_modified_and_flags(case):
     at = small_cell()
     before = at.copy()
     res = b.compute(at, forces=False, stress=False)
+    assert set(res) == {"energy", "energies", "forces", "stress"}
+    assert isinstance(res["energy"], float)
     assert res["forces"] is None and res["stress"] is None
     assert at == before and at.calc is None
     full = b.compute(at)
@@ -557,6 +559,13 @@ def test_ase_baseline_matches_emt_and_leaves_input_alone():
     at2 = big_cell()
     at2.calc = b.calculator()
     np.testing.assert_allclose(at2.get_forces(), b.compute(big_cell())["forces"], rtol=1e-12)
+
+
+def test_ase_baseline_calculator_failure_is_typed():
+    at = small_cell()
+    at.symbols[0] = "Fe"
+    with pytest.raises(InvalidStructureError, match=r"ASEBaseline\(EMT\) cannot evaluate .*Fe"):
+        ASEBaseline(calc=EMT()).compute(at)
 
 
 def test_ase_baseline_without_energies_or_stress():

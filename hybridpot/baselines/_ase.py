@@ -6,7 +6,8 @@ import importlib
 
 import numpy as np
 
-from .._exceptions import InvalidParameterError, ModelFormatError
+from .._exceptions import (HybridpotError, InvalidParameterError, InvalidStructureError,
+                           ModelFormatError)
 from .._validation import check_atoms
 from ._base import Baseline, register_baseline
 
@@ -67,6 +68,12 @@ class ASEBaseline(Baseline):
         -------
         dict
             Layout of :meth:`hybridpot.baselines.Baseline.compute`.
+
+        Raises
+        ------
+        hybridpot.InvalidStructureError
+            When the calculator fails on the structure (e.g. EMT and an element it lacks);
+            the calculator's exception is chained.
         """
         calc = self._check()
         check_atoms(atoms, owner="ASEBaseline")
@@ -82,6 +89,12 @@ class ASEBaseline(Baseline):
                 res["forces"] = np.array(a.get_forces(), dtype=np.float64)
             if stress and bool(np.all(a.pbc)) and self._implements("stress"):
                 res["stress"] = np.array(a.get_stress(voigt=True), dtype=np.float64)
+        except HybridpotError:
+            raise
+        except Exception as e:  # e.g. EMT: NotImplementedError("No EMT-potential for Fe")
+            raise InvalidStructureError(
+                f"ASEBaseline({type(calc).__name__}) cannot evaluate the structure "
+                f"{atoms.get_chemical_formula()}: {type(e).__name__}: {e}") from e
         finally:
             a.calc = None
         return res
