@@ -219,6 +219,28 @@ def test_rattled_fcc_matches_ase():
     assert_same_pairs(nl, ase_pairs(atoms, 5.0))
 
 
+def _perfect_structures():
+    from ase.build import fcc111
+
+    slab = fcc111("Cu", (3, 3, 3))  # pbc (T, T, F), zero third cell vector
+    return {"fcc-primitive": bulk("Cu", "fcc", a=3.61), "bcc": bulk("Fe", "bcc", a=2.87),
+            "hcp": bulk("Mg", "hcp", a=3.2, c=5.2),
+            "diamond-cubic": bulk("Si", "diamond", a=5.43, cubic=True),
+            "fcc111-slab": slab, "fcc111-vacuum": fcc111("Cu", (2, 2, 3), vacuum=4.0)}
+
+
+@pytest.mark.parametrize("name", list(_perfect_structures()))
+@pytest.mark.parametrize("rc", [2.9, 4.4, 6.3])
+@pytest.mark.parametrize("nudge", [0.0, -1e-13])
+def test_perfect_lattices_atoms_on_faces(name, rc, nudge):
+    """Unrattled crystals: atoms exactly on (or just below) the cell faces."""
+    atoms = _perfect_structures()[name]
+    atoms.positions += nudge
+    nl = neighbor_list(atoms, rc)
+    check_contract(nl, atoms, rc)
+    assert_same_pairs(nl, ase_pairs(atoms, rc))
+
+
 @pytest.mark.parametrize("pbc", [(True, True, True), (True, False, True), (False, False, False)])
 def test_independent_of_wrapping(pbc):
     """Moving atoms by lattice vectors keeps the pairs and D; S changes by n_i - n_j."""
