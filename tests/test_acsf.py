@@ -397,3 +397,24 @@ def test_init_only_stores_and_is_keyword_only():
         ACSF(SPECIES, 4.0)  # noqa
     d = ACSF(species=SPECIES, r_cut=4.0, radial_etas=[-1.0])
     assert d.get_params()["radial_etas"] == [-1.0]
+
+
+def test_bp_matches_dscribe_up_to_pair_counting():
+    """Independent implementation: DScribe's G2 equal; its G4 sums over j < k, ours j != k."""
+    pytest.importorskip("dscribe")
+    from dscribe.descriptors import ACSF as DScribeACSF
+
+    atoms = skewed_two_element_cell(seed=3, rattle=0.12)
+    species = ["Ni", "Cu"]          # DScribe orders species by atomic number
+    etas, shifts = [2.0, 0.5], [0.0, 2.5]
+    g4 = dict(bp_etas=[0.01, 0.3], bp_zetas=[1.0, 2.5], bp_lambdas=[-1, 1])
+    ours = ACSF(species=species, r_cut=4.2, radial_etas=etas, radial_shifts=shifts,
+                angular="bp", **g4).compute(atoms)
+    ref = DScribeACSF(r_cut=4.2, species=species, periodic=True,
+                      g2_params=[[e, s] for e in etas for s in shifts],
+                      g4_params=[[e, z, lam] for e in g4["bp_etas"] for z in g4["bp_zetas"]
+                                 for lam in g4["bp_lambdas"]]).create(atoms)
+    # DScribe: per species [G1, 4 x G2], then per species pair 8 x G4
+    radial = ref[:, [1, 2, 3, 4, 6, 7, 8, 9]]
+    np.testing.assert_allclose(ours[:, :8], radial, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ours[:, 8:], 2.0 * ref[:, 10:], rtol=1e-10, atol=1e-12)

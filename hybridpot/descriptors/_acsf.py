@@ -399,7 +399,11 @@ def _check_grid(value, name, owner, *, low, high=None, low_inclusive=False,
                    f"{']' if high_inclusive else ')'}")
     msg = (f"The '{name}' parameter of {owner} must be a non-empty 1-D sequence of {allowed}. "
            f"Got {value!r} instead.")
-    if isinstance(value, (str, bytes, dict, set)) or np.ndim(value) != 1:
+    try:
+        ndim = np.ndim(value)
+    except ValueError:   # ragged nested sequence
+        ndim = -1
+    if isinstance(value, (str, bytes, dict, set)) or ndim != 1:
         raise InvalidParameterError(msg)
     vals = list(value)
     if len(vals) == 0:
@@ -447,8 +451,9 @@ class ACSF(Descriptor):
               e^{-\eta (R_{ij}^2 + R_{ik}^2 + R_{jk}^2)}
               f_c(R_{ij}) f_c(R_{ik}) f_c(R_{jk})
 
-    (ordered pairs: every unordered pair counts twice; :math:`R_{jk} = |r_{ik} - r_{ij}|`), or the
-    ANI modified angular term (``angular="ani"``, Smith et al. 2017)
+    (ordered pairs: every unordered pair counts twice, so these values are twice those of codes
+    that sum over :math:`j < k`, e.g. DScribe; :math:`R_{jk} = |r_{ik} - r_{ij}|` and all three
+    cutoffs use :math:`R_a`), or the ANI modified angular term (``angular="ani"``, Smith et al. 2017)
 
     .. math:: G^{ANI}_{i,bc} = 2^{1-\zeta} \sum_{j < k} (1 + \cos(\theta'_{ijk} - \theta_s))^\zeta
               e^{-\eta ((R_{ij} + R_{ik})/2 - R_s)^2} f_c(R_{ij}) f_c(R_{ik})
@@ -456,8 +461,8 @@ class ACSF(Descriptor):
     with :math:`\theta'_{ijk} = \arccos(0.95 \cos\theta_{ijk})`.  The factor 0.95 (as in
     TorchANI) keeps :math:`d\theta'/d\cos\theta` finite for collinear triples, where
     :math:`\arccos` has an infinite derivative; the feature is thus a smooth function of the
-    positions at the price of a slightly compressed angle (:math:`\theta' \in [0.100\pi,
-    0.899\pi]`).  Sums run over neighbour *pairs* of the neighbour list: periodic images of one
+    positions at the price of a slightly compressed angle (:math:`\theta' \in [0.101\pi,
+    0.899\pi]`).  The ANI sum visits each unordered pair once, as TorchANI does.  Sums run over neighbour *pairs* of the neighbour list: periodic images of one
     atom are distinct neighbours and :math:`j \ne k` means distinct pairs.
 
     Parameters
@@ -516,8 +521,20 @@ class ACSF(Descriptor):
     ANI-1x AEV length), BP ``16 S + 18 S (S + 1) / 2``.
 
     The features do not depend on the centre atom's own species (a per-element regressor
-    handles that).  Units: radial and ANI features are dimensionless counts; derivatives
-    are in Å⁻¹.
+    handles that).  Units: features are dimensionless; their derivatives are in Å⁻¹.
+
+    Cost per atom is ``O(n_nb G + n_a^2 A)`` with ``n_nb`` neighbours within ``r_cut`` and
+    ``n_a`` within ``angular_cutoff``; the adjoint :meth:`backward` costs about as much as the
+    values.
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> desc = ACSF(species=["Cu"], r_cut=5.0)
+    >>> desc.n_features
+    48
+    >>> desc.compute(bulk("Cu", "fcc", a=3.61)).shape
+    (1, 48)
     """
 
     def __init__(self, *, species, r_cut, radial_etas=None, radial_shifts=None, angular="ani",
@@ -619,6 +636,10 @@ class ACSF(Descriptor):
     def n_features(self):
         """int: ``S * G + S (S + 1) / 2 * A`` (see the class Notes)."""
         self._validate()
+        return self._n_features()
+
+    def _n_features(self):
+        # from the constants cached by _validate (no re-validation in the hot path)
         S = len(self._species)
         A = self._ang_eta.shape[0] * self._ang_zeta.shape[0]
         return S * self._g2_eta.shape[0] + S * (S + 1) // 2 * A
@@ -674,7 +695,7 @@ class ACSF(Descriptor):
     def _compute(self, nl, species_idx, gradients):
         args = self._common_args(nl, species_idx)
         offsets, D, d, sp_j = args[:4]
-        F = self.n_features
+        F = self._n_features()
         X = np.zeros((nl.n_atoms, F))
         d_drij = np.zeros((nl.n_pairs, 3, F) if gradients else (0, 3, F))
         _radial_forward(offsets, D, d, sp_j, self._g2_eta, self._g2_shift, self._r_cut, X,
@@ -686,7 +707,7 @@ class ACSF(Descriptor):
     def _backward(self, nl, species_idx, dE_dX):
         args = self._common_args(nl, species_idx)
         offsets, D, d, sp_j = args[:4]
-        F = self.n_features
+        F = self._n_features()
         g = np.zeros((nl.n_pairs, 3))
         W = np.ascontiguousarray(dE_dX, dtype=np.float64)
         _radial_backward(offsets, D, d, sp_j, self._g2_eta, self._g2_shift, self._r_cut, W, g)
