@@ -561,6 +561,18 @@ def test_ase_baseline_matches_emt_and_leaves_input_alone():
     np.testing.assert_allclose(at2.get_forces(), b.compute(big_cell())["forces"], rtol=1e-12)
 
 
+def test_ase_baseline_calculator_parameter_change_resets():
+    from ase.calculators.lj import LennardJones as AseLJ
+
+    inner = AseLJ(sigma=2.3, epsilon=0.02, rc=5.0)
+    at = small_cell()
+    at.calc = ASEBaseline(calc=inner).calculator()
+    e1 = at.get_potential_energy()
+    inner.set(epsilon=0.04)  # plain ASE would keep the old results here
+    assert at.get_potential_energy() == pytest.approx(2 * e1, rel=1e-12)
+    assert ASEBaseline(calc=inner).compute(small_cell())["energy"] == pytest.approx(2 * e1)
+
+
 def test_ase_baseline_calculator_failure_is_typed():
     at = small_cell()
     at.symbols[0] = "Fe"

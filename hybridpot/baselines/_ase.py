@@ -31,7 +31,8 @@ class ASEBaseline(Baseline):
     """Any ASE calculator (e.g. ``ase.calculators.emt.EMT()``) as the baseline ``E_EP``.
 
     Energy, forces and stress are whatever the calculator returns, evaluated on a copy of the
-    structure (the input is never modified and the calculator is not left attached to it);
+    structure (the input is never modified and the calculator is not left attached to it)
+    after resetting the calculator (so ``calc.set(...)`` never yields stale results);
     constraints on the input are ignored (raw forces).  Per-atom energies come from
     ``get_potential_energies`` when the calculator implements ``"energies"`` (else None); the
     stress is returned for 3-D periodic cells when the calculator implements ``"stress"``
@@ -58,6 +59,12 @@ class ASEBaseline(Baseline):
                 f"{type(self.calc).__name__} instead.")
         return self.calc
 
+    def _param_key(self):
+        # the wrapped calculator's own parameters count too (calc.set(...) changes results)
+        params = getattr(self.calc, "parameters", None)
+        return repr((id(self.calc), type(self.calc).__name__,
+                     sorted(dict(params).items()) if isinstance(params, dict) else None))
+
     def _implements(self, prop):
         return prop in getattr(self.calc, "implemented_properties", ())
 
@@ -79,6 +86,9 @@ class ASEBaseline(Baseline):
         check_atoms(atoms, owner="ASEBaseline")
         a = atoms.copy()
         a.set_constraint()
+        # ASE keeps results after calc.set(...) unless discard_results_on_any_change: never
+        # trust the wrapped calculator's cache
+        calc.reset()
         a.calc = calc
         try:
             res = {"energy": float(a.get_potential_energy()), "energies": None,

@@ -136,7 +136,9 @@ class Baseline(BaseEstimator):
         Returns
         -------
         Baseline
-            ``self`` is not modified.
+            ``self`` is not modified.  Ranges are checked at first use like any parameter
+            (an out-of-range vector, e.g. a sampler proposing ``sigma < 0``, makes
+            ``compute`` raise :class:`~hybridpot.InvalidParameterError`).
         """
         names = self.param_names
         v = np.asarray(v, dtype=np.float64)
