@@ -702,6 +702,8 @@ class NeuralNetworkRegressor(Regressor):
         self
         """
         self._validate_params()
+        if hasattr(self, "params_"):  # a failed refit must not leave a half-updated model
+            del self.params_
         src = BatchSource.wrap(batches)
         F, S = src.n_features, src.n_species
         ss = self._seed_sequence()
