@@ -227,16 +227,17 @@ def _ani_kernel(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, r_shift, z_va
                     uk[k] = D[q, k] / rik
                     gj[k] = (uk[k] - cos * uj[k]) / rij   # d cos / d r_ij
                     gk[k] = (uj[k] - cos * uk[k]) / rik   # d cos / d r_ik
-                if mode == MODE_JACOBIAN:
-                    for m in range(M):
-                        for u in range(U):
-                            f = col + m * U + u
-                            aj = dRj[m] * A[u]
-                            ak = dRk[m] * A[u]
-                            rd = R[m] * dA[u]
-                            for k in range(3):
-                                d_drij[p, k, f] += aj * uj[k] + rd * gj[k]
-                                d_drij[q, k, f] += ak * uk[k] + rd * gk[k]
+                if mode == MODE_JACOBIAN:   # contiguous in the feature index
+                    for k in range(3):
+                        for m in range(M):
+                            f0 = col + m * U
+                            aj = dRj[m] * uj[k]
+                            ak = dRk[m] * uk[k]
+                            rj = R[m] * gj[k]
+                            rk = R[m] * gk[k]
+                            for u in range(U):
+                                d_drij[p, k, f0 + u] += aj * A[u] + rj * dA[u]
+                                d_drij[q, k, f0 + u] += ak * A[u] + rk * dA[u]
                 else:
                     sj = 0.0   # sum_f W_f dR/dRij A
                     sk = 0.0   # sum_f W_f dR/dRik A
@@ -351,16 +352,17 @@ def _bp_kernel(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, u_zeta, u_zint
                     ukk = D[q, k] / rik
                     gj[k] = (ukk - cos * ujk) / rij   # d cos / d r_ij
                     gk[k] = (ujk - cos * ukk) / rik   # d cos / d r_ik
-                if mode == MODE_JACOBIAN:
-                    for m in range(M):
-                        for u in range(U):
-                            f = col + m * U + u
-                            rd = R[m] * dA[u]
-                            for k in range(3):
-                                d_drij[p, k, f] += (A[u] * (cj[m] * D[p, k] + cjk[m] * v[k])
-                                                    + rd * gj[k])
-                                d_drij[q, k, f] += (A[u] * (ck[m] * D[q, k] + ckj[m] * v[k])
-                                                    + rd * gk[k])
+                if mode == MODE_JACOBIAN:   # contiguous in the feature index
+                    for k in range(3):
+                        for m in range(M):
+                            f0 = col + m * U
+                            aj = cj[m] * D[p, k] + cjk[m] * v[k]
+                            ak = ck[m] * D[q, k] + ckj[m] * v[k]
+                            rj = R[m] * gj[k]
+                            rk = R[m] * gk[k]
+                            for u in range(U):
+                                d_drij[p, k, f0 + u] += aj * A[u] + rj * dA[u]
+                                d_drij[q, k, f0 + u] += ak * A[u] + rk * dA[u]
                 else:
                     sj = 0.0
                     sjk = 0.0
