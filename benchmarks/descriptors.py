@@ -99,6 +99,21 @@ def _dscribe_soap():
     return lambda atoms: soap.create(atoms)
 
 
+def _dscribe_acsf():
+    """DScribe ACSF with the G2/G4 grid of our default BP ACSF (its G4 sums j < k only)."""
+    try:
+        from dscribe.descriptors import ACSF as DScribeACSF
+    except ImportError:
+        return None
+    from hybridpot.descriptors import ACSF
+
+    labels = ACSF(species=["Cu"], r_cut=CUTOFF, angular="bp").feature_labels()
+    acsf = DScribeACSF(r_cut=CUTOFF, species=["Cu"], periodic=True,
+                       g2_params=[lab[2:] for lab in labels if lab[0] == "radial"],
+                       g4_params=[lab[2:] for lab in labels if lab[0] == "bp"])
+    return lambda atoms: acsf.create(atoms)
+
+
 @dataclass
 class Case:
     """One descriptor row: ``make()`` builds ours; ``peers[what]`` lists (name, factory)."""
@@ -109,7 +124,7 @@ class Case:
 
 
 def cases():
-    from hybridpot.descriptors import Bispectrum, PowerSpectrum
+    from hybridpot.descriptors import ACSF, Bispectrum, PowerSpectrum
 
     out = [
         Case("PowerSpectrum",
@@ -118,6 +133,11 @@ def cases():
               "values+jacobian": [("featomic", _featomic_soap(True))]}),
         Case("Bispectrum",
              lambda: Bispectrum(species=["Cu"], r_cut=CUTOFF, n_max=4, l_max=4)),
+    ]
+    out += [
+        Case("ACSF", lambda: ACSF(species=["Cu"], r_cut=CUTOFF)),   # ANI-1x-like defaults
+        Case("ACSF-BP", lambda: ACSF(species=["Cu"], r_cut=CUTOFF, angular="bp"),
+             {"values": [("dscribe", _dscribe_acsf)]}),
     ]
     # other descriptors (ACSF, SNAPBispectrum, ...) add their Case here
     return out
