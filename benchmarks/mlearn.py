@@ -53,7 +53,7 @@ def _baseline(element):
         from ase.calculators.emt import EMT
 
         return ASEBaseline(EMT())
-    return ZBL(inner=1.0, outer=2.0)
+    return ZBL(r_inner=1.0, r_cut=2.0)
 
 
 def build_model(element, name):
