@@ -18,6 +18,13 @@ from hybridpot import InvalidParameterError
 from hybridpot.descriptors import ACSF
 
 from conftest import skewed_two_element_cell
+# the contract checks that do not duplicate the derivative tests below, re-run here on the BP
+# variant and on a non-default ANI grid (the contract suite itself runs the default ACSF)
+from test_descriptor_contract import (cell_atoms,  # noqa: F401 (fixture)
+                                      test_clone_and_serialisation,
+                                      test_partial_periodicity_and_isolated_cluster,
+                                      test_rotation_translation_permutation_invariance,
+                                      test_smooth_at_cutoff, test_supercell_same_per_atom_values)
 
 SPECIES = ["Cu", "Ni"]
 
@@ -89,6 +96,14 @@ ANI_CUSTOM = dict(species=SPECIES, r_cut=4.2, radial_etas=[2.0, 9.0],
 BP_CUSTOM = dict(species=SPECIES, r_cut=4.2, radial_etas=[2.0], radial_shifts=[0.0, 2.5],
                  angular="bp", angular_cutoff=3.9, bp_etas=[0.01, 0.3], bp_zetas=[1.0, 2.5, 8.0],
                  bp_lambdas=[1, -1])
+
+
+@pytest.fixture(params=["bp", "ani-custom"])
+def desc(request):
+    """The ``desc`` fixture of the imported contract tests."""
+    if request.param == "bp":
+        return ACSF(species=SPECIES, r_cut=4.0, angular="bp")
+    return ACSF(**ANI_CUSTOM)
 
 
 def _ref_for(params):
