@@ -314,3 +314,35 @@ def test_switchflag_off_is_lammps_step_cutoff():
     # no switching: the neighbour contributes with full weight up to the cutoff
     assert np.abs(inside[0] - beyond[0]).max() > 0.1
     assert math.isfinite(inside.sum())
+
+
+def test_vectorised_kernels_equal_scalar_lammps_kernels(rng):
+    """The lane kernels (production) against the scalar LAMMPS-literal kernels, on a
+    two-element slab with vacuum (varying neighbour counts, n_atoms not a multiple of LANES)."""
+    from hybridpot._validation import species_indices
+    from hybridpot.descriptors import _snap_kernels as K
+    from hybridpot.neighbors import neighbor_list
+
+    at = skewed_two_element_cell(seed=4, rattle=0.15) * (3, 3, 2)
+    at.pbc = (True, True, False)
+    at.center(vacuum=3.0, axis=2)
+    assert len(at) % K.LANES != 0
+    d = SNAPBispectrum(species=["Cu", "Ni"], twojmax=6, rcutfac=3.4, radelem=[0.5, 0.42],
+                       wj=[1.0, 0.8], bzeroflag=True)
+    d._validate()
+    nl = neighbor_list(at, d.r_cut)
+    counts = np.diff(nl.offsets)
+    assert counts.min() < counts.max()
+    t = d._tables
+    args = d._pair_arrays(nl, species_indices(at, d._species))
+    cv = (d._rfac0, d._rmin0, d._switch, d._wself, d._bzero_arr, d._J, t["idxu_block"],
+          t["rootpq"], t["cglist"], t["idxcg_block"], t["idxz"], t["idxz_block"], t["idxb"])
+    B = K._bispectrum(*args, *cv)
+    np.testing.assert_allclose(K._bispectrum_lanes(*args, *cv), B, rtol=1e-12,
+                               atol=1e-12 * np.abs(B).max())
+    beta = rng.normal(size=B.shape)
+    cb = (d._rfac0, d._rmin0, d._switch, d._wself, d._J, t["idxu_block"], t["rootpq"],
+          t["cglist"], t["idxcg_block"], t["idxz"], t["z_jjb"], t["z_fac"], beta)
+    g = K._backward(*args, *cb)
+    np.testing.assert_allclose(K._backward_lanes(*args, *cb), g, rtol=1e-11,
+                               atol=1e-12 * np.abs(g).max())

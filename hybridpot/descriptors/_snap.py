@@ -440,7 +440,7 @@ class SNAPBispectrum(Descriptor):
                   t["idxu_block"], t["rootpq"], t["cglist"], t["idxcg_block"], t["idxz"],
                   t["idxz_block"], t["idxb"])
         if not gradients:
-            B = _k._bispectrum(*args, *common)
+            B = _k._bispectrum_lanes(*args, *common)
             return (self._quadratic_values(B) if self._quadratic else B), None
         B, dB = _k._bispectrum_grad(*args, *common)
         if not self._quadratic:
@@ -471,6 +471,6 @@ class SNAPBispectrum(Descriptor):
         t = self._tables
         beta = self._beta(nl, species_idx, dE_dX)
         args = self._pair_arrays(nl, species_idx)
-        return _k._backward(*args, self._rfac0, self._rmin0, self._switch, self._wself, self._J,
-                            t["idxu_block"], t["rootpq"], t["cglist"], t["idxcg_block"],
-                            t["idxz"], t["z_jjb"], t["z_fac"], beta)
+        return _k._backward_lanes(*args, self._rfac0, self._rmin0, self._switch, self._wself,
+                                  self._J, t["idxu_block"], t["rootpq"], t["cglist"],
+                                  t["idxcg_block"], t["idxz"], t["z_jjb"], t["z_fac"], beta)
