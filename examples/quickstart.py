@@ -18,10 +18,9 @@ from ase import units
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.io import read
-from ase.md.langevin import Langevin
 
 from hybridpot import HybridPotential
-from hybridpot._compat import thermalize
+from hybridpot._compat import langevin, thermalize
 from hybridpot.baselines import ASEBaseline
 from hybridpot.descriptors import PowerSpectrum
 from hybridpot.regression import BayesianLinearRegressor
@@ -72,8 +71,7 @@ def main(argv=None):
     atoms = bulk(element, "fcc", a=a, cubic=True) * (3, 3, 3)
     atoms.calc = model.calculator()
     thermalize(atoms, 300, np.random.default_rng(1))
-    dyn = Langevin(atoms, 1.0 * units.fs, temperature_K=300, friction=0.02,
-                   rng=np.random.default_rng(2))
+    dyn = langevin(atoms, 1.0 * units.fs, 300, 0.02, np.random.default_rng(2))
     temps = []
     dyn.attach(lambda: temps.append(atoms.get_temperature()), interval=10)
     dyn.run(args.md_steps)

@@ -60,11 +60,10 @@ def _load_model(path):
     return HybridPotential.load(p)
 
 
-def _print_metrics(title, m, stream=sys.stdout):
+def _print_metrics(title, m):
     print(f"{title}: energy MAE {1000 * m['energy_mae']:.2f} meV/atom, "
           f"force MAE {m['force_mae']:.4f} eV/Å, stress MAE "
-          f"{160.21766 * m['stress_mae']:.3f} GPa ({m['n_structures']} structures)",
-          file=stream)
+          f"{160.21766 * m['stress_mae']:.3f} GPa ({m['n_structures']} structures)")
 
 
 def cmd_fit(args, cfg):
@@ -156,9 +155,9 @@ def cmd_md(args, cfg):
 
         dyn = VelocityVerlet(atoms, dt)
     elif ens == "langevin":
-        from ase.md.langevin import Langevin
+        from ._compat import langevin
 
-        dyn = Langevin(atoms, dt, temperature_K=T, friction=float(md["friction"]), rng=rng)
+        dyn = langevin(atoms, dt, T, float(md["friction"]), rng)
     elif ens == "npt":
         from ase.md.nptberendsen import NPTBerendsen
 

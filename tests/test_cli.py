@@ -48,7 +48,10 @@ n_max = 4
 l_max = 3
 
 [baseline]
-type = "EMT"
+type = "LennardJones"
+epsilon = 0.02
+sigma = 2.3
+r_cut = 4.5
 
 [output]
 model = "{tmp_path / 'cu.hpot'}"

@@ -46,7 +46,7 @@ class ASEBaseline(Baseline):
         equivalent (:meth:`lammps_commands` raises).
     """
 
-    def __init__(self, *, calc):
+    def __init__(self, calc):
         self.calc = calc
 
     def _check(self):
