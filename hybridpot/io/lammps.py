@@ -3,6 +3,18 @@
 ``read_snap(coeff, param)`` turns a ``pair_style snap`` model (``.snapcoeff`` +
 ``.snapparam``) into a fitted :class:`hybridpot.HybridPotential`; ``write_snap(model, prefix)``
 writes one back, with a ``.mod`` include that also carries the empirical baseline.
+
+Model mapping (``units metal``)::
+
+    E = E_EP + sum_i (e0[Z_i] + beta0[Z_i] + beta[Z_i] . B_i  (+ qSNAP products))
+
+is ``pair_style hybrid/overlay <baseline> snap`` (or ``pair_style snap`` without a baseline),
+with ``e0 + beta0`` written as the constant SNAP coefficient.  The bispectrum ``B_i`` is
+:class:`~hybridpot.descriptors.SNAPBispectrum` (exactly LAMMPS ``compute sna/atom``); the
+coefficients are those of a linear regressor (``LinearRegressor`` /
+``BayesianLinearRegressor``) whose ``coef_`` rows use the ``.snapcoeff`` layout ``[beta0,
+beta_1..beta_K, (for k <= l: B_k^2/2 or B_k B_l)]``.  LAMMPS atom types ``1..N`` are the model
+species in order (or the ``species`` argument of :func:`write_snap`).
 """
 
 from __future__ import annotations
@@ -12,7 +24,12 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["import_lammps"]
+import numpy as np
+
+from .._exceptions import InvalidParameterError, ModelFormatError, NotFittedError
+from .._validation import check_species_list
+
+__all__ = ["read_snap", "write_snap", "import_lammps"]
 
 
 def import_lammps():
@@ -55,3 +72,208 @@ def import_lammps():
                 f"The LAMMPS Python module cannot load its shared library ({second}).") \
                 from second
     return lammps
+
+
+def read_snap(coeff, param, *, species=None, baseline=None):
+    """Read a LAMMPS ``pair_style snap`` model as a fitted :class:`~hybridpot.HybridPotential`.
+
+    Parameters
+    ----------
+    coeff : str or path
+        ``.snapcoeff`` file (element blocks: radius, weight, coefficients).
+    param : str or path
+        ``.snapparam`` file (rcutfac, twojmax, flags; LAMMPS defaults for absent keys).
+        ``chemflag 1`` (explicit multi-element SNAP) is not supported.
+    species : list of str, optional
+        Elements of the model, in order; default all elements of ``coeff`` in file order.
+    baseline : hybridpot.baselines.Baseline, optional
+        Empirical baseline that the LAMMPS model overlays (e.g. the ``zbl`` of a
+        ``hybrid/overlay zbl ... snap`` setup); default none.
+
+    Returns
+    -------
+    HybridPotential
+        Ready to predict: descriptor ``SNAPBispectrum`` (quadraticflag off), regressor
+        ``LinearRegressor.from_coef(coef, quadratic=quadraticflag)``, reference energies 0
+        (the constant coefficient ``beta0`` carries them).  Energies in eV, forces in eV/Å.
+
+    Raises
+    ------
+    ModelFormatError
+        Malformed or inconsistent files (coefficient count not matching twojmax and
+        quadraticflag, missing element, unsupported flags).
+    """
+    from ..descriptors._snap import SNAPBispectrum, read_snapcoeff, read_snapparam
+    from ..potential import HybridPotential
+    from ..regression import LinearRegressor
+
+    p = read_snapparam(param)
+    blocks = read_snapcoeff(coeff)
+    if species is None:
+        species = list(blocks)
+    species = list(check_species_list(species, "species", "read_snap"))
+    missing = [s for s in species if s not in blocks]
+    if missing:
+        raise ModelFormatError(
+            f"{coeff}: no coefficient block for {missing}; the file has {list(blocks)}.")
+    desc = SNAPBispectrum(species=species, twojmax=p["twojmax"], rcutfac=p["rcutfac"],
+                          rfac0=p["rfac0"], rmin0=p["rmin0"],
+                          radelem=[blocks[s][0] for s in species],
+                          wj=[blocks[s][1] for s in species],
+                          switchflag=bool(p["switchflag"]), bzeroflag=bool(p["bzeroflag"]),
+                          quadraticflag=False, wselfallflag=bool(p["wselfallflag"]))
+    try:
+        K = desc.n_features
+    except InvalidParameterError as e:
+        raise ModelFormatError(f"{param}: invalid SNAP parameters: {e}") from e
+    quadratic = bool(p["quadraticflag"])
+    expect = 1 + K + (K * (K + 1) // 2 if quadratic else 0)
+    coef = np.array([blocks[s][2] for s in species])
+    if coef.shape[1] != expect:
+        raise ModelFormatError(
+            f"{coeff}: {coef.shape[1]} coefficients per element, but twojmax "
+            f"{p['twojmax']} with quadraticflag {int(quadratic)} needs {expect}.")
+    reg = LinearRegressor.from_coef(coef, quadratic=quadratic)
+    return HybridPotential.from_fitted(desc, reg, baseline=baseline)
+
+
+def _fmt_float(x):
+    return repr(float(x))
+
+
+def write_snap(model, prefix, *, species=None, absolute_paths=False):
+    """Write a fitted SNAP model as LAMMPS ``.snapcoeff``, ``.snapparam`` and ``.mod`` files.
+
+    Parameters
+    ----------
+    model : HybridPotential
+        Fitted, with a :class:`~hybridpot.descriptors.SNAPBispectrum` descriptor and a
+        linear regressor (``LinearRegressor`` or ``BayesianLinearRegressor``, linear or
+        quadratic; or a linear one on a ``quadraticflag`` descriptor).  Reference energies
+        are folded into the constant coefficient.
+    prefix : str or path
+        Output prefix: ``<prefix>.snapcoeff``, ``<prefix>.snapparam``, ``<prefix>.mod``;
+        baseline files (tables) go into the same directory.
+    species : list of str, optional
+        Elements of LAMMPS atom types 1, 2, ...; default the model species in order.
+    absolute_paths : bool, default=False
+        Reference the files by absolute path in the ``.mod`` (else by file name: run LAMMPS
+        from the directory holding them).
+
+    Returns
+    -------
+    dict
+        ``{"snapcoeff", "snapparam", "mod", "files"}``: the paths written.
+
+    Raises
+    ------
+    NotFittedError
+        The model is not fitted.
+    InvalidParameterError
+        The descriptor is not SNAP, the regressor is not linear in the SNAP layout, or the
+        baseline has no LAMMPS equivalent (e.g. ``ASEBaseline``): nothing is then written,
+        the baseline is never dropped silently.
+
+    Examples
+    --------
+    In LAMMPS (``units metal``, atom types in the order of ``species``)::
+
+        include model.mod
+    """
+    from ..descriptors._snap import SNAPBispectrum
+
+    if not hasattr(model, "regressor_"):
+        raise NotFittedError(
+            "write_snap needs a fitted HybridPotential (call fit, or use read_snap / "
+            "HybridPotential.from_fitted / load).")
+    desc = model.descriptor
+    if not isinstance(desc, SNAPBispectrum):
+        raise InvalidParameterError(
+            f"write_snap exports SNAP models only: the model's descriptor must be "
+            f"SNAPBispectrum. Got {type(desc).__name__} instead.")
+    desc._validate()
+    reg = model.regressor_
+    coef = getattr(reg, "coef_", None)
+    if coef is None or not hasattr(reg, "quadratic") or np.ndim(coef) != 2:
+        raise InvalidParameterError(
+            f"write_snap needs a linear regressor with SNAP-layout coefficients "
+            f"(LinearRegressor or BayesianLinearRegressor). Got {type(reg).__name__} instead.")
+    coef = np.array(coef, dtype=np.float64)
+    reg_quadratic = bool(reg.quadratic)
+    if reg_quadratic and desc._quadratic:
+        raise InvalidParameterError(
+            "write_snap: a quadratic regressor on a quadraticflag SNAPBispectrum is a quartic "
+            "model, which LAMMPS pair_style snap cannot represent.")
+    quadratic = reg_quadratic or desc._quadratic
+    K = desc._nb
+    P = 1 + K + (K * (K + 1) // 2 if quadratic else 0)
+    model_species = list(desc._species)
+    if coef.shape != (len(model_species), P):
+        raise InvalidParameterError(
+            f"write_snap: the regressor coefficients have shape {coef.shape}; a SNAP model of "
+            f"{len(model_species)} species with {K} components"
+            f"{' and quadratic terms' if quadratic else ''} needs {(len(model_species), P)}.")
+    types = model_species if species is None else list(
+        check_species_list(species, "species", "write_snap"))
+    unknown = [s for s in types if s not in model_species]
+    if unknown:
+        raise InvalidParameterError(
+            f"The 'species' argument of write_snap contains {unknown}, which the model does "
+            f"not know (model species: {model_species}).")
+    ref = getattr(model, "reference_energies_", {}) or {}
+
+    baseline_cmds = None
+    if model.baseline is not None:
+        try:
+            baseline_cmds = model.baseline.lammps_commands(types)
+        except InvalidParameterError as e:
+            raise InvalidParameterError(
+                f"write_snap cannot export the model's empirical baseline "
+                f"{type(model.baseline).__name__}, and will not drop it silently: {e}") from e
+
+    prefix = Path(prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    paths = {"snapcoeff": prefix.with_name(prefix.name + ".snapcoeff"),
+             "snapparam": prefix.with_name(prefix.name + ".snapparam"),
+             "mod": prefix.with_name(prefix.name + ".mod"), "files": []}
+
+    lines = [f"# hybridpot SNAP model: species {' '.join(model_species)}, twojmax {desc._J}, "
+             f"{'quadratic' if quadratic else 'linear'}",
+             f"{len(model_species)} {P}"]
+    for k, s in enumerate(model_species):
+        c = coef[k].copy()
+        c[0] += float(ref.get(s, 0.0))
+        lines.append(f"{s} {_fmt_float(desc._rad[k])} {_fmt_float(desc._wj[k])}")
+        lines.extend(_fmt_float(v) for v in c)
+    paths["snapcoeff"].write_text("\n".join(lines) + "\n")
+    params = [("rcutfac", _fmt_float(desc._rcutfac)), ("twojmax", str(desc._J)),
+              ("rfac0", _fmt_float(desc._rfac0)), ("rmin0", _fmt_float(desc._rmin0)),
+              ("switchflag", str(int(desc._switch))), ("bzeroflag", str(int(desc._bzero))),
+              ("quadraticflag", str(int(quadratic))),
+              ("wselfallflag", str(int(bool(desc.wselfallflag)))), ("chemflag", "0")]
+    paths["snapparam"].write_text(
+        "# hybridpot SNAP parameters\n" + "".join(f"{k} {v}\n" for k, v in params))
+
+    def ref_path(p):
+        return os.fspath(p.resolve()) if absolute_paths else p.name
+
+    snap_args = (f"{ref_path(paths['snapcoeff'])} {ref_path(paths['snapparam'])} "
+                 f"{' '.join(types)}")
+    mod = ["# LAMMPS include written by hybridpot (units metal, atom types: "
+           f"{' '.join(types)})"]
+    if baseline_cmds is None:
+        mod += ["pair_style snap", f"pair_coeff * * {snap_args}"]
+    else:
+        pc = list(baseline_cmds["pair_coeff"])
+        for name, text in (baseline_cmds.get("files") or {}).items():
+            fp = prefix.parent / name
+            fp.write_text(text)
+            paths["files"].append(fp)
+            if absolute_paths:
+                pc = [" ".join(os.fspath(fp.resolve()) if w == name else w
+                               for w in line.split()) for line in pc]
+        mod += [f"pair_style hybrid/overlay {baseline_cmds['pair_style']} snap"]
+        mod += [f"pair_coeff {line}" for line in pc]
+        mod += [f"pair_coeff * * snap {snap_args}"]
+    paths["mod"].write_text("\n".join(mod) + "\n")
+    return paths
