@@ -147,6 +147,85 @@ def _argsort_pairs(key, S, k, perm):
 
 
 @njit(cache=True)
+def _centre_pairs(i, pos, pos_w, pw, nshift, cell, bin_idx, nb, order, start, tab0, tab1, tab2,
+                  key_base, key_radix, rc2, rs2, tj, tS, tD, td, tkey):
+    """Neighbours of centre ``i`` written to the scratch ``t*[:k]``; returns ``k``.
+
+    Returns -1 if the scratch (length ``tj.shape[0]``) is too short; the caller then grows it and
+    calls again (kept out of the hot loop so the scratch arrays are never reassigned in it).
+    ``td`` receives squared distances.  ``pw`` are the wrapped positions in bin order.
+    """
+    tcap = tj.shape[0]
+    k = 0
+    xi = pos_w[i, 0]
+    yi = pos_w[i, 1]
+    zi = pos_w[i, 2]
+    b0 = bin_idx[i, 0]
+    b1 = bin_idx[i, 1]
+    b2 = bin_idx[i, 2]
+    for a0 in range(tab0.shape[1]):
+        c0 = tab0[b0, a0, 0]
+        if c0 < 0:
+            continue
+        s0 = tab0[b0, a0, 1]
+        for a1 in range(tab1.shape[1]):
+            c1 = tab1[b1, a1, 0]
+            if c1 < 0:
+                continue
+            s1 = tab1[b1, a1, 1]
+            c01 = (c0 * nb[1] + c1) * nb[2]
+            for a2 in range(tab2.shape[1]):
+                c2 = tab2[b2, a2, 0]
+                if c2 < 0:
+                    continue
+                s2 = tab2[b2, a2, 1]
+                c = c01 + c2
+                # image shift relative to the wrapped centre
+                sx = s0 * cell[0, 0] + s1 * cell[1, 0] + s2 * cell[2, 0] - xi
+                sy = s0 * cell[0, 1] + s1 * cell[1, 1] + s2 * cell[2, 1] - yi
+                sz = s0 * cell[0, 2] + s1 * cell[1, 2] + s2 * cell[2, 2] - zi
+                for q in range(start[c], start[c + 1]):
+                    dx = pw[q, 0] + sx
+                    dy = pw[q, 1] + sy
+                    dz = pw[q, 2] + sz
+                    if dx * dx + dy * dy + dz * dz >= rs2:
+                        continue
+                    j = order[q]
+                    t0 = s0 + nshift[i, 0] - nshift[j, 0]
+                    t1 = s1 + nshift[i, 1] - nshift[j, 1]
+                    t2 = s2 + nshift[i, 2] - nshift[j, 2]
+                    if i == j and t0 == 0 and t1 == 0 and t2 == 0:
+                        continue
+                    # exact pair vector from the original positions
+                    ex = pos[j, 0] - pos[i, 0] + t0 * cell[0, 0] + t1 * cell[1, 0] \
+                        + t2 * cell[2, 0]
+                    ey = pos[j, 1] - pos[i, 1] + t0 * cell[0, 1] + t1 * cell[1, 1] \
+                        + t2 * cell[2, 1]
+                    ez = pos[j, 2] - pos[i, 2] + t0 * cell[0, 2] + t1 * cell[1, 2] \
+                        + t2 * cell[2, 2]
+                    r2 = ex * ex + ey * ey + ez * ez
+                    if r2 >= rc2:
+                        continue
+                    if k == tcap:
+                        return -1
+                    tj[k] = j
+                    tS[k, 0] = t0
+                    tS[k, 1] = t1
+                    tS[k, 2] = t2
+                    tD[k, 0] = ex
+                    tD[k, 1] = ey
+                    tD[k, 2] = ez
+                    td[k] = r2
+                    if key_radix[0] > 0:
+                        tkey[k] = ((j * key_radix[0] + t0 + key_base[0]) * key_radix[1]
+                                   + t1 + key_base[1]) * key_radix[2] + t2 + key_base[2]
+                    else:
+                        tkey[k] = j
+                    k += 1
+    return k
+
+
+@njit(cache=True)
 def _cell_list_pairs(pos, pos_w, nshift, cell, bin_idx, nb, order, start, tab0, tab1, tab2,
                      key_base, key_radix, r_cut, r_screen, cap):
     """All pairs ``(i, j, S)`` with ``|r_j + S @ cell - r_i| < r_cut``, ``(i, S) != (j, 0)``.
@@ -193,7 +272,7 @@ def _cell_list_pairs(pos, pos_w, nshift, cell, bin_idx, nb, order, start, tab0, 
     dd = np.empty(cap, dtype=np.float64)
     counts = np.zeros(n, dtype=np.int64)
     # per-centre scratch (sorted into the output at the end of each centre)
-    tcap = 64
+    tcap = 128
     tj = np.empty(tcap, dtype=np.int64)
     tS = np.empty((tcap, 3), dtype=np.int64)
     tD = np.empty((tcap, 3), dtype=np.float64)
@@ -205,82 +284,20 @@ def _cell_list_pairs(pos, pos_w, nshift, cell, bin_idx, nb, order, start, tab0, 
     for q in range(n):
         for k in range(3):
             pw[q, k] = pos_w[order[q], k]
-    w0 = tab0.shape[1]
-    w1 = tab1.shape[1]
-    w2 = tab2.shape[1]
     p = 0
     for i in range(n):
-        k = 0
-        xi = pos_w[i, 0]
-        yi = pos_w[i, 1]
-        zi = pos_w[i, 2]
-        b0 = bin_idx[i, 0]
-        b1 = bin_idx[i, 1]
-        b2 = bin_idx[i, 2]
-        for a0 in range(w0):
-            c0 = tab0[b0, a0, 0]
-            if c0 < 0:
-                continue
-            s0 = tab0[b0, a0, 1]
-            for a1 in range(w1):
-                c1 = tab1[b1, a1, 0]
-                if c1 < 0:
-                    continue
-                s1 = tab1[b1, a1, 1]
-                c01 = (c0 * nb[1] + c1) * nb[2]
-                for a2 in range(w2):
-                    c2 = tab2[b2, a2, 0]
-                    if c2 < 0:
-                        continue
-                    s2 = tab2[b2, a2, 1]
-                    c = c01 + c2
-                    # image shift relative to the wrapped centre
-                    sx = s0 * cell[0, 0] + s1 * cell[1, 0] + s2 * cell[2, 0] - xi
-                    sy = s0 * cell[0, 1] + s1 * cell[1, 1] + s2 * cell[2, 1] - yi
-                    sz = s0 * cell[0, 2] + s1 * cell[1, 2] + s2 * cell[2, 2] - zi
-                    for q in range(start[c], start[c + 1]):
-                        dx = pw[q, 0] + sx
-                        dy = pw[q, 1] + sy
-                        dz = pw[q, 2] + sz
-                        if dx * dx + dy * dy + dz * dz >= rs2:
-                            continue
-                        j = order[q]
-                        t0 = s0 + nshift[i, 0] - nshift[j, 0]
-                        t1 = s1 + nshift[i, 1] - nshift[j, 1]
-                        t2 = s2 + nshift[i, 2] - nshift[j, 2]
-                        if i == j and t0 == 0 and t1 == 0 and t2 == 0:
-                            continue
-                        ex = pos[j, 0] - pos[i, 0] + t0 * cell[0, 0] + t1 * cell[1, 0] \
-                            + t2 * cell[2, 0]
-                        ey = pos[j, 1] - pos[i, 1] + t0 * cell[0, 1] + t1 * cell[1, 1] \
-                            + t2 * cell[2, 1]
-                        ez = pos[j, 2] - pos[i, 2] + t0 * cell[0, 2] + t1 * cell[1, 2] \
-                            + t2 * cell[2, 2]
-                        r2 = ex * ex + ey * ey + ez * ez
-                        if r2 >= rc2:
-                            continue
-                        if k == tcap:
-                            tcap *= 2
-                            tj = _grow(tj, tcap)
-                            tS = _grow(tS, tcap)
-                            tD = _grow(tD, tcap)
-                            td = _grow(td, tcap)
-                            tkey = _grow(tkey, tcap)
-                            perm = np.empty(tcap, dtype=np.int64)
-                        tj[k] = j
-                        tS[k, 0] = t0
-                        tS[k, 1] = t1
-                        tS[k, 2] = t2
-                        tD[k, 0] = ex
-                        tD[k, 1] = ey
-                        tD[k, 2] = ez
-                        td[k] = r2
-                        if key_radix[0] > 0:
-                            tkey[k] = ((j * key_radix[0] + t0 + key_base[0]) * key_radix[1]
-                                       + t1 + key_base[1]) * key_radix[2] + t2 + key_base[2]
-                        else:
-                            tkey[k] = j
-                        k += 1
+        k = _centre_pairs(i, pos, pos_w, pw, nshift, cell, bin_idx, nb, order, start, tab0,
+                          tab1, tab2, key_base, key_radix, rc2, rs2, tj, tS, tD, td, tkey)
+        while k < 0:
+            tcap *= 2
+            tj = np.empty(tcap, dtype=np.int64)
+            tS = np.empty((tcap, 3), dtype=np.int64)
+            tD = np.empty((tcap, 3), dtype=np.float64)
+            td = np.empty(tcap, dtype=np.float64)
+            tkey = np.empty(tcap, dtype=np.int64)
+            perm = np.empty(tcap, dtype=np.int64)
+            k = _centre_pairs(i, pos, pos_w, pw, nshift, cell, bin_idx, nb, order, start, tab0,
+                              tab1, tab2, key_base, key_radix, rc2, rs2, tj, tS, tD, td, tkey)
         counts[i] = k
         if p + k > J.shape[0]:
             new_cap = max(2 * J.shape[0], p + k)

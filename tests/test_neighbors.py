@@ -316,6 +316,18 @@ def test_huge_lattice_shifts_keep_canonical_order():
     assert_same_pairs(nl, expected, atol=1e-8)
 
 
+def test_buffer_growth_when_density_estimate_is_low():
+    """A dense cluster plus a far outlier: the bounding-box density underestimates the pairs."""
+    crystal = bulk("Cu", "fcc", a=3.61, cubic=True) * (4, 4, 4)
+    crystal.rattle(stdev=0.05, seed=2)
+    pos = np.vstack([crystal.positions, [[2000.0, -1500.0, 900.0]]])
+    atoms = Atoms(numbers=[29] * len(pos), positions=pos)
+    nl = neighbor_list(atoms, 5.0)
+    check_contract(nl, atoms, 5.0)
+    assert nl.n_pairs > 5000
+    assert_same_pairs(nl, ase_pairs(atoms, 5.0))
+
+
 @pytest.mark.parametrize("n", [1, 10, 1000])
 def test_bin_count_is_linear_in_atoms(n):
     frac = np.random.default_rng(0).uniform(0, 1, (n, 3))
