@@ -84,46 +84,69 @@ def energy_rows(batch, n_species, quadratic):
 
 @njit(cache=True)
 def _pair_rows_kernel(pair_i, pair_j, rij, d_drij, X, species, atom_structure, n_structures,
-                      n_species, quadratic, iu, ju, voigt_a, voigt_b, want_forces,
-                      want_stress):
+                      n_species, quadratic, voigt_a, voigt_b, want_forces, want_stress):
     """Return ``(dE_dr_rows (n_atoms or 0, 3, M), virial_rows (n_structures or 0, 6, M))``.
 
     ``dE_dr_rows[k, a] = d(sum_i phi_i)/dr_k[a]`` and
     ``virial_rows[s, v] = sum_{p in s} dphi_{i_p}/dr_ij[p, a_v] r_ij[p, b_v]``.
+    Contributions to the centre atom and to the virial are summed in a local buffer while
+    consecutive pairs share the centre (pairs sorted by ``pair_i``; any order is correct).
     """
     n_atoms, F = X.shape
-    nq = iu.shape[0] if quadratic else 0
-    P = 1 + F + nq
+    P = 1 + F + (F * (F + 1) // 2 if quadratic else 0)
     M = n_species * P
     dEr = np.zeros((n_atoms if want_forces else 0, 3, M))
     vir = np.zeros((n_structures if want_stress else 0, 6, M))
     g = np.zeros((3, P))
-    for p in range(pair_i.shape[0]):
-        i = pair_i[p]
+    loc = np.zeros((3, P))
+    locv = np.zeros((6, P))
+    n_pairs = pair_i.shape[0]
+    cur = -1
+    for p in range(n_pairs + 1):
+        i = pair_i[p] if p < n_pairs else -2
+        if i != cur:
+            if cur >= 0:
+                off = species[cur] * P
+                if want_forces:
+                    for a in range(3):
+                        for q in range(1, P):
+                            dEr[cur, a, off + q] -= loc[a, q]
+                            loc[a, q] = 0.0
+                if want_stress:
+                    s = atom_structure[cur]
+                    for v in range(6):
+                        for q in range(1, P):
+                            vir[s, v, off + q] += locv[v, q]
+                            locv[v, q] = 0.0
+            cur = i
+        if p == n_pairs:
+            break
         j = pair_j[p]
         off = species[i] * P
         for a in range(3):
             for f in range(F):
                 g[a, 1 + f] = d_drij[p, a, f]
-            for m in range(nq):
-                k = iu[m]
-                l = ju[m]
-                if k == l:
-                    g[a, 1 + F + m] = X[i, k] * d_drij[p, a, k]
-                else:
-                    g[a, 1 + F + m] = d_drij[p, a, k] * X[i, l] + X[i, k] * d_drij[p, a, l]
+            if quadratic:
+                m = 1 + F
+                for k in range(F):
+                    xk = X[i, k]
+                    dk = d_drij[p, a, k]
+                    g[a, m] = xk * dk
+                    m += 1
+                    for l in range(k + 1, F):
+                        g[a, m] = dk * X[i, l] + xk * d_drij[p, a, l]
+                        m += 1
         if want_forces:
             for a in range(3):
                 for q in range(1, P):
                     dEr[j, a, off + q] += g[a, q]
-                    dEr[i, a, off + q] -= g[a, q]
+                    loc[a, q] += g[a, q]
         if want_stress:
-            s = atom_structure[i]
             for v in range(6):
                 a = voigt_a[v]
                 r = rij[p, voigt_b[v]]
                 for q in range(1, P):
-                    vir[s, v, off + q] += g[a, q] * r
+                    locv[v, q] += g[a, q] * r
     return dEr, vir
 
 
@@ -172,14 +195,13 @@ def pair_rows(batch, n_species, quadratic, *, forces=True, stress=True):
     if g is None or g.pair_i.shape[0] == 0:
         dEr, vir = _empty_pair_rows(batch, n_species, P, forces, stress)
         return _finish_pair_rows(batch, dEr, vir, forces, stress)
-    iu, ju = quadratic_index(F)
     dEr, vir = _pair_rows_kernel(
         np.ascontiguousarray(g.pair_i, dtype=np.int64), np.ascontiguousarray(g.pair_j, np.int64),
         np.ascontiguousarray(g.rij, dtype=np.float64),
         np.ascontiguousarray(g.d_drij, dtype=np.float64), X,
         np.ascontiguousarray(batch.species, dtype=np.int64),
         np.ascontiguousarray(batch.structure, dtype=np.int64), batch.n_structures,
-        int(n_species), bool(quadratic), iu, ju, _VOIGT_A, _VOIGT_B, bool(forces), bool(stress))
+        int(n_species), bool(quadratic), _VOIGT_A, _VOIGT_B, bool(forces), bool(stress))
     return _finish_pair_rows(batch, dEr, vir, forces, stress)
 
 
@@ -268,3 +290,55 @@ def labelled_rows(batch, n_species, quadratic):
         y = np.asarray(batch.stress, dtype=np.float64).reshape(-1)[row_m]
         s_of_row = np.repeat(np.arange(ns), 6)[row_m]
         yield "stress", group[s_of_row], Sr[row_m], y, weight("stress")[s_of_row]
+
+
+def split_batch(batch, max_atoms):
+    """Split ``batch`` into sub-batches of whole structures with at most ``max_atoms`` atoms.
+
+    A structure larger than ``max_atoms`` forms a sub-batch of its own.  Yields ``batch``
+    itself when it is small enough.  Cost ``O(n_atoms + n_pairs)`` (one sort).
+    """
+    from ._base import StructureBatch
+    from ..descriptors._base import DescriptorGradients
+
+    if batch.n_atoms <= max_atoms or batch.n_structures <= 1:
+        yield batch
+        return
+    ns = batch.n_structures
+    nat = batch.n_atoms_per_structure
+    # consecutive structure ranges [s0, s1) of at most max_atoms atoms (at least one structure)
+    bounds = [0]
+    count = 0
+    for s in range(ns):  # loop over structures (not atoms or pairs)
+        if count and count + nat[s] > max_atoms:
+            bounds.append(s)
+            count = 0
+        count += nat[s]
+    bounds.append(ns)
+    structure = np.asarray(batch.structure, dtype=np.int64)
+    aorder = np.argsort(structure, kind="stable")
+    astart = np.searchsorted(structure[aorder], bounds)
+    g = batch.gradients
+    if g is not None:
+        ps = structure[g.pair_i]
+        porder = np.argsort(ps, kind="stable")
+        pstart = np.searchsorted(ps[porder], bounds)
+    newidx = np.empty(batch.n_atoms, dtype=np.int64)
+    group = None if batch.group is None else np.asarray(batch.group)
+    index = None if batch.index is None else np.asarray(batch.index)
+    for c in range(len(bounds) - 1):
+        s0, s1 = bounds[c], bounds[c + 1]
+        atoms = aorder[astart[c]:astart[c + 1]]
+        newidx[atoms] = np.arange(atoms.shape[0])
+        grads = None
+        if g is not None:
+            pairs = porder[pstart[c]:pstart[c + 1]]
+            grads = DescriptorGradients(newidx[g.pair_i[pairs]], newidx[g.pair_j[pairs]],
+                                        g.rij[pairs], g.d_drij[pairs], atoms.shape[0])
+        yield StructureBatch(
+            X=batch.X[atoms], species=batch.species[atoms], structure=structure[atoms] - s0,
+            gradients=grads, volume=batch.volume[s0:s1], energy=batch.energy[s0:s1],
+            forces=batch.forces[atoms], stress=batch.stress[s0:s1],
+            weights={k: np.asarray(w)[s0:s1] for k, w in batch.weights.items()},
+            group=None if group is None else group[s0:s1],
+            index=None if index is None else index[s0:s1])

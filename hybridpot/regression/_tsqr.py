@@ -17,6 +17,12 @@ buffer, independent of the total number of rows.  From ``R`` (shape ``(r, n_colu
 
 without ever forming ``A^T A`` from the rows (no loss of precision from squaring the condition
 number while accumulating); solvers stack the ``R`` factors directly.
+
+``method="gram"`` is the fast alternative: it accumulates ``[A | y]^T [A | y]`` with BLAS-3
+products (typically 10-100x faster than Householder QR on tall blocks) and returns a factor
+``R`` with ``R^T R = [A | y]^T [A | y]`` (Cholesky, or a symmetric square root when the Gram
+matrix is numerically singular).  It squares the condition number of ``A``: relative accuracy
+of order ``eps * cond(A)**2`` instead of ``eps * cond(A)``; use it for well-scaled problems.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ class TSQRAccumulator:
         Number of columns of the design ``A`` (the target ``y`` is appended as one more).
     buffer_rows : int, optional
         Rows buffered before a QR update; default ``max(4 * (n_columns + 1), 256)``.
+    method : {"qr", "gram"}, default="qr"
+        Householder TSQR (numerically careful) or Gram accumulation (fast).
 
     Attributes
     ----------
@@ -48,7 +56,12 @@ class TSQRAccumulator:
         needed for the exact log evidence of heteroscedastic data.
     """
 
-    def __init__(self, n_columns, *, buffer_rows=None):
+    def __init__(self, n_columns, *, buffer_rows=None, method="qr"):
+        if method not in ("qr", "gram"):
+            raise InvalidParameterError(
+                "The 'method' parameter of TSQRAccumulator must be one of {'qr', 'gram'}. "
+                f"Got {method!r} instead.")
+        self.method = method
         self.n_columns = int(n_columns)
         if self.n_columns < 1:
             raise InvalidParameterError(
@@ -99,12 +112,29 @@ class TSQRAccumulator:
             raise InvalidParameterError(
                 "TSQRAccumulator.add received non-finite rows or targets.")
         self.n_rows[key] = self.n_rows.get(key, 0) + n
+        if self.method == "gram":
+            G = self._buf.get(key)
+            self._buf[key] = block.T @ block if G is None else G + block.T @ block
+            self._R.pop(key, None)
+            return
         self._buf.setdefault(key, []).append(block)
         self._nbuf[key] = self._nbuf.get(key, 0) + n
         if self._nbuf[key] >= self.buffer_rows:
             self._flush(key)
 
+    def _gram_factor(self, key):
+        G = self._buf[key]
+        try:
+            return np.linalg.cholesky(G).T
+        except np.linalg.LinAlgError:
+            w, V = np.linalg.eigh(G)
+            return np.sqrt(np.clip(w, 0.0, None))[:, None] * V.T
+
     def _flush(self, key):
+        if self.method == "gram":
+            if key not in self._R and key in self._buf:
+                self._R[key] = self._gram_factor(key)
+            return
         parts = self._buf.get(key)
         if not parts:
             return
@@ -137,8 +167,19 @@ class TSQRAccumulator:
         if other.n_columns != self.n_columns:
             raise InvalidParameterError(
                 f"Cannot merge accumulators with {other.n_columns} and {self.n_columns} columns.")
+        if other.method != self.method:
+            raise InvalidParameterError(
+                f"Cannot merge a {other.method!r} accumulator into a {self.method!r} one.")
         for key in other.keys():
             R = other.R(key)
+            if self.method == "gram":
+                G = self._buf.get(key)
+                self._buf[key] = R.T @ R if G is None else G + R.T @ R
+                self._R.pop(key, None)
+                self.n_rows[key] = self.n_rows.get(key, 0) + other.n_rows[key]
+                self.sum_log_weight[key] = (self.sum_log_weight.get(key, 0.0)
+                                            + other.sum_log_weight.get(key, 0.0))
+                continue
             self._buf.setdefault(key, []).append(R.copy())
             self._nbuf[key] = self._nbuf.get(key, 0) + R.shape[0]
             self.n_rows[key] = self.n_rows.get(key, 0) + other.n_rows[key]
