@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from ase import Atoms
 from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
 
 ROOT = Path(__file__).resolve().parents[1]
 MLEARN_DIR = Path(os.environ.get("MLEARN_DIR", ROOT.parent / "shared" / "data" / "mlearn"))
@@ -48,3 +50,32 @@ def rattled_bulk(symbol="Cu", a=3.61, reps=(2, 2, 2), stdev=0.05, seed=0):
     at = bulk(symbol, "fcc", a=a, cubic=True) * reps
     at.rattle(stdev=stdev, seed=seed)
     return at
+
+
+def emt_label(atoms, stress=True):
+    """Copy of ``atoms`` carrying EMT energy, forces (and stress) as stored labels."""
+    at = atoms.copy()
+    at.calc = EMT()
+    e = at.get_potential_energy()
+    f = at.get_forces()
+    s = at.get_stress() if stress else None
+    res = {"energy": e, "forces": f}
+    if s is not None:
+        res["stress"] = s
+    at.calc = SinglePointCalculator(at, **res)
+    return at
+
+
+def emt_dataset(n, seed, reps=(2, 2, 2), stress=True):
+    """``n`` strained, rattled fcc Cu cells labelled with EMT (a cheap stand-in for DFT)."""
+    r = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        a = 3.61 * (1 + r.uniform(-0.03, 0.03))
+        at = bulk("Cu", "fcc", a=a, cubic=True) * reps
+        cell = at.cell.array @ (np.eye(3) + r.uniform(-0.02, 0.02, (3, 3)))
+        at.set_cell(cell, scale_atoms=True)
+        at.rattle(stdev=0.08, seed=int(r.integers(1 << 30)))
+        at.info["config_type"] = "strain" if k % 2 else "rattle"
+        out.append(emt_label(at, stress=stress))
+    return out

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 from ase.build import bulk
-from ase.calculators.emt import EMT
 from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
 from ase.calculators.singlepoint import SinglePointCalculator
 from sklearn.base import clone
@@ -14,34 +13,9 @@ from hybridpot import (HybridPotential, InvalidParameterError, MissingLabelsErro
 from hybridpot.descriptors import PowerSpectrum
 from hybridpot.regression import BayesianLinearRegressor, LinearRegressor
 
+from conftest import emt_dataset, emt_label as _label
+
 baselines = pytest.importorskip("hybridpot.baselines")
-
-
-def _label(atoms, stress=True):
-    at = atoms.copy()
-    at.calc = EMT()
-    e = at.get_potential_energy()
-    f = at.get_forces()
-    s = at.get_stress() if stress else None
-    res = {"energy": e, "forces": f}
-    if s is not None:
-        res["stress"] = s
-    at.calc = SinglePointCalculator(at, **res)
-    return at
-
-
-def emt_dataset(n, seed, reps=(2, 2, 2), stress=True):
-    r = np.random.default_rng(seed)
-    out = []
-    for k in range(n):
-        a = 3.61 * (1 + r.uniform(-0.03, 0.03))
-        at = bulk("Cu", "fcc", a=a, cubic=True) * reps
-        cell = at.cell.array @ (np.eye(3) + r.uniform(-0.02, 0.02, (3, 3)))
-        at.set_cell(cell, scale_atoms=True)
-        at.rattle(stdev=0.08, seed=int(r.integers(1 << 30)))
-        at.info["config_type"] = "strain" if k % 2 else "rattle"
-        out.append(_label(at, stress=stress))
-    return out
 
 
 @pytest.fixture(scope="module")
