@@ -10,7 +10,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from sklearn.base import BaseEstimator, clone
 
 from ._exceptions import (InvalidParameterError, InvalidStructureError, MissingLabelsError,
-                          NotFittedError)
+                          ModelFormatError, NotFittedError)
 from ._labels import get_labels, matrix_to_voigt
 from ._validation import check_int, species_indices
 from .regression._base import KINDS, BatchSource, StructureBatch
@@ -334,6 +334,9 @@ class HybridPotential(BaseEstimator):
         self.group_names_ = prep.group_names
         source = self._batch_source(prep)
         regressor = clone(self.regressor)
+        # a posterior committee or σ scale of a previous fit would be stale
+        self.__dict__.pop("uncertainty_", None)
+        self.__dict__.pop("uncertainty_scale_", None)
         if int(self.n_workers) > 1:
             from .parallel import fit_parallel
 
@@ -380,6 +383,11 @@ class HybridPotential(BaseEstimator):
         out = {}
         reg = self.regressor_
         if return_std:
+            unc = getattr(self, "uncertainty_", None)
+            if unc is not None:
+                g = str(atoms.info.get("config_type", "default"))
+                return unc.evaluate(self, atoms, forces=forces, stress=want_stress,
+                                    group_name=g)
             if not getattr(reg, "has_uncertainty", False):
                 raise InvalidParameterError(
                     f"return_std=True needs a regressor with a posterior; "
@@ -397,6 +405,10 @@ class HybridPotential(BaseEstimator):
                 forces=np.full((n, 3), np.nan), stress=np.full((1, 6), np.nan),
                 weights={}, group=np.zeros(1, dtype=np.int64), index=np.array([index]))
             pred = reg.predict_batch(batch, return_std=True)
+            scale = getattr(self, "uncertainty_scale_", None) or {}
+            for kind in ("energy", "forces", "stress"):
+                if kind + "_std" in pred and kind in scale:
+                    pred[kind + "_std"] = pred[kind + "_std"] * scale[kind]
             eps = reg.atomic_energy(X, z)
             out["energy"] = base["energy"] + float(e0.sum()) + float(pred["energy"][0])
             out["energy_std"] = float(pred["energy_std"][0])
@@ -522,6 +534,51 @@ class HybridPotential(BaseEstimator):
         """
         m = self.evaluate(structures)
         return -float(np.nansum([m["energy_rmse"], m["force_rmse"]]))
+
+    # ------------------------------------------------------------------ uncertainty
+    def recalibrate(self, structures, *, method="nll"):
+        """Fit one σ scale factor per label kind on labelled ``structures``; store it.
+
+        The factors (``uncertainty_scale_``, kind -> float) multiply every later predictive
+        σ of that kind and are saved with the model.  See :func:`hybridpot.uq.recalibrate`.
+
+        Parameters
+        ----------
+        structures : list of ase.Atoms
+            Validation structures with DFT labels (not used in training).
+        method : {"nll", "coverage"}, default="nll"
+            ``"nll"``: ``s^2 = mean(z^2)`` (maximum Gaussian likelihood); ``"coverage"``:
+            the median of ``|z| / s`` is that of a standard normal (0.6745).
+
+        Returns
+        -------
+        self
+        """
+        from .uq import recalibrate
+
+        recalibrate(self, structures, method=method)
+        return self
+
+    def _extra_state(self):
+        doc = {}
+        if getattr(self, "uncertainty_scale_", None):
+            doc["uncertainty_scale"] = {k: float(v) for k, v in
+                                        self.uncertainty_scale_.items()}
+        if getattr(self, "uncertainty_", None) is not None:
+            doc["uncertainty_committee"] = self.uncertainty_.to_state()
+        return doc
+
+    def _set_extra_state(self, doc):
+        if not isinstance(doc, dict):
+            raise ModelFormatError(f"The 'extra' entry of a model file must be a dict. Got "
+                                   f"{type(doc).__name__} instead.")
+        if "uncertainty_scale" in doc:
+            self.uncertainty_scale_ = {str(k): float(v)
+                                       for k, v in dict(doc["uncertainty_scale"]).items()}
+        if "uncertainty_committee" in doc:
+            from .uq import Committee
+
+            self.uncertainty_ = Committee.from_state(doc["uncertainty_committee"])
 
     # ------------------------------------------------------------------ ASE and files
     def calculator(self, *, uncertainty=False):

@@ -236,6 +236,59 @@ class Descriptor(BaseEstimator):
         g = self._backward(nl, sidx, np.ascontiguousarray(dE_dX))
         return _scatter_pair_gradient(nl.i, nl.j, nl.D, g, nl.n_atoms)
 
+    def backward_many(self, atoms, dE_dX_stack):
+        """Batched adjoint: :meth:`backward` for ``K`` scalars at once, in one pass.
+
+        Used for committee / posterior uncertainties (the mean model and the members share one
+        neighbour list and one descriptor-derivative evaluation).  Subclasses may provide a
+        fused kernel ``_backward_many(nl, species_idx, dE_dX_stack)`` returning ``dE/d r_ij``
+        of shape (K, n_pairs, 3); otherwise the per-pair Jacobian is computed once and
+        contracted with every member (cost: one ``compute(gradients=True)`` plus
+        ``K * n_pairs * 3 * n_features`` multiply-adds).
+
+        Parameters
+        ----------
+        atoms : ase.Atoms
+        dE_dX_stack : array_like, shape (K, n_atoms, n_features)
+
+        Returns
+        -------
+        dE_dr : ndarray, shape (K, n_atoms, 3)
+            eV/Å per member.
+        dE_deps : ndarray, shape (K, 3, 3)
+            eV per member.
+        """
+        nl, sidx = self._prepare(atoms)
+        G = np.asarray(dE_dX_stack, dtype=np.float64)
+        if G.ndim != 3 or G.shape[1:] != (len(atoms), self.n_features):
+            raise InvalidParameterError(
+                f"The 'dE_dX_stack' argument of {type(self).__name__}.backward_many must have "
+                f"shape (K, n_atoms, n_features) = (K, {len(atoms)}, {self.n_features}). "
+                f"Got {G.shape} instead.")
+        if not np.all(np.isfinite(G)):
+            raise InvalidParameterError(
+                f"The 'dE_dX_stack' argument of {type(self).__name__}.backward_many must be "
+                "finite.")
+        fused = getattr(self, "_backward_many", None)
+        if fused is not None:
+            g = fused(nl, sidx, np.ascontiguousarray(G))
+        else:
+            _, d_drij = self._compute(nl, sidx, True)
+            # (K, n_pairs, 3): one BLAS contraction over the features per pair
+            g = np.einsum("paf,kpf->kpa", d_drij, G[:, nl.i, :], optimize=True)
+        import scipy.sparse
+
+        K = G.shape[0]
+        n, npair = nl.n_atoms, nl.i.shape[0]
+        # incidence matrix: +1 at (j_p, p), -1 at (i_p, p)
+        S = scipy.sparse.csr_matrix(
+            (np.concatenate([np.ones(npair), -np.ones(npair)]),
+             (np.concatenate([nl.j, nl.i]), np.tile(np.arange(npair), 2))), shape=(n, npair))
+        gt = np.ascontiguousarray(g.transpose(1, 0, 2)).reshape(npair, K * 3)
+        dE_dr = np.asarray(S @ gt).reshape(n, K, 3)
+        dE_deps = np.einsum("kpa,pb->kab", g, nl.D)
+        return dE_dr.transpose(1, 0, 2), dE_deps
+
     def compute_many(self, structures, gradients=False):
         """:meth:`compute` over a list of structures; returns a list of results."""
         return [self.compute(a, gradients=gradients) for a in structures]
