@@ -197,7 +197,7 @@ class HybridPotential(BaseEstimator):
         if self.verbose:
             from tqdm.auto import tqdm
 
-            it = tqdm(structures, desc="baseline", unit="structure")
+            it = tqdm(structures, desc="baseline", unit="structure", disable=None)
         for s, atoms in enumerate(it):
             z = species_indices(atoms, species, "HybridPotential")
             lab = get_labels(atoms, s)
@@ -300,7 +300,7 @@ class HybridPotential(BaseEstimator):
             if self.verbose:
                 from tqdm.auto import tqdm
 
-                seq = tqdm(list(seq), desc="descriptors", unit="chunk")
+                seq = tqdm(list(seq), desc="descriptors", unit="chunk", disable=None)
             for ids, g in seq:
                 yield self._batch(prep, ids, g)
 
@@ -309,7 +309,7 @@ class HybridPotential(BaseEstimator):
                            species=self.descriptor.species, group_names=prep.group_names)
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, structures, y=None):
+    def fit(self, structures, y=None, *, client=None):
         """Fit the ML correction to the residual labels of ``structures``.
 
         Parameters
@@ -320,6 +320,10 @@ class HybridPotential(BaseEstimator):
             (eV/Å³). A structure may lack some kinds; one with no label is an error.
         y : ignored
             Present for scikit-learn compatibility (labels live on the Atoms).
+        client : distributed.Client, optional
+            Compute descriptors and reduce the design on this Dask cluster (see
+            :mod:`hybridpot.parallel`); default: in this process, or an embedded local
+            cluster when ``n_workers > 1``.
 
         Returns
         -------
@@ -337,10 +341,10 @@ class HybridPotential(BaseEstimator):
         # a posterior committee or σ scale of a previous fit would be stale
         self.__dict__.pop("uncertainty_", None)
         self.__dict__.pop("uncertainty_scale_", None)
-        if int(self.n_workers) > 1:
+        if client is not None or int(self.n_workers) > 1:
             from .parallel import fit_parallel
 
-            fit_parallel(self, regressor, prep, source)
+            fit_parallel(self, regressor, prep, source, client=client)
         else:
             regressor.fit(source)
         self.regressor_ = regressor
@@ -444,7 +448,7 @@ class HybridPotential(BaseEstimator):
         if self.verbose:
             from tqdm.auto import tqdm
 
-            it = tqdm(list(it), desc="predict", unit="structure")
+            it = tqdm(list(it), desc="predict", unit="structure", disable=None)
         return [self._evaluate(a, index=k, **kw) for k, a in it]
 
     def predict(self, structures, return_std=False):

@@ -1,0 +1,155 @@
+"""Dask scale-out of fitting: descriptors and design rows computed, and reduced, on the workers.
+
+With ``HybridPotential(n_workers=k)`` (k > 1) or an explicit ``client=`` given to
+:func:`fit_parallel`, the training structures are split into tasks of whole chunks.  Each
+worker computes descriptors and Jacobians of its chunks and, for regressors that support
+streamed sufficient statistics (the linear and Bayesian linear models: the TSQR factors of
+``[A | y]`` per label kind), reduces them locally; partial factors are merged pairwise on the
+workers (a tree reduction), so only ``O(P^2)`` factors ever travel and nothing passes through
+the scheduler but task graphs.  Other regressors get the batches gathered to the client and are
+fitted there (descriptors still computed in parallel).
+
+The result is identical to the serial path up to floating-point round-off (QR factors of the
+same rows in a different order).
+
+A ``dask.distributed`` client is created on demand as an embedded ``LocalCluster`` with
+``n_workers`` single-threaded worker processes (``OMP_NUM_THREADS=1`` and friends set in the
+workers), and closed after the fit; pass ``client=`` to use any existing cluster.
+Dask is an optional dependency: ``pip install "hybridpot[dask]"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from ._exceptions import InvalidParameterError
+
+__all__ = ["fit_parallel", "local_client"]
+
+_SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+                      "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+
+
+def _require_dask():
+    try:
+        import distributed  # noqa: F401
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise InvalidParameterError(
+            "n_workers > 1 needs dask.distributed: pip install 'hybridpot[dask]'.") from e
+
+
+@contextlib.contextmanager
+def local_client(n_workers, *, processes=True):
+    """An embedded ``LocalCluster`` client with single-threaded workers (closed on exit)."""
+    _require_dask()
+    from distributed import Client, LocalCluster
+
+    old = {k: os.environ.get(k) for k in _SINGLE_THREAD_ENV}
+    os.environ.update(_SINGLE_THREAD_ENV)  # inherited by the worker processes
+    try:
+        cluster = LocalCluster(n_workers=int(n_workers), threads_per_worker=1,
+                               processes=processes, dashboard_address=None)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    client = Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+def _subset(prep, ids):
+    """The part of a prepared training set with structures ``ids`` (renumbered 0..)."""
+    from .potential import _Prepared
+
+    return _Prepared([prep.structures[s] for s in ids], [prep.species_idx[s] for s in ids],
+                     prep.energy[ids], [prep.forces[s] for s in ids], prep.stress[ids],
+                     {k: v[ids] for k, v in prep.weights.items()}, prep.group[ids],
+                     prep.group_names)
+
+
+def _task_batches(model, sub, global_ids):
+    import numpy as np
+
+    n = len(sub.structures)
+    for ids in model._chunks(n):
+        need = bool(np.isfinite(sub.stress[ids]).any()
+                    or any(np.isfinite(sub.forces[s]).any() for s in ids))
+        b = model._batch(sub, ids, need)
+        b.index = np.asarray(global_ids)[ids]
+        yield b
+
+
+def _worker_stats(model, regressor, sub, global_ids, meta):
+    stats = regressor._new_stats(meta)
+    for batch in _task_batches(model, sub, global_ids):
+        regressor._add_batch(stats, batch)
+    return stats
+
+
+def _worker_batches(model, sub, global_ids):
+    return list(_task_batches(model, sub, global_ids))
+
+
+def _merge(regressor, a, b):
+    return regressor._merge_stats(a, b)
+
+
+def fit_parallel(model, regressor, prep, source, *, client=None, tasks_per_worker=4):
+    """Fit ``regressor`` on the training set ``prep`` of ``model`` with Dask (see module doc).
+
+    Parameters
+    ----------
+    model : HybridPotential
+        Supplies the descriptor, reference energies and chunking.
+    regressor : Regressor
+        Unfitted clone; fitted in place.
+    prep : hybridpot.potential._Prepared
+        Residual labels of the training structures.
+    source : BatchSource
+        The serial batch source (its sizes and group names are reused).
+    client : distributed.Client, optional
+        Use this cluster; default: an embedded LocalCluster with ``model.n_workers`` workers.
+    """
+    import numpy as np
+
+    n = len(prep.structures)
+    meta = {"n_species": source.n_species, "n_features": source.n_features,
+            "species": source.species, "group_names": source.group_names}
+    ctx = contextlib.nullcontext(client) if client is not None else \
+        local_client(model.n_workers)
+    with ctx as cl:
+        n_workers = max(1, len(cl.scheduler_info().get("workers", {})) or int(model.n_workers))
+        n_tasks = max(1, min(n, n_workers * int(tasks_per_worker)))
+        splits = [s for s in np.array_split(np.arange(n), n_tasks) if len(s)]
+        streamed = all(hasattr(regressor, a) for a in
+                       ("_new_stats", "_add_batch", "_merge_stats", "_fit_stats"))
+        model_f = cl.scatter(model, broadcast=True)
+        if streamed:
+            reg_f = cl.scatter(regressor, broadcast=True)
+            futs = [cl.submit(_worker_stats, model_f, reg_f, _subset(prep, ids), ids, meta,
+                              pure=False) for ids in splits]
+            while len(futs) > 1:
+                nxt = [cl.submit(_merge, reg_f, futs[k], futs[k + 1], pure=False)
+                       for k in range(0, len(futs) - 1, 2)]
+                if len(futs) % 2:
+                    nxt.append(futs[-1])
+                futs = nxt
+            stats = futs[0].result()
+            regressor._fit_stats(stats, meta)
+        else:
+            futs = [cl.submit(_worker_batches, model_f, _subset(prep, ids), ids, pure=False)
+                    for ids in splits]
+            batches = [b for f in futs for b in f.result()]
+            from .regression._base import BatchSource
+
+            regressor.fit(BatchSource(batches, n_species=meta["n_species"],
+                                      n_features=meta["n_features"], species=meta["species"],
+                                      group_names=meta["group_names"]))
+    return regressor
