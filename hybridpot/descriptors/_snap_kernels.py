@@ -357,6 +357,7 @@ def _bispectrum_grad(offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchfla
     dur = np.empty((nu, 3))
     dui = np.empty((nu, 3))
     g = np.empty(3)
+    h = np.empty(3)
     maxn = 1
     for i in range(n):
         maxn = max(maxn, offsets[i + 1] - offsets[i])
@@ -406,7 +407,9 @@ def _bispectrum_grad(offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchfla
                 _half_dot3(idxu_block[j], idxz_block[j1, j2, j], j, dur, dui, zr, zi, g)
                 f1 = (j + 1) / (j1 + 1.0)
                 f2 = (j + 1) / (j2 + 1.0)
-                h = np.zeros(3)
+                h[0] = 0.0
+                h[1] = 0.0
+                h[2] = 0.0
                 _half_dot3(idxu_block[j1], idxz_block[j, j2, j1], j1, dur, dui, zr, zi, h)
                 for a in range(3):
                     g[a] += f1 * h[a]
