@@ -98,14 +98,21 @@ def radial_table(r_cut, n_max, l_max):
 
 @lru_cache(maxsize=None)
 def harmonic_constants(l_max):
-    """``K[l, m] = sqrt((2l+1)/(4 pi) (l-m)!/(l+m)!)``, times ``sqrt(2)`` for ``m > 0``."""
-    K = np.zeros((l_max + 1, l_max + 1))
+    """Constants of the real-harmonic recurrence, shape (3, l_max + 1, l_max + 1).
+
+    ``[0, l, m] = sqrt((2l+1)/(4 pi) (l-m)!/(l+m)!)`` (times ``sqrt(2)`` for ``m > 0``),
+    ``[1, l, m] = (2l-1)/(l-m)`` and ``[2, l, m] = (l+m-1)/(l-m)`` for ``l > m``.
+    """
+    K = np.zeros((3, l_max + 1, l_max + 1))
     for l in range(l_max + 1):
         for m in range(l + 1):
-            K[l, m] = math.sqrt((2 * l + 1) / (4 * math.pi) * math.factorial(l - m)
-                                / math.factorial(l + m))
+            K[0, l, m] = math.sqrt((2 * l + 1) / (4 * math.pi) * math.factorial(l - m)
+                                   / math.factorial(l + m))
             if m > 0:
-                K[l, m] *= math.sqrt(2.0)
+                K[0, l, m] *= math.sqrt(2.0)
+            if l > m:
+                K[1, l, m] = (2 * l - 1) / (l - m)
+                K[2, l, m] = (l + m - 1) / (l - m)
     K.setflags(write=False)
     return K
 
@@ -266,23 +273,23 @@ class PowerSpectrum(_SO3Base):
 def _ps_feature_index(n_ch, n_max, l_max):
     """Feature ``(q1, q2, l)`` arrays and the Jacobian gather indices ``I1, I2 (n_ch, F)``.
 
-    For a neighbour of channel ``c``, ``d p(q1, q2, l) = [c(q1) = c] T[k1, q2, l]
-    + [c(q2) = c] T[k2, q1, l]`` with ``T`` flat ``(k * Q + q) * (l_max + 1) + l``; a
-    mismatching channel points at the zero slot ``n_max * Q * (l_max + 1)``.
+    For a neighbour of channel ``c``, ``d p(q1, q2, l) = [c(q1) = c] T[k1, l, q2]
+    + [c(q2) = c] T[k2, l, q1]`` with ``T`` flat ``(k * (l_max + 1) + l) * Q + q``; a
+    mismatching channel points at the zero slot ``n_max * (l_max + 1) * Q``.
     """
     Q = n_ch * n_max
     L = l_max + 1
     rows = [(q1, q2, l) for q1 in range(Q) for q2 in range(q1, Q) for l in range(L)]
     a = np.array(rows, dtype=np.int64).reshape(-1, 3)
     q1, q2, l = (np.ascontiguousarray(a[:, k]) for k in range(3))
-    zero = n_max * Q * L
+    zero = n_max * L * Q
     I1 = np.full((n_ch, len(a)), zero, dtype=np.int64)
     I2 = np.full((n_ch, len(a)), zero, dtype=np.int64)
     for c in range(n_ch):
         m1 = q1 // n_max == c
         m2 = q2 // n_max == c
-        I1[c, m1] = ((q1[m1] % n_max) * Q + q2[m1]) * L + l[m1]
-        I2[c, m2] = ((q2[m2] % n_max) * Q + q1[m2]) * L + l[m2]
+        I1[c, m1] = ((q1[m1] % n_max) * L + l[m1]) * Q + q2[m1]
+        I2[c, m2] = ((q2[m2] % n_max) * L + l[m2]) * Q + q1[m2]
     return q1, q2, l, I1, I2
 
 

@@ -4,7 +4,8 @@ Layouts (shared by every kernel)
 --------------------------------
 - harmonic index ``lm = l*l + l + m`` (``L2 = (l_max + 1)**2`` entries);
 - radial function index ``f = l*n_max + k``;
-- density channel ``q = c*n_max + k`` (``c`` the neighbour channel), ``A[q, lm]``;
+- density channel ``q = c*n_max + k`` (``c`` the neighbour channel), ``A[lm, q]`` (channel
+  fastest, so the inner loops run over contiguous channels);
 - per-pair basis: ``Y[lm]``, ``dY[a, lm] = dY_lm / d r_ij[a]`` (Å⁻¹), ``R[f] = g_lk f_c``,
   ``dR[f] = d R / d r``;
 - radial table ``table[g, f, 0/1]``: value and derivative of ``R_f`` at ``r = g * h``; the
@@ -26,9 +27,13 @@ def sph_harm_real(dx, dy, dz, l_max, K, C, S, Y, dY, grad):
     """Real spherical harmonics of the direction of ``(dx, dy, dz)`` and their gradients.
 
     Polynomial recurrences on the unit vector ``(x, y, z)``: ``Y_lm = K_lm Q_l^m(z) C_m(x, y)``
-    (``S_m`` for ``m < 0``) with ``C_m + i S_m = (x + i y)^m`` and ``Q_l^m = P_l^m / sin^m``.
-    ``dY`` (3, L2) receives the Cartesian gradient w.r.t. the (unnormalised) vector (Å⁻¹).
-    Returns ``r``.
+    (``S_m`` for ``m < 0``) with ``C_m + i S_m = (x + i y)^m`` and ``Q_l^m = P_l^m / sin^m``:
+    ``Q_m^m = (2m-1)!!``, ``Q_{m+1}^m = (2m+1) z Q_m^m``,
+    ``Q_l^m = [(2l-1) z Q_{l-1}^m - (l+m-1) Q_{l-2}^m] / (l-m)``.
+    ``K`` (3, l_max+1, l_max+1) holds the normalisations ``K[0, l, m]`` and the recurrence
+    coefficients ``K[1] = (2l-1)/(l-m)``, ``K[2] = (l+m-1)/(l-m)``
+    (:func:`hybridpot.descriptors._so3.harmonic_constants`).  ``dY`` (3, L2) receives the
+    Cartesian gradient w.r.t. the (unnormalised) vector (Å⁻¹) when ``grad``.  Returns ``r``.
     """
     r = np.sqrt(dx * dx + dy * dy + dz * dz)
     rinv = 1.0 / r
@@ -46,7 +51,7 @@ def sph_harm_real(dx, dy, dz, l_max, K, C, S, Y, dY, grad):
             qmm *= 2 * m - 1
         q2 = 0.0  # Q_{l-2}
         dq2 = 0.0
-        q1 = qmm  # Q_{l-1}, starts as Q_m^m
+        q1 = 0.0  # Q_{l-1}
         dq1 = 0.0
         for l in range(m, l_max + 1):
             if l == m:
@@ -55,15 +60,17 @@ def sph_harm_real(dx, dy, dz, l_max, K, C, S, Y, dY, grad):
             elif l == m + 1:
                 q = (2 * m + 1) * z * qmm
                 dq = (2 * m + 1) * qmm
+            elif grad:
+                q = K[1, l, m] * z * q1 - K[2, l, m] * q2
+                dq = K[1, l, m] * (q1 + z * dq1) - K[2, l, m] * dq2
             else:
-                q = ((2 * l - 1) * z * q1 - (l + m - 1) * q2) / (l - m)
-                dq = ((2 * l - 1) * (q1 + z * dq1) - (l + m - 1) * dq2) / (l - m)
-            if l > m:
-                q2 = q1
-                dq2 = dq1
+                q = K[1, l, m] * z * q1 - K[2, l, m] * q2
+                dq = 0.0
+            q2 = q1
+            dq2 = dq1
             q1 = q
             dq1 = dq
-            k = K[l, m]
+            k = K[0, l, m]
             base = l * l + l
             if m == 0:
                 Y[base] = k * q
@@ -72,16 +79,18 @@ def sph_harm_real(dx, dy, dz, l_max, K, C, S, Y, dY, grad):
                     dY[1, base] = 0.0
                     dY[2, base] = k * dq
             else:
-                Y[base + m] = k * q * C[m]
-                Y[base - m] = k * q * S[m]
+                kq = k * q
+                Y[base + m] = kq * C[m]
+                Y[base - m] = kq * S[m]
                 if grad:
-                    kqm = k * q * m
+                    kqm = kq * m
+                    kdq = k * dq
                     dY[0, base + m] = kqm * C[m - 1]
                     dY[1, base + m] = -kqm * S[m - 1]
-                    dY[2, base + m] = k * dq * C[m]
+                    dY[2, base + m] = kdq * C[m]
                     dY[0, base - m] = kqm * S[m - 1]
                     dY[1, base - m] = kqm * C[m - 1]
-                    dY[2, base - m] = k * dq * S[m]
+                    dY[2, base - m] = kdq * S[m]
     if grad:
         # project on the tangent plane and divide by r: d/dr_vec of f(r_vec / r)
         L2 = (l_max + 1) * (l_max + 1)
@@ -97,8 +106,11 @@ def sph_harm_real(dx, dy, dz, l_max, K, C, S, Y, dY, grad):
 
 
 @njit(cache=True)
-def radial_eval(r, inv_h, h, table, R, dR):
-    """Cubic Hermite interpolation of every tabulated radial function at ``r``."""
+def radial_eval(r, inv_h, h, table, R, dR, grad=True):
+    """Cubic Hermite interpolation of every tabulated radial function at ``r``.
+
+    ``R[f]`` receives the interpolant and, when ``grad``, ``dR[f]`` its exact derivative.
+    """
     G = table.shape[0] - 1
     t = r * inv_h
     i = int(t)
@@ -114,60 +126,140 @@ def radial_eval(r, inv_h, h, table, R, dR):
     d10 = 3.0 * s2 - 4.0 * s + 1.0
     d01 = -d00
     d11 = 3.0 * s2 - 2.0 * s
-    for f in range(table.shape[1]):
-        y0 = table[i, f, 0]
-        m0 = table[i, f, 1]
-        y1 = table[i + 1, f, 0]
-        m1 = table[i + 1, f, 1]
-        R[f] = h00 * y0 + h10 * m0 + h01 * y1 + h11 * m1
-        dR[f] = d00 * y0 + d10 * m0 + d01 * y1 + d11 * m1
+    if grad:
+        for f in range(table.shape[1]):
+            y0 = table[i, f, 0]
+            m0 = table[i, f, 1]
+            y1 = table[i + 1, f, 0]
+            m1 = table[i + 1, f, 1]
+            R[f] = h00 * y0 + h10 * m0 + h01 * y1 + h11 * m1
+            dR[f] = d00 * y0 + d10 * m0 + d01 * y1 + d11 * m1
+    else:
+        for f in range(table.shape[1]):
+            R[f] = (h00 * table[i, f, 0] + h10 * table[i, f, 1] + h01 * table[i + 1, f, 0]
+                    + h11 * table[i + 1, f, 1])
 
 
 @njit(cache=True)
-def _atom_density(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max, K, C, S,
-                  Ys, dYs, Rs, dRs, A, grad):
-    """Basis of every pair of one centre (stored in the scratch arrays) and its density ``A``."""
-    A[:, :] = 0.0
+def _density_values(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max, n_ch, K):
+    """Density of one centre, ``A[lm, q] = sum_j w_j R_lk(r_ij) Y_lm(r_ij)`` (``q = c_j n_max
+    + k``), returned as a new (L2, n_ch * n_max) array.  Work arrays are local so that the
+    compiler knows they do not alias (this vectorises the accumulation)."""
+    L = l_max + 1
+    L2 = L * L
+    nf = n_max * L
+    Y = np.empty(L2)
+    dY = np.empty((3, 0))
+    R = np.empty(nf)
+    dR = np.empty(0)
+    C = np.empty(L)
+    S = np.empty(L)
+    A3 = np.zeros((L2, n_ch, n_max))
     for p in range(p0, p1):
-        pp = p - p0
-        r = sph_harm_real(D[p, 0], D[p, 1], D[p, 2], l_max, K, C, S, Ys[pp], dYs[pp], grad)
-        radial_eval(r, inv_h, h, table, Rs[pp], dRs[pp])
+        r = sph_harm_real(D[p, 0], D[p, 1], D[p, 2], l_max, K, C, S, Y, dY, False)
+        radial_eval(r, inv_h, h, table, R, dR, False)
         jj = j_arr[p]
         w = wts[jj]
-        q0 = chan[jj] * n_max
-        for l in range(l_max + 1):
-            for k in range(n_max):
-                wr = w * Rs[pp, l * n_max + k]
-                q = q0 + k
-                for lm in range(l * l, (l + 1) * (l + 1)):
-                    A[q, lm] += wr * Ys[pp, lm]
+        c = chan[jj]
+        for l in range(L):
+            f0 = l * n_max
+            for lm in range(l * l, (l + 1) * (l + 1)):
+                wy = w * Y[lm]
+                for k in range(n_max):
+                    A3[lm, c, k] += wy * R[f0 + k]
+    return A3.reshape((L2, n_ch * n_max))
 
 
 @njit(cache=True)
-def _pair_adjoint(D, p, pp, w, q0, n_max, l_max, Ys, dYs, Rs, dRs, dA, out):
-    """``out[p] = dE/dr_ij = w sum_{k,lm} dE/dA[q0+k, lm] d(R_lk Y_lm)/dr_ij``."""
+def _density_grad(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max, n_ch, K,
+                  Ys, dYs, Rs, dRs):
+    """:func:`_density_values` that also keeps the per-pair basis in the scratch arrays
+    ``Ys[pp, lm]``, ``dYs[pp, a, lm]``, ``Rs[pp, f]``, ``dRs[pp, f]`` (``pp = p - p0``)."""
+    L = l_max + 1
+    L2 = L * L
+    nf = n_max * L
+    Y = np.empty(L2)
+    dY = np.empty((3, L2))
+    R = np.empty(nf)
+    dR = np.empty(nf)
+    C = np.empty(L)
+    S = np.empty(L)
+    A3 = np.zeros((L2, n_ch, n_max))
+    for p in range(p0, p1):
+        r = sph_harm_real(D[p, 0], D[p, 1], D[p, 2], l_max, K, C, S, Y, dY, True)
+        radial_eval(r, inv_h, h, table, R, dR, True)
+        jj = j_arr[p]
+        w = wts[jj]
+        c = chan[jj]
+        for l in range(L):
+            f0 = l * n_max
+            for lm in range(l * l, (l + 1) * (l + 1)):
+                wy = w * Y[lm]
+                for k in range(n_max):
+                    A3[lm, c, k] += wy * R[f0 + k]
+        pp = p - p0
+        for lm in range(L2):
+            Ys[pp, lm] = Y[lm]
+            dYs[pp, 0, lm] = dY[0, lm]
+            dYs[pp, 1, lm] = dY[1, lm]
+            dYs[pp, 2, lm] = dY[2, lm]
+        for f in range(nf):
+            Rs[pp, f] = R[f]
+            dRs[pp, f] = dR[f]
+    return A3.reshape((L2, n_ch * n_max))
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _atom_adjoint(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs, dA3, out):
+    """``out[p] = dE/dr_ij = w_j sum_{k,lm} dE/dA3[lm, c_j, k] d(R_lk Y_lm)/dr_ij`` for
+    the pairs ``p0:p1`` of one centre (the per-pair basis is in the scratch arrays).
+
+    Contracts over ``k`` first (``B_lm = sum_k dA R_lk``, ``B'_lm = sum_k dA R'_lk``), then
+    ``dE/dr_a = w sum_lm (B'_lm u_a Y_lm + B_lm dY_lm/dr_a)``; reassociation is allowed so the
+    length-``n_max`` dot products vectorise."""
+    L = l_max + 1
+    for pp in range(p1 - p0):  # range variables are known >= 0: no wrap-around in the loops
+        p = p0 + pp
+        jj = j_arr[p]
+        dAc = dA3[:, chan[jj], :]
+        r = np.sqrt(D[p, 0] ** 2 + D[p, 1] ** 2 + D[p, 2] ** 2)
+        ty = 0.0
+        gx = 0.0
+        gy = 0.0
+        gz = 0.0
+        for l in range(L):
+            f0 = l * n_max
+            for lm in range(l * l, (l + 1) * (l + 1)):
+                b = 0.0
+                bd = 0.0
+                for k in range(n_max):
+                    v = dAc[lm, k]
+                    b += v * Rs[pp, f0 + k]
+                    bd += v * dRs[pp, f0 + k]
+                ty += bd * Ys[pp, lm]
+                gx += b * dYs[pp, 0, lm]
+                gy += b * dYs[pp, 1, lm]
+                gz += b * dYs[pp, 2, lm]
+        w = wts[jj]
+        ty /= r
+        out[p, 0] = w * (ty * D[p, 0] + gx)
+        out[p, 1] = w * (ty * D[p, 1] + gy)
+        out[p, 2] = w * (ty * D[p, 2] + gz)
+
+
+@njit(cache=True)
+def _pair_du(D, p, pp, w, n_max, l_max, Ys, dYs, Rs, dRs, du):
+    """``du[a, lm, k] = w d(R_lk Y_lm)/dr_ij[a]`` for one pair."""
     r = np.sqrt(D[p, 0] ** 2 + D[p, 1] ** 2 + D[p, 2] ** 2)
-    ux = D[p, 0] / r
-    uy = D[p, 1] / r
-    uz = D[p, 2] / r
-    gx = 0.0
-    gy = 0.0
-    gz = 0.0
-    for l in range(l_max + 1):
-        for lm in range(l * l, (l + 1) * (l + 1)):
-            sa = 0.0  # sum_k dA R
-            sb = 0.0  # sum_k dA dR
-            for k in range(n_max):
-                v = dA[q0 + k, lm]
-                sa += v * Rs[pp, l * n_max + k]
-                sb += v * dRs[pp, l * n_max + k]
-            t = sb * Ys[pp, lm]
-            gx += t * ux + sa * dYs[pp, 0, lm]
-            gy += t * uy + sa * dYs[pp, 1, lm]
-            gz += t * uz + sa * dYs[pp, 2, lm]
-    out[p, 0] = w * gx
-    out[p, 1] = w * gy
-    out[p, 2] = w * gz
+    for a in range(3):
+        ua = D[p, a] / r
+        for l in range(l_max + 1):
+            f0 = l * n_max
+            for lm in range(l * l, (l + 1) * (l + 1)):
+                y = w * ua * Ys[pp, lm]
+                dy = w * dYs[pp, a, lm]
+                for k in range(n_max):
+                    du[a, lm, k] = dRs[pp, f0 + k] * y + Rs[pp, f0 + k] * dy
 
 
 @njit(cache=True)
@@ -188,26 +280,28 @@ def power_spectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, 
                           n_ch, K, fq1, fq2, fl, I1, I2, mode, dE_dX):
     """Power spectrum values (mode 0), + Jacobian (mode 1) or adjoint ``dE/dr_ij`` (mode 2).
 
-    ``I1[c, f]``, ``I2[c, f]`` index the two Jacobian terms of feature ``f`` in the per-pair
-    table ``T`` for a neighbour of channel ``c`` (see :func:`._so3._ps_feature_index`).
+    Feature ``f = (fq1, fq2, fl)``: ``p = sum_m A[l m, fq1] A[l m, fq2]``.  ``I1[c, f]``,
+    ``I2[c, f]`` index the two Jacobian terms of feature ``f`` in the flat per-pair table
+    ``T[a, (k*(l_max+1) + l)*Q + q] = sum_m dA[lm, c n_max + k]/dr_a A[lm, q]`` for a neighbour
+    of channel ``c`` (the zero slot ``T[a, -1]`` when the channel does not match; see
+    :func:`._so3._ps_feature_index`).
     Returns ``(X (n_atoms, F), d_drij (n_pairs, 3, F) or empty, g (n_pairs, 3) or empty)``.
     """
     n_atoms = offsets.shape[0] - 1
     n_pairs = D.shape[0]
     F = fq1.shape[0]
-    L2 = (l_max + 1) * (l_max + 1)
+    L = l_max + 1
+    L2 = L * L
     Q = n_ch * n_max
-    nf = n_max * (l_max + 1)
+    nf = n_max * L
     grad = mode > 0
     mx = _max_neighbours(offsets)
     Ys = np.empty((mx, L2))
     dYs = np.empty((mx, 3, L2))
     Rs = np.empty((mx, nf))
     dRs = np.empty((mx, nf))
-    C = np.empty(l_max + 1)
-    S = np.empty(l_max + 1)
-    A = np.empty((Q, L2))
-    X = np.zeros((n_atoms, F))
+    P = np.empty((L, Q, Q))
+    X = np.empty((n_atoms, F))
     if mode == 1:
         dX = np.empty((n_pairs, 3, F))
     else:
@@ -216,24 +310,31 @@ def power_spectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, 
         g = np.empty((n_pairs, 3))
     else:
         g = np.empty((0, 3))
-    YA = np.empty((Q, l_max + 1))
-    dYA = np.empty((Q, 3, l_max + 1))
-    nT = n_max * Q * (l_max + 1)
+    YA = np.empty((L, Q))
+    dYA = np.empty((3, L, Q))
+    nT = n_max * L * Q
     T = np.zeros((3, nT + 1))
-    dA = np.empty((Q, L2))
+    dA3 = np.empty((L2, n_ch, n_max))
+    dA = dA3.reshape((L2, Q))
+    Gs = np.empty((L, Q, Q))
     for i in range(n_atoms):
         p0 = offsets[i]
         p1 = offsets[i + 1]
-        _atom_density(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max, K, C, S,
-                      Ys, dYs, Rs, dRs, A, grad)
-        for f in range(F):
-            l = fl[f]
-            a1 = fq1[f]
-            a2 = fq2[f]
-            s = 0.0
+        if grad:
+            A = _density_grad(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max, n_ch,
+                              K, Ys, dYs, Rs, dRs)
+        else:
+            A = _density_values(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max,
+                                n_ch, K)
+        P[:, :, :] = 0.0
+        for l in range(L):
             for lm in range(l * l, (l + 1) * (l + 1)):
-                s += A[a1, lm] * A[a2, lm]
-            X[i, f] = s
+                for q1 in range(Q):
+                    a1 = A[lm, q1]
+                    for q2 in range(q1, Q):
+                        P[l, q1, q2] += a1 * A[lm, q2]
+        for f in range(F):
+            X[i, f] = P[fl[f], fq1[f], fq2[f]]
         if mode == 1:
             for p in range(p0, p1):
                 pp = p - p0
@@ -241,55 +342,49 @@ def power_spectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, 
                 w = wts[jj]
                 c = chan[jj]
                 r = np.sqrt(D[p, 0] ** 2 + D[p, 1] ** 2 + D[p, 2] ** 2)
-                u0 = D[p, 0] / r
-                u1 = D[p, 1] / r
-                u2 = D[p, 2] / r
-                # YA[q, l] = sum_m Y_lm A[q, lm]; dYA[q, a, l] = sum_m dY_lm/dr_a A[q, lm]
-                for q in range(Q):
-                    for l in range(l_max + 1):
-                        s0 = 0.0
-                        s1 = 0.0
-                        s2 = 0.0
-                        s3 = 0.0
-                        for lm in range(l * l, (l + 1) * (l + 1)):
-                            v = A[q, lm]
-                            s0 += Ys[pp, lm] * v
-                            s1 += dYs[pp, 0, lm] * v
-                            s2 += dYs[pp, 1, lm] * v
-                            s3 += dYs[pp, 2, lm] * v
-                        YA[q, l] = s0
-                        dYA[q, 0, l] = s1
-                        dYA[q, 1, l] = s2
-                        dYA[q, 2, l] = s3
-                # T[a, (k*Q + q)*(l_max+1) + l] = sum_m dA[c k, lm]/dr_a A[q, lm]
-                for k in range(n_max):
-                    for q in range(Q):
-                        base = (k * Q + q) * (l_max + 1)
-                        for l in range(l_max + 1):
+                # YA[l, q] = sum_m Y_lm A[lm, q]; dYA[a, l, q] = sum_m dY_lm/dr_a A[lm, q]
+                YA[:, :] = 0.0
+                dYA[:, :, :] = 0.0
+                for l in range(L):
+                    for lm in range(l * l, (l + 1) * (l + 1)):
+                        y = Ys[pp, lm]
+                        y0 = dYs[pp, 0, lm]
+                        y1 = dYs[pp, 1, lm]
+                        y2 = dYs[pp, 2, lm]
+                        for q in range(Q):
+                            v = A[lm, q]
+                            YA[l, q] += y * v
+                            dYA[0, l, q] += y0 * v
+                            dYA[1, l, q] += y1 * v
+                            dYA[2, l, q] += y2 * v
+                for a in range(3):
+                    ua = D[p, a] / r
+                    for k in range(n_max):
+                        for l in range(L):
                             wr = w * Rs[pp, l * n_max + k]
-                            wdr = w * dRs[pp, l * n_max + k] * YA[q, l]
-                            T[0, base + l] = wdr * u0 + wr * dYA[q, 0, l]
-                            T[1, base + l] = wdr * u1 + wr * dYA[q, 1, l]
-                            T[2, base + l] = wdr * u2 + wr * dYA[q, 2, l]
-                # feature f: [c(q1) = c] T[k1, q2, l] + [c(q2) = c] T[k2, q1, l]; the index
-                # tables point at the zero slot T[:, -1] when the channel does not match
+                            wdr = w * dRs[pp, l * n_max + k] * ua
+                            base = (k * L + l) * Q
+                            for q in range(Q):
+                                T[a, base + q] = wdr * YA[l, q] + wr * dYA[a, l, q]
+                # feature f: [c(q1) = c] T[k1, l, q2] + [c(q2) = c] T[k2, l, q1]
                 for a in range(3):
                     for f in range(F):
                         dX[p, a, f] = T[a, I1[c, f]] + T[a, I2[c, f]]
         elif mode == 2:
-            dA[:, :] = 0.0
+            # dE/dA[lm, q] = sum_q' G_l[q, q'] A[lm, q'] with G symmetric
+            Gs[:, :, :] = 0.0
             for f in range(F):
-                l = fl[f]
-                a1 = fq1[f]
-                a2 = fq2[f]
                 G = dE_dX[i, f]
+                Gs[fl[f], fq1[f], fq2[f]] += G
+                Gs[fl[f], fq2[f], fq1[f]] += G
+            dA[:, :] = 0.0
+            for l in range(L):
                 for lm in range(l * l, (l + 1) * (l + 1)):
-                    dA[a1, lm] += G * A[a2, lm]
-                    dA[a2, lm] += G * A[a1, lm]
-            for p in range(p0, p1):
-                jj = j_arr[p]
-                _pair_adjoint(D, p, p - p0, wts[jj], chan[jj] * n_max, n_max, l_max, Ys, dYs,
-                              Rs, dRs, dA, g)
+                    for q1 in range(Q):
+                        a1 = A[lm, q1]
+                        for q2 in range(Q):
+                            dA[lm, q2] += Gs[l, q1, q2] * a1
+            _atom_adjoint(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs, dA3, g)
     return X, dX, g
 
 
@@ -297,14 +392,19 @@ def power_spectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, 
 # bispectrum
 # --------------------------------------------------------------------------------------------
 @njit(cache=True)
-def _coupled(A, q, tl, tl1, tl2, eoff, emi, elm1, elm2, ecoef, zoff, Z):
-    """``Z[zoff[t] + m + l] = sum C[m, m1, m2] A[q, l1 m1] A[q, l2 m2]`` for every triple."""
+def _coupled(A, tl, eoff, emi, elm1, elm2, ecoef, zoff, Z):
+    """``Z[zoff[t] + m + l, q] = sum C[m, m1, m2] A[l1 m1, q] A[l2 m2, q]`` for every triple."""
+    Z[:, :] = 0.0
+    Q = A.shape[1]
     for t in range(tl.shape[0]):
         z0 = zoff[t]
-        for mi in range(2 * tl[t] + 1):
-            Z[q, z0 + mi] = 0.0
         for e in range(eoff[t], eoff[t + 1]):
-            Z[q, z0 + emi[e]] += ecoef[e] * A[q, elm1[e]] * A[q, elm2[e]]
+            zi = z0 + emi[e]
+            cf = ecoef[e]
+            i1 = elm1[e]
+            i2 = elm2[e]
+            for q in range(Q):
+                Z[zi, q] += cf * A[i1, q] * A[i2, q]
 
 
 @njit(cache=True)
@@ -312,14 +412,15 @@ def bispectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, l_ma
                       tl, tl1, tl2, eoff, emi, elm1, elm2, ecoef, fq, fqp, ft, mode, dE_dX):
     """Bispectrum values (mode 0), + Jacobian (mode 1) or adjoint ``dE/dr_ij`` (mode 2).
 
-    Feature ``f``: ``b = sum_m A[fq, l m] Z[fqp, t, m]`` with ``t = ft[f]``.
+    Feature ``f``: ``b = sum_m A[l m, fq] Z[zoff[t] + m + l, fqp]`` with ``t = ft[f]``.
     """
     n_atoms = offsets.shape[0] - 1
     n_pairs = D.shape[0]
     F = fq.shape[0]
-    L2 = (l_max + 1) * (l_max + 1)
+    L = l_max + 1
+    L2 = L * L
     Q = n_ch * n_max
-    nf = n_max * (l_max + 1)
+    nf = n_max * L
     nT = tl.shape[0]
     zoff = np.zeros(nT + 1, dtype=np.int64)
     for t in range(nT):
@@ -331,11 +432,8 @@ def bispectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, l_ma
     dYs = np.empty((mx, 3, L2))
     Rs = np.empty((mx, nf))
     dRs = np.empty((mx, nf))
-    C = np.empty(l_max + 1)
-    S = np.empty(l_max + 1)
-    A = np.empty((Q, L2))
-    Z = np.empty((Q, NZ))
-    X = np.zeros((n_atoms, F))
+    Z = np.empty((NZ, Q))
+    X = np.empty((n_atoms, F))
     if mode == 1:
         dX = np.empty((n_pairs, 3, F))
     else:
@@ -344,17 +442,21 @@ def bispectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, l_ma
         g = np.empty((n_pairs, 3))
     else:
         g = np.empty((0, 3))
-    du = np.empty((n_max, 3, L2))
-    dZ = np.empty((n_max, 3, NZ))
-    dA = np.empty((Q, L2))
-    H = np.empty((Q, NZ))
+    du = np.empty((3, L2, n_max))
+    dZ = np.empty((3, NZ, n_max))
+    dA3 = np.empty((L2, n_ch, n_max))
+    dA = dA3.reshape((L2, Q))
+    H = np.empty((NZ, Q))
     for i in range(n_atoms):
         p0 = offsets[i]
         p1 = offsets[i + 1]
-        _atom_density(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max, K, C, S,
-                      Ys, dYs, Rs, dRs, A, grad)
-        for q in range(Q):
-            _coupled(A, q, tl, tl1, tl2, eoff, emi, elm1, elm2, ecoef, zoff, Z)
+        if grad:
+            A = _density_grad(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max, n_ch,
+                              K, Ys, dYs, Rs, dRs)
+        else:
+            A = _density_values(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max,
+                                n_ch, K)
+        _coupled(A, tl, eoff, emi, elm1, elm2, ecoef, zoff, Z)
         for f in range(F):
             t = ft[f]
             l = tl[t]
@@ -363,34 +465,29 @@ def bispectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, l_ma
             z0 = zoff[t] - l * l
             s = 0.0
             for lm in range(l * l, (l + 1) * (l + 1)):
-                s += A[q, lm] * Z[qp, z0 + lm]
+                s += A[lm, q] * Z[z0 + lm, qp]
             X[i, f] = s
         if mode == 1:
             for p in range(p0, p1):
                 pp = p - p0
                 jj = j_arr[p]
-                w = wts[jj]
                 c = chan[jj]
-                r = np.sqrt(D[p, 0] ** 2 + D[p, 1] ** 2 + D[p, 2] ** 2)
-                for l in range(l_max + 1):
-                    for k in range(n_max):
-                        wr = w * Rs[pp, l * n_max + k]
-                        wdr = w * dRs[pp, l * n_max + k] / r
-                        for lm in range(l * l, (l + 1) * (l + 1)):
-                            for a in range(3):
-                                du[k, a, lm] = wdr * D[p, a] * Ys[pp, lm] + wr * dYs[pp, a, lm]
-                # dZ[k, a, t, m] for the channel q = c*n_max + k
-                for k in range(n_max):
-                    q = c * n_max + k
-                    for a in range(3):
-                        for t in range(nT):
-                            z0 = zoff[t]
-                            for mi in range(2 * tl[t] + 1):
-                                dZ[k, a, z0 + mi] = 0.0
-                            for e in range(eoff[t], eoff[t + 1]):
-                                dZ[k, a, z0 + emi[e]] += ecoef[e] * (
-                                    du[k, a, elm1[e]] * A[q, elm2[e]]
-                                    + A[q, elm1[e]] * du[k, a, elm2[e]])
+                q0 = c * n_max
+                A3 = A.reshape((L2, n_ch, n_max))
+                _pair_du(D, p, pp, wts[jj], n_max, l_max, Ys, dYs, Rs, dRs, du)
+                # dZ[a, zi, k] for the channel q = q0 + k
+                dZ[:, :, :] = 0.0
+                for a in range(3):
+                    for t in range(nT):
+                        z0 = zoff[t]
+                        for e in range(eoff[t], eoff[t + 1]):
+                            zi = z0 + emi[e]
+                            cf = ecoef[e]
+                            i1 = elm1[e]
+                            i2 = elm2[e]
+                            for k in range(n_max):
+                                dZ[a, zi, k] += cf * (du[a, i1, k] * A3[i2, c, k]
+                                                      + A3[i1, c, k] * du[a, i2, k])
                 for a in range(3):
                     for f in range(F):
                         t = ft[f]
@@ -400,13 +497,13 @@ def bispectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, l_ma
                         z0 = zoff[t] - l * l
                         v = 0.0
                         if q // n_max == c:
-                            kq = q - c * n_max
+                            kq = q - q0
                             for lm in range(l * l, (l + 1) * (l + 1)):
-                                v += du[kq, a, lm] * Z[qp, z0 + lm]
+                                v += du[a, lm, kq] * Z[z0 + lm, qp]
                         if qp // n_max == c:
-                            kp = qp - c * n_max
+                            kp = qp - q0
                             for lm in range(l * l, (l + 1) * (l + 1)):
-                                v += A[q, lm] * dZ[kp, a, z0 + lm]
+                                v += A[lm, q] * dZ[a, z0 + lm, kp]
                         dX[p, a, f] = v
         elif mode == 2:
             dA[:, :] = 0.0
@@ -419,17 +516,18 @@ def bispectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, l_ma
                 z0 = zoff[t] - l * l
                 G = dE_dX[i, f]
                 for lm in range(l * l, (l + 1) * (l + 1)):
-                    dA[q, lm] += G * Z[qp, z0 + lm]
-                    H[qp, z0 + lm] += G * A[q, lm]
-            for q in range(Q):
-                for t in range(nT):
-                    z0 = zoff[t]
-                    for e in range(eoff[t], eoff[t + 1]):
-                        hc = H[q, z0 + emi[e]] * ecoef[e]
-                        dA[q, elm1[e]] += hc * A[q, elm2[e]]
-                        dA[q, elm2[e]] += hc * A[q, elm1[e]]
-            for p in range(p0, p1):
-                jj = j_arr[p]
-                _pair_adjoint(D, p, p - p0, wts[jj], chan[jj] * n_max, n_max, l_max, Ys, dYs,
-                              Rs, dRs, dA, g)
+                    dA[lm, q] += G * Z[z0 + lm, qp]
+                    H[z0 + lm, qp] += G * A[lm, q]
+            for t in range(nT):
+                z0 = zoff[t]
+                for e in range(eoff[t], eoff[t + 1]):
+                    zi = z0 + emi[e]
+                    cf = ecoef[e]
+                    i1 = elm1[e]
+                    i2 = elm2[e]
+                    for q in range(Q):
+                        hc = H[zi, q] * cf
+                        dA[i1, q] += hc * A[i2, q]
+                        dA[i2, q] += hc * A[i1, q]
+            _atom_adjoint(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs, dA3, g)
     return X, dX, g
