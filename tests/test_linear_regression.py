@@ -163,6 +163,20 @@ def test_ridge_equals_sklearn_ridge(rng):
     np.testing.assert_allclose(ours.penalty_scale_, D, rtol=1e-12)
 
 
+def test_ridge_sample_weight_and_zero_alpha(rng):
+    A = rng.normal(size=(50, 4))
+    y = A @ rng.normal(size=4) + 0.1 * rng.normal(size=50)
+    w = rng.uniform(0.0, 3.0, 50)
+    w[:5] = 0.0
+    ours = LinearRegressor(alpha=0.7, penalty_scaling="none").fit(A, y, sample_weight=w)
+    ref = Ridge(alpha=0.7, fit_intercept=False).fit(A, y, sample_weight=w)
+    np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-10)
+    # alpha = 0 on a rank-deficient design: the minimum-norm least-squares solution
+    Ad = np.hstack([A, A[:, :1]])
+    ours = LinearRegressor(alpha=0.0, penalty_scaling="none").fit(Ad, y)
+    np.testing.assert_allclose(ours.coef_, np.linalg.lstsq(Ad, y, rcond=None)[0], rtol=1e-8)
+
+
 def _closed_form(A, y, alpha, beta, prior_scale):
     """Posterior mean, covariance and log evidence of y ~ N(A w, 1/beta), w ~ N(0, 1/(alpha d^2))."""
     n, M = A.shape

@@ -602,6 +602,12 @@ class BayesianLinearRegressor(_LinearBase):
     for a config group not seen in training with ``noise_groups=True`` the largest noise of
     that kind; kinds absent from training add no noise).
 
+    Weights: ``w_r`` enters as a relative precision, so the fitted ``noise_`` is the noise of
+    a row of unit weight, and a constant weight of a whole label kind is absorbed by that
+    kind's ``beta_k`` (only relative weights within a kind change the fit).  Evidence
+    maximisation balances kinds by their row counts: with thousands of force rows per energy
+    row it may prefer forces over energies more than a hand-weighted ridge fit would.
+
     The plain path ``fit(A, y, sample_weight=None)`` is ordinary Bayesian ridge regression on
     the columns of ``A`` with one noise level (equal to scikit-learn's ``BayesianRidge`` with
     ``fit_intercept=False`` and zero hyperpriors when ``penalty_scaling="none"``).
