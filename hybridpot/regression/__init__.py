@@ -12,3 +12,7 @@ __all__.append("NeuralNetworkRegressor")
 from ._linear import BayesianLinearRegressor, LinearRegressor  # noqa: E402
 
 __all__ += ["LinearRegressor", "BayesianLinearRegressor"]
+
+from ._gp import SparseGPRegressor  # noqa: E402
+
+__all__.append("SparseGPRegressor")

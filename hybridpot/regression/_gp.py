@@ -1,0 +1,924 @@
+"""GAP-style sparse Gaussian process regression of per-atom energies.
+
+The projected-process (DTC) sparse GP is written as Bayesian linear regression in kernel
+features: with ``M_z`` inducing environments ``U_z`` of element ``z`` the per-atom energy is
+
+``eps_i = sum_m w_{z_i, m} k_{z_i}(X_i, U_{z_i, m})``,   ``w_z ~ N(0, K_z^{-1} / alpha)``
+
+(``K_z = k(U_z, U_z) + jitter``), so every label is linear in ``w`` and the energy, force and
+stress rows are streamed through the same :class:`~hybridpot.regression._tsqr.TSQRAccumulator`
+as the linear models.  After whitening ``v = L^T w`` (``K = L L^T``) the prior is isotropic and
+the evidence maximisation is the MacKay fixed point of the linear model.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+
+from .._exceptions import InvalidParameterError, MissingLabelsError, NotFittedError
+from .._validation import check_choice, check_float, check_int
+from ._base import KINDS, VOIGT, BatchSource, Regressor, StructureBatch, register_regressor
+from ._design import split_batch
+from ._tsqr import TSQRAccumulator
+
+__all__ = ["SparseGPRegressor", "kernel_matrix", "kernel_gradient_coefficients",
+           "select_sparse_points"]
+
+#: candidates kept per element (reservoir) = this factor times n_sparse
+CANDIDATE_FACTOR = 20
+#: bytes of pair-level kernel-gradient work arrays built at once
+CHUNK_BYTES = 1 << 26
+#: factors of the median inducing-point distance tried for the SE length scale ("auto")
+LENGTH_SCALE_FACTORS = (0.5, 1.0, 2.0, 4.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# kernels
+# ---------------------------------------------------------------------------------------------
+def _unit_rows(X):
+    """Rows divided by their norm (zero rows stay zero); returns ``(Xhat, norms)``."""
+    n = np.sqrt(np.einsum("ij,ij->i", X, X))
+    safe = np.where(n > 0, n, 1.0)
+    return X / safe[:, None], n
+
+
+def _prepared(kernel, X, centre):
+    """Kernel-space coordinates: unit vectors (dot) or centred descriptors (SE)."""
+    X = np.asarray(X, dtype=np.float64)
+    if kernel == "dot":
+        return _unit_rows(X)
+    return X - centre[None, :], None
+
+
+def kernel_matrix(X, U, *, kernel="dot", zeta=4, length_scale=1.0, centre=None):
+    """Kernel values ``k(X_i, U_m)``, shape (n, M).
+
+    ``dot``: ``(x.u / (|x| |u|))**zeta`` (0 for a zero descriptor); ``se``:
+    ``exp(-|x - u|^2 / (2 length_scale^2))`` computed on descriptors centred at ``centre``
+    (default: the mean of ``U``) so that it is accurate far from the origin.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    U = np.asarray(U, dtype=np.float64)
+    if kernel == "dot":
+        Xh, _ = _unit_rows(X)
+        Uh, _ = _unit_rows(U)
+        return _dot_power(Xh @ Uh.T, zeta)
+    c = U.mean(axis=0) if centre is None else centre
+    Xc, Uc = X - c, U - c
+    d2 = (np.einsum("ij,ij->i", Xc, Xc)[:, None] + np.einsum("ij,ij->i", Uc, Uc)[None, :]
+          - 2.0 * Xc @ Uc.T)
+    return np.exp(-np.maximum(d2, 0.0) / (2.0 * length_scale ** 2))
+
+
+def _dot_power(d, zeta):
+    out = d.copy()
+    for _ in range(int(zeta) - 1):
+        out *= d
+    return out
+
+
+def kernel_gradient_coefficients(X, Uk, *, kernel, zeta, length_scale, centre):
+    r"""Kernel values and the factors of their gradient with respect to ``X``.
+
+    ``dk(X_i, U_m)/dX_i = A[i, m] * Uk[m] + B[i, m] * V[i]`` with
+
+    - dot: ``Uk`` unit inducing vectors, ``V`` unit descriptors, ``d = x.u/(|x||u|)``,
+      ``A = zeta d^(zeta-1) / |x|``, ``B = -zeta d^zeta / |x|``;
+    - SE: ``Uk = U - centre``, ``V = X - centre``, ``A = k / l^2``, ``B = -k / l^2``.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, F)
+    Uk : ndarray, shape (M, F)
+        Inducing points in kernel coordinates (unit vectors for dot, centred for SE).
+
+    Returns
+    -------
+    K, A, B : ndarray, shape (n, M)
+    V : ndarray, shape (n, F)
+    """
+    if kernel == "dot":
+        V, n = _unit_rows(X)
+        d = V @ Uk.T
+        dz1 = _dot_power(d, zeta - 1) if zeta > 1 else np.ones_like(d)
+        K = dz1 * d
+        inv = np.where(n > 0, 1.0 / np.where(n > 0, n, 1.0), 0.0)[:, None]
+        A = zeta * dz1 * inv
+        B = -zeta * K * inv
+        return K, A, B, V
+    V = X - centre[None, :]
+    d2 = (np.einsum("ij,ij->i", V, V)[:, None] + np.einsum("ij,ij->i", Uk, Uk)[None, :]
+          - 2.0 * V @ Uk.T)
+    K = np.exp(-np.maximum(d2, 0.0) / (2.0 * length_scale ** 2))
+    A = K / length_scale ** 2
+    return K, A, -A, V
+
+
+# ---------------------------------------------------------------------------------------------
+# sparse-point selection
+# ---------------------------------------------------------------------------------------------
+def _dedupe(X, keys=None):
+    """Indices of the distinct rows of ``X`` (rounded to 1e-10; first by ``keys`` order)."""
+    if X.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.arange(X.shape[0]) if keys is None else np.argsort(keys, kind="stable")
+    _, first = np.unique(np.round(X[order], 10), axis=0, return_index=True)
+    return np.sort(order[first])
+
+
+def select_sparse_points(C, n_sparse, method, random_state=None):
+    """Choose ``n_sparse`` rows of the candidate matrix ``C`` (kernel coordinates).
+
+    Parameters
+    ----------
+    C : ndarray, shape (n_candidates, F)
+        Distinct candidate environments (unit vectors for the dot kernel, centred
+        descriptors for SE).
+    n_sparse : int
+    method : {"cur", "fps"}
+        ``"cur"``: sample rows without replacement with probability proportional to their
+        statistical leverage ``sum_{j<k} U[i, j]^2`` (``C = U S V^T``, ``k`` = numerical
+        rank, at most ``n_sparse``); ``"fps"``: farthest-point sampling in Euclidean distance
+        starting from a random row.
+    random_state : int, RandomState or None
+
+    Returns
+    -------
+    index : ndarray of int64, shape (min(n_sparse, n_candidates),)
+        Sorted row indices.
+    """
+    rng = check_random_state(random_state)
+    n = C.shape[0]
+    if n <= n_sparse:
+        return np.arange(n, dtype=np.int64)
+    if method == "cur":
+        Uc, s, _ = np.linalg.svd(C, full_matrices=False)
+        rank = int(np.sum(s > s[0] * 1e-10)) if s.size and s[0] > 0 else 0
+        k = max(1, min(n_sparse, rank))
+        lev = np.einsum("ij,ij->i", Uc[:, :k], Uc[:, :k])
+        p = lev + 1e-12 * max(lev.max(), 1e-300)
+        p = p / p.sum()
+        return np.sort(rng.choice(n, size=n_sparse, replace=False, p=p)).astype(np.int64)
+    first = int(rng.randint(n))
+    sq = np.einsum("ij,ij->i", C, C)
+    chosen = [first]
+    dmin = sq - 2.0 * C @ C[first] + sq[first]
+    for _ in range(n_sparse - 1):  # loop over chosen points (vectorised over candidates)
+        nxt = int(np.argmax(dmin))
+        chosen.append(nxt)
+        dmin = np.minimum(dmin, sq - 2.0 * C @ C[nxt] + sq[nxt])
+    return np.sort(np.array(chosen, dtype=np.int64))
+
+
+# ---------------------------------------------------------------------------------------------
+# the regressor
+# ---------------------------------------------------------------------------------------------
+@register_regressor
+class SparseGPRegressor(Regressor):
+    r"""GAP-style sparse Gaussian process on per-atom descriptors (DTC / projected process).
+
+    For each element ``z`` a set of ``M_z`` inducing environments ``U_z`` (rows of the
+    training descriptors, chosen by CUR or farthest-point sampling) defines the per-atom
+    energy (eV)
+
+    .. math::
+        \varepsilon_i = \sum_m w_{z_i m}\, k(X_i, U_{z_i m}),\qquad
+        w_z \sim N\big(0,\ \alpha^{-1} (K_z + j\,\bar k_z I)^{-1}\big),
+
+    i.e. ``eps`` is a GP with covariance ``k / alpha`` projected onto the inducing set
+    (``K_z = k(U_z, U_z)``, ``j`` the relative ``jitter``, ``\bar k_z`` the mean diagonal).
+    Kernels: ``"dot"`` ``k = (\hat x \cdot \hat u)^\zeta`` on unit-normalised descriptors
+    (SOAP-GAP) and ``"se"`` ``k = \exp(-|x - u|^2 / 2\ell^2)``.  Labels are linear in ``w``:
+
+    - energy rows (eV/atom): ``sum_{i in s} k(X_i, U) / N_s``;
+    - force rows (eV/Å): ``-sum_p dk(X_{i_p}, U)/dX . d_drij[p]`` scattered ``+`` to the
+      neighbour and ``-`` to the centre of every pair ``p`` (``F = -dE/dr``);
+    - stress rows (Voigt, eV/Å³): ``(1/V) sum_p (dk/dX . d_drij[p, a]) r_ij[p, b]``.
+
+    With ``y_r ~ N(a_r . w, 1 / (beta_k w_r))`` for every row of label kind ``k`` (noise per
+    kind, ``w_r`` the structure's weight), the posterior of ``w`` is Gaussian with precision
+    ``H_w = alpha K + sum_k beta_k A_k^T W_k A_k``.  The signal precision ``alpha`` and the
+    noise levels ``beta_k`` maximise the exact log evidence (MacKay fixed point in the
+    whitened weights ``v = L^T w``, ``K = L L^T``); with ``kernel="se"`` and
+    ``length_scale="auto"`` the length scale is the evidence maximum over
+    ``(0.5, 1, 2, 4)`` times the median distance between inducing points (all candidates are
+    accumulated in the same pass over the data).  Rows are reduced by streamed TSQR per label
+    kind, so memory is ``O(M^2)`` plus a bounded chunk; the inducing points are chosen in a
+    first pass over ``batch.X`` that keeps at most ``20 * n_sparse`` distinct candidate
+    environments per element (bottom-k reservoir sample under ``random_state``).
+
+    Predictive variances (:meth:`predict_batch` with ``return_std=True``) of total energies,
+    forces and stresses are ``a^T H_w^{-1} a`` for the corresponding row ``a`` (by a
+    triangular solve with the factor of ``H_w``); the total-energy variance adds the DTC
+    term ``alpha^{-1} (sum_{ij} k(X_i, X_j) - a_E^T K^{-1} a_E)`` (pairs of atoms of the same
+    element), which makes it grow away from the inducing set.  Force and stress variances
+    contain the projected part only (no derivative DTC term).  The fitted noise of the label
+    kind is added unless ``include_noise=False``.
+
+    MD and calculator forces use the adjoint: :meth:`atomic_energy_gradient` returns
+    ``dE/dX_i = sum_m w_m dk(X_i, U_m)/dX_i`` for ``Descriptor.backward``.
+
+    Parameters
+    ----------
+    kernel : {"dot", "se"}, default="dot"
+    zeta : int, default=4
+        Exponent of the dot-product kernel (>= 1).
+    length_scale : float or "auto", default="auto"
+        SE length scale in descriptor units; ignored by the dot kernel.
+    n_sparse : int, default=500
+        Maximum number of inducing environments per element (fewer when the data has fewer
+        distinct environments).
+    sparse_method : {"cur", "fps"}, default="cur"
+    jitter : float, default=1e-8
+        Relative diagonal regulariser of ``K_z``.
+    solver : {"tsqr", "normal"}, default="tsqr"
+        Row reduction: Householder TSQR or Gram accumulation (faster, squares the condition
+        number).
+    alpha_init : float or None, default=None
+        Initial signal precision ``alpha`` (default 1).
+    noise_init : float or None, default=None
+        Initial noise standard deviation of every kind (default: RMS of the targets / 10).
+    max_iter : int, default=500
+        Maximum fixed-point iterations of the evidence maximisation.
+    tol : float, default=1e-6
+        Convergence on the largest change of ``log(alpha)``, ``log(beta_k)``.
+    random_state : int, RandomState or None, default=None
+        Seeds the reservoir sample and the inducing-point choice.
+
+    Attributes
+    ----------
+    inducing_ : ndarray, shape (M, n_features)
+        Inducing descriptors of all elements, concatenated in element order.
+    inducing_species_ : ndarray of int64, shape (M,)
+    coef_ : ndarray, shape (M,)
+        Posterior mean of ``w`` (eV).
+    precision_factor_ : ndarray, shape (M, M)
+        Upper-triangular ``T`` with ``H_w = T^T T``.
+    alpha_ : float
+        Signal precision (the GP prior variance is ``1 / alpha_`` eV²).
+    noise_ : dict
+        Label kind -> noise standard deviation (eV/atom, eV/Å, eV/Å³).
+    length_scale_ : float or None
+        SE length scale used (None for the dot kernel).
+    log_evidence_ : float
+    n_iter_ : int
+    n_species_, n_features_in_ : int
+
+    Examples
+    --------
+    >>> from hybridpot import HybridPotential
+    >>> from hybridpot.descriptors import PowerSpectrum
+    >>> model = HybridPotential(PowerSpectrum(species=["Ni"], r_cut=3.9),
+    ...                         SparseGPRegressor(n_sparse=1000, zeta=4, random_state=0))
+    """
+
+    has_uncertainty = True
+
+    def __init__(self, *, kernel="dot", zeta=4, length_scale="auto", n_sparse=500,
+                 sparse_method="cur", jitter=1e-8, solver="tsqr", alpha_init=None,
+                 noise_init=None, max_iter=500, tol=1e-6, random_state=None):
+        self.kernel = kernel
+        self.zeta = zeta
+        self.length_scale = length_scale
+        self.n_sparse = n_sparse
+        self.sparse_method = sparse_method
+        self.jitter = jitter
+        self.solver = solver
+        self.alpha_init = alpha_init
+        self.noise_init = noise_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+
+    # -- validation -------------------------------------------------------------------------
+    def _validate(self):
+        owner = type(self).__name__
+        check_choice(self.kernel, "kernel", ("dot", "se"), owner)
+        self._zeta = check_int(self.zeta, "zeta", owner, low=1)
+        if isinstance(self.length_scale, str):
+            if self.length_scale != "auto":
+                raise InvalidParameterError(
+                    f"The 'length_scale' parameter of {owner} must be a float in (0, inf) or "
+                    f"'auto'. Got {self.length_scale!r} instead.")
+            self._length_scale = None
+        else:
+            ls = check_float(self.length_scale, "length_scale", owner, low=0.0)
+            if not np.isfinite(ls):
+                raise InvalidParameterError(
+                    f"The 'length_scale' parameter of {owner} must be a float in (0, inf) or "
+                    f"'auto'. Got {self.length_scale!r} instead.")
+            self._length_scale = ls
+        self._n_sparse = check_int(self.n_sparse, "n_sparse", owner, low=1)
+        check_choice(self.sparse_method, "sparse_method", ("cur", "fps"), owner)
+        self._jitter = check_float(self.jitter, "jitter", owner, low=0.0, high=1.0,
+                                   low_inclusive=True)
+        check_choice(self.solver, "solver", ("tsqr", "normal"), owner)
+        a0 = check_float(self.alpha_init, "alpha_init", owner, low=0.0, allow_none=True)
+        n0 = check_float(self.noise_init, "noise_init", owner, low=0.0, allow_none=True)
+        for v, name in ((a0, "alpha_init"), (n0, "noise_init")):
+            if v is not None and not np.isfinite(v):
+                raise InvalidParameterError(
+                    f"The '{name}' parameter of {owner} must be a float in (0, inf) or None. "
+                    f"Got {v!r} instead.")
+        self._alpha0, self._noise0 = a0, n0
+        self._max_iter = check_int(self.max_iter, "max_iter", owner, low=1)
+        self._tol = check_float(self.tol, "tol", owner, low=0.0)
+
+    def _check_batch(self, batch, n_species, F):
+        owner = type(self).__name__
+        if not isinstance(batch, StructureBatch):
+            raise InvalidParameterError(
+                f"{owner}.fit expects StructureBatch items. Got {type(batch).__name__} instead.")
+        X = np.asarray(batch.X)
+        if X.ndim != 2 or X.shape[1] != F:
+            raise InvalidParameterError(
+                f"The descriptors 'X' of a StructureBatch given to {owner}.fit must have shape "
+                f"(n_atoms, {F}). Got {X.shape} instead.")
+        if not np.all(np.isfinite(X)):
+            raise InvalidParameterError(
+                f"The descriptors 'X' of a StructureBatch given to {owner}.fit must be finite.")
+        sp = np.asarray(batch.species)
+        if sp.size and (sp.min() < 0 or sp.max() >= n_species):
+            raise InvalidParameterError(
+                f"The 'species' indices of a StructureBatch given to {owner}.fit must lie in "
+                f"[0, {n_species - 1}]. Got values in [{sp.min()}, {sp.max()}] instead.")
+
+    # -- fitting ----------------------------------------------------------------------------
+    def fit(self, batches, y=None):
+        """Choose inducing points, stream the rows, maximise the evidence.
+
+        Parameters
+        ----------
+        batches : BatchSource or list of StructureBatch
+            Iterated twice (inducing-point selection, then the rows).
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        self._validate()
+        owner = type(self).__name__
+        source = BatchSource.wrap(batches)
+        nsp, F = source.n_species, source.n_features
+        if nsp < 1 or F < 1:
+            raise InvalidParameterError(
+                f"{owner}.fit needs n_species >= 1 and n_features >= 1. "
+                f"Got {nsp} and {F} instead.")
+        rng = check_random_state(self.random_state)
+        U, centre = self._choose_inducing(source, nsp, F, rng)
+        self.n_species_ = nsp
+        self.n_features_in_ = F
+        self.species_ = source.species
+        self.inducing_species_ = np.concatenate(
+            [np.full(u.shape[0], z, dtype=np.int64) for z, u in enumerate(U)])
+        self.inducing_ = np.vstack(U)
+        self.centre_ = centre
+        self._set_offsets()
+        if self.inducing_.shape[0] == 0:
+            raise MissingLabelsError(f"{owner}.fit received no atoms.")
+        if self.kernel == "se":
+            if self._length_scale is not None:
+                scales = [self._length_scale]
+            else:
+                med = self._median_inducing_distance()
+                scales = [f * med for f in LENGTH_SCALE_FACTORS]
+        else:
+            scales = [None]
+        fits = []
+        for ls in scales:
+            self.length_scale_ = ls
+            fits.append({"length_scale": ls, "L": self._kmm_factor()})
+        accs = self._accumulate(source, fits, nsp, F)
+        best = None
+        for fit, acc in zip(fits, accs):
+            res = self._evidence(acc, fit["L"])
+            res.update(fit)
+            if best is None or res["log_evidence"] > best["log_evidence"]:
+                best = res
+        if not best["converged"]:
+            warnings.warn(
+                f"{owner}: evidence maximisation did not converge in max_iter={self._max_iter} "
+                f"iterations (last change of log-hyperparameters {best['change']:.3g} > "
+                f"tol={self._tol:g}); increase max_iter.", ConvergenceWarning, stacklevel=2)
+        self.length_scale_ = best["length_scale"]
+        self.kmm_factor_ = best["L"]
+        self.alpha_ = float(best["alpha"])
+        self._beta = dict(best["beta"])
+        self._set_noise_dict()
+        self.log_evidence_ = float(best["log_evidence"])
+        self.n_iter_ = int(best["n_iter"])
+        L = best["L"]
+        self.coef_ = scipy.linalg.solve_triangular(L, best["m"], lower=True, trans="T",
+                                                   check_finite=False)
+        self.precision_factor_ = best["T"] @ L.T
+        return self
+
+    def _set_offsets(self):
+        counts = np.bincount(self.inducing_species_, minlength=self.n_species_)
+        self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._kcoords = []
+        for z in range(self.n_species_):
+            Uz = self.inducing_[self._offsets[z]:self._offsets[z + 1]]
+            self._kcoords.append(_prepared(self.kernel, Uz, self.centre_[z])[0])
+
+    def _median_inducing_distance(self):
+        d = []
+        for Uk in self._kcoords:
+            if Uk.shape[0] > 1:
+                sq = np.einsum("ij,ij->i", Uk, Uk)
+                D2 = sq[:, None] + sq[None, :] - 2.0 * Uk @ Uk.T
+                iu = np.triu_indices(Uk.shape[0], 1)
+                d.append(np.sqrt(np.maximum(D2[iu], 0.0)))
+        d = np.concatenate(d) if d else np.zeros(0)
+        d = d[d > 0]
+        return float(np.median(d)) if d.size else 1.0
+
+    def _choose_inducing(self, source, nsp, F, rng):
+        cap = CANDIDATE_FACTOR * self._n_sparse
+        cand = [np.zeros((0, F)) for _ in range(nsp)]
+        keys = [np.zeros(0) for _ in range(nsp)]
+        for batch in source:
+            self._check_batch(batch, nsp, F)
+            X = np.asarray(batch.X, dtype=np.float64)
+            sp = np.asarray(batch.species, dtype=np.int64)
+            u = rng.random_sample(X.shape[0])
+            for z in np.unique(sp):
+                m = sp == z
+                C = np.vstack([cand[z], X[m]])
+                k = np.concatenate([keys[z], u[m]])
+                coords = _unit_rows(C)[0] if self.kernel == "dot" else C
+                keep = _dedupe(coords, k)
+                if keep.shape[0] > cap:
+                    keep = keep[np.argsort(k[keep], kind="stable")[:cap]]
+                    keep.sort()
+                cand[z], keys[z] = C[keep], k[keep]
+        U, centre = [], np.zeros((nsp, F))
+        for z in range(nsp):
+            C = cand[z]
+            if C.shape[0]:
+                centre[z] = C.mean(axis=0)
+            coords = _prepared(self.kernel, C, centre[z])[0]
+            idx = select_sparse_points(coords, self._n_sparse, self.sparse_method, rng)
+            U.append(C[idx])
+        return U, centre
+
+    def _kmm_factor(self):
+        M = self.inducing_.shape[0]
+        L = np.zeros((M, M))
+        for z in range(self.n_species_):
+            a, b = self._offsets[z], self._offsets[z + 1]
+            if b == a:
+                continue
+            Uk = self._kcoords[z]
+            if self.kernel == "dot":
+                K = _dot_power(Uk @ Uk.T, self._zeta)
+            else:
+                K = kernel_gradient_coefficients(Uk + self.centre_[z], Uk, kernel="se", zeta=1,
+                                                 length_scale=self.length_scale_,
+                                                 centre=self.centre_[z])[0]
+            K = 0.5 * (K + K.T)
+            kbar = max(float(np.mean(np.diag(K))), np.finfo(float).tiny)
+            jit = self._jitter * kbar
+            for _ in range(8):
+                try:
+                    L[a:b, a:b] = np.linalg.cholesky(K + jit * np.eye(b - a))
+                    break
+                except np.linalg.LinAlgError:
+                    jit = max(jit * 100.0, 1e-12 * kbar)
+            else:  # pragma: no cover - K is a Gram matrix, some jitter always works
+                raise InvalidParameterError(
+                    f"The inducing kernel matrix of element {z} is not positive definite; "
+                    f"increase 'jitter' (got {self.jitter!r}).")
+        return L
+
+    def _accumulate(self, source, fits, nsp, F):
+        method = "qr" if self.solver == "tsqr" else "gram"
+        M = self.inducing_.shape[0]
+        accs = [TSQRAccumulator(M, method=method) for _ in fits]
+        n_batches = 0
+        for batch in source:
+            n_batches += 1
+            self._check_batch(batch, nsp, F)
+            for sub in split_batch(batch, self._max_chunk_atoms(batch)):
+                for fit, acc in zip(fits, accs):
+                    self.length_scale_ = fit["length_scale"]
+                    for kind, A, yv, w in self._labelled_rows(sub):
+                        acc.add(kind, A, yv, w)
+        if not accs[0].keys():
+            raise MissingLabelsError(
+                f"{type(self).__name__}.fit received {n_batches} batch(es) with no usable "
+                "label: every energy, force and stress label is missing (NaN), has zero "
+                "weight, or (stress) belongs to a structure that is not periodic in 3-D.")
+        self.group_names_ = tuple(source.group_names)
+        return accs
+
+    def _max_chunk_atoms(self, batch):
+        M = max(self.inducing_.shape[0], 1)
+        g = batch.gradients
+        ppa = g.pair_i.shape[0] / max(batch.n_atoms, 1) if g is not None else 0.0
+        return max(1, int(CHUNK_BYTES // (8 * M * (9 * ppa + 6))))
+
+    def _evidence(self, acc, L):
+        """MacKay fixed point in the whitened weights; returns the posterior and evidence."""
+        keys = acc.keys()
+        M = acc.n_columns
+        Rk, rk = [], []
+        for k in keys:
+            R = acc.R(k)
+            # whitened rows: A L^{-T}  ->  R L^{-T} = (L^{-1} R^T)^T
+            Rk.append(scipy.linalg.solve_triangular(L, R[:, :-1].T, lower=True,
+                                                    check_finite=False).T)
+            rk.append(R[:, -1].copy())
+        N = np.array([acc.n_rows[k] for k in keys], dtype=np.float64)
+        slw = float(sum(acc.sum_log_weight[k] for k in keys))
+        Gk = [R.T @ R for R in Rk]
+        bk = [R.T @ r for R, r in zip(Rk, rk)]
+        yy = np.array([r @ r for r in rk])
+        alpha = 1.0 if self._alpha0 is None else self._alpha0
+        if self._noise0 is not None:
+            beta = np.full(len(keys), 1.0 / self._noise0 ** 2)
+        else:
+            ms = yy / N
+            beta = np.where(ms > 0, 100.0 / np.where(ms > 0, ms, 1.0), 1.0)
+        beta_max = np.where(yy > 0, 1e16 * N / np.where(yy > 0, yy, 1.0), 1e16)
+        converged, change, n_iter = False, np.inf, 0
+        eye = np.eye(M)
+        for n_iter in range(1, self._max_iter + 1):
+            H = alpha * eye
+            rhs = np.zeros(M)
+            for bq, G, bv in zip(beta, Gk, bk):
+                H += bq * G
+                rhs += bq * bv
+            try:
+                C = np.linalg.cholesky(H)
+            except np.linalg.LinAlgError:
+                C = np.linalg.cholesky(H + eye * 1e-12 * np.trace(H) / M)
+            m = scipy.linalg.cho_solve((C, True), rhs, check_finite=False)
+            Hinv, _ = scipy.linalg.lapack.dpotri(C, lower=1)
+            Hinv = np.tril(Hinv) + np.tril(Hinv, -1).T
+            gamma = np.array([bq * np.sum(Hinv * G) for bq, G in zip(beta, Gk)])
+            rss = np.array([np.sum((R @ m - r) ** 2) for R, r in zip(Rk, rk)])
+            gsum = min(max(gamma.sum(), 1e-12), M - 1e-12)
+            alpha_new = min(max(gsum / max(float(m @ m), np.finfo(float).tiny), 1e-12), 1e12)
+            beta_new = np.minimum(np.maximum(N - gamma, 1e-12) / np.maximum(rss, 1e-300),
+                                  beta_max)
+            change = max(abs(np.log(alpha_new / alpha)),
+                         float(np.max(np.abs(np.log(beta_new / beta)))))
+            alpha, beta = alpha_new, beta_new
+            if change < self._tol:
+                converged = True
+                break
+        blocks = [np.sqrt(bq) * R for bq, R in zip(beta, Rk)] + [np.sqrt(alpha) * eye]
+        rhs = np.concatenate([np.sqrt(bq) * r for bq, r in zip(beta, rk)] + [np.zeros(M)])
+        Q, T = scipy.linalg.qr(np.vstack(blocks), mode="economic", check_finite=False)
+        m = scipy.linalg.solve_triangular(T, Q.T @ rhs, check_finite=False)
+        rss = np.array([np.sum((R @ m - r) ** 2) for R, r in zip(Rk, rk)])
+        E = float(beta @ rss + alpha * (m @ m))
+        logdetH = 2.0 * np.sum(np.log(np.abs(np.diag(T))))
+        logev = (0.5 * (N @ np.log(beta)) + 0.5 * slw + 0.5 * M * np.log(alpha) - 0.5 * E
+                 - 0.5 * logdetH - 0.5 * N.sum() * np.log(2 * np.pi))
+        return {"alpha": alpha, "beta": dict(zip(keys, beta)), "m": m, "T": T,
+                "log_evidence": float(logev), "n_iter": n_iter, "converged": converged,
+                "change": change}
+
+    # -- rows -------------------------------------------------------------------------------
+    def _element_terms(self, X, sp):
+        """Per element present: (z, atom indices, K, A, B, V, column offset)."""
+        out = []
+        for z in np.unique(sp):
+            a, b = self._offsets[z], self._offsets[z + 1]
+            if b == a:
+                continue
+            idx = np.nonzero(sp == z)[0]
+            K, A, B, V = kernel_gradient_coefficients(
+                X[idx], self._kcoords[z], kernel=self.kernel, zeta=self._zeta,
+                length_scale=self.length_scale_, centre=self.centre_[z])
+            out.append((int(z), idx, K, A, B, V, int(a)))
+        return out
+
+    def design_rows(self, batch, *, forces=True, stress=True):
+        """Kernel design rows of a batch in the column layout of :attr:`coef_`.
+
+        Parameters
+        ----------
+        batch : StructureBatch
+        forces, stress : bool
+            Build the force / stress rows (needs ``batch.gradients``).
+
+        Returns
+        -------
+        energy_rows : ndarray, shape (n_structures, M)
+            Total-energy rows ``sum_{i in s} k(X_i, U)`` (eV per unit weight).
+        force_rows : ndarray, shape (3 * n_atoms, M) or None
+            Row ``3 k + a`` models ``F_k[a]`` (eV/Å).
+        stress_rows : ndarray, shape (6 * n_structures, M) or None
+            Row ``6 s + v`` models the Voigt stress ``v`` (eV/Å³); NaN unless 3-D periodic.
+        """
+        X = np.asarray(batch.X, dtype=np.float64)
+        sp = np.asarray(batch.species, dtype=np.int64)
+        st = np.asarray(batch.structure, dtype=np.int64)
+        ns, n = batch.n_structures, batch.n_atoms
+        M = self.inducing_.shape[0]
+        terms = self._element_terms(X, sp)
+        Er = np.zeros((ns, M))
+        for z, idx, K, A, B, V, off in terms:
+            S = scipy.sparse.csr_matrix((np.ones(idx.size), (st[idx], np.arange(idx.size))),
+                                        shape=(ns, idx.size))
+            Er[:, off:off + K.shape[1]] = S @ K
+        g = batch.gradients
+        if g is None or not (forces or stress):
+            return Er, None, None
+        dEr = np.zeros((n, 3, M)) if forces else None
+        vir = np.zeros((ns, 6, M)) if stress else None
+        pi, pj = np.asarray(g.pair_i, np.int64), np.asarray(g.pair_j, np.int64)
+        loc = np.full(n, -1, dtype=np.int64)
+        for z, idx, K, A, B, V, off in terms:
+            Mz = K.shape[1]
+            loc[idx] = np.arange(idx.size)
+            pz = np.nonzero(sp[pi] == z)[0]
+            if pz.size == 0:
+                continue
+            D = np.asarray(g.d_drij[pz], dtype=np.float64)          # (P, 3, F)
+            li = loc[pi[pz]]
+            T = (D.reshape(-1, D.shape[2]) @ self._kcoords[z].T).reshape(pz.size, 3, Mz)
+            s = np.einsum("paf,pf->pa", D, V[li])
+            G = A[li][:, None, :] * T
+            G += B[li][:, None, :] * s[:, :, None]                     # dk/dr_ij (P, 3, Mz)
+            if forces:
+                S = scipy.sparse.csr_matrix(
+                    (np.concatenate([np.ones(pz.size), -np.ones(pz.size)]),
+                     (np.concatenate([pj[pz], pi[pz]]), np.tile(np.arange(pz.size), 2))),
+                    shape=(n, pz.size))
+                dEr[:, :, off:off + Mz] = (S @ G.reshape(pz.size, 3 * Mz)).reshape(n, 3, Mz)
+            if stress:
+                rij = np.asarray(g.rij[pz], dtype=np.float64)
+                for v, (a, b) in enumerate(VOIGT):
+                    S = scipy.sparse.csr_matrix((rij[:, b], (st[pi[pz]], np.arange(pz.size))),
+                                                shape=(ns, pz.size))
+                    vir[:, v, off:off + Mz] = S @ G[:, a, :]
+        Fr = -dEr.reshape(3 * n, M) if forces else None
+        Sr = None
+        if stress:
+            vol = np.asarray(batch.volume, dtype=np.float64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                inv_v = np.where(np.isfinite(vol) & (vol > 0), 1.0 / vol, np.nan)
+            Sr = (vir * inv_v[:, None, None]).reshape(6 * ns, M)
+        return Er, Fr, Sr
+
+    def _labelled_rows(self, batch):
+        """Weighted rows ``(kind, A, y, w)`` of the labels present in ``batch``."""
+        ns = batch.n_structures
+        has = {k: batch.has(k) for k in KINDS}
+
+        def weight(kind):
+            w = batch.weights.get(kind)
+            return np.ones(ns) if w is None else np.asarray(w, dtype=np.float64)
+
+        want_f, want_s = bool(has["forces"].any()), bool(has["stress"].any())
+        if (want_f or want_s) and batch.gradients is None:
+            raise MissingLabelsError(
+                "A StructureBatch carries force or stress labels but no descriptor gradients "
+                "('gradients' is None); compute the descriptors with gradients=True.")
+        Er, Fr, Sr = self.design_rows(batch, forces=want_f, stress=want_s)
+        if has["energy"].any():
+            m = has["energy"]
+            nat = batch.n_atoms_per_structure[m]
+            yield ("energy", Er[m] / nat[:, None],
+                   np.asarray(batch.energy, dtype=np.float64)[m] / nat, weight("energy")[m])
+        if want_f:
+            row_m = np.repeat(has["forces"][batch.structure], 3)
+            s_of_row = np.repeat(batch.structure, 3)[row_m]
+            yield ("forces", Fr[row_m],
+                   np.asarray(batch.forces, dtype=np.float64).reshape(-1)[row_m],
+                   weight("forces")[s_of_row])
+        if want_s:
+            row_m = np.repeat(has["stress"], 6)
+            s_of_row = np.repeat(np.arange(ns), 6)[row_m]
+            yield ("stress", Sr[row_m],
+                   np.asarray(batch.stress, dtype=np.float64).reshape(-1)[row_m],
+                   weight("stress")[s_of_row])
+
+    # -- prediction -------------------------------------------------------------------------
+    def _check_fitted(self):
+        if not hasattr(self, "coef_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet; call fit first.")
+
+    def _check_X(self, X, species, what="atomic_energy"):
+        self._check_fitted()
+        owner = type(self).__name__
+        X = np.asarray(X, dtype=np.float64)
+        F = self.n_features_in_
+        if X.ndim != 2 or X.shape[1] != F:
+            raise InvalidParameterError(
+                f"The 'X' argument of {owner}.{what} must have shape (n_atoms, {F}). "
+                f"Got {X.shape} instead.")
+        sp = np.asarray(species)
+        if sp.shape != (X.shape[0],) or (sp.size and not np.issubdtype(sp.dtype, np.integer)):
+            raise InvalidParameterError(
+                f"The 'species' argument of {owner}.{what} must be integer indices of "
+                f"shape ({X.shape[0]},). Got {sp.dtype} array of shape {sp.shape} instead.")
+        if sp.size and (sp.min() < 0 or sp.max() >= self.n_species_):
+            raise InvalidParameterError(
+                f"The 'species' argument of {owner}.{what} must lie in "
+                f"[0, {self.n_species_ - 1}]. Got values in [{sp.min()}, {sp.max()}] instead.")
+        return X, sp.astype(np.int64)
+
+    def atomic_energy(self, X, species):
+        """Per-atom ML energies ``eps_i = sum_m w_m k(X_i, U_m)``.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_atoms, n_features)
+        species : array_like of int, shape (n_atoms,)
+
+        Returns
+        -------
+        eps : ndarray, shape (n_atoms,)
+            eV.
+        """
+        return self.atomic_energy_gradient(X, species, _grad=False)[0]
+
+    def atomic_energy_gradient(self, X, species, _grad=True):
+        """Per-atom energies and ``dE_dX = d(sum_i eps_i)/dX`` (input of ``backward``).
+
+        Returns
+        -------
+        eps : ndarray, shape (n_atoms,)
+            eV.
+        dE_dX : ndarray, shape (n_atoms, n_features)
+            eV per descriptor unit: ``sum_m w_m (A_im Uk_m + B_im V_i)`` (see
+            :func:`kernel_gradient_coefficients`).
+        """
+        X, sp = self._check_X(X, species)
+        eps = np.zeros(X.shape[0])
+        dE = np.zeros_like(X) if _grad else None
+        for z, idx, K, A, B, V, off in self._element_terms(X, sp):
+            w = self.coef_[off:off + K.shape[1]]
+            eps[idx] = K @ w
+            if _grad:
+                dE[idx] = (A * w[None, :]) @ self._kcoords[z] + (B @ w)[:, None] * V
+        return eps, dE
+
+    def predict_batch(self, batch, return_std=False, include_noise=True):
+        """Energies, forces and stresses of a batch (see the Regressor contract).
+
+        Parameters
+        ----------
+        batch : StructureBatch
+        return_std : bool, default=False
+            Add ``"energy_std"`` (eV), ``"forces_std"`` (eV/Å), ``"stress_std"`` (eV/Å³).
+        include_noise : bool, default=True
+            Add the fitted observation noise of the label kind (the per-atom energy noise
+            times ``N_s`` for total energies).
+
+        Returns
+        -------
+        dict
+            ``"energy"`` (n_structures,) eV; with gradients ``"forces"`` (n_atoms, 3) eV/Å and
+            ``"stress"`` (n_structures, 6) eV/Å³ (NaN unless 3-D periodic).
+        """
+        self._check_fitted()
+        owner = type(self).__name__
+        if not isinstance(batch, StructureBatch):
+            raise InvalidParameterError(
+                f"The 'batch' argument of {owner}.predict_batch must be a StructureBatch. "
+                f"Got {type(batch).__name__} instead.")
+        X, sp = self._check_X(batch.X, batch.species, "predict_batch")
+        ns = batch.n_structures
+        st = np.asarray(batch.structure, dtype=np.int64)
+        g = batch.gradients
+        eps, dE_dX = self.atomic_energy_gradient(X, sp, _grad=g is not None)
+        out = {"energy": np.bincount(st, weights=eps, minlength=ns)}
+        vol = np.asarray(batch.volume, dtype=np.float64)
+        ok = np.isfinite(vol) & (vol > 0)
+        if g is not None:
+            gp = np.einsum("paf,pf->pa", g.d_drij, dE_dX[g.pair_i])
+            dE_dr = np.zeros((batch.n_atoms, 3))
+            np.add.at(dE_dr, g.pair_j, gp)
+            np.add.at(dE_dr, g.pair_i, -gp)
+            out["forces"] = -dE_dr
+            vir = np.zeros((ns, 6))
+            s_of_pair = st[g.pair_i]
+            for v, (a, b) in enumerate(VOIGT):
+                vir[:, v] = np.bincount(s_of_pair, weights=gp[:, a] * g.rij[:, b], minlength=ns)
+            stress = np.full((ns, 6), np.nan)
+            stress[ok] = vir[ok] / vol[ok, None]
+            out["stress"] = stress
+        if not return_std:
+            return out
+        nat = batch.n_atoms_per_structure
+        Er, Fr, Sr = self.design_rows(batch, forces=g is not None, stress=g is not None)
+        var = self._param_variance(Er) + self._dtc_energy_variance(X, sp, st, ns, Er)
+        if include_noise:
+            var = var + (nat * self._noise_of("energy")) ** 2
+        out["energy_std"] = np.sqrt(var)
+        if g is not None:
+            var = self._param_variance(Fr)
+            if include_noise:
+                var = var + self._noise_of("forces") ** 2
+            out["forces_std"] = np.sqrt(var).reshape(-1, 3)
+            sstd = np.full((ns, 6), np.nan)
+            if ok.any():
+                rows = Sr.reshape(ns, 6, -1)[ok].reshape(-1, Sr.shape[1])
+                var = self._param_variance(rows)
+                if include_noise:
+                    var = var + self._noise_of("stress") ** 2
+                sstd[ok] = np.sqrt(var).reshape(-1, 6)
+            out["stress_std"] = sstd
+        return out
+
+    def _param_variance(self, A):
+        if A.shape[0] == 0:
+            return np.zeros(0)
+        V = scipy.linalg.solve_triangular(self.precision_factor_, A.T, trans="T",
+                                          check_finite=False)
+        return np.einsum("ij,ij->j", V, V)
+
+    def _dtc_energy_variance(self, X, sp, st, ns, Er):
+        """``alpha^{-1} (sum_{ij} k(X_i, X_j) - a^T K^{-1} a)`` per structure (>= 0)."""
+        kss = np.zeros(ns)
+        order = np.argsort(st, kind="stable")
+        bounds = np.searchsorted(st[order], np.arange(ns + 1))
+        for s in range(ns):  # loop over structures; each term is vectorised over its atoms
+            atoms = order[bounds[s]:bounds[s + 1]]
+            for z in np.unique(sp[atoms]):
+                if self._offsets[z + 1] == self._offsets[z]:
+                    continue
+                Xz = X[atoms[sp[atoms] == z]]
+                kss[s] += kernel_matrix(Xz, Xz + 0.0, kernel=self.kernel, zeta=self._zeta,
+                                        length_scale=self.length_scale_ or 1.0,
+                                        centre=self.centre_[z]).sum()
+        Z = scipy.linalg.solve_triangular(self.kmm_factor_, Er.T, lower=True, check_finite=False)
+        q = np.einsum("ij,ij->j", Z, Z)
+        return np.maximum(kss - q, 0.0) / self.alpha_
+
+    def _noise_of(self, kind):
+        return float(self.noise_.get(kind, 0.0))
+
+    def _set_noise_dict(self):
+        self.noise_ = {k: float(1.0 / np.sqrt(b)) for k, b in self._beta.items()}
+
+    # -- serialisation ----------------------------------------------------------------------
+    def get_fitted_state(self):
+        """``(state, arrays)``: JSON-able dict and ndarrays of the fitted posterior."""
+        self._check_fitted()
+        state = {"n_species": int(self.n_species_), "n_features": int(self.n_features_in_),
+                 "species": list(self.species_) if self.species_ is not None else None,
+                 "group_names": list(self.group_names_), "alpha_": self.alpha_,
+                 "noise_": dict(self.noise_), "length_scale_": self.length_scale_,
+                 "log_evidence_": self.log_evidence_, "n_iter_": int(self.n_iter_)}
+        arrays = {"inducing": self.inducing_.copy(),
+                  "inducing_species": self.inducing_species_.copy(),
+                  "centre": self.centre_.copy(), "coef": self.coef_.copy(),
+                  "precision_factor": self.precision_factor_.copy(),
+                  "kmm_factor": self.kmm_factor_.copy()}
+        return state, arrays
+
+    def set_fitted_state(self, state, arrays):
+        """Restore :meth:`get_fitted_state` output; returns ``self``."""
+        from .._exceptions import ModelFormatError
+
+        self._validate()
+        owner = type(self).__name__
+        try:
+            self.n_species_ = int(state["n_species"])
+            self.n_features_in_ = int(state["n_features"])
+            self.species_ = None if state["species"] is None else tuple(state["species"])
+            self.group_names_ = tuple(state["group_names"])
+            self.alpha_ = float(state["alpha_"])
+            noise = {str(k): float(v) for k, v in dict(state["noise_"]).items()}
+            ls = state["length_scale_"]
+            self.length_scale_ = None if ls is None else float(ls)
+            self.log_evidence_ = float(state["log_evidence_"])
+            self.n_iter_ = int(state["n_iter_"])
+            U = np.asarray(arrays["inducing"], dtype=np.float64)
+            usp = np.asarray(arrays["inducing_species"], dtype=np.int64)
+            centre = np.asarray(arrays["centre"], dtype=np.float64)
+            coef = np.asarray(arrays["coef"], dtype=np.float64)
+            T = np.asarray(arrays["precision_factor"], dtype=np.float64)
+            L = np.asarray(arrays["kmm_factor"], dtype=np.float64)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFormatError(
+                f"Fitted state of {owner} is incomplete or corrupt: {exc!r}.") from exc
+        M, F = U.shape[0], self.n_features_in_
+        shapes = {"inducing": (U.shape, (M, F)), "inducing_species": (usp.shape, (M,)),
+                  "centre": (centre.shape, (self.n_species_, F)), "coef": (coef.shape, (M,)),
+                  "precision_factor": (T.shape, (M, M)), "kmm_factor": (L.shape, (M, M))}
+        for name, (got, want) in shapes.items():
+            if got != want:
+                raise ModelFormatError(
+                    f"Fitted state of {owner}: '{name}' has shape {got}, expected {want}.")
+        self.inducing_, self.inducing_species_, self.centre_ = U, usp, centre
+        self.coef_, self.precision_factor_, self.kmm_factor_ = coef, T, L
+        self._beta = {k: 1.0 / v ** 2 for k, v in noise.items()}
+        self._set_noise_dict()
+        self._set_offsets()
+        return self
