@@ -207,8 +207,10 @@ def cmd_export(args, cfg):
     model = _load_model(args.model or cfg["output"]["model"])
     prefix = args.prefix or cfg["export"]["prefix"]
     Path(prefix).parent.mkdir(parents=True, exist_ok=True)
-    files = write_snap(model, prefix)
-    print("wrote " + ", ".join(str(f) for f in (files or [prefix])))
+    paths = write_snap(model, prefix)
+    written = [paths[k] for k in ("snapcoeff", "snapparam", "mod")] + list(paths["files"])
+    print("wrote " + ", ".join(str(f) for f in written))
+    print(f"use in LAMMPS (units metal): include {paths['mod']}")
     return 0
 
 
