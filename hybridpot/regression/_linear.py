@@ -83,20 +83,19 @@ class _LinearBase(Regressor):
         M = n_species * P
         acc = TSQRAccumulator(M, method=self._acc_method)
         max_atoms = max(1, CHUNK_BYTES // (24 * M))
-        col_sq = np.zeros(M)
-        n_total = 0
         n_batches = 0
         for batch in source:
             n_batches += 1
             self._check_batch(batch, n_species, F, owner)
             for sub in split_batch(batch, max_atoms):
                 for kind, group, A, y, w in labelled_rows(sub, n_species, self._quadratic):
-                    col_sq += np.einsum("r,rj,rj->j", w, A, A)
-                    n_total += A.shape[0]
-                    for g in np.unique(group):
+                    groups = np.unique(group)
+                    if groups.shape[0] == 1:
+                        acc.add(self._group_key(kind, int(groups[0]), names), A, y, w)
+                        continue
+                    for g in groups:
                         m = group == g
-                        key = self._group_key(kind, int(g), names)
-                        acc.add(key, A[m], y[m], w[m])
+                        acc.add(self._group_key(kind, int(g), names), A[m], y[m], w[m])
         if not acc.keys():
             raise MissingLabelsError(
                 f"{owner}.fit received {n_batches} batch(es) with no usable label: every "
@@ -108,7 +107,7 @@ class _LinearBase(Regressor):
         self.n_features_in_ = F
         self.species_ = source.species
         self.group_names_ = tuple(names)
-        return acc, col_sq / max(n_total, 1), bias_cols
+        return acc, bias_cols
 
     def _check_batch(self, batch, n_species, F, owner):
         if not isinstance(batch, StructureBatch):
@@ -156,39 +155,40 @@ class _LinearBase(Regressor):
         if A.shape[0] == 0:
             raise MissingLabelsError(f"{owner}.fit received only zero sample weights.")
         acc.add(_PLAIN_KIND, A, y, w)
-        ww = np.ones(A.shape[0]) if w is None else w
-        col_sq = (ww[:, None] * A * A).sum(axis=0) / A.shape[0]
         self.n_species_ = None
         self.n_features_in_ = A.shape[1]
         self.species_ = None
         self.group_names_ = ("default",)
-        return acc, col_sq, np.zeros(A.shape[1], dtype=bool)
+        return acc, np.zeros(A.shape[1], dtype=bool)
 
     def _prepare(self, batches, y, sample_weight):
         """Validate, stream the rows; return the scaled R factors and the penalty scaling."""
         self._validate_common()
         if isinstance(batches, np.ndarray) or y is not None:
-            acc, col_sq, bias_cols = self._accumulate_plain(batches, y, sample_weight)
+            acc, bias_cols = self._accumulate_plain(batches, y, sample_weight)
             self.fit_mode_ = "plain"
         else:
             if sample_weight is not None:
                 raise InvalidParameterError(
                     f"The 'sample_weight' argument of {type(self).__name__}.fit is only for the "
                     "plain-array path; StructureBatch carries its own 'weights'.")
-            acc, col_sq, bias_cols = self._accumulate_batches(batches)
+            acc, bias_cols = self._accumulate_batches(batches)
             self.fit_mode_ = "batch"
         M = acc.n_columns
+        keys = acc.keys()
+        # mean square of each column over all weighted rows: diag(sum_k A_k^T W_k A_k) / N,
+        # read off the R factors (R^T R = [A | y]^T W [A | y])
+        col_sq = sum(acc.column_sq(k) for k in keys) / max(sum(acc.n_rows[k] for k in keys), 1)
         if self.penalty_scaling == "rms":
             D = np.sqrt(col_sq)
         else:
             D = np.ones(M)
-        zero = ~(D > 0) | ~np.isfinite(D)
+        zero = ~(col_sq > 1e-24 * col_sq.max()) | ~np.isfinite(D)
         D[zero] = 1.0
         # relative penalty factor b_j^2 (bias columns nearly unpenalised, unless absent)
         b2 = np.ones(M)
         b2[bias_cols & ~zero & (col_sq > 0)] = BIAS_RELATIVE_PENALTY
         self.penalty_scale_ = D * np.sqrt(b2)
-        keys = acc.keys()
         Rs = {}
         for k in keys:
             R = acc.R(k)
@@ -444,8 +444,9 @@ class LinearRegressor(_LinearBase):
     divided by the number of rows).  ``penalty_scaling="none"`` uses ``D_j = 1`` (identical to
     ``sklearn.linear_model.Ridge(alpha, fit_intercept=False)`` on the plain path).  The
     per-element bias (constant) columns get ``b_j^2 = 1e-6`` (nearly unpenalised); all other
-    columns, and bias columns absent from the data, get ``b_j = 1``.  Columns identically zero
-    in the data get ``D_j = 1``.
+    columns, and bias columns absent from the data, get ``b_j = 1``.  Columns that are zero in
+    the data (RMS below ``1e-12`` times the largest column RMS, e.g. an element absent from
+    the training set) get ``D_j = 1`` so the penalty pins them to 0.
 
     The rows are streamed batch by batch into a TSQR accumulator (memory independent of the
     number of rows) and the minimiser is found by a least-squares solve (SVD, ``gelsd``) of

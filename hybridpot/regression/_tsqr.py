@@ -156,6 +156,13 @@ class TSQRAccumulator:
         self._flush(key)
         return self._R[key]
 
+    def column_sq(self, key):
+        """Weighted sums of squares of the columns of ``A``, shape (n_columns,)."""
+        if self.method == "gram":
+            return np.diag(self._buf[key])[:-1].copy()
+        R = self.R(key)[:, :-1]
+        return np.einsum("ij,ij->j", R, R)
+
     def gram(self, key):
         """``(A^T A, A^T y, y^T y)`` for ``key`` (computed from the R factor)."""
         R = self.R(key)
