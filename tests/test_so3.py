@@ -21,7 +21,7 @@ from hybridpot import InvalidParameterError
 from hybridpot.descriptors import Bispectrum, PowerSpectrum
 from hybridpot.descriptors._so3 import harmonic_constants, radial_basis_exact, radial_table
 from hybridpot.descriptors._so3_kernels import radial_eval, sph_harm_real
-from hybridpot.descriptors._sympy_basis import (bessel_zeros, complex_to_real,
+from hybridpot.descriptors._sympy_basis import (bessel_zeros, complex_to_real, coupling_table,
                                                 coupling_triples, real_coupling)
 
 from conftest import skewed_two_element_cell
@@ -283,6 +283,37 @@ def test_real_coupling_matches_sympy(lll):
     ref = _sympy_real_coupling(*lll)
     assert np.abs(ref.imag).max() < 1e-25
     np.testing.assert_allclose(real_coupling(*lll), ref.real, atol=1e-14)
+
+
+def test_coupling_table_disk_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HYBRIDPOT_CACHE_DIR", str(tmp_path))
+    coupling_table.cache_clear()
+    try:
+        fresh = coupling_table(3, use_disk_cache=False)
+        first = coupling_table(3)
+        files = list(tmp_path.glob("so3_coupling_*lmax3.npz"))
+        assert len(files) == 1
+        coupling_table.cache_clear()
+        loaded = coupling_table(3)
+        for a, b, c in zip(fresh, first, loaded):
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(a, c)
+        # a corrupt or mismatching file is ignored and rewritten
+        files[0].write_bytes(b"not an npz")
+        coupling_table.cache_clear()
+        for a, b in zip(fresh, coupling_table(3)):
+            np.testing.assert_array_equal(a, b)
+        with np.load(files[0]) as z:
+            np.testing.assert_array_equal(z["entry_coef"], fresh[5])
+        # entries: coefficient of triple t at (m, m1, m2) equals the dense real coupling
+        triples, offs, mi, lm1, lm2, coef = fresh
+        for t, (l, l1, l2) in enumerate(triples):
+            dense = np.zeros((2 * l + 1, 2 * l1 + 1, 2 * l2 + 1))
+            sl = slice(offs[t], offs[t + 1])
+            dense[mi[sl], lm1[sl] - l1 * l1, lm2[sl] - l2 * l2] = coef[sl]
+            np.testing.assert_array_equal(dense, real_coupling(l, l1, l2))
+    finally:
+        coupling_table.cache_clear()
 
 
 def test_odd_parity_triple_rejected():

@@ -11,12 +11,18 @@
   Clebsch-Gordan coefficients of sympy;
 - :func:`coupling_table`: the sparse table of all symmetry-unique triples up to ``l_max``.
 
-Everything is cached with :func:`functools.lru_cache`; arrays returned are read-only.
+Everything is cached with :func:`functools.lru_cache`; arrays returned are read-only.  The
+coupling table (sympy Clebsch-Gordan, ~40 s for ``l_max = 12``) is also cached on disk, in
+``$HYBRIDPOT_CACHE_DIR`` or else ``$NUMBA_CACHE_DIR/hybridpot`` or ``~/.cache/hybridpot``
+(a best-effort cache: unreadable or unwritable locations are ignored and the table is
+regenerated).
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -153,9 +159,63 @@ def coupling_triples(l_max):
     return out
 
 
+_TABLE_VERSION = 1
+_TABLE_KEYS = ("triples", "entry_offsets", "entry_mi", "entry_lm1", "entry_lm2", "entry_coef")
+
+
+def _cache_dir():
+    env = os.environ.get("HYBRIDPOT_CACHE_DIR")
+    if env:
+        return Path(env)
+    numba_dir = os.environ.get("NUMBA_CACHE_DIR")
+    if numba_dir:
+        return Path(numba_dir) / "hybridpot"
+    return Path.home() / ".cache" / "hybridpot"
+
+
+def _load_table(path, l_max):
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = tuple(np.array(z[k]) for k in _TABLE_KEYS)
+    except (OSError, KeyError, ValueError):
+        return None
+    triples = out[0]
+    expected = np.array(coupling_triples(l_max), dtype=np.int64).reshape(-1, 3)
+    n = out[1][-1] if out[1].size else -1
+    if (triples.shape != expected.shape or not np.array_equal(triples, expected)
+            or out[1].shape != (len(expected) + 1,)
+            or any(a.shape != (n,) for a in out[2:])):
+        return None
+    return out
+
+
+def _build_table(l_max):
+    triples = coupling_triples(l_max)
+    offs = [0]
+    mi, lm1, lm2, coef = [], [], [], []
+    for (l, l1, l2) in triples:
+        C = real_coupling(l, l1, l2)
+        idx = np.argwhere(C != 0.0)
+        for (a, b, c) in idx:
+            mi.append(a)
+            lm1.append(l1 * l1 + b)
+            lm2.append(l2 * l2 + c)
+            coef.append(C[a, b, c])
+        offs.append(len(coef))
+    return (np.array(triples, dtype=np.int64).reshape(-1, 3), np.array(offs, dtype=np.int64),
+            np.array(mi, dtype=np.int64), np.array(lm1, dtype=np.int64),
+            np.array(lm2, dtype=np.int64), np.array(coef, dtype=np.float64))
+
+
 @lru_cache(maxsize=None)
-def coupling_table(l_max):
+def coupling_table(l_max, use_disk_cache=True):
     """Sparse real coupling table of every triple of :func:`coupling_triples`.
+
+    Parameters
+    ----------
+    l_max : int
+    use_disk_cache : bool, default=True
+        Read/write the table under :func:`_cache_dir` (validated on load).
 
     Returns
     -------
@@ -170,21 +230,16 @@ def coupling_table(l_max):
     entry_coef : ndarray of float64
         Non-zero coefficients ``C[m, m1, m2]``.
     """
-    triples = coupling_triples(l_max)
-    offs = [0]
-    mi, lm1, lm2, coef = [], [], [], []
-    for (l, l1, l2) in triples:
-        C = real_coupling(l, l1, l2)
-        idx = np.argwhere(C != 0.0)
-        for (a, b, c) in idx:
-            mi.append(a)
-            lm1.append(l1 * l1 + b)
-            lm2.append(l2 * l2 + c)
-            coef.append(C[a, b, c])
-        offs.append(len(coef))
-    return (_readonly(np.array(triples, dtype=np.int64).reshape(-1, 3)),
-            _readonly(np.array(offs, dtype=np.int64)),
-            _readonly(np.array(mi, dtype=np.int64)),
-            _readonly(np.array(lm1, dtype=np.int64)),
-            _readonly(np.array(lm2, dtype=np.int64)),
-            _readonly(np.array(coef, dtype=np.float64)))
+    path = _cache_dir() / f"so3_coupling_v{_TABLE_VERSION}_lmax{l_max}.npz"
+    out = _load_table(path, l_max) if use_disk_cache else None
+    if out is None:
+        out = _build_table(l_max)
+        if use_disk_cache:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+                np.savez(tmp, **dict(zip(_TABLE_KEYS, out)))
+                os.replace(tmp, path)
+            except OSError:
+                pass
+    return tuple(_readonly(a) for a in out)
