@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 import scipy.linalg
+import scipy.optimize
 import scipy.sparse
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
@@ -317,7 +318,7 @@ class SparseGPRegressor(Regressor):
         self._n_sparse = check_int(self.n_sparse, "n_sparse", owner, low=1)
         check_choice(self.sparse_method, "sparse_method", ("cur", "fps"), owner)
         self._jitter = check_float(self.jitter, "jitter", owner, low=0.0, high=1.0,
-                                   low_inclusive=True)
+                                   low_inclusive=True, high_inclusive=True)
         check_choice(self.solver, "solver", ("tsqr", "normal"), owner)
         a0 = check_float(self.alpha_init, "alpha_init", owner, low=0.0, allow_none=True)
         n0 = check_float(self.noise_init, "noise_init", owner, low=0.0, allow_none=True)
@@ -405,7 +406,7 @@ class SparseGPRegressor(Regressor):
         if not best["converged"]:
             warnings.warn(
                 f"{owner}: evidence maximisation did not converge in max_iter={self._max_iter} "
-                f"iterations (last change of log-hyperparameters {best['change']:.3g} > "
+                f"iterations (last convergence measure {best['change']:.3g} > "
                 f"tol={self._tol:g}); increase max_iter.", ConvergenceWarning, stacklevel=2)
         self.length_scale_ = best["length_scale"]
         self.kmm_factor_ = best["L"]
@@ -548,9 +549,10 @@ class SparseGPRegressor(Regressor):
             ms = yy / N
             beta = np.where(ms > 0, 100.0 / np.where(ms > 0, ms, 1.0), 1.0)
         beta_max = np.where(yy > 0, 1e16 * N / np.where(yy > 0, yy, 1.0), 1e16)
-        converged, change, n_iter = False, np.inf, 0
         eye = np.eye(M)
-        for n_iter in range(1, self._max_iter + 1):
+        nk = len(keys)
+
+        def state(alpha, beta):
             H = alpha * eye
             rhs = np.zeros(M)
             for bq, G, bv in zip(beta, Gk, bk):
@@ -559,12 +561,22 @@ class SparseGPRegressor(Regressor):
             try:
                 C = np.linalg.cholesky(H)
             except np.linalg.LinAlgError:
-                C = np.linalg.cholesky(H + eye * 1e-12 * np.trace(H) / M)
+                H = H + eye * 1e-12 * np.trace(H) / M
+                C = np.linalg.cholesky(H)
             m = scipy.linalg.cho_solve((C, True), rhs, check_finite=False)
             Hinv, _ = scipy.linalg.lapack.dpotri(C, lower=1)
             Hinv = np.tril(Hinv) + np.tril(Hinv, -1).T
-            gamma = np.array([bq * np.sum(Hinv * G) for bq, G in zip(beta, Gk)])
             rss = np.array([np.sum((R @ m - r) ** 2) for R, r in zip(Rk, rk)])
+            trG = np.array([np.sum(Hinv * G) for G in Gk])
+            logdet = 2.0 * np.sum(np.log(np.diag(C)))
+            return m, rss, trG, float(np.trace(Hinv)), logdet
+
+        # MacKay fixed point first (fast initial progress) ...
+        converged, change, n_iter = False, np.inf, 0
+        n_fixed = min(self._max_iter, 30)
+        for n_iter in range(1, n_fixed + 1):
+            m, rss, trG, _, _ = state(alpha, beta)
+            gamma = beta * trG
             gsum = min(max(gamma.sum(), 1e-12), M - 1e-12)
             alpha_new = min(max(gsum / max(float(m @ m), np.finfo(float).tiny), 1e-12), 1e12)
             beta_new = np.minimum(np.maximum(N - gamma, 1e-12) / np.maximum(rss, 1e-300),
@@ -575,6 +587,34 @@ class SparseGPRegressor(Regressor):
             if change < self._tol:
                 converged = True
                 break
+        # ... then quasi-Newton on the log-hyperparameters with the analytic gradient
+        if not converged:
+            def objective(theta):
+                a, bt = np.exp(theta[0]), np.exp(theta[1:])
+                m, rss, trG, trH, logdet = state(a, bt)
+                mm = float(m @ m)
+                f = -(0.5 * (N @ theta[1:]) + 0.5 * M * theta[0] - 0.5 * (bt @ rss + a * mm)
+                      - 0.5 * logdet)
+                g = np.empty(nk + 1)
+                g[0] = -0.5 * (M - a * trH - a * mm)
+                g[1:] = -0.5 * (N - bt * trG - bt * rss)
+                return f, g
+
+            theta0 = np.concatenate([[np.log(alpha)], np.log(beta)])
+            bounds = [(np.log(1e-12), np.log(1e12))] + [(None, float(np.log(bm)))
+                                                        for bm in beta_max]
+            res = scipy.optimize.minimize(
+                objective, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
+                options={"maxiter": max(self._max_iter - n_fixed, 1), "ftol": 1e-15,
+                         "gtol": self._tol * (N.sum() + M)})
+            alpha, beta = float(np.exp(res.x[0])), np.exp(res.x[1:])
+            n_iter += int(res.nit)
+            _, g = objective(res.x)
+            # projected gradient (active bounds do not count)
+            at_upper = np.concatenate([[False], res.x[1:] >= np.log(beta_max) - 1e-12])
+            gproj = np.where(at_upper & (g < 0), 0.0, g)
+            change = float(np.max(np.abs(gproj)) / (N.sum() + M))
+            converged = bool(res.success) or change < self._tol
         blocks = [np.sqrt(bq) * R for bq, R in zip(beta, Rk)] + [np.sqrt(alpha) * eye]
         rhs = np.concatenate([np.sqrt(bq) * r for bq, r in zip(beta, rk)] + [np.zeros(M)])
         Q, T = scipy.linalg.qr(np.vstack(blocks), mode="economic", check_finite=False)
