@@ -71,7 +71,7 @@ def main(argv=None):
     atoms = bulk(element, "fcc", a=a, cubic=True) * (3, 3, 3)
     atoms.calc = model.calculator()
     thermalize(atoms, 300, np.random.default_rng(1))
-    dyn = langevin(atoms, 1.0 * units.fs, 300, 0.02, np.random.default_rng(2))
+    dyn = langevin(atoms, 1.0 * units.fs, 300, 0.02 / units.fs, np.random.default_rng(2))
     temps = []
     dyn.attach(lambda: temps.append(atoms.get_temperature()), interval=10)
     dyn.run(args.md_steps)

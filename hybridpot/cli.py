@@ -157,7 +157,7 @@ def cmd_md(args, cfg):
     elif ens == "langevin":
         from ._compat import langevin
 
-        dyn = langevin(atoms, dt, T, float(md["friction"]), rng)
+        dyn = langevin(atoms, dt, T, float(md["friction"]) / units.fs, rng)
     elif ens == "npt":
         from ase.md.nptberendsen import NPTBerendsen
 

@@ -41,7 +41,7 @@ Example (every key optional; these are the defaults of ``hybridpot fit``)::
     temperature_K = 300.0
     timestep_fs = 1.0
     steps = 1000
-    friction = 0.02
+    friction = 0.02             # Langevin friction, 1/fs
     trajectory = "md.traj"
     seed = 0
 
