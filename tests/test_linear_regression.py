@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import BayesianRidge, Ridge
 
 from hybridpot import InvalidParameterError, MissingLabelsError, NotFittedError
@@ -204,6 +205,76 @@ def test_bayesian_closed_form_and_evidence_maximum(rng, scaling):
     # it is the maximum of the evidence: every perturbation of (alpha, beta) lowers it
     for fa, fb in [(1.05, 1), (0.95, 1), (1, 1.05), (1, 0.95), (1.05, 0.95)]:
         assert _closed_form(A, y, b.alpha_ * fa, beta * fb, d)[2] < logev
+
+
+def _closed_form_kinds(blocks, alpha, betas, prior_scale):
+    """Log evidence and posterior with one noise precision per block (A, y, w)."""
+    P0 = alpha * np.diag(prior_scale ** 2)
+    H = P0.copy()
+    rhs = 0.0
+    for (A, y, w), b in zip(blocks, betas):
+        H += b * (A * w[:, None]).T @ A
+        rhs = rhs + b * (A * w[:, None]).T @ y
+    S = np.linalg.inv(H)
+    m = S @ rhs
+    logev = 0.5 * np.linalg.slogdet(P0)[1] - 0.5 * m @ P0 @ m - 0.5 * np.linalg.slogdet(H)[1]
+    for (A, y, w), b in zip(blocks, betas):
+        n = len(y)
+        logev += (0.5 * n * np.log(b) + 0.5 * np.log(w).sum()
+                  - 0.5 * b * np.sum(w * (A @ m - y) ** 2) - 0.5 * n * np.log(2 * np.pi))
+    return m, S, logev
+
+
+def test_bayesian_per_kind_noise_closed_form(desc, rng):
+    structs = structures(8, seed=71, symbols=("Cu", "Cu"))
+    coef = true_coef(rng, desc.n_features, False)
+    b = labelled(structs, desc, coef, False, rng=rng, noise=(0.003, 0.02, 2e-4))
+    b.weights = {"forces": np.linspace(0.5, 1.5, 8), "energy": np.full(8, 3.0)}
+    src = BatchSource([b], n_species=2, n_features=desc.n_features)
+    model = BayesianLinearRegressor(tol=1e-12).fit(src)
+    blocks = {k: (A, y, w) for k, _, A, y, w in labelled_rows(b, 2, False)}
+    kinds = ["energy", "forces", "stress"]
+    betas = np.array([model.noise_[k] ** -2 for k in kinds])
+    d = model.penalty_scale_
+    m, S, logev = _closed_form_kinds([blocks[k] for k in kinds], model.alpha_, betas, d)
+    np.testing.assert_allclose(model.coef_.ravel(), m, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(model.sigma_, S, rtol=1e-6, atol=1e-12 * np.abs(S).max())
+    np.testing.assert_allclose(model.log_evidence_, logev, rtol=1e-10)
+    # stationary point: central differences of the closed form in log-hyperparameters vanish
+    h = 1e-4
+    theta = np.log(np.concatenate([[model.alpha_], betas]))
+    for q in range(4):
+        lp, lm = theta.copy(), theta.copy()
+        lp[q] += h
+        lm[q] -= h
+        fp = _closed_form_kinds([blocks[k] for k in kinds], np.exp(lp[0]), np.exp(lp[1:]), d)[2]
+        fm = _closed_form_kinds([blocks[k] for k in kinds], np.exp(lm[0]), np.exp(lm[1:]), d)[2]
+        assert abs(fp - fm) / (2 * h) < 1e-4
+    # the noise levels found are those of the data
+    assert 0.5 < model.noise_["forces"] / 0.02 < 1.5
+    assert 0.5 < model.noise_["stress"] / 2e-4 < 1.5
+
+
+def test_predictive_std_of_forces_and_stress(desc, rng):
+    structs = structures(6, seed=81)
+    coef = true_coef(rng, desc.n_features, True)
+    b = labelled(structs, desc, coef, True, rng=rng, noise=(0.003, 0.02, 2e-4))
+    model = BayesianLinearRegressor(quadratic=True).fit([b])
+    test = make_batch(structures(2, seed=90), desc)
+    out = model.predict_batch(test, return_std=True)
+    Fr, Sr = pair_rows(test, 2, True)
+    np.testing.assert_allclose(
+        out["forces_std"].ravel() ** 2,
+        np.einsum("ij,jk,ik->i", Fr, model.sigma_, Fr) + model.noise_["forces"] ** 2,
+        rtol=1e-6)
+    np.testing.assert_allclose(
+        out["stress_std"].ravel() ** 2,
+        np.einsum("ij,jk,ik->i", Sr, model.sigma_, Sr) + model.noise_["stress"] ** 2,
+        rtol=1e-6)
+    nostd = model.predict_batch(test, return_std=True, include_noise=False)
+    assert np.all(nostd["forces_std"] < out["forces_std"])
+    with pytest.warns(ConvergenceWarning, match="did not converge in max_iter=2"):
+        BayesianLinearRegressor(quadratic=True, max_iter=2).fit([b])
 
 
 def test_bayesian_equals_sklearn_bayesian_ridge(rng):
