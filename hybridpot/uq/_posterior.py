@@ -328,27 +328,31 @@ class LinearPosterior:
         return theta
 
     def _find_map(self, theta0):
-        self._center = theta0.copy()
+        """L-BFGS-B from several starting prior precisions; the prior box is re-centred on the
+        best optimum (the evidence can have a prior-dominated local maximum)."""
         width = float(self.log_prior_width)
         nk = len(self.keys_)
-        bounds = [(c - width, c + width) for c in theta0[:1 + nk]] + \
-            [(None, None)] * (theta0.size - 1 - nk)
 
         def f(t):
             v = self._log_prob(t)
             return 1e300 if not np.isfinite(v) else -v
 
-        best = theta0
-        for _ in range(3):
-            res = scipy.optimize.minimize(f, best, method="L-BFGS-B", bounds=bounds)
-            if np.allclose(res.x, best, atol=1e-6):
-                best = res.x
-                break
-            best = res.x
-            # re-centre the prior box on the optimum found
-            self._center = best.copy()
-            bounds = [(c - width, c + width) for c in best[:1 + nk]] + \
-                [(None, None)] * (best.size - 1 - nk)
+        best, best_val = theta0, np.inf
+        for shift in (0.0, -8.0, -16.0, 8.0):
+            start = theta0.copy()
+            start[0] += shift
+            self._center = start.copy()
+            for _ in range(3):
+                bounds = [(c - width, c + width) for c in self._center[:1 + nk]] + \
+                    [(None, None)] * (start.size - 1 - nk)
+                res = scipy.optimize.minimize(f, start, method="L-BFGS-B", bounds=bounds)
+                moved = not np.allclose(res.x, start, atol=1e-6)
+                start = res.x
+                self._center = start.copy()
+                if not moved:
+                    break
+            if res.fun < best_val:
+                best, best_val = start.copy(), res.fun
         self._center = best.copy()
         return best
 
