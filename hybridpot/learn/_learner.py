@@ -1,0 +1,642 @@
+"""The crash-safe active-learning loop: sample -> select -> label -> refit -> repeat."""
+
+from __future__ import annotations
+
+import io
+import json
+import numbers
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .._exceptions import InvalidParameterError, OracleError
+from .._validation import check_float, check_int
+
+__all__ = ["ActiveLearner", "label_structure", "read_labels", "make_oracle"]
+
+STATE_FORMAT = "hybridpot-active-learning"
+STATE_VERSION = 1
+LABELS_FILE = "labels.extxyz"
+FAILURES_FILE = "failures.jsonl"
+STATE_FILE = "state.json"
+MODEL_FILE = "model.hpot"
+PROPOSALS_DIR = "proposals"
+
+
+# ---------------------------------------------------------------------------- files
+def _fsync_dir(path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path, data):
+    """Write ``data`` (str or bytes) to ``path`` atomically: temp file, fsync, os.replace."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    mode = "wb" if isinstance(data, bytes) else "w"
+    with open(tmp, mode) as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _append_durable(path, text):
+    """Append ``text`` to ``path`` in one write and fsync before returning."""
+    with open(path, "a") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _extxyz_text(structures):
+    from ase.io import write
+
+    buf = io.StringIO()
+    write(buf, structures, format="extxyz")
+    return buf.getvalue()
+
+
+def _complete_frames_end(text):
+    """Character offset after the last complete extxyz frame of ``text``."""
+    pos, end = 0, 0
+    lines = text.splitlines(keepends=True)
+    k = 0
+    while k < len(lines):
+        head = lines[k].strip()
+        if not head:
+            pos += len(lines[k])
+            k += 1
+            end = pos
+            continue
+        try:
+            n = int(head)
+        except ValueError:
+            break
+        if k + 2 + n > len(lines) or not lines[k + 1 + n].endswith("\n"):
+            break
+        pos += sum(len(x) for x in lines[k:k + 2 + n])
+        k += 2 + n
+        end = pos
+    return end
+
+
+def read_labels(path, *, repair=False):
+    """Labelled structures of a run's ``labels.extxyz`` (file order).
+
+    A trailing partial frame (a crash in the middle of an append) is ignored, and cut off the
+    file when ``repair=True``.
+    """
+    from ase.io import read
+
+    path = Path(path)
+    if not path.is_file():
+        return []
+    text = path.read_text()
+    end = _complete_frames_end(text)
+    if end != len(text) and repair:
+        with open(path, "r+") as fh:
+            fh.truncate(len(text[:end].encode()))
+            fh.flush()
+            os.fsync(fh.fileno())
+    if end == 0:
+        return []
+    return read(io.StringIO(text[:end]), ":", format="extxyz")
+
+
+# ---------------------------------------------------------------------------- oracle
+def make_oracle(oracle):
+    """An ASE calculator (or factory) from ``"EMT"``, a calculator, or a zero-arg callable."""
+    from ase.calculators.calculator import BaseCalculator
+
+    if isinstance(oracle, str):
+        if oracle.upper() == "EMT":
+            from ase.calculators.emt import EMT
+
+            return EMT()
+        raise InvalidParameterError(
+            f"The 'oracle' parameter of ActiveLearner must be 'EMT', an ASE calculator or a "
+            f"callable returning one. Got the string {oracle!r} instead.")
+    if isinstance(oracle, BaseCalculator) or callable(oracle):
+        return oracle
+    raise InvalidParameterError(
+        "The 'oracle' parameter of ActiveLearner must be 'EMT', an ASE calculator or a callable "
+        f"returning one. Got {type(oracle).__name__} instead.")
+
+
+def _compute(oracle, atoms):
+    from ase.calculators.calculator import BaseCalculator, PropertyNotImplementedError
+
+    calc = oracle if isinstance(oracle, BaseCalculator) else oracle()
+    at = atoms.copy()
+    at.calc = calc
+    out = {"energy": float(at.get_potential_energy()),
+           "forces": np.array(at.get_forces(), dtype=np.float64)}
+    if np.all(at.pbc):
+        try:
+            out["stress"] = np.array(at.get_stress(voigt=True), dtype=np.float64)
+        except PropertyNotImplementedError:
+            pass
+    if not np.isfinite(out["energy"]) or not np.all(np.isfinite(out["forces"])):
+        raise OracleError("the oracle returned non-finite energy or forces")
+    return out
+
+
+def label_structure(oracle, atoms, timeout=None):
+    """Label one structure with ``oracle``; never raises for an oracle error.
+
+    Parameters
+    ----------
+    oracle : ase calculator or callable returning one
+    atoms : ase.Atoms
+    timeout : float or None
+        Seconds.  The call runs in a daemon thread; when it takes longer it is abandoned (it
+        cannot be killed and keeps running in the background) and reported as a failure.
+
+    Returns
+    -------
+    dict
+        ``{"ok": True, "energy": eV, "forces": (n, 3) eV/Å, "stress": (6,) eV/Å³ (3-D
+        periodic only), "seconds": s}`` or ``{"ok": False, "error": str, "seconds": s}``.
+        Exceptions that are not ``Exception`` (``KeyboardInterrupt``, ``SystemExit``) propagate.
+    """
+    t0 = time.perf_counter()
+    if timeout is None:
+        try:
+            out = _compute(oracle, atoms)
+        except Exception as e:  # any oracle error is recorded, not fatal
+            return {"ok": False, "error": f"{type(e).__name__}: {e}",
+                    "seconds": time.perf_counter() - t0}
+        out.update(ok=True, seconds=time.perf_counter() - t0)
+        return out
+    box = {}
+
+    def target():
+        try:
+            box["out"] = _compute(oracle, atoms)
+        except BaseException as e:  # re-raised or recorded by the caller thread
+            box["exc"] = e
+
+    th = threading.Thread(target=target, name="hybridpot-oracle", daemon=True)
+    th.start()
+    th.join(timeout)
+    dt = time.perf_counter() - t0
+    if th.is_alive():
+        return {"ok": False, "error": f"timeout after {timeout:g} s", "seconds": dt}
+    if "exc" in box:
+        e = box["exc"]
+        if not isinstance(e, Exception):
+            raise e
+        return {"ok": False, "error": f"{type(e).__name__}: {e}", "seconds": dt}
+    out = box["out"]
+    out.update(ok=True, seconds=dt)
+    return out
+
+
+# ---------------------------------------------------------------------------- the loop
+class ActiveLearner:
+    r"""Active learning: sample candidates, select the most informative, label, refit, repeat.
+
+    One iteration ``t``:
+
+    1. **sample** ``n_candidates`` structures with ``sampler.sample(n, random_state=rng_t,
+       model=current_model)``, ``rng_t = numpy.random.default_rng([random_state, t])``;
+       candidates already labelled or failed (pool samplers: same ``pool_index``) are dropped;
+    2. **select** ``batch_size`` of them with ``selector.select(model, candidates, n,
+       exclude_structures=labelled)`` (the first ones in sampler order while no model exists);
+       the proposals are written to ``proposals/iter_<t>.extxyz`` and the state file;
+    3. **label** each proposal with the oracle (in parallel through Dask when a client is
+       given or ``n_workers > 1``); each result is appended to ``labels.extxyz`` (energy,
+       forces, stress through a SinglePointCalculator, ``info["al_id"]``) and fsync'ed at
+       once; an oracle error or timeout is appended to ``failures.jsonl`` and skipped;
+    4. **refit** a clone of ``model`` on ``initial`` plus all labels (in proposal order),
+       save it atomically to ``model.hpot``, record the history (labels, validation force
+       MAE, σ of the selection), advance ``t`` in ``state.json`` (atomic: temp + os.replace).
+
+    Stopping rule (checked before each iteration): ``max_labels`` labels, ``max_iterations``
+    iterations, the validation force MAE (eV/Å) at most ``target_error``, or the largest
+    force σ (RMS over components, eV/Å) of the selected candidates at most ``target_sigma``
+    (the batch is then not labelled), or no candidate left.
+
+    Crash safety: ``labels.extxyz`` and ``failures.jsonl`` are the source of truth.  A run
+    killed at any point and restarted with the same ``run_dir`` re-reads them (a partial last
+    frame is cut off), reuses the saved proposals of the interrupted iteration (or re-draws
+    them identically from the seed and the same model), and labels only what is missing: no
+    label is lost and none is computed twice.
+
+    Parameters
+    ----------
+    model : HybridPotential
+        Template (cloned at every refit); if already fitted it is used for the first selection.
+    oracle : "EMT", ASE calculator, or callable returning one, default="EMT"
+        Any ASE calculator (GPAW, tblite, ... when installed).  With Dask it must be picklable
+        (or pass a factory).
+    sampler : hybridpot.sampling.Sampler
+    selector : selector of :mod:`hybridpot.uq.selection` or None
+        Default :class:`~hybridpot.uq.selection.DOptimalSelector`.
+    run_dir : str or Path
+        Folder of the run (created).
+    initial : list of ase.Atoms, optional
+        Labelled structures always in the training set.
+    n_candidates : int, default=32
+    batch_size : int, default=4
+    max_labels : int, default=50
+        Labels computed by the learner (``initial`` not counted).
+    max_iterations : int, default=10
+    target_error, target_sigma : float or None
+        eV/Å.
+    validation : list of ase.Atoms, optional
+        Labelled held-out structures for the force MAE in the history (and ``target_error``).
+    oracle_timeout : float or None
+        Seconds per structure.
+    n_workers : int, default=1
+        > 1 starts an embedded Dask ``LocalCluster`` (single-threaded workers) for labelling.
+    client : distributed.Client, optional
+        Label on this cluster instead.
+    random_state : int, default=0
+        Seed of every iteration's sampling (an int so a resumed run re-draws identically).
+    progress : bool or None, default=None
+        tqdm progress bar over labels (None: only on a TTY).
+
+    Attributes
+    ----------
+    model_ : HybridPotential or None
+        The latest fitted model.
+    labelled_ : list of ase.Atoms
+        Labels computed so far (all runs of this directory).
+    failures_ : dict of str to str
+        Proposal id -> error message.
+    history_ : list of dict
+        One entry per completed iteration.
+    stop_reason_ : str
+    n_oracle_calls_ : int
+        Oracle calls made by this process (a resumed run counts only its own).
+    """
+
+    def __init__(self, model=None, oracle="EMT", sampler=None, selector=None, *, run_dir=None,
+                 initial=None, n_candidates=32, batch_size=4, max_labels=50, max_iterations=10,
+                 target_error=None, target_sigma=None, validation=None, oracle_timeout=None,
+                 n_workers=1, client=None, random_state=0, progress=None):
+        self.model = model
+        self.oracle = oracle
+        self.sampler = sampler
+        self.selector = selector
+        self.run_dir = run_dir
+        self.initial = initial
+        self.n_candidates = n_candidates
+        self.batch_size = batch_size
+        self.max_labels = max_labels
+        self.max_iterations = max_iterations
+        self.target_error = target_error
+        self.target_sigma = target_sigma
+        self.validation = validation
+        self.oracle_timeout = oracle_timeout
+        self.n_workers = n_workers
+        self.client = client
+        self.random_state = random_state
+        self.progress = progress
+
+    # ------------------------------------------------------------------ validation / state
+    def _validate(self):
+        from ..potential import HybridPotential
+
+        owner = "ActiveLearner"
+        if not isinstance(self.model, HybridPotential):
+            raise InvalidParameterError(
+                f"The 'model' parameter of {owner} must be a HybridPotential. "
+                f"Got {type(self.model).__name__} instead.")
+        self._oracle = make_oracle(self.oracle)
+        if not hasattr(self.sampler, "sample"):
+            raise InvalidParameterError(
+                f"The 'sampler' parameter of {owner} must be a sampler with a sample(n, "
+                f"random_state=, model=) method. Got {type(self.sampler).__name__} instead.")
+        if self.selector is not None and not hasattr(self.selector, "select"):
+            raise InvalidParameterError(
+                f"The 'selector' parameter of {owner} must have a select(model, pool, n) "
+                f"method or be None. Got {type(self.selector).__name__} instead.")
+        if self.run_dir is None:
+            raise InvalidParameterError(
+                f"The 'run_dir' parameter of {owner} must be a folder path. Got None instead.")
+        check_int(self.n_candidates, "n_candidates", owner, low=1)
+        check_int(self.batch_size, "batch_size", owner, low=1)
+        check_int(self.max_labels, "max_labels", owner, low=1)
+        check_int(self.max_iterations, "max_iterations", owner, low=1)
+        check_float(self.target_error, "target_error", owner, low=0.0, allow_none=True)
+        check_float(self.target_sigma, "target_sigma", owner, low=0.0, allow_none=True)
+        check_float(self.oracle_timeout, "oracle_timeout", owner, low=0.0, allow_none=True)
+        check_int(self.n_workers, "n_workers", owner, low=1)
+        rs = self.random_state
+        if isinstance(rs, bool) or not isinstance(rs, numbers.Integral) or rs < 0:
+            raise InvalidParameterError(
+                f"The 'random_state' parameter of {owner} must be an int >= 0 (a resumed run "
+                f"re-draws its candidates from it). Got {rs!r} instead.")
+        if self.target_error is not None and not self.validation:
+            raise InvalidParameterError(
+                f"The 'target_error' parameter of {owner} needs labelled 'validation' "
+                "structures. Got validation=None.")
+
+    def _paths(self):
+        d = Path(self.run_dir)
+        return {"dir": d, "labels": d / LABELS_FILE, "failures": d / FAILURES_FILE,
+                "state": d / STATE_FILE, "model": d / MODEL_FILE, "proposals": d / PROPOSALS_DIR}
+
+    def _new_state(self):
+        return {"format": STATE_FORMAT, "version": STATE_VERSION,
+                "seed": int(self.random_state), "iteration": 0, "proposals": None,
+                "history": [], "model_n_labels": -1, "stop_reason": None}
+
+    def _save_state(self):
+        st = dict(self.state_)
+        st["n_labels"] = len(self.labelled_)
+        st["labelled_ids"] = [a.info["al_id"] for a in self.labelled_]
+        st["failures"] = dict(self.failures_)
+        _atomic_write(self._p["state"], json.dumps(st, indent=1))
+
+    def _load(self):
+        p = self._p
+        p["dir"].mkdir(parents=True, exist_ok=True)
+        p["proposals"].mkdir(exist_ok=True)
+        if p["state"].is_file():
+            try:
+                st = json.loads(p["state"].read_text())
+            except json.JSONDecodeError as e:
+                raise InvalidParameterError(
+                    f"The run directory {str(p['dir'])!r} has a corrupt {STATE_FILE}: {e}.") \
+                    from e
+            if st.get("format") != STATE_FORMAT:
+                raise InvalidParameterError(
+                    f"{p['state']} is not an active-learning state file (format "
+                    f"{st.get('format')!r}).")
+            if int(st["seed"]) != int(self.random_state):
+                raise InvalidParameterError(
+                    f"The 'random_state' parameter of ActiveLearner must match the run in "
+                    f"{str(p['dir'])!r}, started with {st['seed']}. Got {self.random_state} "
+                    "instead.")
+            for k in ("n_labels", "labelled_ids", "failures"):
+                st.pop(k, None)
+        else:
+            st = self._new_state()
+        self.state_ = st
+        # the labels and failures files are the source of truth
+        labels = read_labels(p["labels"], repair=True)
+        seen, self.labelled_ = set(), []
+        for a in labels:
+            aid = a.info.get("al_id")
+            if aid is None or aid in seen:
+                continue
+            seen.add(aid)
+            self.labelled_.append(a)
+        self.failures_ = {}
+        if p["failures"].is_file():
+            for line in p["failures"].read_text().splitlines():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a torn last line
+                self.failures_[rec["id"]] = rec["error"]
+
+    # ------------------------------------------------------------------ steps
+    def _training(self):
+        lab = sorted(self.labelled_, key=lambda a: (int(a.info.get("al_iteration", 0)),
+                                                    int(a.info.get("al_order", 0))))
+        return list(self.initial or []) + lab
+
+    def _refit(self):
+        from sklearn.base import clone
+
+        train = self._training()
+        if not train:
+            self.model_ = self.model if hasattr(self.model, "regressor_") else None
+            return
+        model = clone(self.model)
+        model.fit(train)
+        model.save(self._p["model"])
+        self.model_ = model
+        self.state_["model_n_labels"] = len(self.labelled_)
+
+    def _restore_model(self):
+        from ..potential import HybridPotential
+
+        train = self._training()
+        if not train:
+            self.model_ = self.model if hasattr(self.model, "regressor_") else None
+            return
+        if self.state_.get("model_n_labels") == len(self.labelled_) and \
+                self._p["model"].is_file():
+            self.model_ = HybridPotential.load(self._p["model"])
+            return
+        self._refit()
+        self._save_state()
+
+    def _done_ids(self):
+        return {a.info["al_id"] for a in self.labelled_} | set(self.failures_)
+
+    def _candidate_id(self, t, k, atoms):
+        if "pool_index" in atoms.info:
+            return f"pool-{int(atoms.info['pool_index'])}"
+        return f"i{t:04d}-c{k:04d}"
+
+    def _sigma(self, model, structures):
+        _, s = model.predict_forces(structures, return_std=True)
+        return float(max(np.sqrt(np.mean(x ** 2)) for x in s))
+
+    def _propose(self, t, n_left):
+        """Proposals of iteration ``t``: list of (id, atoms), or a stop reason string."""
+        from ..sampling import PoolSampler
+        from ..uq.selection import DOptimalSelector
+
+        rng = np.random.default_rng([int(self.random_state), int(t)])
+        model = self.model_
+        done = self._done_ids()
+        kw = {}
+        if isinstance(self.sampler, PoolSampler):
+            kw["exclude"] = [int(i.split("-")[1]) for i in done if i.startswith("pool-")]
+        if getattr(self.sampler, "needs_model", False) and model is None:
+            raise InvalidParameterError(
+                f"The sampler {type(self.sampler).__name__} needs a fitted model; give "
+                "ActiveLearner labelled 'initial' structures or a fitted 'model'.")
+        cands = self.sampler.sample(int(self.n_candidates), random_state=rng, model=model,
+                                    **kw)
+        ids = [self._candidate_id(t, k, a) for k, a in enumerate(cands)]
+        keep = [k for k, i in enumerate(ids) if i not in done]
+        cands, ids = [cands[k] for k in keep], [ids[k] for k in keep]
+        if not cands:
+            return "no candidates"
+        n = min(int(self.batch_size), n_left, len(cands))
+        if model is None:
+            pick = np.arange(n)
+        else:
+            sel = self.selector if self.selector is not None else DOptimalSelector()
+            pick = np.asarray(sel.select(model, cands, n,
+                                         exclude_structures=self._training()), dtype=np.int64)
+            if pick.size == 0:
+                return "no candidates"
+            if self.target_sigma is not None:
+                sig = self._sigma(model, [cands[k] for k in pick])
+                if sig <= float(self.target_sigma):
+                    return f"target_sigma reached (max force sigma {sig:.4g} eV/Å)"
+        out = []
+        for order, k in enumerate(pick):
+            a = cands[int(k)].copy()
+            a.calc = None
+            a.info.update({"al_id": ids[int(k)], "al_iteration": int(t), "al_order": order})
+            out.append(a)
+        return out
+
+    def _save_proposals(self, t, proposals):
+        path = self._p["proposals"] / f"iter_{t:04d}.extxyz"
+        _atomic_write(path, _extxyz_text(proposals))
+        self.state_["proposals"] = {"iteration": int(t), "file": str(path.name),
+                                    "ids": [a.info["al_id"] for a in proposals]}
+        self._save_state()
+
+    def _load_proposals(self):
+        from ase.io import read
+
+        pr = self.state_.get("proposals")
+        if not pr or int(pr["iteration"]) != int(self.state_["iteration"]):
+            return None
+        path = self._p["proposals"] / pr["file"]
+        if not path.is_file():
+            return None
+        out = read(path, ":", format="extxyz")
+        for a in out:
+            a.calc = None
+        return out
+
+    def _record(self, atoms, res):
+        if res["ok"]:
+            from ase.calculators.singlepoint import SinglePointCalculator
+
+            at = atoms.copy()
+            kw = {"energy": res["energy"], "forces": res["forces"]}
+            if "stress" in res:
+                kw["stress"] = res["stress"]
+            at.calc = SinglePointCalculator(at, **kw)
+            at.info["oracle_seconds"] = float(res["seconds"])
+            _append_durable(self._p["labels"], _extxyz_text([at]))
+            self.labelled_.append(at)
+        else:
+            rec = {"id": atoms.info["al_id"], "iteration": int(atoms.info["al_iteration"]),
+                   "error": res["error"], "seconds": float(res["seconds"])}
+            _append_durable(self._p["failures"], json.dumps(rec) + "\n")
+            self.failures_[rec["id"]] = rec["error"]
+        self.n_oracle_calls_ += 1
+        self._save_state()
+
+    def _label(self, todo, client):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), desc=f"labelling (iteration {self.state_['iteration']})",
+                   unit="structure", disable=self.progress if self.progress is not None
+                   else None)
+        try:
+            if client is None:
+                for a in todo:
+                    self._record(a, label_structure(self._oracle, a, self.oracle_timeout))
+                    bar.update(1)
+                return
+            from distributed import as_completed
+
+            oracle_f = client.scatter(self._oracle, broadcast=True)
+            futs = {client.submit(label_structure, oracle_f, a, self.oracle_timeout,
+                                  pure=False): a for a in todo}
+            for fut in as_completed(list(futs)):
+                try:
+                    res = fut.result()
+                except Exception as e:  # worker died, unpicklable result, ...
+                    res = {"ok": False, "error": f"{type(e).__name__}: {e}", "seconds": 0.0}
+                self._record(futs[fut], res)
+                bar.update(1)
+        finally:
+            bar.close()
+
+    def _validation_error(self):
+        if not self.validation or self.model_ is None:
+            return None
+        return float(self.model_.evaluate(self.validation)["force_mae"])
+
+    def _stop_reason(self):
+        st = self.state_
+        if len(self.labelled_) >= int(self.max_labels):
+            return f"max_labels ({self.max_labels}) reached"
+        if int(st["iteration"]) >= int(self.max_iterations):
+            return f"max_iterations ({self.max_iterations}) reached"
+        if self.target_error is not None and st["history"]:
+            err = st["history"][-1].get("validation_force_mae")
+            if err is not None and err <= float(self.target_error):
+                return f"target_error reached (force MAE {err:.4g} eV/Å)"
+        return None
+
+    # ------------------------------------------------------------------ public
+    def run(self):
+        """Run (or resume) the loop until the stopping rule holds; returns ``self``."""
+        import contextlib
+
+        self._validate()
+        self._p = self._paths()
+        self._load()
+        self.n_oracle_calls_ = 0
+        self._restore_model()
+        if self.client is not None:
+            ctx = contextlib.nullcontext(self.client)
+        elif int(self.n_workers) > 1:
+            from ..parallel import local_client
+
+            ctx = local_client(int(self.n_workers))
+        else:
+            ctx = contextlib.nullcontext(None)
+        with ctx as client:
+            while True:
+                reason = self._stop_reason()
+                if reason is not None:
+                    break
+                t = int(self.state_["iteration"])
+                proposals = self._load_proposals()
+                if proposals is None:
+                    res = self._propose(t, int(self.max_labels) - len(self.labelled_))
+                    if isinstance(res, str):
+                        reason = res
+                        break
+                    proposals = res
+                    self._save_proposals(t, proposals)
+                done = self._done_ids()
+                todo = [a for a in proposals if a.info["al_id"] not in done]
+                t0 = time.perf_counter()
+                self._label(todo, client)
+                label_s = time.perf_counter() - t0
+                ids = {a.info["al_id"] for a in proposals}
+                n_ok = sum(1 for a in self.labelled_ if a.info["al_id"] in ids)
+                sig = None
+                if self.model_ is not None and getattr(self.model_.regressor_,
+                                                       "has_uncertainty", False):
+                    sig = self._sigma(self.model_, proposals)
+                self._refit()
+                self.state_["history"].append({
+                    "iteration": t, "n_labels": len(self.labelled_), "n_new": n_ok,
+                    "n_failed": len(proposals) - n_ok, "selected_sigma_max": sig,
+                    "validation_force_mae": self._validation_error(),
+                    "label_seconds": label_s})
+                self.state_["iteration"] = t + 1
+                self.state_["proposals"] = None
+                self._save_state()
+        self.stop_reason_ = reason
+        self.state_["stop_reason"] = reason
+        self._save_state()
+        return self
+
+    @property
+    def history_(self):
+        return list(self.state_["history"]) if hasattr(self, "state_") else []

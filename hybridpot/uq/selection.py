@@ -1,0 +1,564 @@
+r"""Choosing the next structures to label: uncertainty, D-optimal batches, information per cost.
+
+Given a fitted :class:`~hybridpot.HybridPotential` and a pool of unlabelled candidate
+structures, a selector returns the indices of the ``n`` candidates to send to the oracle
+(DFT, EMT, ...).
+
+Linear-Gaussian picture
+-----------------------
+For linear models (:class:`~hybridpot.regression.BayesianLinearRegressor`) the weights have a
+Gaussian posterior with covariance ``Sigma`` (``regressor_.sigma_``, shape (M, M)).  A
+candidate ``c`` contributes design rows ``A_c`` (:mod:`hybridpot.regression._design`): one
+per-atom energy row (eV/atom per weight) and/or ``3 N_c`` force rows (eV/Å per weight), each
+divided by its label noise ``sigma_kind`` (``regressor_.noise_``) so that the rows are
+whitened: ``B_c = diag(1/sigma) A_c``.  Then
+
+- predictive variance of a label (parameter part): ``a^T Sigma a``;
+- expected information gain of labelling ``c`` (mutual information between its labels and the
+  weights, nats)
+
+  .. math::  \mathrm{EIG}_c = \tfrac12 \log\det(I + B_c \Sigma B_c^T);
+
+- after labelling ``c`` the posterior becomes
+  ``Sigma' = Sigma - Sigma B_c^T (I + B_c Sigma B_c^T)^{-1} B_c Sigma`` (a rank-``r_c``
+  update; ``B_c`` is first compressed to its ``R`` factor, at most ``M`` rows, which leaves
+  ``B_c^T B_c`` and therefore every quantity above unchanged).
+
+The greedy D-optimal batch picks ``argmax_c EIG_c`` under the current ``Sigma``, conditions
+``Sigma`` on it, and repeats: ``sum EIG`` is the log-det gain of the posterior precision, and a
+structure whose rows lie in directions already constrained (by the training set or by earlier
+picks) has a small gain, so batches spread over the directions the data do not yet constrain.
+:class:`InformationPerCostSelector` ranks by ``EIG_c / cost(c)`` with
+``cost = N_c**3`` by default (DFT scaling), so cheap small cells are preferred at equal
+information.
+
+Regressors without a covariance (e.g. :class:`~hybridpot.regression.NeuralNetworkRegressor`
+ensembles, or a model with a committee ``uncertainty_``) use the predictive σ of
+``model.predict / predict_forces(return_std=True)`` instead: max-variance works unchanged; the
+D-optimal and information-per-cost selectors then score ``EIG_c ~ 1/2 sum_rows log(1 +
+sigma_row^2 / sigma_noise^2)`` without conditioning (no covariance to update) and rely on
+deduplication for diversity.
+
+Deduplication
+-------------
+Two structures are near-duplicates when the symmetric Hausdorff distance between their sets of
+per-atom environments (descriptors divided by the per-feature RMS over the pool, distance divided
+by ``sqrt(n_features)``) is below ``dedup_threshold``: every environment of one has a
+near-identical environment in the other.  Selectors with ``dedup_threshold`` skip candidates
+that duplicate an already chosen one (and ``exclude_structures``, e.g. the training set).
+This matters for a deterministic oracle, which returns the same labels for the same structure:
+under the independent-noise model of the posterior a second copy would still count as new
+information.
+
+Everything is deterministic; :class:`RandomSelector` takes a ``random_state``.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import scipy.linalg
+
+from .._exceptions import InvalidParameterError, NotFittedError
+from .._validation import check_choice, check_float, check_int, species_indices
+
+__all__ = ["MaxVarianceSelector", "DOptimalSelector", "InformationPerCostSelector",
+           "RandomSelector", "SELECTORS", "make_selector", "candidate_rows", "deduplicate",
+           "environment_distance"]
+
+_KINDS = ("energy", "forces", "both")
+
+
+# ---------------------------------------------------------------------------- helpers
+def _check_model(model, owner):
+    if not hasattr(model, "regressor_"):
+        raise NotFittedError(
+            f"{owner}.select needs a fitted HybridPotential (call fit first). "
+            f"Got an unfitted {type(model).__name__}.")
+
+
+def _check_pool(pool, owner):
+    from ase import Atoms
+
+    if isinstance(pool, Atoms):
+        pool = [pool]
+    try:
+        pool = list(pool)
+    except TypeError:
+        raise InvalidParameterError(
+            f"The 'pool' argument of {owner}.select must be a list of ase.Atoms. "
+            f"Got {type(pool).__name__} instead.") from None
+    for k, a in enumerate(pool):
+        if not isinstance(a, Atoms):
+            raise InvalidParameterError(
+                f"The 'pool' argument of {owner}.select must be a list of ase.Atoms; item "
+                f"{k} is a {type(a).__name__}.")
+    return pool
+
+
+def _has_covariance(model):
+    reg = model.regressor_
+    return (getattr(model, "uncertainty_", None) is None
+            and getattr(reg, "precision_factor_", None) is not None
+            and getattr(reg, "sigma_", None) is not None
+            and getattr(reg, "fit_mode_", "batch") == "batch")
+
+
+def _single_batch(model, atoms, gradients):
+    from ..potential import _volume
+    from ..regression._base import StructureBatch
+
+    z = species_indices(atoms, model.species_, "HybridPotential")
+    if gradients:
+        X, dX = model.descriptor.compute(atoms, gradients=True)
+    else:
+        X, dX = model.descriptor.compute(atoms), None
+    n = len(atoms)
+    return StructureBatch(
+        X=X, species=z, structure=np.zeros(n, dtype=np.int64), gradients=dX,
+        volume=np.array([_volume(atoms)]), energy=np.full(1, np.nan),
+        forces=np.full((n, 3), np.nan), stress=np.full((1, 6), np.nan), weights={},
+        group=np.zeros(1, dtype=np.int64), index=np.array([0]))
+
+
+def _noise(reg, kind):
+    v = getattr(reg, "noise_", {}).get(kind)
+    if v is None:
+        return 1.0
+    if isinstance(v, dict):
+        v = max(v.values())
+    v = float(v)
+    return v if v > 0 and np.isfinite(v) else 1.0
+
+
+def candidate_rows(model, atoms, kind="forces", *, whiten=True):
+    """Design rows of one candidate structure for a fitted linear model.
+
+    Parameters
+    ----------
+    model : HybridPotential
+        Fitted, with a linear regressor (``quadratic`` honoured).
+    atoms : ase.Atoms
+    kind : {"energy", "forces", "both"}, default="forces"
+        ``"energy"``: one per-atom energy row (``sum_i phi_i / N``, eV/atom per weight);
+        ``"forces"``: ``3 N`` force rows (eV/Å per weight); ``"both"``: stacked.
+    whiten : bool, default=True
+        Divide each row by the fitted noise σ of its kind (``regressor_.noise_``), making the
+        rows dimensionless information rows.
+
+    Returns
+    -------
+    ndarray, shape (n_rows, M)
+        ``M = n_species * P`` columns in the layout of ``regressor_.sigma_``.
+    """
+    from ..regression._design import energy_rows, pair_rows
+
+    reg = model.regressor_
+    nsp, quad = reg.n_species_, bool(reg.quadratic)
+    want_f = kind in ("forces", "both")
+    batch = _single_batch(model, atoms, gradients=want_f)
+    rows = []
+    if kind in ("energy", "both"):
+        r = energy_rows(batch, nsp, quad)
+        rows.append(r / _noise(reg, "energy") if whiten else r)
+    if want_f:
+        r, _ = pair_rows(batch, nsp, quad, forces=True, stress=False)
+        rows.append(r / _noise(reg, "forces") if whiten else r)
+    return np.vstack(rows)
+
+
+def _compress(B):
+    """An R factor with ``R^T R = B^T B`` and at most ``M`` rows."""
+    if B.shape[0] <= B.shape[1]:
+        return B
+    return scipy.linalg.qr(B, mode="r", check_finite=False)[0][:B.shape[1]]
+
+
+def _eig(R, Sigma):
+    """0.5 logdet(I + R Sigma R^T) for each compressed candidate (list)."""
+    out = np.empty(len(R))
+    for k, B in enumerate(R):
+        K = B @ Sigma @ B.T
+        K[np.diag_indices_from(K)] += 1.0
+        sign, ld = np.linalg.slogdet(K)
+        out[k] = 0.5 * ld if sign > 0 else 0.0
+    return out
+
+
+def _condition(Sigma, B):
+    """Posterior covariance after observing whitened rows ``B``."""
+    SB = Sigma @ B.T
+    K = B @ SB
+    K[np.diag_indices_from(K)] += 1.0
+    L = np.linalg.cholesky(K)
+    V = scipy.linalg.solve_triangular(L, SB.T, lower=True, check_finite=False)
+    S = Sigma - V.T @ V
+    return 0.5 * (S + S.T)
+
+
+def _environments(model, structures):
+    return [np.asarray(model.descriptor.compute(a), dtype=np.float64) for a in structures]
+
+
+def environment_distance(XA, XB):
+    """Symmetric Hausdorff distance between two sets of (scaled) per-atom descriptors.
+
+    Parameters
+    ----------
+    XA : ndarray, shape (n_a, F)
+    XB : ndarray, shape (n_b, F)
+
+    Returns
+    -------
+    float
+        ``max(max_a min_b |x_a - x_b|, max_b min_a |x_a - x_b|) / sqrt(F)``.
+    """
+    d2 = np.empty((XA.shape[0], XB.shape[0]))
+    step = max(1, 4096 // max(1, XB.shape[0]))
+    for a in range(0, XA.shape[0], step):  # chunks of centres; exact differences (no cancellation)
+        diff = XA[a:a + step, None, :] - XB[None, :, :]
+        d2[a:a + step] = np.einsum("ijk,ijk->ij", diff, diff)
+    h = max(float(np.sqrt(d2.min(axis=1).max())), float(np.sqrt(d2.min(axis=0).max())))
+    return h / np.sqrt(XA.shape[1])
+
+
+def _scale(envs):
+    allX = np.vstack(envs)
+    s = np.sqrt(np.mean(allX ** 2, axis=0))
+    s[~(s > 0)] = 1.0
+    return [X / s for X in envs]
+
+
+def _composition(atoms):
+    return tuple(sorted(atoms.get_chemical_symbols()))
+
+
+def deduplicate(model, structures, threshold=1e-3):
+    """Indices of the structures kept after removing near-duplicates (first one kept).
+
+    Parameters
+    ----------
+    model : HybridPotential or Descriptor
+        Supplies the descriptor (fitted or not).
+    structures : list of ase.Atoms
+    threshold : float, default=1e-3
+        Scaled environment distance (see :func:`environment_distance`; descriptors divided
+        by their per-feature RMS over ``structures``) below which two structures of the same
+        composition are duplicates.
+
+    Returns
+    -------
+    ndarray of int64
+        Sorted indices of the kept structures.
+    """
+    threshold = check_float(threshold, "threshold", "deduplicate", low=0.0,
+                            low_inclusive=True)
+    structures = _check_pool(structures, "deduplicate")
+    desc = getattr(model, "descriptor", model)
+    envs = _scale([np.asarray(desc.compute(a), dtype=np.float64) for a in structures])
+    comp = [_composition(a) for a in structures]
+    kept = []
+    for k in range(len(structures)):
+        if not any(comp[j] == comp[k] and environment_distance(envs[j], envs[k]) <= threshold
+                   for j in kept):
+            kept.append(k)
+    return np.asarray(kept, dtype=np.int64)
+
+
+class _Selector:
+    """Shared validation and deduplication of the selectors (not public)."""
+
+    def _validate_common(self):
+        owner = type(self).__name__
+        check_choice(self.kind, "kind", _KINDS, owner)
+        check_float(self.dedup_threshold, "dedup_threshold", owner, low=0.0,
+                    low_inclusive=True, allow_none=True)
+
+    def _check_n(self, n, pool):
+        return check_int(n, "n", f"{type(self).__name__}.select", low=1)
+
+    def _dedup_state(self, model, pool, exclude_structures):
+        if self.dedup_threshold is None:
+            return None
+        extra = list(exclude_structures or [])
+        envs = _scale(_environments(model, pool + extra))
+        comp = [_composition(a) for a in pool + extra]
+        return {"envs": envs, "comp": comp, "chosen": list(range(len(pool),
+                                                                 len(pool) + len(extra)))}
+
+    def _is_dup(self, st, k):
+        if st is None:
+            return False
+        return any(st["comp"][j] == st["comp"][k]
+                   and environment_distance(st["envs"][j], st["envs"][k])
+                   <= self.dedup_threshold for j in st["chosen"])
+
+    def _ranked_pick(self, scores, n, st):
+        """Highest scores first (ties: lower index), skipping duplicates."""
+        order = np.lexsort((np.arange(scores.shape[0]), -scores))
+        out = []
+        for k in order:
+            if len(out) == n:
+                break
+            if self._is_dup(st, int(k)):
+                continue
+            out.append(int(k))
+            if st is not None:
+                st["chosen"].append(int(k))
+        return np.asarray(out, dtype=np.int64)
+
+
+class MaxVarianceSelector(_Selector):
+    r"""Pick the candidates with the largest predictive variance.
+
+    Score of a structure with ``N`` atoms (parameter part ``a^T Sigma a`` for linear models,
+    else the full predictive variance of ``model.predict*(return_std=True)``):
+
+    - ``kind="energy"``: variance of the energy per atom, ``(σ_E / N)^2`` (eV²/atom²);
+    - ``kind="forces"``: mean (``reduce="mean"``) or maximum (``reduce="max"``) of the
+      force-component variances ``σ_F^2`` (eV²/Å²);
+    - ``kind="both"``: the sum of the two above after dividing each by its noise variance.
+
+    Parameters
+    ----------
+    kind : {"energy", "forces", "both"}, default="forces"
+    reduce : {"mean", "max"}, default="mean"
+    dedup_threshold : float or None, default=1e-3
+        Skip candidates that duplicate an already chosen one (see :func:`deduplicate`);
+        None disables the check.
+
+    Attributes
+    ----------
+    scores_ : ndarray, shape (n_pool,)
+        Score of every candidate at the last :meth:`select`.
+    """
+
+    def __init__(self, *, kind="forces", reduce="mean", dedup_threshold=1e-3):
+        self.kind = kind
+        self.reduce = reduce
+        self.dedup_threshold = dedup_threshold
+
+    def _row_scores(self, model, pool):
+        red = np.mean if self.reduce == "mean" else np.max
+        reg = model.regressor_
+        out = np.empty(len(pool))
+        if _has_covariance(model):
+            T = reg.precision_factor_
+            for k, a in enumerate(pool):
+                parts = []
+                kinds = ("energy", "forces") if self.kind == "both" else (self.kind,)
+                for kd in kinds:
+                    A = candidate_rows(model, a, kd, whiten=self.kind == "both")
+                    V = scipy.linalg.solve_triangular(T, A.T, trans="T", check_finite=False)
+                    parts.append(red(np.einsum("ij,ij->j", V, V)))
+                out[k] = sum(parts)
+            return out
+        for k, a in enumerate(pool):
+            parts = []
+            if self.kind in ("energy", "both"):
+                _, s = model.predict([a], return_std=True)
+                v = (s[0] / len(a)) ** 2
+                parts.append(v / _noise(reg, "energy") ** 2 if self.kind == "both" else v)
+            if self.kind in ("forces", "both"):
+                _, s = model.predict_forces([a], return_std=True)
+                v = red(s[0] ** 2)
+                parts.append(v / _noise(reg, "forces") ** 2 if self.kind == "both" else v)
+            out[k] = sum(parts)
+        return out
+
+    def select(self, model, pool, n, *, exclude_structures=None):
+        """Indices of the ``n`` chosen candidates of ``pool`` (best first).
+
+        Parameters
+        ----------
+        model : HybridPotential
+            Fitted, with a predictive uncertainty.
+        pool : list of ase.Atoms
+            Unlabelled candidates.
+        n : int
+            Number to choose (fewer if the pool, after deduplication, is smaller).
+        exclude_structures : list of ase.Atoms, optional
+            Already labelled structures: candidates duplicating them are skipped (only with
+            ``dedup_threshold``).
+
+        Returns
+        -------
+        ndarray of int64, shape (<= n,)
+        """
+        owner = type(self).__name__
+        self._validate_common()
+        check_choice(self.reduce, "reduce", ("mean", "max"), owner)
+        _check_model(model, owner)
+        pool = _check_pool(pool, owner)
+        n = self._check_n(n, pool)
+        self.scores_ = self._row_scores(model, pool)
+        st = self._dedup_state(model, pool, exclude_structures)
+        return self._ranked_pick(self.scores_, n, st)
+
+
+def _default_cost(atoms):
+    return float(len(atoms)) ** 3
+
+
+class DOptimalSelector(_Selector):
+    r"""Greedy batch D-optimal design: maximise the log-det gain of the posterior precision.
+
+    Pick ``c* = argmax_c EIG_c(Sigma) / cost(c)`` with
+    ``EIG_c = 1/2 log det(I + B_c Sigma B_c^T)`` (nats; ``B_c`` whitened design rows, see the
+    module docstring), condition ``Sigma`` on ``B_{c*}``, repeat ``n`` times.  With
+    ``cost=None`` every cost is 1 (plain D-optimality:
+    ``sum EIG = 1/2 log det(H_after) - 1/2 log det(H_before)``).
+
+    Parameters
+    ----------
+    kind : {"energy", "forces", "both"}, default="both"
+        Which label rows a candidate contributes.
+    cost : callable or None, default=None
+        ``cost(atoms) -> float > 0`` (arbitrary units).
+    dedup_threshold : float or None, default=1e-3
+        Skip near-duplicates of already chosen (or excluded) structures
+        (:func:`deduplicate`); None disables.  Needed also with a covariance: the
+        independent-noise model credits a repeated label with new information (a second copy
+        halves the variance along its directions), whereas a deterministic oracle (DFT, EMT)
+        returns the same labels again.
+
+    Attributes
+    ----------
+    scores_ : ndarray, shape (n_pool,)
+        ``EIG_c / cost(c)`` under the initial posterior.
+    gains_ : ndarray, shape (n_chosen,)
+        Conditional gain (nats) of each chosen candidate at the time it was chosen.
+    """
+
+    _default_cost = None
+
+    def __init__(self, *, kind="both", cost=None, dedup_threshold=1e-3):
+        self.kind = kind
+        self.cost = cost
+        self.dedup_threshold = dedup_threshold
+
+    def _costs(self, pool):
+        owner = type(self).__name__
+        fn = self.cost if self.cost is not None else self._default_cost
+        if fn is None:
+            return np.ones(len(pool))
+        if not callable(fn):
+            raise InvalidParameterError(
+                f"The 'cost' parameter of {owner} must be a callable cost(atoms) -> float or "
+                f"None. Got {type(fn).__name__} instead.")
+        c = np.array([fn(a) for a in pool], dtype=np.float64)
+        if not np.all(np.isfinite(c)) or np.any(c <= 0):
+            raise InvalidParameterError(
+                f"The 'cost' parameter of {owner} must return finite floats > 0. Got "
+                f"{c[~(np.isfinite(c) & (c > 0))][:3].tolist()} instead.")
+        return c
+
+    def _noise_only_gain(self, model, pool):
+        reg = model.regressor_
+        g = np.zeros(len(pool))
+        for k, a in enumerate(pool):
+            if self.kind in ("energy", "both"):
+                _, s = model.predict([a], return_std=True)
+                g[k] += 0.5 * np.log1p((s[0] / len(a) / _noise(reg, "energy")) ** 2)
+            if self.kind in ("forces", "both"):
+                _, s = model.predict_forces([a], return_std=True)
+                g[k] += 0.5 * np.sum(np.log1p((s[0] / _noise(reg, "forces")) ** 2))
+        return g
+
+    def select(self, model, pool, n, *, exclude_structures=None):
+        """Indices of the ``n`` chosen candidates of ``pool`` in the order they were picked.
+
+        Parameters are those of :meth:`MaxVarianceSelector.select`.
+        """
+        owner = type(self).__name__
+        self._validate_common()
+        _check_model(model, owner)
+        pool = _check_pool(pool, owner)
+        n = self._check_n(n, pool)
+        cost = self._costs(pool)
+        st = self._dedup_state(model, pool, exclude_structures)
+        if not _has_covariance(model):
+            self.scores_ = self._noise_only_gain(model, pool) / cost
+            out = self._ranked_pick(self.scores_, n, st)
+            self.gains_ = self.scores_[out] * cost[out]
+            return out
+        Sigma = np.array(model.regressor_.sigma_, dtype=np.float64)
+        R = [_compress(candidate_rows(model, a, self.kind)) for a in pool]
+        avail = np.ones(len(pool), dtype=bool)
+        chosen, gains = [], []
+        while len(chosen) < n and avail.any():
+            g = _eig(R, Sigma)
+            if not chosen:
+                self.scores_ = g / cost
+            score = np.where(avail, g / cost, -np.inf)
+            k = int(np.argmax(score))  # first maximum: deterministic
+            avail[k] = False
+            if self._is_dup(st, k):
+                continue
+            chosen.append(k)
+            gains.append(g[k])
+            if st is not None:
+                st["chosen"].append(k)
+            Sigma = _condition(Sigma, R[k])
+        self.gains_ = np.asarray(gains)
+        return np.asarray(chosen, dtype=np.int64)
+
+
+class InformationPerCostSelector(DOptimalSelector):
+    r"""Expected information gain per unit labelling cost, greedy and conditioned.
+
+    Same algorithm as :class:`DOptimalSelector` with ``cost(atoms) = N**3`` by default (the
+    cubic scaling of DFT): candidates are ranked by ``EIG_c / N_c^3``.
+
+    Parameters
+    ----------
+    kind : {"energy", "forces", "both"}, default="both"
+    cost : callable or None, default=None
+        ``cost(atoms) -> float > 0``; None means ``len(atoms) ** 3``.
+    dedup_threshold : float or None, default=1e-3
+    """
+
+    _default_cost = staticmethod(_default_cost)
+
+
+class RandomSelector:
+    """Uniformly random choice without replacement (the baseline of active learning).
+
+    Parameters
+    ----------
+    random_state : int, numpy.random.Generator or None
+        Seed or generator; an int gives the same choice on every call.
+    """
+
+    def __init__(self, *, random_state=None):
+        self.random_state = random_state
+
+    def select(self, model, pool, n, *, exclude_structures=None):
+        """``n`` distinct random indices of ``pool`` (``model`` is not used)."""
+        pool = _check_pool(pool, "RandomSelector")
+        n = check_int(n, "n", "RandomSelector.select", low=1)
+        rs = self.random_state
+        if rs is not None and not isinstance(rs, (numbers.Integral, np.random.Generator)):
+            raise InvalidParameterError(
+                "The 'random_state' parameter of RandomSelector must be an int, a "
+                f"numpy.random.Generator or None. Got {type(rs).__name__} instead.")
+        rng = np.random.default_rng(rs)
+        return np.sort(rng.choice(len(pool), size=min(n, len(pool)), replace=False)) \
+            .astype(np.int64)
+
+
+SELECTORS = {"max_variance": MaxVarianceSelector, "d_optimal": DOptimalSelector,
+             "information_per_cost": InformationPerCostSelector, "random": RandomSelector}
+
+
+def make_selector(method="d_optimal", **params):
+    """A selector by name (``"max_variance"``, ``"d_optimal"``, ``"information_per_cost"``,
+    ``"random"``) with keyword parameters."""
+    check_choice(method, "method", tuple(SELECTORS), "make_selector")
+    try:
+        return SELECTORS[method](**params)
+    except TypeError as e:
+        raise InvalidParameterError(
+            f"make_selector: invalid parameters {sorted(params)} for method {method!r}: {e}"
+        ) from None
