@@ -234,7 +234,8 @@ def test_bayesian_per_kind_noise_closed_form(desc, rng):
     model = BayesianLinearRegressor(tol=1e-12).fit(src)
     blocks = {k: (A, y, w) for k, _, A, y, w in labelled_rows(b, 2, False)}
     kinds = ["energy", "forces", "stress"]
-    betas = np.array([model.noise_[k] ** -2 for k in kinds])
+    # noise_ is the effective noise at the mean training weight of each kind
+    betas = np.array([model.noise_[k] ** -2 / blocks[k][2].mean() for k in kinds])
     d = model.penalty_scale_
     m, S, logev = _closed_form_kinds([blocks[k] for k in kinds], model.alpha_, betas, d)
     np.testing.assert_allclose(model.coef_.ravel(), m, rtol=1e-7, atol=1e-9)
@@ -253,6 +254,37 @@ def test_bayesian_per_kind_noise_closed_form(desc, rng):
     # the noise levels found are those of the data
     assert 0.5 < model.noise_["forces"] / 0.02 < 1.5
     assert 0.5 < model.noise_["stress"] / 2e-4 < 1.5
+
+
+def test_shared_noise_level_and_kind_weights(desc, rng):
+    structs = structures(8, seed=72, symbols=("Cu", "Cu"))
+    coef = true_coef(rng, desc.n_features, False)
+    b = labelled(structs, desc, coef, False, rng=rng, noise=(0.003, 0.02, 2e-4))
+    b.stress[:] = np.nan
+    src = BatchSource([b], n_species=2, n_features=desc.n_features)
+    b.weights = {"energy": np.full(8, 40.0), "forces": np.ones(8)}
+    shared = BayesianLinearRegressor(noise_levels="shared", tol=1e-12).fit(src)
+    blocks = {k: (A, y, w) for k, _, A, y, w in labelled_rows(b, 2, False)}
+    beta = shared.noise_["forces"] ** -2
+    np.testing.assert_allclose(shared.noise_["energy"], (beta * 40.0) ** -0.5, rtol=1e-12)
+    bl = [blocks["energy"], blocks["forces"]]
+    d = shared.penalty_scale_
+    m, _, logev = _closed_form_kinds(bl, shared.alpha_, [beta, beta], d)
+    np.testing.assert_allclose(shared.coef_.ravel(), m, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(shared.log_evidence_, logev, rtol=1e-10)
+    for fa, fb in [(1.05, 1), (0.95, 1), (1, 1.05), (1, 0.95)]:
+        assert _closed_form_kinds(bl, shared.alpha_ * fa, [beta * fb] * 2, d)[2] < logev
+    # a constant kind weight is absorbed by beta_k with per-kind noise, not with shared noise
+    # (with penalty_scaling="none": the RMS column scaling itself depends on the weights)
+    kinds = BayesianLinearRegressor(tol=1e-12, penalty_scaling="none").fit(src)
+    b.weights = {"energy": np.full(8, 1.0), "forces": np.ones(8)}
+    kinds1 = BayesianLinearRegressor(tol=1e-12, penalty_scaling="none").fit(src)
+    shared1 = BayesianLinearRegressor(noise_levels="shared", tol=1e-12).fit(src)
+    np.testing.assert_allclose(kinds1.coef_, kinds.coef_, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(kinds1.noise_["energy"], kinds.noise_["energy"], rtol=1e-7)
+    assert np.abs(shared1.coef_ - shared.coef_).max() > 1e-6
+    with pytest.raises(InvalidParameterError, match=r"'noise_levels' .*'shared'.*Got 'all'"):
+        BayesianLinearRegressor(noise_levels="all").fit(src)
 
 
 def test_predictive_std_of_forces_and_stress(desc, rng):

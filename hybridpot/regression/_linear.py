@@ -67,8 +67,19 @@ class _LinearBase(Regressor):
         check_choice(self.solver, "solver", ("tsqr", "normal"), owner)
         self._acc_method = "qr" if self.solver == "tsqr" else "gram"
 
-    def _group_key(self, kind, g, group_names):
+    def _report_key(self, kind, g, group_names):
+        """Key under which the noise of rows of ``kind`` in group ``g`` is reported."""
         return kind
+
+    def _acc_key(self, report_key):
+        """Accumulator key (one hyperparameter each) of a report key."""
+        return report_key
+
+    def _add_rows(self, acc, kind, g, names, A, y, w):
+        rk = self._report_key(kind, g, names)
+        acc.add(self._acc_key(rk), A, y, w)
+        ws, wc = self._wstats.get(rk, (0.0, 0))
+        self._wstats[rk] = (ws + float(w.sum()), wc + int(w.shape[0]))
 
     def _accumulate_batches(self, batches):
         owner = type(self).__name__
@@ -91,11 +102,11 @@ class _LinearBase(Regressor):
                 for kind, group, A, y, w in labelled_rows(sub, n_species, self._quadratic):
                     groups = np.unique(group)
                     if groups.shape[0] == 1:
-                        acc.add(self._group_key(kind, int(groups[0]), names), A, y, w)
+                        self._add_rows(acc, kind, int(groups[0]), names, A, y, w)
                         continue
                     for g in groups:
                         m = group == g
-                        acc.add(self._group_key(kind, int(g), names), A[m], y[m], w[m])
+                        self._add_rows(acc, kind, int(g), names, A[m], y[m], w[m])
         if not acc.keys():
             raise MissingLabelsError(
                 f"{owner}.fit received {n_batches} batch(es) with no usable label: every "
@@ -154,7 +165,8 @@ class _LinearBase(Regressor):
         acc = TSQRAccumulator(A.shape[1], method=self._acc_method)
         if A.shape[0] == 0:
             raise MissingLabelsError(f"{owner}.fit received only zero sample weights.")
-        acc.add(_PLAIN_KIND, A, y, w)
+        self._add_rows(acc, _PLAIN_KIND, 0, ("default",), A, y,
+                       np.ones(A.shape[0]) if w is None else w)
         self.n_species_ = None
         self.n_features_in_ = A.shape[1]
         self.species_ = None
@@ -164,6 +176,7 @@ class _LinearBase(Regressor):
     def _prepare(self, batches, y, sample_weight):
         """Validate, stream the rows; return the scaled R factors and the penalty scaling."""
         self._validate_common()
+        self._wstats = {}
         if isinstance(batches, np.ndarray) or y is not None:
             acc, bias_cols = self._accumulate_plain(batches, y, sample_weight)
             self.fit_mode_ = "plain"
@@ -603,11 +616,14 @@ class BayesianLinearRegressor(_LinearBase):
     for a config group not seen in training with ``noise_groups=True`` the largest noise of
     that kind; kinds absent from training add no noise).
 
-    Weights: ``w_r`` enters as a relative precision, so the fitted ``noise_`` is the noise of
-    a row of unit weight, and a constant weight of a whole label kind is absorbed by that
-    kind's ``beta_k`` (only relative weights within a kind change the fit).  Evidence
-    maximisation balances kinds by their row counts: with thousands of force rows per energy
-    row it may prefer forces over energies more than a hand-weighted ridge fit would.
+    Weights: ``w_r`` enters as a relative precision; ``noise_`` reports the effective noise
+    ``1 / sqrt(beta_k mean(w))`` of each kind's rows at their mean training weight (with unit
+    weights simply ``1 / sqrt(beta_k)``), and predictions use it.  With
+    ``noise_levels="kind"`` a constant weight of a whole label kind is absorbed by that
+    kind's ``beta_k`` (only relative weights within a kind change the fit); evidence
+    maximisation then balances kinds by their row counts and, with thousands of force rows
+    per energy row, may favour forces over energies more than a hand-weighted ridge fit.
+    ``noise_levels="shared"`` keeps the user's kind weights as relative precisions.
 
     The plain path ``fit(A, y, sample_weight=None)`` is ordinary Bayesian ridge regression on
     the columns of ``A`` with one noise level (equal to scikit-learn's ``BayesianRidge`` with
@@ -619,6 +635,11 @@ class BayesianLinearRegressor(_LinearBase):
         qSNAP-style quadratic feature map.
     noise_groups : bool, default=False
         One noise level per label kind and config group (``StructureBatch.group``).
+    noise_levels : {"kind", "shared"}, default="kind"
+        ``"kind"``: one precision ``beta_k`` per label kind (the constant weight of a kind is
+        then absorbed by its ``beta_k``).  ``"shared"``: one ``beta`` for all kinds (per
+        group with ``noise_groups``), the user weights setting the relative precision of
+        energy, force and stress rows (FitSNAP-style weighting with a Bayesian posterior).
     penalty_scaling : {"rms", "none"}, default="rms"
         Column scaling ``D`` of the prior precision.
     solver : {"tsqr", "normal"}, default="tsqr"
@@ -642,8 +663,9 @@ class BayesianLinearRegressor(_LinearBase):
     alpha_ : float
         Prior precision (on the scaled coefficients ``b_j D_j c_j``).
     noise_ : dict
-        Label kind -> noise standard deviation (eV/atom, eV/Å, eV/Å³); with
-        ``noise_groups`` kind -> {group name -> sigma}.  Plain path: ``{"target": sigma}``.
+        Label kind -> effective noise standard deviation (eV/atom, eV/Å, eV/Å³) of its rows
+        at their mean training weight; with ``noise_groups`` kind -> {group name -> sigma}.
+        Plain path: ``{"target": sigma}``.
     log_evidence_ : float
         Log marginal likelihood at the optimum.
     n_iter_ : int
@@ -651,10 +673,12 @@ class BayesianLinearRegressor(_LinearBase):
 
     has_uncertainty = True
 
-    def __init__(self, *, quadratic=False, noise_groups=False, penalty_scaling="rms",
-                 solver="tsqr", alpha_init=None, noise_init=None, max_iter=500, tol=1e-8):
+    def __init__(self, *, quadratic=False, noise_groups=False, noise_levels="kind",
+                 penalty_scaling="rms", solver="tsqr", alpha_init=None, noise_init=None,
+                 max_iter=500, tol=1e-8):
         self.quadratic = quadratic
         self.noise_groups = noise_groups
+        self.noise_levels = noise_levels
         self.penalty_scaling = penalty_scaling
         self.solver = solver
         self.alpha_init = alpha_init
@@ -662,10 +686,15 @@ class BayesianLinearRegressor(_LinearBase):
         self.max_iter = max_iter
         self.tol = tol
 
-    def _group_key(self, kind, g, group_names):
-        if not self._noise_groups:
+    def _report_key(self, kind, g, group_names):
+        if not self._noise_groups or kind == _PLAIN_KIND:
             return kind
         return (kind, group_names[g] if g < len(group_names) else f"group{g}")
+
+    def _acc_key(self, report_key):
+        if self.noise_levels == "kind" or report_key == _PLAIN_KIND:
+            return report_key
+        return ("shared", report_key[1]) if isinstance(report_key, tuple) else "shared"
 
     def fit(self, batches, y=None, sample_weight=None):
         """Fit to a BatchSource / list of StructureBatch, or to a plain ``(A, y)``.
@@ -676,6 +705,7 @@ class BayesianLinearRegressor(_LinearBase):
         """
         owner = type(self).__name__
         self._noise_groups = _check_bool(self.noise_groups, "noise_groups", owner)
+        check_choice(self.noise_levels, "noise_levels", ("kind", "shared"), owner)
         alpha0 = check_float(self.alpha_init, "alpha_init", owner, low=0.0, allow_none=True)
         noise0 = check_float(self.noise_init, "noise_init", owner, low=0.0, allow_none=True)
         for v, name in ((alpha0, "alpha_init"), (noise0, "noise_init")):
@@ -770,7 +800,10 @@ class BayesianLinearRegressor(_LinearBase):
             + 0.5 * np.sum(np.log(b2)) - 0.5 * E - 0.5 * logdetH
             - 0.5 * N.sum() * np.log(2 * np.pi))
         self.alpha_ = float(alpha)
-        self._beta = {k: float(bq) for k, bq in zip(keys, beta)}
+        beta_of = dict(zip(keys, beta))
+        # effective noise of each report key's rows at their mean training weight
+        self._noise = {rk: float(1.0 / np.sqrt(beta_of[self._acc_key(rk)] * ws / wc))
+                       for rk, (ws, wc) in self._wstats.items() if wc > 0}
         self._set_noise_dict()
         coef = m / D
         self.coef_ = coef.reshape(self.n_species_, -1) if self.fit_mode_ == "batch" else coef
@@ -780,8 +813,7 @@ class BayesianLinearRegressor(_LinearBase):
 
     def _set_noise_dict(self):
         noise = {}
-        for k, bq in self._beta.items():
-            s = float(1.0 / np.sqrt(bq))
+        for k, s in self._noise.items():
             if isinstance(k, tuple):
                 noise.setdefault(k[0], {})[k[1]] = s
             else:
@@ -839,11 +871,10 @@ class BayesianLinearRegressor(_LinearBase):
         self.alpha_ = float("nan")
         self.log_evidence_ = float("nan")
         self.n_iter_ = 0
-        self._beta = {}
+        self._noise = {}
         if noise is not None:
             for k, s in dict(noise).items():
-                s = check_float(s, f"noise[{k!r}]", owner, low=0.0)
-                self._beta[k] = 1.0 / s ** 2
+                self._noise[k] = check_float(s, f"noise[{k!r}]", owner, low=0.0)
         self._set_noise_dict()
         if covariance is None:
             self.precision_factor_ = None
@@ -891,13 +922,13 @@ class BayesianLinearRegressor(_LinearBase):
             raise ModelFormatError(
                 f"Fitted state of {type(self).__name__} is incomplete or corrupt: {exc!r}.") \
                 from exc
-        self._beta = {}
+        self._noise = {}
         for kind, v in noise.items():
             if isinstance(v, dict):
                 for g, s in v.items():
-                    self._beta[(kind, g)] = 1.0 / float(s) ** 2
+                    self._noise[(kind, g)] = float(s)
             else:
-                self._beta[kind] = 1.0 / float(v) ** 2
+                self._noise[kind] = float(v)
         self._set_noise_dict()
         T = arrays.get("precision_factor")
         M = self.coef_.size
