@@ -104,7 +104,7 @@ def structures(n, seed, scale=(0.95, 1.05), rattle=0.15):
     return out
 
 
-def make_batch(atoms_list, with_labels=True, stress=True, forces=True, energy=True):
+def make_batch(atoms_list, with_labels=True, stress=True, forces=True, energy=True, offset=0):
     """StructureBatch of ``atoms_list`` for the toy descriptor (labels from the toy target)."""
     Xs, sps, sts, pi, pj, rij, dd = [], [], [], [], [], [], []
     E, Fs, Ss, vol = [], [], [], []
@@ -135,13 +135,13 @@ def make_batch(atoms_list, with_labels=True, stress=True, forces=True, energy=Tr
         structure=np.concatenate(sts).astype(np.int64), gradients=gr, volume=np.array(vol),
         energy=np.array(E), forces=np.concatenate(Fs), stress=np.array(Ss),
         weights={"energy": np.ones(n_s), "forces": np.ones(n_s), "stress": np.ones(n_s)},
-        group=np.zeros(n_s, dtype=np.int64), index=np.arange(n_s))
+        group=np.zeros(n_s, dtype=np.int64), index=offset + np.arange(n_s))
 
 
 @pytest.fixture(scope="module")
 def train_batches():
     atoms = structures(36, seed=1)
-    return [make_batch(atoms[:18]), make_batch(atoms[18:])]
+    return [make_batch(atoms[:18]), make_batch(atoms[18:], offset=18)]
 
 
 @pytest.fixture(scope="module")
@@ -327,6 +327,42 @@ def test_adam_with_early_stopping_fits_and_keeps_best(train_batches, test_atoms)
     assert min(vals) < 0.1 * vals[0]
     e_rel, f_rel = _errors(reg, test_atoms)
     assert e_rel < 0.35 and f_rel < 0.35
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "adam"])
+def test_early_stopping_keeps_the_weights_with_the_best_validation_loss(solver):
+    """Noisy labels and a flexible net over-fit; the returned members must be the ones with
+    the lowest validation loss, recomputed here from predict_batch on the held-out set."""
+    r = np.random.default_rng(0)
+    batches = []
+    for k, a in enumerate(structures(24, seed=6)):
+        b = make_batch([a], offset=k)
+        b.energy = b.energy + r.normal(0, 0.3)
+        b.forces = b.forces + r.normal(0, 0.3, b.forces.shape)
+        b.weights = {"energy": np.array([3.0]), "forces": np.array([1.0]),
+                     "stress": np.array([0.0])}
+        batches.append(b)
+    reg = NeuralNetworkRegressor(hidden_layer_sizes=(16, 16), solver=solver, max_iter=400,
+                                 learning_rate=0.01, batch_size=4, early_stopping=True,
+                                 validation_fraction=0.25, n_iter_no_change=8, n_models=2,
+                                 random_state=2)
+    reg.fit(batches)  # stops early: no ConvergenceWarning
+    state, arrays = reg.get_fitted_state()
+    assert reg.validation_index_[0] != reg.validation_index_[1]
+    for m in range(2):
+        vals = reg.validation_scores_[m]
+        held = reg.validation_index_[m]
+        assert len(held) == 6 and reg.n_iter_[m] == len(vals) < 400
+        assert np.argmin(vals) <= len(vals) - 8
+        member = NeuralNetworkRegressor(hidden_layer_sizes=(16, 16)).set_fitted_state(
+            state, dict(arrays, params=arrays["params"][m:m + 1]))
+        loss = 0.0
+        for k in held:
+            b = batches[k]
+            p = member.predict_batch(b)
+            loss += 3.0 * ((p["energy"][0] - b.energy[0]) / b.n_atoms) ** 2
+            loss += np.sum((p["forces"] - b.forces) ** 2)
+        assert loss / len(held) == pytest.approx(min(vals), rel=1e-9)
 
 
 def test_fit_is_deterministic_under_random_state(train_batches):

@@ -263,6 +263,8 @@ class _Data:
         self.n_features = n_features
         self.info = []
         self.items = []  # (batch, structure) of structures with at least one label
+        self.index = {}  # (batch, structure) -> StructureBatch.index (or running position)
+        pos = 0
         for b, batch in enumerate(batches):
             info = self._index(batch, max_force_rows, rng)
             if info.pop("pair_keep") is not None:
@@ -270,6 +272,11 @@ class _Data:
             self.batches.append(batch)
             self.info.append(info)
             self.items.extend((b, int(s)) for s in np.flatnonzero(info["any"]))
+            ids = (np.asarray(batch.index, dtype=np.int64) if batch.index is not None
+                   and len(batch.index) == batch.n_structures
+                   else pos + np.arange(batch.n_structures))
+            self.index.update(((b, s), int(ids[s])) for s in range(batch.n_structures))
+            pos += batch.n_structures
 
     @staticmethod
     def _prune(batch, info):
@@ -552,7 +559,11 @@ class NeuralNetworkRegressor(Regressor):
     loss_curve_ : list of list of float
         Training loss per iteration/epoch, per member.
     validation_scores_ : list of list of float or None
-        Validation loss per iteration/epoch, per member (``early_stopping`` only).
+        Validation loss (data term only, no L2 penalty) per iteration/epoch, per member
+        (``early_stopping`` only); the returned weights are those of the lowest score.
+    validation_index_ : list of list of int or None
+        Per member, the held-out structures (their ``StructureBatch.index``, else their
+        position in the order the batches were given); ``early_stopping`` only.
     n_iter_ : list of int
         Iterations (L-BFGS) or epochs (Adam) run, per member.
 
@@ -719,13 +730,14 @@ class NeuralNetworkRegressor(Regressor):
         self.n_features_in_, self.n_species_ = F, S
         self.hidden_layer_sizes_ = self._hidden
         layout = _Layout(F, self._hidden, S)
-        params, curves, vals, iters = [], [], [], []
+        params, curves, vals, iters, val_index = [], [], [], [], []
         # the matrices are small: threaded BLAS only adds synchronisation cost (x10 measured
         # on 2 busy cores, mostly inside scipy's L-BFGS-B), so use one BLAS thread while fitting
         with threadpool_limits(limits=1, user_api="blas"):
             for m in range(self.n_models):
                 rng = np.random.default_rng(ss_members[m])
-                theta, curve, val, nit = self._fit_member(data, layout, rng)
+                theta, curve, val, nit, held_out = self._fit_member(data, layout, rng)
+                val_index.append(held_out)
                 params.append(theta)
                 curves.append(curve)
                 vals.append(val)
@@ -733,6 +745,7 @@ class NeuralNetworkRegressor(Regressor):
         self.params_ = np.array(params)
         self.loss_curve_ = curves
         self.validation_scores_ = vals if self.early_stopping else None
+        self.validation_index_ = val_index if self.early_stopping else None
         self.n_iter_ = iters
         return self
 
@@ -791,7 +804,8 @@ class NeuralNetworkRegressor(Regressor):
             out.append(data.gather(cur, curm, self.x_mean_, self.x_scale_))
         return out
 
-    def _total_loss(self, theta, layout, chunks, norm, need_grad):
+    def _total_loss(self, theta, layout, chunks, norm, need_grad, penalty=True):
+        """``sum(weight * residual**2) / norm`` over ``chunks`` (+ the L2 penalty)."""
         loss, grad = 0.0, (np.zeros(layout.n_params) if need_grad else None)
         for ch in chunks:
             lo, g = _chunk_loss(theta, layout, self.activation, ch, self.energy_scale_,
@@ -800,11 +814,13 @@ class NeuralNetworkRegressor(Regressor):
             if need_grad:
                 grad += g
         loss /= norm
-        wm = layout.weight_mask
-        loss += self.alpha * float(np.sum(theta[wm] ** 2))
         if need_grad:
             grad /= norm
-            grad[wm] += 2.0 * self.alpha * theta[wm]
+        if penalty:
+            wm = layout.weight_mask
+            loss += self.alpha * float(np.sum(theta[wm] ** 2))
+            if need_grad:
+                grad[wm] += 2.0 * self.alpha * theta[wm]
         return loss, grad
 
     def _fit_member(self, data, layout, rng):
@@ -830,11 +846,14 @@ class NeuralNetworkRegressor(Regressor):
             counts = np.ones(n_train, dtype=np.int64)
         theta0 = layout.init(rng)
         val_chunks = self._chunks(data, val_items, [1.0] * len(val_items)) if val_items else []
+        held_out = sorted(data.index[it] for it in val_items)
         if self.solver == "lbfgs":
-            return self._fit_lbfgs(data, layout, train_items, counts, val_chunks, theta0,
-                                   len(val_items))
-        return self._fit_adam(data, layout, train_items, counts, val_chunks, theta0,
-                              len(val_items), rng)
+            out = self._fit_lbfgs(data, layout, train_items, counts, val_chunks, theta0,
+                                  len(val_items))
+        else:
+            out = self._fit_adam(data, layout, train_items, counts, val_chunks, theta0,
+                                 len(val_items), rng)
+        return (*out, held_out)
 
     def _fit_lbfgs(self, data, layout, train_items, counts, val_chunks, theta0, n_val):
         keep = counts > 0
@@ -852,7 +871,7 @@ class NeuralNetworkRegressor(Regressor):
         def callback(xk, *args):
             curve.append(state["last"])
             if val_chunks:
-                v = self._total_loss(xk, layout, val_chunks, n_val, False)[0]
+                v = self._total_loss(xk, layout, val_chunks, n_val, False, penalty=False)[0]
                 vals.append(v)
                 if v < state["best"] - self.tol:
                     state["best"], state["theta"], state["bad"] = v, xk.copy(), 0
@@ -909,7 +928,8 @@ class NeuralNetworkRegressor(Regressor):
             curve.append(tot / order.size)
             score = curve[-1]
             if val_chunks:
-                score = self._total_loss(theta, layout, val_chunks, n_val, False)[0]
+                score = self._total_loss(theta, layout, val_chunks, n_val, False,
+                                         penalty=False)[0]
                 vals.append(score)
             if score < best - self.tol:
                 best, best_theta, bad = score, theta.copy(), 0
@@ -1060,6 +1080,7 @@ class NeuralNetworkRegressor(Regressor):
                  "n_species": int(self.n_species_), "energy_scale": float(self.energy_scale_),
                  "n_iter": [int(k) for k in self.n_iter_],
                  "loss_curve": [[float(v) for v in c] for c in self.loss_curve_],
+                 "validation_index": self.validation_index_,
                  "validation_scores": (None if self.validation_scores_ is None else
                                        [[float(v) for v in c] for c in self.validation_scores_])}
         arrays = {"params": self.params_.copy(), "x_mean": self.x_mean_.copy(),
@@ -1105,4 +1126,5 @@ class NeuralNetworkRegressor(Regressor):
         self.n_iter_ = list(state.get("n_iter", []))
         self.loss_curve_ = list(state.get("loss_curve", []))
         self.validation_scores_ = state.get("validation_scores")
+        self.validation_index_ = state.get("validation_index")
         return self
