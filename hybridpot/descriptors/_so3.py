@@ -363,24 +363,27 @@ class Bispectrum(_SO3Base):
     def _validate(self):
         super()._validate()
         self._coupling = coupling_table(self._l_max)
-        self._features = _bs_feature_index(self._n_ch * self._n_max, self._l_max)
+        self._features = _bs_feature_index(self._n_ch, self._n_max, self._l_max)
 
     def _run(self, nl, species_idx, mode, dE_dX):
         chan, wts = self._channels(species_idx)
         triples, eoff, emi, elm1, elm2, ecoef = self._coupling
-        fq, fqp, ft = self._features
+        fq, fqp, ft, fc, fk, fcp, fkp = self._features
         return bispectrum_kernel(nl.offsets, nl.j, nl.D, chan, wts, 1.0 / self._h, self._h,
                                  self._table, self._n_max, self._l_max, self._n_ch, self._K,
                                  np.ascontiguousarray(triples[:, 0]),
                                  np.ascontiguousarray(triples[:, 1]),
                                  np.ascontiguousarray(triples[:, 2]), eoff, emi, elm1, elm2,
-                                 ecoef, fq, fqp, ft, mode, dE_dX)
+                                 ecoef, fq, fqp, ft, fc, fk, fcp, fkp, mode, dE_dX)
 
 
 @lru_cache(maxsize=64)
-def _bs_feature_index(Q, l_max):
+def _bs_feature_index(n_ch, n_max, l_max):
+    """Feature arrays ``(q, q', t)`` and the channel / radial split of ``q`` and ``q'``."""
+    Q = n_ch * n_max
     triples = coupling_triples(l_max)
     rows = [(q, qp, t) for q in range(Q) for qp in range(Q)
             for t, (l, l1, _) in enumerate(triples) if q != qp or l <= l1]
     a = np.array(rows, dtype=np.int64).reshape(-1, 3)
-    return tuple(np.ascontiguousarray(a[:, k]) for k in range(3))
+    q, qp, t = (np.ascontiguousarray(a[:, k]) for k in range(3))
+    return q, qp, t, q // n_max, q % n_max, qp // n_max, qp % n_max

@@ -409,10 +409,12 @@ def _coupled(A, tl, eoff, emi, elm1, elm2, ecoef, zoff, Z):
 
 @njit(cache=True)
 def bispectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max, n_ch, K,
-                      tl, tl1, tl2, eoff, emi, elm1, elm2, ecoef, fq, fqp, ft, mode, dE_dX):
+                      tl, tl1, tl2, eoff, emi, elm1, elm2, ecoef, fq, fqp, ft, fc, fk, fcp, fkp,
+                      mode, dE_dX):
     """Bispectrum values (mode 0), + Jacobian (mode 1) or adjoint ``dE/dr_ij`` (mode 2).
 
-    Feature ``f``: ``b = sum_m A[l m, fq] Z[zoff[t] + m + l, fqp]`` with ``t = ft[f]``.
+    Feature ``f``: ``b = sum_m A[l m, fq] Z[zoff[t] + m + l, fqp]`` with ``t = ft[f]``;
+    ``fq = fc * n_max + fk`` and ``fqp = fcp * n_max + fkp`` (channel and radial index).
     """
     n_atoms = offsets.shape[0] - 1
     n_pairs = D.shape[0]
@@ -496,12 +498,12 @@ def bispectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, l_ma
                         qp = fqp[f]
                         z0 = zoff[t] - l * l
                         v = 0.0
-                        if q // n_max == c:
-                            kq = q - q0
+                        if fc[f] == c:
+                            kq = fk[f]
                             for lm in range(l * l, (l + 1) * (l + 1)):
                                 v += du[a, lm, kq] * Z[z0 + lm, qp]
-                        if qp // n_max == c:
-                            kp = qp - q0
+                        if fcp[f] == c:
+                            kp = fkp[f]
                             for lm in range(l * l, (l + 1) * (l + 1)):
                                 v += A[lm, q] * dZ[a, z0 + lm, kp]
                         dX[p, a, f] = v
