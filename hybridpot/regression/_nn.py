@@ -580,8 +580,8 @@ class NeuralNetworkRegressor(Regressor):
     about ``2 * 24 * n_pairs * n_features`` bytes (e.g. 1000 structures of 100 atoms with 50
     neighbours and 50 features: 12 GB).  Adam copies only one mini-batch at a time.  For large
     data use ``max_force_rows``: each batch is pruned as it arrives to the Jacobian pairs the
-    kept force rows (and stress labels) need, so roughly ``max_force_rows / 3`` atoms' pairs
-    per structure are held.
+    kept force rows (and stress labels) need, i.e. the pairs touching at most
+    ``max_force_rows`` atoms per structure.
     """
 
     def __init__(self, *, hidden_layer_sizes=(32, 32), activation="tanh", solver="lbfgs",
