@@ -14,7 +14,12 @@ Measurements (``what``):
 
 With ``--json`` one line per (measurement, peer)::
 
-    {"descriptor", "what", "us_per_atom", "peer", "peer_us_per_atom", ...}
+    {"descriptor", "what", "us_per_atom", "peer", "peer_us_per_atom", "n_features",
+     "ratio", "cpu_us_per_atom", "peer_cpu_us_per_atom", "cpu_ratio"}
+
+``us_per_atom`` / ``peer_us_per_atom`` are median wall times; the ``cpu_*`` fields are the
+median CPU time of the process over the same calls (all threads), which is much less
+sensitive to other load on a shared machine.
 
 A missing peer gives ``"peer": "<name> not installed"`` and ``null``.  Peers (optional extra
 ``bench``): featomic (``SoapPowerSpectrum``, same cutoff, ``max_radial = n_max - 1``,
@@ -62,14 +67,22 @@ def w1():
     return atoms
 
 
-def median_time(fn, repeats):
+def timings(fn, repeats):
+    """Median wall time and median CPU time of this process (s), after one warm-up call."""
     fn()  # warm-up (compilation, caches)
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
+        c0 = time.process_time()
         t0 = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def median_time(fn, repeats):
+    """Median wall time (s) after one warm-up call."""
+    return timings(fn, repeats)[0]
 
 
 # -- peers: each factory returns a callable(atoms) or None when the package is missing -------
@@ -148,36 +161,45 @@ def run_case(case, atoms, repeats):
     n = len(atoms)
     X = desc.compute(atoms)
     dE_dX = np.random.default_rng(0).normal(size=X.shape)
-    ours = {
-        "values": median_time(lambda: desc.compute(atoms), repeats) / n * 1e6,
-        "values+jacobian": median_time(lambda: desc.compute(atoms, gradients=True),
-                                       repeats) / n * 1e6,
-        "backward": median_time(lambda: desc.backward(atoms, dE_dX), repeats) / n * 1e6,
+    calls = {
+        "values": lambda: desc.compute(atoms),
+        "values+jacobian": lambda: desc.compute(atoms, gradients=True),
+        "backward": lambda: desc.backward(atoms, dE_dX),
     }
+    # (wall, cpu) in us/atom; the CPU time of the process is less sensitive to other load
+    ours = {what: tuple(x / n * 1e6 for x in timings(fn, repeats))
+            for what, fn in calls.items()}
     rows = []
-    for what, us in ours.items():
+    for what, (us, cpu) in ours.items():
         peers = list(case.peers.get(what, []))
         if what == "backward":
             rows.append({"descriptor": case.name, "what": what, "us_per_atom": us,
                          "peer": f"{case.name} values (self)",
-                         "peer_us_per_atom": ours["values"]})
+                         "peer_us_per_atom": ours["values"][0], "cpu_us_per_atom": cpu,
+                         "peer_cpu_us_per_atom": ours["values"][1]})
             continue
         if not peers:
             rows.append({"descriptor": case.name, "what": what, "us_per_atom": us,
-                         "peer": None, "peer_us_per_atom": None})
+                         "peer": None, "peer_us_per_atom": None, "cpu_us_per_atom": cpu,
+                         "peer_cpu_us_per_atom": None})
         for peer_name, factory in peers:
             fn = factory()
             row = {"descriptor": case.name, "what": what, "us_per_atom": us,
-                   "peer": peer_name, "peer_us_per_atom": None}
+                   "peer": peer_name, "peer_us_per_atom": None, "cpu_us_per_atom": cpu,
+                   "peer_cpu_us_per_atom": None}
             if fn is None:
                 row["peer"] = f"{peer_name} not installed"
             else:
-                row["peer_us_per_atom"] = median_time(lambda: fn(atoms), repeats) / n * 1e6
+                wall, pcpu = timings(lambda: fn(atoms), repeats)
+                row["peer_us_per_atom"] = wall / n * 1e6
+                row["peer_cpu_us_per_atom"] = pcpu / n * 1e6
             rows.append(row)
     for row in rows:
         row["n_features"] = desc.n_features
         if row["peer_us_per_atom"]:
             row["ratio"] = row["us_per_atom"] / row["peer_us_per_atom"]
+        if row["peer_cpu_us_per_atom"]:
+            row["cpu_ratio"] = row["cpu_us_per_atom"] / row["peer_cpu_us_per_atom"]
     return rows
 
 
@@ -197,7 +219,8 @@ def main(argv=None):
                 print(json.dumps(row), flush=True)
             else:
                 peer = (f"{row['peer']}: {row['peer_us_per_atom']:.1f} us/atom, ratio "
-                        f"{row['ratio']:.2f}" if row.get("ratio") else str(row["peer"]))
+                        f"{row['ratio']:.2f} (cpu {row.get('cpu_ratio', float('nan')):.2f})"
+                        if row.get("ratio") else str(row["peer"]))
                 print(f"{row['descriptor']:>14s} {row['what']:>16s} "
                       f"{row['us_per_atom']:9.1f} us/atom   [{peer}]", flush=True)
 
