@@ -21,8 +21,16 @@ whitened: ``B_c = diag(1/sigma) A_c``.  Then
 
 - after labelling ``c`` the posterior becomes
   ``Sigma' = Sigma - Sigma B_c^T (I + B_c Sigma B_c^T)^{-1} B_c Sigma`` (a rank-``r_c``
-  update; ``B_c`` is first compressed to its ``R`` factor, at most ``M`` rows, which leaves
-  ``B_c^T B_c`` and therefore every quantity above unchanged).
+  update: rank one for an energy row; ``B_c`` is first compressed to its ``R`` factor, at most
+  ``M`` rows, which leaves ``B_c^T B_c`` and therefore every quantity above unchanged).
+
+Numerically the update is carried in the whitened weight space of the precision factor
+``T`` (``H = T^T T``, ``Sigma = T^{-1} T^{-T}``): rows become ``C_c = B_c T^{-1}``, the
+conditioned precision is ``W = I + sum_chosen C^T C = R^T R`` (eigenvalues >= 1; its
+triangular factor ``R`` is updated by a QR of ``[R; C_c]`` after every pick, so ``C^T C`` is
+never formed) and ``EIG_c = 1/2 log det(I + C_c W^{-1} C_c^T)``.  ``Sigma`` itself, whose
+condition number is the square of ``T``'s (nearly unpenalised bias columns), is never
+formed.
 
 The greedy D-optimal batch picks ``argmax_c EIG_c`` under the current ``Sigma``, conditions
 ``Sigma`` on it, and repeats: ``sum EIG`` is the log-det gain of the posterior precision, and a
@@ -175,26 +183,22 @@ def _compress(B):
     return scipy.linalg.qr(B, mode="r", check_finite=False)[0][:B.shape[1]]
 
 
-def _eig(R, Sigma):
-    """0.5 logdet(I + R Sigma R^T) for each compressed candidate (list)."""
-    out = np.empty(len(R))
-    for k, B in enumerate(R):
-        K = B @ Sigma @ B.T
+def _whiten(model, B):
+    """Rows ``C = B T^{-1}`` in the whitened weight space (``Sigma = T^{-1} T^{-T}``)."""
+    T = model.regressor_.precision_factor_
+    return scipy.linalg.solve_triangular(T, B.T, trans="T", check_finite=False).T
+
+
+def _eig(C, R):
+    """``0.5 logdet(I + C_c W^{-1} C_c^T)`` per candidate, ``W = R^T R`` (whitened precision)."""
+    out = np.empty(len(C))
+    for k, Ck in enumerate(C):
+        G = scipy.linalg.solve_triangular(R, Ck.T, trans="T", check_finite=False)
+        K = G.T @ G
         K[np.diag_indices_from(K)] += 1.0
         sign, ld = np.linalg.slogdet(K)
         out[k] = 0.5 * ld if sign > 0 else 0.0
     return out
-
-
-def _condition(Sigma, B):
-    """Posterior covariance after observing whitened rows ``B``."""
-    SB = Sigma @ B.T
-    K = B @ SB
-    K[np.diag_indices_from(K)] += 1.0
-    L = np.linalg.cholesky(K)
-    V = scipy.linalg.solve_triangular(L, SB.T, lower=True, check_finite=False)
-    S = Sigma - V.T @ V
-    return 0.5 * (S + S.T)
 
 
 def _environments(model, structures):
@@ -483,12 +487,16 @@ class DOptimalSelector(_Selector):
             out = self._ranked_pick(self.scores_, n, st)
             self.gains_ = self.scores_[out] * cost[out]
             return out
-        Sigma = np.array(model.regressor_.sigma_, dtype=np.float64)
-        R = [_compress(candidate_rows(model, a, self.kind)) for a in pool]
+        # whitened rows C_c = B_c T^{-1}: Sigma = T^{-1} T^{-T} becomes the identity, the
+        # conditioned posterior has precision W = I + sum_chosen C^T C (eigenvalues >= 1),
+        # and EIG_c = 1/2 logdet(I + C_c W^{-1} C_c^T)
+        C = [_compress(_whiten(model, candidate_rows(model, a, self.kind))) for a in pool]
+        M = C[0].shape[1]
+        R = np.eye(M)  # upper factor of W: updated by QR of [R; C_c] (never squares C_c)
         avail = np.ones(len(pool), dtype=bool)
         chosen, gains = [], []
         while len(chosen) < n and avail.any():
-            g = _eig(R, Sigma)
+            g = _eig(C, R)
             if not chosen:
                 self.scores_ = g / cost
             score = np.where(avail, g / cost, -np.inf)
@@ -500,7 +508,7 @@ class DOptimalSelector(_Selector):
             gains.append(g[k])
             if st is not None:
                 st["chosen"].append(k)
-            Sigma = _condition(Sigma, R[k])
+            R = scipy.linalg.qr(np.vstack([R, C[k]]), mode="r", check_finite=False)[0][:M]
         self.gains_ = np.asarray(gains)
         return np.asarray(chosen, dtype=np.int64)
 

@@ -1,0 +1,170 @@
+"""hybridpot.uq.selection: novelty is preferred, D-optimal batches are diverse and their gains
+are the log-det gain of the posterior precision, cost weighting, deduplication, errors."""
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from conftest import emt_dataset, rattled_bulk
+from hybridpot import HybridPotential, InvalidParameterError, NotFittedError
+from hybridpot.descriptors import PowerSpectrum
+from hybridpot.regression import BayesianLinearRegressor
+from hybridpot.uq.selection import (DOptimalSelector, InformationPerCostSelector,
+                                    MaxVarianceSelector, RandomSelector, candidate_rows,
+                                    deduplicate, environment_distance, make_selector)
+
+
+def _model():
+    return HybridPotential(descriptor=PowerSpectrum(species=["Cu"], r_cut=4.5, n_max=4,
+                                                    l_max=3),
+                           regressor=BayesianLinearRegressor())
+
+
+@pytest.fixture(scope="module")
+def model():
+    return _model().fit(emt_dataset(2, 1, reps=(2, 1, 1)))
+
+
+def _typical(seed):
+    at = rattled_bulk(reps=(2, 1, 1), stdev=0.05, seed=seed)
+    return at
+
+
+@pytest.fixture(scope="module")
+def novel_pool():
+    # five copies of a typical structure and one compressed, strongly rattled one (index 5)
+    typical = _typical(3)
+    novel = rattled_bulk(a=3.45, reps=(2, 1, 1), stdev=0.25, seed=4)
+    return [typical.copy() for _ in range(5)] + [novel]
+
+
+@pytest.mark.parametrize("selector", [
+    MaxVarianceSelector(), MaxVarianceSelector(kind="energy"),
+    MaxVarianceSelector(kind="both", reduce="max"), DOptimalSelector(),
+    DOptimalSelector(kind="forces"), InformationPerCostSelector()],
+    ids=["maxvar-forces", "maxvar-energy", "maxvar-both-max", "dopt", "dopt-forces", "eig-cost"])
+def test_novel_structure_preferred(model, novel_pool, selector):
+    idx = selector.select(model, novel_pool, 1)
+    assert idx.tolist() == [5]
+    assert selector.scores_.shape == (6,)
+    assert np.argmax(selector.scores_) == 5
+
+
+@pytest.mark.parametrize("selector", [MaxVarianceSelector(), DOptimalSelector(),
+                                      InformationPerCostSelector()])
+def test_batch_has_no_duplicates(model, selector):
+    distinct = [rattled_bulk(a=3.61 * (1 + 0.02 * k), reps=(2, 1, 1), stdev=0.05 + 0.05 * k,
+                             seed=k) for k in range(4)]
+    pool = [a.copy() for a in distinct for _ in range(3)]  # 3 copies of each
+    idx = selector.select(model, pool, 4)
+    assert sorted((idx // 3).tolist()) == [0, 1, 2, 3]
+    # a pool of copies only yields one structure
+    assert len(selector.select(model, [distinct[0].copy() for _ in range(4)], 3)) == 1
+
+
+def test_dedup_against_excluded_structures(model):
+    pool = [_typical(1), _typical(2)]
+    idx = DOptimalSelector().select(model, pool, 2, exclude_structures=[pool[0].copy()])
+    assert idx.tolist() == [1]
+
+
+def test_d_optimal_gains_equal_log_det_gain(model):
+    """Sum of the greedy conditional gains = one-shot 1/2 log det(I + B Sigma B^T) of the batch.
+
+    ``B`` stacks the whitened rows of every chosen structure; ``Sigma = T^-1 T^-T`` is applied
+    through the precision factor (forming Sigma would square its condition number).
+    """
+    import scipy.linalg
+
+    pool = [_typical(s) for s in range(5)]
+    sel = DOptimalSelector(kind="both", dedup_threshold=None)
+    idx = sel.select(model, pool, 3)
+    T = model.regressor_.precision_factor_
+    B = np.vstack([candidate_rows(model, pool[k], "both") for k in idx])
+    V = scipy.linalg.solve_triangular(T, B.T, trans="T")
+    K = V.T @ V + np.eye(B.shape[0])
+    np.testing.assert_allclose(sel.gains_.sum(), 0.5 * np.linalg.slogdet(K)[1], rtol=1e-8)
+    # greedy gains do not increase, and the first is the largest initial score
+    assert np.all(np.diff(sel.gains_) <= 1e-9)
+    np.testing.assert_allclose(sel.gains_[0], sel.scores_.max(), rtol=1e-12)
+
+
+def test_conditioning_reduces_gain_of_a_copy(model):
+    a = _typical(7)
+    sel = DOptimalSelector(kind="energy", dedup_threshold=None)
+    sel.select(model, [a, a.copy()], 2)
+    g1, g2 = sel.gains_
+    # rank one: with lambda = b^T Sigma b the copy's gain is 1/2 log(1 + lambda / (1 + lambda))
+    lam = np.exp(2 * g1) - 1
+    np.testing.assert_allclose(g2, 0.5 * np.log1p(lam / (1 + lam)), rtol=1e-6)
+    assert g2 < g1
+
+
+def test_max_variance_scores_match_predictive_std(model):
+    pool = [_typical(s) for s in range(3)]
+    sel = MaxVarianceSelector(kind="forces")
+    sel.select(model, pool, 1)
+    _, std = model.predict_forces(pool, return_std=True)
+    noise = model.regressor_.noise_["forces"]
+    expect = [np.mean(s ** 2 - noise ** 2) for s in std]
+    np.testing.assert_allclose(sel.scores_, expect, rtol=1e-6, atol=1e-12)
+    sel = MaxVarianceSelector(kind="energy")
+    sel.select(model, pool, 1)
+    _, es = model.predict(pool, return_std=True)
+    en = model.regressor_.noise_["energy"]
+    np.testing.assert_allclose(sel.scores_, (es / 8) ** 2 - en ** 2, rtol=1e-5, atol=1e-14)
+
+
+def test_information_per_cost_prefers_cheap_cells(model):
+    small = bulk("Cu", "fcc", a=3.61, cubic=True)
+    small.rattle(0.1, seed=1)
+    big = rattled_bulk(reps=(2, 2, 1), stdev=0.1, seed=2)
+    pool = [big, small]
+    assert InformationPerCostSelector().select(model, pool, 1).tolist() == [1]
+    # plain D-optimal (unit cost) takes the bigger, more informative cell
+    assert DOptimalSelector().select(model, pool, 1).tolist() == [0]
+    # an overriding cost that penalises small cells
+    sel = InformationPerCostSelector(cost=lambda at: 1.0 / len(at))
+    assert sel.select(model, pool, 1).tolist() == [0]
+
+
+def test_deduplicate_and_distance(model):
+    a, b = _typical(1), _typical(2)
+    shifted = a.copy()
+    shifted.translate([0.3, 0.1, 0.2])  # same environments
+    shifted.wrap()
+    kept = deduplicate(model, [a, b, a.copy(), shifted, b.copy()])
+    assert kept.tolist() == [0, 1]
+    X = model.descriptor.compute(a)
+    assert environment_distance(X, X) == 0.0
+    assert environment_distance(X, model.descriptor.compute(shifted)) < 1e-9
+    assert environment_distance(X, model.descriptor.compute(b)) > 1e-4
+    # a threshold above the distance of two rattled cells merges them
+    assert deduplicate(model, [a, b], threshold=10.0).tolist() == [0]
+
+
+def test_random_selector_deterministic():
+    pool = [_typical(s) for s in range(6)]
+    a = RandomSelector(random_state=3).select(None, pool, 3)
+    b = RandomSelector(random_state=3).select(None, pool, 3)
+    assert a.tolist() == b.tolist() and len(set(a.tolist())) == 3
+    assert make_selector("random", random_state=3).select(None, pool, 3).tolist() == a.tolist()
+
+
+def test_errors(model, novel_pool):
+    with pytest.raises(InvalidParameterError, match="'kind' parameter of MaxVarianceSelector "
+                                                    "must be one of"):
+        MaxVarianceSelector(kind="stress").select(model, novel_pool, 1)
+    with pytest.raises(InvalidParameterError, match="'n' parameter of DOptimalSelector.select "
+                                                    r"must be an int in \[1, inf\]. Got 0"):
+        DOptimalSelector().select(model, novel_pool, 0)
+    with pytest.raises(NotFittedError, match="needs a fitted HybridPotential"):
+        DOptimalSelector().select(_model(), novel_pool, 1)
+    with pytest.raises(InvalidParameterError, match="'pool' argument of DOptimalSelector"):
+        DOptimalSelector().select(model, [1, 2], 1)
+    with pytest.raises(InvalidParameterError, match="must return finite floats > 0"):
+        InformationPerCostSelector(cost=lambda a: -1.0).select(model, novel_pool, 1)
+    with pytest.raises(InvalidParameterError, match="'method' parameter of make_selector"):
+        make_selector("greedy")
+    with pytest.raises(InvalidParameterError, match="'dedup_threshold' parameter"):
+        DOptimalSelector(dedup_threshold=-1.0).select(model, novel_pool, 1)
