@@ -2,7 +2,11 @@
 
 :func:`write_report` evaluates a fitted model on labelled structures and draws parity plots of
 energy (eV/atom), force components (eV/Å) and stress components (GPa), coloured by the
-predictive σ when the model has a posterior, and the error-versus-σ plot.  matplotlib is an
+predictive σ when the model has a posterior, and the error-versus-σ plot.
+:func:`write_uncertainty_report` adds the calibration curve, z-score histograms, the
+calibration metrics table (coverage, NLL, Spearman) and, given a
+:class:`~hybridpot.uq.LinearPosterior`, the chain traces and a corner plot of ``theta``
+(``corner`` is used when installed, else a matplotlib pair plot).  matplotlib is an
 optional dependency (extra ``plot``); without it the report holds the metrics table only and
 says so.
 """
@@ -19,7 +23,7 @@ import numpy as np
 
 from ._labels import get_labels
 
-__all__ = ["collect_predictions", "write_report"]
+__all__ = ["collect_predictions", "write_report", "write_uncertainty_report"]
 
 EV_A3_TO_GPA = 160.21766208
 
@@ -35,7 +39,8 @@ def collect_predictions(model, structures):
         ``stress`` / ``stress_pred`` / ``stress_std`` (GPa, flattened Voigt components).
         ``*_std`` are None when the model has no posterior.
     """
-    has_std = bool(getattr(model.regressor_, "has_uncertainty", False))
+    has_std = bool(getattr(model.regressor_, "has_uncertainty", False)) \
+        or getattr(model, "uncertainty_", None) is not None
     out = {k: [] for k in ("energy", "energy_pred", "energy_std", "forces", "forces_pred",
                            "forces_std", "stress", "stress_pred", "stress_std")}
     for k, atoms in enumerate(structures):
@@ -90,9 +95,9 @@ def _metrics(p):
     return out
 
 
-def _png(fig):
+def _png(fig, dpi=110):
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     return buf.getvalue()
 
 
@@ -180,21 +185,226 @@ def write_report(model, structures, folder, *, title="hybridpot report", extra_f
         f"<td>{v.get('coverage_1sigma', float('nan')):.3f}</td>"
         f"<td>{v.get('coverage_2sigma', float('nan')):.3f}</td></tr>"
         for k, v in metrics.items() if isinstance(v, dict) and "mae" in v)
+    table = (f"<table><tr><th>kind</th><th>n</th><th>MAE</th><th>RMSE</th><th>unit</th>"
+             f"<th>±1σ</th><th>±2σ</th></tr>{rows}</table>")
+    extra = ""
+    if extra_metrics:
+        extra = f"<pre>{html.escape(json.dumps(extra_metrics, indent=1))}</pre>"
+    intro = (f"<p>{len(structures)} structures; model "
+             f"{html.escape(type(model.regressor_).__name__)} on "
+             f"{html.escape(type(model.descriptor).__name__)}.</p>{note}")
+    return _write_page(folder, title, intro + table + extra, figs)
+
+
+def _write_page(folder, title, body, figs):
+    """``folder/report.html`` with ``body`` and the PNGs ``figs`` embedded (and linked)."""
     imgs = "".join(
         f'<figure><img src="data:image/png;base64,{base64.b64encode(d).decode()}" '
         f'alt="{html.escape(n)}"><figcaption><a href="{html.escape(n)}">{html.escape(n)}'
         f"</a></figcaption></figure>" for n, d in figs.items())
-    extra = ""
-    if extra_metrics:
-        extra = f"<pre>{html.escape(json.dumps(extra_metrics, indent=1))}</pre>"
     doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
            f"</title><style>body{{font-family:sans-serif;margin:2em}}figure{{display:inline-block;"
            f"margin:0.5em}}td,th{{padding:0.2em 0.8em;text-align:right}}</style></head><body>"
-           f"<h1>{html.escape(title)}</h1><p>{len(structures)} structures; model "
-           f"{html.escape(type(model.regressor_).__name__)} on "
-           f"{html.escape(type(model.descriptor).__name__)}.</p>{note}"
-           f"<table><tr><th>kind</th><th>n</th><th>MAE</th><th>RMSE</th><th>unit</th>"
-           f"<th>±1σ</th><th>±2σ</th></tr>{rows}</table>{extra}{imgs}</body></html>")
+           f"<h1>{html.escape(title)}</h1>{body}{imgs}</body></html>")
     out = folder / "report.html"
     out.write_text(doc, encoding="utf-8")
     return out
+
+
+# ---------------------------------------------------------------------- uncertainty report
+def _calibration_plots(data):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import scipy.stats
+
+    from .uq import calibration_curve
+
+    figs = {}
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    for kind, d in data.items():
+        z = (d["pred"] - d["y"]) / np.maximum(d["std"], 1e-300)
+        nom, obs = calibration_curve(z)
+        ax.plot(nom, obs, "o-", ms=3, label=kind)
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="ideal")
+    ax.set_xlabel("nominal coverage of the central interval")
+    ax.set_ylabel("observed coverage")
+    ax.set_title("calibration curve")
+    ax.legend()
+    figs["calibration_curve.png"] = _png(fig)
+    plt.close(fig)
+    for kind, d in data.items():
+        z = (d["pred"] - d["y"]) / np.maximum(d["std"], 1e-300)
+        fig, ax = plt.subplots(figsize=(4.2, 4))
+        lim = max(4.0, float(np.percentile(np.abs(z), 99.5)))
+        ax.hist(np.clip(z, -lim, lim), bins=60, range=(-lim, lim), density=True, alpha=0.7,
+                label="z = (pred - ref) / σ")
+        x = np.linspace(-lim, lim, 200)
+        ax.plot(x, scipy.stats.norm.pdf(x), "k-", lw=1, label="N(0, 1)")
+        ax.set_xlabel("z-score")
+        ax.set_ylabel("density")
+        ax.set_title(f"{kind}: z-scores")
+        ax.legend(fontsize=8)
+        figs[f"zscore_{kind}.png"] = _png(fig)
+        plt.close(fig)
+    return figs
+
+
+def _chain_plots(posterior):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    chain = posterior.chain_
+    names = list(posterior.theta_names_)
+    n = chain.shape[-1]
+    figs = {}
+    # traces of at most 16 walkers, at most ~400 points each (drawing cost)
+    stride = max(1, chain.shape[0] // 400)
+    steps = np.arange(0, chain.shape[0], stride)
+    fig, axes = plt.subplots(n, 1, figsize=(6, 1.0 * n + 0.5), sharex=True, squeeze=False)
+    for k in range(n):
+        ax = axes[k, 0]
+        ax.plot(steps, chain[::stride, :16, k], "k-", alpha=0.2, lw=0.5)
+        ax.set_ylabel(names[k], fontsize=7)
+    axes[-1, 0].set_xlabel("step")
+    fig.suptitle(f"emcee traces (acceptance {posterior.acceptance_fraction_:.2f}, "
+                 f"max τ {np.max(posterior.autocorr_time_):.1f} steps)", fontsize=9)
+    figs["chain_traces.png"] = _png(fig)
+    plt.close(fig)
+    flat = chain.reshape(-1, n)
+    try:
+        import corner  # optional
+
+        fig = corner.corner(flat, labels=names)
+    except ImportError:
+        fig, axes = plt.subplots(n, n, figsize=(1.3 * n + 1, 1.3 * n + 1), squeeze=False)
+        fig.subplots_adjust(wspace=0.05, hspace=0.05)
+        for i in range(n):
+            for j in range(n):
+                ax = axes[i, j]
+                if j > i:
+                    ax.axis("off")
+                    continue
+                if i == j:
+                    ax.hist(flat[:, i], bins=30, color="k", histtype="step")
+                else:
+                    h, xe, ye = np.histogram2d(flat[:, j], flat[:, i], bins=30)
+                    ax.imshow(h.T, origin="lower", aspect="auto", cmap="Greys",
+                              extent=(xe[0], xe[-1], ye[0], ye[-1]))
+                if i == n - 1:
+                    ax.set_xlabel(names[j], fontsize=7)
+                else:
+                    ax.set_xticklabels([])
+                if j == 0 and i > 0:
+                    ax.set_ylabel(names[i], fontsize=7)
+                else:
+                    ax.set_yticklabels([])
+                ax.tick_params(labelsize=6)
+    figs["corner.png"] = _png(fig, dpi=80)
+    plt.close(fig)
+    return figs
+
+
+def write_uncertainty_report(model, structures, folder, *, posterior=None,
+                             title="hybridpot uncertainty report", force=False):
+    """Calibration report of a model with a posterior: HTML with embedded PNGs, PNGs, JSON.
+
+    Contents: the calibration metrics table per label kind (MAE, RMSE, ±1σ / ±2σ coverage,
+    mean Gaussian NLL, Spearman of per-structure σ with error, mean σ), parity plots of energy
+    (eV/atom), forces (eV/Å) and stress (GPa) coloured by σ, error versus σ, the calibration
+    curve, z-score histograms and, with ``posterior``, emcee traces and a corner plot of
+    ``theta`` with its summary (autocorrelation times, acceptance).
+
+    Parameters
+    ----------
+    model : HybridPotential
+        Fitted, with a posterior (``model.uncertainty_`` from
+        :meth:`hybridpot.uq.LinearPosterior.apply`, or a Bayesian regressor).
+    structures : list of ase.Atoms
+        Labelled evaluation structures.
+    folder : str or Path
+        Created if missing; receives ``report.html``, ``metrics.json`` and the ``*.png``.
+    posterior : hybridpot.uq.LinearPosterior, optional
+    title : str
+    force : bool, default=False
+        Summarise a chain shorter than 50 autocorrelation times (else
+        :class:`~hybridpot.uq.ChainTooShortError`).
+
+    Returns
+    -------
+    Path
+        The HTML file.
+    """
+    from .uq import calibration_metrics, collect_uncertainty
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    data = collect_uncertainty(model, structures)
+    units = {"energy": "eV/atom", "forces": "eV/Å", "stress": "eV/Å³"}
+    metrics = {}
+    for kind, d in data.items():
+        m = calibration_metrics(d["y"], d["pred"], d["std"], d["structure"])
+        m["unit"] = units[kind]
+        metrics[kind] = m
+    summary = posterior.summary(force=force) if posterior is not None else None
+    if summary is not None:
+        metrics["posterior"] = summary
+    scale = getattr(model, "uncertainty_scale_", None)
+    if scale:
+        metrics["uncertainty_scale"] = dict(scale)
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    p = {}
+    for kind in ("energy", "forces", "stress"):
+        f = EV_A3_TO_GPA if kind == "stress" else 1.0
+        d = data.get(kind)
+        p[kind] = d["y"] * f if d else np.array([])
+        p[kind + "_pred"] = d["pred"] * f if d else np.array([])
+        p[kind + "_std"] = d["std"] * f if d else None
+    try:
+        figs = _plots(p)
+        figs.update(_calibration_plots(data))
+        if posterior is not None:
+            figs.update(_chain_plots(posterior))
+        note = ""
+    except ImportError:
+        figs = {}
+        note = "<p>matplotlib is not installed (pip install hybridpot[plot]): no plots.</p>"
+    for name, blob in figs.items():
+        (folder / name).write_bytes(blob)
+    cols = ("n", "mae", "rmse", "coverage_1sigma", "coverage_2sigma", "nll", "spearman",
+            "mean_std")
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td>" + "".join(
+            f"<td>{v[c]}</td>" if c == "n" else f"<td>{v[c]:.4g}</td>" for c in cols)
+        + f"<td>{html.escape(v['unit'])}</td></tr>"
+        for k, v in metrics.items() if k in units)
+    table = ("<table><tr><th>kind</th>" + "".join(f"<th>{c}</th>" for c in cols)
+             + "<th>unit</th></tr>" + rows + "</table>"
+             "<p>Coverage: fraction of |error| ≤ kσ (Gaussian: 0.683, 0.954); NLL: mean "
+             "Gaussian negative log-likelihood per value; Spearman: per-structure RMS σ "
+             "against RMS error.</p>")
+    post_html = ""
+    if summary is not None:
+        prow = "".join(
+            f"<tr><td>{html.escape(nm)}</td><td>{q50:.4g}</td><td>{lo:.4g}</td>"
+            f"<td>{hi:.4g}</td><td>{tau:.1f}</td></tr>"
+            for nm, q50, lo, hi, tau in zip(summary["theta_names"], summary["q50"],
+                                            summary["q16"], summary["q84"],
+                                            summary["autocorr_time"]))
+        post_html = (f"<h2>Posterior of θ</h2><p>{summary['n_walkers']} walkers × "
+                     f"{summary['n_steps']} steps, acceptance "
+                     f"{summary['acceptance_fraction']:.3f}.</p><table><tr><th>θ</th>"
+                     f"<th>median</th><th>16 %</th><th>84 %</th><th>τ (steps)</th></tr>"
+                     f"{prow}</table>")
+    scale_html = ""
+    if scale:
+        scale_html = ("<p>Recalibration factors of σ: "
+                      + ", ".join(f"{html.escape(k)} × {v:.3g}" for k, v in scale.items())
+                      + "</p>")
+    intro = (f"<p>{len(structures)} structures; model "
+             f"{html.escape(type(model.regressor_).__name__)} on "
+             f"{html.escape(type(model.descriptor).__name__)}.</p>{note}")
+    return _write_page(folder, title, intro + table + scale_html + post_html, figs)

@@ -1,0 +1,159 @@
+"""Workload W4 (uncertainty): calibration of force σ on the mlearn test sets.
+
+For every element (``<El>_train.xyz`` / ``<El>_test.xyz`` in ``$MLEARN_DIR/extxyz``) and model:
+
+1. split the training set at random (``--seed``) into a fitting part and a validation part
+   (``--val-fraction``, default 20 %);
+2. fit the model on the fitting part, sample the posterior of its hyperparameters with emcee
+   (:class:`hybridpot.uq.LinearPosterior`, weights marginalised, one noise per label kind and
+   config group, cross-validated model-discrepancy inflation) and install the committee;
+3. recalibrate σ on the validation part (one factor per label kind, ``--recalibration``);
+4. on the test set: coverage of force components at ±1σ / ±2σ, mean Gaussian NLL per force
+   component, Spearman correlation of per-structure RMS σ with RMS force error; plus the cost
+   of force σ in MD (ASE calculator on a 108-atom cell, median of repeats) relative to forces.
+
+With ``--json`` one object per line::
+
+    {"element", "model", "coverage_1sigma", "coverage_2sigma", "nll", "spearman", ...}
+
+(targets: 68 ± 5 % and 95 ± 3 %; extra keys: the same before recalibration, energy figures,
+chain diagnostics, ``sigma_cost_ratio``).
+
+Usage::
+
+    python benchmarks/uncertainty.py --elements Ni --models snap_linear --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DEFAULT_DIR = Path(os.environ.get("MLEARN_DIR", ROOT.parent / "shared" / "data" / "mlearn"))
+
+MODELS = ["snap_linear", "ps_linear"]
+
+
+def build_model(element, name):
+    """The (unfitted) linear HybridPotential ``name`` (mlearn SNAP / SO(3) settings)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from mlearn import build_model as mlearn_model
+
+    if name == "ps_linear":
+        # a smaller SO(3) basis than the accuracy benchmark: the posterior costs O(P^3) per
+        # likelihood evaluation, P = 1 + n_features
+        from hybridpot import HybridPotential
+        from hybridpot.descriptors import PowerSpectrum
+        from hybridpot.regression import BayesianLinearRegressor
+
+        ref = mlearn_model(element, "ps_linear")
+        desc = PowerSpectrum(species=[element], r_cut=ref.descriptor.r_cut, n_max=6, l_max=4)
+        return HybridPotential(desc, BayesianLinearRegressor(), ref.baseline, ref.weights)
+    return mlearn_model(element, name)
+
+
+def md_cost_ratio(model, atoms, repeats=5):
+    """Median wall time of forces+σ over forces alone through the ASE calculator."""
+    times = {False: [], True: []}
+    r = np.random.default_rng(0)
+    for _ in range(repeats):
+        for unc in (False, True):
+            a = atoms.copy()
+            a.rattle(0.01, seed=int(r.integers(1 << 30)))
+            a.calc = model.calculator(uncertainty=unc)
+            t0 = time.perf_counter()
+            a.get_forces()
+            times[unc].append(time.perf_counter() - t0)
+    return float(np.median(times[True]) / np.median(times[False])), \
+        float(np.median(times[False]))
+
+
+def run(data_dir, element, name, args):
+    from ase.io import read
+
+    from hybridpot.uq import LinearPosterior, evaluate_uncertainty
+
+    train = read(data_dir / "extxyz" / f"{element}_train.xyz", ":")
+    test = read(data_dir / "extxyz" / f"{element}_test.xyz", ":")
+    rng = np.random.default_rng(args.seed)
+    perm = rng.permutation(len(train))
+    n_val = int(round(args.val_fraction * len(train)))
+    val = [train[i] for i in perm[:n_val]]
+    fit = [train[i] for i in perm[n_val:]]
+    model = build_model(element, name)
+    t0 = time.perf_counter()
+    model.fit(fit)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    post = LinearPosterior(noise_groups=True, robust=args.robust, n_steps=args.n_steps,
+                           n_burn=args.n_burn, random_state=args.seed).fit(model, fit)
+    post_s = time.perf_counter() - t0
+    summ = post.summary(force=True)
+    converged = bool(post.chain_.shape[0] >= 50 * max(summ["autocorr_time"]))
+    post.apply(model, n_theta_samples=64, force=True, random_state=args.seed)
+    before = evaluate_uncertainty(model, test)
+    scale = model.recalibrate(val, method=args.recalibration).uncertainty_scale_
+    after = evaluate_uncertainty(model, test)
+    f, fb = after["forces"], before["forces"]
+    big = max(test, key=len)
+    ratio, t_forces = md_cost_ratio(model, big)
+    return {"element": element, "model": name,
+            "coverage_1sigma": f["coverage_1sigma"], "coverage_2sigma": f["coverage_2sigma"],
+            "nll": f["nll"], "spearman": f["spearman"], "force_mae": f["mae"],
+            "mean_force_std": f["mean_std"],
+            "before_recalibration": {k: fb[k] for k in ("coverage_1sigma", "coverage_2sigma",
+                                                        "nll", "spearman", "mean_std")},
+            "energy": {k: after["energy"][k] for k in ("coverage_1sigma", "coverage_2sigma",
+                                                       "nll", "spearman", "mae")},
+            "scale": scale, "inflation": post.inflation_,
+            "acceptance_fraction": summ["acceptance_fraction"],
+            "max_autocorr_time": max(summ["autocorr_time"]), "n_steps": summ["n_steps"],
+            "chain_converged_50tau": converged, "n_theta": len(summ["theta_names"]),
+            "sigma_cost_ratio": ratio, "forces_s_108": t_forces,
+            "n_fit": len(fit), "n_val": len(val), "n_test": len(test),
+            "fit_s": fit_s, "posterior_s": post_s}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--data", type=Path, default=DEFAULT_DIR)
+    p.add_argument("--elements", nargs="*", default=None)
+    p.add_argument("--models", nargs="*", default=["snap_linear"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--n-steps", type=int, default=3000)
+    p.add_argument("--n-burn", type=int, default=500)
+    p.add_argument("--robust", choices=["none", "cv"], default="cv")
+    p.add_argument("--recalibration", choices=["nll", "coverage"], default="nll")
+    args = p.parse_args(argv)
+    xyz = args.data / "extxyz"
+    if not xyz.is_dir():
+        print(json.dumps({"error": f"mlearn data not found at {args.data}"}))
+        return 0
+    elements = args.elements or sorted(q.name.split("_")[0] for q in xyz.glob("*_train.xyz"))
+    for el in elements:
+        for name in args.models:
+            if name not in MODELS:
+                raise SystemExit(f"unknown model {name!r}; known: {MODELS}")
+            rec = run(args.data, el, name, args)
+            if args.json:
+                print(json.dumps(rec), flush=True)
+            else:
+                print(f"{el:3s} {name:12s} ±1σ {100 * rec['coverage_1sigma']:5.1f} %  "
+                      f"±2σ {100 * rec['coverage_2sigma']:5.1f} %  NLL {rec['nll']:.3f}  "
+                      f"Spearman {rec['spearman']:.3f}  (targets 68 ± 5 %, 95 ± 3 %)  "
+                      f"σ cost ×{rec['sigma_cost_ratio']:.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
