@@ -99,7 +99,7 @@ def test_equals_exact_gp_when_all_environments_are_inducing(rng, kernel):
     b = toy_problem(rng)
     test = toy_problem(np.random.default_rng(5), n_struct=4)
     gp = SparseGPRegressor(kernel=kernel, zeta=2, length_scale=1.3, n_sparse=1000,
-                           jitter=1e-12, random_state=0).fit([b])
+                           bias=False, jitter=1e-12, random_state=0).fit([b])
     assert gp.inducing_.shape[0] == b.n_atoms
     alpha, sig = gp.alpha_, gp.noise_["energy"]
     ns = b.n_structures
@@ -127,7 +127,7 @@ def test_dtc_mean_and_variance_on_a_sparse_case(rng):
     b = toy_problem(rng, n_struct=20)
     test = toy_problem(np.random.default_rng(7), n_struct=5)
     gp = SparseGPRegressor(kernel="se", length_scale=1.1, n_sparse=6, sparse_method="fps",
-                           jitter=1e-10, random_state=1).fit([b])
+                           bias=False, jitter=1e-10, random_state=1).fit([b])
     U = gp.inducing_
     assert U.shape[0] == 6
     alpha, sig = gp.alpha_, gp.noise_["energy"]
@@ -249,7 +249,7 @@ def test_fit_to_forces_and_stress_recovers_a_gp_sample(desc, rng):
 # ---------------------------------------------------------------------------------------------
 def test_energy_std_grows_away_from_data(rng):
     b = toy_problem(rng, n_struct=30)
-    gp = SparseGPRegressor(kernel="se", n_sparse=15, random_state=0).fit([b])
+    gp = SparseGPRegressor(kernel="se", n_sparse=15, bias=False, random_state=0).fit([b])
     st = np.zeros(1, np.int64)
     near = gp.predict_batch(energy_batch(b.X[:1], st, [np.nan]), return_std=True,
                             include_noise=False)["energy_std"][0]

@@ -37,6 +37,8 @@ CANDIDATE_FACTOR = 20
 CHUNK_BYTES = 1 << 26
 #: factors of the median inducing-point distance tried for the SE length scale ("auto")
 LENGTH_SCALE_FACTORS = (0.5, 1.0, 2.0, 4.0)
+#: prior precision of the per-element constant relative to the kernel weights (nearly flat)
+BIAS_RELATIVE_PRECISION = 1e-6
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,15 +191,19 @@ class SparseGPRegressor(Regressor):
     energy (eV)
 
     .. math::
-        \varepsilon_i = \sum_m w_{z_i m}\, k(X_i, U_{z_i m}),\qquad
-        w_z \sim N\big(0,\ \alpha^{-1} (K_z + j\,\bar k_z I)^{-1}\big),
+        \varepsilon_i = b_{z_i} + \sum_m w_{z_i m}\, k(X_i, U_{z_i m}),\qquad
+        w_z \sim N\big(0,\ \alpha^{-1} (K_z + j\,\bar k_z I)^{-1}\big),\qquad
+        b_z \sim N(0, 10^6 / \alpha),
 
     i.e. ``eps`` is a GP with covariance ``k / alpha`` projected onto the inducing set
-    (``K_z = k(U_z, U_z)``, ``j`` the relative ``jitter``, ``\bar k_z`` the mean diagonal).
+    (``K_z = k(U_z, U_z)``, ``j`` the relative ``jitter``, ``\bar k_z`` the mean diagonal)
+    plus a per-element constant ``b_z`` (eV/atom) with a nearly flat prior (``bias=True``;
+    forces cannot fix the constant part of the kernel expansion, so without it energies of
+    force-dominated fits are offset).
     Kernels: ``"dot"`` ``k = (\hat x \cdot \hat u)^\zeta`` on unit-normalised descriptors
     (SOAP-GAP) and ``"se"`` ``k = \exp(-|x - u|^2 / 2\ell^2)``.  Labels are linear in ``w``:
 
-    - energy rows (eV/atom): ``sum_{i in s} k(X_i, U) / N_s``;
+    - energy rows (eV/atom): ``sum_{i in s} [k(X_i, U), e_{z_i}] / N_s``;
     - force rows (eV/Å): ``-sum_p dk(X_{i_p}, U)/dX . d_drij[p]`` scattered ``+`` to the
       neighbour and ``-`` to the centre of every pair ``p`` (``F = -dE/dr``);
     - stress rows (Voigt, eV/Å³): ``(1/V) sum_p (dk/dX . d_drij[p, a]) r_ij[p, b]``.
@@ -249,6 +255,8 @@ class SparseGPRegressor(Regressor):
         Maximum fixed-point iterations of the evidence maximisation.
     tol : float, default=1e-6
         Convergence on the largest change of ``log(alpha)``, ``log(beta_k)``.
+    bias : bool, default=True
+        Fit the per-element constant ``b_z``.
     random_state : int, RandomState or None, default=None
         Seeds the reservoir sample and the inducing-point choice.
 
@@ -257,9 +265,9 @@ class SparseGPRegressor(Regressor):
     inducing_ : ndarray, shape (M, n_features)
         Inducing descriptors of all elements, concatenated in element order.
     inducing_species_ : ndarray of int64, shape (M,)
-    coef_ : ndarray, shape (M,)
-        Posterior mean of ``w`` (eV).
-    precision_factor_ : ndarray, shape (M, M)
+    coef_ : ndarray, shape (M + n_species,) (``bias=True``) or (M,)
+        Posterior mean of ``w`` then ``b`` (eV).
+    precision_factor_ : ndarray, shape (len(coef_), len(coef_))
         Upper-triangular ``T`` with ``H_w = T^T T``.
     alpha_ : float
         Signal precision (the GP prior variance is ``1 / alpha_`` eV²).
@@ -283,7 +291,7 @@ class SparseGPRegressor(Regressor):
 
     def __init__(self, *, kernel="dot", zeta=4, length_scale="auto", n_sparse=500,
                  sparse_method="cur", jitter=1e-8, solver="tsqr", alpha_init=None,
-                 noise_init=None, max_iter=500, tol=1e-6, random_state=None):
+                 noise_init=None, max_iter=500, tol=1e-6, bias=True, random_state=None):
         self.kernel = kernel
         self.zeta = zeta
         self.length_scale = length_scale
@@ -295,6 +303,7 @@ class SparseGPRegressor(Regressor):
         self.noise_init = noise_init
         self.max_iter = max_iter
         self.tol = tol
+        self.bias = bias
         self.random_state = random_state
 
     # -- validation -------------------------------------------------------------------------
@@ -330,6 +339,9 @@ class SparseGPRegressor(Regressor):
         self._alpha0, self._noise0 = a0, n0
         self._max_iter = check_int(self.max_iter, "max_iter", owner, low=1)
         self._tol = check_float(self.tol, "tol", owner, low=0.0)
+        if not isinstance(self.bias, (bool, np.bool_)):
+            raise InvalidParameterError(
+                f"The 'bias' parameter of {owner} must be a bool. Got {self.bias!r} instead.")
 
     def _check_batch(self, batch, n_species, F):
         owner = type(self).__name__
@@ -424,6 +436,8 @@ class SparseGPRegressor(Regressor):
     def _set_offsets(self):
         counts = np.bincount(self.inducing_species_, minlength=self.n_species_)
         self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._n_kernel = int(self._offsets[-1])
+        self._n_columns = self._n_kernel + (self.n_species_ if self.bias else 0)
         self._kcoords = []
         for z in range(self.n_species_):
             Uz = self.inducing_[self._offsets[z]:self._offsets[z + 1]]
@@ -471,8 +485,10 @@ class SparseGPRegressor(Regressor):
         return U, centre
 
     def _kmm_factor(self):
-        M = self.inducing_.shape[0]
+        M = self._n_columns
         L = np.zeros((M, M))
+        nk = self._n_kernel
+        L[nk:, nk:] = np.eye(M - nk)          # the bias columns are not whitened
         for z in range(self.n_species_):
             a, b = self._offsets[z], self._offsets[z + 1]
             if b == a:
@@ -501,7 +517,7 @@ class SparseGPRegressor(Regressor):
 
     def _accumulate(self, source, fits, nsp, F):
         method = "qr" if self.solver == "tsqr" else "gram"
-        M = self.inducing_.shape[0]
+        M = self._n_columns
         accs = [TSQRAccumulator(M, method=method) for _ in fits]
         n_batches = 0
         for batch in source:
@@ -521,7 +537,7 @@ class SparseGPRegressor(Regressor):
         return accs
 
     def _max_chunk_atoms(self, batch):
-        M = max(self.inducing_.shape[0], 1)
+        M = max(self._n_columns, 1)
         g = batch.gradients
         ppa = g.pair_i.shape[0] / max(batch.n_atoms, 1) if g is not None else 0.0
         return max(1, int(CHUNK_BYTES // (8 * M * (9 * ppa + 6))))
@@ -551,9 +567,12 @@ class SparseGPRegressor(Regressor):
         beta_max = np.where(yy > 0, 1e16 * N / np.where(yy > 0, yy, 1.0), 1e16)
         eye = np.eye(M)
         nk = len(keys)
+        b2 = np.ones(M)
+        b2[self._n_kernel:] = BIAS_RELATIVE_PRECISION
+        B2 = np.diag(b2)
 
         def state(alpha, beta):
-            H = alpha * eye
+            H = alpha * B2
             rhs = np.zeros(M)
             for bq, G, bv in zip(beta, Gk, bk):
                 H += bq * G
@@ -569,7 +588,7 @@ class SparseGPRegressor(Regressor):
             rss = np.array([np.sum((R @ m - r) ** 2) for R, r in zip(Rk, rk)])
             trG = np.array([np.sum(Hinv * G) for G in Gk])
             logdet = 2.0 * np.sum(np.log(np.diag(C)))
-            return m, rss, trG, float(np.trace(Hinv)), logdet
+            return m, rss, trG, float(np.diag(Hinv) @ b2), logdet
 
         # MacKay fixed point first (fast initial progress) ...
         converged, change, n_iter = False, np.inf, 0
@@ -578,7 +597,8 @@ class SparseGPRegressor(Regressor):
             m, rss, trG, _, _ = state(alpha, beta)
             gamma = beta * trG
             gsum = min(max(gamma.sum(), 1e-12), M - 1e-12)
-            alpha_new = min(max(gsum / max(float(m @ m), np.finfo(float).tiny), 1e-12), 1e12)
+            alpha_new = min(max(gsum / max(float(m @ (b2 * m)), np.finfo(float).tiny), 1e-12),
+                            1e12)
             beta_new = np.minimum(np.maximum(N - gamma, 1e-12) / np.maximum(rss, 1e-300),
                                   beta_max)
             change = max(abs(np.log(alpha_new / alpha)),
@@ -592,7 +612,7 @@ class SparseGPRegressor(Regressor):
             def objective(theta):
                 a, bt = np.exp(theta[0]), np.exp(theta[1:])
                 m, rss, trG, trH, logdet = state(a, bt)
-                mm = float(m @ m)
+                mm = float(m @ (b2 * m))
                 f = -(0.5 * (N @ theta[1:]) + 0.5 * M * theta[0] - 0.5 * (bt @ rss + a * mm)
                       - 0.5 * logdet)
                 g = np.empty(nk + 1)
@@ -615,14 +635,15 @@ class SparseGPRegressor(Regressor):
             gproj = np.where(at_upper & (g < 0), 0.0, g)
             change = float(np.max(np.abs(gproj)) / (N.sum() + M))
             converged = bool(res.success) or change < self._tol
-        blocks = [np.sqrt(bq) * R for bq, R in zip(beta, Rk)] + [np.sqrt(alpha) * eye]
+        blocks = [np.sqrt(bq) * R for bq, R in zip(beta, Rk)] + [np.diag(np.sqrt(alpha * b2))]
         rhs = np.concatenate([np.sqrt(bq) * r for bq, r in zip(beta, rk)] + [np.zeros(M)])
         Q, T = scipy.linalg.qr(np.vstack(blocks), mode="economic", check_finite=False)
         m = scipy.linalg.solve_triangular(T, Q.T @ rhs, check_finite=False)
         rss = np.array([np.sum((R @ m - r) ** 2) for R, r in zip(Rk, rk)])
-        E = float(beta @ rss + alpha * (m @ m))
+        E = float(beta @ rss + alpha * (m @ (b2 * m)))
         logdetH = 2.0 * np.sum(np.log(np.abs(np.diag(T))))
-        logev = (0.5 * (N @ np.log(beta)) + 0.5 * slw + 0.5 * M * np.log(alpha) - 0.5 * E
+        logev = (0.5 * (N @ np.log(beta)) + 0.5 * slw + 0.5 * M * np.log(alpha)
+                 + 0.5 * np.sum(np.log(b2)) - 0.5 * E
                  - 0.5 * logdetH - 0.5 * N.sum() * np.log(2 * np.pi))
         return {"alpha": alpha, "beta": dict(zip(keys, beta)), "m": m, "T": T,
                 "log_evidence": float(logev), "n_iter": n_iter, "converged": converged,
@@ -654,8 +675,8 @@ class SparseGPRegressor(Regressor):
 
         Returns
         -------
-        energy_rows : ndarray, shape (n_structures, M)
-            Total-energy rows ``sum_{i in s} k(X_i, U)`` (eV per unit weight).
+        energy_rows : ndarray, shape (n_structures, len(coef_))
+            Total-energy rows ``sum_{i in s} [k(X_i, U), e_{z_i}]`` (eV per unit weight).
         force_rows : ndarray, shape (3 * n_atoms, M) or None
             Row ``3 k + a`` models ``F_k[a]`` (eV/Å).
         stress_rows : ndarray, shape (6 * n_structures, M) or None
@@ -665,9 +686,11 @@ class SparseGPRegressor(Regressor):
         sp = np.asarray(batch.species, dtype=np.int64)
         st = np.asarray(batch.structure, dtype=np.int64)
         ns, n = batch.n_structures, batch.n_atoms
-        M = self.inducing_.shape[0]
+        M = self._n_columns
         terms = self._element_terms(X, sp)
         Er = np.zeros((ns, M))
+        if self.bias:
+            np.add.at(Er, (st, self._n_kernel + sp), 1.0)
         for z, idx, K, A, B, V, off in terms:
             S = scipy.sparse.csr_matrix((np.ones(idx.size), (st[idx], np.arange(idx.size))),
                                         shape=(ns, idx.size))
@@ -798,11 +821,11 @@ class SparseGPRegressor(Regressor):
             :func:`kernel_gradient_coefficients`).
         """
         X, sp = self._check_X(X, species)
-        eps = np.zeros(X.shape[0])
+        eps = self.coef_[self._n_kernel + sp] if self.bias else np.zeros(X.shape[0])
         dE = np.zeros_like(X) if _grad else None
         for z, idx, K, A, B, V, off in self._element_terms(X, sp):
             w = self.coef_[off:off + K.shape[1]]
-            eps[idx] = K @ w
+            eps[idx] += K @ w
             if _grad:
                 dE[idx] = (A * w[None, :]) @ self._kcoords[z] + (B @ w)[:, None] * V
         return eps, dE
@@ -896,7 +919,9 @@ class SparseGPRegressor(Regressor):
                 kss[s] += kernel_matrix(Xz, Xz + 0.0, kernel=self.kernel, zeta=self._zeta,
                                         length_scale=self.length_scale_ or 1.0,
                                         centre=self.centre_[z]).sum()
-        Z = scipy.linalg.solve_triangular(self.kmm_factor_, Er.T, lower=True, check_finite=False)
+        nk = self._n_kernel
+        Z = scipy.linalg.solve_triangular(self.kmm_factor_[:nk, :nk], Er[:, :nk].T, lower=True,
+                                          check_finite=False)
         q = np.einsum("ij,ij->j", Z, Z)
         return np.maximum(kss - q, 0.0) / self.alpha_
 
@@ -949,9 +974,10 @@ class SparseGPRegressor(Regressor):
             raise ModelFormatError(
                 f"Fitted state of {owner} is incomplete or corrupt: {exc!r}.") from exc
         M, F = U.shape[0], self.n_features_in_
+        Mt = M + (self.n_species_ if self.bias else 0)
         shapes = {"inducing": (U.shape, (M, F)), "inducing_species": (usp.shape, (M,)),
-                  "centre": (centre.shape, (self.n_species_, F)), "coef": (coef.shape, (M,)),
-                  "precision_factor": (T.shape, (M, M)), "kmm_factor": (L.shape, (M, M))}
+                  "centre": (centre.shape, (self.n_species_, F)), "coef": (coef.shape, (Mt,)),
+                  "precision_factor": (T.shape, (Mt, Mt)), "kmm_factor": (L.shape, (Mt, Mt))}
         for name, (got, want) in shapes.items():
             if got != want:
                 raise ModelFormatError(
