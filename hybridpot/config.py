@@ -47,6 +47,49 @@ Example (every key optional; these are the defaults of ``hybridpot fit``)::
 
     [export]
     prefix = "lammps/model"
+
+Active learning (``hybridpot select`` / ``hybridpot learn``, :mod:`hybridpot.learn.cli`;
+both sections optional, values shown are the defaults)::
+
+    [select]
+    pool = ""                   # extxyz of candidates (or --pool)
+    n = 10
+    method = "d_optimal"        # max_variance | d_optimal | information_per_cost | random
+    kind = "both"               # energy | forces | both (rows used to score candidates)
+    output = "selected.extxyz"
+    dedup_threshold = 1e-3      # scaled descriptor distance of near-duplicates
+    seed = 0                    # method = "random" only
+
+    [learn]
+    run_dir = "al_run"          # labels.extxyz, state.json, model.hpot, failures.jsonl
+    oracle = "EMT"              # only EMT from the command line (any ASE calculator in Python)
+    sampler = "rattle"          # rattle | disorder | pool | md
+    species = ["Cu"]            # default: from pool / initial / the bulk prototype
+    structure = "bulk"          # "bulk" (crystal + lattice_constant of species[0]) or a file
+    crystal = "fcc"
+    lattice_constant = 3.61     # Å
+    supercell = [1, 1, 1]
+    rattle_std = [0.02, 0.15]   # Å, range (rattle sampler)
+    strain_max = 0.03
+    min_distance = 1.5          # Å (2.0 for the disorder sampler)
+    n_atoms = [2, 8]            # disorder sampler
+    volume_per_atom = [10.0, 20.0]   # Å³/atom, disorder sampler
+    temperature_range = [300, 1500]  # K, md sampler
+    md_steps = 200
+    sigma_threshold = 0.2       # eV/Å, md sampler stops above this force σ
+    pool = ""                   # extxyz (sampler = "pool")
+    initial = ""                # labelled extxyz always in the training set
+    validation = ""             # labelled extxyz for the force MAE / target_force_mae
+    n_candidates = 32
+    batch_size = 4
+    max_labels = 50
+    max_iterations = 10
+    target_force_mae = 0.0      # eV/Å; unset: not used
+    target_sigma = 0.0          # eV/Å; unset: not used
+    method = "d_optimal"        # as in [select]; kind, dedup_threshold too
+    oracle_timeout = 0.0        # s per structure; unset: none
+    n_workers = 1               # > 1: Dask LocalCluster for the oracle calls
+    seed = 0
 """
 
 from __future__ import annotations
@@ -102,6 +145,20 @@ _SCHEMA = {
            "steps": (int,), "friction": (float, int), "trajectory": (str,), "seed": (int,),
            "pressure_GPa": (float, int), "taut_fs": (float, int), "taup_fs": (float, int)},
     "export": {"prefix": (str,)},
+    # active learning (hybridpot.learn.cli): `hybridpot select` and `hybridpot learn`
+    "select": {"pool": (str,), "n": (int,), "method": (str,), "kind": (str,),
+               "output": (str,), "dedup_threshold": (float, int), "seed": (int,)},
+    "learn": {"run_dir": (str,), "oracle": (str,), "sampler": (str,), "species": (list,),
+              "structure": (str,), "crystal": (str,), "lattice_constant": (float, int),
+              "supercell": (list,), "rattle_std": (list, float, int),
+              "strain_max": (float, int), "min_distance": (float, int), "n_atoms": (list,),
+              "volume_per_atom": (list,), "temperature_range": (list,), "md_steps": (int,),
+              "sigma_threshold": (float, int), "pool": (str,), "initial": (str,),
+              "validation": (str,), "n_candidates": (int,), "batch_size": (int,),
+              "max_labels": (int,), "max_iterations": (int,),
+              "target_force_mae": (float, int), "target_sigma": (float, int),
+              "method": (str,), "kind": (str,), "dedup_threshold": (float, int),
+              "oracle_timeout": (float, int), "n_workers": (int,), "seed": (int,)},
 }
 _CLASS_SECTIONS = ("descriptor", "regressor", "baseline")
 _SECTIONS = tuple(DEFAULT_CONFIG) + tuple(s for s in ("select", "learn") if s not in DEFAULT_CONFIG)

@@ -17,3 +17,4 @@ from ._posterior import ChainTooShortError, LinearPosterior, log_evidence_from_f
 __all__ = ["LinearPosterior", "ChainTooShortError", "Committee", "log_evidence_from_factors",
            "calibration_curve", "calibration_metrics", "collect_uncertainty",
            "evaluate_uncertainty", "recalibrate"]
+from . import selection  # noqa: E402,F401  (active-learning selectors: hybridpot.uq.selection)

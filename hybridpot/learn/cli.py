@@ -1,0 +1,203 @@
+"""``hybridpot select`` and ``hybridpot learn`` sub-commands (loaded by :mod:`hybridpot.cli`).
+
+``hybridpot select --pool pool.extxyz -n 10 --out selected.extxyz [--model model.hpot]``
+    picks ``n`` structures of a pool with a fitted model (``[select]`` section of the config).
+
+``hybridpot learn -c learn.toml [--run-dir DIR]``
+    runs, or resumes, an :class:`~hybridpot.learn.ActiveLearner` with the model of the
+    ``[descriptor]``, ``[regressor]`` and ``[baseline]`` sections, the oracle, sampler and
+    stopping rule of ``[learn]`` (keys in :mod:`hybridpot.config`).
+
+:data:`COMMANDS` is a list of ``(name, help, add_args(subparser), run(args, cfg) -> int)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .._exceptions import ConfigError, HybridpotError
+
+__all__ = ["COMMANDS", "build_sampler", "build_selector"]
+
+
+def _num(cfg, sec, key, default):
+    v = cfg.get(sec, {}).get(key, default)
+    return v
+
+
+def build_selector(sec, section="select"):
+    """The selector of a ``[select]`` / ``[learn]`` table (keys ``method``, ``kind``,
+    ``dedup_threshold``, ``seed``)."""
+    from ..uq.selection import make_selector
+
+    method = sec.get("method", "d_optimal")
+    params = {}
+    if method == "random":
+        params["random_state"] = int(sec.get("seed", 0))
+    else:
+        if "kind" in sec:
+            params["kind"] = sec["kind"]
+        if "dedup_threshold" in sec:
+            params["dedup_threshold"] = float(sec["dedup_threshold"])
+    try:
+        return make_selector(method, **params)
+    except HybridpotError as e:
+        raise ConfigError(f"{section}.method/kind: {e}") from e
+
+
+def _read(path, key):
+    from ..config import read_structures
+
+    return read_structures([str(path)], key)
+
+
+def _prototype(sec):
+    from ase.build import bulk
+
+    st = sec.get("structure", "bulk")
+    if st == "bulk":
+        species = sec.get("species") or ["Cu"]
+        try:
+            return bulk(species[0], sec.get("crystal", "fcc"),
+                        a=float(sec.get("lattice_constant", 3.61)), cubic=True)
+        except (ValueError, KeyError, RuntimeError) as e:
+            raise ConfigError(f"learn.crystal/lattice_constant: cannot build bulk "
+                              f"{species[0]!r}: {e}") from e
+    atoms = _read(st, "learn.structure")
+    return atoms[0]
+
+
+def build_sampler(sec, pool=None):
+    """The sampler of a ``[learn]`` table (``sampler = "rattle" | "disorder" | "pool" |
+    "md"``)."""
+    from ..sampling import (PoolSampler, RandomDisorderSampler, RattleStrainSampler,
+                            UncertaintyMDSampler)
+
+    kind = sec.get("sampler", "rattle")
+    reps = sec.get("supercell", [1, 1, 1])
+    if not (isinstance(reps, list) and len(reps) == 3
+            and all(isinstance(r, int) and r > 0 for r in reps)):
+        raise ConfigError(f"learn.supercell must be three positive integers. Got {reps!r}.")
+    if kind == "rattle":
+        return RattleStrainSampler(prototype=_prototype(sec), supercell=tuple(reps),
+                                   rattle_std=tuple(sec.get("rattle_std", [0.02, 0.15])),
+                                   strain_max=float(sec.get("strain_max", 0.03)),
+                                   min_distance=float(sec.get("min_distance", 1.5)))
+    if kind == "disorder":
+        return RandomDisorderSampler(
+            species=list(sec.get("species") or ["Cu"]),
+            n_atoms=tuple(sec.get("n_atoms", [2, 8])),
+            volume_per_atom=tuple(sec.get("volume_per_atom", [10.0, 20.0])),
+            min_distance=float(sec.get("min_distance", 2.0)))
+    if kind == "pool":
+        if pool is None:
+            raise ConfigError("learn.sampler = 'pool' needs learn.pool (an extxyz file).")
+        return PoolSampler(structures=pool)
+    if kind == "md":
+        starts = [_prototype(sec) * tuple(reps)]
+        return UncertaintyMDSampler(
+            starts=starts, temperature_range=tuple(sec.get("temperature_range", [300, 1500])),
+            n_steps=int(sec.get("md_steps", 200)),
+            sigma_threshold=float(sec.get("sigma_threshold", 0.2)))
+    raise ConfigError(f"learn.sampler must be one of 'rattle', 'disorder', 'pool', 'md'. "
+                      f"Got {kind!r}.")
+
+
+# ---------------------------------------------------------------------------- select
+def _select_args(p):
+    p.add_argument("--pool", help="candidate structures (extxyz; overrides select.pool)")
+    p.add_argument("-n", type=int, help="number to select (overrides select.n)")
+    p.add_argument("--out", help="extxyz to write (overrides select.output)")
+    p.add_argument("--method", help="max_variance | d_optimal | information_per_cost | random")
+
+
+def cmd_select(args, cfg):
+    from ase.io import write
+
+    from ..cli import _load_model
+
+    sec = dict(cfg.get("select", {}))
+    if args.method:
+        sec["method"] = args.method
+    pool_path = args.pool or sec.get("pool")
+    if not pool_path:
+        raise ConfigError("select.pool: no pool file given (use --pool or select.pool).")
+    n = args.n if args.n is not None else sec.get("n", 10)
+    if not isinstance(n, int) or n < 1:
+        raise ConfigError(f"select.n must be an int >= 1. Got {n!r}.")
+    out = Path(args.out or sec.get("output", "selected.extxyz"))
+    model = _load_model(args.model or cfg["output"]["model"])
+    pool = _read(pool_path, "select.pool")
+    sel = build_selector(sec)
+    idx = sel.select(model, pool, n)
+    chosen = []
+    for k in idx:
+        a = pool[int(k)].copy()
+        a.calc = None
+        a.info["pool_index"] = int(k)
+        chosen.append(a)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write(out, chosen, format="extxyz")
+    print(f"selected {len(chosen)} of {len(pool)} structures ({sec.get('method', 'd_optimal')})"
+          f": indices {[int(k) for k in idx]} -> {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- learn
+def _learn_args(p):
+    p.add_argument("--run-dir", help="run directory (overrides learn.run_dir)")
+
+
+def cmd_learn(args, cfg):
+    from ..config import build_baseline, build_descriptor, build_regressor
+    from ..potential import HybridPotential
+    from . import ActiveLearner
+
+    sec = dict(cfg.get("learn", {}))
+    run_dir = args.run_dir or sec.get("run_dir", "al_run")
+    pool = _read(sec["pool"], "learn.pool") if sec.get("pool") else None
+    initial = _read(sec["initial"], "learn.initial") if sec.get("initial") else None
+    validation = _read(sec["validation"], "learn.validation") if sec.get("validation") \
+        else None
+    species = sec.get("species")
+    if not species:
+        ref = pool or initial or [_prototype(sec)]
+        species = []
+        for a in ref:
+            for s in a.get_chemical_symbols():
+                if s not in species:
+                    species.append(s)
+    model = HybridPotential(descriptor=build_descriptor(cfg, species),
+                            regressor=build_regressor(cfg), baseline=build_baseline(cfg),
+                            weights=cfg["fit"].get("weights"))
+    oracle = sec.get("oracle", "EMT")
+    if oracle.upper() != "EMT":
+        raise ConfigError(f"learn.oracle: only 'EMT' is built into the command line; use the "
+                          f"Python API (ActiveLearner(oracle=calculator)) for {oracle!r}.")
+    try:
+        learner = ActiveLearner(
+            model, oracle, build_sampler(sec, pool), build_selector(sec, "learn"),
+            run_dir=run_dir, initial=initial, validation=validation,
+            n_candidates=sec.get("n_candidates", 32), batch_size=sec.get("batch_size", 4),
+            max_labels=sec.get("max_labels", 50), max_iterations=sec.get("max_iterations", 10),
+            target_error=sec.get("target_force_mae"), target_sigma=sec.get("target_sigma"),
+            oracle_timeout=sec.get("oracle_timeout"), n_workers=sec.get("n_workers", 1),
+            random_state=sec.get("seed", 0), progress=False if args.quiet else None)
+        learner.run()
+    except HybridpotError as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"[learn]: {e}") from e
+    last = learner.history_[-1] if learner.history_ else {}
+    err = last.get("validation_force_mae")
+    print(f"learn: {len(learner.labelled_)} labels, {len(learner.failures_)} failures, "
+          f"{len(learner.history_)} iterations in {run_dir}; stopped: {learner.stop_reason_}"
+          + (f"; validation force MAE {err:.4f} eV/Å" if err is not None else ""))
+    return 0
+
+
+COMMANDS = [
+    ("select", "pick the most informative structures of a pool with a model", _select_args,
+     cmd_select),
+    ("learn", "run or resume active learning (oracle EMT by default)", _learn_args, cmd_learn),
+]
