@@ -341,6 +341,24 @@ class Bispectrum(_SO3Base):
     species_weights : sequence of float or None, default=None
         One weight per species; when given, a single weighted density channel replaces the
         species-resolved channels.
+
+    Notes
+    -----
+    Same radial spline and harmonic recurrences as :class:`PowerSpectrum`.  Per atom the
+    coupled products ``Z(q', l, l1, l2)_m = sum C a_q'l1m1 a_q'l2m2`` are formed once; the
+    adjoint back-propagates ``dE/db`` through them to ``dE/da`` once per atom and then
+    contracts with ``du/dr_ij`` per pair.  The per-pair Jacobian costs
+    ``O(n_features * l_max)`` per pair and is much more expensive than the adjoint.
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> from hybridpot.descriptors import Bispectrum
+    >>> desc = Bispectrum(species=["Cu"], r_cut=4.5, n_max=2, l_max=2)
+    >>> desc.n_features
+    26
+    >>> desc.compute(bulk("Cu", "fcc", a=3.61)).shape
+    (1, 26)
     """
 
     def __init__(self, *, species, r_cut, n_max=5, l_max=4, species_weights=None):

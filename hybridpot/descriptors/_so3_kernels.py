@@ -285,7 +285,8 @@ def power_spectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, 
     ``T[a, (k*(l_max+1) + l)*Q + q] = sum_m dA[lm, c n_max + k]/dr_a A[lm, q]`` for a neighbour
     of channel ``c`` (the zero slot ``T[a, -1]`` when the channel does not match; see
     :func:`._so3._ps_feature_index`).
-    Returns ``(X (n_atoms, F), d_drij (n_pairs, 3, F) or empty, g (n_pairs, 3) or empty)``.
+    Returns ``(X (n_atoms, F), d_drij (n_pairs, 3, F) or empty, g (n_pairs, 3) or empty)``;
+    in mode 2 ``X`` is empty (not needed by the adjoint).
     """
     n_atoms = offsets.shape[0] - 1
     n_pairs = D.shape[0]
@@ -301,7 +302,7 @@ def power_spectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, 
     Rs = np.empty((mx, nf))
     dRs = np.empty((mx, nf))
     P = np.empty((L, Q, Q))
-    X = np.empty((n_atoms, F))
+    X = np.empty((n_atoms if mode != 2 else 0, F))
     if mode == 1:
         dX = np.empty((n_pairs, 3, F))
     else:
@@ -326,15 +327,16 @@ def power_spectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, 
         else:
             A = _density_values(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max,
                                 n_ch, K)
-        P[:, :, :] = 0.0
-        for l in range(L):
-            for lm in range(l * l, (l + 1) * (l + 1)):
-                for q1 in range(Q):
-                    a1 = A[lm, q1]
-                    for q2 in range(q1, Q):
-                        P[l, q1, q2] += a1 * A[lm, q2]
-        for f in range(F):
-            X[i, f] = P[fl[f], fq1[f], fq2[f]]
+        if mode != 2:  # the adjoint does not need the features
+            P[:, :, :] = 0.0
+            for l in range(L):
+                for lm in range(l * l, (l + 1) * (l + 1)):
+                    for q1 in range(Q):
+                        a1 = A[lm, q1]
+                        for q2 in range(q1, Q):
+                            P[l, q1, q2] += a1 * A[lm, q2]
+            for f in range(F):
+                X[i, f] = P[fl[f], fq1[f], fq2[f]]
         if mode == 1:
             for p in range(p0, p1):
                 pp = p - p0
