@@ -156,6 +156,22 @@ def test_dtc_mean_and_variance_on_a_sparse_case(rng):
                                rtol=1e-5)
 
 
+def test_bias_absorbs_a_constant_per_atom_energy(rng):
+    b = toy_problem(rng, n_struct=20)
+    test = toy_problem(np.random.default_rng(9), n_struct=4)
+    shifted = energy_batch(b.X, b.structure, b.energy + 2.5 * b.n_atoms_per_structure)
+    kw = dict(kernel="dot", zeta=2, n_sparse=10, random_state=0)
+    g0, g1 = SparseGPRegressor(**kw).fit([b]), SparseGPRegressor(**kw).fit([shifted])
+    p0, p1 = g0.predict_batch(test), g1.predict_batch(test)
+    np.testing.assert_allclose(p1["energy"] - p0["energy"], 2.5 * test.n_atoms_per_structure,
+                               rtol=1e-4)
+    assert g1.noise_["energy"] == pytest.approx(g0.noise_["energy"], rel=1e-3)
+    assert g1.coef_[-1] - g0.coef_[-1] == pytest.approx(2.5, rel=1e-4)
+    # without the constant the offset must be carried by the kernel weights (worse evidence)
+    g2 = SparseGPRegressor(bias=False, **kw).fit([shifted])
+    assert g2.log_evidence_ < g1.log_evidence_
+
+
 # ---------------------------------------------------------------------------------------------
 # derivatives
 # ---------------------------------------------------------------------------------------------
@@ -396,6 +412,7 @@ def test_fitted_state_round_trip(desc):
     ({"jitter": -1e-3}, r"'jitter' .* float in \[0, 1\]"),
     ({"solver": "lu"}, r"'solver' .* one of"),
     ({"max_iter": 0}, r"'max_iter' .* int in \[1, inf\]"),
+    ({"bias": 1}, r"'bias' parameter of SparseGPRegressor must be a bool. Got 1"),
 ])
 def test_bad_hyperparameters_raise_typed_errors(rng, params, match):
     b = toy_problem(rng, n_struct=5)

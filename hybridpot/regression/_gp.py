@@ -37,8 +37,8 @@ CANDIDATE_FACTOR = 20
 CHUNK_BYTES = 1 << 26
 #: factors of the median inducing-point distance tried for the SE length scale ("auto")
 LENGTH_SCALE_FACTORS = (0.5, 1.0, 2.0, 4.0)
-#: prior precision of the per-element constant relative to the kernel weights (nearly flat)
-BIAS_RELATIVE_PRECISION = 1e-6
+#: prior standard deviation (eV/atom) of the per-element constant (nearly flat)
+BIAS_PRIOR_STD = 100.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,7 +193,7 @@ class SparseGPRegressor(Regressor):
     .. math::
         \varepsilon_i = b_{z_i} + \sum_m w_{z_i m}\, k(X_i, U_{z_i m}),\qquad
         w_z \sim N\big(0,\ \alpha^{-1} (K_z + j\,\bar k_z I)^{-1}\big),\qquad
-        b_z \sim N(0, 10^6 / \alpha),
+        b_z \sim N(0, (100\ \mathrm{eV})^2),
 
     i.e. ``eps`` is a GP with covariance ``k / alpha`` projected onto the inducing set
     (``K_z = k(U_z, U_z)``, ``j`` the relative ``jitter``, ``\bar k_z`` the mean diagonal)
@@ -567,12 +567,15 @@ class SparseGPRegressor(Regressor):
         beta_max = np.where(yy > 0, 1e16 * N / np.where(yy > 0, yy, 1.0), 1e16)
         eye = np.eye(M)
         nk = len(keys)
-        b2 = np.ones(M)
-        b2[self._n_kernel:] = BIAS_RELATIVE_PRECISION
-        B2 = np.diag(b2)
+        Mk = self._n_kernel
+        kmask = np.arange(M) < Mk
+        pb = 1.0 / BIAS_PRIOR_STD ** 2
+
+        def prior(alpha):
+            return np.where(kmask, alpha, pb)
 
         def state(alpha, beta):
-            H = alpha * B2
+            H = np.diag(prior(alpha))
             rhs = np.zeros(M)
             for bq, G, bv in zip(beta, Gk, bk):
                 H += bq * G
@@ -588,17 +591,17 @@ class SparseGPRegressor(Regressor):
             rss = np.array([np.sum((R @ m - r) ** 2) for R, r in zip(Rk, rk)])
             trG = np.array([np.sum(Hinv * G) for G in Gk])
             logdet = 2.0 * np.sum(np.log(np.diag(C)))
-            return m, rss, trG, float(np.diag(Hinv) @ b2), logdet
+            return m, rss, trG, float(np.sum(np.diag(Hinv)[kmask])), logdet
 
         # MacKay fixed point first (fast initial progress) ...
         converged, change, n_iter = False, np.inf, 0
         n_fixed = min(self._max_iter, 30)
         for n_iter in range(1, n_fixed + 1):
-            m, rss, trG, _, _ = state(alpha, beta)
+            m, rss, trG, trH, _ = state(alpha, beta)
             gamma = beta * trG
-            gsum = min(max(gamma.sum(), 1e-12), M - 1e-12)
-            alpha_new = min(max(gsum / max(float(m @ (b2 * m)), np.finfo(float).tiny), 1e-12),
-                            1e12)
+            gsum = min(max(Mk - alpha * trH, 1e-12), Mk - 1e-12)
+            mk = m[kmask]
+            alpha_new = min(max(gsum / max(float(mk @ mk), np.finfo(float).tiny), 1e-12), 1e12)
             beta_new = np.minimum(np.maximum(N - gamma, 1e-12) / np.maximum(rss, 1e-300),
                                   beta_max)
             change = max(abs(np.log(alpha_new / alpha)),
@@ -612,11 +615,12 @@ class SparseGPRegressor(Regressor):
             def objective(theta):
                 a, bt = np.exp(theta[0]), np.exp(theta[1:])
                 m, rss, trG, trH, logdet = state(a, bt)
-                mm = float(m @ (b2 * m))
-                f = -(0.5 * (N @ theta[1:]) + 0.5 * M * theta[0] - 0.5 * (bt @ rss + a * mm)
-                      - 0.5 * logdet)
+                mm = float(m[kmask] @ m[kmask])
+                mb = float(m[~kmask] @ m[~kmask])
+                f = -(0.5 * (N @ theta[1:]) + 0.5 * Mk * theta[0]
+                      - 0.5 * (bt @ rss + a * mm + pb * mb) - 0.5 * logdet)
                 g = np.empty(nk + 1)
-                g[0] = -0.5 * (M - a * trH - a * mm)
+                g[0] = -0.5 * (Mk - a * trH - a * mm)
                 g[1:] = -0.5 * (N - bt * trG - bt * rss)
                 return f, g
 
@@ -635,15 +639,14 @@ class SparseGPRegressor(Regressor):
             gproj = np.where(at_upper & (g < 0), 0.0, g)
             change = float(np.max(np.abs(gproj)) / (N.sum() + M))
             converged = bool(res.success) or change < self._tol
-        blocks = [np.sqrt(bq) * R for bq, R in zip(beta, Rk)] + [np.diag(np.sqrt(alpha * b2))]
+        blocks = [np.sqrt(bq) * R for bq, R in zip(beta, Rk)] + [np.diag(np.sqrt(prior(alpha)))]
         rhs = np.concatenate([np.sqrt(bq) * r for bq, r in zip(beta, rk)] + [np.zeros(M)])
         Q, T = scipy.linalg.qr(np.vstack(blocks), mode="economic", check_finite=False)
         m = scipy.linalg.solve_triangular(T, Q.T @ rhs, check_finite=False)
         rss = np.array([np.sum((R @ m - r) ** 2) for R, r in zip(Rk, rk)])
-        E = float(beta @ rss + alpha * (m @ (b2 * m)))
+        E = float(beta @ rss + m @ (prior(alpha) * m))
         logdetH = 2.0 * np.sum(np.log(np.abs(np.diag(T))))
-        logev = (0.5 * (N @ np.log(beta)) + 0.5 * slw + 0.5 * M * np.log(alpha)
-                 + 0.5 * np.sum(np.log(b2)) - 0.5 * E
+        logev = (0.5 * (N @ np.log(beta)) + 0.5 * slw + 0.5 * np.sum(np.log(prior(alpha))) - 0.5 * E
                  - 0.5 * logdetH - 0.5 * N.sum() * np.log(2 * np.pi))
         return {"alpha": alpha, "beta": dict(zip(keys, beta)), "m": m, "T": T,
                 "log_evidence": float(logev), "n_iter": n_iter, "converged": converged,
