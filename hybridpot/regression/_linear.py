@@ -616,14 +616,15 @@ class BayesianLinearRegressor(_LinearBase):
     for a config group not seen in training with ``noise_groups=True`` the largest noise of
     that kind; kinds absent from training add no noise).
 
-    Weights: ``w_r`` enters as a relative precision; ``noise_`` reports the effective noise
-    ``1 / sqrt(beta_k mean(w))`` of each kind's rows at their mean training weight (with unit
-    weights simply ``1 / sqrt(beta_k)``), and predictions use it.  With
-    ``noise_levels="kind"`` a constant weight of a whole label kind is absorbed by that
-    kind's ``beta_k`` (only relative weights within a kind change the fit); evidence
-    maximisation then balances kinds by their row counts and, with thousands of force rows
-    per energy row, may favour forces over energies more than a hand-weighted ridge fit.
-    ``noise_levels="shared"`` keeps the user's kind weights as relative precisions.
+    Weights: ``w_r`` enters as a relative precision.  With ``noise_levels="kind"``
+    (default) ``noise_[k] = 1 / sqrt(beta_k)`` is the noise of a row of unit weight, and a
+    constant weight of a whole label kind is absorbed by that kind's ``beta_k`` (only relative
+    weights within a kind change the fit) -- so keep kind weights at 1 (per-structure or
+    per-group factors are fine); evidence maximisation then balances kinds by their row
+    counts and, with thousands of force rows per energy row, may favour forces over energies
+    more than a hand-weighted ridge fit.  ``noise_levels="shared"`` has one ``beta`` and keeps
+    the user's kind weights as relative precisions: ``noise_[k] = 1 / sqrt(beta mean(w_k))``
+    with ``mean(w_k)`` the mean training weight of kind ``k``.  Predictions add ``noise_``.
 
     The plain path ``fit(A, y, sample_weight=None)`` is ordinary Bayesian ridge regression on
     the columns of ``A`` with one noise level (equal to scikit-learn's ``BayesianRidge`` with
@@ -663,9 +664,9 @@ class BayesianLinearRegressor(_LinearBase):
     alpha_ : float
         Prior precision (on the scaled coefficients ``b_j D_j c_j``).
     noise_ : dict
-        Label kind -> effective noise standard deviation (eV/atom, eV/Å, eV/Å³) of its rows
-        at their mean training weight; with ``noise_groups`` kind -> {group name -> sigma}.
-        Plain path: ``{"target": sigma}``.
+        Label kind -> noise standard deviation (eV/atom, eV/Å, eV/Å³; see "Weights" above);
+        with ``noise_groups`` kind -> {group name -> sigma}.  Plain path:
+        ``{"target": sigma}`` (at unit sample weight).
     log_evidence_ : float
         Log marginal likelihood at the optimum.
     n_iter_ : int
@@ -801,8 +802,11 @@ class BayesianLinearRegressor(_LinearBase):
             - 0.5 * N.sum() * np.log(2 * np.pi))
         self.alpha_ = float(alpha)
         beta_of = dict(zip(keys, beta))
-        # effective noise of each report key's rows at their mean training weight
-        self._noise = {rk: float(1.0 / np.sqrt(beta_of[self._acc_key(rk)] * ws / wc))
+        # "kind": noise of a row of unit weight, 1/sqrt(beta_k); "shared": the kind weight is
+        # part of the noise model, sigma_k = 1/sqrt(beta * mean training weight of the kind)
+        shared = self.noise_levels == "shared"
+        self._noise = {rk: float(1.0 / np.sqrt(beta_of[self._acc_key(rk)]
+                                               * (ws / wc if shared else 1.0)))
                        for rk, (ws, wc) in self._wstats.items() if wc > 0}
         self._set_noise_dict()
         coef = m / D
