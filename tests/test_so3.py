@@ -366,6 +366,23 @@ def test_weighted_channel_derivatives(cls, kw, rng):
     np.testing.assert_allclose(dE_deps, ref_eps, rtol=1e-9, atol=1e-11 * np.abs(ref_eps).max())
 
 
+@pytest.mark.parametrize("cls,kw", [(PowerSpectrum, dict(n_max=3, l_max=3)),
+                                    (Bispectrum, dict(n_max=2, l_max=2))])
+def test_fused_backward_many_matches_single_adjoints(cls, kw, rng):
+    atoms = skewed_two_element_cell(seed=7, rattle=0.1)
+    desc = cls(species=SPECIES, r_cut=4.0, **kw)
+    X, dX = desc.compute(atoms, gradients=True)
+    G = rng.normal(size=(3,) + X.shape)
+    dE_dr, dE_deps = desc.backward_many(atoms, G)
+    assert dE_dr.shape == (3, len(atoms), 3) and dE_deps.shape == (3, 3, 3)
+    for k in range(3):
+        r1, e1 = desc.backward(atoms, G[k])
+        r2, e2 = dX.vjp(G[k])
+        np.testing.assert_allclose(dE_dr[k], r1, rtol=1e-12, atol=1e-13 * np.abs(r1).max())
+        np.testing.assert_allclose(dE_deps[k], e1, rtol=1e-12, atol=1e-13 * np.abs(e1).max())
+        np.testing.assert_allclose(dE_dr[k], r2, rtol=1e-9, atol=1e-11 * np.abs(r2).max())
+
+
 def test_equal_weights_equal_summed_channels(small_cell):
     """One channel with unit weights is the density summed over the species channels."""
     n = 3

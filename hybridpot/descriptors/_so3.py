@@ -168,11 +168,17 @@ class _SO3Base(Descriptor):
         raise NotImplementedError  # pragma: no cover
 
     def _compute(self, nl, species_idx, gradients):
-        X, dX, _ = self._run(nl, species_idx, 1 if gradients else 0, np.empty((0, 0)))
+        X, dX, _ = self._run(nl, species_idx, 1 if gradients else 0, np.empty((0, 0, 0)))
         return X, (dX if gradients else None)
 
     def _backward(self, nl, species_idx, dE_dX):
-        _, _, g = self._run(nl, species_idx, 2, dE_dX)
+        _, _, g = self._run(nl, species_idx, 2, np.ascontiguousarray(dE_dX)[None])
+        return g[0]
+
+    def _backward_many(self, nl, species_idx, dE_dX_stack):
+        """Fused batched adjoint (hook of :meth:`Descriptor.backward_many`): the density and
+        the per-pair basis are computed once for the ``K`` scalars; returns (K, n_pairs, 3)."""
+        _, _, g = self._run(nl, species_idx, 2, np.ascontiguousarray(dE_dX_stack))
         return g
 
 

@@ -13,7 +13,9 @@ Layouts (shared by every kernel)
   the exact derivative of the interpolant.
 
 Each driver loops over atoms in compiled code (``offsets`` from the sorted neighbour list);
-``mode`` 0 computes values, 1 values and the per-pair Jacobian, 2 the adjoint ``dE/dr_ij``.
+``mode`` 0 computes values, 1 values and the per-pair Jacobian, 2 the adjoint ``dE/dr_ij`` for
+each of the ``K`` rows of ``dE_dX`` (shape (K, n_atoms, F); the density and its basis are
+computed once and shared by the ``K`` scalars).
 """
 
 import numpy as np
@@ -177,17 +179,15 @@ def _density_grad(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max, n_
     ``Ys[pp, lm]``, ``dYs[pp, a, lm]``, ``Rs[pp, f]``, ``dRs[pp, f]`` (``pp = p - p0``)."""
     L = l_max + 1
     L2 = L * L
-    nf = n_max * L
-    Y = np.empty(L2)
-    dY = np.empty((3, L2))
-    R = np.empty(nf)
-    dR = np.empty(nf)
     C = np.empty(L)
     S = np.empty(L)
     A3 = np.zeros((L2, n_ch, n_max))
-    for p in range(p0, p1):
-        r = sph_harm_real(D[p, 0], D[p, 1], D[p, 2], l_max, K, C, S, Y, dY, True)
-        radial_eval(r, inv_h, h, table, R, dR, True)
+    for pp in range(p1 - p0):
+        p = p0 + pp
+        Y = Ys[pp]
+        R = Rs[pp]
+        r = sph_harm_real(D[p, 0], D[p, 1], D[p, 2], l_max, K, C, S, Y, dYs[pp], True)
+        radial_eval(r, inv_h, h, table, R, dRs[pp], True)
         jj = j_arr[p]
         w = wts[jj]
         c = chan[jj]
@@ -197,15 +197,6 @@ def _density_grad(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max, n_
                 wy = w * Y[lm]
                 for k in range(n_max):
                     A3[lm, c, k] += wy * R[f0 + k]
-        pp = p - p0
-        for lm in range(L2):
-            Ys[pp, lm] = Y[lm]
-            dYs[pp, 0, lm] = dY[0, lm]
-            dYs[pp, 1, lm] = dY[1, lm]
-            dYs[pp, 2, lm] = dY[2, lm]
-        for f in range(nf):
-            Rs[pp, f] = R[f]
-            dRs[pp, f] = dR[f]
     return A3.reshape((L2, n_ch * n_max))
 
 
@@ -285,7 +276,7 @@ def power_spectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, 
     ``T[a, (k*(l_max+1) + l)*Q + q] = sum_m dA[lm, c n_max + k]/dr_a A[lm, q]`` for a neighbour
     of channel ``c`` (the zero slot ``T[a, -1]`` when the channel does not match; see
     :func:`._so3._ps_feature_index`).
-    Returns ``(X (n_atoms, F), d_drij (n_pairs, 3, F) or empty, g (n_pairs, 3) or empty)``;
+    Returns ``(X (n_atoms, F), d_drij (n_pairs, 3, F) or empty, g (K, n_pairs, 3) or empty)``;
     in mode 2 ``X`` is empty (not needed by the adjoint).
     """
     n_atoms = offsets.shape[0] - 1
@@ -307,10 +298,8 @@ def power_spectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, 
         dX = np.empty((n_pairs, 3, F))
     else:
         dX = np.empty((0, 3, F))
-    if mode == 2:
-        g = np.empty((n_pairs, 3))
-    else:
-        g = np.empty((0, 3))
+    n_members = dE_dX.shape[0] if mode == 2 else 0
+    g = np.empty((n_members, n_pairs if mode == 2 else 0, 3))
     YA = np.empty((L, Q))
     dYA = np.empty((3, L, Q))
     nT = n_max * L * Q
@@ -373,20 +362,22 @@ def power_spectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, 
                     for f in range(F):
                         dX[p, a, f] = T[a, I1[c, f]] + T[a, I2[c, f]]
         elif mode == 2:
-            # dE/dA[lm, q] = sum_q' G_l[q, q'] A[lm, q'] with G symmetric
-            Gs[:, :, :] = 0.0
-            for f in range(F):
-                G = dE_dX[i, f]
-                Gs[fl[f], fq1[f], fq2[f]] += G
-                Gs[fl[f], fq2[f], fq1[f]] += G
-            dA[:, :] = 0.0
-            for l in range(L):
-                for lm in range(l * l, (l + 1) * (l + 1)):
-                    for q1 in range(Q):
-                        a1 = A[lm, q1]
-                        for q2 in range(Q):
-                            dA[lm, q2] += Gs[l, q1, q2] * a1
-            _atom_adjoint(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs, dA3, g)
+            for kk in range(n_members):
+                # dE/dA[lm, q] = sum_q' G_l[q, q'] A[lm, q'] with G symmetric
+                Gs[:, :, :] = 0.0
+                for f in range(F):
+                    G = dE_dX[kk, i, f]
+                    Gs[fl[f], fq1[f], fq2[f]] += G
+                    Gs[fl[f], fq2[f], fq1[f]] += G
+                dA[:, :] = 0.0
+                for l in range(L):
+                    for lm in range(l * l, (l + 1) * (l + 1)):
+                        for q1 in range(Q):
+                            a1 = A[lm, q1]
+                            for q2 in range(Q):
+                                dA[lm, q2] += Gs[l, q1, q2] * a1
+                _atom_adjoint(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs, dA3,
+                              g[kk])
     return X, dX, g
 
 
@@ -442,10 +433,8 @@ def bispectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, l_ma
         dX = np.empty((n_pairs, 3, F))
     else:
         dX = np.empty((0, 3, F))
-    if mode == 2:
-        g = np.empty((n_pairs, 3))
-    else:
-        g = np.empty((0, 3))
+    n_members = dE_dX.shape[0] if mode == 2 else 0
+    g = np.empty((n_members, n_pairs if mode == 2 else 0, 3))
     du = np.empty((3, L2, n_max))
     dZ = np.empty((3, NZ, n_max))
     dA3 = np.empty((L2, n_ch, n_max))
@@ -510,28 +499,30 @@ def bispectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, l_ma
                                 v += A[lm, q] * dZ[a, z0 + lm, kp]
                         dX[p, a, f] = v
         elif mode == 2:
-            dA[:, :] = 0.0
-            H[:, :] = 0.0
-            for f in range(F):
-                t = ft[f]
-                l = tl[t]
-                q = fq[f]
-                qp = fqp[f]
-                z0 = zoff[t] - l * l
-                G = dE_dX[i, f]
-                for lm in range(l * l, (l + 1) * (l + 1)):
-                    dA[lm, q] += G * Z[z0 + lm, qp]
-                    H[z0 + lm, qp] += G * A[lm, q]
-            for t in range(nT):
-                z0 = zoff[t]
-                for e in range(eoff[t], eoff[t + 1]):
-                    zi = z0 + emi[e]
-                    cf = ecoef[e]
-                    i1 = elm1[e]
-                    i2 = elm2[e]
-                    for q in range(Q):
-                        hc = H[zi, q] * cf
-                        dA[i1, q] += hc * A[i2, q]
-                        dA[i2, q] += hc * A[i1, q]
-            _atom_adjoint(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs, dA3, g)
+            for kk in range(n_members):
+                dA[:, :] = 0.0
+                H[:, :] = 0.0
+                for f in range(F):
+                    t = ft[f]
+                    l = tl[t]
+                    q = fq[f]
+                    qp = fqp[f]
+                    z0 = zoff[t] - l * l
+                    G = dE_dX[kk, i, f]
+                    for lm in range(l * l, (l + 1) * (l + 1)):
+                        dA[lm, q] += G * Z[z0 + lm, qp]
+                        H[z0 + lm, qp] += G * A[lm, q]
+                for t in range(nT):
+                    z0 = zoff[t]
+                    for e in range(eoff[t], eoff[t + 1]):
+                        zi = z0 + emi[e]
+                        cf = ecoef[e]
+                        i1 = elm1[e]
+                        i2 = elm2[e]
+                        for q in range(Q):
+                            hc = H[zi, q] * cf
+                            dA[i1, q] += hc * A[i2, q]
+                            dA[i2, q] += hc * A[i1, q]
+                _atom_adjoint(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs, dA3,
+                              g[kk])
     return X, dX, g
