@@ -6,21 +6,11 @@ Add every new descriptor here.
 
 import hybridpot.descriptors as D
 
-
-def _cases():
-    cases = {}
-    if hasattr(D, "PowerSpectrum"):
-        cases["PowerSpectrum"] = lambda species: D.PowerSpectrum(
-            species=species, r_cut=4.0, n_max=4, l_max=3)
-    if hasattr(D, "Bispectrum"):
-        cases["Bispectrum"] = lambda species: D.Bispectrum(
-            species=species, r_cut=4.0, n_max=3, l_max=2)
-    if hasattr(D, "ACSF"):
-        cases["ACSF"] = lambda species: D.ACSF(species=species, r_cut=4.0)
-    if hasattr(D, "SNAPBispectrum"):
-        cases["SNAPBispectrum"] = lambda species: D.SNAPBispectrum(
-            species=species, twojmax=4, rcutfac=4.0)
-    return cases
-
-
-DESCRIPTOR_CASES = _cases()
+DESCRIPTOR_CASES = {
+    "PowerSpectrum": lambda species: D.PowerSpectrum(species=species, r_cut=4.0, n_max=4,
+                                                     l_max=3),
+    "Bispectrum": lambda species: D.Bispectrum(species=species, r_cut=4.0, n_max=3, l_max=2),
+    "ACSF": lambda species: D.ACSF(species=species, r_cut=4.0),
+    "SNAPBispectrum": lambda species: D.SNAPBispectrum(species=species, twojmax=4,
+                                                       rcutfac=4.0),
+}

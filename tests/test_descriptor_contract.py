@@ -19,7 +19,6 @@ from descriptor_cases import DESCRIPTOR_CASES
 
 SPECIES = ["Cu", "Ni"]
 NAMES = sorted(DESCRIPTOR_CASES)
-pytestmark = pytest.mark.skipif(not NAMES, reason="no descriptor implemented yet")
 
 
 @pytest.fixture(params=NAMES)
