@@ -408,6 +408,7 @@ class SparseGPRegressor(Regressor):
         for ls in scales:
             self.length_scale_ = ls
             fits.append({"length_scale": ls, "L": self._kmm_factor()})
+        self._n_length_scales = len(fits)
         accs = self._accumulate(source, fits, nsp, F)
         best = None
         for fit, acc in zip(fits, accs):
@@ -524,9 +525,9 @@ class SparseGPRegressor(Regressor):
             n_batches += 1
             self._check_batch(batch, nsp, F)
             for sub in split_batch(batch, self._max_chunk_atoms(batch)):
-                for fit, acc in zip(fits, accs):
-                    self.length_scale_ = fit["length_scale"]
-                    for kind, A, yv, w in self._labelled_rows(sub):
+                rows = self._labelled_rows(sub, [fit["length_scale"] for fit in fits])
+                for acc, rows_q in zip(accs, rows):
+                    for kind, A, yv, w in rows_q:
                         acc.add(kind, A, yv, w)
         if not accs[0].keys():
             raise MissingLabelsError(
@@ -540,7 +541,9 @@ class SparseGPRegressor(Regressor):
         M = max(self._n_columns, 1)
         g = batch.gradients
         ppa = g.pair_i.shape[0] / max(batch.n_atoms, 1) if g is not None else 0.0
-        return max(1, int(CHUNK_BYTES // (8 * M * (9 * ppa + 6))))
+        nl = max(getattr(self, "_n_length_scales", 1), 1)
+        # pair arrays T, G (3 ppa each) + per length scale force rows and their copy (6)
+        return max(1, int(CHUNK_BYTES // (8 * M * (6 * ppa + 6 * nl + 6))))
 
     def _evidence(self, acc, L):
         """MacKay fixed point in the whitened weights; returns the posterior and evidence."""
@@ -685,61 +688,98 @@ class SparseGPRegressor(Regressor):
         stress_rows : ndarray, shape (6 * n_structures, M) or None
             Row ``6 s + v`` models the Voigt stress ``v`` (eV/Å³); NaN unless 3-D periodic.
         """
+        return self._design_rows_multi(batch, [self.length_scale_], forces, stress)[0]
+
+    def _design_rows_multi(self, batch, length_scales, forces, stress):
+        """:meth:`design_rows` for several SE length scales sharing the pair contractions.
+
+        The pair-level products ``T = d_drij . Uk^T`` and ``s = d_drij . V_i`` do not depend
+        on the length scale, only the factors ``K``, ``A`` do; ``dk/dr_ij = A (T - s)`` (SE)
+        or ``A T + B s`` (dot).
+        """
         X = np.asarray(batch.X, dtype=np.float64)
         sp = np.asarray(batch.species, dtype=np.int64)
         st = np.asarray(batch.structure, dtype=np.int64)
         ns, n = batch.n_structures, batch.n_atoms
         M = self._n_columns
-        terms = self._element_terms(X, sp)
-        Er = np.zeros((ns, M))
-        if self.bias:
-            np.add.at(Er, (st, self._n_kernel + sp), 1.0)
-        for z, idx, K, A, B, V, off in terms:
-            S = scipy.sparse.csr_matrix((np.ones(idx.size), (st[idx], np.arange(idx.size))),
-                                        shape=(ns, idx.size))
-            Er[:, off:off + K.shape[1]] = S @ K
+        nl = len(length_scales)
         g = batch.gradients
-        if g is None or not (forces or stress):
-            return Er, None, None
-        dEr = np.zeros((n, 3, M)) if forces else None
-        vir = np.zeros((ns, 6, M)) if stress else None
-        pi, pj = np.asarray(g.pair_i, np.int64), np.asarray(g.pair_j, np.int64)
-        loc = np.full(n, -1, dtype=np.int64)
-        for z, idx, K, A, B, V, off in terms:
-            Mz = K.shape[1]
+        want = g is not None and (forces or stress)
+        Er = [np.zeros((ns, M)) for _ in range(nl)]
+        dEr = [np.zeros((n, 3, M)) for _ in range(nl)] if want and forces else None
+        vir = [np.zeros((ns, 6, M)) for _ in range(nl)] if want and stress else None
+        if self.bias:
+            for E in Er:
+                np.add.at(E, (st, self._n_kernel + sp), 1.0)
+        if want:
+            pi, pj = np.asarray(g.pair_i, np.int64), np.asarray(g.pair_j, np.int64)
+            loc = np.full(n, -1, dtype=np.int64)
+        for z in np.unique(sp):
+            off, end = int(self._offsets[z]), int(self._offsets[z + 1])
+            if end == off:
+                continue
+            Mz = end - off
+            idx = np.nonzero(sp == z)[0]
+            Uk = self._kcoords[z]
+            Sa = scipy.sparse.csr_matrix((np.ones(idx.size), (st[idx], np.arange(idx.size))),
+                                         shape=(ns, idx.size))
+            if self.kernel == "se":
+                V = X[idx] - self.centre_[z][None, :]
+                d2 = np.maximum(np.einsum("ij,ij->i", V, V)[:, None]
+                                + np.einsum("ij,ij->i", Uk, Uk)[None, :] - 2.0 * V @ Uk.T, 0.0)
+                KA = []
+                for ls in length_scales:
+                    K = np.exp(-d2 / (2.0 * ls ** 2))
+                    KA.append((K, K / ls ** 2, None))
+            else:
+                K, A, B, V = kernel_gradient_coefficients(
+                    X[idx], Uk, kernel="dot", zeta=self._zeta, length_scale=None, centre=None)
+                KA = [(K, A, B)]
+            for q, (K, _, _) in enumerate(KA):
+                Er[q][:, off:end] = Sa @ K
+            if not want:
+                continue
             loc[idx] = np.arange(idx.size)
             pz = np.nonzero(sp[pi] == z)[0]
             if pz.size == 0:
                 continue
             D = np.asarray(g.d_drij[pz], dtype=np.float64)          # (P, 3, F)
             li = loc[pi[pz]]
-            T = (D.reshape(-1, D.shape[2]) @ self._kcoords[z].T).reshape(pz.size, 3, Mz)
-            s = np.einsum("paf,pf->pa", D, V[li])
-            G = A[li][:, None, :] * T
-            G += B[li][:, None, :] * s[:, :, None]                     # dk/dr_ij (P, 3, Mz)
+            T = (D.reshape(-1, D.shape[2]) @ Uk.T).reshape(pz.size, 3, Mz)
+            sv = np.einsum("paf,pf->pa", D, V[li])
+            if self.kernel == "se":
+                T -= sv[:, :, None]
+            Sf = Sv = None
             if forces:
-                S = scipy.sparse.csr_matrix(
+                Sf = scipy.sparse.csr_matrix(
                     (np.concatenate([np.ones(pz.size), -np.ones(pz.size)]),
                      (np.concatenate([pj[pz], pi[pz]]), np.tile(np.arange(pz.size), 2))),
                     shape=(n, pz.size))
-                dEr[:, :, off:off + Mz] = (S @ G.reshape(pz.size, 3 * Mz)).reshape(n, 3, Mz)
             if stress:
                 rij = np.asarray(g.rij[pz], dtype=np.float64)
-                for v, (a, b) in enumerate(VOIGT):
-                    S = scipy.sparse.csr_matrix((rij[:, b], (st[pi[pz]], np.arange(pz.size))),
-                                                shape=(ns, pz.size))
-                    vir[:, v, off:off + Mz] = S @ G[:, a, :]
-        Fr = -dEr.reshape(3 * n, M) if forces else None
-        Sr = None
-        if stress:
-            vol = np.asarray(batch.volume, dtype=np.float64)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                inv_v = np.where(np.isfinite(vol) & (vol > 0), 1.0 / vol, np.nan)
-            Sr = (vir * inv_v[:, None, None]).reshape(6 * ns, M)
-        return Er, Fr, Sr
+                Sv = [scipy.sparse.csr_matrix((rij[:, b], (st[pi[pz]], np.arange(pz.size))),
+                                              shape=(ns, pz.size)) for _, b in VOIGT]
+            for q, (K, A, B) in enumerate(KA):
+                G = A[li][:, None, :] * T                                # dk/dr_ij (P, 3, Mz)
+                if B is not None:
+                    G += B[li][:, None, :] * sv[:, :, None]
+                if forces:
+                    dEr[q][:, :, off:end] = (Sf @ G.reshape(pz.size, 3 * Mz)).reshape(n, 3, Mz)
+                if stress:
+                    for v, (a, _) in enumerate(VOIGT):
+                        vir[q][:, v, off:end] = Sv[v] @ G[:, a, :]
+        out = []
+        vol = np.asarray(batch.volume, dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            inv_v = np.where(np.isfinite(vol) & (vol > 0), 1.0 / vol, np.nan)
+        for q in range(nl):
+            Fr = -dEr[q].reshape(3 * n, M) if dEr is not None else None
+            Sr = (vir[q] * inv_v[:, None, None]).reshape(6 * ns, M) if vir is not None else None
+            out.append((Er[q], Fr, Sr))
+        return out
 
-    def _labelled_rows(self, batch):
-        """Weighted rows ``(kind, A, y, w)`` of the labels present in ``batch``."""
+    def _labelled_rows(self, batch, length_scales):
+        """Per length scale, the weighted rows ``[(kind, A, y, w), ...]`` of ``batch``."""
         ns = batch.n_structures
         has = {k: batch.has(k) for k in KINDS}
 
@@ -752,7 +792,14 @@ class SparseGPRegressor(Regressor):
             raise MissingLabelsError(
                 "A StructureBatch carries force or stress labels but no descriptor gradients "
                 "('gradients' is None); compute the descriptors with gradients=True.")
-        Er, Fr, Sr = self.design_rows(batch, forces=want_f, stress=want_s)
+        out = []
+        for Er, Fr, Sr in self._design_rows_multi(batch, length_scales, want_f, want_s):
+            out.append(list(self._rows_of(batch, has, weight, Er, Fr, Sr)))
+        return out
+
+    def _rows_of(self, batch, has, weight, Er, Fr, Sr):
+        ns = batch.n_structures
+        want_f, want_s = bool(has["forces"].any()), bool(has["stress"].any())
         if has["energy"].any():
             m = has["energy"]
             nat = batch.n_atoms_per_structure[m]
