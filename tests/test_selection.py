@@ -10,8 +10,9 @@ from hybridpot import HybridPotential, InvalidParameterError, NotFittedError
 from hybridpot.descriptors import PowerSpectrum
 from hybridpot.regression import BayesianLinearRegressor
 from hybridpot.uq.selection import (DOptimalSelector, InformationPerCostSelector,
-                                    MaxVarianceSelector, RandomSelector, candidate_rows,
-                                    deduplicate, environment_distance, make_selector)
+                                    MaxVarianceSelector, RandomSelector,
+                                    VarianceReductionSelector, candidate_rows, deduplicate,
+                                    environment_distance, make_selector)
 
 
 def _model():
@@ -41,8 +42,10 @@ def novel_pool():
 @pytest.mark.parametrize("selector", [
     MaxVarianceSelector(), MaxVarianceSelector(kind="energy"),
     MaxVarianceSelector(kind="both", reduce="max"), DOptimalSelector(),
-    DOptimalSelector(kind="forces"), InformationPerCostSelector()],
-    ids=["maxvar-forces", "maxvar-energy", "maxvar-both-max", "dopt", "dopt-forces", "eig-cost"])
+    DOptimalSelector(kind="forces"), InformationPerCostSelector(),
+    VarianceReductionSelector(reference=[_typical(11), _typical(12)])],
+    ids=["maxvar-forces", "maxvar-energy", "maxvar-both-max", "dopt", "dopt-forces", "eig-cost",
+         "var-reduction"])
 def test_novel_structure_preferred(model, novel_pool, selector):
     idx = selector.select(model, novel_pool, 1)
     assert idx.tolist() == [5]
@@ -51,7 +54,8 @@ def test_novel_structure_preferred(model, novel_pool, selector):
 
 
 @pytest.mark.parametrize("selector", [MaxVarianceSelector(), DOptimalSelector(),
-                                      InformationPerCostSelector()])
+                                      InformationPerCostSelector(),
+                                      VarianceReductionSelector()])
 def test_batch_has_no_duplicates(model, selector):
     distinct = [rattled_bulk(a=3.61 * (1 + 0.02 * k), reps=(2, 1, 1), stdev=0.05 + 0.05 * k,
                              seed=k) for k in range(4)]
@@ -87,6 +91,39 @@ def test_d_optimal_gains_equal_log_det_gain(model):
     # greedy gains do not increase, and the first is the largest initial score
     assert np.all(np.diff(sel.gains_) <= 1e-9)
     np.testing.assert_allclose(sel.gains_[0], sel.scores_.max(), rtol=1e-12)
+
+
+def test_variance_reduction_gains(model):
+    """Independent truth: Delta = tr(G) - tr((I + C^T C)^-1 G) in the whitened weight space,
+    and the reduction of the summed parameter variance of the reference predictions."""
+    import scipy.linalg
+
+    pool = [_typical(s) for s in range(4)]
+    ref = [_typical(20), _typical(21)]
+    sel = VarianceReductionSelector(kind="forces", target_kind="forces", reference=ref,
+                                    dedup_threshold=None)
+    idx = sel.select(model, pool, 2)
+    T = model.regressor_.precision_factor_
+
+    def white(at, kind):
+        B = candidate_rows(model, at, kind)
+        return scipy.linalg.solve_triangular(T, B.T, trans="T").T
+
+    P = np.vstack([white(a, "forces") for a in ref])
+    G = P.T @ P
+    C0 = white(pool[idx[0]], "forces")
+    W1 = np.eye(G.shape[0]) + C0.T @ C0
+    np.testing.assert_allclose(sel.gains_[0], np.trace(G) - np.trace(np.linalg.solve(W1, G)),
+                               rtol=1e-6)
+    C1 = white(pool[idx[1]], "forces")
+    W2 = W1 + C1.T @ C1
+    np.testing.assert_allclose(sel.gains_[1], np.trace(np.linalg.solve(W1, G))
+                               - np.trace(np.linalg.solve(W2, G)), rtol=1e-6)
+    # in physical units: the summed force variance (noise^2 x whitened) of the reference
+    _, std = model.predict_forces(ref, return_std=True)
+    noise = model.regressor_.noise_["forces"]
+    total = sum(np.sum(s ** 2 - noise ** 2) for s in std)
+    np.testing.assert_allclose(noise ** 2 * np.trace(G), total, rtol=1e-6)
 
 
 def test_conditioning_reduces_gain_of_a_copy(model):

@@ -72,7 +72,7 @@ from .._exceptions import InvalidParameterError, NotFittedError
 from .._validation import check_choice, check_float, check_int, species_indices
 
 __all__ = ["MaxVarianceSelector", "DOptimalSelector", "InformationPerCostSelector",
-           "RandomSelector", "SELECTORS", "make_selector", "candidate_rows", "deduplicate",
+           "VarianceReductionSelector", "RandomSelector", "SELECTORS", "make_selector", "candidate_rows", "deduplicate",
            "environment_distance"]
 
 _KINDS = ("energy", "forces", "both")
@@ -530,6 +530,114 @@ class InformationPerCostSelector(DOptimalSelector):
     _default_cost = staticmethod(_default_cost)
 
 
+class VarianceReductionSelector(DOptimalSelector):
+    r"""Greedy I-optimal batch: maximise the reduction of the summed predictive variance.
+
+    D-optimality rewards information about the weights wherever it lies, so it favours
+    outliers (unusual cells whose rows probe directions no test structure needs).  This
+    selector instead scores a candidate by how much labelling it reduces the parameter part of
+    the predictive variance summed over a *reference* set of structures (by default the pool
+    itself, a stand-in for the distribution the model will be used on):
+
+    .. math::
+        \Delta_c = \mathrm{tr}(W^{-1} G) - \mathrm{tr}((W + C_c^T C_c)^{-1} G)
+                 = \mathrm{tr}ig(K_c^{-1} X_c^T G X_cig),\quad
+        X_c = W^{-1} C_c^T,\ K_c = I + C_c X_c,
+
+    with whitened candidate rows ``C_c`` (module docstring), the whitened precision ``W`` of
+    the posterior conditioned on the picks so far, and ``G = sum_p P_p^T P_p`` over the
+    whitened ``target_kind`` rows ``P_p`` of the reference structures (so ``tr(W^{-1} G)`` is
+    the summed predictive variance in units of the noise variance).  Both traces are evaluated
+    as ``||R^{-T} P||_F^2`` from QR factors (``W = R^T R``, ``G = P P^T``), so no normal
+    matrix is ever formed; after each pick ``R`` is updated as in :class:`DOptimalSelector`.
+    Cost per pick ``O(n_pool M^3)``.
+
+    Parameters
+    ----------
+    kind : {"energy", "forces", "both"}, default="both"
+        Rows a candidate's labels add.
+    target_kind : {"energy", "forces", "both"}, default="forces"
+        Predictions whose variance is reduced.
+    reference : list of ase.Atoms or None, default=None
+        Structures whose predictions matter; None: the pool.
+    cost : callable or None, default=None
+        ``cost(atoms) -> float > 0``; scores are divided by it.
+    dedup_threshold : float or None, default=1e-3
+
+    Attributes
+    ----------
+    scores_ : ndarray, shape (n_pool,)
+        ``Delta_c / cost(c)`` under the initial posterior.
+    gains_ : ndarray, shape (n_chosen,)
+        Variance reduction (noise-variance units) of each pick when chosen.
+    """
+
+    def __init__(self, *, kind="both", target_kind="forces", reference=None, cost=None,
+                 dedup_threshold=1e-3):
+        self.kind = kind
+        self.target_kind = target_kind
+        self.reference = reference
+        self.cost = cost
+        self.dedup_threshold = dedup_threshold
+
+    def select(self, model, pool, n, *, exclude_structures=None):
+        """Indices of the ``n`` chosen candidates of ``pool`` in the order they were picked.
+
+        Parameters are those of :meth:`MaxVarianceSelector.select`.
+        """
+        owner = type(self).__name__
+        self._validate_common()
+        check_choice(self.target_kind, "target_kind", _KINDS, owner)
+        _check_model(model, owner)
+        pool = _check_pool(pool, owner)
+        n = self._check_n(n, pool)
+        if not _has_covariance(model):
+            raise InvalidParameterError(
+                f"{owner} needs a linear model with a posterior covariance "
+                f"(BayesianLinearRegressor); {type(model.regressor_).__name__} has none. Use "
+                "MaxVarianceSelector or DOptimalSelector instead.")
+        cost = self._costs(pool)
+        st = self._dedup_state(model, pool, exclude_structures)
+        C = [_compress(_whiten(model, candidate_rows(model, a, self.kind))) for a in pool]
+        M = C[0].shape[1]
+        ref = pool if self.reference is None else _check_pool(self.reference, owner)
+        if self.reference is None and self.target_kind == self.kind:
+            P = C
+        else:
+            P = [_compress(_whiten(model, candidate_rows(model, a, self.target_kind)))
+                 for a in ref]
+        Pc = _compress(np.vstack(P)).T  # G = Pc Pc^T, shape (M, <= M)
+
+        def summed_variance(Rw):
+            # tr(W^{-1} G) = || Rw^{-T} Pc ||_F^2 with W = Rw^T Rw
+            V = scipy.linalg.solve_triangular(Rw, Pc, trans="T", check_finite=False)
+            return float(np.sum(V * V))
+
+        R = np.eye(M)
+        avail = np.ones(len(pool), dtype=bool)
+        chosen, gains = [], []
+        while len(chosen) < n and avail.any():
+            base = summed_variance(R)
+            g = np.zeros(len(pool))
+            for k in np.flatnonzero(avail):
+                Rk = scipy.linalg.qr(np.vstack([R, C[k]]), mode="r", check_finite=False)[0][:M]
+                g[k] = base - summed_variance(Rk)
+            if not chosen:
+                self.scores_ = g / cost
+            score = np.where(avail, g / cost, -np.inf)
+            k = int(np.argmax(score))
+            avail[k] = False
+            if self._is_dup(st, k):
+                continue
+            chosen.append(k)
+            gains.append(g[k])
+            if st is not None:
+                st["chosen"].append(k)
+            R = scipy.linalg.qr(np.vstack([R, C[k]]), mode="r", check_finite=False)[0][:M]
+        self.gains_ = np.asarray(gains)
+        return np.asarray(chosen, dtype=np.int64)
+
+
 class RandomSelector:
     """Uniformly random choice without replacement (the baseline of active learning).
 
@@ -557,7 +665,8 @@ class RandomSelector:
 
 
 SELECTORS = {"max_variance": MaxVarianceSelector, "d_optimal": DOptimalSelector,
-             "information_per_cost": InformationPerCostSelector, "random": RandomSelector}
+             "information_per_cost": InformationPerCostSelector,
+             "variance_reduction": VarianceReductionSelector, "random": RandomSelector}
 
 
 def make_selector(method="d_optimal", **params):
