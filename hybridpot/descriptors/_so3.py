@@ -1,4 +1,4 @@
-"""SO(3) descriptors: the smooth power spectrum and the bispectrum (MDP.jl / Bartók-Kondor-Csányi).
+"""SO(3) descriptors: smooth power spectrum and bispectrum (MDP.jl / Bartók-Kondor-Csányi).
 
 Both expand the neighbour density of atom ``i`` on spherical Bessel radial functions times
 real spherical harmonics and contract the coefficients into rotation invariants.  The exact
