@@ -72,7 +72,7 @@ def radial_basis_exact(r, r_cut, n_max, l_max, derivative=False, cutoff=True):
     return R, nrm * (dj * fc + j * dfc)
 
 
-@lru_cache(maxsize=32)
+@lru_cache(maxsize=8)  # a table is up to ~14 MB (n_max 20, l_max 12)
 def radial_table(r_cut, n_max, l_max):
     """Cubic Hermite table of ``R_lk`` and ``dR_lk/dr`` on a uniform grid over ``[0, r_cut]``.
 
