@@ -540,8 +540,8 @@ class ActiveLearner:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(todo), desc=f"labelling (iteration {self.state_['iteration']})",
-                   unit="structure", disable=self.progress if self.progress is not None
-                   else None)
+                   unit="structure",
+                   disable=None if self.progress is None else not self.progress)
         try:
             if client is None:
                 for a in todo:
