@@ -670,6 +670,14 @@ class BayesianLinearRegressor(_LinearBase):
     log_evidence_ : float
         Log marginal likelihood at the optimum.
     n_iter_ : int
+        Fixed-point iterations used.
+    precision_factor_ : ndarray, shape (n_species * P, n_species * P) or None
+        Upper-triangular ``T`` with posterior precision ``H = T^T T`` (predictive variances
+        are ``||T^{-T} a||^2``); None after ``from_coef`` without a covariance.
+    penalty_scale_ : ndarray, shape (n_species * P,)
+        ``b_j D_j`` of the prior precision.
+    n_species_, n_features_in_ : int
+    fit_mode_ : {"batch", "plain"}
     """
 
     has_uncertainty = True
