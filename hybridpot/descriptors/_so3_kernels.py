@@ -25,7 +25,7 @@ __all__ = ["sph_harm_real", "radial_eval", "power_spectrum_kernel", "bispectrum_
 
 
 @njit(cache=True)
-def sph_harm_real(dx, dy, dz, l_max, K, C, S, Y, dY, grad):
+def sph_harm_real(dx, dy, dz, l_max, K, C, S, Y, dY, grad, project=True):
     """Real spherical harmonics of the direction of ``(dx, dy, dz)`` and their gradients.
 
     Polynomial recurrences on the unit vector ``(x, y, z)``: ``Y_lm = K_lm Q_l^m(z) C_m(x, y)``
@@ -35,7 +35,10 @@ def sph_harm_real(dx, dy, dz, l_max, K, C, S, Y, dY, grad):
     ``K`` (3, l_max+1, l_max+1) holds the normalisations ``K[0, l, m]`` and the recurrence
     coefficients ``K[1] = (2l-1)/(l-m)``, ``K[2] = (l+m-1)/(l-m)``
     (:func:`hybridpot.descriptors._so3.harmonic_constants`).  ``dY`` (3, L2) receives the
-    Cartesian gradient w.r.t. the (unnormalised) vector (Å⁻¹) when ``grad``.  Returns ``r``.
+    Cartesian gradient w.r.t. the (unnormalised) vector (Å⁻¹) when ``grad``; with
+    ``project=False`` it holds the partial derivatives of the polynomial w.r.t. the unit-vector
+    components instead, ``G``, and the gradient of any linear combination is
+    ``(G - u (u . G)) / r`` (applied once by the caller).  Returns ``r``.
     """
     r = np.sqrt(dx * dx + dy * dy + dz * dz)
     rinv = 1.0 / r
@@ -93,7 +96,7 @@ def sph_harm_real(dx, dy, dz, l_max, K, C, S, Y, dY, grad):
                     dY[0, base - m] = kqm * S[m - 1]
                     dY[1, base - m] = kqm * C[m - 1]
                     dY[2, base - m] = kdq * S[m]
-    if grad:
+    if grad and project:
         # project on the tangent plane and divide by r: d/dr_vec of f(r_vec / r)
         L2 = (l_max + 1) * (l_max + 1)
         for lm in range(L2):
@@ -174,9 +177,10 @@ def _density_values(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max, 
 
 @njit(cache=True)
 def _density_grad(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max, n_ch, K,
-                  Ys, dYs, Rs, dRs):
+                  Ys, dYs, Rs, dRs, project):
     """:func:`_density_values` that also keeps the per-pair basis in the scratch arrays
-    ``Ys[pp, lm]``, ``dYs[pp, a, lm]``, ``Rs[pp, f]``, ``dRs[pp, f]`` (``pp = p - p0``)."""
+    ``Ys[pp, lm]``, ``dYs[pp, a, lm]``, ``Rs[pp, f]``, ``dRs[pp, f]`` (``pp = p - p0``);
+    ``dYs`` unprojected when not ``project`` (see :func:`sph_harm_real`)."""
     L = l_max + 1
     L2 = L * L
     C = np.empty(L)
@@ -186,7 +190,7 @@ def _density_grad(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max, n_
         p = p0 + pp
         Y = Ys[pp]
         R = Rs[pp]
-        r = sph_harm_real(D[p, 0], D[p, 1], D[p, 2], l_max, K, C, S, Y, dYs[pp], True)
+        r = sph_harm_real(D[p, 0], D[p, 1], D[p, 2], l_max, K, C, S, Y, dYs[pp], True, project)
         radial_eval(r, inv_h, h, table, R, dRs[pp], True)
         jj = j_arr[p]
         w = wts[jj]
@@ -203,7 +207,8 @@ def _density_grad(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max, n_
 @njit(cache=True, fastmath={"reassoc", "contract"})
 def _atom_adjoint(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs, dA3, out):
     """``out[p] = dE/dr_ij = w_j sum_{k,lm} dE/dA3[lm, c_j, k] d(R_lk Y_lm)/dr_ij`` for
-    the pairs ``p0:p1`` of one centre (the per-pair basis is in the scratch arrays).
+    the pairs ``p0:p1`` of one centre (the per-pair basis is in the scratch arrays, with
+    *unprojected* harmonic derivatives: the tangent projection is applied once per pair).
 
     Contracts over ``k`` first (``B_lm = sum_k dA R_lk``, ``B'_lm = sum_k dA R'_lk``), then
     ``dE/dr_a = w sum_lm (B'_lm u_a Y_lm + B_lm dY_lm/dr_a)``; reassociation is allowed so the
@@ -232,10 +237,13 @@ def _atom_adjoint(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs, d
                 gy += b * dYs[pp, 1, lm]
                 gz += b * dYs[pp, 2, lm]
         w = wts[jj]
-        ty /= r
-        out[p, 0] = w * (ty * D[p, 0] + gx)
-        out[p, 1] = w * (ty * D[p, 1] + gy)
-        out[p, 2] = w * (ty * D[p, 2] + gz)
+        ux = D[p, 0] / r
+        uy = D[p, 1] / r
+        uz = D[p, 2] / r
+        dot = ux * gx + uy * gy + uz * gz
+        out[p, 0] = w * (ty * ux + (gx - ux * dot) / r)
+        out[p, 1] = w * (ty * uy + (gy - uy * dot) / r)
+        out[p, 2] = w * (ty * uz + (gz - uz * dot) / r)
 
 
 @njit(cache=True)
@@ -312,7 +320,7 @@ def power_spectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, 
         p1 = offsets[i + 1]
         if grad:
             A = _density_grad(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max, n_ch,
-                              K, Ys, dYs, Rs, dRs)
+                              K, Ys, dYs, Rs, dRs, mode == 1)
         else:
             A = _density_values(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max,
                                 n_ch, K)
@@ -445,7 +453,7 @@ def bispectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, l_ma
         p1 = offsets[i + 1]
         if grad:
             A = _density_grad(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max, n_ch,
-                              K, Ys, dYs, Rs, dRs)
+                              K, Ys, dYs, Rs, dRs, mode == 1)
         else:
             A = _density_values(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max,
                                 n_ch, K)
