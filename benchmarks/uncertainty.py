@@ -100,6 +100,15 @@ def run(data_dir, element, name, args):
     converged = bool(post.chain_.shape[0] >= 50 * max(summ["autocorr_time"]))
     post.apply(model, n_theta_samples=64, force=True, random_state=args.seed)
     before = evaluate_uncertainty(model, test)
+    if args.save_predictions:
+        from hybridpot.uq import collect_uncertainty
+
+        arrays = {}
+        for tag, structs in (("val", val), ("test", test)):
+            for kind, d in collect_uncertainty(model, structs).items():
+                for key, v in d.items():
+                    arrays[f"{tag}_{kind}_{key}"] = v
+        np.savez(f"{args.save_predictions}_{element}_{name}.npz", **arrays)
     scale = model.recalibrate(val, method=args.recalibration).uncertainty_scale_
     after = evaluate_uncertainty(model, test)
     f, fb = after["forces"], before["forces"]
@@ -130,10 +139,13 @@ def main(argv=None):
     p.add_argument("--models", nargs="*", default=["snap_linear"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-fraction", type=float, default=0.2)
-    p.add_argument("--n-steps", type=int, default=3000)
+    p.add_argument("--n-steps", type=int, default=6000)
     p.add_argument("--n-burn", type=int, default=500)
     p.add_argument("--robust", choices=["none", "cv"], default="cv")
     p.add_argument("--recalibration", choices=["nll", "coverage"], default="nll")
+    p.add_argument("--save-predictions", default=None,
+                   help="write validation/test labels, means and σ (before recalibration) to "
+                        "<prefix>_<El>_<model>.npz")
     args = p.parse_args(argv)
     xyz = args.data / "extxyz"
     if not xyz.is_dir():

@@ -377,3 +377,20 @@ def test_backward_many_equals_backward_loop(desc, rng):
         np.testing.assert_allclose(de[k], e1, atol=1e-10)
     with pytest.raises(InvalidParameterError, match="'dE_dX_stack'.*shape"):
         desc.backward_many(atoms, G[0])
+
+
+def test_fused_adjoint_and_design_row_committee_paths_agree(emt_train, emt_test, monkeypatch):
+    from hybridpot.uq import _committee
+
+    model = _model().fit(emt_train)
+    post = LinearPosterior(n_steps=100, n_burn=20, random_state=2).fit(model, emt_train)
+    com = post.committee(n_theta_samples=20, n_members=5, force=True, random_state=0)
+    assert com.n_members == 5
+    model.uncertainty_ = com
+    a = emt_test[1]
+    monkeypatch.setattr(_committee, "FUSED_MAX_MEMBERS", 1000)
+    fused = model._evaluate(a, return_std=True)
+    monkeypatch.setattr(_committee, "FUSED_MAX_MEMBERS", 0)
+    rows = model._evaluate(a, return_std=True)
+    for k in ("forces", "forces_std", "stress", "stress_std"):
+        np.testing.assert_allclose(fused[k], rows[k], rtol=1e-8, atol=1e-12)

@@ -34,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 from sklearn.base import BaseEstimator
 
 from .._exceptions import InvalidParameterError, InvalidStructureError
@@ -124,6 +125,23 @@ class DescriptorGradients:
         """Contract with ``dE_dX`` (n_atoms, n_features): returns ``(dE/dr, dE/deps)``."""
         g = np.einsum("paf,pf->pa", self.d_drij, np.asarray(dE_dX)[self.pair_i])
         return _scatter_pair_gradient(self.pair_i, self.pair_j, self.rij, g, self.n_atoms)
+
+
+@njit(cache=True)
+def _contract_members(pair_i, d_drij, G):
+    """``g[k, p, a] = sum_f d_drij[p, a, f] * G[k, pair_i[p], f]`` (no gathered copy of G)."""
+    K = G.shape[0]
+    n_pairs, _, F = d_drij.shape
+    g = np.zeros((K, n_pairs, 3))
+    for p in range(n_pairs):
+        i = pair_i[p]
+        for k in range(K):
+            for a in range(3):
+                s = 0.0
+                for f in range(F):
+                    s += d_drij[p, a, f] * G[k, i, f]
+                g[k, p, a] = s
+    return g
 
 
 def _scatter_pair_gradient(pair_i, pair_j, rij, g, n_atoms):
@@ -274,8 +292,7 @@ class Descriptor(BaseEstimator):
             g = fused(nl, sidx, np.ascontiguousarray(G))
         else:
             _, d_drij = self._compute(nl, sidx, True)
-            # (K, n_pairs, 3): one BLAS contraction over the features per pair
-            g = np.einsum("paf,kpf->kpa", d_drij, G[:, nl.i, :], optimize=True)
+            g = _contract_members(nl.i, np.ascontiguousarray(d_drij), np.ascontiguousarray(G))
         import scipy.sparse
 
         K = G.shape[0]
