@@ -281,3 +281,19 @@ def test_cli_learn_bad_config(tmp_path, initial, validation, capsys, extra, mess
     assert main(["learn", "-c", str(cfg), "-q"]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and err.startswith("hybridpot learn: error")
+
+
+def test_cli_select_errors(tmp_path, initial, capsys):
+    model = _model().fit(initial)
+    model.save(tmp_path / "m.hpot")
+    assert main(["select", "--model", str(tmp_path / "m.hpot"), "-n", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err == "hybridpot select: error: select.pool: no pool file given (use --pool or " \
+                  "select.pool).\n"
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('[select]\nmethod = "best"\npool = "x.extxyz"\n')
+    write(tmp_path / "x.extxyz", initial)
+    assert main(["select", "-c", str(cfg), "--model", str(tmp_path / "m.hpot"),
+                 "--pool", str(tmp_path / "x.extxyz")]) == 2
+    err = capsys.readouterr().err
+    assert "'method' parameter of make_selector must be one of" in err and err.count("\n") == 1

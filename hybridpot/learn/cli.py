@@ -20,11 +20,6 @@ from .._exceptions import ConfigError, HybridpotError
 __all__ = ["COMMANDS", "build_sampler", "build_selector"]
 
 
-def _num(cfg, sec, key, default):
-    v = cfg.get(sec, {}).get(key, default)
-    return v
-
-
 def build_selector(sec, section="select"):
     """The selector of a ``[select]`` / ``[learn]`` table (keys ``method``, ``kind``,
     ``dedup_threshold``, ``seed``)."""
