@@ -20,7 +20,9 @@ regenerated).
 
 from __future__ import annotations
 
+import io
 import os
+import zipfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -175,9 +177,10 @@ def _cache_dir():
 
 def _load_table(path, l_max):
     try:
-        with np.load(path, allow_pickle=False) as z:
+        data = path.read_bytes()  # np.load on a path leaks the handle of a corrupt zip
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
             out = tuple(np.array(z[k]) for k in _TABLE_KEYS)
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
         return None
     triples = out[0]
     expected = np.array(coupling_triples(l_max), dtype=np.int64).reshape(-1, 3)
