@@ -205,3 +205,26 @@ def test_errors(model, novel_pool):
         make_selector("greedy")
     with pytest.raises(InvalidParameterError, match="'dedup_threshold' parameter"):
         DOptimalSelector(dedup_threshold=-1.0).select(model, novel_pool, 1)
+
+
+@pytest.mark.filterwarnings("ignore:NeuralNetworkRegressor. L-BFGS stopped")
+def test_ensemble_without_covariance_uses_predictive_sigma(novel_pool):
+    """An NN ensemble has no weight covariance: scores come from the committee's sigma."""
+    from hybridpot.regression import NeuralNetworkRegressor
+
+    nn = HybridPotential(
+        descriptor=PowerSpectrum(species=["Cu"], r_cut=4.5, n_max=4, l_max=3),
+        regressor=NeuralNetworkRegressor(hidden_layer_sizes=(8,), n_models=3, max_iter=60,
+                                         random_state=0)).fit(emt_dataset(2, 1, reps=(2, 1, 1)))
+    mv = MaxVarianceSelector(kind="forces")
+    assert mv.select(nn, novel_pool, 2).tolist() == [5, 0]  # copies 1-4 deduplicated
+    _, std = nn.predict_forces(novel_pool, return_std=True)
+    np.testing.assert_allclose(mv.scores_, [np.mean(s ** 2) for s in std], rtol=1e-10)
+    dopt = DOptimalSelector(kind="forces")
+    assert dopt.select(nn, novel_pool, 2).tolist() == [5, 0]
+    noise = nn.regressor_.noise_["forces"] if hasattr(nn.regressor_, "noise_") else 1.0
+    expect = [0.5 * np.sum(np.log1p((s / noise) ** 2)) for s in std]
+    np.testing.assert_allclose(dopt.scores_, expect, rtol=1e-10)
+    with pytest.raises(InvalidParameterError, match="VarianceReductionSelector needs a linear "
+                                                    "model with a posterior covariance"):
+        VarianceReductionSelector().select(nn, novel_pool, 1)
