@@ -169,6 +169,12 @@ def cmd_learn(args, cfg):
     if oracle.upper() != "EMT":
         raise ConfigError(f"learn.oracle: only 'EMT' is built into the command line; use the "
                           f"Python API (ActiveLearner(oracle=calculator)) for {oracle!r}.")
+    if cfg["baseline"].get("type") == "EMT":
+        import sys
+
+        print("hybridpot learn: note: the baseline is EMT and so is the oracle, so the ML "
+              "correction has nothing to learn; set [baseline] type = \"none\" (or another "
+              "baseline) to learn EMT itself.", file=sys.stderr)
     try:
         learner = ActiveLearner(
             model, oracle, build_sampler(sec, pool), build_selector(sec, "learn"),
