@@ -248,17 +248,17 @@ def _atom_adjoint(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs, d
 
 @njit(cache=True)
 def _pair_du(D, p, pp, w, n_max, l_max, Ys, dYs, Rs, dRs, du):
-    """``du[a, lm, k] = w d(R_lk Y_lm)/dr_ij[a]`` for one pair."""
+    """``du[a, k, lm] = w d(R_lk Y_lm)/dr_ij[a]`` for one pair (projected ``dYs``)."""
     r = np.sqrt(D[p, 0] ** 2 + D[p, 1] ** 2 + D[p, 2] ** 2)
     for a in range(3):
         ua = D[p, a] / r
         for l in range(l_max + 1):
             f0 = l * n_max
-            for lm in range(l * l, (l + 1) * (l + 1)):
-                y = w * ua * Ys[pp, lm]
-                dy = w * dYs[pp, a, lm]
-                for k in range(n_max):
-                    du[a, lm, k] = dRs[pp, f0 + k] * y + Rs[pp, f0 + k] * dy
+            for k in range(n_max):
+                wdr = w * ua * dRs[pp, f0 + k]
+                wr = w * Rs[pp, f0 + k]
+                for lm in range(l * l, (l + 1) * (l + 1)):
+                    du[a, k, lm] = wdr * Ys[pp, lm] + wr * dYs[pp, a, lm]
 
 
 @njit(cache=True)
@@ -443,8 +443,8 @@ def bispectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, l_ma
         dX = np.empty((0, 3, F))
     n_members = dE_dX.shape[0] if mode == 2 else 0
     g = np.empty((n_members, n_pairs if mode == 2 else 0, 3))
-    du = np.empty((3, L2, n_max))
-    dZ = np.empty((3, NZ, n_max))
+    du = np.empty((3, n_max, L2))
+    J = np.empty((F if mode == 1 else 0, 4 * l_max + 2))
     dA3 = np.empty((L2, n_ch, n_max))
     dA = dA3.reshape((L2, Q))
     H = np.empty((NZ, Q))
@@ -469,42 +469,49 @@ def bispectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, l_ma
                 s += A[lm, q] * Z[z0 + lm, qp]
             X[i, f] = s
         if mode == 1:
+            # J[f, :] = d b_f / d A[(l1 block, then l2 block), q'] (per atom, once):
+            # J[l1 m1] = sum C A[lm, q] A[l2 m2, q'],  J[l2 m2] = sum C A[lm, q] A[l1 m1, q']
+            J[:, :] = 0.0
+            for f in range(F):
+                t = ft[f]
+                q = fq[f]
+                qp = fqp[f]
+                l = tl[t]
+                l1 = tl1[t]
+                l2 = tl2[t]
+                o2 = 2 * l1 + 1 - l2 * l2
+                for e in range(eoff[t], eoff[t + 1]):
+                    ca = ecoef[e] * A[l * l + emi[e], q]
+                    J[f, elm1[e] - l1 * l1] += ca * A[elm2[e], qp]
+                    J[f, o2 + elm2[e]] += ca * A[elm1[e], qp]
             for p in range(p0, p1):
                 pp = p - p0
                 jj = j_arr[p]
                 c = chan[jj]
-                q0 = c * n_max
-                A3 = A.reshape((L2, n_ch, n_max))
                 _pair_du(D, p, pp, wts[jj], n_max, l_max, Ys, dYs, Rs, dRs, du)
-                # dZ[a, zi, k] for the channel q = q0 + k
-                dZ[:, :, :] = 0.0
-                for a in range(3):
-                    for t in range(nT):
-                        z0 = zoff[t]
-                        for e in range(eoff[t], eoff[t + 1]):
-                            zi = z0 + emi[e]
-                            cf = ecoef[e]
-                            i1 = elm1[e]
-                            i2 = elm2[e]
-                            for k in range(n_max):
-                                dZ[a, zi, k] += cf * (du[a, i1, k] * A3[i2, c, k]
-                                                      + A3[i1, c, k] * du[a, i2, k])
+                # d b_f = sum_m Z_t[m, q'] dA[l m, q] + sum J[f] dA[(l1, l2 blocks), q']
                 for a in range(3):
                     for f in range(F):
                         t = ft[f]
                         l = tl[t]
-                        q = fq[f]
-                        qp = fqp[f]
-                        z0 = zoff[t] - l * l
                         v = 0.0
                         if fc[f] == c:
                             kq = fk[f]
+                            qp = fqp[f]
+                            z0 = zoff[t] - l * l
                             for lm in range(l * l, (l + 1) * (l + 1)):
-                                v += du[a, lm, kq] * Z[z0 + lm, qp]
+                                v += du[a, kq, lm] * Z[z0 + lm, qp]
                         if fcp[f] == c:
                             kp = fkp[f]
-                            for lm in range(l * l, (l + 1) * (l + 1)):
-                                v += A[lm, q] * dZ[a, z0 + lm, kp]
+                            l1 = tl1[t]
+                            l2 = tl2[t]
+                            b1 = l1 * l1
+                            for mi in range(2 * l1 + 1):
+                                v += J[f, mi] * du[a, kp, b1 + mi]
+                            o2 = 2 * l1 + 1
+                            b2 = l2 * l2
+                            for mi in range(2 * l2 + 1):
+                                v += J[f, o2 + mi] * du[a, kp, b2 + mi]
                         dX[p, a, f] = v
         elif mode == 2:
             for kk in range(n_members):
