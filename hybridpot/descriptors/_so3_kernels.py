@@ -7,7 +7,8 @@ Layouts (shared by every kernel)
 - density channel ``q = c*n_max + k`` (``c`` the neighbour channel), ``A[lm, q]`` (channel
   fastest, so the inner loops run over contiguous channels);
 - per-pair basis: ``Y[lm]``, ``dY[a, lm] = dY_lm / d r_ij[a]`` (Å⁻¹), ``R[f] = g_lk f_c``,
-  ``dR[f] = d R / d r``;
+  ``dR[f] = d R / d r``, kept per centre in scratch arrays ``Ys[pp, lm]``, ``dYs[pp, a, lm]``,
+  ``Rs[pp, f]``, ``dRs[pp, f]`` (``pp`` the pair's rank among the centre's pairs);
 - radial table ``table[g, f, 0/1]``: value and derivative of ``R_f`` at ``r = g * h``; the
   radial functions are the cubic Hermite interpolants of these nodes, whose derivative is
   the exact derivative of the interpolant.
@@ -416,6 +417,9 @@ def bispectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, l_ma
 
     Feature ``f``: ``b = sum_m A[l m, fq] Z[zoff[t] + m + l, fqp]`` with ``t = ft[f]``;
     ``fq = fc * n_max + fk`` and ``fqp = fcp * n_max + fkp`` (channel and radial index).
+    Jacobian: per atom ``J[f] = d b_f / d A[., fqp]`` on the ``l1`` and ``l2`` blocks, then per
+    pair ``d b_f = sum_m Z_t[m, fqp] dA[l m, fq] + J[f] . dA[(l1, l2), fqp]``.  Adjoint:
+    ``dE/dA`` through ``Z`` once per atom and member, then :func:`_atom_adjoint`.
     """
     n_atoms = offsets.shape[0] - 1
     n_pairs = D.shape[0]
