@@ -49,7 +49,7 @@ def build(element, baseline, model, n_sparse):
         reg = R.BayesianLinearRegressor()
     else:
         desc = PowerSpectrum(species=[element], r_cut=SO3_CUTOFF[element], n_max=6, l_max=4)
-        reg = R.SparseGPRegressor(n_sparse=n_sparse, zeta=4, random_state=0)
+        reg = R.SparseGPRegressor(kernel="se", n_sparse=n_sparse, random_state=0)
     base = None
     if baseline == "EMT":
         from ase.calculators.emt import EMT
