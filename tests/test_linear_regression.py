@@ -471,6 +471,12 @@ def test_split_batches_and_normal_solver_agree(desc, rng, monkeypatch):
     normal = BayesianLinearRegressor(quadratic=True, tol=1e-12, solver="normal").fit(src)
     np.testing.assert_allclose(normal.coef_, ref.coef_, rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(normal.log_evidence_, ref.log_evidence_, rtol=1e-8)
+    np.testing.assert_allclose(normal.sigma_, ref.sigma_, rtol=1e-6,
+                               atol=1e-9 * np.abs(ref.sigma_).max())
+    r1 = LinearRegressor(quadratic=True, alpha=1e-3).fit(src)
+    r2 = LinearRegressor(quadratic=True, alpha=1e-3, solver="normal").fit(src)
+    # (cond(A)^2 vs cond(A): the Gram path agrees to the accuracy it can deliver)
+    np.testing.assert_allclose(r2.coef_, r1.coef_, rtol=1e-5, atol=1e-7)
     # force design rows built for at most ~2 structures at a time: identical fit
     M = 2 * n_block(desc.n_features, True)
     monkeypatch.setattr(lin, "CHUNK_BYTES", 24 * M * 8)
