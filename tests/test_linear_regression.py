@@ -179,7 +179,7 @@ def test_ridge_sample_weight_and_zero_alpha(rng):
 
 
 def _closed_form(A, y, alpha, beta, prior_scale):
-    """Posterior mean, covariance and log evidence of y ~ N(A w, 1/beta), w ~ N(0, 1/(alpha d^2))."""
+    """Posterior mean, covariance, log evidence: y ~ N(A w, 1/beta), w ~ N(0, 1/(alpha d^2))."""
     n, M = A.shape
     P0 = alpha * np.diag(prior_scale ** 2)
     H = P0 + beta * A.T @ A
@@ -285,6 +285,12 @@ def test_shared_noise_level_and_kind_weights(desc, rng):
     np.testing.assert_allclose(kinds.noise_["energy"], np.sqrt(40.0) * kinds1.noise_["energy"],
                                rtol=1e-7)
     assert np.abs(shared1.coef_ - shared.coef_).max() > 1e-6
+    # shared noise per config group: one beta per group, reported per kind and group
+    b.group = np.arange(8) % 2
+    src2 = BatchSource([b], n_species=2, n_features=desc.n_features, group_names=["a", "b"])
+    sg = BayesianLinearRegressor(noise_levels="shared", noise_groups=True).fit(src2)
+    assert set(sg.noise_) == {"energy", "forces"} and set(sg.noise_["energy"]) == {"a", "b"}
+    np.testing.assert_allclose(sg.noise_["energy"]["a"], sg.noise_["forces"]["a"], rtol=1e-12)
     with pytest.raises(InvalidParameterError, match=r"'noise_levels' .*'shared'.*Got 'all'"):
         BayesianLinearRegressor(noise_levels="all").fit(src)
 
@@ -697,7 +703,8 @@ def test_bayesian_from_coef_with_covariance(rng):
     out = m.predict_batch(b, return_std=True)
     rows = energy_rows(b, 1, False) * np.array([[2], [1]])
     np.testing.assert_allclose(out["energy_std"] ** 2,
-                               np.einsum("ij,jk,ik->i", rows, C, rows) + (0.01 * np.array([2, 1])) ** 2,
+                               np.einsum("ij,jk,ik->i", rows, C, rows)
+                               + (0.01 * np.array([2, 1])) ** 2,
                                rtol=1e-10)
 
 

@@ -11,7 +11,6 @@ problem by QR / SVD of the stacked factors -- the normal matrix is never inverte
 
 from __future__ import annotations
 
-import numbers
 import warnings
 
 import numpy as np
@@ -20,7 +19,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from .._exceptions import InvalidParameterError, MissingLabelsError, NotFittedError
 from .._validation import check_choice, check_float, check_int
-from ._base import KINDS, VOIGT, BatchSource, Regressor, StructureBatch, register_regressor
+from ._base import VOIGT, BatchSource, Regressor, StructureBatch, register_regressor
 from ._design import (energy_rows, feature_map, labelled_rows, n_block, pair_rows,
                       quadratic_index, split_batch)
 from ._tsqr import TSQRAccumulator
