@@ -297,3 +297,48 @@ def test_cli_select_errors(tmp_path, initial, capsys):
                  "--pool", str(tmp_path / "x.extxyz")]) == 2
     err = capsys.readouterr().err
     assert "'method' parameter of make_selector must be one of" in err and err.count("\n") == 1
+
+
+def test_kill_during_model_save_resumes(tmp_path, initial, monkeypatch):
+    """Killed after the labels of an iteration but before its model and state were saved."""
+    ref = _learner(tmp_path / "ref", "EMT", initial, max_iterations=2).run()
+    calls = {"n": 0}
+    real_save = HybridPotential.save
+
+    def dying_save(self, path):
+        calls["n"] += 1
+        if calls["n"] == 3:  # initial fit, after iteration 0, after iteration 1 (dies)
+            raise SimulatedKill("killed while saving the model")
+        real_save(self, path)
+
+    monkeypatch.setattr(HybridPotential, "save", dying_save)
+    log = []
+    with pytest.raises(SimulatedKill):
+        _learner(tmp_path / "run", CountingOracle(log), initial, max_iterations=2).run()
+    monkeypatch.setattr(HybridPotential, "save", real_save)
+    st = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert st["iteration"] == 1 and st["n_labels"] == 6  # labels on disk, iteration not closed
+    log2 = []
+    res = _learner(tmp_path / "run", CountingOracle(log2), initial, max_iterations=2).run()
+    assert log2 == [] and len(log) == 6  # the refit is redone, no label is recomputed
+    assert len(res.history_) == 2
+    assert sorted(a.info["al_id"] for a in res.labelled_) == \
+        sorted(a.info["al_id"] for a in ref.labelled_)
+    np.testing.assert_allclose(res.model_.predict(initial), ref.model_.predict(initial),
+                               rtol=1e-8)
+
+
+def test_loop_with_uncertainty_md_sampler(tmp_path, initial):
+    from hybridpot.sampling import UncertaintyMDSampler
+
+    md = UncertaintyMDSampler(starts=[bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 1, 1)],
+                              n_steps=20, check_interval=5, sigma_threshold=0.5,
+                              frames_per_run=2)
+    res = ActiveLearner(_model(), "EMT", md, None, run_dir=tmp_path / "run", initial=initial,
+                        n_candidates=4, batch_size=2, max_iterations=2, random_state=1,
+                        progress=False).run()
+    assert len(res.labelled_) == 4
+    assert all(a.info["sampler"] == "md" for a in res.labelled_)
+    with pytest.raises(InvalidParameterError, match="needs a fitted model"):
+        ActiveLearner(_model(), "EMT", md, None, run_dir=tmp_path / "r2",
+                      progress=False).run()
