@@ -7,7 +7,9 @@ For every element (``<El>_train.xyz`` / ``<El>_test.xyz`` in ``$MLEARN_DIR/extxy
 2. fit the model on the fitting part, sample the posterior of its hyperparameters with emcee
    (:class:`hybridpot.uq.LinearPosterior`, weights marginalised, one noise per label kind and
    config group, cross-validated model-discrepancy inflation) and install the committee;
-3. recalibrate σ on the validation part (one factor per label kind, ``--recalibration``);
+3. recalibrate σ on the validation part (``--recalibration``: default ``split``, one factor
+   per label kind on the parameter part and one on the noise part, maximum likelihood;
+   ``nll``: one factor per kind);
 4. on the test set: coverage of force components at ±1σ / ±2σ, mean Gaussian NLL per force
    component, Spearman correlation of per-structure RMS σ with RMS force error; plus the cost
    of force σ in MD (ASE calculator on a 108-atom cell, median of repeats) relative to forces.
@@ -108,8 +110,12 @@ def run(data_dir, element, name, args):
             for kind, d in collect_uncertainty(model, structs).items():
                 for key, v in d.items():
                     arrays[f"{tag}_{kind}_{key}"] = v
+            for kind, d in collect_uncertainty(model, structs, include_noise=False).items():
+                arrays[f"{tag}_{kind}_std_param"] = d["std"]
         np.savez(f"{args.save_predictions}_{element}_{name}.npz", **arrays)
-    scale = model.recalibrate(val, method=args.recalibration).uncertainty_scale_
+    from hybridpot.uq import recalibrate
+
+    scale = recalibrate(model, val, method=args.recalibration)
     after = evaluate_uncertainty(model, test)
     f, fb = after["forces"], before["forces"]
     big = max(test, key=len)
@@ -142,7 +148,7 @@ def main(argv=None):
     p.add_argument("--n-steps", type=int, default=6000)
     p.add_argument("--n-burn", type=int, default=500)
     p.add_argument("--robust", choices=["none", "cv"], default="cv")
-    p.add_argument("--recalibration", choices=["nll", "coverage"], default="nll")
+    p.add_argument("--recalibration", choices=["nll", "coverage", "split"], default="split")
     p.add_argument("--save-predictions", default=None,
                    help="write validation/test labels, means and σ (before recalibration) to "
                         "<prefix>_<El>_<model>.npz")

@@ -550,9 +550,10 @@ class HybridPotential(BaseEstimator):
         ----------
         structures : list of ase.Atoms
             Validation structures with DFT labels (not used in training).
-        method : {"nll", "coverage"}, default="nll"
+        method : {"nll", "coverage", "split"}, default="nll"
             ``"nll"``: ``s^2 = mean(z^2)`` (maximum Gaussian likelihood); ``"coverage"``:
-            the median of ``|z| / s`` is that of a standard normal (0.6745).
+            the median of ``|z| / s`` is that of a standard normal (0.6745); ``"split"``
+            (posterior committee only): separate factors on the parameter and noise parts.
 
         Returns
         -------

@@ -112,7 +112,7 @@ def _grid_posterior(post, n=241):
 def test_emcee_harness_moments_and_ks_against_exact_posterior(conjugate):
     A, y, w = conjugate
     post = sample_plain(plain_factors(A, y, w), rng_seed=3, log_prior_width=4.0,
-                        n_steps=4000, n_walkers=16)
+                        n_steps=3000, n_walkers=16)
     s = post.summary()
     assert 0.2 < s["acceptance_fraction"] < 0.9
     ga, gb, lp = _grid_posterior(post)
@@ -354,7 +354,24 @@ def test_recalibration_round_trip_through_save_load(posterior_model, emt_test, t
     np.testing.assert_allclose(again[1], after[1], rtol=1e-10)
     cov = recalibrate(loaded, emt_test[:2], method="coverage")
     assert cov["forces"] > 0
-    with pytest.raises(InvalidParameterError, match="'method' parameter of recalibrate"):
+    # split: separate factors on the parameter and the noise part, maximum likelihood
+    split = recalibrate(loaded, emt_test[:2], method="split")
+    com = loaded.uncertainty_
+    assert split["forces"] == {"param": com.param_scale["forces"],
+                               "noise": com.noise_scale["forces"]}
+    m_split = evaluate_uncertainty(loaded, emt_test[:2])
+    m_nll_scale = {k: 1.0 for k in split}
+    assert loaded.uncertainty_scale_ == m_nll_scale
+    # the two-factor fit is at least as likely as the one-factor fit on the same data
+    assert m_split["forces"]["nll"] <= m["forces"]["nll"] + 1e-9
+    loaded.save(tmp_path / "m2.hpot")
+    again2 = HybridPotential.load(tmp_path / "m2.hpot").predict_forces(emt_test[:1],
+                                                                       return_std=True)[1]
+    np.testing.assert_allclose(again2[0], loaded.predict_forces(emt_test[:1],
+                                                                return_std=True)[1][0])
+    with pytest.raises(InvalidParameterError, match="needs a posterior committee"):
+        recalibrate(_model(), emt_test[:1], method="split")
+    with pytest.raises(InvalidParameterError, match=r"'method' parameter of recalibrate.*'split'"):
         recalibrate(loaded, emt_test[:2], method="isotonic")
     # refitting drops the stale posterior and scale
     loaded.fit(emt_test)

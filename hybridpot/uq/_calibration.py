@@ -100,7 +100,7 @@ def calibration_metrics(y, pred, std, structure=None):
             "spearman": rho, "mean_std": float(np.mean(std))}
 
 
-def collect_uncertainty(model, structures, *, unscaled=False):
+def collect_uncertainty(model, structures, *, unscaled=False, include_noise=True):
     """Labels, means, σ and structure index of every labelled value of ``structures``.
 
     Parameters
@@ -110,6 +110,9 @@ def collect_uncertainty(model, structures, *, unscaled=False):
     structures : list of ase.Atoms
     unscaled : bool, default=False
         Ignore the model's ``uncertainty_scale_`` (used by :func:`recalibrate`).
+    include_noise : bool, default=True
+        False: the parameter (epistemic) part of σ only (needs a posterior committee,
+        ``model.uncertainty_``).
 
     Returns
     -------
@@ -121,13 +124,23 @@ def collect_uncertainty(model, structures, *, unscaled=False):
 
     structures = _as_structure_list(structures)
     model._check_fitted()
+    if not include_noise and getattr(model, "uncertainty_", None) is None:
+        raise InvalidParameterError(
+            "collect_uncertainty(include_noise=False) needs a posterior committee on the model "
+            "(LinearPosterior(...).fit(model, train).apply(model)).")
     saved = model.__dict__.pop("uncertainty_scale_", None) if unscaled else None
     try:
         out = {k: {"y": [], "pred": [], "std": [], "structure": []} for k in KIND_UNITS}
         for s, atoms in enumerate(structures):
             lab = get_labels(atoms, s)
-            r = model._evaluate(atoms, forces=lab.forces is not None,
-                                stress=lab.stress is not None, return_std=True, index=s)
+            if include_noise:
+                r = model._evaluate(atoms, forces=lab.forces is not None,
+                                    stress=lab.stress is not None, return_std=True, index=s)
+            else:
+                r = model.uncertainty_.evaluate(
+                    model, atoms, forces=lab.forces is not None,
+                    stress=lab.stress is not None, include_noise=False,
+                    group_name=str(atoms.info.get("config_type", "default")))
             n = len(atoms)
             if lab.energy is not None:
                 out["energy"]["y"].append([lab.energy / n])
@@ -175,14 +188,23 @@ def evaluate_uncertainty(model, structures):
 
 
 def recalibrate(model, structures, *, method="nll"):
-    r"""Fit one σ scale factor per label kind on validation ``structures``.
+    r"""Fit σ scale factors per label kind on validation ``structures`` and store them.
 
-    With the unscaled z-scores ``z`` of a kind, ``method="nll"`` takes
-    ``s = sqrt(mean(z^2))`` (the maximiser of the Gaussian likelihood of the scaled
-    predictive) and ``method="coverage"`` takes ``s = median(|z|) / 0.6745`` (the 50 % central
-    interval is exact; robust to heavy tails).  The result is stored as
-    ``model.uncertainty_scale_`` (kind -> s), applied to every later σ and saved with the
-    model.
+    With the unscaled z-scores ``z`` of a kind:
+
+    - ``method="nll"``: ``s = sqrt(mean(z^2))``, the maximiser of the Gaussian likelihood of
+      the scaled predictive, stored in ``model.uncertainty_scale_`` (kind -> s);
+    - ``method="coverage"``: ``s = median(|z|) / 0.6745`` (the 50 % central interval is exact;
+      robust to heavy tails), stored likewise;
+    - ``method="split"`` (needs a posterior committee, ``model.uncertainty_``): separate
+      factors on the parameter and noise parts, ``sigma'^2 = a sigma_param^2 + b
+      sigma_noise^2``, ``(a, b)`` maximising the Gaussian likelihood of the validation labels.
+      This lets the data re-weight the part of σ that varies between environments (the
+      parameter part) against the constant noise -- useful because near-noise-free MLIP fits
+      give a tiny parameter part.  Stored on the committee (``param_scale``/``noise_scale``),
+      and ``model.uncertainty_scale_`` is set to 1.
+
+    Everything is applied to every later σ and saved with the model.
 
     Parameters
     ----------
@@ -190,17 +212,25 @@ def recalibrate(model, structures, *, method="nll"):
         Fitted, with a posterior.
     structures : list of ase.Atoms
         Labelled validation structures (not the training set).
-    method : {"nll", "coverage"}, default="nll"
+    method : {"nll", "coverage", "split"}, default="nll"
 
     Returns
     -------
     dict
-        kind -> scale factor.
+        kind -> scale factor (``"split"``: kind -> {"param": sqrt(a), "noise": sqrt(b)}).
     """
-    if method not in ("nll", "coverage"):
+    if method not in ("nll", "coverage", "split"):
         raise InvalidParameterError(
-            "The 'method' parameter of recalibrate must be one of ['nll', 'coverage']. "
-            f"Got {method!r} instead.")
+            "The 'method' parameter of recalibrate must be one of ['nll', 'coverage', "
+            f"'split']. Got {method!r} instead.")
+    com = getattr(model, "uncertainty_", None)
+    if method == "split":
+        if com is None:
+            raise InvalidParameterError(
+                "recalibrate(method='split') needs a posterior committee on the model "
+                "(LinearPosterior(...).fit(model, train).apply(model)); use method='nll' "
+                "otherwise.")
+        return _recalibrate_split(model, com, structures)
     data = collect_uncertainty(model, structures, unscaled=True)
     if not data:
         raise MissingLabelsError("recalibrate received structures without any label.")
@@ -215,3 +245,53 @@ def recalibrate(model, structures, *, method="nll"):
         scale[k] = s if np.isfinite(s) and s > 0 else 1.0
     model.uncertainty_scale_ = scale
     return scale
+
+
+def _gauss_nll(var, err):
+    return float(np.mean(0.5 * np.log(2 * np.pi * var) + 0.5 * err ** 2 / var))
+
+
+def _recalibrate_split(model, com, structures):
+    import scipy.optimize
+
+    saved = (dict(com.param_scale), dict(com.noise_scale))
+    com.param_scale, com.noise_scale = {}, {}
+    try:
+        total = collect_uncertainty(model, structures, unscaled=True)
+        param = collect_uncertainty(model, structures, unscaled=True, include_noise=False)
+    except Exception:
+        com.param_scale, com.noise_scale = saved
+        raise
+    if not total:
+        com.param_scale, com.noise_scale = saved
+        raise MissingLabelsError("recalibrate received structures without any label.")
+    out = {}
+    for k, d in total.items():
+        err = d["pred"] - d["y"]
+        vp = param[k]["std"] ** 2
+        vn = np.maximum(d["std"] ** 2 - vp, 0.0)
+        tiny = 1e-300
+        if not np.any(vn > 0):
+            a = float(np.mean(err ** 2 / np.maximum(vp, tiny)))
+            ab = (a, 1.0)
+        elif not np.any(vp > 0):
+            ab = (1.0, float(np.mean(err ** 2 / np.maximum(vn, tiny))))
+        else:
+            a0 = float(np.mean(err ** 2) / np.mean(vp + vn))
+
+            def f(p):
+                return _gauss_nll(np.maximum(np.exp(p[0]) * vp + np.exp(p[1]) * vn, tiny), err)
+
+            best = None
+            for start in ([np.log(a0), np.log(a0)], [np.log(a0) + 5, np.log(a0) - 1]):
+                res = scipy.optimize.minimize(f, start, method="Nelder-Mead",
+                                              options={"xatol": 1e-6, "fatol": 1e-10,
+                                                       "maxiter": 4000})
+                if best is None or res.fun < best.fun:
+                    best = res
+            ab = (float(np.exp(best.x[0])), float(np.exp(best.x[1])))
+        com.param_scale[k] = float(np.sqrt(ab[0]))
+        com.noise_scale[k] = float(np.sqrt(ab[1]))
+        out[k] = {"param": com.param_scale[k], "noise": com.noise_scale[k]}
+    model.uncertainty_scale_ = {k: 1.0 for k in total}
+    return out

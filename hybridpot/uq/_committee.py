@@ -13,9 +13,11 @@ once from the descriptor Jacobian and multiplied by all members in one BLAS prod
 descriptor with a fused batched adjoint ``_backward_many``, through
 :meth:`Descriptor.backward_many`); the baseline part goes through its ``parameter_gradients``.
 Cost: about one ``compute(gradients=True)``, i.e. 2.5-5 x the adjoint force evaluation for the
-SNAP and SO(3) descriptors (measured in ``benchmarks/uncertainty.py``).  Observation noise (per label kind, mixed over the ``theta``
-samples; total energies get ``N_s`` times the per-atom noise) is added and, per kind, the
-variance is multiplied by the inflation factor and the model's ``uncertainty_scale_``.
+SNAP and SO(3) descriptors (measured in ``benchmarks/uncertainty.py``).
+Observation noise (per label kind, mixed over the ``theta``
+samples; total energies get ``N_s`` times the per-atom noise) is added; per kind the variance
+is multiplied by the inflation factor (robust option) and σ by the model's
+``uncertainty_scale_`` (recalibration).
 """
 
 from __future__ import annotations
@@ -85,10 +87,13 @@ class Committee:
     quadratic : bool
     grouped : bool
         Whether ``noise_var`` is per config group (else the single group ``"all"``).
+    param_scale, noise_scale : dict, optional
+        kind -> factor on the parameter / noise part of σ (set by
+        ``recalibrate(method="split")``; default 1).
     """
 
     def __init__(self, modes, baseline_modes, baseline_shift, noise_var, inflation, quadratic,
-                 grouped):
+                 grouped, param_scale=None, noise_scale=None):
         self.modes = np.asarray(modes, dtype=np.float64)
         self.baseline_modes = np.asarray(baseline_modes, dtype=np.float64)
         self.baseline_shift = np.asarray(baseline_shift, dtype=np.float64)
@@ -96,6 +101,8 @@ class Committee:
         self.inflation = inflation
         self.quadratic = bool(quadratic)
         self.grouped = bool(grouped)
+        self.param_scale = dict(param_scale or {})
+        self.noise_scale = dict(noise_scale or {})
 
     @property
     def n_members(self):
@@ -157,7 +164,9 @@ class Committee:
         scale = getattr(model, "uncertainty_scale_", None) or {}
 
         def finish(kind, var_param, noise_sd):
-            var = var_param + (noise_sd ** 2 if include_noise else 0.0)
+            var = var_param * self.param_scale.get(kind, 1.0) ** 2
+            if include_noise:
+                var = var + (noise_sd * self.noise_scale.get(kind, 1.0)) ** 2
             return np.sqrt(var * infl.get(kind, 1.0)) * scale.get(kind, 1.0)
 
         noise_e = n * np.sqrt(self._noise("energy", group_name))
@@ -186,7 +195,8 @@ class Committee:
         """Forces (K+1, n_atoms, 3) and stress (K+1, 6) of the mean model and every member.
 
         With a fused descriptor kernel (``_backward_many``) and at most
-        :data:`FUSED_MAX_MEMBERS` members they go through the adjoint; otherwise the force / stress design rows are built once from the Jacobian
+        :data:`FUSED_MAX_MEMBERS` members they go through the adjoint; otherwise the
+        force / stress design rows are built once from the Jacobian
         (:func:`~hybridpot.regression._design.pair_rows`) and multiplied by all members in
         one BLAS product.
         """
@@ -225,7 +235,8 @@ class Committee:
                 "baseline_modes_shape": list(self.baseline_modes.shape),
                 "baseline_shift": self.baseline_shift.tolist(),
                 "noise_var": self.noise_var, "inflation": self.inflation,
-                "quadratic": self.quadratic, "grouped": self.grouped}
+                "quadratic": self.quadratic, "grouped": self.grouped,
+                "param_scale": self.param_scale, "noise_scale": self.noise_scale}
 
     @classmethod
     def from_state(cls, d):
@@ -238,7 +249,9 @@ class Committee:
                        {k: {g: float(v) for g, v in dict(gv).items()}
                         for k, gv in dict(d["noise_var"]).items()},
                        {k: float(v) for k, v in dict(d["inflation"]).items()},
-                       bool(d["quadratic"]), bool(d["grouped"]))
+                       bool(d["quadratic"]), bool(d["grouped"]),
+                       {k: float(v) for k, v in dict(d.get("param_scale", {})).items()},
+                       {k: float(v) for k, v in dict(d.get("noise_scale", {})).items()})
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFormatError(
                 f"The uncertainty committee stored in the model file is corrupt: {exc!r}.") \

@@ -32,8 +32,6 @@ for posterior widths of a few per cent of the parameters (check ``theta_std_``).
 
 from __future__ import annotations
 
-import numbers
-import warnings
 
 import numpy as np
 import scipy.linalg
