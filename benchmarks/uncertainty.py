@@ -117,6 +117,22 @@ def run(data_dir, element, name, args):
 
     scale = recalibrate(model, val, method=args.recalibration)
     after = evaluate_uncertainty(model, test)
+    if args.report:
+        from hybridpot.report import write_uncertainty_report
+
+        write_uncertainty_report(model, test, Path(args.report) / f"{element}_{name}",
+                                 posterior=post, force=True,
+                                 title=f"W4 uncertainty: {element} {name} (mlearn test set)")
+    from hybridpot.uq import calibration_metrics, collect_uncertainty
+
+    d = collect_uncertainty(model, test)["forces"]
+    ctype = np.array([str(a.info.get("config_type", "default")) for a in test])[d["structure"]]
+    by_group = {}
+    for g in np.unique(ctype):
+        m = ctype == g
+        gm = calibration_metrics(d["y"][m], d["pred"][m], d["std"][m], d["structure"][m])
+        by_group[str(g)] = {k: gm[k] for k in ("n", "coverage_1sigma", "coverage_2sigma",
+                                                "nll", "rmse", "mean_std")}
     f, fb = after["forces"], before["forces"]
     big = max(test, key=len)
     ratio, t_forces = md_cost_ratio(model, big)
@@ -128,6 +144,7 @@ def run(data_dir, element, name, args):
                                                         "nll", "spearman", "mean_std")},
             "energy": {k: after["energy"][k] for k in ("coverage_1sigma", "coverage_2sigma",
                                                        "nll", "spearman", "mae")},
+            "forces_by_config_type": by_group,
             "scale": scale, "inflation": post.inflation_,
             "acceptance_fraction": summ["acceptance_fraction"],
             "max_autocorr_time": max(summ["autocorr_time"]), "n_steps": summ["n_steps"],
@@ -149,6 +166,8 @@ def main(argv=None):
     p.add_argument("--n-burn", type=int, default=500)
     p.add_argument("--robust", choices=["none", "cv"], default="cv")
     p.add_argument("--recalibration", choices=["nll", "coverage", "split"], default="split")
+    p.add_argument("--report", default=None,
+                   help="folder for an uncertainty report (HTML + PNGs) per element and model")
     p.add_argument("--save-predictions", default=None,
                    help="write validation/test labels, means and σ (before recalibration) to "
                         "<prefix>_<El>_<model>.npz")
