@@ -614,7 +614,9 @@ class BayesianLinearRegressor(_LinearBase):
     ``E(m) = sum_k beta_k ||W_k^{1/2}(A_k m - y_k)||^2 + alpha ||diag(b D) m||^2``, by the
     MacKay fixed point ``gamma_k = beta_k tr(Sigma A_k^T W_k A_k)``,
     ``beta_k = (N_k - gamma_k) / ||W_k^{1/2}(A_k m - y_k)||^2``,
-    ``alpha = sum_k gamma_k / ||diag(b D) m||^2`` (a stationary point of the evidence).
+    ``alpha = sum_k gamma_k / ||diag(b D) m||^2`` (a stationary point of the evidence),
+    accelerated by Anderson mixing in ``log theta`` with a safeguard (a step that lowers the
+    evidence is replaced by the plain fixed-point step).
     The final posterior is computed from a QR decomposition of
     ``[sqrt(beta_k) R_k; sqrt(alpha) diag(b D)]`` (``R_k`` the streamed TSQR factors), and
     predictive variances ``a^T Sigma a = ||T^{-T} a||^2`` by a triangular solve with that
@@ -755,7 +757,13 @@ class BayesianLinearRegressor(_LinearBase):
         beta_max = np.where(yy > 0, 1e16 * N / np.where(yy > 0, yy, 1.0), 1e16)
         converged = False
         n_iter = 0
+        lo = np.r_[np.log(1e-12), np.full(len(keys), -np.inf)]
+        hi = np.r_[np.log(1e12), np.log(beta_max)]
+        x = np.clip(np.log(np.r_[alpha, beta]), lo, hi)
+        hist_x, hist_g = [], []
+        best_lev, best_fx = -np.inf, None
         for n_iter in range(1, max_iter + 1):
+            alpha, beta = float(np.exp(x[0])), np.exp(x[1:])
             m, L = self._solve_scaled(alpha, beta, Gk, bk, b2)
             # Sigma = H^{-1} from the Cholesky factor; gamma_k = beta_k tr(Sigma G_k)
             Hinv, info = scipy.linalg.lapack.dpotri(L, lower=1)
@@ -767,19 +775,38 @@ class BayesianLinearRegressor(_LinearBase):
                 res = Rk[q] @ m - rk[q]
                 rss[q] = res @ res
             wnorm = float(m @ (b2 * m))
+            # log evidence up to constants (safeguard of the accelerated steps)
+            lev = (0.5 * (N @ np.log(beta)) + 0.5 * M * np.log(alpha)
+                   - 0.5 * (beta @ rss + alpha * wnorm) - np.sum(np.log(np.diag(L))))
+            if lev < best_lev - 1e-10 * abs(best_lev) and hist_x:
+                # the extrapolated step lowered the evidence: plain MacKay step from the best
+                x, hist_x, hist_g = best_fx, [], []
+                continue
             tiny = np.finfo(float).tiny
             gsum = min(max(gamma.sum(), 1e-12), M - 1e-12)
             alpha_new = gsum / max(wnorm, tiny)
             beta_new = np.maximum(N - gamma, 1e-12) / np.maximum(rss, 1e-300)
-            # noise floor (exactly fitted labels): sigma_k >= 1e-8 * RMS(y_k)
-            beta_new = np.minimum(beta_new, beta_max)
-            alpha_new = min(max(alpha_new, 1e-12), 1e12)
-            change = max(abs(np.log(alpha_new / alpha)),
-                         float(np.max(np.abs(np.log(beta_new / beta)))))
-            alpha, beta = alpha_new, beta_new
+            # floors: sigma_k >= 1e-8 * RMS(y_k) (exactly fitted labels), alpha in [1e-12, 1e12]
+            fx = np.clip(np.log(np.r_[alpha_new, beta_new]), lo, hi)
+            if lev >= best_lev or not hist_x:
+                best_lev, best_fx = lev, fx
+            g = fx - x
+            change = float(np.max(np.abs(g)))
             if change < tol:
+                x = fx
                 converged = True
                 break
+            # Anderson acceleration (memory 3) of the MacKay fixed-point map in log space
+            hist_x.append(x)
+            hist_g.append(g)
+            del hist_x[:-4], hist_g[:-4]
+            x = fx
+            if len(hist_x) >= 2:
+                dX = np.diff(np.array(hist_x), axis=0).T
+                dG = np.diff(np.array(hist_g), axis=0).T
+                coef_a = np.linalg.lstsq(dG, g, rcond=1e-10)[0]
+                x = np.clip(hist_x[-1] + g - (dX + dG) @ coef_a, lo, hi)
+        alpha, beta = float(np.exp(x[0])), np.exp(x[1:])
         if not converged:
             warnings.warn(
                 f"{owner}: evidence maximisation did not converge in max_iter={max_iter} "
