@@ -136,9 +136,15 @@ class Committee:
         base = model._baseline(atoms, forces=forces, stress=want_stress)
         e0 = np.array([model.reference_energies_[s] for s in species])[z]
         reg = model.regressor_
-        X = model.descriptor.compute(atoms)
-        coef = np.asarray(reg.coef_, dtype=np.float64)
         K = self.n_members
+        fused = getattr(model.descriptor, "_backward_many", None) is not None \
+            and K + 1 <= FUSED_MAX_MEMBERS
+        dX = None
+        if need_grad and not fused:
+            X, dX = model.descriptor.compute(atoms, gradients=True)
+        else:
+            X = model.descriptor.compute(atoms)
+        coef = np.asarray(reg.coef_, dtype=np.float64)
         if coef.shape != self.modes.shape[1:]:
             raise InvalidParameterError(
                 f"The posterior committee has coefficient blocks of shape {self.modes.shape[1:]}"
@@ -172,7 +178,7 @@ class Committee:
         noise_e = n * np.sqrt(self._noise("energy", group_name))
         out["energy_std"] = float(finish("energy", float(e_modes @ e_modes), noise_e))
         if need_grad:
-            f_all, sv = self._pair_outputs(model, atoms, X, z, stack, forces, want_stress)
+            f_all, sv = self._pair_outputs(model, atoms, X, dX, z, stack, forces, want_stress)
             if forces:
                 out["forces"] = base["forces"] + f_all[0]
                 f_modes = f_all[1:]
@@ -191,11 +197,11 @@ class Committee:
                                            np.sqrt(self._noise("stress", group_name)))
         return out
 
-    def _pair_outputs(self, model, atoms, X, z, stack, forces, want_stress):
+    def _pair_outputs(self, model, atoms, X, dX, z, stack, forces, want_stress):
         """Forces (K+1, n_atoms, 3) and stress (K+1, 6) of the mean model and every member.
 
-        With a fused descriptor kernel (``_backward_many``) and at most
-        :data:`FUSED_MAX_MEMBERS` members they go through the adjoint; otherwise the
+        Without the Jacobian ``dX`` (a fused descriptor kernel ``_backward_many`` and at most
+        :data:`FUSED_MAX_MEMBERS` members) they go through the adjoint; otherwise the
         force / stress design rows are built once from the Jacobian
         (:func:`~hybridpot.regression._design.pair_rows`) and multiplied by all members in
         one BLAS product.
@@ -203,7 +209,7 @@ class Committee:
         desc = model.descriptor
         K1 = stack.shape[0]
         n = len(atoms)
-        if getattr(desc, "_backward_many", None) is not None and K1 <= FUSED_MAX_MEMBERS:
+        if dX is None:
             _, dE = member_gradients(stack, X, z, self.quadratic)
             dE_dr, dE_deps = desc.backward_many(atoms, dE)
             sv = None
@@ -214,9 +220,8 @@ class Committee:
         from ..regression._base import StructureBatch
         from ..regression._design import pair_rows
 
-        Xg, dX = desc.compute(atoms, gradients=True)
         batch = StructureBatch(
-            X=Xg, species=z, structure=np.zeros(n, dtype=np.int64), gradients=dX,
+            X=X, species=z, structure=np.zeros(n, dtype=np.int64), gradients=dX,
             volume=np.array([_volume(atoms)]), energy=np.full(1, np.nan),
             forces=np.full((n, 3), np.nan), stress=np.full((1, 6), np.nan), weights={},
             group=np.zeros(1, dtype=np.int64), index=np.array([0]))
