@@ -69,7 +69,8 @@ from hybridpot import HybridPotential  # noqa: E402
 from hybridpot.descriptors import PowerSpectrum  # noqa: E402
 from hybridpot.regression import BayesianLinearRegressor  # noqa: E402
 from hybridpot.uq.selection import (DOptimalSelector, MaxVarianceSelector,  # noqa: E402
-                                    RandomSelector, VarianceReductionSelector)
+                                    RandomSelector, StratifiedSelector,
+                                    VarianceReductionSelector)
 
 MLEARN_DIR = Path(os.environ.get("MLEARN_DIR", ROOT.parent / "shared" / "data" / "mlearn"))
 R_CUT = {"Ni": 4.0, "Cu": 4.0, "Si": 5.0, "Mo": 5.0}
@@ -96,7 +97,8 @@ def labels_to_target(curve, target):
 
 
 def strategies():
-    return {"variance_reduction": VarianceReductionSelector(),
+    return {"stratified": StratifiedSelector(selector=MaxVarianceSelector(kind="forces")),
+            "variance_reduction": VarianceReductionSelector(),
             "d_optimal": DOptimalSelector(kind="both"),
             "max_variance": MaxVarianceSelector(kind="forces")}
 
@@ -253,7 +255,7 @@ def main(argv=None):
     p.add_argument("--elements", nargs="*", default=["Ni", "Si"])
     p.add_argument("--no-live", action="store_true", help="skip the live EMT run")
     p.add_argument("--strategies", nargs="*",
-                   default=["variance_reduction", "d_optimal", "max_variance"])
+                   default=["stratified", "variance_reduction", "d_optimal", "max_variance"])
     p.add_argument("--budget", type=int, default=40)
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--n-initial", type=int, default=2)

@@ -54,11 +54,12 @@ both sections optional, values shown are the defaults)::
     [select]
     pool = ""                   # extxyz of candidates (or --pool)
     n = 10
-    method = "d_optimal"        # max_variance | d_optimal | information_per_cost | random
+    method = "d_optimal"        # max_variance | d_optimal | information_per_cost |
+                                # variance_reduction | stratified | random
     kind = "both"               # energy | forces | both (rows used to score candidates)
     output = "selected.extxyz"
     dedup_threshold = 1e-3      # scaled descriptor distance of near-duplicates
-    seed = 0                    # method = "random" only
+    seed = 0                    # method = "random" / "stratified" only
 
     [learn]
     run_dir = "al_run"          # labels.extxyz, state.json, model.hpot, failures.jsonl

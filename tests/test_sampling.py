@@ -15,6 +15,11 @@ from hybridpot.sampling import (AdversarialSampler, PoolSampler, RandomDisorderS
 from hybridpot.sampling._crystal import cell_heights
 
 
+# the evidence iteration may stop early on these tiny training sets (2 cells of 8 atoms); the
+# posterior is still a valid Gaussian, which is all these tests use
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:BayesianLinearRegressor. evidence maximisation did not converge")
+
 def _ase_min_distance(atoms, r=6.0):
     d = ase_neighbor_list("d", atoms, r, self_interaction=False)
     return float(d.min())

@@ -10,10 +10,15 @@ from hybridpot import HybridPotential, InvalidParameterError, NotFittedError
 from hybridpot.descriptors import PowerSpectrum
 from hybridpot.regression import BayesianLinearRegressor
 from hybridpot.uq.selection import (DOptimalSelector, InformationPerCostSelector,
-                                    MaxVarianceSelector, RandomSelector,
+                                    MaxVarianceSelector, RandomSelector, StratifiedSelector,
                                     VarianceReductionSelector, candidate_rows, deduplicate,
                                     environment_distance, make_selector)
 
+
+# the evidence iteration may stop early on these tiny training sets (2 cells of 8 atoms); the
+# posterior is still a valid Gaussian, which is all these tests use
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:BayesianLinearRegressor. evidence maximisation did not converge")
 
 def _model():
     return HybridPotential(descriptor=PowerSpectrum(species=["Cu"], r_cut=4.5, n_max=4,
@@ -228,3 +233,42 @@ def test_ensemble_without_covariance_uses_predictive_sigma(novel_pool):
     with pytest.raises(InvalidParameterError, match="VarianceReductionSelector needs a linear "
                                                     "model with a posterior covariance"):
         VarianceReductionSelector().select(nn, novel_pool, 1)
+
+
+def _families():
+    compressed = [rattled_bulk(a=3.45, reps=(2, 1, 1), stdev=0.03, seed=k)
+                  for k in range(8)]
+    expanded = [rattled_bulk(a=3.80, reps=(2, 1, 1), stdev=0.03, seed=50 + k)
+                for k in range(4)]
+    return compressed + expanded  # family of index k: 0 if k < 8 else 1
+
+
+def test_stratified_keeps_the_pool_mixture(model):
+    pool = _families()
+    sel = StratifiedSelector(n_strata=2, random_state=0)
+    idx = sel.select(model, pool, 3)
+    fam = (idx >= 8).astype(int).tolist()
+    assert fam == [0, 1, 0]  # shares 2/3 and 1/3: largest deficit first
+    assert sorted(set(sel.strata_[:8])) == [sel.strata_[0]] and \
+        set(sel.strata_[8:]) == {sel.strata_[8]} and sel.strata_[0] != sel.strata_[8]
+    # within a stratum the inner criterion decides: the most uncertain of the family
+    mv = MaxVarianceSelector()
+    mv.select(model, pool[:8], 1)
+    assert idx[0] == int(np.argmax(mv.scores_))
+    mv.select(model, pool[8:], 1)
+    assert idx[1] == 8 + int(np.argmax(mv.scores_))
+    # labelled structures count toward their stratum's share
+    idx2 = StratifiedSelector(n_strata=2).select(model, pool, 1,
+                                                 exclude_structures=pool[:2])
+    assert idx2.tolist() == [8 + int(np.argmax(mv.scores_))]
+    assert make_selector("stratified", n_strata=2).select(model, pool, 3).tolist() == \
+        idx.tolist()
+
+
+def test_stratified_errors(model):
+    with pytest.raises(InvalidParameterError, match="'n_strata' parameter of StratifiedSelector "
+                                                    r"must be an int in \[1, inf\]. Got 0"):
+        StratifiedSelector(n_strata=0).select(model, _families(), 1)
+    with pytest.raises(InvalidParameterError, match="'selector' parameter of "
+                                                    "StratifiedSelector must be a selector"):
+        StratifiedSelector(selector="max").select(model, _families(), 1)

@@ -35,6 +35,9 @@ def build_selector(sec, section="select"):
         if "dedup_threshold" in sec:
             params["dedup_threshold"] = float(sec["dedup_threshold"])
     try:
+        if method == "stratified":  # max variance within k-means strata of the pool
+            return make_selector("stratified", selector=make_selector("max_variance", **params),
+                                 random_state=int(sec.get("seed", 0)))
         return make_selector(method, **params)
     except HybridpotError as e:
         raise ConfigError(f"{section}.method/kind: {e}") from e

@@ -58,7 +58,17 @@ This matters for a deterministic oracle, which returns the same labels for the s
 under the independent-noise model of the posterior a second copy would still count as new
 information.
 
-Everything is deterministic; :class:`RandomSelector` takes a ``random_state``.
+Misspecified models
+-------------------
+All criteria above trust the model.  When its error is dominated by bias (small descriptors,
+linear models), they favour the structures with the largest descriptor gradients and shift
+the training mixture away from the distribution of use, which can make the test error *worse*
+than random selection.  :class:`StratifiedSelector` wraps any of them: it clusters the pool
+(fingerprints of the per-atom descriptors), gives each cluster its share of the labels, and
+lets the inner criterion choose within the cluster.
+
+Everything is deterministic; :class:`RandomSelector` and the k-means of
+:class:`StratifiedSelector` take a ``random_state``.
 """
 
 from __future__ import annotations
@@ -72,7 +82,8 @@ from .._exceptions import InvalidParameterError, NotFittedError
 from .._validation import check_choice, check_float, check_int, species_indices
 
 __all__ = ["MaxVarianceSelector", "DOptimalSelector", "InformationPerCostSelector",
-           "VarianceReductionSelector", "RandomSelector", "SELECTORS", "make_selector", "candidate_rows", "deduplicate",
+           "VarianceReductionSelector", "StratifiedSelector", "RandomSelector",
+           "structure_fingerprints", "SELECTORS", "make_selector", "candidate_rows", "deduplicate",
            "environment_distance"]
 
 _KINDS = ("energy", "forces", "both")
@@ -638,6 +649,116 @@ class VarianceReductionSelector(DOptimalSelector):
         return np.asarray(chosen, dtype=np.int64)
 
 
+def structure_fingerprints(model, structures):
+    """Per-structure fingerprint: mean and standard deviation of the per-atom descriptors.
+
+    Returns
+    -------
+    ndarray, shape (n_structures, 2 * n_features)
+        Each column standardised over ``structures`` (zero mean, unit variance; constant
+        columns left at zero).
+    """
+    desc = getattr(model, "descriptor", model)
+    fp = np.array([np.concatenate([X.mean(axis=0), X.std(axis=0)])
+                   for X in (np.asarray(desc.compute(a), dtype=np.float64)
+                             for a in structures)])
+    sd = fp.std(axis=0)
+    sd[~(sd > 0)] = 1.0
+    return (fp - fp.mean(axis=0)) / sd
+
+
+class StratifiedSelector:
+    r"""Uncertainty selection within strata that keep the pool's mixture of structure types.
+
+    Uncertainty-driven criteria assume the model is right and only its weights are uncertain.
+    When the model is misspecified (a small descriptor, a linear model: its test error is
+    dominated by bias), they concentrate on the structures with the largest descriptor
+    gradients (e.g. the hottest MD frames), the least-squares solution shifts toward them and
+    the error on typical structures *grows*.  This wrapper keeps the training mixture
+    representative of the pool while still choosing the most informative structure of each
+    part of it:
+
+    1. the candidates and the already labelled structures (``exclude_structures``) are
+       clustered with k-means (``n_strata``) on their fingerprints
+       (:func:`structure_fingerprints`: mean and standard deviation of the per-atom
+       descriptors, standardised);
+    2. each pick goes to the stratum with the largest deficit
+       ``f_k (n_labelled + n_chosen + 1) - m_k`` (``f_k`` the stratum's share of all
+       structures, ``m_k`` its labelled and chosen ones; ties to the lower index) that still has
+       candidates;
+    3. within that stratum the inner ``selector`` picks one candidate, with the labelled and
+       already chosen structures passed as ``exclude_structures`` (deduplication).
+
+    Parameters
+    ----------
+    selector : selector or None, default=None
+        Inner criterion; default :class:`MaxVarianceSelector` (forces).
+    n_strata : int, default=8
+    random_state : int, default=0
+        Seed of k-means (deterministic).
+
+    Attributes
+    ----------
+    strata_ : ndarray of int64, shape (n_pool,)
+        Stratum of every candidate at the last :meth:`select`.
+    """
+
+    def __init__(self, *, selector=None, n_strata=8, random_state=0):
+        self.selector = selector
+        self.n_strata = n_strata
+        self.random_state = random_state
+
+    def select(self, model, pool, n, *, exclude_structures=None):
+        """Indices of the ``n`` chosen candidates of ``pool`` in the order they were picked.
+
+        Parameters are those of :meth:`MaxVarianceSelector.select`.
+        """
+        from sklearn.cluster import KMeans
+
+        owner = type(self).__name__
+        _check_model(model, owner)
+        pool = _check_pool(pool, owner)
+        n = check_int(n, "n", f"{owner}.select", low=1)
+        k_req = check_int(self.n_strata, "n_strata", owner, low=1)
+        rs = check_int(self.random_state, "random_state", owner, low=0)
+        inner = self.selector if self.selector is not None else MaxVarianceSelector()
+        if not hasattr(inner, "select"):
+            raise InvalidParameterError(
+                f"The 'selector' parameter of {owner} must be a selector (with a select method) "
+                f"or None. Got {type(inner).__name__} instead.")
+        labelled = list(exclude_structures or [])
+        allst = pool + labelled
+        k = min(k_req, len(allst))
+        fp = structure_fingerprints(model, allst)
+        import warnings
+
+        with warnings.catch_warnings():
+            # identical fingerprints (copies) give fewer distinct clusters than asked
+            warnings.filterwarnings("ignore", message="Number of distinct clusters")
+            lab = KMeans(n_clusters=k, n_init=4, random_state=rs).fit_predict(fp)
+        share = np.bincount(lab, minlength=k) / len(allst)
+        counts = np.bincount(lab[len(pool):], minlength=k).astype(float)
+        self.strata_ = lab[:len(pool)].astype(np.int64)
+        avail = np.ones(len(pool), dtype=bool)
+        chosen = []
+        while len(chosen) < n and avail.any():
+            deficit = share * (counts.sum() + 1) - counts
+            has = np.bincount(self.strata_[avail], minlength=k) > 0
+            c = int(np.argmax(np.where(has, deficit, -np.inf)))
+            members = np.flatnonzero(avail & (self.strata_ == c))
+            excl = labelled + [pool[j] for j in chosen]
+            pick = np.asarray(inner.select(model, [pool[j] for j in members], 1,
+                                           exclude_structures=excl), dtype=np.int64)
+            if pick.size == 0:  # every member duplicates a chosen/labelled structure
+                avail[members] = False
+                continue
+            j = int(members[pick[0]])
+            chosen.append(j)
+            avail[j] = False
+            counts[c] += 1
+        return np.asarray(chosen, dtype=np.int64)
+
+
 class RandomSelector:
     """Uniformly random choice without replacement (the baseline of active learning).
 
@@ -666,7 +787,8 @@ class RandomSelector:
 
 SELECTORS = {"max_variance": MaxVarianceSelector, "d_optimal": DOptimalSelector,
              "information_per_cost": InformationPerCostSelector,
-             "variance_reduction": VarianceReductionSelector, "random": RandomSelector}
+             "variance_reduction": VarianceReductionSelector, "stratified": StratifiedSelector,
+             "random": RandomSelector}
 
 
 def make_selector(method="d_optimal", **params):
