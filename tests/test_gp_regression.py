@@ -172,6 +172,20 @@ def test_bias_absorbs_a_constant_per_atom_energy(rng):
     assert g2.log_evidence_ < g1.log_evidence_
 
 
+def test_fixed_noise_at_the_evidence_optimum_changes_nothing(rng):
+    b = toy_problem(rng, n_struct=25)
+    test = toy_problem(np.random.default_rng(3), n_struct=4)
+    kw = dict(kernel="se", n_sparse=12, length_scale=1.0, random_state=0)
+    free = SparseGPRegressor(**kw).fit([b])
+    fixed = SparseGPRegressor(noise={"energy": free.noise_["energy"]}, **kw).fit([b])
+    assert fixed.noise_["energy"] == free.noise_["energy"]
+    assert fixed.alpha_ == pytest.approx(free.alpha_, rel=1e-4)
+    np.testing.assert_allclose(fixed.predict_batch(test)["energy"],
+                               free.predict_batch(test)["energy"], rtol=1e-5)
+    tight = SparseGPRegressor(noise={"energy": 1e-3}, **kw).fit([b])
+    assert tight.noise_["energy"] == 1e-3 and tight.log_evidence_ < free.log_evidence_
+
+
 # ---------------------------------------------------------------------------------------------
 # derivatives
 # ---------------------------------------------------------------------------------------------
@@ -423,6 +437,8 @@ def test_fitted_state_round_trip(desc):
     ({"solver": "lu"}, r"'solver' .* one of"),
     ({"max_iter": 0}, r"'max_iter' .* int in \[1, inf\]"),
     ({"bias": 1}, r"'bias' parameter of SparseGPRegressor must be a bool. Got 1"),
+    ({"noise": {"energies": 0.1}}, r"'noise' parameter .* None or a dict mapping label kinds"),
+    ({"noise": {"energy": -1.0}}, r"'noise\['energy'\]' parameter .* float in \(0, inf\)"),
 ])
 def test_bad_hyperparameters_raise_typed_errors(rng, params, match):
     b = toy_problem(rng, n_struct=5)

@@ -262,6 +262,12 @@ class SparseGPRegressor(Regressor):
         Initial signal precision ``alpha`` (default 1).
     noise_init : float or None, default=None
         Initial noise standard deviation of every kind (default: RMS of the targets / 10).
+    noise : dict or None, default=None
+        Fixed noise standard deviations of some label kinds, e.g. ``{"energy": 0.001,
+        "forces": 0.05}`` (eV/atom, eV/Å, eV/Å³; GAP's ``default_sigma``); the others (and
+        ``alpha``) are still evidence-maximised.  The evidence weighs the kinds by their
+        number of rows (forces outnumber energies ~300:1), which can trade energy accuracy
+        for force accuracy; fixing the energy noise restores the balance.
     max_iter : int, default=500
         Maximum fixed-point iterations of the evidence maximisation.
     tol : float, default=1e-6
@@ -302,7 +308,8 @@ class SparseGPRegressor(Regressor):
 
     def __init__(self, *, kernel="dot", zeta=4, length_scale="auto", n_sparse=500,
                  sparse_method="cur", jitter=1e-8, solver="tsqr", alpha_init=None,
-                 noise_init=None, max_iter=500, tol=1e-6, bias=True, random_state=None):
+                 noise_init=None, noise=None, max_iter=500, tol=1e-6, bias=True,
+                 random_state=None):
         self.kernel = kernel
         self.zeta = zeta
         self.length_scale = length_scale
@@ -312,6 +319,7 @@ class SparseGPRegressor(Regressor):
         self.solver = solver
         self.alpha_init = alpha_init
         self.noise_init = noise_init
+        self.noise = noise
         self.max_iter = max_iter
         self.tol = tol
         self.bias = bias
@@ -348,6 +356,19 @@ class SparseGPRegressor(Regressor):
                     f"The '{name}' parameter of {owner} must be a float in (0, inf) or None. "
                     f"Got {v!r} instead.")
         self._alpha0, self._noise0 = a0, n0
+        self._fixed_noise = {}
+        if self.noise is not None:
+            if not isinstance(self.noise, dict) or not set(self.noise) <= set(KINDS):
+                raise InvalidParameterError(
+                    f"The 'noise' parameter of {owner} must be None or a dict mapping label "
+                    f"kinds {KINDS} to noise standard deviations. Got {self.noise!r} instead.")
+            for k, v in self.noise.items():
+                v = check_float(v, f"noise[{k!r}]", owner, low=0.0)
+                if not np.isfinite(v):
+                    raise InvalidParameterError(
+                        f"The 'noise[{k!r}]' parameter of {owner} must be a float in (0, inf). "
+                        f"Got {v!r} instead.")
+                self._fixed_noise[k] = v
         self._max_iter = check_int(self.max_iter, "max_iter", owner, low=1)
         self._tol = check_float(self.tol, "tol", owner, low=0.0)
         if not isinstance(self.bias, (bool, np.bool_)):
@@ -579,6 +600,10 @@ class SparseGPRegressor(Regressor):
             ms = yy / N
             beta = np.where(ms > 0, 100.0 / np.where(ms > 0, ms, 1.0), 1.0)
         beta_max = np.where(yy > 0, 1e16 * N / np.where(yy > 0, yy, 1.0), 1e16)
+        fixed = np.array([k in self._fixed_noise for k in keys], dtype=bool)
+        for q, k in enumerate(keys):
+            if fixed[q]:
+                beta[q] = beta_max[q] = 1.0 / self._fixed_noise[k] ** 2
         eye = np.eye(M)
         nk = len(keys)
         Mk = self._n_kernel
@@ -618,6 +643,7 @@ class SparseGPRegressor(Regressor):
             alpha_new = min(max(gsum / max(float(mk @ mk), np.finfo(float).tiny), 1e-12), 1e12)
             beta_new = np.minimum(np.maximum(N - gamma, 1e-12) / np.maximum(rss, 1e-300),
                                   beta_max)
+            beta_new[fixed] = beta[fixed]
             change = max(abs(np.log(alpha_new / alpha)),
                          float(np.max(np.abs(np.log(beta_new / beta)))))
             alpha, beta = alpha_new, beta_new
@@ -639,8 +665,9 @@ class SparseGPRegressor(Regressor):
                 return f, g
 
             theta0 = np.concatenate([[np.log(alpha)], np.log(beta)])
-            bounds = [(np.log(1e-12), np.log(1e12))] + [(None, float(np.log(bm)))
-                                                        for bm in beta_max]
+            bounds = [(np.log(1e-12), np.log(1e12))] + [
+                ((float(np.log(bm)) if fx else None), float(np.log(bm)))
+                for bm, fx in zip(beta_max, fixed)]
             res = scipy.optimize.minimize(
                 objective, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
                 options={"maxiter": max(self._max_iter - n_fixed, 1), "ftol": 1e-15,
@@ -651,6 +678,7 @@ class SparseGPRegressor(Regressor):
             # projected gradient (active bounds do not count)
             at_upper = np.concatenate([[False], res.x[1:] >= np.log(beta_max) - 1e-12])
             gproj = np.where(at_upper & (g < 0), 0.0, g)
+            gproj[1:][fixed] = 0.0
             change = float(np.max(np.abs(gproj)) / (N.sum() + M))
             converged = bool(res.success) or change < self._tol
         blocks = [np.sqrt(bq) * R for bq, R in zip(beta, Rk)] + [np.diag(np.sqrt(prior(alpha)))]
