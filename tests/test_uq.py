@@ -411,3 +411,11 @@ def test_fused_adjoint_and_design_row_committee_paths_agree(emt_train, emt_test,
     rows = model._evaluate(a, return_std=True)
     for k in ("forces", "forces_std", "stress", "stress_std"):
         np.testing.assert_allclose(fused[k], rows[k], rtol=1e-8, atol=1e-12)
+
+
+def test_recalibration_ignores_numerically_zero_sigma():
+    from hybridpot.uq._calibration import _informative
+
+    std = np.array([1e-3, 2e-3, 1e-19, 0.0, 5e-4])
+    np.testing.assert_array_equal(_informative(std), [True, True, False, False, True])
+    assert not _informative(np.zeros(3)).any()

@@ -204,7 +204,9 @@ def recalibrate(model, structures, *, method="nll"):
       give a tiny parameter part.  Stored on the committee (``param_scale``/``noise_scale``),
       and ``model.uncertainty_scale_`` is set to 1.
 
-    Everything is applied to every later σ and saved with the model.
+    Everything is applied to every later σ and saved with the model.  Values whose σ is
+    numerically zero (below ``1e-8`` times the median, e.g. components that vanish by
+    symmetry in a kind without a noise model) are left out of the fits.
 
     Parameters
     ----------
@@ -236,8 +238,11 @@ def recalibrate(model, structures, *, method="nll"):
         raise MissingLabelsError("recalibrate received structures without any label.")
     scale = {}
     for k, d in data.items():
-        std = np.maximum(d["std"], 1e-300)
-        z = (d["pred"] - d["y"]) / std
+        ok = _informative(d["std"])
+        if not ok.any():
+            scale[k] = 1.0
+            continue
+        z = (d["pred"] - d["y"])[ok] / d["std"][ok]
         if method == "nll":
             s = float(np.sqrt(np.mean(z ** 2)))
         else:
@@ -245,6 +250,19 @@ def recalibrate(model, structures, *, method="nll"):
         scale[k] = s if np.isfinite(s) and s > 0 else 1.0
     model.uncertainty_scale_ = scale
     return scale
+
+
+def _informative(std):
+    """Values whose σ is not (numerically) zero: ``std > 1e-8 * median(std > 0)``.
+
+    Components that vanish by symmetry (e.g. shear stress of a cubic crystal without a noise
+    model) have σ ~ 0 and would otherwise dominate any fitted scale factor.
+    """
+    std = np.asarray(std, dtype=np.float64)
+    pos = std[std > 0]
+    if pos.size == 0:
+        return np.zeros(std.shape, dtype=bool)
+    return std > 1e-8 * np.median(pos)
 
 
 def _gauss_nll(var, err):
@@ -267,9 +285,14 @@ def _recalibrate_split(model, com, structures):
         raise MissingLabelsError("recalibrate received structures without any label.")
     out = {}
     for k, d in total.items():
-        err = d["pred"] - d["y"]
-        vp = param[k]["std"] ** 2
-        vn = np.maximum(d["std"] ** 2 - vp, 0.0)
+        ok = _informative(d["std"])
+        if not ok.any():
+            com.param_scale[k] = com.noise_scale[k] = 1.0
+            out[k] = {"param": 1.0, "noise": 1.0}
+            continue
+        err = (d["pred"] - d["y"])[ok]
+        vp = param[k]["std"][ok] ** 2
+        vn = np.maximum(d["std"][ok] ** 2 - vp, 0.0)
         tiny = 1e-300
         if not np.any(vn > 0):
             a = float(np.mean(err ** 2 / np.maximum(vp, tiny)))
