@@ -19,6 +19,7 @@ Usage::
 
     python benchmarks/learning_curves.py --json
     python benchmarks/learning_curves.py --elements Ni --model ps_gp --json
+    python benchmarks/learning_curves.py --model ps_gp --gp-noise 0.0005 0.05 --json
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ FRACTIONS = (0.05, 0.10, 0.25, 0.50, 1.00)
 MODELS = ("ps_linear", "ps_gp")
 
 
-def build(element, baseline, model, n_sparse):
+def build(element, baseline, model, n_sparse, gp_noise=None):
     """The (unfitted) HybridPotential: PowerSpectrum + regressor (+ EMT baseline)."""
     from hybridpot import HybridPotential
     from hybridpot import regression as R
@@ -49,7 +50,8 @@ def build(element, baseline, model, n_sparse):
         reg = R.BayesianLinearRegressor()
     else:
         desc = PowerSpectrum(species=[element], r_cut=SO3_CUTOFF[element], n_max=6, l_max=4)
-        reg = R.SparseGPRegressor(kernel="se", n_sparse=n_sparse, random_state=0)
+        noise = None if gp_noise is None else {"energy": gp_noise[0], "forces": gp_noise[1]}
+        reg = R.SparseGPRegressor(kernel="se", n_sparse=n_sparse, random_state=0, noise=noise)
     base = None
     if baseline == "EMT":
         from ase.calculators.emt import EMT
@@ -61,7 +63,7 @@ def build(element, baseline, model, n_sparse):
     return HybridPotential(desc, reg, base, {"energy": 1.0, "forces": 1.0, "stress": 0.0})
 
 
-def run_element(data_dir, element, fractions, seed, model, n_sparse, emit):
+def run_element(data_dir, element, fractions, seed, model, n_sparse, emit, gp_noise=None):
     from ase.io import read
 
     train = read(data_dir / "extxyz" / f"{element}_train.xyz", ":")
@@ -72,14 +74,14 @@ def run_element(data_dir, element, fractions, seed, model, n_sparse, emit):
         for frac in fractions:
             n = max(2, int(round(frac * len(train))))
             subset = [train[i] for i in perm[:n]]
-            pot = build(element, baseline, model, n_sparse)
+            pot = build(element, baseline, model, n_sparse, gp_noise)
             t0 = time.perf_counter()
             pot.fit(subset)
             fit_s = time.perf_counter() - t0
             m = pot.evaluate(test)
             rec = {"element": element, "baseline": baseline, "fraction": frac, "n_train": n,
                    "energy_mae_mev": 1000.0 * m["energy_mae"], "force_mae": m["force_mae"],
-                   "fit_s": fit_s, "model": model}
+                   "fit_s": fit_s, "model": model, "gp_noise": gp_noise}
             rows.append(rec)
             emit(rec)
     pure_full = [r for r in rows if r["baseline"] == "None" and r["fraction"] == max(fractions)]
@@ -104,6 +106,9 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", choices=MODELS, default="ps_linear")
     p.add_argument("--n-sparse", type=int, default=500, help="inducing points (ps_gp)")
+    p.add_argument("--gp-noise", type=float, nargs=2, default=None, metavar=("E", "F"),
+                   help="fixed GP noise: energy (eV/atom) and force (eV/Å) sigma (ps_gp); "
+                        "default: evidence-maximised")
     args = p.parse_args(argv)
     if not (args.data / "extxyz").is_dir():
         print(json.dumps({"error": f"mlearn data not found at {args.data}"}))
@@ -123,7 +128,7 @@ def main(argv=None):
 
     for el in args.elements:
         run_element(args.data, el, sorted(args.fractions), args.seed, args.model,
-                    args.n_sparse, emit)
+                    args.n_sparse, emit, args.gp_noise)
     return 0
 
 
