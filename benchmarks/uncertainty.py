@@ -12,7 +12,9 @@ For every element (``<El>_train.xyz`` / ``<El>_test.xyz`` in ``$MLEARN_DIR/extxy
    ``nll``: one factor per kind);
 4. on the test set: coverage of force components at ±1σ / ±2σ, mean Gaussian NLL per force
    component, Spearman correlation of per-structure RMS σ with RMS force error; plus the cost
-   of force σ in MD (ASE calculator on a 108-atom cell, median of repeats) relative to forces.
+   of force σ in MD (NVE velocity Verlet through the ASE calculator on the largest test cell,
+   median of repeats) relative to forces alone: σ at every step (``sigma_cost_ratio``) and
+   every 5th step (``sigma_cost_ratio_interval5``).
 
 With ``--json`` one object per line::
 
@@ -62,20 +64,32 @@ def build_model(element, name):
     return mlearn_model(element, name)
 
 
-def md_cost_ratio(model, atoms, repeats=5):
-    """Median wall time of forces+σ over forces alone through the ASE calculator."""
-    times = {False: [], True: []}
-    r = np.random.default_rng(0)
+def md_cost_ratio(model, atoms, n_steps=10, repeats=3):
+    """Wall time of NVE MD (velocity Verlet, 1 fs) with σ relative to forces alone.
+
+    Returns the median ratios for σ at every step and σ every 5 steps
+    (``uncertainty_interval=5``), and the median seconds per step without σ.
+    """
+    from ase import units
+    from ase.md.verlet import VelocityVerlet
+
+    def run_md(**kw):
+        a = atoms.copy()
+        a.rattle(0.02, seed=1)
+        a.calc = model.calculator(**kw)
+        dyn = VelocityVerlet(a, 1.0 * units.fs)
+        a.get_forces()
+        t0 = time.perf_counter()
+        dyn.run(n_steps)
+        return (time.perf_counter() - t0) / n_steps
+
+    t = {k: [] for k in ("none", "every", "every5")}
     for _ in range(repeats):
-        for unc in (False, True):
-            a = atoms.copy()
-            a.rattle(0.01, seed=int(r.integers(1 << 30)))
-            a.calc = model.calculator(uncertainty=unc)
-            t0 = time.perf_counter()
-            a.get_forces()
-            times[unc].append(time.perf_counter() - t0)
-    return float(np.median(times[True]) / np.median(times[False])), \
-        float(np.median(times[False]))
+        t["none"].append(run_md())
+        t["every"].append(run_md(uncertainty=True))
+        t["every5"].append(run_md(uncertainty=True, uncertainty_interval=5))
+    base = float(np.median(t["none"]))
+    return (float(np.median(t["every"])) / base, float(np.median(t["every5"])) / base, base)
 
 
 def run(data_dir, element, name, args):
@@ -135,7 +149,7 @@ def run(data_dir, element, name, args):
                                                 "nll", "rmse", "mean_std")}
     f, fb = after["forces"], before["forces"]
     big = max(test, key=len)
-    ratio, t_forces = md_cost_ratio(model, big)
+    ratio, ratio5, t_forces = md_cost_ratio(model, big)
     return {"element": element, "model": name,
             "coverage_1sigma": f["coverage_1sigma"], "coverage_2sigma": f["coverage_2sigma"],
             "nll": f["nll"], "spearman": f["spearman"], "force_mae": f["mae"],
@@ -149,7 +163,8 @@ def run(data_dir, element, name, args):
             "acceptance_fraction": summ["acceptance_fraction"],
             "max_autocorr_time": max(summ["autocorr_time"]), "n_steps": summ["n_steps"],
             "chain_converged_50tau": converged, "n_theta": len(summ["theta_names"]),
-            "sigma_cost_ratio": ratio, "forces_s_108": t_forces,
+            "sigma_cost_ratio": ratio, "sigma_cost_ratio_interval5": ratio5,
+            "md_step_s_forces_only": t_forces, "md_atoms": len(big),
             "n_fit": len(fit), "n_val": len(val), "n_test": len(test),
             "fit_s": fit_s, "posterior_s": post_s}
 

@@ -419,3 +419,24 @@ def test_recalibration_ignores_numerically_zero_sigma():
     std = np.array([1e-3, 2e-3, 1e-19, 0.0, 5e-4])
     np.testing.assert_array_equal(_informative(std), [True, True, False, False, True])
     assert not _informative(np.zeros(3)).any()
+
+
+def test_calculator_uncertainty_interval(posterior_model, emt_test):
+    model, post = posterior_model
+    post.apply(model, random_state=0, force=True)
+    with pytest.raises(InvalidParameterError, match="'uncertainty_interval'"):
+        model.calculator(uncertainty=True, uncertainty_interval=0)
+    a = emt_test[0].copy()
+    calc = model.calculator(uncertainty=True, uncertainty_interval=3)
+    a.calc = calc
+    stds, fresh = [], []
+    for k in range(4):
+        a.positions[0, 0] += 0.05
+        a.get_forces()
+        stds.append(calc.results["forces_std"].copy())
+        fresh.append(model._evaluate(a, return_std=True)["forces_std"])
+    np.testing.assert_allclose(stds[0], fresh[0])
+    np.testing.assert_array_equal(stds[1], stds[0])  # reused for calls 2 and 3
+    np.testing.assert_array_equal(stds[2], stds[0])
+    np.testing.assert_allclose(stds[3], fresh[3])
+    assert not np.allclose(stds[3], stds[0])
