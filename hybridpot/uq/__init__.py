@@ -5,7 +5,8 @@ calibration metrics and recalibration.
   label kind / config group, baseline parameters) of a fitted linear
   :class:`~hybridpot.HybridPotential` with emcee, the weights marginalised analytically.
 - :class:`Committee` (from :meth:`LinearPosterior.committee` / :meth:`LinearPosterior.apply`)
-  gives σ of energies, forces and stress through one batched adjoint pass.
+  gives σ of energies, forces and stress in one pass (Jacobian design rows times all
+  members, or a fused batched adjoint for small committees).
 - :func:`calibration_metrics`, :func:`evaluate_uncertainty`, :func:`recalibrate`.
 """
 
