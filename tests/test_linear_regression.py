@@ -241,6 +241,10 @@ def test_bayesian_per_kind_noise_closed_form(desc, rng):
     np.testing.assert_allclose(model.coef_.ravel(), m, rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(model.sigma_, S, rtol=1e-6, atol=1e-12 * np.abs(S).max())
     np.testing.assert_allclose(model.log_evidence_, logev, rtol=1e-10)
+    fast = BayesianLinearRegressor(tol=1e-12, accelerate=True).fit(src)
+    np.testing.assert_allclose(fast.log_evidence_, model.log_evidence_, rtol=1e-12)
+    np.testing.assert_allclose(fast.coef_, model.coef_, rtol=1e-8, atol=1e-10)
+    assert fast.n_iter_ <= model.n_iter_
     # stationary point: central differences of the closed form in log-hyperparameters vanish
     h = 1e-4
     theta = np.log(np.concatenate([[model.alpha_], betas]))

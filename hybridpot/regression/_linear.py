@@ -614,9 +614,8 @@ class BayesianLinearRegressor(_LinearBase):
     ``E(m) = sum_k beta_k ||W_k^{1/2}(A_k m - y_k)||^2 + alpha ||diag(b D) m||^2``, by the
     MacKay fixed point ``gamma_k = beta_k tr(Sigma A_k^T W_k A_k)``,
     ``beta_k = (N_k - gamma_k) / ||W_k^{1/2}(A_k m - y_k)||^2``,
-    ``alpha = sum_k gamma_k / ||diag(b D) m||^2`` (a stationary point of the evidence),
-    accelerated by Anderson mixing in ``log theta`` with a safeguard (a step that lowers the
-    evidence is replaced by the plain fixed-point step).
+    ``alpha = sum_k gamma_k / ||diag(b D) m||^2`` (a stationary point of the evidence;
+    optionally Anderson-accelerated, see ``accelerate``).
     The final posterior is computed from a QR decomposition of
     ``[sqrt(beta_k) R_k; sqrt(alpha) diag(b D)]`` (``R_k`` the streamed TSQR factors), and
     predictive variances ``a^T Sigma a = ||T^{-T} a||^2`` by a triangular solve with that
@@ -668,6 +667,11 @@ class BayesianLinearRegressor(_LinearBase):
     tol : float, default=1e-6
         Convergence: largest change of ``log(alpha)``, ``log(beta_k)`` in one iteration
         (the log evidence is flat to ``O(tol**2)`` there).
+    accelerate : bool, default=False
+        Anderson mixing (memory 3) of the fixed-point iteration in ``log theta``, with a
+        safeguard: a step that lowers the evidence is replaced by the plain step.  Often 2-3x
+        fewer iterations on large fits (Ni qSNAP: 11 instead of 32); can be slower when a
+        noise level runs into its floor (exactly fitted labels).
 
     Attributes
     ----------
@@ -698,7 +702,7 @@ class BayesianLinearRegressor(_LinearBase):
 
     def __init__(self, *, quadratic=False, noise_groups=False, noise_levels="kind",
                  penalty_scaling="rms", solver="tsqr", alpha_init=None, noise_init=None,
-                 max_iter=500, tol=1e-6):
+                 max_iter=500, tol=1e-6, accelerate=False):
         self.quadratic = quadratic
         self.noise_groups = noise_groups
         self.noise_levels = noise_levels
@@ -708,6 +712,7 @@ class BayesianLinearRegressor(_LinearBase):
         self.noise_init = noise_init
         self.max_iter = max_iter
         self.tol = tol
+        self.accelerate = accelerate
 
     def _report_key(self, kind, g, group_names):
         if not self._noise_groups or kind == _PLAIN_KIND:
@@ -737,6 +742,7 @@ class BayesianLinearRegressor(_LinearBase):
                     f"The '{name}' parameter of {owner} must be a float in (0, inf) or None. "
                     f"Got {v!r} instead.")
         max_iter = check_int(self.max_iter, "max_iter", owner, low=1)
+        accelerate = _check_bool(self.accelerate, "accelerate", owner)
         tol = check_float(self.tol, "tol", owner, low=0.0)
         Rs, D, b2 = self._prepare(batches, y, sample_weight)
         keys = list(Rs)
@@ -755,9 +761,53 @@ class BayesianLinearRegressor(_LinearBase):
             ms = yy / N
             beta = np.where(ms > 0, 100.0 / np.where(ms > 0, ms, 1.0), 1.0)
         beta_max = np.where(yy > 0, 1e16 * N / np.where(yy > 0, yy, 1.0), 1e16)
+        if accelerate:
+            alpha, beta, n_iter, converged, change = self._anderson(
+                alpha, beta, Gk, bk, Rk, rk, b2, N, beta_max, M, max_iter, tol)
+        else:
+            converged = False
+            n_iter = 0
+            for n_iter in range(1, max_iter + 1):
+                m, L = self._solve_scaled(alpha, beta, Gk, bk, b2)
+                # Sigma = H^{-1} from the Cholesky factor; gamma_k = beta_k tr(Sigma G_k)
+                Hinv, info = scipy.linalg.lapack.dpotri(L, lower=1)
+                Hinv = np.tril(Hinv) + np.tril(Hinv, -1).T
+                gamma = np.empty(len(keys))
+                rss = np.empty(len(keys))
+                for q in range(len(keys)):
+                    gamma[q] = beta[q] * np.sum(Hinv * Gk[q])
+                    res = Rk[q] @ m - rk[q]
+                    rss[q] = res @ res
+                wnorm = float(m @ (b2 * m))
+                tiny = np.finfo(float).tiny
+                gsum = min(max(gamma.sum(), 1e-12), M - 1e-12)
+                alpha_new = gsum / max(wnorm, tiny)
+                beta_new = np.maximum(N - gamma, 1e-12) / np.maximum(rss, 1e-300)
+                # noise floor (exactly fitted labels): sigma_k >= 1e-8 * RMS(y_k)
+                beta_new = np.minimum(beta_new, beta_max)
+                alpha_new = min(max(alpha_new, 1e-12), 1e12)
+                change = max(abs(np.log(alpha_new / alpha)),
+                             float(np.max(np.abs(np.log(beta_new / beta)))))
+                alpha, beta = alpha_new, beta_new
+                if change < tol:
+                    converged = True
+                    break
+        if not converged:
+            warnings.warn(
+                f"{owner}: evidence maximisation did not converge in max_iter={max_iter} "
+                f"iterations (last change of log-hyperparameters {change:.3g} > tol={tol:g}); "
+                "increase max_iter.", ConvergenceWarning, stacklevel=2)
+        self.n_iter_ = n_iter
+        self._finalise(alpha, beta, keys, Rk, rk, N, D, b2)
+        return self
+
+    def _anderson(self, alpha, beta, Gk, bk, Rk, rk, b2, N, beta_max, M, max_iter, tol):
+        """Anderson-accelerated fixed-point iteration (see ``accelerate``)."""
         converged = False
         n_iter = 0
-        lo = np.r_[np.log(1e-12), np.full(len(keys), -np.inf)]
+        change = np.inf
+        n_keys = len(Gk)
+        lo = np.r_[np.log(1e-12), np.full(n_keys, -np.inf)]
         hi = np.r_[np.log(1e12), np.log(beta_max)]
         x = np.clip(np.log(np.r_[alpha, beta]), lo, hi)
         hist_x, hist_g = [], []
@@ -768,9 +818,9 @@ class BayesianLinearRegressor(_LinearBase):
             # Sigma = H^{-1} from the Cholesky factor; gamma_k = beta_k tr(Sigma G_k)
             Hinv, info = scipy.linalg.lapack.dpotri(L, lower=1)
             Hinv = np.tril(Hinv) + np.tril(Hinv, -1).T
-            gamma = np.empty(len(keys))
-            rss = np.empty(len(keys))
-            for q in range(len(keys)):
+            gamma = np.empty(n_keys)
+            rss = np.empty(n_keys)
+            for q in range(n_keys):
                 gamma[q] = beta[q] * np.sum(Hinv * Gk[q])
                 res = Rk[q] @ m - rk[q]
                 rss[q] = res @ res
@@ -807,14 +857,7 @@ class BayesianLinearRegressor(_LinearBase):
                 coef_a = np.linalg.lstsq(dG, g, rcond=1e-10)[0]
                 x = np.clip(hist_x[-1] + g - (dX + dG) @ coef_a, lo, hi)
         alpha, beta = float(np.exp(x[0])), np.exp(x[1:])
-        if not converged:
-            warnings.warn(
-                f"{owner}: evidence maximisation did not converge in max_iter={max_iter} "
-                f"iterations (last change of log-hyperparameters {change:.3g} > tol={tol:g}); "
-                "increase max_iter.", ConvergenceWarning, stacklevel=2)
-        self.n_iter_ = n_iter
-        self._finalise(alpha, beta, keys, Rk, rk, N, D, b2)
-        return self
+        return alpha, beta, n_iter, converged, change
 
     @staticmethod
     def _solve_scaled(alpha, beta, Gk, bk, b2):
