@@ -275,6 +275,7 @@ def main(argv=None):
     BASIS.update(n_max=args.n_max, l_max=args.l_max)
     if args.quick:
         args.budget, args.seeds = min(args.budget, 30), min(args.seeds, 2)
+        args.al_seeds = min(args.al_seeds, 1)
     warnings.filterwarnings("ignore", message=".*evidence maximisation did not converge")
 
     def emit(rec):

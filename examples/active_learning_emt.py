@@ -1,7 +1,9 @@
 """Active learning with EMT as the oracle: Cu/Al from random-disorder and rattled crystals.
 
 The loop (:class:`hybridpot.learn.ActiveLearner`) samples candidates, picks the most informative
-batch with a D-optimal selector on the Bayesian linear model's posterior, labels it with ASE's
+batch with a greedy D-optimal selector on the Bayesian linear model's posterior (try
+``StratifiedSelector`` from :mod:`hybridpot.uq.selection` for strongly misspecified models, see
+``benchmarks/active_learning.py``), labels it with ASE's
 EMT (stand-in for DFT: any ASE calculator works, e.g. GPAW or tblite when installed), refits,
 and stops at a label budget or when the held-out force error reaches a target.  Everything is
 written to a run directory; interrupt the script (Ctrl-C) and start it again: it resumes where
