@@ -41,6 +41,11 @@ class CountingOracle(Calculator):
         self.sleep_ids = set(sleep_ids)
         self.sleep = sleep
 
+    def __deepcopy__(self, memo):
+        # the learner labels each structure with a copy of the oracle: copies share the log
+        return CountingOracle(self.log, kill_at=self.kill_at, fail_ids=self.fail_ids,
+                              sleep_ids=self.sleep_ids, sleep=self.sleep)
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         aid = self.atoms.info.get("al_id")
@@ -177,8 +182,10 @@ def test_label_structure_records_errors():
     at = bulk("Cu", cubic=True)
     res = label_structure(CountingOracle([], fail_ids={None}), at)
     assert not res["ok"] and res["error"].startswith("RuntimeError: SCF did not converge")
-    res = label_structure(EMT(), at, timeout=30.0)
+    calc = EMT()
+    res = label_structure(calc, at, timeout=30.0)
     assert res["ok"] and res["forces"].shape == (4, 3) and res["stress"].shape == (6,)
+    assert calc.results == {}  # each structure gets its own copy (thread-safe, no stale state)
     with pytest.raises(SimulatedKill):
         label_structure(CountingOracle([], kill_at=1), at, timeout=30.0)
 

@@ -136,10 +136,29 @@ def make_oracle(oracle):
         f"returning one. Got {type(oracle).__name__} instead.")
 
 
-def _compute(oracle, atoms):
-    from ase.calculators.calculator import BaseCalculator, PropertyNotImplementedError
+def _fresh_calculator(oracle):
+    """A calculator for one structure: ``oracle()`` for a factory, else a deep copy.
 
-    calc = oracle if isinstance(oracle, BaseCalculator) else oracle()
+    A copy per structure keeps concurrent calls (Dask worker threads, an abandoned timed-out
+    call still running) from sharing one calculator's state; a calculator that cannot be
+    copied is used as is (pass a factory to be safe).
+    """
+    import copy
+
+    from ase.calculators.calculator import BaseCalculator
+
+    if not isinstance(oracle, BaseCalculator):
+        return oracle()
+    try:
+        return copy.deepcopy(oracle)
+    except Exception:  # e.g. open files or MPI handles: fall back to the shared instance
+        return oracle
+
+
+def _compute(oracle, atoms):
+    from ase.calculators.calculator import PropertyNotImplementedError
+
+    calc = _fresh_calculator(oracle)
     at = atoms.copy()
     at.calc = calc
     out = {"energy": float(at.get_potential_energy()),
@@ -160,6 +179,8 @@ def label_structure(oracle, atoms, timeout=None):
     Parameters
     ----------
     oracle : ase calculator or callable returning one
+        A calculator is deep-copied for every structure (see :func:`_fresh_calculator`); a
+        callable is called once per structure.
     atoms : ase.Atoms
     timeout : float or None
         Seconds.  The call runs in a daemon thread; when it takes longer it is abandoned (it
