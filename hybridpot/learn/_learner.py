@@ -262,8 +262,9 @@ class ActiveLearner:
     model : HybridPotential
         Template (cloned at every refit); if already fitted it is used for the first selection.
     oracle : "EMT", ASE calculator, or callable returning one, default="EMT"
-        Any ASE calculator (GPAW, tblite, ... when installed).  With Dask it must be picklable
-        (or pass a factory).
+        Any ASE calculator (GPAW, tblite, ... when installed).  Each structure is labelled by
+        a deep copy of it (or by a fresh ``oracle()`` from a factory).  With Dask it must be
+        picklable (or pass a factory).
     sampler : hybridpot.sampling.Sampler
     selector : selector of :mod:`hybridpot.uq.selection` or None
         Default :class:`~hybridpot.uq.selection.DOptimalSelector`.
