@@ -49,7 +49,7 @@ def local_client(n_workers, *, processes=True):
     os.environ.update(_SINGLE_THREAD_ENV)  # inherited by the worker processes
     try:
         cluster = LocalCluster(n_workers=int(n_workers), threads_per_worker=1,
-                               processes=processes, dashboard_address=None)
+                               processes=processes, dashboard_address=":0")
     finally:
         for k, v in old.items():
             if v is None:
@@ -89,7 +89,7 @@ def _task_batches(model, sub, global_ids):
 def _worker_stats(model, regressor, sub, global_ids, meta):
     stats = regressor._new_stats(meta)
     for batch in _task_batches(model, sub, global_ids):
-        regressor._add_batch(stats, batch)
+        regressor._add_batch(stats, batch, meta)
     return stats
 
 

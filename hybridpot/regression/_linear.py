@@ -55,6 +55,13 @@ def _infer_n_features(P, quadratic, owner):
     return F
 
 
+class _Accumulated:
+    """Pre-accumulated statistics handed to ``fit`` (the Dask path of hybridpot.parallel)."""
+
+    def __init__(self, stats, meta):
+        self.stats, self.meta = stats, meta
+
+
 class _LinearBase(Regressor):
     """Shared machinery of the linear regressors (not public)."""
 
@@ -80,23 +87,31 @@ class _LinearBase(Regressor):
         ws, wc = self._wstats.get(rk, (0.0, 0))
         self._wstats[rk] = (ws + float(w.sum()), wc + int(w.shape[0]))
 
-    def _accumulate_batches(self, batches):
-        owner = type(self).__name__
-        source = BatchSource.wrap(batches)
-        n_species, F = source.n_species, source.n_features
+    # -- streamed sufficient statistics (serial here; merged across Dask workers by
+    #    hybridpot.parallel through _new_stats / _add_batch / _merge_stats / _fit_stats) ----
+    def _new_stats(self, meta):
+        """Empty accumulator for batches of ``meta['n_species']`` x ``meta['n_features']``."""
+        self._validate_common()
+        n_species, F = int(meta["n_species"]), int(meta["n_features"])
         if n_species < 1 or F < 1:
             raise InvalidParameterError(
-                f"{owner}.fit needs n_species >= 1 and n_features >= 1. "
+                f"{type(self).__name__}.fit needs n_species >= 1 and n_features >= 1. "
                 f"Got {n_species} and {F} instead.")
-        names = source.group_names
-        P = n_block(F, self._quadratic)
-        M = n_species * P
-        acc = TSQRAccumulator(M, method=self._acc_method)
-        max_atoms = max(1, CHUNK_BYTES // (24 * M))
-        n_batches = 0
-        for batch in source:
-            n_batches += 1
-            self._check_batch(batch, n_species, F, owner)
+        M = n_species * n_block(F, self._quadratic)
+        return {"acc": TSQRAccumulator(M, method=self._acc_method), "wstats": {},
+                "n_batches": 0}
+
+    def _add_batch(self, stats, batch, meta):
+        """Add the labelled rows of one StructureBatch to ``stats`` (see :meth:`_new_stats`)."""
+        owner = type(self).__name__
+        acc = stats["acc"]
+        n_species, F = int(meta["n_species"]), int(meta["n_features"])
+        names = meta.get("group_names") or ("default",)
+        stats["n_batches"] += 1
+        self._check_batch(batch, n_species, F, owner)
+        saved, self._wstats = getattr(self, "_wstats", None), stats["wstats"]
+        try:
+            max_atoms = max(1, CHUNK_BYTES // (24 * acc.n_columns))
             for sub in split_batch(batch, max_atoms):
                 for kind, group, A, y, w in labelled_rows(sub, n_species, self._quadratic):
                     groups = np.unique(group)
@@ -106,17 +121,51 @@ class _LinearBase(Regressor):
                     for g in groups:
                         m = group == g
                         self._add_rows(acc, kind, int(g), names, A[m], y[m], w[m])
+        finally:
+            self._wstats = saved
+        return stats
+
+    @staticmethod
+    def _merge_stats(a, b):
+        """Combine two accumulators of disjoint row sets (returns ``a``, updated)."""
+        a["acc"].merge(b["acc"])
+        for k, (ws, wc) in b["wstats"].items():
+            ws0, wc0 = a["wstats"].get(k, (0.0, 0))
+            a["wstats"][k] = (ws0 + ws, wc0 + wc)
+        a["n_batches"] += b["n_batches"]
+        return a
+
+    def _fit_stats(self, stats, meta):
+        """Fit from merged statistics of the batches described by ``meta``; returns self."""
+        return self.fit(_Accumulated(stats, meta))
+
+    def _accumulate_batches(self, batches):
+        owner = type(self).__name__
+        if isinstance(batches, _Accumulated):
+            stats, meta = batches.stats, batches.meta
+        else:
+            source = BatchSource.wrap(batches)
+            meta = {"n_species": source.n_species, "n_features": source.n_features,
+                    "species": source.species, "group_names": source.group_names}
+            stats = self._new_stats(meta)
+            for batch in source:
+                self._add_batch(stats, batch, meta)
+        acc = stats["acc"]
+        self._wstats = dict(stats["wstats"])
+        n_species, F = int(meta["n_species"]), int(meta["n_features"])
+        P = n_block(F, self._quadratic)
+        M = n_species * P
         if not acc.keys():
             raise MissingLabelsError(
-                f"{owner}.fit received {n_batches} batch(es) with no usable label: every "
-                "energy, force and stress label is missing (NaN), has zero weight, or (stress) "
-                "belongs to a structure that is not periodic in 3-D.")
+                f"{owner}.fit received {stats['n_batches']} batch(es) with no usable label: "
+                "every energy, force and stress label is missing (NaN), has zero weight, or "
+                "(stress) belongs to a structure that is not periodic in 3-D.")
         bias_cols = np.zeros(M, dtype=bool)
         bias_cols[np.arange(n_species) * P] = True
         self.n_species_ = n_species
         self.n_features_in_ = F
-        self.species_ = source.species
-        self.group_names_ = tuple(names)
+        self.species_ = tuple(meta["species"]) if meta.get("species") is not None else None
+        self.group_names_ = tuple(meta["group_names"])
         return acc, bias_cols
 
     def _check_batch(self, batch, n_species, F, owner):
@@ -175,8 +224,8 @@ class _LinearBase(Regressor):
     def _prepare(self, batches, y, sample_weight):
         """Validate, stream the rows; return the scaled R factors and the penalty scaling."""
         self._validate_common()
-        self._wstats = {}
         if isinstance(batches, np.ndarray) or y is not None:
+            self._wstats = {}
             acc, bias_cols = self._accumulate_plain(batches, y, sample_weight)
             self.fit_mode_ = "plain"
         else:
@@ -714,6 +763,12 @@ class BayesianLinearRegressor(_LinearBase):
         self.tol = tol
         self.accelerate = accelerate
 
+    def _validate_common(self):
+        super()._validate_common()
+        owner = type(self).__name__
+        self._noise_groups = _check_bool(self.noise_groups, "noise_groups", owner)
+        check_choice(self.noise_levels, "noise_levels", ("kind", "shared"), owner)
+
     def _report_key(self, kind, g, group_names):
         if not self._noise_groups or kind == _PLAIN_KIND:
             return kind
@@ -732,8 +787,7 @@ class BayesianLinearRegressor(_LinearBase):
         self
         """
         owner = type(self).__name__
-        self._noise_groups = _check_bool(self.noise_groups, "noise_groups", owner)
-        check_choice(self.noise_levels, "noise_levels", ("kind", "shared"), owner)
+        self._validate_common()
         alpha0 = check_float(self.alpha_init, "alpha_init", owner, low=0.0, allow_none=True)
         noise0 = check_float(self.noise_init, "noise_init", owner, low=0.0, allow_none=True)
         for v, name in ((alpha0, "alpha_init"), (noise0, "noise_init")):
