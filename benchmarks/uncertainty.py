@@ -109,7 +109,7 @@ def run(data_dir, element, name, args):
     model.fit(fit)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    post = LinearPosterior(noise_groups=True, robust=args.robust, n_steps=args.n_steps,
+    post = LinearPosterior(noise_groups=args.noise_groups == "yes", robust=args.robust, n_steps=args.n_steps,
                            n_burn=args.n_burn, random_state=args.seed).fit(model, fit)
     post_s = time.perf_counter() - t0
     summ = post.summary(force=True)
@@ -158,7 +158,8 @@ def run(data_dir, element, name, args):
                                                         "nll", "spearman", "mean_std")},
             "energy": {k: after["energy"][k] for k in ("coverage_1sigma", "coverage_2sigma",
                                                        "nll", "spearman", "mae")},
-            "forces_by_config_type": by_group,
+            "forces_by_config_type": by_group, "noise_groups": args.noise_groups,
+            "recalibration": args.recalibration,
             "scale": scale, "inflation": post.inflation_,
             "acceptance_fraction": summ["acceptance_fraction"],
             "max_autocorr_time": max(summ["autocorr_time"]), "n_steps": summ["n_steps"],
@@ -180,6 +181,8 @@ def main(argv=None):
     p.add_argument("--n-steps", type=int, default=6000)
     p.add_argument("--n-burn", type=int, default=500)
     p.add_argument("--robust", choices=["none", "cv"], default="cv")
+    p.add_argument("--noise-groups", choices=["yes", "no"], default="yes",
+                   help="one noise level per label kind and config type (yes) or per kind")
     p.add_argument("--recalibration", choices=["nll", "coverage", "split"], default="split")
     p.add_argument("--report", default=None,
                    help="folder for an uncertainty report (HTML + PNGs) per element and model")
