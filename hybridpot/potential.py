@@ -377,6 +377,15 @@ class HybridPotential(BaseEstimator):
         return model
 
     # ------------------------------------------------------------------ prediction
+    def _group_of(self, atoms):
+        """Index of ``atoms.info["config_type"]`` among the training groups (per-group noise).
+
+        A config type not seen in training gets group 0 (the first training group).
+        """
+        names = tuple(getattr(self, "group_names_", ("default",)))
+        ct = str(atoms.info.get("config_type", "default"))
+        return names.index(ct) if ct in names else 0
+
     def _evaluate(self, atoms, *, forces=True, stress=True, return_std=False, index=0):
         """Energy, per-atom energies, forces, stress (and std) of one structure."""
         species = self.species_
@@ -407,7 +416,8 @@ class HybridPotential(BaseEstimator):
                 X=X, species=z, structure=np.zeros(n, dtype=np.int64), gradients=dX,
                 volume=np.array([_volume(atoms)]), energy=np.full(1, np.nan),
                 forces=np.full((n, 3), np.nan), stress=np.full((1, 6), np.nan),
-                weights={}, group=np.zeros(1, dtype=np.int64), index=np.array([index]))
+                weights={}, group=np.array([self._group_of(atoms)], dtype=np.int64),
+                index=np.array([index]))
             pred = reg.predict_batch(batch, return_std=True)
             scale = getattr(self, "uncertainty_scale_", None) or {}
             for kind in ("energy", "forces", "stress"):

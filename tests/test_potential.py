@@ -193,3 +193,17 @@ def test_bad_input_errors(train):
         make_model(weights={"energies": 1.0}).fit(train)
     with pytest.raises(InvalidParameterError, match="'descriptor'"):
         HybridPotential(descriptor="soap", regressor=LinearRegressor()).fit(train)
+
+
+def test_per_group_noise_used_for_prediction(train, test_set):
+    model = make_model(regressor=BayesianLinearRegressor(noise_groups=True)).fit(train)
+    assert set(model.group_names_) == {"rattle", "strain"}
+    at = test_set[0].copy()
+    stds = {}
+    for ct in ("rattle", "strain"):
+        at.info["config_type"] = ct
+        stds[ct] = model.predict([at], return_std=True)[1][0]
+    noise = model.regressor_.noise_["energy"]
+    # the observation-noise part of the energy std follows the structure's own group
+    assert (stds["rattle"] > stds["strain"]) == (noise["rattle"] > noise["strain"])
+    assert stds["rattle"] != stds["strain"]
