@@ -216,9 +216,9 @@ class SparseGPRegressor(Regressor):
     the analytic gradient, in the whitened weights ``v = L^T w``, ``K = L L^T``; unless
     fixed by ``noise``); with ``kernel="se"`` and ``length_scale="auto"`` the length scale
     is the evidence maximum over ``(0.5, 1, 2, 4)`` times the median distance between
-    inducing points (all candidates are accumulated in the same pass over the data).  Rows are reduced by streamed TSQR per label
-    kind, so memory is ``O(M^2)`` plus a bounded chunk; the inducing points are chosen in a
-    first pass over ``batch.X`` that keeps at most ``20 * n_sparse`` distinct candidate
+    inducing points (all candidates are accumulated in the same pass over the data).  Rows
+    are reduced by streamed TSQR per label kind, so memory is ``O(M^2)`` plus a bounded
+    chunk; the inducing points are chosen in a first pass over ``batch.X`` that keeps at most ``20 * n_sparse`` distinct candidate
     environments per element (bottom-k reservoir sample under ``random_state``).
 
     Predictive variances (:meth:`predict_batch` with ``return_std=True``) of total energies,
