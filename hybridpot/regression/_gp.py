@@ -218,8 +218,9 @@ class SparseGPRegressor(Regressor):
     is the evidence maximum over ``(0.5, 1, 2, 4)`` times the median distance between
     inducing points (all candidates are accumulated in the same pass over the data).  Rows
     are reduced by streamed TSQR per label kind, so memory is ``O(M^2)`` plus a bounded
-    chunk; the inducing points are chosen in a first pass over ``batch.X`` that keeps at most ``20 * n_sparse`` distinct candidate
-    environments per element (bottom-k reservoir sample under ``random_state``).
+    chunk; the inducing points are chosen in a first pass over ``batch.X`` that keeps at
+    most ``20 * n_sparse`` distinct candidate environments per element (bottom-k reservoir
+    sample under ``random_state``).
 
     Predictive variances (:meth:`predict_batch` with ``return_std=True``) of total energies,
     forces and stresses are ``a^T H_w^{-1} a`` for the corresponding row ``a`` (by a
