@@ -5,8 +5,9 @@ For every element (``<El>_train.xyz`` / ``<El>_test.xyz`` in ``$MLEARN_DIR/extxy
 1. split the training set at random (``--seed``) into a fitting part and a validation part
    (``--val-fraction``, default 20 %);
 2. fit the model on the fitting part, sample the posterior of its hyperparameters with emcee
-   (:class:`hybridpot.uq.LinearPosterior`, weights marginalised, one noise per label kind and
-   config group, cross-validated model-discrepancy inflation) and install the committee;
+   (:class:`hybridpot.uq.LinearPosterior`, weights marginalised, one noise per label kind --
+   or per kind and config type with ``--noise-groups yes`` --, cross-validated
+   model-discrepancy inflation) and install the committee;
 3. recalibrate σ on the validation part (``--recalibration``: default ``split``, one factor
    per label kind on the parameter part and one on the noise part, maximum likelihood;
    ``nll``: one factor per kind);
@@ -26,6 +27,34 @@ chain diagnostics, ``sigma_cost_ratio``).
 Usage::
 
     python benchmarks/uncertainty.py --elements Ni --models snap_linear --json
+
+Measured (2026-11-21, seed 0, 210/53 fit/validation split of Ni train, defaults: split
+recalibration, CV inflation, 32 walkers x 6000 steps; force components of the test sets;
+machine shared and loaded, so cost ratios are rough):
+
+======  ===========  ======  =====  ======  ========  =====  ======  ==========
+El      model        groups  ±1σ    ±2σ     NLL       Spear  τ max   σ cost MD
+======  ===========  ======  =====  ======  ========  =====  ======  ==========
+Ni      snap_linear  no      74.5   94.1    -3.13     0.95   39      2.38 (1.38)
+Ni      snap_linear  yes     76.0   92.1    -3.14     0.89   101     2.21 (1.23)
+Ni      ps_linear    yes     75.5   92.2    -3.40     0.90   111     1.97 (1.36)
+Cu      snap_linear  no      84.2   97.7    -3.30     0.94   39      2.28 (1.24)
+Cu      snap_linear  yes     83.2   95.1    -4.54     0.91   104     2.19
+Mo      snap_linear  no      68.2   94.9    -0.49     0.96   50      2.10 (1.19)
+Mo      snap_linear  yes     72.2   95.7    -0.54     0.95   171*    2.02
+Si      snap_linear  no      84.6   94.0    -4.03     0.94   45      3.14 (1.40)
+Si      snap_linear  yes     95.8   95.8    -1.01     0.85   163*    3.05
+======  ===========  ======  =====  ======  ========  =====  ======  ==========
+
+(±1σ/±2σ in %, NLL in nats per force component (eV/Å units), τ in steps, * = chain shorter
+than 50 τ; σ cost: NVE MD step with σ / without, σ every step (every 5th step).)  Targets
+68 ± 5 % / 95 ± 3 %: ±2σ is met for every element with one noise per kind; ±1σ only for Mo
+(Ni 74.5 % is just outside, Cu and Si are over-covered at 1σ).  The force z-scores are
+heavy-tailed (kurtosis 5-12): elastic cells have near-zero DFT forces that the fit reproduces
+almost exactly, so no Gaussian scaling reaches both targets.  With per-config-type noise the
+Si elastic group gets a near-zero noise and the split recalibration degenerates (noise factor
+-> 0).  σ in MD costs ~2-3 x forces when computed at every step (one Jacobian evaluation);
+the ≤ 1.5 x target is only met with ``uncertainty_interval=5``.
 """
 
 from __future__ import annotations
@@ -181,7 +210,7 @@ def main(argv=None):
     p.add_argument("--n-steps", type=int, default=6000)
     p.add_argument("--n-burn", type=int, default=500)
     p.add_argument("--robust", choices=["none", "cv"], default="cv")
-    p.add_argument("--noise-groups", choices=["yes", "no"], default="yes",
+    p.add_argument("--noise-groups", choices=["yes", "no"], default="no",
                    help="one noise level per label kind and config type (yes) or per kind")
     p.add_argument("--recalibration", choices=["nll", "coverage", "split"], default="split")
     p.add_argument("--report", default=None,
