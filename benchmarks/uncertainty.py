@@ -28,7 +28,7 @@ Usage::
 
     python benchmarks/uncertainty.py --elements Ni --models snap_linear --json
 
-Measured (2026-11-21, seed 0, 210/53 fit/validation split of Ni train, defaults: split
+Measured (2026-11-21, seed 0, 80/20 fit/validation split of each training set, split
 recalibration, CV inflation, 32 walkers x 6000 steps; force components of the test sets;
 machine shared and loaded, so cost ratios are rough):
 
@@ -138,7 +138,8 @@ def run(data_dir, element, name, args):
     model.fit(fit)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    post = LinearPosterior(noise_groups=args.noise_groups == "yes", robust=args.robust, n_steps=args.n_steps,
+    post = LinearPosterior(noise_groups=args.noise_groups == "yes", robust=args.robust,
+                           n_steps=args.n_steps,
                            n_burn=args.n_burn, random_state=args.seed).fit(model, fit)
     post_s = time.perf_counter() - t0
     summ = post.summary(force=True)
