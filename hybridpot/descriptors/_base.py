@@ -146,9 +146,10 @@ def _contract_members(pair_i, d_drij, G):
 
 def _scatter_pair_gradient(pair_i, pair_j, rij, g, n_atoms):
     """From ``g[p] = dE/d r_ij[p]`` (n_pairs, 3) to ``(dE/dr (n_atoms, 3), dE/deps (3, 3))``."""
-    dE_dr = np.zeros((n_atoms, 3))
-    np.add.at(dE_dr, pair_j, g)
-    np.add.at(dE_dr, pair_i, -g)
+    dE_dr = np.empty((n_atoms, 3))
+    for a in range(3):  # bincount: an order of magnitude faster than np.add.at
+        dE_dr[:, a] = (np.bincount(pair_j, weights=g[:, a], minlength=n_atoms)
+                       - np.bincount(pair_i, weights=g[:, a], minlength=n_atoms))
     dE_deps = g.T @ rij
     return dE_dr, dE_deps
 
