@@ -32,3 +32,24 @@ def test_lammps_export_example(tmp_path):
 def test_quickstart_example(tmp_path):
     out = run_example("quickstart.py", "--quick", "--md-steps", "200", cwd=tmp_path)
     assert "test: energy MAE" in out and "Langevin MD" in out
+
+
+def test_uncertainty_report_example(tmp_path):
+    out = run_example("uncertainty_report.py", "--quick", "--out", str(tmp_path / "ur"),
+                      cwd=tmp_path)
+    assert "after recalibration: force ±1σ" in out
+    html = (tmp_path / "ur" / "report.html").read_text()
+    assert "<img" in html
+
+
+def test_hybrid_vs_pure_ml_example(tmp_path):
+    out = run_example("hybrid_vs_pure_ml.py", "--quick", "--out", str(tmp_path / "lc.png"),
+                      cwd=tmp_path)
+    assert "EMT" in out and "none" in out
+    assert (tmp_path / "lc.png").is_file()
+
+
+@pytest.mark.slow
+def test_active_learning_example(tmp_path):
+    out = run_example("active_learning_emt.py", "--quick", cwd=tmp_path)
+    assert out.strip()
