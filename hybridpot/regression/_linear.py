@@ -81,11 +81,12 @@ class _LinearBase(Regressor):
         """Accumulator key (one hyperparameter each) of a report key."""
         return report_key
 
-    def _add_rows(self, acc, kind, g, names, A, y, w):
+    def _add_rows(self, acc, wstats, kind, g, names, A, y, w):
+        """Add rows to ``acc`` and their weight sum/count to ``wstats`` (no state on self)."""
         rk = self._report_key(kind, g, names)
         acc.add(self._acc_key(rk), A, y, w)
-        ws, wc = self._wstats.get(rk, (0.0, 0))
-        self._wstats[rk] = (ws + float(w.sum()), wc + int(w.shape[0]))
+        ws, wc = wstats.get(rk, (0.0, 0))
+        wstats[rk] = (ws + float(w.sum()), wc + int(w.shape[0]))
 
     # -- streamed sufficient statistics (serial here; merged across Dask workers by
     #    hybridpot.parallel through _new_stats / _add_batch / _merge_stats / _fit_stats) ----
@@ -109,20 +110,18 @@ class _LinearBase(Regressor):
         names = meta.get("group_names") or ("default",)
         stats["n_batches"] += 1
         self._check_batch(batch, n_species, F, owner)
-        saved, self._wstats = getattr(self, "_wstats", None), stats["wstats"]
-        try:
-            max_atoms = max(1, CHUNK_BYTES // (24 * acc.n_columns))
-            for sub in split_batch(batch, max_atoms):
-                for kind, group, A, y, w in labelled_rows(sub, n_species, self._quadratic):
-                    groups = np.unique(group)
-                    if groups.shape[0] == 1:
-                        self._add_rows(acc, kind, int(groups[0]), names, A, y, w)
-                        continue
-                    for g in groups:
-                        m = group == g
-                        self._add_rows(acc, kind, int(g), names, A[m], y[m], w[m])
-        finally:
-            self._wstats = saved
+        wstats = stats["wstats"]
+        # rows of one batch; nothing is stored on self (thread-safe on Dask workers)
+        max_atoms = max(1, CHUNK_BYTES // (24 * acc.n_columns))
+        for sub in split_batch(batch, max_atoms):
+            for kind, group, A, y, w in labelled_rows(sub, n_species, self._quadratic):
+                groups = np.unique(group)
+                if groups.shape[0] == 1:
+                    self._add_rows(acc, wstats, kind, int(groups[0]), names, A, y, w)
+                    continue
+                for g in groups:
+                    m = group == g
+                    self._add_rows(acc, wstats, kind, int(g), names, A[m], y[m], w[m])
         return stats
 
     @staticmethod
@@ -213,7 +212,7 @@ class _LinearBase(Regressor):
         acc = TSQRAccumulator(A.shape[1], method=self._acc_method)
         if A.shape[0] == 0:
             raise MissingLabelsError(f"{owner}.fit received only zero sample weights.")
-        self._add_rows(acc, _PLAIN_KIND, 0, ("default",), A, y,
+        self._add_rows(acc, self._wstats, _PLAIN_KIND, 0, ("default",), A, y,
                        np.ones(A.shape[0]) if w is None else w)
         self.n_species_ = None
         self.n_features_in_ = A.shape[1]
