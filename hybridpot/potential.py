@@ -9,8 +9,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 from sklearn.base import BaseEstimator, clone
 
-from ._exceptions import (InvalidParameterError, InvalidStructureError, MissingLabelsError,
-                          ModelFormatError, NotFittedError)
+from ._exceptions import InvalidParameterError, ModelFormatError, NotFittedError
 from ._labels import get_labels, matrix_to_voigt
 from ._validation import check_int, species_indices
 from .regression._base import KINDS, BatchSource, StructureBatch
@@ -248,7 +247,7 @@ class HybridPotential(BaseEstimator):
     def _batch(self, prep, ids, gradients):
         """StructureBatch of structures ``ids`` (residual labels minus reference energies)."""
         e0 = np.array([self.reference_energies_[s] for s in self.descriptor.species])
-        Xs, zs, st, fs, grads = [], [], [], [], []
+        Xs, zs, st, fs = [], [], [], []
         pi, pj, rij, dd = [], [], [], []
         offset = 0
         for local, s in enumerate(ids):

@@ -37,7 +37,7 @@ import numpy as np
 from numba import njit
 from sklearn.base import BaseEstimator
 
-from .._exceptions import InvalidParameterError, InvalidStructureError
+from .._exceptions import InvalidParameterError
 from .._validation import check_atoms, check_float, check_species_list
 from ..neighbors import neighbor_list
 

@@ -2,17 +2,10 @@
 
 from ._base import (KINDS, REGRESSORS, VOIGT, BatchSource, Regressor, StructureBatch,
                     register_regressor)
+from ._gp import SparseGPRegressor
+from ._linear import BayesianLinearRegressor, LinearRegressor
+from ._nn import NeuralNetworkRegressor
 
-__all__ = ["Regressor", "StructureBatch", "BatchSource", "REGRESSORS", "register_regressor", "KINDS", "VOIGT"]
-
-from ._nn import NeuralNetworkRegressor  # noqa: E402
-
-__all__.append("NeuralNetworkRegressor")
-
-from ._linear import BayesianLinearRegressor, LinearRegressor  # noqa: E402
-
-__all__ += ["LinearRegressor", "BayesianLinearRegressor"]
-
-from ._gp import SparseGPRegressor  # noqa: E402
-
-__all__.append("SparseGPRegressor")
+__all__ = ["LinearRegressor", "BayesianLinearRegressor", "SparseGPRegressor",
+           "NeuralNetworkRegressor", "Regressor", "StructureBatch", "BatchSource",
+           "REGRESSORS", "register_regressor", "KINDS", "VOIGT"]

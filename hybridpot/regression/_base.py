@@ -142,6 +142,32 @@ class Regressor(BaseEstimator):
     #: True when the regressor has a posterior and ``predict_batch(return_std=True)`` works
     has_uncertainty = False
 
+    def _check_atomic_input(self, X, species, what="atomic_energy"):
+        """Validate per-atom ``X`` (n_atoms, n_features_in_) and ``species`` indices.
+
+        Returns ``(X as float64, species as int64)``; raises
+        :class:`~hybridpot.InvalidParameterError` naming the argument otherwise.
+        """
+        from .._exceptions import InvalidParameterError
+
+        owner = type(self).__name__
+        X = np.asarray(X, dtype=np.float64)
+        F = self.n_features_in_
+        if X.ndim != 2 or X.shape[1] != F:
+            raise InvalidParameterError(
+                f"The 'X' argument of {owner}.{what} must have shape (n_atoms, {F}). "
+                f"Got {X.shape} instead.")
+        sp = np.asarray(species)
+        if sp.shape != (X.shape[0],) or (sp.size and not np.issubdtype(sp.dtype, np.integer)):
+            raise InvalidParameterError(
+                f"The 'species' argument of {owner}.{what} must be integer indices of "
+                f"shape ({X.shape[0]},). Got {sp.dtype} array of shape {sp.shape} instead.")
+        if sp.size and (sp.min() < 0 or sp.max() >= self.n_species_):
+            raise InvalidParameterError(
+                f"The 'species' argument of {owner}.{what} must lie in "
+                f"[0, {self.n_species_ - 1}]. Got values in [{sp.min()}, {sp.max()}] instead.")
+        return X, sp.astype(np.int64)
+
     def to_dict(self):
         """JSON-serialisable hyperparameters: ``{"class": name, "params": get_params()}``."""
         params = {k: (list(v) if isinstance(v, tuple) else v)

@@ -866,23 +866,7 @@ class SparseGPRegressor(Regressor):
 
     def _check_X(self, X, species, what="atomic_energy"):
         self._check_fitted()
-        owner = type(self).__name__
-        X = np.asarray(X, dtype=np.float64)
-        F = self.n_features_in_
-        if X.ndim != 2 or X.shape[1] != F:
-            raise InvalidParameterError(
-                f"The 'X' argument of {owner}.{what} must have shape (n_atoms, {F}). "
-                f"Got {X.shape} instead.")
-        sp = np.asarray(species)
-        if sp.shape != (X.shape[0],) or (sp.size and not np.issubdtype(sp.dtype, np.integer)):
-            raise InvalidParameterError(
-                f"The 'species' argument of {owner}.{what} must be integer indices of "
-                f"shape ({X.shape[0]},). Got {sp.dtype} array of shape {sp.shape} instead.")
-        if sp.size and (sp.min() < 0 or sp.max() >= self.n_species_):
-            raise InvalidParameterError(
-                f"The 'species' argument of {owner}.{what} must lie in "
-                f"[0, {self.n_species_ - 1}]. Got values in [{sp.min()}, {sp.max()}] instead.")
-        return X, sp.astype(np.int64)
+        return self._check_atomic_input(X, species, what)
 
     def atomic_energy(self, X, species):
         """Per-atom ML energies ``eps_i = sum_m w_m k(X_i, U_m)``.

@@ -274,22 +274,7 @@ class _LinearBase(Regressor):
             raise NotFittedError(
                 f"This {owner} was fitted on a plain design matrix; per-atom energies need a "
                 "fit on StructureBatch data (or from_coef).")
-        X = np.asarray(X, dtype=np.float64)
-        F = self.n_features_in_
-        if X.ndim != 2 or X.shape[1] != F:
-            raise InvalidParameterError(
-                f"The 'X' argument of {owner}.atomic_energy must have shape (n_atoms, {F}). "
-                f"Got {X.shape} instead.")
-        sp = np.asarray(species)
-        if sp.shape != (X.shape[0],) or not np.issubdtype(sp.dtype, np.integer):
-            raise InvalidParameterError(
-                f"The 'species' argument of {owner}.atomic_energy must be integer indices of "
-                f"shape ({X.shape[0]},). Got {sp.dtype} array of shape {sp.shape} instead.")
-        if sp.size and (sp.min() < 0 or sp.max() >= self.n_species_):
-            raise InvalidParameterError(
-                f"The 'species' argument of {owner}.atomic_energy must lie in "
-                f"[0, {self.n_species_ - 1}]. Got values in [{sp.min()}, {sp.max()}] instead.")
-        return X, sp.astype(np.int64)
+        return self._check_atomic_input(X, species)
 
     def atomic_energy(self, X, species):
         """Per-atom ML energies ``eps_i = coef[z_i] . q(X_i)``.
