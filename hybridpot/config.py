@@ -20,12 +20,13 @@ Example (every key optional; these are the defaults of ``hybridpot fit``)::
 
     [regressor]
     type = "BayesianLinearRegressor"   # LinearRegressor | SparseGPRegressor | ...
+    noise_levels = "shared"     # one noise level; the [fit] weights set the kinds' balance
 
     [baseline]
     type = "EMT"                # none | EMT | ZBL | LennardJones | Morse | Buckingham
 
     [fit]
-    weights = {energy = 1.0, forces = 1.0, stress = 0.1}
+    weights = {energy = 1000.0, forces = 1.0, stress = 100.0}   # per-atom eV, eV/Å, eV/Å³ rows
     chunk_size = 16
     n_workers = 1
 
@@ -123,9 +124,9 @@ def default_data_path():
 DEFAULT_CONFIG = {
     "data": {"train": "", "test": "", "test_fraction": 0.1, "seed": 0},
     "descriptor": {"type": "PowerSpectrum", "r_cut": 5.0, "n_max": 6, "l_max": 4},
-    "regressor": {"type": "BayesianLinearRegressor"},
+    "regressor": {"type": "BayesianLinearRegressor", "noise_levels": "shared"},
     "baseline": {"type": "EMT"},
-    "fit": {"weights": {"energy": 1.0, "forces": 1.0, "stress": 0.1}, "chunk_size": 16,
+    "fit": {"weights": {"energy": 1000.0, "forces": 1.0, "stress": 100.0}, "chunk_size": 16,
             "n_workers": 1},
     "output": {"model": "model.hpot", "report": "report"},
     "md": {"structure": "bulk", "lattice_constant": 4.04, "supercell": [3, 3, 3],
