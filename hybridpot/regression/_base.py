@@ -142,6 +142,29 @@ class Regressor(BaseEstimator):
     #: True when the regressor has a posterior and ``predict_batch(return_std=True)`` works
     has_uncertainty = False
 
+    def _check_batch(self, batch, n_species, F):
+        """Validate one training :class:`StructureBatch` (type, ``X`` shape and finiteness,
+        species indices in ``[0, n_species)``); raise :class:`~hybridpot.InvalidParameterError`."""
+        from .._exceptions import InvalidParameterError
+
+        owner = type(self).__name__
+        if not isinstance(batch, StructureBatch):
+            raise InvalidParameterError(
+                f"{owner}.fit expects StructureBatch items. Got {type(batch).__name__} instead.")
+        X = np.asarray(batch.X)
+        if X.ndim != 2 or X.shape[1] != F:
+            raise InvalidParameterError(
+                f"The descriptors 'X' of a StructureBatch given to {owner}.fit must have shape "
+                f"(n_atoms, {F}). Got {X.shape} instead.")
+        if not np.all(np.isfinite(X)):
+            raise InvalidParameterError(
+                f"The descriptors 'X' of a StructureBatch given to {owner}.fit must be finite.")
+        sp = np.asarray(batch.species)
+        if sp.size and (sp.min() < 0 or sp.max() >= n_species):
+            raise InvalidParameterError(
+                f"The 'species' indices of a StructureBatch given to {owner}.fit must lie in "
+                f"[0, {n_species - 1}]. Got values in [{sp.min()}, {sp.max()}] instead.")
+
     def _check_atomic_input(self, X, species, what="atomic_energy"):
         """Validate per-atom ``X`` (n_atoms, n_features_in_) and ``species`` indices.
 

@@ -376,25 +376,6 @@ class SparseGPRegressor(Regressor):
             raise InvalidParameterError(
                 f"The 'bias' parameter of {owner} must be a bool. Got {self.bias!r} instead.")
 
-    def _check_batch(self, batch, n_species, F):
-        owner = type(self).__name__
-        if not isinstance(batch, StructureBatch):
-            raise InvalidParameterError(
-                f"{owner}.fit expects StructureBatch items. Got {type(batch).__name__} instead.")
-        X = np.asarray(batch.X)
-        if X.ndim != 2 or X.shape[1] != F:
-            raise InvalidParameterError(
-                f"The descriptors 'X' of a StructureBatch given to {owner}.fit must have shape "
-                f"(n_atoms, {F}). Got {X.shape} instead.")
-        if not np.all(np.isfinite(X)):
-            raise InvalidParameterError(
-                f"The descriptors 'X' of a StructureBatch given to {owner}.fit must be finite.")
-        sp = np.asarray(batch.species)
-        if sp.size and (sp.min() < 0 or sp.max() >= n_species):
-            raise InvalidParameterError(
-                f"The 'species' indices of a StructureBatch given to {owner}.fit must lie in "
-                f"[0, {n_species - 1}]. Got values in [{sp.min()}, {sp.max()}] instead.")
-
     # -- fitting ----------------------------------------------------------------------------
     def fit(self, batches, y=None):
         """Choose inducing points, stream the rows, maximise the evidence.

@@ -104,12 +104,11 @@ class _LinearBase(Regressor):
 
     def _add_batch(self, stats, batch, meta):
         """Add the labelled rows of one StructureBatch to ``stats`` (see :meth:`_new_stats`)."""
-        owner = type(self).__name__
         acc = stats["acc"]
         n_species, F = int(meta["n_species"]), int(meta["n_features"])
         names = meta.get("group_names") or ("default",)
         stats["n_batches"] += 1
-        self._check_batch(batch, n_species, F, owner)
+        self._check_batch(batch, n_species, F)
         wstats = stats["wstats"]
         # rows of one batch; nothing is stored on self (thread-safe on Dask workers)
         max_atoms = max(1, CHUNK_BYTES // (24 * acc.n_columns))
@@ -166,24 +165,6 @@ class _LinearBase(Regressor):
         self.species_ = tuple(meta["species"]) if meta.get("species") is not None else None
         self.group_names_ = tuple(meta["group_names"])
         return acc, bias_cols
-
-    def _check_batch(self, batch, n_species, F, owner):
-        if not isinstance(batch, StructureBatch):
-            raise InvalidParameterError(
-                f"{owner}.fit expects StructureBatch items. Got {type(batch).__name__} instead.")
-        X = np.asarray(batch.X)
-        if X.ndim != 2 or X.shape[1] != F:
-            raise InvalidParameterError(
-                f"The descriptors 'X' of a StructureBatch given to {owner}.fit must have shape "
-                f"(n_atoms, {F}). Got {X.shape} instead.")
-        if not np.all(np.isfinite(X)):
-            raise InvalidParameterError(
-                f"The descriptors 'X' of a StructureBatch given to {owner}.fit must be finite.")
-        sp = np.asarray(batch.species)
-        if sp.size and (sp.min() < 0 or sp.max() >= n_species):
-            raise InvalidParameterError(
-                f"The 'species' indices of a StructureBatch given to {owner}.fit must lie in "
-                f"[0, {n_species - 1}]. Got values in [{sp.min()}, {sp.max()}] instead.")
 
     def _accumulate_plain(self, A, y, sample_weight):
         owner = type(self).__name__
