@@ -324,6 +324,36 @@ class _Selector:
         return np.asarray(out, dtype=np.int64)
 
 
+    def _greedy_pick(self, C, n, cost, st, gain):
+        """Greedy batch over whitened candidate rows ``C`` with posterior conditioning.
+
+        ``gain(R, avail)`` returns the gain of every candidate given the upper factor ``R`` of
+        the whitened posterior precision; the best gain per unit ``cost`` is taken (first
+        maximum: deterministic), duplicates are skipped, and ``R`` is updated by a QR of
+        ``[R; C_k]``.  Sets ``scores_`` (first-round gain / cost) and ``gains_``.
+        """
+        M = C[0].shape[1]
+        R = np.eye(M)
+        avail = np.ones(len(C), dtype=bool)
+        chosen, gains = [], []
+        while len(chosen) < n and avail.any():
+            g = gain(R, avail)
+            if not chosen:
+                self.scores_ = g / cost
+            score = np.where(avail, g / cost, -np.inf)
+            k = int(np.argmax(score))
+            avail[k] = False
+            if self._is_dup(st, k):
+                continue
+            chosen.append(k)
+            gains.append(g[k])
+            if st is not None:
+                st["chosen"].append(k)
+            R = scipy.linalg.qr(np.vstack([R, C[k]]), mode="r", check_finite=False)[0][:M]
+        self.gains_ = np.asarray(gains)
+        return np.asarray(chosen, dtype=np.int64)
+
+
 class MaxVarianceSelector(_Selector):
     r"""Pick the candidates with the largest predictive variance.
 
@@ -502,26 +532,8 @@ class DOptimalSelector(_Selector):
         # conditioned posterior has precision W = I + sum_chosen C^T C (eigenvalues >= 1),
         # and EIG_c = 1/2 logdet(I + C_c W^{-1} C_c^T)
         C = [_compress(_whiten(model, candidate_rows(model, a, self.kind))) for a in pool]
-        M = C[0].shape[1]
-        R = np.eye(M)  # upper factor of W: updated by QR of [R; C_c] (never squares C_c)
-        avail = np.ones(len(pool), dtype=bool)
-        chosen, gains = [], []
-        while len(chosen) < n and avail.any():
-            g = _eig(C, R)
-            if not chosen:
-                self.scores_ = g / cost
-            score = np.where(avail, g / cost, -np.inf)
-            k = int(np.argmax(score))  # first maximum: deterministic
-            avail[k] = False
-            if self._is_dup(st, k):
-                continue
-            chosen.append(k)
-            gains.append(g[k])
-            if st is not None:
-                st["chosen"].append(k)
-            R = scipy.linalg.qr(np.vstack([R, C[k]]), mode="r", check_finite=False)[0][:M]
-        self.gains_ = np.asarray(gains)
-        return np.asarray(chosen, dtype=np.int64)
+        # the upper factor R of W is updated by QR of [R; C_c] (never squares C_c)
+        return self._greedy_pick(C, n, cost, st, lambda R, avail: _eig(C, R))
 
 
 class InformationPerCostSelector(DOptimalSelector):
@@ -624,29 +636,15 @@ class VarianceReductionSelector(DOptimalSelector):
             V = scipy.linalg.solve_triangular(Rw, Pc, trans="T", check_finite=False)
             return float(np.sum(V * V))
 
-        R = np.eye(M)
-        avail = np.ones(len(pool), dtype=bool)
-        chosen, gains = [], []
-        while len(chosen) < n and avail.any():
+        def reduction(R, avail):
             base = summed_variance(R)
             g = np.zeros(len(pool))
             for k in np.flatnonzero(avail):
                 Rk = scipy.linalg.qr(np.vstack([R, C[k]]), mode="r", check_finite=False)[0][:M]
                 g[k] = base - summed_variance(Rk)
-            if not chosen:
-                self.scores_ = g / cost
-            score = np.where(avail, g / cost, -np.inf)
-            k = int(np.argmax(score))
-            avail[k] = False
-            if self._is_dup(st, k):
-                continue
-            chosen.append(k)
-            gains.append(g[k])
-            if st is not None:
-                st["chosen"].append(k)
-            R = scipy.linalg.qr(np.vstack([R, C[k]]), mode="r", check_finite=False)[0][:M]
-        self.gains_ = np.asarray(gains)
-        return np.asarray(chosen, dtype=np.int64)
+            return g
+
+        return self._greedy_pick(C, n, cost, st, reduction)
 
 
 def structure_fingerprints(model, structures):
