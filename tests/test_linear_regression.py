@@ -485,8 +485,9 @@ def test_split_batches_and_normal_solver_agree(desc, rng, monkeypatch):
                                atol=1e-9 * np.abs(ref.sigma_).max())
     r1 = LinearRegressor(quadratic=True, alpha=1e-3).fit(src)
     r2 = LinearRegressor(quadratic=True, alpha=1e-3, solver="normal").fit(src)
-    # (cond(A)^2 vs cond(A): the Gram path agrees to the accuracy it can deliver)
-    np.testing.assert_allclose(r2.coef_, r1.coef_, rtol=1e-5, atol=1e-7)
+    # (cond(A)^2 vs cond(A): the Gram path agrees to the accuracy it can deliver; 1e-5 was
+    # too tight across BLAS kernels: OPENBLAS_CORETYPE=Sandybridge gave 7e-6)
+    np.testing.assert_allclose(r2.coef_, r1.coef_, rtol=1e-4, atol=1e-7)
     # force design rows built for at most ~2 structures at a time: identical fit
     M = 2 * n_block(desc.n_features, True)
     monkeypatch.setattr(lin, "CHUNK_BYTES", 24 * M * 8)
