@@ -2,6 +2,9 @@
 recomputation, failing and timed-out oracle calls, Dask labelling, and the CLI."""
 
 import json
+import multiprocessing
+import os
+import threading
 import time
 
 import numpy as np
@@ -185,9 +188,70 @@ def test_label_structure_records_errors():
     calc = EMT()
     res = label_structure(calc, at, timeout=30.0)
     assert res["ok"] and res["forces"].shape == (4, 3) and res["stress"].shape == (6,)
-    assert calc.results == {}  # each structure gets its own copy (thread-safe, no stale state)
+    assert calc.results == {}  # each structure gets its own copy (no stale state)
+    res = label_structure(calc, at)
+    assert res["ok"] and res["forces"].shape == (4, 3) and calc.results == {}
     with pytest.raises(SimulatedKill):
         label_structure(CountingOracle([], kill_at=1), at, timeout=30.0)
+
+
+class SleepingOracle(Calculator):
+    """Writes its process id to ``pid_file``, then sleeps (a hung DFT run)."""
+
+    implemented_properties = ["energy", "forces"]
+
+    def __init__(self, pid_file, sleep=60.0):
+        super().__init__()
+        self.pid_file = pid_file
+        self.sleep = sleep
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        self.pid_file.write_text(str(os.getpid()))
+        time.sleep(self.sleep)
+        self.results = {"energy": 0.0, "forces": np.zeros((len(self.atoms), 3))}
+
+
+class DyingOracle(Calculator):
+    """Kills its own process (a segfaulting or out-of-memory oracle)."""
+
+    implemented_properties = ["energy", "forces"]
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        os._exit(3)
+
+
+def test_timed_out_oracle_leaves_no_worker_running(tmp_path):
+    at = bulk("Cu", cubic=True)
+    pid_file = tmp_path / "pid"
+    n_threads = threading.active_count()
+    t0 = time.perf_counter()
+    res = label_structure(SleepingOracle(pid_file), at, timeout=0.5)
+    elapsed = time.perf_counter() - t0
+    assert not res["ok"] and res["error"] == "timeout after 0.5 s (worker process terminated)"
+    assert 0.5 <= res["seconds"] and elapsed < 10.0
+    pid = int(pid_file.read_text())
+    assert pid != os.getpid()  # the oracle ran in a worker process ...
+    with pytest.raises(ProcessLookupError):  # ... which has been terminated and reaped
+        os.kill(pid, 0)
+    assert multiprocessing.active_children() == []
+    assert threading.active_count() == n_threads  # and no thread was left behind
+
+
+def test_dead_oracle_worker_is_a_failure():
+    res = label_structure(DyingOracle(), bulk("Cu", cubic=True), timeout=30.0)
+    assert not res["ok"] and res["error"] == "oracle worker process died (exit code 3)"
+    assert multiprocessing.active_children() == []
+
+
+def test_loop_records_and_skips_a_hung_oracle(tmp_path, initial):
+    # every call of this oracle hangs: each proposal is recorded as a timeout and skipped
+    res = _learner(tmp_path / "run", SleepingOracle(tmp_path / "pid"), initial,
+                   max_iterations=1, batch_size=2, oracle_timeout=0.3).run()
+    assert res.labelled_ == [] and len(res.failures_) == 2
+    assert all(e.startswith("timeout after 0.3 s") for e in res.failures_.values())
+    assert res.history_[0]["n_failed"] == 2
+    assert multiprocessing.active_children() == []
 
 
 def test_dask_labelling_matches_serial(tmp_path, initial):

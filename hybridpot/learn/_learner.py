@@ -6,7 +6,6 @@ import io
 import json
 import numbers
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -139,8 +138,8 @@ def make_oracle(oracle):
 def _fresh_calculator(oracle):
     """A calculator for one structure: ``oracle()`` for a factory, else a deep copy.
 
-    A copy per structure keeps concurrent calls (Dask worker threads, an abandoned timed-out
-    call still running) from sharing one calculator's state; a calculator that cannot be
+    A copy per structure keeps concurrent calls (Dask worker threads) from sharing one
+    calculator's state; a calculator that cannot be
     copied is used as is (pass a factory to be safe).
     """
     import copy
@@ -173,6 +172,75 @@ def _compute(oracle, atoms):
     return out
 
 
+def _worker_main(conn, oracle, atoms):
+    """Body of the oracle worker process: label, send the outcome through ``conn``."""
+    try:
+        msg = ("ok", _compute(oracle, atoms))
+    except BaseException as e:  # re-raised (not Exception) or recorded by the parent
+        msg = ("exc", e)
+    try:
+        conn.send(msg)
+    except Exception:  # an exception that cannot be pickled: send its text
+        e = msg[1]
+        conn.send(("error", f"{type(e).__name__}: {e}"))
+    finally:
+        conn.close()
+
+
+def _mp_context():
+    import multiprocessing
+
+    # fork: no pickling of the oracle into the worker (any calculator works, as in-process);
+    # elsewhere spawn, which needs a picklable oracle
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def _stop(proc):
+    """Terminate ``proc`` (SIGTERM, then SIGKILL after 5 s) and reap it."""
+    if proc.is_alive():
+        proc.terminate()
+        proc.join(5.0)
+    if proc.is_alive():  # pragma: no cover - an oracle that ignores SIGTERM
+        proc.kill()
+        proc.join()
+    proc.join()
+    proc.close()
+
+
+def _label_in_process(oracle, atoms, timeout, t0):
+    ctx = _mp_context()
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_worker_main, args=(send, oracle, atoms),
+                       name="hybridpot-oracle", daemon=True)
+    proc.start()
+    send.close()  # the child holds the only write end: EOF if it dies without sending
+    try:
+        left = t0 + float(timeout) - time.perf_counter()
+        if not recv.poll(max(left, 0.0)):
+            return {"ok": False, "error": f"timeout after {timeout:g} s (worker process "
+                    "terminated)", "seconds": time.perf_counter() - t0}
+        try:
+            msg = recv.recv()
+        except EOFError:  # the worker died without a result (segfault, out of memory, ...)
+            proc.join()
+            return {"ok": False, "error": "oracle worker process died (exit code "
+                    f"{proc.exitcode})", "seconds": time.perf_counter() - t0}
+    finally:
+        recv.close()
+        _stop(proc)
+    dt = time.perf_counter() - t0
+    kind, val = msg
+    if kind == "ok":
+        val.update(ok=True, seconds=dt)
+        return val
+    if kind == "exc":
+        if not isinstance(val, Exception):
+            raise val
+        return {"ok": False, "error": f"{type(val).__name__}: {val}", "seconds": dt}
+    return {"ok": False, "error": val, "seconds": dt}
+
+
 def label_structure(oracle, atoms, timeout=None):
     """Label one structure with ``oracle``; never raises for an oracle error.
 
@@ -183,8 +251,13 @@ def label_structure(oracle, atoms, timeout=None):
         callable is called once per structure.
     atoms : ase.Atoms
     timeout : float or None
-        Seconds.  The call runs in a daemon thread; when it takes longer it is abandoned (it
-        cannot be killed and keeps running in the background) and reported as a failure.
+        Seconds.  None: the oracle runs in the calling thread.  Otherwise it runs in a
+        separate worker process (``fork`` start method where available, else ``spawn``,
+        which needs a picklable oracle); when the call takes longer the worker is terminated
+        (SIGTERM, then SIGKILL) and the structure reported as a failure, so nothing is left
+        running.  A worker that dies (segfault, out of memory) is a failure too.  Inside a
+        daemonic process (e.g. a Dask nanny worker), which may not start children, the call
+        runs in the calling thread and the timeout is checked when it returns.
 
     Returns
     -------
@@ -193,35 +266,20 @@ def label_structure(oracle, atoms, timeout=None):
         periodic only), "seconds": s}`` or ``{"ok": False, "error": str, "seconds": s}``.
         Exceptions that are not ``Exception`` (``KeyboardInterrupt``, ``SystemExit``) propagate.
     """
+    import multiprocessing
+
     t0 = time.perf_counter()
-    if timeout is None:
-        try:
-            out = _compute(oracle, atoms)
-        except Exception as e:  # any oracle error is recorded, not fatal
-            return {"ok": False, "error": f"{type(e).__name__}: {e}",
-                    "seconds": time.perf_counter() - t0}
-        out.update(ok=True, seconds=time.perf_counter() - t0)
-        return out
-    box = {}
-
-    def target():
-        try:
-            box["out"] = _compute(oracle, atoms)
-        except BaseException as e:  # re-raised or recorded by the caller thread
-            box["exc"] = e
-
-    th = threading.Thread(target=target, name="hybridpot-oracle", daemon=True)
-    th.start()
-    th.join(timeout)
+    if timeout is not None and not multiprocessing.current_process().daemon:
+        return _label_in_process(oracle, atoms, timeout, t0)
+    try:
+        out = _compute(oracle, atoms)
+    except Exception as e:  # any oracle error is recorded, not fatal
+        return {"ok": False, "error": f"{type(e).__name__}: {e}",
+                "seconds": time.perf_counter() - t0}
     dt = time.perf_counter() - t0
-    if th.is_alive():
-        return {"ok": False, "error": f"timeout after {timeout:g} s", "seconds": dt}
-    if "exc" in box:
-        e = box["exc"]
-        if not isinstance(e, Exception):
-            raise e
-        return {"ok": False, "error": f"{type(e).__name__}: {e}", "seconds": dt}
-    out = box["out"]
+    if timeout is not None and dt > float(timeout):
+        return {"ok": False, "error": f"timeout after {timeout:g} s (took {dt:.3g} s)",
+                "seconds": dt}
     out.update(ok=True, seconds=dt)
     return out
 
@@ -282,7 +340,9 @@ class ActiveLearner:
     validation : list of ase.Atoms, optional
         Labelled held-out structures for the force MAE in the history (and ``target_error``).
     oracle_timeout : float or None
-        Seconds per structure.
+        Seconds per structure.  When set, each oracle call runs in a worker process that is
+        terminated at the timeout (see :func:`label_structure`); the structure is recorded
+        in ``failures.jsonl`` and skipped.
     n_workers : int, default=1
         > 1 starts an embedded Dask ``LocalCluster`` (single-threaded workers) for labelling.
     client : distributed.Client, optional
