@@ -19,6 +19,7 @@ import numpy as np
 import scipy.linalg
 import scipy.optimize
 import scipy.sparse
+from numba import njit
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
@@ -180,6 +181,138 @@ def select_sparse_points(C, n_sparse, method, random_state=None):
 
 
 # ---------------------------------------------------------------------------------------------
+# kernel Hessians: exact-GP prior variance of force and stress components
+# ---------------------------------------------------------------------------------------------
+@njit(cache=True)
+def _hessian_quadratic_forms(Y, sp, atoms, G, dot, zeta, inv_l2):
+    """``sum_{u,v} G[u, c] . H(Y[atoms[u]], Y[atoms[v]]) G[v, c]`` for every component ``c``.
+
+    ``H(x, x') = d^2 k(x, x') / dx dx'^T`` in kernel coordinates, only over pairs of the same
+    species (``sp < 0``: no kernel term).  SE (``Y`` centred descriptors):
+    ``g.H g' = k / l^2 (g.g' - (g.d)(g'.d) / l^2)``, ``d = y - y'``; dot (``Y`` unit vectors,
+    ``G`` already projected, ``h = (I - y y^T) g / |x|``):
+    ``h.H h' = zeta (zeta-1) c^(zeta-2) (h.y')(h'.y) + zeta c^(zeta-1) h.h'``, ``c = y.y'``.
+    The pair sum is symmetric, so only ``u <= v`` is visited.
+    """
+    m, C, F = G.shape
+    out = np.zeros(C)
+    for u in range(m):
+        au = atoms[u]
+        if sp[au] < 0:
+            continue
+        for v in range(u, m):
+            av = atoms[v]
+            if sp[av] != sp[au]:
+                continue
+            w = 1.0 if u == v else 2.0
+            if dot:
+                c = 0.0
+                for f in range(F):
+                    c += Y[au, f] * Y[av, f]
+                f1 = float(zeta)
+                for _ in range(zeta - 1):
+                    f1 *= c
+                f2 = 0.0
+                if zeta >= 2:
+                    f2 = float(zeta * (zeta - 1))
+                    for _ in range(zeta - 2):
+                        f2 *= c
+                for q in range(C):
+                    hh = 0.0
+                    huy = 0.0
+                    hvy = 0.0
+                    for f in range(F):
+                        hh += G[u, q, f] * G[v, q, f]
+                        huy += G[u, q, f] * Y[av, f]
+                        hvy += G[v, q, f] * Y[au, f]
+                    out[q] += w * (f2 * huy * hvy + f1 * hh)
+            else:
+                d2 = 0.0
+                for f in range(F):
+                    t = Y[au, f] - Y[av, f]
+                    d2 += t * t
+                k = np.exp(-0.5 * d2 * inv_l2)
+                for q in range(C):
+                    gg = 0.0
+                    gud = 0.0
+                    gvd = 0.0
+                    for f in range(F):
+                        t = Y[au, f] - Y[av, f]
+                        gg += G[u, q, f] * G[v, q, f]
+                        gud += G[u, q, f] * t
+                        gvd += G[v, q, f] * t
+                    out[q] += w * k * inv_l2 * (gg - gud * gvd * inv_l2)
+    return out
+
+
+@njit(cache=True)
+def _force_prior_kernel(Y, sp, pair_i, D, nbr_ptr, nbr_pair, ctr_ptr, ctr_pair, max_local, dot,
+                        zeta, inv_l2):
+    """Exact prior variance (times ``alpha``) of every force component, shape (n_atoms, 3).
+
+    For atom ``k`` the local atoms are ``k`` and the centres of the pairs whose neighbour is
+    ``k``; ``g_i = dX_i / dr_k[a]`` is ``+D[p]`` for those pairs and ``-sum D[p]`` over the
+    pairs centred on ``k`` (the Jacobian layout of :mod:`hybridpot.descriptors._base`).
+    """
+    n, F = Y.shape
+    out = np.zeros((n, 3))
+    loc = np.full(n, -1, dtype=np.int64)
+    atoms = np.empty(max_local, dtype=np.int64)
+    G = np.zeros((max_local, 3, F))
+    for k in range(n):
+        atoms[0] = k
+        loc[k] = 0
+        m = 1
+        for a in range(3):
+            for f in range(F):
+                G[0, a, f] = 0.0
+        for t in range(ctr_ptr[k], ctr_ptr[k + 1]):
+            p = ctr_pair[t]
+            for a in range(3):
+                for f in range(F):
+                    G[0, a, f] -= D[p, a, f]
+        for t in range(nbr_ptr[k], nbr_ptr[k + 1]):
+            p = nbr_pair[t]
+            i = pair_i[p]
+            li = loc[i]
+            if li < 0:
+                li = m
+                loc[i] = m
+                atoms[m] = i
+                for a in range(3):
+                    for f in range(F):
+                        G[m, a, f] = 0.0
+                m += 1
+            for a in range(3):
+                for f in range(F):
+                    G[li, a, f] += D[p, a, f]
+        out[k] = _hessian_quadratic_forms(Y, sp, atoms[:m], G[:m], dot, zeta, inv_l2)
+        for u in range(m):
+            loc[atoms[u]] = -1
+    return out
+
+
+@njit(cache=True)
+def _stress_prior_kernel(Y, sp, order, bounds, G, dot, zeta, inv_l2):
+    """Exact prior variance (times ``alpha``) of the Voigt stress of every structure.
+
+    ``G[i, v] = dX_i / d eps_v / V`` (atom-level strain Jacobian over the volume); the atoms
+    of structure ``s`` are ``order[bounds[s]:bounds[s + 1]]``.
+    """
+    ns = bounds.shape[0] - 1
+    out = np.zeros((ns, G.shape[1]))
+    for s in range(ns):
+        atoms = order[bounds[s]:bounds[s + 1]]
+        if atoms.shape[0] == 0:
+            continue
+        Gs = np.empty((atoms.shape[0], G.shape[1], G.shape[2]))
+        for u in range(atoms.shape[0]):
+            Gs[u] = G[atoms[u]]
+        out[s] = _hessian_quadratic_forms(Y, sp, atoms, Gs, dot, zeta, inv_l2)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # the regressor
 # ---------------------------------------------------------------------------------------------
 @register_regressor
@@ -222,13 +355,37 @@ class SparseGPRegressor(Regressor):
     most ``20 * n_sparse`` distinct candidate environments per element (bottom-k reservoir
     sample under ``random_state``).
 
-    Predictive variances (:meth:`predict_batch` with ``return_std=True``) of total energies,
-    forces and stresses are ``a^T H_w^{-1} a`` for the corresponding row ``a`` (by a
-    triangular solve with the factor of ``H_w``); the total-energy variance adds the DTC
-    term ``alpha^{-1} (sum_{ij} k(X_i, X_j) - a_E^T K^{-1} a_E)`` (pairs of atoms of the same
-    element), which makes it grow away from the inducing set.  Force and stress variances
-    contain the projected part only (no derivative DTC term).  The fitted noise of the label
-    kind is added unless ``include_noise=False``.
+    Predictive variances (:meth:`predict_batch` with ``return_std=True``) are the DTC /
+    GAP variances of the linear functional ``L`` (total energy, one force component, one
+    Voigt stress) of the per-atom energies,
+
+    .. math::
+        \sigma^2_L = a_L^T H_w^{-1} a_L
+        + \alpha^{-1}\big(k_{LL} - \tilde a_L^T K^{-1} \tilde a_L\big)
+        \ [+\ \sigma^2_{\mathrm{noise}}],
+
+    with ``a_L`` the design row (:meth:`design_rows`), ``\tilde a_L`` its kernel columns and
+    ``k_LL`` the exact prior covariance of ``L`` (pairs ``i, j`` of atoms of one element):
+
+    - energy: ``k_EE = sum_{ij} k(X_i, X_j)``;
+    - force ``F_k[a]``: ``k_FF = sum_{ij} g_i^T H(X_i, X_j) g_j`` with
+      ``g_i = dX_i/dr_k[a]`` (nonzero for ``k`` and the atoms having ``k`` as neighbour)
+      and the kernel Hessian ``H = d^2 k(x, x')/dx dx'^T``:
+      SE ``H = k/l^2 (I - d d^T/l^2)``, ``d = x - x'``; dot
+      ``H = zeta(zeta-1) c^(zeta-2) P(x) x̂' x̂^T P(x') + zeta c^(zeta-1) P(x) P(x')``,
+      ``c = x̂.x̂'``, ``P(x) = (I - x̂ x̂^T)/|x|``;
+    - stress ``v = (a, b)``: the same with ``g_i = (1/V) sum_{p: i_p = i} d_drij[p, a] r_ij[p, b]``
+      summed over all atoms of the structure.
+
+    The first term is the weight posterior (SoR); the second, the DTC correction, makes the
+    variance grow away from the inducing set and tends to the prior ``k_LL / alpha`` far from
+    it.  With every environment inducing it vanishes for energies of those environments but
+    *not* for forces (derivatives of ``k`` at ``U`` are not in the span of ``k(., U)``);
+    then the result equals the exact GP posterior of every functional.  The fitted noise of
+    the label kind is added unless ``include_noise=False``.  Cost of the force term (numba,
+    per atom and direction, ``n_nb`` neighbours): ``O(n_nb^2 F)``, i.e. ``O(n_atoms n_nb^2 F)``
+    per structure; stress ``O(n_atoms^2 F)``.  ``derivative_variance="projected"`` keeps the
+    SoR part for forces and stresses only (cheaper; underestimates the force uncertainty).
 
     MD and calculator forces use the adjoint: :meth:`atomic_energy_gradient` returns
     ``dE/dX_i = sum_m w_m dk(X_i, U_m)/dX_i`` for ``Descriptor.backward``.
@@ -275,6 +432,10 @@ class SparseGPRegressor(Regressor):
         Convergence on the largest change of ``log(alpha)``, ``log(beta_k)``.
     bias : bool, default=True
         Fit the per-element constant ``b_z``.
+    derivative_variance : {"dtc", "projected"}, default="dtc"
+        Force and stress predictive variances with the DTC term through the kernel Hessian
+        (``"dtc"``) or the weight-posterior part only (``"projected"``).  Energies always
+        include their DTC term.
     random_state : int, RandomState or None, default=None
         Seeds the reservoir sample and the inducing-point choice.
 
@@ -310,7 +471,7 @@ class SparseGPRegressor(Regressor):
     def __init__(self, *, kernel="dot", zeta=4, length_scale="auto", n_sparse=500,
                  sparse_method="cur", jitter=1e-8, solver="tsqr", alpha_init=None,
                  noise_init=None, noise=None, max_iter=500, tol=1e-6, bias=True,
-                 random_state=None):
+                 derivative_variance="dtc", random_state=None):
         self.kernel = kernel
         self.zeta = zeta
         self.length_scale = length_scale
@@ -324,6 +485,7 @@ class SparseGPRegressor(Regressor):
         self.max_iter = max_iter
         self.tol = tol
         self.bias = bias
+        self.derivative_variance = derivative_variance
         self.random_state = random_state
 
     # -- validation -------------------------------------------------------------------------
@@ -375,6 +537,8 @@ class SparseGPRegressor(Regressor):
         if not isinstance(self.bias, (bool, np.bool_)):
             raise InvalidParameterError(
                 f"The 'bias' parameter of {owner} must be a bool. Got {self.bias!r} instead.")
+        check_choice(self.derivative_variance, "derivative_variance", ("dtc", "projected"),
+                     owner)
 
     # -- fitting ----------------------------------------------------------------------------
     def fit(self, batches, y=None):
@@ -942,7 +1106,11 @@ class SparseGPRegressor(Regressor):
             var = var + (nat * self._noise_of("energy")) ** 2
         out["energy_std"] = np.sqrt(var)
         if g is not None:
+            dtc = check_choice(self.derivative_variance, "derivative_variance",
+                               ("dtc", "projected"), owner) == "dtc"
             var = self._param_variance(Fr)
+            if dtc:
+                var = var + self._dtc_force_variance(X, sp, g, Fr)
             if include_noise:
                 var = var + self._noise_of("forces") ** 2
             out["forces_std"] = np.sqrt(var).reshape(-1, 3)
@@ -950,6 +1118,8 @@ class SparseGPRegressor(Regressor):
             if ok.any():
                 rows = Sr.reshape(ns, 6, -1)[ok].reshape(-1, Sr.shape[1])
                 var = self._param_variance(rows)
+                if dtc:
+                    var = var + self._dtc_stress_variance(X, sp, st, g, vol, ok, rows)
                 if include_noise:
                     var = var + self._noise_of("stress") ** 2
                 sstd[ok] = np.sqrt(var).reshape(-1, 6)
@@ -982,6 +1152,89 @@ class SparseGPRegressor(Regressor):
                                           check_finite=False)
         q = np.einsum("ij,ij->j", Z, Z)
         return np.maximum(kss - q, 0.0) / self.alpha_
+
+    def _projected_prior(self, rows):
+        """``a^T K^{-1} a`` of the kernel columns of every row (the DTC prior, times alpha)."""
+        nk = self._n_kernel
+        Z = scipy.linalg.solve_triangular(self.kmm_factor_[:nk, :nk], rows[:, :nk].T,
+                                          lower=True, check_finite=False)
+        return np.einsum("ij,ij->j", Z, Z)
+
+    def _hessian_coordinates(self, X, sp, g):
+        """Kernel coordinates ``Y``, species (-1: no inducing points) and the pair Jacobian
+        ``D`` in the coordinates of :func:`_hessian_quadratic_forms` (projected for dot)."""
+        Y = np.zeros_like(X)
+        spk = sp.copy()
+        inv_n = np.zeros(X.shape[0])
+        for z in range(self.n_species_):
+            m = sp == z
+            if self._offsets[z + 1] == self._offsets[z]:
+                spk[m] = -1
+                continue
+            if self.kernel == "dot":
+                Y[m], nrm = _unit_rows(X[m])
+                inv_n[m] = np.where(nrm > 0, 1.0 / np.where(nrm > 0, nrm, 1.0), 0.0)
+            else:
+                Y[m] = X[m] - self.centre_[z][None, :]
+        D = np.asarray(g.d_drij, dtype=np.float64)
+        pi = np.asarray(g.pair_i, dtype=np.int64)
+        if self.kernel == "dot":   # h = (I - y y^T) g / |x| of the centre atom
+            yc = Y[pi]
+            D = (D - np.einsum("paf,pf->pa", D, yc)[:, :, None] * yc[:, None, :]) \
+                * inv_n[pi][:, None, None]
+        inv_l2 = 0.0 if self.kernel == "dot" else 1.0 / self.length_scale_ ** 2
+        return (np.ascontiguousarray(Y), spk, np.ascontiguousarray(D), pi,
+                self.kernel == "dot", int(self._zeta), float(inv_l2))
+
+    def _dtc_force_variance(self, X, sp, g, Fr):
+        """``alpha^{-1} (k_** - a^T K^{-1} a)`` of every force component, shape (3 n_atoms,)."""
+        kss = self._force_prior_variance(X, sp, g)
+        return np.maximum(kss - self._projected_prior(Fr) / self.alpha_, 0.0)
+
+    def _force_prior_variance(self, X, sp, g):
+        """Exact-GP prior variance ``k_**`` (eV²/Å²) of every force component, (3 n_atoms,)."""
+        n = X.shape[0]
+        if g.pair_i.shape[0] == 0 or n == 0:
+            return np.zeros(3 * n)
+        Y, spk, D, pi, dot, zeta, inv_l2 = self._hessian_coordinates(X, sp, g)
+        pj = np.asarray(g.pair_j, dtype=np.int64)
+        nbr_pair = np.argsort(pj, kind="stable")
+        nbr_ptr = np.searchsorted(pj[nbr_pair], np.arange(n + 1)).astype(np.int64)
+        ctr_pair = np.argsort(pi, kind="stable")
+        ctr_ptr = np.searchsorted(pi[ctr_pair], np.arange(n + 1)).astype(np.int64)
+        max_local = int(np.bincount(pj, minlength=n).max()) + 1
+        kss = _force_prior_kernel(Y, spk, pi, D, nbr_ptr, nbr_pair, ctr_ptr, ctr_pair,
+                                  max_local, dot, zeta, inv_l2).reshape(-1)
+        return kss / self.alpha_
+
+    def _dtc_stress_variance(self, X, sp, st, g, vol, ok, rows):
+        """The DTC term of the Voigt stresses of the structures ``ok``, shape (6 n_ok,)."""
+        kss = self._stress_prior_variance(X, sp, st, g, vol, ok)
+        return np.maximum(kss - self._projected_prior(rows) / self.alpha_, 0.0)
+
+    def _stress_prior_variance(self, X, sp, st, g, vol, ok):
+        """Exact-GP prior variance (eV²/Å⁶) of the Voigt stresses of the structures ``ok``,
+        shape (6 n_ok,)."""
+        n, ns = X.shape[0], vol.shape[0]
+        if g.pair_i.shape[0] == 0 or n == 0:
+            return np.zeros(6 * int(np.sum(ok)))
+        Y, spk, D, pi, dot, zeta, inv_l2 = self._hessian_coordinates(X, sp, g)
+        rij = np.asarray(g.rij, dtype=np.float64)
+        S = scipy.sparse.csr_matrix((np.ones(pi.size), (pi, np.arange(pi.size))),
+                                    shape=(n, pi.size))
+        inv_v = np.zeros(ns)
+        inv_v[ok] = 1.0 / vol[ok]
+        G = np.empty((n, 6, X.shape[1]))
+        for v, (a, b) in enumerate(VOIGT):   # dX_i / d eps_ab / V
+            G[:, v] = S @ (D[:, a, :] * rij[:, b, None])
+        G *= inv_v[st][:, None, None]
+        keep = ok[st]
+        order = np.nonzero(keep)[0][np.argsort(st[keep], kind="stable")]
+        bounds = np.searchsorted(st[order], np.nonzero(ok)[0])
+        bounds = np.append(bounds, order.size).astype(np.int64)
+        kss = _stress_prior_kernel(Y, spk, order.astype(np.int64), bounds, G, dot, zeta,
+                                   inv_l2).reshape(-1)
+        return kss / self.alpha_
 
     def _noise_of(self, kind):
         return float(self.noise_.get(kind, 0.0))
