@@ -379,15 +379,24 @@ def test_reservoir_bounds_candidates_and_skips_duplicates(rng, monkeypatch):
     st = np.repeat(np.arange(20), 4)
     batches = [energy_batch(X[:40], st[:40], rng.normal(size=10)),
                energy_batch(X[40:], st[40:] - 10, rng.normal(size=10))]
-    gp = SparseGPRegressor(kernel="se", length_scale=1.0, n_sparse=200, random_state=0)
-    gp._validate()
-    U, _ = gp._choose_inducing(batches, 1, 3, np.random.RandomState(0))
-    assert U[0].shape[0] == 3 * 200 or U[0].shape[0] == 41
-    assert np.unique(np.round(U[0], 12), axis=0).shape[0] == U[0].shape[0]
-    gp2 = SparseGPRegressor(kernel="se", length_scale=1.0, n_sparse=5, random_state=0)
-    gp2._validate()
-    U2, _ = gp2._choose_inducing(batches, 1, 3, np.random.RandomState(0))
-    assert U2[0].shape[0] == 5
+    meta = {"n_species": 1, "n_features": 3, "species": None, "group_names": ("default",)}
+
+    def candidates(gp):
+        gp._validate()
+        r = np.random.RandomState(0)
+        cand = gp._new_candidates(meta)
+        for b in batches:
+            gp._add_candidates(cand, b, r.random_sample(b.n_atoms), meta)
+        return cand, r
+
+    cand, _ = candidates(SparseGPRegressor(kernel="se", length_scale=1.0, n_sparse=200))
+    assert cand["C"][0].shape[0] == 41                       # cap 600: every distinct row
+    assert np.unique(np.round(cand["C"][0], 12), axis=0).shape[0] == 41
+    gp2 = SparseGPRegressor(kernel="se", length_scale=1.0, n_sparse=5)
+    cand, r = candidates(gp2)
+    assert cand["C"][0].shape[0] == 3 * 5                    # bottom-15 keys kept
+    gp2._set_inducing(cand, meta, r)
+    assert gp2.inducing_.shape == (5, 3)
 
 
 def test_fit_is_deterministic_and_elementwise(desc):

@@ -555,18 +555,97 @@ class SparseGPRegressor(Regressor):
         self
         """
         self._validate()
-        owner = type(self).__name__
         source = BatchSource.wrap(batches)
-        nsp, F = source.n_species, source.n_features
+        meta = {"n_species": source.n_species, "n_features": source.n_features,
+                "species": source.species, "group_names": source.group_names}
+        rng = check_random_state(self.random_state)
+        cand = self._new_candidates(meta)
+        for batch in source:
+            self._add_candidates(cand, batch, rng.random_sample(batch.n_atoms), meta)
+        self._set_inducing(cand, meta, rng)
+        stats = self._new_stats(meta)
+        for batch in source:
+            self._add_batch(stats, batch, meta)
+        return self._fit_stats(stats, meta)
+
+    # -- streamed statistics: the serial fit above, and hybridpot.parallel (Dask), which runs
+    #    the candidate pass and the row pass on the workers and merges the partial results:
+    #    _candidate_keys -> _new_candidates / _add_candidates / _merge_candidates ->
+    #    _set_inducing -> _new_stats / _add_batch / _merge_stats -> _fit_stats ---------------
+    def _check_meta(self, meta):
+        nsp, F = int(meta["n_species"]), int(meta["n_features"])
         if nsp < 1 or F < 1:
             raise InvalidParameterError(
-                f"{owner}.fit needs n_species >= 1 and n_features >= 1. "
+                f"{type(self).__name__}.fit needs n_species >= 1 and n_features >= 1. "
                 f"Got {nsp} and {F} instead.")
-        rng = check_random_state(self.random_state)
-        U, centre = self._choose_inducing(source, nsp, F, rng)
+        return nsp, F
+
+    def _candidate_keys(self, meta, n_atoms):
+        """Validate and draw the reservoir keys of ``n_atoms`` atoms (training-set order).
+
+        The serial fit draws the same keys batch by batch from the same generator; the
+        generator is kept (``_selection_rng``) for :meth:`_set_inducing`.
+        """
+        self._validate()
+        self._check_meta(meta)
+        self._selection_rng = check_random_state(self.random_state)
+        return self._selection_rng.random_sample(int(n_atoms))
+
+    def _new_candidates(self, meta):
+        """Empty per-element candidate reservoir ``{"C": [...], "keys": [...]}``."""
+        nsp, F = self._check_meta(meta)
+        return {"C": [np.zeros((0, F)) for _ in range(nsp)],
+                "keys": [np.zeros(0) for _ in range(nsp)], "n_batches": 0}
+
+    def _reservoir(self, cand, z, C, k):
+        """Keep the distinct rows of ``C`` with the ``20 n_sparse`` smallest keys (in order)."""
+        coords = _unit_rows(C)[0] if self.kernel == "dot" else C
+        keep = _dedupe(coords, k)
+        cap = CANDIDATE_FACTOR * self._n_sparse
+        if keep.shape[0] > cap:
+            keep = keep[np.argsort(k[keep], kind="stable")[:cap]]
+            keep.sort()
+        cand["C"][z], cand["keys"][z] = C[keep], k[keep]
+
+    def _add_candidates(self, cand, batch, keys, meta):
+        """Offer the atoms of ``batch`` (reservoir keys ``keys``) to the candidate reservoir."""
+        nsp, F = self._check_meta(meta)
+        self._check_batch(batch, nsp, F)
+        cand["n_batches"] += 1
+        X = np.asarray(batch.X, dtype=np.float64)
+        sp = np.asarray(batch.species, dtype=np.int64)
+        for z in np.unique(sp):
+            m = sp == z
+            self._reservoir(cand, z, np.vstack([cand["C"][z], X[m]]),
+                            np.concatenate([cand["keys"][z], keys[m]]))
+        return cand
+
+    def _merge_candidates(self, a, b):
+        """Reservoir of the atoms of ``a`` followed by those of ``b`` (returns ``a``)."""
+        for z in range(len(a["C"])):
+            if b["C"][z].shape[0]:
+                self._reservoir(a, z, np.vstack([a["C"][z], b["C"][z]]),
+                                np.concatenate([a["keys"][z], b["keys"][z]]))
+        a["n_batches"] += b["n_batches"]
+        return a
+
+    def _set_inducing(self, cand, meta, rng=None):
+        """Choose the inducing points from the candidates; set the kernel-space state."""
+        owner = type(self).__name__
+        nsp, F = self._check_meta(meta)
+        if rng is None:
+            rng = self.__dict__.pop("_selection_rng")
+        U, centre = [], np.zeros((nsp, F))
+        for z in range(nsp):
+            C = cand["C"][z]
+            if C.shape[0]:
+                centre[z] = C.mean(axis=0)
+            coords = _prepared(self.kernel, C, centre[z])[0]
+            idx = select_sparse_points(coords, self._n_sparse, self.sparse_method, rng)
+            U.append(C[idx])
         self.n_species_ = nsp
         self.n_features_in_ = F
-        self.species_ = source.species
+        self.species_ = tuple(meta["species"]) if meta.get("species") is not None else None
         self.inducing_species_ = np.concatenate(
             [np.full(u.shape[0], z, dtype=np.int64) for z, u in enumerate(U)])
         self.inducing_ = np.vstack(U)
@@ -576,29 +655,64 @@ class SparseGPRegressor(Regressor):
             raise MissingLabelsError(f"{owner}.fit received no atoms.")
         if self.kernel == "se":
             if self._length_scale is not None:
-                scales = [self._length_scale]
+                self._scales = [self._length_scale]
             else:
                 med = self._median_inducing_distance()
-                scales = [f * med for f in LENGTH_SCALE_FACTORS]
+                self._scales = [f * med for f in LENGTH_SCALE_FACTORS]
         else:
-            scales = [None]
-        fits = []
-        for ls in scales:
-            self.length_scale_ = ls
-            fits.append({"length_scale": ls, "L": self._kmm_factor()})
-        self._n_length_scales = len(fits)
-        accs = self._accumulate(source, fits, nsp, F)
+            self._scales = [None]
+        self._n_length_scales = len(self._scales)
+        return self
+
+    def _new_stats(self, meta):
+        """Empty row accumulators (one per candidate length scale); needs the inducing set."""
+        method = "qr" if self.solver == "tsqr" else "gram"
+        return {"accs": [TSQRAccumulator(self._n_columns, method=method)
+                         for _ in self._scales], "n_batches": 0}
+
+    def _add_batch(self, stats, batch, meta):
+        """Add the labelled rows of one batch (nothing is stored on ``self``)."""
+        nsp, F = self._check_meta(meta)
+        stats["n_batches"] += 1
+        self._check_batch(batch, nsp, F)
+        for sub in split_batch(batch, self._max_chunk_atoms(batch)):
+            rows = self._labelled_rows(sub, self._scales)
+            for acc, rows_q in zip(stats["accs"], rows):
+                for kind, A, yv, w in rows_q:
+                    acc.add(kind, A, yv, w)
+        return stats
+
+    @staticmethod
+    def _merge_stats(a, b):
+        """Combine the accumulators of two disjoint row sets (returns ``a``)."""
+        for acc, other in zip(a["accs"], b["accs"]):
+            acc.merge(other)
+        a["n_batches"] += b["n_batches"]
+        return a
+
+    def _fit_stats(self, stats, meta):
+        """Maximise the evidence from the merged row factors; returns ``self``."""
+        owner = type(self).__name__
+        accs = stats["accs"]
+        if not accs[0].keys():
+            raise MissingLabelsError(
+                f"{owner}.fit received {stats['n_batches']} batch(es) with no usable "
+                "label: every energy, force and stress label is missing (NaN), has zero "
+                "weight, or (stress) belongs to a structure that is not periodic in 3-D.")
+        self.group_names_ = tuple(meta.get("group_names") or ("default",))
         best = None
-        for fit, acc in zip(fits, accs):
-            res = self._evidence(acc, fit["L"])
-            res.update(fit)
+        for ls, acc in zip(self._scales, accs):
+            self.length_scale_ = ls
+            L = self._kmm_factor()
+            res = self._evidence(acc, L)
+            res.update({"length_scale": ls, "L": L})
             if best is None or res["log_evidence"] > best["log_evidence"]:
                 best = res
         if not best["converged"]:
             warnings.warn(
                 f"{owner}: evidence maximisation did not converge in max_iter={self._max_iter} "
                 f"iterations (last convergence measure {best['change']:.3g} > "
-                f"tol={self._tol:g}); increase max_iter.", ConvergenceWarning, stacklevel=2)
+                f"tol={self._tol:g}); increase max_iter.", ConvergenceWarning, stacklevel=3)
         self.length_scale_ = best["length_scale"]
         self.kmm_factor_ = best["L"]
         self.alpha_ = float(best["alpha"])
@@ -634,35 +748,6 @@ class SparseGPRegressor(Regressor):
         d = d[d > 0]
         return float(np.median(d)) if d.size else 1.0
 
-    def _choose_inducing(self, source, nsp, F, rng):
-        cap = CANDIDATE_FACTOR * self._n_sparse
-        cand = [np.zeros((0, F)) for _ in range(nsp)]
-        keys = [np.zeros(0) for _ in range(nsp)]
-        for batch in source:
-            self._check_batch(batch, nsp, F)
-            X = np.asarray(batch.X, dtype=np.float64)
-            sp = np.asarray(batch.species, dtype=np.int64)
-            u = rng.random_sample(X.shape[0])
-            for z in np.unique(sp):
-                m = sp == z
-                C = np.vstack([cand[z], X[m]])
-                k = np.concatenate([keys[z], u[m]])
-                coords = _unit_rows(C)[0] if self.kernel == "dot" else C
-                keep = _dedupe(coords, k)
-                if keep.shape[0] > cap:
-                    keep = keep[np.argsort(k[keep], kind="stable")[:cap]]
-                    keep.sort()
-                cand[z], keys[z] = C[keep], k[keep]
-        U, centre = [], np.zeros((nsp, F))
-        for z in range(nsp):
-            C = cand[z]
-            if C.shape[0]:
-                centre[z] = C.mean(axis=0)
-            coords = _prepared(self.kernel, C, centre[z])[0]
-            idx = select_sparse_points(coords, self._n_sparse, self.sparse_method, rng)
-            U.append(C[idx])
-        return U, centre
-
     def _kmm_factor(self):
         M = self._n_columns
         L = np.zeros((M, M))
@@ -693,27 +778,6 @@ class SparseGPRegressor(Regressor):
                     f"The inducing kernel matrix of element {z} is not positive definite; "
                     f"increase 'jitter' (got {self.jitter!r}).")
         return L
-
-    def _accumulate(self, source, fits, nsp, F):
-        method = "qr" if self.solver == "tsqr" else "gram"
-        M = self._n_columns
-        accs = [TSQRAccumulator(M, method=method) for _ in fits]
-        n_batches = 0
-        for batch in source:
-            n_batches += 1
-            self._check_batch(batch, nsp, F)
-            for sub in split_batch(batch, self._max_chunk_atoms(batch)):
-                rows = self._labelled_rows(sub, [fit["length_scale"] for fit in fits])
-                for acc, rows_q in zip(accs, rows):
-                    for kind, A, yv, w in rows_q:
-                        acc.add(kind, A, yv, w)
-        if not accs[0].keys():
-            raise MissingLabelsError(
-                f"{type(self).__name__}.fit received {n_batches} batch(es) with no usable "
-                "label: every energy, force and stress label is missing (NaN), has zero "
-                "weight, or (stress) belongs to a structure that is not periodic in 3-D.")
-        self.group_names_ = tuple(source.group_names)
-        return accs
 
     def _max_chunk_atoms(self, batch):
         M = max(self._n_columns, 1)
