@@ -54,11 +54,9 @@ def build(element, baseline, model, n_sparse, gp_noise=None):
         reg = R.SparseGPRegressor(kernel="se", n_sparse=n_sparse, random_state=0, noise=noise)
     base = None
     if baseline == "EMT":
-        from ase.calculators.emt import EMT
+        from hybridpot.baselines import EMT
 
-        from hybridpot.baselines import ASEBaseline
-
-        base = ASEBaseline(EMT())
+        base = EMT()  # numba EMT, equal to ASEBaseline(ase.calculators.emt.EMT())
     # stress off for Ni/Cu (the mlearn stresses are offset from the energy derivative)
     return HybridPotential(desc, reg, base, {"energy": 1.0, "forces": 1.0, "stress": 0.0})
 

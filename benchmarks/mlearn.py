@@ -48,12 +48,10 @@ EMT_ELEMENTS = {"Ni", "Cu", "Al", "Ag", "Au", "Pd", "Pt"}
 
 
 def _baseline(element):
-    from hybridpot.baselines import ASEBaseline, ZBL
+    from hybridpot.baselines import EMT, ZBL
 
     if element in EMT_ELEMENTS:
-        from ase.calculators.emt import EMT
-
-        return ASEBaseline(EMT())
+        return EMT()  # numba EMT, equal to ASEBaseline(ase.calculators.emt.EMT())
     return ZBL(r_inner=1.0, r_cut=2.0)
 
 

@@ -55,9 +55,10 @@ both sections optional, values shown are the defaults)::
     [select]
     pool = ""                   # extxyz of candidates (or --pool)
     n = 10
-    method = "d_optimal"        # max_variance | d_optimal | information_per_cost |
-                                # variance_reduction | stratified | random
-    kind = "both"               # energy | forces | both (rows used to score candidates)
+    method = "stratified"       # stratified | max_variance | d_optimal |
+                                # information_per_cost | variance_reduction | random
+    kind = "forces"             # energy | forces | both (rows used to score candidates;
+                                # default "both" for d_optimal and the other greedy methods)
     output = "selected.extxyz"
     dedup_threshold = 1e-3      # scaled descriptor distance of near-duplicates
     seed = 0                    # method = "random" / "stratified" only
@@ -88,7 +89,7 @@ both sections optional, values shown are the defaults)::
     max_iterations = 10
     target_force_mae = 0.0      # eV/Å; unset: not used
     target_sigma = 0.0          # eV/Å; unset: not used
-    method = "d_optimal"        # as in [select]; kind, dedup_threshold too
+    method = "stratified"       # as in [select]; kind, dedup_threshold too
     oracle_timeout = 0.0        # s per structure; unset: none
     n_workers = 1               # > 1: Dask LocalCluster for the oracle calls
     seed = 0

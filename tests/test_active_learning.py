@@ -294,10 +294,12 @@ def test_cli_select(tmp_path, initial):
                  str(tmp_path / "pool.extxyz"), "-n", "3", "--out", str(out)]) == 0
     chosen = read(out, ":")
     idx = [a.info["pool_index"] for a in chosen]
-    from hybridpot.uq.selection import DOptimalSelector
+    from hybridpot.learn import default_selector
 
-    assert idx == DOptimalSelector().select(model, read(tmp_path / "pool.extxyz", ":"),
+    # the default method is the learner's default (stratified maximum force variance)
+    assert idx == default_selector().select(model, read(tmp_path / "pool.extxyz", ":"),
                                             3).tolist()
+    assert not {0, 6} <= set(idx)  # structure 6 is a copy of 0: never both
 
 
 def _learn_config(tmp_path, initial, validation, extra=""):

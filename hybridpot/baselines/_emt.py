@@ -101,12 +101,16 @@ def emt_pair_terms(i, j, d, t, par, chi, rc, acut, n_atoms):
         kap_a = par[a, _KAPPA]
         kap_b = par[b, _KAPPA]
         s1i = math.exp(-eta_b * (r - BETA * par[b, _S0])) * c * w
-        s1j = math.exp(-eta_a * (r - BETA * par[a, _S0])) / c * w
+        es = par[a, _NHV] * math.exp(-kap_b * (r / BETA - par[b, _S0])) * c * w
+        if a == b:  # chi = 1: both directions are equal (saves two exponentials)
+            s1j = s1i
+            eo = es
+        else:
+            s1j = math.exp(-eta_a * (r - BETA * par[a, _S0])) / c * w
+            eo = par[b, _NHV] * math.exp(-kap_a * (r / BETA - par[a, _S0])) / c * w
         sigma1[i[p]] += s1i
         ds1_i[p] = s1i * (dlw - eta_b)
         ds1_j[p] = s1j * (dlw - eta_a)
-        es = par[a, _NHV] * math.exp(-kap_b * (r / BETA - par[b, _S0])) * c * w
-        eo = par[b, _NHV] * math.exp(-kap_a * (r / BETA - par[a, _S0])) / c * w
         e_as[i[p]] += 0.5 * (es + eo)
         g_as[p] = es * (dlw - kap_b / BETA) + eo * (dlw - kap_a / BETA)
     return sigma1, e_as, ds1_i, ds1_j, g_as

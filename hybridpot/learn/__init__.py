@@ -4,6 +4,8 @@ See :mod:`hybridpot.uq.selection` for the selectors and :mod:`hybridpot.sampling
 candidate generators.
 """
 
-from ._learner import ActiveLearner, label_structure, make_oracle, read_labels
+from ._learner import (ActiveLearner, default_selector, label_structure, make_oracle,
+                       read_labels)
 
-__all__ = ["ActiveLearner", "label_structure", "make_oracle", "read_labels"]
+__all__ = ["ActiveLearner", "default_selector", "label_structure", "make_oracle",
+           "read_labels"]

@@ -22,10 +22,11 @@ __all__ = ["COMMANDS", "build_sampler", "build_selector"]
 
 def build_selector(sec, section="select"):
     """The selector of a ``[select]`` / ``[learn]`` table (keys ``method``, ``kind``,
-    ``dedup_threshold``, ``seed``)."""
+    ``dedup_threshold``, ``seed``); the default method is ``"stratified"`` (maximum force
+    variance within k-means strata, :func:`hybridpot.learn.default_selector`)."""
     from ..uq.selection import make_selector
 
-    method = sec.get("method", "d_optimal")
+    method = sec.get("method", "stratified")
     params = {}
     if method == "random":
         params["random_state"] = int(sec.get("seed", 0))
@@ -106,7 +107,8 @@ def _select_args(p):
     p.add_argument("--pool", help="candidate structures (extxyz; overrides select.pool)")
     p.add_argument("-n", type=int, help="number to select (overrides select.n)")
     p.add_argument("--out", help="extxyz to write (overrides select.output)")
-    p.add_argument("--method", help="max_variance | d_optimal | information_per_cost | random")
+    p.add_argument("--method", help="stratified (default) | max_variance | d_optimal | "
+                   "information_per_cost | variance_reduction | random")
 
 
 def cmd_select(args, cfg):
@@ -136,7 +138,7 @@ def cmd_select(args, cfg):
         chosen.append(a)
     out.parent.mkdir(parents=True, exist_ok=True)
     write(out, chosen, format="extxyz")
-    print(f"selected {len(chosen)} of {len(pool)} structures ({sec.get('method', 'd_optimal')})"
+    print(f"selected {len(chosen)} of {len(pool)} structures ({sec.get('method', 'stratified')})"
           f": indices {[int(k) for k in idx]} -> {out}")
     return 0
 

@@ -789,9 +789,11 @@ SELECTORS = {"max_variance": MaxVarianceSelector, "d_optimal": DOptimalSelector,
              "random": RandomSelector}
 
 
-def make_selector(method="d_optimal", **params):
-    """A selector by name (``"max_variance"``, ``"d_optimal"``, ``"information_per_cost"``,
-    ``"random"``) with keyword parameters."""
+def make_selector(method="stratified", **params):
+    """A selector by name (``"stratified"``, ``"max_variance"``, ``"d_optimal"``,
+    ``"information_per_cost"``, ``"variance_reduction"``, ``"random"``) with keyword
+    parameters; ``"stratified"`` (the default) wraps a force :class:`MaxVarianceSelector`
+    unless ``selector=`` is given."""
     check_choice(method, "method", tuple(SELECTORS), "make_selector")
     try:
         return SELECTORS[method](**params)
