@@ -3,11 +3,13 @@
 With ``HybridPotential(n_workers=k)`` (k > 1) or an explicit ``client=`` given to
 :func:`fit_parallel`, the training structures are split into tasks of whole chunks.  Each
 worker computes descriptors and Jacobians of its chunks and, for regressors that support
-streamed sufficient statistics (the linear and Bayesian linear models: the TSQR factors of
-``[A | y]`` per label kind), reduces them locally; partial factors are merged pairwise on the
-workers (a tree reduction), so only ``O(P^2)`` factors ever travel and nothing passes through
-the scheduler but task graphs.  Other regressors get the batches gathered to the client and are
-fitted there (descriptors still computed in parallel).
+streamed sufficient statistics (the linear and Bayesian linear models and the sparse GP: the
+TSQR factors of ``[A | y]`` per label kind), reduces them locally; partial factors are merged
+pairwise on the workers (a tree reduction), so only ``O(P^2)`` factors ever travel and nothing
+passes through the scheduler but task graphs.  The sparse GP first runs a candidate pass the
+same way (per-task reservoirs of environments under the serial fit's per-atom random keys,
+merged in order) and chooses the inducing points on the client.  Other regressors get the
+batches gathered to the client and are fitted there (descriptors still computed in parallel).
 
 The result is identical to the serial path up to floating-point round-off (QR factors of the
 same rows in a different order).
@@ -101,6 +103,30 @@ def _merge(regressor, a, b):
     return regressor._merge_stats(a, b)
 
 
+def _worker_candidates(model, regressor, sub, global_ids, meta, keys):
+    cand = regressor._new_candidates(meta)
+    off = 0
+    for batch in _task_batches(model, sub, global_ids):
+        regressor._add_candidates(cand, batch, keys[off:off + batch.n_atoms], meta)
+        off += batch.n_atoms
+    return cand
+
+
+def _merge_candidates(regressor, a, b):
+    return regressor._merge_candidates(a, b)
+
+
+def _tree_reduce(cl, merge, reg_f, futs):
+    """Merge ``futs`` pairwise on the workers, keeping their order; returns the result."""
+    while len(futs) > 1:
+        nxt = [cl.submit(merge, reg_f, futs[k], futs[k + 1], pure=False)
+               for k in range(0, len(futs) - 1, 2)]
+        if len(futs) % 2:
+            nxt.append(futs[-1])
+        futs = nxt
+    return futs[0].result()
+
+
 def fit_parallel(model, regressor, prep, source, *, client=None, tasks_per_worker=4):
     """Fit ``regressor`` on the training set ``prep`` of ``model`` with Dask (see module doc).
 
@@ -131,18 +157,21 @@ def fit_parallel(model, regressor, prep, source, *, client=None, tasks_per_worke
         streamed = all(hasattr(regressor, a) for a in
                        ("_new_stats", "_add_batch", "_merge_stats", "_fit_stats"))
         model_f = cl.scatter(model, broadcast=True)
+        if streamed and hasattr(regressor, "_candidate_keys"):
+            # two-pass regressors (sparse GP): a candidate pass on the workers with the
+            # per-atom reservoir keys of the serial fit, then the inducing points on the client
+            nat = np.array([len(a) for a in prep.structures], dtype=np.int64)
+            keys = regressor._candidate_keys(meta, int(nat.sum()))
+            off = np.concatenate([[0], np.cumsum(nat)])
+            reg_f = cl.scatter(regressor, broadcast=True)
+            futs = [cl.submit(_worker_candidates, model_f, reg_f, _subset(prep, ids), ids, meta,
+                              keys[off[ids[0]]:off[ids[-1] + 1]], pure=False) for ids in splits]
+            regressor._set_inducing(_tree_reduce(cl, _merge_candidates, reg_f, futs), meta)
         if streamed:
             reg_f = cl.scatter(regressor, broadcast=True)
             futs = [cl.submit(_worker_stats, model_f, reg_f, _subset(prep, ids), ids, meta,
                               pure=False) for ids in splits]
-            while len(futs) > 1:
-                nxt = [cl.submit(_merge, reg_f, futs[k], futs[k + 1], pure=False)
-                       for k in range(0, len(futs) - 1, 2)]
-                if len(futs) % 2:
-                    nxt.append(futs[-1])
-                futs = nxt
-            stats = futs[0].result()
-            regressor._fit_stats(stats, meta)
+            regressor._fit_stats(_tree_reduce(cl, _merge, reg_f, futs), meta)
         else:
             futs = [cl.submit(_worker_batches, model_f, _subset(prep, ids), ids, pure=False)
                     for ids in splits]

@@ -469,3 +469,46 @@ def test_not_fitted_no_labels_and_bad_inputs(rng):
         gp.atomic_energy(b.X, b.species + 1)
     with pytest.raises(InvalidParameterError, match="must be a StructureBatch"):
         gp.predict_batch(b.X)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dask: the two passes on the workers give the serial fit
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("params", [dict(kernel="se", n_sparse=12),
+                                    dict(kernel="dot", zeta=2, n_sparse=10,
+                                         sparse_method="fps")])
+def test_dask_fit_equals_serial(params):
+    pytest.importorskip("distributed")
+    from distributed import Client, LocalCluster
+
+    from hybridpot import HybridPotential
+    from conftest import emt_dataset
+
+    train, test = emt_dataset(7, seed=31), emt_dataset(2, seed=32)
+
+    def model():
+        return HybridPotential(PowerSpectrum(species=["Cu"], r_cut=4.2, n_max=3, l_max=2),
+                               SparseGPRegressor(random_state=3, **params), chunk_size=2)
+
+    serial = model().fit(train)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        par = model().fit(train, client=client)
+    s, p = serial.regressor_, par.regressor_
+    np.testing.assert_array_equal(p.inducing_, s.inducing_)
+    np.testing.assert_allclose(p.centre_, s.centre_, rtol=1e-13, atol=1e-15)
+    assert p.length_scale_ == s.length_scale_
+    assert p.alpha_ == pytest.approx(s.alpha_, rel=1e-7)
+    assert p.noise_.keys() == s.noise_.keys()
+    for k in s.noise_:
+        assert p.noise_[k] == pytest.approx(s.noise_[k], rel=1e-7)
+    assert p.log_evidence_ == pytest.approx(s.log_evidence_, rel=1e-9)
+    np.testing.assert_allclose(p.coef_, s.coef_, rtol=1e-6, atol=1e-8 * np.abs(s.coef_).max())
+    e_s, sd_s = serial.predict(test, return_std=True)
+    e_p, sd_p = par.predict(test, return_std=True)
+    np.testing.assert_allclose(e_p, e_s, rtol=1e-10)
+    np.testing.assert_allclose(sd_p, sd_s, rtol=1e-6)
+    for (a, sa), (b, sb) in zip(zip(*par.predict_forces(test, return_std=True)),
+                                zip(*serial.predict_forces(test, return_std=True))):
+        np.testing.assert_allclose(a, b, atol=1e-7 * np.abs(b).max())
+        np.testing.assert_allclose(sa, sb, rtol=1e-6)
