@@ -399,7 +399,7 @@ class HybridPotential(BaseEstimator):
             if unc is not None:
                 g = str(atoms.info.get("config_type", "default"))
                 return unc.evaluate(self, atoms, forces=forces, stress=want_stress,
-                                    group_name=g)
+                                    group_name=g, baseline=base)
             if not getattr(reg, "has_uncertainty", False):
                 raise InvalidParameterError(
                     f"return_std=True needs a regressor with a posterior; "

@@ -448,7 +448,7 @@ class SNAPBispectrum(Descriptor):
         if not gradients:
             B = _k._bispectrum_lanes(*args, *common)
             return (self._quadratic_values(B) if self._quadratic else B), None
-        B, dB = _k._bispectrum_grad(*args, *common)
+        B, dB = _k._bispectrum_grad_lanes(*args, *common)
         if not self._quadratic:
             return B, dB
         K = B.shape[1]

@@ -918,3 +918,234 @@ def _backward_lanes(offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchflag
                     g[p, 1] = o[1, l]
                     g[p, 2] = o[2, l]
     return g
+
+
+@njit(cache=True, fastmath=_FM)
+def _du_lanes(a_r, a_i, b_r, b_i, geo, J, idxu_block, rootpq, ur, ui, dur, dui, da):
+    """:func:`_du_one` for LANES neighbours at once (forward mode, 3 tangents).
+
+    ``ur``/``ui`` (idxu_max, LANES) from :func:`_u_lanes`; on return ``dur``/``dui``
+    (idxu_max, 3, LANES) hold ``dsfac * U * r_hat + sfac * dU/dr`` on the independent rows
+    ``2 * mb <= j`` (``geo`` as in :func:`_geometry_lanes`).  ``da`` is scratch (15, LANES):
+    the derivatives of the Cayley-Klein parameters ``a_r, a_i, b_r, b_i`` along x, y, z and
+    the unit vector ``r_hat``.
+    """
+    L = LANES
+    for l in range(L):
+        x = geo[0, l]
+        y = geo[1, l]
+        z = geo[2, l]
+        r = geo[3, l]
+        z0 = geo[4, l]
+        dz0dr = geo[5, l]
+        rinv = 1.0 / r
+        r0inv = 1.0 / np.sqrt(r * r + z0 * z0)
+        dr0invdr = -(r0inv ** 3) * (r + z0 * dz0dr)
+        for k in range(3):
+            uk = (x if k == 0 else (y if k == 1 else z)) * rinv
+            da[12 + k, l] = uk
+            dr0 = dr0invdr * uk
+            da[k, l] = dz0dr * uk * r0inv + z0 * dr0
+            da[3 + k, l] = -z * dr0
+            da[6 + k, l] = y * dr0
+            da[9 + k, l] = -x * dr0
+        da[5, l] -= r0inv
+        da[9, l] -= r0inv
+        da[7, l] += r0inv
+    for k in range(3):
+        for l in range(L):
+            dur[0, k, l] = 0.0
+            dui[0, k, l] = 0.0
+    for j in range(1, J + 1):
+        base = idxu_block[j]
+        basep = idxu_block[j - 1]
+        for mb in range(j // 2 + 1):
+            row = base + (j + 1) * mb
+            prow = basep + j * mb
+            # ma = 0: the a-term only
+            c = rootpq[j, j - mb]
+            for k in range(3):
+                for l in range(L):
+                    pr = ur[prow, l]
+                    pi = ui[prow, l]
+                    dpr = dur[prow, k, l]
+                    dpi = dui[prow, k, l]
+                    dur[row, k, l] = c * (da[k, l] * pr + da[3 + k, l] * pi + a_r[l] * dpr
+                                          + a_i[l] * dpi)
+                    dui[row, k, l] = c * (da[k, l] * pi - da[3 + k, l] * pr + a_r[l] * dpi
+                                          - a_i[l] * dpr)
+            for ma in range(1, j):
+                c1 = rootpq[j - ma, j - mb]
+                c2 = -rootpq[ma, j - mb]
+                q1 = prow + ma
+                q2 = prow + ma - 1
+                for k in range(3):
+                    for l in range(L):
+                        pr = ur[q1, l]
+                        pi = ui[q1, l]
+                        dpr = dur[q1, k, l]
+                        dpi = dui[q1, k, l]
+                        qr = ur[q2, l]
+                        qi = ui[q2, l]
+                        dqr = dur[q2, k, l]
+                        dqi = dui[q2, k, l]
+                        dur[row + ma, k, l] = (
+                            c1 * (da[k, l] * pr + da[3 + k, l] * pi + a_r[l] * dpr
+                                  + a_i[l] * dpi)
+                            + c2 * (da[6 + k, l] * qr + da[9 + k, l] * qi + b_r[l] * dqr
+                                    + b_i[l] * dqi))
+                        dui[row + ma, k, l] = (
+                            c1 * (da[k, l] * pi - da[3 + k, l] * pr + a_r[l] * dpi
+                                  - a_i[l] * dpr)
+                            + c2 * (da[6 + k, l] * qi - da[9 + k, l] * qr + b_r[l] * dqi
+                                    - b_i[l] * dqr))
+            # ma = j: the b-term only
+            c2 = -rootpq[j, j - mb]
+            q2 = prow + j - 1
+            for k in range(3):
+                for l in range(L):
+                    qr = ur[q2, l]
+                    qi = ui[q2, l]
+                    dqr = dur[q2, k, l]
+                    dqi = dui[q2, k, l]
+                    dur[row + j, k, l] = c2 * (da[6 + k, l] * qr + da[9 + k, l] * qi
+                                               + b_r[l] * dqr + b_i[l] * dqi)
+                    dui[row + j, k, l] = c2 * (da[6 + k, l] * qi - da[9 + k, l] * qr
+                                               + b_r[l] * dqi - b_i[l] * dqr)
+        if j % 2 == 1 and j < J:
+            # the next layer reads row (j + 1) / 2, the mirror of row (j - 1) / 2
+            mb = (j - 1) // 2
+            last = base + (j + 1) * (j + 1) - 1
+            for ma in range(j + 1):
+                src = base + (j + 1) * mb + ma
+                dst = last - (j + 1) * mb - ma
+                if (mb + ma) % 2 == 0:
+                    for k in range(3):
+                        for l in range(L):
+                            dur[dst, k, l] = dur[src, k, l]
+                            dui[dst, k, l] = -dui[src, k, l]
+                else:
+                    for k in range(3):
+                        for l in range(L):
+                            dur[dst, k, l] = -dur[src, k, l]
+                            dui[dst, k, l] = dui[src, k, l]
+    # switching function and weight (independent rows only)
+    for j in range(J + 1):
+        for mb in range(j // 2 + 1):
+            row = idxu_block[j] + (j + 1) * mb
+            for ma in range(j + 1):
+                q = row + ma
+                for k in range(3):
+                    for l in range(L):
+                        dur[q, k, l] = (geo[7, l] * da[12 + k, l] * ur[q, l]
+                                        + geo[6, l] * dur[q, k, l])
+                        dui[q, k, l] = (geo[7, l] * da[12 + k, l] * ui[q, l]
+                                        + geo[6, l] * dui[q, k, l])
+
+
+@njit(cache=True, fastmath=_FM)
+def _half_dot3_lanes(jju, kz, jdim, fac, dur, dui, zr, zi, out):
+    """``out[a, l] += fac * 2 * sum`` over the independent rows of ``Re(conj(dU) Z)``
+    (middle diagonal halved): :func:`_half_dot3` for LANES neighbours."""
+    L = LANES
+    for mb in range(jdim // 2 + 1):
+        for ma in range(jdim + 1):
+            if 2 * mb == jdim and ma > mb:
+                break
+            w = fac if (2 * mb == jdim and ma == mb) else 2.0 * fac
+            for k in range(3):
+                for l in range(L):
+                    out[k, l] += w * (dur[jju, k, l] * zr[kz, l] + dui[jju, k, l] * zi[kz, l])
+            kz += 1
+            jju += 1
+
+
+@njit(cache=True)
+def _bispectrum_grad_lanes(offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchflag, wself,
+                           bzero, J, idxu_block, rootpq, cglist, idxcg_block, idxz, idxz_block,
+                           idxb):
+    """B (n_atoms, n_b) and dB_i/dr_ij (n_pairs, 3, n_b), LANES atoms at a time.
+
+    Same result as the scalar :func:`_bispectrum_grad` (LAMMPS ``compute_dbidrj``): Z of
+    every atom once, then per neighbour the forward-mode dU (:func:`_du_lanes`) contracted
+    with the three Z blocks of each B component.
+    """
+    L = LANES
+    n = offsets.shape[0] - 1
+    npairs = D.shape[0]
+    nu = idxu_block[J] + (J + 1) * (J + 1)
+    nz = idxz.shape[0]
+    nb_ = idxb.shape[0]
+    out = np.zeros((n, nb_))
+    dout = np.zeros((npairs, 3, nb_))
+    utr = np.empty((nu, L))
+    uti = np.empty((nu, L))
+    ubr = np.empty((1, nu, L))
+    ubi = np.empty((1, nu, L))
+    zr = np.empty((nz, L))
+    zi = np.empty((nz, L))
+    sr = np.empty(L)
+    si = np.empty(L)
+    acc = np.empty(L)
+    dur = np.empty((nu, 3, L))
+    dui = np.empty((nu, 3, L))
+    da = np.empty((15, L))
+    o = np.empty((3, L))
+    pidx = np.empty(L, dtype=np.int64)
+    a_r = np.empty(L)
+    a_i = np.empty(L)
+    b_r = np.empty(L)
+    b_i = np.empty(L)
+    geo = np.empty((8, L))
+    for i0 in range(0, n, L):
+        maxk = _max_neighbours(i0, n, offsets)
+        _utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchflag,
+                    wself, J, idxu_block, rootpq, utr, uti, ubr, ubi, False)
+        for k in range(nz):
+            _z_lanes(k, idxz, idxcg_block, cglist, idxu_block, utr, uti, zr[k], zi[k], sr, si)
+        for jjb in range(nb_):
+            j = idxb[jjb, 2]
+            kz = idxz_block[idxb[jjb, 0], idxb[jjb, 1], j]
+            jju = idxu_block[j]
+            for l in range(L):
+                acc[l] = 0.0
+            for mb in range(j // 2 + 1):
+                for ma in range(j + 1):
+                    if 2 * mb == j and ma > mb:
+                        break
+                    w = 0.5 if (2 * mb == j and ma == mb) else 1.0
+                    for l in range(L):
+                        acc[l] += w * (utr[jju, l] * zr[kz, l] + uti[jju, l] * zi[kz, l])
+                    kz += 1
+                    jju += 1
+            for l in range(L):
+                if i0 + l < n:
+                    out[i0 + l, jjb] = 2.0 * acc[l] - bzero[j]
+        for k in range(maxk):
+            live = _geometry_lanes(i0, k, n, offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0,
+                                   switchflag, pidx, a_r, a_i, b_r, b_i, geo)
+            if live == 0:
+                continue
+            _u_lanes(a_r, a_i, b_r, b_i, J, idxu_block, rootpq, ubr[0], ubi[0])
+            _du_lanes(a_r, a_i, b_r, b_i, geo, J, idxu_block, rootpq, ubr[0], ubi[0], dur, dui,
+                      da)
+            for jjb in range(nb_):
+                j1 = idxb[jjb, 0]
+                j2 = idxb[jjb, 1]
+                j = idxb[jjb, 2]
+                for a in range(3):
+                    for l in range(L):
+                        o[a, l] = 0.0
+                _half_dot3_lanes(idxu_block[j], idxz_block[j1, j2, j], j, 1.0, dur, dui, zr,
+                                 zi, o)
+                _half_dot3_lanes(idxu_block[j1], idxz_block[j, j2, j1], j1,
+                                 (j + 1) / (j1 + 1.0), dur, dui, zr, zi, o)
+                _half_dot3_lanes(idxu_block[j2], idxz_block[j, j1, j2], j2,
+                                 (j + 1) / (j2 + 1.0), dur, dui, zr, zi, o)
+                for l in range(L):
+                    p = pidx[l]
+                    if p >= 0:
+                        dout[p, 0, jjb] = o[0, l]
+                        dout[p, 1, jjb] = o[1, l]
+                        dout[p, 2, jjb] = o[2, l]
+    return out, dout

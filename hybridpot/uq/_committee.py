@@ -65,7 +65,7 @@ def member_gradients(coefs, X, species, quadratic):
         S = np.zeros((coefs.shape[0], nsp, F, F))
         S[:, :, iu, ju] = coefs[:, :, 1 + F:]
         S[:, :, ju, iu] = coefs[:, :, 1 + F:]
-        dE += np.einsum("kikl,il->kik", S[:, species], X)
+        dE += np.einsum("kifl,il->kif", S[:, species], X)
     return energy, dE
 
 
@@ -117,8 +117,23 @@ class Committee:
         return float(v.get("all", max(v.values())))
 
     def evaluate(self, model, atoms, *, forces=True, stress=True, include_noise=True,
-                 group_name="default"):
+                 group_name="default", baseline=None):
         """Mean (the fitted model's) and σ of energy, forces and stress of one structure.
+
+        Parameters
+        ----------
+        model : HybridPotential
+            Fitted model whose ``regressor_.coef_`` is the mean of the committee.
+        atoms : ase.Atoms
+        forces, stress : bool, default=True
+            Also return forces / stress (stress only for 3-D periodic cells) and their σ.
+        include_noise : bool, default=True
+            Add the observation noise to the variances.
+        group_name : str, default="default"
+            Config type whose noise level applies (when the noise is per group).
+        baseline : dict, optional
+            ``model._baseline(atoms, forces=forces, stress=...)`` already computed by the
+            caller for this structure (the baseline is then not evaluated again).
 
         Returns
         -------
@@ -133,7 +148,8 @@ class Committee:
         z = species_indices(atoms, species, "HybridPotential")
         want_stress = stress and bool(np.all(atoms.pbc))
         need_grad = forces or want_stress
-        base = model._baseline(atoms, forces=forces, stress=want_stress)
+        base = baseline if baseline is not None else model._baseline(
+            atoms, forces=forces, stress=want_stress)
         e0 = np.array([model.reference_energies_[s] for s in species])[z]
         reg = model.regressor_
         K = self.n_members
