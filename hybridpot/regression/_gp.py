@@ -192,23 +192,25 @@ def _hessian_quadratic_forms(Y, sp, atoms, G, dot, zeta, inv_l2):
     ``g.H g' = k / l^2 (g.g' - (g.d)(g'.d) / l^2)``, ``d = y - y'``; dot (``Y`` unit vectors,
     ``G`` already projected, ``h = (I - y y^T) g / |x|``):
     ``h.H h' = zeta (zeta-1) c^(zeta-2) (h.y')(h'.y) + zeta c^(zeta-1) h.h'``, ``c = y.y'``.
-    The pair sum is symmetric, so only ``u <= v`` is visited.
+    The ``m x m`` inner products are BLAS products (``G_c G_c^T``, ``G_c Y^T``, ``Y Y^T``).
     """
     m, C, F = G.shape
     out = np.zeros(C)
+    Yl = np.empty((m, F))
+    spl = np.empty(m, dtype=np.int64)
     for u in range(m):
-        au = atoms[u]
-        if sp[au] < 0:
-            continue
-        for v in range(u, m):
-            av = atoms[v]
-            if sp[av] != sp[au]:
+        Yl[u] = Y[atoms[u]]
+        spl[u] = sp[atoms[u]]
+    YY = Yl @ Yl.T
+    # pair coefficients: dot (f2, f1); SE (k / l^2, unused)
+    c1 = np.zeros((m, m))
+    c2 = np.zeros((m, m))
+    for u in range(m):
+        for v in range(m):
+            if spl[u] < 0 or spl[u] != spl[v]:
                 continue
-            w = 1.0 if u == v else 2.0
             if dot:
-                c = 0.0
-                for f in range(F):
-                    c += Y[au, f] * Y[av, f]
+                c = YY[u, v]
                 f1 = float(zeta)
                 for _ in range(zeta - 1):
                     f1 *= c
@@ -217,31 +219,30 @@ def _hessian_quadratic_forms(Y, sp, atoms, G, dot, zeta, inv_l2):
                     f2 = float(zeta * (zeta - 1))
                     for _ in range(zeta - 2):
                         f2 *= c
-                for q in range(C):
-                    hh = 0.0
-                    huy = 0.0
-                    hvy = 0.0
-                    for f in range(F):
-                        hh += G[u, q, f] * G[v, q, f]
-                        huy += G[u, q, f] * Y[av, f]
-                        hvy += G[v, q, f] * Y[au, f]
-                    out[q] += w * (f2 * huy * hvy + f1 * hh)
+                c1[u, v] = f1
+                c2[u, v] = f2
             else:
-                d2 = 0.0
-                for f in range(F):
-                    t = Y[au, f] - Y[av, f]
-                    d2 += t * t
-                k = np.exp(-0.5 * d2 * inv_l2)
-                for q in range(C):
-                    gg = 0.0
-                    gud = 0.0
-                    gvd = 0.0
-                    for f in range(F):
-                        t = Y[au, f] - Y[av, f]
-                        gg += G[u, q, f] * G[v, q, f]
-                        gud += G[u, q, f] * t
-                        gvd += G[v, q, f] * t
-                    out[q] += w * k * inv_l2 * (gg - gud * gvd * inv_l2)
+                d2 = max(YY[u, u] + YY[v, v] - 2.0 * YY[u, v], 0.0)
+                c1[u, v] = np.exp(-0.5 * d2 * inv_l2) * inv_l2
+    Gq = np.empty((m, F))
+    for q in range(C):
+        for u in range(m):
+            for f in range(F):
+                Gq[u, f] = G[u, q, f]
+        GG = Gq @ Gq.T
+        P = Gq @ Yl.T                      # P[u, v] = g_u . y_v
+        s = 0.0
+        for u in range(m):
+            for v in range(m):
+                if c1[u, v] == 0.0 and c2[u, v] == 0.0:
+                    continue
+                if dot:
+                    s += c2[u, v] * P[u, v] * P[v, u] + c1[u, v] * GG[u, v]
+                else:
+                    gud = P[u, u] - P[u, v]
+                    gvd = P[v, u] - P[v, v]
+                    s += c1[u, v] * (GG[u, v] - gud * gvd * inv_l2)
+        out[q] = s
     return out
 
 
@@ -1173,8 +1174,9 @@ class SparseGPRegressor(Regressor):
             dtc = check_choice(self.derivative_variance, "derivative_variance",
                                ("dtc", "projected"), owner) == "dtc"
             var = self._param_variance(Fr)
+            coords = self._hessian_coordinates(X, sp, g) if dtc else None
             if dtc:
-                var = var + self._dtc_force_variance(X, sp, g, Fr)
+                var = var + self._dtc_force_variance(X, sp, g, Fr, coords)
             if include_noise:
                 var = var + self._noise_of("forces") ** 2
             out["forces_std"] = np.sqrt(var).reshape(-1, 3)
@@ -1183,7 +1185,8 @@ class SparseGPRegressor(Regressor):
                 rows = Sr.reshape(ns, 6, -1)[ok].reshape(-1, Sr.shape[1])
                 var = self._param_variance(rows)
                 if dtc:
-                    var = var + self._dtc_stress_variance(X, sp, st, g, vol, ok, rows)
+                    var = var + self._dtc_stress_variance(X, sp, st, g, vol, ok, rows,
+                                                          coords)
                 if include_noise:
                     var = var + self._noise_of("stress") ** 2
                 sstd[ok] = np.sqrt(var).reshape(-1, 6)
@@ -1244,23 +1247,23 @@ class SparseGPRegressor(Regressor):
         pi = np.asarray(g.pair_i, dtype=np.int64)
         if self.kernel == "dot":   # h = (I - y y^T) g / |x| of the centre atom
             yc = Y[pi]
-            D = (D - np.einsum("paf,pf->pa", D, yc)[:, :, None] * yc[:, None, :]) \
-                * inv_n[pi][:, None, None]
+            D = D - np.matmul(D, yc[:, :, None]) * yc[:, None, :]
+            D *= inv_n[pi][:, None, None]
         inv_l2 = 0.0 if self.kernel == "dot" else 1.0 / self.length_scale_ ** 2
         return (np.ascontiguousarray(Y), spk, np.ascontiguousarray(D), pi,
                 self.kernel == "dot", int(self._zeta), float(inv_l2))
 
-    def _dtc_force_variance(self, X, sp, g, Fr):
+    def _dtc_force_variance(self, X, sp, g, Fr, coords=None):
         """``alpha^{-1} (k_** - a^T K^{-1} a)`` of every force component, shape (3 n_atoms,)."""
-        kss = self._force_prior_variance(X, sp, g)
+        kss = self._force_prior_variance(X, sp, g, coords)
         return np.maximum(kss - self._projected_prior(Fr) / self.alpha_, 0.0)
 
-    def _force_prior_variance(self, X, sp, g):
+    def _force_prior_variance(self, X, sp, g, coords=None):
         """Exact-GP prior variance ``k_**`` (eV²/Å²) of every force component, (3 n_atoms,)."""
         n = X.shape[0]
         if g.pair_i.shape[0] == 0 or n == 0:
             return np.zeros(3 * n)
-        Y, spk, D, pi, dot, zeta, inv_l2 = self._hessian_coordinates(X, sp, g)
+        Y, spk, D, pi, dot, zeta, inv_l2 = coords or self._hessian_coordinates(X, sp, g)
         pj = np.asarray(g.pair_j, dtype=np.int64)
         nbr_pair = np.argsort(pj, kind="stable")
         nbr_ptr = np.searchsorted(pj[nbr_pair], np.arange(n + 1)).astype(np.int64)
@@ -1271,18 +1274,18 @@ class SparseGPRegressor(Regressor):
                                   max_local, dot, zeta, inv_l2).reshape(-1)
         return kss / self.alpha_
 
-    def _dtc_stress_variance(self, X, sp, st, g, vol, ok, rows):
+    def _dtc_stress_variance(self, X, sp, st, g, vol, ok, rows, coords=None):
         """The DTC term of the Voigt stresses of the structures ``ok``, shape (6 n_ok,)."""
-        kss = self._stress_prior_variance(X, sp, st, g, vol, ok)
+        kss = self._stress_prior_variance(X, sp, st, g, vol, ok, coords)
         return np.maximum(kss - self._projected_prior(rows) / self.alpha_, 0.0)
 
-    def _stress_prior_variance(self, X, sp, st, g, vol, ok):
+    def _stress_prior_variance(self, X, sp, st, g, vol, ok, coords=None):
         """Exact-GP prior variance (eV²/Å⁶) of the Voigt stresses of the structures ``ok``,
         shape (6 n_ok,)."""
         n, ns = X.shape[0], vol.shape[0]
         if g.pair_i.shape[0] == 0 or n == 0:
             return np.zeros(6 * int(np.sum(ok)))
-        Y, spk, D, pi, dot, zeta, inv_l2 = self._hessian_coordinates(X, sp, g)
+        Y, spk, D, pi, dot, zeta, inv_l2 = coords or self._hessian_coordinates(X, sp, g)
         rij = np.asarray(g.rij, dtype=np.float64)
         S = scipy.sparse.csr_matrix((np.ones(pi.size), (pi, np.arange(pi.size))),
                                     shape=(n, pi.size))
