@@ -340,6 +340,7 @@ class HybridPotential(BaseEstimator):
         # a posterior committee or σ scale of a previous fit would be stale
         self.__dict__.pop("uncertainty_", None)
         self.__dict__.pop("uncertainty_scale_", None)
+        self.__dict__.pop("uncertainty_recalibration_", None)
         if client is not None or int(self.n_workers) > 1:
             from .parallel import fit_parallel
 
@@ -385,8 +386,16 @@ class HybridPotential(BaseEstimator):
         ct = str(atoms.info.get("config_type", "default"))
         return names.index(ct) if ct in names else 0
 
-    def _evaluate(self, atoms, *, forces=True, stress=True, return_std=False, index=0):
+    def _evaluate(self, atoms, *, forces=True, stress=True, return_std=False, index=0,
+                  recalibrated=True):
         """Energy, per-atom energies, forces, stress (and std) of one structure."""
+        if return_std and recalibrated and \
+                getattr(self, "uncertainty_recalibration_", None) is not None:
+            from .uq._calibration import apply_recalibration
+
+            raw = self._evaluate(atoms, forces=forces, stress=stress, return_std=True,
+                                 index=index, recalibrated=False)
+            return apply_recalibration(self, atoms, raw)
         species = self.species_
         z = species_indices(atoms, species, "HybridPotential")
         want_stress = stress and bool(np.all(atoms.pbc))
@@ -550,19 +559,26 @@ class HybridPotential(BaseEstimator):
 
     # ------------------------------------------------------------------ uncertainty
     def recalibrate(self, structures, *, method="nll"):
-        """Fit one σ scale factor per label kind on labelled ``structures``; store it.
+        """Fit a σ recalibration per label kind on labelled ``structures``; store it.
 
         The factors (``uncertainty_scale_``, kind -> float) multiply every later predictive
-        σ of that kind and are saved with the model.  See :func:`hybridpot.uq.recalibrate`.
+        σ of that kind and are saved with the model; the heteroscedastic methods store a
+        variance model in ``uncertainty_recalibration_`` instead.  See
+        :func:`hybridpot.uq.recalibrate`.
 
         Parameters
         ----------
         structures : list of ase.Atoms
             Validation structures with DFT labels (not used in training).
-        method : {"nll", "coverage", "split"}, default="nll"
+        method : {"nll", "coverage", "split", "heteroscedastic", \
+"heteroscedastic_coverage"}, default="nll"
             ``"nll"``: ``s^2 = mean(z^2)`` (maximum Gaussian likelihood); ``"coverage"``:
             the median of ``|z| / s`` is that of a standard normal (0.6745); ``"split"``
-            (posterior committee only): separate factors on the parameter and noise parts.
+            (posterior committee only): separate factors on the parameter and noise parts;
+            ``"heteroscedastic"``: maximum-likelihood variance model in the parameter σ
+            (power law), the noise σ and the predicted atomic force;
+            ``"heteroscedastic_coverage"``: the same, then one factor per kind balancing the
+            ±1σ and ±2σ coverages.
 
         Returns
         -------
@@ -580,6 +596,8 @@ class HybridPotential(BaseEstimator):
                                         self.uncertainty_scale_.items()}
         if getattr(self, "uncertainty_", None) is not None:
             doc["uncertainty_committee"] = self.uncertainty_.to_state()
+        if getattr(self, "uncertainty_recalibration_", None):
+            doc["uncertainty_recalibration"] = self.uncertainty_recalibration_
         return doc
 
     def _set_extra_state(self, doc):
@@ -593,6 +611,11 @@ class HybridPotential(BaseEstimator):
             from .uq import Committee
 
             self.uncertainty_ = Committee.from_state(doc["uncertainty_committee"])
+        if "uncertainty_recalibration" in doc:
+            from .uq._calibration import check_recalibration_state
+
+            self.uncertainty_recalibration_ = check_recalibration_state(
+                doc["uncertainty_recalibration"])
 
     # ------------------------------------------------------------------ ASE and files
     def calculator(self, *, uncertainty=False, uncertainty_interval=1):

@@ -15,9 +15,26 @@ from .._exceptions import InvalidParameterError, MissingLabelsError
 from .._labels import get_labels
 
 __all__ = ["calibration_metrics", "collect_uncertainty", "evaluate_uncertainty",
-           "recalibrate", "calibration_curve"]
+           "recalibrate", "calibration_curve", "apply_recalibration"]
 
 KIND_UNITS = {"energy": "eV/atom", "forces": "eV/Å", "stress": "eV/Å³"}
+
+#: values of the ``method`` parameter of :func:`recalibrate`
+METHODS = ("nll", "coverage", "split", "heteroscedastic", "heteroscedastic_coverage")
+
+#: central coverages of the ±1σ and ±2σ Gaussian intervals
+GAUSS_1SIGMA = float(2 * scipy.stats.norm.cdf(1.0) - 1)
+GAUSS_2SIGMA = float(2 * scipy.stats.norm.cdf(2.0) - 1)
+
+#: relative weights of the ±1σ and ±2σ coverage errors in the balancing factor of
+#: ``method="heteroscedastic_coverage"`` (the W4 tolerances, 5 % and 3 %)
+COVERAGE_TOLERANCES = (0.05, 0.03)
+
+#: format version of the ``uncertainty_recalibration_`` state saved with the model
+RECALIBRATION_VERSION = 1
+
+#: bounds of the exponent gamma of the parameter part of the heteroscedastic model
+GAMMA_BOUNDS = (0.05, 1.5)
 
 
 def calibration_curve(z, levels=None):
@@ -109,7 +126,8 @@ def collect_uncertainty(model, structures, *, unscaled=False, include_noise=True
         Fitted, with a posterior (``uncertainty_`` or a Bayesian regressor).
     structures : list of ase.Atoms
     unscaled : bool, default=False
-        Ignore the model's ``uncertainty_scale_`` (used by :func:`recalibrate`).
+        Ignore the model's ``uncertainty_scale_`` and ``uncertainty_recalibration_`` (used by
+        :func:`recalibrate`).
     include_noise : bool, default=True
         False: the parameter (epistemic) part of σ only (needs a posterior committee,
         ``model.uncertainty_``).
@@ -129,6 +147,7 @@ def collect_uncertainty(model, structures, *, unscaled=False, include_noise=True
             "collect_uncertainty(include_noise=False) needs a posterior committee on the model "
             "(LinearPosterior(...).fit(model, train).apply(model)).")
     saved = model.__dict__.pop("uncertainty_scale_", None) if unscaled else None
+    saved_rec = model.__dict__.pop("uncertainty_recalibration_", None) if unscaled else None
     try:
         out = {k: {"y": [], "pred": [], "std": [], "structure": []} for k in KIND_UNITS}
         for s, atoms in enumerate(structures):
@@ -160,6 +179,8 @@ def collect_uncertainty(model, structures, *, unscaled=False, include_noise=True
     finally:
         if saved is not None:
             model.uncertainty_scale_ = saved
+        if saved_rec is not None:
+            model.uncertainty_recalibration_ = saved_rec
     res = {}
     for k, d in out.items():
         if d["y"]:
@@ -188,9 +209,9 @@ def evaluate_uncertainty(model, structures):
 
 
 def recalibrate(model, structures, *, method="nll"):
-    r"""Fit σ scale factors per label kind on validation ``structures`` and store them.
+    r"""Fit a recalibration of σ on validation ``structures`` and store it on the model.
 
-    With the unscaled z-scores ``z`` of a kind:
+    With the unscaled z-scores ``z`` of a label kind:
 
     - ``method="nll"``: ``s = sqrt(mean(z^2))``, the maximiser of the Gaussian likelihood of
       the scaled predictive, stored in ``model.uncertainty_scale_`` (kind -> s);
@@ -203,10 +224,38 @@ def recalibrate(model, structures, *, method="nll"):
       parameter part) against the constant noise -- useful because near-noise-free MLIP fits
       give a tiny parameter part.  Stored on the committee (``param_scale``/``noise_scale``),
       and ``model.uncertainty_scale_`` is set to 1.
+    - ``method="heteroscedastic"``: a variance model per kind with more informative terms,
 
-    Everything is applied to every later σ and saved with the model.  Values whose σ is
-    numerically zero (below ``1e-8`` times the median, e.g. components that vanish by
-    symmetry in a kind without a noise model) are left out of the fits.
+      .. math::
+
+          \sigma'^2 = k^2 \Big[a\,\sigma_\mathrm{ref}^2
+              \big(\sigma_\mathrm{param}/\sigma_\mathrm{ref}\big)^{2\gamma}
+              + b\,\sigma_\mathrm{noise}^2 + c\,|\mathbf F_i|^2 + d\Big],
+
+      ``sigma_param`` the parameter (epistemic) part of σ, ``sigma_noise`` the noise part
+      (per config group if the posterior has one noise per group), ``|F_i|`` the predicted
+      force on the atom of a force component (forces only; ``c = 0`` for energy and stress),
+      ``d`` a floor used only when the model has no noise part (``b = 0``) and
+      ``sigma_ref`` the RMS ``sigma_param`` of the validation values.  The exponent
+      ``gamma`` in [0.05, 1.5] lets σ grow slower (or faster) than ``sigma_param``: force
+      errors of near-equilibrium cells (tiny ``sigma_param``) and of hot MD frames differ
+      by 3 orders of magnitude, which one linear factor cannot follow.  ``a, gamma, b, c,
+      d >= 0`` maximise the Gaussian likelihood of the validation labels (Nelder-Mead from
+      several starts); ``k = 1``.  Without a posterior committee ``sigma_param`` is the
+      regressor's total σ and ``sigma_noise = 0``.
+    - ``method="heteroscedastic_coverage"``: the same variance model, then the factor ``k``
+      of each kind minimises ``max(|c_1 - 68.27 %| / 5 %, |c_2 - 95.45 %| / 3 %)``, ``c_1,
+      c_2`` the validation coverages of ±1σ and ±2σ (the middle of the optimal range of
+      ``k``).  The variance model fixes the relative σ of values; ``k`` balances the two
+      coverages when the z-scores are heavy tailed (where no Gaussian scale gets both).
+
+    The heteroscedastic methods store ``model.uncertainty_recalibration_`` (plain floats,
+    saved with the model), reset the committee's ``param_scale``/``noise_scale`` and drop
+    ``uncertainty_scale_``; the other methods drop ``uncertainty_recalibration_``.
+    Everything is applied to every later energy, forces and stress σ (also the ASE
+    calculator's ``energy_std``/``forces_std``/``stress_std``) and saved with the model.
+    Values whose σ is numerically zero (below ``1e-8`` times the median, e.g. components
+    that vanish by symmetry in a kind without a noise model) are left out of the fits.
 
     Parameters
     ----------
@@ -214,25 +263,32 @@ def recalibrate(model, structures, *, method="nll"):
         Fitted, with a posterior.
     structures : list of ase.Atoms
         Labelled validation structures (not the training set).
-    method : {"nll", "coverage", "split"}, default="nll"
+    method : {"nll", "coverage", "split", "heteroscedastic", "heteroscedastic_coverage"}, \
+default="nll"
 
     Returns
     -------
     dict
-        kind -> scale factor (``"split"``: kind -> {"param": sqrt(a), "noise": sqrt(b)}).
+        kind -> scale factor (``"split"``: kind -> {"param": sqrt(a), "noise": sqrt(b)};
+        heteroscedastic: kind -> {"a", "gamma", "b", "c", "d", "ref", "k"}).
     """
-    if method not in ("nll", "coverage", "split"):
+    if not isinstance(method, str) or method not in METHODS:
         raise InvalidParameterError(
-            "The 'method' parameter of recalibrate must be one of ['nll', 'coverage', "
-            f"'split']. Got {method!r} instead.")
+            f"The 'method' parameter of recalibrate must be one of {list(METHODS)}. "
+            f"Got {method!r} instead.")
     com = getattr(model, "uncertainty_", None)
+    if method in ("heteroscedastic", "heteroscedastic_coverage"):
+        return _recalibrate_heteroscedastic(model, com, structures,
+                                            balance=method == "heteroscedastic_coverage")
     if method == "split":
         if com is None:
             raise InvalidParameterError(
                 "recalibrate(method='split') needs a posterior committee on the model "
                 "(LinearPosterior(...).fit(model, train).apply(model)); use method='nll' "
                 "otherwise.")
-        return _recalibrate_split(model, com, structures)
+        out = _recalibrate_split(model, com, structures)
+        model.__dict__.pop("uncertainty_recalibration_", None)
+        return out
     data = collect_uncertainty(model, structures, unscaled=True)
     if not data:
         raise MissingLabelsError("recalibrate received structures without any label.")
@@ -249,7 +305,239 @@ def recalibrate(model, structures, *, method="nll"):
             s = float(np.median(np.abs(z)) / scipy.stats.norm.ppf(0.75))
         scale[k] = s if np.isfinite(s) and s > 0 else 1.0
     model.uncertainty_scale_ = scale
+    model.__dict__.pop("uncertainty_recalibration_", None)
     return scale
+
+
+# ---------------------------------------------------------------- heteroscedastic model
+_PARAM_KEYS = ("a", "gamma", "b", "c", "d", "ref", "k")
+
+
+def _noise_std(com, kind, group_name, n_atoms):
+    """Noise part of the committee's σ of one value of ``kind`` (inflated, unscaled).
+
+    Mirrors :meth:`Committee.evaluate`: total energies get ``n_atoms`` times the per-atom
+    noise; the kind's inflation multiplies the variance.
+    """
+    if com is None:
+        return 0.0
+    sd = np.sqrt(com._noise(kind, group_name) * com.inflation.get(kind, 1.0))
+    return float(sd * n_atoms) if kind == "energy" else float(sd)
+
+
+def _hetero_var(p, vp, vn, f2):
+    """Variance of the heteroscedastic model (without ``k^2``); ``p`` a parameter dict."""
+    ref2 = p["ref"] ** 2
+    rel = np.divide(vp, ref2, out=np.zeros_like(vp), where=ref2 > 0)
+    return (p["a"] * ref2 * rel ** p["gamma"] + p["b"] * vn + p["c"] * f2 + p["d"])
+
+
+def _fit_variance_model(err, vp, vn, f2, use_force):
+    """Maximum-likelihood ``a, gamma, b, c, d`` of :func:`_hetero_var` (see recalibrate)."""
+    import scipy.optimize
+
+    e2 = err ** 2
+    scale = float(np.mean(e2))
+    if not scale > 0:
+        scale = 1.0
+    ref = float(np.sqrt(np.mean(vp)))
+    has_param = ref > 0
+    # the noise term is b * vn when the model has one (a constant vn is a floor already),
+    # otherwise a floor d
+    has_noise = bool(np.any(vn > 0))
+    mean_vn = float(np.mean(vn)) if has_noise else 1.0
+    mean_f2 = float(np.mean(f2)) if use_force else 1.0
+    use_force = use_force and mean_f2 > 0
+    lo, hi = GAMMA_BOUNDS
+
+    def unpack(x):
+        p = {"a": 0.0, "gamma": 1.0, "b": 0.0, "c": 0.0, "d": 0.0, "ref": ref, "k": 1.0}
+        i = 0
+        if has_param:
+            p["a"] = float(np.exp(x[0])) * scale / ref ** 2
+            p["gamma"] = float(lo + (hi - lo) / (1.0 + np.exp(-x[1])))
+            i = 2
+        if has_noise:
+            p["b"] = float(np.exp(x[i])) * scale / mean_vn
+        else:
+            p["d"] = float(np.exp(x[i])) * scale
+        i += 1
+        if use_force:
+            p["c"] = float(np.exp(x[i])) * scale / mean_f2
+        return p
+
+    tiny = 1e-300 * scale
+
+    def nll(x):
+        if np.any(np.abs(x) > 700):
+            return np.inf
+        v = np.maximum(_hetero_var(unpack(x), vp, vn, f2), tiny) / scale
+        return float(np.mean(0.5 * np.log(v) + 0.5 * (e2 / scale) / v))
+
+    g_half = np.log((1.0 - lo) / (hi - 1.0))  # gamma = 1
+    starts = []
+    for g0 in ((g_half, 0.0, -2.0) if has_param else (None,)):
+        for n0 in (np.log(0.5), np.log(1e-3)):
+            for c0 in ((np.log(1e-3), np.log(0.3)) if use_force else (None,)):
+                x = ([np.log(0.5), g0] if has_param else []) + [n0]
+                starts.append(x + ([c0] if use_force else []))
+    best = None
+    for x0 in starts:
+        res = scipy.optimize.minimize(nll, np.asarray(x0, dtype=np.float64),
+                                      method="Nelder-Mead",
+                                      options={"xatol": 1e-6, "fatol": 1e-10,
+                                               "maxiter": 3000 * len(x0)})
+        if best is None or res.fun < best.fun:
+            best = res
+    return unpack(best.x)
+
+
+def _balance_factor(err, std):
+    """``k`` minimising the larger relative coverage error at ±1σ and ±2σ (see recalibrate)."""
+    z = np.sort(np.abs(err) / std)
+    ks = np.exp(np.linspace(-3.0, 3.0, 6001))
+    c1 = np.searchsorted(z, ks, side="right") / z.size
+    c2 = np.searchsorted(z, 2 * ks, side="right") / z.size
+    t1, t2 = COVERAGE_TOLERANCES
+    loss = np.maximum(np.abs(c1 - GAUSS_1SIGMA) / t1, np.abs(c2 - GAUSS_2SIGMA) / t2)
+    best = np.flatnonzero(loss <= loss.min() + 1e-12)
+    return float(ks[best[best.size // 2]])
+
+
+def _recalibrate_heteroscedastic(model, com, structures, balance):
+    saved_scales = None if com is None else (dict(com.param_scale), dict(com.noise_scale))
+    if com is not None:
+        com.param_scale, com.noise_scale = {}, {}
+    try:
+        data = collect_uncertainty(model, structures, unscaled=True)
+    except Exception:
+        if com is not None:
+            com.param_scale, com.noise_scale = saved_scales
+        raise
+    if not data:
+        if com is not None:
+            com.param_scale, com.noise_scale = saved_scales
+        raise MissingLabelsError("recalibrate received structures without any label.")
+    from ..potential import _as_structure_list
+
+    structures = _as_structure_list(structures)
+    sizes = np.array([len(a) for a in structures])
+    groups = [str(a.info.get("config_type", "default")) for a in structures]
+    params = {}
+    for kind, d in data.items():
+        st = d["structure"]
+        # noise part of every value, in the units of collect_uncertainty (energy per atom)
+        sn = np.array([_noise_std(com, kind, groups[s], sizes[s]) for s in range(len(sizes))])
+        if kind == "energy":
+            sn = sn / sizes
+        vn = sn[st] ** 2
+        vt = d["std"] ** 2
+        vp = np.maximum(vt - vn, 0.0)
+        f2 = np.zeros_like(vt)
+        if kind == "forces":
+            f2 = np.repeat(np.sum(d["pred"].reshape(-1, 3) ** 2, axis=1), 3)
+        err = d["pred"] - d["y"]
+        ok = _informative(d["std"])
+        if not ok.any():
+            params[kind] = {"a": 1.0, "gamma": 1.0, "b": 1.0, "c": 0.0, "d": 0.0,
+                            "ref": 1.0, "k": 1.0}
+            continue
+        p = _fit_variance_model(err[ok], vp[ok], vn[ok], f2[ok], kind == "forces")
+        if balance:
+            std = np.sqrt(np.maximum(_hetero_var(p, vp[ok], vn[ok], f2[ok]), 1e-300))
+            p["k"] = _balance_factor(err[ok], std)
+        params[kind] = p
+    model.__dict__.pop("uncertainty_scale_", None)
+    model.uncertainty_recalibration_ = {
+        "version": RECALIBRATION_VERSION,
+        "method": "heteroscedastic_coverage" if balance else "heteroscedastic",
+        "kinds": params}
+    return {k: dict(v) for k, v in params.items()}
+
+
+def check_recalibration_state(doc):
+    """Validate a stored ``uncertainty_recalibration_`` dict; return a clean copy.
+
+    Raises
+    ------
+    ModelFormatError
+        Unknown version, missing or non-finite parameters.
+    """
+    from .._exceptions import ModelFormatError
+
+    if not isinstance(doc, dict):
+        raise ModelFormatError("The 'uncertainty_recalibration' entry of a model file must be "
+                               f"a dict. Got {type(doc).__name__} instead.")
+    if doc.get("version") != RECALIBRATION_VERSION:
+        raise ModelFormatError(
+            "The 'uncertainty_recalibration' entry of a model file has version "
+            f"{doc.get('version')!r}; this hybridpot reads version {RECALIBRATION_VERSION}.")
+    method = doc.get("method")
+    if method not in ("heteroscedastic", "heteroscedastic_coverage"):
+        raise ModelFormatError(
+            "The 'uncertainty_recalibration' entry of a model file has method "
+            f"{method!r}; allowed: ['heteroscedastic', 'heteroscedastic_coverage'].")
+    kinds = doc.get("kinds")
+    if not isinstance(kinds, dict):
+        raise ModelFormatError("The 'uncertainty_recalibration' entry of a model file has no "
+                               "'kinds' dict.")
+    out = {}
+    for kind, p in kinds.items():
+        if kind not in KIND_UNITS or not isinstance(p, dict) or \
+                any(key not in p for key in _PARAM_KEYS):
+            raise ModelFormatError(
+                f"The 'uncertainty_recalibration' entry of a model file has a corrupt kind "
+                f"{kind!r}: need a dict with keys {list(_PARAM_KEYS)} for a kind in "
+                f"{list(KIND_UNITS)}.")
+        try:
+            vals = {key: float(p[key]) for key in _PARAM_KEYS}
+        except (TypeError, ValueError) as exc:
+            raise ModelFormatError(
+                f"The 'uncertainty_recalibration' parameters of {kind!r} are not numbers: "
+                f"{exc}.") from None
+        if not all(np.isfinite(v) and v >= 0 for v in vals.values()):
+            raise ModelFormatError(
+                f"The 'uncertainty_recalibration' parameters of {kind!r} must be finite and "
+                f">= 0. Got {vals} instead.")
+        out[str(kind)] = vals
+    return {"version": RECALIBRATION_VERSION, "method": method, "kinds": out}
+
+
+def apply_recalibration(model, atoms, result):
+    """Recalibrated σ of one :meth:`HybridPotential._evaluate` result (in place; returned).
+
+    Applies the heteroscedastic model stored in ``model.uncertainty_recalibration_`` (see
+    :func:`recalibrate`) to ``energy_std`` (eV), ``forces_std`` (eV/Å, shape (n_atoms, 3))
+    and ``stress_std`` (eV/Å³) of ``result`` (the raw σ from the committee or regressor).
+    """
+    rec = getattr(model, "uncertainty_recalibration_", None)
+    if not rec:
+        return result
+    com = getattr(model, "uncertainty_", None)
+    group = str(atoms.info.get("config_type", "default"))
+    n = len(atoms)
+    for kind, key in (("energy", "energy_std"), ("forces", "forces_std"),
+                      ("stress", "stress_std")):
+        p = rec["kinds"].get(kind)
+        if p is None or key not in result:
+            continue
+        std = np.asarray(result[key], dtype=np.float64)
+        sn = _noise_std(com, kind, group, n)
+        if kind == "energy":
+            # fitted per atom
+            std, sn = std / n, sn / n
+        vn = np.full(std.shape, sn ** 2)
+        vp = np.maximum(std ** 2 - vn, 0.0)
+        f2 = np.zeros(std.shape)
+        if kind == "forces" and p["c"] > 0:
+            f2 = np.broadcast_to(np.sum(np.asarray(result["forces"]) ** 2, axis=1)[:, None],
+                                 std.shape)
+        new = p["k"] * np.sqrt(np.maximum(_hetero_var(p, vp, vn, f2), 0.0))
+        if kind == "energy":
+            result[key] = float(new * n)
+        else:
+            result[key] = new
+    return result
 
 
 def _informative(std):
