@@ -238,3 +238,24 @@ def test_bad_derivative_variance_raises(desc):
     gp.set_params(derivative_variance="exact")
     with pytest.raises(InvalidParameterError, match=r"'derivative_variance' .* Got 'exact'"):
         gp.predict_batch(make_batch(cells(1, seed=5), desc), return_std=True)
+
+
+@pytest.mark.parametrize("kernel", ["dot", "se"])
+def test_blocked_stress_sum_equals_one_block(rng, kernel):
+    from hybridpot.regression._gp import _stress_prior_kernel
+
+    n, F = 11, 4
+    X = rng.normal(0.5, 1.0, (n, F))
+    Y = X / np.linalg.norm(X, axis=1)[:, None] if kernel == "dot" else X - X.mean(axis=0)
+    sp = rng.integers(-1, 2, n)
+    G = rng.normal(size=(n, 6, F))
+    order = np.array([0, 2, 3, 5, 6, 7, 8, 10, 1, 4, 9], dtype=np.int64)
+    bounds = np.array([0, 8, 11], dtype=np.int64)
+    args = (Y, sp, order, bounds, G, kernel == "dot", 3, 1.0 / 0.7 ** 2)
+    one = _stress_prior_kernel(*args, 64)
+    for block in (1, 3, 5):
+        np.testing.assert_allclose(_stress_prior_kernel(*args, block), one, rtol=1e-12,
+                                   atol=1e-12 * np.abs(one).max())
+    direct = _hessian_quadratic_forms(Y, sp, order[:8], G[order[:8]], kernel == "dot", 3,
+                                      1.0 / 0.7 ** 2)
+    np.testing.assert_allclose(one[0], direct, rtol=1e-12)

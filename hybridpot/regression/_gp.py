@@ -40,6 +40,8 @@ CHUNK_BYTES = 1 << 26
 LENGTH_SCALE_FACTORS = (0.5, 1.0, 2.0, 4.0)
 #: prior standard deviation (eV/atom) of the per-element constant (nearly flat)
 BIAS_PRIOR_STD = 100.0
+#: atoms per block of the atom-pair sum of the stress variance (memory ~ 6 x this^2 doubles)
+STRESS_BLOCK_ATOMS = 512
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,30 +186,43 @@ def select_sparse_points(C, n_sparse, method, random_state=None):
 # kernel Hessians: exact-GP prior variance of force and stress components
 # ---------------------------------------------------------------------------------------------
 @njit(cache=True)
-def _hessian_quadratic_forms(Y, sp, atoms, G, dot, zeta, inv_l2):
-    """``sum_{u,v} G[u, c] . H(Y[atoms[u]], Y[atoms[v]]) G[v, c]`` for every component ``c``.
+def _hessian_cross_forms(Y, sp, atoms_a, Ga, atoms_b, Gb, dot, zeta, inv_l2):
+    """``sum_{u in a, v in b} Ga[u, c] . H(Y[atoms_a[u]], Y[atoms_b[v]]) Gb[v, c]`` per ``c``.
 
     ``H(x, x') = d^2 k(x, x') / dx dx'^T`` in kernel coordinates, only over pairs of the same
     species (``sp < 0``: no kernel term).  SE (``Y`` centred descriptors):
     ``g.H g' = k / l^2 (g.g' - (g.d)(g'.d) / l^2)``, ``d = y - y'``; dot (``Y`` unit vectors,
     ``G`` already projected, ``h = (I - y y^T) g / |x|``):
     ``h.H h' = zeta (zeta-1) c^(zeta-2) (h.y')(h'.y) + zeta c^(zeta-1) h.h'``, ``c = y.y'``.
-    The ``m x m`` inner products are BLAS products (``G_c G_c^T``, ``G_c Y^T``, ``Y Y^T``).
+    The ``m_a x m_b`` inner products are BLAS products (``Ga Gb^T``, ``Ga Yb^T``, ``Ya Yb^T``).
     """
-    m, C, F = G.shape
+    ma, C, F = Ga.shape
+    mb = Gb.shape[0]
     out = np.zeros(C)
-    Yl = np.empty((m, F))
-    spl = np.empty(m, dtype=np.int64)
-    for u in range(m):
-        Yl[u] = Y[atoms[u]]
-        spl[u] = sp[atoms[u]]
-    YY = Yl @ Yl.T
-    # pair coefficients: dot (f2, f1); SE (k / l^2, unused)
-    c1 = np.zeros((m, m))
-    c2 = np.zeros((m, m))
-    for u in range(m):
-        for v in range(m):
-            if spl[u] < 0 or spl[u] != spl[v]:
+    Ya = np.empty((ma, F))
+    Yb = np.empty((mb, F))
+    for u in range(ma):
+        Ya[u] = Y[atoms_a[u]]
+    for v in range(mb):
+        Yb[v] = Y[atoms_b[v]]
+    YY = Ya @ Yb.T
+    sqa = np.zeros(ma)
+    sqb = np.zeros(mb)
+    for u in range(ma):
+        for f in range(F):
+            sqa[u] += Ya[u, f] * Ya[u, f]
+    for v in range(mb):
+        for f in range(F):
+            sqb[v] += Yb[v, f] * Yb[v, f]
+    # pair coefficients: dot (zeta c^(zeta-1), zeta (zeta-1) c^(zeta-2)); SE (k / l^2, 0)
+    c1 = np.zeros((ma, mb))
+    c2 = np.zeros((ma, mb))
+    for u in range(ma):
+        su = sp[atoms_a[u]]
+        if su < 0:
+            continue
+        for v in range(mb):
+            if sp[atoms_b[v]] != su:
                 continue
             if dot:
                 c = YY[u, v]
@@ -222,28 +237,49 @@ def _hessian_quadratic_forms(Y, sp, atoms, G, dot, zeta, inv_l2):
                 c1[u, v] = f1
                 c2[u, v] = f2
             else:
-                d2 = max(YY[u, u] + YY[v, v] - 2.0 * YY[u, v], 0.0)
+                d2 = max(sqa[u] + sqb[v] - 2.0 * YY[u, v], 0.0)
                 c1[u, v] = np.exp(-0.5 * d2 * inv_l2) * inv_l2
-    Gq = np.empty((m, F))
+    Gqa = np.empty((ma, F))
+    Gqb = np.empty((mb, F))
     for q in range(C):
-        for u in range(m):
+        for u in range(ma):
             for f in range(F):
-                Gq[u, f] = G[u, q, f]
-        GG = Gq @ Gq.T
-        P = Gq @ Yl.T                      # P[u, v] = g_u . y_v
+                Gqa[u, f] = Ga[u, q, f]
+        for v in range(mb):
+            for f in range(F):
+                Gqb[v, f] = Gb[v, q, f]
+        GG = Gqa @ Gqb.T
+        Pab = Gqa @ Yb.T                   # g_u . y_v
+        Pba = Gqb @ Ya.T                   # g_v . y_u
+        gya = np.zeros(ma)                 # g_u . y_u (SE only)
+        gyb = np.zeros(mb)
+        if not dot:
+            for u in range(ma):
+                for f in range(F):
+                    gya[u] += Gqa[u, f] * Ya[u, f]
+            for v in range(mb):
+                for f in range(F):
+                    gyb[v] += Gqb[v, f] * Yb[v, f]
         s = 0.0
-        for u in range(m):
-            for v in range(m):
+        for u in range(ma):
+            for v in range(mb):
                 if c1[u, v] == 0.0 and c2[u, v] == 0.0:
                     continue
                 if dot:
-                    s += c2[u, v] * P[u, v] * P[v, u] + c1[u, v] * GG[u, v]
+                    s += c2[u, v] * Pab[u, v] * Pba[v, u] + c1[u, v] * GG[u, v]
                 else:
-                    gud = P[u, u] - P[u, v]
-                    gvd = P[v, u] - P[v, v]
+                    gud = gya[u] - Pab[u, v]
+                    gvd = Pba[v, u] - gyb[v]
                     s += c1[u, v] * (GG[u, v] - gud * gvd * inv_l2)
         out[q] = s
     return out
+
+
+@njit(cache=True)
+def _hessian_quadratic_forms(Y, sp, atoms, G, dot, zeta, inv_l2):
+    """``sum_{u,v} G[u, c] . H(Y[atoms[u]], Y[atoms[v]]) G[v, c]`` for every component ``c``
+    (see :func:`_hessian_cross_forms`)."""
+    return _hessian_cross_forms(Y, sp, atoms, G, atoms, G, dot, zeta, inv_l2)
 
 
 @njit(cache=True)
@@ -294,22 +330,31 @@ def _force_prior_kernel(Y, sp, pair_i, D, nbr_ptr, nbr_pair, ctr_ptr, ctr_pair, 
 
 
 @njit(cache=True)
-def _stress_prior_kernel(Y, sp, order, bounds, G, dot, zeta, inv_l2):
+def _stress_prior_kernel(Y, sp, order, bounds, G, dot, zeta, inv_l2, block):
     """Exact prior variance (times ``alpha``) of the Voigt stress of every structure.
 
     ``G[i, v] = dX_i / d eps_v / V`` (atom-level strain Jacobian over the volume); the atoms
-    of structure ``s`` are ``order[bounds[s]:bounds[s + 1]]``.
+    of structure ``s`` are ``order[bounds[s]:bounds[s + 1]]``.  The atom-pair sum runs over
+    blocks of at most ``block`` atoms (memory ``O(block^2)``, time ``O(n_atoms^2 F)``).
     """
     ns = bounds.shape[0] - 1
-    out = np.zeros((ns, G.shape[1]))
+    C, F = G.shape[1], G.shape[2]
+    out = np.zeros((ns, C))
     for s in range(ns):
         atoms = order[bounds[s]:bounds[s + 1]]
-        if atoms.shape[0] == 0:
-            continue
-        Gs = np.empty((atoms.shape[0], G.shape[1], G.shape[2]))
-        for u in range(atoms.shape[0]):
-            Gs[u] = G[atoms[u]]
-        out[s] = _hessian_quadratic_forms(Y, sp, atoms, Gs, dot, zeta, inv_l2)
+        n = atoms.shape[0]
+        for a0 in range(0, n, block):
+            aa = atoms[a0:min(a0 + block, n)]
+            Ga = np.empty((aa.shape[0], C, F))
+            for u in range(aa.shape[0]):
+                Ga[u] = G[aa[u]]
+            out[s] += _hessian_cross_forms(Y, sp, aa, Ga, aa, Ga, dot, zeta, inv_l2)
+            for b0 in range(a0 + block, n, block):     # off-diagonal blocks count twice
+                bb = atoms[b0:min(b0 + block, n)]
+                Gb = np.empty((bb.shape[0], C, F))
+                for v in range(bb.shape[0]):
+                    Gb[v] = G[bb[v]]
+                out[s] += 2.0 * _hessian_cross_forms(Y, sp, aa, Ga, bb, Gb, dot, zeta, inv_l2)
     return out
 
 
@@ -1306,7 +1351,7 @@ class SparseGPRegressor(Regressor):
         bounds = np.searchsorted(st[order], np.nonzero(ok)[0])
         bounds = np.append(bounds, order.size).astype(np.int64)
         kss = _stress_prior_kernel(Y, spk, order.astype(np.int64), bounds, G, dot, zeta,
-                                   inv_l2).reshape(-1)
+                                   inv_l2, STRESS_BLOCK_ATOMS).reshape(-1)
         return kss / self.alpha_
 
     def _noise_of(self, kind):
