@@ -259,3 +259,15 @@ def test_blocked_stress_sum_equals_one_block(rng, kernel):
     direct = _hessian_quadratic_forms(Y, sp, order[:8], G[order[:8]], kernel == "dot", 3,
                                       1.0 / 0.7 ** 2)
     np.testing.assert_allclose(one[0], direct, rtol=1e-12)
+
+
+def test_energy_and_stress_variance_blocks_give_the_same_sums(desc, monkeypatch):
+    import hybridpot.regression._gp as gpmod
+
+    gp, _ = _energy_trained(desc, "dot", n_sparse=6)
+    b = make_batch(cells(2, seed=70), desc)
+    want = gp.predict_batch(b, return_std=True)
+    monkeypatch.setattr(gpmod, "STRESS_BLOCK_ATOMS", 1)
+    got = gp.predict_batch(b, return_std=True)
+    for k in ("energy_std", "stress_std"):
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-12)

@@ -40,7 +40,7 @@ CHUNK_BYTES = 1 << 26
 LENGTH_SCALE_FACTORS = (0.5, 1.0, 2.0, 4.0)
 #: prior standard deviation (eV/atom) of the per-element constant (nearly flat)
 BIAS_PRIOR_STD = 100.0
-#: atoms per block of the atom-pair sum of the stress variance (memory ~ 6 x this^2 doubles)
+#: atoms per block of the atom-pair sums of the energy and stress variances (bounded memory)
 STRESS_BLOCK_ATOMS = 512
 
 
@@ -1262,9 +1262,11 @@ class SparseGPRegressor(Regressor):
                 if self._offsets[z + 1] == self._offsets[z]:
                     continue
                 Xz = X[atoms[sp[atoms] == z]]
-                kss[s] += kernel_matrix(Xz, Xz + 0.0, kernel=self.kernel, zeta=self._zeta,
-                                        length_scale=self.length_scale_ or 1.0,
-                                        centre=self.centre_[z]).sum()
+                for a0 in range(0, Xz.shape[0], STRESS_BLOCK_ATOMS):  # memory O(block n)
+                    kss[s] += kernel_matrix(Xz[a0:a0 + STRESS_BLOCK_ATOMS], Xz,
+                                            kernel=self.kernel, zeta=self._zeta,
+                                            length_scale=self.length_scale_ or 1.0,
+                                            centre=self.centre_[z]).sum()
         nk = self._n_kernel
         Z = scipy.linalg.solve_triangular(self.kmm_factor_[:nk, :nk], Er[:, :nk].T, lower=True,
                                           check_finite=False)
