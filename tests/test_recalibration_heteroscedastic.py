@@ -72,12 +72,21 @@ def test_variance_model_recovers_known_parameters():
     vn = np.full(n, 1e-4)
     f2 = rng.exponential(1.0, n)
     ref = float(np.sqrt(np.mean(vp)))
-    true = {"a": 20.0, "gamma": 0.6, "b": 0.5, "c": 1e-4, "d": 0.0, "ref": ref, "k": 1.0}
+    true = {"a": 0.0, "a_pow": 20.0, "gamma": 0.6, "b": 0.5, "c": 1e-4, "d": 0.0, "ref": ref,
+            "k": 1.0}
     err = rng.normal(size=n) * np.sqrt(_hetero_var(true, vp, vn, f2))
     p = _fit_variance_model(err, vp, vn, f2, use_force=True)
-    assert p["gamma"] == pytest.approx(0.6, abs=0.06)
-    assert p["a"] == pytest.approx(20.0, rel=0.15)
-    assert p["b"] == pytest.approx(0.5, rel=0.1)
+    # the variance (linear + power law in sigma_param, noise, force) is recovered over the
+    # 4 decades of sigma_param; the parameter part where it is not negligible, the noise
+    # and force coefficients individually
+    ratio = _hetero_var(p, vp, vn, f2) / _hetero_var(true, vp, vn, f2)
+    assert np.max(np.abs(ratio - 1)) < 0.1 and np.median(np.abs(ratio - 1)) < 0.03
+    zero = np.zeros(n)
+    big = vp > 1e-6
+    ratio = _hetero_var(p, vp, zero, zero)[big] / _hetero_var(true, vp, zero, zero)[big]
+    assert np.max(np.abs(ratio - 1)) < 0.12
+    # (a flat power law can take a little of the constant noise)
+    assert p["b"] == pytest.approx(0.5, rel=0.2)
     assert p["c"] == pytest.approx(1e-4, rel=0.15)
     assert p["d"] == 0.0 and p["k"] == 1.0
     # coverage of fresh draws from the same model with the fitted σ
@@ -94,8 +103,10 @@ def test_variance_model_without_noise_part_fits_a_floor():
     err = rng.normal(size=n) * np.sqrt(2.0 * vp + 1e-5)
     p = _fit_variance_model(err, vp, np.zeros(n), np.zeros(n), use_force=False)
     assert p["b"] == 0.0 and p["c"] == 0.0
-    assert p["d"] == pytest.approx(1e-5, rel=0.15)
-    assert p["gamma"] == pytest.approx(1.0, abs=0.05)
+    # the floor d and a flat power law (gamma -> 0) may share the 1e-5; the variance
+    # over the 4 decades of sigma_param is what counts
+    ratio = _hetero_var(p, vp, np.zeros(n), np.zeros(n)) / (2.0 * vp + 1e-5)
+    assert np.max(np.abs(ratio - 1)) < 0.1
 
 
 def test_balance_factor_on_gaussian_and_heavy_tailed_z():
@@ -144,7 +155,8 @@ def test_heteroscedastic_applies_to_energy_forces_stress_and_calculator(fitted, 
     vn = com._noise("forces", "default") * com.inflation.get("forces", 1.0)
     vp = np.maximum(raw["forces_std"] ** 2 - vn, 0.0)
     f2 = np.sum(raw["forces"] ** 2, axis=1)[:, None]
-    expect = pf["k"] * np.sqrt(pf["a"] * pf["ref"] ** 2 * (vp / pf["ref"] ** 2) ** pf["gamma"]
+    expect = pf["k"] * np.sqrt(pf["a"] * vp + pf["a_pow"] * pf["ref"] ** 2
+                               * (vp / pf["ref"] ** 2) ** pf["gamma"]
                                + pf["b"] * vn + pf["c"] * f2 + pf["d"])
     np.testing.assert_allclose(new["forces_std"], expect, rtol=1e-10)
     assert new["energy_std"] != pytest.approx(raw["energy_std"], rel=1e-3)
@@ -189,6 +201,11 @@ def test_split_after_heteroscedastic_replaces_it(fitted):
     recalibrate(model, val, method="split")
     assert not hasattr(model, "uncertainty_recalibration_")
     assert set(model.uncertainty_.param_scale) == {"energy", "forces", "stress"}
+    # nll after split replaces it (one factor on the raw σ, mean z^2 = 1), not stacks
+    recalibrate(model, val, method="nll")
+    assert model.uncertainty_.param_scale == {} and model.uncertainty_.noise_scale == {}
+    assert evaluate_uncertainty(model, val)["forces"]["mean_z2"] == pytest.approx(1.0,
+                                                                                 rel=1e-9)
 
 
 # ------------------------------------------------------------------ errors
@@ -206,8 +223,8 @@ def test_bad_method_names_raise_typed_error(fitted, bad):
 
 def test_corrupt_recalibration_state_raises_model_format_error():
     good = {"version": 1, "method": "heteroscedastic",
-            "kinds": {"forces": {"a": 1.0, "gamma": 1.0, "b": 1.0, "c": 0.0, "d": 0.0,
-                                 "ref": 1.0, "k": 1.0}}}
+            "kinds": {"forces": {"a": 1.0, "a_pow": 0.0, "gamma": 1.0, "b": 1.0, "c": 0.0,
+                                 "d": 0.0, "ref": 1.0, "k": 1.0}}}
     assert check_recalibration_state(good) == good
     with pytest.raises(ModelFormatError, match="version 2; this hybridpot reads version 1"):
         check_recalibration_state({**good, "version": 2})

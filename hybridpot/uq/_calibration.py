@@ -34,7 +34,7 @@ COVERAGE_TOLERANCES = (0.05, 0.03)
 RECALIBRATION_VERSION = 1
 
 #: bounds of the exponent gamma of the parameter part of the heteroscedastic model
-GAMMA_BOUNDS = (0.05, 1.5)
+GAMMA_BOUNDS = (0.02, 1.0)
 
 
 def calibration_curve(z, levels=None):
@@ -228,30 +228,32 @@ def recalibrate(model, structures, *, method="nll"):
 
       .. math::
 
-          \sigma'^2 = k^2 \Big[a\,\sigma_\mathrm{ref}^2
-              \big(\sigma_\mathrm{param}/\sigma_\mathrm{ref}\big)^{2\gamma}
+          \sigma'^2 = k^2 \Big[a\,\sigma_\mathrm{param}^2 + a_\mathrm{pow}\,
+              \sigma_\mathrm{ref}^2 \big(\sigma_\mathrm{param}/\sigma_\mathrm{ref}\big)^{2\gamma}
               + b\,\sigma_\mathrm{noise}^2 + c\,|\mathbf F_i|^2 + d\Big],
 
       ``sigma_param`` the parameter (epistemic) part of σ, ``sigma_noise`` the noise part
       (per config group if the posterior has one noise per group), ``|F_i|`` the predicted
       force on the atom of a force component (forces only; ``c = 0`` for energy and stress),
       ``d`` a floor used only when the model has no noise part (``b = 0``) and
-      ``sigma_ref`` the RMS ``sigma_param`` of the validation values.  The exponent
-      ``gamma`` in [0.05, 1.5] lets σ grow slower (or faster) than ``sigma_param``: force
-      errors of near-equilibrium cells (tiny ``sigma_param``) and of hot MD frames differ
-      by 3 orders of magnitude, which one linear factor cannot follow.  ``a, gamma, b, c,
-      d >= 0`` maximise the Gaussian likelihood of the validation labels (Nelder-Mead from
-      several starts); ``k = 1``.  Without a posterior committee ``sigma_param`` is the
-      regressor's total σ and ``sigma_noise = 0``.
+      ``sigma_ref`` the RMS ``sigma_param`` of the validation values.  σ is thus a monotone
+      function of ``sigma_param`` (a linear plus a power-law part, ``gamma`` in
+      [0.02, 1]) plus noise and force terms: force errors of near-equilibrium cells (tiny
+      ``sigma_param``) and of hot MD frames differ by 3 orders of magnitude, which one
+      linear factor cannot follow.  ``a, a_pow, gamma, b, c, d >= 0`` maximise the Gaussian
+      likelihood of the validation labels (Nelder-Mead from 8 starts); ``k = 1``.  Without
+      a posterior committee ``sigma_param`` is the regressor's total σ and
+      ``sigma_noise = 0``.
     - ``method="heteroscedastic_coverage"``: the same variance model, then the factor ``k``
       of each kind minimises ``max(|c_1 - 68.27 %| / 5 %, |c_2 - 95.45 %| / 3 %)``, ``c_1,
       c_2`` the validation coverages of ±1σ and ±2σ (the middle of the optimal range of
       ``k``).  The variance model fixes the relative σ of values; ``k`` balances the two
       coverages when the z-scores are heavy tailed (where no Gaussian scale gets both).
 
-    The heteroscedastic methods store ``model.uncertainty_recalibration_`` (plain floats,
-    saved with the model), reset the committee's ``param_scale``/``noise_scale`` and drop
-    ``uncertainty_scale_``; the other methods drop ``uncertainty_recalibration_``.
+    Each call replaces the previous recalibration: the heteroscedastic methods store
+    ``model.uncertainty_recalibration_`` (plain floats, saved with the model) and drop
+    ``uncertainty_scale_``; the other methods drop ``uncertainty_recalibration_``; all but
+    ``"split"`` reset the committee's ``param_scale``/``noise_scale``.
     Everything is applied to every later energy, forces and stress σ (also the ASE
     calculator's ``energy_std``/``forces_std``/``stress_std``) and saved with the model.
     Values whose σ is numerically zero (below ``1e-8`` times the median, e.g. components
@@ -270,7 +272,7 @@ default="nll"
     -------
     dict
         kind -> scale factor (``"split"``: kind -> {"param": sqrt(a), "noise": sqrt(b)};
-        heteroscedastic: kind -> {"a", "gamma", "b", "c", "d", "ref", "k"}).
+        heteroscedastic: kind -> {"a", "a_pow", "gamma", "b", "c", "d", "ref", "k"}).
     """
     if not isinstance(method, str) or method not in METHODS:
         raise InvalidParameterError(
@@ -289,9 +291,18 @@ default="nll"
         out = _recalibrate_split(model, com, structures)
         model.__dict__.pop("uncertainty_recalibration_", None)
         return out
-    data = collect_uncertainty(model, structures, unscaled=True)
-    if not data:
-        raise MissingLabelsError("recalibrate received structures without any label.")
+    # a previous split recalibration is replaced, not stacked
+    saved_scales = None if com is None else (dict(com.param_scale), dict(com.noise_scale))
+    if com is not None:
+        com.param_scale, com.noise_scale = {}, {}
+    try:
+        data = collect_uncertainty(model, structures, unscaled=True)
+        if not data:
+            raise MissingLabelsError("recalibrate received structures without any label.")
+    except Exception:
+        if com is not None:
+            com.param_scale, com.noise_scale = saved_scales
+        raise
     scale = {}
     for k, d in data.items():
         ok = _informative(d["std"])
@@ -310,7 +321,7 @@ default="nll"
 
 
 # ---------------------------------------------------------------- heteroscedastic model
-_PARAM_KEYS = ("a", "gamma", "b", "c", "d", "ref", "k")
+_PARAM_KEYS = ("a", "a_pow", "gamma", "b", "c", "d", "ref", "k")
 
 
 def _noise_std(com, kind, group_name, n_atoms):
@@ -329,11 +340,12 @@ def _hetero_var(p, vp, vn, f2):
     """Variance of the heteroscedastic model (without ``k^2``); ``p`` a parameter dict."""
     ref2 = p["ref"] ** 2
     rel = np.divide(vp, ref2, out=np.zeros_like(vp), where=ref2 > 0)
-    return (p["a"] * ref2 * rel ** p["gamma"] + p["b"] * vn + p["c"] * f2 + p["d"])
+    return (p["a"] * vp + p["a_pow"] * ref2 * rel ** p["gamma"] + p["b"] * vn
+            + p["c"] * f2 + p["d"])
 
 
 def _fit_variance_model(err, vp, vn, f2, use_force):
-    """Maximum-likelihood ``a, gamma, b, c, d`` of :func:`_hetero_var` (see recalibrate)."""
+    """Maximum-likelihood parameters of :func:`_hetero_var` (see :func:`recalibrate`)."""
     import scipy.optimize
 
     e2 = err ** 2
@@ -351,12 +363,14 @@ def _fit_variance_model(err, vp, vn, f2, use_force):
     lo, hi = GAMMA_BOUNDS
 
     def unpack(x):
-        p = {"a": 0.0, "gamma": 1.0, "b": 0.0, "c": 0.0, "d": 0.0, "ref": ref, "k": 1.0}
+        p = {"a": 0.0, "a_pow": 0.0, "gamma": 1.0, "b": 0.0, "c": 0.0, "d": 0.0, "ref": ref,
+             "k": 1.0}
         i = 0
         if has_param:
             p["a"] = float(np.exp(x[0])) * scale / ref ** 2
-            p["gamma"] = float(lo + (hi - lo) / (1.0 + np.exp(-x[1])))
-            i = 2
+            p["a_pow"] = float(np.exp(x[1])) * scale / ref ** 2
+            p["gamma"] = float(lo + (hi - lo) / (1.0 + np.exp(-x[2])))
+            i = 3
         if has_noise:
             p["b"] = float(np.exp(x[i])) * scale / mean_vn
         else:
@@ -374,19 +388,18 @@ def _fit_variance_model(err, vp, vn, f2, use_force):
         v = np.maximum(_hetero_var(unpack(x), vp, vn, f2), tiny) / scale
         return float(np.mean(0.5 * np.log(v) + 0.5 * (e2 / scale) / v))
 
-    g_half = np.log((1.0 - lo) / (hi - 1.0))  # gamma = 1
     starts = []
-    for g0 in ((g_half, 0.0, -2.0) if has_param else (None,)):
+    for pw in ([(np.log(1e-2), 0.0), (np.log(1e-5), -2.0), (np.log(1e-2), -2.0),
+                (np.log(1e-5), 0.0)] if has_param else [None]):
         for n0 in (np.log(0.5), np.log(1e-3)):
-            for c0 in ((np.log(1e-3), np.log(0.3)) if use_force else (None,)):
-                x = ([np.log(0.5), g0] if has_param else []) + [n0]
-                starts.append(x + ([c0] if use_force else []))
+            x = ([np.log(0.5), pw[0], pw[1]] if has_param else []) + [n0]
+            starts.append(x + ([np.log(1e-3)] if use_force else []))
     best = None
     for x0 in starts:
         res = scipy.optimize.minimize(nll, np.asarray(x0, dtype=np.float64),
                                       method="Nelder-Mead",
                                       options={"xatol": 1e-6, "fatol": 1e-10,
-                                               "maxiter": 3000 * len(x0)})
+                                               "maxiter": 2000 * len(x0)})
         if best is None or res.fun < best.fun:
             best = res
     return unpack(best.x)
@@ -439,8 +452,8 @@ def _recalibrate_heteroscedastic(model, com, structures, balance):
         err = d["pred"] - d["y"]
         ok = _informative(d["std"])
         if not ok.any():
-            params[kind] = {"a": 1.0, "gamma": 1.0, "b": 1.0, "c": 0.0, "d": 0.0,
-                            "ref": 1.0, "k": 1.0}
+            params[kind] = {"a": 1.0, "a_pow": 0.0, "gamma": 1.0, "b": 1.0, "c": 0.0,
+                            "d": 0.0, "ref": 1.0, "k": 1.0}
             continue
         p = _fit_variance_model(err[ok], vp[ok], vn[ok], f2[ok], kind == "forces")
         if balance:
