@@ -282,7 +282,8 @@ def build_regressor(cfg):
 
 
 def build_baseline(cfg):
-    """The baseline of ``[baseline]`` (``type = "none"`` for pure ML, ``"EMT"`` for ASE EMT)."""
+    """The baseline of ``[baseline]`` (``type = "none"`` for pure ML, ``"EMT"`` for
+    :class:`hybridpot.baselines.EMT`, the numba equal of ASE's EMT)."""
     from . import baselines as B
 
     body = dict(cfg["baseline"])
@@ -290,11 +291,9 @@ def build_baseline(cfg):
     if name in ("none", "None", ""):
         return None
     if name == "EMT":
-        from ase.calculators.emt import EMT
-
         if body:
             raise ConfigError(f"[baseline] type 'EMT' takes no keys. Got {sorted(body)}.")
-        return B.ASEBaseline(EMT())
+        return B.EMT()
     registry = {k: getattr(B, k) for k in ("ZBL", "LennardJones", "Morse", "Buckingham")
                 if hasattr(B, k)}
     return _build("baseline", {"baseline": {"type": name, **body}}, registry)
