@@ -19,7 +19,7 @@ from hybridpot.regression import BayesianLinearRegressor
 from hybridpot.uq import LinearPosterior, evaluate_uncertainty, recalibrate
 from hybridpot.uq._calibration import (GAUSS_1SIGMA, GAUSS_2SIGMA, _balance_factor,
                                        _fit_variance_model, _hetero_var,
-                                       check_recalibration_state)
+                                       _variance_objective, check_recalibration_state)
 
 from conftest import emt_dataset
 
@@ -94,6 +94,27 @@ def test_variance_model_recovers_known_parameters():
     z = np.abs(err2) / np.sqrt(_hetero_var(p, vp, vn, f2))
     assert np.mean(z <= 1) == pytest.approx(GAUSS_1SIGMA, abs=0.01)
     assert np.mean(z <= 2) == pytest.approx(GAUSS_2SIGMA, abs=0.01)
+
+
+@pytest.mark.parametrize("use_force,noise", [(True, True), (False, False)])
+def test_variance_objective_gradient_matches_central_differences(use_force, noise):
+    rng = np.random.default_rng(3)
+    n = 500
+    vp = 10 ** rng.uniform(-8, -3, n)
+    vp[:5] = 0.0  # sigma_param exactly zero (symmetry) must not give NaN
+    vn = np.full(n, 1e-4) if noise else np.zeros(n)
+    f2 = rng.exponential(1.0, n)
+    err = rng.normal(size=n) * np.sqrt(3.0 * vp + 1e-4 + 1e-4 * f2)
+    nll, unpack, n_x, _, _ = _variance_objective(err, vp, vn, f2, use_force)
+    x = rng.normal(size=n_x)
+    f0, g = nll(x)
+    h = 1e-6
+    fd = np.array([(nll(x + h * e)[0] - nll(x - h * e)[0]) / (2 * h) for e in np.eye(n_x)])
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-9)
+    # the objective is the mean Gaussian NLL of the unpacked model (up to a constant)
+    v = _hetero_var(unpack(x), vp, vn, f2)
+    ref = np.mean(0.5 * np.log(v) + 0.5 * err ** 2 / v)
+    assert f0 - ref == pytest.approx(-0.5 * np.log(np.mean(err ** 2)), abs=1e-9)
 
 
 def test_variance_model_without_noise_part_fits_a_floor():

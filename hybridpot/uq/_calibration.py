@@ -241,7 +241,8 @@ def recalibrate(model, structures, *, method="nll"):
       [0.02, 1]) plus noise and force terms: force errors of near-equilibrium cells (tiny
       ``sigma_param``) and of hot MD frames differ by 3 orders of magnitude, which one
       linear factor cannot follow.  ``a, a_pow, gamma, b, c, d >= 0`` maximise the Gaussian
-      likelihood of the validation labels (Nelder-Mead from 8 starts); ``k = 1``.  Without
+      likelihood of the validation labels (L-BFGS-B, analytic gradient, 18-36 starts);
+      ``k = 1``.  Without
       a posterior committee ``sigma_param`` is the regressor's total σ and
       ``sigma_noise = 0``.
     - ``method="heteroscedastic_coverage"``: the same variance model, then the factor ``k``
@@ -344,10 +345,20 @@ def _hetero_var(p, vp, vn, f2):
             + p["c"] * f2 + p["d"])
 
 
-def _fit_variance_model(err, vp, vn, f2, use_force):
-    """Maximum-likelihood parameters of :func:`_hetero_var` (see :func:`recalibrate`)."""
-    import scipy.optimize
+def _variance_objective(err, vp, vn, f2, use_force):
+    """Negative log-likelihood of :func:`_hetero_var` in unconstrained coordinates ``x``.
 
+    Returns
+    -------
+    nll : callable
+        ``x -> (mean NLL up to a constant, gradient)``.
+    unpack : callable
+        ``x -> parameter dict`` of :func:`_hetero_var`.
+    n_x : int
+        Number of coordinates.
+    has_param, use_force : bool
+        Whether the parameter-σ and force terms are fitted.
+    """
     e2 = err ** 2
     scale = float(np.mean(e2))
     if not scale > 0:
@@ -381,25 +392,68 @@ def _fit_variance_model(err, vp, vn, f2, use_force):
         return p
 
     tiny = 1e-300 * scale
+    # scaled variables: the model variance over `scale` is linear in exp(x)
+    vps = vp / ref ** 2 if has_param else vp
+    vns, f2s, e2s = vn / mean_vn, f2 / mean_f2, e2 / scale
+    with np.errstate(divide="ignore"):
+        log_r = np.where(vps > 0, np.log(np.where(vps > 0, vps, 1.0)), 0.0)
 
     def nll(x):
-        if np.any(np.abs(x) > 700):
-            return np.inf
-        v = np.maximum(_hetero_var(unpack(x), vp, vn, f2), tiny) / scale
-        return float(np.mean(0.5 * np.log(v) + 0.5 * (e2 / scale) / v))
+        """Mean negative log-likelihood (up to a constant) and its gradient in ``x``."""
+        terms = []
+        i = 0
+        if has_param:
+            sg = 1.0 / (1.0 + np.exp(-x[2]))
+            gamma = lo + (hi - lo) * sg
+            power = np.exp(gamma * log_r) * (vps > 0)
+            terms.append(np.exp(x[0]) * vps)
+            tp = np.exp(x[1]) * power
+            terms.append(tp)
+            terms.append(tp * log_r * (hi - lo) * sg * (1.0 - sg))
+            i = 3
+        terms.append(np.exp(x[i]) * (vns if has_noise else 1.0))
+        if use_force:
+            terms.append(np.exp(x[i + 1]) * f2s)
+        if has_param:
+            v = terms[0] + terms[1] + sum(terms[3:])
+            dv = [terms[0], terms[1], terms[2]] + terms[3:]
+        else:
+            v = sum(terms)
+            dv = terms
+        v = np.maximum(v, tiny / scale)
+        f = float(np.mean(0.5 * np.log(v) + 0.5 * e2s / v))
+        w = 0.5 * (1.0 / v - e2s / v ** 2) / v.size
+        grad = np.array([float(np.sum(w * np.broadcast_to(d, v.shape))) for d in dv])
+        return f, grad
 
+    n_x = (3 if has_param else 0) + 1 + int(use_force)
+    return nll, unpack, n_x, has_param, use_force
+
+
+def _fit_variance_model(err, vp, vn, f2, use_force):
+    """Maximum-likelihood parameters of :func:`_hetero_var` (see :func:`recalibrate`).
+
+    L-BFGS-B with the analytic gradient from 18 (36 with the force term) starting points.
+    """
+    import scipy.optimize
+
+    nll, unpack, n_x, has_param, use_force = _variance_objective(err, vp, vn, f2, use_force)
+    bounds = [(-300.0, 300.0)] * n_x
+    if has_param:
+        bounds[2] = (-40.0, 40.0)
     starts = []
-    for pw in ([(np.log(1e-2), 0.0), (np.log(1e-5), -2.0), (np.log(1e-2), -2.0),
-                (np.log(1e-5), 0.0)] if has_param else [None]):
-        for n0 in (np.log(0.5), np.log(1e-3)):
+    for pw in ([(np.log(1e-2), 2.0), (np.log(1e-2), 0.0), (np.log(1e-5), -2.0),
+                (np.log(1e-2), -2.0), (np.log(1e-5), 0.0), (np.log(1e-5), 2.0)]
+               if has_param else [None]):
+        for n0 in (np.log(0.5), np.log(1e-3), np.log(1e-6)):
             x = ([np.log(0.5), pw[0], pw[1]] if has_param else []) + [n0]
-            starts.append(x + ([np.log(1e-3)] if use_force else []))
+            for c0 in ((np.log(1e-3), np.log(1e-8)) if use_force else (None,)):
+                starts.append(x + ([c0] if use_force else []))
     best = None
     for x0 in starts:
-        res = scipy.optimize.minimize(nll, np.asarray(x0, dtype=np.float64),
-                                      method="Nelder-Mead",
-                                      options={"xatol": 1e-6, "fatol": 1e-10,
-                                               "maxiter": 2000 * len(x0)})
+        res = scipy.optimize.minimize(nll, np.asarray(x0, dtype=np.float64), jac=True,
+                                      method="L-BFGS-B", bounds=bounds,
+                                      options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-9})
         if best is None or res.fun < best.fun:
             best = res
     return unpack(best.x)
