@@ -15,8 +15,11 @@ centre (pairs sorted by centre atom).  The production kernels (``*_lanes``) trea
 atoms together, the k-th neighbours of all of them as one vector, so that every inner loop runs
 over lanes and vectorises (AVX); the scalar kernels follow LAMMPS line by line and are the
 reference they are tested against.  The adjoint differentiates the U recursion in reverse mode
-(``dE/da``, ``dE/db`` of the Cayley-Klein parameters) instead of forming ``dU/dr_ij``.  Pairs with ``inside[p] == False`` (beyond their
-element-pair cutoff) are skipped.
+(``dE/da``, ``dE/db`` of the Cayley-Klein parameters) instead of forming ``dU/dr_ij``; the
+Jacobian (:func:`_bispectrum_grad_lanes`, used for fitting rows and the committee σ) forms
+``dU/dr_ij`` in forward mode and contracts it with the Z blocks of every B component (up to
+``GRAD_LANES`` atoms per block; the lane helpers take the lane count from their arrays).
+Pairs with ``inside[p] == False`` (beyond their element-pair cutoff) are skipped.
 """
 
 import numpy as np
@@ -1141,12 +1144,28 @@ def _bispectrum_grad_lanes(offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, swi
                 for a in range(3):
                     for l in range(L):
                         o[a, l] = 0.0
-                _half_dot3_lanes(idxu_block[j], idxz_block[j1, j2, j], j, 1.0, dur, dui, zr,
+                # dB/dr = 2 Re sum of conj(dU) Z over three blocks; coinciding blocks
+                # (j1 == j, or j2 == j1) share one dot product with the factors summed
+                f1 = (j + 1) / (j1 + 1.0)
+                f2 = (j + 1) / (j2 + 1.0)
+                fa = 1.0
+                if j1 == j:
+                    fa += f1
+                    f1 = 0.0
+                if j2 == j1:
+                    if f1 != 0.0:
+                        f1 += f2
+                    else:
+                        fa += f2
+                    f2 = 0.0
+                _half_dot3_lanes(idxu_block[j], idxz_block[j1, j2, j], j, fa, dur, dui, zr,
                                  zi, o)
-                _half_dot3_lanes(idxu_block[j1], idxz_block[j, j2, j1], j1,
-                                 (j + 1) / (j1 + 1.0), dur, dui, zr, zi, o)
-                _half_dot3_lanes(idxu_block[j2], idxz_block[j, j1, j2], j2,
-                                 (j + 1) / (j2 + 1.0), dur, dui, zr, zi, o)
+                if f1 != 0.0:
+                    _half_dot3_lanes(idxu_block[j1], idxz_block[j, j2, j1], j1, f1, dur, dui,
+                                     zr, zi, o)
+                if f2 != 0.0:
+                    _half_dot3_lanes(idxu_block[j2], idxz_block[j, j1, j2], j2, f2, dur, dui,
+                                     zr, zi, o)
                 for l in range(L):
                     p = pidx[l]
                     if p >= 0:
