@@ -8,9 +8,13 @@ For every element (``<El>_train.xyz`` / ``<El>_test.xyz`` in ``$MLEARN_DIR/extxy
    (:class:`hybridpot.uq.LinearPosterior`, weights marginalised, one noise per label kind --
    or per kind and config type with ``--noise-groups yes`` --, cross-validated
    model-discrepancy inflation) and install the committee;
-3. recalibrate σ on the validation part (``--recalibration``: default ``split``, one factor
-   per label kind on the parameter part and one on the noise part, maximum likelihood;
-   ``nll``: one factor per kind);
+3. recalibrate σ on the validation part (``--recalibration``, any method of
+   :func:`hybridpot.uq.recalibrate`; default ``heteroscedastic``: per label kind σ'² =
+   a σ_param² + a_pow σ_ref² (σ_param/σ_ref)^(2γ) + b σ_noise² + c |F_i|², maximum
+   likelihood; ``heteroscedastic_coverage`` adds one factor balancing the ±1σ/±2σ
+   coverages; ``split``: one factor on the parameter and one on the noise part; ``nll``:
+   one factor per kind); ``--compare-recalibrations`` also reports every method on the
+   same fit;
 4. on the test set: coverage of force components at ±1σ / ±2σ, mean Gaussian NLL per force
    component, Spearman correlation of per-structure RMS σ with RMS force error; plus the cost
    of force σ in MD (NVE velocity Verlet through the ASE calculator on the largest test cell,
@@ -28,33 +32,58 @@ Usage::
 
     python benchmarks/uncertainty.py --elements Ni --models snap_linear --json
 
-Measured (2026-11-21, seed 0, 80/20 fit/validation split of each training set, split
-recalibration, CV inflation, 32 walkers x 6000 steps; force components of the test sets;
-machine shared and loaded, so cost ratios are rough):
+Measured (2026-11-21, seed 0, 80/20 fit/validation split of each training set, one noise
+per label kind, CV inflation, 32 walkers x 6000 steps; force components of the test sets;
+``--compare-recalibrations``, so every method is fitted on the same validation split of the
+same posterior):
 
-======  ===========  ======  =====  ======  ========  =====  ======  ==========
-El      model        groups  ±1σ    ±2σ     NLL       Spear  τ max   σ cost MD
-======  ===========  ======  =====  ======  ========  =====  ======  ==========
-Ni      snap_linear  no      74.5   94.1    -3.13     0.95   39      2.38 (1.38)
-Ni      snap_linear  yes     76.0   92.1    -3.14     0.89   101     2.21 (1.23)
-Ni      ps_linear    yes     75.5   92.2    -3.40     0.90   111     1.97 (1.36)
-Cu      snap_linear  no      84.2   97.7    -3.30     0.94   39      2.28 (1.24)
-Cu      snap_linear  yes     83.2   95.1    -4.54     0.91   104     2.19
-Mo      snap_linear  no      68.2   94.9    -0.49     0.96   50      2.10 (1.19)
-Mo      snap_linear  yes     72.2   95.7    -0.54     0.95   171*    2.02
-Si      snap_linear  no      84.6   94.0    -4.03     0.94   45      3.14 (1.40)
-Si      snap_linear  yes     95.8   95.8    -1.01     0.85   163*    3.05
-======  ===========  ======  =====  ======  ========  =====  ======  ==========
+======  ===================  =====  =====  =====  =====  =====  ======  ======
+El      recalibration        ±1σ    ±2σ    NLL    Spear  met    raw±1σ  raw±2σ
+======  ===================  =====  =====  =====  =====  =====  ======  ======
+Ni      split (old default)  74.5   94.1   -3.13  0.95   no     79.3    90.8
+Ni      heteroscedastic      70.2   92.4   -3.28  0.94   yes
+Ni      hetero._coverage     68.5   91.3   -3.26  0.94   no
+Cu      split (old default)  84.2   97.7   -3.30  0.94   no     75.9    89.0
+Cu      heteroscedastic      82.0   95.7   -4.41  0.90   no
+Cu      hetero._coverage     71.0   88.9   -4.34  0.90   no
+Mo      split (old default)  68.1   94.9   -0.49  0.96   yes    76.9    91.3
+Mo      heteroscedastic      68.2   94.8   -0.68  0.96   yes
+Mo      hetero._coverage     65.5   93.8   -0.68  0.96   yes
+Si      split (old default)  85.4   94.4   -4.04  0.94   no     64.7    88.2
+Si      heteroscedastic      65.2   92.7   -3.47  0.94   yes
+Si      hetero._coverage     66.4   93.3   -3.48  0.93   yes
+======  ===================  =====  =====  =====  =====  =====  ======  ======
 
-(±1σ/±2σ in %, NLL in nats per force component (eV/Å units), τ in steps, * = chain shorter
-than 50 τ; σ cost: NVE MD step with σ / without, σ every step (every 5th step).)  Targets
-68 ± 5 % / 95 ± 3 %: ±2σ is met for every element with one noise per kind; ±1σ only for Mo
-(Ni 74.5 % is just outside, Cu and Si are over-covered at 1σ).  The force z-scores are
-heavy-tailed (kurtosis 5-12): elastic cells have near-zero DFT forces that the fit reproduces
-almost exactly, so no Gaussian scaling reaches both targets.  With per-config-type noise the
-Si elastic group gets a near-zero noise and the split recalibration degenerates (noise factor
--> 0).  σ in MD costs ~2-3 x forces when computed at every step (one Jacobian evaluation);
-the ≤ 1.5 x target is only met with ``uncertainty_interval=5``.
+PowerSpectrum (n_max 6, l_max 4) + Bayesian linear, same protocol (``--models ps_linear``):
+
+======  ===================  =====  =====  =====  =====  =====
+El      recalibration        ±1σ    ±2σ    NLL    Spear  met
+======  ===================  =====  =====  =====  =====  =====
+Ni      split                75.7   94.6   -3.30  0.94   no
+Ni      heteroscedastic      71.2   92.8   -3.52  0.93   yes
+Cu      split                85.0   97.9   -3.53  0.92   no
+Cu      heteroscedastic      84.2   96.6   -4.64  0.91   no
+Mo      split                65.2   93.8   -0.94  0.97   yes
+Mo      heteroscedastic      65.2   93.8   -1.11  0.97   yes
+Si      split                68.0   96.1   -3.69  0.86   yes
+Si      heteroscedastic      67.7   92.0   -3.69  0.86   yes
+======  ===================  =====  =====  =====  =====  =====
+
+(±1σ/±2σ in %, NLL in nats per force component (eV/Å units); "met": 68 ± 5 % and 95 ± 3 %;
+"raw": ±1σ/±2σ of the posterior without recalibration.)  ``heteroscedastic`` (the
+default) meets the target on Ni, Mo and Si (Ni and Si only just at ±2σ: 92.4 and 92.7 %);
+Cu is over-covered at ±1σ (82 %).  The obstacle is the elastic cells (44 % of the Ni and
+Cu test force components): DFT forces that vanish by symmetry, reproduced to ~1e-4 eV/Å,
+except in a few cells whose DFT forces carry ~1e-3 eV/Å of numerical noise (6 of 13 Ni
+test cells against 4 of 18 validation cells).  Nothing the model sees tells these cells
+apart, so their errors are bimodal at any σ; with any single factor on Cu's maximum-
+likelihood σ the test set stays outside the box (best ±1σ/±2σ 74.1/91.3 % with the factor
+tuned on the test set itself, on the saved predictions of the baseline run; the same scan
+finds a range of factors inside the box for Ni, Mo and Si).  ``heteroscedastic_coverage``
+trades ±2σ for ±1σ and fails ±2σ on Ni and Cu because the test sets are hotter (AIMD) and
+noisier (elastic) than the validation split.  Energies: the maximum-likelihood variance
+model reduces to the split's ``a σ_param²`` (unchanged figures).  The σ cost in MD is
+measured by ``sigma_cost_ratio`` (σ every step) and ``sigma_cost_ratio_interval5``.
 """
 
 from __future__ import annotations
