@@ -36,6 +36,24 @@ Usage::
 
     python benchmarks/md.py --json            # 10 ps per model
     python benchmarks/md.py --quick --json    # 0.5 ps, fewer repeats
+
+Measured (2026-11-21, 10 ps per model, 5 x 100-step segments; the machine was shared and
+heavily loaded, so wall-clock figures are noisy and the CPU-time figures are the ones to quote;
+LAMMPS 22 Jul 2025 in the same process, CPU 102 µs/atom-step):
+
+===========  =========  ==============  ==============  ===================  ==========
+model        members    drift           µs/atom-step    σ every step / F     vs LAMMPS
+                        (eV/atom/ps)    (CPU)           (wall, CPU)          (CPU)
+===========  =========  ==============  ==============  ===================  ==========
+snap_mlearn  -          8.8e-9          93              -                    0.91
+snap_pure    56         9.0e-9          96              1.07, 1.02           0.94
+snap_linear  56         -8.6e-9         93              1.22, 1.26           0.91
+ps_linear    106        -5.4e-9         32              1.46, 1.46           0.31
+===========  =========  ==============  ==============  ===================  ==========
+
+LAMMPS's drift on the same trajectory is 8.8e-9 eV/atom/ps (the snap_mlearn trajectory is the
+LAMMPS one to 4 digits of the drift).  σ in MD before this benchmark existed (σ every step,
+``benchmarks/uncertainty.py``): 2-3 x forces alone.
 """
 
 from __future__ import annotations

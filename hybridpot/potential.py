@@ -648,9 +648,11 @@ class HybridCalculator(Calculator):
     Forces and stress come from the descriptor adjoint.
 
     ``uncertainty_interval=n`` (default 1) recomputes the σ only on every ``n``-th
-    calculation and reports the last computed σ in between (for MD: σ costs about one
-    Jacobian evaluation, 2-3 x the forces; with ``n = 5`` the average cost is about
-    1.3 x the forces).  The reported σ is then up to ``n - 1`` calls old.
+    calculation and reports the last computed σ in between.  With σ, a step costs one
+    descriptor Jacobian evaluation instead of the adjoint (the Jacobian gives the forces
+    too; the baseline is evaluated once): 1.0-1.3 x the forces alone with σ at every step
+    for SNAP 2J=8 models, 1.5 x for an SO(3) power spectrum (``benchmarks/md.py``).  The
+    reported σ is then up to ``n - 1`` calls old.
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
