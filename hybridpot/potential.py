@@ -86,7 +86,11 @@ class HybridPotential(BaseEstimator):
         ``{"energy": 1.0, "forces": 1.0, "stress": 0.1}``; a missing key means 1.
     group_weights : dict, optional
         Extra factor per ``atoms.info["config_type"]`` group: ``{"Surface": 2.0}`` scales every
-        kind, ``{"Surface": {"forces": 0.5}}`` one kind.
+        kind, ``{"Surface": {"forces": 0.5}}`` one kind.  A training structure may also
+        carry its own factor ``atoms.info["fit_weight"]`` (float >= 0, default 1), which
+        multiplies every kind of that structure on top of ``weights`` and ``group_weights``
+        (e.g. importance weights of an actively selected training set,
+        :mod:`hybridpot.learn`).
     reference_energies : "fit", dict or None, default="fit"
         Per-element reference energies ``e0`` (eV/atom): fitted by least squares on the
         composition of the training energies after the baseline, given as a dict, or zero.
@@ -216,9 +220,15 @@ class HybridPotential(BaseEstimator):
                 group_names.append(g)
             groups[s] = group_names.index(g)
             gws = gw.get(g, 1.0)
+            fw = atoms.info.get("fit_weight", 1.0)
+            if isinstance(fw, (bool, np.bool_)) or not isinstance(fw, numbers.Real) or \
+                    not np.isfinite(fw) or not fw >= 0:
+                raise InvalidParameterError(
+                    f"The 'fit_weight' entry of atoms.info of training structure {s} must be a "
+                    f"float in [0, inf). Got {fw!r} instead.")
             for k in KINDS:
                 factor = gws.get(k, 1.0) if isinstance(gws, dict) else gws
-                wts[k][s] = kind_weights[k] * float(factor)
+                wts[k][s] = kind_weights[k] * float(factor) * float(fw)
         return _Prepared(structures, sidx, energy, forces, stress, wts, groups,
                          tuple(group_names))
 

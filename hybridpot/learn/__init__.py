@@ -1,11 +1,14 @@
 """Active learning: the crash-safe loop (:class:`ActiveLearner`) and its command line.
 
 See :mod:`hybridpot.uq.selection` for the selectors and :mod:`hybridpot.sampling` for the
-candidate generators.
+candidate generators, and :mod:`hybridpot.learn._weights` for the importance weights of an
+actively selected training set.
 """
 
 from ._learner import (ActiveLearner, default_selector, label_structure, make_oracle,
                        read_labels)
+from ._weights import WEIGHTING_METHODS, importance_weights, importance_weights_from_fingerprints
 
 __all__ = ["ActiveLearner", "default_selector", "label_structure", "make_oracle",
-           "read_labels"]
+           "read_labels", "importance_weights", "importance_weights_from_fingerprints",
+           "WEIGHTING_METHODS"]
