@@ -76,7 +76,12 @@ def _cell():
 
 
 @pytest.mark.parametrize("name", ["snap", "snap_quadratic", "ps"])
-def test_calculator_sigma_equals_per_member_adjoint_reference(name):
+def test_calculator_sigma_equals_per_member_adjoint_reference(name, monkeypatch):
+    """Design-row path (Jacobian rows times all members; linear models: the committee's own
+    row kernel, quadratic ones: ``pair_rows``) against the per-member adjoint."""
+    from hybridpot.uq import _committee
+
+    monkeypatch.setattr(_committee, "FUSED_MAX_MEMBERS", 0)
     model = _model(name, n_members=6, seed=1)
     at = _cell()
     f_ref, s_ref = _reference(model, at)

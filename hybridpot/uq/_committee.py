@@ -31,9 +31,10 @@ is multiplied by the inflation factor (robust option) and σ by the model's
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from .._exceptions import InvalidParameterError, ModelFormatError
-from .._labels import matrix_to_voigt
+from .._labels import VOIGT, matrix_to_voigt
 from ..regression._design import feature_map, quadratic_index
 
 __all__ = ["Committee", "member_gradients"]
@@ -75,6 +76,57 @@ def member_gradients(coefs, X, species, quadratic):
         S[:, :, ju, iu] = coefs[:, :, 1 + F:]
         dE += np.einsum("kifl,il->kif", S[:, species], X)
     return energy, dE
+
+
+@njit(cache=True)
+def _pair_rows_kernel(pair_i, pair_j, rij, species, d_drij, n_atoms, n_species):
+    """Position rows ``R[k, a, s, f] = sum_{i: species_i = s} dX_i[f] / dr_k[a]`` and virial
+    rows ``V[s, b, a, f] = sum_{p: species_{i_p} = s} r_ij[p, b] dX_{i_p}[f] / dr_ij[p, a]``
+    in one pass over the per-pair Jacobian."""
+    n_pairs, _, F = d_drij.shape
+    R = np.zeros((n_atoms, 3, n_species, F))
+    V = np.zeros((n_species, 3, 3, F))
+    for p in range(n_pairs):
+        i = pair_i[p]
+        j = pair_j[p]
+        s = species[i]
+        r0 = rij[p, 0]
+        r1 = rij[p, 1]
+        r2 = rij[p, 2]
+        for a in range(3):
+            for f in range(F):
+                v = d_drij[p, a, f]
+                R[j, a, s, f] += v
+                R[i, a, s, f] -= v
+                V[s, 0, a, f] += r0 * v
+                V[s, 1, a, f] += r1 * v
+                V[s, 2, a, f] += r2 * v
+    return R, V
+
+
+def _linear_pair_outputs(atoms, dX, z, stack, forces, want_stress):
+    """Forces (K+1, n_atoms, 3) and stress (K+1, 6) of every coefficient set of a linear model.
+
+    ``F_k = -sum_s R_s . c_s`` and stress ``(1 / volume) sum_s V_s . c_s`` (symmetrised in
+    Voigt notation) with the position and virial rows of :func:`_pair_rows_kernel`; the
+    constant column of ``c`` has no derivative.
+    """
+    K1, nsp, P = stack.shape
+    F = P - 1
+    n = len(atoms)
+    W = stack[:, :, 1:].reshape(K1, nsp * F).T  # (nsp * F, K + 1)
+    d = np.ascontiguousarray(dX.d_drij, dtype=np.float64)
+    R, V = _pair_rows_kernel(np.ascontiguousarray(dX.pair_i, dtype=np.int64),
+                             np.ascontiguousarray(dX.pair_j, dtype=np.int64),
+                             np.ascontiguousarray(dX.rij, dtype=np.float64),
+                             np.ascontiguousarray(z, dtype=np.int64), d, n, nsp)
+    f_all = sv = None
+    if forces:
+        f_all = -(R.reshape(n * 3, nsp * F) @ W).T.reshape(K1, n, 3)
+    if want_stress:
+        vo = np.array([0.5 * (V[:, b, a] + V[:, a, b]) for a, b in VOIGT])  # (6, nsp, F)
+        sv = (vo.reshape(6, nsp * F) @ W).T / atoms.get_volume()
+    return f_all, sv
 
 
 class Committee:
@@ -226,8 +278,9 @@ class Committee:
 
         Without the Jacobian ``dX`` (a fused descriptor kernel ``_backward_many`` and at most
         :data:`FUSED_MAX_MEMBERS` members) they go through the adjoint; otherwise the
-        force / stress design rows are built once from the Jacobian
-        (:func:`~hybridpot.regression._design.pair_rows`) and multiplied by all members in
+        force / stress design rows are built once from the Jacobian (linear models:
+        :func:`_linear_pair_outputs`; quadratic ones:
+        :func:`~hybridpot.regression._design.pair_rows`) and multiplied by all members in
         one BLAS product.
         """
         desc = model.descriptor
@@ -240,6 +293,8 @@ class Committee:
             if want_stress:
                 sv = np.array([matrix_to_voigt(m) for m in dE_deps]) / atoms.get_volume()
             return -dE_dr, sv
+        if not self.quadratic:
+            return _linear_pair_outputs(atoms, dX, z, stack, forces, want_stress)
         from ..potential import _volume
         from ..regression._base import StructureBatch
         from ..regression._design import pair_rows
