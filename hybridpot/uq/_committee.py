@@ -21,7 +21,8 @@ Cost: one ``compute(gradients=True)`` (the Jacobian gives the mean forces too, s
 adjoint call) plus one small BLAS product; the baseline of the step is evaluated once (the
 caller passes it in).  Measured in NVE MD (``benchmarks/md.py``, 108-atom fcc Ni, σ of energy,
 forces and stress at every step / forces alone): 1.0-1.3 x for SNAP 2J=8 (56 members, with or
-without an EMT baseline), 1.46 x for EMT + SO(3) power spectrum n_max=6, l_max=4 (106 members).
+without an EMT baseline), 1.4-1.5 x for EMT + SO(3) power spectrum n_max=6, l_max=4
+(106 members).
 Observation noise (per label kind, mixed over the ``theta``
 samples; total energies get ``N_s`` times the per-atom noise) is added; per kind the variance
 is multiplied by the inflation factor (robust option) and σ by the model's
