@@ -9,7 +9,7 @@ import numpy as np
 from .._exceptions import (HybridpotError, InvalidParameterError, InvalidStructureError,
                            ModelFormatError)
 from .._validation import check_atoms
-from ._base import Baseline, register_baseline
+from ._base import Baseline, no_parameter_gradients, register_baseline
 
 __all__ = ["ASEBaseline"]
 
@@ -112,9 +112,7 @@ class ASEBaseline(Baseline):
     def parameter_gradients(self, atoms):
         """No fittable parameters: arrays with a leading dimension of 0."""
         self._check()
-        n = len(atoms)
-        return {"energy": np.zeros(0), "forces": np.zeros((0, n, 3)),
-                "stress": np.zeros((0, 6)) if bool(np.all(atoms.pbc)) else None}
+        return no_parameter_gradients(atoms)
 
     def to_dict(self):
         """``{"class": "ASEBaseline", "params": {"calculator": name, "parameters": {...}}}``.

@@ -82,6 +82,13 @@ def voigt(m):
                      s[..., 0, 1]], axis=-1)
 
 
+def no_parameter_gradients(atoms):
+    """Parameter gradients of a baseline without fittable parameters (leading dimension 0)."""
+    n = len(atoms)
+    return {"energy": np.zeros(0), "forces": np.zeros((0, n, 3)),
+            "stress": np.zeros((0, 6)) if bool(np.all(atoms.pbc)) else None}
+
+
 class Baseline(BaseEstimator):
     """Abstract empirical potential ``E_EP(r; θ)`` (eV) underneath the ML correction.
 

@@ -17,7 +17,7 @@ from numba import njit
 from .._exceptions import InvalidParameterError, UnknownSpeciesError
 from .._validation import check_atoms
 from ..neighbors import neighbor_list
-from ._base import Baseline, register_baseline, voigt
+from ._base import Baseline, no_parameter_gradients, register_baseline, voigt
 
 __all__ = ["EMT", "EMT_PARAMETERS"]
 
@@ -354,9 +354,7 @@ class EMT(Baseline):
     def parameter_gradients(self, atoms):
         """EMT has no fittable parameters: arrays with a leading dimension of 0."""
         self._check()
-        n = len(atoms)
-        return {"energy": np.zeros(0), "forces": np.zeros((0, n, 3)),
-                "stress": np.zeros((0, 6)) if bool(np.all(atoms.pbc)) else None}
+        return no_parameter_gradients(atoms)
 
     def lammps_commands(self, species):
         """Always raises: LAMMPS has no pair style equal to ASE's EMT.
