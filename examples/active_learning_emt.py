@@ -1,9 +1,10 @@
 """Active learning with EMT as the oracle: Cu/Al from random-disorder and rattled crystals.
 
-The loop (:class:`hybridpot.learn.ActiveLearner`) samples candidates, picks the most informative
-batch with a greedy D-optimal selector on the Bayesian linear model's posterior (try
-``StratifiedSelector`` from :mod:`hybridpot.uq.selection` for strongly misspecified models, see
-``benchmarks/active_learning.py``), labels it with ASE's
+The loop (:class:`hybridpot.learn.ActiveLearner`) samples candidates, picks a batch with the
+learner's default selector (:func:`hybridpot.learn.default_selector`: the largest force
+variance of the Bayesian linear model within k-means strata of the candidates, which keeps the
+training mixture representative; plain D-optimal or maximum-variance batches chase the most
+distorted cells, see ``benchmarks/active_learning.py``), labels it with ASE's
 EMT (stand-in for DFT: any ASE calculator works, e.g. GPAW or tblite when installed), refits,
 and stops at a label budget or when the held-out force error reaches a target.  Everything is
 written to a run directory; interrupt the script (Ctrl-C) and start it again: it resumes where
@@ -34,7 +35,6 @@ from hybridpot.learn import ActiveLearner  # noqa: E402
 from hybridpot.regression import BayesianLinearRegressor  # noqa: E402
 from hybridpot.sampling import (RandomDisorderSampler, RattleStrainSampler,  # noqa: E402
                                 UncertaintyMDSampler)
-from hybridpot.uq.selection import DOptimalSelector  # noqa: E402
 
 
 class MixedSampler(RattleStrainSampler):
@@ -94,7 +94,7 @@ def main():
           f"{first['force_mae']:.3f} eV/Å on {n_val} held-out structures")
 
     learner = ActiveLearner(
-        model, "EMT", sampler, DOptimalSelector(kind="both"), run_dir=args.run_dir,
+        model, "EMT", sampler, None, run_dir=args.run_dir,
         initial=initial, validation=validation, n_candidates=24, batch_size=4,
         max_labels=budget, max_iterations=100, target_error=0.02, oracle_timeout=60.0,
         n_workers=args.workers, random_state=0)
