@@ -112,6 +112,40 @@ def test_loop_reduces_force_error(tmp_path, initial, validation):
     assert st["iteration"] == 4 and st["n_labels"] == 8 and len(st["history"]) == 4
 
 
+@pytest.mark.parametrize("method", ["strata", "nearest"])
+def test_importance_weighted_refits(tmp_path, initial, method):
+    from hybridpot.learn import importance_weights
+
+    learner = _learner(tmp_path / "run", "EMT", initial, max_iterations=2, batch_size=2,
+                       importance_weighting=method).run()
+    cand_files = sorted((tmp_path / "run" / "proposals").glob("candidates_*.extxyz"))
+    assert [f.name for f in cand_files] == ["candidates_0000.extxyz", "candidates_0001.extxyz"]
+    reference = [a for f in cand_files for a in read(f, ":")]
+    assert len(reference) == 2 * 12
+    # the final model is the fit of initial + labels with the documented weights
+    train = learner._training()
+    w = importance_weights(_model(), train, reference, method=method)
+    assert w.mean() == pytest.approx(1.0) and np.ptp(w) > 0.05
+    weighted = []
+    for a, wk in zip(train, w):
+        b = a.copy()
+        b.calc = a.calc
+        b.info["fit_weight"] = float(wk)
+        weighted.append(b)
+    ref_model = _model().fit(weighted)
+    np.testing.assert_allclose(learner.model_.regressor_.coef_, ref_model.regressor_.coef_,
+                               rtol=1e-9, atol=1e-12)
+    plain = _model().fit(train)
+    assert not np.allclose(learner.model_.regressor_.coef_, plain.regressor_.coef_,
+                           rtol=1e-6, atol=0)
+    # resuming the finished run restores the same (weighted) model
+    again = _learner(tmp_path / "run", "EMT", initial, max_iterations=2, batch_size=2,
+                     importance_weighting=method).run()
+    assert again.n_oracle_calls_ == 0
+    np.testing.assert_allclose(again.model_.regressor_.coef_, learner.model_.regressor_.coef_,
+                               rtol=1e-12)
+
+
 def test_target_error_stops(tmp_path, initial, validation):
     learner = _learner(tmp_path / "run", "EMT", initial, validation=validation,
                        target_error=10.0).run()
@@ -277,6 +311,10 @@ def test_errors(tmp_path, initial):
     with pytest.raises(InvalidParameterError, match="'target_error' parameter of ActiveLearner "
                                                     "needs labelled 'validation'"):
         _learner(tmp_path, "EMT", initial, target_error=0.1).run()
+    with pytest.raises(InvalidParameterError,
+                       match=r"'importance_weighting' parameter of ActiveLearner must be one "
+                             r"of \['nearest', 'strata'\] or None\. Got 'kmm'"):
+        _learner(tmp_path, "EMT", initial, importance_weighting="kmm").run()
     _learner(tmp_path / "r", "EMT", initial, max_iterations=1).run()
     with pytest.raises(InvalidParameterError, match="must match the run in"):
         _learner(tmp_path / "r", "EMT", initial, random_state=8).run()

@@ -13,6 +13,7 @@ import numpy as np
 
 from .._exceptions import InvalidParameterError, OracleError
 from .._validation import check_float, check_int
+from ._weights import WEIGHTING_METHODS, importance_weights
 
 __all__ = ["ActiveLearner", "label_structure", "read_labels", "make_oracle",
            "default_selector"]
@@ -376,6 +377,11 @@ class ActiveLearner:
         Seed of every iteration's sampling (an int so a resumed run re-draws identically).
     progress : bool or None, default=None
         tqdm progress bar over labels (None: only on a TTY).
+    importance_weighting : {"strata", "nearest"} or None, default=None
+        Importance-weighted refits (:func:`hybridpot.learn.importance_weights`): every refit
+        weights the training structures (``initial`` and labels) so that they represent the
+        candidates sampled so far (saved as ``proposals/candidates_<t>.extxyz``; the weights
+        multiply any ``info["fit_weight"]`` of the structures).  None: unweighted refits.
 
     Attributes
     ----------
@@ -395,7 +401,8 @@ class ActiveLearner:
     def __init__(self, model=None, oracle="EMT", sampler=None, selector=None, *, run_dir=None,
                  initial=None, n_candidates=32, batch_size=4, max_labels=50, max_iterations=10,
                  target_error=None, target_sigma=None, validation=None, oracle_timeout=None,
-                 n_workers=1, client=None, random_state=0, progress=None):
+                 n_workers=1, client=None, random_state=0, progress=None,
+                 importance_weighting=None):
         self.model = model
         self.oracle = oracle
         self.sampler = sampler
@@ -414,6 +421,7 @@ class ActiveLearner:
         self.client = client
         self.random_state = random_state
         self.progress = progress
+        self.importance_weighting = importance_weighting
 
     # ------------------------------------------------------------------ validation / state
     def _validate(self):
@@ -449,6 +457,11 @@ class ActiveLearner:
             raise InvalidParameterError(
                 f"The 'random_state' parameter of {owner} must be an int >= 0 (a resumed run "
                 f"re-draws its candidates from it). Got {rs!r} instead.")
+        iw = self.importance_weighting
+        if iw is not None and iw not in WEIGHTING_METHODS:
+            raise InvalidParameterError(
+                f"The 'importance_weighting' parameter of {owner} must be one of "
+                f"{list(WEIGHTING_METHODS)} or None. Got {iw!r} instead.")
         if self.target_error is not None and not self.validation:
             raise InvalidParameterError(
                 f"The 'target_error' parameter of {owner} needs labelled 'validation' "
@@ -520,6 +533,31 @@ class ActiveLearner:
                                                     int(a.info.get("al_order", 0))))
         return list(self.initial or []) + lab
 
+    def _reference(self):
+        """Candidates sampled so far (all iterations, from ``proposals/candidates_*``)."""
+        from ase.io import read
+
+        out = []
+        for path in sorted(self._p["proposals"].glob("candidates_*.extxyz")):
+            out.extend(read(path, ":", format="extxyz"))
+        return out
+
+    def _weighted(self, train):
+        """``train`` with importance weights in ``info["fit_weight"]`` (copies), or as is."""
+        if self.importance_weighting is None:
+            return train
+        reference = self._reference()
+        if not reference:
+            return train
+        w = importance_weights(self.model, train, reference, method=self.importance_weighting)
+        out = []
+        for a, wk in zip(train, w):
+            b = a.copy()
+            b.calc = a.calc
+            b.info["fit_weight"] = float(a.info.get("fit_weight", 1.0)) * float(wk)
+            out.append(b)
+        return out
+
     def _refit(self):
         from sklearn.base import clone
 
@@ -527,6 +565,7 @@ class ActiveLearner:
         if not train:
             self.model_ = self.model if hasattr(self.model, "regressor_") else None
             return
+        train = self._weighted(train)
         model = clone(self.model)
         model.fit(train)
         model.save(self._p["model"])
@@ -575,6 +614,13 @@ class ActiveLearner:
                 "ActiveLearner labelled 'initial' structures or a fitted 'model'.")
         cands = self.sampler.sample(int(self.n_candidates), random_state=rng, model=model,
                                     **kw)
+        if self.importance_weighting is not None and cands:
+            # the reference sample of the importance weights (see _weighted)
+            ref = [a.copy() for a in cands]
+            for a in ref:
+                a.calc = None
+            _atomic_write(self._p["proposals"] / f"candidates_{t:04d}.extxyz",
+                          _extxyz_text(ref))
         ids = [self._candidate_id(t, k, a) for k, a in enumerate(cands)]
         keep = [k for k, i in enumerate(ids) if i not in done]
         cands, ids = [cands[k] for k in keep], [ids[k] for k in keep]
