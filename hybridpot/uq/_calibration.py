@@ -264,8 +264,9 @@ def recalibrate(model, structures, *, method="nll"):
     ----------
     model : HybridPotential
         Fitted, with a posterior.
-    structures : list of ase.Atoms
-        Labelled validation structures (not the training set).
+    structures : iterable of ase.Atoms
+        Labelled validation structures (not the training set); any iterable (e.g.
+        ``ase.io.iread``), read into a list once.
     method : {"nll", "coverage", "split", "heteroscedastic", "heteroscedastic_coverage"}, \
 default="nll"
 
@@ -279,6 +280,10 @@ default="nll"
         raise InvalidParameterError(
             f"The 'method' parameter of recalibrate must be one of {list(METHODS)}. "
             f"Got {method!r} instead.")
+    from ..potential import _as_structure_list
+
+    # a list once: the split and heteroscedastic methods read the structures twice
+    structures = _as_structure_list(structures)
     com = getattr(model, "uncertainty_", None)
     if method in ("heteroscedastic", "heteroscedastic_coverage"):
         return _recalibrate_heteroscedastic(model, com, structures,
