@@ -93,7 +93,9 @@ class HybridPotential(BaseEstimator):
         :mod:`hybridpot.learn`).
     reference_energies : "fit", dict or None, default="fit"
         Per-element reference energies ``e0`` (eV/atom): fitted by least squares on the
-        composition of the training energies after the baseline, given as a dict, or zero.
+        composition of the training energies after the baseline (weighted by the energy
+        weights of the structures, so ``fit_weight = 0`` leaves ``e0`` unchanged;
+        unweighted if every energy weight is 0), given as a dict, or zero.
     chunk_size : int, default=16
         Structures per descriptor batch: peak memory scales with the Jacobian of one chunk.
     n_workers : int, default=1
@@ -249,7 +251,13 @@ class HybridPotential(BaseEstimator):
             return {s: 0.0 for s in species}
         counts = np.array([np.bincount(z, minlength=len(species)) for z in prep.species_idx],
                           dtype=float)[has_e]
-        e0, *_ = np.linalg.lstsq(counts, prep.energy[has_e], rcond=None)
+        # weighted like the energy rows of the fit (group_weights, info["fit_weight"]: a
+        # structure of weight 0 does not move e0); unweighted when no energy has a weight
+        # (weights={"energy": 0}: e0 is then the only fit of the energy constant)
+        w = np.asarray(prep.weights["energy"], dtype=float)[has_e]
+        sw = np.sqrt(w / w.max()) if np.any(w > 0) else np.ones(w.shape)
+        e0, *_ = np.linalg.lstsq(counts * sw[:, None], prep.energy[has_e] * sw, rcond=None)
+        counts = counts[sw > 0]  # an element only in weight-0 structures gets e0 = 0
         present = counts.sum(axis=0) > 0
         e0[~present] = 0.0
         return {s: float(v) for s, v in zip(species, e0)}

@@ -5,7 +5,7 @@ import pytest
 
 from hybridpot import HybridPotential
 from hybridpot.descriptors import PowerSpectrum
-from hybridpot.regression import BayesianLinearRegressor
+from hybridpot.regression import BayesianLinearRegressor, LinearRegressor
 from hybridpot.uq import recalibrate
 
 from conftest import emt_dataset
@@ -33,3 +33,51 @@ def test_recalibrate_accepts_a_one_shot_iterator(model_and_val, method):
             assert from_iter[kind] == pytest.approx(v, rel=1e-9)
         else:
             assert from_iter[kind] == pytest.approx(v, rel=1e-12)
+
+
+def _shifted(atoms, de, fit_weight=None):
+    """Copy of ``atoms`` whose energy label is shifted by ``de`` (eV)."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    a = atoms.copy()
+    a.calc = SinglePointCalculator(a, energy=atoms.get_potential_energy() + de,
+                                   forces=atoms.get_forces(), stress=atoms.get_stress())
+    if fit_weight is not None:
+        a.info["fit_weight"] = fit_weight
+    return a
+
+
+@pytest.mark.parametrize("regressor", [BayesianLinearRegressor, LinearRegressor])
+def test_zero_fit_weight_does_not_move_fitted_reference_energies(regressor):
+    """``reference_energies="fit"``: the least-squares e0 used every energy label unweighted,
+    so a structure with ``fit_weight = 0`` (e.g. an outlier label) still moved e0."""
+    desc = PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=3, l_max=2)
+    data = emt_dataset(5, seed=3, reps=(2, 1, 1))
+    test = emt_dataset(2, seed=24, reps=(2, 1, 1))
+
+    def fit(structures):
+        return HybridPotential(descriptor=desc, regressor=regressor()).fit(structures)
+
+    ref = fit(data[1:])
+    got = fit([_shifted(data[0], 50.0, fit_weight=0.0)] + data[1:])
+    assert got.reference_energies_["Cu"] == pytest.approx(ref.reference_energies_["Cu"],
+                                                          rel=1e-12)
+    np.testing.assert_allclose(got.predict(test), ref.predict(test), rtol=1e-9)
+    # a weight of 2 counts the structure twice, also in e0
+    dup = fit(data + [data[0]])
+    two = fit([_shifted(data[0], 0.0, fit_weight=2.0)] + data[1:])
+    assert two.reference_energies_["Cu"] == pytest.approx(dup.reference_energies_["Cu"],
+                                                          rel=1e-12)
+
+
+def test_fitted_reference_energies_without_any_energy_weight_stay_unweighted():
+    """``weights={"energy": 0}``: energies do not enter the regression, so e0 is still the
+    unweighted least-squares fit of the energy labels (the only thing fixing the constant)."""
+    desc = PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=3, l_max=2)
+    data = emt_dataset(4, seed=25, reps=(1, 1, 1))
+    model = HybridPotential(descriptor=desc, regressor=LinearRegressor(),
+                            weights={"energy": 0.0}).fit(data)
+    e = np.array([a.get_potential_energy() / len(a) for a in data])
+    n = np.array([len(a) for a in data], dtype=float)
+    want = float(np.sum(e * n ** 2) / np.sum(n ** 2))  # lstsq of E_s = n_s e0
+    assert model.reference_energies_["Cu"] == pytest.approx(want, rel=1e-10)
