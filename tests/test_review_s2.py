@@ -81,3 +81,26 @@ def test_fitted_reference_energies_without_any_energy_weight_stay_unweighted():
     n = np.array([len(a) for a in data], dtype=float)
     want = float(np.sum(e * n ** 2) / np.sum(n ** 2))  # lstsq of E_s = n_s e0
     assert model.reference_energies_["Cu"] == pytest.approx(want, rel=1e-10)
+
+
+@pytest.mark.parametrize("method", ["nll", "heteroscedastic"])
+def test_applying_a_new_committee_drops_the_stale_recalibration(method):
+    """A recalibration is fitted to one committee's σ (its noise part, its RMS parameter σ);
+    ``LinearPosterior.apply`` kept it on top of the new committee."""
+    from hybridpot.uq import LinearPosterior
+
+    desc = PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=3, l_max=2)
+    train = emt_dataset(6, seed=3, reps=(2, 1, 1))
+    val = emt_dataset(4, seed=26, reps=(2, 1, 1))
+    model = HybridPotential(descriptor=desc, regressor=BayesianLinearRegressor()).fit(train)
+    post = LinearPosterior(n_steps=60, n_burn=20, random_state=0).fit(model, train)
+    post.apply(model, force=True, random_state=0)
+    raw = model._evaluate(val[0], return_std=True)["forces_std"]
+    recalibrate(model, val, method=method)
+    scaled = model._evaluate(val[0], return_std=True)["forces_std"]
+    assert not np.allclose(scaled, raw, rtol=1e-3)
+    post.apply(model, force=True, random_state=0)
+    assert not hasattr(model, "uncertainty_scale_")
+    assert not hasattr(model, "uncertainty_recalibration_")
+    np.testing.assert_allclose(model._evaluate(val[0], return_std=True)["forces_std"], raw,
+                               rtol=1e-12)

@@ -605,8 +605,14 @@ class LinearPosterior:
         """Install :meth:`committee` on ``model`` (``model.uncertainty_``); returns ``model``.
 
         Afterwards ``model.predict(..., return_std=True)`` and
-        ``model.calculator(uncertainty=True)`` use the posterior committee for σ.
+        ``model.calculator(uncertainty=True)`` use the posterior committee for σ.  A
+        recalibration of the previous σ (``uncertainty_scale_``,
+        ``uncertainty_recalibration_``, see :func:`hybridpot.uq.recalibrate`) is fitted to
+        the previous committee and is dropped: recalibrate again for the new one.
         """
-        model.uncertainty_ = self.committee(n_theta_samples, n_members=n_members, force=force,
-                                            random_state=random_state)
+        com = self.committee(n_theta_samples, n_members=n_members, force=force,
+                             random_state=random_state)
+        model.__dict__.pop("uncertainty_scale_", None)
+        model.__dict__.pop("uncertainty_recalibration_", None)
+        model.uncertainty_ = com
         return model
