@@ -83,7 +83,18 @@ def voigt(m):
 
 
 def no_parameter_gradients(atoms):
-    """Parameter gradients of a baseline without fittable parameters (leading dimension 0)."""
+    """Parameter gradients of a baseline without fittable parameters (leading dimension 0).
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+
+    Returns
+    -------
+    dict
+        ``energy`` (0,), ``forces`` (0, n_atoms, 3) and ``stress`` (0, 6) (None unless the
+        cell is periodic in 3-D), as :meth:`Baseline.parameter_gradients`.
+    """
     n = len(atoms)
     return {"energy": np.zeros(0), "forces": np.zeros((0, n, 3)),
             "stress": np.zeros((0, 6)) if bool(np.all(atoms.pbc)) else None}

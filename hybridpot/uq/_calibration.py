@@ -581,6 +581,22 @@ def apply_recalibration(model, atoms, result):
     Applies the heteroscedastic model stored in ``model.uncertainty_recalibration_`` (see
     :func:`recalibrate`) to ``energy_std`` (eV), ``forces_std`` (eV/Å, shape (n_atoms, 3))
     and ``stress_std`` (eV/Å³) of ``result`` (the raw σ from the committee or regressor).
+
+    Parameters
+    ----------
+    model : HybridPotential
+        Fitted; without ``uncertainty_recalibration_`` ``result`` is returned unchanged.
+    atoms : ase.Atoms
+        The structure of ``result`` (its size and ``info["config_type"]`` noise group).
+    result : dict
+        Raw ``_evaluate(..., return_std=True, recalibrated=False)`` output: ``energy_std``
+        float (eV), ``forces_std`` (n_atoms, 3) with ``forces`` (n_atoms, 3) (eV/Å) and
+        ``stress_std`` (6,) (eV/Å³), each optional.
+
+    Returns
+    -------
+    dict
+        ``result`` with the σ entries replaced.
     """
     rec = getattr(model, "uncertainty_recalibration_", None)
     if not rec:
