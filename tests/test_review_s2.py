@@ -104,3 +104,23 @@ def test_applying_a_new_committee_drops_the_stale_recalibration(method):
     assert not hasattr(model, "uncertainty_recalibration_")
     np.testing.assert_allclose(model._evaluate(val[0], return_std=True)["forces_std"], raw,
                                rtol=1e-12)
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"k": 0.0}, r"must be finite and >= 0, with k > 0 and gamma in \[0\.02, 1\.0\]\. Got"),
+    ({"gamma": 3.0}, r"with k > 0 and gamma in \[0\.02, 1\.0\]\. Got .*'gamma': 3\.0"),
+])
+def test_recalibration_state_rejects_zero_k_and_gamma_out_of_range(change, match):
+    """A model file with k = 0 gave σ = 0 for every value (infinite z-scores) on load."""
+    from hybridpot._exceptions import ModelFormatError
+    from hybridpot.uq._calibration import check_recalibration_state
+
+    p = {"a": 1.0, "a_pow": 0.0, "gamma": 1.0, "b": 1.0, "c": 0.0, "d": 0.0, "ref": 1.0,
+         "k": 1.0}
+    good = {"version": 1, "method": "heteroscedastic", "kinds": {"forces": p}}
+    assert check_recalibration_state(good) == good
+    with pytest.raises(ModelFormatError, match=match):
+        check_recalibration_state({**good, "kinds": {"forces": {**p, **change}}})
+    with pytest.raises(ModelFormatError, match=r"has version True; this hybridpot reads "
+                                               r"version 1"):
+        check_recalibration_state({**good, "version": True})

@@ -540,7 +540,8 @@ def check_recalibration_state(doc):
     if not isinstance(doc, dict):
         raise ModelFormatError("The 'uncertainty_recalibration' entry of a model file must be "
                                f"a dict. Got {type(doc).__name__} instead.")
-    if doc.get("version") != RECALIBRATION_VERSION:
+    version = doc.get("version")
+    if isinstance(version, bool) or version != RECALIBRATION_VERSION:
         raise ModelFormatError(
             "The 'uncertainty_recalibration' entry of a model file has version "
             f"{doc.get('version')!r}; this hybridpot reads version {RECALIBRATION_VERSION}.")
@@ -567,10 +568,13 @@ def check_recalibration_state(doc):
             raise ModelFormatError(
                 f"The 'uncertainty_recalibration' parameters of {kind!r} are not numbers: "
                 f"{exc}.") from None
-        if not all(np.isfinite(v) and v >= 0 for v in vals.values()):
+        lo, hi = GAMMA_BOUNDS
+        if not all(np.isfinite(v) and v >= 0 for v in vals.values()) or \
+                not vals["k"] > 0 or not lo <= vals["gamma"] <= hi:
+            # k = 0 would make every σ zero (infinite z-scores)
             raise ModelFormatError(
                 f"The 'uncertainty_recalibration' parameters of {kind!r} must be finite and "
-                f">= 0. Got {vals} instead.")
+                f">= 0, with k > 0 and gamma in [{lo}, {hi}]. Got {vals} instead.")
         out[str(kind)] = vals
     return {"version": RECALIBRATION_VERSION, "method": method, "kinds": out}
 
