@@ -66,7 +66,9 @@ importance_weighting="strata")``.)  Weighting lets the uncertainty criteria reac
 target on Ni and Cu, but only at random selection's cost, and not at all on Si: the
 reweighting cannot put back the typical frames those criteria never label.  For stratified
 selection it helps on Ni and Cu and hurts on Si (and spreads the Ni seeds: 14-40 labels), so
-the unweighted stratified selector stays the default.  Measured with the same protocol by one-off
+the unweighted stratified selector stays the default.  With ``--al-seeds 8`` the Ni gain
+vanishes (stratified 25 labels with and without weights: 30/16/20/20/32/28/24/26 and
+36/14/16/16/40/30/22/28; Si 18 and 20), i.e. the differences are within the seed spread.  Measured with the same protocol by one-off
 variants of ``pool_curve``: nearest-labelled-cell weights (``--weighting nearest``) Ni stratified
 30 (0.79), D-optimal 38, Si stratified 20, D-optimal not reached; weights that match the
 pool's normal matrix (NNLS on the ``A^T A`` blocks) Ni stratified 20, D-optimal 40, Si
