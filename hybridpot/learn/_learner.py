@@ -7,6 +7,7 @@ import json
 import numbers
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -215,7 +216,12 @@ def _label_in_process(oracle, atoms, timeout, t0):
     recv, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_worker_main, args=(send, oracle, atoms),
                        name="hybridpot-oracle", daemon=True)
-    proc.start()
+    with warnings.catch_warnings():
+        # Python >= 3.12 warns on fork() while other threads (e.g. tqdm's monitor) run; the
+        # child only calls the oracle and sends its result, taking no lock those threads hold
+        warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork\(\)",
+                                category=DeprecationWarning)
+        proc.start()
     send.close()  # the child holds the only write end: EOF if it dies without sending
     try:
         left = t0 + float(timeout) - time.perf_counter()
