@@ -1,7 +1,7 @@
 """Learning curve: pure ML versus EMT + ML on real DFT data (workload W3 in miniature).
 
 Fits the same descriptor and Bayesian linear model on growing random subsets of the training
-set, once with no baseline (pure ML) and once on top of ASE's EMT, and prints the held-out
+set, once with no baseline (pure ML) and once on top of EMT (hybridpot.baselines.EMT), and prints the held-out
 force and energy errors.  Uses the mlearn Ni data (``../shared/data/mlearn`` or
 ``$MLEARN_DIR``) when present, else the shipped aluminium GPAW data.  Writes
 ``learning_curve.png`` when matplotlib is installed.
@@ -16,11 +16,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-from ase.calculators.emt import EMT
 from ase.io import read
 
 from hybridpot import HybridPotential
-from hybridpot.baselines import ASEBaseline
+from hybridpot.baselines import EMT
 from hybridpot.descriptors import PowerSpectrum
 from hybridpot.regression import BayesianLinearRegressor
 
@@ -59,7 +58,7 @@ def main(argv=None):
     print(f"{'fraction':>8} {'n':>4} {'baseline':>8} {'E MAE meV/at':>12} {'F MAE eV/Å':>11}")
     for frac in fractions:
         sub = [train[i] for i in order[:max(2, int(round(frac * len(train))))]]
-        for name, baseline in (("none", None), ("EMT", ASEBaseline(EMT()))):
+        for name, baseline in (("none", None), ("EMT", EMT())):
             model = HybridPotential(
                 PowerSpectrum(species=[element], r_cut=4.5, n_max=6, l_max=4),
                 BayesianLinearRegressor(), baseline,

@@ -1,8 +1,9 @@
 """Quickstart: fit a hybrid potential for Ni on real DFT data, evaluate it, run Langevin MD.
 
 Uses the mlearn Ni data (``../shared/data/mlearn``, or ``$MLEARN_DIR``) when present and the
-project's shipped aluminium GPAW data otherwise.  EMT (ASE) is the empirical baseline; the ML
-correction is a Bayesian linear model on the SO(3) power spectrum.
+project's shipped aluminium GPAW data otherwise.  EMT (``hybridpot.baselines.EMT``, equal to
+ASE's) is the empirical baseline; the ML correction is a Bayesian linear model on the SO(3)
+power spectrum.
 
     python examples/quickstart.py [--md-steps 1000] [--quick]
 """
@@ -16,12 +17,11 @@ from pathlib import Path
 import numpy as np
 from ase import units
 from ase.build import bulk
-from ase.calculators.emt import EMT
 from ase.io import read
 
 from hybridpot import HybridPotential
 from hybridpot._compat import langevin, thermalize
-from hybridpot.baselines import ASEBaseline
+from hybridpot.baselines import EMT
 from hybridpot.descriptors import PowerSpectrum
 from hybridpot.regression import BayesianLinearRegressor
 
@@ -59,7 +59,7 @@ def main(argv=None):
     model = HybridPotential(
         descriptor=PowerSpectrum(species=[element], r_cut=4.5, n_max=6, l_max=4),
         regressor=BayesianLinearRegressor(),
-        baseline=ASEBaseline(EMT()),
+        baseline=EMT(),
         weights={"energy": 1.0, "forces": 1.0, "stress": 0.0},
     )
     model.fit(train)
