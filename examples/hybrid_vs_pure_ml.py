@@ -1,8 +1,8 @@
 """Learning curve: pure ML versus EMT + ML on real DFT data (workload W3 in miniature).
 
 Fits the same descriptor and Bayesian linear model on growing random subsets of the training
-set, once with no baseline (pure ML) and once on top of EMT (hybridpot.baselines.EMT), and prints the held-out
-force and energy errors.  Uses the mlearn Ni data (``../shared/data/mlearn`` or
+set, once with no baseline (pure ML) and once on top of EMT (``hybridpot.baselines.EMT``), and
+prints the held-out force and energy errors.  Uses the mlearn Ni data (``../shared/data/mlearn`` or
 ``$MLEARN_DIR``) when present, else the shipped aluminium GPAW data.  Writes
 ``learning_curve.png`` when matplotlib is installed.
 
