@@ -355,6 +355,9 @@ def write_uncertainty_report(model, structures, folder, *, posterior=None,
     scale = getattr(model, "uncertainty_scale_", None)
     if scale:
         metrics["uncertainty_scale"] = dict(scale)
+    recal = getattr(model, "uncertainty_recalibration_", None)
+    if recal:
+        metrics["uncertainty_recalibration"] = recal
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
     p = {}
     for kind in ("energy", "forces", "stress"):

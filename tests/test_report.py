@@ -72,3 +72,17 @@ def test_uncertainty_report_without_posterior_and_basic_report(fitted, tmp_path)
     out = write_report(model, test, tmp_path / "b")
     html = _check_rendered(out, ["parity_forces.png", "error_vs_sigma_forces.png"])
     assert "±1σ" in html
+
+
+def test_uncertainty_report_records_heteroscedastic_recalibration(fitted, tmp_path):
+    import copy
+
+    model = copy.deepcopy(fitted[0])
+    val = emt_dataset(4, seed=5)
+    model.recalibrate(val, method="heteroscedastic")
+    write_uncertainty_report(model, emt_dataset(2, seed=6), tmp_path / "r")
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["uncertainty_recalibration"] == json.loads(
+        json.dumps(model.uncertainty_recalibration_))
+    rec = metrics["uncertainty_recalibration"]
+    assert rec["method"] == "heteroscedastic" and "forces" in rec["kinds"]
