@@ -93,6 +93,7 @@ both sections optional, values shown are the defaults)::
     oracle_timeout = 0.0        # s per structure; unset: none
     n_workers = 1               # > 1: Dask LocalCluster for the oracle calls
     seed = 0
+    importance_weighting = "none"   # none | strata | nearest (weighted refits, see ActiveLearner)
 """
 
 from __future__ import annotations
@@ -161,7 +162,8 @@ _SCHEMA = {
               "max_labels": (int,), "max_iterations": (int,),
               "target_force_mae": (float, int), "target_sigma": (float, int),
               "method": (str,), "kind": (str,), "dedup_threshold": (float, int),
-              "oracle_timeout": (float, int), "n_workers": (int,), "seed": (int,)},
+              "oracle_timeout": (float, int), "n_workers": (int,), "seed": (int,),
+              "importance_weighting": (str,)},
 }
 _CLASS_SECTIONS = ("descriptor", "regressor", "baseline")
 _SECTIONS = tuple(DEFAULT_CONFIG) + tuple(s for s in ("select", "learn") if s not in DEFAULT_CONFIG)

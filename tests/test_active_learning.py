@@ -387,6 +387,8 @@ def test_cli_learn_and_resume(tmp_path, initial, validation, capsys):
     ("colour = 1", "unknown key learn.colour"),
     ('oracle = "VASP"', "learn.oracle: only 'EMT' is built into the command line"),
     ("max_labels = 0", "'max_labels' parameter of ActiveLearner must be an int in [1, inf]"),
+    ('importance_weighting = "uniform"',
+     "'importance_weighting' parameter of ActiveLearner must be one of"),
 ])
 def test_cli_learn_bad_config(tmp_path, initial, validation, capsys, extra, message):
     cfg = _learn_config(tmp_path, initial, validation, extra)
@@ -454,3 +456,18 @@ def test_loop_with_uncertainty_md_sampler(tmp_path, initial):
     with pytest.raises(InvalidParameterError, match="needs a fitted model"):
         ActiveLearner(_model(), "EMT", md, None, run_dir=tmp_path / "r2",
                       progress=False).run()
+
+
+def test_cli_learn_importance_weighting(tmp_path, initial, validation, capsys):
+    cfg = _learn_config(tmp_path, initial, validation,
+                        'max_iterations = 1\nimportance_weighting = "strata"')
+    assert main(["learn", "-c", str(cfg), "-q"]) == 0
+    assert "learn: 2 labels, 0 failures, 1 iterations" in capsys.readouterr().out
+    # the weighted learner keeps its reference sample (the unweighted one, above, does not)
+    assert len(read(tmp_path / "run" / "proposals" / "candidates_0000.extxyz", ":")) == 8
+
+
+def test_cli_learn_unweighted_keeps_no_reference_sample(tmp_path, initial, validation):
+    cfg = _learn_config(tmp_path, initial, validation, "max_iterations = 1")
+    assert main(["learn", "-c", str(cfg), "-q"]) == 0
+    assert not list((tmp_path / "run" / "proposals").glob("candidates_*.extxyz"))

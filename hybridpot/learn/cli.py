@@ -148,6 +148,11 @@ def _learn_args(p):
     p.add_argument("--run-dir", help="run directory (overrides learn.run_dir)")
 
 
+def _weighting(value):
+    """``[learn] importance_weighting``: ``"none"`` (the default) means no weighting."""
+    return None if value in ("none", "None", "") else value
+
+
 def cmd_learn(args, cfg):
     from ..config import build_baseline, build_descriptor, build_regressor
     from ..potential import HybridPotential
@@ -188,7 +193,8 @@ def cmd_learn(args, cfg):
             max_labels=sec.get("max_labels", 50), max_iterations=sec.get("max_iterations", 10),
             target_error=sec.get("target_force_mae"), target_sigma=sec.get("target_sigma"),
             oracle_timeout=sec.get("oracle_timeout"), n_workers=sec.get("n_workers", 1),
-            random_state=sec.get("seed", 0), progress=False if args.quiet else None)
+            random_state=sec.get("seed", 0), progress=False if args.quiet else None,
+            importance_weighting=_weighting(sec.get("importance_weighting", "none")))
         learner.run()
     except HybridpotError as e:
         if isinstance(e, ConfigError):
