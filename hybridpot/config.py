@@ -24,6 +24,8 @@ Example (every key optional; these are the defaults of ``hybridpot fit``)::
 
     [baseline]
     type = "EMT"                # none | EMT | ZBL | LennardJones | Morse | Buckingham
+                                # (EMT takes asap_cutoff = false | true; the others their
+                                # parameters, e.g. r_inner, r_cut for ZBL)
 
     [fit]
     weights = {energy = 1000.0, forces = 1.0, stress = 100.0}   # per-atom eV, eV/Å, eV/Å³ rows
@@ -293,9 +295,14 @@ def build_baseline(cfg):
     if name in ("none", "None", ""):
         return None
     if name == "EMT":
-        if body:
-            raise ConfigError(f"[baseline] type 'EMT' takes no keys. Got {sorted(body)}.")
-        return B.EMT()
+        unknown = sorted(set(body) - {"asap_cutoff"})
+        if unknown:
+            raise ConfigError(f"[baseline] type 'EMT' takes only the key 'asap_cutoff'. Got "
+                              f"unknown key(s) {unknown}.")
+        if not isinstance(body.get("asap_cutoff", False), bool):
+            raise ConfigError(f"baseline.asap_cutoff must be true or false. Got "
+                              f"{body['asap_cutoff']!r}.")
+        return B.EMT(**body)
     registry = {k: getattr(B, k) for k in ("ZBL", "LennardJones", "Morse", "Buckingham")
                 if hasattr(B, k)}
     return _build("baseline", {"baseline": {"type": name, **body}}, registry)

@@ -126,3 +126,16 @@ def test_entry_point_installed():
     r = subprocess.run([sys.executable, "-m", "hybridpot.cli", "--version"],
                        capture_output=True, text=True)
     assert r.returncode == 0 and "hybridpot" in r.stdout
+
+
+def test_emt_baseline_section():
+    from hybridpot.config import build_baseline
+
+    emt = build_baseline({"baseline": {"type": "EMT", "asap_cutoff": True}})
+    assert type(emt).__name__ == "EMT" and emt.asap_cutoff is True
+    assert build_baseline({"baseline": {"type": "EMT"}}).asap_cutoff is False
+    with pytest.raises(ConfigError, match=r"takes only the key 'asap_cutoff'. Got unknown key"
+                                          r"\(s\) \['colour'\]"):
+        build_baseline({"baseline": {"type": "EMT", "colour": 1}})
+    with pytest.raises(ConfigError, match="baseline.asap_cutoff must be true or false. Got 1"):
+        build_baseline({"baseline": {"type": "EMT", "asap_cutoff": 1}})
