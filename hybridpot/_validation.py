@@ -114,6 +114,32 @@ def species_indices(atoms, species, owner=None):
     return out
 
 
+def check_structure_list(structures, where, *, allow_empty=False):
+    """A list of ``ase.Atoms`` from one Atoms or any iterable of them (read once).
+
+    ``where`` starts every error message and names the argument, e.g. ``"The 'pool'
+    argument of MaxVarianceSelector.select"``.  Raises InvalidParameterError for a
+    non-iterable, an item that is not an Atoms or (unless ``allow_empty``) no structures.
+    """
+    from ase import Atoms
+
+    if isinstance(structures, Atoms):
+        return [structures]
+    try:
+        out = list(structures)
+    except TypeError:
+        raise InvalidParameterError(
+            f"{where} must be a list of ase.Atoms. "
+            f"Got {type(structures).__name__} instead.") from None
+    for k, a in enumerate(out):
+        if not isinstance(a, Atoms):
+            raise InvalidParameterError(
+                f"{where} must be a list of ase.Atoms; item {k} is a {type(a).__name__}.")
+    if not out and not allow_empty:
+        raise InvalidParameterError(f"{where} must not be empty.")
+    return out
+
+
 def check_atoms(atoms, *, species=None, owner=None, min_distance=0.1, name="atoms"):
     """Validate an ``ase.Atoms`` for evaluation; return ``(positions, cell, pbc, species_idx)``.
 

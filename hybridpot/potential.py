@@ -11,7 +11,7 @@ from sklearn.base import BaseEstimator, clone
 
 from ._exceptions import InvalidParameterError, ModelFormatError, NotFittedError
 from ._labels import get_labels, matrix_to_voigt
-from ._validation import check_int, species_indices
+from ._validation import check_int, check_structure_list, species_indices
 from .regression._base import KINDS, BatchSource, StructureBatch
 
 __all__ = ["HybridPotential", "HybridCalculator"]
@@ -20,24 +20,7 @@ DEFAULT_WEIGHTS = {"energy": 1.0, "forces": 1.0, "stress": 0.1}
 
 
 def _as_structure_list(structures, name="structures"):
-    from ase import Atoms
-
-    if isinstance(structures, Atoms):
-        return [structures]
-    try:
-        out = list(structures)
-    except TypeError:
-        raise InvalidParameterError(
-            f"The '{name}' argument must be a list of ase.Atoms. "
-            f"Got {type(structures).__name__} instead.") from None
-    for k, a in enumerate(out):
-        if not isinstance(a, Atoms):
-            raise InvalidParameterError(
-                f"The '{name}' argument must be a list of ase.Atoms; item {k} is a "
-                f"{type(a).__name__}.")
-    if not out:
-        raise InvalidParameterError(f"The '{name}' argument must not be empty.")
-    return out
+    return check_structure_list(structures, f"The '{name}' argument")
 
 
 def _volume(atoms):

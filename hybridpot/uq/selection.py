@@ -92,7 +92,8 @@ import numpy as np
 import scipy.linalg
 
 from .._exceptions import InvalidParameterError, NotFittedError
-from .._validation import check_choice, check_float, check_int, species_indices
+from .._validation import (check_choice, check_float, check_int, check_structure_list,
+                           species_indices)
 
 __all__ = ["MaxVarianceSelector", "DOptimalSelector", "InformationPerCostSelector",
            "VarianceReductionSelector", "StratifiedSelector", "RandomSelector",
@@ -111,22 +112,8 @@ def _check_model(model, owner):
 
 
 def _check_pool(pool, owner):
-    from ase import Atoms
-
-    if isinstance(pool, Atoms):
-        pool = [pool]
-    try:
-        pool = list(pool)
-    except TypeError:
-        raise InvalidParameterError(
-            f"The 'pool' argument of {owner}.select must be a list of ase.Atoms. "
-            f"Got {type(pool).__name__} instead.") from None
-    for k, a in enumerate(pool):
-        if not isinstance(a, Atoms):
-            raise InvalidParameterError(
-                f"The 'pool' argument of {owner}.select must be a list of ase.Atoms; item "
-                f"{k} is a {type(a).__name__}.")
-    return pool
+    return check_structure_list(pool, f"The 'pool' argument of {owner}.select",
+                                allow_empty=True)
 
 
 def _has_covariance(model):
