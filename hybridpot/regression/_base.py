@@ -165,6 +165,15 @@ class Regressor(BaseEstimator):
                 f"The 'species' indices of a StructureBatch given to {owner}.fit must lie in "
                 f"[0, {n_species - 1}]. Got values in [{sp.min()}, {sp.max()}] instead.")
 
+    def _check_fitted(self):
+        """NotFittedError unless ``fit`` has set ``coef_`` (regressors without ``coef_``
+        override this)."""
+        from .._exceptions import NotFittedError
+
+        if not hasattr(self, "coef_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet; call fit first.")
+
     def _check_atomic_input(self, X, species, what="atomic_energy"):
         """Validate per-atom ``X`` (n_atoms, n_features_in_) and ``species`` indices.
 

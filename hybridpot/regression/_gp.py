@@ -23,7 +23,7 @@ from numba import njit
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
-from .._exceptions import InvalidParameterError, MissingLabelsError, NotFittedError
+from .._exceptions import InvalidParameterError, MissingLabelsError
 from .._validation import check_choice, check_float, check_int
 from ._base import KINDS, VOIGT, BatchSource, Regressor, StructureBatch, register_regressor
 from ._design import split_batch
@@ -1124,11 +1124,6 @@ class SparseGPRegressor(Regressor):
                    weight("stress")[s_of_row])
 
     # -- prediction -------------------------------------------------------------------------
-    def _check_fitted(self):
-        if not hasattr(self, "coef_"):
-            raise NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet; call fit first.")
-
     def _check_X(self, X, species, what="atomic_energy"):
         self._check_fitted()
         return self._check_atomic_input(X, species, what)

@@ -239,11 +239,6 @@ class _LinearBase(Regressor):
         return Rs, D, b2
 
     # -- fitted-model helpers ---------------------------------------------------------------
-    def _check_fitted(self):
-        if not hasattr(self, "coef_"):
-            raise NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet; call fit first.")
-
     @property
     def _coef_flat(self):
         return np.asarray(self.coef_, dtype=np.float64).reshape(-1)
