@@ -283,14 +283,19 @@ def run_pool(element, args, emit):
         wt = args.weighting if sname.endswith(IW) else None
         curves = [pool_curve(element, pool, test, strategies(s)[sname], 1000 + s, inits[s],
                              args.batch, budget, wt, fp) for s in range(n_seeds(args, sname))]
-        ns = [labels_to_target(c, target) for c in curves]
-        n_med = median_labels(ns)
-        emit({**common, "strategy": sname, "labels_to_target": n_med,
-              "labels_to_target_per_seed": ns, "weighting": wt,
-              "ratio_to_random": (n_med / rand_med) if n_med is not None and rand_med
-              else None, "seeds": n_seeds(args, sname), "curve": mean_curve(curves),
-              "curves": curves, "other_targets": sensitivity(curves, full),
-              "seconds": time.perf_counter() - t0})
+        emit(strategy_record(common, sname, wt, curves, target, rand_med, full,
+                             n_seeds(args, sname), t0))
+
+
+def strategy_record(common, sname, wt, curves, target, rand_med, full, seeds, t0):
+    """The JSON record of one strategy's curves (pool and live runs alike)."""
+    ns = [labels_to_target(c, target) for c in curves]
+    n_med = median_labels(ns)
+    return {**common, "strategy": sname, "labels_to_target": n_med,
+            "labels_to_target_per_seed": ns, "weighting": wt,
+            "ratio_to_random": (n_med / rand_med) if n_med is not None and rand_med else None,
+            "seeds": seeds, "curve": mean_curve(curves), "curves": curves,
+            "other_targets": sensitivity(curves, full), "seconds": time.perf_counter() - t0}
 
 
 # ---------------------------------------------------------------------------- live (EMT)
@@ -356,14 +361,8 @@ def run_live(args, emit):
         t0 = time.perf_counter()
         wt = args.weighting if sname.endswith(IW) else None
         curves = [curve(strategies(s)[sname], s, wt) for s in range(n_seeds(args, sname))]
-        ns = [labels_to_target(c, target) for c in curves]
-        n_med = median_labels(ns)
-        emit({**common, "strategy": sname, "labels_to_target": n_med,
-              "labels_to_target_per_seed": ns, "weighting": wt,
-              "ratio_to_random": (n_med / rand_med) if n_med is not None and rand_med
-              else None, "seeds": n_seeds(args, sname), "curve": mean_curve(curves),
-              "curves": curves, "other_targets": sensitivity(curves, full),
-              "seconds": time.perf_counter() - t0})
+        emit(strategy_record(common, sname, wt, curves, target, rand_med, full,
+                             n_seeds(args, sname), t0))
 
 
 def main(argv=None):
