@@ -116,14 +116,41 @@ from hybridpot.uq.selection import (DOptimalSelector, MaxVarianceSelector,  # no
 MLEARN_DIR = Path(os.environ.get("MLEARN_DIR", ROOT.parent / "shared" / "data" / "mlearn"))
 R_CUT = {"Ni": 4.0, "Cu": 4.0, "Si": 5.0, "Mo": 5.0}
 WEIGHTS = {"energy": 1.0, "forces": 1.0, "stress": 0.0}
-#: descriptor size (set from --n-max / --l-max)
+#: descriptor size (set from --n-max / --l-max, defaults per model in MODEL_BASIS)
 BASIS = {"n_max": 4, "l_max": 3}
+#: regression model of every fit (set from --model / --n-sparse)
+MODEL = {"name": "linear", "n_sparse": 100}
+#: default power-spectrum size per --model (the quadratic map has 1 + F + F(F+1)/2 weights:
+#: PS(3, 3), F = 24, gives 325, a refit of 52 Ni structures ~0.5 s; PS(4, 3) gives 861, ~2.5 s)
+MODEL_BASIS = {"linear": (4, 3), "quadratic": (3, 3), "gp": (4, 3)}
+#: descriptor of the initial-set k-means (the same initial sets for every model)
+INITIAL_BASIS = {"n_max": 4, "l_max": 3}
+
+
+def make_regressor():
+    """The regressor of ``--model``: linear or quadratic Bayesian linear regression (weight
+    posterior, evidence maximisation), or the SE-kernel sparse GP."""
+    if MODEL["name"] == "linear":
+        return BayesianLinearRegressor()
+    if MODEL["name"] == "quadratic":
+        return BayesianLinearRegressor(quadratic=True, noise_levels="shared")
+    from hybridpot.regression import SparseGPRegressor
+
+    return SparseGPRegressor(kernel="se", n_sparse=MODEL["n_sparse"], random_state=0)
 
 
 def make_model(element):
     return HybridPotential(
         descriptor=PowerSpectrum(species=[element], r_cut=R_CUT[element], **BASIS),
-        regressor=BayesianLinearRegressor(), weights=WEIGHTS)
+        regressor=make_regressor(), weights=WEIGHTS)
+
+
+def model_info():
+    """JSON keys naming the model of a run."""
+    info = {"model": MODEL["name"], "n_max": BASIS["n_max"], "l_max": BASIS["l_max"]}
+    if MODEL["name"] == "gp":
+        info["n_sparse"] = MODEL["n_sparse"]
+    return info
 
 
 def force_mae(model, test):
@@ -172,7 +199,8 @@ def initial_set(element, pool, n, seed, kind):
     rng = np.random.default_rng(seed)
     if kind == "random":
         return [int(k) for k in rng.permutation(len(pool))[:n]]
-    fp = structure_fingerprints(make_model(element).descriptor, pool)
+    fp = structure_fingerprints(
+        PowerSpectrum(species=[element], r_cut=R_CUT[element], **INITIAL_BASIS), pool)
     lab = KMeans(n_clusters=n, n_init=4, random_state=seed).fit_predict(fp)
     return [int(rng.choice(np.flatnonzero(lab == c))) for c in range(n)]
 
@@ -263,7 +291,8 @@ def run_pool(element, args, emit):
     target = float(np.median([c[-1][1] for c in rand_curves]))
     rand_n = [labels_to_target(c, target) for c in rand_curves]
     rand_med = median_labels(rand_n, censor=budget)
-    common = {"pool": name, "target_force_mae": target, "full_pool_force_mae": full,
+    common = {"pool": name, **model_info(), "target_force_mae": target,
+              "full_pool_force_mae": full,
               "target_rule": f"median random force MAE at {budget} labels "
                              f"({args.pool_fraction:g} of the pool)",
               "pool_size": len(pool), "budget": budget, "n_initial": args.n_initial,
@@ -347,7 +376,7 @@ def run_live(args, emit):
     target = float(np.median([c[-1][1] for c in rand_curves]))
     rand_n = [labels_to_target(c, target) for c in rand_curves]
     rand_med = median_labels(rand_n, censor=budget)
-    common = {"pool": "live-EMT-Cu", "target_force_mae": target,
+    common = {"pool": "live-EMT-Cu", **model_info(), "target_force_mae": target,
               "full_pool_force_mae": full,
               "target_rule": f"median random force MAE at {budget} labels",
               "budget": budget, "n_initial": args.n_initial, "initial": "random",
@@ -391,10 +420,22 @@ def main(argv=None):
     p.add_argument("--live-candidates", type=int, default=24)
     p.add_argument("--weighting", choices=["nearest", "strata"], default="strata",
                    help="importance weights of the '+iw' strategies")
-    p.add_argument("--n-max", type=int, default=4)
-    p.add_argument("--l-max", type=int, default=3)
+    p.add_argument("--model", choices=list(MODEL_BASIS), default="linear",
+                   help="regressor of every fit: 'linear' (BayesianLinearRegressor, "
+                        "PowerSpectrum(4, 3)), 'quadratic' (quadratic BayesianLinearRegressor, "
+                        "noise_levels='shared', PowerSpectrum(3, 3)) or 'gp' "
+                        "(SparseGPRegressor, SE kernel, --n-sparse inducing environments)")
+    p.add_argument("--n-max", type=int, default=None,
+                   help="power-spectrum n_max (default: per --model)")
+    p.add_argument("--l-max", type=int, default=None,
+                   help="power-spectrum l_max (default: per --model)")
+    p.add_argument("--n-sparse", type=int, default=100,
+                   help="inducing environments of --model gp")
     args = p.parse_args(argv)
-    BASIS.update(n_max=args.n_max, l_max=args.l_max)
+    nm, lm = MODEL_BASIS[args.model]
+    BASIS.update(n_max=nm if args.n_max is None else args.n_max,
+                 l_max=lm if args.l_max is None else args.l_max)
+    MODEL.update(name=args.model, n_sparse=args.n_sparse)
     if args.quick:
         args.pool_fraction, args.live_budget = min(args.pool_fraction, 0.1), 20
         args.seeds, args.al_seeds = min(args.seeds, 2), min(args.al_seeds, 1)
