@@ -13,4 +13,8 @@ DESCRIPTOR_CASES = {
     "ACSF": lambda species: D.ACSF(species=species, r_cut=4.0),
     "SNAPBispectrum": lambda species: D.SNAPBispectrum(species=species, twojmax=4,
                                                        rcutfac=4.0),
+    # two members with different cutoffs (the pair sub-lists) and a block scale
+    "DescriptorStack": lambda species: D.DescriptorStack(
+        [D.ACSF(species=species, r_cut=4.0, angular="bp", bp_etas=[0.1], bp_zetas=[1, 4]),
+         D.PowerSpectrum(species=species, r_cut=3.2, n_max=3, l_max=2)], scales=[1.0, 2.5]),
 }

@@ -10,6 +10,8 @@ from ._base import (DESCRIPTORS, Descriptor, DescriptorGradients, descriptor_fro
                     register_descriptor)
 from ._snap import SNAPBispectrum
 from ._so3 import Bispectrum, PowerSpectrum
+from ._stack import DescriptorStack
 
 __all__ = ["PowerSpectrum", "Bispectrum", "SNAPBispectrum", "ACSF", "Descriptor",
-           "DescriptorGradients", "DESCRIPTORS", "register_descriptor", "descriptor_from_dict"]
+           "DescriptorGradients", "DESCRIPTORS", "register_descriptor", "descriptor_from_dict",
+           "DescriptorStack"]

@@ -62,7 +62,10 @@ def descriptor_from_dict(d):
         raise ModelFormatError(
             f"Unknown descriptor class {name!r}; known: {sorted(DESCRIPTORS)}.")
     params = d.get("params", {})
-    return DESCRIPTORS[name](**params)
+    cls = DESCRIPTORS[name]
+    if hasattr(cls, "_from_params"):  # composite descriptors rebuild their members
+        return cls._from_params(params)
+    return cls(**params)
 
 
 @dataclass
