@@ -79,6 +79,23 @@ GP_SMOOTH = {"Ni": ("auto", 5.2, 6), "Cu": ("auto", 4.7, 4), "Mo": (3.5, 5.2, 4)
 # two surfaces where ps_gp_smooth has 9.5 and 26.
 # Values: (cutoff in Å, energy-row weight relative to a force component).
 PS_QUADRATIC_LONG = {"Ni": (4.6, 1e5), "Si": (5.8, 1e6)}
+# ps2b_quadratic: ps_quadratic_long with a 2-body block stacked in front of the power spectrum
+# (DescriptorStack([G2, PS])): radial ACSF G2 functions exp(-eta (r - R_s)^2) f_c(r) on
+# n_shifts centres R_s evenly in [1.8, r_cut_2b - 0.4] Å, then the same quadratic Bayesian
+# linear model (the quadratic map also holds the G2 x G2 and G2 x PS products).  Chosen on the
+# validation split of ps_quadratic_long (/work/notes/s3/stack; validation energy / force MAE,
+# meV/atom and eV/Å, same run): Si ps_quadratic_long 1.269 / 0.0505; + G2 5.8 Å, 6 centres,
+# eta 4 Å^-2: 1.208 / 0.0502; 5.8 Å, 8 centres, eta 6: 1.294 / 0.0502; 6.5 Å, 6 centres,
+# eta 4: 1.403 / 0.0505; 6.5 Å, 10 centres, eta 4: 1.313 / 0.0512; 6.5 Å, 5 wide centres
+# (eta 0.87): the evidence iteration ran 600 s and ended at 17.2 / 0.55 (ill-conditioned,
+# nearly collinear columns).  The gain of the chosen grid is small and grid-sensitive (the
+# other grids are worse than no G2 block).  Mo: no stacked variant beat ps_gp_smooth (a 2-body
+# block in the SE-kernel GP: 5.2 Å G2, 3 inducing seeds, 2.33 / 0.0966 vs 2.36 / 0.0969; 5.8
+# and 6.5 Å worse on energies), so no Mo entry.  Test (same run as ps_quadratic_long): Si
+# 2.89 meV/atom / 0.0734 eV/Å vs 3.05 / 0.0707, at 2.8x the fit CPU time (128 vs 47 s) and
+# 1.9x the prediction time.
+# Values: (PS cutoff Å, energy-row weight, G2 cutoff Å, number of G2 centres, G2 eta Å^-2).
+PS2B_QUADRATIC = {"Si": (5.8, 1e6, 5.8, 6, 4.0)}
 EMT_ELEMENTS = {"Ni", "Cu", "Al", "Ag", "Au", "Pd", "Pt"}
 
 
@@ -130,6 +147,23 @@ def build_model(element, name):
         desc = PowerSpectrum(species=sp, r_cut=rc_q, n_max=5, l_max=4)
         reg = R.BayesianLinearRegressor(quadratic=True, noise_levels="shared", solver="normal")
         return HybridPotential(desc, reg, _baseline(element), dict(lin_weights, energy=e_weight))
+    if name == "ps2b_quadratic":
+        if element not in PS2B_QUADRATIC:
+            raise SystemExit(f"ps2b_quadratic has settings for {sorted(PS2B_QUADRATIC)} "
+                             f"only; got element {element!r}")
+        import numpy as np
+
+        from hybridpot.descriptors import ACSF, DescriptorStack
+
+        rc_q, e_weight, rc_2b, n_g2, eta = PS2B_QUADRATIC[element]
+        # radial G2 only: ACSF's angular block is confined to 0.5 Å, where no pair is, so its
+        # single column is identically zero (no radial-only switch in ACSF)
+        g2 = ACSF(species=sp, r_cut=rc_2b, radial_etas=[eta],
+                  radial_shifts=np.linspace(1.8, rc_2b - 0.4, n_g2).tolist(), angular="bp",
+                  angular_cutoff=0.5, bp_etas=[1.0], bp_zetas=[1.0], bp_lambdas=[1])
+        desc = DescriptorStack([g2, PowerSpectrum(species=sp, r_cut=rc_q, n_max=5, l_max=4)])
+        reg = R.BayesianLinearRegressor(quadratic=True, noise_levels="shared", solver="normal")
+        return HybridPotential(desc, reg, _baseline(element), dict(lin_weights, energy=e_weight))
     if name == "ps_gp":
         # SE kernel: the normalised dot-product kernel loses the density magnitude of the
         # power spectrum (force MAE ~2x worse on Ni); length scale and signal by evidence;
@@ -158,7 +192,7 @@ def build_model(element, name):
 
 
 MODELS = ["snap_linear", "snap_quadratic", "ps_linear", "ps_quadratic", "ps_quadratic_long",
-          "ps_gp", "ps_gp_smooth", "ps_nn"]
+          "ps2b_quadratic", "ps_gp", "ps_gp_smooth", "ps_nn"]
 
 
 def run_job(data_dir, element, name):
@@ -210,6 +244,8 @@ def main(argv=None):
         for name in models:
             if name == "ps_quadratic_long" and el not in PS_QUADRATIC_LONG:
                 continue  # settings validated for some elements only
+            if name == "ps2b_quadratic" and el not in PS2B_QUADRATIC:
+                continue
             proc = subprocess.run([sys.executable, __file__, "--data", str(args.data),
                                    "--job", f"{el}:{name}"], capture_output=True, text=True,
                                   env=env)
