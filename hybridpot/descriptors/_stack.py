@@ -98,13 +98,14 @@ class DescriptorStack(Descriptor):
     def _validate(self):
         owner = type(self).__name__
         members = self.descriptors
-        msg = (f"The 'descriptors' parameter of {owner} must be a non-empty list of hybridpot "
-               f"descriptors (e.g. [ACSF(...), PowerSpectrum(...)]). Got {members!r} instead.")
-        if isinstance(members, (str, bytes, dict, Descriptor)) or not hasattr(members, "__len__"):
-            raise InvalidParameterError(msg)
+        if (isinstance(members, (str, bytes, dict, Descriptor))
+                or not hasattr(members, "__len__") or len(members) == 0):
+            # (message built only here: the repr of estimators is slow, and _validate runs
+            # on every compute / backward)
+            raise InvalidParameterError(
+                f"The 'descriptors' parameter of {owner} must be a non-empty list of hybridpot "
+                f"descriptors (e.g. [ACSF(...), PowerSpectrum(...)]). Got {members!r} instead.")
         members = list(members)
-        if len(members) == 0:
-            raise InvalidParameterError(msg)
         for k, m in enumerate(members):
             if not isinstance(m, Descriptor):
                 raise InvalidParameterError(
@@ -124,16 +125,15 @@ class DescriptorStack(Descriptor):
         if sc is None:
             scales = np.ones(len(members))
         else:
-            smsg = (f"The 'scales' parameter of {owner} must be None or a sequence of "
-                    f"{len(members)} finite floats > 0 (one per descriptor). Got {sc!r} "
-                    "instead.")
-            if isinstance(sc, (str, bytes, dict)) or not hasattr(sc, "__len__"):
-                raise InvalidParameterError(smsg)
-            vals = list(sc)
-            if len(vals) != len(members) or not all(
+            ok = not isinstance(sc, (str, bytes, dict)) and hasattr(sc, "__len__")
+            vals = list(sc) if ok else []
+            if not ok or len(vals) != len(members) or not all(
                     isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
                     and math.isfinite(v) and v > 0 for v in vals):
-                raise InvalidParameterError(smsg)
+                raise InvalidParameterError(
+                    f"The 'scales' parameter of {owner} must be None or a sequence of "
+                    f"{len(members)} finite floats > 0 (one per descriptor). Got {sc!r} "
+                    "instead.")
             scales = np.array(vals, dtype=np.float64)
         self._members = members
         self._scales = scales
@@ -196,16 +196,18 @@ class DescriptorStack(Descriptor):
 
     def _compute(self, nl, species_idx, gradients):
         X = np.empty((nl.n_atoms, self._n_feat))
-        d_drij = np.zeros((nl.n_pairs, 3, self._n_feat)) if gradients else None
+        d_drij = np.empty((nl.n_pairs, 3, self._n_feat)) if gradients else None
         for m, (sub, inside), sl, s in zip(self._members, self._member_lists(nl), self._slices,
                                            self._scales):
             Xm, dm = m._compute(sub, species_idx, gradients)
-            X[:, sl] = s * Xm
+            X[:, sl] = Xm if s == 1.0 else s * Xm
             if gradients:
+                dm = dm if s == 1.0 else s * dm
                 if inside is None:
-                    d_drij[:, :, sl] = s * dm
+                    d_drij[:, :, sl] = dm
                 else:
-                    d_drij[inside, :, sl] = s * dm
+                    d_drij[inside, :, sl] = dm
+                    d_drij[~inside, :, sl] = 0.0
         return X, d_drij
 
     def _backward(self, nl, species_idx, dE_dX):
