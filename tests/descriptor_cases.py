@@ -11,6 +11,10 @@ DESCRIPTOR_CASES = {
                                                      l_max=3),
     "Bispectrum": lambda species: D.Bispectrum(species=species, r_cut=4.0, n_max=3, l_max=2),
     "ACSF": lambda species: D.ACSF(species=species, r_cut=4.0),
+    # radial-only (2-body G2) mode, a few wide and narrow functions
+    "ACSF-radial": lambda species: D.ACSF(species=species, r_cut=4.0, angular=None,
+                                          radial_etas=[0.5, 4.0],
+                                          radial_shifts=[0.0, 1.5, 3.0]),
     "SNAPBispectrum": lambda species: D.SNAPBispectrum(species=species, twojmax=4,
                                                        rcutfac=4.0),
     # two members with different cutoffs (the pair sub-lists) and a block scale

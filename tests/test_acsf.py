@@ -375,7 +375,7 @@ def test_backward_on_bulk_matches_jacobian_contraction(rng):
 # parameter errors
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(angular="soap"), r"'angular' parameter of ACSF must be one of \{'ani', 'bp'\}. "
+    (dict(angular="soap"), r"'angular' parameter of ACSF must be one of \{'ani', 'bp', None\}. "
                            r"Got 'soap'"),
     (dict(angular_cutoff=5.0), r"'angular_cutoff' parameter of ACSF must be a float in "
                                r"\(0, 4\]. Got 5.0"),
@@ -433,3 +433,105 @@ def test_bp_matches_dscribe_up_to_pair_counting():
     radial = ref[:, [1, 2, 3, 4, 6, 7, 8, 9]]
     np.testing.assert_allclose(ours[:, :8], radial, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(ours[:, 8:], 2.0 * ref[:, 10:], rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# radial-only mode (angular=None); FD / invariance / adjoint run in the contract suite too
+# ---------------------------------------------------------------------------------------------
+RADIAL = dict(species=SPECIES, r_cut=4.2, radial_etas=[0.87, 6.0],
+              radial_shifts=[0.0, 1.2, 2.4, 3.6], angular=None)
+
+
+def test_radial_only_is_the_radial_block_and_matches_reference():
+    atoms = skewed_two_element_cell(seed=3, rattle=0.12)
+    desc = ACSF(**RADIAL)
+    X = desc.compute(atoms)
+    assert desc.n_features == X.shape[1] == 2 * 8
+    assert [lab[0] for lab in desc.feature_labels()] == ["radial"] * 16
+    # identical to the leading (radial) columns of the same grid with an angular block
+    full = ACSF(**dict(RADIAL, angular="bp", bp_etas=[0.1], bp_zetas=[2.0])).compute(atoms)
+    np.testing.assert_array_equal(X, full[:, :16])
+    # independent plain-numpy reference (radial part only; an angular cutoff that keeps no
+    # neighbour leaves the angular columns empty)
+    ref = reference_acsf(atoms, SPECIES, 4.2, RADIAL["radial_etas"], RADIAL["radial_shifts"],
+                         "bp", 1e-9, ([1.0], [1.0], [1]))
+    assert np.abs(ref[:, 16:]).max() == 0.0
+    np.testing.assert_allclose(X, ref[:, :16], rtol=1e-11, atol=1e-13)
+    assert np.abs(X).min(axis=0).max() > 1e-3   # no all-zero column
+
+
+def test_radial_only_derivatives_vs_finite_differences_and_adjoint(rng):
+    desc = ACSF(**RADIAL)
+    atoms = skewed_two_element_cell(seed=7, rattle=0.12)
+    X, dX = desc.compute(atoms, gradients=True)
+    fd = _fd_dense(desc, atoms)
+    np.testing.assert_allclose(dX.dense(), fd, atol=1e-6 * max(np.abs(fd).max(), 1.0),
+                               rtol=1e-5)
+    h = 1e-5
+    fd_s = np.zeros((len(atoms), 3, 3, desc.n_features))
+    for a in range(3):
+        for b in range(3):
+            e = np.zeros((3, 3))
+            e[a, b] = h
+            fd_s[:, a, b] = (desc.compute(_strained(atoms, e))
+                             - desc.compute(_strained(atoms, -e))) / (2 * h)
+    np.testing.assert_allclose(dX.strain, fd_s, atol=1e-6 * max(np.abs(fd_s).max(), 1), rtol=1e-5)
+    w = rng.normal(size=X.shape)
+    dE_dr, dE_deps = desc.backward(atoms, w)
+    ref_r, ref_eps = dX.vjp(w)
+    np.testing.assert_allclose(dE_dr, ref_r, rtol=1e-10, atol=1e-11 * np.abs(ref_r).max())
+    np.testing.assert_allclose(dE_deps, ref_eps, rtol=1e-10, atol=1e-11 * np.abs(ref_eps).max())
+
+
+def test_radial_only_dimer_closed_form():
+    r, rc = 2.3, 4.0
+    at = Atoms(["Cu", "Ni"], positions=[[0, 0, 0], [r, 0, 0]])
+    desc = ACSF(species=SPECIES, r_cut=rc, radial_etas=[0.5], radial_shifts=[0.0, 2.0],
+                angular=None)
+    fc = 0.5 * (np.cos(np.pi * r / rc) + 1)
+    g = np.exp(-0.5 * (r - np.array([0.0, 2.0])) ** 2) * fc
+    np.testing.assert_allclose(desc.compute(at), [[0, 0, *g], [*g, 0, 0]], rtol=1e-13)
+
+
+def test_radial_only_serialisation_round_trip():
+    import json
+
+    from hybridpot.descriptors import descriptor_from_dict
+
+    desc = ACSF(**RADIAL)
+    d = json.loads(json.dumps(desc.to_dict()))
+    assert d["params"]["angular"] is None
+    back = descriptor_from_dict(d)
+    assert back.angular is None and back.n_features == desc.n_features
+    atoms = skewed_two_element_cell(seed=2, rattle=0.1)
+    np.testing.assert_array_equal(back.compute(atoms), desc.compute(atoms))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(angular_cutoff=0.5), r"'angular_cutoff' parameter of ACSF must be None when "
+                               r"angular=None \(radial G2 features only, no angular block\). "
+                               r"Got 0.5 instead"),
+    (dict(bp_etas=[0.1]), r"'bp_etas' parameter of ACSF must be None when angular=None .* "
+                          r"Got \[0.1\]"),
+    (dict(bp_zetas=[1.0]), r"'bp_zetas' .* must be None when angular=None"),
+    (dict(ani_etas=[1.0]), r"'ani_etas' .* must be None when angular=None"),
+    (dict(ani_shifts=[1.0]), r"'ani_shifts' .* must be None when angular=None"),
+    (dict(ani_zetas=[1.0]), r"'ani_zetas' .* must be None when angular=None"),
+    (dict(ani_theta_shifts=[1.0]), r"'ani_theta_shifts' .* must be None when angular=None"),
+    (dict(bp_lambdas=[1]), r"'bp_lambdas' parameter of ACSF must be left at its default "
+                           r"\(-1, 1\) or None when angular=None .* Got \[1\] instead"),
+    (dict(radial_etas=[0.0]), r"'radial_etas' .* floats in \(0, inf\). Got \[0.0\]"),
+    (dict(angular="None"), r"'angular' parameter of ACSF must be one of "
+                           r"\{'ani', 'bp', None\}. Got 'None'"),
+])
+def test_radial_only_parameter_errors(kwargs, match):
+    params = dict(species=SPECIES, r_cut=4.0, angular=None)
+    params.update(kwargs)
+    desc = ACSF(**params)
+    with pytest.raises(InvalidParameterError, match=match):
+        desc.compute(skewed_two_element_cell())
+
+
+def test_radial_only_accepts_default_or_none_lambdas():
+    for lam in [(-1, 1), [-1.0, 1.0], np.array([-1, 1]), None]:
+        assert ACSF(species=["Cu"], r_cut=4.0, angular=None, bp_lambdas=lam).n_features == 16

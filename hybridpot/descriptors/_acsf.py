@@ -1,5 +1,7 @@
 """Atom-centred symmetry functions: Behler-Parrinello G2/G4 and the ANI modified angular terms.
 
+With ``angular=None`` only the radial (G2, 2-body) block is computed.
+
 All loops over pairs and neighbour-pair triples are numba kernels (``@njit(cache=True)``); the
 adjoint (:meth:`ACSF.backward`) accumulates ``dE/d r_ij`` per triple without forming the
 Jacobian.  Every derivative is expressed through the pair vectors ``r_ij`` of the centre atom
@@ -427,6 +429,19 @@ def _check_grid(value, name, owner, *, low, high=None, low_inclusive=False,
     return out
 
 
+def _is_default_lambdas(value):
+    """True if ``value`` is the sequence ``(-1, 1)`` (the default ``bp_lambdas``)."""
+    try:
+        ndim = np.ndim(value)
+    except ValueError:   # ragged nested sequence
+        return False
+    if isinstance(value, (str, bytes, dict, set)) or ndim != 1 or len(value) != 2:
+        return False
+    vals = list(value)
+    return all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+               for v in vals) and [float(v) for v in vals] == [-1.0, 1.0]
+
+
 def _integer_exponent(zetas):
     """``zeta - 1`` as int64 where ``zeta`` is integral (powers by squaring), else -1."""
     integral = (zetas == np.round(zetas)) & (zetas <= 1025.0)
@@ -435,7 +450,7 @@ def _integer_exponent(zetas):
 
 @register_descriptor
 class ACSF(Descriptor):
-    r"""Atom-centred symmetry functions (Behler-Parrinello G2/G4, or ANI modified angular).
+    r"""Atom-centred symmetry functions (Behler-Parrinello G2/G4, ANI modified angular, or G2 only).
 
     With the cosine cutoff :math:`f_c(R; R_c) = \tfrac12(\cos(\pi R/R_c) + 1)` for
     :math:`R < R_c` (0 beyond; value and first derivative vanish at :math:`R_c`), the features of
@@ -445,8 +460,9 @@ class ACSF(Descriptor):
 
     .. math:: G^{R}_{i,b} = \sum_{j \in b} e^{-\eta (R_{ij} - R_s)^2} f_c(R_{ij}; R_c)
 
-    *Angular*, one per unordered neighbour species pair :math:`\{b, c\}` and angular grid point,
-    using neighbours within the angular cutoff :math:`R_a`; either Behler-Parrinello G4
+    *Angular* (absent with ``angular=None``: a pure 2-body descriptor), one per unordered
+    neighbour species pair :math:`\{b, c\}` and angular grid point, using neighbours within the
+    angular cutoff :math:`R_a`; either Behler-Parrinello G4
     (``angular="bp"``)
 
     .. math:: G^{BP}_{i,bc} = 2^{1-\zeta} \sum_{j \ne k} (1 + \lambda\cos\theta_{ijk})^\zeta
@@ -479,11 +495,13 @@ class ACSF(Descriptor):
     radial_shifts : sequence of float in [0, r_cut], default=None
         Radial centres :math:`R_s` (Å).  None: ANI-1x's 16 shifts scaled to ``r_cut``,
         ``s0 + k (r_cut - s0) / 16`` for k = 0..15 with ``s0 = 0.9 r_cut / 5.2``.
-    angular : {"ani", "bp"}, default="ani"
-        Angular term: ANI modified angular, or Behler-Parrinello G4.
+    angular : {"ani", "bp"} or None, default="ani"
+        Angular term: ANI modified angular, Behler-Parrinello G4, or None for no angular
+        block (radial G2 features only; then every angular parameter below must be left at
+        its default).
     angular_cutoff : float in (0, r_cut], default=None
         Angular cutoff :math:`R_a` (Å).  None: ``3.5 / 5.2 * r_cut`` for ``"ani"`` (ANI-1x's
-        ratio), ``r_cut`` for ``"bp"``.
+        ratio), ``r_cut`` for ``"bp"``; unused with ``angular=None``.
     bp_etas : sequence of float > 0, default=None
         G4 widths :math:`\eta` (Å⁻²).  None: ``(0.25, 1, 4) / angular_cutoff^2``.
     bp_zetas : sequence of float >= 1, default=None
@@ -502,7 +520,10 @@ class ACSF(Descriptor):
         ANI angle centres :math:`\theta_s` (rad).  None: ANI-1x's ``(2k + 1) pi / 16``,
         k = 0..7.
 
-    The parameters of the angular kind not selected are validated but unused.
+    The parameters of the angular kind not selected are validated but unused.  With
+    ``angular=None``, passing any angular parameter (``angular_cutoff``, ``bp_*``, ``ani_*``;
+    ``bp_lambdas`` other than its default) raises
+    :class:`~hybridpot.InvalidParameterError` naming it.
 
     Notes
     -----
@@ -511,7 +532,7 @@ class ACSF(Descriptor):
     (``len(ani_etas) * len(ani_shifts) * len(ani_zetas) * len(ani_theta_shifts)`` for ANI,
     ``len(bp_etas) * len(bp_zetas) * len(bp_lambdas)`` for BP)::
 
-        n_features = S * G + S (S + 1) / 2 * A
+        n_features = S * G + S (S + 1) / 2 * A      (A = 0 for angular=None)
 
     Radial block first: column ``b * G + e * len(radial_shifts) + s`` (neighbour species ``b``
     outermost, then eta, then shift).  Then the angular block: species pairs ``(b, c)`` with
@@ -520,7 +541,7 @@ class ACSF(Descriptor):
     (eta, zeta, lambda) for BP, the last index varying fastest.
 
     With the defaults, ANI gives ``16 S + 32 S (S + 1) / 2`` features (384 for 4 species, the
-    ANI-1x AEV length), BP ``16 S + 18 S (S + 1) / 2``.
+    ANI-1x AEV length), BP ``16 S + 18 S (S + 1) / 2``, ``angular=None`` ``16 S``.
 
     The features do not depend on the centre atom's own species (a per-element regressor
     handles that).  Units: features are dimensionless; their derivatives are in Å⁻¹.
@@ -537,6 +558,8 @@ class ACSF(Descriptor):
     48
     >>> desc.compute(bulk("Cu", "fcc", a=3.61)).shape
     (1, 48)
+    >>> ACSF(species=["Cu"], r_cut=5.0, angular=None).n_features   # 2-body only
+    16
     """
 
     def __init__(self, *, species, r_cut, radial_etas=None, radial_shifts=None, angular="ani",
@@ -561,8 +584,11 @@ class ACSF(Descriptor):
         self._check_common()
         owner = type(self).__name__
         rc = self._r_cut
-        check_choice(self.angular, "angular", ("ani", "bp"), owner)
-        if self.angular_cutoff is None:
+        check_choice(self.angular, "angular", ("ani", "bp", None), owner)
+        if self.angular is None:
+            self._check_no_angular_parameters(owner)
+            rca = rc   # unused: no angular block
+        elif self.angular_cutoff is None:
             rca = rc * _ANI_RC_A / _ANI_RC_R if self.angular == "ani" else rc
         else:
             rca = check_float(self.angular_cutoff, "angular_cutoff", owner, low=0.0, high=rc,
@@ -593,6 +619,12 @@ class ACSF(Descriptor):
         self._radial_etas = grid("radial_etas", low=0.0)
         self._radial_shifts = grid("radial_shifts", low=0.0, high=rc, low_inclusive=True,
                                    high_inclusive=True)
+        e, s = np.meshgrid(self._radial_etas, self._radial_shifts, indexing="ij")
+        self._g2_eta, self._g2_shift = e.ravel().copy(), s.ravel().copy()
+        if self.angular is None:   # empty angular grid: A = 0
+            self._ang_eta = self._ang_shift = np.zeros(0)
+            self._ang_zeta = self._ang_third = np.zeros(0)
+            return
         self._bp_etas = grid("bp_etas", low=0.0)
         self._bp_zetas = grid("bp_zetas", low=1.0, low_inclusive=True)
         self._bp_lambdas = grid("bp_lambdas", low=None, integer_choices=(-1.0, 1.0))
@@ -603,9 +635,7 @@ class ACSF(Descriptor):
         self._ani_theta_shifts = grid("ani_theta_shifts", low=0.0, high=np.pi,
                                       low_inclusive=True, high_inclusive=True)
 
-        # flattened grids, in feature order
-        e, s = np.meshgrid(self._radial_etas, self._radial_shifts, indexing="ij")
-        self._g2_eta, self._g2_shift = e.ravel().copy(), s.ravel().copy()
+        # flattened angular grids, in feature order
         if self.angular == "ani":
             e, s = np.meshgrid(self._ani_etas, self._ani_shifts, indexing="ij")
             self._ang_eta, self._ang_shift = e.ravel().copy(), s.ravel().copy()
@@ -634,6 +664,23 @@ class ACSF(Descriptor):
                 n += 1
         self._pair_table = table
 
+    def _check_no_angular_parameters(self, owner):
+        """With ``angular=None``: every angular parameter must be left at its default."""
+        names = ("angular_cutoff", "bp_etas", "bp_zetas", "ani_etas", "ani_shifts", "ani_zetas",
+                 "ani_theta_shifts")
+        for name in names:
+            value = getattr(self, name)
+            if value is not None:
+                raise InvalidParameterError(
+                    f"The '{name}' parameter of {owner} must be None when angular=None (radial "
+                    f"G2 features only, no angular block). Got {value!r} instead.")
+        lam = self.bp_lambdas
+        if lam is not None and not _is_default_lambdas(lam):
+            raise InvalidParameterError(
+                f"The 'bp_lambdas' parameter of {owner} must be left at its default (-1, 1) or "
+                "None when angular=None (radial G2 features only, no angular block). "
+                f"Got {lam!r} instead.")
+
     @property
     def n_features(self):
         """int: ``S * G + S (S + 1) / 2 * A`` (see the class Notes)."""
@@ -652,8 +699,8 @@ class ACSF(Descriptor):
         Returns
         -------
         list of tuple
-            ``("radial", b, eta, R_s)`` for the radial block, then
-            ``("ani", (b, c), eta, R_s, zeta, theta_s)`` or ``("bp", (b, c), eta, zeta,
+            ``("radial", b, eta, R_s)`` for the radial block, then (unless ``angular`` is
+            None) ``("ani", (b, c), eta, R_s, zeta, theta_s)`` or ``("bp", (b, c), eta, zeta,
             lambda)`` for the angular block; ``b``, ``c`` are species symbols (``b`` before
             ``c`` in ``species``), ``eta`` in Å⁻², ``R_s`` in Å, ``theta_s`` in rad.
         """
@@ -685,6 +732,8 @@ class ACSF(Descriptor):
 
     def _angular(self, args, mode, X, d_drij, W, g_out):
         offsets, D, d, sp_j, max_nb, col0 = args
+        if self.angular is None:
+            return
         if self.angular == "ani":
             _ani_kernel(offsets, D, d, sp_j, self._pair_table, col0, self._angular_cutoff,
                         self._ang_eta, self._ang_shift, self._z_val, self._z_int, self._z_pref,
