@@ -13,6 +13,7 @@ the evidence maximisation is the MacKay fixed point of the linear model.
 
 from __future__ import annotations
 
+import numbers
 import warnings
 
 import numpy as np
@@ -40,6 +41,8 @@ CHUNK_BYTES = 1 << 26
 LENGTH_SCALE_FACTORS = (0.5, 1.0, 2.0, 4.0)
 #: prior standard deviation (eV/atom) of the per-element constant (nearly flat)
 BIAS_PRIOR_STD = 100.0
+#: relative floor of the linear-block feature scales (a constant feature gets this x the largest)
+LINEAR_SCALE_FLOOR = 1e-6
 #: atoms per block of the atom-pair sums of the energy and stress variances (bounded memory)
 STRESS_BLOCK_ATOMS = 512
 
@@ -380,7 +383,29 @@ class SparseGPRegressor(Regressor):
     forces cannot fix the constant part of the kernel expansion, so without it energies of
     force-dominated fits are offset).
     Kernels: ``"dot"`` ``k = (\hat x \cdot \hat u)^\zeta`` on unit-normalised descriptors
-    (SOAP-GAP) and ``"se"`` ``k = \exp(-|x - u|^2 / 2\ell^2)``.  Labels are linear in ``w``:
+    (SOAP-GAP) and ``"se"`` ``k = \exp(-|x - u|^2 / 2\ell^2)``.
+
+    Additive linear block (``linear_features``, GAP's "2-body + SOAP" recipe): a contiguous
+    block ``x^L`` of the descriptor (e.g. the radial G2 functions of a
+    :class:`~hybridpot.descriptors.DescriptorStack`) is removed from the kernel input
+    ``x^K`` and enters linearly with per-element weights ``beta_z`` (eV per feature unit),
+
+    .. math::
+        \varepsilon_i = b_{z_i} + \sum_m w_{z_i m}\, k(x^K_i, U^K_{z_i m})
+        + \beta_{z_i} \cdot x^L_i,\qquad
+        \beta_{z f} \sim N\big(0,\ (\alpha_L\, s_{z f}^2)^{-1}\big),
+
+    with ``s_zf`` the standard deviation of feature ``f`` over the distinct training
+    environments of element ``z`` (the candidate reservoir; floored at ``1e-6`` times the
+    largest).  This is a ridge prior on standardised features: the prior variance of the
+    centred linear term is ``n_L / alpha_L`` eV² per atom, predictions do not change when a
+    linear feature is rescaled, and ``alpha_L`` (``alpha_linear_``) is evidence-maximised
+    alongside ``alpha``.  With radial G2 functions ``exp(-eta (r - R_s)^2) f_c(r)`` the
+    linear term is a learned pair potential in a Gaussian radial basis.  The model stays
+    linear in ``(w, b, beta)``: the linear block adds ``n_species * n_L`` design columns
+    built from the same descriptor Jacobian rows, and the MD adjoint
+    (:meth:`atomic_energy_gradient`) gets ``dE/dx^L_i = beta_{z_i}``.  Labels are linear in
+    ``w`` (and ``beta``):
 
     - energy rows (eV/atom): ``sum_{i in s} [k(X_i, U), e_{z_i}] / N_s``;
     - force rows (eV/Å): ``-sum_p dk(X_{i_p}, U)/dX . d_drij[p]`` scattered ``+`` to the
@@ -423,6 +448,10 @@ class SparseGPRegressor(Regressor):
     - stress ``v = (a, b)``: the same with ``g_i = (1/V) sum_{p: i_p = i} d_drij[p, a] r_ij[p, b]``
       summed over all atoms of the structure.
 
+    With a linear block ``a_L`` and ``H_w`` include the ``beta`` columns (the parameter
+    variance is that of the augmented weight vector ``(w, b, beta)``), while the DTC term
+    uses the kernel block only: a finite linear basis is represented exactly by its weights
+    and has no residual prior variance.
     The first term is the weight posterior (SoR); the second, the DTC correction, makes the
     variance grow away from the inducing set and tends to the prior ``k_LL / alpha`` far from
     it.  It vanishes for the energy of an environment that is itself inducing, but not for
@@ -489,6 +518,11 @@ class SparseGPRegressor(Regressor):
         Force and stress predictive variances with the DTC term through the kernel Hessian
         (``"dtc"``) or the weight-posterior part only (``"projected"``).  Energies always
         include their DTC term.
+    linear_features : None, int or (int, int), default=None
+        Descriptor features that enter linearly (see above) instead of through the kernel:
+        an int ``k`` selects the last ``k`` features, a pair ``(start, stop)`` the features
+        ``start:stop`` (e.g. ``DescriptorStack.block_slices()`` of a 2-body member).  At
+        least one feature must remain for the kernel.  None: no linear block.
     random_state : int, RandomState or None, default=None
         Seeds the reservoir sample and the inducing-point choice.
 
@@ -497,12 +531,18 @@ class SparseGPRegressor(Regressor):
     inducing_ : ndarray, shape (M, n_features)
         Inducing descriptors of all elements, concatenated in element order.
     inducing_species_ : ndarray of int64, shape (M,)
-    coef_ : ndarray, shape (M + n_species,) (``bias=True``) or (M,)
-        Posterior mean of ``w`` then ``b`` (eV).
+    coef_ : ndarray, shape (M + n_species + n_species * n_L,) (``bias=True``)
+        Posterior mean of ``w``, then ``b`` (eV; absent with ``bias=False``), then ``beta``
+        (element-major, eV per feature unit; absent without a linear block, ``n_L = 0``).
     precision_factor_ : ndarray, shape (len(coef_), len(coef_))
         Upper-triangular ``T`` with ``H_w = T^T T``.
     alpha_ : float
         Signal precision (the GP prior variance is ``1 / alpha_`` eV²).
+    alpha_linear_ : float or None
+        Prior precision ``alpha_L`` of the standardised linear-block weights (None without a
+        linear block).
+    linear_scale_ : ndarray, shape (n_species, n_L) or None
+        Feature scales ``s_zf`` of the linear block (descriptor units).
     noise_ : dict
         Label kind -> noise standard deviation (eV/atom, eV/Å, eV/Å³).
     length_scale_ : float or None
@@ -524,7 +564,7 @@ class SparseGPRegressor(Regressor):
     def __init__(self, *, kernel="dot", zeta=4, length_scale="auto", n_sparse=500,
                  sparse_method="cur", jitter=1e-8, solver="tsqr", alpha_init=None,
                  noise_init=None, noise=None, max_iter=500, tol=1e-6, bias=True,
-                 derivative_variance="dtc", random_state=None):
+                 derivative_variance="dtc", linear_features=None, random_state=None):
         self.kernel = kernel
         self.zeta = zeta
         self.length_scale = length_scale
@@ -539,6 +579,7 @@ class SparseGPRegressor(Regressor):
         self.tol = tol
         self.bias = bias
         self.derivative_variance = derivative_variance
+        self.linear_features = linear_features
         self.random_state = random_state
 
     # -- validation -------------------------------------------------------------------------
@@ -592,6 +633,63 @@ class SparseGPRegressor(Regressor):
                 f"The 'bias' parameter of {owner} must be a bool. Got {self.bias!r} instead.")
         check_choice(self.derivative_variance, "derivative_variance", ("dtc", "projected"),
                      owner)
+        self._linear_spec = self._check_linear_features()
+
+    def _check_linear_features(self):
+        """``None``, ``("last", k)`` or ``("range", start, stop)`` (feature count unknown)."""
+        owner = type(self).__name__
+        lf = self.linear_features
+        msg = (f"The 'linear_features' parameter of {owner} must be None, an int k >= 1 (the "
+               f"last k descriptor features) or a (start, stop) pair of ints with "
+               f"0 <= start < stop. Got {lf!r} instead.")
+        if lf is None:
+            return None
+        if isinstance(lf, numbers.Integral) and not isinstance(lf, (bool, np.bool_)):
+            if int(lf) < 1:
+                raise InvalidParameterError(msg)
+            return ("last", int(lf))
+        if isinstance(lf, (tuple, list)) and len(lf) == 2 and all(
+                isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+                for v in lf):
+            a, b = int(lf[0]), int(lf[1])
+            if 0 <= a < b:
+                return ("range", a, b)
+        raise InvalidParameterError(msg)
+
+    def _set_blocks(self, F):
+        """Kernel and linear feature blocks for ``F`` descriptor features.
+
+        Sets ``_lcols`` (slice of the linear features or None), ``_kcols`` (slice or index
+        array of the kernel features), ``_n_lin`` and ``_n_kfeat``.
+        """
+        owner = type(self).__name__
+        spec = getattr(self, "_linear_spec", None)
+        if spec is None:
+            self._lcols, self._kcols, self._n_lin, self._n_kfeat = None, slice(0, F), 0, F
+            return
+        a, b = (F - spec[1], F) if spec[0] == "last" else (spec[1], spec[2])
+        if a < 1 and b >= F or a < 0 or b > F:
+            raise InvalidParameterError(
+                f"The 'linear_features' parameter of {owner} must select a block of the "
+                f"{F} descriptor features that leaves at least one kernel feature (k <= "
+                f"{F - 1}, or 0 <= start < stop <= {F} not covering all). Got "
+                f"{self.linear_features!r} instead.")
+        self._lcols = slice(a, b)
+        if a == 0:
+            self._kcols = slice(b, F)
+        elif b == F:
+            self._kcols = slice(0, a)
+        else:
+            self._kcols = np.concatenate([np.arange(a), np.arange(b, F)]).astype(np.int64)
+        self._n_lin, self._n_kfeat = b - a, F - (b - a)
+
+    def _kx(self, A):
+        """The kernel features (last axis) of descriptors or Jacobians."""
+        return A[..., self._kcols]
+
+    def _lx(self, A):
+        """The linear-block features (last axis) of descriptors or Jacobians."""
+        return A[..., self._lcols]
 
     # -- fitting ----------------------------------------------------------------------------
     def fit(self, batches, y=None):
@@ -631,6 +729,7 @@ class SparseGPRegressor(Regressor):
             raise InvalidParameterError(
                 f"{type(self).__name__}.fit needs n_species >= 1 and n_features >= 1. "
                 f"Got {nsp} and {F} instead.")
+        self._set_blocks(F)
         return nsp, F
 
     def _candidate_keys(self, meta, n_atoms):
@@ -652,7 +751,8 @@ class SparseGPRegressor(Regressor):
 
     def _reservoir(self, cand, z, C, k):
         """Keep the distinct rows of ``C`` with the ``20 n_sparse`` smallest keys (in order)."""
-        coords = _unit_rows(C)[0] if self.kernel == "dot" else C
+        Ck = self._kx(C)
+        coords = _unit_rows(Ck)[0] if self.kernel == "dot" else Ck
         keep = _dedupe(coords, k)
         cap = CANDIDATE_FACTOR * self._n_sparse
         if keep.shape[0] > cap:
@@ -689,13 +789,21 @@ class SparseGPRegressor(Regressor):
         if rng is None:
             rng = self.__dict__.pop("_selection_rng")
         U, centre = [], np.zeros((nsp, F))
+        lstd = np.zeros((nsp, self._n_lin))
         for z in range(nsp):
             C = cand["C"][z]
             if C.shape[0]:
                 centre[z] = C.mean(axis=0)
-            coords = _prepared(self.kernel, C, centre[z])[0]
+                if self._n_lin:
+                    lstd[z] = self._lx(C).std(axis=0)
+            coords = _prepared(self.kernel, self._kx(C), self._kx(centre[z]))[0]
             idx = select_sparse_points(coords, self._n_sparse, self.sparse_method, rng)
             U.append(C[idx])
+        if self._n_lin:
+            top = float(lstd.max())
+            self.linear_scale_ = np.maximum(lstd, LINEAR_SCALE_FLOOR * top if top > 0 else 1.0)
+        else:
+            self.linear_scale_ = None
         self.n_species_ = nsp
         self.n_features_in_ = F
         self.species_ = tuple(meta["species"]) if meta.get("species") is not None else None
@@ -769,6 +877,8 @@ class SparseGPRegressor(Regressor):
         self.length_scale_ = best["length_scale"]
         self.kmm_factor_ = best["L"]
         self.alpha_ = float(best["alpha"])
+        self.alpha_linear_ = (None if best["alpha_linear"] is None
+                              else float(best["alpha_linear"]))
         self._beta = dict(best["beta"])
         self._set_noise_dict()
         self.log_evidence_ = float(best["log_evidence"])
@@ -780,14 +890,18 @@ class SparseGPRegressor(Regressor):
         return self
 
     def _set_offsets(self):
+        """Column layout ``[kernel (M) | bias (n_species) | linear (n_species * n_lin)]``."""
+        self._set_blocks(self.n_features_in_)
         counts = np.bincount(self.inducing_species_, minlength=self.n_species_)
         self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._n_kernel = int(self._offsets[-1])
-        self._n_columns = self._n_kernel + (self.n_species_ if self.bias else 0)
+        self._lin_off = self._n_kernel + (self.n_species_ if self.bias else 0)
+        self._n_columns = self._lin_off + self.n_species_ * self._n_lin
+        self._kcentre = [self._kx(self.centre_[z]) for z in range(self.n_species_)]
         self._kcoords = []
         for z in range(self.n_species_):
-            Uz = self.inducing_[self._offsets[z]:self._offsets[z + 1]]
-            self._kcoords.append(_prepared(self.kernel, Uz, self.centre_[z])[0])
+            Uz = self._kx(self.inducing_[self._offsets[z]:self._offsets[z + 1]])
+            self._kcoords.append(_prepared(self.kernel, Uz, self._kcentre[z])[0])
 
     def _median_inducing_distance(self):
         d = []
@@ -806,6 +920,9 @@ class SparseGPRegressor(Regressor):
         L = np.zeros((M, M))
         nk = self._n_kernel
         L[nk:, nk:] = np.eye(M - nk)          # the bias columns are not whitened
+        if self._n_lin:                        # linear block: v = s * beta (standardised)
+            lo = self._lin_off
+            L[lo:, lo:] = np.diag(self.linear_scale_.reshape(-1))
         for z in range(self.n_species_):
             a, b = self._offsets[z], self._offsets[z + 1]
             if b == a:
@@ -814,9 +931,9 @@ class SparseGPRegressor(Regressor):
             if self.kernel == "dot":
                 K = _dot_power(Uk @ Uk.T, self._zeta)
             else:
-                K = kernel_gradient_coefficients(Uk + self.centre_[z], Uk, kernel="se", zeta=1,
+                K = kernel_gradient_coefficients(Uk + self._kcentre[z], Uk, kernel="se", zeta=1,
                                                  length_scale=self.length_scale_,
-                                                 centre=self.centre_[z])[0]
+                                                 centre=self._kcentre[z])[0]
             K = 0.5 * (K + K.T)
             kbar = max(float(np.mean(np.diag(K))), np.finfo(float).tiny)
             jit = self._jitter * kbar
@@ -871,13 +988,20 @@ class SparseGPRegressor(Regressor):
         nk = len(keys)
         Mk = self._n_kernel
         kmask = np.arange(M) < Mk
+        lmask = np.arange(M) >= self._lin_off
+        Ml = int(lmask.sum())
+        nh = 2 if Ml else 1                 # prior precisions: alpha (kernel), alpha_L (linear)
         pb = 1.0 / BIAS_PRIOR_STD ** 2
+        alpha_l = alpha if Ml else None
 
-        def prior(alpha):
-            return np.where(kmask, alpha, pb)
+        def prior(alpha, alpha_l=None):
+            p = np.where(kmask, alpha, pb)
+            if Ml:
+                p[lmask] = alpha_l
+            return p
 
-        def state(alpha, beta):
-            H = np.diag(prior(alpha))
+        def state(alpha, beta, alpha_l=None):
+            H = np.diag(prior(alpha, alpha_l))
             rhs = np.zeros(M)
             for bq, G, bv in zip(beta, Gk, bk):
                 H += bq * G
@@ -893,76 +1017,96 @@ class SparseGPRegressor(Regressor):
             rss = np.array([np.sum((R @ m - r) ** 2) for R, r in zip(Rk, rk)])
             trG = np.array([np.sum(Hinv * G) for G in Gk])
             logdet = 2.0 * np.sum(np.log(np.diag(C)))
-            return m, rss, trG, float(np.sum(np.diag(Hinv)[kmask])), logdet
+            dH = np.diag(Hinv)
+            return m, rss, trG, float(np.sum(dH[kmask])), logdet, float(np.sum(dH[lmask]))
 
         # MacKay fixed point first (fast initial progress) ...
         converged, change, n_iter = False, np.inf, 0
         n_fixed = min(self._max_iter, 30)
+        def prior_update(n_w, a, tr, mm):
+            g = min(max(n_w - a * tr, 1e-12), n_w - 1e-12)
+            return min(max(g / max(mm, np.finfo(float).tiny), 1e-12), 1e12)
+
         for n_iter in range(1, n_fixed + 1):
-            m, rss, trG, trH, _ = state(alpha, beta)
+            m, rss, trG, trH, _, trL = state(alpha, beta, alpha_l)
             gamma = beta * trG
-            gsum = min(max(Mk - alpha * trH, 1e-12), Mk - 1e-12)
-            mk = m[kmask]
-            alpha_new = min(max(gsum / max(float(mk @ mk), np.finfo(float).tiny), 1e-12), 1e12)
+            alpha_new = prior_update(Mk, alpha, trH, float(m[kmask] @ m[kmask]))
             beta_new = np.minimum(np.maximum(N - gamma, 1e-12) / np.maximum(rss, 1e-300),
                                   beta_max)
             beta_new[fixed] = beta[fixed]
             change = max(abs(np.log(alpha_new / alpha)),
                          float(np.max(np.abs(np.log(beta_new / beta)))))
+            if Ml:
+                al_new = prior_update(Ml, alpha_l, trL, float(m[lmask] @ m[lmask]))
+                change = max(change, abs(np.log(al_new / alpha_l)))
+                alpha_l = al_new
             alpha, beta = alpha_new, beta_new
             if change < self._tol:
                 converged = True
                 break
         # ... then quasi-Newton on the log-hyperparameters with the analytic gradient
         if not converged:
+            bmask = ~(kmask | lmask)
+
             def objective(theta):
-                a, bt = np.exp(theta[0]), np.exp(theta[1:])
-                m, rss, trG, trH, logdet = state(a, bt)
+                a, bt = np.exp(theta[0]), np.exp(theta[nh:])
+                al = np.exp(theta[1]) if Ml else None
+                m, rss, trG, trH, logdet, trL = state(a, bt, al)
                 mm = float(m[kmask] @ m[kmask])
-                mb = float(m[~kmask] @ m[~kmask])
-                f = -(0.5 * (N @ theta[1:]) + 0.5 * Mk * theta[0]
+                mb = float(m[bmask] @ m[bmask])
+                ml = float(m[lmask] @ m[lmask])
+                f = -(0.5 * (N @ theta[nh:]) + 0.5 * Mk * theta[0]
                       - 0.5 * (bt @ rss + a * mm + pb * mb) - 0.5 * logdet)
-                g = np.empty(nk + 1)
+                g = np.empty(nk + nh)
                 g[0] = -0.5 * (Mk - a * trH - a * mm)
-                g[1:] = -0.5 * (N - bt * trG - bt * rss)
+                if Ml:
+                    f -= 0.5 * Ml * theta[1] - 0.5 * al * ml
+                    g[1] = -0.5 * (Ml - al * trL - al * ml)
+                g[nh:] = -0.5 * (N - bt * trG - bt * rss)
                 return f, g
 
-            theta0 = np.concatenate([[np.log(alpha)], np.log(beta)])
-            bounds = [(np.log(1e-12), np.log(1e12))] + [
+            theta0 = np.concatenate([[np.log(alpha)], [np.log(alpha_l)] if Ml else [],
+                                     np.log(beta)])
+            bounds = [(np.log(1e-12), np.log(1e12))] * nh + [
                 ((float(np.log(bm)) if fx else None), float(np.log(bm)))
                 for bm, fx in zip(beta_max, fixed)]
             res = scipy.optimize.minimize(
                 objective, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
                 options={"maxiter": max(self._max_iter - n_fixed, 1), "ftol": 1e-15,
                          "gtol": self._tol * (N.sum() + M)})
-            alpha, beta = float(np.exp(res.x[0])), np.exp(res.x[1:])
+            alpha, beta = float(np.exp(res.x[0])), np.exp(res.x[nh:])
+            if Ml:
+                alpha_l = float(np.exp(res.x[1]))
             n_iter += int(res.nit)
             _, g = objective(res.x)
             # projected gradient (active bounds do not count)
-            at_upper = np.concatenate([[False], res.x[1:] >= np.log(beta_max) - 1e-12])
+            at_upper = np.concatenate([[False] * nh, res.x[nh:] >= np.log(beta_max) - 1e-12])
             gproj = np.where(at_upper & (g < 0), 0.0, g)
-            gproj[1:][fixed] = 0.0
+            gproj[nh:][fixed] = 0.0
             change = float(np.max(np.abs(gproj)) / (N.sum() + M))
             # status 2 (line search cannot decrease the objective further) means the evidence
             # is flat to floating-point precision -- typically alpha -> inf, when the data
             # prefer no kernel contribution; only running out of iterations is a failure.
             converged = bool(res.success) or change < self._tol or int(res.status) == 2
-        blocks = [np.sqrt(bq) * R for bq, R in zip(beta, Rk)] + [np.diag(np.sqrt(prior(alpha)))]
+        pr = prior(alpha, alpha_l)
+        blocks = [np.sqrt(bq) * R for bq, R in zip(beta, Rk)] + [np.diag(np.sqrt(pr))]
         rhs = np.concatenate([np.sqrt(bq) * r for bq, r in zip(beta, rk)] + [np.zeros(M)])
         Q, T = scipy.linalg.qr(np.vstack(blocks), mode="economic", check_finite=False)
         m = scipy.linalg.solve_triangular(T, Q.T @ rhs, check_finite=False)
         rss = np.array([np.sum((R @ m - r) ** 2) for R, r in zip(Rk, rk)])
-        E = float(beta @ rss + m @ (prior(alpha) * m))
+        E = float(beta @ rss + m @ (pr * m))
         logdetH = 2.0 * np.sum(np.log(np.abs(np.diag(T))))
-        logev = (0.5 * (N @ np.log(beta)) + 0.5 * slw + 0.5 * np.sum(np.log(prior(alpha))) - 0.5 * E
+        logev = (0.5 * (N @ np.log(beta)) + 0.5 * slw + 0.5 * np.sum(np.log(pr)) - 0.5 * E
                  - 0.5 * logdetH - 0.5 * N.sum() * np.log(2 * np.pi))
-        return {"alpha": alpha, "beta": dict(zip(keys, beta)), "m": m, "T": T,
+        return {"alpha": alpha, "alpha_linear": alpha_l, "beta": dict(zip(keys, beta)),
+                "m": m, "T": T,
                 "log_evidence": float(logev), "n_iter": n_iter, "converged": converged,
                 "change": change}
 
     # -- rows -------------------------------------------------------------------------------
     def _element_terms(self, X, sp):
-        """Per element present: (z, atom indices, K, A, B, V, column offset)."""
+        """Per element present: (z, atom indices, K, A, B, V, column offset); ``X`` holds
+        the kernel features only."""
         out = []
         for z in np.unique(sp):
             a, b = self._offsets[z], self._offsets[z + 1]
@@ -971,7 +1115,7 @@ class SparseGPRegressor(Regressor):
             idx = np.nonzero(sp == z)[0]
             K, A, B, V = kernel_gradient_coefficients(
                 X[idx], self._kcoords[z], kernel=self.kernel, zeta=self._zeta,
-                length_scale=self.length_scale_, centre=self.centre_[z])
+                length_scale=self.length_scale_, centre=self._kcentre[z])
             out.append((int(z), idx, K, A, B, V, int(a)))
         return out
 
@@ -987,10 +1131,11 @@ class SparseGPRegressor(Regressor):
         Returns
         -------
         energy_rows : ndarray, shape (n_structures, len(coef_))
-            Total-energy rows ``sum_{i in s} [k(X_i, U), e_{z_i}]`` (eV per unit weight).
-        force_rows : ndarray, shape (3 * n_atoms, M) or None
+            Total-energy rows ``sum_{i in s} [k(X^K_i, U), e_{z_i}, e_{z_i} (x) x^L_i]`` (eV
+            per unit weight; the last block only with ``linear_features``).
+        force_rows : ndarray, shape (3 * n_atoms, len(coef_)) or None
             Row ``3 k + a`` models ``F_k[a]`` (eV/Å).
-        stress_rows : ndarray, shape (6 * n_structures, M) or None
+        stress_rows : ndarray, shape (6 * n_structures, len(coef_)) or None
             Row ``6 s + v`` models the Voigt stress ``v`` (eV/Å³); NaN unless 3-D periodic.
         """
         return self._design_rows_multi(batch, [self.length_scale_], forces, stress)[0]
@@ -1002,7 +1147,8 @@ class SparseGPRegressor(Regressor):
         on the length scale, only the factors ``K``, ``A`` do; ``dk/dr_ij = A (T - s)`` (SE)
         or ``A T + B s`` (dot).
         """
-        X = np.asarray(batch.X, dtype=np.float64)
+        Xfull = np.asarray(batch.X, dtype=np.float64)
+        X = self._kx(Xfull)
         sp = np.asarray(batch.species, dtype=np.int64)
         st = np.asarray(batch.structure, dtype=np.int64)
         ns, n = batch.n_structures, batch.n_atoms
@@ -1019,6 +1165,9 @@ class SparseGPRegressor(Regressor):
         if want:
             pi, pj = np.asarray(g.pair_i, np.int64), np.asarray(g.pair_j, np.int64)
             loc = np.full(n, -1, dtype=np.int64)
+        if self._n_lin:
+            self._linear_design_rows(Xfull, sp, st, g if want else None, forces, stress,
+                                     Er, dEr, vir)
         for z in np.unique(sp):
             off, end = int(self._offsets[z]), int(self._offsets[z + 1])
             if end == off:
@@ -1029,7 +1178,7 @@ class SparseGPRegressor(Regressor):
             Sa = scipy.sparse.csr_matrix((np.ones(idx.size), (st[idx], np.arange(idx.size))),
                                          shape=(ns, idx.size))
             if self.kernel == "se":
-                V = X[idx] - self.centre_[z][None, :]
+                V = X[idx] - self._kcentre[z][None, :]
                 d2 = np.maximum(np.einsum("ij,ij->i", V, V)[:, None]
                                 + np.einsum("ij,ij->i", Uk, Uk)[None, :] - 2.0 * V @ Uk.T, 0.0)
                 KA = []
@@ -1048,7 +1197,7 @@ class SparseGPRegressor(Regressor):
             pz = np.nonzero(sp[pi] == z)[0]
             if pz.size == 0:
                 continue
-            D = np.asarray(g.d_drij[pz], dtype=np.float64)          # (P, 3, F)
+            D = np.asarray(self._kx(g.d_drij[pz]), dtype=np.float64)  # (P, 3, F_kernel)
             li = loc[pi[pz]]
             T = (D.reshape(-1, D.shape[2]) @ Uk.T).reshape(pz.size, 3, Mz)
             sv = np.einsum("paf,pf->pa", D, V[li])
@@ -1082,6 +1231,48 @@ class SparseGPRegressor(Regressor):
             Sr = (vir[q] * inv_v[:, None, None]).reshape(6 * ns, M) if vir is not None else None
             out.append((Er[q], Fr, Sr))
         return out
+
+    def _linear_design_rows(self, X, sp, st, g, forces, stress, Er, dEr, vir):
+        """Add the linear-block columns (the same for every length scale) in place.
+
+        ``eps_i = beta_{z_i} . x_i^L``: energy columns ``sum_{i in s, z_i = z} x_i^L``; the
+        pair term ``d eps_i / d r_ij = beta . d_drij[p]^L`` is scattered like the kernel
+        columns (``+`` to the neighbour, ``-`` to the centre; stress ``(.)_a r_ij[b]``).
+        """
+        ns, n, nL = Er[0].shape[0], X.shape[0], self._n_lin
+        XL = self._lx(X)
+        for z in np.unique(sp):
+            lo = self._lin_off + int(z) * nL
+            idx = np.nonzero(sp == z)[0]
+            Sa = scipy.sparse.csr_matrix((np.ones(idx.size), (st[idx], np.arange(idx.size))),
+                                         shape=(ns, idx.size))
+            e = Sa @ XL[idx]
+            for E in Er:
+                E[:, lo:lo + nL] = e
+            if g is None:
+                continue
+            pi = np.asarray(g.pair_i, np.int64)
+            pz = np.nonzero(sp[pi] == z)[0]
+            if pz.size == 0:
+                continue
+            D = np.asarray(self._lx(g.d_drij[pz]), dtype=np.float64)   # (P, 3, nL)
+            if forces and dEr is not None:
+                pj = np.asarray(g.pair_j, np.int64)
+                Sf = scipy.sparse.csr_matrix(
+                    (np.concatenate([np.ones(pz.size), -np.ones(pz.size)]),
+                     (np.concatenate([pj[pz], pi[pz]]), np.tile(np.arange(pz.size), 2))),
+                    shape=(n, pz.size))
+                f = (Sf @ D.reshape(pz.size, 3 * nL)).reshape(n, 3, nL)
+                for dE in dEr:
+                    dE[:, :, lo:lo + nL] = f
+            if stress and vir is not None:
+                rij = np.asarray(g.rij[pz], dtype=np.float64)
+                for v, (a, b) in enumerate(VOIGT):
+                    Sv = scipy.sparse.csr_matrix((rij[:, b], (st[pi[pz]], np.arange(pz.size))),
+                                                 shape=(ns, pz.size))
+                    c = Sv @ D[:, a, :]
+                    for vr in vir:
+                        vr[:, v, lo:lo + nL] = c
 
     def _labelled_rows(self, batch, length_scales):
         """Per length scale, the weighted rows ``[(kind, A, y, w), ...]`` of ``batch``."""
@@ -1156,12 +1347,22 @@ class SparseGPRegressor(Regressor):
         """
         X, sp = self._check_X(X, species)
         eps = self.coef_[self._n_kernel + sp] if self.bias else np.zeros(X.shape[0])
-        dE = np.zeros_like(X) if _grad else None
-        for z, idx, K, A, B, V, off in self._element_terms(X, sp):
+        Xk = self._kx(X)
+        dEk = np.zeros(Xk.shape) if _grad else None
+        for z, idx, K, A, B, V, off in self._element_terms(Xk, sp):
             w = self.coef_[off:off + K.shape[1]]
             eps[idx] += K @ w
             if _grad:
-                dE[idx] = (A * w[None, :]) @ self._kcoords[z] + (B @ w)[:, None] * V
+                dEk[idx] = (A * w[None, :]) @ self._kcoords[z] + (B @ w)[:, None] * V
+        dE = None
+        if _grad:
+            dE = np.zeros_like(X)
+            dE[:, self._kcols] = dEk
+        if self._n_lin:
+            Bl = self.coef_[self._lin_off:].reshape(self.n_species_, self._n_lin)[sp]
+            eps += np.einsum("if,if->i", self._lx(X), Bl)
+            if _grad:
+                dE[:, self._lcols] = Bl
         return eps, dE
 
     def predict_batch(self, batch, return_std=False, include_noise=True):
@@ -1257,12 +1458,12 @@ class SparseGPRegressor(Regressor):
             for z in np.unique(sp[atoms]):
                 if self._offsets[z + 1] == self._offsets[z]:
                     continue
-                Xz = X[atoms[sp[atoms] == z]]
+                Xz = self._kx(X[atoms[sp[atoms] == z]])
                 for a0 in range(0, Xz.shape[0], STRESS_BLOCK_ATOMS):  # memory O(block n)
                     kss[s] += kernel_matrix(Xz[a0:a0 + STRESS_BLOCK_ATOMS], Xz,
                                             kernel=self.kernel, zeta=self._zeta,
                                             length_scale=self.length_scale_ or 1.0,
-                                            centre=self.centre_[z]).sum()
+                                            centre=self._kcentre[z]).sum()
         nk = self._n_kernel
         Z = scipy.linalg.solve_triangular(self.kmm_factor_[:nk, :nk], Er[:, :nk].T, lower=True,
                                           check_finite=False)
@@ -1278,7 +1479,9 @@ class SparseGPRegressor(Regressor):
 
     def _hessian_coordinates(self, X, sp, g):
         """Kernel coordinates ``Y``, species (-1: no inducing points) and the pair Jacobian
-        ``D`` in the coordinates of :func:`_hessian_quadratic_forms` (projected for dot)."""
+        ``D`` in the coordinates of :func:`_hessian_quadratic_forms` (projected for dot); kernel
+        features only (``X`` and the Jacobian are restricted to them here)."""
+        X = self._kx(np.asarray(X, dtype=np.float64))
         Y = np.zeros_like(X)
         spk = sp.copy()
         inv_n = np.zeros(X.shape[0])
@@ -1291,8 +1494,8 @@ class SparseGPRegressor(Regressor):
                 Y[m], nrm = _unit_rows(X[m])
                 inv_n[m] = np.where(nrm > 0, 1.0 / np.where(nrm > 0, nrm, 1.0), 0.0)
             else:
-                Y[m] = X[m] - self.centre_[z][None, :]
-        D = np.asarray(g.d_drij, dtype=np.float64)
+                Y[m] = X[m] - self._kcentre[z][None, :]
+        D = np.asarray(self._kx(g.d_drij), dtype=np.float64)
         pi = np.asarray(g.pair_i, dtype=np.int64)
         if self.kernel == "dot":   # h = (I - y y^T) g / |x| of the centre atom
             yc = Y[pi]
@@ -1340,7 +1543,7 @@ class SparseGPRegressor(Regressor):
                                     shape=(n, pi.size))
         inv_v = np.zeros(ns)
         inv_v[ok] = 1.0 / vol[ok]
-        G = np.empty((n, 6, X.shape[1]))
+        G = np.empty((n, 6, Y.shape[1]))
         for v, (a, b) in enumerate(VOIGT):   # dX_i / d eps_ab / V
             G[:, v] = S @ (D[:, a, :] * rij[:, b, None])
         G *= inv_v[st][:, None, None]
@@ -1366,12 +1569,15 @@ class SparseGPRegressor(Regressor):
                  "species": list(self.species_) if self.species_ is not None else None,
                  "group_names": list(self.group_names_), "alpha_": self.alpha_,
                  "noise_": dict(self.noise_), "length_scale_": self.length_scale_,
-                 "log_evidence_": self.log_evidence_, "n_iter_": int(self.n_iter_)}
+                 "log_evidence_": self.log_evidence_, "n_iter_": int(self.n_iter_),
+                 "alpha_linear_": self.alpha_linear_}
         arrays = {"inducing": self.inducing_.copy(),
                   "inducing_species": self.inducing_species_.copy(),
                   "centre": self.centre_.copy(), "coef": self.coef_.copy(),
                   "precision_factor": self.precision_factor_.copy(),
                   "kmm_factor": self.kmm_factor_.copy()}
+        if self.linear_scale_ is not None:
+            arrays["linear_scale"] = self.linear_scale_.copy()
         return state, arrays
 
     def set_fitted_state(self, state, arrays):
@@ -1397,20 +1603,33 @@ class SparseGPRegressor(Regressor):
             coef = np.asarray(arrays["coef"], dtype=np.float64)
             T = np.asarray(arrays["precision_factor"], dtype=np.float64)
             L = np.asarray(arrays["kmm_factor"], dtype=np.float64)
+            self._set_blocks(self.n_features_in_)
+            al = state.get("alpha_linear_")
+            self.alpha_linear_ = None if al is None else float(al)
+            ls_lin = (np.asarray(arrays["linear_scale"], dtype=np.float64) if self._n_lin
+                      else None)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFormatError(
                 f"Fitted state of {owner} is incomplete or corrupt: {exc!r}.") from exc
+        if (self._n_lin > 0) != (self.alpha_linear_ is not None):
+            raise ModelFormatError(
+                f"Fitted state of {owner}: 'alpha_linear_' is {self.alpha_linear_!r} but "
+                f"linear_features={self.linear_features!r}; the state was saved with another "
+                "linear block.")
         M, F = U.shape[0], self.n_features_in_
-        Mt = M + (self.n_species_ if self.bias else 0)
+        Mt = M + (self.n_species_ if self.bias else 0) + self.n_species_ * self._n_lin
         shapes = {"inducing": (U.shape, (M, F)), "inducing_species": (usp.shape, (M,)),
                   "centre": (centre.shape, (self.n_species_, F)), "coef": (coef.shape, (Mt,)),
                   "precision_factor": (T.shape, (Mt, Mt)), "kmm_factor": (L.shape, (Mt, Mt))}
+        if ls_lin is not None:
+            shapes["linear_scale"] = (ls_lin.shape, (self.n_species_, self._n_lin))
         for name, (got, want) in shapes.items():
             if got != want:
                 raise ModelFormatError(
                     f"Fitted state of {owner}: '{name}' has shape {got}, expected {want}.")
         self.inducing_, self.inducing_species_, self.centre_ = U, usp, centre
         self.coef_, self.precision_factor_, self.kmm_factor_ = coef, T, L
+        self.linear_scale_ = ls_lin
         self._beta = {k: 1.0 / v ** 2 for k, v in noise.items()}
         self._set_noise_dict()
         self._set_offsets()
