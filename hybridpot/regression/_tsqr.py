@@ -20,9 +20,10 @@ number while accumulating); solvers stack the ``R`` factors directly.
 
 ``method="gram"`` is the fast alternative: it accumulates ``[A | y]^T [A | y]`` with BLAS-3
 products (typically 10-100x faster than Householder QR on tall blocks) and returns a factor
-``R`` with ``R^T R = [A | y]^T [A | y]`` (Cholesky, or a symmetric square root when the Gram
-matrix is numerically singular).  It squares the condition number of ``A``: relative accuracy
-of order ``eps * cond(A)**2`` instead of ``eps * cond(A)``; use it for well-scaled problems.
+``R`` with ``R^T R = [A | y]^T [A | y]`` (Cholesky, or a symmetric square root of the
+column-equilibrated matrix when it is numerically singular).  It squares the condition number
+of ``A``: relative accuracy of order ``eps * cond(A)**2`` instead of ``eps * cond(A)``; use it
+for well-scaled problems.
 """
 
 from __future__ import annotations
@@ -127,8 +128,15 @@ class TSQRAccumulator:
         try:
             return np.linalg.cholesky(G).T
         except np.linalg.LinAlgError:
-            w, V = np.linalg.eigh(G)
-            return np.sqrt(np.clip(w, 0.0, None))[:, None] * V.T
+            # Numerically singular: symmetric square root of the *equilibrated* matrix
+            # C = S^-1 G S^-1 (S = sqrt(diag G)), then R = C^(1/2) S.  Unlike the eigenvalues
+            # of G itself (absolute error eps * ||G||, which wipes out columns whose scale is
+            # many orders below the largest one), those of C resolve every column to
+            # relative precision (Cholesky is scale-invariant, eigh is not).
+            s = np.sqrt(np.diag(G))
+            s[~(s > 0) | ~np.isfinite(s)] = 1.0
+            w, V = np.linalg.eigh(G / s[:, None] / s[None, :])
+            return (np.sqrt(np.clip(w, 0.0, None))[:, None] * V.T) * s[None, :]
 
     def _flush(self, key):
         if self.method == "gram":
