@@ -13,8 +13,8 @@ Example (every key optional; these are the defaults of ``hybridpot fit``)::
     seed = 0
 
     [descriptor]
-    type = "PowerSpectrum"      # PowerSpectrum | Bispectrum | ACSF | SNAPBispectrum
-    r_cut = 5.0
+    type = "PowerSpectrum"      # PowerSpectrum | Bispectrum | ACSF | SNAPBispectrum |
+    r_cut = 5.0                 # DescriptorStack (see below)
     n_max = 6
     l_max = 4
 
@@ -50,6 +50,30 @@ Example (every key optional; these are the defaults of ``hybridpot fit``)::
 
     [export]
     prefix = "lammps/model"
+
+Several descriptors concatenated (:class:`~hybridpot.descriptors.DescriptorStack`, e.g. a
+many-body block plus a longer-ranged 2-body block): ``type = "DescriptorStack"``, one
+``[[descriptor.members]]`` table per member (in block order; each with its own ``type`` and
+that class's keys, ``species`` coming from the data as for a single descriptor) and an
+optional ``scales`` (one positive factor per member; default all 1).  In TOML, which has no
+null, ACSF's ``angular = "none"`` means ``angular=None`` (radial G2 features only)::
+
+    [descriptor]
+    type = "DescriptorStack"
+    scales = [1.0, 1.0]         # optional
+
+    [[descriptor.members]]
+    type = "PowerSpectrum"
+    r_cut = 5.0
+    n_max = 4
+    l_max = 3
+
+    [[descriptor.members]]
+    type = "ACSF"
+    r_cut = 6.5
+    angular = "none"
+    radial_etas = [4.0]
+    radial_shifts = [1.8, 2.7, 3.6, 4.5, 5.4]
 
 Active learning (``hybridpot select`` / ``hybridpot learn``, :mod:`hybridpot.learn.cli`;
 both sections optional, values shown are the defaults)::
@@ -271,11 +295,79 @@ def _build(section, cfg, registry, extra=None):
         raise ConfigError(f"[{section}] type {name!r}: {e}") from e
 
 
-def build_descriptor(cfg, species):
-    """The descriptor of ``[descriptor]`` for the given species."""
+def _acsf_none(body):
+    """TOML has no null: ACSF's ``angular = "none"`` is ``angular=None`` (radial only)."""
+    if body.get("type") == "ACSF" and body.get("angular") in ("none", "None"):
+        body = {**body, "angular": None}
+    return body
+
+
+def _build_stack(body, species):
+    """A :class:`DescriptorStack` from ``[descriptor]`` with ``[[descriptor.members]]``."""
+    from ._exceptions import InvalidParameterError
     from .descriptors import DESCRIPTORS
 
-    return _build("descriptor", cfg, DESCRIPTORS, {"species": list(species)})
+    unknown = sorted(set(body) - {"type", "members", "scales"})
+    if unknown:
+        raise ConfigError(f"unknown key descriptor.{unknown[0]} for type 'DescriptorStack'; "
+                          "allowed keys: members, scales (descriptor options go in the "
+                          "[[descriptor.members]] tables).")
+    members = body.get("members")
+    if not isinstance(members, list) or not members or \
+            not all(isinstance(m, dict) for m in members):
+        raise ConfigError("descriptor.members must be a non-empty array of tables "
+                          "([[descriptor.members]], each with a 'type'). "
+                          f"Got {members!r}.")
+    allowed = sorted(k for k in DESCRIPTORS if k != "DescriptorStack")
+    built = []
+    for n, m in enumerate(members):
+        key = f"descriptor.members[{n}]"
+        name = m.get("type")
+        if name not in allowed:
+            raise ConfigError(f"{key}.type must be one of {allowed}. Got {name!r}.")
+        if "species" in m:
+            raise ConfigError(f"{key}.species is not allowed: the species of every member "
+                              "come from the training data.")
+        kwargs = {k: v for k, v in _acsf_none(m).items() if k != "type"}
+        try:
+            built.append(DESCRIPTORS[name](species=list(species), **kwargs))
+        except TypeError as e:
+            raise ConfigError(f"{key} (type {name!r}): {e}") from e
+    scales = body.get("scales")
+    if scales is not None:
+        if not isinstance(scales, list) or len(scales) != len(built) or any(
+                isinstance(v, bool) or not isinstance(v, (int, float)) for v in scales):
+            raise ConfigError(f"descriptor.scales must be a list of {len(built)} positive "
+                              f"numbers (one per member). Got {scales!r}.")
+        scales = [float(v) for v in scales]
+    stack = DESCRIPTORS["DescriptorStack"](built, scales=scales)
+    # validate now: a bad member parameter is a one-line error naming the member and key
+    for n, m in enumerate(built):
+        try:
+            m._validate()
+        except InvalidParameterError as e:
+            raise ConfigError(f"descriptor.members[{n}] (type {type(m).__name__!r}): "
+                              f"{str(e).splitlines()[0]}") from e
+    try:
+        stack.n_features
+    except InvalidParameterError as e:
+        raise ConfigError(f"[descriptor] type 'DescriptorStack': "
+                          f"{str(e).splitlines()[0]}") from e
+    return stack
+
+
+def build_descriptor(cfg, species):
+    """The descriptor of ``[descriptor]`` for the given species.
+
+    ``type = "DescriptorStack"`` builds every ``[[descriptor.members]]`` table for
+    ``species`` and stacks them (optional ``scales``); see the module docstring.
+    """
+    from .descriptors import DESCRIPTORS
+
+    body = _acsf_none(dict(cfg["descriptor"]))
+    if body.get("type") == "DescriptorStack":
+        return _build_stack(body, species)
+    return _build("descriptor", {"descriptor": body}, DESCRIPTORS, {"species": list(species)})
 
 
 def build_regressor(cfg):
