@@ -769,8 +769,9 @@ class BayesianLinearRegressor(_LinearBase):
         N = np.array([self._n_rows[k] for k in keys], dtype=np.float64)
         Rk = [Rs[k][0] for k in keys]
         rk = [Rs[k][1] for k in keys]
-        Gk = [R.T @ R for R in Rk]
-        bk = [R.T @ r for R, r in zip(Rk, rk)]
+        if len(keys) > 1:   # (the single-level path works on the factors themselves)
+            Gk = [R.T @ R for R in Rk]
+            bk = [R.T @ r for R, r in zip(Rk, rk)]
         yy = np.array([r @ r for r in rk])
 
         alpha = 1.0 if alpha0 is None else alpha0
