@@ -1,4 +1,4 @@
-"""``[descriptor] type = "DescriptorStack"`` with ``[[descriptor.members]]`` tables (TOML / CLI)."""
+"""``[descriptor] type = "DescriptorStack"`` with ``[[descriptor.members]]`` tables (TOML/CLI)."""
 
 import numpy as np
 import pytest

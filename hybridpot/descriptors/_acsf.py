@@ -450,7 +450,7 @@ def _integer_exponent(zetas):
 
 @register_descriptor
 class ACSF(Descriptor):
-    r"""Atom-centred symmetry functions (Behler-Parrinello G2/G4, ANI modified angular, or G2 only).
+    r"""Atom-centred symmetry functions (Behler-Parrinello G2/G4, ANI angular, or G2 only).
 
     With the cosine cutoff :math:`f_c(R; R_c) = \tfrac12(\cos(\pi R/R_c) + 1)` for
     :math:`R < R_c` (0 beyond; value and first derivative vanish at :math:`R_c`), the features of
