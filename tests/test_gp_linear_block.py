@@ -122,6 +122,24 @@ def test_linear_features_are_scale_invariant_and_beat_the_kernel_alone(rng):
     assert gp.log_evidence_ > only.log_evidence_
 
 
+def test_fixed_linear_alpha_at_the_evidence_optimum_changes_nothing(rng):
+    b = toy(rng, n_struct=25)
+    test = toy(np.random.default_rng(4), n_struct=4)
+    kw = dict(n_sparse=10, linear_features=2, **KW)
+    free = SparseGPRegressor(**kw).fit([b])
+    fixed = SparseGPRegressor(linear_alpha=free.alpha_linear_, **kw).fit([b])
+    assert fixed.alpha_linear_ == free.alpha_linear_
+    assert fixed.alpha_ == pytest.approx(free.alpha_, rel=1e-4)
+    np.testing.assert_allclose(fixed.predict_batch(test)["energy"],
+                               free.predict_batch(test)["energy"], rtol=1e-5)
+    tight = SparseGPRegressor(linear_alpha=1e4 * free.alpha_linear_, **kw).fit([b])
+    assert tight.alpha_linear_ == 1e4 * free.alpha_linear_
+    assert tight.log_evidence_ < free.log_evidence_
+    lin = tight.coef_[tight._lin_off:] * tight.linear_scale_.ravel()
+    assert np.linalg.norm(lin) < 0.1 * np.linalg.norm(
+        free.coef_[free._lin_off:] * free.linear_scale_.ravel())
+
+
 # ---------------------------------------------------------------------------------------------
 # forces, stress, adjoint and the augmented weight posterior through HybridPotential
 # ---------------------------------------------------------------------------------------------
@@ -331,6 +349,15 @@ def test_bad_linear_features_raise_typed_errors(rng, lf, match):
     b = toy(rng, n_struct=5)
     with pytest.raises(InvalidParameterError, match=match):
         SparseGPRegressor(kernel="se", linear_features=lf).fit([b])
+
+
+@pytest.mark.parametrize("la", [0.0, -1.0, np.inf, "auto"])
+def test_bad_linear_alpha_raises(rng, la):
+    b = toy(rng, n_struct=5)
+    with pytest.raises(InvalidParameterError,
+                       match=r"'linear_alpha' parameter of SparseGPRegressor must be a float in "
+                             r"\(0, inf\) or None. Got"):
+        SparseGPRegressor(kernel="se", linear_features=2, linear_alpha=la).fit([b])
 
 
 # ---------------------------------------------------------------------------------------------

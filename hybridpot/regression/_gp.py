@@ -400,7 +400,7 @@ class SparseGPRegressor(Regressor):
     largest).  This is a ridge prior on standardised features: the prior variance of the
     centred linear term is ``n_L / alpha_L`` eV² per atom, predictions do not change when a
     linear feature is rescaled, and ``alpha_L`` (``alpha_linear_``) is evidence-maximised
-    alongside ``alpha``.  With radial G2 functions ``exp(-eta (r - R_s)^2) f_c(r)`` the
+    alongside ``alpha`` (or fixed by ``linear_alpha``).  With radial G2 functions ``exp(-eta (r - R_s)^2) f_c(r)`` the
     linear term is a learned pair potential in a Gaussian radial basis.  The model stays
     linear in ``(w, b, beta)``: the linear block adds ``n_species * n_L`` design columns
     built from the same descriptor Jacobian rows, and the MD adjoint
@@ -523,6 +523,10 @@ class SparseGPRegressor(Regressor):
         an int ``k`` selects the last ``k`` features, a pair ``(start, stop)`` the features
         ``start:stop`` (e.g. ``DescriptorStack.block_slices()`` of a 2-body member).  At
         least one feature must remain for the kernel.  None: no linear block.
+    linear_alpha : float or None, default=None
+        Fixed prior precision ``alpha_L`` of the standardised linear weights (eV^-2; the prior
+        variance of the centred linear term is ``n_L / alpha_L`` eV² per atom); None
+        maximises the evidence over it.  Ignored without ``linear_features``.
     random_state : int, RandomState or None, default=None
         Seeds the reservoir sample and the inducing-point choice.
 
@@ -564,7 +568,8 @@ class SparseGPRegressor(Regressor):
     def __init__(self, *, kernel="dot", zeta=4, length_scale="auto", n_sparse=500,
                  sparse_method="cur", jitter=1e-8, solver="tsqr", alpha_init=None,
                  noise_init=None, noise=None, max_iter=500, tol=1e-6, bias=True,
-                 derivative_variance="dtc", linear_features=None, random_state=None):
+                 derivative_variance="dtc", linear_features=None, linear_alpha=None,
+                 random_state=None):
         self.kernel = kernel
         self.zeta = zeta
         self.length_scale = length_scale
@@ -580,6 +585,7 @@ class SparseGPRegressor(Regressor):
         self.bias = bias
         self.derivative_variance = derivative_variance
         self.linear_features = linear_features
+        self.linear_alpha = linear_alpha
         self.random_state = random_state
 
     # -- validation -------------------------------------------------------------------------
@@ -634,6 +640,12 @@ class SparseGPRegressor(Regressor):
         check_choice(self.derivative_variance, "derivative_variance", ("dtc", "projected"),
                      owner)
         self._linear_spec = self._check_linear_features()
+        la = check_float(self.linear_alpha, "linear_alpha", owner, low=0.0, allow_none=True)
+        if la is not None and not np.isfinite(la):
+            raise InvalidParameterError(
+                f"The 'linear_alpha' parameter of {owner} must be a float in (0, inf) or None. "
+                f"Got {la!r} instead.")
+        self._linear_alpha = la
 
     def _check_linear_features(self):
         """``None``, ``("last", k)`` or ``("range", start, stop)`` (feature count unknown)."""
@@ -992,7 +1004,8 @@ class SparseGPRegressor(Regressor):
         Ml = int(lmask.sum())
         nh = 2 if Ml else 1                 # prior precisions: alpha (kernel), alpha_L (linear)
         pb = 1.0 / BIAS_PRIOR_STD ** 2
-        alpha_l = alpha if Ml else None
+        la_fixed = bool(Ml) and self._linear_alpha is not None
+        alpha_l = (self._linear_alpha if la_fixed else alpha) if Ml else None
 
         def prior(alpha, alpha_l=None):
             p = np.where(kmask, alpha, pb)
@@ -1036,7 +1049,7 @@ class SparseGPRegressor(Regressor):
             beta_new[fixed] = beta[fixed]
             change = max(abs(np.log(alpha_new / alpha)),
                          float(np.max(np.abs(np.log(beta_new / beta)))))
-            if Ml:
+            if Ml and not la_fixed:
                 al_new = prior_update(Ml, alpha_l, trL, float(m[lmask] @ m[lmask]))
                 change = max(change, abs(np.log(al_new / alpha_l)))
                 alpha_l = al_new
@@ -1070,12 +1083,14 @@ class SparseGPRegressor(Regressor):
             bounds = [(np.log(1e-12), np.log(1e12))] * nh + [
                 ((float(np.log(bm)) if fx else None), float(np.log(bm)))
                 for bm, fx in zip(beta_max, fixed)]
+            if la_fixed:
+                bounds[1] = (float(np.log(alpha_l)), float(np.log(alpha_l)))
             res = scipy.optimize.minimize(
                 objective, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
                 options={"maxiter": max(self._max_iter - n_fixed, 1), "ftol": 1e-15,
                          "gtol": self._tol * (N.sum() + M)})
             alpha, beta = float(np.exp(res.x[0])), np.exp(res.x[nh:])
-            if Ml:
+            if Ml and not la_fixed:
                 alpha_l = float(np.exp(res.x[1]))
             n_iter += int(res.nit)
             _, g = objective(res.x)
@@ -1083,6 +1098,8 @@ class SparseGPRegressor(Regressor):
             at_upper = np.concatenate([[False] * nh, res.x[nh:] >= np.log(beta_max) - 1e-12])
             gproj = np.where(at_upper & (g < 0), 0.0, g)
             gproj[nh:][fixed] = 0.0
+            if la_fixed:
+                gproj[1] = 0.0
             change = float(np.max(np.abs(gproj)) / (N.sum() + M))
             # status 2 (line search cannot decrease the objective further) means the evidence
             # is flat to floating-point precision -- typically alpha -> inf, when the data
