@@ -100,8 +100,9 @@ PS2B_QUADRATIC = {"Si": (5.8, 1e6, 5.8, 6, 4.0)}
 # ps2b_gp (no entry: no variant beat ps_gp_smooth on both validation splits): ps_gp_smooth
 # with GAP's ADDITIVE 2-body term, SparseGPRegressor(linear_features=<G2 block>) on
 # DescriptorStack([PS, radial ACSF G2]) -- the SE kernel on the PS plus a learned pair potential
-# in a Gaussian radial basis (centres evenly in [1.8, r_2b - 0.4] Å).  Validation energy / force
-# MAE (meV/atom, eV/Å; mean of inducing seeds 0-2; split seed 0 | split seed 1), /work/notes/s3/gplin:
+# in a Gaussian radial basis (centres evenly in [1.8, r_2b - 0.4] Å).  Validation energy /
+# force MAE (meV/atom, eV/Å; mean of inducing seeds 0-2; split seed 0 | split seed 1;
+# /work/notes/s3/gplin):
 # Mo ps_gp_smooth 2.364 / 0.0969 | 2.257 / 0.1193; + 2b 5.2 Å, 8 centres: 2.418 / 0.0968 |
 # 2.236 / 0.1192; 6.0 Å: 2.442 / 0.0965 | 2.275 / 0.1190; 7.0 Å: 2.413 / 0.0969 | 2.292 / 0.1193;
 # 6.0 Å, 12 centres: 2.434 / 0.0965 (split 0).  Si ps_gp_smooth 1.931 / 0.0504 | 2.869 / 0.0552;

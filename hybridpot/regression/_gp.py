@@ -400,8 +400,9 @@ class SparseGPRegressor(Regressor):
     largest).  This is a ridge prior on standardised features: the prior variance of the
     centred linear term is ``n_L / alpha_L`` eV² per atom, predictions do not change when a
     linear feature is rescaled, and ``alpha_L`` (``alpha_linear_``) is evidence-maximised
-    alongside ``alpha`` (or fixed by ``linear_alpha``).  With radial G2 functions ``exp(-eta (r - R_s)^2) f_c(r)`` the
-    linear term is a learned pair potential in a Gaussian radial basis.  The model stays
+    alongside ``alpha`` (or fixed by ``linear_alpha``).  With radial G2 functions
+    ``exp(-eta (r - R_s)^2) f_c(r)`` the linear term is a learned pair potential in a
+    Gaussian radial basis.  The model stays
     linear in ``(w, b, beta)``: the linear block adds ``n_species * n_L`` design columns
     built from the same descriptor Jacobian rows, and the MD adjoint
     (:meth:`atomic_energy_gradient`) gets ``dE/dx^L_i = beta_{z_i}``.  Labels are linear in
@@ -480,7 +481,12 @@ class SparseGPRegressor(Regressor):
 
     Practical note: on the power spectrum the SE kernel was clearly better than the
     normalised dot-product kernel in our mlearn Ni tests (normalisation discards the
-    density magnitude); ``zeta`` 2 beat 4 and 12 for the dot kernel.
+    density magnitude); ``zeta`` 2 beat 4 and 12 for the dot kernel.  An additive pair term
+    (``linear_features`` on radial G2 functions, 5.2-7 Å) on top of the SE kernel on the
+    power spectrum did not improve mlearn Mo or Si energies robustly (changes of -0.06 to
+    +0.08 meV/atom whose sign flips between validation splits; the pair weights are fixed by
+    the force rows, whatever ``linear_alpha``); a likely reason (not tested) is that the
+    unnormalised power spectrum already carries the 2-body information inside its cutoff.
 
     Parameters
     ----------
