@@ -354,21 +354,16 @@ def run_pool(element, args, emit):
              for s in range(max(args.seeds, args.al_seeds, args.slow_al_seeds))]
     rand_curves = [pool_curve(element, pool, test, RandomSelector(), 1000 + s, inits[s],
                               args.batch, budget) for s in range(args.seeds)]
-    # target: what random selection reaches (median over seeds) with the whole budget
-    target = float(np.median([c[-1][1] for c in rand_curves]))
-    rand_n = [labels_to_target(c, target) for c in rand_curves]
-    rand_med = median_labels(rand_n, censor=budget)
+    target = random_target(rand_curves)
     common = {"pool": name, **model_info(), "target_force_mae": target,
               "full_pool_force_mae": full,
               "target_rule": f"median random force MAE at {budget} labels "
                              f"({args.pool_fraction:g} of the pool)",
               "pool_size": len(pool), "budget": budget, "n_initial": args.n_initial,
               "initial": args.initial, "batch": args.batch}
-    emit({**common, "strategy": "random", "labels_to_target": rand_med,
-          "labels_to_target_per_seed": rand_n, "seeds": args.seeds,
-          "curve": mean_curve(rand_curves), "curves": rand_curves,
-          "other_targets": sensitivity(rand_curves, full, budget),
-          "seconds": time.perf_counter() - t0})
+    record = random_record(common, rand_curves, target, full, budget, args.seeds, t0)
+    rand_med = record["labels_to_target"]
+    emit(record)
     fp = None
     if any(sname.endswith(IW) for sname in args.strategies):
         from hybridpot.uq.selection import structure_fingerprints
@@ -381,6 +376,21 @@ def run_pool(element, args, emit):
                              args.batch, budget, wt, fp) for s in range(n_seeds(args, sname))]
         emit(strategy_record(common, sname, wt, curves, target, rand_med, full,
                              n_seeds(args, sname), t0))
+
+
+def random_target(curves):
+    """The target: what random selection reaches with the whole budget, median over seeds."""
+    return float(np.median([c[-1][1] for c in curves]))
+
+
+def random_record(common, curves, target, full, budget, seeds, t0):
+    """The JSON record of random selection's curves (pool and live runs alike); a seed that
+    never reaches the target counts as the budget."""
+    ns = [labels_to_target(c, target) for c in curves]
+    return {**common, "strategy": "random", "labels_to_target": median_labels(ns, censor=budget),
+            "labels_to_target_per_seed": ns, "seeds": seeds, "curve": mean_curve(curves),
+            "curves": curves, "other_targets": sensitivity(curves, full, budget),
+            "seconds": time.perf_counter() - t0}
 
 
 def strategy_record(common, sname, wt, curves, target, rand_med, full, seeds, t0):
@@ -440,19 +450,15 @@ def run_live(args, emit):
 
     t0 = time.perf_counter()
     rand_curves = [curve(RandomSelector(random_state=s), s) for s in range(args.seeds)]
-    target = float(np.median([c[-1][1] for c in rand_curves]))
-    rand_n = [labels_to_target(c, target) for c in rand_curves]
-    rand_med = median_labels(rand_n, censor=budget)
+    target = random_target(rand_curves)
     common = {"pool": "live-EMT-Cu", **model_info(), "target_force_mae": target,
               "full_pool_force_mae": full,
               "target_rule": f"median random force MAE at {budget} labels",
               "budget": budget, "n_initial": args.n_initial, "initial": "random",
               "batch": args.batch, "candidates_per_iteration": args.live_candidates}
-    emit({**common, "strategy": "random", "labels_to_target": rand_med,
-          "labels_to_target_per_seed": rand_n, "seeds": args.seeds,
-          "curve": mean_curve(rand_curves), "curves": rand_curves,
-          "other_targets": sensitivity(rand_curves, full, budget),
-          "seconds": time.perf_counter() - t0})
+    record = random_record(common, rand_curves, target, full, budget, args.seeds, t0)
+    rand_med = record["labels_to_target"]
+    emit(record)
     for sname in args.strategies:
         t0 = time.perf_counter()
         wt = args.weighting if sname.endswith(IW) else None
