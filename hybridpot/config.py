@@ -349,7 +349,7 @@ def _build_stack(body, species):
             raise ConfigError(f"descriptor.members[{n}] (type {type(m).__name__!r}): "
                               f"{str(e).splitlines()[0]}") from e
     try:
-        stack.n_features
+        stack._validate()
     except InvalidParameterError as e:
         raise ConfigError(f"[descriptor] type 'DescriptorStack': "
                           f"{str(e).splitlines()[0]}") from e
