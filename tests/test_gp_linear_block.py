@@ -329,6 +329,10 @@ def test_model_save_load(fitted, tmp_path):
     at = skewed_cu(9)
     np.testing.assert_array_equal(back.predict([at]), fitted.predict([at]))
     assert back.regressor_.linear_features == fitted.regressor_.linear_features
+    assert back.regressor_.get_params() == fitted.regressor_.get_params()
+    tup = SparseGPRegressor(kernel="se", linear_features=(0, 2))
+    assert SparseGPRegressor.from_dict_params(
+        json.loads(json.dumps(tup.to_dict()))["params"]).linear_features == (0, 2)
 
 
 @pytest.mark.parametrize("lf,match", [

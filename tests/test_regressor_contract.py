@@ -116,6 +116,8 @@ def test_save_load_round_trip(fitted, data, tmp_path):
     p = tmp_path / "m.hpot"
     model.save(p)
     loaded = HybridPotential.load(p)
+    # hyperparameters come back with their types (tuples stay tuples through JSON)
+    assert loaded.regressor_.get_params() == model.regressor_.get_params()
     np.testing.assert_array_equal(loaded.predict(data[1]), model.predict(data[1]))
     for a, b in zip(loaded.predict_forces(data[1]), model.predict_forces(data[1])):
         np.testing.assert_array_equal(a, b)

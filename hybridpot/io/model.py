@@ -134,7 +134,7 @@ def load_model(path):
         if cls is None:
             raise ModelFormatError(f"Unknown regressor class {reg_doc.get('class')!r}; "
                                    f"known: {sorted(REGRESSORS)}.")
-        regressor = cls(**reg_doc.get("params", {}))
+        regressor = cls.from_dict_params(reg_doc.get("params", {}))
         regressor.set_fitted_state(reg_doc.get("state", {}), arrays)
         baseline = None if doc.get("baseline") is None else baseline_from_dict(doc["baseline"])
         params = doc.get("params", {})

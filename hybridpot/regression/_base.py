@@ -200,11 +200,23 @@ class Regressor(BaseEstimator):
                 f"[0, {self.n_species_ - 1}]. Got values in [{sp.min()}, {sp.max()}] instead.")
         return X, sp.astype(np.int64)
 
+    #: hyperparameters given as tuples; JSON turns them into lists, :meth:`from_dict_params`
+    #: turns them back
+    _TUPLE_PARAMS = ()
+
     def to_dict(self):
         """JSON-serialisable hyperparameters: ``{"class": name, "params": get_params()}``."""
         params = {k: (list(v) if isinstance(v, tuple) else v)
                   for k, v in self.get_params(deep=False).items()}
         return {"class": type(self).__name__, "params": params}
+
+    @classmethod
+    def from_dict_params(cls, params):
+        """An unfitted instance from the ``"params"`` of :meth:`to_dict` (lists of the
+        tuple-valued hyperparameters become tuples again, so ``get_params`` round-trips)."""
+        params = {k: (tuple(v) if k in cls._TUPLE_PARAMS and isinstance(v, list) else v)
+                  for k, v in params.items()}
+        return cls(**params)
 
 
 class BatchSource:

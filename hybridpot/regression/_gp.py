@@ -571,6 +571,8 @@ class SparseGPRegressor(Regressor):
 
     has_uncertainty = True
 
+    _TUPLE_PARAMS = ("linear_features",)
+
     def __init__(self, *, kernel="dot", zeta=4, length_scale="auto", n_sparse=500,
                  sparse_method="cur", jitter=1e-8, solver="tsqr", alpha_init=None,
                  noise_init=None, noise=None, max_iter=500, tol=1e-6, bias=True,

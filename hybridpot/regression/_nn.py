@@ -584,6 +584,8 @@ class NeuralNetworkRegressor(Regressor):
     ``max_force_rows`` atoms per structure.
     """
 
+    _TUPLE_PARAMS = ("hidden_layer_sizes",)
+
     def __init__(self, *, hidden_layer_sizes=(32, 32), activation="tanh", solver="lbfgs",
                  alpha=1e-6, learning_rate=1e-3, batch_size=8, max_iter=500, tol=1e-9,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=20,
