@@ -40,6 +40,23 @@ picks) has a small gain, so batches spread over the directions the data do not y
 ``cost = N_c**3`` by default (DFT scaling), so cheap small cells are preferred at equal
 information.
 
+Sparse GP
+---------
+The DTC (projected-process) :class:`~hybridpot.regression.SparseGPRegressor` is Bayesian
+linear regression in the kernel basis, so the same machinery applies to its weights
+``(w, b, beta)`` (kernel weights, per-element constants, optional ``linear_features`` block):
+the rows ``A_c`` are those of ``regressor_.design_rows`` (the total-energy row divided by
+``N_c``, force rows as above) and ``T`` is ``regressor_.precision_factor_`` (``H_w = T^T T``
+in the weight space of ``coef_``); the dense ``(M, M)`` covariance is never formed.  Only the
+weight-space (projected-process) part of the GP's predictive variance is conditioned on the
+picks: the DTC diagonal term ``alpha^{-1}(k_LL - a^T K^{-1} a)`` (prior minus its Nyström
+projection, which grows away from the inducing set) is neither part of ``EIG_c`` nor of the
+variance that :class:`VarianceReductionSelector` reduces, because it does not change when
+labels are added at fixed inducing points.  :class:`MaxVarianceSelector`, which conditions
+nothing, keeps ranking GP candidates by the full predictive variance of
+``model.predict*(return_std=True)`` (DTC term and noise included): the weight-space part
+alone strongly underestimates the force variance away from the inducing set.
+
 Regressors without a covariance (e.g. :class:`~hybridpot.regression.NeuralNetworkRegressor`
 ensembles, or a model with a committee ``uncertainty_``) use the predictive σ of
 ``model.predict / predict_forces(return_std=True)`` instead: max-variance works unchanged; the
@@ -116,11 +133,27 @@ def _check_pool(pool, owner):
                                 allow_empty=True)
 
 
+def _is_sparse_gp(reg):
+    from ..regression._gp import SparseGPRegressor
+
+    return isinstance(reg, SparseGPRegressor)
+
+
 def _has_covariance(model):
+    """Whether the selectors can condition on a Gaussian weight posterior.
+
+    True for a batch-fitted linear regressor with ``sigma_`` and ``precision_factor_``
+    (unchanged), and for a fitted :class:`~hybridpot.regression.SparseGPRegressor` through its
+    ``precision_factor_`` alone (its ``(M, M)`` covariance is never formed).  False when the
+    model carries a committee ``uncertainty_``.
+    """
     reg = model.regressor_
-    return (getattr(model, "uncertainty_", None) is None
-            and getattr(reg, "precision_factor_", None) is not None
-            and getattr(reg, "sigma_", None) is not None
+    if getattr(model, "uncertainty_", None) is not None \
+            or getattr(reg, "precision_factor_", None) is None:
+        return False
+    if _is_sparse_gp(reg):
+        return True
+    return (getattr(reg, "sigma_", None) is not None
             and getattr(reg, "fit_mode_", "batch") == "batch")
 
 
@@ -152,16 +185,20 @@ def _noise(reg, kind):
 
 
 def candidate_rows(model, atoms, kind="forces", *, whiten=True):
-    """Design rows of one candidate structure for a fitted linear model.
+    """Design rows of one candidate structure for a fitted linear model or sparse GP.
 
     Parameters
     ----------
     model : HybridPotential
-        Fitted, with a linear regressor (``quadratic`` honoured).
+        Fitted, with a linear regressor (``quadratic`` honoured) or a
+        :class:`~hybridpot.regression.SparseGPRegressor` (rows from its
+        :meth:`~hybridpot.regression.SparseGPRegressor.design_rows`).
     atoms : ase.Atoms
     kind : {"energy", "forces", "both"}, default="forces"
-        ``"energy"``: one per-atom energy row (``sum_i phi_i / N``, eV/atom per weight);
-        ``"forces"``: ``3 N`` force rows (eV/Å per weight); ``"both"``: stacked.
+        ``"energy"``: one per-atom energy row (``sum_i phi_i / N``, eV/atom per weight; for
+        the GP the total-energy row of ``design_rows`` divided by ``N``);
+        ``"forces"``: ``3 N`` force rows (eV/Å per weight, row ``3 k + a`` is ``F_k[a]``);
+        ``"both"``: stacked.
     whiten : bool, default=True
         Divide each row by the fitted noise σ of its kind (``regressor_.noise_``), making the
         rows dimensionless information rows.
@@ -169,14 +206,20 @@ def candidate_rows(model, atoms, kind="forces", *, whiten=True):
     Returns
     -------
     ndarray, shape (n_rows, M)
-        ``M = n_species * P`` columns in the layout of ``regressor_.sigma_``.
+        Linear: ``M = n_species * P`` columns in the layout of ``regressor_.sigma_``; GP:
+        ``M = len(regressor_.coef_)`` columns (kernel weights, per-element constants, then the
+        optional linear block).  ``rows @ coef_`` is the ML part of the predicted per-atom
+        energy (without reference energies and baseline) and of the forces (``coef_``
+        flattened for the linear model).
     """
     from ..regression._design import energy_rows, pair_rows
 
     reg = model.regressor_
-    nsp, quad = reg.n_species_, bool(reg.quadratic)
     want_f = kind in ("forces", "both")
     batch = _single_batch(model, atoms, gradients=want_f)
+    if _is_sparse_gp(reg):
+        return _gp_candidate_rows(reg, batch, len(atoms), kind, whiten)
+    nsp, quad = reg.n_species_, bool(reg.quadratic)
     rows = []
     if kind in ("energy", "both"):
         r = energy_rows(batch, nsp, quad)
@@ -184,6 +227,19 @@ def candidate_rows(model, atoms, kind="forces", *, whiten=True):
     if want_f:
         r, _ = pair_rows(batch, nsp, quad, forces=True, stress=False)
         rows.append(r / _noise(reg, "forces") if whiten else r)
+    return np.vstack(rows)
+
+
+def _gp_candidate_rows(reg, batch, n_atoms, kind, whiten):
+    """:func:`candidate_rows` of a sparse GP from ``reg.design_rows`` (layout of ``coef_``)."""
+    want_e, want_f = kind in ("energy", "both"), kind in ("forces", "both")
+    Er, Fr, _ = reg.design_rows(batch, forces=want_f, stress=False)
+    rows = []
+    if want_e:
+        r = Er / max(n_atoms, 1)          # total-energy row -> per-atom energy row (eV/atom)
+        rows.append(r / _noise(reg, "energy") if whiten else r)
+    if want_f:
+        rows.append(Fr / _noise(reg, "forces") if whiten else Fr)
     return np.vstack(rows)
 
 
@@ -388,7 +444,10 @@ class MaxVarianceSelector(_Selector):
         red = np.mean if self.reduce == "mean" else np.max
         reg = model.regressor_
         out = np.empty(len(pool))
-        if _has_covariance(model):
+        if _has_covariance(model) and not _is_sparse_gp(reg):
+            # parameter part a^T Sigma a; the sparse GP keeps its full predictive (DTC)
+            # variance below: nothing is conditioned here, and its weight-space part alone
+            # strongly underestimates the force variance away from the inducing set
             T = reg.precision_factor_
             for k, a in enumerate(pool):
                 parts = []
@@ -617,7 +676,8 @@ class VarianceReductionSelector(DOptimalSelector):
         if not _has_covariance(model):
             raise InvalidParameterError(
                 f"{owner} needs a linear model with a posterior covariance "
-                f"(BayesianLinearRegressor); {type(model.regressor_).__name__} has none. Use "
+                "(BayesianLinearRegressor) or a SparseGPRegressor (weight posterior); "
+                f"{type(model.regressor_).__name__} has none. Use "
                 "MaxVarianceSelector or DOptimalSelector instead.")
         cost = self._costs(pool)
         st = self._dedup_state(model, pool, exclude_structures)
