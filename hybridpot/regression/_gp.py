@@ -488,6 +488,13 @@ class SparseGPRegressor(Regressor):
     the force rows, whatever ``linear_alpha``); a likely reason (not tested) is that the
     unnormalised power spectrum already carries the 2-body information inside its cutoff.
 
+    Data selection (:mod:`hybridpot.uq.selection`): the D-optimal, information-per-cost and
+    variance-reduction selectors condition on the weight posterior (rows of
+    :meth:`design_rows`, ``precision_factor_``; the ``(M, M)`` covariance is never formed),
+    i.e. only on the projected-process part of the predictive variance; the DTC term
+    (prior minus Nyström) is not conditioned on the picks (at fixed inducing points it does
+    not depend on the labels).  The max-variance selector ranks by the full predictive σ.
+
     Parameters
     ----------
     kernel : {"dot", "se"}, default="dot"
