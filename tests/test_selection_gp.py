@@ -60,7 +60,7 @@ def gp(request):
 
 def _white(model, B):
     """Rows ``B T^{-1}`` in the whitened weight space (``Sigma = T^{-1} T^{-T}`` becomes I;
-    forming ``Sigma`` itself would square the condition number of ``T``, ~1e9 here)."""
+    forming ``Sigma`` itself would square the condition number of ``T``, up to ~1e9 here)."""
     T = model.regressor_.precision_factor_
     return scipy.linalg.solve_triangular(T, B.T, trans="T").T
 
