@@ -84,8 +84,10 @@ on the bias plateau.  ``--model quadratic`` fits a quadratic ``BayesianLinearReg
 a refit of 52 Ni structures ~0.5 s, one max-variance / D-optimal score ~5 / ~10 ms per
 candidate; PS(4, 3) would give 861 weights, ~2.5 s per refit and 14 / 28 ms), ``--model gp``
 a ``SparseGPRegressor`` (SE kernel, ``--n-sparse`` 300 inducing environments, length scale
-by evidence every refit; ~2-3 s per Ni refit; it has no ``sigma_``, so the selectors use its
-DTC predictive σ and D-optimal scores without conditioning).  Same protocol otherwise: the
+by evidence every refit; ~2-3 s per Ni refit; the GP tables below were measured when the
+selectors used only its DTC predictive σ, so D-optimal scored without conditioning; since
+session 4 D-optimal and variance reduction condition on the GP's weight posterior, see
+:mod:`hybridpot.uq.selection`, and the GP D-optimal figures predate that).  Same protocol otherwise: the
 same initial sets (k-means on PS(4, 3) fingerprints for every model; the strata and
 importance weights use the model's own descriptor), target rule, batch,
 strategies and evidence maximisation at every refit.  For the quadratic model the selectors'
