@@ -8,6 +8,7 @@ small cell of the element.
 
 import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,3 +46,20 @@ def test_model_builds(element, name):
 def test_limited_models_refuse_other_elements():
     with pytest.raises(SystemExit, match="bs_gp has settings for"):
         mlearn.build_model("Ni", "bs_gp")
+
+
+def test_si_example_config_builds_the_benchmark_model(mlearn_dir):
+    """examples/mlearn_si_bs_gp.toml is the bs_gp Si model of the benchmark, key for key."""
+    from hybridpot.config import build_baseline, build_descriptor, build_regressor, load_config
+
+    cfg = load_config(ROOT / "examples" / "mlearn_si_bs_gp.toml")
+    ref = mlearn.build_model("Si", "bs_gp")
+    desc = build_descriptor(cfg, ["Si"])
+    assert desc.to_dict() == ref.descriptor.to_dict()
+    assert build_regressor(cfg).get_params() == ref.regressor.get_params()
+    assert build_baseline(cfg).to_dict() == ref.baseline.to_dict()
+    assert cfg["fit"]["weights"] == ref.weights
+    default = ROOT.parent / "shared" / "data" / "mlearn" / "extxyz"
+    if default.is_dir():  # the data beside the project, where the config points
+        assert Path(cfg["data"]["train"][0]).resolve() == (default / "Si_train.xyz").resolve()
+        assert Path(cfg["data"]["test"][0]).resolve() == (default / "Si_test.xyz").resolve()
