@@ -32,6 +32,18 @@ def mlearn_dir():
     return MLEARN_DIR
 
 
+@pytest.fixture(scope="session")
+def dask_client():
+    """A ``dask.distributed`` Client on a 2-worker in-process LocalCluster (skips without
+    distributed).  Threads, not processes: fast to start, and the tasks still run through the
+    scheduler."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as client:
+        yield client
+
+
 def skewed_two_element_cell(seed=0, rattle=0.1, symbols=("Cu", "Ni")):
     """Small rattled, periodic, non-orthogonal cell (smaller than typical cutoffs).
 

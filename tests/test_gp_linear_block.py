@@ -367,10 +367,7 @@ def test_bad_linear_alpha_raises(rng, la):
 # ---------------------------------------------------------------------------------------------
 # Dask: the two passes on the workers give the serial fit
 # ---------------------------------------------------------------------------------------------
-def test_dask_fit_equals_serial():
-    pytest.importorskip("distributed")
-    from distributed import Client, LocalCluster
-
+def test_dask_fit_equals_serial(dask_client):
     train, test = emt_dataset(6, seed=71), emt_dataset(2, seed=72)
 
     def model():
@@ -379,9 +376,7 @@ def test_dask_fit_equals_serial():
                                                        linear_features=n_lin), chunk_size=2)
 
     serial = model().fit(train)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
-        par = model().fit(train, client=client)
+    par = model().fit(train, client=dask_client)
     s, p = serial.regressor_, par.regressor_
     np.testing.assert_array_equal(p.inducing_, s.inducing_)
     np.testing.assert_allclose(p.linear_scale_, s.linear_scale_, rtol=1e-12)

@@ -477,10 +477,7 @@ def test_not_fitted_no_labels_and_bad_inputs(rng):
 @pytest.mark.parametrize("params", [dict(kernel="se", n_sparse=12),
                                     dict(kernel="dot", zeta=2, n_sparse=10,
                                          sparse_method="fps")])
-def test_dask_fit_equals_serial(params):
-    pytest.importorskip("distributed")
-    from distributed import Client, LocalCluster
-
+def test_dask_fit_equals_serial(params, dask_client):
     from hybridpot import HybridPotential
     from conftest import emt_dataset
 
@@ -491,9 +488,7 @@ def test_dask_fit_equals_serial(params):
                                SparseGPRegressor(random_state=3, **params), chunk_size=2)
 
     serial = model().fit(train)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
-        par = model().fit(train, client=client)
+    par = model().fit(train, client=dask_client)
     s, p = serial.regressor_, par.regressor_
     np.testing.assert_array_equal(p.inducing_, s.inducing_)
     np.testing.assert_allclose(p.centre_, s.centre_, rtol=1e-13, atol=1e-15)

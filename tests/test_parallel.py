@@ -14,16 +14,6 @@ distributed = pytest.importorskip("distributed")
 
 
 @pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-
-    # threads, not processes: fast to start, and the tasks still run through the scheduler
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                      dashboard_address=":0") as cluster, Client(cluster) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def data():
     return emt_dataset(9, seed=21), emt_dataset(2, seed=22)
 
@@ -37,10 +27,10 @@ def _model(reg, **kw):
 @pytest.mark.parametrize("reg", [LinearRegressor(alpha=1e-6),
                                  BayesianLinearRegressor(noise_groups=True),
                                  LinearRegressor(quadratic=True)])
-def test_dask_fit_equals_serial(client, data, reg):
+def test_dask_fit_equals_serial(dask_client, data, reg):
     train, test = data
     serial = _model(reg).fit(train)
-    dask = _model(reg).fit(train, client=client)
+    dask = _model(reg).fit(train, client=dask_client)
     np.testing.assert_allclose(dask.regressor_.coef_, serial.regressor_.coef_,
                                rtol=1e-7, atol=1e-10 * np.abs(serial.regressor_.coef_).max())
     np.testing.assert_allclose(dask.predict(test), serial.predict(test), rtol=1e-11)
@@ -50,13 +40,13 @@ def test_dask_fit_equals_serial(client, data, reg):
         assert dask.regressor_.noise_.keys() == serial.regressor_.noise_.keys()
 
 
-def test_dask_fallback_for_non_streamed_regressor(client, data):
+def test_dask_fallback_for_non_streamed_regressor(dask_client, data):
     train, test = data
     reg = NeuralNetworkRegressor(hidden_layer_sizes=(6,), max_iter=30, random_state=0)
     with pytest.warns(Warning, match="without converging"):
         serial = _model(reg).fit(train)
     with pytest.warns(Warning, match="without converging"):
-        dask = _model(reg).fit(train, client=client)
+        dask = _model(reg).fit(train, client=dask_client)
     np.testing.assert_allclose(dask.predict(test), serial.predict(test), rtol=1e-10)
 
 
