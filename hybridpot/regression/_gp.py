@@ -361,6 +361,35 @@ def _stress_prior_kernel(Y, sp, order, bounds, G, dot, zeta, inv_l2, block):
     return out
 
 
+def _species_scatter(sp, st, g, z, ns, forces, stress):
+    """Sparse operators that sum the atom and pair terms of element ``z`` of a batch.
+
+    Returns ``(idx, Sa, pz, Sf, Sv)``: ``idx`` the atoms of element ``z``, ``Sa`` (ns, |idx|)
+    sums them per structure; ``pz`` the pairs centred on them (None without ``g``), ``Sf``
+    (n_atoms, |pz|) scatters a pair derivative ``+`` to the neighbour and ``-`` to the centre
+    (None unless ``forces``), ``Sv`` one (ns, |pz|) operator per Voigt component weighting
+    pair ``p`` by ``r_ij[b]`` (None unless ``stress``).  Used by both the kernel and the linear
+    columns of :meth:`SparseGPRegressor.design_rows`.
+    """
+    idx = np.nonzero(sp == z)[0]
+    Sa = scipy.sparse.csr_matrix((np.ones(idx.size), (st[idx], np.arange(idx.size))),
+                                 shape=(ns, idx.size))
+    pz = Sf = Sv = None
+    if g is not None:
+        pi, pj = np.asarray(g.pair_i, np.int64), np.asarray(g.pair_j, np.int64)
+        pz = np.nonzero(sp[pi] == z)[0]
+        if forces:
+            Sf = scipy.sparse.csr_matrix(
+                (np.concatenate([np.ones(pz.size), -np.ones(pz.size)]),
+                 (np.concatenate([pj[pz], pi[pz]]), np.tile(np.arange(pz.size), 2))),
+                shape=(sp.shape[0], pz.size))
+        if stress:
+            rij = np.asarray(g.rij[pz], dtype=np.float64)
+            Sv = [scipy.sparse.csr_matrix((rij[:, b], (st[pi[pz]], np.arange(pz.size))),
+                                          shape=(ns, pz.size)) for _, b in VOIGT]
+    return idx, Sa, pz, Sf, Sv
+
+
 # ---------------------------------------------------------------------------------------------
 # the regressor
 # ---------------------------------------------------------------------------------------------
@@ -1195,20 +1224,19 @@ class SparseGPRegressor(Regressor):
             for E in Er:
                 np.add.at(E, (st, self._n_kernel + sp), 1.0)
         if want:
-            pi, pj = np.asarray(g.pair_i, np.int64), np.asarray(g.pair_j, np.int64)
+            pi = np.asarray(g.pair_i, np.int64)
             loc = np.full(n, -1, dtype=np.int64)
+        # per element: the atom / pair scatter operators, shared by both column blocks
+        scatter = {z: _species_scatter(sp, st, g if want else None, z, ns, forces, stress)
+                   for z in np.unique(sp)}
         if self._n_lin:
-            self._linear_design_rows(Xfull, sp, st, g if want else None, forces, stress,
-                                     Er, dEr, vir)
-        for z in np.unique(sp):
+            self._linear_design_rows(Xfull, g if want else None, scatter, Er, dEr, vir)
+        for z, (idx, Sa, pz, Sf, Sv) in scatter.items():
             off, end = int(self._offsets[z]), int(self._offsets[z + 1])
             if end == off:
                 continue
             Mz = end - off
-            idx = np.nonzero(sp == z)[0]
             Uk = self._kcoords[z]
-            Sa = scipy.sparse.csr_matrix((np.ones(idx.size), (st[idx], np.arange(idx.size))),
-                                         shape=(ns, idx.size))
             if self.kernel == "se":
                 V = X[idx] - self._kcentre[z][None, :]
                 d2 = np.maximum(np.einsum("ij,ij->i", V, V)[:, None]
@@ -1226,7 +1254,6 @@ class SparseGPRegressor(Regressor):
             if not want:
                 continue
             loc[idx] = np.arange(idx.size)
-            pz = np.nonzero(sp[pi] == z)[0]
             if pz.size == 0:
                 continue
             D = np.asarray(self._kx(g.d_drij[pz]), dtype=np.float64)  # (P, 3, F_kernel)
@@ -1235,16 +1262,6 @@ class SparseGPRegressor(Regressor):
             sv = np.einsum("paf,pf->pa", D, V[li])
             if self.kernel == "se":
                 T -= sv[:, :, None]
-            Sf = Sv = None
-            if forces:
-                Sf = scipy.sparse.csr_matrix(
-                    (np.concatenate([np.ones(pz.size), -np.ones(pz.size)]),
-                     (np.concatenate([pj[pz], pi[pz]]), np.tile(np.arange(pz.size), 2))),
-                    shape=(n, pz.size))
-            if stress:
-                rij = np.asarray(g.rij[pz], dtype=np.float64)
-                Sv = [scipy.sparse.csr_matrix((rij[:, b], (st[pi[pz]], np.arange(pz.size))),
-                                              shape=(ns, pz.size)) for _, b in VOIGT]
             for q, (K, A, B) in enumerate(KA):
                 G = A[li][:, None, :] * T                                # dk/dr_ij (P, 3, Mz)
                 if B is not None:
@@ -1264,45 +1281,31 @@ class SparseGPRegressor(Regressor):
             out.append((Er[q], Fr, Sr))
         return out
 
-    def _linear_design_rows(self, X, sp, st, g, forces, stress, Er, dEr, vir):
+    def _linear_design_rows(self, X, g, scatter, Er, dEr, vir):
         """Add the linear-block columns (the same for every length scale) in place.
 
         ``eps_i = beta_{z_i} . x_i^L``: energy columns ``sum_{i in s, z_i = z} x_i^L``; the
         pair term ``d eps_i / d r_ij = beta . d_drij[p]^L`` is scattered like the kernel
-        columns (``+`` to the neighbour, ``-`` to the centre; stress ``(.)_a r_ij[b]``).
+        columns (``+`` to the neighbour, ``-`` to the centre; stress ``(.)_a r_ij[b]``), with
+        the same per-element operators ``scatter`` (:func:`_species_scatter`).
         """
-        ns, n, nL = Er[0].shape[0], X.shape[0], self._n_lin
+        n, nL = X.shape[0], self._n_lin
         XL = self._lx(X)
-        for z in np.unique(sp):
+        for z, (idx, Sa, pz, Sf, Sv) in scatter.items():
             lo = self._lin_off + int(z) * nL
-            idx = np.nonzero(sp == z)[0]
-            Sa = scipy.sparse.csr_matrix((np.ones(idx.size), (st[idx], np.arange(idx.size))),
-                                         shape=(ns, idx.size))
             e = Sa @ XL[idx]
             for E in Er:
                 E[:, lo:lo + nL] = e
-            if g is None:
-                continue
-            pi = np.asarray(g.pair_i, np.int64)
-            pz = np.nonzero(sp[pi] == z)[0]
-            if pz.size == 0:
+            if g is None or pz.size == 0:
                 continue
             D = np.asarray(self._lx(g.d_drij[pz]), dtype=np.float64)   # (P, 3, nL)
-            if forces and dEr is not None:
-                pj = np.asarray(g.pair_j, np.int64)
-                Sf = scipy.sparse.csr_matrix(
-                    (np.concatenate([np.ones(pz.size), -np.ones(pz.size)]),
-                     (np.concatenate([pj[pz], pi[pz]]), np.tile(np.arange(pz.size), 2))),
-                    shape=(n, pz.size))
+            if dEr is not None:
                 f = (Sf @ D.reshape(pz.size, 3 * nL)).reshape(n, 3, nL)
                 for dE in dEr:
                     dE[:, :, lo:lo + nL] = f
-            if stress and vir is not None:
-                rij = np.asarray(g.rij[pz], dtype=np.float64)
-                for v, (a, b) in enumerate(VOIGT):
-                    Sv = scipy.sparse.csr_matrix((rij[:, b], (st[pi[pz]], np.arange(pz.size))),
-                                                 shape=(ns, pz.size))
-                    c = Sv @ D[:, a, :]
+            if vir is not None:
+                for v, (a, _) in enumerate(VOIGT):
+                    c = Sv[v] @ D[:, a, :]
                     for vr in vir:
                         vr[:, v, lo:lo + nL] = c
 
