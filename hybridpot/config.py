@@ -371,10 +371,18 @@ def build_descriptor(cfg, species):
 
 
 def build_regressor(cfg):
-    """The regressor of ``[regressor]``."""
+    """The regressor of ``[regressor]``.
+
+    ``type = "EnsembleRegressor"`` takes its member template from a ``[regressor.estimator]``
+    table (with its own ``type``).
+    """
     from .regression import REGRESSORS
 
-    return _build("regressor", cfg, REGRESSORS)
+    body = dict(cfg["regressor"])
+    if body.get("type") == "EnsembleRegressor" and isinstance(body.get("estimator"), dict):
+        body["estimator"] = _build("regressor.estimator",
+                                   {"regressor.estimator": body["estimator"]}, REGRESSORS)
+    return _build("regressor", {"regressor": body}, REGRESSORS)
 
 
 def build_baseline(cfg):

@@ -8,7 +8,9 @@ TSQR factors of ``[A | y]`` per label kind), reduces them locally; partial facto
 pairwise on the workers (a tree reduction), so only ``O(P^2)`` factors ever travel and nothing
 passes through the scheduler but task graphs.  The sparse GP first runs a candidate pass the
 same way (per-task reservoirs of environments under the serial fit's per-atom random keys,
-merged in order) and chooses the inducing points on the client.  Other regressors get the
+merged in order) and chooses the inducing points on the client; an
+:class:`~hybridpot.regression.EnsembleRegressor` of sparse GPs runs both passes for all its
+members at once (per-atom keys of every member).  Other regressors get the
 batches gathered to the client and are fitted there (descriptors still computed in parallel).
 
 The result is identical to the serial path up to floating-point round-off (QR factors of the
@@ -154,10 +156,17 @@ def fit_parallel(model, regressor, prep, source, *, client=None, tasks_per_worke
         n_workers = max(1, len(cl.scheduler_info().get("workers", {})) or int(model.n_workers))
         n_tasks = max(1, min(n, n_workers * int(tasks_per_worker)))
         splits = [s for s in np.array_split(np.arange(n), n_tasks) if len(s)]
-        streamed = all(hasattr(regressor, a) for a in
-                       ("_new_stats", "_add_batch", "_merge_stats", "_fit_stats"))
+        passes = getattr(regressor, "_fit_passes", None)   # EnsembleRegressor says which
+        if passes is None:
+            streamed = all(hasattr(regressor, a) for a in
+                           ("_new_stats", "_add_batch", "_merge_stats", "_fit_stats"))
+            passes = ()
+            if streamed:
+                passes = ("candidates", "stats") if hasattr(regressor, "_candidate_keys") \
+                    else ("stats",)
+        streamed = "stats" in passes
         model_f = cl.scatter(model, broadcast=True)
-        if streamed and hasattr(regressor, "_candidate_keys"):
+        if "candidates" in passes:
             # two-pass regressors (sparse GP): a candidate pass on the workers with the
             # per-atom reservoir keys of the serial fit, then the inducing points on the client
             nat = np.array([len(a) for a in prep.structures], dtype=np.int64)

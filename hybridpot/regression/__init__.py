@@ -2,10 +2,12 @@
 
 from ._base import (KINDS, REGRESSORS, VOIGT, BatchSource, Regressor, StructureBatch,
                     register_regressor)
+from ._ensemble import EnsembleRegressor
 from ._gp import SparseGPRegressor
 from ._linear import BayesianLinearRegressor, LinearRegressor
 from ._nn import NeuralNetworkRegressor
 
 __all__ = ["LinearRegressor", "BayesianLinearRegressor", "SparseGPRegressor",
-           "NeuralNetworkRegressor", "Regressor", "StructureBatch", "BatchSource",
+           "NeuralNetworkRegressor", "EnsembleRegressor", "Regressor", "StructureBatch",
+           "BatchSource",
            "REGRESSORS", "register_regressor", "KINDS", "VOIGT"]
