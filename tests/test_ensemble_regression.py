@@ -91,6 +91,12 @@ def test_std_is_the_mixture_std(gp_ensemble, data):
         s_ = np.array([f[s] for f in fsd])
         np.testing.assert_allclose(fgot[s], np.sqrt(np.mean(s_ ** 2, axis=0) + m_.var(axis=0)),
                                    rtol=1e-10)
+    # the ASE calculator reports the same std (what MD sees)
+    at = test[0].copy()
+    at.calc = gp_ensemble.calculator(uncertainty=True)
+    at.get_forces()
+    np.testing.assert_allclose(at.calc.results["forces_std"], fgot[0], rtol=1e-10)
+    np.testing.assert_allclose(at.calc.results["energy_std"], got[0], rtol=1e-10)
 
 
 def test_committee_std_for_members_without_posterior(data):
