@@ -75,6 +75,20 @@ null, ACSF's ``angular = "none"`` means ``angular=None`` (radial G2 features onl
     radial_etas = [4.0]
     radial_shifts = [1.8, 2.7, 3.6, 4.5, 5.4]
 
+An average of several copies of one regressor fitted with different random states
+(:class:`~hybridpot.regression.EnsembleRegressor`, e.g. sparse GPs on different
+inducing-point draws) takes its member template from a ``[regressor.estimator]`` table::
+
+    [regressor]
+    type = "EnsembleRegressor"
+    n_models = 3
+    random_state = 0            # member k gets random_state + k
+
+    [regressor.estimator]
+    type = "SparseGPRegressor"
+    kernel = "se"
+    n_sparse = 1000
+
 Active learning (``hybridpot select`` / ``hybridpot learn``, :mod:`hybridpot.learn.cli`;
 both sections optional, values shown are the defaults)::
 

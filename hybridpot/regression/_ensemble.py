@@ -360,7 +360,8 @@ class EnsembleRegressor(Regressor):
     # -- persistence ---------------------------------------------------------------------------
     def to_dict(self):
         """JSON-serialisable hyperparameters, the member template nested as its own
-        ``{"class", "params"}``."""
+        ``{"class", "params"}`` (a Generator or RandomState ``random_state`` is written as
+        None; the members' seeds are in the fitted state, ``random_states_``)."""
         self._validate()
         rs = self.random_state
         return {"class": _OWNER,
