@@ -29,6 +29,7 @@ Example (every key optional; these are the defaults of ``hybridpot fit``)::
 
     [fit]
     weights = {energy = 1000.0, forces = 1.0, stress = 100.0}   # per-atom eV, eV/Å, eV/Å³ rows
+                                # (linear regressors; 1, 1, 0.1 for the others)
     chunk_size = 16
     n_workers = 1
 
@@ -206,6 +207,8 @@ _SCHEMA = {
               "importance_weighting": (str,)},
 }
 _CLASS_SECTIONS = ("descriptor", "regressor", "baseline")
+#: regressor types whose default [fit] weights are DEFAULT_CONFIG's (one shared noise level)
+LINEAR_REGRESSORS = ("LinearRegressor", "BayesianLinearRegressor")
 _SECTIONS = tuple(DEFAULT_CONFIG) + tuple(s for s in ("select", "learn") if s not in DEFAULT_CONFIG)
 
 
@@ -249,10 +252,15 @@ def validate_config(cfg, source="config"):
 def load_config(path=None, overrides=None):
     """Defaults merged with the TOML file at ``path`` (if any) and ``overrides``; validated.
 
-    Paths in ``[data]`` are resolved relative to the config file's folder.
+    Paths in ``[data]`` are resolved relative to the config file's folder.  Without
+    ``[fit] weights`` the defaults are 1000 / 1 / 100 (energy / forces / stress rows) for the
+    linear regressors, whose single noise level they balance, and HybridPotential's
+    1 / 1 / 0.1 for the others (sparse GP, network, ensemble: their noise levels per label
+    kind set the balance).
     """
     cfg = copy.deepcopy(DEFAULT_CONFIG)
     base_dir = Path.cwd()
+    user = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -271,6 +279,14 @@ def load_config(path=None, overrides=None):
     if overrides:
         cfg = _merge(cfg, overrides)
     validate_config(cfg, str(path) if path else "config")
+    given = [src.get("fit", {}) for src in (user, overrides or {})]
+    if not any("weights" in g for g in given if isinstance(g, dict)) and \
+            cfg["regressor"].get("type") not in LINEAR_REGRESSORS:
+        # the default [fit] weights balance the kinds of the linear models' single noise
+        # level; kernel and network regressors have their own noise per kind
+        from .potential import DEFAULT_WEIGHTS
+
+        cfg["fit"]["weights"] = dict(DEFAULT_WEIGHTS)
     for key in ("train", "test"):
         v = cfg["data"][key]
         vals = v if isinstance(v, list) else ([v] if v else [])

@@ -139,3 +139,22 @@ def test_emt_baseline_section():
         build_baseline({"baseline": {"type": "EMT", "colour": 1}})
     with pytest.raises(ConfigError, match="baseline.asap_cutoff must be true or false. Got 1"):
         build_baseline({"baseline": {"type": "EMT", "asap_cutoff": 1}})
+
+
+@pytest.mark.parametrize("regressor, fit, overrides, want", [
+    ('type = "BayesianLinearRegressor"', "", None, {"energy": 1000.0, "forces": 1.0,
+                                                    "stress": 100.0}),
+    ('type = "LinearRegressor"', "", None, {"energy": 1000.0, "forces": 1.0, "stress": 100.0}),
+    ('type = "SparseGPRegressor"', "", None, {"energy": 1.0, "forces": 1.0, "stress": 0.1}),
+    ('type = "EnsembleRegressor"', "", None, {"energy": 1.0, "forces": 1.0, "stress": 0.1}),
+    ('type = "SparseGPRegressor"', "[fit]\nweights = {energy = 5.0, forces = 1.0}\n", None,
+     {"energy": 5.0, "forces": 1.0}),
+    ('type = "SparseGPRegressor"', "", {"fit": {"weights": {"energy": 2.0}}}, {"energy": 2.0}),
+])
+def test_default_fit_weights_follow_the_regressor(tmp_path, regressor, fit, overrides, want):
+    # the linear models' defaults (one shared noise level balanced by the row weights) would
+    # make a GP's fixed energy noise 30x smaller and ruin its forces
+    p = tmp_path / "w.toml"
+    p.write_text(f"[regressor]\n{regressor}\n{fit}")
+    assert load_config(p, overrides)["fit"]["weights"] == want
+    assert load_config()["fit"]["weights"] == {"energy": 1000.0, "forces": 1.0, "stress": 100.0}
