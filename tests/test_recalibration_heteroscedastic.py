@@ -195,7 +195,8 @@ def test_heteroscedastic_applies_to_energy_forces_stress_and_calculator(fitted, 
     with zipfile.ZipFile(tmp_path / "m.hpot") as zf:
         doc = json.loads(zf.read("model.json"))
     state = doc["extra"]["uncertainty_recalibration"]
-    assert state["version"] == 1 and state["method"] == "heteroscedastic_coverage"
+    assert state["version"] == 2 and state["method"] == "heteroscedastic_coverage"
+    assert state["regressor_noise"] is False     # the committee carries the noise part
     loaded = HybridPotential.load(tmp_path / "m.hpot")
     assert loaded.uncertainty_recalibration_ == model.uncertainty_recalibration_
     again = loaded._evaluate(at, return_std=True)
@@ -243,12 +244,18 @@ def test_bad_method_names_raise_typed_error(fitted, bad):
 
 
 def test_corrupt_recalibration_state_raises_model_format_error():
-    good = {"version": 1, "method": "heteroscedastic",
+    good = {"version": 2, "method": "heteroscedastic",
             "kinds": {"forces": {"a": 1.0, "a_pow": 0.0, "gamma": 1.0, "b": 1.0, "c": 0.0,
-                                 "d": 0.0, "ref": 1.0, "k": 1.0}}}
+                                 "d": 0.0, "ref": 1.0, "k": 1.0}}, "regressor_noise": True}
     assert check_recalibration_state(good) == good
-    with pytest.raises(ModelFormatError, match="version 2; this hybridpot reads version 1"):
-        check_recalibration_state({**good, "version": 2})
+    # version 1 (before the sparse GP's noise split) reads as regressor_noise = False
+    v1 = {k: v for k, v in good.items() if k != "regressor_noise"}
+    assert check_recalibration_state({**v1, "version": 1}) == {**good, "regressor_noise": False}
+    with pytest.raises(ModelFormatError, match=r"version 3; this hybridpot reads versions "
+                                               r"\[1, 2\]"):
+        check_recalibration_state({**good, "version": 3})
+    with pytest.raises(ModelFormatError, match="'regressor_noise' flag .* Got 'yes'"):
+        check_recalibration_state({**good, "regressor_noise": "yes"})
     with pytest.raises(ModelFormatError, match="method 'isotonic'; allowed"):
         check_recalibration_state({**good, "method": "isotonic"})
     bad = {**good, "kinds": {"forces": {**good["kinds"]["forces"], "k": -1.0}}}

@@ -117,10 +117,11 @@ def test_recalibration_state_rejects_zero_k_and_gamma_out_of_range(change, match
 
     p = {"a": 1.0, "a_pow": 0.0, "gamma": 1.0, "b": 1.0, "c": 0.0, "d": 0.0, "ref": 1.0,
          "k": 1.0}
-    good = {"version": 1, "method": "heteroscedastic", "kinds": {"forces": p}}
+    good = {"version": 2, "method": "heteroscedastic", "kinds": {"forces": p},
+            "regressor_noise": False}
     assert check_recalibration_state(good) == good
     with pytest.raises(ModelFormatError, match=match):
         check_recalibration_state({**good, "kinds": {"forces": {**p, **change}}})
     with pytest.raises(ModelFormatError, match=r"has version True; this hybridpot reads "
-                                               r"version 1"):
+                                               r"versions \[1, 2\]"):
         check_recalibration_state({**good, "version": True})

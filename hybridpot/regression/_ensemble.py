@@ -357,6 +357,17 @@ class EnsembleRegressor(Regressor):
                 out[key + "_std"] = mu.std(axis=0, ddof=1)
         return out
 
+    def _predictive_noise_std(self, kind):
+        """Noise std of one value of ``kind`` in the mixture σ: the root-mean-square of the
+        members' (None unless every member reports one)."""
+        self._check_fitted()
+        vals = [getattr(m, "_predictive_noise_std", lambda k: None)(kind)
+                for m in self.estimators_]
+        if any(v is None for v in vals) or not getattr(self.estimators_[0], "has_uncertainty",
+                                                         False):
+            return None
+        return float(np.sqrt(np.mean(np.square(vals))))
+
     # -- persistence ---------------------------------------------------------------------------
     def to_dict(self):
         """JSON-serialisable hyperparameters, the member template nested as its own

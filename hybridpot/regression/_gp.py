@@ -1593,6 +1593,12 @@ class SparseGPRegressor(Regressor):
     def _noise_of(self, kind):
         return float(self.noise_.get(kind, 0.0))
 
+    def _predictive_noise_std(self, kind):
+        """Noise std of one value of ``kind`` included in ``predict_batch``'s σ (eV/atom for
+        energies, eV/Å, eV/Å³); read by :func:`hybridpot.uq.recalibrate` to separate it."""
+        self._check_fitted()
+        return self._noise_of(kind)
+
     def _set_noise_dict(self):
         self.noise_ = {k: float(1.0 / np.sqrt(b)) for k, b in self._beta.items()}
 

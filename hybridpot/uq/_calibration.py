@@ -31,7 +31,9 @@ GAUSS_2SIGMA = float(2 * scipy.stats.norm.cdf(2.0) - 1)
 COVERAGE_TOLERANCES = (0.05, 0.03)
 
 #: format version of the ``uncertainty_recalibration_`` state saved with the model
-RECALIBRATION_VERSION = 1
+RECALIBRATION_VERSION = 2
+#: versions read: 1 (before the GP noise split: no 'regressor_noise' key, read as False)
+READABLE_RECALIBRATION_VERSIONS = (1, 2)
 
 #: bounds of the exponent gamma of the parameter part of the heteroscedastic model
 GAMMA_BOUNDS = (0.02, 1.0)
@@ -242,9 +244,11 @@ def recalibrate(model, structures, *, method="nll"):
       ``sigma_param``) and of hot MD frames differ by 3 orders of magnitude, which one
       linear factor cannot follow.  ``a, a_pow, gamma, b, c, d >= 0`` maximise the Gaussian
       likelihood of the validation labels (L-BFGS-B, analytic gradient, 18-36 starts);
-      ``k = 1``.  Without
-      a posterior committee ``sigma_param`` is the regressor's total σ and
-      ``sigma_noise = 0``.
+      ``k = 1``.  Without a posterior committee, ``sigma_noise`` is the fitted observation
+      noise that the regressor's own σ includes (a sparse GP's noise per label kind, the
+      mean-square member noise of an :class:`~hybridpot.regression.EnsembleRegressor` of
+      them) and ``sigma_param`` the rest; for other regressors ``sigma_param`` is the total
+      σ and ``sigma_noise = 0``.
     - ``method="heteroscedastic_coverage"``: the same variance model, then the factor ``k``
       of each kind minimises ``max(|c_1 - 68.27 %| / 5 %, |c_2 - 95.45 %| / 3 %)``, ``c_1,
       c_2`` the validation coverages of ±1σ and ±2σ (the middle of the optimal range of
@@ -330,15 +334,22 @@ default="nll"
 _PARAM_KEYS = ("a", "a_pow", "gamma", "b", "c", "d", "ref", "k")
 
 
-def _noise_std(com, kind, group_name, n_atoms):
-    """Noise part of the committee's σ of one value of ``kind`` (inflated, unscaled).
+def _noise_std(com, kind, group_name, n_atoms, model=None):
+    """Noise part of the σ of one value of ``kind`` (inflated, unscaled).
 
-    Mirrors :meth:`Committee.evaluate`: total energies get ``n_atoms`` times the per-atom
-    noise; the kind's inflation multiplies the variance.
+    With a committee, mirrors :meth:`Committee.evaluate`: total energies get ``n_atoms``
+    times the per-atom noise; the kind's inflation multiplies the variance.  Without one,
+    the noise the regressor's own predictive σ includes (``_predictive_noise_std``: sparse
+    GPs and ensembles of them), else 0.
     """
     if com is None:
-        return 0.0
-    sd = np.sqrt(com._noise(kind, group_name) * com.inflation.get(kind, 1.0))
+        reg = getattr(model, "regressor_", None)
+        get = getattr(reg, "_predictive_noise_std", None)
+        sd = get(kind) if get is not None else None
+        if sd is None:
+            return 0.0
+    else:
+        sd = np.sqrt(com._noise(kind, group_name) * com.inflation.get(kind, 1.0))
     return float(sd * n_atoms) if kind == "energy" else float(sd)
 
 
@@ -493,13 +504,17 @@ def _recalibrate_heteroscedastic(model, com, structures, balance):
     from ..potential import _as_structure_list
 
     structures = _as_structure_list(structures)
+    # without a committee: split off the noise the regressor's own σ includes (sparse GP)
+    reg_noise = com is None and \
+        getattr(model.regressor_, "_predictive_noise_std", lambda k: None)("forces") is not None
     sizes = np.array([len(a) for a in structures])
     groups = [str(a.info.get("config_type", "default")) for a in structures]
     params = {}
     for kind, d in data.items():
         st = d["structure"]
         # noise part of every value, in the units of collect_uncertainty (energy per atom)
-        sn = np.array([_noise_std(com, kind, groups[s], sizes[s]) for s in range(len(sizes))])
+        sn = np.array([_noise_std(com, kind, groups[s], sizes[s], model if reg_noise else None)
+                       for s in range(len(sizes))])
         if kind == "energy":
             sn = sn / sizes
         vn = sn[st] ** 2
@@ -523,7 +538,7 @@ def _recalibrate_heteroscedastic(model, com, structures, balance):
     model.uncertainty_recalibration_ = {
         "version": RECALIBRATION_VERSION,
         "method": "heteroscedastic_coverage" if balance else "heteroscedastic",
-        "kinds": params}
+        "kinds": params, "regressor_noise": reg_noise}
     return {k: dict(v) for k, v in params.items()}
 
 
@@ -541,10 +556,16 @@ def check_recalibration_state(doc):
         raise ModelFormatError("The 'uncertainty_recalibration' entry of a model file must be "
                                f"a dict. Got {type(doc).__name__} instead.")
     version = doc.get("version")
-    if isinstance(version, bool) or version != RECALIBRATION_VERSION:
+    if isinstance(version, bool) or version not in READABLE_RECALIBRATION_VERSIONS:
         raise ModelFormatError(
             "The 'uncertainty_recalibration' entry of a model file has version "
-            f"{doc.get('version')!r}; this hybridpot reads version {RECALIBRATION_VERSION}.")
+            f"{doc.get('version')!r}; this hybridpot reads versions "
+            f"{list(READABLE_RECALIBRATION_VERSIONS)}.")
+    reg_noise = doc.get("regressor_noise", False)
+    if not isinstance(reg_noise, bool):
+        raise ModelFormatError(
+            "The 'regressor_noise' flag of the 'uncertainty_recalibration' entry of a model "
+            f"file must be true or false. Got {reg_noise!r} instead.")
     method = doc.get("method")
     if method not in ("heteroscedastic", "heteroscedastic_coverage"):
         raise ModelFormatError(
@@ -576,7 +597,8 @@ def check_recalibration_state(doc):
                 f"The 'uncertainty_recalibration' parameters of {kind!r} must be finite and "
                 f">= 0, with k > 0 and gamma in [{lo}, {hi}]. Got {vals} instead.")
         out[str(kind)] = vals
-    return {"version": RECALIBRATION_VERSION, "method": method, "kinds": out}
+    return {"version": RECALIBRATION_VERSION, "method": method, "kinds": out,
+            "regressor_noise": reg_noise}
 
 
 def apply_recalibration(model, atoms, result):
@@ -614,7 +636,7 @@ def apply_recalibration(model, atoms, result):
         if p is None or key not in result:
             continue
         std = np.asarray(result[key], dtype=np.float64)
-        sn = _noise_std(com, kind, group, n)
+        sn = _noise_std(com, kind, group, n, model if rec.get("regressor_noise") else None)
         if kind == "energy":
             # fitted per atom
             std, sn = std / n, sn / n
