@@ -33,6 +33,13 @@ def _gp(**kw):
     return R.SparseGPRegressor(kernel="se", n_sparse=15, length_scale=2.0, **kw)
 
 
+def _member_models(model):
+    """Each fitted member of ``model``'s ensemble as a HybridPotential of its own."""
+    return [HybridPotential.from_fitted(model.descriptor, m, baseline=model.baseline,
+                                        reference_energies=model.reference_energies_)
+            for m in model.regressor_.estimators_]
+
+
 @pytest.fixture(scope="module")
 def gp_ensemble(data):
     return _model(R.EnsembleRegressor(estimator=_gp(), n_models=3, random_state=5)).fit(data[0])
@@ -41,23 +48,18 @@ def gp_ensemble(data):
 def test_members_equal_the_regressor_fitted_alone(gp_ensemble, data):
     ens = gp_ensemble.regressor_
     assert ens.random_states_ == [5, 6, 7]
-    coefs = []
     for k, member in enumerate(ens.estimators_):
         alone = _model(_gp(random_state=5 + k)).fit(data[0]).regressor_
         np.testing.assert_array_equal(member.inducing_, alone.inducing_)
         np.testing.assert_allclose(member.coef_, alone.coef_, rtol=1e-10,
                                    atol=1e-12 * np.abs(alone.coef_).max())
-        coefs.append(member.coef_)
     # the random states differ, so do the inducing sets (otherwise the ensemble is pointless)
     assert not np.array_equal(ens.estimators_[0].inducing_, ens.estimators_[1].inducing_)
 
 
 def test_predictions_are_the_members_mean(gp_ensemble, data):
     test = data[1]
-    members = [HybridPotential.from_fitted(gp_ensemble.descriptor, m,
-                                           baseline=gp_ensemble.baseline,
-                                           reference_energies=gp_ensemble.reference_energies_)
-               for m in gp_ensemble.regressor_.estimators_]
+    members = _member_models(gp_ensemble)
     e = np.mean([m.predict(test) for m in members], axis=0)
     np.testing.assert_allclose(gp_ensemble.predict(test), e, rtol=1e-12)
     f_members = [m.predict_forces(test) for m in members]
@@ -73,10 +75,7 @@ def test_predictions_are_the_members_mean(gp_ensemble, data):
 
 def test_std_is_the_mixture_std(gp_ensemble, data):
     test = data[1]
-    members = [HybridPotential.from_fitted(gp_ensemble.descriptor, m,
-                                           baseline=gp_ensemble.baseline,
-                                           reference_energies=gp_ensemble.reference_energies_)
-               for m in gp_ensemble.regressor_.estimators_]
+    members = _member_models(gp_ensemble)
     mu, sd = zip(*[m.predict(test, return_std=True) for m in members])
     mu, sd = np.array(mu), np.array(sd)
     want = np.sqrt(np.mean(sd ** 2, axis=0) + mu.var(axis=0))
@@ -105,9 +104,7 @@ def test_committee_std_for_members_without_posterior(data):
         model = _model(R.EnsembleRegressor(estimator=nn, n_models=3, random_state=0)).fit(
             data[0])
     assert model.regressor_.has_uncertainty
-    members = [HybridPotential.from_fitted(model.descriptor, m, baseline=model.baseline,
-                                           reference_energies=model.reference_energies_)
-               for m in model.regressor_.estimators_]
+    members = _member_models(model)
     e = np.array([m.predict(data[1]) for m in members])
     assert e.std(axis=0).min() > 0          # members differ (different initial weights)
     mean, std = model.predict(data[1], return_std=True)
