@@ -152,7 +152,8 @@ PS2B_QUADRATIC = {"Si": (5.8, 1e6, 5.8, 6, 4.0)}
 # 1.919, 1.968, 1.947, 1.966 / F 0.0848, 0.0847, 0.0847, 0.0846, 0.0845 | E 1.723, 1.740,
 # 1.795, 1.770, 1.772 / F 0.1029, 0.1024, 0.1020, 0.1021, 0.1021.  Every 3-member ensemble of
 # session 4's grid (above) was better than its members' mean on both splits, by 0-5 %
-# (energy) and 1-2 % (forces); more than 3 members gains nothing more.  Si at 3000 points
+# (energy) and 1-2 % (forces); more than 3 members gains nothing more, nor do members with
+# 2000 points (3 seeds: E 2.008 / F 0.0872 | E 1.732 / F 0.1058).  Si at 3000 points
 # gains < 1 % (1.193 / 0.0391 -> 1.193 / 0.0389 | 1.641 / 0.0446 -> 1.635 / 0.0442, 2 seeds)
 # at 3x the fit time, so Si keeps one GP.
 # Values: SE length scale, bispectrum (n_max, l_max, cutoff Å), power spectrum (n_max, l_max,
