@@ -183,7 +183,7 @@ def test_dask_fit_equals_serial(dask_client, data, gp_ensemble):
         np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-5,
                                    atol=1e-8 * np.abs(b.coef_).max())
     np.testing.assert_allclose(dask.predict(data[1]), gp_ensemble.predict(data[1]),
-                               rtol=1e-9)
+                               rtol=1e-7)     # 0.2 µeV; 2e-9 seen with other BLAS kernels
 
 
 def test_dask_fallback_for_members_without_streamed_fit(dask_client, data):
