@@ -53,3 +53,9 @@ def test_hybrid_vs_pure_ml_example(tmp_path):
 def test_active_learning_example(tmp_path):
     out = run_example("active_learning_emt.py", "--quick", cwd=tmp_path)
     assert out.strip()
+
+
+def test_gp_ensemble_example(tmp_path):
+    out = run_example("gp_ensemble.py", "--quick", cwd=tmp_path)
+    assert "mean of 3 GPs: test energy MAE" in out
+    assert "after recalibration: force ±1σ" in out and "Langevin MD" in out
