@@ -58,7 +58,9 @@ SO3_CUTOFF = {"Ni": 3.9, "Cu": 4.1, "Mo": 5.2, "Si": 5.4}
 # (seed 1: 1.94 / 0.051), 6.6: 1.97 / 0.050; Mo 4.7: 2.29 / 0.098, 5.2: 2.22 / 0.098,
 # 5.6: 2.36 / 0.099, 6.2: 3.08 / 0.100.  Length scale "auto", stress off: Ni 3.9 Å 0.59 /
 # 0.0151, 4.6: 0.47 / 0.0142, 5.2: 0.47 / 0.0137; Cu 4.1: 0.41 / 0.0067, 4.7: 0.29 / 0.0058.
-# Ni 5.2 Å with PS 6/6: 0.33 / 0.0135.
+# Ni 5.2 Å with PS 6/6: 0.33 / 0.0135.  Session 5 (/work/notes/s5/ni, split 0, one seed): PS 8/6
+# 0.359 / 0.0135, PS 8/8 0.354 / 0.0139, PS 6/6 at 5.8 Å 0.316 / 0.0136, no baseline 0.339 /
+# 0.0141, ZBL instead of EMT 0.400 / 0.0174, 3000 points 0.300 / 0.0129: nothing near 0.01.
 # Values: (length scale, cutoff in Å, l_max of the PS with n_max 6).
 GP_SMOOTH = {"Ni": ("auto", 5.2, 6), "Cu": ("auto", 4.7, 4), "Mo": (3.5, 5.2, 4),
              "Si": (3.5, 6.2, 4)}
