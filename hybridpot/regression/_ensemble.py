@@ -24,7 +24,7 @@ import numpy as np
 from sklearn.base import clone
 
 from .._exceptions import InvalidParameterError, ModelFormatError, NotFittedError
-from .._validation import check_int
+from .._validation import check_int, check_random_state_param
 from ._base import REGRESSORS, BatchSource, Regressor, StructureBatch, register_regressor
 
 __all__ = ["EnsembleRegressor"]
@@ -116,13 +116,7 @@ class EnsembleRegressor(Regressor):
                 f"(the members differ only through it). {type(est).__name__} has none, so "
                 "its members would be identical.")
         check_int(self.n_models, "n_models", _OWNER, low=1)
-        rs = self.random_state
-        ok = rs is None or isinstance(rs, (np.random.Generator, np.random.RandomState)) or (
-            isinstance(rs, numbers.Integral) and not isinstance(rs, bool) and rs >= 0)
-        if not ok:
-            raise InvalidParameterError(
-                f"The 'random_state' parameter of {_OWNER} must be None, a non-negative int, "
-                f"a numpy Generator or RandomState. Got {rs!r} instead.")
+        check_random_state_param(self.random_state, _OWNER)
 
     def _member_seeds(self):
         n, rs = int(self.n_models), self.random_state

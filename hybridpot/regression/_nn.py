@@ -40,7 +40,7 @@ from threadpoolctl import threadpool_limits  # a hard dependency of scikit-learn
 
 from .._exceptions import (InvalidParameterError, MissingLabelsError, ModelFormatError,
                            NotFittedError, UnknownSpeciesError)
-from .._validation import check_choice, check_float, check_int
+from .._validation import check_choice, check_float, check_int, check_random_state_param
 from ..descriptors._base import DescriptorGradients
 from ._base import VOIGT, BatchSource, Regressor, StructureBatch, register_regressor
 
@@ -639,15 +639,7 @@ class NeuralNetworkRegressor(Regressor):
         check_int(self.n_models, "n_models", _OWNER, low=1)
         _check_bool(self.bootstrap, "bootstrap")
         check_int(self.max_force_rows, "max_force_rows", _OWNER, low=1, allow_none=True)
-        rs = self.random_state
-        if rs is None or isinstance(rs, (np.random.Generator, np.random.RandomState)):
-            pass
-        elif isinstance(rs, numbers.Integral) and not isinstance(rs, bool) and rs >= 0:
-            pass
-        else:
-            raise InvalidParameterError(
-                f"The 'random_state' parameter of {_OWNER} must be None, a non-negative int, "
-                f"a numpy Generator or RandomState. Got {rs!r} instead.")
+        check_random_state_param(self.random_state, _OWNER)
 
     def _seed_sequence(self):
         rs = self.random_state
