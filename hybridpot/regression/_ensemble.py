@@ -167,30 +167,27 @@ class EnsembleRegressor(Regressor):
         meta = {"n_species": source.n_species, "n_features": source.n_features,
                 "species": source.species, "group_names": source.group_names}
         self._start(meta)
-        passes = self._fit_passes
         members = self._members_fit
-        if "candidates" in passes:
-            from sklearn.utils import check_random_state
-
-            for m in members:
-                m._validate()
-            rngs = [check_random_state(m.random_state) for m in members]
-            cands = [m._new_candidates(meta) for m in members]
-            for batch in source:
-                for m, c, r in zip(members, cands, rngs):
-                    m._add_candidates(c, batch, r.random_sample(batch.n_atoms), meta)
-            for m, c, r in zip(members, cands, rngs):
-                m._set_inducing(c, meta, r)
-            stats = [m._new_stats(meta) for m in members]
-            for batch in source:
-                for m, s in zip(members, stats):
-                    m._add_batch(s, batch, meta)
-            for m, s in zip(members, stats):
-                m._fit_stats(s, meta)
-        else:
+        if not self._fit_passes:
             for m in members:
                 m.fit(source)
-        return self._finish(meta)
+            return self._finish(meta)
+        # the streamed protocol below, each member drawing its reservoir keys batch by batch
+        # from its own generator as its serial fit would
+        from sklearn.utils import check_random_state
+
+        for m in members:
+            m._validate()
+        rngs = [check_random_state(m.random_state) for m in members]
+        cand = self._new_candidates(meta)
+        for batch in source:
+            keys = np.stack([r.random_sample(batch.n_atoms) for r in rngs], axis=1)
+            self._add_candidates(cand, batch, keys, meta)
+        self._set_inducing(cand, meta, rngs)
+        stats = self._new_stats(meta)
+        for batch in source:
+            self._add_batch(stats, batch, meta)
+        return self._fit_stats(stats, meta)
 
     def _start(self, meta):
         self._validate()
@@ -230,8 +227,11 @@ class EnsembleRegressor(Regressor):
         return [m._merge_candidates(x, y) for m, x, y in zip(self._members_fit, a, b)]
 
     def _set_inducing(self, cand, meta, rng=None):
-        for m, c in zip(self._members_fit, cand):
-            m._set_inducing(c, meta)
+        """``rng``: the members' generators (serial fit), or None (each member's
+        ``_candidate_keys`` kept its own)."""
+        rngs = [None] * len(self._members_fit) if rng is None else rng
+        for m, c, r in zip(self._members_fit, cand, rngs):
+            m._set_inducing(c, meta, r)
         return self
 
     def _new_stats(self, meta):
