@@ -334,6 +334,13 @@ default="nll"
 _PARAM_KEYS = ("a", "a_pow", "gamma", "b", "c", "d", "ref", "k")
 
 
+def _regressor_noise_std(model, kind):
+    """The noise std of ``kind`` that the regressor's own predictive σ includes
+    (``_predictive_noise_std``: sparse GPs and ensembles of them), or None."""
+    get = getattr(getattr(model, "regressor_", None), "_predictive_noise_std", None)
+    return None if get is None else get(kind)
+
+
 def _noise_std(com, kind, group_name, n_atoms, model=None):
     """Noise part of the σ of one value of ``kind`` (inflated, unscaled).
 
@@ -343,9 +350,7 @@ def _noise_std(com, kind, group_name, n_atoms, model=None):
     GPs and ensembles of them), else 0.
     """
     if com is None:
-        reg = getattr(model, "regressor_", None)
-        get = getattr(reg, "_predictive_noise_std", None)
-        sd = get(kind) if get is not None else None
+        sd = _regressor_noise_std(model, kind)
         if sd is None:
             return 0.0
     else:
@@ -505,8 +510,7 @@ def _recalibrate_heteroscedastic(model, com, structures, balance):
 
     structures = _as_structure_list(structures)
     # without a committee: split off the noise the regressor's own σ includes (sparse GP)
-    reg_noise = com is None and \
-        getattr(model.regressor_, "_predictive_noise_std", lambda k: None)("forces") is not None
+    reg_noise = com is None and _regressor_noise_std(model, "forces") is not None
     sizes = np.array([len(a) for a in structures])
     groups = [str(a.info.get("config_type", "default")) for a in structures]
     params = {}
