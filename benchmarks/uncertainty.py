@@ -127,6 +127,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))     # the mlearn benchmark's model definitions
 DEFAULT_DIR = Path(os.environ.get("MLEARN_DIR", ROOT.parent / "shared" / "data" / "mlearn"))
 
 MODELS = ["snap_linear", "ps_linear", "ps_gp_smooth", "bs_gp"]
@@ -138,7 +139,6 @@ RECALIBRATIONS = ["nll", "coverage", "split", "heteroscedastic_coverage", "heter
 
 def build_model(element, name):
     """The (unfitted) HybridPotential ``name`` (mlearn SNAP / SO(3) / sparse GP settings)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     from mlearn import build_model as mlearn_model
 
     if name == "ps_linear":
@@ -200,13 +200,21 @@ def run(data_dir, element, name, args):
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     post = None
+    # emcee chain figures (None for the GPs, which have no posterior over hyperparameters)
+    chain = dict.fromkeys(("inflation", "acceptance_fraction", "max_autocorr_time", "n_steps",
+                           "chain_converged_50tau", "n_theta"))
     if name not in GP_MODELS:
         post = LinearPosterior(noise_groups=args.noise_groups == "yes", robust=args.robust,
                                n_steps=args.n_steps,
                                n_burn=args.n_burn, random_state=args.seed).fit(model, fit)
         summ = post.summary(force=True)
-        converged = bool(post.chain_.shape[0] >= 50 * max(summ["autocorr_time"]))
         post.apply(model, n_theta_samples=64, force=True, random_state=args.seed)
+        chain = {"inflation": post.inflation_,
+                 "acceptance_fraction": summ["acceptance_fraction"],
+                 "max_autocorr_time": max(summ["autocorr_time"]), "n_steps": summ["n_steps"],
+                 "chain_converged_50tau": bool(
+                     post.chain_.shape[0] >= 50 * max(summ["autocorr_time"])),
+                 "n_theta": len(summ["theta_names"])}
     post_s = time.perf_counter() - t0
     before = evaluate_uncertainty(model, test)
     if args.save_predictions:
@@ -270,12 +278,7 @@ def run(data_dir, element, name, args):
             "forces_by_config_type": by_group, "noise_groups": args.noise_groups,
             "recalibration": args.recalibration, "recalibrate_s": recal_s,
             "recalibration_comparison": comparison,
-            "scale": scale, "inflation": None if post is None else post.inflation_,
-            "acceptance_fraction": None if post is None else summ["acceptance_fraction"],
-            "max_autocorr_time": None if post is None else max(summ["autocorr_time"]),
-            "n_steps": None if post is None else summ["n_steps"],
-            "chain_converged_50tau": None if post is None else converged,
-            "n_theta": None if post is None else len(summ["theta_names"]),
+            "scale": scale, **chain,
             "sigma_cost_ratio": ratio, "sigma_cost_ratio_interval5": ratio5,
             "md_step_s_forces_only": t_forces, "md_atoms": len(big),
             "n_fit": len(fit), "n_val": len(val), "n_test": len(test),
@@ -316,7 +319,6 @@ def main(argv=None):
             if name not in MODELS:
                 raise SystemExit(f"unknown model {name!r}; known: {MODELS}")
             if name == "bs_gp":
-                sys.path.insert(0, str(ROOT / "benchmarks"))
                 from mlearn import BS_GP
 
                 if el not in BS_GP:

@@ -279,8 +279,8 @@ def load_config(path=None, overrides=None):
     if overrides:
         cfg = _merge(cfg, overrides)
     validate_config(cfg, str(path) if path else "config")
-    given = [src.get("fit", {}) for src in (user, overrides or {})]
-    if not any("weights" in g for g in given if isinstance(g, dict)) and \
+    # validated above: any [fit] given is a table
+    if not any("weights" in src.get("fit", {}) for src in (user, overrides or {})) and \
             cfg["regressor"].get("type") not in LINEAR_REGRESSORS:
         # the default [fit] weights balance the kinds of the linear models' single noise
         # level; kernel and network regressors have their own noise per kind
