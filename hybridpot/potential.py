@@ -416,6 +416,8 @@ class HybridPotential(BaseEstimator):
                     f"{type(reg).__name__} has none (use BayesianLinearRegressor, "
                     f"SparseGPRegressor or NeuralNetworkRegressor(n_models>1)).")
             need_grad = forces or want_stress
+            if need_grad and getattr(reg, "_adjoint_std", False):
+                return self._evaluate_committee(atoms, z, base, e0, forces, want_stress, index)
             if need_grad:
                 X, dX = self.descriptor.compute(atoms, gradients=True)
             else:
@@ -458,6 +460,47 @@ class HybridPotential(BaseEstimator):
             out["forces"] = base["forces"] - dE_dr
         if want_stress:
             out["stress"] = base["stress"] + matrix_to_voigt(dE_deps) / atoms.get_volume()
+        return out
+
+    def _evaluate_committee(self, atoms, z, base, e0, forces, want_stress, index):
+        """Mean and σ through the regressor's adjoint committee (no descriptor Jacobian).
+
+        The regressor (``_adjoint_std`` true, e.g. ``SparseGPRegressor(derivative_variance=
+        "committee")``) gives ``dE/dX`` of its mean and of scaled committee rows; one
+        :meth:`Descriptor.backward_many` turns them into forces and virials, and the sum of
+        the squares of the rows' forces / stresses is their parameter variance (the fitted
+        noise is added).
+        The energy σ is the regressor's own (:meth:`predict_batch` without gradients).
+        """
+        reg = self.regressor_
+        X = self.descriptor.compute(atoms)
+        n = len(atoms)
+        eps, G = reg._committee_cotangents(X, z)
+        batch = StructureBatch(
+            X=X, species=z, structure=np.zeros(n, dtype=np.int64), gradients=None,
+            volume=np.array([_volume(atoms)]), energy=np.full(1, np.nan),
+            forces=np.full((n, 3), np.nan), stress=np.full((1, 6), np.nan),
+            weights={}, group=np.array([self._group_of(atoms)], dtype=np.int64),
+            index=np.array([index]))
+        pred = reg.predict_batch(batch, return_std=True)
+        dE_dr, dE_deps = self.descriptor.backward_many(atoms, G)
+        scale = getattr(self, "uncertainty_scale_", None) or {}
+
+        def std(rows, kind):
+            var = np.sum(rows ** 2, axis=0) + reg._predictive_noise_std(kind) ** 2
+            return np.sqrt(var) * scale.get(kind, 1.0)
+
+        out = {"energy": base["energy"] + float(e0.sum()) + float(pred["energy"][0]),
+               "energy_std": float(pred["energy_std"][0]) * scale.get("energy", 1.0),
+               "energies": (base["energies"] if base["energies"] is not None else 0.0)
+               + e0 + eps}
+        if forces:
+            out["forces"] = base["forces"] - dE_dr[0]
+            out["forces_std"] = std(dE_dr[1:], "forces")
+        if want_stress:
+            sv = np.array([matrix_to_voigt(m) for m in dE_deps]) / atoms.get_volume()
+            out["stress"] = base["stress"] + sv[0]
+            out["stress_std"] = std(sv[1:], "stress")
         return out
 
     def _evaluate_many(self, structures, **kw):

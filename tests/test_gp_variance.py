@@ -233,7 +233,7 @@ def test_bad_derivative_variance_raises(desc):
     gp, train = _energy_trained(desc, "se", n_struct=3, n_sparse=4)
     with pytest.raises(InvalidParameterError,
                        match=r"'derivative_variance' parameter of SparseGPRegressor must be one "
-                             r"of \{'dtc', 'projected'\}. Got 'full'"):
+                             r"of \{'dtc', 'projected', 'committee'\}. Got 'full'"):
         _gp("se", derivative_variance="full").fit([train])
     gp.set_params(derivative_variance="exact")
     with pytest.raises(InvalidParameterError, match=r"'derivative_variance' .* Got 'exact'"):

@@ -296,6 +296,39 @@ class EnsembleRegressor(Regressor):
         k = len(self.estimators_)
         return eps / k, grad / k
 
+    @property
+    def _adjoint_std(self):
+        """Whether every member has an adjoint committee (see :meth:`_committee_cotangents`)."""
+        return bool(getattr(self, "estimators_", None)) and all(
+            getattr(m, "_adjoint_std", False) for m in self.estimators_)
+
+    def _committee_cotangents(self, X, species):
+        """The mixture's mean and committee rows for ``HybridPotential``'s adjoint σ.
+
+        Row 0 is the mean of the members' mean ``dE/dX``; then, for every member ``m`` of
+        ``n_models``, ``(mean_m - mean) / sqrt(n_models)`` and member ``m``'s own committee
+        rows divided by ``sqrt(n_models)``: the sum of the squares of the rows' outputs is the
+        mixture's parameter variance (mean member variance plus the spread of the member
+        means, as in :meth:`predict_batch`).
+
+        Returns
+        -------
+        eps : ndarray, shape (n_atoms,)
+            eV.
+        dE_dX : ndarray, shape (n_rows, n_atoms, n_features)
+        """
+        self._check_fitted()
+        X, sp = self._check_atomic_input(X, species, "_committee_cotangents")
+        parts = [m._committee_cotangents(X, sp) for m in self.estimators_]
+        k = len(parts)
+        eps = np.mean([p[0] for p in parts], axis=0)
+        mean = np.mean([p[1][0] for p in parts], axis=0)
+        rows = [mean[None]]
+        for _, G in parts:
+            rows.append((G[:1] - mean[None]) / np.sqrt(k))
+            rows.append(G[1:] / np.sqrt(k))
+        return eps, np.concatenate(rows, axis=0)
+
     def predict_batch(self, batch, return_std=False, include_noise=True):
         """Energies, forces and stresses of a batch, the members' mean.
 

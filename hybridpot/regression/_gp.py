@@ -43,6 +43,8 @@ LENGTH_SCALE_FACTORS = (0.5, 1.0, 2.0, 4.0)
 BIAS_PRIOR_STD = 100.0
 #: relative floor of the linear-block feature scales (a constant feature gets this x the largest)
 LINEAR_SCALE_FLOOR = 1e-6
+#: force / stress variance methods of ``derivative_variance``
+DERIVATIVE_VARIANCES = ("dtc", "projected", "committee")
 #: atoms per block of the atom-pair sums of the energy and stress variances (bounded memory)
 STRESS_BLOCK_ATOMS = 512
 
@@ -499,6 +501,27 @@ class SparseGPRegressor(Regressor):
     0.14 Å: RMS force z-score 9.9 projected vs 1.4 DTC; 95 % coverage 0.23 vs 0.92).  In MD,
     ``HybridCalculator(uncertainty_interval=n)`` amortises either.
 
+    ``derivative_variance="committee"`` (σ in MD): force and stress variances from
+    ``K = n_committee`` fixed samples of the weight posterior,
+    ``s_k = T^{-1} \xi_k``, ``\xi_k \sim N(0, I)`` (``H_w = T^T T``, so
+    ``Cov[s_k] = H_w^{-1}``), drawn once from ``random_state`` and saved with the model:
+
+    .. math::
+        \hat\sigma^2_L = \frac{1}{K} \sum_k (a_L \cdot s_k)^2
+        \ [+\ \sigma^2_{\mathrm{noise}}],\qquad
+        E[\hat\sigma^2_L] = a_L^T H_w^{-1} a_L,
+
+    an unbiased Monte-Carlo estimate of the projected (SoR) part with relative standard
+    deviation ``sqrt(2 / K)`` of the variance (about ``1/sqrt(2K)`` of σ), the same samples
+    for every structure, so σ is a smooth function of the positions.  Each member's force
+    ``a_L . s_k`` is that of the model with weights ``s_k``: ``dE/dX`` of every member
+    (:meth:`_committee_cotangents`, ``K`` BLAS products of ``(n_atoms, M) x (M, F)``) goes
+    with the mean's through one ``Descriptor.backward_many`` in ``HybridPotential``'s
+    calculator, without the ``(3 n_atoms, M)`` force rows or the kernel Hessian.  Energies
+    keep their exact DTC variance.  The DTC term of forces and stresses is dropped, as with
+    ``"projected"`` (``recalibrate`` can scale the result; see
+    :func:`hybridpot.uq.recalibrate`).
+
     MD and calculator forces use the adjoint: :meth:`atomic_energy_gradient` returns
     ``dE/dX_i = sum_m w_m dk(X_i, U_m)/dX_i`` for ``Descriptor.backward``.
 
@@ -556,10 +579,13 @@ class SparseGPRegressor(Regressor):
         Convergence on the largest change of ``log(alpha)``, ``log(beta_k)``.
     bias : bool, default=True
         Fit the per-element constant ``b_z``.
-    derivative_variance : {"dtc", "projected"}, default="dtc"
+    derivative_variance : {"dtc", "projected", "committee"}, default="dtc"
         Force and stress predictive variances with the DTC term through the kernel Hessian
-        (``"dtc"``) or the weight-posterior part only (``"projected"``).  Energies always
-        include their DTC term.
+        (``"dtc"``), the weight-posterior part only (``"projected"``), or its Monte-Carlo
+        estimate from ``n_committee`` weight samples through the adjoint (``"committee"``,
+        the cheap option for σ in MD; see above).  Energies always include their DTC term.
+    n_committee : int, default=16
+        Weight samples of ``derivative_variance="committee"`` (>= 2).
     linear_features : None, int or (int, int), default=None
         Descriptor features that enter linearly (see above) instead of through the kernel:
         an int ``k`` selects the last ``k`` features, a pair ``(start, stop)`` the features
@@ -591,6 +617,9 @@ class SparseGPRegressor(Regressor):
         Feature scales ``s_zf`` of the linear block (descriptor units).
     noise_ : dict
         Label kind -> noise standard deviation (eV/atom, eV/Å, eV/Å³).
+    committee_ : ndarray, shape (len(coef_), n_committee)
+        Posterior weight samples minus the mean, ``s_k`` (columns); set by ``fit`` with
+        ``derivative_variance="committee"``, else at first use of the committee.
     length_scale_ : float or None
         SE length scale used (None for the dot kernel).
     log_evidence_ : float
@@ -612,8 +641,8 @@ class SparseGPRegressor(Regressor):
     def __init__(self, *, kernel="dot", zeta=4, length_scale="auto", n_sparse=500,
                  sparse_method="cur", jitter=1e-8, solver="tsqr", alpha_init=None,
                  noise_init=None, noise=None, max_iter=500, tol=1e-6, bias=True,
-                 derivative_variance="dtc", linear_features=None, linear_alpha=None,
-                 random_state=None):
+                 derivative_variance="dtc", n_committee=16, linear_features=None,
+                 linear_alpha=None, random_state=None):
         self.kernel = kernel
         self.zeta = zeta
         self.length_scale = length_scale
@@ -628,6 +657,7 @@ class SparseGPRegressor(Regressor):
         self.tol = tol
         self.bias = bias
         self.derivative_variance = derivative_variance
+        self.n_committee = n_committee
         self.linear_features = linear_features
         self.linear_alpha = linear_alpha
         self.random_state = random_state
@@ -681,8 +711,9 @@ class SparseGPRegressor(Regressor):
         if not isinstance(self.bias, (bool, np.bool_)):
             raise InvalidParameterError(
                 f"The 'bias' parameter of {owner} must be a bool. Got {self.bias!r} instead.")
-        check_choice(self.derivative_variance, "derivative_variance", ("dtc", "projected"),
+        check_choice(self.derivative_variance, "derivative_variance", DERIVATIVE_VARIANCES,
                      owner)
+        self._n_committee = check_int(self.n_committee, "n_committee", owner, low=2)
         self._linear_spec = self._check_linear_features()
         la = check_float(self.linear_alpha, "linear_alpha", owner, low=0.0, allow_none=True)
         if la is not None and not np.isfinite(la):
@@ -943,6 +974,9 @@ class SparseGPRegressor(Regressor):
         self.coef_ = scipy.linalg.solve_triangular(L, best["m"], lower=True, trans="T",
                                                    check_finite=False)
         self.precision_factor_ = best["T"] @ L.T
+        self.__dict__.pop("committee_", None)
+        if self.derivative_variance == "committee":
+            self._committee_samples()
         return self
 
     def _set_offsets(self):
@@ -1381,24 +1415,115 @@ class SparseGPRegressor(Regressor):
             :func:`kernel_gradient_coefficients`).
         """
         X, sp = self._check_X(X, species)
-        eps = self.coef_[self._n_kernel + sp] if self.bias else np.zeros(X.shape[0])
+        eps, dE = self._weight_gradients(X, sp, self.coef_[:, None], _grad)
+        return eps[0], (dE[0] if _grad else None)
+
+    def _weight_gradients(self, X, sp, W, grad=True):
+        """Per-atom energies and ``dE/dX`` of the model with each coefficient column of ``W``.
+
+        Parameters
+        ----------
+        X : ndarray, shape (n_atoms, n_features)
+        sp : ndarray of int, shape (n_atoms,)
+        W : ndarray, shape (len(coef_), K)
+            Coefficient vectors in the layout of :attr:`coef_` (the mean, posterior samples
+            or their deviations from the mean: the outputs are linear in ``W``).
+        grad : bool, default=True
+
+        Returns
+        -------
+        eps : ndarray, shape (K, n_atoms)
+            eV.
+        dE_dX : ndarray, shape (K, n_atoms, n_features) or None
+            eV per descriptor unit.
+        """
+        K, n = W.shape[1], X.shape[0]
+        eps = W[self._n_kernel + sp].T.copy() if self.bias else np.zeros((K, n))
         Xk = self._kx(X)
-        dEk = np.zeros(Xk.shape) if _grad else None
-        for z, idx, K, A, B, V, off in self._element_terms(Xk, sp):
-            w = self.coef_[off:off + K.shape[1]]
-            eps[idx] += K @ w
-            if _grad:
-                dEk[idx] = (A * w[None, :]) @ self._kcoords[z] + (B @ w)[:, None] * V
+        dEk = np.zeros((K, n, Xk.shape[1])) if grad else None
+        for z, idx, Kz, A, B, V, off in self._element_terms(Xk, sp):
+            Wz = W[off:off + Kz.shape[1]]                       # (Mz, K)
+            eps[:, idx] += (Kz @ Wz).T
+            if grad:
+                BW = B @ Wz
+                for k in range(K):  # K BLAS products of (n_z, Mz) x (Mz, F)
+                    dEk[k, idx] = (A * Wz[None, :, k]) @ self._kcoords[z] + BW[:, k, None] * V
         dE = None
-        if _grad:
-            dE = np.zeros_like(X)
-            dE[:, self._kcols] = dEk
+        if grad:
+            dE = np.zeros((K, n, X.shape[1]))
+            dE[:, :, self._kcols] = dEk
         if self._n_lin:
-            Bl = self.coef_[self._lin_off:].reshape(self.n_species_, self._n_lin)[sp]
-            eps += np.einsum("if,if->i", self._lx(X), Bl)
-            if _grad:
-                dE[:, self._lcols] = Bl
+            Bl = W[self._lin_off:].reshape(self.n_species_, self._n_lin, K)[sp]  # (n, nL, K)
+            eps += np.einsum("if,ifk->ki", self._lx(X), Bl)
+            if grad:
+                dE[:, :, self._lcols] = Bl.transpose(2, 0, 1)
         return eps, dE
+
+    def _committee_samples(self):
+        """Posterior weight deviations ``s_k = T^{-1} xi_k``, ``xi_k ~ N(0, I)``, shape
+        (len(coef_), n_committee): ``Cov[s_k] = H_w^{-1}`` (``T`` = ``precision_factor_``).
+
+        Drawn once from ``random_state`` (at fit with ``derivative_variance="committee"``,
+        else at first use) and kept in ``committee_`` (saved with the model).
+        """
+        K = check_int(self.n_committee, "n_committee", type(self).__name__, low=2)
+        S = getattr(self, "committee_", None)
+        if S is None or S.shape != (self.coef_.shape[0], K):
+            xi = check_random_state(self.random_state).standard_normal((self.coef_.shape[0], K))
+            S = scipy.linalg.solve_triangular(self.precision_factor_, xi, check_finite=False)
+            self.committee_ = S
+        return S
+
+    @property
+    def _adjoint_std(self):
+        """Whether force / stress σ come from the adjoint committee (read by
+        ``HybridPotential``, which then pushes :meth:`_committee_cotangents` through
+        ``Descriptor.backward_many`` instead of building the Jacobian)."""
+        return self.derivative_variance == "committee"
+
+    def _committee_cotangents(self, X, species):
+        """Per-atom energies of the mean and the ``dE/dX`` rows of the adjoint committee.
+
+        Returns
+        -------
+        eps : ndarray, shape (n_atoms,)
+            eV (mean model).
+        dE_dX : ndarray, shape (1 + n_committee, n_atoms, n_features)
+            Row 0: the mean model; rows ``1 + k``: member ``k``'s deviation ``s_k`` divided by
+            ``sqrt(n_committee)``, so that the parameter variance of any force or stress
+            component is the sum of the squares of its rows' values (the input of
+            ``Descriptor.backward_many``).
+        """
+        X, sp = self._check_X(X, species, "_committee_cotangents")
+        S = self._committee_samples()
+        W = np.concatenate([self.coef_[:, None], S / np.sqrt(S.shape[1])], axis=1)
+        eps, dE = self._weight_gradients(X, sp, W)
+        return eps[0], dE
+
+    def _committee_outputs(self, X, sp, st, g, vol, ok):
+        """Forces (K, n_atoms, 3) and Voigt stresses (K, n_structures, 6; NaN unless
+        ``ok``) of the committee members' deviations ``s_k``, through the batch Jacobian."""
+        from ..descriptors._base import _contract_members
+
+        _, G = self._weight_gradients(X, sp, self._committee_samples())
+        K, n, ns = G.shape[0], X.shape[0], vol.shape[0]
+        pi = np.ascontiguousarray(g.pair_i, dtype=np.int64)
+        pj = np.asarray(g.pair_j, dtype=np.int64)
+        gk = _contract_members(pi, np.ascontiguousarray(g.d_drij, dtype=np.float64), G)
+        npair = pi.shape[0]
+        inc = scipy.sparse.csr_matrix(   # +1 at (j_p, p), -1 at (i_p, p): dE/dr = inc @ g
+            (np.concatenate([np.ones(npair), -np.ones(npair)]),
+             (np.concatenate([pj, pi]), np.tile(np.arange(npair), 2))), shape=(n, npair))
+        gt = np.ascontiguousarray(gk.transpose(1, 0, 2)).reshape(npair, 3 * K)
+        forces = -np.asarray(inc @ gt).reshape(n, K, 3).transpose(1, 0, 2)
+        S = scipy.sparse.csr_matrix((np.ones(npair), (st[pi], np.arange(npair))),
+                                    shape=(ns, npair))
+        rij = np.asarray(g.rij, dtype=np.float64)
+        stress = np.full((K, ns, 6), np.nan)
+        for v, (a, b) in enumerate(VOIGT):
+            vir = np.asarray(S @ (gk[:, :, a] * rij[None, :, b]).T)     # (ns, K)
+            stress[:, ok, v] = (vir[ok] / vol[ok, None]).T
+        return forces, stress
 
     def predict_batch(self, batch, return_std=False, include_noise=True):
         """Energies, forces and stresses of a batch (see the Regressor contract).
@@ -1448,14 +1573,22 @@ class SparseGPRegressor(Regressor):
         if not return_std:
             return out
         nat = batch.n_atoms_per_structure
-        Er, Fr, Sr = self.design_rows(batch, forces=g is not None, stress=g is not None)
+        mode = check_choice(self.derivative_variance, "derivative_variance",
+                            DERIVATIVE_VARIANCES, owner)
+        want_rows = g is not None and mode != "committee"
+        Er, Fr, Sr = self.design_rows(batch, forces=want_rows, stress=want_rows)
         var = self._param_variance(Er) + self._dtc_energy_variance(X, sp, st, ns, Er)
         if include_noise:
             var = var + (nat * self._noise_of("energy")) ** 2
         out["energy_std"] = np.sqrt(var)
-        if g is not None:
-            dtc = check_choice(self.derivative_variance, "derivative_variance",
-                               ("dtc", "projected"), owner) == "dtc"
+        if g is not None and mode == "committee":
+            fk, sk = self._committee_outputs(X, sp, st, g, vol, ok)
+            nf = self._noise_of("forces") ** 2 if include_noise else 0.0
+            ns2 = self._noise_of("stress") ** 2 if include_noise else 0.0
+            out["forces_std"] = np.sqrt(np.mean(fk ** 2, axis=0) + nf)
+            out["stress_std"] = np.sqrt(np.mean(sk ** 2, axis=0) + ns2)
+        elif g is not None:
+            dtc = mode == "dtc"
             var = self._param_variance(Fr)
             coords = self._hessian_coordinates(X, sp, g) if dtc else None
             if dtc:
@@ -1619,6 +1752,8 @@ class SparseGPRegressor(Regressor):
                   "kmm_factor": self.kmm_factor_.copy()}
         if self.linear_scale_ is not None:
             arrays["linear_scale"] = self.linear_scale_.copy()
+        if getattr(self, "committee_", None) is not None:
+            arrays["committee"] = self.committee_.copy()
         return state, arrays
 
     def set_fitted_state(self, state, arrays):
@@ -1649,6 +1784,8 @@ class SparseGPRegressor(Regressor):
             self.alpha_linear_ = None if al is None else float(al)
             ls_lin = (np.asarray(arrays["linear_scale"], dtype=np.float64) if self._n_lin
                       else None)
+            com = (np.asarray(arrays["committee"], dtype=np.float64) if "committee" in arrays
+                   else None)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFormatError(
                 f"Fitted state of {owner} is incomplete or corrupt: {exc!r}.") from exc
@@ -1664,6 +1801,8 @@ class SparseGPRegressor(Regressor):
                   "precision_factor": (T.shape, (Mt, Mt)), "kmm_factor": (L.shape, (Mt, Mt))}
         if ls_lin is not None:
             shapes["linear_scale"] = (ls_lin.shape, (self.n_species_, self._n_lin))
+        if com is not None:
+            shapes["committee"] = (com.shape, (Mt, com.shape[1] if com.ndim == 2 else -1))
         for name, (got, want) in shapes.items():
             if got != want:
                 raise ModelFormatError(
@@ -1671,6 +1810,9 @@ class SparseGPRegressor(Regressor):
         self.inducing_, self.inducing_species_, self.centre_ = U, usp, centre
         self.coef_, self.precision_factor_, self.kmm_factor_ = coef, T, L
         self.linear_scale_ = ls_lin
+        self.__dict__.pop("committee_", None)
+        if com is not None:
+            self.committee_ = com
         self._beta = {k: 1.0 / v ** 2 for k, v in noise.items()}
         self._set_noise_dict()
         self._set_offsets()
