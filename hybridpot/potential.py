@@ -422,14 +422,8 @@ class HybridPotential(BaseEstimator):
                 X, dX = self.descriptor.compute(atoms, gradients=True)
             else:
                 X, dX = self.descriptor.compute(atoms), None
-            n = len(atoms)
-            batch = StructureBatch(
-                X=X, species=z, structure=np.zeros(n, dtype=np.int64), gradients=dX,
-                volume=np.array([_volume(atoms)]), energy=np.full(1, np.nan),
-                forces=np.full((n, 3), np.nan), stress=np.full((1, 6), np.nan),
-                weights={}, group=np.array([self._group_of(atoms)], dtype=np.int64),
-                index=np.array([index]))
-            pred = reg.predict_batch(batch, return_std=True)
+            pred = reg.predict_batch(self._unlabelled_batch(atoms, X, z, dX, index),
+                                     return_std=True)
             scale = getattr(self, "uncertainty_scale_", None) or {}
             for kind in ("energy", "forces", "stress"):
                 if kind + "_std" in pred and kind in scale:
@@ -462,6 +456,16 @@ class HybridPotential(BaseEstimator):
             out["stress"] = base["stress"] + matrix_to_voigt(dE_deps) / atoms.get_volume()
         return out
 
+    def _unlabelled_batch(self, atoms, X, z, dX, index):
+        """A one-structure :class:`StructureBatch` without labels (for ``predict_batch``)."""
+        n = len(atoms)
+        return StructureBatch(
+            X=X, species=z, structure=np.zeros(n, dtype=np.int64), gradients=dX,
+            volume=np.array([_volume(atoms)]), energy=np.full(1, np.nan),
+            forces=np.full((n, 3), np.nan), stress=np.full((1, 6), np.nan),
+            weights={}, group=np.array([self._group_of(atoms)], dtype=np.int64),
+            index=np.array([index]))
+
     def _evaluate_committee(self, atoms, z, base, e0, forces, want_stress, index):
         """Mean and σ through the regressor's adjoint committee (no descriptor Jacobian).
 
@@ -474,15 +478,9 @@ class HybridPotential(BaseEstimator):
         """
         reg = self.regressor_
         X = self.descriptor.compute(atoms)
-        n = len(atoms)
         eps, G = reg._committee_cotangents(X, z)
-        batch = StructureBatch(
-            X=X, species=z, structure=np.zeros(n, dtype=np.int64), gradients=None,
-            volume=np.array([_volume(atoms)]), energy=np.full(1, np.nan),
-            forces=np.full((n, 3), np.nan), stress=np.full((1, 6), np.nan),
-            weights={}, group=np.array([self._group_of(atoms)], dtype=np.int64),
-            index=np.array([index]))
-        pred = reg.predict_batch(batch, return_std=True)
+        pred = reg.predict_batch(self._unlabelled_batch(atoms, X, z, None, index),
+                                 return_std=True)
         dE_dr, dE_deps = self.descriptor.backward_many(atoms, G)
         scale = getattr(self, "uncertainty_scale_", None) or {}
 

@@ -99,6 +99,19 @@ def test_members_equal_shifted_coefficients(fitted, fitted_linear_block, which):
                                    atol=1e-9 * np.abs(sk[k]).max())
 
 
+def _assert_adjoint_equals_batch(model, at):
+    """σ (and mean forces) of the calculator's adjoint path equal the batch (Jacobian) path's
+    and the plain prediction's; returns (adjoint result, batch prediction, plain result)."""
+    res = model._evaluate(at, return_std=True)
+    p = model.regressor_.predict_batch(_batch(model, at), return_std=True)
+    np.testing.assert_allclose(res["forces_std"], p["forces_std"], rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(res["stress_std"], p["stress_std"][0], rtol=1e-10, atol=1e-18)
+    assert res["energy_std"] == pytest.approx(float(p["energy_std"][0]), rel=1e-12)
+    plain = model._evaluate(at)
+    np.testing.assert_allclose(res["forces"], plain["forces"], rtol=0, atol=1e-12)
+    return res, p, plain
+
+
 @pytest.mark.parametrize("which", ["plain", "linear_block"])
 def test_adjoint_path_equals_batch_path(fitted, fitted_linear_block, which):
     """The calculator's adjoint committee (backward_many) equals the Jacobian batch path, and
@@ -106,13 +119,7 @@ def test_adjoint_path_equals_batch_path(fitted, fitted_linear_block, which):
     model = fitted if which == "plain" else fitted_linear_block
     reg = model.regressor_
     at = _probe(7)
-    res = model._evaluate(at, return_std=True)
-    p = reg.predict_batch(_batch(model, at), return_std=True)
-    np.testing.assert_allclose(res["forces_std"], p["forces_std"], rtol=1e-10, atol=1e-15)
-    np.testing.assert_allclose(res["stress_std"], p["stress_std"][0], rtol=1e-10, atol=1e-18)
-    assert res["energy_std"] == pytest.approx(float(p["energy_std"][0]), rel=1e-12)
-    plain = model._evaluate(at)
-    np.testing.assert_allclose(res["forces"], plain["forces"], rtol=0, atol=1e-12)
+    res, p, plain = _assert_adjoint_equals_batch(model, at)
     np.testing.assert_allclose(res["stress"], plain["stress"], rtol=0, atol=1e-14)
     assert res["energy"] == pytest.approx(plain["energy"], rel=1e-13)
     np.testing.assert_allclose(res["energies"], plain["energies"], rtol=0, atol=1e-12)
@@ -203,16 +210,8 @@ def _train_batches(model):
 def test_ensemble_adjoint_equals_batch_path():
     """The mixture rows of an ensemble of committee GPs give the ensemble's own σ."""
     ens = _model(EnsembleRegressor(estimator=_gp(n_committee=4), n_models=2, random_state=1))
-    reg = ens.regressor_
-    assert reg._adjoint_std
-    at = _probe(9)
-    res = ens._evaluate(at, return_std=True)
-    p = reg.predict_batch(_batch(ens, at), return_std=True)
-    np.testing.assert_allclose(res["forces_std"], p["forces_std"], rtol=1e-10, atol=1e-15)
-    np.testing.assert_allclose(res["stress_std"], p["stress_std"][0], rtol=1e-10, atol=1e-18)
-    assert res["energy_std"] == pytest.approx(float(p["energy_std"][0]), rel=1e-12)
-    plain = ens._evaluate(at)
-    np.testing.assert_allclose(res["forces"], plain["forces"], rtol=0, atol=1e-12)
+    assert ens.regressor_._adjoint_std
+    _assert_adjoint_equals_batch(ens, _probe(9))
 
 
 def test_calculator_md_with_committee(fitted):
