@@ -144,7 +144,18 @@ def cmd_md(args, cfg):
     model = _load_model(args.model or cfg["output"]["model"])
     md = cfg["md"]
     atoms = _md_structure(cfg, model)
-    atoms.calc = model.calculator()
+    interval = int(md["uncertainty_interval"])
+    if interval < 0:
+        raise ConfigError(f"md.uncertainty_interval must be >= 0 (0: no σ). Got {interval}.")
+    max_std = float(md["max_force_std"])
+    if not max_std >= 0.0:
+        raise ConfigError(f"md.max_force_std must be >= 0 eV/Å (0: never stop). Got {max_std}.")
+    if max_std > 0.0 and interval == 0:
+        raise ConfigError("md.max_force_std needs md.uncertainty_interval >= 1 (σ is not "
+                          f"computed with uncertainty_interval = 0). Got max_force_std = "
+                          f"{max_std}.")
+    atoms.calc = model.calculator(uncertainty=interval > 0,
+                                  uncertainty_interval=max(interval, 1))
     rng = np.random.default_rng(int(md["seed"]))
     T = float(md["temperature_K"])
     thermalize(atoms, T, rng)
@@ -176,17 +187,80 @@ def cmd_md(args, cfg):
         dyn.attach(traj.write, interval=10)
     from tqdm.auto import tqdm
 
+    log = _SigmaLog(md["sigma_log"], atoms, dyn, max_std) if interval > 0 else None
+    stopped = None
     with tqdm(total=steps, desc="md", unit="step", disable=_progress(args)) as bar:
         dyn.attach(lambda: bar.update(1), interval=1)
         e0 = atoms.get_total_energy()
-        dyn.run(steps)
-    if traj is not None:
-        traj.close()
-    print(f"md ({ens}): {steps} steps of {md['timestep_fs']} fs, {len(atoms)} atoms, "
+        try:
+            if log is not None:
+                dyn.attach(log, interval=1)   # called at step 0 too
+            dyn.run(steps)
+        except _SigmaExceeded as exc:
+            stopped = exc
+        finally:
+            if log is not None:
+                log.close()
+            if traj is not None:
+                traj.close()
+    done = stopped.step if stopped is not None else steps
+    print(f"md ({ens}): {done} steps of {md['timestep_fs']} fs, {len(atoms)} atoms, "
           f"T = {atoms.get_temperature():.0f} K, total energy change "
           f"{(atoms.get_total_energy() - e0) / len(atoms):.2e} eV/atom"
           + (f" -> {md['trajectory']}" if traj is not None else ""))
+    if log is not None:
+        print(f"σ every {interval} steps -> {md['sigma_log']}: largest force σ "
+              f"{log.largest:.4f} eV/Å")
+    if stopped is not None:
+        print(f"stopped at step {stopped.step}: largest force σ {stopped.value:.4f} eV/Å > "
+              f"md.max_force_std = {max_std} eV/Å")
     return 0
+
+
+class _SigmaExceeded(Exception):
+    """Raised by :class:`_SigmaLog` to end the MD run (caught in :func:`cmd_md`)."""
+
+    def __init__(self, step, value):
+        super().__init__(step, value)
+        self.step, self.value = step, value
+
+
+class _SigmaLog:
+    """MD observer: one CSV row per freshly computed σ (flushed at once), and the stop rule
+    ``max |forces_std| > max_force_std``."""
+
+    HEADER = ("step,time_fs,energy_std_eV,max_force_std_eV_per_A,mean_force_std_eV_per_A,"
+              "max_stress_std_eV_per_A3")
+
+    def __init__(self, path, atoms, dyn, max_std):
+        from ase import units
+
+        self.atoms, self.dyn, self.max_std = atoms, dyn, max_std
+        self.fs = units.fs
+        self.file = open(path, "w")
+        self.file.write(self.HEADER + "\n")
+        self.largest = 0.0
+
+    def __call__(self):
+        calc = self.atoms.calc
+        if not calc.std_fresh:
+            return
+        fs = np.asarray(calc.results["forces_std"])
+        ss = calc.results.get("stress_std")
+        step = int(self.dyn.nsteps)
+        fmax = float(np.max(fs)) if fs.size else 0.0
+        self.largest = max(self.largest, fmax)
+        self.file.write(f"{step},{step * self.dyn.dt / self.fs:.6g},"
+                        f"{float(calc.results['energy_std']):.6e},{fmax:.6e},"
+                        f"{float(np.mean(fs)) if fs.size else 0.0:.6e},"
+                        + (f"{float(np.max(ss)):.6e}" if ss is not None else "") + "\n")
+        self.file.flush()
+        if self.max_std > 0.0 and fmax > self.max_std:
+            raise _SigmaExceeded(step, fmax)
+
+    def close(self):
+        self.file.close()
+
 
 
 def cmd_report(args, cfg):

@@ -48,6 +48,10 @@ Example (every key optional; these are the defaults of ``hybridpot fit``)::
     friction = 0.02             # Langevin friction, 1/fs
     trajectory = "md.traj"
     seed = 0
+    uncertainty_interval = 0    # n >= 1: σ of energy / forces / stress every n steps (needs
+                                # a model with a posterior), logged to sigma_log
+    sigma_log = "md_sigma.csv"  # step, time_fs, energy_std_eV, max_force_std_eV_per_A, ...
+    max_force_std = 0.0         # > 0: stop the run once the largest force σ exceeds it (eV/Å)
 
     [export]
     prefix = "lammps/model"
@@ -174,7 +178,8 @@ DEFAULT_CONFIG = {
     "output": {"model": "model.hpot", "report": "report"},
     "md": {"structure": "bulk", "lattice_constant": 4.04, "supercell": [3, 3, 3],
            "ensemble": "langevin", "temperature_K": 300.0, "timestep_fs": 1.0, "steps": 1000,
-           "friction": 0.02, "trajectory": "md.traj", "seed": 0},
+           "friction": 0.02, "trajectory": "md.traj", "seed": 0, "uncertainty_interval": 0,
+           "sigma_log": "md_sigma.csv", "max_force_std": 0.0},
     "export": {"prefix": "lammps/model"},
 }
 
@@ -188,7 +193,8 @@ _SCHEMA = {
     "md": {"structure": (str,), "lattice_constant": (float, int), "supercell": (list,),
            "ensemble": (str,), "temperature_K": (float, int), "timestep_fs": (float, int),
            "steps": (int,), "friction": (float, int), "trajectory": (str,), "seed": (int,),
-           "pressure_GPa": (float, int), "taut_fs": (float, int), "taup_fs": (float, int)},
+           "pressure_GPa": (float, int), "taut_fs": (float, int), "taup_fs": (float, int),
+           "uncertainty_interval": (int,), "sigma_log": (str,), "max_force_std": (float, int)},
     "export": {"prefix": (str,)},
     # active learning (hybridpot.learn.cli): `hybridpot select` and `hybridpot learn`
     "select": {"pool": (str,), "n": (int,), "method": (str,), "kind": (str,),

@@ -690,10 +690,12 @@ class HybridCalculator(Calculator):
     Forces and stress come from the descriptor adjoint.
 
     ``uncertainty_interval=n`` (default 1) recomputes the σ only on every ``n``-th
-    calculation and reports the last computed σ in between.  With σ, a step costs one
-    descriptor Jacobian evaluation instead of the adjoint (the Jacobian gives the forces
-    too; the baseline is evaluated once): 1.0-1.3 x the forces alone with σ at every step
-    for SNAP 2J=8 models, 1.5 x for an SO(3) power spectrum (``benchmarks/md.py``).  The
+    calculation and reports the last computed σ in between (``std_fresh`` is True after a
+    calculation that recomputed it).  With a linear model's posterior committee a step with
+    σ costs one descriptor Jacobian evaluation instead of the adjoint (the Jacobian gives the
+    forces too; the baseline is evaluated once): 1.0-1.3 x the forces alone for SNAP 2J=8
+    models, 1.5 x for an SO(3) power spectrum (``benchmarks/md.py``); a sparse GP's exact σ
+    costs ~26 x, 5 x with ``SparseGPRegressor(derivative_variance="committee")``.  The
     reported σ is then up to ``n - 1`` calls old.
     """
 
@@ -711,6 +713,7 @@ class HybridCalculator(Calculator):
                                               "HybridCalculator", low=1)
         self._n_calc = 0
         self._last_std = {}
+        self.std_fresh = False
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -724,8 +727,10 @@ class HybridCalculator(Calculator):
             self._n_calc % self.uncertainty_interval == 0 or not self._last_std
             or self._last_std.get("n_atoms") != len(a))
         self._n_calc += 1
+        self.std_fresh = False
         r = self.model._evaluate(a, forces=True, stress=bool(np.all(a.pbc)),
                                  return_std=fresh_std)
+        self.std_fresh = bool(fresh_std)
         self.results = {"energy": r["energy"], "free_energy": r["energy"],
                         "energies": np.asarray(r["energies"]), "forces": r["forces"]}
         if "stress" in r:

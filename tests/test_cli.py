@@ -85,6 +85,64 @@ def test_fit_evaluate_md_report(tmp_path, emt_file, capsys):
     assert (tmp_path / "r2" / "metrics.json").is_file()
 
 
+def test_md_with_sigma_log_and_stop(tmp_path, emt_file, capsys):
+    """[md] uncertainty_interval logs σ every n steps (one CSV row per fresh σ, equal to the
+    calculator's σ of that structure); max_force_std stops the run when exceeded."""
+    log = tmp_path / "sigma.csv"
+    cfg = _config(tmp_path, emt_file, f'uncertainty_interval = 3\nsigma_log = "{log}"\n')
+    assert main(["fit", "-c", str(cfg), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["md", "-c", str(cfg), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "md (langevin): 20 steps" in out and f"σ every 3 steps -> {log}" in out
+    rows = np.loadtxt(log, delimiter=",", skiprows=1, ndmin=2)
+    assert log.read_text().splitlines()[0].startswith("step,time_fs,energy_std_eV,")
+    np.testing.assert_array_equal(rows[:, 0], np.arange(0, 21, 3))
+    np.testing.assert_allclose(rows[:, 1], rows[:, 0] * 1.0)
+    assert np.all(rows[:, 2:] > 0) and np.all(rows[:, 3] >= rows[:, 4])
+    # the logged σ of step 0 is the calculator's σ of the first trajectory frame (step 0)
+    from ase.io import read
+
+    from hybridpot import HybridPotential
+
+    model = HybridPotential.load(tmp_path / "cu.hpot")
+    at = read(tmp_path / "md.traj", 0)
+    at.calc = model.calculator(uncertainty=True)
+    at.get_forces()
+    fs = at.calc.results["forces_std"]
+    np.testing.assert_allclose(rows[0, 2:5], [at.calc.results["energy_std"], fs.max(),
+                                              fs.mean()], rtol=1e-5)
+    # stop rule: a threshold below the first σ ends the run at step 0
+    first = rows[0, 3]
+    cfg2 = _config(tmp_path, emt_file, f'uncertainty_interval = 2\nsigma_log = "{log}"\n'
+                   f"max_force_std = {first / 2}\n")
+    assert main(["md", "-c", str(cfg2), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "stopped at step 0: largest force σ" in out and "md (langevin): 0 steps" in out
+    assert len(log.read_text().splitlines()) == 2
+    # a threshold above every σ runs to the end
+    cfg3 = _config(tmp_path, emt_file, f'uncertainty_interval = 5\nsigma_log = "{log}"\n'
+                   f"max_force_std = {10 * rows[:, 3].max()}\n")
+    assert main(["md", "-c", str(cfg3), "--quiet"]) == 0
+    assert "stopped" not in capsys.readouterr().out
+    assert len(log.read_text().splitlines()) == 1 + 5
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("uncertainty_interval = -1\n", "md.uncertainty_interval must be >= 0"),
+    ("max_force_std = -0.1\n", "md.max_force_std must be >= 0"),
+    ("max_force_std = 0.1\n", "md.max_force_std needs md.uncertainty_interval >= 1"),
+    ("uncertainty_interval = 'x'\n", "md.uncertainty_interval must be int"),
+])
+def test_bad_md_sigma_config_exit_2(tmp_path, emt_file, capsys, extra, message):
+    cfg = _config(tmp_path, emt_file, extra)
+    assert main(["fit", "-c", str(cfg), "--quiet"]) in (0, 2)
+    capsys.readouterr()
+    assert main(["md", "-c", str(cfg), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
 @pytest.mark.parametrize("extra, message", [
     ("[fit]\nchunk_sise = 4\n", "unknown key fit.chunk_sise"),
     ("[fitting]\nx = 1\n", "unknown section [fitting]"),
