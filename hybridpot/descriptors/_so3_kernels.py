@@ -247,6 +247,60 @@ def _atom_adjoint(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs, d
         out[p, 2] = w * (ty * uz + (gz - uz * dot) / r)
 
 
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _atom_adjoint_many(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs, dAm, out):
+    """:func:`_atom_adjoint` for ``K`` members at once: ``dAm[lm, c, k, kk]`` holds member
+    ``kk``'s ``dE/dA3`` (members last, so the innermost loops run over contiguous members and
+    the per-pair basis is read once for all of them); writes ``out[kk, p]``."""
+    L = l_max + 1
+    K = dAm.shape[3]
+    b = np.empty(K)
+    bd = np.empty(K)
+    ty = np.empty(K)
+    gx = np.empty(K)
+    gy = np.empty(K)
+    gz = np.empty(K)
+    for pp in range(p1 - p0):
+        p = p0 + pp
+        jj = j_arr[p]
+        c = chan[jj]
+        r = np.sqrt(D[p, 0] ** 2 + D[p, 1] ** 2 + D[p, 2] ** 2)
+        ty[:] = 0.0
+        gx[:] = 0.0
+        gy[:] = 0.0
+        gz[:] = 0.0
+        for l in range(L):
+            f0 = l * n_max
+            for lm in range(l * l, (l + 1) * (l + 1)):
+                b[:] = 0.0
+                bd[:] = 0.0
+                for k in range(n_max):
+                    rk = Rs[pp, f0 + k]
+                    drk = dRs[pp, f0 + k]
+                    for kk in range(K):
+                        v = dAm[lm, c, k, kk]
+                        b[kk] += v * rk
+                        bd[kk] += v * drk
+                y = Ys[pp, lm]
+                y0 = dYs[pp, 0, lm]
+                y1 = dYs[pp, 1, lm]
+                y2 = dYs[pp, 2, lm]
+                for kk in range(K):
+                    ty[kk] += bd[kk] * y
+                    gx[kk] += b[kk] * y0
+                    gy[kk] += b[kk] * y1
+                    gz[kk] += b[kk] * y2
+        w = wts[jj]
+        ux = D[p, 0] / r
+        uy = D[p, 1] / r
+        uz = D[p, 2] / r
+        for kk in range(K):
+            dot = ux * gx[kk] + uy * gy[kk] + uz * gz[kk]
+            out[kk, p, 0] = w * (ty[kk] * ux + (gx[kk] - ux * dot) / r)
+            out[kk, p, 1] = w * (ty[kk] * uy + (gy[kk] - uy * dot) / r)
+            out[kk, p, 2] = w * (ty[kk] * uz + (gz[kk] - uz * dot) / r)
+
+
 @njit(cache=True)
 def _pair_du(D, p, pp, w, n_max, l_max, Ys, dYs, Rs, dRs, du):
     """``du[a, k, lm] = w d(R_lk Y_lm)/dr_ij[a]`` for one pair (projected ``dYs``)."""
@@ -315,6 +369,7 @@ def power_spectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, 
     T = np.zeros((3, nT + 1))
     dA3 = np.empty((L2, n_ch, n_max))
     dA = dA3.reshape((L2, Q))
+    dAm = np.empty((L2, n_ch, n_max, n_members))
     Gs = np.empty((L, Q, Q))
     for i in range(n_atoms):
         p0 = offsets[i]
@@ -385,8 +440,14 @@ def power_spectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, 
                             a1 = A[lm, q1]
                             for q2 in range(Q):
                                 dA[lm, q2] += Gs[l, q1, q2] * a1
-                _atom_adjoint(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs, dA3,
-                              g[kk])
+                if n_members == 1:
+                    _atom_adjoint(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs,
+                                  dA3, g[kk])
+                else:
+                    dAm[:, :, :, kk] = dA3
+            if n_members > 1:
+                _atom_adjoint_many(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs,
+                                   dAm, g)
     return X, dX, g
 
 
@@ -451,6 +512,7 @@ def bispectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, l_ma
     J = np.empty((F if mode == 1 else 0, 4 * l_max + 2))
     dA3 = np.empty((L2, n_ch, n_max))
     dA = dA3.reshape((L2, Q))
+    dAm = np.empty((L2, n_ch, n_max, n_members))
     H = np.empty((NZ, Q))
     for i in range(n_atoms):
         p0 = offsets[i]
@@ -542,6 +604,12 @@ def bispectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, l_ma
                             hc = H[zi, q] * cf
                             dA[i1, q] += hc * A[i2, q]
                             dA[i2, q] += hc * A[i1, q]
-                _atom_adjoint(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs, dA3,
-                              g[kk])
+                if n_members == 1:
+                    _atom_adjoint(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs,
+                                  dA3, g[kk])
+                else:
+                    dAm[:, :, :, kk] = dA3
+            if n_members > 1:
+                _atom_adjoint_many(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs,
+                                   dAm, g)
     return X, dX, g
