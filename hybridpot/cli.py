@@ -20,9 +20,10 @@ from ._exceptions import ConfigError, HybridpotError
 __all__ = ["main"]
 
 
-def _progress(args):
-    # tqdm disables itself when stderr is not a TTY (disable=None); --quiet forces it off
-    return False if args.quiet else None
+def _progress_disabled(args):
+    # tqdm's ``disable``: None lets it switch itself off when stderr is not a TTY; --quiet
+    # forces it off (True)
+    return True if args.quiet else None
 
 
 def _split(structures, cfg):
@@ -159,6 +160,7 @@ def cmd_md(args, cfg):
     rng = np.random.default_rng(int(md["seed"]))
     T = float(md["temperature_K"])
     thermalize(atoms, T, rng)
+    atoms.get_potential_energy()   # with σ: a model without a posterior fails here, early
     dt = float(md["timestep_fs"]) * units.fs
     ens = md["ensemble"]
     if ens == "nve":
@@ -187,13 +189,13 @@ def cmd_md(args, cfg):
         dyn.attach(traj.write, interval=10)
     from tqdm.auto import tqdm
 
-    log = _SigmaLog(md["sigma_log"], atoms, dyn, max_std) if interval > 0 else None
-    stopped = None
-    with tqdm(total=steps, desc="md", unit="step", disable=_progress(args)) as bar:
+    stopped = log = None
+    with tqdm(total=steps, desc="md", unit="step", disable=_progress_disabled(args)) as bar:
         dyn.attach(lambda: bar.update(1), interval=1)
         e0 = atoms.get_total_energy()
         try:
-            if log is not None:
+            if interval > 0:
+                log = _SigmaLog(md["sigma_log"], atoms, dyn, max_std)
                 dyn.attach(log, interval=1)   # called at step 0 too
             dyn.run(steps)
         except _SigmaExceeded as exc:
@@ -260,7 +262,6 @@ class _SigmaLog:
 
     def close(self):
         self.file.close()
-
 
 
 def cmd_report(args, cfg):

@@ -79,7 +79,9 @@ def test_fit_evaluate_md_report(tmp_path, emt_file, capsys):
     m = json.loads(capsys.readouterr().out)
     assert m["force_mae"] < 0.1
     assert main(["md", "-c", str(cfg), "--quiet"]) == 0
-    assert "md (langevin): 20 steps" in capsys.readouterr().out
+    cap = capsys.readouterr()
+    assert "md (langevin): 20 steps" in cap.out
+    assert "step/s" not in cap.err          # --quiet: no progress bar
     assert (tmp_path / "md.traj").is_file()
     assert main(["report", "-c", str(cfg), "--out", str(tmp_path / "r2")]) == 0
     assert (tmp_path / "r2" / "metrics.json").is_file()
@@ -126,6 +128,17 @@ def test_md_with_sigma_log_and_stop(tmp_path, emt_file, capsys):
     assert main(["md", "-c", str(cfg3), "--quiet"]) == 0
     assert "stopped" not in capsys.readouterr().out
     assert len(log.read_text().splitlines()) == 1 + 5
+
+
+def test_md_sigma_needs_a_posterior(tmp_path, emt_file, capsys):
+    cfg = _config(tmp_path, emt_file, 'uncertainty_interval = 2\n[regressor]\n'
+                  'type = "LinearRegressor"\n')
+    assert main(["fit", "-c", str(cfg), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["md", "-c", str(cfg), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "return_std=True needs a regressor with a posterior" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "md_sigma.csv").exists()
 
 
 @pytest.mark.parametrize("extra, message", [
