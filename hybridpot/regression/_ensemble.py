@@ -83,6 +83,13 @@ class EnsembleRegressor(Regressor):
     the committee standard deviation of the members' means (``ddof=1``, as
     :class:`NeuralNetworkRegressor`), which needs ``n_models >= 2``.
 
+    Members with an adjoint committee (``SparseGPRegressor(derivative_variance=
+    "committee")``) give the same mixture σ in ``HybridPotential``'s calculator through one
+    ``Descriptor.backward_many`` call of ``1 + n_models (1 + n_committee)`` rows (the mean,
+    every member's offset from it, every member's samples): the σ cost grows with that
+    number, so a smaller ``n_committee`` per member keeps it down (the mixture averages the
+    members' sample variances, e.g. 3 members of 6 samples pool 18).
+
     Examples
     --------
     >>> from hybridpot.regression import EnsembleRegressor, SparseGPRegressor
