@@ -111,13 +111,16 @@ Ni      ps_gp_smooth   16    71.6 / 92.3  -3.71   0.93   yes     4.5 (1.7)    29
 Ni      ps_gp_smooth   8     72.5 / 92.4  -3.68   0.93   yes     3.0 (1.6)    29.6 (8.3)
 Cu      ps_gp_smooth   16    83.7 / 96.7  -4.80   0.88   no      4.1 (1.7)    27.9 (6.3)
 Mo      bs_gp (3 GPs)  16    74.5 / 94.0  -1.39   0.97   no      10.2 (2.8)   43.2 (9.3)
+Mo      bs_gp (3 GPs)  6     75.0 / 94.3  -1.38   0.97   no      5.0 (1.6)    43.2 (9.3)
 Si      bs_gp          16    67.0 / 93.4  -4.17   0.89   yes     7.3 (2.2)    43.8 (9.2)
 ======  =============  ====  ===========  ======  =====  ======  ===========  ===========
 
 After recalibration the committee σ is as good as the exact DTC σ on Ni and Cu (same
 coverage and NLL), better on Si (NLL -4.17 vs -3.99, Spearman 0.89 vs 0.85) and a little
 worse on Mo (±1σ 74.5 % misses the box by 1.5 points, NLL -1.39 vs -1.46), at 4-7x less
-σ cost (10.2x for Mo's three GPs, 52 adjoint rows).  Before recalibration it is
+σ cost (10.2x for Mo's three GPs with 16 samples each, 52 adjoint rows; 5.0x with 6 each,
+22 rows, the same calibration; that run already had the batched SO(3) adjoint of commit
+787c7f7, the others not).  Before recalibration it is
 overconfident where the DTC term dominates (Mo raw ±1σ 60.6 % vs 82.8 %).  Still above the
 1.5x target at every step: each member costs one ``(n_atoms, M) x (M, F)`` product and one
 adjoint row, about a quarter of a force evaluation each, so 1.5x would leave 2 members.
