@@ -65,9 +65,10 @@ Sparse GP (session 6, ``--models gp_dtc gp_committee --steps 2000 --repeats 5 --
 50``; the GP fitted once on all of ``Ni_train.xyz``): drift 1.0e-7 eV/atom/ps over 2 ps (max
 |ΔE| 1.4e-5 eV/atom), 106-124 µs/atom-step without σ (0.73-0.86 x LAMMPS SNAP in the same
 run); σ at every step / forces (CPU): exact DTC σ 25.9 x, committee of 16 weight samples
-5.1 x.  The committee is 5 x cheaper but does not reach 1.5 x: each sample costs one
-``(n_atoms, M) x (M, F)`` product and one adjoint row (about a quarter of a force
-evaluation each).
+5.1 x, 4.4 x after the batched multi-member SO(3) adjoint (commit 787c7f7; same command,
+exact σ 24.9 x in that run).  The committee is 5-6 x cheaper but does not reach 1.5 x: each
+sample costs one ``(n_atoms, M) x (M, F)`` product and one adjoint row (about a fifth of a
+force evaluation each).
 """
 
 from __future__ import annotations
