@@ -339,6 +339,14 @@ def test_cli_select(tmp_path, initial):
     assert idx == default_selector().select(model, read(tmp_path / "pool.extxyz", ":"),
                                             3).tolist()
     assert not {0, 6} <= set(idx)  # structure 6 is a copy of 0: never both
+    assert main(["select", "--model", str(tmp_path / "m.hpot"), "--pool",
+                 str(tmp_path / "pool.extxyz"), "-n", "3", "--out", str(out),
+                 "--method", "facility_location"]) == 0
+    from hybridpot.uq.selection import FacilityLocationSelector
+
+    idx = [a.info["pool_index"] for a in read(out, ":")]
+    assert idx == FacilityLocationSelector().select(
+        model, read(tmp_path / "pool.extxyz", ":"), 3).tolist()
 
 
 def _learn_config(tmp_path, initial, validation, extra=""):

@@ -9,7 +9,8 @@ from conftest import emt_dataset, rattled_bulk
 from hybridpot import HybridPotential, InvalidParameterError, NotFittedError
 from hybridpot.descriptors import PowerSpectrum
 from hybridpot.regression import BayesianLinearRegressor
-from hybridpot.uq.selection import (DOptimalSelector, InformationPerCostSelector,
+from hybridpot.uq.selection import (DOptimalSelector, FacilityLocationSelector,
+                                    InformationPerCostSelector,
                                     MaxVarianceSelector, RandomSelector, StratifiedSelector,
                                     VarianceReductionSelector, candidate_rows, deduplicate,
                                     environment_distance, make_selector)
@@ -60,7 +61,8 @@ def test_novel_structure_preferred(model, novel_pool, selector):
 
 @pytest.mark.parametrize("selector", [MaxVarianceSelector(), DOptimalSelector(),
                                       InformationPerCostSelector(),
-                                      VarianceReductionSelector()])
+                                      VarianceReductionSelector(),
+                                      FacilityLocationSelector()])
 def test_batch_has_no_duplicates(model, selector):
     distinct = [rattled_bulk(a=3.61 * (1 + 0.02 * k), reps=(2, 1, 1), stdev=0.05 + 0.05 * k,
                              seed=k) for k in range(4)]

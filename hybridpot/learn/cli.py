@@ -108,7 +108,7 @@ def _select_args(p):
     p.add_argument("-n", type=int, help="number to select (overrides select.n)")
     p.add_argument("--out", help="extxyz to write (overrides select.output)")
     p.add_argument("--method", help="stratified (default) | max_variance | d_optimal | "
-                   "information_per_cost | variance_reduction | random")
+                   "information_per_cost | variance_reduction | facility_location | random")
 
 
 def cmd_select(args, cfg):
