@@ -302,6 +302,21 @@ def _atom_adjoint_many(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, d
 
 
 @njit(cache=True)
+def _member_adjoint(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs, dA3, dAm, g,
+                    kk):
+    """Member ``kk``'s ``dE/dA3`` of one centre: a single member goes through
+    :func:`_atom_adjoint` at once; with several, it is stored in ``dAm`` and the last member
+    runs :func:`_atom_adjoint_many` for all of them."""
+    K = g.shape[0]
+    if K == 1:
+        _atom_adjoint(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs, dA3, g[kk])
+        return
+    dAm[:, :, :, kk] = dA3
+    if kk == K - 1:
+        _atom_adjoint_many(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs, dAm, g)
+
+
+@njit(cache=True)
 def _pair_du(D, p, pp, w, n_max, l_max, Ys, dYs, Rs, dRs, du):
     """``du[a, k, lm] = w d(R_lk Y_lm)/dr_ij[a]`` for one pair (projected ``dYs``)."""
     r = np.sqrt(D[p, 0] ** 2 + D[p, 1] ** 2 + D[p, 2] ** 2)
@@ -440,14 +455,8 @@ def power_spectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, 
                             a1 = A[lm, q1]
                             for q2 in range(Q):
                                 dA[lm, q2] += Gs[l, q1, q2] * a1
-                if n_members == 1:
-                    _atom_adjoint(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs,
-                                  dA3, g[kk])
-                else:
-                    dAm[:, :, :, kk] = dA3
-            if n_members > 1:
-                _atom_adjoint_many(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs,
-                                   dAm, g)
+                _member_adjoint(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs,
+                                dA3, dAm, g, kk)
     return X, dX, g
 
 
@@ -604,12 +613,6 @@ def bispectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, l_ma
                             hc = H[zi, q] * cf
                             dA[i1, q] += hc * A[i2, q]
                             dA[i2, q] += hc * A[i1, q]
-                if n_members == 1:
-                    _atom_adjoint(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs,
-                                  dA3, g[kk])
-                else:
-                    dAm[:, :, :, kk] = dA3
-            if n_members > 1:
-                _atom_adjoint_many(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs,
-                                   dAm, g)
+                _member_adjoint(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs,
+                                dA3, dAm, g, kk)
     return X, dX, g

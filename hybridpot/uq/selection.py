@@ -134,6 +134,12 @@ def _check_pool(pool, owner):
                                 allow_empty=True)
 
 
+def _check_select(owner, model, pool, n):
+    """Validated ``(pool as a list, n)`` of ``owner.select(model, pool, n)``."""
+    _check_model(model, owner)
+    return _check_pool(pool, owner), check_int(n, "n", f"{owner}.select", low=1)
+
+
 def _is_sparse_gp(reg):
     from ..regression._gp import SparseGPRegressor
 
@@ -775,9 +781,7 @@ class StratifiedSelector:
         from sklearn.cluster import KMeans
 
         owner = type(self).__name__
-        _check_model(model, owner)
-        pool = _check_pool(pool, owner)
-        n = check_int(n, "n", f"{owner}.select", low=1)
+        pool, n = _check_select(owner, model, pool, n)
         k_req = check_int(self.n_strata, "n_strata", owner, low=1)
         rs = check_int(self.random_state, "random_state", owner, low=0)
         inner = self.selector if self.selector is not None else MaxVarianceSelector()
@@ -871,9 +875,7 @@ class FacilityLocationSelector(_Selector):
         Parameters are those of :meth:`MaxVarianceSelector.select`.
         """
         owner = type(self).__name__
-        _check_model(model, owner)
-        pool = _check_pool(pool, owner)
-        n = check_int(n, "n", f"{owner}.select", low=1)
+        pool, n = _check_select(owner, model, pool, n)
         power = check_float(self.force_power, "force_power", owner, low=0.0,
                             low_inclusive=True)
         if not np.isfinite(power):
