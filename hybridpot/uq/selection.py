@@ -845,9 +845,10 @@ class FacilityLocationSelector(_Selector):
     for most of the pool, weighted towards those with large forces.  Pair it with
     importance-weighted refits (:class:`hybridpot.learn.ActiveLearner`
     ``importance_weighting="strata"``), which give each label the weight of the part of the
-    pool it stands for: on the mlearn pools (``benchmarks/active_learning.py``, linear model)
-    that pair needs 0.41 (Si) and 0.21-0.32 (Ni) of random selection's labels, where neither
-    part alone beats :class:`StratifiedSelector`.
+    pool it stands for: on the mlearn pools (``benchmarks/active_learning.py``) that pair
+    needs 0.38 (Si) and 0.35 (Ni) of random selection's labels with a sparse GP, 0.41 and
+    0.26 with a small linear model, where neither part alone beats
+    :class:`StratifiedSelector`.
 
     Parameters
     ----------
