@@ -23,10 +23,11 @@ def _owner_text(owner):
 
 
 def check_float(value, name, owner=None, *, low=None, high=None, low_inclusive=False,
-                high_inclusive=False, allow_none=False):
+                high_inclusive=False, allow_none=False, finite=False):
     """Return ``value`` as float or raise :class:`InvalidParameterError`.
 
-    The interval is described in the message as e.g. ``(0, inf)`` or ``[0, 1]``.
+    The interval is described in the message as e.g. ``(0, inf)`` or ``[0, 1]``.  An open
+    end (``low`` or ``high`` None) admits the matching infinity unless ``finite=True``.
     """
     if value is None and allow_none:
         return None
@@ -39,7 +40,7 @@ def check_float(value, name, owner=None, *, low=None, high=None, low_inclusive=F
         raise InvalidParameterError(msg)
     v = float(value)
     if not np.isfinite(v):
-        if not ((v == np.inf and high is None) or (v == -np.inf and low is None)):
+        if finite or not ((v == np.inf and high is None) or (v == -np.inf and low is None)):
             raise InvalidParameterError(msg)
     if low is not None and (v < low or (v == low and not low_inclusive)):
         raise InvalidParameterError(msg)

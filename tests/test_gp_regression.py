@@ -448,6 +448,10 @@ def test_fitted_state_round_trip(desc):
     ({"bias": 1}, r"'bias' parameter of SparseGPRegressor must be a bool. Got 1"),
     ({"noise": {"energies": 0.1}}, r"'noise' parameter .* None or a dict mapping label kinds"),
     ({"noise": {"energy": -1.0}}, r"'noise\['energy'\]' parameter .* float in \(0, inf\)"),
+    ({"noise": {"forces": np.inf}}, r"'noise\['forces'\]' parameter .* float in \(0, inf\)\. "
+                                    r"Got inf"),
+    ({"alpha_init": np.inf}, r"'alpha_init' .* float in \(0, inf\) or None\. Got inf"),
+    ({"noise_init": np.inf}, r"'noise_init' .* float in \(0, inf\) or None\. Got inf"),
 ])
 def test_bad_hyperparameters_raise_typed_errors(rng, params, match):
     b = toy_problem(rng, n_struct=5)

@@ -718,6 +718,9 @@ def test_bad_hyperparameters_raise_typed_errors(rng):
     with pytest.raises(InvalidParameterError, match=r"'alpha' parameter of LinearRegressor .*"
                        r"\[0, inf\)\. Got -1"):
         LinearRegressor(alpha=-1).fit(A, y)
+    with pytest.raises(InvalidParameterError, match=r"'alpha' parameter of LinearRegressor .*"
+                       r"\[0, inf\)\. Got inf"):
+        LinearRegressor(alpha=np.inf).fit(A, y)
     with pytest.raises(InvalidParameterError, match="'quadratic' parameter of LinearRegressor "
                        "must be a bool. Got 'yes'"):
         LinearRegressor(quadratic="yes").fit(A, y)

@@ -685,14 +685,10 @@ class SparseGPRegressor(Regressor):
         self._jitter = check_float(self.jitter, "jitter", owner, low=0.0, high=1.0,
                                    low_inclusive=True, high_inclusive=True)
         check_choice(self.solver, "solver", ("tsqr", "normal"), owner)
-        a0 = check_float(self.alpha_init, "alpha_init", owner, low=0.0, allow_none=True)
-        n0 = check_float(self.noise_init, "noise_init", owner, low=0.0, allow_none=True)
-        for v, name in ((a0, "alpha_init"), (n0, "noise_init")):
-            if v is not None and not np.isfinite(v):
-                raise InvalidParameterError(
-                    f"The '{name}' parameter of {owner} must be a float in (0, inf) or None. "
-                    f"Got {v!r} instead.")
-        self._alpha0, self._noise0 = a0, n0
+        self._alpha0 = check_float(self.alpha_init, "alpha_init", owner, low=0.0,
+                                   allow_none=True, finite=True)
+        self._noise0 = check_float(self.noise_init, "noise_init", owner, low=0.0,
+                                   allow_none=True, finite=True)
         self._fixed_noise = {}
         if self.noise is not None:
             if not isinstance(self.noise, dict) or not set(self.noise) <= set(KINDS):
@@ -700,12 +696,8 @@ class SparseGPRegressor(Regressor):
                     f"The 'noise' parameter of {owner} must be None or a dict mapping label "
                     f"kinds {KINDS} to noise standard deviations. Got {self.noise!r} instead.")
             for k, v in self.noise.items():
-                v = check_float(v, f"noise[{k!r}]", owner, low=0.0)
-                if not np.isfinite(v):
-                    raise InvalidParameterError(
-                        f"The 'noise[{k!r}]' parameter of {owner} must be a float in (0, inf). "
-                        f"Got {v!r} instead.")
-                self._fixed_noise[k] = v
+                self._fixed_noise[k] = check_float(v, f"noise[{k!r}]", owner, low=0.0,
+                                                   finite=True)
         self._max_iter = check_int(self.max_iter, "max_iter", owner, low=1)
         self._tol = check_float(self.tol, "tol", owner, low=0.0)
         if not isinstance(self.bias, (bool, np.bool_)):
@@ -715,12 +707,8 @@ class SparseGPRegressor(Regressor):
                      owner)
         self._n_committee = check_int(self.n_committee, "n_committee", owner, low=2)
         self._linear_spec = self._check_linear_features()
-        la = check_float(self.linear_alpha, "linear_alpha", owner, low=0.0, allow_none=True)
-        if la is not None and not np.isfinite(la):
-            raise InvalidParameterError(
-                f"The 'linear_alpha' parameter of {owner} must be a float in (0, inf) or None. "
-                f"Got {la!r} instead.")
-        self._linear_alpha = la
+        self._linear_alpha = check_float(self.linear_alpha, "linear_alpha", owner, low=0.0,
+                                         allow_none=True, finite=True)
 
     def _check_linear_features(self):
         """``None``, ``("last", k)`` or ``("range", start, stop)`` (feature count unknown)."""

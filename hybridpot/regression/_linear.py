@@ -518,11 +518,7 @@ class LinearRegressor(_LinearBase):
         self
         """
         alpha = check_float(self.alpha, "alpha", type(self).__name__, low=0.0,
-                            low_inclusive=True)
-        if not np.isfinite(alpha):
-            raise InvalidParameterError(
-                f"The 'alpha' parameter of {type(self).__name__} must be a float in [0, inf). "
-                f"Got {self.alpha!r} instead.")
+                            low_inclusive=True, finite=True)
         Rs, D, b2 = self._prepare(batches, y, sample_weight)
         M = D.shape[0]
         blocks = [R for R, _ in Rs.values()]

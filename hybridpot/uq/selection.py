@@ -878,11 +878,7 @@ class FacilityLocationSelector(_Selector):
         owner = type(self).__name__
         pool, n = _check_select(owner, model, pool, n)
         power = check_float(self.force_power, "force_power", owner, low=0.0,
-                            low_inclusive=True)
-        if not np.isfinite(power):
-            raise InvalidParameterError(
-                f"The 'force_power' parameter of {owner} must be a float in [0, inf). "
-                f"Got {self.force_power!r} instead.")
+                            low_inclusive=True, finite=True)
         self._validate_common()
         labelled = list(exclude_structures or [])
         allst = pool + labelled
