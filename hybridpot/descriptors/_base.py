@@ -147,6 +147,21 @@ def _contract_members(pair_i, d_drij, G):
     return g
 
 
+def _scatter_pair_gradients(pair_i, pair_j, g, n_atoms):
+    """``dE/dr`` (K, n_atoms, 3) of ``K`` members from ``g[k, p] = dE_k/d r_ij[p]``
+    (K, n_pairs, 3): ``+g`` to the neighbour ``j``, ``-g`` to the centre ``i`` of every pair,
+    as one sparse product with the pair incidence matrix."""
+    import scipy.sparse
+
+    K, npair = g.shape[0], g.shape[1]
+    S = scipy.sparse.csr_matrix(   # +1 at (j_p, p), -1 at (i_p, p)
+        (np.concatenate([np.ones(npair), -np.ones(npair)]),
+         (np.concatenate([pair_j, pair_i]), np.tile(np.arange(npair), 2))),
+        shape=(n_atoms, npair))
+    gt = np.ascontiguousarray(g.transpose(1, 0, 2)).reshape(npair, K * 3)
+    return np.asarray(S @ gt).reshape(n_atoms, K, 3).transpose(1, 0, 2)
+
+
 def _scatter_pair_gradient(pair_i, pair_j, rij, g, n_atoms):
     """From ``g[p] = dE/d r_ij[p]`` (n_pairs, 3) to ``(dE/dr (n_atoms, 3), dE/deps (3, 3))``."""
     dE_dr = np.empty((n_atoms, 3))
@@ -297,18 +312,8 @@ class Descriptor(BaseEstimator):
         else:
             _, d_drij = self._compute(nl, sidx, True)
             g = _contract_members(nl.i, np.ascontiguousarray(d_drij), np.ascontiguousarray(G))
-        import scipy.sparse
-
-        K = G.shape[0]
-        n, npair = nl.n_atoms, nl.i.shape[0]
-        # incidence matrix: +1 at (j_p, p), -1 at (i_p, p)
-        S = scipy.sparse.csr_matrix(
-            (np.concatenate([np.ones(npair), -np.ones(npair)]),
-             (np.concatenate([nl.j, nl.i]), np.tile(np.arange(npair), 2))), shape=(n, npair))
-        gt = np.ascontiguousarray(g.transpose(1, 0, 2)).reshape(npair, K * 3)
-        dE_dr = np.asarray(S @ gt).reshape(n, K, 3)
         dE_deps = np.einsum("kpa,pb->kab", g, nl.D)
-        return dE_dr.transpose(1, 0, 2), dE_deps
+        return _scatter_pair_gradients(nl.i, nl.j, g, nl.n_atoms), dE_deps
 
     def compute_many(self, structures, gradients=False):
         """:meth:`compute` over a list of structures; returns a list of results."""

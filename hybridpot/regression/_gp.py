@@ -1491,7 +1491,7 @@ class SparseGPRegressor(Regressor):
     def _committee_outputs(self, X, sp, st, g, vol, ok):
         """Forces (K, n_atoms, 3) and Voigt stresses (K, n_structures, 6; NaN unless
         ``ok``) of the committee members' deviations ``s_k``, through the batch Jacobian."""
-        from ..descriptors._base import _contract_members
+        from ..descriptors._base import _contract_members, _scatter_pair_gradients
 
         _, G = self._weight_gradients(X, sp, self._committee_samples())
         K, n, ns = G.shape[0], X.shape[0], vol.shape[0]
@@ -1499,11 +1499,7 @@ class SparseGPRegressor(Regressor):
         pj = np.asarray(g.pair_j, dtype=np.int64)
         gk = _contract_members(pi, np.ascontiguousarray(g.d_drij, dtype=np.float64), G)
         npair = pi.shape[0]
-        inc = scipy.sparse.csr_matrix(   # +1 at (j_p, p), -1 at (i_p, p): dE/dr = inc @ g
-            (np.concatenate([np.ones(npair), -np.ones(npair)]),
-             (np.concatenate([pj, pi]), np.tile(np.arange(npair), 2))), shape=(n, npair))
-        gt = np.ascontiguousarray(gk.transpose(1, 0, 2)).reshape(npair, 3 * K)
-        forces = -np.asarray(inc @ gt).reshape(n, K, 3).transpose(1, 0, 2)
+        forces = -_scatter_pair_gradients(pi, pj, gk, n)
         S = scipy.sparse.csr_matrix((np.ones(npair), (st[pi], np.arange(npair))),
                                     shape=(ns, npair))
         rij = np.asarray(g.rij, dtype=np.float64)
