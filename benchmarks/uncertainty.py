@@ -328,7 +328,9 @@ def main(argv=None):
     p.add_argument("--elements", nargs="*", default=None)
     p.add_argument("--models", nargs="*", default=["snap_linear"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--gp-variance", choices=["dtc", "projected", "committee"], default="dtc",
+    from hybridpot.regression._gp import DERIVATIVE_VARIANCES
+
+    p.add_argument("--gp-variance", choices=DERIVATIVE_VARIANCES, default="dtc",
                    help="force / stress σ of the sparse GPs (SparseGPRegressor's "
                         "derivative_variance)")
     p.add_argument("--n-committee", type=int, default=16,
