@@ -215,11 +215,33 @@ class Descriptor(BaseEstimator):
         self._r_cut = check_float(self.r_cut, "r_cut", owner, low=0.0)
 
     def _prepare(self, atoms):
+        """Validated species indices and neighbour list of ``atoms``.
+
+        The last structure's are kept (read-only) and reused while the positions, cell, pbc,
+        atomic numbers and the cutoff are unchanged: a :meth:`compute` followed by a
+        :meth:`backward` of the same structure (one force evaluation) builds one list.
+        """
         self._validate()
         owner = type(self).__name__
+        key = (np.ascontiguousarray(atoms.positions).tobytes(),
+               np.ascontiguousarray(atoms.cell.array).tobytes(),
+               np.asarray(atoms.pbc, dtype=bool).tobytes(),
+               np.ascontiguousarray(atoms.numbers).tobytes(),
+               self._r_cut, tuple(self._species), float(self.min_distance))
+        memo = self.__dict__.get("_prepared_memo")
+        if memo is not None and memo[0] == key:
+            return memo[1], memo[2]
         _, _, _, sidx = check_atoms(atoms, species=self._species, owner=owner)
         nl = neighbor_list(atoms, self._r_cut, min_distance=self.min_distance, owner=owner)
+        for a in (sidx, nl.i, nl.j, nl.D, nl.S, nl.d, nl.offsets):
+            a.setflags(write=False)
+        self._prepared_memo = (key, nl, sidx)
         return nl, sidx
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_prepared_memo", None)   # a cache, not state (pickling for Dask)
+        return state
 
     def compute(self, atoms, gradients=False):
         """Per-atom descriptors of one structure.
@@ -242,7 +264,8 @@ class Descriptor(BaseEstimator):
         X, d_drij = self._compute(nl, sidx, bool(gradients))
         if not gradients:
             return X
-        return X, DescriptorGradients(nl.i, nl.j, nl.D, d_drij, nl.n_atoms)
+        # copies: the neighbour list is a read-only cache (see _prepare)
+        return X, DescriptorGradients(nl.i.copy(), nl.j.copy(), nl.D.copy(), d_drij, nl.n_atoms)
 
     def backward(self, atoms, dE_dX):
         """Adjoint: gradient of ``E = sum(dE_dX * X)`` without building the Jacobian.
