@@ -417,7 +417,7 @@ class HybridPotential(BaseEstimator):
                     f"SparseGPRegressor or NeuralNetworkRegressor(n_models>1)).")
             need_grad = forces or want_stress
             if need_grad and getattr(reg, "_adjoint_std", False):
-                return self._evaluate_committee(atoms, z, base, e0, forces, want_stress, index)
+                return self._evaluate_committee(atoms, z, base, e0, forces, want_stress)
             if need_grad:
                 X, dX = self.descriptor.compute(atoms, gradients=True)
             else:
@@ -466,7 +466,7 @@ class HybridPotential(BaseEstimator):
             weights={}, group=np.array([self._group_of(atoms)], dtype=np.int64),
             index=np.array([index]))
 
-    def _evaluate_committee(self, atoms, z, base, e0, forces, want_stress, index):
+    def _evaluate_committee(self, atoms, z, base, e0, forces, want_stress):
         """Mean and σ through the regressor's adjoint committee (no descriptor Jacobian).
 
         The regressor (``_adjoint_std`` true, e.g. ``SparseGPRegressor(derivative_variance=
@@ -474,13 +474,12 @@ class HybridPotential(BaseEstimator):
         :meth:`Descriptor.backward_many` turns them into forces and virials, and the sum of
         the squares of the rows' forces / stresses is their parameter variance (the fitted
         noise is added).
-        The energy σ is the regressor's own (:meth:`predict_batch` without gradients).
+        The energy σ is the regressor's own (that of :meth:`predict_batch`), from the kernel
+        values of the rows.
         """
         reg = self.regressor_
         X = self.descriptor.compute(atoms)
-        eps, G = reg._committee_cotangents(X, z)
-        pred = reg.predict_batch(self._unlabelled_batch(atoms, X, z, None, index),
-                                 return_std=True)
+        eps, G, e_var = reg._committee_cotangents(X, z, energy_var=True)
         dE_dr, dE_deps = self.descriptor.backward_many(atoms, G)
         scale = getattr(self, "uncertainty_scale_", None) or {}
 
@@ -488,8 +487,8 @@ class HybridPotential(BaseEstimator):
             var = np.sum(rows ** 2, axis=0) + reg._predictive_noise_std(kind) ** 2
             return np.sqrt(var) * scale.get(kind, 1.0)
 
-        out = {"energy": base["energy"] + float(e0.sum()) + float(pred["energy"][0]),
-               "energy_std": float(pred["energy_std"][0]) * scale.get("energy", 1.0),
+        out = {"energy": base["energy"] + float(e0.sum()) + float(eps.sum()),
+               "energy_std": float(np.sqrt(e_var)) * scale.get("energy", 1.0),
                "energies": (base["energies"] if base["energies"] is not None else 0.0)
                + e0 + eps}
         if forces:

@@ -309,7 +309,7 @@ class EnsembleRegressor(Regressor):
         return bool(getattr(self, "estimators_", None)) and all(
             getattr(m, "_adjoint_std", False) for m in self.estimators_)
 
-    def _committee_cotangents(self, X, species):
+    def _committee_cotangents(self, X, species, energy_var=False):
         """The mixture's mean and committee rows for ``HybridPotential``'s adjoint σ.
 
         Row 0 is the mean of the members' mean ``dE/dX``; then, for every member ``m`` of
@@ -318,23 +318,41 @@ class EnsembleRegressor(Regressor):
         mixture's parameter variance (mean member variance plus the spread of the member
         means, as in :meth:`predict_batch`).
 
+        Parameters
+        ----------
+        X : ndarray, shape (n_atoms, n_features)
+            Descriptors of the atoms of one structure.
+        species : ndarray of int, shape (n_atoms,)
+        energy_var : bool, default=False
+            Also return the mixture variance of the total energy (eV², the square of
+            :meth:`predict_batch`'s ``energy_std``).
+
         Returns
         -------
         eps : ndarray, shape (n_atoms,)
             eV.
         dE_dX : ndarray, shape (n_rows, n_atoms, n_features)
+        energy_var : float
+            Only with ``energy_var``.
         """
         self._check_fitted()
         X, sp = self._check_atomic_input(X, species, "_committee_cotangents")
-        parts = [m._committee_cotangents(X, sp) for m in self.estimators_]
+        parts = [m._committee_cotangents(X, sp, energy_var=energy_var)
+                 for m in self.estimators_]
         k = len(parts)
         eps = np.mean([p[0] for p in parts], axis=0)
         mean = np.mean([p[1][0] for p in parts], axis=0)
         rows = [mean[None]]
-        for _, G in parts:
+        for p in parts:
+            G = p[1]
             rows.append((G[:1] - mean[None]) / np.sqrt(k))
             rows.append(G[1:] / np.sqrt(k))
-        return eps, np.concatenate(rows, axis=0)
+        G = np.concatenate(rows, axis=0)
+        if not energy_var:
+            return eps, G
+        energies = np.array([p[0].sum() for p in parts])
+        var = np.mean([p[2] for p in parts]) + np.mean((energies - energies.mean()) ** 2)
+        return eps, G, float(var)
 
     def predict_batch(self, batch, return_std=False, include_noise=True):
         """Energies, forces and stresses of a batch, the members' mean.

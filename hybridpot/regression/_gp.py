@@ -1406,7 +1406,7 @@ class SparseGPRegressor(Regressor):
         eps, dE = self._weight_gradients(X, sp, self.coef_[:, None], _grad)
         return eps[0], (dE[0] if _grad else None)
 
-    def _weight_gradients(self, X, sp, W, grad=True):
+    def _weight_gradients(self, X, sp, W, grad=True, energy_row=False):
         """Per-atom energies and ``dE/dX`` of the model with each coefficient column of ``W``.
 
         Parameters
@@ -1417,6 +1417,10 @@ class SparseGPRegressor(Regressor):
             Coefficient vectors in the layout of :attr:`coef_` (the mean, posterior samples
             or their deviations from the mean: the outputs are linear in ``W``).
         grad : bool, default=True
+        energy_row : bool, default=False
+            Also return the design row of the total energy of the atoms ``X`` (one
+            structure), shape (len(coef_),): :meth:`design_rows`' energy row, from the kernel
+            values computed here anyway.
 
         Returns
         -------
@@ -1424,14 +1428,21 @@ class SparseGPRegressor(Regressor):
             eV.
         dE_dX : ndarray, shape (K, n_atoms, n_features) or None
             eV per descriptor unit.
+        row : ndarray, shape (len(coef_),)
+            Only with ``energy_row``.
         """
         K, n = W.shape[1], X.shape[0]
         eps = W[self._n_kernel + sp].T.copy() if self.bias else np.zeros((K, n))
+        row = np.zeros(W.shape[0]) if energy_row else None
+        if energy_row and self.bias:
+            np.add.at(row, self._n_kernel + sp, 1.0)
         Xk = self._kx(X)
         dEk = np.zeros((K, n, Xk.shape[1])) if grad else None
         for z, idx, Kz, A, B, V, off in self._element_terms(Xk, sp):
             Wz = W[off:off + Kz.shape[1]]                       # (Mz, K)
             eps[:, idx] += (Kz @ Wz).T
+            if energy_row:
+                row[off:off + Kz.shape[1]] = Kz.sum(axis=0)
             if grad:
                 BW = B @ Wz
                 for k in range(K):  # K BLAS products of (n_z, Mz) x (Mz, F)
@@ -1442,9 +1453,16 @@ class SparseGPRegressor(Regressor):
             dE[:, :, self._kcols] = dEk
         if self._n_lin:
             Bl = W[self._lin_off:].reshape(self.n_species_, self._n_lin, K)[sp]  # (n, nL, K)
-            eps += np.einsum("if,ifk->ki", self._lx(X), Bl)
+            XL = self._lx(X)
+            eps += np.einsum("if,ifk->ki", XL, Bl)
             if grad:
                 dE[:, :, self._lcols] = Bl.transpose(2, 0, 1)
+            if energy_row:
+                lin = np.zeros((self.n_species_, self._n_lin))
+                np.add.at(lin, sp, XL)
+                row[self._lin_off:] = lin.reshape(-1)
+        if energy_row:
+            return eps, dE, row
         return eps, dE
 
     def _committee_samples(self):
@@ -1469,8 +1487,19 @@ class SparseGPRegressor(Regressor):
         ``Descriptor.backward_many`` instead of building the Jacobian)."""
         return self.derivative_variance == "committee"
 
-    def _committee_cotangents(self, X, species):
+    def _committee_cotangents(self, X, species, energy_var=False):
         """Per-atom energies of the mean and the ``dE/dX`` rows of the adjoint committee.
+
+        Parameters
+        ----------
+        X : ndarray, shape (n_atoms, n_features)
+            Descriptors of the atoms of **one** structure.
+        species : ndarray of int, shape (n_atoms,)
+        energy_var : bool, default=False
+            Also return the predictive variance of the structure's total energy (the exact
+            projected-process + DTC variance plus the energy noise, the square of
+            :meth:`predict_batch`'s ``energy_std``), from the kernel values computed for the
+            rows.
 
         Returns
         -------
@@ -1481,12 +1510,21 @@ class SparseGPRegressor(Regressor):
             ``sqrt(n_committee)``, so that the parameter variance of any force or stress
             component is the sum of the squares of its rows' values (the input of
             ``Descriptor.backward_many``).
+        energy_var : float
+            eV², only with ``energy_var``.
         """
         X, sp = self._check_X(X, species, "_committee_cotangents")
         S = self._committee_samples()
         W = np.concatenate([self.coef_[:, None], S / np.sqrt(S.shape[1])], axis=1)
-        eps, dE = self._weight_gradients(X, sp, W)
-        return eps[0], dE
+        if not energy_var:
+            eps, dE = self._weight_gradients(X, sp, W)
+            return eps[0], dE
+        eps, dE, row = self._weight_gradients(X, sp, W, energy_row=True)
+        n = X.shape[0]
+        Er = row[None, :]
+        var = self._param_variance(Er) + self._dtc_energy_variance(
+            X, sp, np.zeros(n, dtype=np.int64), 1, Er)
+        return eps[0], dE, float(var[0] + (n * self._noise_of("energy")) ** 2)
 
     def _committee_outputs(self, X, sp, st, g, vol, ok):
         """Forces (K, n_atoms, 3) and Voigt stresses (K, n_structures, 6; NaN unless
