@@ -20,7 +20,7 @@ from scipy.special import spherical_jn, sph_harm_y
 from hybridpot import InvalidParameterError
 from hybridpot.descriptors import Bispectrum, PowerSpectrum
 from hybridpot.descriptors._so3 import harmonic_constants, radial_basis_exact, radial_table
-from hybridpot.descriptors._so3_kernels import radial_eval, sph_harm_real
+from hybridpot.descriptors._so3_kernels import MANY_MEMBERS, radial_eval, sph_harm_real
 from hybridpot.descriptors._sympy_basis import (bessel_zeros, complex_to_real, coupling_table,
                                                 coupling_triples, real_coupling)
 
@@ -372,14 +372,16 @@ def test_weighted_channel_derivatives(cls, kw, rng):
 
 @pytest.mark.parametrize("cls,kw", [(PowerSpectrum, dict(n_max=3, l_max=3)),
                                     (Bispectrum, dict(n_max=2, l_max=2))])
-def test_fused_backward_many_matches_single_adjoints(cls, kw, rng):
+@pytest.mark.parametrize("K", [3, MANY_MEMBERS + 3])
+def test_fused_backward_many_matches_single_adjoints(cls, kw, K, rng):
+    """Both member paths: one contraction per member (few) and the batched kernel (many)."""
     atoms = skewed_two_element_cell(seed=7, rattle=0.1)
     desc = cls(species=SPECIES, r_cut=4.0, **kw)
     X, dX = desc.compute(atoms, gradients=True)
-    G = rng.normal(size=(3,) + X.shape)
+    G = rng.normal(size=(K,) + X.shape)
     dE_dr, dE_deps = desc.backward_many(atoms, G)
-    assert dE_dr.shape == (3, len(atoms), 3) and dE_deps.shape == (3, 3, 3)
-    for k in range(3):
+    assert dE_dr.shape == (K, len(atoms), 3) and dE_deps.shape == (K, 3, 3)
+    for k in range(K):
         r1, e1 = desc.backward(atoms, G[k])
         r2, e2 = dX.vjp(G[k])
         np.testing.assert_allclose(dE_dr[k], r1, rtol=1e-12, atol=1e-13 * np.abs(r1).max())

@@ -301,6 +301,11 @@ def _atom_adjoint_many(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, d
             out[kk, p, 2] = w * (ty[kk] * uz + (gz[kk] - uz * dot) / r)
 
 
+#: below this many members, :func:`_member_adjoint` contracts each member on its own (the
+#: batched kernel's loops over members are then too short to pay off)
+MANY_MEMBERS = 8
+
+
 @njit(cache=True)
 def _member_adjoint(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs, dA3, dAm, g,
                     kk):
@@ -308,7 +313,7 @@ def _member_adjoint(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs,
     :func:`_atom_adjoint` at once; with several, it is stored in ``dAm`` and the last member
     runs :func:`_atom_adjoint_many` for all of them."""
     K = g.shape[0]
-    if K == 1:
+    if K <= MANY_MEMBERS:
         _atom_adjoint(p0, p1, j_arr, D, chan, wts, n_max, l_max, Ys, dYs, Rs, dRs, dA3, g[kk])
         return
     dAm[:, :, :, kk] = dA3
