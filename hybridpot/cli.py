@@ -61,10 +61,30 @@ def _load_model(path):
     return HybridPotential.load(p)
 
 
+def _output_path(path, key):
+    """``Path(path)`` with its folder created; a ConfigError naming ``key`` if impossible."""
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{key}: cannot create the folder of {str(p)!r}: "
+                          f"{e.strerror or e}.") from e
+    if p.is_dir():
+        raise ConfigError(f"{key}: {str(p)!r} is a folder; give a file name.")
+    return p
+
+
 def _print_metrics(title, m):
-    print(f"{title}: energy MAE {1000 * m['energy_mae']:.2f} meV/atom, "
-          f"force MAE {m['force_mae']:.4f} eV/Å, stress MAE "
-          f"{160.21766 * m['stress_mae']:.3f} GPa ({m['n_structures']} structures)")
+    def part(name, key, factor, fmt, unit):
+        v = m[key]
+        if not np.isfinite(v):  # no structure carries this label kind
+            return f"{name} MAE n/a (no {name} labels)"
+        return f"{name} MAE {factor * v:{fmt}} {unit}"
+
+    print(f"{title}: {part('energy', 'energy_mae', 1000.0, '.2f', 'meV/atom')}, "
+          f"{part('force', 'force_mae', 1.0, '.4f', 'eV/Å')}, "
+          f"{part('stress', 'stress_mae', 160.21766, '.3f', 'GPa')} "
+          f"({m['n_structures']} structures)")
 
 
 def cmd_fit(args, cfg):
@@ -136,6 +156,27 @@ def _md_structure(cfg, model):
     return atoms * tuple(reps)
 
 
+#: [md] numbers and their allowed ranges: key -> (low, low_inclusive, meaning)
+_MD_RANGES = {"timestep_fs": (0.0, False, "fs"), "temperature_K": (0.0, True, "K"),
+              "friction": (0.0, True, "1/fs"), "lattice_constant": (0.0, False, "Å"),
+              "taut_fs": (0.0, False, "fs"), "taup_fs": (0.0, False, "fs")}
+
+
+def _check_md_numbers(md):
+    """One-line ConfigError for an out-of-range ``[md]`` number (before ASE sees it)."""
+    for key, (low, inclusive, unit) in _MD_RANGES.items():
+        if key not in md:
+            continue
+        v = float(md[key])
+        ok = np.isfinite(v) and (v >= low if inclusive else v > low)
+        if not ok:
+            raise ConfigError(f"md.{key} must be a finite number {'>=' if inclusive else '>'} "
+                              f"{low:g} ({unit}). Got {md[key]!r}.")
+    if "pressure_GPa" in md and not np.isfinite(float(md["pressure_GPa"])):
+        raise ConfigError(f"md.pressure_GPa must be a finite number (GPa). "
+                          f"Got {md['pressure_GPa']!r}.")
+
+
 def cmd_md(args, cfg):
     from ase import units
     from ase.io.trajectory import Trajectory
@@ -144,6 +185,7 @@ def cmd_md(args, cfg):
 
     model = _load_model(args.model or cfg["output"]["model"])
     md = cfg["md"]
+    _check_md_numbers(md)
     atoms = _md_structure(cfg, model)
     interval = int(md["uncertainty_interval"])
     if interval < 0:
@@ -184,7 +226,8 @@ def cmd_md(args, cfg):
     steps = int(md["steps"])
     if steps < 0:
         raise ConfigError(f"md.steps must be >= 0. Got {steps}.")
-    traj = Trajectory(md["trajectory"], "w", atoms) if md["trajectory"] else None
+    traj = Trajectory(_output_path(md["trajectory"], "md.trajectory"), "w", atoms) \
+        if md["trajectory"] else None
     if traj is not None:
         dyn.attach(traj.write, interval=10)
     from tqdm.auto import tqdm
@@ -195,7 +238,8 @@ def cmd_md(args, cfg):
         e0 = atoms.get_total_energy()
         try:
             if interval > 0:
-                log = _SigmaLog(md["sigma_log"], atoms, dyn, max_std)
+                log = _SigmaLog(_output_path(md["sigma_log"], "md.sigma_log"), atoms, dyn,
+                                max_std)
                 dyn.attach(log, interval=1)   # called at step 0 too
             dyn.run(steps)
         except _SigmaExceeded as exc:
@@ -351,8 +395,11 @@ def main(argv=None):
             overrides.setdefault("md", {})["steps"] = args.steps
         cfg = load_config(args.config, overrides)
         return COMMANDS[args.command](args, cfg)
-    except (HybridpotError, FileNotFoundError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    except (HybridpotError, OSError) as e:
+        if isinstance(e, OSError) and e.filename is not None:
+            msg = f"cannot use {e.filename!r}: {e.strerror or type(e).__name__}"
+        else:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"hybridpot {args.command}: error: {msg}", file=sys.stderr)
         return 2
 
