@@ -319,11 +319,34 @@ def read_structures(paths, key="data.train"):
     return out
 
 
+def _check_keys(cls, body, section, prefix, reserved=()):
+    """ConfigError for a key of ``body`` (the table ``section``) that is not a keyword of
+    ``cls``'s constructor; the message starts with ``prefix`` and lists the allowed keys."""
+    import inspect
+
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    allowed = sorted(k for k in params if k not in ("self",) + tuple(reserved))
+    for key in body:
+        if key in reserved:
+            raise ConfigError(f"{section}.{key} is not allowed: hybridpot sets it (the species "
+                              "come from the training data).")
+        if key not in params:
+            raise ConfigError(f"{prefix}: unknown key {section}.{key}; allowed keys: type, "
+                              f"{', '.join(allowed)}.")
+
+
 def _build(section, cfg, registry, extra=None):
     body = dict(cfg[section])
     name = body.pop("type", None)
     if name not in registry:
         raise ConfigError(f"{section}.type must be one of {sorted(registry)}. Got {name!r}.")
+    _check_keys(registry[name], body, section, f"[{section}] type {name!r}",
+                reserved=tuple(extra or ()))
     kwargs = {**(extra or {}), **body}
     try:
         return registry[name](**kwargs)
@@ -365,6 +388,8 @@ def _build_stack(body, species):
             raise ConfigError(f"{key}.species is not allowed: the species of every member "
                               "come from the training data.")
         kwargs = {k: v for k, v in _acsf_none(m).items() if k != "type"}
+        _check_keys(DESCRIPTORS[name], kwargs, key, f"{key} (type {name!r})",
+                    reserved=("species",))
         try:
             built.append(DESCRIPTORS[name](species=list(species), **kwargs))
         except TypeError as e:
