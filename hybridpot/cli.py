@@ -31,7 +31,7 @@ def _split(structures, cfg):
     if test_paths:
         from .config import read_structures
 
-        return structures, read_structures(test_paths, "data.test")
+        return structures, read_structures(test_paths, "data.test", labels=True)
     frac = float(cfg["data"]["test_fraction"])
     if not 0.0 <= frac < 1.0:
         raise ConfigError(f"data.test_fraction must be in [0, 1). Got {frac!r}.")
@@ -91,7 +91,7 @@ def cmd_fit(args, cfg):
     from .config import build_baseline, build_descriptor, build_regressor, read_structures
     from .potential import HybridPotential
 
-    data = read_structures(cfg["data"]["train"], "data.train")
+    data = read_structures(cfg["data"]["train"], "data.train", labels=True)
     train, test = _split(data, cfg)
     species = _species_of(data)
     fitcfg = cfg["fit"]
@@ -123,12 +123,21 @@ def cmd_fit(args, cfg):
     return 0
 
 
+def _labelled_paths(args, cfg):
+    """The labelled files of ``evaluate`` / ``report`` and the option or key they come from."""
+    if args.data:
+        return [args.data], "--data"
+    if cfg["data"]["test"]:
+        return cfg["data"]["test"], "data.test"
+    return cfg["data"]["train"], "data.train"
+
+
 def cmd_evaluate(args, cfg):
     from .config import read_structures
 
     model = _load_model(args.model or cfg["output"]["model"])
-    paths = [args.data] if args.data else (cfg["data"]["test"] or cfg["data"]["train"])
-    structures = read_structures(paths, "data.test")
+    paths, key = _labelled_paths(args, cfg)
+    structures = read_structures(paths, key, labels=True, species=list(model.species_))
     m = model.evaluate(structures)
     if args.json:
         print(json.dumps(m))
@@ -144,12 +153,11 @@ def _md_structure(cfg, model):
     if md["structure"] == "bulk":
         atoms = bulk(model.species_[0], "fcc", a=float(md["lattice_constant"]), cubic=True)
     else:
-        from ase.io import read
+        from .config import read_structures
 
-        p = Path(md["structure"])
-        if not p.is_file():
-            raise ConfigError(f"md.structure: file {str(p)!r} does not exist.")
-        atoms = read(p)
+        # the last frame of the file, as ase.io.read gives it
+        atoms = read_structures([str(md["structure"])], "md.structure", labels=False,
+                                species=list(model.species_))[-1]
     reps = md["supercell"]
     if len(reps) != 3 or not all(isinstance(r, int) and r > 0 for r in reps):
         raise ConfigError(f"md.supercell must be three positive integers. Got {reps!r}.")
@@ -313,8 +321,8 @@ def cmd_report(args, cfg):
     from .report import write_report
 
     model = _load_model(args.model or cfg["output"]["model"])
-    paths = [args.data] if args.data else (cfg["data"]["test"] or cfg["data"]["train"])
-    structures = read_structures(paths, "data.test")
+    paths, key = _labelled_paths(args, cfg)
+    structures = read_structures(paths, key, labels=True, species=list(model.species_))
     path = write_report(model, structures, args.out or cfg["output"]["report"])
     print(f"report -> {path}")
     return 0

@@ -302,18 +302,51 @@ def load_config(path=None, overrides=None):
     return cfg
 
 
-def read_structures(paths, key="data.train"):
-    """Read every structure of the given files with ``ase.io.read``."""
+def read_structures(paths, key="data.train", *, labels=None, species=None):
+    """Read every structure of the given files with ``ase.io.read`` and check each one.
+
+    Parameters
+    ----------
+    paths : list of str
+        Files readable by ``ase.io.read`` (every frame is read).
+    key : str
+        The config key (or option) the paths come from, named in every error.
+    labels : bool or None, default=None
+        True: every structure needs an energy, forces or stress label; False: labels are not
+        looked at; None: labels, when present, must be finite.
+    species : list of str, optional
+        The elements a model knows; a structure with another element is an error.
+
+    Raises
+    ------
+    ConfigError
+        A file is missing, unreadable or empty.
+    InvalidStructureError, UnknownSpeciesError, MissingLabelsError
+        A structure has non-finite positions or cell, a degenerate periodic cell, atoms
+        closer than 0.1 Å, an element outside ``species``, or a missing / non-finite label;
+        the message names ``key``, the file and the structure's index in it.
+    """
     from ase.io import read
+
+    from ._exceptions import HybridpotError
 
     out = []
     for p in paths:
+        if os.path.isdir(p):
+            raise ConfigError(f"{key}: {p!r} is a folder; give a structure file (extxyz).")
         if not os.path.isfile(p):
             raise ConfigError(f"{key}: file {p!r} does not exist.")
         try:
-            out.extend(read(p, ":"))
+            frames = read(p, ":")
         except Exception as e:  # ASE raises many kinds on malformed files
             raise ConfigError(f"{key}: cannot read {p!r}: {type(e).__name__}: {e}") from e
+        for k, atoms in enumerate(frames):
+            try:
+                _check_structure(atoms, k, labels, species)
+            except HybridpotError as e:
+                raise type(e)(f"{key}: structure {k} ({atoms.get_chemical_formula()}) of "
+                              f"{p!r}: {e}") from e
+        out.extend(frames)
     if not out:
         raise ConfigError(f"{key}: no structures in {paths}.")
     return out
@@ -338,6 +371,22 @@ def _check_keys(cls, body, section, prefix, reserved=()):
         if key not in params:
             raise ConfigError(f"{prefix}: unknown key {section}.{key}; allowed keys: type, "
                               f"{', '.join(allowed)}.")
+
+
+def _check_structure(atoms, index, labels, species):
+    """The checks of :func:`read_structures` on one structure (typed errors)."""
+    from ._exceptions import UnknownSpeciesError
+    from ._labels import get_labels
+    from .neighbors import neighbor_list
+
+    if species is not None:
+        unknown = sorted(set(atoms.get_chemical_symbols()) - set(species))
+        if unknown:
+            raise UnknownSpeciesError(f"it contains {', '.join(unknown)}, which the model "
+                                      f"does not know (model species: {', '.join(species)}).")
+    neighbor_list(atoms, 0.5, min_distance=0.1)  # finite positions, cell, no overlaps
+    if labels is not False:
+        get_labels(atoms, index, require=bool(labels))
 
 
 def _build(section, cfg, registry, extra=None):

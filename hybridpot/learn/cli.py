@@ -44,10 +44,10 @@ def build_selector(sec, section="select"):
         raise ConfigError(f"{section}.method/kind: {e}") from e
 
 
-def _read(path, key):
+def _read(path, key, labels=None, species=None):
     from ..config import read_structures
 
-    return read_structures([str(path)], key)
+    return read_structures([str(path)], key, labels=labels, species=species)
 
 
 def _prototype(sec):
@@ -62,7 +62,7 @@ def _prototype(sec):
         except (ValueError, KeyError, RuntimeError) as e:
             raise ConfigError(f"learn.crystal/lattice_constant: cannot build bulk "
                               f"{species[0]!r}: {e}") from e
-    atoms = _read(st, "learn.structure")
+    atoms = _read(st, "learn.structure", labels=False)
     return atoms[0]
 
 
@@ -127,7 +127,7 @@ def cmd_select(args, cfg):
         raise ConfigError(f"select.n must be an int >= 1. Got {n!r}.")
     out = Path(args.out or sec.get("output", "selected.extxyz"))
     model = _load_model(args.model or cfg["output"]["model"])
-    pool = _read(pool_path, "select.pool")
+    pool = _read(pool_path, "select.pool", labels=False, species=list(model.species_))
     sel = build_selector(sec)
     idx = sel.select(model, pool, n)
     chosen = []
@@ -160,10 +160,11 @@ def cmd_learn(args, cfg):
 
     sec = dict(cfg.get("learn", {}))
     run_dir = args.run_dir or sec.get("run_dir", "al_run")
-    pool = _read(sec["pool"], "learn.pool") if sec.get("pool") else None
-    initial = _read(sec["initial"], "learn.initial") if sec.get("initial") else None
-    validation = _read(sec["validation"], "learn.validation") if sec.get("validation") \
+    pool = _read(sec["pool"], "learn.pool", labels=False) if sec.get("pool") else None
+    initial = _read(sec["initial"], "learn.initial", labels=True) if sec.get("initial") \
         else None
+    validation = _read(sec["validation"], "learn.validation", labels=True) \
+        if sec.get("validation") else None
     species = sec.get("species")
     if not species:
         ref = pool or initial or [_prototype(sec)]
