@@ -334,10 +334,16 @@ def cmd_export(args, cfg):
     model = _load_model(args.model or cfg["output"]["model"])
     prefix = args.prefix or cfg["export"]["prefix"]
     Path(prefix).parent.mkdir(parents=True, exist_ok=True)
-    paths = write_snap(model, prefix)
+    paths = write_snap(model, prefix, absolute_paths=bool(args.absolute_paths))
     written = [paths[k] for k in ("snapcoeff", "snapparam", "mod")] + list(paths["files"])
     print("wrote " + ", ".join(str(f) for f in written))
-    print(f"use in LAMMPS (units metal): include {paths['mod']}")
+    mod = Path(paths["mod"])
+    if args.absolute_paths or mod.parent.resolve() == Path.cwd().resolve():
+        print(f"use in LAMMPS (units metal): include {mod}")
+    else:
+        # the .mod names its files relative to the folder LAMMPS runs in
+        print(f"use in LAMMPS (units metal), running in {str(mod.parent)!r}: include "
+              f"{mod.name} (or export with --absolute-paths to include {mod} from anywhere)")
     return 0
 
 
@@ -352,22 +358,31 @@ def _parser():
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-c", "--config", help="TOML config file (see hybridpot.config)")
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    common.add_argument("--model", help="model file (default: output.model of the config)")
+    with_model = argparse.ArgumentParser(add_help=False, parents=[common])
+    with_model.add_argument("--model", help="model file (default: output.model of the config)")
     s = sub.add_parser("fit", parents=[common], help="fit a model (default: shipped Al data)")
     s.add_argument("--train", help="training extxyz (overrides data.train)")
-    s.add_argument("--out", help="model file to write (overrides output.model)")
-    s = sub.add_parser("evaluate", parents=[common], help="errors of a model on labelled data")
+    s.add_argument("--out", "--model", dest="out",
+                   help="model file to write (overrides output.model)")
+    s = sub.add_parser("evaluate", parents=[with_model],
+                       help="errors of a model on labelled data")
     s.add_argument("--data", help="labelled structures (extxyz)")
     s.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    s = sub.add_parser("md", parents=[common], help="molecular dynamics with a model (ASE)")
+    s = sub.add_parser("md", parents=[with_model],
+                       help="molecular dynamics with a model (ASE)")
     s.add_argument("--steps", type=int, help="number of MD steps (overrides md.steps)")
-    s = sub.add_parser("report", parents=[common], help="HTML report with parity plots")
+    s = sub.add_parser("report", parents=[with_model], help="HTML report with parity plots")
     s.add_argument("--data", help="labelled structures (extxyz)")
     s.add_argument("--out", help="report folder")
-    s = sub.add_parser("export", parents=[common], help="LAMMPS files of a SNAP model")
+    s = sub.add_parser("export", parents=[with_model], help="LAMMPS files of a SNAP model")
     s.add_argument("--prefix", help="file prefix (overrides export.prefix)")
+    s.add_argument("--absolute-paths", action="store_true",
+                   help="name the coefficient files by absolute path in the .mod include "
+                   "(default: by file name, for LAMMPS running in the export folder)")
     for name, (helptext, fn) in _extra_commands().items():
-        s = sub.add_parser(name, parents=[common], help=helptext)
+        # `learn` writes its model into the run directory: it takes no --model
+        s = sub.add_parser(name, parents=[common if name == "learn" else with_model],
+                           help=helptext)
         fn(s)
     return p
 
