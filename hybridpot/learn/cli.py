@@ -66,6 +66,12 @@ def _prototype(sec):
     return atoms[0]
 
 
+def _range(value):
+    """A TOML number or array as the sampler takes it: a scalar stays a scalar, an array
+    becomes a tuple (the sampler checks the values and names the parameter)."""
+    return tuple(value) if isinstance(value, list) else value
+
+
 def build_sampler(sec, pool=None):
     """The sampler of a ``[learn]`` table (``sampler = "rattle" | "disorder" | "pool" |
     "md"``)."""
@@ -79,7 +85,7 @@ def build_sampler(sec, pool=None):
         raise ConfigError(f"learn.supercell must be three positive integers. Got {reps!r}.")
     if kind == "rattle":
         return RattleStrainSampler(prototype=_prototype(sec), supercell=tuple(reps),
-                                   rattle_std=tuple(sec.get("rattle_std", [0.02, 0.15])),
+                                   rattle_std=_range(sec.get("rattle_std", [0.02, 0.15])),
                                    strain_max=float(sec.get("strain_max", 0.03)),
                                    min_distance=float(sec.get("min_distance", 1.5)))
     if kind == "disorder":

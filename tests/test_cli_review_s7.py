@@ -1,0 +1,289 @@
+"""Session-7 new-user review: regression tests of the command-line mistakes a user makes.
+
+Each test reproduces one finding of the walkthrough (a traceback, a silent wrong answer or an
+error message that did not name the key, file or structure) and checks the one-line typed
+error (exit code 2) or the corrected behaviour.
+"""
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import read, write
+
+from hybridpot import ConfigError, InvalidStructureError, MissingLabelsError
+from hybridpot.cli import main
+from hybridpot.config import build_baseline, build_descriptor, build_regressor, load_config
+from hybridpot.config import read_structures
+
+
+def _labelled(atoms):
+    atoms.calc = EMT()
+    res = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(),
+           "stress": atoms.get_stress()}
+    atoms.calc = SinglePointCalculator(atoms, **res)
+    return atoms
+
+
+@pytest.fixture(scope="module")
+def cual(tmp_path_factory):
+    """Eight EMT-labelled Cu/Al cells and a fitted model (no baseline) in one folder."""
+    d = tmp_path_factory.mktemp("s7")
+    cells = []
+    for k in range(8):
+        a = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 1, 1)
+        a.rattle(0.05, seed=k)
+        if k % 2:
+            a.symbols[[0, 3]] = "Al"
+        cells.append(_labelled(a))
+    write(d / "cual.xyz", cells)
+    cfg = d / "fit.toml"
+    cfg.write_text(f"""
+[data]
+train = "{d / 'cual.xyz'}"
+test_fraction = 0.25
+[descriptor]
+r_cut = 4.0
+n_max = 3
+l_max = 2
+[baseline]
+type = "none"
+[output]
+model = "{d / 'cu.hpot'}"
+report = ""
+[md]
+lattice_constant = 3.61
+supercell = [1, 1, 1]
+trajectory = ""
+""")
+    assert main(["fit", "-c", str(cfg), "--quiet"]) == 0
+    return d
+
+
+def _run(capsys, argv):
+    code = main(argv)
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err.strip()
+
+
+def _one_line_error(capsys, argv, pattern):
+    code, _, err = _run(capsys, argv)
+    assert code == 2, err
+    assert len(err.splitlines()) == 1, err
+    assert pattern in err, err
+    return err
+
+
+# ------------------------------------------------------------------ [md] numbers
+@pytest.mark.parametrize("table, message", [
+    ("timestep_fs = -1.0", "md.timestep_fs must be a finite number > 0 (fs). Got -1.0"),
+    ("timestep_fs = nan", "md.timestep_fs must be a finite number > 0 (fs). Got nan"),
+    ("temperature_K = -300.0", "md.temperature_K must be a finite number >= 0 (K). Got -300.0"),
+    ("friction = -0.1", "md.friction must be a finite number >= 0 (1/fs). Got -0.1"),
+    ("lattice_constant = 0", "md.lattice_constant must be a finite number > 0 (Å). Got 0"),
+])
+def test_md_bad_numbers_are_one_line_errors(cual, tmp_path, capsys, table, message):
+    """Before: a negative timestep or temperature reached ASE (RuntimeWarnings, then a numpy
+    casting traceback from inside Langevin)."""
+    cfg = tmp_path / "md.toml"
+    cfg.write_text(f"[md]\n{table}\n")
+    _one_line_error(capsys, ["md", "-q", "-c", str(cfg), "--model", str(cual / "cu.hpot"),
+                             "--steps", "2"], message)
+
+
+def test_md_output_folder_is_created_or_named(cual, tmp_path, capsys):
+    traj = tmp_path / "new" / "dir" / "md.traj"
+    cfg = tmp_path / "md.toml"
+    cfg.write_text(f'[md]\nlattice_constant = 3.61\nsupercell = [1, 1, 1]\n'
+                   f'trajectory = "{traj}"\n')
+    code, out, err = _run(capsys, ["md", "-q", "-c", str(cfg), "--model",
+                                   str(cual / "cu.hpot"), "--steps", "10"])
+    assert code == 0, err
+    assert traj.is_file() and len(read(traj, ":")) == 2   # steps 0 and 10
+    cfg.write_text(f'[md]\nsupercell = [1, 1, 1]\ntrajectory = "{tmp_path}"\n')
+    _one_line_error(capsys, ["md", "-q", "-c", str(cfg), "--model", str(cual / "cu.hpot"),
+                             "--steps", "2"], f"md.trajectory: {str(tmp_path)!r} is a folder")
+
+
+# ------------------------------------------------------------------ unknown class keys
+@pytest.mark.parametrize("table, message", [
+    ('[descriptor]\ntype = "PowerSpectrum"\nrcut = 4.0\n',
+     "[descriptor] type 'PowerSpectrum': unknown key descriptor.rcut; allowed keys: type, "
+     "l_max, n_max, r_cut, species_weights."),
+    ('[descriptor]\nspecies = ["Cu"]\n',
+     "descriptor.species is not allowed: hybridpot sets it"),
+    ('[regressor]\ntype = "SparseGPRegressor"\nnsparse = 3\n',
+     "[regressor] type 'SparseGPRegressor': unknown key regressor.nsparse; allowed keys: "
+     "type, alpha_init,"),
+    ('[baseline]\ntype = "ZBL"\nrcut = 3.0\n',
+     "[baseline] type 'ZBL': unknown key baseline.rcut; allowed keys: type, r_cut, r_inner."),
+    ('[regressor]\ntype = "EnsembleRegressor"\n[regressor.estimator]\n'
+     'type = "SparseGPRegressor"\nkernal = "se"\n',
+     "unknown key regressor.estimator.kernal; allowed keys: type, "),
+])
+def test_misspelled_class_keys_name_the_key_and_the_allowed_ones(cual, tmp_path, capsys,
+                                                                  table, message):
+    """Before: 'PowerSpectrum.__init__() got an unexpected keyword argument 'rcut'' (no
+    allowed keys; descriptor.species: 'got multiple values for keyword argument')."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[data]\ntrain = "{cual / "cual.xyz"}"\n' + table)
+    c = load_config(cfg)
+    with pytest.raises(ConfigError, match="unknown key|is not allowed"):
+        build_descriptor(c, ["Cu", "Al"]), build_regressor(c), build_baseline(c)
+    _one_line_error(capsys, ["fit", "-q", "-c", str(cfg)], message)
+
+
+# ------------------------------------------------------------------ bad structures in files
+def _bad_files(folder, cual):
+    cells = read(cual / "cual.xyz", ":")
+    nan = cells[0].copy()
+    nan.positions[1, 2] = np.nan
+    nan.calc = SinglePointCalculator(nan, energy=0.0)
+    overlap = cells[0].copy()
+    overlap.positions[1] = overlap.positions[0]
+    overlap.calc = SinglePointCalculator(overlap, energy=0.0)
+    nanforce = cells[2].copy()
+    f = cells[2].get_forces().copy()
+    f[1, 2] = np.nan
+    nanforce.calc = SinglePointCalculator(nanforce, energy=cells[2].get_potential_energy(),
+                                          forces=f)
+    nolabel = cells[3].copy()
+    nolabel.calc = None
+    si = _labelled(bulk("Al", "fcc", a=4.05, cubic=True))
+    si.symbols[0] = "Si"
+    si.calc = SinglePointCalculator(si, energy=-10.0)
+    files = {}
+    for name, bad in (("nan", nan), ("overlap", overlap), ("nanforce", nanforce),
+                      ("nolabel", nolabel), ("si", si)):
+        p = folder / f"{name}.xyz"
+        write(p, cells[:2] + [bad])    # the bad structure is frame 2 of the file
+        files[name] = p
+    return files
+
+
+@pytest.mark.parametrize("name, error, message", [
+    ("nan", InvalidStructureError, "has non-finite positions"),
+    ("overlap", InvalidStructureError, "atoms 0 and 1 only 0 Å apart"),
+    ("nanforce", MissingLabelsError, "forces label of structure 2 contains NaN"),
+    ("nolabel", MissingLabelsError, "carries no label"),
+])
+def test_read_structures_names_key_file_and_structure(cual, tmp_path, name, error, message):
+    p = _bad_files(tmp_path, cual)[name]
+    with pytest.raises(error, match=rf"^data.train: structure 2 \(\w+\) of '.*{name}.xyz': "
+                                    rf".*{message}"):
+        read_structures([str(p)], "data.train", labels=True)
+
+
+def test_read_structures_species_and_folder(cual, tmp_path):
+    p = _bad_files(tmp_path, cual)["si"]
+    with pytest.raises(InvalidStructureError,
+                       match=r"select.pool: structure 2 \(Al3Si\) of .*: it contains Si, "
+                             r"which the model does not know \(model species: Cu, Al\)"):
+        read_structures([str(p)], "select.pool", labels=False, species=["Cu", "Al"])
+    # labels=False ignores labels, None accepts missing ones
+    nolab = _bad_files(tmp_path, cual)["nolabel"]
+    assert len(read_structures([str(nolab)], "select.pool", labels=False)) == 3
+    assert len(read_structures([str(nolab)], "learn.pool")) == 3
+    with pytest.raises(ConfigError, match="--data: .* is a folder; give a structure file"):
+        read_structures([str(tmp_path)], "--data")
+
+
+def test_fit_rejects_a_nan_label_before_writing_a_model(cual, tmp_path, capsys):
+    """Before: the NaN-force structure landed in the test split, the model was written and
+    the train metrics printed, then the error named 'structure 0' (of the split)."""
+    p = _bad_files(tmp_path, cual)["nanforce"]
+    cfg = tmp_path / "f.toml"
+    cfg.write_text(f'[data]\ntrain = "{p}"\n[descriptor]\nr_cut = 4.0\nn_max = 3\nl_max = 2\n'
+                   f'[baseline]\ntype = "none"\n[output]\nmodel = "{tmp_path / "m.hpot"}"\n'
+                   'report = ""\n')
+    err = _one_line_error(capsys, ["fit", "-q", "-c", str(cfg)],
+                          "data.train: structure 2 (Cu8) of ")
+    assert "nanforce.xyz" in err and not (tmp_path / "m.hpot").exists()
+
+
+def test_evaluate_report_md_select_name_the_bad_structure(cual, tmp_path, capsys):
+    files = _bad_files(tmp_path, cual)
+    model = str(cual / "cu.hpot")
+    _one_line_error(capsys, ["evaluate", "--model", model, "--data", str(files["si"])],
+                    "--data: structure 2 (Al3Si) of ")
+    _one_line_error(capsys, ["report", "--model", model, "--data", str(files["overlap"]),
+                             "--out", str(tmp_path / "r")], "--data: structure 2 (Cu8) of ")
+    _one_line_error(capsys, ["select", "-q", "--model", model, "--pool", str(files["si"]),
+                             "-n", "1", "--out", str(tmp_path / "s.xyz")],
+                    "select.pool: structure 2 (Al3Si) of ")
+    cfg = tmp_path / "md.toml"
+    cfg.write_text(f'[md]\nstructure = "{files["nan"]}"\nsupercell = [1, 1, 1]\n'
+                   'trajectory = ""\n')
+    _one_line_error(capsys, ["md", "-q", "-c", str(cfg), "--model", model, "--steps", "1"],
+                    "md.structure: structure 2 (Cu8) of ")
+
+
+def test_evaluate_without_force_labels_says_so(cual, tmp_path, capsys):
+    cells = read(cual / "cual.xyz", ":")
+    for a in cells:
+        a.calc = SinglePointCalculator(a, energy=a.get_potential_energy())
+    write(tmp_path / "e.xyz", cells)
+    code, out, err = _run(capsys, ["evaluate", "--model", str(cual / "cu.hpot"), "--data",
+                                   str(tmp_path / "e.xyz")])
+    assert code == 0, err
+    assert "force MAE n/a (no force labels), stress MAE n/a (no stress labels)" in out
+    assert "nan" not in out
+
+
+# ------------------------------------------------------------------ options
+def test_fit_model_option_is_the_output_and_learn_has_none(cual, tmp_path, capsys):
+    """Before: 'hybridpot fit --model x.hpot' was accepted and ignored (model.hpot written);
+    'hybridpot learn --model' was accepted and ignored too."""
+    out = tmp_path / "alias.hpot"
+    code, _, err = _run(capsys, ["fit", "-q", "-c", str(cual / "fit.toml"), "--model",
+                                 str(out)])
+    assert code == 0, err and out.is_file()
+    with pytest.raises(SystemExit):
+        main(["learn", "--model", str(out)])
+    assert "unrecognized arguments: --model" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ learn
+def test_learn_scalar_rattle_std(tmp_path, capsys):
+    """Before: 'rattle_std = 0.05' (allowed by the schema) was a TypeError traceback."""
+    cfg = tmp_path / "l.toml"
+    cfg.write_text(f'[descriptor]\nr_cut = 4.0\nn_max = 2\nl_max = 2\n[baseline]\n'
+                   f'type = "none"\n[learn]\nrun_dir = "{tmp_path / "run"}"\n'
+                   'rattle_std = 0.05\nmax_labels = 2\nbatch_size = 2\nn_candidates = 4\n')
+    code, out, err = _run(capsys, ["learn", "-q", "-c", str(cfg)])
+    assert code == 0, err
+    assert "learn: 2 labels" in out
+    cfg.write_text(cfg.read_text().replace("rattle_std = 0.05", "rattle_std = -0.1")
+                   .replace(str(tmp_path / "run"), str(tmp_path / "run2")))
+    _one_line_error(capsys, ["learn", "-q", "-c", str(cfg)],
+                    "The 'rattle_std' parameter of RattleStrainSampler must be a float in "
+                    "[0, inf). Got -0.1")
+
+
+# ------------------------------------------------------------------ export
+def test_export_prints_an_include_that_lammps_can_follow(tmp_path, capsys, monkeypatch):
+    """Before: 'use in LAMMPS: include lq/cu.mod' while the .mod names 'cu.snapcoeff'
+    relative to the folder LAMMPS runs in, so LAMMPS could not open it."""
+    cells = []
+    for k in range(6):
+        a = bulk("Cu", "fcc", a=3.61, cubic=True)
+        a.rattle(0.05, seed=k)
+        cells.append(_labelled(a))
+    write(tmp_path / "cu.xyz", cells)
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(f'[data]\ntrain = "{tmp_path / "cu.xyz"}"\ntest_fraction = 0.0\n'
+                   '[descriptor]\ntype = "SNAPBispectrum"\ntwojmax = 2\nrcutfac = 4.0\n'
+                   f'[baseline]\ntype = "none"\n[output]\nmodel = "{tmp_path / "s.hpot"}"\n'
+                   'report = ""\n')
+    assert main(["fit", "-q", "-c", str(cfg)]) == 0
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["export", "-c", str(cfg), "--prefix", "lq/cu"]) == 0
+    out = capsys.readouterr().out
+    assert "running in 'lq': include cu.mod" in out and "--absolute-paths" in out
+    assert "pair_coeff * * cu.snapcoeff cu.snapparam Cu" in (tmp_path / "lq" / "cu.mod").read_text()
+    assert main(["export", "-c", str(cfg), "--prefix", "lq/cu", "--absolute-paths"]) == 0
+    assert "use in LAMMPS (units metal): include lq/cu.mod" in capsys.readouterr().out
+    mod = (tmp_path / "lq" / "cu.mod").read_text()
+    assert f"pair_coeff * * {tmp_path / 'lq' / 'cu.snapcoeff'} " in mod
