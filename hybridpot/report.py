@@ -39,6 +39,7 @@ def collect_predictions(model, structures):
         ``stress`` / ``stress_pred`` / ``stress_std`` (GPa, flattened Voigt components).
         ``*_std`` are None when the model has no posterior.
     """
+    structures = _check_inputs(model, structures, "collect_predictions")
     has_std = bool(getattr(model.regressor_, "has_uncertainty", False)) \
         or getattr(model, "uncertainty_", None) is not None
     out = {k: [] for k in ("energy", "energy_pred", "energy_std", "forces", "forces_pred",
@@ -74,6 +75,20 @@ def collect_predictions(model, structures):
             res[k] = np.array([])
             res[k + "_pred"] = np.array([])
     return res
+
+
+def _check_inputs(model, structures, owner):
+    """A fitted HybridPotential and a non-empty list of Atoms, or a typed error naming them."""
+    from ._exceptions import InvalidParameterError
+    from ._validation import check_structure_list
+    from .potential import HybridPotential
+
+    if not isinstance(model, HybridPotential):
+        raise InvalidParameterError(
+            f"The 'model' argument of {owner} must be a fitted HybridPotential. "
+            f"Got {type(model).__name__} instead.")
+    model._check_fitted()
+    return check_structure_list(structures, f"The 'structures' argument of {owner}")
 
 
 def _metrics(p):
@@ -163,9 +178,9 @@ def write_report(model, structures, folder, *, title="hybridpot report", extra_f
     Path
         The HTML file.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    structures = _check_inputs(model, structures, "write_report")
     p = collect_predictions(model, structures)
+    folder = _folder(folder, "write_report")
     metrics = _metrics(p)
     if extra_metrics:
         metrics.update(extra_metrics)
@@ -194,6 +209,18 @@ def write_report(model, structures, folder, *, title="hybridpot report", extra_f
              f"{html.escape(type(model.regressor_).__name__)} on "
              f"{html.escape(type(model.descriptor).__name__)}.</p>{note}")
     return _write_page(folder, title, intro + table + extra, figs)
+
+
+def _folder(folder, owner):
+    """``Path(folder)``, created; a typed error when it names an existing file."""
+    from ._exceptions import InvalidParameterError
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InvalidParameterError(
+            f"The 'folder' argument of {owner} must be a folder; {str(folder)!r} is a file.")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _write_page(folder, title, body, figs):
@@ -340,9 +367,9 @@ def write_uncertainty_report(model, structures, folder, *, posterior=None,
     """
     from .uq import calibration_metrics, collect_uncertainty
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    structures = _check_inputs(model, structures, "write_uncertainty_report")
     data = collect_uncertainty(model, structures)
+    folder = _folder(folder, "write_uncertainty_report")
     units = {"energy": "eV/atom", "forces": "eV/Å", "stress": "eV/Å³"}
     metrics = {}
     for kind, d in data.items():
