@@ -75,10 +75,11 @@ committee's energy σ from its own kernel rows, and the single-member adjoint fo
 members.  Forces alone 83-84 µs/atom-step (CPU), **0.77-0.78 x** LAMMPS SNAP's 107 in the same
 run; σ every step / forces (CPU): committee of 16 samples 4.3 x, exact DTC σ 32.1 x (the
 σ paths gained less than the forces, hence the larger ratios); drift unchanged (1.0e-7
-eV/atom/ps).  One ``_evaluate`` of the 108-atom cell (process-time medians of 21) against the
-committee size ``K``: 1.77 x (K=2), 2.06 x (3), 2.39 x (4), 2.89 x (6), 3.40 x (8), 4.71 x
-(16): about 2.1 ms per sample (0.85 ms in the kernel product, 1.25 ms in the adjoint) on
-7.8 ms of forces, so 1.5 x leaves room for about one sample.
+eV/atom/ps).  One ``_evaluate`` of the 108-atom cell, rattled anew for each call
+(process-time medians of 21), against the committee size ``K``: 1.72 x (K=2), 1.98 x (3),
+2.27 x (4), 2.90 x (6), 3.35 x (8), 4.49 x (16): about 2.1 ms per sample (0.85 ms in the
+kernel product, 1.25 ms in the adjoint) on 9.1 ms of forces, so 1.5 x leaves room for about
+one sample.
 """
 
 from __future__ import annotations
