@@ -72,6 +72,12 @@ def save_model(model, path):
     np.savez(buf, **{str(k): np.asarray(v) for k, v in arrays.items()})
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(2, f"Cannot save the model to {path!r}: its folder {folder!r} "
+                                   "does not exist", path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(21, f"Cannot save the model to {path!r}: it is a folder; give "
+                                    "a file name such as model.hpot", path)
     fd, tmp = tempfile.mkstemp(prefix=".hpot-", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -91,13 +97,8 @@ def load_model(path):
     ------
     ModelFormatError
         If the file is not a hybridpot model, is corrupt or incomplete, or was written by a
-        newer format version than this hybridpot reads.
+        newer format version than this hybridpot reads.  The message names the file.
     """
-    from ..baselines import baseline_from_dict
-    from ..descriptors import descriptor_from_dict
-    from ..potential import HybridPotential
-    from ..regression import REGRESSORS
-
     path = os.fspath(path)
     try:
         with zipfile.ZipFile(path, "r") as zf:
@@ -128,6 +129,21 @@ def load_model(path):
             f"{doc.get('hybridpot_version')}); this hybridpot reads up to version "
             f"{FORMAT_VERSION}. Upgrade hybridpot to read it.")
     try:
+        return _model_from_doc(doc, arrays, path)
+    except ModelFormatError as e:
+        if repr(path) in str(e):
+            raise
+        raise ModelFormatError(f"{path!r}: {e}") from e
+
+
+def _model_from_doc(doc, arrays, path):
+    """The HybridPotential of a parsed ``model.json`` and its arrays (see :func:`load_model`)."""
+    from ..baselines import baseline_from_dict
+    from ..descriptors import descriptor_from_dict
+    from ..potential import HybridPotential
+    from ..regression import REGRESSORS
+
+    try:
         descriptor = descriptor_from_dict(doc["descriptor"])
         reg_doc = doc["regressor"]
         cls = REGRESSORS.get(reg_doc.get("class"))
@@ -152,7 +168,7 @@ def load_model(path):
             model._set_extra_state(doc["extra"])
     except ModelFormatError:
         raise
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ModelFormatError(f"{path!r} is an incomplete or corrupt hybridpot model: "
                                f"{type(e).__name__}: {e}") from e
     return model
