@@ -340,7 +340,9 @@ class ActiveLearner:
     Stopping rule (checked before each iteration): ``max_labels`` labels, ``max_iterations``
     iterations, the validation force MAE (eV/Å) at most ``target_error``, or the largest
     force σ (RMS over components, eV/Å) of the selected candidates at most ``target_sigma``
-    (the batch is then not labelled), or no candidate left.
+    (the batch is then not labelled), or no candidate left.  The run also stops after an
+    iteration in which every oracle call failed (``stop_reason_`` quotes the first error;
+    restarting the run resumes it, e.g. once the oracle is fixed).
 
     Crash safety: ``labels.extxyz`` and ``failures.jsonl`` are the source of truth.  A run
     killed at any point and restarted with the same ``run_dir`` re-reads them (a partial last
@@ -538,9 +540,10 @@ class ActiveLearner:
                 self.failures_[rec["id"]] = rec["error"]
 
     # ------------------------------------------------------------------ steps
-    def _training(self):
-        lab = sorted(self.labelled_, key=lambda a: (int(a.info.get("al_iteration", 0)),
-                                                    int(a.info.get("al_order", 0))))
+    def _training(self, exclude=()):
+        lab = sorted((a for a in self.labelled_ if a.info["al_id"] not in exclude),
+                     key=lambda a: (int(a.info.get("al_iteration", 0)),
+                                    int(a.info.get("al_order", 0))))
         return list(self.initial or []) + lab
 
     def _reference(self):
@@ -568,10 +571,10 @@ class ActiveLearner:
             out.append(b)
         return out
 
-    def _refit(self):
+    def _refit(self, exclude=()):
         from sklearn.base import clone
 
-        train = self._training()
+        train = self._training(exclude)
         if not train:
             self.model_ = self.model if hasattr(self.model, "regressor_") else None
             return
@@ -580,20 +583,31 @@ class ActiveLearner:
         model.fit(train)
         model.save(self._p["model"])
         self.model_ = model
-        self.state_["model_n_labels"] = len(self.labelled_)
+        self.state_["model_n_labels"] = len(train) - len(self.initial or [])
+
+    def _pending_ids(self):
+        """Ids of the labels of the interrupted iteration (its saved proposals)."""
+        pr = self.state_.get("proposals")
+        if not pr or int(pr["iteration"]) != int(self.state_["iteration"]):
+            return set()
+        return set(pr.get("ids", ()))
 
     def _restore_model(self):
+        """The model of the completed iterations: a resumed iteration scores its proposals
+        (``selected_sigma_max``) with the model that proposed them, not with one already
+        fitted to the labels it computed before the interruption."""
         from ..potential import HybridPotential
 
-        train = self._training()
+        pending = self._pending_ids()
+        train = self._training(pending)
         if not train:
             self.model_ = self.model if hasattr(self.model, "regressor_") else None
             return
-        if self.state_.get("model_n_labels") == len(self.labelled_) and \
-                self._p["model"].is_file():
+        n_done = len(train) - len(self.initial or [])
+        if self.state_.get("model_n_labels") == n_done and self._p["model"].is_file():
             self.model_ = HybridPotential.load(self._p["model"])
             return
-        self._refit()
+        self._refit(pending)
         self._save_state()
 
     def _done_ids(self):
@@ -794,6 +808,14 @@ class ActiveLearner:
                 self.state_["iteration"] = t + 1
                 self.state_["proposals"] = None
                 self._save_state()
+                if todo and not any(a.info["al_id"] not in self.failures_ for a in todo):
+                    # every oracle call of this process in this iteration failed: a broken
+                    # oracle (unsupported element, missing executable, ...) would otherwise
+                    # burn every remaining iteration; a restart resumes normally
+                    first = self.failures_[todo[0].info["al_id"]]
+                    reason = (f"every oracle call of iteration {t} failed ({len(todo)} "
+                              f"structures; first error: {first}); see {FAILURES_FILE}")
+                    break
         self.stop_reason_ = reason
         self.state_["stop_reason"] = reason
         self._save_state()

@@ -186,6 +186,14 @@ def cmd_learn(args, cfg):
     if oracle.upper() != "EMT":
         raise ConfigError(f"learn.oracle: only 'EMT' is built into the command line; use the "
                           f"Python API (ActiveLearner(oracle=calculator)) for {oracle!r}.")
+    from ase.calculators.emt import parameters as emt_parameters
+
+    unsupported = [s for s in species if s not in emt_parameters]
+    if unsupported:
+        raise ConfigError(f"learn.species: the EMT oracle has no parameters for "
+                          f"{', '.join(unsupported)}; it knows "
+                          f"{', '.join(sorted(emt_parameters))} (use the Python API with "
+                          f"another ASE calculator for other elements). Got species {species}.")
     if cfg["baseline"].get("type") == "EMT":
         import sys
 
