@@ -147,11 +147,12 @@ def cmd_evaluate(args, cfg):
 
 
 def _md_structure(cfg, model):
-    from ase.build import bulk
-
     md = cfg["md"]
     if md["structure"] == "bulk":
-        atoms = bulk(model.species_[0], "fcc", a=float(md["lattice_constant"]), cubic=True)
+        from .config import bulk_prototype
+
+        atoms = bulk_prototype(model.species_[0], md.get("crystal"),
+                               md.get("lattice_constant"), "md")
     else:
         from .config import read_structures
 
@@ -258,7 +259,8 @@ def cmd_md(args, cfg):
             if traj is not None:
                 traj.close()
     done = stopped.step if stopped is not None else steps
-    print(f"md ({ens}): {done} steps of {md['timestep_fs']} fs, {len(atoms)} atoms, "
+    print(f"md ({ens}): {done} steps of {md['timestep_fs']} fs, {len(atoms)} atoms "
+          f"({atoms.get_chemical_formula()}), "
           f"T = {atoms.get_temperature():.0f} K, total energy change "
           f"{(atoms.get_total_energy() - e0) / len(atoms):.2e} eV/atom"
           + (f" -> {md['trajectory']}" if traj is not None else ""))

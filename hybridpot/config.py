@@ -38,8 +38,10 @@ Example (every key optional; these are the defaults of ``hybridpot fit``)::
     report = "report"
 
     [md]
-    structure = "bulk"          # "bulk" (fcc of the first species) or an extxyz/any ASE file
-    lattice_constant = 4.04
+    structure = "bulk"          # "bulk" (crystal of the model's first species) or a file
+                                # readable by ASE (its last frame)
+    crystal = "fcc"             # fcc | bcc | sc | diamond | hcp; default: ASE's reference
+    lattice_constant = 4.05     # structure of the element (Al: fcc, 4.05 Å; Mo: bcc, 3.15)
     supercell = [3, 3, 3]
     ensemble = "langevin"       # nve | langevin | npt
     temperature_K = 300.0
@@ -114,8 +116,8 @@ both sections optional, values shown are the defaults)::
     sampler = "rattle"          # rattle | disorder | pool | md
     species = ["Cu"]            # default: from pool / initial / the bulk prototype
     structure = "bulk"          # "bulk" (crystal + lattice_constant of species[0]) or a file
-    crystal = "fcc"
-    lattice_constant = 3.61     # Å
+    crystal = "fcc"             # default: ASE's reference structure of species[0]
+    lattice_constant = 3.61     # Å; default: ASE's reference value of species[0]
     supercell = [1, 1, 1]
     rattle_std = [0.02, 0.15]   # Å, range (rattle sampler)
     strain_max = 0.03
@@ -176,7 +178,7 @@ DEFAULT_CONFIG = {
     "fit": {"weights": {"energy": 1000.0, "forces": 1.0, "stress": 100.0}, "chunk_size": 16,
             "n_workers": 1},
     "output": {"model": "model.hpot", "report": "report"},
-    "md": {"structure": "bulk", "lattice_constant": 4.04, "supercell": [3, 3, 3],
+    "md": {"structure": "bulk", "supercell": [3, 3, 3],
            "ensemble": "langevin", "temperature_K": 300.0, "timestep_fs": 1.0, "steps": 1000,
            "friction": 0.02, "trajectory": "md.traj", "seed": 0, "uncertainty_interval": 0,
            "sigma_log": "md_sigma.csv", "max_force_std": 0.0},
@@ -190,7 +192,8 @@ _SCHEMA = {
     "fit": {"weights": (dict,), "group_weights": (dict,), "chunk_size": (int,),
             "n_workers": (int,), "reference_energies": (str, dict)},
     "output": {"model": (str,), "report": (str,)},
-    "md": {"structure": (str,), "lattice_constant": (float, int), "supercell": (list,),
+    "md": {"structure": (str,), "crystal": (str,), "lattice_constant": (float, int),
+           "supercell": (list,),
            "ensemble": (str,), "temperature_K": (float, int), "timestep_fs": (float, int),
            "steps": (int,), "friction": (float, int), "trajectory": (str,), "seed": (int,),
            "pressure_GPa": (float, int), "taut_fs": (float, int), "taup_fs": (float, int),
@@ -300,6 +303,48 @@ def load_config(path=None, overrides=None):
     if not cfg["data"]["train"]:
         cfg["data"]["train"] = [str(default_data_path())]
     return cfg
+
+
+#: crystal structures of ``[md]`` / ``[learn]`` ``structure = "bulk"``
+CRYSTALS = ("fcc", "bcc", "sc", "diamond", "hcp")
+
+
+def bulk_prototype(symbol, crystal=None, lattice_constant=None, key="md"):
+    """The conventional cell of ``symbol`` in ``crystal`` with ``lattice_constant`` (Å).
+
+    Either may be None: ASE's reference state of the element (``ase.data.reference_states``)
+    fills it in (e.g. Cu fcc 3.61 Å, Mo bcc 3.15 Å, Si diamond 5.43 Å).  ``hcp`` uses the
+    reference c/a (1.633 when the element has none) and the orthorhombic 4-atom cell; the
+    others the cubic cell.  ``key`` names the config section in errors.
+    """
+    from ase.build import bulk
+    from ase.data import atomic_numbers, reference_states
+
+    ref = reference_states[atomic_numbers[symbol]] if symbol in atomic_numbers else None
+    ref = ref or {}
+    if crystal is None:
+        crystal = ref.get("symmetry")
+        if crystal not in CRYSTALS:
+            raise ConfigError(f"{key}.crystal: ASE has no simple reference crystal for "
+                              f"{symbol} (its reference state is {crystal!r}); set {key}.crystal "
+                              f"to one of {', '.join(CRYSTALS)} and {key}.lattice_constant, or "
+                              f"give a structure file as {key}.structure.")
+        if lattice_constant is None and crystal == ref.get("symmetry"):
+            lattice_constant = ref.get("a")
+    if crystal not in CRYSTALS:
+        raise ConfigError(f"{key}.crystal must be one of {', '.join(CRYSTALS)}. "
+                          f"Got {crystal!r}.")
+    if lattice_constant is None:
+        if ref.get("symmetry") != crystal or ref.get("a") is None:
+            raise ConfigError(f"{key}.lattice_constant: ASE has no reference lattice constant "
+                              f"of {symbol} in {crystal}; set {key}.lattice_constant (Å).")
+        lattice_constant = ref["a"]
+    a = float(lattice_constant)
+    if crystal == "hcp":
+        ca = float(ref.get("c/a", (8.0 / 3.0) ** 0.5)) if ref.get("symmetry") == "hcp" \
+            else (8.0 / 3.0) ** 0.5
+        return bulk(symbol, "hcp", a=a, c=ca * a, orthorhombic=True)
+    return bulk(symbol, crystal, a=a, cubic=True)
 
 
 def read_structures(paths, key="data.train", *, labels=None, species=None):

@@ -287,3 +287,44 @@ def test_export_prints_an_include_that_lammps_can_follow(tmp_path, capsys, monke
     assert "use in LAMMPS (units metal): include lq/cu.mod" in capsys.readouterr().out
     mod = (tmp_path / "lq" / "cu.mod").read_text()
     assert f"pair_coeff * * {tmp_path / 'lq' / 'cu.snapcoeff'} " in mod
+
+
+# ------------------------------------------------------------------ md / learn bulk defaults
+def test_md_bulk_defaults_to_the_elements_reference_crystal(tmp_path, capsys):
+    """Before: 'structure = "bulk"' was fcc with a = 4.04 Å (aluminium's) for every model:
+    a Cu model ran expanded fcc Cu, a Mo model fcc Mo."""
+    from hybridpot.config import bulk_prototype
+    from hybridpot.cli import _md_structure
+    from hybridpot.config import load_config
+
+    class Model:
+        species_ = ["Mo"]
+
+    cfg = load_config(None, {"md": {"supercell": [1, 1, 1]}})
+    mo = _md_structure(cfg, Model())
+    assert len(mo) == 2 and np.allclose(mo.cell.lengths(), 3.15)      # bcc, 3.15 Å
+    Model.species_ = ["Cu"]
+    np.testing.assert_allclose(_md_structure(cfg, Model()).cell.lengths(), 3.61)
+    cfg = load_config(None, {"md": {"supercell": [1, 1, 1], "crystal": "bcc",
+                                    "lattice_constant": 2.9}})
+    cu = _md_structure(cfg, Model())
+    assert len(cu) == 2 and np.allclose(cu.cell.lengths(), 2.9)
+    assert len(bulk_prototype("Si")) == 8 and len(bulk_prototype("Mg")) == 4
+    with pytest.raises(ConfigError, match=r"md.lattice_constant: ASE has no reference lattice "
+                                          r"constant of Cu in bcc; set md.lattice_constant"):
+        bulk_prototype("Cu", "bcc")
+    with pytest.raises(ConfigError, match=r"learn.crystal must be one of fcc, bcc, sc, "
+                                          r"diamond, hcp. Got 'rocksalt'."):
+        bulk_prototype("Cu", "rocksalt", 4.0, "learn")
+    with pytest.raises(ConfigError, match=r"md.crystal: ASE has no simple reference crystal "
+                                          r"for H \(its reference state is 'diatom'\)"):
+        bulk_prototype("H")
+
+
+def test_md_prints_what_it_simulated(cual, tmp_path, capsys):
+    cfg = tmp_path / "md.toml"
+    cfg.write_text('[md]\nsupercell = [1, 1, 1]\ntrajectory = ""\n')
+    code, out, err = _run(capsys, ["md", "-q", "-c", str(cfg), "--model",
+                                   str(cual / "cu.hpot"), "--steps", "2"])
+    assert code == 0, err
+    assert "md (langevin): 2 steps of 1.0 fs, 4 atoms (Cu4), " in out

@@ -51,15 +51,17 @@ def _read(path, key, labels=None, species=None):
 
 
 def _prototype(sec):
-    from ase.build import bulk
+    from ..config import bulk_prototype
 
     st = sec.get("structure", "bulk")
     if st == "bulk":
         species = sec.get("species") or ["Cu"]
         try:
-            return bulk(species[0], sec.get("crystal", "fcc"),
-                        a=float(sec.get("lattice_constant", 3.61)), cubic=True)
+            return bulk_prototype(species[0], sec.get("crystal"), sec.get("lattice_constant"),
+                                  "learn")
         except (ValueError, KeyError, RuntimeError) as e:
+            if isinstance(e, ConfigError):
+                raise
             raise ConfigError(f"learn.crystal/lattice_constant: cannot build bulk "
                               f"{species[0]!r}: {e}") from e
     atoms = _read(st, "learn.structure", labels=False)
