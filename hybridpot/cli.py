@@ -1,4 +1,5 @@
-"""Command line: ``hybridpot fit | evaluate | md | report | export`` driven by a TOML config.
+"""Command line: ``hybridpot fit | evaluate | md | report | export | select | learn``, driven by a
+TOML config (keys and defaults: :mod:`hybridpot.config`).
 
 ``hybridpot fit`` with no config fits the shipped aluminium GPAW data with the defaults of
 :data:`hybridpot.config.DEFAULT_CONFIG` and writes ``model.hpot`` and a report folder.
@@ -354,7 +355,14 @@ COMMANDS = {"fit": cmd_fit, "evaluate": cmd_evaluate, "md": cmd_md, "report": cm
 
 
 def _parser():
-    p = argparse.ArgumentParser(prog="hybridpot", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="hybridpot",
+        description="Fit machine-learned interatomic potentials on top of an empirical one, "
+        "evaluate them, run MD with them, write reports, export SNAP models to LAMMPS, and "
+        "select / learn new training structures. Every sub-command reads an optional TOML "
+        "config (-c; keys and defaults in the hybridpot.config docstring); errors are one "
+        "line with exit code 2.",
+        epilog="'hybridpot <command> --help' lists the options of a command.")
     p.add_argument("--version", action="version", version=f"hybridpot {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)

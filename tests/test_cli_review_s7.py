@@ -328,3 +328,25 @@ def test_md_prints_what_it_simulated(cual, tmp_path, capsys):
                                    str(cual / "cu.hpot"), "--steps", "2"])
     assert code == 0, err
     assert "md (langevin): 2 steps of 1.0 fs, 4 atoms (Cu4), " in out
+
+
+@pytest.mark.parametrize("table, message", [
+    ('kind = "force"', "select.kind must be one of 'energy', 'forces', 'both'. Got 'force'."),
+    ("dedup_threshold = -1", "select.dedup_threshold must be >= 0 (a scaled descriptor "
+                             "distance). Got -1."),
+])
+def test_select_kind_and_dedup_errors_name_the_key(cual, tmp_path, capsys, table, message):
+    """Before: 'The 'kind' parameter of MaxVarianceSelector must be one of ...' (no key)."""
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(f'[select]\npool = "{cual / "cual.xyz"}"\nn = 2\n{table}\n')
+    _one_line_error(capsys, ["select", "-q", "-c", str(cfg), "--model", str(cual / "cu.hpot"),
+                             "--out", str(tmp_path / "s.xyz")], message)
+
+
+def test_top_level_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "select / learn new training structures" in out and "``" not in out
+    for name in ("fit", "evaluate", "md", "report", "export", "select", "learn"):
+        assert f"    {name} " in out

@@ -26,7 +26,15 @@ def build_selector(sec, section="select"):
     variance within k-means strata, :func:`hybridpot.learn.default_selector`)."""
     from ..uq.selection import make_selector
 
+    from ..uq.selection import _KINDS
+
     method = sec.get("method", "stratified")
+    if "kind" in sec and sec["kind"] not in _KINDS:
+        raise ConfigError(f"{section}.kind must be one of {', '.join(map(repr, _KINDS))}. "
+                          f"Got {sec['kind']!r}.")
+    if "dedup_threshold" in sec and not float(sec["dedup_threshold"]) >= 0.0:
+        raise ConfigError(f"{section}.dedup_threshold must be >= 0 (a scaled descriptor "
+                          f"distance). Got {sec['dedup_threshold']!r}.")
     params = {}
     if method == "random":
         params["random_state"] = int(sec.get("seed", 0))
