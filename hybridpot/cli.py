@@ -141,7 +141,9 @@ def cmd_evaluate(args, cfg):
     structures = read_structures(paths, key, labels=True, species=list(model.species_))
     m = model.evaluate(structures)
     if args.json:
-        print(json.dumps(m))
+        # strict JSON: a kind without labels (NaN in evaluate) is null, not NaN
+        print(json.dumps({k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+                          for k, v in m.items()}))
     else:
         _print_metrics("evaluate", m)
     return 0

@@ -255,6 +255,8 @@ def validate_config(cfg, source="config"):
             if isinstance(v, bool) or not isinstance(v, types):
                 names = " or ".join(t.__name__ for t in types)
                 raise ConfigError(f"{source}: {sec}.{k} must be {names}. Got {v!r}.")
+            if k == "seed" and v < 0:  # numpy seeds are non-negative
+                raise ConfigError(f"{source}: {sec}.seed must be an int >= 0. Got {v!r}.")
     return cfg
 
 

@@ -350,3 +350,32 @@ def test_top_level_help_lists_every_command(capsys):
     assert "select / learn new training structures" in out and "``" not in out
     for name in ("fit", "evaluate", "md", "report", "export", "select", "learn"):
         assert f"    {name} " in out
+
+
+@pytest.mark.parametrize("table", ["[data]\nseed = -1\n", "[md]\nseed = -3\n",
+                                   "[select]\nseed = -2\n", "[learn]\nseed = -4\n"])
+def test_negative_seeds_are_config_errors(tmp_path, table):
+    """Before: '[data] seed = -1' was a numpy 'expected non-negative integer' traceback."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(table)
+    with pytest.raises(ConfigError, match=r"\.seed must be an int >= 0. Got -\d."):
+        load_config(cfg)
+
+
+def test_evaluate_json_is_strict_json(cual, tmp_path, capsys):
+    """Before: a kind without labels was printed as NaN, which strict JSON parsers reject."""
+    import json
+
+    cells = read(cual / "cual.xyz", ":")
+    for a in cells:
+        a.calc = SinglePointCalculator(a, energy=a.get_potential_energy())
+    write(tmp_path / "e.xyz", cells)
+    code, out, err = _run(capsys, ["evaluate", "--model", str(cual / "cu.hpot"), "--data",
+                                   str(tmp_path / "e.xyz"), "--json"])
+    assert code == 0, err
+
+    def refuse(name):
+        raise ValueError(name)
+
+    m = json.loads(out, parse_constant=refuse)
+    assert m["force_mae"] is None and m["stress_rmse"] is None and m["energy_mae"] > 0
