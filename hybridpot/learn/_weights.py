@@ -96,7 +96,14 @@ def importance_weights_from_fingerprints(labelled_fp, reference_fp, *, method="n
         k = min(n_strata, len(np.unique(both, axis=0)))
         if k <= 1:
             return np.ones(n_lab)
-        lab_c = KMeans(n_clusters=k, n_init=4, random_state=random_state).fit_predict(both)
+        import warnings
+
+        with warnings.catch_warnings():
+            # distinct but numerically coincident fingerprints (np.unique sees them apart)
+            # give fewer clusters than asked; the strata stay valid
+            warnings.filterwarnings("ignore", message="Number of distinct clusters")
+            lab_c = KMeans(n_clusters=k, n_init=4,
+                           random_state=random_state).fit_predict(both)
         c_lab, c_ref = lab_c[:n_lab], lab_c[n_lab:]
         f_ref = np.bincount(c_ref, minlength=k) / n_ref
         f_lab = np.bincount(c_lab, minlength=k) / n_lab
