@@ -379,3 +379,19 @@ def test_evaluate_json_is_strict_json(cual, tmp_path, capsys):
 
     m = json.loads(out, parse_constant=refuse)
     assert m["force_mae"] is None and m["stress_rmse"] is None and m["energy_mae"] > 0
+
+
+@pytest.mark.parametrize("table, message", [
+    ('sampler = "md"', "learn.sampler = 'md' runs MD with the current model, so it needs "
+                       "learn.initial"),
+    ('importance_weighting = "foo"', "learn.importance_weighting must be one of 'none', "
+                                     "'strata', 'nearest'. Got 'foo'."),
+])
+def test_learn_config_errors_name_the_key(tmp_path, capsys, table, message):
+    """Before: 'The sampler UncertaintyMDSampler needs a fitted model; give ActiveLearner
+    labelled 'initial' structures' (Python names for a config user)."""
+    cfg = tmp_path / "l.toml"
+    cfg.write_text(f'[baseline]\ntype = "none"\n[learn]\nrun_dir = "{tmp_path / "run"}"\n'
+                   f'species = ["Cu"]\nmax_labels = 2\n{table}\n')
+    _one_line_error(capsys, ["learn", "-q", "-c", str(cfg)], message)
+    assert not (tmp_path / "run").exists()

@@ -192,6 +192,14 @@ def cmd_learn(args, cfg):
     model = HybridPotential(descriptor=build_descriptor(cfg, species),
                             regressor=build_regressor(cfg), baseline=build_baseline(cfg),
                             weights=cfg["fit"].get("weights"))
+    if sec.get("sampler") == "md" and not initial:
+        raise ConfigError("learn.sampler = 'md' runs MD with the current model, so it needs "
+                          "learn.initial (an extxyz of labelled structures) to fit the first "
+                          "one. Got no learn.initial.")
+    iw = sec.get("importance_weighting", "none")
+    if _weighting(iw) is not None and _weighting(iw) not in ("strata", "nearest"):
+        raise ConfigError(f"learn.importance_weighting must be one of 'none', 'strata', "
+                          f"'nearest'. Got {iw!r}.")
     oracle = sec.get("oracle", "EMT")
     if oracle.upper() != "EMT":
         raise ConfigError(f"learn.oracle: only 'EMT' is built into the command line; use the "
