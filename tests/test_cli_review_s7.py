@@ -384,8 +384,6 @@ def test_evaluate_json_is_strict_json(cual, tmp_path, capsys):
 @pytest.mark.parametrize("table, message", [
     ('sampler = "md"', "learn.sampler = 'md' runs MD with the current model, so it needs "
                        "learn.initial"),
-    ('importance_weighting = "foo"', "learn.importance_weighting must be one of 'none', "
-                                     "'strata', 'nearest'. Got 'foo'."),
 ])
 def test_learn_config_errors_name_the_key(tmp_path, capsys, table, message):
     """Before: 'The sampler UncertaintyMDSampler needs a fitted model; give ActiveLearner

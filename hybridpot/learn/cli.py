@@ -196,10 +196,6 @@ def cmd_learn(args, cfg):
         raise ConfigError("learn.sampler = 'md' runs MD with the current model, so it needs "
                           "learn.initial (an extxyz of labelled structures) to fit the first "
                           "one. Got no learn.initial.")
-    iw = sec.get("importance_weighting", "none")
-    if _weighting(iw) is not None and _weighting(iw) not in ("strata", "nearest"):
-        raise ConfigError(f"learn.importance_weighting must be one of 'none', 'strata', "
-                          f"'nearest'. Got {iw!r}.")
     oracle = sec.get("oracle", "EMT")
     if oracle.upper() != "EMT":
         raise ConfigError(f"learn.oracle: only 'EMT' is built into the command line; use the "
