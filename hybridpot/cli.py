@@ -27,12 +27,14 @@ def _progress_disabled(args):
     return True if args.quiet else None
 
 
-def _split(structures, cfg):
+def _split(structures, cfg, species=None):
     test_paths = cfg["data"]["test"]
     if test_paths:
         from .config import read_structures
 
-        return structures, read_structures(test_paths, "data.test", labels=True)
+        # the test set may only hold elements of the training data (checked before fitting)
+        return structures, read_structures(test_paths, "data.test", labels=True,
+                                           species=species)
     frac = float(cfg["data"]["test_fraction"])
     if not 0.0 <= frac < 1.0:
         raise ConfigError(f"data.test_fraction must be in [0, 1). Got {frac!r}.")
@@ -93,8 +95,8 @@ def cmd_fit(args, cfg):
     from .potential import HybridPotential
 
     data = read_structures(cfg["data"]["train"], "data.train", labels=True)
-    train, test = _split(data, cfg)
     species = _species_of(data)
+    train, test = _split(data, cfg, species)
     fitcfg = cfg["fit"]
     model = HybridPotential(
         descriptor=build_descriptor(cfg, species), regressor=build_regressor(cfg),

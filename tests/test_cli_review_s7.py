@@ -393,3 +393,18 @@ def test_learn_config_errors_name_the_key(tmp_path, capsys, table, message):
                    f'species = ["Cu"]\nmax_labels = 2\n{table}\n')
     _one_line_error(capsys, ["learn", "-q", "-c", str(cfg)], message)
     assert not (tmp_path / "run").exists()
+
+
+def test_fit_checks_the_test_files_elements_before_fitting(cual, tmp_path, capsys):
+    """Before: a data.test with an element absent from data.train failed after the model
+    had been fitted and written ('The structure contains species 'Al' (atom 0) which of
+    HybridPotential only knows ['Cu']')."""
+    cells = read(cual / "cual.xyz", ":")
+    write(tmp_path / "cu.xyz", [a for a in cells if set(a.get_chemical_symbols()) == {"Cu"}])
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(f'[data]\ntrain = "{tmp_path / "cu.xyz"}"\ntest = "{cual / "cual.xyz"}"\n'
+                   '[descriptor]\nr_cut = 4.0\nn_max = 2\nl_max = 2\n[baseline]\ntype = "none"\n'
+                   f'[output]\nmodel = "{tmp_path / "t.hpot"}"\nreport = ""\n')
+    _one_line_error(capsys, ["fit", "-q", "-c", str(cfg)],
+                    "data.test: structure 1 (Al2Cu6) of ")
+    assert not (tmp_path / "t.hpot").exists()
