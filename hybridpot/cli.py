@@ -126,28 +126,40 @@ def cmd_fit(args, cfg):
     return 0
 
 
-def _labelled_paths(args, cfg):
-    """The labelled files of ``evaluate`` / ``report`` and the option or key they come from."""
+def _labelled(args, cfg, model):
+    """The labelled structures of ``evaluate`` / ``report`` and what they are.
+
+    ``--data``, else ``data.test``, else the held-out part of ``data.train`` that ``fit``
+    used as its test set (same ``test_fraction`` and ``seed``; all of ``data.train`` when
+    ``test_fraction = 0``), so that the default errors are not training errors.
+    """
+    from .config import read_structures
+
+    species = list(model.species_)
     if args.data:
-        return [args.data], "--data"
+        return read_structures([args.data], "--data", labels=True, species=species), \
+            args.data
     if cfg["data"]["test"]:
-        return cfg["data"]["test"], "data.test"
-    return cfg["data"]["train"], "data.train"
+        return read_structures(cfg["data"]["test"], "data.test", labels=True,
+                               species=species), "data.test"
+    data = read_structures(cfg["data"]["train"], "data.train", labels=True, species=species)
+    _, test = _split(data, cfg)
+    if test:
+        return test, (f"the held-out {100 * float(cfg['data']['test_fraction']):g} % of "
+                      "data.train, as in fit")
+    return data, "data.train (the training data: data.test_fraction = 0)"
 
 
 def cmd_evaluate(args, cfg):
-    from .config import read_structures
-
     model = _load_model(args.model or cfg["output"]["model"])
-    paths, key = _labelled_paths(args, cfg)
-    structures = read_structures(paths, key, labels=True, species=list(model.species_))
+    structures, what = _labelled(args, cfg, model)
     m = model.evaluate(structures)
     if args.json:
         # strict JSON: a kind without labels (NaN in evaluate) is null, not NaN
         print(json.dumps({k: (None if isinstance(v, float) and not np.isfinite(v) else v)
                           for k, v in m.items()}))
     else:
-        _print_metrics("evaluate", m)
+        _print_metrics(f"evaluate on {what}", m)
     return 0
 
 
@@ -324,14 +336,17 @@ class _SigmaLog:
 
 
 def cmd_report(args, cfg):
-    from .config import read_structures
     from .report import write_report
 
+    folder = args.out or cfg["output"]["report"]
+    if not folder:
+        raise ConfigError("report: no output folder (give --out or output.report). "
+                          "Got output.report = ''.")
     model = _load_model(args.model or cfg["output"]["model"])
-    paths, key = _labelled_paths(args, cfg)
-    structures = read_structures(paths, key, labels=True, species=list(model.species_))
-    path = write_report(model, structures, args.out or cfg["output"]["report"])
-    print(f"report -> {path}")
+    structures, what = _labelled(args, cfg, model)
+    path = write_report(model, structures, folder,
+                        title=f"hybridpot report: {what}")
+    print(f"report on {what} -> {path}")
     return 0
 
 

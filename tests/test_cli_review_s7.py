@@ -408,3 +408,25 @@ def test_fit_checks_the_test_files_elements_before_fitting(cual, tmp_path, capsy
     _one_line_error(capsys, ["fit", "-q", "-c", str(cfg)],
                     "data.test: structure 1 (Al2Cu6) of ")
     assert not (tmp_path / "t.hpot").exists()
+
+
+def test_evaluate_and_report_default_to_the_held_out_split(cual, tmp_path, capsys):
+    """Before: without --data and data.test, evaluate / report used all of data.train, i.e.
+    mostly training structures, and printed them as 'evaluate: ...' (the fit's test line
+    showed other numbers)."""
+    cfg = str(cual / "fit.toml")
+    code, out, err = _run(capsys, ["fit", "-q", "-c", cfg, "--out", str(tmp_path / "m.hpot")])
+    assert code == 0, err
+    test_line = [ln for ln in out.splitlines() if ln.startswith("test: ")][0]
+    code, out, err = _run(capsys, ["evaluate", "-c", cfg, "--model", str(tmp_path / "m.hpot")])
+    assert code == 0, err
+    assert out.startswith("evaluate on the held-out 25 % of data.train, as in fit: ")
+    assert out.split(": ", 1)[1].strip() == test_line.split(": ", 1)[1].strip()
+    code, out, err = _run(capsys, ["report", "-c", cfg, "--model", str(tmp_path / "m.hpot"),
+                                   "--out", str(tmp_path / "r")])
+    assert code == 0, err and "report on the held-out 25 % of data.train" in out
+    html = (tmp_path / "r" / "report.html").read_text(encoding="utf-8")
+    assert "<p>2 structures;" in html and "held-out 25 %" in html
+    # output.report = "" and no --out: a one-line error, not a report in the working folder
+    _one_line_error(capsys, ["report", "-c", cfg, "--model", str(tmp_path / "m.hpot")],
+                    "report: no output folder (give --out or output.report).")
