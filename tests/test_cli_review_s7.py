@@ -238,7 +238,8 @@ def test_fit_model_option_is_the_output_and_learn_has_none(cual, tmp_path, capsy
     out = tmp_path / "alias.hpot"
     code, _, err = _run(capsys, ["fit", "-q", "-c", str(cual / "fit.toml"), "--model",
                                  str(out)])
-    assert code == 0, err and out.is_file()
+    assert code == 0, err
+    assert out.is_file()
     with pytest.raises(SystemExit):
         main(["learn", "--model", str(out)])
     assert "unrecognized arguments: --model" in capsys.readouterr().err
@@ -424,7 +425,8 @@ def test_evaluate_and_report_default_to_the_held_out_split(cual, tmp_path, capsy
     assert out.split(": ", 1)[1].strip() == test_line.split(": ", 1)[1].strip()
     code, out, err = _run(capsys, ["report", "-c", cfg, "--model", str(tmp_path / "m.hpot"),
                                    "--out", str(tmp_path / "r")])
-    assert code == 0, err and "report on the held-out 25 % of data.train" in out
+    assert code == 0, err
+    assert "report on the held-out 25 % of data.train" in out
     html = (tmp_path / "r" / "report.html").read_text(encoding="utf-8")
     assert "<p>2 structures;" in html and "held-out 25 %" in html
     # output.report = "" and no --out: a one-line error, not a report in the working folder
