@@ -363,6 +363,86 @@ def _stress_prior_kernel(Y, sp, order, bounds, G, dot, zeta, inv_l2, block):
     return out
 
 
+#: pairs per block of the pair-kernel products ``T`` in :meth:`SparseGPRegressor.design_rows`
+PAIR_BLOCK = 1024
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _scatter_pair_rows(T, sv, A, B, dot, li, pc, pn, ps, rij, off, dEr, vir):
+    r"""Accumulate the kernel force and virial rows of a block of pairs, every length scale.
+
+    For pair ``p`` (centre ``pc[p]``, neighbour ``pn[p]``, structure ``ps[p]``) and length
+    scale ``q`` the pair derivative of the kernel columns ``m`` is
+
+    ``g = A[q, li[p], m] T[p, a, m] (+ B[q, li[p], m] sv[p, a] for the dot kernel)``
+
+    (``T`` already holds ``d_drij . Uk^T - sv`` for SE); ``g`` is added to the neighbour's and
+    subtracted from the centre's row ``dEr[q, atom, a, off + m]`` (when ``dEr`` has rows) and
+    ``g r_ij[b]`` added to ``vir[q, ps[p], v, off + m]`` for the Voigt pairs ``v = (a, b)``
+    (when ``vir`` has rows).  One pass over ``T`` for all length scales, no ``(P, 3, M)``
+    temporaries; the centre's terms (consecutive pairs share it) and the virial are summed in
+    local buffers and written once per run of pairs of one centre.
+    """
+    nq = A.shape[0]
+    Mz = T.shape[2]
+    want_f = dEr.shape[1] > 0
+    want_s = vir.shape[1] > 0
+    g = np.empty(Mz)
+    cen = np.zeros((nq, 3, Mz))
+    vb = np.zeros((nq, 6, Mz))
+    P = T.shape[0]
+    for p in range(P):
+        i = li[p]
+        j = pn[p]
+        for a in range(3):
+            for q in range(nq):
+                if dot:
+                    bs = sv[p, a]
+                    for m in range(Mz):
+                        g[m] = A[q, i, m] * T[p, a, m] + B[q, i, m] * bs
+                else:
+                    for m in range(Mz):
+                        g[m] = A[q, i, m] * T[p, a, m]
+                if want_f:
+                    for m in range(Mz):
+                        dEr[q, j, a, off + m] += g[m]
+                        cen[q, a, m] += g[m]
+                if want_s:
+                    # Voigt (xx, yy, zz, yz, xz, xy): the components whose first index is a
+                    if a == 0:
+                        r0 = rij[p, 0]
+                        r1 = rij[p, 1]
+                        r2 = rij[p, 2]
+                        for m in range(Mz):
+                            vb[q, 0, m] += g[m] * r0
+                            vb[q, 4, m] += g[m] * r2
+                            vb[q, 5, m] += g[m] * r1
+                    elif a == 1:
+                        r1 = rij[p, 1]
+                        r2 = rij[p, 2]
+                        for m in range(Mz):
+                            vb[q, 1, m] += g[m] * r1
+                            vb[q, 3, m] += g[m] * r2
+                    else:
+                        r2 = rij[p, 2]
+                        for m in range(Mz):
+                            vb[q, 2, m] += g[m] * r2
+        if p == P - 1 or pc[p + 1] != pc[p] or ps[p + 1] != ps[p]:   # flush
+            c = pc[p]
+            s = ps[p]
+            for q in range(nq):
+                if want_f:
+                    for a in range(3):
+                        for m in range(Mz):
+                            dEr[q, c, a, off + m] -= cen[q, a, m]
+                            cen[q, a, m] = 0.0
+                if want_s:
+                    for v in range(6):
+                        for m in range(Mz):
+                            vir[q, s, v, off + m] += vb[q, v, m]
+                            vb[q, v, m] = 0.0
+
+
 def _species_scatter(sp, st, g, z, ns, forces, stress):
     """Sparse operators that sum the atom and pair terms of element ``z`` of a batch.
 
@@ -1240,13 +1320,18 @@ class SparseGPRegressor(Regressor):
         g = batch.gradients
         want = g is not None and (forces or stress)
         Er = [np.zeros((ns, M)) for _ in range(nl)]
-        dEr = [np.zeros((n, 3, M)) for _ in range(nl)] if want and forces else None
-        vir = [np.zeros((ns, 6, M)) for _ in range(nl)] if want and stress else None
+        # one array per kind with a leading length-scale axis (the pair kernel writes all
+        # scales at once); the lists are views of it
+        dEr_all = np.zeros((nl, n if want and forces else 0, 3, M))
+        vir_all = np.zeros((nl, ns if want and stress else 0, 6, M))
+        dEr = list(dEr_all) if want and forces else None
+        vir = list(vir_all) if want and stress else None
         if self.bias:
             for E in Er:
                 np.add.at(E, (st, self._n_kernel + sp), 1.0)
         if want:
             pi = np.asarray(g.pair_i, np.int64)
+            pj = np.asarray(g.pair_j, np.int64)
             loc = np.full(n, -1, dtype=np.int64)
         # per element: the atom / pair scatter operators, shared by both column blocks
         scatter = {z: _species_scatter(sp, st, g if want else None, z, ns, forces, stress)
@@ -1278,21 +1363,25 @@ class SparseGPRegressor(Regressor):
             loc[idx] = np.arange(idx.size)
             if pz.size == 0:
                 continue
-            D = np.asarray(self._kx(g.d_drij[pz]), dtype=np.float64)  # (P, 3, F_kernel)
-            li = loc[pi[pz]]
-            T = (D.reshape(-1, D.shape[2]) @ Uk.T).reshape(pz.size, 3, Mz)
-            sv = np.einsum("paf,pf->pa", D, V[li])
-            if self.kernel == "se":
-                T -= sv[:, :, None]
-            for q, (K, A, B) in enumerate(KA):
-                G = A[li][:, None, :] * T                                # dk/dr_ij (P, 3, Mz)
-                if B is not None:
-                    G += B[li][:, None, :] * sv[:, :, None]
-                if forces:
-                    dEr[q][:, :, off:end] = (Sf @ G.reshape(pz.size, 3 * Mz)).reshape(n, 3, Mz)
-                if stress:
-                    for v, (a, _) in enumerate(VOIGT):
-                        vir[q][:, v, off:end] = Sv[v] @ G[:, a, :]
+            # dk/dr_ij = A (T - s) (SE) or A T + B s (dot), T = d_drij . Uk^T, s = d_drij . V_i:
+            # T in blocks of pairs (one reused buffer), scattered to the force and virial rows
+            # of every length scale by _scatter_pair_rows
+            dot = self.kernel == "dot"
+            Aq = np.stack([A for _, A, _ in KA])                          # (nq, n_z, Mz)
+            Bq = np.stack([B for _, _, B in KA]) if dot else np.zeros((1, 1, 1))
+            Tbuf = np.empty((min(PAIR_BLOCK, pz.size) * 3, Mz))
+            for b0 in range(0, pz.size, PAIR_BLOCK):
+                pb = pz[b0:b0 + PAIR_BLOCK]
+                D = np.asarray(self._kx(g.d_drij[pb]), dtype=np.float64)  # (Pb, 3, F_kernel)
+                li = loc[pi[pb]]
+                T = np.matmul(D.reshape(-1, D.shape[2]), Uk.T,
+                              out=Tbuf[:3 * pb.size]).reshape(pb.size, 3, Mz)
+                sv = np.einsum("paf,pf->pa", D, V[li])
+                if not dot:
+                    T -= sv[:, :, None]
+                _scatter_pair_rows(T, sv, Aq, Bq, dot, li, pi[pb], pj[pb], st[pi[pb]],
+                                   np.ascontiguousarray(g.rij[pb], dtype=np.float64), off,
+                                   dEr_all, vir_all)
         out = []
         vol = np.asarray(batch.volume, dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
