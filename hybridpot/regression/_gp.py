@@ -606,8 +606,10 @@ class SparseGPRegressor(Regressor):
     ``dE/dX_i = sum_m w_m dk(X_i, U_m)/dX_i`` for ``Descriptor.backward``.
 
     Cost: force rows need ``T = d_drij . U^T`` per pair (one BLAS product, ``3 F M`` flops
-    per pair, shared by all candidate length scales) and a sparse scatter to atoms; the
-    ``(n_pairs, 3, M, F)`` kernel Jacobian is never formed.  The TSQR reduction costs
+    per pair, shared by all candidate length scales), formed in blocks of ``PAIR_BLOCK``
+    pairs and scattered to the atoms' force rows and the structures' virial rows of every
+    candidate length scale in one numba pass (memory ``O(PAIR_BLOCK M)`` beyond the rows);
+    the ``(n_pairs, 3, M, F)`` kernel Jacobian is never formed.  The TSQR reduction costs
     ``~2 M^2`` flops per row and each evidence step ``O(M^3)``.  Prediction costs
     ``O(M F)`` per atom.
 
