@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -94,6 +95,9 @@ def cmd_fit(args, cfg):
     from .config import build_baseline, build_descriptor, build_regressor, read_structures
     from .potential import HybridPotential
 
+    if not str(cfg["output"]["model"]).strip():
+        raise ConfigError("output.model must be a file name such as 'model.hpot'. Got ''.")
+    out = _output_path(cfg["output"]["model"], "output.model")   # checked before the fit
     data = read_structures(cfg["data"]["train"], "data.train", labels=True)
     species = _species_of(data)
     train, test = _split(data, cfg, species)
@@ -106,8 +110,6 @@ def cmd_fit(args, cfg):
         chunk_size=fitcfg.get("chunk_size", 16), n_workers=fitcfg.get("n_workers", 1),
         verbose=not args.quiet)
     model.fit(train)
-    out = Path(cfg["output"]["model"])
-    out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
     print(f"fitted {type(model.regressor).__name__} on {type(model.descriptor).__name__} "
           f"({model.descriptor.n_features} features) for {species} with "
@@ -355,6 +357,10 @@ def cmd_export(args, cfg):
 
     model = _load_model(args.model or cfg["output"]["model"])
     prefix = args.prefix or cfg["export"]["prefix"]
+    if not Path(prefix).name or Path(prefix).name in (".", "..") \
+            or str(prefix).endswith(("/", os.sep)) or Path(prefix).is_dir():
+        raise ConfigError(f"export.prefix must end in a file name prefix, e.g. 'lammps/model' "
+                          f"(writes lammps/model.snapcoeff, ...). Got {prefix!r}.")
     Path(prefix).parent.mkdir(parents=True, exist_ok=True)
     paths = write_snap(model, prefix, absolute_paths=bool(args.absolute_paths))
     written = [paths[k] for k in ("snapcoeff", "snapparam", "mod")] + list(paths["files"])

@@ -300,6 +300,13 @@ def load_config(path=None, overrides=None):
         cfg["fit"]["weights"] = dict(DEFAULT_WEIGHTS)
     for key in ("train", "test"):
         v = cfg["data"][key]
+        if key == "train" and isinstance(v, list) and not v:
+            raise ConfigError(f"{path if path else 'config'}: data.train = [] names no file; "
+                              "give one or more extxyz files, or leave data.train out for the "
+                              "shipped aluminium data.")
+        if isinstance(v, list) and not all(isinstance(x, str) and x for x in v):
+            raise ConfigError(f"data.{key} must be a file name or a list of file names. "
+                              f"Got {v!r}.")
         vals = v if isinstance(v, list) else ([v] if v else [])
         cfg["data"][key] = [str(p if os.path.isabs(p) else base_dir / p) for p in vals]
     if not cfg["data"]["train"]:

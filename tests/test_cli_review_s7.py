@@ -432,3 +432,29 @@ def test_evaluate_and_report_default_to_the_held_out_split(cual, tmp_path, capsy
     # output.report = "" and no --out: a one-line error, not a report in the working folder
     _one_line_error(capsys, ["report", "-c", cfg, "--model", str(tmp_path / "m.hpot")],
                     "report: no output folder (give --out or output.report).")
+
+
+@pytest.mark.parametrize("argv_tail, table, message", [
+    (["fit"], '[output]\nmodel = ""\n',
+     "output.model must be a file name such as 'model.hpot'. Got ''."),
+    (["fit"], "[data]\ntrain = []\n", "data.train = [] names no file"),
+    (["fit"], '[data]\ntrain = ["a.xyz", 3]\n',
+     "data.train must be a file name or a list of file names. Got ['a.xyz', 3]."),
+    (["export"], '[export]\nprefix = ""\n', "export.prefix must end in a file name prefix"),
+    (["export", "--prefix", "lq/"], "", "export.prefix must end in a file name prefix, e.g. "
+                                        "'lammps/model' (writes lammps/model.snapcoeff, ...). "
+                                        "Got 'lq/'."),
+])
+def test_empty_output_names_are_config_errors(cual, tmp_path, capsys, monkeypatch,
+                                              argv_tail, table, message):
+    """Before: output.model = '' failed after the fit ('cannot use '.''), export.prefix = ''
+    was a ValueError traceback from pathlib, 'train = []' silently fitted the shipped Al
+    data, and '--prefix lq/' wrote lq.snapcoeff beside the folder."""
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(table)
+    argv = [argv_tail[0], "-q", "-c", str(cfg), *argv_tail[1:]]
+    if argv_tail[0] == "export":
+        argv += ["--model", str(cual / "cu.hpot")]
+    _one_line_error(capsys, argv, message)
+    assert not list(tmp_path.glob("*.snapcoeff")) and not list(tmp_path.glob("*.hpot"))
