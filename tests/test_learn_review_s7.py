@@ -106,3 +106,35 @@ def test_resumed_iteration_scores_proposals_with_the_model_that_proposed_them(tm
     np.testing.assert_allclose(got[1:], want[1:], rtol=1e-6)
     assert [a.info["al_id"] for a in resumed.labelled_] == \
         [a.info["al_id"] for a in ref.labelled_]
+
+
+def test_target_error_needs_validation_forces(tmp_path):
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from hybridpot import InvalidParameterError
+
+    val = bulk("Cu", "fcc", a=3.61, cubic=True)
+    val.calc = SinglePointCalculator(val, energy=-14.0)
+    with pytest.raises(InvalidParameterError,
+                       match=r"The 'target_error' parameter of ActiveLearner is a force MAE "
+                             r"\(eV/Å\), but no 'validation' structure carries forces"):
+        _learner(tmp_path / "run", "EMT", validation=[val], target_error=0.01).run()
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_learn_energy_only_validation_prints_n_a(tmp_path, capsys):
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    val = bulk("Cu", "fcc", a=3.61, cubic=True)
+    val.calc = SinglePointCalculator(val, energy=-14.0)
+    write(tmp_path / "v.xyz", [val])
+    cfg = tmp_path / "l.toml"
+    cfg.write_text(f'[descriptor]\nr_cut = 4.0\nn_max = 2\nl_max = 2\n[baseline]\n'
+                   f'type = "none"\n[learn]\nrun_dir = "{tmp_path / "run"}"\n'
+                   f'validation = "{tmp_path / "v.xyz"}"\nmax_labels = 2\nbatch_size = 2\n'
+                   'n_candidates = 4\n')
+    assert main(["learn", "-q", "-c", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "validation force MAE n/a (no force labels in learn.validation)" in out
+    assert "nan" not in out

@@ -478,6 +478,15 @@ class ActiveLearner:
             raise InvalidParameterError(
                 f"The 'target_error' parameter of {owner} needs labelled 'validation' "
                 "structures. Got validation=None.")
+        if self.target_error is not None:
+            from .._labels import get_labels
+
+            if not any(get_labels(a, k, require=False).forces is not None
+                       for k, a in enumerate(self.validation)):
+                raise InvalidParameterError(
+                    f"The 'target_error' parameter of {owner} is a force MAE (eV/Å), but no "
+                    f"'validation' structure carries forces (got {len(self.validation)} "
+                    "structures without force labels).")
 
     def _paths(self):
         d = Path(self.run_dir)

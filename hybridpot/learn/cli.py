@@ -231,9 +231,15 @@ def cmd_learn(args, cfg):
         raise ConfigError(f"[learn]: {e}") from e
     last = learner.history_[-1] if learner.history_ else {}
     err = last.get("validation_force_mae")
+    if err is None:
+        val = ""
+    elif err == err:  # not NaN
+        val = f"; validation force MAE {err:.4f} eV/Å"
+    else:
+        val = "; validation force MAE n/a (no force labels in learn.validation)"
     print(f"learn: {len(learner.labelled_)} labels, {len(learner.failures_)} failures, "
           f"{len(learner.history_)} iterations in {run_dir}; stopped: {learner.stop_reason_}"
-          + (f"; validation force MAE {err:.4f} eV/Å" if err is not None else ""))
+          + val)
     return 0
 
 
