@@ -21,6 +21,7 @@ Example (every key optional; these are the defaults of ``hybridpot fit``)::
     [regressor]
     type = "BayesianLinearRegressor"   # LinearRegressor | SparseGPRegressor | ...
     noise_levels = "shared"     # one noise level; the [fit] weights set the kinds' balance
+                                # (random_state of the GP / network / ensemble: data.seed)
 
     [baseline]
     type = "EMT"                # none | EMT | ZBL | LennardJones | Morse | Buckingham
@@ -538,11 +539,21 @@ def build_regressor(cfg):
     """The regressor of ``[regressor]``.
 
     ``type = "EnsembleRegressor"`` takes its member template from a ``[regressor.estimator]``
-    table (with its own ``type``).
+    table (with its own ``type``).  A regressor with a ``random_state`` parameter (sparse GP,
+    network, ensemble) gets ``data.seed`` (default 0) unless the table sets it, so that a
+    config always fits the same model.
     """
+    import inspect
+
     from .regression import REGRESSORS
 
     body = dict(cfg["regressor"])
+    cls = REGRESSORS.get(body.get("type"))
+    if cls is not None and "random_state" not in body and \
+            "random_state" in inspect.signature(cls).parameters:
+        # reproducible by default: the same config fits the same model (sparse-point draws,
+        # network initialisation); the Python classes keep scikit-learn's None
+        body["random_state"] = int(cfg.get("data", {}).get("seed", 0))
     if body.get("type") == "EnsembleRegressor" and isinstance(body.get("estimator"), dict):
         body["estimator"] = _build("regressor.estimator",
                                    {"regressor.estimator": body["estimator"]}, REGRESSORS)

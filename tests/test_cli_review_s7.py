@@ -458,3 +458,31 @@ def test_empty_output_names_are_config_errors(cual, tmp_path, capsys, monkeypatc
         argv += ["--model", str(cual / "cu.hpot")]
     _one_line_error(capsys, argv, message)
     assert not list(tmp_path.glob("*.snapcoeff")) and not list(tmp_path.glob("*.hpot"))
+
+
+def test_config_regressors_are_reproducible_by_default(cual, tmp_path, capsys):
+    """Before: a SparseGPRegressor config without random_state drew other sparse points at
+    every run (the README's shipped-Al GP figure, 5.4 meV/atom, came out 5.1-6.0)."""
+    def config(text):
+        p = tmp_path / "r.toml"
+        p.write_text(text)
+        return load_config(p)
+
+    gp = '[regressor]\ntype = "SparseGPRegressor"\nn_sparse = 20\n'
+    assert build_regressor(config(gp + "[data]\nseed = 3\n")).random_state == 3
+    assert build_regressor(config(gp + "random_state = 7\n")).random_state == 7
+    ens = build_regressor(config('[regressor]\ntype = "EnsembleRegressor"\n'
+                                 '[regressor.estimator]\ntype = "SparseGPRegressor"\n'))
+    assert ens.random_state == 0 and ens.estimator.random_state is None   # members: 0, 1, ...
+    assert not hasattr(build_regressor(load_config()), "random_state")    # Bayesian linear
+    cfg = tmp_path / "gp.toml"
+    cfg.write_text((cual / "fit.toml").read_text().replace(
+        "[baseline]", '[regressor]\ntype = "SparseGPRegressor"\nkernel = "se"\nn_sparse = 12\n'
+        "[baseline]"))
+    outs = []
+    for k in range(2):
+        code, out, err = _run(capsys, ["fit", "-q", "-c", str(cfg), "--out",
+                                       str(tmp_path / f"gp{k}.hpot")])
+        assert code == 0, err
+        outs.append([ln for ln in out.splitlines() if ln.startswith(("train:", "test:"))])
+    assert outs[0] == outs[1]
