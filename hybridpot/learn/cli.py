@@ -24,9 +24,7 @@ def build_selector(sec, section="select"):
     """The selector of a ``[select]`` / ``[learn]`` table (keys ``method``, ``kind``,
     ``dedup_threshold``, ``seed``); the default method is ``"stratified"`` (maximum force
     variance within k-means strata, :func:`hybridpot.learn.default_selector`)."""
-    from ..uq.selection import make_selector
-
-    from ..uq.selection import _KINDS
+    from ..uq.selection import _KINDS, make_selector
 
     method = sec.get("method", "stratified")
     if "kind" in sec and sec["kind"] not in _KINDS:
