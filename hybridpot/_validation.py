@@ -120,9 +120,11 @@ def species_indices(atoms, species, owner=None):
     for n, s in enumerate(symbols):
         k = lookup.get(s)
         if k is None:
+            who = owner if owner else "this model"
             raise UnknownSpeciesError(
-                f"The structure contains species {s!r} (atom {n}) which{_owner_text(owner)} "
-                f"only knows {list(species)!r}.")
+                f"The structure {atoms.get_chemical_formula()} contains the element {s!r} "
+                f"(first at atom {n}), which {who} does not know; its elements are "
+                f"{list(species)!r}.")
         out[n] = k
     return out
 

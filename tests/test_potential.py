@@ -187,7 +187,8 @@ def test_bad_input_errors(train):
     au = train[0].copy()
     au[0].symbol = "Au"
     au.calc = SinglePointCalculator(au, energy=-1.0)
-    with pytest.raises(UnknownSpeciesError, match="'Au'"):
+    with pytest.raises(UnknownSpeciesError, match=r"The structure \w+ contains the element "
+                       r"'Au' \(first at atom 0\), which .+ does not know; its elements are \["):
         make_model().fit([au])
     with pytest.raises(InvalidParameterError, match="'weights'"):
         make_model(weights={"energies": 1.0}).fit(train)
@@ -207,3 +208,44 @@ def test_per_group_noise_used_for_prediction(train, test_set):
     # the observation-noise part of the energy std follows the structure's own group
     assert (stds["rattle"] > stds["strain"]) == (noise["rattle"] > noise["strain"])
     assert stds["rattle"] != stds["strain"]
+
+
+def test_group_weights_zero_equals_leaving_the_group_out(train, test_set):
+    """A group weight 0 removes that config_type's structures from the fit (and from e0)."""
+    tagged = []
+    for k, a in enumerate(train):
+        a = a.copy()
+        a.calc = SinglePointCalculator(a, **train[k].calc.results)
+        a.info["config_type"] = "odd" if k % 2 else "even"
+        tagged.append(a)
+    kw = dict(regressor=LinearRegressor(alpha=1e-6))
+    w0 = make_model(group_weights={"odd": 0.0}, **kw).fit(tagged)
+    even = make_model(**kw).fit(tagged[::2])
+    np.testing.assert_allclose(w0.predict(test_set), even.predict(test_set), rtol=0,
+                               atol=1e-8 * len(test_set[0]))
+    # one kind only: forces of "odd" at 0 still use its energies (a different fit)
+    wf = make_model(group_weights={"odd": {"forces": 0.0}}, **kw).fit(tagged)
+    assert not np.allclose(wf.predict(test_set), even.predict(test_set), atol=1e-6)
+
+
+def test_group_weights_naming_no_training_group_warns(train):
+    """A misspelt config_type in group_weights is reported (not silently ignored)."""
+    tagged = [a.copy() for a in train[:4]]
+    for k, a in enumerate(tagged):
+        a.calc = SinglePointCalculator(a, **train[k].calc.results)
+        a.info["config_type"] = "Surface"
+    with pytest.warns(UserWarning, match=r"'group_weights' parameter of HybridPotential names "
+                      r"config_type groups \['Surfce'\] that no training structure has .* "
+                      r"the training groups are \['Surface'\]"):
+        make_model(group_weights={"Surfce": 2.0}).fit(tagged)
+
+
+def test_uncertainty_calculator_needs_a_posterior(train):
+    """calculator(uncertainty=True) on a model without a posterior fails at once, naming
+    the parameter (it used to fail at the first energy call)."""
+    plain = make_model(regressor=LinearRegressor()).fit(train[:4])
+    with pytest.raises(InvalidParameterError, match=r"The 'uncertainty' parameter of "
+                       r"HybridCalculator needs a model with a posterior .* LinearRegressor "
+                       r"has none\. Got uncertainty=True\."):
+        plain.calculator(uncertainty=True)
+    plain.calculator()            # without σ it is fine
