@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 import time
+import warnings
 
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
@@ -214,6 +215,13 @@ class HybridPotential(BaseEstimator):
             for k in KINDS:
                 factor = gws.get(k, 1.0) if isinstance(gws, dict) else gws
                 wts[k][s] = kind_weights[k] * float(factor) * float(fw)
+        unused = sorted(str(g) for g in gw if g not in group_names)
+        if unused:
+            # a warning, not an error: a cross-validation fold may lack a group
+            warnings.warn(
+                f"The 'group_weights' parameter of HybridPotential names config_type groups "
+                f"{unused} that no training structure has (their weights have no effect); "
+                f"the training groups are {sorted(group_names)}.", UserWarning, stacklevel=3)
         return _Prepared(structures, sidx, energy, forces, stress, wts, groups,
                          tuple(group_names))
 
@@ -694,8 +702,9 @@ class HybridCalculator(Calculator):
     σ costs one descriptor Jacobian evaluation instead of the adjoint (the Jacobian gives the
     forces too; the baseline is evaluated once): 1.0-1.3 x the forces alone for SNAP 2J=8
     models, 1.5 x for an SO(3) power spectrum (``benchmarks/md.py``); a sparse GP's exact σ
-    costs ~26 x, 5 x with ``SparseGPRegressor(derivative_variance="committee")``.  The
-    reported σ is then up to ``n - 1`` calls old.
+    costs 25-32 x, 4.3-4.5 x with ``SparseGPRegressor(derivative_variance="committee")`` and
+    its default 16 samples (2.3 x with 4).  The reported σ is then up to ``n - 1`` calls
+    old.
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
@@ -708,6 +717,15 @@ class HybridCalculator(Calculator):
         super().__init__()
         self.model = model
         self.uncertainty = bool(uncertainty)
+        if self.uncertainty and getattr(model, "uncertainty_", None) is None and not getattr(
+                getattr(model, "regressor_", None), "has_uncertainty", False):
+            raise InvalidParameterError(
+                f"The 'uncertainty' parameter of HybridCalculator needs a model with a "
+                f"posterior (a posterior committee, uq.LinearPosterior(...).apply(model), or "
+                f"a BayesianLinearRegressor, SparseGPRegressor, EnsembleRegressor or "
+                f"NeuralNetworkRegressor(n_models > 1)); this model's "
+                f"{type(getattr(model, 'regressor_', None)).__name__} has none. Got "
+                f"uncertainty={uncertainty!r}.")
         self.uncertainty_interval = check_int(uncertainty_interval, "uncertainty_interval",
                                               "HybridCalculator", low=1)
         self._n_calc = 0
