@@ -643,7 +643,9 @@ class BayesianLinearRegressor(_LinearBase):
     weights within a kind change the fit) -- so keep kind weights at 1 (per-structure or
     per-group factors are fine); evidence maximisation then balances kinds by their row
     counts and, with thousands of force rows per energy row, may favour forces over energies
-    more than a hand-weighted ridge fit.  ``noise_levels="shared"`` has one ``beta`` and keeps
+    more than a hand-weighted ridge fit (mlearn Ni, EMT + power spectrum 6/4: test energies
+    5.3 meV/atom against 0.44 with ``"shared"`` and an energy weight of 1e5; forces 0.017
+    against 0.019 eV/Å).  ``noise_levels="shared"`` has one ``beta`` and keeps
     the user's kind weights as relative precisions: ``noise_[k] = 1 / sqrt(beta mean(w_k))``
     with ``mean(w_k)`` the mean training weight of kind ``k``.  Predictions add ``noise_``.
 
