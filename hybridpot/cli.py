@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from ._exceptions import ConfigError, HybridpotError
+from ._exceptions import ConfigError, HybridpotError, InvalidParameterError
 
 __all__ = ["main"]
 
@@ -225,8 +225,12 @@ def cmd_md(args, cfg):
         raise ConfigError("md.max_force_std needs md.uncertainty_interval >= 1 (σ is not "
                           f"computed with uncertainty_interval = 0). Got max_force_std = "
                           f"{max_std}.")
-    atoms.calc = model.calculator(uncertainty=interval > 0,
-                                  uncertainty_interval=max(interval, 1))
+    try:
+        atoms.calc = model.calculator(uncertainty=interval > 0,
+                                      uncertainty_interval=max(interval, 1))
+    except InvalidParameterError as e:   # no posterior: name the config key
+        raise ConfigError(f"md.uncertainty_interval = {interval} needs a model with a "
+                          f"posterior (0: no σ). {e}") from e
     rng = np.random.default_rng(int(md["seed"]))
     T = float(md["temperature_K"])
     thermalize(atoms, T, rng)

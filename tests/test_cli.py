@@ -137,7 +137,8 @@ def test_md_sigma_needs_a_posterior(tmp_path, emt_file, capsys):
     capsys.readouterr()
     assert main(["md", "-c", str(cfg), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "return_std=True needs a regressor with a posterior" in err
+    assert "md.uncertainty_interval = 2 needs a model with a posterior" in err
+    assert "LinearRegressor has none" in err
     assert len(err.splitlines()) == 1 and not (tmp_path / "md_sigma.csv").exists()
 
 
