@@ -234,7 +234,7 @@ def cmd_md(args, cfg):
     rng = np.random.default_rng(int(md["seed"]))
     T = float(md["temperature_K"])
     thermalize(atoms, T, rng)
-    atoms.get_potential_energy()   # with σ: a model without a posterior fails here, early
+    atoms.get_potential_energy()   # the first evaluation (and σ) before the dynamics
     dt = float(md["timestep_fs"]) * units.fs
     ens = md["ensemble"]
     if ens == "nve":
