@@ -219,11 +219,16 @@ def test_evaluate_report_md_select_name_the_bad_structure(cual, tmp_path, capsys
                     "md.structure: structure 2 (Cu8) of ")
 
 
-def test_evaluate_without_force_labels_says_so(cual, tmp_path, capsys):
+def _energy_only_file(cual, tmp_path):
+    """The cells of ``cual`` with their energies only, written to ``tmp_path / "e.xyz"``."""
     cells = read(cual / "cual.xyz", ":")
     for a in cells:
         a.calc = SinglePointCalculator(a, energy=a.get_potential_energy())
     write(tmp_path / "e.xyz", cells)
+
+
+def test_evaluate_without_force_labels_says_so(cual, tmp_path, capsys):
+    _energy_only_file(cual, tmp_path)
     code, out, err = _run(capsys, ["evaluate", "--model", str(cual / "cu.hpot"), "--data",
                                    str(tmp_path / "e.xyz")])
     assert code == 0, err
@@ -367,10 +372,7 @@ def test_evaluate_json_is_strict_json(cual, tmp_path, capsys):
     """Before: a kind without labels was printed as NaN, which strict JSON parsers reject."""
     import json
 
-    cells = read(cual / "cual.xyz", ":")
-    for a in cells:
-        a.calc = SinglePointCalculator(a, energy=a.get_potential_energy())
-    write(tmp_path / "e.xyz", cells)
+    _energy_only_file(cual, tmp_path)
     code, out, err = _run(capsys, ["evaluate", "--model", str(cual / "cu.hpot"), "--data",
                                    str(tmp_path / "e.xyz"), "--json"])
     assert code == 0, err
