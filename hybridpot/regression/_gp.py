@@ -387,46 +387,40 @@ def _scatter_pair_rows(T, sv, A, B, dot, li, pc, pn, ps, rij, off, dEr, vir):
     Mz = T.shape[2]
     want_f = dEr.shape[1] > 0
     want_s = vir.shape[1] > 0
-    g = np.empty(Mz)
     cen = np.zeros((nq, 3, Mz))
     vb = np.zeros((nq, 6, Mz))
+    # Voigt (xx, yy, zz, yz, xz, xy): for derivative component a the components (a, b)
+    vo = np.array([[0, 4, 5], [1, 3, -1], [2, -1, -1]])
+    vbx = np.array([[0, 2, 1], [1, 2, 0], [2, 0, 0]])
     P = T.shape[0]
     for p in range(P):
         i = li[p]
         j = pn[p]
         for a in range(3):
+            bs = sv[p, a] if dot else 0.0
             for q in range(nq):
-                if dot:
-                    bs = sv[p, a]
-                    for m in range(Mz):
-                        g[m] = A[q, i, m] * T[p, a, m] + B[q, i, m] * bs
-                else:
-                    for m in range(Mz):
-                        g[m] = A[q, i, m] * T[p, a, m]
+                Aq = A[q, i]
+                Bq = B[q, i] if dot else A[q, i]
+                Tp = T[p, a]
                 if want_f:
+                    rowj = dEr[q, j, a]
+                    rowc = cen[q, a]
                     for m in range(Mz):
-                        dEr[q, j, a, off + m] += g[m]
-                        cen[q, a, m] += g[m]
+                        g = Aq[m] * Tp[m]
+                        if dot:
+                            g += Bq[m] * bs
+                        rowj[off + m] += g
+                        rowc[m] += g
                 if want_s:
-                    # Voigt (xx, yy, zz, yz, xz, xy): the components whose first index is a
-                    if a == 0:
-                        r0 = rij[p, 0]
-                        r1 = rij[p, 1]
-                        r2 = rij[p, 2]
+                    for t in range(3 - a):
+                        v = vo[a, t]
+                        r = rij[p, vbx[a, t]]
+                        row = vb[q, v]
                         for m in range(Mz):
-                            vb[q, 0, m] += g[m] * r0
-                            vb[q, 4, m] += g[m] * r2
-                            vb[q, 5, m] += g[m] * r1
-                    elif a == 1:
-                        r1 = rij[p, 1]
-                        r2 = rij[p, 2]
-                        for m in range(Mz):
-                            vb[q, 1, m] += g[m] * r1
-                            vb[q, 3, m] += g[m] * r2
-                    else:
-                        r2 = rij[p, 2]
-                        for m in range(Mz):
-                            vb[q, 2, m] += g[m] * r2
+                            g = Aq[m] * Tp[m]
+                            if dot:
+                                g += Bq[m] * bs
+                            row[m] += g * r
         if p == P - 1 or pc[p + 1] != pc[p] or ps[p + 1] != ps[p]:   # flush
             c = pc[p]
             s = ps[p]
