@@ -367,8 +367,11 @@ def write_uncertainty_report(model, structures, folder, *, posterior=None,
     """
     from .uq import calibration_metrics, collect_uncertainty
 
+    from .uq._calibration import check_model_with_uncertainty
+
     structures = _check_inputs(model, structures, "write_uncertainty_report")
-    data = collect_uncertainty(model, structures)
+    check_model_with_uncertainty(model, "write_uncertainty_report")
+    data = collect_uncertainty(model, structures, _owner="write_uncertainty_report")
     folder = _folder(folder, "write_uncertainty_report")
     units = {"energy": "eV/atom", "forces": "eV/Å", "stress": "eV/Å³"}
     metrics = {}

@@ -369,13 +369,15 @@ def test_recalibration_round_trip_through_save_load(posterior_model, emt_test, t
                                                                        return_std=True)[1]
     np.testing.assert_allclose(again2[0], loaded.predict_forces(emt_test[:1],
                                                                 return_std=True)[1][0])
-    with pytest.raises(InvalidParameterError, match="needs a posterior committee"):
+    with pytest.raises(NotFittedError, match="not fitted yet"):
         recalibrate(_model(), emt_test[:1], method="split")
     with pytest.raises(InvalidParameterError, match=r"'method' parameter of recalibrate.*'split'"):
         recalibrate(loaded, emt_test[:2], method="isotonic")
     # refitting drops the stale posterior and scale
     loaded.fit(emt_test)
     assert not hasattr(loaded, "uncertainty_") and not hasattr(loaded, "uncertainty_scale_")
+    with pytest.raises(InvalidParameterError, match="needs a posterior committee"):
+        recalibrate(loaded, emt_test[:1], method="split")
 
 
 # ----------------------------------------------------------------------------- batched adjoint

@@ -84,8 +84,29 @@ def _baseline_rows(baseline_grads, sub, kind, n_phi, prep_index):
     return -np.vstack(blocks)
 
 
+def check_linear_model(model, owner):
+    """Raise a typed error naming ``owner`` unless ``model`` is a HybridPotential fitted with a
+    linear regressor on structure batches."""
+    from ..potential import HybridPotential
+    from ..regression._linear import _LinearBase
+
+    if not isinstance(model, HybridPotential):
+        raise InvalidParameterError(
+            f"The 'model' argument of {owner} must be a fitted HybridPotential with a "
+            f"LinearRegressor or BayesianLinearRegressor. Got {type(model).__name__} instead.")
+    model._check_fitted()
+    reg = model.regressor_
+    if not isinstance(reg, _LinearBase) or getattr(reg, "fit_mode_", "batch") != "batch":
+        raise InvalidParameterError(
+            f"The 'model' argument of {owner} must be a HybridPotential fitted with "
+            "LinearRegressor or BayesianLinearRegressor (the posterior marginalises linear "
+            f"weights). Got a model with {type(reg).__name__} instead"
+            + ("; its predict(..., return_std=True) already gives σ"
+               if getattr(reg, "has_uncertainty", False) else "") + ".")
+
+
 def accumulate_factors(model, structures, *, noise_groups=False, n_folds=1,
-                       sample_baseline=True, random_state=None):
+                       sample_baseline=True, random_state=None, owner="accumulate_factors"):
     """One pass over ``structures``: per (kind, group, fold) TSQR factors for the posterior.
 
     Parameters
@@ -101,6 +122,8 @@ def accumulate_factors(model, structures, *, noise_groups=False, n_folds=1,
     sample_baseline : bool
         Add the baseline-parameter columns ``J``.
     random_state : numpy Generator, RandomState or int
+    owner : str
+        Name of the caller, used in error messages.
 
     Returns
     -------
@@ -110,11 +133,8 @@ def accumulate_factors(model, structures, *, noise_groups=False, n_folds=1,
 
     from ..potential import _as_structure_list
 
+    check_linear_model(model, owner)
     reg = model.regressor_
-    if not hasattr(reg, "coef_") or getattr(reg, "fit_mode_", "batch") != "batch":
-        raise InvalidParameterError(
-            "The posterior needs a HybridPotential fitted with LinearRegressor or "
-            f"BayesianLinearRegressor. Got {type(reg).__name__} instead.")
     structures = _as_structure_list(structures)
     kind_weights = model._validate()
     prep = model._prepare(structures, kind_weights)

@@ -119,7 +119,32 @@ def calibration_metrics(y, pred, std, structure=None):
             "spearman": rho, "mean_std": float(np.mean(std))}
 
 
-def collect_uncertainty(model, structures, *, unscaled=False, include_noise=True):
+def check_model_with_uncertainty(model, owner):
+    """Raise a typed error naming ``owner`` unless ``model`` is a fitted HybridPotential with a
+    predictive σ (a posterior committee ``uncertainty_`` or a regressor with a posterior)."""
+    from ..potential import HybridPotential
+    from ..regression._linear import _LinearBase
+
+    if not isinstance(model, HybridPotential):
+        raise InvalidParameterError(
+            f"The 'model' argument of {owner} must be a fitted HybridPotential with a "
+            f"posterior. Got {type(model).__name__} instead.")
+    model._check_fitted()
+    reg = model.regressor_
+    if getattr(model, "uncertainty_", None) is None \
+            and not getattr(reg, "has_uncertainty", False):
+        hint = ("give this linear model a posterior with "
+                "LinearPosterior(...).fit(model, train).apply(model), or fit it with "
+                "BayesianLinearRegressor" if isinstance(reg, _LinearBase) else
+                "fit with BayesianLinearRegressor, SparseGPRegressor, "
+                "NeuralNetworkRegressor(n_models > 1) or an EnsembleRegressor")
+        raise InvalidParameterError(
+            f"The 'model' argument of {owner} needs a predictive σ, but its regressor "
+            f"{type(reg).__name__} has no posterior; {hint}.")
+
+
+def collect_uncertainty(model, structures, *, unscaled=False, include_noise=True,
+                        _owner="collect_uncertainty"):
     """Labels, means, σ and structure index of every labelled value of ``structures``.
 
     Parameters
@@ -142,8 +167,8 @@ def collect_uncertainty(model, structures, *, unscaled=False, include_noise=True
     """
     from ..potential import _as_structure_list
 
+    check_model_with_uncertainty(model, _owner)
     structures = _as_structure_list(structures)
-    model._check_fitted()
     if not include_noise and getattr(model, "uncertainty_", None) is None:
         raise InvalidParameterError(
             "collect_uncertainty(include_noise=False) needs a posterior committee on the model "
@@ -201,7 +226,7 @@ def evaluate_uncertainty(model, structures):
     dict
         kind -> metrics dict (plus ``unit``).
     """
-    data = collect_uncertainty(model, structures)
+    data = collect_uncertainty(model, structures, _owner="evaluate_uncertainty")
     out = {}
     for k, d in data.items():
         m = calibration_metrics(d["y"], d["pred"], d["std"], d["structure"])
@@ -286,6 +311,7 @@ default="nll"
             f"Got {method!r} instead.")
     from ..potential import _as_structure_list
 
+    check_model_with_uncertainty(model, "recalibrate")
     # a list once: the split and heteroscedastic methods read the structures twice
     structures = _as_structure_list(structures)
     com = getattr(model, "uncertainty_", None)

@@ -39,7 +39,7 @@ import scipy.optimize
 
 from .._exceptions import HybridpotError, InvalidParameterError, NotFittedError
 from .._validation import check_float, check_int
-from ._accumulate import accumulate_factors
+from ._accumulate import accumulate_factors, check_linear_model
 
 __all__ = ["LinearPosterior", "ChainTooShortError", "log_evidence_from_factors"]
 
@@ -373,7 +373,7 @@ class LinearPosterior:
         n_folds = int(self.n_folds) if self.robust == "cv" else 1
         fac = accumulate_factors(model, structures, noise_groups=bool(self.noise_groups),
                                  n_folds=n_folds, sample_baseline=bool(self.sample_baseline),
-                                 random_state=rng)
+                                 random_state=rng, owner=f"{type(self).__name__}.fit")
         return self._fit_factors(fac, model.regressor_, rng)
 
     def _fit_factors(self, fac, reg, rng):
@@ -561,6 +561,8 @@ class LinearPosterior:
         """
         from ._committee import Committee
 
+        n_theta_samples = check_int(n_theta_samples, "n_theta_samples",
+                                    f"{type(self).__name__}.committee", low=1)
         th = self.samples(n_theta_samples, force=force, random_state=random_state)
         fac = self.factors_
         M, n_phi = fac.M, fac.n_phi
@@ -610,6 +612,23 @@ class LinearPosterior:
         ``uncertainty_recalibration_``, see :func:`hybridpot.uq.recalibrate`) is fitted to
         the previous committee and is dropped: recalibrate again for the new one.
         """
+        owner = f"{type(self).__name__}.apply"
+        self._check_factors()
+        check_linear_model(model, owner)
+        fac = self.factors_
+        expect = (fac.n_species, fac.M // fac.n_species)
+        coef = np.shape(model.regressor_.coef_)
+        base = model.baseline
+        names = tuple(base.param_names) if (fac.n_phi and base is not None
+                                            and hasattr(base, "param_names")) else ()
+        if tuple(coef) != expect or names != tuple(fac.phi_names):
+            raise InvalidParameterError(
+                f"The 'model' argument of {owner} must be the model this posterior was fitted "
+                f"on: the posterior has coefficient blocks of shape {expect}"
+                + (f" and baseline parameters {list(fac.phi_names)}" if fac.n_phi else "")
+                + f", the model's regressor {tuple(coef)}"
+                + (f" and baseline parameters {list(names)}" if fac.n_phi else "")
+                + ". Fit a LinearPosterior on this model first.")
         com = self.committee(n_theta_samples, n_members=n_members, force=force,
                              random_state=random_state)
         model.__dict__.pop("uncertainty_scale_", None)

@@ -1,0 +1,134 @@
+"""Review 2 (session 7) of the UQ API: typed errors naming the call for models that cannot be
+used (no posterior, not linear, not fitted, not the posterior's model)."""
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from hybridpot import HybridPotential, InvalidParameterError, NotFittedError
+from hybridpot.descriptors import PowerSpectrum
+from hybridpot.regression import (BayesianLinearRegressor, LinearRegressor,
+                                  NeuralNetworkRegressor, SparseGPRegressor)
+from hybridpot.report import write_uncertainty_report
+from hybridpot.uq import (LinearPosterior, collect_uncertainty, evaluate_uncertainty,
+                          recalibrate)
+
+
+def _cells(n, seed, labels=("energy", "forces", "stress")):
+    """``n`` EMT-labelled, rattled, strained Cu8 / Cu6Al2 cells."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        a = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 1, 1)
+        if i % 2:
+            a.symbols[[1, 5]] = "Al"
+        a.set_cell(a.cell @ (np.eye(3) + 0.02 * rng.standard_normal((3, 3))), scale_atoms=True)
+        a.positions += 0.05 * rng.standard_normal(a.positions.shape)
+        a.calc = EMT()
+        res = {"energy": a.get_potential_energy(), "forces": a.get_forces(),
+               "stress": a.get_stress()}
+        a.calc = SinglePointCalculator(a, **{k: res[k] for k in labels})
+        out.append(a)
+    return out
+
+
+def _desc(n_max=2):
+    return PowerSpectrum(species=["Cu", "Al"], r_cut=4.0, n_max=n_max, l_max=1)
+
+
+@pytest.fixture(scope="module")
+def train():
+    return _cells(6, 0)
+
+
+@pytest.fixture(scope="module")
+def linear(train):
+    return HybridPotential(descriptor=_desc(), regressor=LinearRegressor()).fit(train)
+
+
+def test_posterior_refuses_non_linear_unfitted_and_non_models(train):
+    gp = HybridPotential(descriptor=_desc(), regressor=SparseGPRegressor(
+        n_sparse=5, random_state=0)).fit(train)
+    # was AttributeError: 'SparseGPRegressor' object has no attribute 'quadratic'
+    with pytest.raises(InvalidParameterError,
+                       match=r"'model' argument of LinearPosterior.fit must be a HybridPotential"
+                             r" fitted with LinearRegressor or BayesianLinearRegressor.*"
+                             r"SparseGPRegressor.*already gives σ"):
+        LinearPosterior(n_steps=20).fit(gp, train)
+    nn = HybridPotential(descriptor=_desc(), regressor=NeuralNetworkRegressor(
+        hidden_layer_sizes=(2,), max_iter=2, tol=1.0, random_state=0))
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        LinearPosterior(n_steps=20).fit(nn, train)
+    with pytest.raises(InvalidParameterError,
+                       match=r"'model' argument of LinearPosterior.fit must be a fitted "
+                             r"HybridPotential.*Got str instead"):
+        LinearPosterior(n_steps=20).fit("model.hpot", train)
+
+
+def test_uncertainty_functions_name_themselves_without_a_posterior(linear, train, tmp_path):
+    # was: "return_std=True needs a regressor with a posterior" (an argument never passed)
+    hint = r"LinearPosterior\(\.\.\.\)\.fit\(model, train\)\.apply\(model\)"
+    for fn, name in ((evaluate_uncertainty, "evaluate_uncertainty"),
+                     (recalibrate, "recalibrate"),
+                     (collect_uncertainty, "collect_uncertainty")):
+        with pytest.raises(InvalidParameterError,
+                           match=rf"'model' argument of {name} needs a predictive σ, but its "
+                                 rf"regressor LinearRegressor has no posterior; .*{hint}"):
+            fn(linear, train)
+    with pytest.raises(InvalidParameterError,
+                       match=r"'model' argument of write_uncertainty_report needs a predictive "
+                             r"σ.*LinearRegressor"):
+        write_uncertainty_report(linear, train, tmp_path / "rep")
+    assert not (tmp_path / "rep").exists()
+    with pytest.raises(InvalidParameterError,
+                       match=r"'model' argument of recalibrate must be a fitted HybridPotential"
+                             r".*Got str instead"):
+        recalibrate("model", train)
+
+
+def test_single_network_hint_and_posterior_route_still_work(train):
+    nn = HybridPotential(descriptor=_desc(), regressor=NeuralNetworkRegressor(
+        hidden_layer_sizes=(2,), max_iter=3, tol=1.0, random_state=0)).fit(train)
+    with pytest.raises(InvalidParameterError, match=r"NeuralNetworkRegressor\(n_models > 1\)"):
+        evaluate_uncertainty(nn, train)
+    # a linear model with a posterior committee is accepted
+    m = HybridPotential(descriptor=_desc(), regressor=LinearRegressor()).fit(train)
+    LinearPosterior(n_steps=20, n_burn=5, random_state=0).fit(m, train).apply(
+        m, 4, force=True)
+    metrics = evaluate_uncertainty(m, train)
+    assert set(metrics) == {"energy", "forces", "stress"}
+    assert metrics["forces"]["mean_std"] > 0
+
+
+def test_apply_refuses_a_model_the_posterior_was_not_fitted_on(train):
+    m = HybridPotential(descriptor=_desc(), regressor=BayesianLinearRegressor(
+        noise_levels="shared")).fit(train)
+    post = LinearPosterior(n_steps=20, n_burn=5, random_state=0).fit(m, train)
+    other = HybridPotential(descriptor=_desc(n_max=3), regressor=BayesianLinearRegressor(
+        noise_levels="shared")).fit(train)
+    # was accepted, then every predict(return_std=True) said "rebuild it with
+    # LinearPosterior.apply(model)" -- what the user had just done
+    with pytest.raises(InvalidParameterError,
+                       match=r"'model' argument of LinearPosterior.apply must be the model this "
+                             r"posterior was fitted on: .*\(2, 21\).*\(2, 43\).*Fit a "
+                             r"LinearPosterior on this model first"):
+        post.apply(other, 4, force=True)
+    assert getattr(other, "uncertainty_", None) is None
+    with pytest.raises(InvalidParameterError,
+                       match=r"'n_theta_samples' parameter of LinearPosterior.committee must be "
+                             r"an int in \[1, inf\]. Got 0 instead"):
+        post.committee(0, force=True)
+    post.apply(m, 4, force=True)
+    E, s = m.predict(train[:2], return_std=True)
+    assert E.shape == s.shape == (2,) and np.all(s > 0)
+
+
+def test_recalibrate_on_validation_without_forces(train):
+    m = HybridPotential(descriptor=_desc(), regressor=BayesianLinearRegressor(
+        noise_levels="shared")).fit(train)
+    val = _cells(3, 1, labels=("energy", "stress"))
+    scale = recalibrate(m, val)
+    assert set(scale) == {"energy", "stress"}
+    assert all(np.isfinite(v) and v > 0 for v in scale.values())
