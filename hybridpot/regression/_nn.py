@@ -553,6 +553,9 @@ class NeuralNetworkRegressor(Regressor):
         Output scale ``c`` (eV).
     species_trained_ : ndarray of bool, shape (n_species,)
         Elements that occur in the training data (others cannot be predicted).
+    species_names_ : tuple of str or None
+        Element symbols in species-index order (from the training
+        :class:`~hybridpot.regression.BatchSource`; None when it named none); used in messages.
     n_features_in_, n_species_ : int
     hidden_layer_sizes_ : tuple of int
         Validated hidden-layer widths used by the fitted networks.
@@ -722,6 +725,8 @@ class NeuralNetworkRegressor(Regressor):
                 "stress with a positive weight).")
         self._fit_scaling(blist, data, S, F)
         self.n_features_in_, self.n_species_ = F, S
+        self.species_names_ = (tuple(str(x) for x in src.species)
+                               if src.species is not None and len(src.species) == S else None)
         self.hidden_layer_sizes_ = self._hidden
         layout = _Layout(F, self._hidden, S)
         params, curves, vals, iters, val_index = [], [], [], [], []
@@ -947,6 +952,22 @@ class NeuralNetworkRegressor(Regressor):
                 f"This {_OWNER} instance is not fitted yet. Call 'fit' with training batches "
                 "(or set_fitted_state) before using it.")
 
+    def _untrained_message(self, bad):
+        """Message for atoms of elements (indices ``bad``) without a trained network."""
+        ok = np.flatnonzero(self.species_trained_)
+        names = getattr(self, "species_names_", None)
+        if names is not None:
+            what = ", ".join(f"{names[i]} (species index {i})" for i in bad)
+            can = [names[i] for i in ok]
+            fix = f"fit on structures that contain {', '.join(names[i] for i in bad)}"
+        else:
+            what = f"species indices {bad.tolist()}"
+            can = ok.tolist()
+            fix = "fit on structures that contain every element of the descriptor"
+        return (f"The structure contains {what}, which had no atom in the training data of "
+                f"this {_OWNER}: that network was never trained, so only {can} can be "
+                f"predicted; {fix}.")
+
     def _members(self, X, species, need_G):
         """Per member ``eps`` (n_models, n) and, if asked, ``G`` (n_models, n, F)."""
         self._check_fitted()
@@ -956,10 +977,7 @@ class NeuralNetworkRegressor(Regressor):
         present = np.unique(sp)
         bad = present[~self.species_trained_[present]]
         if bad.size:
-            ok = np.flatnonzero(self.species_trained_).tolist()
-            raise UnknownSpeciesError(
-                f"The structure contains species indices {bad.tolist()} that had no atom in "
-                f"the training data of this {_OWNER}; only {ok} can be predicted.")
+            raise UnknownSpeciesError(self._untrained_message(bad))
         layout = _Layout(F, self.hidden_layer_sizes_, S)
         idx, xs = _split_species(X, sp, S, self.x_mean_, self.x_scale_)
         n_m = self.params_.shape[0]
@@ -1080,6 +1098,9 @@ class NeuralNetworkRegressor(Regressor):
         arrays = {"params": self.params_.copy(), "x_mean": self.x_mean_.copy(),
                   "x_scale": self.x_scale_.copy(), "energy_shift": self.energy_shift_.copy(),
                   "species_trained": self.species_trained_.astype(np.int8)}
+        names = getattr(self, "species_names_", None)
+        if names is not None:
+            state["species"] = list(names)
         return state, arrays
 
     def set_fitted_state(self, state, arrays):
@@ -1121,4 +1142,7 @@ class NeuralNetworkRegressor(Regressor):
         self.loss_curve_ = list(state.get("loss_curve", []))
         self.validation_scores_ = state.get("validation_scores")
         self.validation_index_ = state.get("validation_index")
+        names = state.get("species")
+        self.species_names_ = (tuple(str(x) for x in names)
+                               if isinstance(names, list) and len(names) == S else None)
         return self

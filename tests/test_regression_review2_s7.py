@@ -1,0 +1,58 @@
+"""Review 2 (session 7) of the regressors through HybridPotential."""
+
+import warnings
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
+from sklearn.exceptions import ConvergenceWarning
+
+from hybridpot import HybridPotential, UnknownSpeciesError
+from hybridpot.descriptors import PowerSpectrum
+from hybridpot.regression import EnsembleRegressor, NeuralNetworkRegressor
+
+
+def _cells(n, seed, al=True):
+    """``n`` EMT-labelled rattled Cu8 (and, if ``al``, every other one Cu6Al2) cells."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        a = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 1, 1)
+        if al and i % 2:
+            a.symbols[[1, 5]] = "Al"
+        a.positions += 0.05 * rng.standard_normal(a.positions.shape)
+        a.calc = EMT()
+        e, f = a.get_potential_energy(), a.get_forces()
+        a.calc = SinglePointCalculator(a, energy=e, forces=f)
+        out.append(a)
+    return out
+
+
+def _desc():
+    return PowerSpectrum(species=["Cu", "Al"], r_cut=4.0, n_max=2, l_max=1)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: NeuralNetworkRegressor(hidden_layer_sizes=(3,), max_iter=3, random_state=0),
+    lambda: EnsembleRegressor(estimator=NeuralNetworkRegressor(hidden_layer_sizes=(3,),
+                                                               max_iter=3), n_models=2,
+                              random_state=0)])
+def test_untrained_element_is_named(make, tmp_path):
+    # a network trained on Cu only cannot predict Al; the message named 'species indices [1]'
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        m = HybridPotential(descriptor=_desc(), regressor=make()).fit(_cells(2, 0, al=False))
+    mixed = _cells(2, 1)[1]
+    msg = (r"The structure contains Al \(species index 1\), which had no atom in the training "
+           r"data of this NeuralNetworkRegressor: that network was never trained, so only "
+           r"\['Cu'\] can be predicted; fit on structures that contain Al\.")
+    with pytest.raises(UnknownSpeciesError, match=msg):
+        m.predict([mixed])
+    m.save(tmp_path / "nn.hpot")
+    loaded = HybridPotential.load(tmp_path / "nn.hpot")
+    with pytest.raises(UnknownSpeciesError, match=msg):
+        loaded.predict([mixed])
+    np.testing.assert_allclose(loaded.predict(_cells(1, 2, al=False)),
+                               m.predict(_cells(1, 2, al=False)), rtol=0, atol=1e-12)
