@@ -56,3 +56,23 @@ def test_untrained_element_is_named(make, tmp_path):
         loaded.predict([mixed])
     np.testing.assert_allclose(loaded.predict(_cells(1, 2, al=False)),
                                m.predict(_cells(1, 2, al=False)), rtol=0, atol=1e-12)
+
+
+def test_bayesian_linear_non_convergence_says_why():
+    # one training structure: its single energy row is fitted exactly, the energy noise hits
+    # its floor and the evidence iteration never settles; the warning said "increase max_iter"
+    from hybridpot.regression import BayesianLinearRegressor
+
+    one = _cells(1, 3)
+    with pytest.warns(ConvergenceWarning,
+                      match=r"the noise level of 'energy' \(1 row\) fell to its floor .* more "
+                            r"iterations will not help\. Add labelled structures, or use "
+                            r"noise_levels='shared'"):
+        HybridPotential(descriptor=_desc(), regressor=BayesianLinearRegressor(
+            max_iter=50)).fit(one)
+    # the advice works: one shared noise level converges on the same data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = HybridPotential(descriptor=_desc(), regressor=BayesianLinearRegressor(
+            noise_levels="shared")).fit(one)
+    assert m.regressor_.noise_["energy"] > 1e-6

@@ -62,6 +62,24 @@ class _Accumulated:
         self.stats, self.meta = stats, meta
 
 
+def _key_text(key):
+    return "/".join(str(k) for k in key) if isinstance(key, tuple) else str(key)
+
+
+def _non_convergence_advice(keys, beta, beta_max, N, M):
+    """End of the non-convergence warning: why, and what to do."""
+    floor = [q for q in range(len(keys)) if beta[q] >= 0.5 * beta_max[q]]
+    if not floor:
+        return "increase max_iter."
+    what = ", ".join(f"'{_key_text(keys[q])}' ({int(N[q])} row{'s' * (int(N[q]) != 1)})"
+                     for q in floor)
+    return (f"the noise level of {what} fell to its floor (1e-8 x the RMS label): the model "
+            f"reproduces those labels exactly ({int(np.sum(N))} rows in all for {M} "
+            "coefficients), so more iterations will not help. Add labelled structures"
+            + (", or use noise_levels='shared' (one noise level for every label kind)."
+               if len(keys) > 1 else ", or use LinearRegressor."))
+
+
 class _LinearBase(Regressor):
     """Shared machinery of the linear regressors (not public)."""
 
@@ -819,7 +837,8 @@ class BayesianLinearRegressor(_LinearBase):
             warnings.warn(
                 f"{owner}: evidence maximisation did not converge in max_iter={max_iter} "
                 f"iterations (last change of log-hyperparameters {change:.3g} > tol={tol:g}); "
-                "increase max_iter.", ConvergenceWarning, stacklevel=2)
+                + _non_convergence_advice(keys, beta, beta_max, N, M),
+                ConvergenceWarning, stacklevel=2)
         self.n_iter_ = n_iter
         self._finalise(alpha, beta, keys, Rk, rk, N, D, b2)
         return self
