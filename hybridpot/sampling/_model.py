@@ -68,6 +68,7 @@ class UncertaintyMDSampler(Sampler):
     """
 
     needs_model = True
+    needs_uncertainty = True
 
     def __init__(self, *, starts=None, temperature_range=(300.0, 1500.0), n_steps=500,
                  timestep_fs=2.0, friction=0.01, check_interval=10, sigma_threshold=0.2,
@@ -182,6 +183,7 @@ class AdversarialSampler(Sampler):
     """
 
     needs_model = True
+    needs_uncertainty = True
 
     def __init__(self, *, starts=None, temperature_K=300.0, n_steps=10, step_size=0.03,
                  fd_delta=0.005, gradient="fd", start_rattle=0.02):

@@ -1,0 +1,70 @@
+"""Review 2 (session 7) of the samplers: σ-driven samplers refuse a model without σ (they
+swallowed the error: MD blamed the temperature, the adversarial sampler returned its rattled
+starts), and negative seeds are typed errors."""
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from hybridpot import HybridPotential, InvalidParameterError
+from hybridpot.descriptors import PowerSpectrum
+from hybridpot.regression import BayesianLinearRegressor, LinearRegressor
+from hybridpot.sampling import (AdversarialSampler, PoolSampler, RandomDisorderSampler,
+                                RattleStrainSampler, UncertaintyMDSampler)
+
+
+def _cells(n, seed):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        a = bulk("Cu", "fcc", a=3.61, cubic=True)
+        a.positions += 0.05 * rng.standard_normal(a.positions.shape)
+        a.calc = EMT()
+        e, f = a.get_potential_energy(), a.get_forces()
+        a.calc = SinglePointCalculator(a, energy=e, forces=f)
+        out.append(a)
+    return out
+
+
+@pytest.fixture(scope="module")
+def train():
+    return _cells(4, 0)
+
+
+def _model(reg, train):
+    return HybridPotential(descriptor=PowerSpectrum(species=["Cu"], r_cut=3.5, n_max=2,
+                                                    l_max=1), regressor=reg).fit(train)
+
+
+@pytest.mark.parametrize("sampler", [
+    UncertaintyMDSampler(n_steps=4, check_interval=2),
+    AdversarialSampler(n_steps=1)], ids=["md", "adversarial"])
+def test_sigma_samplers_refuse_a_model_without_sigma(sampler, train):
+    lin = _model(LinearRegressor(), train)
+    sampler = sampler.set_params(starts=train[:1])
+    with pytest.raises(InvalidParameterError,
+                       match=rf"{type(sampler).__name__}.sample steers by the model's predictive"
+                             r" σ, but the 'model' has none \(its regressor LinearRegressor has"
+                             r" no posterior\).*LinearPosterior"):
+        sampler.sample(1, random_state=0, model=lin)
+    # with a posterior the same sampler works
+    blr = _model(BayesianLinearRegressor(noise_levels="shared"), train)
+    out = sampler.sample(1, random_state=0, model=blr)
+    assert len(out) == 1 and out[0].get_chemical_formula() == "Cu4"
+    if isinstance(sampler, AdversarialSampler):
+        assert np.isfinite(out[0].info["adversarial_J"])
+
+
+@pytest.mark.parametrize("sampler", [
+    RandomDisorderSampler(), RattleStrainSampler(prototype=bulk("Cu", cubic=True)),
+    PoolSampler(structures=[bulk("Cu", cubic=True)] * 2)], ids=["disorder", "rattle", "pool"])
+def test_negative_seed_is_a_typed_error(sampler):
+    # was numpy's "ValueError: expected non-negative integer"
+    with pytest.raises(InvalidParameterError,
+                       match=r"'random_state' argument of .*\.sample must be a non-negative "
+                             r"int, a numpy.random.Generator or None. Got -1 instead"):
+        sampler.sample(1, random_state=-1)
+    with pytest.raises(InvalidParameterError, match=r"Got str instead"):
+        sampler.sample(1, random_state="0")
