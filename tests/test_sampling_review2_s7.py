@@ -68,3 +68,13 @@ def test_negative_seed_is_a_typed_error(sampler):
         sampler.sample(1, random_state=-1)
     with pytest.raises(InvalidParameterError, match=r"Got str instead"):
         sampler.sample(1, random_state="0")
+
+
+def test_reversed_n_atoms_range_names_the_pair():
+    # was "The 'n_atoms' parameter ... must be an int in [8, inf]. Got 2 instead." for (8, 2)
+    with pytest.raises(InvalidParameterError,
+                       match=r"'n_atoms' parameter of RandomDisorderSampler must be an int or a "
+                             r"pair \(low, high\) with 1 <= low <= high. Got \(8, 2\) instead"):
+        RandomDisorderSampler(n_atoms=(8, 2)).sample(1, random_state=0)
+    out = RandomDisorderSampler(n_atoms=(3, 3)).sample(2, random_state=0)
+    assert [len(a) for a in out] == [3, 3]

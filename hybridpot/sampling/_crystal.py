@@ -133,7 +133,11 @@ class RandomDisorderSampler(Sampler):
                     f"The 'n_atoms' parameter of {owner} must be an int or a pair (low, high). "
                     f"Got {self.n_atoms!r} instead.") from None
             nlo = check_int(nlo, "n_atoms", owner, low=1)
-            nhi = check_int(nhi, "n_atoms", owner, low=nlo)
+            nhi = check_int(nhi, "n_atoms", owner, low=1)
+            if nhi < nlo:
+                raise InvalidParameterError(
+                    f"The 'n_atoms' parameter of {owner} must be an int or a pair (low, high) "
+                    f"with 1 <= low <= high. Got {self.n_atoms!r} instead.")
         vlo, vhi = _check_range(self.volume_per_atom, "volume_per_atom", owner)
         if vlo <= 0:
             raise InvalidParameterError(
