@@ -179,6 +179,7 @@ def write_report(model, structures, folder, *, title="hybridpot report", extra_f
         The HTML file.
     """
     structures = _check_inputs(model, structures, "write_report")
+    _check_extras(extra_figures, extra_metrics, "write_report")
     p = collect_predictions(model, structures)
     folder = _folder(folder, "write_report")
     metrics = _metrics(p)
@@ -209,6 +210,39 @@ def write_report(model, structures, folder, *, title="hybridpot report", extra_f
              f"{html.escape(type(model.regressor_).__name__)} on "
              f"{html.escape(type(model.descriptor).__name__)}.</p>{note}")
     return _write_page(folder, title, intro + table + extra, figs)
+
+
+def _check_extras(extra_figures, extra_metrics, owner):
+    """Typed errors for ``extra_figures`` (file name -> PNG bytes) and ``extra_metrics``."""
+    from ._exceptions import InvalidParameterError
+
+    if extra_figures is not None:
+        if not isinstance(extra_figures, dict):
+            raise InvalidParameterError(
+                f"The 'extra_figures' argument of {owner} must be a dict of file name to PNG "
+                f"bytes, e.g. {{'trace.png': png_bytes}}. Got {type(extra_figures).__name__} "
+                "instead.")
+        for name, data in extra_figures.items():
+            if not isinstance(name, str) or not name or Path(name).name != name \
+                    or name in (".", ".."):
+                raise InvalidParameterError(
+                    f"The 'extra_figures' argument of {owner} must have plain file names as "
+                    f"keys (written inside the report folder). Got {name!r} instead.")
+            if not isinstance(data, (bytes, bytearray)):
+                raise InvalidParameterError(
+                    f"The 'extra_figures' argument of {owner} must map file names to PNG bytes. "
+                    f"Got {type(data).__name__} for {name!r} instead.")
+    if extra_metrics is not None:
+        if not isinstance(extra_metrics, dict):
+            raise InvalidParameterError(
+                f"The 'extra_metrics' argument of {owner} must be a dict. Got "
+                f"{type(extra_metrics).__name__} instead.")
+        try:
+            json.dumps(extra_metrics)
+        except (TypeError, ValueError) as e:
+            raise InvalidParameterError(
+                f"The 'extra_metrics' argument of {owner} must be JSON-serialisable: {e}.") \
+                from None
 
 
 def _folder(folder, owner):
