@@ -132,3 +132,30 @@ def test_recalibrate_on_validation_without_forces(train):
     scale = recalibrate(m, val)
     assert set(scale) == {"energy", "stress"}
     assert all(np.isfinite(v) and v > 0 for v in scale.values())
+
+
+def test_selectors_name_themselves_without_sigma_and_accept_an_empty_pool(linear, train):
+    from hybridpot.uq.selection import make_selector
+
+    pool = _cells(3, 5)
+    for a in pool:
+        a.calc = None
+    for method, owner in (("max_variance", "MaxVarianceSelector"),
+                          ("d_optimal", "DOptimalSelector"),
+                          ("information_per_cost", "InformationPerCostSelector"),
+                          ("stratified", "MaxVarianceSelector")):
+        # was "return_std=True needs a regressor with a posterior"
+        with pytest.raises(InvalidParameterError,
+                           match=rf"'model' argument of {owner}.select needs a predictive σ.*"
+                                 r"LinearPosterior"):
+            make_selector(method).select(linear, pool, 2)
+    blr = HybridPotential(descriptor=_desc(), regressor=BayesianLinearRegressor(
+        noise_levels="shared")).fit(train)
+    for method in ("max_variance", "d_optimal", "information_per_cost", "variance_reduction",
+                   "stratified", "facility_location", "random"):
+        # an empty pool selects nothing (was "ValueError: need at least one array to
+        # concatenate" or a RuntimeWarning, an error under filterwarnings=error)
+        sel = make_selector(method)
+        out = sel.select(blr, [], 2)
+        assert out.dtype == np.int64 and out.shape == (0,)
+        assert sel.select(blr, pool, 2).shape == (2,)

@@ -111,6 +111,7 @@ import scipy.linalg
 from .._exceptions import InvalidParameterError, NotFittedError
 from .._validation import (check_choice, check_float, check_int, check_structure_list,
                            species_indices)
+from ._calibration import check_model_with_uncertainty
 
 __all__ = ["MaxVarianceSelector", "DOptimalSelector", "InformationPerCostSelector",
            "VarianceReductionSelector", "StratifiedSelector", "FacilityLocationSelector",
@@ -356,6 +357,12 @@ class _Selector:
     def _check_n(self, n, pool):
         return check_int(n, "n", f"{type(self).__name__}.select", low=1)
 
+    def _nothing_to_select(self):
+        """Result of ``select`` on an empty pool: no index (``scores_`` / ``gains_`` empty)."""
+        self.scores_ = np.zeros(0)
+        self.gains_ = np.zeros(0)
+        return np.zeros(0, dtype=np.int64)
+
     def _dedup_state(self, model, pool, exclude_structures):
         if self.dedup_threshold is None:
             return None
@@ -501,8 +508,11 @@ class MaxVarianceSelector(_Selector):
         self._validate_common()
         check_choice(self.reduce, "reduce", ("mean", "max"), owner)
         _check_model(model, owner)
+        check_model_with_uncertainty(model, f"{owner}.select")
         pool = _check_pool(pool, owner)
         n = self._check_n(n, pool)
+        if not pool:
+            return self._nothing_to_select()
         self.scores_ = self._row_scores(model, pool)
         st = self._dedup_state(model, pool, exclude_structures)
         return self._ranked_pick(self.scores_, n, st)
@@ -585,8 +595,11 @@ class DOptimalSelector(_Selector):
         owner = type(self).__name__
         self._validate_common()
         _check_model(model, owner)
+        check_model_with_uncertainty(model, f"{owner}.select")
         pool = _check_pool(pool, owner)
         n = self._check_n(n, pool)
+        if not pool:
+            return self._nothing_to_select()
         cost = self._costs(pool)
         st = self._dedup_state(model, pool, exclude_structures)
         if not _has_covariance(model):
@@ -686,6 +699,8 @@ class VarianceReductionSelector(DOptimalSelector):
                 "(BayesianLinearRegressor) or a SparseGPRegressor (weight posterior); "
                 f"{type(model.regressor_).__name__} has none. Use "
                 "MaxVarianceSelector or DOptimalSelector instead.")
+        if not pool:
+            return self._nothing_to_select()
         cost = self._costs(pool)
         st = self._dedup_state(model, pool, exclude_structures)
         C = [_compress(_whiten(model, candidate_rows(model, a, self.kind))) for a in pool]
@@ -789,6 +804,9 @@ class StratifiedSelector:
             raise InvalidParameterError(
                 f"The 'selector' parameter of {owner} must be a selector (with a select method) "
                 f"or None. Got {type(inner).__name__} instead.")
+        if not pool:
+            self.strata_ = np.zeros(0, dtype=np.int64)
+            return np.zeros(0, dtype=np.int64)
         labelled = list(exclude_structures or [])
         allst = pool + labelled
         k = min(k_req, len(allst))
@@ -880,6 +898,8 @@ class FacilityLocationSelector(_Selector):
         power = check_float(self.force_power, "force_power", owner, low=0.0,
                             low_inclusive=True, finite=True)
         self._validate_common()
+        if not pool:
+            return self._nothing_to_select()
         labelled = list(exclude_structures or [])
         allst = pool + labelled
         fp = structure_fingerprints(model, allst)
