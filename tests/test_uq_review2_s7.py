@@ -159,3 +159,16 @@ def test_selectors_name_themselves_without_sigma_and_accept_an_empty_pool(linear
         out = sel.select(blr, [], 2)
         assert out.dtype == np.int64 and out.shape == (0,)
         assert sel.select(blr, pool, 2).shape == (2,)
+
+
+def test_split_recalibration_of_a_gp_does_not_suggest_linear_posterior(train):
+    gp = HybridPotential(descriptor=_desc(), regressor=SparseGPRegressor(
+        n_sparse=5, random_state=0)).fit(train)
+    # was "... needs a posterior committee on the model (LinearPosterior(...).fit(model,
+    # train).apply(model))", which LinearPosterior.fit refuses for a GP
+    with pytest.raises(InvalidParameterError,
+                       match=r"needs a posterior committee, which only linear models get "
+                             r"\(LinearPosterior\); for this SparseGPRegressor use method='nll',"
+                             r" 'coverage' or 'heteroscedastic'"):
+        recalibrate(gp, train[:2], method="split")
+    assert set(recalibrate(gp, train[:2], method="coverage")) == {"energy", "forces", "stress"}

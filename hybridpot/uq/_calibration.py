@@ -320,10 +320,18 @@ default="nll"
                                             balance=method == "heteroscedastic_coverage")
     if method == "split":
         if com is None:
+            from ..regression._linear import _LinearBase
+
+            if isinstance(model.regressor_, _LinearBase):
+                raise InvalidParameterError(
+                    "recalibrate(method='split') needs a posterior committee on the model "
+                    "(LinearPosterior(...).fit(model, train).apply(model)); use method='nll' "
+                    "otherwise.")
             raise InvalidParameterError(
-                "recalibrate(method='split') needs a posterior committee on the model "
-                "(LinearPosterior(...).fit(model, train).apply(model)); use method='nll' "
-                "otherwise.")
+                "recalibrate(method='split') needs a posterior committee, which only linear "
+                "models get (LinearPosterior); for this "
+                f"{type(model.regressor_).__name__} use method='nll', 'coverage' or "
+                "'heteroscedastic'.")
         out = _recalibrate_split(model, com, structures)
         model.__dict__.pop("uncertainty_recalibration_", None)
         return out
