@@ -399,12 +399,18 @@ def write_uncertainty_report(model, structures, folder, *, posterior=None,
     Path
         The HTML file.
     """
-    from .uq import calibration_metrics, collect_uncertainty
-
+    from ._exceptions import InvalidParameterError
+    from .uq import LinearPosterior, calibration_metrics, collect_uncertainty
     from .uq._calibration import check_model_with_uncertainty
 
     structures = _check_inputs(model, structures, "write_uncertainty_report")
     check_model_with_uncertainty(model, "write_uncertainty_report")
+    if posterior is not None and not isinstance(posterior, LinearPosterior):
+        raise InvalidParameterError(
+            "The 'posterior' argument of write_uncertainty_report must be a fitted "
+            f"hybridpot.uq.LinearPosterior or None. Got {type(posterior).__name__} instead.")
+    # the chain check first: a too-short chain fails before any evaluation or file
+    summary = posterior.summary(force=force) if posterior is not None else None
     data = collect_uncertainty(model, structures, _owner="write_uncertainty_report")
     folder = _folder(folder, "write_uncertainty_report")
     units = {"energy": "eV/atom", "forces": "eV/Å", "stress": "eV/Å³"}
@@ -413,7 +419,6 @@ def write_uncertainty_report(model, structures, folder, *, posterior=None,
         m = calibration_metrics(d["y"], d["pred"], d["std"], d["structure"])
         m["unit"] = units[kind]
         metrics[kind] = m
-    summary = posterior.summary(force=force) if posterior is not None else None
     if summary is not None:
         metrics["posterior"] = summary
     scale = getattr(model, "uncertainty_scale_", None)

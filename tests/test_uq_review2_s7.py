@@ -172,3 +172,22 @@ def test_split_recalibration_of_a_gp_does_not_suggest_linear_posterior(train):
                              r" 'coverage' or 'heteroscedastic'"):
         recalibrate(gp, train[:2], method="split")
     assert set(recalibrate(gp, train[:2], method="coverage")) == {"energy", "forces", "stress"}
+
+
+def test_uncertainty_report_checks_the_chain_before_writing(train, tmp_path):
+    from hybridpot.uq import ChainTooShortError
+
+    m = HybridPotential(descriptor=_desc(), regressor=BayesianLinearRegressor(
+        noise_levels="shared")).fit(train)
+    post = LinearPosterior(n_steps=10, n_burn=2, random_state=0).fit(m, train)
+    # was: every structure evaluated and the folder created, then ChainTooShortError
+    with pytest.raises(ChainTooShortError, match=r"pass force=True to summarise anyway"):
+        write_uncertainty_report(m, train, tmp_path / "rep", posterior=post)
+    assert not (tmp_path / "rep").exists()
+    with pytest.raises(InvalidParameterError,
+                       match=r"'posterior' argument of write_uncertainty_report must be a fitted "
+                             r"hybridpot.uq.LinearPosterior or None. Got dict instead"):
+        write_uncertainty_report(m, train, tmp_path / "rep", posterior={"chain": 1})
+    out = write_uncertainty_report(m, train[:2], tmp_path / "rep", posterior=post, force=True)
+    assert '"posterior"' in (tmp_path / "rep" / "metrics.json").read_text()
+    assert out.exists()
