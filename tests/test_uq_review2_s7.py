@@ -191,3 +191,24 @@ def test_uncertainty_report_checks_the_chain_before_writing(train, tmp_path):
     out = write_uncertainty_report(m, train[:2], tmp_path / "rep", posterior=post, force=True)
     assert '"posterior"' in (tmp_path / "rep" / "metrics.json").read_text()
     assert out.exists()
+
+
+def test_calibration_metrics_and_curve_reject_nan_and_bad_levels():
+    from hybridpot.uq import calibration_curve, calibration_metrics
+
+    # was: NaN MAE / RMSE / NLL and a coverage counting the NaN as "outside"
+    with pytest.raises(InvalidParameterError,
+                       match=r"'y' argument of calibration_metrics must be finite. Got 1 NaN or "
+                             r"inf value\(s\), first at index 1, instead"):
+        calibration_metrics([1.0, np.nan], [1.0, 1.0], [1.0, 1.0])
+    with pytest.raises(InvalidParameterError, match=r"'pred' argument .* first at index 0"):
+        calibration_metrics([1.0, 2.0], [np.inf, 1.0], [1.0, 1.0])
+    # was: levels outside (0, 1) accepted (ppf of > 1 is NaN: coverage 0 at "150 %")
+    with pytest.raises(InvalidParameterError,
+                       match=r"'levels' argument of calibration_curve must be a non-empty 1-D "
+                             r"sequence of nominal coverages in \(0, 1\). Got \[1.5\] instead"):
+        calibration_curve([0.1, -1.0, 2.0], levels=[1.5])
+    with pytest.raises(InvalidParameterError, match=r"'z' argument of calibration_curve"):
+        calibration_curve([0.1, np.nan])
+    nominal, observed = calibration_curve([0.1, -1.0, 2.0], levels=0.6827)
+    assert nominal.tolist() == [0.6827] and observed.tolist() == pytest.approx([2 / 3])

@@ -55,7 +55,15 @@ def calibration_curve(z, levels=None):
     """
     z = np.abs(np.asarray(z, dtype=np.float64))
     nominal = np.r_[np.arange(0.05, 0.96, 0.05), 0.99] if levels is None \
-        else np.asarray(levels, dtype=np.float64)
+        else np.atleast_1d(np.asarray(levels, dtype=np.float64))
+    if levels is not None and (nominal.ndim != 1 or not nominal.size
+                               or not np.all((nominal > 0) & (nominal < 1))):
+        raise InvalidParameterError(
+            "The 'levels' argument of calibration_curve must be a non-empty 1-D sequence of "
+            f"nominal coverages in (0, 1). Got {levels!r} instead.")
+    if np.isnan(z).any():
+        raise InvalidParameterError(
+            "The 'z' argument of calibration_curve must not contain NaN.")
     half = scipy.stats.norm.ppf(0.5 + nominal / 2)
     observed = np.array([np.mean(z <= h) for h in half]) if z.size else np.full(
         nominal.shape, np.nan)
@@ -89,6 +97,12 @@ def calibration_metrics(y, pred, std, structure=None):
             f"shape. Got {y.shape}, {pred.shape} and {std.shape} instead.")
     if y.size == 0:
         raise MissingLabelsError("calibration_metrics received no values.")
+    for name, v in (("y", y), ("pred", pred)):
+        bad = np.flatnonzero(~np.isfinite(v))
+        if bad.size:
+            raise InvalidParameterError(
+                f"The '{name}' argument of calibration_metrics must be finite. Got "
+                f"{bad.size} NaN or inf value(s), first at index {bad[0]}, instead.")
     if not np.all(std > 0) or not np.all(np.isfinite(std)):
         raise InvalidParameterError(
             "The 'std' argument of calibration_metrics must be finite and > 0. Got values in "
