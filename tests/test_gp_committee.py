@@ -277,3 +277,25 @@ def test_nve_with_committee_sigma_follows_the_plain_trajectory(fitted):
     np.testing.assert_allclose(runs[True][0], runs[False][0], rtol=0, atol=1e-9)
     e = runs[True][1]
     assert np.abs(e - e[0]).max() < 1e-5 * len(start)     # measured 1.0e-5 eV in total
+
+
+def test_numpy_generator_random_state(tmp_path):
+    """A numpy Generator as random_state (accepted by the other regressors): the draws come
+    from it, the model is saved with random_state None and loads with the same σ."""
+    gen = np.random.default_rng(5)
+    model = _model(_gp(random_state=gen))
+    at = _probe(4)
+    res = model._evaluate(at, return_std=True)
+    assert np.all(res["forces_std"] > 0)
+    assert model.regressor_.to_dict()["params"]["random_state"] is None
+    model.save(tmp_path / "m")
+    back = HybridPotential.load(tmp_path / "m")
+    assert back.regressor_.random_state is None
+    np.testing.assert_allclose(back._evaluate(at, return_std=True)["forces_std"],
+                               res["forces_std"], rtol=1e-12)
+    # the same seed through a fresh Generator gives the same model
+    again = _model(_gp(random_state=np.random.default_rng(5)))
+    np.testing.assert_allclose(again.regressor_.coef_, model.regressor_.coef_, rtol=1e-12)
+    with pytest.raises(InvalidParameterError, match="'random_state' parameter of "
+                       "SparseGPRegressor must be None, a non-negative int"):
+        _model(_gp(random_state=-1))

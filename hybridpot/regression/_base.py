@@ -17,6 +17,7 @@ Label conventions used in fitting (every regressor):
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -205,9 +206,17 @@ class Regressor(BaseEstimator):
     _TUPLE_PARAMS = ()
 
     def to_dict(self):
-        """JSON-serialisable hyperparameters: ``{"class": name, "params": get_params()}``."""
+        """JSON-serialisable hyperparameters: ``{"class": name, "params": get_params()}``.
+
+        A ``random_state`` that is a numpy Generator or RandomState is written as None (the
+        fitted state keeps what its draws produced, e.g. inducing points or committee
+        samples).
+        """
         params = {k: (list(v) if isinstance(v, tuple) else v)
                   for k, v in self.get_params(deep=False).items()}
+        rs = params.get("random_state")
+        if rs is not None and (isinstance(rs, bool) or not isinstance(rs, numbers.Integral)):
+            params["random_state"] = None
         return {"class": type(self).__name__, "params": params}
 
     @classmethod

@@ -25,7 +25,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from .._exceptions import InvalidParameterError, MissingLabelsError
-from .._validation import check_choice, check_float, check_int
+from .._validation import check_choice, check_float, check_int, check_random_state_param
 from ._base import KINDS, VOIGT, BatchSource, Regressor, StructureBatch, register_regressor
 from ._design import split_batch
 from ._tsqr import TSQRAccumulator
@@ -85,6 +85,18 @@ def kernel_matrix(X, U, *, kernel="dot", zeta=4, length_scale=1.0, centre=None):
     d2 = (np.einsum("ij,ij->i", Xc, Xc)[:, None] + np.einsum("ij,ij->i", Uc, Uc)[None, :]
           - 2.0 * Xc @ Uc.T)
     return np.exp(-np.maximum(d2, 0.0) / (2.0 * length_scale ** 2))
+
+
+def _legacy_rng(random_state):
+    """A ``RandomState`` for ``random_state`` (None, int, RandomState or numpy Generator).
+
+    Ints and RandomStates give sklearn's ``check_random_state`` (so fitted models do not
+    change); a ``Generator`` is wrapped around its own bit generator, so the draws come from
+    (and advance) the caller's generator.
+    """
+    if isinstance(random_state, np.random.Generator):
+        return np.random.RandomState(random_state.bit_generator)
+    return check_random_state(random_state)
 
 
 def _dot_power(d, zeta):
@@ -157,14 +169,14 @@ def select_sparse_points(C, n_sparse, method, random_state=None):
         statistical leverage ``sum_{j<k} U[i, j]^2`` (``C = U S V^T``, ``k`` = numerical
         rank, at most ``n_sparse``); ``"fps"``: farthest-point sampling in Euclidean distance
         starting from a random row.
-    random_state : int, RandomState or None
+    random_state : int, RandomState, numpy Generator or None
 
     Returns
     -------
     index : ndarray of int64, shape (min(n_sparse, n_candidates),)
         Sorted row indices.
     """
-    rng = check_random_state(random_state)
+    rng = _legacy_rng(random_state)
     n = C.shape[0]
     if n <= n_sparse:
         return np.arange(n, dtype=np.int64)
@@ -671,7 +683,7 @@ class SparseGPRegressor(Regressor):
         Fixed prior precision ``alpha_L`` of the standardised linear weights (eV^-2; the prior
         variance of the centred linear term is ``n_L / alpha_L`` eV² per atom); None
         maximises the evidence over it.  Ignored without ``linear_features``.
-    random_state : int, RandomState or None, default=None
+    random_state : int, RandomState, numpy Generator or None, default=None
         Seeds the reservoir sample and the inducing-point choice.
 
     Attributes
@@ -742,6 +754,7 @@ class SparseGPRegressor(Regressor):
     def _validate(self):
         owner = type(self).__name__
         check_choice(self.kernel, "kernel", ("dot", "se"), owner)
+        check_random_state_param(self.random_state, owner)
         self._zeta = check_int(self.zeta, "zeta", owner, low=1)
         if isinstance(self.length_scale, str):
             if self.length_scale != "auto":
@@ -860,7 +873,7 @@ class SparseGPRegressor(Regressor):
         source = BatchSource.wrap(batches)
         meta = {"n_species": source.n_species, "n_features": source.n_features,
                 "species": source.species, "group_names": source.group_names}
-        rng = check_random_state(self.random_state)
+        rng = _legacy_rng(self.random_state)
         cand = self._new_candidates(meta)
         for batch in source:
             self._add_candidates(cand, batch, rng.random_sample(batch.n_atoms), meta)
@@ -891,7 +904,7 @@ class SparseGPRegressor(Regressor):
         """
         self._validate()
         self._check_meta(meta)
-        self._selection_rng = check_random_state(self.random_state)
+        self._selection_rng = _legacy_rng(self.random_state)
         return self._selection_rng.random_sample(int(n_atoms))
 
     def _new_candidates(self, meta):
@@ -1560,7 +1573,7 @@ class SparseGPRegressor(Regressor):
         K = check_int(self.n_committee, "n_committee", type(self).__name__, low=2)
         S = getattr(self, "committee_", None)
         if S is None or S.shape != (self.coef_.shape[0], K):
-            xi = check_random_state(self.random_state).standard_normal((self.coef_.shape[0], K))
+            xi = _legacy_rng(self.random_state).standard_normal((self.coef_.shape[0], K))
             S = scipy.linalg.solve_triangular(self.precision_factor_, xi, check_finite=False)
             self.committee_ = S
         return S
