@@ -93,3 +93,25 @@ def test_returned_jacobian_is_writable_and_cache_is_not_pickled():
     assert "_prepared_memo" in d.__dict__
     assert "_prepared_memo" not in pickle.loads(pickle.dumps(d)).__dict__
     np.testing.assert_array_equal(copy.deepcopy(d).compute(at), X)
+
+
+def test_not_an_atoms_is_a_typed_error():
+    d = DESCRIPTOR_CASES["PowerSpectrum"](SPECIES)
+    with pytest.raises(InvalidStructureError, match="must be an ase.Atoms. Got list"):
+        d.compute([skewed_two_element_cell(seed=1)])
+
+
+def test_descriptor_from_dict_bad_parameters_are_model_format_errors():
+    from hybridpot import ModelFormatError
+    from hybridpot.descriptors import descriptor_from_dict
+
+    good = DESCRIPTOR_CASES["PowerSpectrum"](SPECIES).to_dict()
+    bad = {"class": good["class"], "params": dict(good["params"], rcut=4.0)}
+    with pytest.raises(ModelFormatError, match=r"Cannot rebuild a PowerSpectrum descriptor "
+                       r"from parameters .*'rcut'"):
+        descriptor_from_dict(bad)
+    with pytest.raises(ModelFormatError, match="'params' of a PowerSpectrum descriptor "
+                       "description must be a dict"):
+        descriptor_from_dict({"class": "PowerSpectrum", "params": [1, 2]})
+    stack = DESCRIPTOR_CASES["DescriptorStack"](SPECIES).to_dict()
+    assert descriptor_from_dict(stack).to_dict() == stack

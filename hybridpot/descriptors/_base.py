@@ -34,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from ase import Atoms
 from numba import njit
 from sklearn.base import BaseEstimator
 
@@ -62,10 +63,19 @@ def descriptor_from_dict(d):
         raise ModelFormatError(
             f"Unknown descriptor class {name!r}; known: {sorted(DESCRIPTORS)}.")
     params = d.get("params", {})
+    if not isinstance(params, dict):
+        raise ModelFormatError(
+            f"The 'params' of a {name} descriptor description must be a dict. "
+            f"Got {type(params).__name__} instead.")
     cls = DESCRIPTORS[name]
-    if hasattr(cls, "_from_params"):  # composite descriptors rebuild their members
-        return cls._from_params(params)
-    return cls(**params)
+    try:
+        if hasattr(cls, "_from_params"):  # composite descriptors rebuild their members
+            return cls._from_params(params)
+        return cls(**params)
+    except TypeError as e:   # a parameter the class does not take, or a missing one
+        raise ModelFormatError(
+            f"Cannot rebuild a {name} descriptor from parameters {sorted(params)}: {e}.") \
+            from None
 
 
 @dataclass
@@ -223,6 +233,8 @@ class Descriptor(BaseEstimator):
         """
         self._validate()
         owner = type(self).__name__
+        if not isinstance(atoms, Atoms):
+            check_atoms(atoms, species=self._species, owner=owner)   # raises the typed error
         key = (np.ascontiguousarray(atoms.positions).tobytes(),
                np.ascontiguousarray(atoms.cell.array).tobytes(),
                np.asarray(atoms.pbc, dtype=bool).tobytes(),
