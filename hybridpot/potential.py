@@ -10,9 +10,10 @@ import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 from sklearn.base import BaseEstimator, clone
 
-from ._exceptions import InvalidParameterError, ModelFormatError, NotFittedError
+from ._exceptions import (InvalidParameterError, MissingLabelsError, ModelFormatError,
+                          NotFittedError)
 from ._labels import get_labels, matrix_to_voigt
-from ._validation import check_int, check_structure_list, species_indices
+from ._validation import check_float, check_int, check_structure_list, species_indices
 from .regression._base import KINDS, BatchSource, StructureBatch
 
 __all__ = ["HybridPotential", "HybridCalculator"]
@@ -79,7 +80,8 @@ class HybridPotential(BaseEstimator):
         Per-element reference energies ``e0`` (eV/atom): fitted by least squares on the
         composition of the training energies after the baseline (weighted by the energy
         weights of the structures, so ``fit_weight = 0`` leaves ``e0`` unchanged;
-        unweighted if every energy weight is 0), given as a dict, or zero.
+        unweighted if every energy weight is 0), given as a dict (every element of the
+        descriptor species, eV/atom), or zero.
     chunk_size : int, default=16
         Structures per descriptor batch: peak memory scales with the Jacobian of one chunk.
     n_workers : int, default=1
@@ -236,7 +238,14 @@ class HybridPotential(BaseEstimator):
                 raise InvalidParameterError(
                     f"The 'reference_energies' parameter of HybridPotential has elements "
                     f"{sorted(unknown)} that are not in the descriptor species {list(species)}.")
-            return {s: float(ref.get(s, 0.0)) for s in species}
+            missing = [s for s in species if s not in ref]
+            if missing:   # a forgotten element would silently get e0 = 0
+                raise InvalidParameterError(
+                    f"The 'reference_energies' parameter of HybridPotential must give every "
+                    f"element of the descriptor species {list(species)} (0.0 explicitly if "
+                    f"meant). Missing: {missing}.")
+            return {s: check_float(ref[s], f"reference_energies[{s!r}]", "HybridPotential",
+                                   finite=True) for s in species}
         has_e = np.isfinite(prep.energy)
         if not has_e.any():
             return {s: 0.0 for s in species}
@@ -600,11 +609,18 @@ class HybridPotential(BaseEstimator):
     def score(self, structures, y=None):
         """Negative ``energy_rmse`` (eV/atom) plus ``force_rmse`` (eV/Å): higher is better.
 
-        Kinds absent from ``structures`` are left out.  Used by ``GridSearchCV`` and
-        ``cross_val_score``.
+        Kinds absent from ``structures`` are left out; structures with neither energy nor
+        force labels raise :class:`~hybridpot.MissingLabelsError` (there is nothing to score:
+        a score of 0 would rank every candidate of a grid search first).  Used by
+        ``GridSearchCV`` and ``cross_val_score``.
         """
         m = self.evaluate(structures)
-        return -float(np.nansum([m["energy_rmse"], m["force_rmse"]]))
+        parts = [m["energy_rmse"], m["force_rmse"]]
+        if not np.any(np.isfinite(parts)):
+            raise MissingLabelsError(
+                "HybridPotential.score needs structures with energy or force labels; the "
+                "structures given have neither (stress labels alone are not scored).")
+        return -float(np.nansum(parts))
 
     # ------------------------------------------------------------------ uncertainty
     def recalibrate(self, structures, *, method="nll"):

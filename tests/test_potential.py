@@ -249,3 +249,30 @@ def test_uncertainty_calculator_needs_a_posterior(train):
                        r"has none\. Got uncertainty=True\."):
         plain.calculator(uncertainty=True)
     plain.calculator()            # without σ it is fine
+
+
+def test_reference_energies_dict_must_name_every_element(train):
+    desc = PowerSpectrum(species=["Cu", "Ni"], r_cut=4.5, n_max=3, l_max=2)
+    with pytest.raises(InvalidParameterError, match=r"must give every element of the "
+                       r"descriptor species \['Cu', 'Ni'\] .* Missing: \['Ni'\]"):
+        HybridPotential(descriptor=desc, regressor=LinearRegressor(),
+                        reference_energies={"Cu": -3.5}).fit(train[:3])
+    with pytest.raises(InvalidParameterError, match=r"reference_energies\['Ni'\]"):
+        HybridPotential(descriptor=desc, regressor=LinearRegressor(),
+                        reference_energies={"Cu": -3.5, "Ni": float("nan")}).fit(train[:3])
+    m = HybridPotential(descriptor=desc, regressor=LinearRegressor(),
+                        reference_energies={"Cu": -3.5, "Ni": 0.0}).fit(train[:3])
+    assert m.reference_energies_ == {"Cu": -3.5, "Ni": 0.0}
+
+
+def test_score_needs_energy_or_force_labels(fitted, test_set):
+    """Stress labels alone are not scored (the score was 0, a perfect score)."""
+    only_stress = []
+    for a in test_set[:2]:
+        b = a.copy()
+        b.calc = SinglePointCalculator(b, stress=a.get_stress())
+        only_stress.append(b)
+    with pytest.raises(MissingLabelsError, match="needs structures with energy or force "
+                       "labels"):
+        fitted.score(only_stress)
+    assert fitted.score(test_set) < 0
