@@ -164,6 +164,27 @@ def test_ridge_equals_sklearn_ridge(rng):
     np.testing.assert_allclose(ours.penalty_scale_, D, rtol=1e-12)
 
 
+@pytest.mark.parametrize("scaling", ["none", "rms"])
+def test_ridge_with_fewer_rows_than_columns(rng, scaling):
+    """Wide designs (a quadratic model on a few cells) take the SVD of the rows: the same
+    ridge solution as scikit-learn, and as the least squares of the augmented system (two
+    copies of the rows with twice the penalty, more rows than columns)."""
+    A = rng.normal(size=(40, 120)) * rng.uniform(0.1, 10.0, 120)
+    y = A @ rng.normal(size=120) + 0.1 * rng.normal(size=40)
+    ours = LinearRegressor(alpha=0.3, penalty_scaling=scaling).fit(A, y)
+    D = np.sqrt((A ** 2).mean(axis=0)) if scaling == "rms" else np.ones(120)
+    ref = Ridge(alpha=0.3, fit_intercept=False, solver="svd").fit(A / D, y)
+    np.testing.assert_allclose(ours.coef_, ref.coef_ / D, rtol=1e-8,
+                               atol=1e-10 * np.abs(ref.coef_ / D).max())
+    # four copies of the rows (160 > 120 columns: the augmented least squares) with alpha 0.6
+    # have the normal equations of alpha 0.6 / 4 on one copy (the column RMS is unchanged)
+    tall = LinearRegressor(alpha=0.6, penalty_scaling=scaling).fit(np.vstack([A, A, A, A]),
+                                                                   np.tile(y, 4))
+    once = LinearRegressor(alpha=0.15, penalty_scaling=scaling).fit(A, y)
+    np.testing.assert_allclose(tall.coef_, once.coef_, rtol=1e-7,
+                               atol=1e-9 * np.abs(once.coef_).max())
+
+
 def test_ridge_sample_weight_and_zero_alpha(rng):
     A = rng.normal(size=(50, 4))
     y = A @ rng.normal(size=4) + 0.1 * rng.normal(size=50)

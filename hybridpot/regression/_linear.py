@@ -552,6 +552,18 @@ class LinearRegressor(_LinearBase):
                                            check_finite=False)
             except np.linalg.LinAlgError:
                 v = None
+        n_rows = sum(R.shape[0] for R in blocks)
+        if v is None and alpha > 0 and n_rows < M and np.all(b2 > 0):
+            # fewer rows than columns (e.g. a quadratic model on a few small cells): with
+            # u = S v, S = diag(sqrt(b2)), the penalised problem is ridge regression on
+            # A = [R] S^-1, solved by the SVD of the (n_rows, M) matrix A in O(n_rows^2 M)
+            # instead of the least squares of the (n_rows + M, M) augmented system, O(M^3)
+            s_inv = 1.0 / np.sqrt(b2)
+            A = np.vstack(blocks) * s_inv[None, :]
+            U, sv, Vt = scipy.linalg.svd(A, full_matrices=False, check_finite=False,
+                                         lapack_driver="gesdd")
+            u = Vt.T @ ((sv / (sv ** 2 + alpha)) * (U.T @ np.concatenate(rhs)))
+            v = u * s_inv
         if v is None:
             if alpha > 0:
                 blocks.append(np.diag(np.sqrt(alpha * b2)))
