@@ -707,9 +707,12 @@ class HybridCalculator(Calculator):
     """ASE calculator of a fitted :class:`HybridPotential`.
 
     ``implemented_properties``: energy, free_energy (= energy), energies (per atom), forces
-    and stress (3-D periodic cells only); with ``uncertainty=True`` the results also hold
-    ``energy_std`` (eV), ``forces_std`` (eV/Å, (n_atoms, 3)) and ``stress_std`` (eV/Å³) from
-    the model's posterior (its ``uncertainty_`` committee if set, else the regressor's).
+    and stress (3-D periodic cells only); for a model with a posterior also ``energy_std``
+    (eV), ``forces_std`` (eV/Å, (n_atoms, 3)) and ``stress_std`` (eV/Å³, 3-D periodic cells)
+    from the model's posterior (its ``uncertainty_`` committee if set, else the regressor's).
+    With ``uncertainty=True`` every calculation adds them to the results; with the default
+    ``uncertainty=False`` they are computed only when asked for
+    (``atoms.calc.get_property("energy_std")``), so MD pays for them only on request.
     Forces and stress come from the descriptor adjoint.
 
     ``uncertainty_interval=n`` (default 1) recomputes the σ only on every ``n``-th
@@ -744,6 +747,11 @@ class HybridCalculator(Calculator):
                 f"uncertainty={uncertainty!r}.")
         self.uncertainty_interval = check_int(uncertainty_interval, "uncertainty_interval",
                                               "HybridCalculator", low=1)
+        if getattr(model, "uncertainty_", None) is not None or getattr(
+                getattr(model, "regressor_", None), "has_uncertainty", False):
+            # the σ are ASE properties of a model with a posterior (get_property works)
+            self.implemented_properties = list(self.implemented_properties) + [
+                "energy_std", "forces_std", "stress_std"]
         self._n_calc = 0
         self._last_std = {}
         self.std_fresh = False
@@ -756,7 +764,9 @@ class HybridCalculator(Calculator):
             from ase.calculators.calculator import PropertyNotImplementedError
 
             raise PropertyNotImplementedError("stress needs a cell periodic in 3-D")
-        fresh_std = self.uncertainty and (
+        # a σ property asked for explicitly is always computed (uncertainty=False included)
+        asked_std = any(str(p).endswith("_std") for p in properties)
+        fresh_std = asked_std or self.uncertainty and (
             self._n_calc % self.uncertainty_interval == 0 or not self._last_std
             or self._last_std.get("n_atoms") != len(a))
         self._n_calc += 1
@@ -772,7 +782,7 @@ class HybridCalculator(Calculator):
             self._last_std = {k: r[k] for k in ("energy_std", "forces_std", "stress_std")
                               if k in r}
             self._last_std["n_atoms"] = len(a)
-        if self.uncertainty:
+        if self.uncertainty or fresh_std:
             for k in ("energy_std", "forces_std", "stress_std"):
                 if k in self._last_std:
                     self.results[k] = self._last_std[k]
