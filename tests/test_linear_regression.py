@@ -281,6 +281,34 @@ def test_bayesian_per_kind_noise_closed_form(desc, rng):
     assert 0.5 < model.noise_["stress"] / 2e-4 < 1.5
 
 
+@pytest.mark.parametrize("accelerate", [False, True])
+def test_per_kind_noise_on_the_svd_of_the_rows(desc, rng, monkeypatch, accelerate):
+    """The row-SVD form of the several-noise-level iteration (taken when rows are few,
+    DUAL_ROWS_FRACTION; forced here) reaches the closed-form evidence maximum like the
+    Cholesky form."""
+    import hybridpot.regression._linear as lin
+
+    structs = structures(8, seed=71, symbols=("Cu", "Cu"))
+    coef = true_coef(rng, desc.n_features, False)
+    b = labelled(structs, desc, coef, False, rng=rng, noise=(0.003, 0.02, 2e-4))
+    src = BatchSource([b], n_species=2, n_features=desc.n_features)
+    primal = BayesianLinearRegressor(tol=1e-12, accelerate=accelerate).fit(src)
+    monkeypatch.setattr(lin, "DUAL_ROWS_FRACTION", 1e9)
+    dual = BayesianLinearRegressor(tol=1e-12, accelerate=accelerate).fit(src)
+    np.testing.assert_allclose(dual.alpha_, primal.alpha_, rtol=1e-7)
+    for k in ("energy", "forces", "stress"):
+        np.testing.assert_allclose(dual.noise_[k], primal.noise_[k], rtol=1e-7)
+    np.testing.assert_allclose(dual.coef_, primal.coef_, rtol=1e-7,
+                               atol=1e-9 * np.abs(primal.coef_).max())
+    np.testing.assert_allclose(dual.log_evidence_, primal.log_evidence_, rtol=1e-10)
+    blocks = {k: (A, y, w) for k, _, A, y, w in labelled_rows(b, 2, False)}
+    kinds = ["energy", "forces", "stress"]
+    betas = np.array([dual.noise_[k] ** -2 for k in kinds])
+    m, S, logev = _closed_form_kinds([blocks[k] for k in kinds], dual.alpha_, betas,
+                                     dual.penalty_scale_)
+    np.testing.assert_allclose(dual.coef_.ravel(), m, rtol=1e-7, atol=1e-9)
+
+
 def test_shared_noise_level_and_kind_weights(desc, rng):
     structs = structures(8, seed=72, symbols=("Cu", "Cu"))
     coef = true_coef(rng, desc.n_features, False)

@@ -32,6 +32,10 @@ BIAS_RELATIVE_PENALTY = 1e-6
 #: bytes of force design rows built at once (batches are split into whole structures)
 CHUNK_BYTES = 1 << 26
 _PLAIN_KIND = "target"
+#: several noise levels with at most this fraction of rows per column: the evidence
+#: iterations work on the SVD of the rows, O(n_rows^2 M) each, instead of the Cholesky
+#: factor of the (M, M) precision, O(M^3) each
+DUAL_ROWS_FRACTION = 0.5
 
 
 def _check_bool(value, name, owner):
@@ -797,9 +801,12 @@ class BayesianLinearRegressor(_LinearBase):
         N = np.array([self._n_rows[k] for k in keys], dtype=np.float64)
         Rk = [Rs[k][0] for k in keys]
         rk = [Rs[k][1] for k in keys]
-        if len(keys) > 1:   # (the single-level path works on the factors themselves)
+        dual = sum(R.shape[0] for R in Rk) <= DUAL_ROWS_FRACTION * M
+        if len(keys) > 1 and not dual:   # (the single-level path works on the factors)
             Gk = [R.T @ R for R in Rk]
             bk = [R.T @ r for R, r in zip(Rk, rk)]
+        else:
+            Gk = bk = None
         yy = np.array([r @ r for r in rk])
 
         alpha = 1.0 if alpha0 is None else alpha0
@@ -821,16 +828,7 @@ class BayesianLinearRegressor(_LinearBase):
             converged = False
             n_iter = 0
             for n_iter in range(1, max_iter + 1):
-                m, L = self._solve_scaled(alpha, beta, Gk, bk, b2)
-                # Sigma = H^{-1} from the Cholesky factor; gamma_k = beta_k tr(Sigma G_k)
-                Hinv, info = scipy.linalg.lapack.dpotri(L, lower=1)
-                Hinv = np.tril(Hinv) + np.tril(Hinv, -1).T
-                gamma = np.empty(len(keys))
-                rss = np.empty(len(keys))
-                for q in range(len(keys)):
-                    gamma[q] = beta[q] * np.sum(Hinv * Gk[q])
-                    res = Rk[q] @ m - rk[q]
-                    rss[q] = res @ res
+                m, gamma, rss, _ = self._kind_step(alpha, beta, Gk, bk, Rk, rk, b2)
                 wnorm = float(m @ (b2 * m))
                 tiny = np.finfo(float).tiny
                 gsum = min(max(gamma.sum(), 1e-12), M - 1e-12)
@@ -908,7 +906,7 @@ class BayesianLinearRegressor(_LinearBase):
         converged = False
         n_iter = 0
         change = np.inf
-        n_keys = len(Gk)
+        n_keys = len(Rk)
         lo = np.r_[np.log(1e-12), np.full(n_keys, -np.inf)]
         hi = np.r_[np.log(1e12), np.log(beta_max)]
         x = np.clip(np.log(np.r_[alpha, beta]), lo, hi)
@@ -916,20 +914,11 @@ class BayesianLinearRegressor(_LinearBase):
         best_lev, best_fx = -np.inf, None
         for n_iter in range(1, max_iter + 1):
             alpha, beta = float(np.exp(x[0])), np.exp(x[1:])
-            m, L = self._solve_scaled(alpha, beta, Gk, bk, b2)
-            # Sigma = H^{-1} from the Cholesky factor; gamma_k = beta_k tr(Sigma G_k)
-            Hinv, info = scipy.linalg.lapack.dpotri(L, lower=1)
-            Hinv = np.tril(Hinv) + np.tril(Hinv, -1).T
-            gamma = np.empty(n_keys)
-            rss = np.empty(n_keys)
-            for q in range(n_keys):
-                gamma[q] = beta[q] * np.sum(Hinv * Gk[q])
-                res = Rk[q] @ m - rk[q]
-                rss[q] = res @ res
+            m, gamma, rss, half_logdet = self._kind_step(alpha, beta, Gk, bk, Rk, rk, b2)
             wnorm = float(m @ (b2 * m))
             # log evidence up to constants (safeguard of the accelerated steps)
             lev = (0.5 * (N @ np.log(beta)) + 0.5 * M * np.log(alpha)
-                   - 0.5 * (beta @ rss + alpha * wnorm) - np.sum(np.log(np.diag(L))))
+                   - 0.5 * (beta @ rss + alpha * wnorm) - half_logdet)
             if lev < best_lev - 1e-10 * abs(best_lev) and hist_x:
                 # the extrapolated step lowered the evidence: plain MacKay step from the best
                 x, hist_x, hist_g = best_fx, [], []
@@ -960,6 +949,54 @@ class BayesianLinearRegressor(_LinearBase):
                 x = np.clip(hist_x[-1] + g - (dX + dG) @ coef_a, lo, hi)
         alpha, beta = float(np.exp(x[0])), np.exp(x[1:])
         return alpha, beta, n_iter, converged, change
+
+    def _kind_step(self, alpha, beta, Gk, bk, Rk, rk, b2):
+        """One evaluation of the several-noise-level fixed point at ``(alpha, beta)``.
+
+        Returns the scaled posterior mean ``m``, ``gamma_k = beta_k tr(H^-1 G_k)``, the
+        residual sums of squares ``rss_k`` and ``log det(H) / 2`` of
+        ``H = alpha diag(b2) + sum_k beta_k R_k^T R_k``.  With the Gram matrices ``Gk``
+        (``None`` when the rows are few: :data:`DUAL_ROWS_FRACTION`) from the Cholesky factor
+        of ``H``; otherwise from the thin SVD ``U diag(s) V^T`` of the whitened rows
+        ``A = [sqrt(beta_k) R_k] diag(b2)^-1/2`` (``n_rows < M``): ``H = S (alpha I + A^T A) S``,
+        ``m = S^-1 V (s / (s^2 + alpha)) U^T c``, ``gamma_k = sum_i s_i^2 |U_k[:, i]|^2 /
+        (s_i^2 + alpha)`` (the rows of block ``k`` lie in the row space of ``A``) and
+        ``log det H = sum log b2 + sum log(s_i^2 + alpha) + (M - len(s)) log alpha``.
+        """
+        nk = len(Rk)
+        rss = np.empty(nk)
+        gamma = np.empty(nk)
+        if Gk is not None:
+            m, L = self._solve_scaled(alpha, beta, Gk, bk, b2)
+            Hinv, info = scipy.linalg.lapack.dpotri(L, lower=1)
+            Hinv = np.tril(Hinv) + np.tril(Hinv, -1).T
+            for q in range(nk):
+                gamma[q] = beta[q] * np.sum(Hinv * Gk[q])
+            half_logdet = float(np.sum(np.log(np.diag(L))))
+        else:
+            s_inv = 1.0 / np.sqrt(b2)
+            sq = np.sqrt(beta)
+            A = np.vstack([sq[q] * Rk[q] for q in range(nk)]) * s_inv[None, :]
+            c = np.concatenate([sq[q] * rk[q] for q in range(nk)])
+            try:
+                U, sv, Vt = scipy.linalg.svd(A, full_matrices=False, check_finite=False)
+            except np.linalg.LinAlgError:   # gesdd did not converge: the robust driver
+                U, sv, Vt = scipy.linalg.svd(A, full_matrices=False, check_finite=False,
+                                             lapack_driver="gesvd")
+            d = sv * sv + alpha
+            m = (Vt.T @ (sv / d * (U.T @ c))) * s_inv
+            w = sv * sv / d
+            start = 0
+            for q in range(nk):
+                stop = start + Rk[q].shape[0]
+                gamma[q] = float(np.sum((U[start:stop] ** 2) @ w))
+                start = stop
+            half_logdet = 0.5 * float(np.sum(np.log(b2)) + np.sum(np.log(d))
+                                      + (b2.shape[0] - sv.shape[0]) * np.log(alpha))
+        for q in range(nk):
+            res = Rk[q] @ m - rk[q]
+            rss[q] = res @ res
+        return m, gamma, rss, half_logdet
 
     @staticmethod
     def _solve_scaled(alpha, beta, Gk, bk, b2):
