@@ -10,10 +10,17 @@ Measurements (``what``):
 - ``values``: ``desc.compute(atoms)``;
 - ``values+jacobian``: ``desc.compute(atoms, gradients=True)``;
 - ``backward``: ``desc.backward(atoms, dE_dX)`` (adjoint); its peer is our own ``values``
-  (target: backward <= 3 x values).
+  (target: backward <= 3 x values);
+- ``energy+forces``: ``desc.compute(atoms)`` then ``desc.backward(atoms, dE_dX)`` (one
+  force evaluation of a model, sharing one neighbour list); its peer is our own ``values``
+  (energy alone): the W1 row "adjoint energy+forces vs energy alone" (target <= 3 x).
 
 Every timed call starts without the descriptor's cached neighbour list (``Descriptor``
 keeps the last structure's), so it builds its own, as the peers' calls do.
+
+The SNAP rows of W1 (``SNAPBispectrum`` ``values`` against LAMMPS ``compute sna/atom`` and
+``energy+forces`` of a linear model against LAMMPS ``pair_style snap``, 2J=8) come from
+``benchmarks/snap.py`` and are printed here too (``--only SNAPBispectrum``), with the same keys.
 
 With ``--json`` one line per (measurement, peer)::
 
@@ -172,10 +179,16 @@ def run_case(case, atoms, repeats):
     n = len(atoms)
     X = desc.compute(atoms)
     dE_dX = np.random.default_rng(0).normal(size=X.shape)
+
+    def energy_forces():
+        _fresh(desc).compute(atoms)
+        return desc.backward(atoms, dE_dX)   # reuses the list of compute, as in a force call
+
     calls = {
         "values": lambda: _fresh(desc).compute(atoms),
         "values+jacobian": lambda: _fresh(desc).compute(atoms, gradients=True),
         "backward": lambda: _fresh(desc).backward(atoms, dE_dX),
+        "energy+forces": energy_forces,
     }
     # (wall, cpu) in us/atom; the CPU time of the process is less sensitive to other load
     ours = {what: tuple(x / n * 1e6 for x in timings(fn, repeats))
@@ -183,7 +196,7 @@ def run_case(case, atoms, repeats):
     rows = []
     for what, (us, cpu) in ours.items():
         peers = list(case.peers.get(what, []))
-        if what == "backward":
+        if what in ("backward", "energy+forces"):
             rows.append({"descriptor": case.name, "what": what, "us_per_atom": us,
                          "peer": f"{case.name} values (self)",
                          "peer_us_per_atom": ours["values"][0], "cpu_us_per_atom": cpu,
@@ -214,18 +227,56 @@ def run_case(case, atoms, repeats):
     return rows
 
 
+def _snap_module():
+    """``benchmarks/snap.py`` (the SNAP timers against LAMMPS), loaded from this folder."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_snap", Path(__file__).resolve().parent / "snap.py")
+    snap = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(snap)
+    return snap
+
+
+def snap_rows(atoms, repeats, steps=5):
+    """The W1 SNAP rows of ``benchmarks/snap.py`` (2J=8, cutoff 5 Å) with this script's keys:
+    ``values`` against LAMMPS ``compute sna/atom``, ``energy+forces`` (linear model) against
+    LAMMPS ``pair_style snap``; ``"<peer> not installed"`` without LAMMPS."""
+    snap = _snap_module()
+    coef = np.concatenate([[-3.0], np.random.default_rng(0).normal(scale=1e-3, size=55)])
+    t_val, t_ef, _ = snap.ours(atoms, coef, repeats)
+    lmp = snap.lammps_times(atoms, coef, steps, repeats)
+    rows = [{"descriptor": "SNAPBispectrum", "what": "values", "us_per_atom": t_val,
+             "peer": "lammps compute sna/atom", "peer_us_per_atom": None},
+            {"descriptor": "SNAPBispectrum", "what": "energy+forces", "us_per_atom": t_ef,
+             "peer": "lammps pair_style snap", "peer_us_per_atom": None}]
+    for k, row in enumerate(rows):
+        row["n_features"] = 55
+        if lmp is None:
+            row["peer"] += " not installed"
+        else:
+            row["peer_us_per_atom"] = lmp[k]
+            row["ratio"] = row["us_per_atom"] / row["peer_us_per_atom"]
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls (>= 5)")
-    parser.add_argument("--only", default=None, help="run only this descriptor")
+    parser.add_argument("--only", default=None,
+                        help="run only this descriptor (PowerSpectrum, Bispectrum, ACSF, "
+                             "ACSF-BP, SNAPBispectrum)")
     args = parser.parse_args(argv)
     repeats = max(5, args.repeats)
     atoms = w1()
-    for case in cases():
-        if args.only and case.name != args.only:
+    for case in [*cases(), "SNAPBispectrum"]:
+        name = case if isinstance(case, str) else case.name
+        if args.only and name != args.only:
             continue
-        for row in run_case(case, atoms, repeats):
+        rows = snap_rows(atoms, repeats) if isinstance(case, str) else \
+            run_case(case, atoms, repeats)
+        for row in rows:
             if args.json:
                 print(json.dumps(row), flush=True)
             else:

@@ -109,7 +109,13 @@ def test_descriptor_benchmark_calls_build_their_neighbour_list(monkeypatch):
     case = bd.Case("PowerSpectrum",
                    lambda: PowerSpectrum(species=["Cu"], r_cut=3.0, n_max=2, l_max=1))
     rows = bd.run_case(case, atoms, 5)
-    assert per_call == [[1, 1, 1]] * 3          # values, values+jacobian, backward
+    assert per_call == [[1, 1, 1]] * 4          # values, values+jacobian, backward, E+F
+    whats = {r["what"]: r for r in rows}
+    assert set(whats) == {"values", "values+jacobian", "backward", "energy+forces"}
+    # W1: "adjoint energy+forces vs energy alone" (compute then backward, against values)
+    ef = whats["energy+forces"]
+    assert ef["peer"] == "PowerSpectrum values (self)"
+    assert ef["peer_us_per_atom"] == whats["values"]["us_per_atom"]
     for r in rows:
         assert {"descriptor", "what", "us_per_atom", "peer", "peer_us_per_atom"} <= set(r)
 
@@ -142,3 +148,29 @@ def test_snap_benchmark_calls_build_their_neighbour_list(monkeypatch):
     snap.ours(atoms, coef, 5)
     # values: one list per call; energy+forces: compute and backward share one list
     assert per_call == [[1, 1, 1], [1, 1, 1]]
+
+
+def test_descriptor_benchmark_prints_the_snap_rows_of_w1(monkeypatch):
+    # W1's SNAP rows (values vs LAMMPS compute sna/atom, energy+forces vs pair_style snap)
+    # were only in benchmarks/snap.py, which BENCHMARKS.md does not name
+    bd = _bench("descriptors")
+    calls = []
+
+    def fake_ours(atoms, coef, repeats):
+        calls.append(len(coef))
+        return 2.0, 5.0, None
+
+    import types
+
+    monkeypatch.setattr(bd, "_snap_module", lambda: types.SimpleNamespace(
+        ours=fake_ours, lammps_times=lambda *args: None))
+    rows = bd.snap_rows(bd.w1(), 5)
+    assert calls == [56]                          # beta0 + 55 bispectrum components (2J=8)
+    assert [(r["descriptor"], r["what"]) for r in rows] == [
+        ("SNAPBispectrum", "values"), ("SNAPBispectrum", "energy+forces")]
+    assert rows[0]["peer"] == "lammps compute sna/atom not installed"
+    assert rows[1]["peer"] == "lammps pair_style snap not installed"
+    assert rows[0]["us_per_atom"] == 2.0 and rows[0]["peer_us_per_atom"] is None
+    # the real module has the timers snap_rows calls
+    snap = _bench("snap")
+    assert callable(snap.ours) and callable(snap.lammps_times)
