@@ -153,7 +153,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+# single-threaded, as every benchmark (BENCHMARKS.md): the σ cost ratio and the fit times
+for _var in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

@@ -174,3 +174,27 @@ def test_descriptor_benchmark_prints_the_snap_rows_of_w1(monkeypatch):
     # the real module has the timers snap_rows calls
     snap = _bench("snap")
     assert callable(snap.ours) and callable(snap.lammps_times)
+
+
+@pytest.mark.parametrize("name", ["uncertainty", "active_learning", "descriptors"])
+def test_benchmarks_run_single_threaded(name):
+    # BENCHMARKS.md: benchmarks run single-threaded (OMP_NUM_THREADS=1, NUMBA_NUM_THREADS=1);
+    # uncertainty.py set nothing and active_learning.py kept a caller's OMP_NUM_THREADS=4
+    # (mlearn.py runs every (element, model) in a child with that environment)
+    import os
+    import subprocess
+
+    from conftest import ROOT
+
+    path = ROOT / "benchmarks" / f"{name}.py"
+    code = (f"import importlib.util, os, sys; sys.argv = ['x']; "
+            f"spec = importlib.util.spec_from_file_location('b', {str(path)!r}); "
+            f"m = importlib.util.module_from_spec(spec); sys.modules['b'] = m; "
+            f"spec.loader.exec_module(m); "
+            f"print(os.environ['OMP_NUM_THREADS'], os.environ['NUMBA_NUM_THREADS'], "
+            f"os.environ['OPENBLAS_NUM_THREADS'])")
+    env = dict(os.environ, OMP_NUM_THREADS="4", NUMBA_NUM_THREADS="4", OPENBLAS_NUM_THREADS="4")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert out.stdout.split() == ["1", "1", "1"]
