@@ -77,33 +77,38 @@ def _bench(name):
     return mod
 
 
-def test_descriptor_benchmark_calls_build_their_neighbour_list(monkeypatch):
-    # the docstring: every timing covers the whole public call (neighbour list included), as
-    # the peers' do; the descriptor's neighbour-list cache made repeated calls on the
-    # benchmark structure skip it
+def _list_counting_timer(monkeypatch, result):
+    """A stand-in for a benchmark's timing function that times nothing: it calls the timed
+    function 3 times and records how many neighbour lists each call built (in ``per_call``);
+    returns ``(timer, per_call)``."""
     import hybridpot.descriptors._base as base
-    from ase.build import bulk
 
-    bd = _bench("descriptors")
     built = []
     real = base.neighbor_list
-
-    def counting(*args, **kw):
-        built.append(1)
-        return real(*args, **kw)
-
-    monkeypatch.setattr(base, "neighbor_list", counting)
+    monkeypatch.setattr(base, "neighbor_list",
+                        lambda *args, **kw: built.append(1) or real(*args, **kw))
     per_call = []
 
-    def timings(fn, repeats):   # no timing: count the lists each timed call builds
+    def timer(fn, repeats):
         counts = []
         for _ in range(3):
             n0 = len(built)
             fn()
             counts.append(len(built) - n0)
         per_call.append(counts)
-        return 1e-3, 1e-3
+        return result
 
+    return timer, per_call
+
+
+def test_descriptor_benchmark_calls_build_their_neighbour_list(monkeypatch):
+    # the docstring: every timing covers the whole public call (neighbour list included), as
+    # the peers' do; the descriptor's neighbour-list cache made repeated calls on the
+    # benchmark structure skip it
+    from ase.build import bulk
+
+    bd = _bench("descriptors")
+    timings, per_call = _list_counting_timer(monkeypatch, (1e-3, 1e-3))
     monkeypatch.setattr(bd, "timings", timings)
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 1, 1)
     atoms.rattle(0.05, seed=0)
@@ -123,25 +128,10 @@ def test_descriptor_benchmark_calls_build_their_neighbour_list(monkeypatch):
 
 def test_snap_benchmark_calls_build_their_neighbour_list(monkeypatch):
     # benchmarks/snap.py: "values: SNAPBispectrum.compute(atoms) (neighbour list included)"
-    import hybridpot.descriptors._base as base
     from ase.build import bulk
 
     snap = _bench("snap")
-    built = []
-    real = base.neighbor_list
-    monkeypatch.setattr(base, "neighbor_list",
-                        lambda *args, **kw: built.append(1) or real(*args, **kw))
-    per_call = []
-
-    def median_time(fn, repeats):   # no timing: count the lists each timed call builds
-        counts = []
-        for _ in range(3):
-            n0 = len(built)
-            fn()
-            counts.append(len(built) - n0)
-        per_call.append(counts)
-        return 1e-3
-
+    median_time, per_call = _list_counting_timer(monkeypatch, 1e-3)
     monkeypatch.setattr(snap, "median_time", median_time)
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
     atoms.rattle(0.05, seed=0)
