@@ -163,6 +163,12 @@ class HybridPotential(BaseEstimator):
                 "This HybridPotential is not fitted yet. Call 'fit' with a list of labelled "
                 "ase.Atoms first (or build one with HybridPotential.from_fitted / load).")
 
+    def _has_posterior(self):
+        """Whether the fitted model has a predictive σ: a posterior committee
+        (``uncertainty_``) or a regressor with a posterior (``has_uncertainty``)."""
+        return getattr(self, "uncertainty_", None) is not None or bool(
+            getattr(getattr(self, "regressor_", None), "has_uncertainty", False))
+
     @property
     def species(self):
         """Element symbols of the model (those of the descriptor)."""
@@ -736,8 +742,8 @@ class HybridCalculator(Calculator):
         super().__init__()
         self.model = model
         self.uncertainty = bool(uncertainty)
-        if self.uncertainty and getattr(model, "uncertainty_", None) is None and not getattr(
-                getattr(model, "regressor_", None), "has_uncertainty", False):
+        has_posterior = model._has_posterior()
+        if self.uncertainty and not has_posterior:
             raise InvalidParameterError(
                 f"The 'uncertainty' parameter of HybridCalculator needs a model with a "
                 f"posterior (a posterior committee, uq.LinearPosterior(...).apply(model), or "
@@ -747,8 +753,7 @@ class HybridCalculator(Calculator):
                 f"uncertainty={uncertainty!r}.")
         self.uncertainty_interval = check_int(uncertainty_interval, "uncertainty_interval",
                                               "HybridCalculator", low=1)
-        if getattr(model, "uncertainty_", None) is not None or getattr(
-                getattr(model, "regressor_", None), "has_uncertainty", False):
+        if has_posterior:
             # the σ are ASE properties of a model with a posterior (get_property works)
             self.implemented_properties = list(self.implemented_properties) + [
                 "energy_std", "forces_std", "stress_std"]

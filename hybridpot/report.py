@@ -40,8 +40,7 @@ def collect_predictions(model, structures):
         ``*_std`` are None when the model has no posterior.
     """
     structures = _check_inputs(model, structures, "collect_predictions")
-    has_std = bool(getattr(model.regressor_, "has_uncertainty", False)) \
-        or getattr(model, "uncertainty_", None) is not None
+    has_std = model._has_posterior()
     out = {k: [] for k in ("energy", "energy_pred", "energy_std", "forces", "forces_pred",
                            "forces_std", "stress", "stress_pred", "stress_std")}
     for k, atoms in enumerate(structures):

@@ -45,8 +45,7 @@ class Sampler(BaseEstimator):
             raise InvalidParameterError(
                 f"{type(self).__name__}.sample needs a fitted HybridPotential as 'model'. "
                 f"Got {type(model).__name__} instead.")
-        if self.needs_uncertainty and getattr(model, "uncertainty_", None) is None \
-                and not getattr(model.regressor_, "has_uncertainty", False):
+        if self.needs_uncertainty and not model._has_posterior():
             raise InvalidParameterError(
                 f"{type(self).__name__}.sample steers by the model's predictive σ, but the "
                 f"'model' has none (its regressor {type(model.regressor_).__name__} has no "

@@ -145,8 +145,7 @@ def check_model_with_uncertainty(model, owner):
             f"posterior. Got {type(model).__name__} instead.")
     model._check_fitted()
     reg = model.regressor_
-    if getattr(model, "uncertainty_", None) is None \
-            and not getattr(reg, "has_uncertainty", False):
+    if not model._has_posterior():
         hint = ("give this linear model a posterior with "
                 "LinearPosterior(...).fit(model, train).apply(model), or fit it with "
                 "BayesianLinearRegressor" if isinstance(reg, _LinearBase) else
