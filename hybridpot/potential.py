@@ -21,6 +21,17 @@ __all__ = ["HybridPotential", "HybridCalculator"]
 DEFAULT_WEIGHTS = {"energy": 1.0, "forces": 1.0, "stress": 0.1}
 
 
+def _check_model_argument(model, owner, requirement=""):
+    """Raise unless ``model`` is a fitted :class:`HybridPotential`: an
+    :class:`InvalidParameterError` ("The 'model' argument of ``owner`` must be a fitted
+    HybridPotential``requirement``. Got ... instead.") or its ``NotFittedError``."""
+    if not isinstance(model, HybridPotential):
+        raise InvalidParameterError(
+            f"The 'model' argument of {owner} must be a fitted HybridPotential{requirement}. "
+            f"Got {type(model).__name__} instead.")
+    model._check_fitted()
+
+
 def _as_structure_list(structures, name="structures"):
     return check_structure_list(structures, f"The '{name}' argument")
 

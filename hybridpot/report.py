@@ -78,15 +78,10 @@ def collect_predictions(model, structures):
 
 def _check_inputs(model, structures, owner):
     """A fitted HybridPotential and a non-empty list of Atoms, or a typed error naming them."""
-    from ._exceptions import InvalidParameterError
     from ._validation import check_structure_list
-    from .potential import HybridPotential
+    from .potential import _check_model_argument
 
-    if not isinstance(model, HybridPotential):
-        raise InvalidParameterError(
-            f"The 'model' argument of {owner} must be a fitted HybridPotential. "
-            f"Got {type(model).__name__} instead.")
-    model._check_fitted()
+    _check_model_argument(model, owner)
     return check_structure_list(structures, f"The 'structures' argument of {owner}")
 
 

@@ -87,14 +87,10 @@ def _baseline_rows(baseline_grads, sub, kind, n_phi, prep_index):
 def check_linear_model(model, owner):
     """Raise a typed error naming ``owner`` unless ``model`` is a HybridPotential fitted with a
     linear regressor on structure batches."""
-    from ..potential import HybridPotential
+    from ..potential import _check_model_argument
     from ..regression._linear import _LinearBase
 
-    if not isinstance(model, HybridPotential):
-        raise InvalidParameterError(
-            f"The 'model' argument of {owner} must be a fitted HybridPotential with a "
-            f"LinearRegressor or BayesianLinearRegressor. Got {type(model).__name__} instead.")
-    model._check_fitted()
+    _check_model_argument(model, owner, " with a LinearRegressor or BayesianLinearRegressor")
     reg = model.regressor_
     if not isinstance(reg, _LinearBase) or getattr(reg, "fit_mode_", "batch") != "batch":
         raise InvalidParameterError(

@@ -136,14 +136,10 @@ def calibration_metrics(y, pred, std, structure=None):
 def check_model_with_uncertainty(model, owner):
     """Raise a typed error naming ``owner`` unless ``model`` is a fitted HybridPotential with a
     predictive σ (a posterior committee ``uncertainty_`` or a regressor with a posterior)."""
-    from ..potential import HybridPotential
+    from ..potential import _check_model_argument
     from ..regression._linear import _LinearBase
 
-    if not isinstance(model, HybridPotential):
-        raise InvalidParameterError(
-            f"The 'model' argument of {owner} must be a fitted HybridPotential with a "
-            f"posterior. Got {type(model).__name__} instead.")
-    model._check_fitted()
+    _check_model_argument(model, owner, " with a posterior")
     reg = model.regressor_
     if not model._has_posterior():
         hint = ("give this linear model a posterior with "
