@@ -456,8 +456,9 @@ def _species_scatter(sp, st, g, z, ns, forces, stress):
     sums them per structure; ``pz`` the pairs centred on them (None without ``g``), ``Sf``
     (n_atoms, |pz|) scatters a pair derivative ``+`` to the neighbour and ``-`` to the centre
     (None unless ``forces``), ``Sv`` one (ns, |pz|) operator per Voigt component weighting
-    pair ``p`` by ``r_ij[b]`` (None unless ``stress``).  Used by both the kernel and the linear
-    columns of :meth:`SparseGPRegressor.design_rows`.
+    pair ``p`` by ``r_ij[b]`` (None unless ``stress``).  ``idx``, ``Sa`` and ``pz`` serve both
+    the kernel and the linear columns of :meth:`SparseGPRegressor.design_rows`, ``Sf`` and
+    ``Sv`` the linear columns only.
     """
     idx = np.nonzero(sp == z)[0]
     Sa = scipy.sparse.csr_matrix((np.ones(idx.size), (st[idx], np.arange(idx.size))),
@@ -1342,12 +1343,15 @@ class SparseGPRegressor(Regressor):
             pi = np.asarray(g.pair_i, np.int64)
             pj = np.asarray(g.pair_j, np.int64)
             loc = np.full(n, -1, dtype=np.int64)
-        # per element: the atom / pair scatter operators, shared by both column blocks
-        scatter = {z: _species_scatter(sp, st, g if want else None, z, ns, forces, stress)
+        # per element: the atoms, their pairs and the sparse scatter operators (the pair
+        # operators only for the linear block: the kernel columns use _scatter_pair_rows)
+        lin = bool(self._n_lin)
+        scatter = {z: _species_scatter(sp, st, g if want else None, z, ns, forces and lin,
+                                       stress and lin)
                    for z in np.unique(sp)}
-        if self._n_lin:
+        if lin:
             self._linear_design_rows(Xfull, g if want else None, scatter, Er, dEr, vir)
-        for z, (idx, Sa, pz, Sf, Sv) in scatter.items():
+        for z, (idx, Sa, pz, _, _) in scatter.items():
             off, end = int(self._offsets[z]), int(self._offsets[z + 1])
             if end == off:
                 continue
