@@ -66,6 +66,26 @@ class _Accumulated:
         self.stats, self.meta = stats, meta
 
 
+def _whitened_svd(blocks, b2):
+    """Thin SVD ``U diag(s) V^T`` of the rows ``vstack(blocks) diag(b2)^-1/2`` (the design in
+    the variables ``u = diag(sqrt(b2)) v`` of a unit prior); returns ``(U, s, V^T,
+    sqrt(b2))``.  LAPACK's gesdd, and the slower, robust gesvd if it does not converge."""
+    sb = np.sqrt(b2)
+    A = np.vstack(blocks) / sb[None, :]
+    try:
+        U, sv, Vt = scipy.linalg.svd(A, full_matrices=False, check_finite=False)
+    except np.linalg.LinAlgError:   # gesdd did not converge: the slower, robust driver
+        U, sv, Vt = scipy.linalg.svd(A, full_matrices=False, check_finite=False,
+                                     lapack_driver="gesvd")
+    return U, sv, Vt, sb
+
+
+def _ridge_from_svd(U, sv, Vt, sb, c, alpha):
+    """``argmin ||A v - c||^2 + alpha ||diag(sb) v||^2`` from :func:`_whitened_svd` of
+    ``A``."""
+    return (Vt.T @ (sv / (sv * sv + alpha) * (U.T @ c))) / sb
+
+
 def _key_text(key):
     return "/".join(str(k) for k in key) if isinstance(key, tuple) else str(key)
 
@@ -562,12 +582,8 @@ class LinearRegressor(_LinearBase):
             # u = S v, S = diag(sqrt(b2)), the penalised problem is ridge regression on
             # A = [R] S^-1, solved by the SVD of the (n_rows, M) matrix A in O(n_rows^2 M)
             # instead of the least squares of the (n_rows + M, M) augmented system, O(M^3)
-            s_inv = 1.0 / np.sqrt(b2)
-            A = np.vstack(blocks) * s_inv[None, :]
-            U, sv, Vt = scipy.linalg.svd(A, full_matrices=False, check_finite=False,
-                                         lapack_driver="gesdd")
-            u = Vt.T @ ((sv / (sv ** 2 + alpha)) * (U.T @ np.concatenate(rhs)))
-            v = u * s_inv
+            U, sv, Vt, sb = _whitened_svd(blocks, b2)
+            v = _ridge_from_svd(U, sv, Vt, sb, np.concatenate(rhs), alpha)
         if v is None:
             if alpha > 0:
                 blocks.append(np.diag(np.sqrt(alpha * b2)))
@@ -867,13 +883,7 @@ class BayesianLinearRegressor(_LinearBase):
         ``[0, M]`` by construction, so the iteration stays well defined on ill-conditioned,
         nearly collinear designs; each iteration costs O(M).
         """
-        sb = np.sqrt(b2)
-        Rw = R / sb[None, :]
-        try:
-            U, sig, _ = scipy.linalg.svd(Rw, full_matrices=False, check_finite=False)
-        except np.linalg.LinAlgError:   # gesdd did not converge: the slower, robust driver
-            U, sig, _ = scipy.linalg.svd(Rw, full_matrices=False, check_finite=False,
-                                         lapack_driver="gesvd")
+        U, sig, _, _ = _whitened_svd([R], b2)
         lam = sig * sig
         z = U.T @ r
         rss_perp = float(np.sum((r - U @ z) ** 2))
@@ -974,17 +984,11 @@ class BayesianLinearRegressor(_LinearBase):
                 gamma[q] = beta[q] * np.sum(Hinv * Gk[q])
             half_logdet = float(np.sum(np.log(np.diag(L))))
         else:
-            s_inv = 1.0 / np.sqrt(b2)
             sq = np.sqrt(beta)
-            A = np.vstack([sq[q] * Rk[q] for q in range(nk)]) * s_inv[None, :]
-            c = np.concatenate([sq[q] * rk[q] for q in range(nk)])
-            try:
-                U, sv, Vt = scipy.linalg.svd(A, full_matrices=False, check_finite=False)
-            except np.linalg.LinAlgError:   # gesdd did not converge: the robust driver
-                U, sv, Vt = scipy.linalg.svd(A, full_matrices=False, check_finite=False,
-                                             lapack_driver="gesvd")
+            U, sv, Vt, sb = _whitened_svd([sq[q] * Rk[q] for q in range(nk)], b2)
+            m = _ridge_from_svd(U, sv, Vt, sb,
+                                np.concatenate([sq[q] * rk[q] for q in range(nk)]), alpha)
             d = sv * sv + alpha
-            m = (Vt.T @ (sv / d * (U.T @ c))) * s_inv
             w = sv * sv / d
             start = 0
             for q in range(nk):
