@@ -5,13 +5,13 @@ import warnings
 import numpy as np
 import pytest
 from ase.build import bulk
-from ase.calculators.emt import EMT
-from ase.calculators.singlepoint import SinglePointCalculator
 from sklearn.exceptions import ConvergenceWarning
 
 from hybridpot import HybridPotential, UnknownSpeciesError
 from hybridpot.descriptors import PowerSpectrum
 from hybridpot.regression import EnsembleRegressor, NeuralNetworkRegressor
+
+from conftest import emt_label
 
 
 def _cells(n, seed, al=True):
@@ -23,10 +23,7 @@ def _cells(n, seed, al=True):
         if al and i % 2:
             a.symbols[[1, 5]] = "Al"
         a.positions += 0.05 * rng.standard_normal(a.positions.shape)
-        a.calc = EMT()
-        e, f = a.get_potential_energy(), a.get_forces()
-        a.calc = SinglePointCalculator(a, energy=e, forces=f)
-        out.append(a)
+        out.append(emt_label(a, stress=False))
     return out
 
 

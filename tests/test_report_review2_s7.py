@@ -5,13 +5,13 @@ metrics file was written, or wrote outside the folder)."""
 import numpy as np
 import pytest
 from ase.build import bulk
-from ase.calculators.emt import EMT
-from ase.calculators.singlepoint import SinglePointCalculator
 
 from hybridpot import HybridPotential, InvalidParameterError
 from hybridpot.descriptors import PowerSpectrum
 from hybridpot.regression import LinearRegressor
 from hybridpot.report import write_report
+
+from conftest import emt_label
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +21,7 @@ def fitted():
     for _ in range(3):
         a = bulk("Cu", "fcc", a=3.61, cubic=True)
         a.positions += 0.05 * rng.standard_normal(a.positions.shape)
-        a.calc = EMT()
-        e, f = a.get_potential_energy(), a.get_forces()
-        a.calc = SinglePointCalculator(a, energy=e, forces=f)
-        data.append(a)
+        data.append(emt_label(a, stress=False))
     desc = PowerSpectrum(species=["Cu"], r_cut=3.5, n_max=2, l_max=1)
     return HybridPotential(descriptor=desc, regressor=LinearRegressor()).fit(data), data
 

@@ -5,14 +5,14 @@ starts), and negative seeds are typed errors."""
 import numpy as np
 import pytest
 from ase.build import bulk
-from ase.calculators.emt import EMT
-from ase.calculators.singlepoint import SinglePointCalculator
 
 from hybridpot import HybridPotential, InvalidParameterError
 from hybridpot.descriptors import PowerSpectrum
 from hybridpot.regression import BayesianLinearRegressor, LinearRegressor
 from hybridpot.sampling import (AdversarialSampler, PoolSampler, RandomDisorderSampler,
                                 RattleStrainSampler, UncertaintyMDSampler)
+
+from conftest import emt_label
 
 
 def _cells(n, seed):
@@ -21,10 +21,7 @@ def _cells(n, seed):
     for _ in range(n):
         a = bulk("Cu", "fcc", a=3.61, cubic=True)
         a.positions += 0.05 * rng.standard_normal(a.positions.shape)
-        a.calc = EMT()
-        e, f = a.get_potential_energy(), a.get_forces()
-        a.calc = SinglePointCalculator(a, energy=e, forces=f)
-        out.append(a)
+        out.append(emt_label(a, stress=False))
     return out
 
 

@@ -48,9 +48,13 @@ def linear(train):
     return HybridPotential(descriptor=_desc(), regressor=LinearRegressor()).fit(train)
 
 
-def test_posterior_refuses_non_linear_unfitted_and_non_models(train):
-    gp = HybridPotential(descriptor=_desc(), regressor=SparseGPRegressor(
+@pytest.fixture(scope="module")
+def gp(train):
+    return HybridPotential(descriptor=_desc(), regressor=SparseGPRegressor(
         n_sparse=5, random_state=0)).fit(train)
+
+
+def test_posterior_refuses_non_linear_unfitted_and_non_models(gp, train):
     # was AttributeError: 'SparseGPRegressor' object has no attribute 'quadratic'
     with pytest.raises(InvalidParameterError,
                        match=r"'model' argument of LinearPosterior.fit must be a HybridPotential"
@@ -161,9 +165,7 @@ def test_selectors_name_themselves_without_sigma_and_accept_an_empty_pool(linear
         assert sel.select(blr, pool, 2).shape == (2,)
 
 
-def test_split_recalibration_of_a_gp_does_not_suggest_linear_posterior(train):
-    gp = HybridPotential(descriptor=_desc(), regressor=SparseGPRegressor(
-        n_sparse=5, random_state=0)).fit(train)
+def test_split_recalibration_of_a_gp_does_not_suggest_linear_posterior(gp, train):
     # was "... needs a posterior committee on the model (LinearPosterior(...).fit(model,
     # train).apply(model))", which LinearPosterior.fit refuses for a GP
     with pytest.raises(InvalidParameterError,
