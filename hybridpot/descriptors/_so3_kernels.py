@@ -495,6 +495,8 @@ def bispectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, l_ma
     Jacobian: per atom ``J[f] = d b_f / d A[., fqp]`` on the ``l1`` and ``l2`` blocks, then per
     pair ``d b_f = sum_m Z_t[m, fqp] dA[l m, fq] + J[f] . dA[(l1, l2), fqp]``.  Adjoint:
     ``dE/dA`` through ``Z`` once per atom and member, then :func:`_atom_adjoint`.
+    Returns ``(X, dX, g)`` as :func:`power_spectrum_kernel` (``X`` empty in mode 2: the adjoint
+    does not need the features).
     """
     n_atoms = offsets.shape[0] - 1
     n_pairs = D.shape[0]
@@ -515,7 +517,7 @@ def bispectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, l_ma
     Rs = np.empty((mx, nf))
     dRs = np.empty((mx, nf))
     Z = np.empty((NZ, Q))
-    X = np.empty((n_atoms, F))
+    X = np.empty((n_atoms if mode != 2 else 0, F))
     if mode == 1:
         dX = np.empty((n_pairs, 3, F))
     else:
@@ -538,7 +540,7 @@ def bispectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, l_ma
             A = _density_values(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max,
                                 n_ch, K)
         _coupled(A, tl, eoff, emi, elm1, elm2, ecoef, zoff, Z)
-        for f in range(F):
+        for f in range(F if mode != 2 else 0):  # the adjoint does not need the features
             t = ft[f]
             l = tl[t]
             q = fq[f]
