@@ -47,6 +47,21 @@ def _split(structures, cfg, species=None):
     return train, test
 
 
+def _configured_species(cfg):
+    """``data.species`` as a list of element symbols, or None when not given (or empty)."""
+    from ._exceptions import InvalidParameterError
+    from ._validation import check_species_list
+
+    value = cfg["data"].get("species")
+    if not value:
+        return None
+    try:
+        return list(check_species_list(value, "species"))
+    except InvalidParameterError as e:
+        raise ConfigError(f"data.species must be a list of distinct chemical symbols such as "
+                          f"['Cu', 'Ni']. Got {value!r}.") from e
+
+
 def _species_of(structures):
     seen = []
     for a in structures:
@@ -98,12 +113,14 @@ def cmd_fit(args, cfg):
     if not str(cfg["output"]["model"]).strip():
         raise ConfigError("output.model must be a file name such as 'model.hpot'. Got ''.")
     out = _output_path(cfg["output"]["model"], "output.model")   # checked before the fit
-    data = read_structures(cfg["data"]["train"], "data.train", labels=True)
-    species = _species_of(data)
+    fixed = _configured_species(cfg)
+    data = read_structures(cfg["data"]["train"], "data.train", labels=True, species=fixed)
+    species = fixed or _species_of(data)
     train, test = _split(data, cfg, species)
     fitcfg = cfg["fit"]
     model = HybridPotential(
-        descriptor=build_descriptor(cfg, species), regressor=build_regressor(cfg),
+        descriptor=build_descriptor(cfg, species, explicit_order=bool(fixed)),
+        regressor=build_regressor(cfg),
         baseline=build_baseline(cfg), weights=fitcfg.get("weights"),
         group_weights=fitcfg.get("group_weights"),
         reference_energies=fitcfg.get("reference_energies", "fit"),

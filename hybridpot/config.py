@@ -11,6 +11,9 @@ Example (every key optional; these are the defaults of ``hybridpot fit``)::
     test = ""                                 # optional; else test_fraction of train is held out
     test_fraction = 0.1
     seed = 0
+    species = []                # the model's elements in order, e.g. ["Cu", "Ni"] (LAMMPS
+                                # atom types of 'hybridpot export'); [] = order of first
+                                # appearance in data.train
 
     [descriptor]
     type = "PowerSpectrum"      # PowerSpectrum | Bispectrum | ACSF | SNAPBispectrum |
@@ -58,6 +61,11 @@ Example (every key optional; these are the defaults of ``hybridpot fit``)::
 
     [export]
     prefix = "lammps/model"
+
+Per-element descriptor values (SNAPBispectrum ``radelem`` / ``wj``, PowerSpectrum and
+Bispectrum ``species_weights``) are best given as tables keyed by element, e.g.
+``radelem = {Cu = 0.5, Ni = 0.45}``; a list is read in the model's element order, so with
+several elements it needs ``data.species`` (``learn.species``) to fix that order.
 
 Several descriptors concatenated (:class:`~hybridpot.descriptors.DescriptorStack`, e.g. a
 many-body block plus a longer-ranged 2-body block): ``type = "DescriptorStack"``, one
@@ -195,7 +203,7 @@ DEFAULT_CONFIG = {
 # key -> allowed python types (sections with "type" accept extra keys: class kwargs)
 _SCHEMA = {
     "data": {"train": (str, list), "test": (str, list), "test_fraction": (float, int),
-             "seed": (int,)},
+             "seed": (int,), "species": (list,)},
     "fit": {"weights": (dict,), "group_weights": (dict,), "chunk_size": (int,),
             "n_workers": (int,), "reference_energies": (str, dict)},
     "output": {"model": (str,), "report": (str,)},
@@ -527,17 +535,60 @@ def _build_stack(body, species):
     return stack
 
 
-def build_descriptor(cfg, species):
+#: descriptor keys holding one value per element (in the descriptor's species order)
+PER_ELEMENT_KEYS = ("radelem", "wj", "species_weights")
+
+
+def _per_element_values(body, key, species, explicit_order):
+    """``body`` with its per-element keys (:data:`PER_ELEMENT_KEYS`) as lists in the order of
+    ``species``: a table keyed by element is reordered; a list is taken as it is only for one
+    element or an order the config fixed (``data.species`` / ``learn.species``)."""
+    out = dict(body)
+    for name in PER_ELEMENT_KEYS:
+        v = body.get(name)
+        if isinstance(v, dict):
+            missing = [s for s in species if s not in v]
+            extra = sorted(set(v) - set(species))
+            if missing or extra:
+                raise ConfigError(
+                    f"{key}.{name} must give one value per element of the model "
+                    f"{list(species)}" + (f"; missing {missing}" if missing else "")
+                    + (f"; {extra} are not elements of the model" if extra else "")
+                    + f". Got {v!r}.")
+            out[name] = [v[s] for s in species]
+        elif isinstance(v, list) and len(species) > 1 and not explicit_order:
+            example = ", ".join(f"{s} = ..." for s in species)
+            raise ConfigError(
+                f"{key}.{name} is a list, but the element order of this model is that of "
+                f"first appearance in the data ({list(species)}), not one the config fixes: "
+                f"give a table keyed by element, e.g. {name} = {{{example}}}, or fix the "
+                f"order with data.species (learn.species for 'hybridpot learn'). "
+                f"Got {v!r}.")
+    return out
+
+
+def build_descriptor(cfg, species, *, explicit_order=False):
     """The descriptor of ``[descriptor]`` for the given species.
 
     ``type = "DescriptorStack"`` builds every ``[[descriptor.members]]`` table for
     ``species`` and stacks them (optional ``scales``); see the module docstring.
+    Per-element values (SNAP ``radelem`` / ``wj``, SO(3) ``species_weights``) may be tables
+    keyed by element (``radelem = {Cu = 0.5, Ni = 0.45}``); a list is accepted for one
+    element or when ``explicit_order`` (the config fixed the species order: ``data.species``
+    or ``learn.species``), else it is a :class:`~hybridpot.ConfigError` (the order of first
+    appearance in a data file is an accident of the file).
     """
     from .descriptors import DESCRIPTORS
 
     body = _acsf_none(dict(cfg["descriptor"]))
     if body.get("type") == "DescriptorStack":
+        members = body.get("members")
+        if isinstance(members, list):
+            body["members"] = [
+                _per_element_values(m, f"descriptor.members[{n}]", species, explicit_order)
+                if isinstance(m, dict) else m for n, m in enumerate(members)]
         return _build_stack(body, species)
+    body = _per_element_values(body, "descriptor", species, explicit_order)
     return _build("descriptor", {"descriptor": body}, DESCRIPTORS, {"species": list(species)})
 
 

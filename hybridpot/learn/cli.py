@@ -180,6 +180,7 @@ def cmd_learn(args, cfg):
     validation = _read(sec["validation"], "learn.validation", labels=True) \
         if sec.get("validation") else None
     species = sec.get("species")
+    explicit_order = bool(species)
     if not species:
         ref = pool or initial or [_prototype(sec)]
         species = []
@@ -187,7 +188,8 @@ def cmd_learn(args, cfg):
             for s in a.get_chemical_symbols():
                 if s not in species:
                     species.append(s)
-    model = HybridPotential(descriptor=build_descriptor(cfg, species),
+    model = HybridPotential(descriptor=build_descriptor(cfg, species,
+                                                        explicit_order=explicit_order),
                             regressor=build_regressor(cfg), baseline=build_baseline(cfg),
                             weights=cfg["fit"].get("weights"))
     if sec.get("sampler") == "md" and not initial:

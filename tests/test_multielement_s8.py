@@ -1,0 +1,183 @@
+"""Session-8 review of hybridpot on multi-element (2-3 species) systems: regression tests."""
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from hybridpot import HybridPotential
+from hybridpot.descriptors import Bispectrum, PowerSpectrum
+
+from conftest import emt_label, skewed_two_element_cell
+
+
+def alloy(n, seed, elems=("Cu", "Ni"), fracs=(0.0, 1.0, 0.25, 0.5), a=3.58, stress=True):
+    """``n`` EMT-labelled, strained, rattled fcc 8-atom cells with a fraction ``fracs[k]`` of
+    ``elems[1]`` (0: pure ``elems[0]``, 1: pure ``elems[1]``)."""
+    r = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        at = bulk(elems[0], "fcc", a=a * (1 + r.uniform(-0.02, 0.02)), cubic=True) * (2, 1, 1)
+        at.set_cell(at.cell.array @ (np.eye(3) + r.uniform(-0.03, 0.03, (3, 3))),
+                    scale_atoms=True)
+        x = fracs[k % len(fracs)]
+        n_b = int(round(x * len(at)))
+        syms = [elems[1]] * n_b + [elems[0]] * (len(at) - n_b)
+        at.set_chemical_symbols([syms[i] for i in r.permutation(len(at))])
+        at.rattle(0.06, seed=int(r.integers(1 << 30)))
+        out.append(emt_label(at, stress=stress))
+    return out
+
+
+# -- descriptors: species channels against an independent slow evaluation ------------------
+def _complex_density(atoms, species, r_cut, n_max, l_max, weights):
+    """``c[i, q, l, mu]`` from ASE's neighbour list, exact radial functions and scipy's
+    complex harmonics (channel ``q = c n_max + k``; one channel with ``weights``)."""
+    from ase.neighborlist import neighbor_list
+    from scipy.special import sph_harm_y
+
+    from hybridpot.descriptors._so3 import radial_basis_exact
+
+    i, j, D = neighbor_list("ijD", atoms, r_cut)
+    r = np.linalg.norm(D, axis=1)
+    R = radial_basis_exact(r, r_cut, n_max, l_max)               # (n_pairs, L, K)
+    theta, phi = np.arccos(D[:, 2] / r), np.arctan2(D[:, 1], D[:, 0])
+    kind = np.array([species.index(s) for s in atoms.get_chemical_symbols()])[j]
+    n_ch = 1 if weights is not None else len(species)
+    ch = np.zeros(len(i), dtype=int) if weights is not None else kind
+    w = np.asarray(weights)[kind] if weights is not None else np.ones(len(i))
+    c = np.zeros((len(atoms), n_ch, n_max, l_max + 1, 2 * l_max + 1), complex)
+    for l in range(l_max + 1):
+        for mu in range(-l, l + 1):
+            Y = sph_harm_y(l, mu, theta, phi)
+            np.add.at(c[:, :, :, l, mu + l], (i, ch), (w * Y)[:, None] * R[:, l, :])
+    return c.reshape(len(atoms), n_ch * n_max, l_max + 1, 2 * l_max + 1)
+
+
+def _slow_power_spectrum(atoms, species, r_cut, n_max, l_max, weights=None):
+    c = _complex_density(atoms, species, r_cut, n_max, l_max, weights)
+    Q = c.shape[1]
+    cols = [np.real(np.sum(np.conj(c[:, q1, l]) * c[:, q2, l], axis=1))
+            for q1 in range(Q) for q2 in range(q1, Q) for l in range(l_max + 1)]
+    return np.array(cols).T
+
+
+def _slow_bispectrum(atoms, species, r_cut, n_max, l_max, weights=None):
+    from sympy.physics.quantum.cg import CG
+
+    from hybridpot.descriptors._sympy_basis import coupling_triples
+
+    c = _complex_density(atoms, species, r_cut, n_max, l_max, weights)
+    Q = c.shape[1]
+    cols = []
+    for q in range(Q):
+        for qp in range(Q):
+            for l, l1, l2 in coupling_triples(l_max):
+                if q == qp and l > l1:
+                    continue
+                b = np.zeros(len(atoms), complex)
+                for m1 in range(-l1, l1 + 1):
+                    for m2 in range(-l2, l2 + 1):
+                        if abs(m1 + m2) <= l:
+                            cg = float(CG(l1, m1, l2, m2, l, m1 + m2).doit())
+                            b += (cg * np.conj(c[:, q, l, m1 + m2 + l]) * c[:, qp, l1, m1 + l1]
+                                  * c[:, qp, l2, m2 + l2])
+                cols.append(b.real)
+    return np.array(cols).T
+
+
+@pytest.mark.parametrize("species", [["Cu", "Ni"], ["Ni", "Cu"], ["Ni", "Al", "Cu"]])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_so3_species_channels_match_a_slow_evaluation(species, weighted):
+    at = skewed_two_element_cell(seed=1, rattle=0.1, symbols=("Cu", "Ni"))
+    w = [1.0, -0.3, 2.0][:len(species)] if weighted else None
+    ps = PowerSpectrum(species=species, r_cut=4.0, n_max=3, l_max=3, species_weights=w)
+    ref = _slow_power_spectrum(at, species, 4.0, 3, 3, w)
+    np.testing.assert_allclose(ps.compute(at), ref, rtol=0, atol=1e-8 * np.abs(ref).max())
+    bs = Bispectrum(species=species, r_cut=4.0, n_max=2, l_max=2, species_weights=w)
+    ref = _slow_bispectrum(at, species, 4.0, 2, 2, w)
+    np.testing.assert_allclose(bs.compute(at), ref, rtol=0, atol=1e-8 * np.abs(ref).max())
+
+
+# -- M2: per-element descriptor values in the command line ----------------------------------
+@pytest.fixture(scope="module")
+def ni_first(tmp_path_factory):
+    """An extxyz of Cu-Ni cells whose first structure is pure Ni (so the order of first
+    appearance is Ni, Cu)."""
+    from ase.io import write
+
+    d = tmp_path_factory.mktemp("s8cli")
+    write(d / "cuni.xyz", alloy(4, 0, fracs=[1.0, 0.5, 0.0, 0.25], stress=False))
+    return d
+
+
+def _snap_config(d, per_element, data_extra=""):
+    cfg = d / "snap.toml"
+    cfg.write_text(f"""
+[data]
+train = "{d / 'cuni.xyz'}"
+test_fraction = 0.0
+{data_extra}
+[descriptor]
+type = "SNAPBispectrum"
+twojmax = 2
+rcutfac = 4.2
+{per_element}
+[regressor]
+type = "LinearRegressor"
+[baseline]
+type = "none"
+[output]
+model = "{d / 'snap.hpot'}"
+report = ""
+""")
+    return cfg
+
+
+def _cli(capsys, argv):
+    from hybridpot.cli import main
+
+    code = main(argv)
+    return code, capsys.readouterr().err.strip()
+
+
+def test_cli_per_element_list_needs_a_fixed_element_order(ni_first, capsys):
+    """Before: radelem = [0.5, 0.44] (meant Cu, Ni) went to (Ni, Cu), the order of first
+    appearance in the file, silently (and LAMMPS type 1 of the export was Ni)."""
+    cfg = _snap_config(ni_first, "radelem = [0.5, 0.44]\nwj = [1.0, 0.7]")
+    code, err = _cli(capsys, ["fit", "-q", "-c", str(cfg)])
+    assert code == 2, err
+    assert ("descriptor.radelem is a list, but the element order of this model is that of "
+            "first appearance in the data (['Ni', 'Cu']), not one the config fixes: give a "
+            "table keyed by element, e.g. radelem = {Ni = ..., Cu = ...}, or fix the order "
+            "with data.species (learn.species for 'hybridpot learn'). Got [0.5, 0.44].") in err
+    cfg = _snap_config(ni_first, "radelem = {Cu = 0.5}")
+    code, err = _cli(capsys, ["fit", "-q", "-c", str(cfg)])
+    assert code == 2 and ("descriptor.radelem must give one value per element of the model "
+                          "['Ni', 'Cu']; missing ['Ni']. Got {'Cu': 0.5}.") in err, err
+
+
+@pytest.mark.parametrize("per_element, data_extra, species", [
+    ("radelem = {Cu = 0.5, Ni = 0.44}\nwj = {Ni = 0.7, Cu = 1.0}", "", ("Ni", "Cu")),
+    ("radelem = [0.5, 0.44]\nwj = [1.0, 0.7]", 'species = ["Cu", "Ni"]', ("Cu", "Ni")),
+])
+def test_cli_per_element_values_reach_their_elements(ni_first, capsys, per_element,
+                                                     data_extra, species):
+    cfg = _snap_config(ni_first, per_element, data_extra)
+    code, err = _cli(capsys, ["fit", "-q", "-c", str(cfg)])
+    assert code == 0, err
+    m = HybridPotential.load(ni_first / "snap.hpot")
+    assert m.species_ == species
+    radius = dict(zip(m.species_, m.descriptor.radelem))
+    weight = dict(zip(m.species_, m.descriptor.wj))
+    assert radius == {"Cu": 0.5, "Ni": 0.44} and weight == {"Cu": 1.0, "Ni": 0.7}
+
+
+def test_cli_data_species_is_checked(ni_first, capsys):
+    cfg = _snap_config(ni_first, "", 'species = ["Cu", "Cu"]')
+    code, err = _cli(capsys, ["fit", "-q", "-c", str(cfg)])
+    assert code == 2 and ("data.species must be a list of distinct chemical symbols such as "
+                          "['Cu', 'Ni']. Got ['Cu', 'Cu'].") in err, err
+    cfg = _snap_config(ni_first, "", 'species = ["Cu"]')
+    code, err = _cli(capsys, ["fit", "-q", "-c", str(cfg)])
+    assert code == 2 and "it contains Ni, which the model does not know (model species: Cu)" \
+        in err, err
