@@ -6,6 +6,7 @@ from ase.build import bulk
 
 from hybridpot import HybridPotential
 from hybridpot.descriptors import Bispectrum, PowerSpectrum
+from hybridpot.regression import BayesianLinearRegressor
 
 from conftest import emt_label, skewed_two_element_cell
 
@@ -181,3 +182,29 @@ def test_cli_data_species_is_checked(ni_first, capsys):
     code, err = _cli(capsys, ["fit", "-q", "-c", str(cfg)])
     assert code == 2 and "it contains Ni, which the model does not know (model species: Cu)" \
         in err, err
+
+
+# -- M3: variance-reduction selection on a model with a posterior committee -----------------
+def test_variance_reduction_names_the_posterior_committee():
+    """Before: 'needs a linear model with a posterior covariance (BayesianLinearRegressor) ...;
+    BayesianLinearRegressor has none' for a BayesianLinearRegressor model."""
+    from hybridpot import InvalidParameterError
+    from hybridpot.uq import LinearPosterior
+    from hybridpot.uq.selection import DOptimalSelector, VarianceReductionSelector
+
+    desc = PowerSpectrum(species=["Cu", "Ni"], r_cut=4.0, n_max=2, l_max=1)
+    train = alloy(6, 0)
+    m = HybridPotential(descriptor=desc, regressor=BayesianLinearRegressor()).fit(train)
+    pool = alloy(4, 3, fracs=[0.0, 0.5, 1.0, 0.25])
+    picks = VarianceReductionSelector().select(m, pool, 2)   # the fitted posterior: fine
+    assert len(set(picks.tolist())) == 2
+    LinearPosterior(n_steps=30, random_state=0).fit(m, train).apply(m, force=True)
+    msg = (r"VarianceReductionSelector needs a linear model with a posterior covariance "
+           r"\(BayesianLinearRegressor\) or a SparseGPRegressor \(weight posterior\); this "
+           r"model's σ comes from its posterior committee \(uncertainty_, set by "
+           r"LinearPosterior.apply\), which cannot be conditioned on new labels; select with "
+           r"the model as fitted, before apply\. Use MaxVarianceSelector or DOptimalSelector "
+           r"instead\.")
+    with pytest.raises(InvalidParameterError, match=msg):
+        VarianceReductionSelector().select(m, pool, 2)
+    assert len(DOptimalSelector().select(m, pool, 2)) == 2

@@ -694,11 +694,18 @@ class VarianceReductionSelector(DOptimalSelector):
         pool = _check_pool(pool, owner)
         n = self._check_n(n, pool)
         if not _has_covariance(model):
+            if getattr(model, "uncertainty_", None) is not None:
+                # a BLR / GP model given a posterior committee: it has a regressor posterior,
+                # but the selectors cannot condition a committee's σ on new labels
+                why = ("this model's σ comes from its posterior committee (uncertainty_, set by "
+                       "LinearPosterior.apply), which cannot be conditioned on new labels; "
+                       "select with the model as fitted, before apply")
+            else:
+                why = f"{type(model.regressor_).__name__} has none"
             raise InvalidParameterError(
                 f"{owner} needs a linear model with a posterior covariance "
                 "(BayesianLinearRegressor) or a SparseGPRegressor (weight posterior); "
-                f"{type(model.regressor_).__name__} has none. Use "
-                "MaxVarianceSelector or DOptimalSelector instead.")
+                f"{why}. Use MaxVarianceSelector or DOptimalSelector instead.")
         if not pool:
             return self._nothing_to_select()
         cost = self._costs(pool)
