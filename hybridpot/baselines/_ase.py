@@ -49,12 +49,26 @@ class ASEBaseline(Baseline):
     ----------
     calc : ase.calculators.calculator.BaseCalculator
         The calculator.  Only ``EMT``, ``LennardJones`` and ``MorsePotential`` from
-        ``ase.calculators`` can be saved with :meth:`to_dict`; no calculator has a LAMMPS
-        equivalent (:meth:`lammps_commands` raises).
+        ``ase.calculators`` can be saved with :meth:`to_dict` (these are also pickled as a
+        fresh calculator with the same parameters: a used ASE ``EMT`` does not pickle
+        itself); no calculator has a LAMMPS equivalent (:meth:`lammps_commands` raises).
     """
 
     def __init__(self, calc):
         self.calc = calc
+
+    def __getstate__(self):
+        # ASE's EMT keeps a lambda once used (EMT.initialize): such a calculator does not
+        # pickle, nor would a model or a HybridCalculator holding it.  Calculators rebuilt by
+        # name (SAVEABLE_CALCULATORS) are pickled as a fresh copy from their parameters (the
+        # cached results are dropped; compute resets them anyway); others as they are.
+        state = dict(super().__getstate__())
+        try:
+            d = self.to_dict()
+        except HybridpotError:
+            return state
+        state["calc"] = ASEBaseline._from_params(d["params"]).calc
+        return state
 
     def _check(self):
         from ase.calculators.calculator import BaseCalculator

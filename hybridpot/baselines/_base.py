@@ -227,6 +227,8 @@ class BaselineCalculator(Calculator):
     baseline : Baseline
         Evaluated on every new structure.  Results are cached per structure as usual in ASE
         and also reset when the baseline's parameters change (``baseline.set_params``).
+        The stress (eV/Å³) is given for cells periodic in 3-D only (asking for it on a slab
+        with ``pbc=(True, True, False)`` raises ``PropertyNotImplementedError``).
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
@@ -257,6 +259,14 @@ class BaselineCalculator(Calculator):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
+        if "stress" in properties and not bool(np.all(self.atoms.pbc)):
+            from ase.calculators.calculator import PropertyNotImplementedError
+
+            raise PropertyNotImplementedError(
+                f"BaselineCalculator gives the stress only for cells periodic in 3-D "
+                f"(pbc=(True, True, True)); this structure has pbc={self.atoms.pbc.tolist()}. "
+                f"For a slab, set atoms.pbc = True with a vacuum wider than the cutoff "
+                f"(energy and forces are then unchanged).")
         key = self.baseline._param_key()
         res = self.baseline.compute(self.atoms, forces=True, stress=True)
         self.results = {"energy": float(res["energy"]), "free_energy": float(res["energy"]),

@@ -254,7 +254,9 @@ class EMT(Baseline):
     when a neighbour crosses that distance.
 
     Forces are ``-dE/dr_k`` (eV/Å) and the stress is ASE's ``(1/V) dE/d eps`` (eV/Å³,
-    Voigt order xx, yy, zz, yz, xz, xy) for cells periodic in 3-D (None otherwise).
+    Voigt order xx, yy, zz, yz, xz, xy) for cells periodic in 3-D (None otherwise; unlike
+    ASE's EMT, which gives it for any cell of rank 3: for a slab with ``pbc=(True, True,
+    False)`` set ``pbc=True`` with a vacuum wider than the cut-off, which gives ASE's value).
     No fittable parameters (``param_names == ()``).
 
     Parameters
