@@ -89,3 +89,35 @@ def test_model_with_used_ase_emt_baseline_pickles(train):
     assert b.get_potential_energy() == pytest.approx(e, abs=1e-10)
     assert pickle.loads(pickle.dumps(m)).predict([at])[0] == pytest.approx(e, abs=1e-10)
     assert type(calc.model.baseline.calc) is AseEMT
+
+
+# ---------------------------------------------------------------- MD helpers
+def test_langevin_keeps_fixed_atoms_fixed():
+    """_compat.langevin added FixCom to a slab with FixAtoms on its bottom layers: FixCom
+    shifts every atom to restore the centre of mass, so the 'fixed' atoms drifted (1.8e-3 Å
+    in 100 steps)."""
+    from ase import units
+    from ase.build import fcc100
+    from ase.constraints import FixAtoms, FixCom
+
+    from hybridpot._compat import langevin, thermalize
+
+    slab = fcc100("Cu", size=(2, 2, 4), vacuum=6.0)
+    fixed = [a.index for a in slab if a.tag >= 3]
+    slab.set_constraint(FixAtoms(indices=fixed))
+    p0 = slab.positions.copy()
+    thermalize(slab, 300, np.random.default_rng(0))
+    slab.calc = AseEMT()
+    langevin(slab, 2 * units.fs, 300, 0.02 / units.fs, np.random.default_rng(1)).run(30)
+    assert not any(isinstance(c, FixCom) for c in slab.constraints)
+    np.testing.assert_array_equal(slab.positions[fixed], p0[fixed])
+    free = np.setdiff1d(np.arange(len(slab)), fixed)
+    assert np.abs(slab.positions[free] - p0[free]).max() > 1e-2
+    # without pinned atoms the centre of mass is held by FixCom, as before
+    bulk_cu = _cu(reps=(2, 2, 2), rattle=0.0)
+    thermalize(bulk_cu, 300, np.random.default_rng(2))
+    bulk_cu.calc = AseEMT()
+    com = bulk_cu.get_center_of_mass()
+    langevin(bulk_cu, 2 * units.fs, 300, 0.02 / units.fs, np.random.default_rng(3)).run(10)
+    assert any(isinstance(c, FixCom) for c in bulk_cu.constraints)
+    np.testing.assert_allclose(bulk_cu.get_center_of_mass(), com, atol=1e-10)
