@@ -28,6 +28,7 @@ from .._exceptions import InvalidParameterError, MissingLabelsError
 from .._validation import check_choice, check_float, check_int, check_random_state_param
 from ._base import KINDS, VOIGT, BatchSource, Regressor, StructureBatch, register_regressor
 from ._design import split_batch
+from ._linear import _precision_update
 from ._tsqr import TSQRAccumulator
 
 __all__ = ["SparseGPRegressor", "kernel_matrix", "kernel_gradient_coefficients",
@@ -1193,8 +1194,7 @@ class SparseGPRegressor(Regressor):
         converged, change, n_iter = False, np.inf, 0
         n_fixed = min(self._max_iter, 30)
         def prior_update(n_w, a, tr, mm):
-            g = min(max(n_w - a * tr, 1e-12), n_w - 1e-12)
-            return min(max(g / max(mm, np.finfo(float).tiny), 1e-12), 1e12)
+            return _precision_update(min(max(n_w - a * tr, 1e-12), n_w - 1e-12), mm)
 
         for n_iter in range(1, n_fixed + 1):
             m, rss, trG, trH, _, trL = state(alpha, beta, alpha_l)

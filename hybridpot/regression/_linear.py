@@ -26,6 +26,19 @@ from ._tsqr import TSQRAccumulator
 
 __all__ = ["LinearRegressor", "BayesianLinearRegressor"]
 
+
+def _precision_update(g, ss):
+    """MacKay's prior-precision update ``g / ss`` clipped to ``[1e-12, 1e12]``.
+
+    ``g`` is the number of well-determined weights and ``ss`` the weights' squared norm
+    (``>= 0``).  The ratio is not formed when it would pass the cap: ``ss`` is ~0 when the
+    labels need no correction (a baseline that reproduces them), and ``g / tiny`` overflows.
+    """
+    if g >= 1e12 * ss:
+        return 1e12
+    return max(g / ss, 1e-12)
+
+
 #: relative penalty of the per-element bias (constant) columns: their prior precision /
 #: ridge penalty is this factor times that of the other columns (nearly unpenalised)
 BIAS_RELATIVE_PENALTY = 1e-6
@@ -846,13 +859,11 @@ class BayesianLinearRegressor(_LinearBase):
             for n_iter in range(1, max_iter + 1):
                 m, gamma, rss, _ = self._kind_step(alpha, beta, Gk, bk, Rk, rk, b2)
                 wnorm = float(m @ (b2 * m))
-                tiny = np.finfo(float).tiny
                 gsum = min(max(gamma.sum(), 1e-12), M - 1e-12)
-                alpha_new = gsum / max(wnorm, tiny)
+                alpha_new = _precision_update(gsum, wnorm)
                 beta_new = np.maximum(N - gamma, 1e-12) / np.maximum(rss, 1e-300)
                 # noise floor (exactly fitted labels): sigma_k >= 1e-8 * RMS(y_k)
                 beta_new = np.minimum(beta_new, beta_max)
-                alpha_new = min(max(alpha_new, 1e-12), 1e12)
                 change = max(abs(np.log(alpha_new / alpha)),
                              float(np.max(np.abs(np.log(beta_new / beta)))))
                 alpha, beta = alpha_new, beta_new
@@ -893,7 +904,6 @@ class BayesianLinearRegressor(_LinearBase):
         converged = False
         change = np.inf
         n_iter = 0
-        tiny = np.finfo(float).tiny
         for n_iter in range(1, max_iter + 1):
             den = beta * lam + alpha
             gamma = float(np.sum(beta * lam / den))
@@ -901,7 +911,7 @@ class BayesianLinearRegressor(_LinearBase):
             wnorm = float(u @ u)
             rss = rss_perp + float(np.sum((alpha * z / den) ** 2))
             gsum = min(max(gamma, 1e-12), M - 1e-12)
-            alpha_new = min(max(gsum / max(wnorm, tiny), 1e-12), 1e12)
+            alpha_new = _precision_update(gsum, wnorm)
             # noise floor (exactly fitted labels): sigma >= 1e-8 * RMS(y)
             beta_new = min(max(n_rows - gamma, 1e-12) / max(rss, 1e-300), b_max)
             change = max(abs(np.log(alpha_new / alpha)), abs(np.log(beta_new / beta)))
@@ -933,9 +943,8 @@ class BayesianLinearRegressor(_LinearBase):
                 # the extrapolated step lowered the evidence: plain MacKay step from the best
                 x, hist_x, hist_g = best_fx, [], []
                 continue
-            tiny = np.finfo(float).tiny
             gsum = min(max(gamma.sum(), 1e-12), M - 1e-12)
-            alpha_new = gsum / max(wnorm, tiny)
+            alpha_new = _precision_update(gsum, wnorm)
             beta_new = np.maximum(N - gamma, 1e-12) / np.maximum(rss, 1e-300)
             # floors: sigma_k >= 1e-8 * RMS(y_k) (exactly fitted labels), alpha in [1e-12, 1e12]
             fx = np.clip(np.log(np.r_[alpha_new, beta_new]), lo, hi)
