@@ -662,7 +662,11 @@ class SparseGPRegressor(Regressor):
         "forces": 0.05}`` (eV/atom, eV/Å, eV/Å³; GAP's ``default_sigma``); the others (and
         ``alpha``) are still evidence-maximised.  The evidence weighs the kinds by their
         number of rows (forces outnumber energies ~300:1), which can trade energy accuracy
-        for force accuracy; fixing the energy noise restores the balance.
+        for force accuracy; fixing the energy noise restores the balance.  This matters most
+        where the energies carry what the forces do not, e.g. the mixing energies of an
+        alloy: on twelve 8-atom Cu-Ni cells the evidence chose 28 meV/atom of energy noise
+        (15 meV/atom test errors), ``{"energy": 0.001}`` gave 1.3 meV/atom.  The mlearn
+        benchmark fixes ``{"energy": 0.0005, "forces": 0.05}``.
     max_iter : int, default=500
         Maximum fixed-point iterations of the evidence maximisation.
     tol : float, default=1e-6
