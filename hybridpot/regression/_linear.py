@@ -976,7 +976,7 @@ class BayesianLinearRegressor(_LinearBase):
         residual sums of squares ``rss_k`` and ``log det(H) / 2`` of
         ``H = alpha diag(b2) + sum_k beta_k R_k^T R_k``.  With the Gram matrices ``Gk``
         (``None`` when the rows are few: :data:`DUAL_ROWS_FRACTION`) from the Cholesky factor
-        of ``H``; otherwise from the thin SVD ``U diag(s) V^T`` of the whitened rows
+        ``L`` of ``H``, ``gamma_k = beta_k |L^-1 R_k^T|_F^2``; otherwise from the thin SVD ``U diag(s) V^T`` of the whitened rows
         ``A = [sqrt(beta_k) R_k] diag(b2)^-1/2`` (``n_rows < M``): ``H = S (alpha I + A^T A) S``,
         ``m = S^-1 V (s / (s^2 + alpha)) U^T c``, ``gamma_k = sum_i s_i^2 |U_k[:, i]|^2 /
         (s_i^2 + alpha)`` (the rows of block ``k`` lie in the row space of ``A``) and
@@ -987,10 +987,14 @@ class BayesianLinearRegressor(_LinearBase):
         gamma = np.empty(nk)
         if Gk is not None:
             m, L = self._solve_scaled(alpha, beta, Gk, bk, b2)
-            Hinv, info = scipy.linalg.lapack.dpotri(L, lower=1)
-            Hinv = np.tril(Hinv) + np.tril(Hinv, -1).T
             for q in range(nk):
-                gamma[q] = beta[q] * np.sum(Hinv * Gk[q])
+                # tr(H^-1 G_k) = |L^-1 R_k^T|_F^2, a sum of squares: the elementwise sum of
+                # H^-1 * G_k cancels where H^-1 is huge along directions the rows do not
+                # touch (the per-element constants at one fixed composition, whose prior is
+                # BIAS_RELATIVE_PENALTY weak), and its rounding kept the iteration from
+                # converging
+                Z = scipy.linalg.solve_triangular(L, Rk[q].T, lower=True, check_finite=False)
+                gamma[q] = beta[q] * float(np.sum(Z * Z))
             half_logdet = float(np.sum(np.log(np.diag(L))))
         else:
             sq = np.sqrt(beta)
