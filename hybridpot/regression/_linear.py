@@ -976,10 +976,11 @@ class BayesianLinearRegressor(_LinearBase):
         residual sums of squares ``rss_k`` and ``log det(H) / 2`` of
         ``H = alpha diag(b2) + sum_k beta_k R_k^T R_k``.  With the Gram matrices ``Gk``
         (``None`` when the rows are few: :data:`DUAL_ROWS_FRACTION`) from the Cholesky factor
-        ``L`` of ``H``, ``gamma_k = beta_k |L^-1 R_k^T|_F^2``; otherwise from the thin SVD ``U diag(s) V^T`` of the whitened rows
-        ``A = [sqrt(beta_k) R_k] diag(b2)^-1/2`` (``n_rows < M``): ``H = S (alpha I + A^T A) S``,
-        ``m = S^-1 V (s / (s^2 + alpha)) U^T c``, ``gamma_k = sum_i s_i^2 |U_k[:, i]|^2 /
-        (s_i^2 + alpha)`` (the rows of block ``k`` lie in the row space of ``A``) and
+        ``L`` of ``H``, ``gamma_k = beta_k |L^-1 R_k^T|_F^2``; otherwise from the thin SVD
+        ``U diag(s) V^T`` of the whitened rows ``A = [sqrt(beta_k) R_k] diag(b2)^-1/2``
+        (``n_rows < M``): ``H = S (alpha I + A^T A) S``, ``m = S^-1 V (s / (s^2 + alpha))
+        U^T c``, ``gamma_k = sum_i s_i^2 |U_k[:, i]|^2 / (s_i^2 + alpha)`` (the rows of block
+        ``k`` lie in the row space of ``A``) and
         ``log det H = sum log b2 + sum log(s_i^2 + alpha) + (M - len(s)) log alpha``.
         """
         nk = len(Rk)
