@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from hybridpot import InvalidParameterError, MissingLabelsError, NotFittedError
+from hybridpot import InvalidParameterError, MissingLabelsError, ModelFormatError, NotFittedError
 from hybridpot.descriptors import PowerSpectrum
 from hybridpot.descriptors._base import DescriptorGradients
 from hybridpot.regression import SparseGPRegressor, StructureBatch
-from hybridpot.regression._gp import (kernel_gradient_coefficients, kernel_matrix,
+from hybridpot.regression._gp import (DOT_SOFTENING, kernel_gradient_coefficients, kernel_matrix,
                                       select_sparse_points)
 
 from conftest import skewed_two_element_cell
@@ -105,12 +105,17 @@ def test_equals_exact_gp_when_all_environments_are_inducing(rng, kernel):
     ns = b.n_structures
     nat = b.n_atoms_per_structure
     P = averaging(b.structure, ns) / nat[:, None]           # per-atom energy rows
-    Kxx = kernel_matrix(b.X, b.X, kernel=kernel, zeta=2, length_scale=1.3)
+    # the model's kernel (the dot kernel's softening is fitted: a fraction of the median |x|)
+    kw = dict(kernel=kernel, zeta=2, length_scale=1.3, softening=gp.dot_softening_[0])
+    if kernel == "dot":
+        med = np.median(np.linalg.norm(b.X, axis=1))
+        assert gp.dot_softening_[0] == pytest.approx(DOT_SOFTENING * med, rel=1e-12)
+    Kxx = kernel_matrix(b.X, b.X, **kw)
     C = P @ Kxx @ P.T / alpha + sig ** 2 * np.eye(ns)
     y = b.energy / nat
     Pt = averaging(test.structure, test.n_structures)      # total energies
-    Kt = kernel_matrix(test.X, b.X, kernel=kernel, zeta=2, length_scale=1.3)
-    Ktt = kernel_matrix(test.X, test.X, kernel=kernel, zeta=2, length_scale=1.3)
+    Kt = kernel_matrix(test.X, b.X, **kw)
+    Ktt = kernel_matrix(test.X, test.X, **kw)
     Cinv = np.linalg.inv(C)
     mean = Pt @ Kt @ P.T @ Cinv @ y / alpha
     cov = Pt @ Ktt @ Pt.T / alpha - Pt @ Kt @ P.T @ Cinv @ P @ Kt.T @ Pt.T / alpha ** 2
@@ -189,15 +194,23 @@ def test_fixed_noise_at_the_evidence_optimum_changes_nothing(rng):
 # ---------------------------------------------------------------------------------------------
 # derivatives
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("kernel,zeta", [("dot", 1), ("dot", 3), ("se", 1)])
-def test_kernel_gradient_vs_finite_differences(rng, kernel, zeta):
+@pytest.mark.parametrize("kernel,zeta,soft", [("dot", 1, 0.0), ("dot", 3, 0.0), ("dot", 1, 0.7),
+                                              ("dot", 3, 0.7), ("se", 1, 0.0)])
+def test_kernel_gradient_vs_finite_differences(rng, kernel, zeta, soft):
     X = rng.normal(0.3, 1.0, (4, 5))
+    if soft:
+        X[0] *= 1e-3                 # a nearly vanishing descriptor (softening dominates)
     U = rng.normal(0.3, 1.0, (6, 5))
     c = U.mean(axis=0)
-    Uk = U / np.linalg.norm(U, axis=1)[:, None] if kernel == "dot" else U - c
+    nu = np.sqrt(np.sum(U ** 2, axis=1) + soft ** 2)
+    Uk = U / nu[:, None] if kernel == "dot" else U - c
     K, A, B, V = kernel_gradient_coefficients(X, Uk, kernel=kernel, zeta=zeta,
-                                              length_scale=0.9, centre=c)
-    kw = dict(kernel=kernel, zeta=zeta, length_scale=0.9, centre=c)
+                                              length_scale=0.9, centre=c, softening=soft)
+    kw = dict(kernel=kernel, zeta=zeta, length_scale=0.9, centre=c, softening=soft)
+    if kernel == "dot":   # closed form: (x.u / (sqrt(|x|^2 + s^2) sqrt(|u|^2 + s^2)))^zeta
+        nx = np.sqrt(np.sum(X ** 2, axis=1) + soft ** 2)
+        np.testing.assert_allclose(K, ((X @ U.T) / np.outer(nx, nu)) ** zeta, rtol=1e-12,
+                                   atol=1e-15)
     np.testing.assert_allclose(K, kernel_matrix(X, U, **kw), rtol=1e-12, atol=1e-14)
     grad = A[:, :, None] * Uk[None, :, :] + B[:, :, None] * V[:, None, :]   # (n, M, F)
     h = 1e-6
@@ -536,3 +549,31 @@ def test_dask_fit_equals_serial(params, dask_client):
                                 zip(*serial.predict_forces(test, return_std=True))):
         np.testing.assert_allclose(a, b, atol=1e-7 * np.abs(b).max())
         np.testing.assert_allclose(sa, sb, rtol=1e-6)
+
+
+def test_dot_softening_is_fitted_saved_and_absent_from_old_files(rng):
+    """The dot kernel's softening ``s`` is fitted (DOT_SOFTENING x median |x|), saved with the
+    state, and a state written before it existed (no ``dot_softening`` array) loads with
+    ``s = 0``: the unit-vector kernel that model was fitted with."""
+    b = toy_problem(rng)
+    gp = SparseGPRegressor(kernel="dot", zeta=2, n_sparse=8, random_state=0).fit([b])
+    assert gp.dot_softening_.shape == (gp.n_species_,) and np.all(gp.dot_softening_ > 0)
+    state, arrays = gp.get_fitted_state()
+    again = SparseGPRegressor(kernel="dot", zeta=2, n_sparse=8).set_fitted_state(state, arrays)
+    np.testing.assert_array_equal(again.dot_softening_, gp.dot_softening_)
+    np.testing.assert_array_equal(again.predict_batch(b)["energy"], gp.predict_batch(b)["energy"])
+    old = {k: v for k, v in arrays.items() if k != "dot_softening"}
+    legacy = SparseGPRegressor(kernel="dot", zeta=2, n_sparse=8).set_fitted_state(state, old)
+    np.testing.assert_array_equal(legacy.dot_softening_, 0.0)
+    # its energies are those of the unit-vector kernel with the same coefficients
+    e = np.zeros(b.n_structures)
+    for z in range(gp.n_species_):
+        m = gp.inducing_species_ == z
+        a = b.species == z
+        k0 = kernel_matrix(b.X[a], gp.inducing_[m], kernel="dot", zeta=2)
+        eps = k0 @ gp.coef_[:gp.inducing_.shape[0]][m] + gp.coef_[gp.inducing_.shape[0] + z]
+        e += np.bincount(b.structure[a], weights=eps, minlength=b.n_structures)
+    np.testing.assert_allclose(legacy.predict_batch(b)["energy"], e, rtol=1e-12, atol=1e-12)
+    bad = dict(arrays, dot_softening=-arrays["dot_softening"])
+    with pytest.raises(ModelFormatError, match="dot_softening"):
+        SparseGPRegressor(kernel="dot", zeta=2).set_fitted_state(state, bad)

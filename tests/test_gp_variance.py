@@ -46,7 +46,7 @@ def _kernel_sum(gp, sp1, X1, sp2, X2):
         if a.any() and b.any():
             tot += kernel_matrix(X1[a], X2[b], kernel=gp.kernel, zeta=gp.zeta,
                                  length_scale=gp.length_scale_ or 1.0,
-                                 centre=gp.centre_[z]).sum()
+                                 centre=gp.centre_[z], softening=gp.dot_softening_[z]).sum()
     return tot / gp.alpha_
 
 

@@ -48,38 +48,51 @@ LINEAR_SCALE_FLOOR = 1e-6
 DERIVATIVE_VARIANCES = ("dtc", "projected", "committee")
 #: atoms per block of the atom-pair sums of the energy and stress variances (bounded memory)
 STRESS_BLOCK_ATOMS = 512
+#: the dot kernel normalises ``x / sqrt(|x|^2 + s^2)`` with ``s`` this fraction of the median
+#: descriptor norm of the element's training environments: the kernel then goes to 0
+#: continuously (and its forces stay bounded) where a descriptor vanishes, e.g. when an
+#: atom's last neighbour leaves the cutoff; a plain ``x / |x|`` jumps there
+DOT_SOFTENING = 0.01
 
 
 # ---------------------------------------------------------------------------------------------
 # kernels
 # ---------------------------------------------------------------------------------------------
-def _unit_rows(X):
-    """Rows divided by their norm (zero rows stay zero); returns ``(Xhat, norms)``."""
-    n = np.sqrt(np.einsum("ij,ij->i", X, X))
+def _unit_rows(X, softening=0.0):
+    """Rows divided by ``n = sqrt(|x|^2 + softening^2)``; returns ``(Xhat, n)``.
+
+    With ``softening = 0`` unit vectors (zero rows stay zero).  With ``softening > 0``
+    ``Xhat -> 0`` smoothly as ``x -> 0`` (and ``dXhat/dx = (I - Xhat Xhat^T) / n`` as for the
+    unit vectors), so the dot kernel is continuous where a descriptor vanishes.
+    """
+    n = np.sqrt(np.einsum("ij,ij->i", X, X) + float(softening) ** 2)
     safe = np.where(n > 0, n, 1.0)
     return X / safe[:, None], n
 
 
-def _prepared(kernel, X, centre):
-    """Kernel-space coordinates: unit vectors (dot) or centred descriptors (SE)."""
+def _prepared(kernel, X, centre, softening=0.0):
+    """Kernel-space coordinates: (softly) normalised vectors (dot) or centred descriptors
+    (SE)."""
     X = np.asarray(X, dtype=np.float64)
     if kernel == "dot":
-        return _unit_rows(X)
+        return _unit_rows(X, softening)
     return X - centre[None, :], None
 
 
-def kernel_matrix(X, U, *, kernel="dot", zeta=4, length_scale=1.0, centre=None):
+def kernel_matrix(X, U, *, kernel="dot", zeta=4, length_scale=1.0, centre=None,
+                  softening=0.0):
     """Kernel values ``k(X_i, U_m)``, shape (n, M).
 
-    ``dot``: ``(x.u / (|x| |u|))**zeta`` (0 for a zero descriptor); ``se``:
+    ``dot``: ``(x.u / (n(x) n(u)))**zeta`` with ``n(x) = sqrt(|x|^2 + softening^2)``
+    (``|x|`` when ``softening = 0``; 0 for a zero descriptor); ``se``:
     ``exp(-|x - u|^2 / (2 length_scale^2))`` computed on descriptors centred at ``centre``
     (default: the mean of ``U``) so that it is accurate far from the origin.
     """
     X = np.asarray(X, dtype=np.float64)
     U = np.asarray(U, dtype=np.float64)
     if kernel == "dot":
-        Xh, _ = _unit_rows(X)
-        Uh, _ = _unit_rows(U)
+        Xh, _ = _unit_rows(X, softening)
+        Uh, _ = _unit_rows(U, softening)
         return _dot_power(Xh @ Uh.T, zeta)
     c = U.mean(axis=0) if centre is None else centre
     Xc, Uc = X - c, U - c
@@ -100,6 +113,14 @@ def _legacy_rng(random_state):
     return check_random_state(random_state)
 
 
+def _dot_softening(kernel, C):
+    """The dot kernel's softening of one element: :data:`DOT_SOFTENING` times the median
+    descriptor norm of its candidate environments ``C`` (0 for SE or without candidates)."""
+    if kernel != "dot" or C.shape[0] == 0:
+        return 0.0
+    return DOT_SOFTENING * float(np.median(np.sqrt(np.einsum("ij,ij->i", C, C))))
+
+
 def _dot_power(d, zeta):
     out = d.copy()
     for _ in range(int(zeta) - 1):
@@ -107,13 +128,14 @@ def _dot_power(d, zeta):
     return out
 
 
-def kernel_gradient_coefficients(X, Uk, *, kernel, zeta, length_scale, centre):
+def kernel_gradient_coefficients(X, Uk, *, kernel, zeta, length_scale, centre, softening=0.0):
     r"""Kernel values and the factors of their gradient with respect to ``X``.
 
     ``dk(X_i, U_m)/dX_i = A[i, m] * Uk[m] + B[i, m] * V[i]`` with
 
-    - dot: ``Uk`` unit inducing vectors, ``V`` unit descriptors, ``d = x.u/(|x||u|)``,
-      ``A = zeta d^(zeta-1) / |x|``, ``B = -zeta d^zeta / |x|``;
+    - dot: ``Uk`` normalised inducing vectors, ``V = x / n(x)`` the normalised descriptors
+      (``n(x) = sqrt(|x|^2 + softening^2)``, see :func:`kernel_matrix`), ``d = V.Uk``,
+      ``A = zeta d^(zeta-1) / n(x)``, ``B = -zeta d^zeta / n(x)``;
     - SE: ``Uk = U - centre``, ``V = X - centre``, ``A = k / l^2``, ``B = -k / l^2``.
 
     Parameters
@@ -128,7 +150,7 @@ def kernel_gradient_coefficients(X, Uk, *, kernel, zeta, length_scale, centre):
     V : ndarray, shape (n, F)
     """
     if kernel == "dot":
-        V, n = _unit_rows(X)
+        V, n = _unit_rows(X, softening)
         d = V @ Uk.T
         dz1 = _dot_power(d, zeta - 1) if zeta > 1 else np.ones_like(d)
         K = dz1 * d
@@ -501,8 +523,14 @@ class SparseGPRegressor(Regressor):
     plus a per-element constant ``b_z`` (eV/atom) with a nearly flat prior (``bias=True``;
     forces cannot fix the constant part of the kernel expansion, so without it energies of
     force-dominated fits are offset).
-    Kernels: ``"dot"`` ``k = (\hat x \cdot \hat u)^\zeta`` on unit-normalised descriptors
-    (SOAP-GAP) and ``"se"`` ``k = \exp(-|x - u|^2 / 2\ell^2)``.
+    Kernels: ``"dot"`` ``k = (\hat x \cdot \hat u)^\zeta`` on normalised descriptors
+    ``\hat x = x / \sqrt{|x|^2 + s_z^2}`` (SOAP-GAP; ``s_z`` = :data:`DOT_SOFTENING` times the
+    median ``|x|`` of element ``z``'s training environments, fitted as ``dot_softening_``:
+    ``\hat x`` is a unit vector to 5e-5 for typical environments and goes to 0 with ``x``, so
+    the energy stays continuous and the forces bounded when an atom's last neighbour leaves
+    the cutoff and a descriptor that vanishes for an isolated atom reaches 0; with plain unit
+    vectors the energy jumped there, by up to tens of eV) and ``"se"``
+    ``k = \exp(-|x - u|^2 / 2\ell^2)``.
 
     Additive linear block (``linear_features``, GAP's "2-body + SOAP" recipe): a contiguous
     block ``x^L`` of the descriptor (e.g. the radial G2 functions of a
@@ -564,7 +592,7 @@ class SparseGPRegressor(Regressor):
       and the kernel Hessian ``H = d^2 k(x, x')/dx dx'^T``:
       SE ``H = k/l^2 (I - d d^T/l^2)``, ``d = x - x'``; dot
       ``H = zeta(zeta-1) c^(zeta-2) P(x) x̂' x̂^T P(x') + zeta c^(zeta-1) P(x) P(x')``,
-      ``c = x̂.x̂'``, ``P(x) = (I - x̂ x̂^T)/|x|``;
+      ``c = x̂.x̂'``, ``P(x) = (I - x̂ x̂^T)/sqrt(|x|^2 + s_z^2)`` (= ``dx̂/dx``);
     - stress ``v = (a, b)``: the same with ``g_i = (1/V) sum_{p: i_p = i} d_drij[p, a] r_ij[p, b]``
       summed over all atoms of the structure.
 
@@ -697,6 +725,9 @@ class SparseGPRegressor(Regressor):
     inducing_ : ndarray, shape (M, n_features)
         Inducing descriptors of all elements, concatenated in element order.
     inducing_species_ : ndarray of int64, shape (M,)
+    dot_softening_ : ndarray, shape (n_species,)
+        ``s_z`` of the dot kernel's normalisation (descriptor units; 0 for SE, and in model
+        files written before it existed, which keep their unit-vector kernel).
     coef_ : ndarray, shape (M + n_species + n_species * n_L,) (``bias=True``)
         Posterior mean of ``w``, then ``b`` (eV; absent with ``bias=False``), then ``beta``
         (element-major, eV per feature unit; absent without a linear block, ``n_L = 0``).
@@ -958,7 +989,7 @@ class SparseGPRegressor(Regressor):
         nsp, F = self._check_meta(meta)
         if rng is None:
             rng = self.__dict__.pop("_selection_rng")
-        U, centre = [], np.zeros((nsp, F))
+        U, centre, soft = [], np.zeros((nsp, F)), np.zeros(nsp)
         lstd = np.zeros((nsp, self._n_lin))
         for z in range(nsp):
             C = cand["C"][z]
@@ -966,7 +997,8 @@ class SparseGPRegressor(Regressor):
                 centre[z] = C.mean(axis=0)
                 if self._n_lin:
                     lstd[z] = self._lx(C).std(axis=0)
-            coords = _prepared(self.kernel, self._kx(C), self._kx(centre[z]))[0]
+            soft[z] = _dot_softening(self.kernel, self._kx(C))
+            coords = _prepared(self.kernel, self._kx(C), self._kx(centre[z]), soft[z])[0]
             idx = select_sparse_points(coords, self._n_sparse, self.sparse_method, rng)
             U.append(C[idx])
         if self._n_lin:
@@ -981,6 +1013,7 @@ class SparseGPRegressor(Regressor):
             [np.full(u.shape[0], z, dtype=np.int64) for z, u in enumerate(U)])
         self.inducing_ = np.vstack(U)
         self.centre_ = centre
+        self.dot_softening_ = soft
         self._set_offsets()
         if self.inducing_.shape[0] == 0:
             raise MissingLabelsError(f"{owner}.fit received no atoms.")
@@ -1071,10 +1104,13 @@ class SparseGPRegressor(Regressor):
         self._lin_off = self._n_kernel + (self.n_species_ if self.bias else 0)
         self._n_columns = self._lin_off + self.n_species_ * self._n_lin
         self._kcentre = [self._kx(self.centre_[z]) for z in range(self.n_species_)]
+        soft = getattr(self, "dot_softening_", None)
+        self._ksoft = [0.0 if soft is None else float(soft[z]) for z in range(self.n_species_)]
         self._kcoords = []
         for z in range(self.n_species_):
             Uz = self._kx(self.inducing_[self._offsets[z]:self._offsets[z + 1]])
-            self._kcoords.append(_prepared(self.kernel, Uz, self._kcentre[z])[0])
+            self._kcoords.append(_prepared(self.kernel, Uz, self._kcentre[z],
+                                           self._ksoft[z])[0])
 
     def _median_inducing_distance(self):
         d = []
@@ -1292,7 +1328,8 @@ class SparseGPRegressor(Regressor):
             idx = np.nonzero(sp == z)[0]
             K, A, B, V = kernel_gradient_coefficients(
                 X[idx], self._kcoords[z], kernel=self.kernel, zeta=self._zeta,
-                length_scale=self.length_scale_, centre=self._kcentre[z])
+                length_scale=self.length_scale_, centre=self._kcentre[z],
+                softening=self._ksoft[z])
             out.append((int(z), idx, K, A, B, V, int(a)))
         return out
 
@@ -1371,7 +1408,8 @@ class SparseGPRegressor(Regressor):
                     KA.append((K, K / ls ** 2, None))
             else:
                 K, A, B, V = kernel_gradient_coefficients(
-                    X[idx], Uk, kernel="dot", zeta=self._zeta, length_scale=None, centre=None)
+                    X[idx], Uk, kernel="dot", zeta=self._zeta, length_scale=None, centre=None,
+                    softening=self._ksoft[z])
                 KA = [(K, A, B)]
             for q, (K, _, _) in enumerate(KA):
                 Er[q][:, off:end] = Sa @ K
@@ -1759,7 +1797,8 @@ class SparseGPRegressor(Regressor):
                     kss[s] += kernel_matrix(Xz[a0:a0 + STRESS_BLOCK_ATOMS], Xz,
                                             kernel=self.kernel, zeta=self._zeta,
                                             length_scale=self.length_scale_ or 1.0,
-                                            centre=self._kcentre[z]).sum()
+                                            centre=self._kcentre[z],
+                                            softening=self._ksoft[z]).sum()
         nk = self._n_kernel
         Z = scipy.linalg.solve_triangular(self.kmm_factor_[:nk, :nk], Er[:, :nk].T, lower=True,
                                           check_finite=False)
@@ -1787,7 +1826,7 @@ class SparseGPRegressor(Regressor):
                 spk[m] = -1
                 continue
             if self.kernel == "dot":
-                Y[m], nrm = _unit_rows(X[m])
+                Y[m], nrm = _unit_rows(X[m], self._ksoft[z])
                 inv_n[m] = np.where(nrm > 0, 1.0 / np.where(nrm > 0, nrm, 1.0), 0.0)
             else:
                 Y[m] = X[m] - self._kcentre[z][None, :]
@@ -1878,6 +1917,8 @@ class SparseGPRegressor(Regressor):
                   "centre": self.centre_.copy(), "coef": self.coef_.copy(),
                   "precision_factor": self.precision_factor_.copy(),
                   "kmm_factor": self.kmm_factor_.copy()}
+        if getattr(self, "dot_softening_", None) is not None:
+            arrays["dot_softening"] = self.dot_softening_.copy()
         if self.linear_scale_ is not None:
             arrays["linear_scale"] = self.linear_scale_.copy()
         if getattr(self, "committee_", None) is not None:
@@ -1914,6 +1955,9 @@ class SparseGPRegressor(Regressor):
                       else None)
             com = (np.asarray(arrays["committee"], dtype=np.float64) if "committee" in arrays
                    else None)
+            # absent from files written before it existed: those models used unit vectors
+            soft = (np.asarray(arrays["dot_softening"], dtype=np.float64)
+                    if "dot_softening" in arrays else np.zeros(self.n_species_))
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFormatError(
                 f"Fitted state of {owner} is incomplete or corrupt: {exc!r}.") from exc
@@ -1931,11 +1975,16 @@ class SparseGPRegressor(Regressor):
             shapes["linear_scale"] = (ls_lin.shape, (self.n_species_, self._n_lin))
         if com is not None:
             shapes["committee"] = (com.shape, (Mt, com.shape[1] if com.ndim == 2 else -1))
+        shapes["dot_softening"] = (soft.shape, (self.n_species_,))
         for name, (got, want) in shapes.items():
             if got != want:
                 raise ModelFormatError(
                     f"Fitted state of {owner}: '{name}' has shape {got}, expected {want}.")
+        if not np.all(np.isfinite(soft) & (soft >= 0)):
+            raise ModelFormatError(
+                f"Fitted state of {owner}: 'dot_softening' must be finite and >= 0.")
         self.inducing_, self.inducing_species_, self.centre_ = U, usp, centre
+        self.dot_softening_ = soft
         self.coef_, self.precision_factor_, self.kmm_factor_ = coef, T, L
         self.linear_scale_ = ls_lin
         self.__dict__.pop("committee_", None)
