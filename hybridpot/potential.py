@@ -720,27 +720,83 @@ class HybridPotential(BaseEstimator):
         return load_model(path)
 
 
+_POSTERIOR_HINT = ("a posterior committee, uq.LinearPosterior(...).apply(model), or a "
+                   "BayesianLinearRegressor, SparseGPRegressor, EnsembleRegressor or "
+                   "NeuralNetworkRegressor(n_models > 1)")
+
+
 class HybridCalculator(Calculator):
-    """ASE calculator of a fitted :class:`HybridPotential`.
+    r"""ASE calculator of a fitted :class:`HybridPotential`.
 
-    ``implemented_properties``: energy, free_energy (= energy), energies (per atom), forces
-    and stress (3-D periodic cells only); for a model with a posterior also ``energy_std``
-    (eV), ``forces_std`` (eV/Å, (n_atoms, 3)) and ``stress_std`` (eV/Å³, 3-D periodic cells)
-    from the model's posterior (its ``uncertainty_`` committee if set, else the regressor's).
-    With ``uncertainty=True`` every calculation adds them to the results; with the default
-    ``uncertainty=False`` they are computed only when asked for
-    (``atoms.calc.get_property("energy_std")``), so MD pays for them only on request.
-    Forces and stress come from the descriptor adjoint.
+    .. math::
 
-    ``uncertainty_interval=n`` (default 1) recomputes the σ only on every ``n``-th
-    calculation and reports the last computed σ in between (``std_fresh`` is True after a
-    calculation that recomputed it).  With a linear model's posterior committee a step with
-    σ costs one descriptor Jacobian evaluation instead of the adjoint (the Jacobian gives the
-    forces too; the baseline is evaluated once): 1.0-1.3 x the forces alone for SNAP 2J=8
-    models, 1.5 x for an SO(3) power spectrum (``benchmarks/md.py``); a sparse GP's exact σ
-    costs 25-32 x, 4.3-4.5 x with ``SparseGPRegressor(derivative_variance="committee")`` and
-    its default 16 samples (2.3 x with 4).  The reported σ is then up to ``n - 1`` calls
-    old.
+        E = E_\mathrm{EP} + \sum_i \big(e_0[Z_i] + \varepsilon(\mathbf d_i, Z_i;
+        \mathbf w)\big), \qquad \mathbf F_j = -\frac{\partial E}{\partial \mathbf r_j},
+        \qquad \sigma_{\alpha\beta} = \frac{1}{V}
+        \frac{\partial E}{\partial \epsilon_{\alpha\beta}}
+
+    (ASE sign: a compressed crystal has a negative stress; Voigt order xx, yy, zz, yz, xz,
+    xy).  Forces and stress come from the descriptor adjoint.
+
+    ``implemented_properties``: ``energy`` and ``free_energy`` (eV, equal), ``energies``
+    (eV per atom, shape (n_atoms,), summing to the energy; only when the baseline gives
+    per-atom energies, else asking for them raises ``PropertyNotImplementedError``),
+    ``forces`` (eV/Å, (n_atoms, 3)) and ``stress`` (eV/Å³, (6,), cells periodic in 3-D
+    only); for a model with a posterior also ``energy_std`` (eV), ``forces_std`` (eV/Å,
+    (n_atoms, 3)) and ``stress_std`` (eV/Å³, (6,), 3-D periodic cells) from the model's
+    posterior (its ``uncertainty_`` committee if set, else the regressor's).
+
+    Parameters
+    ----------
+    model : HybridPotential
+        A fitted model.  The calculator keeps a reference (refitting the model changes later
+        results; clear them with ``calc.reset()``).
+    uncertainty : bool, default=False
+        Add the σ to the results of every calculation.  With False they are computed only
+        when asked for (``atoms.calc.get_property("energy_std", atoms)``), so MD pays for
+        them only on request.  True needs a model with a posterior.
+    uncertainty_interval : int, default=1
+        ``n >= 1``: with ``uncertainty=True`` recompute the σ only on every ``n``-th
+        calculation and report the last computed σ in between (``std_fresh`` is True after a
+        calculation that recomputed it), so the reported σ is up to ``n - 1`` calls old.
+        The older σ is reused only for the same ``Atoms`` object with the same atomic
+        numbers and ``pbc``: a calculator shared by several structures (NEB images, a loop
+        over a data set) recomputes the σ whenever it moves to another structure.  An
+        explicit request (``get_property("forces_std", atoms)``) always recomputes.  With a
+        linear model's posterior committee a step with σ costs one descriptor Jacobian
+        evaluation instead of the adjoint (the Jacobian gives the forces too; the baseline
+        is evaluated once): 1.0-1.3 x the forces alone for SNAP 2J=8 models, 1.5 x for an
+        SO(3) power spectrum (``benchmarks/md.py``); a sparse GP's exact σ costs 25-32 x,
+        4.3-4.5 x with ``SparseGPRegressor(derivative_variance="committee")`` and its
+        default 16 samples (2.3 x with 4).
+
+    Attributes
+    ----------
+    std_fresh : bool
+        Whether the last calculation computed the σ (False when it reported older σ or none).
+
+    Notes
+    -----
+    Caching is ASE's: results are reused until the positions, cell, ``pbc``, atomic numbers
+    (or initial magnetic moments / charges) change, so one calculator can serve several
+    ``Atoms`` in turn; ``atoms.copy()`` does not copy the calculator.  The calculator has
+    no ASE parameters (``calc.set(...)`` with any keyword raises), pickles with its model,
+    and ``Trajectory`` stores it as a ``SinglePointCalculator`` of the standard properties.
+
+    The σ are not standard ASE properties, so ``ase.io.Trajectory`` and extxyz files drop
+    them.  To keep them along a run, copy them into the structure before writing (a
+    trajectory keeps ``atoms.info``; extxyz keeps ``info`` and per-atom ``arrays``)::
+
+        def keep_sigma():
+            atoms.info["energy_std"] = atoms.calc.results["energy_std"]
+            atoms.arrays["forces_std"] = atoms.calc.results["forces_std"]
+
+        dyn.attach(keep_sigma, interval=10)                       # before the writer
+        dyn.attach(lambda: ase.io.write("md.xyz", atoms, append=True), interval=10)
+
+    Stress needs a cell periodic in all three directions: for a slab (``pbc=(True, True,
+    False)``) set ``atoms.pbc = True`` with a vacuum wider than the model's cutoffs, which
+    leaves energy and forces unchanged.
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
@@ -750,6 +806,11 @@ class HybridCalculator(Calculator):
             raise InvalidParameterError(
                 f"HybridCalculator takes no parameters besides the model, 'uncertainty' and "
                 f"'uncertainty_interval'. Got {sorted(kwargs)} instead.")
+        _check_model_argument(model, "HybridCalculator")
+        if not isinstance(uncertainty, (bool, np.bool_)):
+            raise InvalidParameterError(
+                f"The 'uncertainty' parameter of HybridCalculator must be a bool. Got "
+                f"{uncertainty!r} instead.")
         super().__init__()
         self.model = model
         self.uncertainty = bool(uncertainty)
@@ -757,10 +818,8 @@ class HybridCalculator(Calculator):
         if self.uncertainty and not has_posterior:
             raise InvalidParameterError(
                 f"The 'uncertainty' parameter of HybridCalculator needs a model with a "
-                f"posterior (a posterior committee, uq.LinearPosterior(...).apply(model), or "
-                f"a BayesianLinearRegressor, SparseGPRegressor, EnsembleRegressor or "
-                f"NeuralNetworkRegressor(n_models > 1)); this model's "
-                f"{type(getattr(model, 'regressor_', None)).__name__} has none. Got "
+                f"posterior ({_POSTERIOR_HINT}); this model's "
+                f"{type(model.regressor_).__name__} has none. Got "
                 f"uncertainty={uncertainty!r}.")
         self.uncertainty_interval = check_int(uncertainty_interval, "uncertainty_interval",
                                               "HybridCalculator", low=1)
@@ -768,37 +827,108 @@ class HybridCalculator(Calculator):
             # the σ are ASE properties of a model with a posterior (get_property works)
             self.implemented_properties = list(self.implemented_properties) + [
                 "energy_std", "forces_std", "stress_std"]
-        self._n_calc = 0
         self._last_std = {}
+        self._std_owner = None     # weak reference to the Atoms the last σ belong to
+        self._std_key = None       # (atomic numbers, pbc) of that structure
+        self._stale_calls = 0      # calculations that reused the last σ
         self.std_fresh = False
+
+    def set(self, **kwargs):
+        """Reject ASE-style parameters: the calculator has none of its own.
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            For any keyword (ASE's ``Calculator.set`` would store it silently).
+        """
+        if kwargs:
+            raise InvalidParameterError(
+                f"HybridCalculator has no parameters to set. Got {sorted(kwargs)} instead. "
+                f"Build another calculator with model.calculator(uncertainty=..., "
+                f"uncertainty_interval=...).")
+        return {}
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_std_owner"] = None   # a weak reference does not pickle; σ recomputed after
+        return state
+
+    def _reuses_std(self, owner, key):
+        """Whether this calculation may report the last σ instead of computing it."""
+        if not (self.uncertainty and self._last_std and self._std_key == key):
+            return False
+        if self._std_owner is None or self._std_owner() is not owner:
+            return False
+        return self._stale_calls < self.uncertainty_interval - 1
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         a = self.atoms
-        want_stress = "stress" in properties
-        if want_stress and not np.all(a.pbc):
+        if a is None:
+            raise InvalidParameterError(
+                "HybridCalculator has no structure to evaluate: attach it (atoms.calc = calc; "
+                "atoms.get_potential_energy()) or pass one (calc.get_potential_energy(atoms)). "
+                "Got atoms=None.")
+        periodic = bool(np.all(a.pbc))
+        if not periodic and ({"stress", "stress_std"} & set(properties)):
             from ase.calculators.calculator import PropertyNotImplementedError
 
-            raise PropertyNotImplementedError("stress needs a cell periodic in 3-D")
+            raise PropertyNotImplementedError(
+                f"HybridCalculator gives the stress only for cells periodic in 3-D "
+                f"(pbc=(True, True, True)); this structure has pbc={a.pbc.tolist()}. For a "
+                f"slab, set atoms.pbc = True with a vacuum wider than the model's cutoffs "
+                f"(energy and forces are then unchanged).")
+        owner = atoms if atoms is not None else a
+        key = (a.numbers.tobytes(), tuple(bool(p) for p in a.pbc))
         # a σ property asked for explicitly is always computed (uncertainty=False included)
         asked_std = any(str(p).endswith("_std") for p in properties)
-        fresh_std = asked_std or self.uncertainty and (
-            self._n_calc % self.uncertainty_interval == 0 or not self._last_std
-            or self._last_std.get("n_atoms") != len(a))
-        self._n_calc += 1
+        fresh_std = asked_std or (self.uncertainty and not self._reuses_std(owner, key))
         self.std_fresh = False
-        r = self.model._evaluate(a, forces=True, stress=bool(np.all(a.pbc)),
-                                 return_std=fresh_std)
+        r = self.model._evaluate(a, forces=True, stress=periodic, return_std=fresh_std)
         self.std_fresh = bool(fresh_std)
-        self.results = {"energy": r["energy"], "free_energy": r["energy"],
-                        "energies": np.asarray(r["energies"]), "forces": r["forces"]}
+        energy = float(r["energy"])
+        energies = np.asarray(r["energies"], dtype=np.float64)
+        self.results = {"energy": energy, "free_energy": energy, "forces": r["forces"]}
+        # per-atom energies only when they add up to the energy (a baseline without
+        # per-atom energies, e.g. ASEBaseline of a calculator lacking "energies", leaves
+        # them without the baseline's share)
+        if abs(float(energies.sum()) - energy) <= 1e-8 * (1.0 + float(np.abs(energies).sum())):
+            self.results["energies"] = energies
         if "stress" in r:
             self.results["stress"] = r["stress"]
         if fresh_std:
             self._last_std = {k: r[k] for k in ("energy_std", "forces_std", "stress_std")
                               if k in r}
-            self._last_std["n_atoms"] = len(a)
+            try:
+                import weakref
+
+                self._std_owner = weakref.ref(owner)
+            except TypeError:   # not weak-referenceable: never reuse its σ
+                self._std_owner = None
+            self._std_key = key
+            self._stale_calls = 0
+        elif self.uncertainty:
+            self._stale_calls += 1
         if self.uncertainty or fresh_std:
-            for k in ("energy_std", "forces_std", "stress_std"):
-                if k in self._last_std:
-                    self.results[k] = self._last_std[k]
+            self.results.update(self._last_std)
+        if "energies" in properties and "energies" not in self.results:
+            from ase.calculators.calculator import PropertyNotImplementedError
+
+            base = self.model.baseline
+            name = type(base).__name__ + (f"({type(base.calc).__name__})"
+                                          if hasattr(base, "calc") else "")
+            raise PropertyNotImplementedError(
+                f"HybridCalculator cannot give per-atom energies of this model: its baseline "
+                f"{name} gives none (an ASE calculator must implement 'energies'), so the "
+                f"per-atom ML energies would not add up to the total energy. Energy, forces "
+                f"and stress are unaffected.")
+
+    def get_property(self, name, atoms=None, allow_calculation=True):
+        if name in ("energy_std", "forces_std", "stress_std") and \
+                name not in self.implemented_properties:
+            from ase.calculators.calculator import PropertyNotImplementedError
+
+            raise PropertyNotImplementedError(
+                f"{name} needs a model with a posterior ({_POSTERIOR_HINT}); this model's "
+                f"{type(self.model.regressor_).__name__} has none.")
+        return super().get_property(name, atoms, allow_calculation)
