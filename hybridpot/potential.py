@@ -749,8 +749,9 @@ class HybridCalculator(Calculator):
     Parameters
     ----------
     model : HybridPotential
-        A fitted model.  The calculator keeps a reference (refitting the model changes later
-        results; clear them with ``calc.reset()``).
+        A fitted model.  The calculator keeps a reference: refitting the model, changing its
+        baseline's parameters, applying a posterior (``LinearPosterior.apply``) or
+        recalibrating it discards the cached results (as a changed structure does).
     uncertainty : bool, default=False
         Add the σ to the results of every calculation.  With False they are computed only
         when asked for (``atoms.calc.get_property("energy_std", atoms)``), so MD pays for
@@ -831,7 +832,26 @@ class HybridCalculator(Calculator):
         self._std_owner = None     # weak reference to the Atoms the last σ belong to
         self._std_key = None       # (atomic numbers, pbc) of that structure
         self._stale_calls = 0      # calculations that reused the last σ
+        self._model_key = None     # fingerprint of the fitted state behind self.results
         self.std_fresh = False
+
+    def _model_state(self):
+        """Fingerprint of what the results depend on besides the structure: the fitted
+        regressor, reference energies, posterior committee, σ recalibration (each replaced,
+        not modified, by fit / apply / recalibrate) and the baseline's parameters."""
+        m = self.model
+        base = m.baseline
+        return (id(getattr(m, "regressor_", None)), id(getattr(m, "reference_energies_", None)),
+                id(getattr(m, "uncertainty_", None)),
+                id(getattr(m, "uncertainty_recalibration_", None)),
+                repr(getattr(m, "uncertainty_scale_", None)),
+                None if base is None else base._param_key())
+
+    def check_state(self, atoms, tol=1e-15):
+        changes = super().check_state(atoms, tol)
+        if self._model_key != self._model_state():
+            changes = list(changes) + ["model"]
+        return changes
 
     def set(self, **kwargs):
         """Reject ASE-style parameters: the calculator has none of its own.
@@ -884,7 +904,12 @@ class HybridCalculator(Calculator):
         asked_std = any(str(p).endswith("_std") for p in properties)
         fresh_std = asked_std or (self.uncertainty and not self._reuses_std(owner, key))
         self.std_fresh = False
+        model_key = self._model_state()
+        if model_key != self._model_key:   # refitted / recalibrated: older σ are invalid
+            self._last_std, self._std_owner = {}, None
+            fresh_std = asked_std or self.uncertainty
         r = self.model._evaluate(a, forces=True, stress=periodic, return_std=fresh_std)
+        self._model_key = model_key
         self.std_fresh = bool(fresh_std)
         energy = float(r["energy"])
         energies = np.asarray(r["energies"], dtype=np.float64)
@@ -924,8 +949,13 @@ class HybridCalculator(Calculator):
                 f"and stress are unaffected.")
 
     def get_property(self, name, atoms=None, allow_calculation=True):
-        if name in ("energy_std", "forces_std", "stress_std") and \
-                name not in self.implemented_properties:
+        std = ["energy_std", "forces_std", "stress_std"]
+        # a posterior applied (or removed) after the calculator was made
+        has = self.model._has_posterior()
+        if has != all(k in self.implemented_properties for k in std):
+            self.implemented_properties = list(HybridCalculator.implemented_properties) + (
+                std if has else [])
+        if name in std and name not in self.implemented_properties:
             from ase.calculators.calculator import PropertyNotImplementedError
 
             raise PropertyNotImplementedError(

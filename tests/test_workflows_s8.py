@@ -375,3 +375,37 @@ def test_langevin_keeps_fixed_atoms_fixed():
     assert any(isinstance(c, FixCom) for c in bulk_cu.constraints)
     np.testing.assert_allclose(bulk_cu.get_center_of_mass(), com, atol=1e-10)
 
+
+# ---------------------------------------------------------------- the model changes under the calculator
+def test_results_follow_model_changes(model, train):
+    """A calculator attached to unchanged Atoms kept the results of the model as it was:
+    after recalibrate() σ stayed 0.107 eV while the model said 0.055 eV; after a refit the old
+    energy; a posterior applied later was not an ASE property."""
+    from sklearn.base import clone
+
+    from hybridpot.uq import LinearPosterior
+
+    m = clone(model).fit(train[:6])
+    at = _cu(seed=9)
+    at.calc = m.calculator(uncertainty=True)
+    s0 = at.calc.get_property("energy_std", at)
+    m.uncertainty_scale_ = {"energy": 3.0}     # what recalibrate() stores
+    assert at.calc.get_property("energy_std", at) == pytest.approx(3 * s0, rel=1e-12)
+    m.fit(train[4:])                           # refit
+    assert at.get_potential_energy() == pytest.approx(m.predict([at])[0], abs=1e-10)
+    assert at.calc.results["energy_std"] == pytest.approx(
+        m.predict([at], return_std=True)[1][0], rel=1e-10)
+    m.baseline.set_params(epsilon=0.03)         # the baseline's parameters
+    assert at.get_potential_energy() == pytest.approx(m.predict([at])[0], abs=1e-10)
+    # a posterior applied to a model that had none when the calculator was made
+    plain = HybridPotential(descriptor=_desc(), regressor=LinearRegressor()).fit(train[:4])
+    b = _cu(seed=10)
+    b.calc = plain.calculator()
+    e = b.get_potential_energy()
+    with pytest.raises(PropertyNotImplementedError, match="energy_std needs a model with"):
+        b.calc.get_property("energy_std", b)
+    LinearPosterior(n_steps=40, n_burn=0, random_state=0).fit(plain, train[:4]).apply(
+        plain, random_state=0, force=True)
+    assert b.calc.get_property("energy_std", b) == pytest.approx(
+        plain.predict([b], return_std=True)[1][0], rel=1e-10)
+    assert b.get_potential_energy() == pytest.approx(e, abs=1e-8)
