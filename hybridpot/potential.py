@@ -845,7 +845,8 @@ class HybridCalculator(Calculator):
                 id(getattr(m, "uncertainty_", None)),
                 id(getattr(m, "uncertainty_recalibration_", None)),
                 repr(getattr(m, "uncertainty_scale_", None)),
-                None if base is None else base._param_key())
+                # a duck-typed baseline (only ``compute``) has no parameter fingerprint
+                base._param_key() if hasattr(base, "_param_key") else id(base))
 
     def check_state(self, atoms, tol=1e-15):
         changes = super().check_state(atoms, tol)

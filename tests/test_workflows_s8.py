@@ -409,3 +409,21 @@ def test_results_follow_model_changes(model, train):
     assert b.calc.get_property("energy_std", b) == pytest.approx(
         plain.predict([b], return_std=True)[1][0], rel=1e-10)
     assert b.get_potential_energy() == pytest.approx(e, abs=1e-8)
+
+
+def test_duck_typed_baseline_in_the_calculator(train):
+    """HybridPotential accepts any baseline with ``compute``; the calculator's model
+    fingerprint (3c4a9a0) asked it for Baseline._param_key (AttributeError)."""
+
+    class Zero:
+        def compute(self, atoms, *, forces=True, stress=True):
+            n = len(atoms)
+            return {"energy": 0.0, "energies": np.zeros(n), "forces": np.zeros((n, 3)),
+                    "stress": np.zeros(6) if all(atoms.pbc) else None}
+
+    m = HybridPotential(descriptor=PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=3, l_max=2),
+                        regressor=LinearRegressor(), baseline=Zero()).fit(train[:3])
+    at = _cu(seed=11)
+    at.calc = m.calculator()
+    assert at.get_potential_energy() == pytest.approx(m.predict([at])[0], abs=1e-10)
+    assert at.get_potential_energies().sum() == pytest.approx(at.get_potential_energy())
