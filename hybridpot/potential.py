@@ -11,7 +11,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from sklearn.base import BaseEstimator, clone
 
 from ._exceptions import (InvalidParameterError, MissingLabelsError, ModelFormatError,
-                          NotFittedError)
+                          NotFittedError, UnknownSpeciesError)
 from ._labels import get_labels, matrix_to_voigt
 from ._validation import check_float, check_int, check_structure_list, species_indices
 from .regression._base import KINDS, BatchSource, StructureBatch
@@ -92,7 +92,10 @@ class HybridPotential(BaseEstimator):
         composition of the training energies after the baseline (weighted by the energy
         weights of the structures, so ``fit_weight = 0`` leaves ``e0`` unchanged;
         unweighted if every energy weight is 0), given as a dict (every element of the
-        descriptor species, eV/atom), or zero.
+        descriptor species, eV/atom), or zero.  When the training compositions do not
+        determine them (e.g. every structure has the same element ratio) the minimum-norm
+        least-squares solution is used: energies at other compositions are then
+        extrapolations (a Bayesian model's σ shows it).
     chunk_size : int, default=16
         Structures per descriptor batch: peak memory scales with the Jacobian of one chunk.
     n_workers : int, default=1
@@ -109,6 +112,11 @@ class HybridPotential(BaseEstimator):
     regressor_ : Regressor
         The fitted regressor.
     group_names_ : tuple of str
+    trained_species_ : tuple of str
+        Elements of ``species_`` that have atoms in a training structure with a label of
+        positive weight.  Predicting a structure with another element of the descriptor
+        species raises :class:`~hybridpot.UnknownSpeciesError`: its reference energy and ML
+        correction were never fitted.
     fit_time_ : float
         Wall time of :meth:`fit`, s.
     """
@@ -279,6 +287,34 @@ class HybridPotential(BaseEstimator):
         e0[~present] = 0.0
         return {s: float(v) for s, v in zip(species, e0)}
 
+    def _trained_species(self, prep):
+        """Elements with atoms in a structure that has a label of positive weight."""
+        species = tuple(self.descriptor.species)
+        seen = np.zeros(len(species), dtype=bool)
+        for s, z in enumerate(prep.species_idx):
+            labelled = (np.isfinite(prep.energy[s]) and prep.weights["energy"][s] > 0) or (
+                np.isfinite(prep.forces[s]).any() and prep.weights["forces"][s] > 0) or (
+                np.isfinite(prep.stress[s]).any() and prep.weights["stress"][s] > 0)
+            if labelled:
+                seen[z] = True
+        return tuple(sp for sp, ok in zip(species, seen) if ok)
+
+    def _check_trained_species(self, atoms, z):
+        """UnknownSpeciesError if ``atoms`` holds an element no training structure had."""
+        trained = getattr(self, "trained_species_", None)
+        if trained is None or len(trained) == len(self.species_):
+            return
+        ok = np.isin(np.arange(len(self.species_)), [self.species_.index(s) for s in trained])
+        bad = np.flatnonzero(~ok[z])
+        if bad.size:
+            el = self.species_[z[bad[0]]]
+            raise UnknownSpeciesError(
+                f"The structure {atoms.get_chemical_formula()} contains the element {el!r} "
+                f"(first at atom {bad[0]}), which no training structure of this "
+                f"HybridPotential contained: its reference energy and ML correction were "
+                f"never fitted, so only {list(trained)} can be predicted. Fit on structures "
+                f"that contain {el}.")
+
     def _batch(self, prep, ids, gradients):
         """StructureBatch of structures ``ids`` (residual labels minus reference energies)."""
         e0 = np.array([self.reference_energies_[s] for s in self.descriptor.species])
@@ -369,6 +405,7 @@ class HybridPotential(BaseEstimator):
         prep = self._prepare(structures, kind_weights)
         self.species_ = tuple(self.descriptor.species)
         self.reference_energies_ = self._fit_reference_energies(prep)
+        self.trained_species_ = self._trained_species(prep)
         self.group_names_ = prep.group_names
         source = self._batch_source(prep)
         regressor = clone(self.regressor)
@@ -433,6 +470,7 @@ class HybridPotential(BaseEstimator):
             return apply_recalibration(self, atoms, raw)
         species = self.species_
         z = species_indices(atoms, species, "HybridPotential")
+        self._check_trained_species(atoms, z)
         want_stress = stress and bool(np.all(atoms.pbc))
         base = self._baseline(atoms, forces=forces, stress=want_stress)
         e0 = np.array([self.reference_energies_[s] for s in species])[z]
@@ -680,6 +718,8 @@ class HybridPotential(BaseEstimator):
             doc["uncertainty_committee"] = self.uncertainty_.to_state()
         if getattr(self, "uncertainty_recalibration_", None):
             doc["uncertainty_recalibration"] = self.uncertainty_recalibration_
+        if getattr(self, "trained_species_", None) is not None:
+            doc["trained_species"] = list(self.trained_species_)
         return doc
 
     def _set_extra_state(self, doc):
@@ -698,6 +738,13 @@ class HybridPotential(BaseEstimator):
 
             self.uncertainty_recalibration_ = check_recalibration_state(
                 doc["uncertainty_recalibration"])
+        if "trained_species" in doc:
+            ts = doc["trained_species"]
+            if not isinstance(ts, list) or not set(map(str, ts)) <= set(self.species_):
+                raise ModelFormatError(
+                    f"The 'trained_species' entry of a model file must be a list of the "
+                    f"model's elements {list(self.species_)}. Got {ts!r} instead.")
+            self.trained_species_ = tuple(s for s in self.species_ if s in ts)
 
     # ------------------------------------------------------------------ ASE and files
     def calculator(self, *, uncertainty=False, uncertainty_interval=1):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from hybridpot import HybridPotential
+from hybridpot import HybridPotential, UnknownSpeciesError
 from hybridpot.descriptors import Bispectrum, PowerSpectrum
 from hybridpot.regression import BayesianLinearRegressor, LinearRegressor
 
@@ -98,6 +98,94 @@ def test_so3_species_channels_match_a_slow_evaluation(species, weighted):
     ref = _slow_bispectrum(at, species, 4.0, 2, 2, w)
     np.testing.assert_allclose(bs.compute(at), ref, rtol=0, atol=1e-8 * np.abs(ref).max())
 
+
+# -- M1: an element of the descriptor absent from training ---------------------------------
+@pytest.mark.parametrize("make", [LinearRegressor, BayesianLinearRegressor])
+@pytest.mark.parametrize("reference_energies", ["fit", {"Cu": 0.1, "Ni": 0.2, "Al": 0.3}])
+def test_element_absent_from_training_is_refused(make, reference_energies, tmp_path):
+    desc = PowerSpectrum(species=["Cu", "Ni", "Al"], r_cut=4.0, n_max=2, l_max=1)
+    m = HybridPotential(descriptor=desc, regressor=make(),
+                        reference_energies=reference_energies).fit(alloy(8, 0))
+    assert m.trained_species_ == ("Cu", "Ni")
+    alni = alloy(1, 5, elems=("Ni", "Al"), fracs=[0.5], a=3.7)
+    msg = (r"The structure Al4Ni4 contains the element 'Al' \(first at atom \d\), which no "
+           r"training structure of this HybridPotential contained: its reference energy and ML "
+           r"correction were never fitted, so only \['Cu', 'Ni'\] can be predicted\. Fit on "
+           r"structures that contain Al\.")
+    calls = [lambda mod: mod.predict(alni), lambda mod: mod.predict_forces(alni),
+             lambda mod: mod.evaluate(alni)]
+    if make is BayesianLinearRegressor:
+        calls.append(lambda mod: mod.predict(alni, return_std=True))
+    for call in calls:
+        with pytest.raises(UnknownSpeciesError, match=msg):
+            call(m)
+    at = alni[0].copy()
+    at.calc = m.calculator()
+    with pytest.raises(UnknownSpeciesError, match=msg):
+        at.get_potential_energy()
+    m.save(tmp_path / "m.hpot")
+    loaded = HybridPotential.load(tmp_path / "m.hpot")
+    assert loaded.trained_species_ == ("Cu", "Ni")
+    with pytest.raises(UnknownSpeciesError, match=msg):
+        loaded.predict(alni)
+    # the trained elements still predict, identically after loading
+    cuni = alloy(2, 7, fracs=[0.0, 0.5])
+    np.testing.assert_allclose(loaded.predict(cuni), m.predict(cuni), rtol=0, atol=1e-12)
+
+
+def test_element_only_in_weight_zero_structures_is_untrained():
+    desc = PowerSpectrum(species=["Cu", "Ni"], r_cut=4.0, n_max=2, l_max=1)
+    train = alloy(3, 0, fracs=[0.0])
+    ni = alloy(1, 1, fracs=[1.0])[0]
+    ni.info["fit_weight"] = 0.0
+    m = HybridPotential(descriptor=desc, regressor=LinearRegressor()).fit(train + [ni])
+    assert m.trained_species_ == ("Cu",)
+    with pytest.raises(UnknownSpeciesError, match="only \\['Cu'\\] can be predicted"):
+        m.predict(alloy(1, 2, fracs=[0.5]))
+
+
+
+def test_active_learning_from_one_element_labels_the_new_element_first(tmp_path):
+    """With M1 the selectors could not score a Cu-Ni candidate of a Cu-only model (the loop
+    stopped with UnknownSpeciesError): such candidates are now labelled first."""
+    from hybridpot.learn import ActiveLearner
+    from hybridpot.sampling import RandomDisorderSampler
+
+    desc = PowerSpectrum(species=["Cu", "Ni"], r_cut=4.0, n_max=2, l_max=1)
+    model = HybridPotential(descriptor=desc,
+                            regressor=BayesianLinearRegressor(noise_levels="shared"))
+    al = ActiveLearner(model, oracle="EMT",
+                       sampler=RandomDisorderSampler(species=["Cu", "Ni"], n_atoms=(4, 6),
+                                                     volume_per_atom=(10.5, 12.5),
+                                                     min_distance=2.1),
+                       initial=alloy(3, 0, fracs=[0.0]), validation=alloy(2, 9, fracs=[0.5]),
+                       n_candidates=6, batch_size=2, max_iterations=2, run_dir=tmp_path / "al",
+                       random_state=0, progress=False).run()
+    first = al.history_[0]
+    assert first["selected_sigma_max"] is None and first["n_new"] == 2
+    assert all("Ni" in a.get_chemical_symbols() for a in al.labelled_[:2])
+    assert al.model_.trained_species_ == ("Cu", "Ni")
+    assert all(np.isfinite(h["validation_force_mae"]) for h in al.history_)
+
+
+def test_write_snap_leaves_out_an_untrained_element(tmp_path):
+    from hybridpot import InvalidParameterError
+    from hybridpot.descriptors import SNAPBispectrum
+    from hybridpot.io.lammps import read_snap, write_snap
+
+    desc = SNAPBispectrum(species=["Cu", "Al", "Ni"], twojmax=2, rcutfac=4.2,
+                          radelem=[0.5, 0.55, 0.44], wj=[1.0, 0.8, 0.7])
+    m = HybridPotential(descriptor=desc, regressor=LinearRegressor()).fit(alloy(6, 0))
+    paths = write_snap(m, tmp_path / "m")
+    assert "pair_coeff * * m.snapcoeff m.snapparam Cu Ni" in paths["mod"].read_text()
+    back = read_snap(paths["snapcoeff"], paths["snapparam"], species=["Cu", "Ni"])
+    cuni = alloy(2, 4, fracs=[0.5, 0.25])
+    np.testing.assert_allclose(back.predict(cuni), m.predict(cuni), rtol=0, atol=1e-10)
+    msg = (r"The 'species' argument of write_snap contains \['Al'\], which no training "
+           r"structure of the model contained: LAMMPS would run them with an unfitted reference "
+           r"energy and ML correction\. Leave them out \(trained elements: \['Cu', 'Ni'\]\)\.")
+    with pytest.raises(InvalidParameterError, match=msg):
+        write_snap(m, tmp_path / "all", species=["Cu", "Ni", "Al"])
 
 # -- M2: per-element descriptor values in the command line ----------------------------------
 @pytest.fixture(scope="module")

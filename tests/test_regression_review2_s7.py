@@ -45,12 +45,21 @@ def test_untrained_element_is_named(make, tmp_path):
     msg = (r"The structure contains Al \(species index 1\), which had no atom in the training "
            r"data of this NeuralNetworkRegressor: that network was never trained, so only "
            r"\['Cu'\] can be predicted; fit on structures that contain Al\.")
-    with pytest.raises(UnknownSpeciesError, match=msg):
+    # the model refuses first (session 8: HybridPotential.trained_species_); the regressor's
+    # own message is what a direct call gets
+    model_msg = (r"The structure Al2Cu6 contains the element 'Al' \(first at atom 1\), which no "
+                 r"training structure of this HybridPotential contained")
+    X, z = _desc().compute(mixed), (mixed.numbers == 13).astype(np.int64)
+    with pytest.raises(UnknownSpeciesError, match=model_msg):
         m.predict([mixed])
+    with pytest.raises(UnknownSpeciesError, match=msg):
+        m.regressor_.atomic_energy(X, z)
     m.save(tmp_path / "nn.hpot")
     loaded = HybridPotential.load(tmp_path / "nn.hpot")
-    with pytest.raises(UnknownSpeciesError, match=msg):
+    with pytest.raises(UnknownSpeciesError, match=model_msg):
         loaded.predict([mixed])
+    with pytest.raises(UnknownSpeciesError, match=msg):
+        loaded.regressor_.atomic_energy(X, z)
     np.testing.assert_allclose(loaded.predict(_cells(1, 2, al=False)),
                                m.predict(_cells(1, 2, al=False)), rtol=0, atol=1e-12)
 

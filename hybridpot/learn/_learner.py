@@ -119,6 +119,15 @@ def read_labels(path, *, repair=False):
 
 
 # ---------------------------------------------------------------------------- oracle
+def _untrained_elements(model, atoms):
+    """Elements of ``atoms`` that no training structure of the fitted ``model`` had (see
+    ``HybridPotential.trained_species_``; empty for a model without that record)."""
+    trained = getattr(model, "trained_species_", None)
+    if trained is None:
+        return set()
+    return set(atoms.get_chemical_symbols()) - set(trained)
+
+
 def make_oracle(oracle):
     """An ASE calculator (or factory) from ``"EMT"``, a calculator, or a zero-arg callable."""
     from ase.calculators.calculator import BaseCalculator
@@ -327,8 +336,10 @@ class ActiveLearner:
        model=current_model)``, ``rng_t = numpy.random.default_rng([random_state, t])``;
        candidates already labelled or failed (pool samplers: same ``pool_index``) are dropped;
     2. **select** ``batch_size`` of them with ``selector.select(model, candidates, n,
-       exclude_structures=labelled)`` (the first ones in sampler order while no model exists);
-       the proposals are written to ``proposals/iter_<t>.extxyz`` and the state file;
+       exclude_structures=labelled)`` (the first ones in sampler order while no model exists;
+       candidates containing an element no training structure had, which the model cannot
+       predict, come first in sampler order, e.g. when ``initial`` holds one element of an
+       alloy); the proposals are written to ``proposals/iter_<t>.extxyz`` and the state file;
     3. **label** each proposal with the oracle (in parallel through Dask when a client is
        given or ``n_workers > 1``); each result is appended to ``labels.extxyz`` (energy,
        forces, stress through a SinglePointCalculator, ``info["al_id"]``) and fsync'ed at
@@ -628,6 +639,9 @@ class ActiveLearner:
         return f"i{t:04d}-c{k:04d}"
 
     def _sigma(self, model, structures):
+        structures = [a for a in structures if not _untrained_elements(model, a)]
+        if not structures:   # the model cannot score them (see _propose)
+            return None
         _, s = model.predict_forces(structures, return_std=True)
         return float(max(np.sqrt(np.mean(x ** 2)) for x in s))
 
@@ -660,15 +674,24 @@ class ActiveLearner:
         if not cands:
             return "no candidates"
         n = min(int(self.batch_size), n_left, len(cands))
+        # candidates with an element no training structure had: the model cannot predict them
+        # (UnknownSpeciesError), and they are the ones it most needs; they go first, in the
+        # sampler's order, and the selector ranks the others for the rest of the batch
+        new = [k for k, a in enumerate(cands) if model is not None
+               and _untrained_elements(model, a)]
         if model is None:
             pick = np.arange(n)
+        elif len(new) >= n:
+            pick = np.asarray(new[:n], dtype=np.int64)
         else:
             sel = self.selector if self.selector is not None else default_selector()
-            pick = np.asarray(sel.select(model, cands, n,
-                                         exclude_structures=self._training()), dtype=np.int64)
+            known = [k for k in range(len(cands)) if k not in set(new)]
+            sub = np.asarray(sel.select(model, [cands[k] for k in known], n - len(new),
+                                        exclude_structures=self._training()), dtype=np.int64)
+            pick = np.asarray(new + [known[k] for k in sub], dtype=np.int64)
             if pick.size == 0:
                 return "no candidates"
-            if self.target_sigma is not None:
+            if self.target_sigma is not None and not new:
                 sig = self._sigma(model, [cands[k] for k in pick])
                 if sig <= float(self.target_sigma):
                     return f"target_sigma reached (max force sigma {sig:.4g} eV/Å)"
@@ -751,6 +774,8 @@ class ActiveLearner:
     def _validation_error(self):
         if not self.validation or self.model_ is None:
             return None
+        if any(_untrained_elements(self.model_, a) for a in self.validation):
+            return None   # not yet trained on every element of the validation set
         return float(self.model_.evaluate(self.validation)["force_mae"])
 
     def _stop_reason(self):
