@@ -158,7 +158,10 @@ def write_snap(model, prefix, *, species=None, absolute_paths=False):
         Output prefix: ``<prefix>.snapcoeff``, ``<prefix>.snapparam``, ``<prefix>.mod``;
         baseline files (tables) go into the same directory.
     species : list of str, optional
-        Elements of LAMMPS atom types 1, 2, ...; default the model species in order.
+        Elements of LAMMPS atom types 1, 2, ...; default the model species in order (those
+        the model was trained on: an element no training structure contained, see
+        ``HybridPotential.trained_species_``, is left out by default and refused when
+        named, as the model refuses to predict it).
     absolute_paths : bool, default=False
         Reference the files by absolute path in the ``.mod`` (else by file name: run LAMMPS
         from the directory holding them).
@@ -216,13 +219,22 @@ def write_snap(model, prefix, *, species=None, absolute_paths=False):
             f"write_snap: the regressor coefficients have shape {coef.shape}; a SNAP model of "
             f"{len(model_species)} species with {K} components"
             f"{' and quadratic terms' if quadratic else ''} needs {(len(model_species), P)}.")
-    types = model_species if species is None else list(
+    trained = getattr(model, "trained_species_", None)
+    trained = model_species if trained is None else [s for s in model_species if s in trained]
+    types = trained if species is None else list(
         check_species_list(species, "species", "write_snap"))
     unknown = [s for s in types if s not in model_species]
     if unknown:
         raise InvalidParameterError(
             f"The 'species' argument of write_snap contains {unknown}, which the model does "
             f"not know (model species: {model_species}).")
+    untrained = [s for s in types if s not in trained]
+    if untrained:
+        raise InvalidParameterError(
+            f"The 'species' argument of write_snap contains {untrained}, which no training "
+            f"structure of the model contained: LAMMPS would run them with an unfitted "
+            f"reference energy and ML correction. Leave them out (trained elements: "
+            f"{trained}).")
     ref = getattr(model, "reference_energies_", {}) or {}
 
     baseline_cmds = None
