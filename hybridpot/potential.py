@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 import time
 import warnings
+import weakref
 
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
@@ -880,6 +881,7 @@ class HybridCalculator(Calculator):
         self._std_key = None       # (atomic numbers, pbc) of that structure
         self._stale_calls = 0      # calculations that reused the last σ
         self._model_key = None     # fingerprint of the fitted state behind self.results
+        self._model_refs = ()      # its objects (weak where possible): see _model_unchanged
         self.std_fresh = False
 
     def _model_state(self):
@@ -895,9 +897,34 @@ class HybridCalculator(Calculator):
                 # a duck-typed baseline (only ``compute``) has no parameter fingerprint
                 base._param_key() if hasattr(base, "_param_key") else id(base))
 
+    def _model_objects(self):
+        m = self.model
+        return (getattr(m, "regressor_", None), getattr(m, "reference_energies_", None),
+                getattr(m, "uncertainty_", None),
+                getattr(m, "uncertainty_recalibration_", None), m.baseline)
+
+    @staticmethod
+    def _hold(obj):
+        try:
+            return weakref.ref(obj)
+        except TypeError:       # dicts, None: small, kept alive
+            return obj
+
+    def _model_unchanged(self):
+        """Whether the results were computed with the model's current fitted state.
+
+        The fingerprint holds ``id``s; the objects themselves are held too (weakly where
+        possible), so that an object freed by a refit cannot pass for its successor at the
+        same address: a dead reference counts as a change.
+        """
+        if self._model_key != self._model_state():
+            return False
+        return all(not isinstance(h, weakref.ref) or h() is not None
+                   for h in self._model_refs)
+
     def check_state(self, atoms, tol=1e-15):
         changes = super().check_state(atoms, tol)
-        if self._model_key != self._model_state():
+        if not self._model_unchanged():
             changes = list(changes) + ["model"]
         return changes
 
@@ -919,6 +946,8 @@ class HybridCalculator(Calculator):
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_std_owner"] = None   # a weak reference does not pickle; σ recomputed after
+        # ids mean nothing in another process: the first calculation there starts afresh
+        state["_model_key"], state["_model_refs"] = None, ()
         return state
 
     def _reuses_std(self, owner, key):
@@ -952,12 +981,13 @@ class HybridCalculator(Calculator):
         asked_std = any(str(p).endswith("_std") for p in properties)
         fresh_std = asked_std or (self.uncertainty and not self._reuses_std(owner, key))
         self.std_fresh = False
-        model_key = self._model_state()
-        if model_key != self._model_key:   # refitted / recalibrated: older σ are invalid
+        if not self._model_unchanged():   # refitted / recalibrated: older σ are invalid
             self._last_std, self._std_owner = {}, None
             fresh_std = asked_std or self.uncertainty
+        model_key, model_refs = self._model_state(), tuple(map(self._hold,
+                                                              self._model_objects()))
         r = self.model._evaluate(a, forces=True, stress=periodic, return_std=fresh_std)
-        self._model_key = model_key
+        self._model_key, self._model_refs = model_key, model_refs
         self.std_fresh = bool(fresh_std)
         energy = float(r["energy"])
         energies = np.asarray(r["energies"], dtype=np.float64)
