@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._exceptions import InvalidParameterError, OracleError
+from .._exceptions import InvalidParameterError, ModelFormatError, OracleError
 from .._validation import check_float, check_int
 from ._weights import WEIGHTING_METHODS, importance_weights
 
@@ -69,6 +69,13 @@ def _extxyz_text(structures):
     buf = io.StringIO()
     write(buf, structures, format="extxyz")
     return buf.getvalue()
+
+
+def _parse_frames(text):
+    """The structures of extxyz ``text`` (what :func:`read_labels` gives for that file)."""
+    from ase.io import read
+
+    return read(io.StringIO(text), ":", format="extxyz")
 
 
 def _complete_frames_end(text):
@@ -179,8 +186,17 @@ def _compute(oracle, atoms):
             out["stress"] = np.array(at.get_stress(voigt=True), dtype=np.float64)
         except PropertyNotImplementedError:
             pass
-    if not np.isfinite(out["energy"]) or not np.all(np.isfinite(out["forces"])):
-        raise OracleError("the oracle returned non-finite energy or forces")
+    # a bad label must be a recorded failure, not a line of labels.extxyz: a NaN stress or
+    # a wrong shape appended there broke every later refit, also of every resumed run
+    n = len(at)
+    shapes = {"energy": (), "forces": (n, 3), "stress": (6,)}
+    for key, val in out.items():
+        shape = np.shape(val)
+        if shape != shapes[key]:
+            raise OracleError(f"the oracle returned {key} of shape {shape} for {n} atoms; "
+                              f"expected {shapes[key]}")
+        if not np.all(np.isfinite(val)):
+            raise OracleError(f"the oracle returned non-finite {key} (NaN or inf)")
     return out
 
 
@@ -516,6 +532,44 @@ class ActiveLearner:
         st["failures"] = dict(self.failures_)
         _atomic_write(self._p["state"], json.dumps(st, indent=1))
 
+    def _check_state(self, st):
+        """Raise a typed error naming ``state.json`` and the entry when ``st`` is not a state
+        this version wrote (a hand edit, another program's file, disk corruption)."""
+        path = str(self._p["state"])
+
+        def bad(what, got):
+            return InvalidParameterError(
+                f"{path} is not a valid active-learning state file: {what}. Got {got!r}. "
+                f"Labels and failures are kept in {LABELS_FILE} and {FAILURES_FILE}; remove "
+                f"{STATE_FILE} to restart the iteration count from them.")
+
+        def is_int(v):
+            return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+        if not isinstance(st, dict):
+            raise bad("it must hold a JSON object", type(st).__name__)
+        if st.get("format") != STATE_FORMAT:
+            raise InvalidParameterError(
+                f"{path} is not an active-learning state file (format {st.get('format')!r}).")
+        if not is_int(st.get("version")) or not 1 <= st["version"] <= STATE_VERSION:
+            raise bad(f"'version' must be an int in [1, {STATE_VERSION}]", st.get("version"))
+        for key in ("seed", "iteration", "model_n_labels"):
+            if not is_int(st.get(key)) or st[key] < (-1 if key == "model_n_labels" else 0):
+                raise bad(f"{key!r} must be an int >= "
+                          f"{-1 if key == 'model_n_labels' else 0}", st.get(key))
+        if not isinstance(st.get("history"), list) or \
+                not all(isinstance(h, dict) for h in st["history"]):
+            raise bad("'history' must be a list of objects", st.get("history"))
+        pr = st.get("proposals")
+        if pr is not None:
+            if not (isinstance(pr, dict) and is_int(pr.get("iteration"))
+                    and isinstance(pr.get("file"), str)
+                    and pr["file"] == os.path.basename(pr["file"])
+                    and isinstance(pr.get("ids"), list)
+                    and all(isinstance(i, str) for i in pr["ids"])):
+                raise bad("'proposals' must be null or an object with an int 'iteration', a "
+                          f"file name 'file' in {PROPOSALS_DIR}/ and a list of str 'ids'", pr)
+
     def _load(self):
         p = self._p
         p["dir"].mkdir(parents=True, exist_ok=True)
@@ -523,14 +577,12 @@ class ActiveLearner:
         if p["state"].is_file():
             try:
                 st = json.loads(p["state"].read_text())
-            except json.JSONDecodeError as e:
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 raise InvalidParameterError(
-                    f"The run directory {str(p['dir'])!r} has a corrupt {STATE_FILE}: {e}.") \
-                    from e
-            if st.get("format") != STATE_FORMAT:
-                raise InvalidParameterError(
-                    f"{p['state']} is not an active-learning state file (format "
-                    f"{st.get('format')!r}).")
+                    f"The run directory {str(p['dir'])!r} has a corrupt {STATE_FILE}: {e}. "
+                    f"Labels and failures are kept in {LABELS_FILE} and {FAILURES_FILE}; "
+                    f"remove {STATE_FILE} to restart the iteration count from them.") from e
+            self._check_state(st)
             if int(st["seed"]) != int(self.random_state):
                 raise InvalidParameterError(
                     f"The 'random_state' parameter of ActiveLearner must match the run in "
@@ -542,7 +594,13 @@ class ActiveLearner:
             st = self._new_state()
         self.state_ = st
         # the labels and failures files are the source of truth
-        labels = read_labels(p["labels"], repair=True)
+        try:
+            labels = read_labels(p["labels"], repair=True)
+        except Exception as e:  # ase's XYZError, ValueError, ... of a damaged frame
+            raise InvalidParameterError(
+                f"The run directory {str(p['dir'])!r} has an unreadable {LABELS_FILE} (a "
+                f"frame before the last one is damaged): {type(e).__name__}: {e}. Repair or "
+                "remove the damaged frame; the run relabels what is missing.") from e
         seen, self.labelled_ = set(), []
         for a in labels:
             aid = a.info.get("al_id")
@@ -552,11 +610,28 @@ class ActiveLearner:
             self.labelled_.append(a)
         self.failures_ = {}
         if p["failures"].is_file():
-            for line in p["failures"].read_text().splitlines():
+            text = p["failures"].read_text()
+            if text and not text.endswith("\n"):
+                # a torn last record (killed in the middle of an append): cut it off, or the
+                # next record appended to the same line would be unreadable, hence lost
+                end = text.rfind("\n") + 1
+                with open(p["failures"], "r+") as fh:
+                    fh.truncate(len(text[:end].encode()))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                text = text[:end]
+            for k, line in enumerate(text.splitlines(), 1):
+                if not line.strip():
+                    continue
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError:
-                    continue  # a torn last line
+                    rec = None
+                if not (isinstance(rec, dict) and isinstance(rec.get("id"), str)
+                        and isinstance(rec.get("error"), str)):
+                    raise InvalidParameterError(
+                        f"Line {k} of {p['failures']} is not a failure record (a JSON object "
+                        f"with str 'id' and 'error'). Got {line[:200]!r}.")
                 self.failures_[rec["id"]] = rec["error"]
 
     # ------------------------------------------------------------------ steps
@@ -625,8 +700,12 @@ class ActiveLearner:
             return
         n_done = len(train) - len(self.initial or [])
         if self.state_.get("model_n_labels") == n_done and self._p["model"].is_file():
-            self.model_ = HybridPotential.load(self._p["model"])
-            return
+            try:
+                self.model_ = HybridPotential.load(self._p["model"])
+                return
+            except ModelFormatError as e:  # derived data: refit it from the labels
+                warnings.warn(f"{e} The model is refitted from the labels.", RuntimeWarning,
+                              stacklevel=3)
         self._refit(pending)
         self._save_state()
 
@@ -704,11 +783,19 @@ class ActiveLearner:
         return out
 
     def _save_proposals(self, t, proposals):
+        """Write the proposals of iteration ``t``; returns them as read back from the file.
+
+        extxyz keeps positions to 1e-8 Å: a resumed run labels the structures of the file,
+        so the uninterrupted run must label the same (rounded) ones to give the same labels
+        and model.
+        """
         path = self._p["proposals"] / f"iter_{t:04d}.extxyz"
-        _atomic_write(path, _extxyz_text(proposals))
+        text = _extxyz_text(proposals)
+        _atomic_write(path, text)
         self.state_["proposals"] = {"iteration": int(t), "file": str(path.name),
                                     "ids": [a.info["al_id"] for a in proposals]}
         self._save_state()
+        return _parse_frames(text)
 
     def _load_proposals(self):
         from ase.io import read
@@ -719,7 +806,18 @@ class ActiveLearner:
         path = self._p["proposals"] / pr["file"]
         if not path.is_file():
             return None
-        out = read(path, ":", format="extxyz")
+        try:
+            out = read(path, ":", format="extxyz")
+        except Exception as e:  # ase's XYZError, ValueError, ... (written atomically)
+            raise InvalidParameterError(
+                f"The proposals file {str(path)!r} of the interrupted iteration is "
+                f"unreadable: {type(e).__name__}: {e}. Remove it to draw the proposals "
+                "again.") from e
+        if [a.info.get("al_id") for a in out] != list(pr["ids"]):
+            raise InvalidParameterError(
+                f"The proposals file {str(path)!r} holds the structures "
+                f"{[a.info.get('al_id') for a in out]}, but {STATE_FILE} records "
+                f"{list(pr['ids'])}. Remove it to draw the proposals again.")
         for a in out:
             a.calc = None
         return out
@@ -734,8 +832,11 @@ class ActiveLearner:
                 kw["stress"] = res["stress"]
             at.calc = SinglePointCalculator(at, **kw)
             at.info["oracle_seconds"] = float(res["seconds"])
-            _append_durable(self._p["labels"], _extxyz_text([at]))
-            self.labelled_.append(at)
+            text = _extxyz_text([at])
+            _append_durable(self._p["labels"], text)
+            # the label as a resumed run reads it (forces to 1e-8 eV/Å): refits of an
+            # uninterrupted and of a resumed run then see the same numbers
+            self.labelled_.append(_parse_frames(text)[0])
         else:
             rec = {"id": atoms.info["al_id"], "iteration": int(atoms.info["al_iteration"]),
                    "error": res["error"], "seconds": float(res["seconds"])}
@@ -820,8 +921,7 @@ class ActiveLearner:
                     if isinstance(res, str):
                         reason = res
                         break
-                    proposals = res
-                    self._save_proposals(t, proposals)
+                    proposals = self._save_proposals(t, res)
                 done = self._done_ids()
                 todo = [a for a in proposals if a.info["al_id"] not in done]
                 t0 = time.perf_counter()
