@@ -18,6 +18,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -80,6 +81,15 @@ def save_model(model, path):
                                     "a file name such as model.hpot", path)
     fd, tmp = tempfile.mkstemp(prefix=".hpot-", dir=folder)
     try:
+        # mkstemp makes the file 0600: give it the mode an ordinary write would (umask), or
+        # keep that of the file it replaces, so colleagues can still read a shared model
+        if os.path.isfile(path):
+            mode = os.stat(path).st_mode & 0o777
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("model.json", text)
             zf.writestr("arrays.npz", buf.getvalue())
@@ -103,25 +113,27 @@ def load_model(path):
     try:
         with zipfile.ZipFile(path, "r") as zf:
             names = set(zf.namelist())
-            if "model.json" not in names or "arrays.npz" not in names:
+            if names != {"model.json", "arrays.npz"}:
                 raise ModelFormatError(
-                    f"{path!r} is not a complete hybridpot model file (needs model.json and "
-                    f"arrays.npz; found {sorted(names)}).")
+                    f"{path!r} is not a hybridpot model file: it must hold exactly model.json "
+                    f"and arrays.npz; found {sorted(names)}.")
             doc = json.loads(zf.read("model.json").decode("utf-8"))
-            with np.load(io.BytesIO(zf.read("arrays.npz")), allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
+            npz_bytes = zf.read("arrays.npz")
+        arrays = _read_arrays(npz_bytes, path)
     except FileNotFoundError:
         raise
     except ModelFormatError:
         raise
-    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, ValueError,
-            OSError, KeyError, EOFError) as e:
-        raise ModelFormatError(f"{path!r} is not a readable hybridpot model file: {e}") from e
+    except (zipfile.BadZipFile, zlib.error, json.JSONDecodeError, UnicodeDecodeError,
+            ValueError, OSError, KeyError, EOFError, RecursionError, NotImplementedError,
+            MemoryError) as e:
+        raise ModelFormatError(f"{path!r} is not a readable hybridpot model file: "
+                               f"{type(e).__name__}: {e}") from e
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
         raise ModelFormatError(f"{path!r} is not a hybridpot model file (format field "
                                f"{doc.get('format') if isinstance(doc, dict) else None!r}).")
     version = doc.get("format_version")
-    if not isinstance(version, int) or version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ModelFormatError(f"{path!r} has an invalid format_version {version!r}.")
     if version > FORMAT_VERSION:
         raise ModelFormatError(
@@ -134,6 +146,48 @@ def load_model(path):
         if repr(path) in str(e):
             raise
         raise ModelFormatError(f"{path!r}: {e}") from e
+
+
+def _read_arrays(npz_bytes, path):
+    """The arrays of ``arrays.npz`` (bytes), checked before any is read.
+
+    Every member must be a ``.npy`` of a numeric dtype (no object arrays: never unpickled)
+    whose header size matches its data, so a header announcing a huge shape is a
+    :class:`ModelFormatError` instead of an allocation of that size; non-finite values are
+    refused (no fitted state holds them).
+    """
+    from numpy.lib import format as npy
+
+    arrays = {}
+    with zipfile.ZipFile(io.BytesIO(npz_bytes), "r") as zf:
+        for info in zf.infolist():
+            name = info.filename
+            if not name.endswith(".npy"):
+                raise ModelFormatError(f"{path!r}: arrays.npz member {name!r} is not a .npy "
+                                       "array.")
+            key = name[:-4]
+            with zf.open(info) as fh:
+                version = npy.read_magic(fh)
+                if version not in ((1, 0), (2, 0)):
+                    raise ModelFormatError(f"{path!r}: array {key!r} has an unsupported .npy "
+                                           f"version {version}.")
+                read_header = (npy.read_array_header_1_0 if version == (1, 0)
+                               else npy.read_array_header_2_0)
+                shape, fortran, dtype = read_header(fh)
+                if dtype.hasobject or dtype.kind not in "biuf":
+                    raise ModelFormatError(
+                        f"{path!r}: array {key!r} has dtype {dtype}; a model file holds "
+                        "only numeric arrays (object arrays are never unpickled).")
+                n = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if n != info.file_size - fh.tell():
+                    raise ModelFormatError(
+                        f"{path!r}: array {key!r} announces shape {shape} ({n} bytes) but "
+                        f"holds {info.file_size - fh.tell()} bytes of data.")
+                a = npy.read_array(zf.open(info), allow_pickle=False)
+            if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+                raise ModelFormatError(f"{path!r}: array {key!r} holds NaN or inf values.")
+            arrays[key] = a
+    return arrays
 
 
 def _model_from_doc(doc, arrays, path):
@@ -166,9 +220,39 @@ def _model_from_doc(doc, arrays, path):
                                    f"descriptor's {list(model.species_)}.")
         if "extra" in doc and hasattr(model, "_set_extra_state"):
             model._set_extra_state(doc["extra"])
+        _check_consistent(model, doc)
     except ModelFormatError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ModelFormatError(f"{path!r} is an incomplete or corrupt hybridpot model: "
                                f"{type(e).__name__}: {e}") from e
     return model
+
+
+def _check_consistent(model, doc):
+    """Refuse a model whose parts do not fit together (a hand edit, a damaged file): a
+    descriptor parameter dropped from the file took its default and the model failed only at
+    the first prediction, a NaN reference energy predicted NaN."""
+    import numbers
+
+    n_desc = int(model.descriptor.n_features)
+    n_reg = getattr(model.regressor_, "n_features_in_", None)
+    if n_reg is not None and int(n_reg) != n_desc:
+        raise ModelFormatError(
+            f"the regressor was fitted on {int(n_reg)} descriptor features, but the "
+            f"descriptor {doc['descriptor']} gives {n_desc}.")
+    mode = getattr(model.regressor_, "fit_mode_", "batch")
+    if mode != "batch":
+        raise ModelFormatError(f"the regressor's fit_mode must be 'batch' in a model file. "
+                               f"Got {mode!r}.")
+    ref = doc.get("reference_energies")
+    if ref is not None and not (
+            isinstance(ref, dict) and set(ref) <= set(model.species_)
+            and all(isinstance(v, numbers.Real) and not isinstance(v, bool)
+                    and np.isfinite(v) for v in ref.values())):
+        raise ModelFormatError(
+            f"'reference_energies' must map elements of {list(model.species_)} to finite "
+            f"energies (eV/atom). Got {ref!r}.")
+    ts = getattr(model, "trained_species_", None)
+    if ts is not None and len(ts) == 0:
+        raise ModelFormatError("'trained_species' must name at least one element. Got [].")
