@@ -16,6 +16,11 @@ batches gathered to the client and are fitted there (descriptors still computed 
 The result is identical to the serial path up to floating-point round-off (QR factors of the
 same rows in a different order).
 
+The baseline is evaluated on the client (the residual labels are formed before the cluster is
+used); the workers get only the descriptor, the chunk size, the reference energies and the
+geometry of the training structures (bare ``Atoms``: no calculator, info or arrays), so an
+ASE calculator that does not pickle works as baseline or as the labels' calculator.
+
 A ``dask.distributed`` client is created on demand as an embedded ``LocalCluster`` with
 ``n_workers`` single-threaded worker processes (``OMP_NUM_THREADS=1`` and friends set in the
 workers), and closed after the fit; pass ``client=`` to use any existing cluster.
@@ -68,11 +73,47 @@ def local_client(n_workers, *, processes=True):
         cluster.close()
 
 
+def _worker_model(model):
+    """The part of ``model`` the workers use to build training batches (``_chunks`` and
+    ``_batch``): its descriptor, chunk size and fitted reference energies.
+
+    Not the baseline (the residual labels are computed on the client before the cluster is
+    used, so an unpicklable ASE calculator, e.g. one holding a lock, a socket or a GPU model,
+    works), nor the regressor or the fitted state of an earlier fit (which would travel to
+    every worker for nothing).
+    """
+    from .potential import HybridPotential
+
+    wm = HybridPotential(descriptor=model.descriptor, chunk_size=model.chunk_size)
+    wm.reference_energies_ = dict(model.reference_energies_)
+    return wm
+
+
+def _check_picklable(obj, what):
+    """Raise a typed error before any cluster is started if ``obj`` cannot travel."""
+    import cloudpickle  # a dependency of dask.distributed
+
+    try:
+        cloudpickle.dumps(obj)
+    except Exception as exc:  # pickling raises TypeError, PicklingError, AttributeError, ...
+        raise InvalidParameterError(
+            f"Fitting with Dask (n_workers > 1 or client=) sends the {what} to the workers, "
+            f"so it must pickle; {type(exc).__name__}: {exc}. Use n_workers=1 and no client "
+            "to fit in this process.") from exc
+
+
 def _subset(prep, ids):
     """The part of a prepared training set with structures ``ids`` (renumbered 0..)."""
+    from ase import Atoms
+
     from .potential import _Prepared
 
-    return _Prepared([prep.structures[s] for s in ids], [prep.species_idx[s] for s in ids],
+    # the descriptors need only the geometry: the labels are already in ``prep`` and the
+    # user's Atoms may carry a calculator that does not pickle (a lock, a socket, a live
+    # LAMMPS handle) or large info/arrays that need not travel
+    bare = [Atoms(numbers=a.numbers, positions=a.positions, cell=a.cell.array, pbc=a.pbc)
+            for a in (prep.structures[s] for s in ids)]
+    return _Prepared(bare, [prep.species_idx[s] for s in ids],
                      prep.energy[ids], [prep.forces[s] for s in ids], prep.stress[ids],
                      {k: v[ids] for k, v in prep.weights.items()}, prep.group[ids],
                      prep.group_names)
@@ -150,6 +191,9 @@ def fit_parallel(model, regressor, prep, source, *, client=None, tasks_per_worke
     n = len(prep.structures)
     meta = {"n_species": source.n_species, "n_features": source.n_features,
             "species": source.species, "group_names": source.group_names}
+    worker_model = _worker_model(model)
+    _check_picklable(worker_model.descriptor, f"descriptor ({type(model.descriptor).__name__})")
+    _check_picklable(regressor, f"regressor ({type(regressor).__name__})")
     ctx = contextlib.nullcontext(client) if client is not None else \
         local_client(model.n_workers)
     with ctx as cl:
@@ -165,7 +209,7 @@ def fit_parallel(model, regressor, prep, source, *, client=None, tasks_per_worke
                 passes = ("candidates", "stats") if hasattr(regressor, "_candidate_keys") \
                     else ("stats",)
         streamed = "stats" in passes
-        model_f = cl.scatter(model, broadcast=True)
+        model_f = cl.scatter(worker_model, broadcast=True)
         if "candidates" in passes:
             # two-pass regressors (sparse GP): a candidate pass on the workers with the
             # per-atom reservoir keys of the serial fit, then the inducing points on the client

@@ -1,0 +1,125 @@
+"""Review of the neural-network regressor and the Dask fit path (session 8): regression tests
+for the findings of notes/s8/nnpar/report.md.
+
+Tiny EMT-labelled Cu / Cu-Ni cells; the whole file runs in a few seconds plus one embedded
+process cluster.
+"""
+
+import pickle
+import threading
+import warnings
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+
+from hybridpot import HybridPotential, InvalidParameterError
+from hybridpot.baselines import ASEBaseline, LennardJones
+from hybridpot.descriptors import PowerSpectrum
+from hybridpot.regression import LinearRegressor, NeuralNetworkRegressor
+
+from conftest import emt_dataset
+
+
+class LockedEMT(EMT):
+    """An ASE calculator that does not pickle (as one holding a lock, a socket or a live
+    LAMMPS handle)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lock = threading.Lock()
+
+
+def _locked_training_set(n=6):
+    """Cu cells labelled by a calculator that stays attached and does not pickle."""
+    out = []
+    for k in range(n):
+        at = bulk("Cu", "fcc", a=3.6 * (1 + 0.01 * (k - n / 2)), cubic=True)
+        at.rattle(0.05, seed=k)
+        at.calc = LockedEMT()
+        at.get_potential_energy()
+        at.get_forces()
+        at.get_stress()
+        out.append(at)
+    return out
+
+
+def _ps():
+    return PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=3, l_max=2)
+
+
+@pytest.fixture(scope="module")
+def process_client():
+    """A one-worker LocalCluster with a worker *process*: everything sent to it is pickled
+    (the in-process ``dask_client`` fixture passes objects by reference)."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as client:
+        yield client
+
+
+def test_parallel_payload_pickles_without_baseline_or_training_calculators():
+    """The workers get the descriptor, chunk size and reference energies, and bare Atoms:
+    neither the baseline nor the calculators attached to the training structures."""
+    from hybridpot.parallel import _subset, _worker_model
+
+    train = _locked_training_set(3)
+    model = HybridPotential(_ps(), LinearRegressor(), ASEBaseline(LockedEMT()), chunk_size=2)
+    with pytest.raises(TypeError):
+        pickle.dumps(model)
+    prep = model._prepare(train, model._validate())
+    model.reference_energies_ = model._fit_reference_energies(prep)
+    wm = pickle.loads(pickle.dumps(_worker_model(model)))
+    assert wm.baseline is None and wm.regressor is None
+    assert wm.reference_energies_ == model.reference_energies_
+    sub = pickle.loads(pickle.dumps(_subset(prep, np.array([2, 0]))))
+    assert [a.calc for a in sub.structures] == [None, None]
+    for a, b in zip(sub.structures, [train[2], train[0]]):
+        np.testing.assert_array_equal(a.positions, b.positions)
+        np.testing.assert_array_equal(a.cell.array, b.cell.array)
+        np.testing.assert_array_equal(a.numbers, b.numbers)
+    # the batches the workers build equal the serial ones
+    b_w = wm._batch(sub, [0, 1], True)
+    b_s = model._batch(prep, [2, 0], True)
+    np.testing.assert_array_equal(b_w.X, b_s.X)
+    np.testing.assert_array_equal(b_w.energy, b_s.energy)
+    np.testing.assert_array_equal(b_w.gradients.d_drij, b_s.gradients.d_drij)
+
+
+def test_dask_fit_with_unpicklable_baseline_and_training_calculators(process_client):
+    """An ASE calculator holding a lock as baseline, and attached to every training structure:
+    the Dask fit equals the serial one (was a TypeError 'Could not serialize object of type
+    HybridPotential' / 'LLGExpr')."""
+    train = _locked_training_set()
+    test = emt_dataset(2, seed=5, reps=(1, 1, 1))
+
+    def model(reg):
+        return HybridPotential(_ps(), reg, ASEBaseline(LockedEMT()), chunk_size=2)
+
+    serial = model(LinearRegressor(alpha=1e-6)).fit(train)
+    par = model(LinearRegressor(alpha=1e-6)).fit(train, client=process_client)
+    np.testing.assert_allclose(par.predict(test), serial.predict(test), rtol=1e-10)
+    nn = NeuralNetworkRegressor(hidden_layer_sizes=(4,), max_iter=200, tol=1e-6, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # ConvergenceWarning is not what this test is about
+        serial = model(nn).fit(train)
+        par = model(nn).fit(train, client=process_client)
+    np.testing.assert_array_equal(par.regressor_.params_, serial.regressor_.params_)
+
+
+def test_unpicklable_descriptor_is_a_typed_error_before_any_cluster_starts(monkeypatch):
+    import hybridpot.parallel as par
+
+    def no_cluster(*args, **kwargs):  # pragma: no cover - must not be reached
+        raise AssertionError("a cluster was started")
+
+    monkeypatch.setattr(par, "local_client", no_cluster)
+    ps = _ps()
+    ps.lock = threading.Lock()
+    model = HybridPotential(ps, LinearRegressor(), n_workers=2)
+    with pytest.raises(InvalidParameterError,
+                       match=r"sends the descriptor \(PowerSpectrum\) to the workers, so it "
+                             r"must pickle; TypeError: .*lock.*n_workers=1"):
+        model.fit(emt_dataset(2, seed=3, reps=(1, 1, 1)))
