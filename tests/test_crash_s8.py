@@ -374,3 +374,52 @@ def test_saved_model_has_the_umask_mode(saved, tmp_path):
     np.testing.assert_array_equal(HybridPotential.load(tmp_path / "a.hpot").predict(
         saved_structures := [bulk("Cu", "fcc", a=3.6, cubic=True)]),
         model.predict(saved_structures))
+
+
+# ---------------------------------------------------------------------------- LAMMPS SNAP
+def _snap_files(tmp_path, coeff_body=None, n_blocks=1):
+    from hybridpot.descriptors import SNAPBispectrum
+
+    K = SNAPBispectrum(species=["Cu"], twojmax=2, rcutfac=4.0).n_features
+    (tmp_path / "m.snapparam").write_text("rcutfac 4.0\ntwojmax 2\n")
+    blocks = "".join(f"{el} 0.5 1.0\n" + "".join(f"{0.01 * k}\n" for k in range(K + 1))
+                     for el in ["Cu", "Ni"][:n_blocks])
+    (tmp_path / "m.snapcoeff").write_text(
+        coeff_body(K, blocks) if coeff_body else f"# test\n1 {K + 1}\n{blocks}")
+    return tmp_path / "m.snapcoeff", tmp_path / "m.snapparam"
+
+
+@pytest.mark.parametrize("body, message", [
+    # a NaN coefficient was an InvalidParameterError of LinearRegressor.from_coef naming
+    # neither the file nor the line ('Got shape (1, 6)')
+    (lambda K, b: f"1 {K + 1}\n" + b.replace("\n0.02\n", "\nnan\n"),
+     r"m.snapcoeff:5: coefficient 2 of element 'Cu' is nan; coefficients must be finite"),
+    # a header announcing one element over two blocks dropped the second silently
+    (lambda K, b: f"1 {K + 1}\n" + b + "Ni 0.5 1.0\n" + "0.0\n" * (K + 1),
+     r"m.snapcoeff:\d+: unexpected line 'Ni 0.5 1.0' after the 1 element block\(s\) the "
+     r"header '1 \d+' announces"),
+    # an invalid element name came out as 'The species parameter of read_snap ...'
+    (lambda K, b: f"1 {K + 1}\n" + b.replace("Cu ", "Xx "),
+     r"m.snapcoeff:2: element block 1 names 'Xx', which is not a chemical symbol"),
+])
+def test_malformed_snapcoeff_is_a_model_format_error(tmp_path, body, message):
+    from hybridpot.io.lammps import read_snap
+
+    coeff, param = _snap_files(tmp_path, body)
+    with pytest.raises(ModelFormatError, match=message):
+        read_snap(coeff, param)
+
+
+def test_binary_snap_files_are_model_format_errors(tmp_path):
+    # a raw UnicodeDecodeError before
+    from hybridpot.io.lammps import read_snap
+
+    coeff, param = _snap_files(tmp_path)
+    assert read_snap(coeff, param).predict([bulk("Cu", "fcc", a=3.6, cubic=True)]).shape == (1,)
+    coeff.write_bytes(b"\x80\x81\xff" * 10)
+    with pytest.raises(ModelFormatError, match=r"m.snapcoeff: not a text SNAP coefficient "
+                                               r"file"):
+        read_snap(coeff, param)
+    param.write_bytes(b"\x80\x81\xff" * 10)
+    with pytest.raises(ModelFormatError, match=r"m.snapparam: not a text SNAP parameter file"):
+        read_snap(coeff, param)

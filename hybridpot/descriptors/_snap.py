@@ -7,6 +7,7 @@ import numbers
 from pathlib import Path
 
 import numpy as np
+from ase.data import chemical_symbols
 
 from .._exceptions import InvalidParameterError, ModelFormatError
 from .._validation import check_float, check_int, check_species_list
@@ -140,7 +141,7 @@ def read_snapparam(path):
     if not path.is_file():
         raise ModelFormatError(f"SNAP parameter file {str(path)!r} does not exist.")
     out = dict(_SNAPPARAM_DEFAULTS)
-    for lineno, raw in enumerate(path.read_text().splitlines(), 1):
+    for lineno, raw in enumerate(_read_text(path, "SNAP parameter").splitlines(), 1):
         line = raw.split("#", 1)[0].replace('"', " ").replace("'", " ").split()
         if not line:
             continue
@@ -185,11 +186,12 @@ def read_snapcoeff(path):
     path = Path(path)
     if not path.is_file():
         raise ModelFormatError(f"SNAP coefficient file {str(path)!r} does not exist.")
-    lines = []
-    for raw in path.read_text().splitlines():
+    lines, linenos = [], []
+    for lineno, raw in enumerate(_read_text(path, "SNAP coefficient").splitlines(), 1):
         words = raw.split("#", 1)[0].replace('"', " ").replace("'", " ").split()
         if words:
             lines.append(words)
+            linenos.append(lineno)
     try:
         nelem, ncoeff = int(lines[0][0]), int(lines[0][1])
         if len(lines[0]) != 2 or nelem < 1 or ncoeff < 1:
@@ -216,9 +218,30 @@ def read_snapcoeff(path):
                 f"<weight>' followed by {ncoeff} coefficient lines.") from None
         if el in out:
             raise ModelFormatError(f"{path}: element {el!r} appears twice.")
+        if el not in chemical_symbols or el == "X":
+            raise ModelFormatError(f"{path}:{linenos[pos]}: element block {len(out) + 1} "
+                                   f"names {el!r}, which is not a chemical symbol.")
+        bad = np.flatnonzero(~np.isfinite(coef))
+        if bad.size:
+            raise ModelFormatError(
+                f"{path}:{linenos[pos + 1 + bad[0]]}: coefficient {bad[0]} of element {el!r} "
+                f"is {coef[bad[0]]}; coefficients must be finite.")
         out[el] = (rad, wj, coef)
         pos += 1 + ncoeff
+    if pos != len(lines):
+        # e.g. a header '1 56' over two element blocks: the second was dropped silently
+        raise ModelFormatError(
+            f"{path}:{linenos[pos]}: unexpected line {' '.join(lines[pos])!r} after the "
+            f"{nelem} element block(s) the header '{nelem} {ncoeff}' announces.")
     return out
+
+
+def _read_text(path, what):
+    """The text of a LAMMPS input file; ModelFormatError for a binary / non-UTF-8 one."""
+    try:
+        return path.read_text()
+    except UnicodeDecodeError as e:
+        raise ModelFormatError(f"{path}: not a text {what} file ({e}).") from None
 
 
 def _check_flag(value, name, owner):

@@ -128,7 +128,7 @@ def read_snap(coeff, param, *, species=None, baseline=None):
     try:
         K = desc.n_features
     except InvalidParameterError as e:
-        raise ModelFormatError(f"{param}: invalid SNAP parameters: {e}") from e
+        raise ModelFormatError(f"{param} with {coeff}: invalid SNAP parameters: {e}") from e
     quadratic = bool(p["quadraticflag"])
     expect = 1 + K + (K * (K + 1) // 2 if quadratic else 0)
     coef = np.array([blocks[s][2] for s in species])
