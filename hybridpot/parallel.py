@@ -191,6 +191,19 @@ def fit_parallel(model, regressor, prep, source, *, client=None, tasks_per_worke
     n = len(prep.structures)
     meta = {"n_species": source.n_species, "n_features": source.n_features,
             "species": source.species, "group_names": source.group_names}
+    if client is not None:
+        _require_dask()
+        from distributed import Client
+
+        if not isinstance(client, Client):
+            raise InvalidParameterError(
+                "The 'client' argument of HybridPotential.fit must be a distributed.Client "
+                "(e.g. Client('tcp://host:8786') for a running scheduler) or None. Got "
+                f"{client!r} instead.")
+        if client.status != "running":
+            raise InvalidParameterError(
+                "The 'client' argument of HybridPotential.fit must be a running "
+                f"distributed.Client. Got a client with status {client.status!r}.")
     worker_model = _worker_model(model)
     _check_picklable(worker_model.descriptor, f"descriptor ({type(model.descriptor).__name__})")
     _check_picklable(regressor, f"regressor ({type(regressor).__name__})")
