@@ -56,6 +56,12 @@ class _Prepared:
         self.group_names = group_names
 
 
+#: attributes HybridPotential.fit sets or drops (restored when a fit fails)
+_FIT_ATTRIBUTES = ("species_", "reference_energies_", "trained_species_", "group_names_",
+                   "regressor_", "n_train_structures_", "fit_time_", "uncertainty_",
+                   "uncertainty_scale_", "uncertainty_recalibration_")
+
+
 class HybridPotential(BaseEstimator):
     r"""An empirical baseline plus a machine-learned correction, fitted to DFT residuals.
 
@@ -404,22 +410,31 @@ class HybridPotential(BaseEstimator):
         kind_weights = self._validate()
         structures = _as_structure_list(structures)
         prep = self._prepare(structures, kind_weights)
-        self.species_ = tuple(self.descriptor.species)
-        self.reference_energies_ = self._fit_reference_energies(prep)
-        self.trained_species_ = self._trained_species(prep)
-        self.group_names_ = prep.group_names
-        source = self._batch_source(prep)
-        regressor = clone(self.regressor)
-        # a posterior committee or σ scale of a previous fit would be stale
-        self.__dict__.pop("uncertainty_", None)
-        self.__dict__.pop("uncertainty_scale_", None)
-        self.__dict__.pop("uncertainty_recalibration_", None)
-        if client is not None or int(self.n_workers) > 1:
-            from .parallel import fit_parallel
+        # a fit that fails below (regressor, Dask worker, interrupt) leaves the model as it
+        # was: the new reference energies with the previous regressor_ were silently wrong
+        old = {k: self.__dict__[k] for k in _FIT_ATTRIBUTES if k in self.__dict__}
+        try:
+            self.species_ = tuple(self.descriptor.species)
+            self.reference_energies_ = self._fit_reference_energies(prep)
+            self.trained_species_ = self._trained_species(prep)
+            self.group_names_ = prep.group_names
+            source = self._batch_source(prep)
+            regressor = clone(self.regressor)
+            # a posterior committee or σ scale of a previous fit would be stale
+            self.__dict__.pop("uncertainty_", None)
+            self.__dict__.pop("uncertainty_scale_", None)
+            self.__dict__.pop("uncertainty_recalibration_", None)
+            if client is not None or int(self.n_workers) > 1:
+                from .parallel import fit_parallel
 
-            fit_parallel(self, regressor, prep, source, client=client)
-        else:
-            regressor.fit(source)
+                fit_parallel(self, regressor, prep, source, client=client)
+            else:
+                regressor.fit(source)
+        except BaseException:
+            for k in _FIT_ATTRIBUTES:
+                self.__dict__.pop(k, None)
+            self.__dict__.update(old)
+            raise
         self.regressor_ = regressor
         self.n_train_structures_ = len(structures)
         self.fit_time_ = time.perf_counter() - t0

@@ -123,3 +123,69 @@ def test_unpicklable_descriptor_is_a_typed_error_before_any_cluster_starts(monke
                        match=r"sends the descriptor \(PowerSpectrum\) to the workers, so it "
                              r"must pickle; TypeError: .*lock.*n_workers=1"):
         model.fit(emt_dataset(2, seed=3, reps=(1, 1, 1)))
+
+
+def _lj():
+    return LennardJones(epsilon=0.02, sigma=2.3, r_cut=4.0)
+
+
+@pytest.mark.parametrize("client", ["tcp://127.0.0.1:8786", 3])
+def test_client_must_be_a_distributed_client(client):
+    pytest.importorskip("distributed")
+    model = HybridPotential(_ps(), LinearRegressor())
+    with pytest.raises(InvalidParameterError,
+                       match=r"The 'client' argument of HybridPotential.fit must be a "
+                             r"distributed.Client .* or None. Got .* instead"):
+        model.fit(emt_dataset(2, seed=3, reps=(1, 1, 1)), client=client)
+
+
+def test_closed_client_is_a_typed_error():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=":0") as cluster:
+        client = distributed.Client(cluster)
+        client.close()
+        with pytest.raises(InvalidParameterError, match="must be a running distributed.Client. "
+                                                        "Got a client with status 'closed'"):
+            HybridPotential(_ps(), LinearRegressor()).fit(
+                emt_dataset(2, seed=3, reps=(1, 1, 1)), client=client)
+
+
+def _shifted(structures, de):
+    out = []
+    for a in structures:
+        b = a.copy()
+        res = dict(a.calc.results)
+        res["energy"] = res["energy"] + de * len(a)
+        from ase.calculators.singlepoint import SinglePointCalculator
+
+        b.calc = SinglePointCalculator(b, **res)
+        out.append(b)
+    return out
+
+
+@pytest.mark.parametrize("how", ["dask", "regressor"])
+def test_failed_refit_leaves_the_previous_model_intact(how):
+    """A refit that fails in the regressor or on the Dask path kept the previous regressor_
+    with the *new* reference energies: energies 20 eV off, silently."""
+    train = emt_dataset(4, seed=1, reps=(1, 1, 1))
+    other = _shifted(emt_dataset(4, seed=9, reps=(1, 1, 1)), 5.0)
+    reg = NeuralNetworkRegressor(hidden_layer_sizes=(3,), max_iter=5, random_state=0)
+    model = HybridPotential(_ps(), reg, _lj())
+    with pytest.warns(Warning, match="without converging"):
+        model.fit(train)
+    before = model.predict(train)
+    state = {k: v for k, v in model.__dict__.items() if k.endswith("_")}
+    if how == "dask":
+        pytest.importorskip("distributed")
+        with pytest.raises(InvalidParameterError, match="'client' argument"):
+            model.fit(other, client="tcp://127.0.0.1:8786")
+    else:
+        # one labelled structure cannot be split for early stopping: the regressor raises
+        model.set_params(regressor__early_stopping=True)
+        with pytest.raises(InvalidParameterError, match="early_stopping"):
+            model.fit(other[:1])
+    assert {k: v for k, v in model.__dict__.items() if k.endswith("_")}.keys() == state.keys()
+    for k, v in state.items():
+        assert model.__dict__[k] is v, k
+    np.testing.assert_array_equal(model.predict(train), before)
