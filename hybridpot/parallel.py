@@ -65,12 +65,20 @@ def local_client(n_workers, *, processes=True):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    client = Client(cluster)
+    try:
+        # not the default client: dask computations elsewhere in the program keep their
+        # scheduler, and nothing outlives the fit
+        client = Client(cluster, set_as_default=False)
+    except BaseException:
+        cluster.close()  # a client that cannot connect must not leave the workers running
+        raise
     try:
         yield client
     finally:
-        client.close()
-        cluster.close()
+        try:
+            client.close()
+        finally:
+            cluster.close()
 
 
 def _worker_model(model):

@@ -189,3 +189,41 @@ def test_failed_refit_leaves_the_previous_model_intact(how):
     for k, v in state.items():
         assert model.__dict__[k] is v, k
     np.testing.assert_array_equal(model.predict(train), before)
+
+
+def test_local_client_closes_the_cluster_when_the_client_fails(monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    from hybridpot.parallel import local_client
+
+    closed = []
+
+    class FakeCluster:
+        def __init__(self, **kwargs):
+            self.kwargs = kwargs
+
+        def close(self):
+            closed.append(self)
+
+    def failing_client(cluster, **kwargs):
+        raise OSError("cannot connect")
+
+    monkeypatch.setattr(distributed, "LocalCluster", FakeCluster)
+    monkeypatch.setattr(distributed, "Client", failing_client)
+    with pytest.raises(OSError, match="cannot connect"):
+        with local_client(2):
+            pass  # pragma: no cover - not reached
+    assert len(closed) == 1 and closed[0].kwargs["n_workers"] == 2
+
+
+def test_embedded_client_is_not_the_default_and_is_closed():
+    distributed = pytest.importorskip("distributed")
+    from hybridpot.parallel import local_client
+
+    with local_client(1, processes=False) as client:
+        assert client.status == "running"
+        try:
+            default = distributed.default_client()
+        except ValueError:  # no client at all
+            default = None
+        assert default is not client
+    assert client.status == "closed"
