@@ -10,8 +10,11 @@ passes through the scheduler but task graphs.  The sparse GP first runs a candid
 same way (per-task reservoirs of environments under the serial fit's per-atom random keys,
 merged in order) and chooses the inducing points on the client; an
 :class:`~hybridpot.regression.EnsembleRegressor` of sparse GPs runs both passes for all its
-members at once (per-atom keys of every member).  Other regressors get the
-batches gathered to the client and are fitted there (descriptors still computed in parallel).
+members at once (per-atom keys of every member).  Other regressors (the neural network,
+ensembles of them) are fitted on the client from a source that fetches the batches from the
+workers one task at a time, in the serial order (descriptors still computed in parallel; the
+batches stay on the workers until read, so the client holds what the regressor keeps, e.g. the
+Jacobians pruned by ``max_force_rows``, plus one task's batches).
 
 The result is identical to the serial path up to floating-point round-off (QR factors of the
 same rows in a different order).
@@ -249,10 +252,18 @@ def fit_parallel(model, regressor, prep, source, *, client=None, tasks_per_worke
         else:
             futs = [cl.submit(_worker_batches, model_f, _subset(prep, ids), ids, pure=False)
                     for ids in splits]
-            batches = [b for f in futs for b in f.result()]
             from .regression._base import BatchSource
 
-            regressor.fit(BatchSource(batches, n_species=meta["n_species"],
+            def fetched():
+                # one task's batches at a time, in the serial order: the batches stay on the
+                # workers until the regressor reads them (a NeuralNetworkRegressor with
+                # max_force_rows keeps only the pruned copy; a list held here kept every
+                # full Jacobian on the client as well); each pass over the source (one per
+                # member of an EnsembleRegressor) fetches them again
+                for f in futs:
+                    yield from f.result()
+
+            regressor.fit(BatchSource(fetched, n_species=meta["n_species"],
                                       n_features=meta["n_features"], species=meta["species"],
                                       group_names=meta["group_names"]))
     return regressor
