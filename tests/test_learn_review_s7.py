@@ -102,7 +102,9 @@ def test_resumed_iteration_scores_proposals_with_the_model_that_proposed_them(tm
     got = [h["selected_sigma_max"] for h in resumed.history_]
     want = [h["selected_sigma_max"] for h in ref.history_]
     assert got[0] is None and want[0] is None  # no model before the first batch
-    assert got[1] > 0.1       # was 0.011 (scored by a model fitted on half the batch)
+    # was 0.011 (scored by a model fitted on half the batch); 0.09 since the proposals are
+    # labelled as written to their file (1e-8 Å rounding; a 2-structure fit, so sensitive)
+    assert got[1] > 0.05
     np.testing.assert_allclose(got[1:], want[1:], rtol=1e-6)
     assert [a.info["al_id"] for a in resumed.labelled_] == \
         [a.info["al_id"] for a in ref.labelled_]
