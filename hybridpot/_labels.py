@@ -75,6 +75,20 @@ def _lookup(atoms, key):
     return None
 
 
+def _number(value, kind, index, shape):
+    """``value`` as float64 (a scalar when ``shape == ()``); a label that is not numeric (an
+    extxyz ``energy=abc``, a scalar energy of several values) is a MissingLabelsError, not a
+    raw ValueError."""
+    try:
+        a = np.array(value, dtype=float)
+        return float(a.reshape(())) if shape == () else a
+    except (TypeError, ValueError):
+        raise MissingLabelsError(
+            f"The {kind} label of structure {index} must be "
+            f"{'a number' if shape == () else 'an array of numbers'}. Got {value!r} instead.") \
+            from None
+
+
 def get_labels(atoms, index=0, *, require=True):
     """Return the :class:`Labels` stored on ``atoms`` (calculator results, or info/arrays).
 
@@ -94,12 +108,12 @@ def get_labels(atoms, index=0, *, require=True):
     f = _lookup(atoms, "forces")
     s = _lookup(atoms, "stress")
     if e is not None:
-        e = float(np.asarray(e, dtype=float).reshape(()))
+        e = _number(e, "energy", index, ())
         if not np.isfinite(e):
             raise MissingLabelsError(f"The energy label of structure {index} is {e}; labels "
                                      f"must be finite (remove the label to skip it).")
     if f is not None:
-        f = np.array(f, dtype=float)
+        f = _number(f, "forces", index, None)
         if f.shape != (len(atoms), 3):
             raise MissingLabelsError(f"The forces label of structure {index} must have shape "
                                      f"{(len(atoms), 3)}. Got {f.shape} instead.")
@@ -107,7 +121,7 @@ def get_labels(atoms, index=0, *, require=True):
             raise MissingLabelsError(f"The forces label of structure {index} contains NaN or "
                                      f"inf; labels must be finite.")
     if s is not None:
-        s = voigt_from_any(s)
+        s = voigt_from_any(_number(s, "stress", index, None))
         if not np.all(np.isfinite(s)):
             raise MissingLabelsError(f"The stress label of structure {index} contains NaN or "
                                      f"inf; labels must be finite.")
