@@ -100,12 +100,30 @@ def _worker_model(model):
     return wm
 
 
-def _check_picklable(obj, what):
-    """Raise a typed error before any cluster is started if ``obj`` cannot travel."""
+#: task arguments up to this pickled size are sent with every task; larger ones are scattered
+_INLINE_BYTES = 1 << 20
+
+
+def _pickled_size(obj):
     import cloudpickle  # a dependency of dask.distributed
 
+    return len(cloudpickle.dumps(obj))
+
+
+def _argument(cl, obj):
+    """``obj`` as a task argument.  Small objects (the worker model, an unfitted regressor)
+    travel inside each task, so a task lost with a dying worker is rerun elsewhere; data
+    scattered to the workers is lost with a worker that dies ('cancelled for reason: already
+    forgotten').  Large ones (a sparse GP with its inducing set) are scattered."""
+    if _pickled_size(obj) <= _INLINE_BYTES:
+        return obj
+    return cl.scatter(obj, broadcast=True)
+
+
+def _check_picklable(obj, what):
+    """Raise a typed error before any cluster is started if ``obj`` cannot travel."""
     try:
-        cloudpickle.dumps(obj)
+        _pickled_size(obj)
     except Exception as exc:  # pickling raises TypeError, PicklingError, AttributeError, ...
         raise InvalidParameterError(
             f"Fitting with Dask (n_workers > 1 or client=) sends the {what} to the workers, "
@@ -233,19 +251,19 @@ def fit_parallel(model, regressor, prep, source, *, client=None, tasks_per_worke
                 passes = ("candidates", "stats") if hasattr(regressor, "_candidate_keys") \
                     else ("stats",)
         streamed = "stats" in passes
-        model_f = cl.scatter(worker_model, broadcast=True)
+        model_f = _argument(cl, worker_model)
         if "candidates" in passes:
             # two-pass regressors (sparse GP): a candidate pass on the workers with the
             # per-atom reservoir keys of the serial fit, then the inducing points on the client
             nat = np.array([len(a) for a in prep.structures], dtype=np.int64)
             keys = regressor._candidate_keys(meta, int(nat.sum()))
             off = np.concatenate([[0], np.cumsum(nat)])
-            reg_f = cl.scatter(regressor, broadcast=True)
+            reg_f = _argument(cl, regressor)
             futs = [cl.submit(_worker_candidates, model_f, reg_f, _subset(prep, ids), ids, meta,
                               keys[off[ids[0]]:off[ids[-1] + 1]], pure=False) for ids in splits]
             regressor._set_inducing(_tree_reduce(cl, _merge_candidates, reg_f, futs), meta)
         if streamed:
-            reg_f = cl.scatter(regressor, broadcast=True)
+            reg_f = _argument(cl, regressor)
             futs = [cl.submit(_worker_stats, model_f, reg_f, _subset(prep, ids), ids, meta,
                               pure=False) for ids in splits]
             regressor._fit_stats(_tree_reduce(cl, _merge, reg_f, futs), meta)

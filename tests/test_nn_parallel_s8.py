@@ -262,3 +262,35 @@ def test_dask_nn_fit_reads_the_batches_one_task_at_a_time(process_client):
     assert par.regressor_.n_batches_seen_ == 4
     assert par.regressor_.n_batches_alive_ == 0
     np.testing.assert_array_equal(par.regressor_.params_, serial.regressor_.params_)
+
+
+class _DieOnce(PowerSpectrum):
+    """Kills the worker process the first time it computes a structure there (a worker lost to
+    the OOM killer, a node failure)."""
+
+    def compute(self, atoms, gradients=False):
+        import os
+
+        marker = self.__dict__.get("marker")
+        if marker and os.getpid() != self.__dict__["client_pid"] and not os.path.exists(marker):
+            with open(marker, "w"):
+                pass
+            os._exit(3)
+        return super().compute(atoms, gradients=gradients)
+
+
+def test_dask_fit_survives_a_worker_that_dies(process_client, tmp_path):
+    """The model and regressor travel inside the tasks: a task lost with its worker is rerun
+    (the scattered copies were lost: FutureCancelledError '... cancelled for reason: already
+    forgotten')."""
+    import os
+
+    train = emt_dataset(6, seed=7, reps=(1, 1, 1))
+    desc = _DieOnce(species=["Cu"], r_cut=4.0, n_max=3, l_max=2)
+    serial = HybridPotential(desc, LinearRegressor(alpha=1e-6), _lj(), chunk_size=2).fit(train)
+    desc.marker = str(tmp_path / "died")
+    desc.client_pid = os.getpid()
+    par = HybridPotential(desc, LinearRegressor(alpha=1e-6), _lj(), chunk_size=2)
+    par.fit(train, client=process_client)
+    assert os.path.exists(desc.marker)  # a worker did die
+    np.testing.assert_allclose(par.predict(train), serial.predict(train), rtol=1e-10)
