@@ -471,3 +471,61 @@ def test_non_numeric_label_in_extxyz_is_a_missing_labels_error(tmp_path, initial
     with pytest.raises(MissingLabelsError, match=r"stress label of structure 3 must be an "
                                                  r"array of numbers"):
         get_labels(at, 3)
+
+
+_SLOW_DRIVER = textwrap.dedent("""
+    import os, sys, time, warnings
+    warnings.simplefilter("ignore")
+    sys.path.insert(0, {tests!r})
+    from ase.calculators.calculator import Calculator, all_changes
+    import test_crash_s8 as T
+
+    class Slow(Calculator):
+        implemented_properties = ["energy", "free_energy", "forces"]
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            with open(sys.argv[2] + ".tmp", "w") as fh:
+                fh.write(str(os.getpid()))
+            os.replace(sys.argv[2] + ".tmp", sys.argv[2])
+            time.sleep(120)
+
+    initial = [T.emt_label(a) for a in T._sampler().sample(2, random_state=100)]
+    T._learner(sys.argv[1], Slow(), initial, oracle_timeout=300).run()
+""")
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
+def test_oracle_worker_dies_with_a_killed_learner(tmp_path):
+    # the worker of oracle_timeout went on as an orphan (a DFT run beside the resumed one)
+    import time
+
+    script = tmp_path / "driver.py"
+    script.write_text(_SLOW_DRIVER.format(tests=os.path.dirname(__file__)))
+    pid_file = tmp_path / "worker.pid"
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "run"), str(pid_file)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        t0 = time.time()
+        while not pid_file.exists() and time.time() - t0 < 120:
+            time.sleep(0.1)
+        worker = int(pid_file.read_text())
+        assert _alive(worker)
+    finally:
+        proc.kill()
+        proc.wait()
+    t0 = time.time()
+    while _alive(worker) and time.time() - t0 < 10:
+        time.sleep(0.1)
+    alive = _alive(worker)
+    if alive:
+        os.kill(worker, signal.SIGKILL)
+    assert not alive

@@ -200,8 +200,31 @@ def _compute(oracle, atoms):
     return out
 
 
-def _worker_main(conn, oracle, atoms):
+def _die_with_parent(parent_pid):
+    """Make this (worker) process end when its parent does (Linux: PR_SET_PDEATHSIG).
+
+    A learner killed with SIGKILL (out-of-memory killer, ``scancel``) or SIGTERM runs no
+    cleanup: its oracle worker, e.g. a DFT calculation, went on running as an orphan, beside
+    the worker of the resumed run and in the same scratch folder.
+    """
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover - no libc prctl
+            pass
+    if os.getppid() != parent_pid:   # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _worker_main(conn, oracle, atoms, parent_pid=None):
     """Body of the oracle worker process: label, send the outcome through ``conn``."""
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     try:
         msg = ("ok", _compute(oracle, atoms))
     except BaseException as e:  # re-raised (not Exception) or recorded by the parent
@@ -239,7 +262,7 @@ def _stop(proc):
 def _label_in_process(oracle, atoms, timeout, t0):
     ctx = _mp_context()
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_worker_main, args=(send, oracle, atoms),
+    proc = ctx.Process(target=_worker_main, args=(send, oracle, atoms, os.getpid()),
                        name="hybridpot-oracle", daemon=True)
     with warnings.catch_warnings():
         # Python >= 3.12 warns on fork() while other threads (e.g. tqdm's monitor) run; the
