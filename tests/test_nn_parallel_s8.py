@@ -294,3 +294,115 @@ def test_dask_fit_survives_a_worker_that_dies(process_client, tmp_path):
     par.fit(train, client=process_client)
     assert os.path.exists(desc.marker)  # a worker did die
     np.testing.assert_allclose(par.predict(train), serial.predict(train), rtol=1e-10)
+
+
+@pytest.mark.parametrize("act", ["tanh", "softplus", "silu"])
+def test_loss_gradient_fd_on_power_spectrum_batches_in_several_chunks(act, monkeypatch):
+    """Hand-written double backprop vs central FD of the training loss w.r.t. every weight, on
+    real descriptors (PowerSpectrum, two elements, rattled triclinic cells) with energy, force
+    and stress labels, per-structure weights, bootstrap multiplicities and several chunks."""
+    import hybridpot.regression._nn as nnmod
+    from conftest import emt_label, skewed_two_element_cell
+
+    from hybridpot.regression._nn import _Data, _Layout
+
+    monkeypatch.setattr(nnmod, "_CHUNK_ATOMS", 5)   # 4-atom cells: one structure per chunk
+    train = []
+    for k in range(3):
+        at = emt_label(skewed_two_element_cell(seed=40 + k, rattle=0.12))
+        at.info["fit_weight"] = 0.5 + k
+        train.append(at)
+    ps = PowerSpectrum(species=["Cu", "Ni"], r_cut=3.2, n_max=2, l_max=1)
+    model = HybridPotential(ps, LinearRegressor(), _lj(), chunk_size=2,
+                            weights={"energy": 1.0, "forces": 0.7, "stress": 3.0})
+    prep = model._prepare(train, model._validate())
+    model.reference_energies_ = model._fit_reference_energies(prep)
+    src = model._batch_source(prep)
+    reg = NeuralNetworkRegressor(hidden_layer_sizes=(3, 2), activation=act, alpha=1e-3)
+    reg._validate_params()
+    data = _Data(list(src), src.n_species, src.n_features, None, np.random.default_rng(0))
+    reg._fit_scaling(data.batches, data, src.n_species, src.n_features)
+    layout = _Layout(src.n_features, (3, 2), src.n_species)
+    chunks = reg._chunks(data, data.items, [2.0, 1.0, 3.0])
+    assert len(chunks) == 3 and all(c.has_stress and c.has_forces for c in chunks)
+    theta = layout.init(np.random.default_rng(1)) + 0.05
+    loss, grad = reg._total_loss(theta, layout, chunks, 6.0, True)
+    h = 1e-6
+    fd = np.empty_like(theta)
+    for k in range(theta.size):
+        tp, tm = theta.copy(), theta.copy()
+        tp[k] += h
+        tm[k] -= h
+        fd[k] = (reg._total_loss(tp, layout, chunks, 6.0, False)[0]
+                 - reg._total_loss(tm, layout, chunks, 6.0, False)[0]) / (2 * h)
+    assert loss > 0 and np.abs(fd).max() > 0
+    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-7 * np.abs(fd).max())
+
+
+def _cuni_train(n=8):
+    from conftest import emt_label
+
+    rng = np.random.default_rng(0)
+    out = []
+    for k in range(n):
+        at = bulk("Cu", "fcc", a=3.6, cubic=True)
+        if k % 2:
+            at.symbols[[1, 2]] = "Ni"   # Ni is absent from half of the structures
+        at.set_cell(at.cell.array @ (np.eye(3) + rng.uniform(-0.05, 0.05, (3, 3))),
+                    scale_atoms=True)
+        at.rattle(0.08, seed=k)
+        out.append(emt_label(at))
+    return out
+
+
+def test_ensemble_of_networks_sigma_and_bit_exact_round_trip(tmp_path):
+    """EnsembleRegressor of NN committees in HybridPotential: σ grows away from the data, the
+    members differ, and save/load reproduces energies, forces, stress and σ bit for bit."""
+    from hybridpot.regression import EnsembleRegressor
+
+    train = _cuni_train()
+    member = NeuralNetworkRegressor(hidden_layer_sizes=(6,), max_iter=150, n_models=2)
+    reg = EnsembleRegressor(estimator=member, n_models=2, random_state=3)
+    model = HybridPotential(PowerSpectrum(species=["Cu", "Ni"], r_cut=4.0, n_max=3, l_max=2),
+                            reg, _lj(), chunk_size=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # max_iter is deliberately small
+        model.fit(train)
+    assert model.regressor_.random_states_ == [3, 4]
+    p = [m.params_ for m in model.regressor_.estimators_]
+    assert not np.allclose(p[0], p[1]) and not np.allclose(p[0][0], p[0][1])
+    far = []
+    for k in range(3):
+        at = bulk("Cu", "fcc", a=3.3, cubic=True)
+        at.symbols[[1]] = "Ni"
+        at.rattle(0.25, seed=k)
+        far.append(at)
+    _, s_train = model.predict(train, return_std=True)
+    _, s_far = model.predict(far, return_std=True)
+    assert s_far.mean() > 2 * s_train.mean()
+    path = tmp_path / "nn_ens.hpot"
+    model.save(path)
+    back = HybridPotential.load(path)
+    for a, b in [(model.predict(far, return_std=True), back.predict(far, return_std=True)),
+                 (model.predict_forces(far, return_std=True),
+                  back.predict_forces(far, return_std=True)),
+                 (model.predict_stress(far), back.predict_stress(far))]:
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "adam"])
+def test_early_stopping_split_ignores_global_numpy_state(solver):
+    train = emt_dataset(8, seed=1, reps=(1, 1, 1))
+    out = []
+    for seed in (0, 1):
+        np.random.seed(seed)
+        reg = NeuralNetworkRegressor(hidden_layer_sizes=(4,), solver=solver, max_iter=15,
+                                     early_stopping=True, validation_fraction=0.25,
+                                     n_iter_no_change=3, n_models=2, random_state=11)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out.append(HybridPotential(_ps(), reg, _lj(), chunk_size=3).fit(train).regressor_)
+    assert out[0].validation_index_ == out[1].validation_index_
+    assert out[0].validation_index_[0] != out[0].validation_index_[1]  # a split per member
+    np.testing.assert_array_equal(out[0].params_, out[1].params_)
