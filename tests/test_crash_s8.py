@@ -353,6 +353,14 @@ def _huge_header():
     (lambda doc, arr: {"model.json": json.dumps({**doc, "regressor": {
         **doc["regressor"], "state": {**doc["regressor"]["state"], "fit_mode": None}}}),
         "arrays.npz": _npz(arr)}, r"fit_mode must be 'batch' in a model file. Got 'None'"),
+    # a bad baseline parameter loaded and failed at the first prediction
+    (lambda doc, arr: {"model.json": json.dumps({**doc, "baseline": {
+        "class": "Morse", "params": {**doc["baseline"]["params"], "r0": -1}}}),
+        "arrays.npz": _npz(arr)},
+     r"invalid baseline parameters: The 'r0' parameter of Morse must be a float in \(0, inf\)"),
+    (lambda doc, arr: {"model.json": json.dumps({**doc, "baseline": {
+        "class": "EMT", "params": {"asap_cutoff": "x"}}}), "arrays.npz": _npz(arr)},
+     r"invalid baseline parameters: The 'asap_cutoff' parameter of EMT must be a bool"),
 ])
 def test_damaged_model_file_is_a_model_format_error(saved, tmp_path, make, message,
                                                     monkeypatch):

@@ -253,6 +253,15 @@ def _check_consistent(model, doc):
         raise ModelFormatError(
             f"'reference_energies' must map elements of {list(model.species_)} to finite "
             f"energies (eV/atom). Got {ref!r}.")
+    from .._exceptions import InvalidParameterError
+
+    for check in ("_check", "_setup"):   # the baselines' parameter validation (as at compute)
+        fn = getattr(model.baseline, check, None)
+        if callable(fn):
+            try:
+                fn()
+            except InvalidParameterError as e:
+                raise ModelFormatError(f"invalid baseline parameters: {e}") from None
     ts = getattr(model, "trained_species_", None)
     if ts is not None and len(ts) == 0:
         raise ModelFormatError("'trained_species' must name at least one element. Got [].")
