@@ -537,3 +537,20 @@ def test_oracle_worker_dies_with_a_killed_learner(tmp_path):
     if alive:
         os.kill(worker, signal.SIGKILL)
     assert not alive
+
+
+def test_second_process_on_the_same_run_dir_is_refused(tmp_path, initial, reference):
+    # two runs on one folder (a requeued batch job while the first still ran) labelled every
+    # proposal twice (16 oracle calls for 9 labels, duplicated frames) and raced on state.json
+    from hybridpot.learn._learner import _run_lock
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with _run_lock(run_dir):       # stands for the other process (flock: per open file)
+        with pytest.raises(InvalidParameterError, match=r"is in use by another active-learning "
+                                                        rf"process \(pid {os.getpid()}\)"):
+            _learner(run_dir, "EMT", initial).run()
+    res = _learner(run_dir, "EMT", initial).run()    # released: runs
+    _same_run(res, reference, initial)
+    again = _learner(run_dir, "EMT", initial).run()  # and the lock of a finished run is free
+    assert again.n_oracle_calls_ == 0

@@ -125,6 +125,48 @@ def read_labels(path, *, repair=False):
     return read(io.StringIO(text[:end]), ":", format="extxyz")
 
 
+class _run_lock:
+    """Exclusive advisory lock on ``<run_dir>/.lock`` (``fcntl.flock``; no-op where flock is
+    unavailable).  Two processes on one run directory (a requeued batch job while the first
+    still runs) labelled every proposal twice (16 oracle calls for 9 labels, duplicated frames
+    in labels.extxyz) and overwrote each other's state.json."""
+
+    def __init__(self, folder):
+        self.path = Path(folder) / ".lock"
+        self.fh = None
+
+    def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return self
+        self.fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self.fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.fh.seek(0)
+            holder = self.fh.read().strip() or "unknown"
+            self.fh.close()
+            self.fh = None
+            raise InvalidParameterError(
+                f"The run directory {str(self.path.parent)!r} is in use by another active-"
+                f"learning process (pid {holder}); wait for it to end or give another "
+                "'run_dir'.") from None
+        except OSError:  # pragma: no cover - a file system without flock (some NFS)
+            return self
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.fh.write(str(os.getpid()))
+        self.fh.flush()
+        return self
+
+    def __exit__(self, *exc):
+        if self.fh is not None:
+            self.fh.close()   # releases the lock
+            self.fh = None
+        return False
+
+
 # ---------------------------------------------------------------------------- oracle
 def _untrained_elements(model, atoms):
     """Elements of ``atoms`` that no training structure of the fitted ``model`` had (see
@@ -927,11 +969,21 @@ class ActiveLearner:
 
     # ------------------------------------------------------------------ public
     def run(self):
-        """Run (or resume) the loop until the stopping rule holds; returns ``self``."""
-        import contextlib
+        """Run (or resume) the loop until the stopping rule holds; returns ``self``.
 
+        The run directory is locked while the loop runs (``.lock``, an advisory ``flock``
+        the system releases when the process ends, also when it is killed): a second run
+        on the same directory is an :class:`~hybridpot.InvalidParameterError`.
+        """
         self._validate()
         self._p = self._paths()
+        self._p["dir"].mkdir(parents=True, exist_ok=True)
+        with _run_lock(self._p["dir"]):
+            return self._run()
+
+    def _run(self):
+        import contextlib
+
         self._load()
         self.n_oracle_calls_ = 0
         self._restore_model()
