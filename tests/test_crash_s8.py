@@ -164,8 +164,15 @@ def test_sigkill_during_a_label_append_then_resume(tmp_path, initial, reference)
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert not (run_dir / "labels.extxyz").read_text().endswith("\n")   # torn frame
+    # temp files of writes a kill interrupted are removed at the restart (each killed model
+    # save left a model-sized .hpot-* behind)
+    (run_dir / ".hpot-abc123").write_bytes(b"x" * 100)
+    (run_dir / ".state.json.tmp4242").write_text("{")
+    (run_dir / "proposals" / ".iter_0001.extxyz.tmp4242").write_text("8\n")
     res = _learner(run_dir, "EMT", initial).run()
     _same_run(res, reference, initial)
+    assert sorted(f.name for f in run_dir.iterdir() if f.name.startswith(".")) == [".lock"]
+    assert not [f for f in (run_dir / "proposals").iterdir() if f.name.startswith(".")]
     assert res.n_oracle_calls_ == 2     # the torn label and the sixth
 
 

@@ -635,10 +635,26 @@ class ActiveLearner:
                 raise bad("'proposals' must be null or an object with an int 'iteration', a "
                           f"file name 'file' in {PROPOSALS_DIR}/ and a list of str 'ids'", pr)
 
+    def _remove_stale_temp_files(self):
+        """Temp files of writes a kill interrupted (``.hpot-*`` of the model save, ``.<name>
+        .tmp<pid>`` of the atomic writes): never read, but each killed save left a model-sized
+        file behind.  Safe under the run lock (no other learner writes here)."""
+        import re
+
+        pattern = re.compile(r"^(\.hpot-.+|\..+\.tmp\d+)$")
+        for folder in (self._p["dir"], self._p["proposals"]):
+            for f in folder.iterdir():
+                if pattern.match(f.name) and f.is_file():
+                    try:
+                        f.unlink()
+                    except OSError:  # pragma: no cover - e.g. removed concurrently
+                        pass
+
     def _load(self):
         p = self._p
         p["dir"].mkdir(parents=True, exist_ok=True)
         p["proposals"].mkdir(exist_ok=True)
+        self._remove_stale_temp_files()
         if p["state"].is_file():
             try:
                 st = json.loads(p["state"].read_text())
