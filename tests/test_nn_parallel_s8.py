@@ -406,3 +406,18 @@ def test_early_stopping_split_ignores_global_numpy_state(solver):
     assert out[0].validation_index_ == out[1].validation_index_
     assert out[0].validation_index_[0] != out[0].validation_index_[1]  # a split per member
     np.testing.assert_array_equal(out[0].params_, out[1].params_)
+
+
+def test_large_validation_fraction_leaves_one_training_structure():
+    """validation_fraction=0.9 of 3 structures rounds to 3 held out: now 2 held out and 1 for
+    training (was an InvalidParameterError 'needs at least 2 labelled structures')."""
+    train = emt_dataset(3, seed=1, reps=(1, 1, 1))
+    reg = NeuralNetworkRegressor(hidden_layer_sizes=(3,), max_iter=5, early_stopping=True,
+                                 validation_fraction=0.9, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitted = HybridPotential(_ps(), reg, _lj()).fit(train).regressor_
+    assert len(fitted.validation_index_[0]) == 2
+    with pytest.raises(InvalidParameterError,
+                       match=r"'early_stopping' .* needs at least 2 labelled structures .* has 1"):
+        HybridPotential(_ps(), reg, _lj()).fit(train[:1])

@@ -524,7 +524,8 @@ class NeuralNetworkRegressor(Regressor):
         Hold out ``validation_fraction`` of the structures (a different random split per
         member), monitor their loss and keep the weights with the lowest validation loss.
     validation_fraction : float, default=0.1
-        Fraction of structures held out when ``early_stopping`` (at least one).
+        Fraction of structures held out when ``early_stopping`` (rounded; at least one, and
+        at least one is left for training).
     n_iter_no_change : int, default=20
         Patience (epochs or L-BFGS iterations) of the stopping rules above.
     n_models : int, default=1
@@ -828,12 +829,14 @@ class NeuralNetworkRegressor(Regressor):
         perm = rng.permutation(n)
         val_items = []
         if self.early_stopping:
-            n_val = max(1, int(round(self.validation_fraction * n)))
-            if n - n_val < 1:
+            if n < 2:
                 raise InvalidParameterError(
                     f"The 'early_stopping' parameter of {_OWNER} needs at least 2 labelled "
-                    f"structures (validation_fraction={self.validation_fraction} of {n} "
-                    "leaves no training structure). Got early_stopping=True instead.")
+                    f"structures (one to train on, one to validate); the training data has "
+                    f"{n}. Got early_stopping=True instead.")
+            # at least one structure on each side (validation_fraction=0.9 of 5 structures
+            # was an error although 4 + 1 is a valid split)
+            n_val = min(max(1, int(round(self.validation_fraction * n))), n - 1)
             val_items = [items[k] for k in perm[:n_val]]
             train_items = [items[k] for k in np.sort(perm[n_val:])]
         else:
