@@ -481,6 +481,11 @@ def main(argv=None):
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"hybridpot {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:   # Ctrl-C: a message, not a traceback
+        hint = ("; run the same command again to resume (the labels computed so far are kept "
+                "in the run directory)" if args.command == "learn" else "")
+        print(f"hybridpot {args.command}: interrupted{hint}.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

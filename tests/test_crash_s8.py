@@ -561,3 +561,49 @@ def test_second_process_on_the_same_run_dir_is_refused(tmp_path, initial, refere
     _same_run(res, reference, initial)
     again = _learner(run_dir, "EMT", initial).run()  # and the lock of a finished run is free
     assert again.n_oracle_calls_ == 0
+
+
+def test_cli_learn_ctrl_c_is_a_message_and_resumes(tmp_path, initial, capsys, monkeypatch):
+    # Ctrl-C printed a KeyboardInterrupt traceback from deep inside the learner
+    from ase.io import write
+
+    from hybridpot.cli import main
+    from hybridpot.learn import _learner as L
+
+    write(tmp_path / "init.extxyz", initial)
+    cfg = tmp_path / "learn.toml"
+    cfg.write_text(textwrap.dedent(f"""
+        [descriptor]
+        type = "PowerSpectrum"
+        r_cut = 4.5
+        n_max = 4
+        l_max = 3
+        [baseline]
+        type = "none"
+        [learn]
+        run_dir = "{tmp_path / 'run'}"
+        species = ["Cu"]
+        lattice_constant = 3.61
+        supercell = [2, 1, 1]
+        initial = "{tmp_path / 'init.extxyz'}"
+        n_candidates = 6
+        batch_size = 2
+        max_iterations = 2
+        """))
+    compute, calls = L._compute, []
+
+    def interrupted(oracle, atoms):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return compute(oracle, atoms)
+
+    monkeypatch.setattr(L, "_compute", interrupted)
+    assert main(["learn", "-c", str(cfg), "-q"]) == 130
+    assert capsys.readouterr().err == (
+        "hybridpot learn: interrupted; run the same command again to resume (the labels "
+        "computed so far are kept in the run directory).\n")
+    assert len(L.read_labels(tmp_path / "run" / "labels.extxyz")) == 2
+    monkeypatch.setattr(L, "_compute", compute)
+    assert main(["learn", "-c", str(cfg), "-q"]) == 0
+    assert "learn: 4 labels, 0 failures, 2 iterations" in capsys.readouterr().out
