@@ -421,3 +421,37 @@ def test_large_validation_fraction_leaves_one_training_structure():
     with pytest.raises(InvalidParameterError,
                        match=r"'early_stopping' .* needs at least 2 labelled structures .* has 1"):
         HybridPotential(_ps(), reg, _lj()).fit(train[:1])
+
+
+def test_embedded_cluster_leaves_no_processes_threads_or_environment_behind(monkeypatch):
+    """n_workers=2: a LocalCluster of two worker processes is started and closed by fit; after
+    it no new child process or thread is left (dask's process-wide offload thread and
+    multiprocessing's resource tracker aside), the thread-count variables of this process are
+    restored,
+    and no warning was raised (filterwarnings=error)."""
+    pytest.importorskip("distributed")
+    psutil = pytest.importorskip("psutil")
+    import os
+
+    from hybridpot.parallel import _SINGLE_THREAD_ENV
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    env = {k: os.environ.get(k) for k in _SINGLE_THREAD_ENV}   # (dask sets others itself)
+
+    def children():
+        return {p.pid for p in psutil.Process().children(recursive=True)
+                if "resource_tracker" not in " ".join(p.cmdline())}
+
+    def threads():
+        return {t.ident for t in threading.enumerate()
+                if not t.name.startswith("Dask-Offload")}
+
+    train = emt_dataset(4, seed=2, reps=(1, 1, 1))
+    kids, ths = children(), threads()
+    serial = HybridPotential(_ps(), LinearRegressor(), _lj(), chunk_size=2).fit(train)
+    par = HybridPotential(_ps(), LinearRegressor(), _lj(), chunk_size=2, n_workers=2).fit(train)
+    np.testing.assert_allclose(par.predict(train), serial.predict(train), rtol=1e-10)
+    assert children() <= kids
+    assert threads() <= ths
+    assert {k: os.environ.get(k) for k in _SINGLE_THREAD_ENV} == env
