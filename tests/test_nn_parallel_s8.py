@@ -455,3 +455,40 @@ def test_embedded_cluster_leaves_no_processes_threads_or_environment_behind(monk
     assert children() <= kids
     assert threads() <= ths
     assert {k: os.environ.get(k) for k in _SINGLE_THREAD_ENV} == env
+
+
+def test_failed_ensemble_refit_keeps_the_previous_fitted_state():
+    """A member's fit raising in a refit left the old members with the new seeds in
+    random_states_ and the half-fitted members in the instance."""
+    from hybridpot.regression import BatchSource, EnsembleRegressor
+
+    train = emt_dataset(4, seed=1, reps=(1, 1, 1))
+    model = HybridPotential(_ps(), LinearRegressor(), _lj(), chunk_size=2)
+    prep = model._prepare(train, model._validate())
+    model.reference_energies_ = model._fit_reference_energies(prep)
+    batches = list(model._batch_source(prep))
+    src = BatchSource(batches, n_species=1, n_features=model.descriptor.n_features)
+    member = NeuralNetworkRegressor(hidden_layer_sizes=(3,), max_iter=3, early_stopping=True)
+    ens = EnsembleRegressor(estimator=member, n_models=2, random_state=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ens.fit(src)
+    before = dict(ens.__dict__)
+    assert ens.random_states_ == [5, 6]
+    ens.set_params(random_state=7)
+    # one labelled structure: the members' early stopping cannot split it and raises
+    import dataclasses
+
+    single = dataclasses.replace(
+        batches[0], X=batches[0].X[batches[0].structure == 0],
+        species=batches[0].species[batches[0].structure == 0],
+        structure=batches[0].structure[batches[0].structure == 0], gradients=None,
+        volume=batches[0].volume[:1], energy=batches[0].energy[:1],
+        forces=np.full(((batches[0].structure == 0).sum(), 3), np.nan),
+        stress=np.full((1, 6), np.nan), weights={k: v[:1] for k, v in batches[0].weights.items()},
+        group=batches[0].group[:1], index=batches[0].index[:1])
+    with pytest.raises(InvalidParameterError, match="early_stopping"):
+        ens.fit(BatchSource([single], n_species=1, n_features=model.descriptor.n_features))
+    assert ens.__dict__.keys() == before.keys()
+    assert ens.random_states_ == [5, 6]
+    assert all(ens.__dict__[k] is v for k, v in before.items() if k.endswith("_"))

@@ -174,6 +174,16 @@ class EnsembleRegressor(Regressor):
         meta = {"n_species": source.n_species, "n_features": source.n_features,
                 "species": source.species, "group_names": source.group_names}
         self._start(meta)
+        try:
+            return self._fit_members(source, meta)
+        except BaseException:
+            # a failed refit keeps the previous fitted state as it was (it kept the previous
+            # members with the new seeds in random_states_, and the half-fitted members)
+            self.__dict__.pop("_members_fit", None)
+            self.__dict__.pop("_seeds_fit", None)
+            raise
+
+    def _fit_members(self, source, meta):
         members = self._members_fit
         if not self._fit_passes:
             for m in members:
@@ -198,11 +208,12 @@ class EnsembleRegressor(Regressor):
 
     def _start(self, meta):
         self._validate()
-        self.random_states_ = self._member_seeds()
-        self._members_fit = self._new_members(self.random_states_)
+        self._seeds_fit = self._member_seeds()
+        self._members_fit = self._new_members(self._seeds_fit)
 
     def _finish(self, meta):
         members = self.__dict__.pop("_members_fit")
+        self.random_states_ = self.__dict__.pop("_seeds_fit")
         self.estimators_ = members
         self._set_meta(members[0], meta.get("species"), meta.get("group_names"))
         return self
