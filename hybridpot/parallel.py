@@ -53,7 +53,11 @@ def _require_dask():
 
 @contextlib.contextmanager
 def local_client(n_workers, *, processes=True):
-    """An embedded ``LocalCluster`` client with single-threaded workers (closed on exit)."""
+    """An embedded ``LocalCluster`` client with single-threaded workers (closed on exit).
+
+    The client is not made dask's default client: wrap code that needs a current client
+    (``distributed.as_completed``, ``get_client``) in ``client.as_current()``.
+    """
     _require_dask()
     from distributed import Client, LocalCluster
 
