@@ -102,7 +102,10 @@ class HybridPotential(BaseEstimator):
         descriptor species, eV/atom), or zero.  When the training compositions do not
         determine them (e.g. every structure has the same element ratio) the minimum-norm
         least-squares solution is used: energies at other compositions are then
-        extrapolations (a Bayesian model's σ shows it).
+        extrapolations (a Bayesian model's σ shows it).  Without any energy label ("fit"
+        gives ``e0 = 0``) the data fix forces and stresses but not the energy's constant:
+        predicted energies are then meaningful only as differences between structures of
+        the same composition.
     chunk_size : int, default=16
         Structures per descriptor batch: peak memory scales with the Jacobian of one chunk.
     n_workers : int, default=1
