@@ -902,24 +902,22 @@ class HybridCalculator(Calculator):
         self._model_refs = ()      # its objects (weak where possible): see _model_unchanged
         self.std_fresh = False
 
-    def _model_state(self):
-        """Fingerprint of what the results depend on besides the structure: the fitted
-        regressor, reference energies, posterior committee, σ recalibration (each replaced,
-        not modified, by fit / apply / recalibrate) and the baseline's parameters."""
-        m = self.model
-        base = m.baseline
-        return (id(getattr(m, "regressor_", None)), id(getattr(m, "reference_energies_", None)),
-                id(getattr(m, "uncertainty_", None)),
-                id(getattr(m, "uncertainty_recalibration_", None)),
-                repr(getattr(m, "uncertainty_scale_", None)),
-                # a duck-typed baseline (only ``compute``) has no parameter fingerprint
-                base._param_key() if hasattr(base, "_param_key") else id(base))
-
     def _model_objects(self):
+        """What the results depend on besides the structure: the fitted regressor, reference
+        energies, posterior committee and σ recalibration (each replaced, not modified, by
+        fit / apply / recalibrate) and the baseline."""
         m = self.model
         return (getattr(m, "regressor_", None), getattr(m, "reference_energies_", None),
                 getattr(m, "uncertainty_", None),
                 getattr(m, "uncertainty_recalibration_", None), m.baseline)
+
+    def _model_state(self):
+        """Fingerprint of :meth:`_model_objects`: their ids, the σ scale factors and the
+        baseline's parameters."""
+        *fitted, base = self._model_objects()
+        return (*map(id, fitted), repr(getattr(self.model, "uncertainty_scale_", None)),
+                # a duck-typed baseline (only ``compute``) has no parameter fingerprint
+                base._param_key() if hasattr(base, "_param_key") else id(base))
 
     @staticmethod
     def _hold(obj):
@@ -986,13 +984,9 @@ class HybridCalculator(Calculator):
                 "Got atoms=None.")
         periodic = bool(np.all(a.pbc))
         if not periodic and ({"stress", "stress_std"} & set(properties)):
-            from ase.calculators.calculator import PropertyNotImplementedError
+            from .baselines._base import _stress_needs_3d_pbc
 
-            raise PropertyNotImplementedError(
-                f"HybridCalculator gives the stress only for cells periodic in 3-D "
-                f"(pbc=(True, True, True)); this structure has pbc={a.pbc.tolist()}. For a "
-                f"slab, set atoms.pbc = True with a vacuum wider than the model's cutoffs "
-                f"(energy and forces are then unchanged).")
+            raise _stress_needs_3d_pbc("HybridCalculator", a.pbc, "the model's cutoffs")
         owner = atoms if atoms is not None else a
         key = (a.numbers.tobytes(), tuple(bool(p) for p in a.pbc))
         # a σ property asked for explicitly is always computed (uncertainty=False included)
@@ -1021,8 +1015,6 @@ class HybridCalculator(Calculator):
             self._last_std = {k: r[k] for k in ("energy_std", "forces_std", "stress_std")
                               if k in r}
             try:
-                import weakref
-
                 self._std_owner = weakref.ref(owner)
             except TypeError:   # not weak-referenceable: never reuse its σ
                 self._std_owner = None

@@ -219,6 +219,17 @@ def _jsonable(v, name, owner):
         f"The '{name}' parameter of {owner} ({type(v).__name__}) cannot be saved as JSON.")
 
 
+def _stress_needs_3d_pbc(owner, pbc, cutoff):
+    """The ``PropertyNotImplementedError`` of an ASE calculator asked for the stress of a
+    structure that is not periodic in 3-D (``cutoff`` names what the vacuum must exceed)."""
+    from ase.calculators.calculator import PropertyNotImplementedError
+
+    return PropertyNotImplementedError(
+        f"{owner} gives the stress only for cells periodic in 3-D (pbc=(True, True, True)); "
+        f"this structure has pbc={np.asarray(pbc).tolist()}. For a slab, set atoms.pbc = True "
+        f"with a vacuum wider than {cutoff} (energy and forces are then unchanged).")
+
+
 class BaselineCalculator(Calculator):
     """ASE calculator around :meth:`Baseline.compute`.
 
@@ -260,13 +271,7 @@ class BaselineCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         if "stress" in properties and not bool(np.all(self.atoms.pbc)):
-            from ase.calculators.calculator import PropertyNotImplementedError
-
-            raise PropertyNotImplementedError(
-                f"BaselineCalculator gives the stress only for cells periodic in 3-D "
-                f"(pbc=(True, True, True)); this structure has pbc={self.atoms.pbc.tolist()}. "
-                f"For a slab, set atoms.pbc = True with a vacuum wider than the cutoff "
-                f"(energy and forces are then unchanged).")
+            raise _stress_needs_3d_pbc("BaselineCalculator", self.atoms.pbc, "the cutoff")
         key = self.baseline._param_key()
         res = self.baseline.compute(self.atoms, forces=True, stress=True)
         self.results = {"energy": float(res["energy"]), "free_energy": float(res["energy"]),
