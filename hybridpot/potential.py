@@ -309,6 +309,14 @@ class HybridPotential(BaseEstimator):
                 seen[z] = True
         return tuple(sp for sp, ok in zip(species, seen) if ok)
 
+    def _untrained_elements(self, atoms):
+        """Elements of ``atoms`` that no training structure had (see ``trained_species_``;
+        empty for a model without that record, e.g. one loaded from an older file)."""
+        trained = getattr(self, "trained_species_", None)
+        if trained is None:
+            return set()
+        return set(atoms.get_chemical_symbols()) - set(trained)
+
     def _check_trained_species(self, atoms, z):
         """UnknownSpeciesError if ``atoms`` holds an element no training structure had."""
         trained = getattr(self, "trained_species_", None)

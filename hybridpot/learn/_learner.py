@@ -168,15 +168,6 @@ class _run_lock:
 
 
 # ---------------------------------------------------------------------------- oracle
-def _untrained_elements(model, atoms):
-    """Elements of ``atoms`` that no training structure of the fitted ``model`` had (see
-    ``HybridPotential.trained_species_``; empty for a model without that record)."""
-    trained = getattr(model, "trained_species_", None)
-    if trained is None:
-        return set()
-    return set(atoms.get_chemical_symbols()) - set(trained)
-
-
 def make_oracle(oracle):
     """An ASE calculator (or factory) from ``"EMT"``, a calculator, or a zero-arg callable."""
     from ase.calculators.calculator import BaseCalculator
@@ -806,7 +797,7 @@ class ActiveLearner:
         return f"i{t:04d}-c{k:04d}"
 
     def _sigma(self, model, structures):
-        structures = [a for a in structures if not _untrained_elements(model, a)]
+        structures = [a for a in structures if not model._untrained_elements(a)]
         if not structures:   # the model cannot score them (see _propose)
             return None
         _, s = model.predict_forces(structures, return_std=True)
@@ -845,7 +836,7 @@ class ActiveLearner:
         # (UnknownSpeciesError), and they are the ones it most needs; they go first, in the
         # sampler's order, and the selector ranks the others for the rest of the batch
         new = [k for k, a in enumerate(cands) if model is not None
-               and _untrained_elements(model, a)]
+               and model._untrained_elements(a)]
         if model is None:
             pick = np.arange(n)
         elif len(new) >= n:
@@ -967,7 +958,7 @@ class ActiveLearner:
     def _validation_error(self):
         if not self.validation or self.model_ is None:
             return None
-        if any(_untrained_elements(self.model_, a) for a in self.validation):
+        if any(self.model_._untrained_elements(a) for a in self.validation):
             return None   # not yet trained on every element of the validation set
         return float(self.model_.evaluate(self.validation)["force_mae"])
 
