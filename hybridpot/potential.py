@@ -458,12 +458,29 @@ class HybridPotential(BaseEstimator):
 
         Parameters
         ----------
-        descriptor : Descriptor
-        regressor : Regressor
-            Fitted (has its fitted attributes).
-        baseline : Baseline or None
-        reference_energies : dict or None
-            Per-element e0 in eV/atom (default 0 for every element).
+        descriptor : hybridpot.descriptors.Descriptor
+            The descriptor the regressor was fitted on; its ``species`` become ``species_``.
+        regressor : hybridpot.regression.Regressor
+            Fitted (has its fitted attributes); used as ``regressor_`` without a refit.
+        baseline : hybridpot.baselines.Baseline or None, default=None
+            Empirical potential; ``None`` is a zero baseline.
+        reference_energies : dict of str to float or None, default=None
+            Per-element e0 in eV/atom; an element left out (or ``None``) has 0.
+        **params
+            Other :class:`HybridPotential` hyperparameters (``weights``, ``chunk_size``,
+            ...), stored for a later refit.
+
+        Returns
+        -------
+        HybridPotential
+            Fitted: ``species_``, ``reference_energies_``, ``group_names_ = ("default",)``
+            and ``regressor_`` are set (no ``trained_species_``: every descriptor species is
+            accepted).
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            When a hyperparameter is invalid (as at :meth:`fit`).
         """
         model = cls(descriptor=descriptor, regressor=regressor, baseline=baseline,
                     reference_energies=reference_energies, **params)
@@ -615,9 +632,10 @@ class HybridPotential(BaseEstimator):
         Parameters
         ----------
         structures : list of ase.Atoms (or one Atoms)
+            Structures of the model's trained species (labels, if any, are ignored).
         return_std : bool, default=False
-            Also return the predictive standard deviation (needs a regressor with a
-            posterior).
+            Also return the predictive standard deviation (needs a posterior: a
+            ``LinearPosterior`` committee or a regressor with ``has_uncertainty``).
 
         Returns
         -------
@@ -625,6 +643,17 @@ class HybridPotential(BaseEstimator):
             eV.
         energy_std : ndarray, shape (n_structures,)
             eV, only with ``return_std``.
+
+        Raises
+        ------
+        hybridpot.NotFittedError
+            Before :meth:`fit`.
+        hybridpot.UnknownSpeciesError
+            For an element outside the descriptor species or one without training data
+            (not in ``trained_species_``).
+        hybridpot.InvalidParameterError
+            For ``return_std=True`` without a posterior, or ``structures`` that are not
+            ase.Atoms.
         """
         res = self._evaluate_many(structures, forces=False, stress=False,
                                   return_std=return_std)
@@ -634,7 +663,29 @@ class HybridPotential(BaseEstimator):
         return e
 
     def predict_forces(self, structures, return_std=False):
-        """Forces ``-dE/dr``: list of arrays of shape (n_atoms, 3), eV/Å (and their std)."""
+        """Forces ``-dE/dr``.
+
+        Parameters
+        ----------
+        structures : list of ase.Atoms (or one Atoms)
+            Structures of the model's trained species.
+        return_std : bool, default=False
+            Also return the predictive standard deviation of every component (needs a
+            posterior, as in :meth:`predict`).
+
+        Returns
+        -------
+        forces : list of ndarray, each of shape (n_atoms, 3)
+            eV/Å, one array per structure.
+        forces_std : list of ndarray, each of shape (n_atoms, 3)
+            eV/Å, only with ``return_std``.
+
+        Raises
+        ------
+        hybridpot.NotFittedError, hybridpot.UnknownSpeciesError, \
+hybridpot.InvalidParameterError
+            As :meth:`predict`.
+        """
         res = self._evaluate_many(structures, forces=True, stress=False,
                                   return_std=return_std)
         f = [r["forces"] for r in res]
@@ -643,9 +694,29 @@ class HybridPotential(BaseEstimator):
         return f
 
     def predict_stress(self, structures, return_std=False):
-        """ASE stress (Voigt xx, yy, zz, yz, xz, xy), shape (n_structures, 6), eV/Å³.
+        """ASE stress ``(1/V) dE/d eps`` (Voigt xx, yy, zz, yz, xz, xy).
 
-        Rows of structures that are not periodic in 3-D are NaN.
+        Parameters
+        ----------
+        structures : list of ase.Atoms (or one Atoms)
+            Structures of the model's trained species.
+        return_std : bool, default=False
+            Also return the predictive standard deviation (needs a posterior, as in
+            :meth:`predict`).
+
+        Returns
+        -------
+        stress : ndarray, shape (n_structures, 6)
+            eV/Å³ (ASE sign: negative under compression).  Rows of structures that are not
+            periodic in 3-D are NaN.
+        stress_std : ndarray, shape (n_structures, 6)
+            eV/Å³, only with ``return_std`` (NaN rows as above).
+
+        Raises
+        ------
+        hybridpot.NotFittedError, hybridpot.UnknownSpeciesError, \
+hybridpot.InvalidParameterError
+            As :meth:`predict`.
         """
         res = self._evaluate_many(structures, forces=False, stress=True,
                                   return_std=return_std)
@@ -657,6 +728,11 @@ class HybridPotential(BaseEstimator):
 
     def evaluate(self, structures):
         """Errors against the labels of ``structures``.
+
+        Parameters
+        ----------
+        structures : list of ase.Atoms (or one Atoms)
+            Labelled structures (energy eV, forces eV/Å, stress eV/Å³; any subset of kinds).
 
         Returns
         -------
@@ -695,6 +771,18 @@ class HybridPotential(BaseEstimator):
         force labels raise :class:`~hybridpot.MissingLabelsError` (there is nothing to score:
         a score of 0 would rank every candidate of a grid search first).  Used by
         ``GridSearchCV`` and ``cross_val_score``.
+
+        Parameters
+        ----------
+        structures : list of ase.Atoms (or one Atoms)
+            Labelled structures.
+        y : ignored
+            Present for scikit-learn compatibility (labels live on the Atoms).
+
+        Returns
+        -------
+        float
+            ``-(energy_rmse + force_rmse)``, mixing eV/atom and eV/Å.
         """
         m = self.evaluate(structures)
         parts = [m["energy_rmse"], m["force_rmse"]]
@@ -775,20 +863,74 @@ class HybridPotential(BaseEstimator):
 
     # ------------------------------------------------------------------ ASE and files
     def calculator(self, *, uncertainty=False, uncertainty_interval=1):
-        """An ASE calculator for this fitted model (see :class:`HybridCalculator`)."""
+        """An ASE calculator for this fitted model.
+
+        Parameters
+        ----------
+        uncertainty : bool, default=False
+            Add ``energy_std``, ``forces_std`` and ``stress_std`` to every calculation
+            (needs a posterior); see :class:`HybridCalculator`.
+        uncertainty_interval : int, default=1
+            With ``uncertainty=True``, recompute the σ every this many calculations
+            (``>= 1``); see :class:`HybridCalculator`.
+
+        Returns
+        -------
+        HybridCalculator
+
+        Raises
+        ------
+        hybridpot.NotFittedError
+            Before :meth:`fit`.
+        hybridpot.InvalidParameterError
+            For ``uncertainty=True`` without a posterior, or a bad ``uncertainty_interval``.
+        """
         self._check_fitted()
         return HybridCalculator(self, uncertainty=uncertainty,
                                 uncertainty_interval=uncertainty_interval)
 
     def save(self, path):
-        """Write the fitted model as versioned JSON + npz (see :mod:`hybridpot.io.model`)."""
+        """Write the fitted model as versioned JSON + npz (see :mod:`hybridpot.io.model`).
+
+        Parameters
+        ----------
+        path : str or path-like
+            Output file (conventionally ``*.hpot``); replaced atomically if it exists.
+
+        Raises
+        ------
+        hybridpot.NotFittedError
+            Before :meth:`fit`.
+        FileNotFoundError, IsADirectoryError
+            When the folder of ``path`` does not exist, or ``path`` is a folder.
+        """
         from .io.model import save_model
 
         save_model(self, path)
 
     @classmethod
     def load(cls, path):
-        """Read a model written by :meth:`save`; never executes code from the file."""
+        """Read a model written by :meth:`save`; never executes code from the file.
+
+        Parameters
+        ----------
+        path : str or path-like
+            A file written by :meth:`save` (or :func:`hybridpot.io.save_model`).
+
+        Returns
+        -------
+        HybridPotential
+            The fitted model (hyperparameters, fitted state, posterior committee and σ
+            recalibration as saved).
+
+        Raises
+        ------
+        FileNotFoundError
+            When ``path`` does not exist.
+        hybridpot.ModelFormatError
+            For a file that is not a hybridpot model, is corrupt or incomplete, or was
+            written by a newer format version (the message names the file).
+        """
         from .io.model import load_model
 
         return load_model(path)
@@ -844,6 +986,18 @@ class HybridCalculator(Calculator):
         SO(3) power spectrum (``benchmarks/md.py``); a sparse GP's exact σ costs 25-32 x,
         4.3-4.5 x with ``SparseGPRegressor(derivative_variance="committee")`` and its
         default 16 samples (2.3 x with 4).
+    **kwargs
+        Not accepted: any other keyword (an ASE calculator parameter such as ``label`` or
+        ``directory``) raises :class:`~hybridpot.InvalidParameterError`.
+
+    Raises
+    ------
+    hybridpot.InvalidParameterError
+        For a ``model`` that is not a :class:`HybridPotential`, ``uncertainty=True`` without
+        a posterior, a non-bool ``uncertainty``, ``uncertainty_interval < 1`` or any other
+        keyword.
+    hybridpot.NotFittedError
+        For a model that is not fitted.
 
     Attributes
     ----------
@@ -947,6 +1101,21 @@ class HybridCalculator(Calculator):
                    for h in self._model_refs)
 
     def check_state(self, atoms, tol=1e-15):
+        """ASE's changes between ``atoms`` and the cached structure, plus ``"model"`` when the
+        model was refitted, given a posterior, recalibrated or had its baseline changed.
+
+        Parameters
+        ----------
+        atoms : ase.Atoms
+            The structure to compare with the one of the cached results.
+        tol : float, default=1e-15
+            Position / cell tolerance (Å), as in ASE.
+
+        Returns
+        -------
+        list of str
+            The changed quantities (empty: the cached results are valid).
+        """
         changes = super().check_state(atoms, tol)
         if not self._model_unchanged():
             changes = list(changes) + ["model"]
@@ -954,6 +1123,16 @@ class HybridCalculator(Calculator):
 
     def set(self, **kwargs):
         """Reject ASE-style parameters: the calculator has none of its own.
+
+        Parameters
+        ----------
+        **kwargs
+            Must be empty.
+
+        Returns
+        -------
+        dict
+            ``{}`` (no parameter changed).
 
         Raises
         ------
@@ -983,6 +1162,32 @@ class HybridCalculator(Calculator):
         return self._stale_calls < self.uncertainty_interval - 1
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        """Fill ``self.results`` for ``atoms`` (ASE's calculator protocol).
+
+        Usually called through ``atoms.get_potential_energy()`` / ``get_forces()`` /
+        ``get_stress()`` / ``calc.get_property(name, atoms)``; energy, forces (and stress for
+        a cell periodic in 3-D) are always computed together.
+
+        Parameters
+        ----------
+        atoms : ase.Atoms or None, default=None
+            The structure; ``None`` uses the one attached before.
+        properties : sequence of str, default=("energy",)
+            Properties asked for (see the class docstring for the list and units).  A
+            ``*_std`` property is always recomputed.
+        system_changes : list of str, default=ase.calculators.calculator.all_changes
+            What changed since the last calculation (ASE's bookkeeping).
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            When there is no structure to evaluate.
+        ase.calculators.calculator.PropertyNotImplementedError
+            For ``stress``/``stress_std`` of a cell not periodic in 3-D, and for
+            ``energies`` when the baseline gives no per-atom energies.
+        hybridpot.UnknownSpeciesError
+            For an element the model was not trained on.
+        """
         super().calculate(atoms, properties, system_changes)
         a = self.atoms
         if a is None:
@@ -1045,6 +1250,29 @@ class HybridCalculator(Calculator):
                 f"and stress are unaffected.")
 
     def get_property(self, name, atoms=None, allow_calculation=True):
+        """One property of ``atoms`` (ASE), e.g. ``"forces"`` or ``"energy_std"``.
+
+        Parameters
+        ----------
+        name : str
+            A name in ``implemented_properties`` (see the class docstring for units and
+            shapes); the ``*_std`` names need a model with a posterior (one applied after
+            the calculator was made counts).
+        atoms : ase.Atoms or None, default=None
+            The structure; ``None`` uses the attached one.
+        allow_calculation : bool, default=True
+            False returns None instead of calculating when the cache is stale.
+
+        Returns
+        -------
+        float or ndarray or None
+            The property (a copy of the cached value).
+
+        Raises
+        ------
+        ase.calculators.calculator.PropertyNotImplementedError
+            For a ``*_std`` property of a model without a posterior, or an unknown name.
+        """
         std = ["energy_std", "forces_std", "stress_std"]
         # a posterior applied (or removed) after the calculator was made
         has = self.model._has_posterior()

@@ -43,7 +43,25 @@ def _jsonable(obj):
 
 
 def save_model(model, path):
-    """Write a fitted :class:`~hybridpot.HybridPotential` to ``path`` (a ``.hpot`` zip)."""
+    """Write a fitted :class:`~hybridpot.HybridPotential` to ``path`` (a ``.hpot`` zip).
+
+    The file is written to a temporary name in the same folder and renamed, so an existing
+    model is replaced atomically (keeping its permissions).
+
+    Parameters
+    ----------
+    model : HybridPotential
+        A fitted model.
+    path : str or path-like
+        Output file, conventionally ``*.hpot``.
+
+    Raises
+    ------
+    hybridpot.NotFittedError
+        If ``model`` is not fitted.
+    FileNotFoundError, IsADirectoryError
+        When the folder of ``path`` does not exist, or ``path`` is a folder.
+    """
     from .. import __version__
 
     if not hasattr(model, "regressor_"):
@@ -103,9 +121,21 @@ def save_model(model, path):
 def load_model(path):
     """Read a model written by :func:`save_model`.
 
+    Parameters
+    ----------
+    path : str or path-like
+        A ``.hpot`` file.
+
+    Returns
+    -------
+    HybridPotential
+        The fitted model.
+
     Raises
     ------
-    ModelFormatError
+    FileNotFoundError
+        When ``path`` does not exist.
+    hybridpot.ModelFormatError
         If the file is not a hybridpot model, is corrupt or incomplete, or was written by a
         newer format version than this hybridpot reads.  The message names the file.
     """
