@@ -31,13 +31,29 @@ EV_A3_TO_GPA = 160.21766208
 def collect_predictions(model, structures):
     """Labels and predictions of ``structures`` as flat arrays.
 
+    Parameters
+    ----------
+    model : HybridPotential
+        Fitted.
+    structures : list of ase.Atoms (or one Atoms)
+        Labelled structures (any subset of energy, forces, stress per structure).
+
     Returns
     -------
     dict
         ``energy`` / ``energy_pred`` / ``energy_std`` (eV/atom, per structure with an energy
         label), ``forces`` / ``forces_pred`` / ``forces_std`` (eV/Å, flattened components),
         ``stress`` / ``stress_pred`` / ``stress_std`` (GPa, flattened Voigt components).
-        ``*_std`` are None when the model has no posterior.
+        ``*_std`` are None when the model has no posterior.  Each value is a 1-D array
+        (empty for a kind no structure carries).
+
+    Raises
+    ------
+    hybridpot.InvalidParameterError
+        For a ``model`` that is not a HybridPotential or ``structures`` that are not a
+        non-empty list of ase.Atoms.
+    hybridpot.NotFittedError
+        For a model that is not fitted.
     """
     structures = _check_inputs(model, structures, "collect_predictions")
     has_std = model._has_posterior()
@@ -162,6 +178,11 @@ def write_report(model, structures, folder, *, title="hybridpot report", extra_f
         Labelled structures to evaluate on.
     folder : str or Path
         Created if missing; receives ``report.html``, ``metrics.json`` and ``*.png``.
+        ``metrics.json`` has per kind ``n``, ``mae``, ``rmse`` and ``unit`` (energy eV/atom,
+        forces eV/Å, stress GPa) and, with a posterior, ``coverage_1sigma``,
+        ``coverage_2sigma`` and ``mean_std``.
+    title : str, default="hybridpot report"
+        Title of the HTML page.
     extra_figures : dict of str to bytes, optional
         More PNGs (file name → PNG bytes) to include (e.g. MCMC traces).
     extra_metrics : dict, optional
@@ -171,6 +192,14 @@ def write_report(model, structures, folder, *, title="hybridpot report", extra_f
     -------
     Path
         The HTML file.
+
+    Raises
+    ------
+    hybridpot.InvalidParameterError
+        For a bad ``model``, ``structures``, ``folder``, ``extra_figures`` or
+        ``extra_metrics``.
+    hybridpot.NotFittedError
+        For a model that is not fitted.
     """
     structures = _check_inputs(model, structures, "write_report")
     _check_extras(extra_figures, extra_metrics, "write_report")
@@ -382,8 +411,13 @@ def write_uncertainty_report(model, structures, folder, *, posterior=None,
         Labelled evaluation structures.
     folder : str or Path
         Created if missing; receives ``report.html``, ``metrics.json`` and the ``*.png``.
+        ``metrics.json`` has per kind the :func:`hybridpot.uq.calibration_metrics` and its
+        ``unit`` (energy eV/atom, forces eV/Å, stress eV/Å³: unlike :func:`write_report`
+        and the plots, which show stress in GPa).
     posterior : hybridpot.uq.LinearPosterior, optional
-    title : str
+        A fitted posterior: adds its chain traces, corner plot and θ summary.
+    title : str, default="hybridpot uncertainty report"
+        Title of the HTML page.
     force : bool, default=False
         Summarise a chain shorter than 50 autocorrelation times (else
         :class:`~hybridpot.uq.ChainTooShortError`).
@@ -392,6 +426,16 @@ def write_uncertainty_report(model, structures, folder, *, posterior=None,
     -------
     Path
         The HTML file.
+
+    Raises
+    ------
+    hybridpot.InvalidParameterError
+        For a model without a posterior, a ``posterior`` that is not a LinearPosterior, or
+        bad ``structures`` / ``folder``.
+    hybridpot.NotFittedError
+        For a model (or posterior) that is not fitted.
+    hybridpot.uq.ChainTooShortError
+        For a chain shorter than 50 autocorrelation times without ``force``.
     """
     from ._exceptions import InvalidParameterError
     from .uq import LinearPosterior, calibration_metrics, collect_uncertainty
