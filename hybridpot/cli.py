@@ -459,7 +459,20 @@ def _extra_commands():
 
 
 def main(argv=None):
-    """Entry point of the ``hybridpot`` command; returns the exit code."""
+    """Entry point of the ``hybridpot`` command; returns the exit code.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command-line arguments without the program name (``["fit", "--config",
+        "fit.toml"]``); None: ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        0 on success, 2 for a hybridpot or file error (one line ``hybridpot <command>:
+        error: ...`` on stderr, no traceback), 130 when interrupted (Ctrl-C).
+    """
     parser = _parser()
     args = parser.parse_args(argv)
     try:

@@ -283,6 +283,27 @@ def load_config(path=None, overrides=None):
     linear regressors, whose single noise level they balance, and HybridPotential's
     1 / 1 / 0.1 for the others (sparse GP, network, ensemble: their noise levels per label
     kind set the balance).
+
+    Parameters
+    ----------
+    path : str or path-like, optional
+        A TOML config file; None: the defaults only.
+    overrides : dict, optional
+        Nested tables merged over the file (e.g. ``{"md": {"steps": 100}}``, what the
+        command-line options set); relative ``[data]`` paths in them are resolved like the
+        file's.
+
+    Returns
+    -------
+    dict
+        The full, validated configuration (every section; ``data.train`` / ``data.test`` as
+        lists of absolute paths, the shipped aluminium data when no training file is given).
+
+    Raises
+    ------
+    hybridpot.ConfigError
+        For a missing or invalid TOML file, an unknown section or key, or a value of the wrong
+        type; the message names the file and the key.
     """
     cfg = copy.deepcopy(DEFAULT_CONFIG)
     base_dir = Path.cwd()
@@ -378,13 +399,18 @@ def read_structures(paths, key="data.train", *, labels=None, species=None):
     ----------
     paths : list of str
         Files readable by ``ase.io.read`` (every frame is read).
-    key : str
+    key : str, default="data.train"
         The config key (or option) the paths come from, named in every error.
     labels : bool or None, default=None
         True: every structure needs an energy, forces or stress label; False: labels are not
         looked at; None: labels, when present, must be finite.
     species : list of str, optional
         The elements a model knows; a structure with another element is an error.
+
+    Returns
+    -------
+    list of ase.Atoms
+        Every frame of every file, in order.
 
     Raises
     ------
@@ -577,6 +603,24 @@ def build_descriptor(cfg, species, *, explicit_order=False):
     element or when ``explicit_order`` (the config fixed the species order: ``data.species``
     or ``learn.species``), else it is a :class:`~hybridpot.ConfigError` (the order of first
     appearance in a data file is an accident of the file).
+
+    Parameters
+    ----------
+    cfg : dict
+        A configuration from :func:`load_config`.
+    species : list of str
+        The model's elements, in order.
+    explicit_order : bool, default=False
+        Whether the config fixed the species order (allows per-element lists).
+
+    Returns
+    -------
+    hybridpot.descriptors.Descriptor
+
+    Raises
+    ------
+    hybridpot.ConfigError
+        For an unknown descriptor type or key, or a bad value (the message names the key).
     """
     from .descriptors import DESCRIPTORS
 
@@ -599,6 +643,21 @@ def build_regressor(cfg):
     table (with its own ``type``).  A regressor with a ``random_state`` parameter (sparse GP,
     network, ensemble) gets ``data.seed`` (default 0) unless the table sets it, so that a
     config always fits the same model.
+
+    Parameters
+    ----------
+    cfg : dict
+        A configuration from :func:`load_config`.
+
+    Returns
+    -------
+    hybridpot.regression.Regressor
+        Unfitted.
+
+    Raises
+    ------
+    hybridpot.ConfigError
+        For an unknown regressor type or key, or a bad value (the message names the key).
     """
     import inspect
 
@@ -619,7 +678,23 @@ def build_regressor(cfg):
 
 def build_baseline(cfg):
     """The baseline of ``[baseline]`` (``type = "none"`` for pure ML, ``"EMT"`` for
-    :class:`hybridpot.baselines.EMT`, the numba equal of ASE's EMT)."""
+    :class:`hybridpot.baselines.EMT`, the numba equal of ASE's EMT).
+
+    Parameters
+    ----------
+    cfg : dict
+        A configuration from :func:`load_config`.
+
+    Returns
+    -------
+    hybridpot.baselines.Baseline or None
+        None for ``type = "none"``.
+
+    Raises
+    ------
+    hybridpot.ConfigError
+        For an unknown baseline type or key, or a bad value (the message names the key).
+    """
     from . import baselines as B
 
     body = dict(cfg["baseline"])

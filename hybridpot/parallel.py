@@ -57,7 +57,26 @@ def local_client(n_workers, *, processes=True):
     """An embedded ``LocalCluster`` client with single-threaded workers (closed on exit).
 
     The client is not made dask's default client: wrap code that needs a current client
-    (``distributed.as_completed``, ``get_client``) in ``client.as_current()``.
+    (``distributed.as_completed``, ``get_client``) in ``client.as_current()``.  A context
+    manager: ``with local_client(2) as client: ...``.
+
+    Parameters
+    ----------
+    n_workers : int
+        Worker processes (or threads with ``processes=False``), one thread each; the
+        OpenBLAS / OMP / MKL thread counts are set to 1 in the workers.
+    processes : bool, default=True
+        Workers in separate processes (False: threads of this process).
+
+    Yields
+    ------
+    distributed.Client
+        Connected to the cluster; client and cluster are closed when the block exits.
+
+    Raises
+    ------
+    hybridpot.InvalidParameterError
+        When dask.distributed is not installed (extra ``dask``).
     """
     _require_dask()
     from distributed import Client, LocalCluster
@@ -219,6 +238,15 @@ def fit_parallel(model, regressor, prep, source, *, client=None, tasks_per_worke
         The serial batch source (its sizes and group names are reused).
     client : distributed.Client, optional
         Use this cluster; default: an embedded LocalCluster with ``model.n_workers`` workers.
+    tasks_per_worker : int, default=4
+        The training set is split into ``min(n_structures, n_workers * tasks_per_worker)``
+        tasks (smaller tasks balance the load, larger ones cost less scheduling).
+
+    Raises
+    ------
+    hybridpot.InvalidParameterError
+        For a ``client`` that is not a running ``distributed.Client``, a descriptor or
+        regressor that does not pickle, or dask.distributed missing.
     """
     import numpy as np
 
