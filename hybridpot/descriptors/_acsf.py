@@ -520,13 +520,13 @@ class ACSF(Descriptor):
         ANI angle centres :math:`\theta_s` (rad).  None: ANI-1x's ``(2k + 1) pi / 16``,
         k = 0..7.
 
+    Notes
+    -----
     The parameters of the angular kind not selected are validated but unused.  With
     ``angular=None``, passing any angular parameter (``angular_cutoff``, ``bp_*``, ``ani_*``;
     ``bp_lambdas`` other than its default) raises
     :class:`~hybridpot.InvalidParameterError` naming it.
 
-    Notes
-    -----
     **Feature order** (also given by :meth:`feature_labels`).  With ``S`` species, the radial
     grid ``G = len(radial_etas) * len(radial_shifts)`` and the angular grid ``A``
     (``len(ani_etas) * len(ani_shifts) * len(ani_zetas) * len(ani_theta_shifts)`` for ANI,

@@ -49,13 +49,41 @@ DESCRIPTORS = {}
 
 
 def register_descriptor(cls):
-    """Class decorator: make ``cls`` loadable by name from a model file."""
+    """Class decorator: make ``cls`` loadable by name from a model file.
+
+    Parameters
+    ----------
+    cls : type
+        A :class:`Descriptor` subclass, registered under ``cls.__name__`` in
+        :data:`DESCRIPTORS`.
+
+    Returns
+    -------
+    type
+        ``cls`` itself.
+    """
     DESCRIPTORS[cls.__name__] = cls
     return cls
 
 
 def descriptor_from_dict(d):
-    """Rebuild a descriptor from :meth:`Descriptor.to_dict` output (no code is executed)."""
+    """Rebuild a descriptor from :meth:`Descriptor.to_dict` output (no code is executed).
+
+    Parameters
+    ----------
+    d : dict
+        ``{"class": name, "params": {...}}`` with ``name`` in :data:`DESCRIPTORS`.
+
+    Returns
+    -------
+    Descriptor
+
+    Raises
+    ------
+    hybridpot.ModelFormatError
+        For an unknown class, ``params`` that is not a dict, or parameters the class does not
+        take.
+    """
     from .._exceptions import ModelFormatError
 
     name = d.get("class") if isinstance(d, dict) else None
@@ -89,8 +117,9 @@ class DescriptorGradients:
     rij : ndarray of float64, shape (n_pairs, 3)
         Pair vectors ``r_j + S @ cell - r_i`` (Å).
     d_drij : ndarray of float64, shape (n_pairs, 3, n_features)
-        ``dX[pair_i[p], f] / d rij[p, a]``.
+        ``dX[pair_i[p], f] / d rij[p, a]`` (feature unit / Å).
     n_atoms : int
+        Atoms of the structure.
     """
 
     pair_i: np.ndarray
@@ -102,6 +131,7 @@ class DescriptorGradients:
 
     @property
     def n_features(self):
+        """int: length of each atom's descriptor vector."""
         return int(self.d_drij.shape[2])
 
     @property
@@ -125,8 +155,15 @@ class DescriptorGradients:
     def position_rows(self, coef=None):
         """Sum over centres: ``d(sum_i X_i)/dr_k``, shape (n_atoms, 3, n_features).
 
-        With ``coef`` (shape (n_atoms, n_features), a per-centre weighting) the rows are
-        ``sum_i coef[i] * dX_i/dr_k`` instead.
+        Parameters
+        ----------
+        coef : ndarray, shape (n_atoms, n_features), optional
+            A per-centre weighting: the rows are then ``sum_i coef[i] * dX_i/dr_k``.
+
+        Returns
+        -------
+        ndarray, shape (n_atoms, 3, n_features)
+            Feature unit / Å (times the unit of ``coef``).
         """
         g = self.d_drij if coef is None else self.d_drij * coef[self.pair_i][:, None, :]
         out = np.zeros((self.n_atoms, 3, self.n_features))
@@ -135,7 +172,20 @@ class DescriptorGradients:
         return out
 
     def vjp(self, dE_dX):
-        """Contract with ``dE_dX`` (n_atoms, n_features): returns ``(dE/dr, dE/deps)``."""
+        """Contract the Jacobian with ``dE_dX`` (the adjoint of :meth:`Descriptor.backward`).
+
+        Parameters
+        ----------
+        dE_dX : array_like, shape (n_atoms, n_features)
+            Derivative of a scalar (e.g. an energy, eV) with respect to each descriptor.
+
+        Returns
+        -------
+        dE_dr : ndarray, shape (n_atoms, 3)
+            eV/Å when ``dE_dX`` is in eV per feature unit.
+        dE_deps : ndarray, shape (3, 3)
+            eV.
+        """
         g = np.einsum("paf,pf->pa", self.d_drij, np.asarray(dE_dX)[self.pair_i])
         return _scatter_pair_gradient(self.pair_i, self.pair_j, self.rij, g, self.n_atoms)
 
@@ -210,6 +260,7 @@ class Descriptor(BaseEstimator):
 
     @property
     def n_features(self):  # pragma: no cover - abstract
+        """int: length of each atom's descriptor vector (columns of ``compute``'s ``X``)."""
         raise NotImplementedError
 
     def _compute(self, nl, species_idx, gradients):  # pragma: no cover - abstract
@@ -271,6 +322,16 @@ class Descriptor(BaseEstimator):
         X : ndarray of float64, shape (n_atoms, n_features)
         dX : DescriptorGradients
             Only when ``gradients=True``; layout in :mod:`hybridpot.descriptors._base`.
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            For invalid hyperparameters (checked at first use).
+        hybridpot.InvalidStructureError
+            For ``atoms`` that is not an ase.Atoms, non-finite positions or cell, a
+            degenerate periodic cell, or atoms closer than ``min_distance`` (0.1 Å).
+        hybridpot.UnknownSpeciesError
+            For an element outside ``species``.
         """
         nl, sidx = self._prepare(atoms)
         X, d_drij = self._compute(nl, sidx, bool(gradients))
@@ -285,6 +346,7 @@ class Descriptor(BaseEstimator):
         Parameters
         ----------
         atoms : ase.Atoms
+            Structure (checked as in :meth:`compute`).
         dE_dX : array_like, shape (n_atoms, n_features)
             Derivative of a scalar (e.g. the ML energy, eV) with respect to each descriptor.
 
@@ -294,6 +356,13 @@ class Descriptor(BaseEstimator):
             ``dE/dr_k`` (eV/Å); forces are ``-dE_dr``.
         dE_deps : ndarray, shape (3, 3)
             ``dE/d eps`` (eV) under homogeneous strain; ASE stress is ``dE_deps / volume``.
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            For ``dE_dX`` of another shape or with non-finite values.
+        hybridpot.InvalidStructureError, hybridpot.UnknownSpeciesError
+            As :meth:`compute`.
         """
         nl, sidx = self._prepare(atoms)
         dE_dX = np.asarray(dE_dX, dtype=np.float64)
@@ -321,7 +390,9 @@ class Descriptor(BaseEstimator):
         Parameters
         ----------
         atoms : ase.Atoms
+            Structure (checked as in :meth:`compute`).
         dE_dX_stack : array_like, shape (K, n_atoms, n_features)
+            ``K`` derivatives of scalars (eV per feature unit), e.g. one per committee member.
 
         Returns
         -------
@@ -351,7 +422,21 @@ class Descriptor(BaseEstimator):
         return _scatter_pair_gradients(nl.i, nl.j, g, nl.n_atoms), dE_deps
 
     def compute_many(self, structures, gradients=False):
-        """:meth:`compute` over a list of structures; returns a list of results."""
+        """:meth:`compute` over a list of structures.
+
+        Parameters
+        ----------
+        structures : iterable of ase.Atoms
+            Structures (not modified).
+        gradients : bool, default=False
+            Also compute the sparse Jacobians.
+
+        Returns
+        -------
+        list
+            One result of :meth:`compute` per structure: ``X`` arrays, or ``(X, dX)`` tuples
+            with ``gradients=True``.
+        """
         return [self.compute(a, gradients=gradients) for a in structures]
 
     # -- serialisation ----------------------------------------------------------------------

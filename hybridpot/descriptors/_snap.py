@@ -435,6 +435,7 @@ class SNAPBispectrum(Descriptor):
 
     @property
     def n_features(self):
+        """int: ``K`` bispectrum components, or ``K + K (K + 1) / 2`` with ``quadraticflag``."""
         self._validate()
         K = self._nb
         return K + K * (K + 1) // 2 if self._quadratic else K
