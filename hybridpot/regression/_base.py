@@ -36,7 +36,19 @@ REGRESSORS = {}
 
 
 def register_regressor(cls):
-    """Class decorator: make ``cls`` loadable by name from a model file."""
+    """Class decorator: make ``cls`` loadable by name from a model file.
+
+    Parameters
+    ----------
+    cls : type
+        A :class:`Regressor` subclass, registered under ``cls.__name__`` in
+        :data:`REGRESSORS`.
+
+    Returns
+    -------
+    type
+        ``cls`` itself.
+    """
     REGRESSORS[cls.__name__] = cls
     return cls
 
@@ -90,18 +102,31 @@ class StructureBatch:
 
     @property
     def n_structures(self):
+        """int: structures in the batch."""
         return int(self.volume.shape[0])
 
     @property
     def n_atoms(self):
+        """int: atoms of all structures of the batch."""
         return int(self.X.shape[0])
 
     @property
     def n_atoms_per_structure(self):
+        """ndarray of int64, shape (n_structures,): atoms of each structure."""
         return np.bincount(self.structure, minlength=self.n_structures)
 
     def has(self, kind):
-        """Boolean mask (n_structures,) of structures carrying labels of ``kind``."""
+        """Which structures carry labels of ``kind`` with a positive weight.
+
+        Parameters
+        ----------
+        kind : {"energy", "forces", "stress"}
+            Label kind (stress counts only for cells periodic in 3-D).
+
+        Returns
+        -------
+        ndarray of bool, shape (n_structures,)
+        """
         if kind == "energy":
             m = np.isfinite(self.energy)
         elif kind == "forces":
@@ -222,7 +247,18 @@ class Regressor(BaseEstimator):
     @classmethod
     def from_dict_params(cls, params):
         """An unfitted instance from the ``"params"`` of :meth:`to_dict` (lists of the
-        tuple-valued hyperparameters become tuples again, so ``get_params`` round-trips)."""
+        tuple-valued hyperparameters become tuples again, so ``get_params`` round-trips).
+
+        Parameters
+        ----------
+        params : dict
+            Hyperparameters, as in ``to_dict()["params"]``.
+
+        Returns
+        -------
+        Regressor
+            Unfitted.
+        """
         params = {k: (tuple(v) if k in cls._TUPLE_PARAMS and isinstance(v, list) else v)
                   for k, v in params.items()}
         return cls(**params)
@@ -262,7 +298,23 @@ class BatchSource:
 
     @classmethod
     def wrap(cls, batches):
-        """Return ``batches`` if already a BatchSource, else wrap a list (sizes inferred)."""
+        """Return ``batches`` if already a BatchSource, else wrap a list (sizes inferred).
+
+        Parameters
+        ----------
+        batches : BatchSource, StructureBatch or iterable of StructureBatch
+            The training batches; a list is read once.  The number of species is inferred
+            from the largest species index, the groups are named ``group0``, ``group1``, ...
+
+        Returns
+        -------
+        BatchSource
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            For an empty list or an item that is not a StructureBatch.
+        """
         if isinstance(batches, BatchSource):
             return batches
         if isinstance(batches, StructureBatch):

@@ -447,7 +447,25 @@ class EnsembleRegressor(Regressor):
     @classmethod
     def from_dict_params(cls, params):
         """An unfitted instance from :meth:`to_dict` ``"params"`` (the nested estimator is
-        looked up by class name among the registered regressors; no code is executed)."""
+        looked up by class name among the registered regressors; no code is executed).
+
+        Parameters
+        ----------
+        params : dict
+            Hyperparameters, as in ``to_dict()["params"]``; ``"estimator"`` is the member
+            template's own ``{"class", "params"}``.
+
+        Returns
+        -------
+        EnsembleRegressor
+            Unfitted.
+
+        Raises
+        ------
+        ValueError
+            For a nested estimator that is not ``{"class": <registered regressor>, ...}``
+            (:func:`hybridpot.io.load_model` reports it as a ModelFormatError).
+        """
         params = dict(params)
         doc = params.pop("estimator", None)
         if doc is None:
@@ -472,7 +490,24 @@ class EnsembleRegressor(Regressor):
                 "group_names": list(self.group_names_)}, arrays
 
     def set_fitted_state(self, state, arrays):
-        """Restore :meth:`get_fitted_state` output; returns ``self``."""
+        """Restore :meth:`get_fitted_state` output (used by model loading).
+
+        Parameters
+        ----------
+        state : dict
+            The JSON part of :meth:`get_fitted_state`.
+        arrays : dict of str to ndarray
+            Its array part.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        hybridpot.ModelFormatError
+            For an incomplete or inconsistent state.
+        """
         self._validate()
         try:
             seeds = [int(s) for s in state["random_states"]]

@@ -1538,6 +1538,13 @@ class SparseGPRegressor(Regressor):
     def atomic_energy_gradient(self, X, species, _grad=True):
         """Per-atom energies and ``dE_dX = d(sum_i eps_i)/dX`` (input of ``backward``).
 
+        Parameters
+        ----------
+        X : array_like, shape (n_atoms, n_features)
+            Per-atom descriptors.
+        species : array_like of int, shape (n_atoms,)
+            Index of each atom's element in the model's species list.
+
         Returns
         -------
         eps : ndarray, shape (n_atoms,)
@@ -1926,7 +1933,24 @@ class SparseGPRegressor(Regressor):
         return state, arrays
 
     def set_fitted_state(self, state, arrays):
-        """Restore :meth:`get_fitted_state` output; returns ``self``."""
+        """Restore :meth:`get_fitted_state` output (used by model loading).
+
+        Parameters
+        ----------
+        state : dict
+            The JSON part of :meth:`get_fitted_state`.
+        arrays : dict of str to ndarray
+            Its array part.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        hybridpot.ModelFormatError
+            For an incomplete or inconsistent state.
+        """
         from .._exceptions import ModelFormatError
 
         self._validate()

@@ -329,6 +329,13 @@ class _LinearBase(Regressor):
         For the quadratic block ``0.5 X^T S X`` with ``S_kk = c_kk``, ``S_kl = S_lk = c_kl``
         the gradient is ``S X``.
 
+        Parameters
+        ----------
+        X : array_like, shape (n_atoms, n_features)
+            Per-atom descriptors.
+        species : array_like of int, shape (n_atoms,)
+            Index of each atom's element in the model's species list.
+
         Returns
         -------
         eps : ndarray, shape (n_atoms,)
@@ -568,9 +575,28 @@ class LinearRegressor(_LinearBase):
     def fit(self, batches, y=None, sample_weight=None):
         """Fit to a BatchSource / list of StructureBatch, or to a plain ``(A, y)``.
 
+        Parameters
+        ----------
+        batches : BatchSource, list of StructureBatch, or ndarray of shape (n_rows, n_columns)
+            Training batches of residual labels (the usual path, from
+            :class:`~hybridpot.HybridPotential`), or a plain design matrix ``A``.
+        y : ndarray, shape (n_rows,), optional
+            Targets of the plain path (giving ``y`` selects it); None with batches.
+        sample_weight : ndarray, shape (n_rows,), optional
+            Non-negative row weights of the plain path (a StructureBatch carries its own
+            ``weights``); default 1.
+
         Returns
         -------
         self
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            For invalid hyperparameters, batches or arrays (shape, NaN / inf, negative
+            weights, ``sample_weight`` with batches).
+        hybridpot.MissingLabelsError
+            When no row has a positive weight.
         """
         alpha = check_float(self.alpha, "alpha", type(self).__name__, low=0.0,
                             low_inclusive=True, finite=True)
@@ -648,7 +674,24 @@ class LinearRegressor(_LinearBase):
         return state, arrays
 
     def set_fitted_state(self, state, arrays):
-        """Restore :meth:`get_fitted_state` output; returns ``self``."""
+        """Restore :meth:`get_fitted_state` output (used by model loading).
+
+        Parameters
+        ----------
+        state : dict
+            The JSON part of :meth:`get_fitted_state`.
+        arrays : dict of str to ndarray
+            Its array part.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        hybridpot.ModelFormatError
+            For an incomplete or inconsistent state.
+        """
         self._validate_common()
         self._set_base_state(state, arrays)
         self.alpha_ = float(state.get("alpha_", self.alpha))
@@ -808,9 +851,28 @@ class BayesianLinearRegressor(_LinearBase):
     def fit(self, batches, y=None, sample_weight=None):
         """Fit to a BatchSource / list of StructureBatch, or to a plain ``(A, y)``.
 
+        Parameters
+        ----------
+        batches : BatchSource, list of StructureBatch, or ndarray of shape (n_rows, n_columns)
+            Training batches of residual labels (the usual path, from
+            :class:`~hybridpot.HybridPotential`), or a plain design matrix ``A``.
+        y : ndarray, shape (n_rows,), optional
+            Targets of the plain path (giving ``y`` selects it); None with batches.
+        sample_weight : ndarray, shape (n_rows,), optional
+            Non-negative row weights of the plain path (a StructureBatch carries its own
+            ``weights``); default 1.
+
         Returns
         -------
         self
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            For invalid hyperparameters, batches or arrays (shape, NaN / inf, negative
+            weights, ``sample_weight`` with batches).
+        hybridpot.MissingLabelsError
+            When no row has a positive weight.
         """
         owner = type(self).__name__
         self._validate_common()
@@ -1176,7 +1238,24 @@ class BayesianLinearRegressor(_LinearBase):
         return state, arrays
 
     def set_fitted_state(self, state, arrays):
-        """Restore :meth:`get_fitted_state` output; returns ``self``."""
+        """Restore :meth:`get_fitted_state` output (used by model loading).
+
+        Parameters
+        ----------
+        state : dict
+            The JSON part of :meth:`get_fitted_state`.
+        arrays : dict of str to ndarray
+            Its array part.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        hybridpot.ModelFormatError
+            For an incomplete or inconsistent state.
+        """
         from .._exceptions import ModelFormatError
 
         self._validate_common()

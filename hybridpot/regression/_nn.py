@@ -1108,7 +1108,24 @@ class NeuralNetworkRegressor(Regressor):
 
     def set_fitted_state(self, state, arrays):
         """Restore a state from :meth:`get_fitted_state` on an instance with the same
-        hyperparameters; returns ``self``."""
+        hyperparameters (used by model loading).
+
+        Parameters
+        ----------
+        state : dict
+            The JSON part of :meth:`get_fitted_state`.
+        arrays : dict of str to ndarray
+            Its array part.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        hybridpot.ModelFormatError
+            For an incomplete or inconsistent state.
+        """
         self._validate_params()
         try:
             if int(state["format_version"]) > _FORMAT_VERSION:
