@@ -161,6 +161,7 @@ def collect_uncertainty(model, structures, *, unscaled=False, include_noise=True
     model : HybridPotential
         Fitted, with a posterior (``uncertainty_`` or a Bayesian regressor).
     structures : list of ase.Atoms
+        Labelled structures (any subset of kinds per structure).
     unscaled : bool, default=False
         Ignore the model's ``uncertainty_scale_`` and ``uncertainty_recalibration_`` (used by
         :func:`recalibrate`).
@@ -230,10 +231,25 @@ def collect_uncertainty(model, structures, *, unscaled=False, include_noise=True
 def evaluate_uncertainty(model, structures):
     """:func:`calibration_metrics` of every label kind present in ``structures``.
 
+    Parameters
+    ----------
+    model : HybridPotential
+        Fitted, with a posterior (``uncertainty_`` or a Bayesian regressor).
+    structures : iterable of ase.Atoms
+        Labelled evaluation structures (energy eV, forces eV/Å, stress eV/Å³).
+
     Returns
     -------
     dict
-        kind -> metrics dict (plus ``unit``).
+        kind -> metrics dict of :func:`calibration_metrics` plus ``unit`` (energy eV/atom,
+        forces eV/Å, stress eV/Å³), for the kinds present.
+
+    Raises
+    ------
+    hybridpot.InvalidParameterError
+        For a model without a posterior or ``structures`` that are not ase.Atoms.
+    hybridpot.NotFittedError
+        For a model that is not fitted.
     """
     data = collect_uncertainty(model, structures, _owner="evaluate_uncertainty")
     out = {}
@@ -305,14 +321,23 @@ def recalibrate(model, structures, *, method="nll"):
     structures : iterable of ase.Atoms
         Labelled validation structures (not the training set); any iterable (e.g.
         ``ase.io.iread``), read into a list once.
-    method : {"nll", "coverage", "split", "heteroscedastic", "heteroscedastic_coverage"}, \
-default="nll"
+    method : str, default="nll"
+        One of ``"nll"``, ``"coverage"``, ``"split"``, ``"heteroscedastic"``,
+        ``"heteroscedastic_coverage"`` (described above).
 
     Returns
     -------
     dict
         kind -> scale factor (``"split"``: kind -> {"param": sqrt(a), "noise": sqrt(b)};
         heteroscedastic: kind -> {"a", "a_pow", "gamma", "b", "c", "d", "ref", "k"}).
+
+    Raises
+    ------
+    hybridpot.InvalidParameterError
+        For an unknown ``method``, a model without a posterior, or ``"split"`` without a
+        posterior committee.
+    hybridpot.NotFittedError
+        For a model that is not fitted.
     """
     if not isinstance(method, str) or method not in METHODS:
         raise InvalidParameterError(

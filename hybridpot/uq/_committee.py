@@ -167,6 +167,7 @@ class Committee:
 
     @property
     def n_members(self):
+        """int: committee members (posterior eigenmodes kept)."""
         return int(self.modes.shape[0])
 
     def _noise(self, kind, group_name):
@@ -325,7 +326,17 @@ class Committee:
 
     @classmethod
     def from_state(cls, d):
-        """Inverse of :meth:`to_state`."""
+        """Inverse of :meth:`to_state`.
+
+        Parameters
+        ----------
+        d : dict
+            Output of :meth:`to_state` (JSON-able).
+
+        Returns
+        -------
+        Committee
+        """
         try:
             modes = np.asarray(d["modes"], dtype=np.float64).reshape(d["modes_shape"])
             bm = np.asarray(d["baseline_modes"], dtype=np.float64).reshape(

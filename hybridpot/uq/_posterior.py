@@ -144,7 +144,7 @@ class LinearPosterior:
         predictive variance of that kind (floored at 1).
     n_folds : int, default=5
         Folds for ``robust="cv"``.
-    random_state : None, int, numpy RandomState or Generator
+    random_state : None, int, numpy RandomState or Generator, default=None
         Seeds the fold assignment, walker initialisation and emcee's own generator (never the
         global numpy state).
     progress : bool, default=False
@@ -263,7 +263,25 @@ class LinearPosterior:
         return float(self._posterior_at(theta)[0])
 
     def log_prior(self, theta):
-        """Log prior density of ``theta`` (up to a constant); ``-inf`` outside the box."""
+        """Log prior density of ``theta`` (up to a constant); ``-inf`` outside the box.
+
+        Parameters
+        ----------
+        theta : array_like, shape (n_theta,)
+            ``(log alpha, log beta_k for every key in keys_, baseline offsets (phi -
+            phi0) / |phi0|)``, names in ``theta_names_``.
+
+        Returns
+        -------
+        float
+
+        Raises
+        ------
+        hybridpot.NotFittedError
+            Before :meth:`fit`.
+        hybridpot.InvalidParameterError
+            For ``theta`` of the wrong length or with non-finite values.
+        """
         self._check_factors()
         theta = self._check_theta(theta)
         return self._log_prior(theta)
@@ -278,7 +296,24 @@ class LinearPosterior:
         return -0.5 * float(u @ u) / float(self.baseline_prior_width) ** 2
 
     def log_prob(self, theta):
-        """Unnormalised log posterior ``log p(y | theta) + log p(theta)``."""
+        """Unnormalised log posterior ``log p(y | theta) + log p(theta)``.
+
+        Parameters
+        ----------
+        theta : array_like, shape (n_theta,)
+            ``(log alpha, log beta_k for every key in keys_, baseline offsets (phi -
+            phi0) / |phi0|)``, names in ``theta_names_``.
+
+        Returns
+        -------
+        float
+            ``-inf`` outside the prior box.
+
+        Raises
+        ------
+        hybridpot.NotFittedError, hybridpot.InvalidParameterError
+            As :meth:`log_prior`.
+        """
         self._check_factors()
         theta = self._check_theta(theta)
         return self._log_prob(theta)
@@ -508,7 +543,26 @@ class LinearPosterior:
     def samples(self, n_samples=None, *, force=False, random_state=None):
         """Flattened posterior samples of ``theta``, shape (n_samples, n_theta).
 
-        ``n_samples`` draws without replacement from the chain (all if None).
+        Parameters
+        ----------
+        n_samples : int or None, default=None
+            Draws without replacement from the chain (all ``n_steps * n_walkers`` if None or
+            larger than the chain).
+        force : bool, default=False
+            Sample even if the chain is shorter than 50 autocorrelation times.
+        random_state : None, int, numpy RandomState or Generator, default=None
+            Seeds the draw.
+
+        Returns
+        -------
+        ndarray, shape (n_samples, n_theta)
+
+        Raises
+        ------
+        ChainTooShortError
+            If the chain is shorter than 50 autocorrelation times and ``force`` is False.
+        hybridpot.NotFittedError
+            Before :meth:`fit`.
         """
         self._check_chain(force)
         flat = self.chain_.reshape(-1, self.chain_.shape[-1])
@@ -520,6 +574,12 @@ class LinearPosterior:
 
     def weight_posterior(self, theta):
         """Gaussian weight posterior at ``theta`` in the original coefficient units.
+
+        Parameters
+        ----------
+        theta : array_like, shape (n_theta,)
+            ``(log alpha, log beta_k for every key in keys_, baseline offsets (phi -
+            phi0) / |phi0|)``, names in ``theta_names_``.
 
         Returns
         -------
@@ -549,11 +609,12 @@ class LinearPosterior:
         ----------
         n_theta_samples : int, default=64
             ``theta`` draws mixed.
-        n_members : int or None
+        n_members : int or None, default=None
             Leading eigenmodes kept (None: all with ``lambda > 1e-14 lambda_max``).
         force : bool, default=False
             Passed to the chain-length check.
-        random_state : optional
+        random_state : None, int, numpy RandomState or Generator, default=None
+            Seeds the draw of the ``theta`` samples.
 
         Returns
         -------
@@ -611,6 +672,28 @@ class LinearPosterior:
         recalibration of the previous σ (``uncertainty_scale_``,
         ``uncertainty_recalibration_``, see :func:`hybridpot.uq.recalibrate`) is fitted to
         the previous committee and is dropped: recalibrate again for the new one.
+
+        Parameters
+        ----------
+        model : HybridPotential
+            The fitted model this posterior was fitted on (same coefficient layout and
+            baseline parameters).
+        n_theta_samples, n_members, force, random_state
+            As in :meth:`committee`.
+
+        Returns
+        -------
+        HybridPotential
+            ``model``, with ``uncertainty_`` set.
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            For a model that is not the one this posterior was fitted on (or not linear).
+        hybridpot.NotFittedError
+            Before :meth:`fit`.
+        ChainTooShortError
+            If the chain is shorter than 50 autocorrelation times and ``force`` is False.
         """
         owner = f"{type(self).__name__}.apply"
         self._check_factors()

@@ -438,7 +438,9 @@ class MaxVarianceSelector(_Selector):
     Parameters
     ----------
     kind : {"energy", "forces", "both"}, default="forces"
+        Which variance scores a candidate (see above).
     reduce : {"mean", "max"}, default="mean"
+        How the force-component variances of a structure are combined.
     dedup_threshold : float or None, default=1e-3
         Skip candidates that duplicate an already chosen one (see :func:`deduplicate`);
         None disables the check.
@@ -503,6 +505,12 @@ class MaxVarianceSelector(_Selector):
         Returns
         -------
         ndarray of int64, shape (<= n,)
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            For a model that is not a fitted HybridPotential with a posterior, a pool that is
+            not a list of ase.Atoms, ``n < 1`` or an invalid hyperparameter.
         """
         owner = type(self).__name__
         self._validate_common()
@@ -590,7 +598,27 @@ class DOptimalSelector(_Selector):
     def select(self, model, pool, n, *, exclude_structures=None):
         """Indices of the ``n`` chosen candidates of ``pool`` in the order they were picked.
 
-        Parameters are those of :meth:`MaxVarianceSelector.select`.
+        Parameters
+        ----------
+        model : HybridPotential
+            Fitted, with a predictive uncertainty.
+        pool : list of ase.Atoms
+            Unlabelled candidates.
+        n : int
+            Number to choose (fewer if the pool, after deduplication, is smaller).
+        exclude_structures : list of ase.Atoms, optional
+            Already labelled structures: candidates duplicating them are skipped (only with
+            ``dedup_threshold``).
+
+        Returns
+        -------
+        ndarray of int64, shape (<= n,)
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            For a model that is not a fitted HybridPotential with a posterior, a pool that is
+            not a list of ase.Atoms, ``n < 1`` or an invalid hyperparameter.
         """
         owner = type(self).__name__
         self._validate_common()
@@ -624,9 +652,11 @@ class InformationPerCostSelector(DOptimalSelector):
     Parameters
     ----------
     kind : {"energy", "forces", "both"}, default="both"
+        Which label rows a candidate contributes.
     cost : callable or None, default=None
         ``cost(atoms) -> float > 0``; None means ``len(atoms) ** 3``.
     dedup_threshold : float or None, default=1e-3
+        Skip near-duplicates (:func:`deduplicate`); None disables.
     """
 
     _default_cost = staticmethod(_default_cost)
@@ -643,7 +673,7 @@ class VarianceReductionSelector(DOptimalSelector):
 
     .. math::
         \Delta_c = \mathrm{tr}(W^{-1} G) - \mathrm{tr}((W + C_c^T C_c)^{-1} G)
-                 = \mathrm{tr}ig(K_c^{-1} X_c^T G X_cig),\quad
+                 = \mathrm{tr}\big(K_c^{-1} X_c^T G X_c\big),\quad
         X_c = W^{-1} C_c^T,\ K_c = I + C_c X_c,
 
     with whitened candidate rows ``C_c`` (module docstring), the whitened precision ``W`` of
@@ -665,6 +695,7 @@ class VarianceReductionSelector(DOptimalSelector):
     cost : callable or None, default=None
         ``cost(atoms) -> float > 0``; scores are divided by it.
     dedup_threshold : float or None, default=1e-3
+        Skip near-duplicates (:func:`deduplicate`); None disables.
 
     Attributes
     ----------
@@ -685,7 +716,27 @@ class VarianceReductionSelector(DOptimalSelector):
     def select(self, model, pool, n, *, exclude_structures=None):
         """Indices of the ``n`` chosen candidates of ``pool`` in the order they were picked.
 
-        Parameters are those of :meth:`MaxVarianceSelector.select`.
+        Parameters
+        ----------
+        model : HybridPotential
+            Fitted, with a predictive uncertainty.
+        pool : list of ase.Atoms
+            Unlabelled candidates.
+        n : int
+            Number to choose (fewer if the pool, after deduplication, is smaller).
+        exclude_structures : list of ase.Atoms, optional
+            Already labelled structures: candidates duplicating them are skipped (only with
+            ``dedup_threshold``).
+
+        Returns
+        -------
+        ndarray of int64, shape (<= n,)
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            For a model that is not a fitted HybridPotential with a posterior, a pool that is
+            not a list of ase.Atoms, ``n < 1`` or an invalid hyperparameter.
         """
         owner = type(self).__name__
         self._validate_common()
@@ -739,6 +790,13 @@ class VarianceReductionSelector(DOptimalSelector):
 def structure_fingerprints(model, structures):
     """Per-structure fingerprint: mean and standard deviation of the per-atom descriptors.
 
+    Parameters
+    ----------
+    model : HybridPotential or Descriptor
+        Its ``descriptor`` (or the descriptor itself) computes the per-atom descriptors.
+    structures : list of ase.Atoms
+        The structures.
+
     Returns
     -------
     ndarray, shape (n_structures, 2 * n_features)
@@ -781,6 +839,7 @@ class StratifiedSelector:
     selector : selector or None, default=None
         Inner criterion; default :class:`MaxVarianceSelector` (forces).
     n_strata : int, default=8
+        k-means clusters (at most the number of candidates plus labelled structures).
     random_state : int, default=0
         Seed of k-means (deterministic).
 
@@ -798,7 +857,27 @@ class StratifiedSelector:
     def select(self, model, pool, n, *, exclude_structures=None):
         """Indices of the ``n`` chosen candidates of ``pool`` in the order they were picked.
 
-        Parameters are those of :meth:`MaxVarianceSelector.select`.
+        Parameters
+        ----------
+        model : HybridPotential
+            Fitted, with a predictive uncertainty.
+        pool : list of ase.Atoms
+            Unlabelled candidates.
+        n : int
+            Number to choose (fewer if the pool, after deduplication, is smaller).
+        exclude_structures : list of ase.Atoms, optional
+            Already labelled structures: candidates duplicating them are skipped (only with
+            ``dedup_threshold``).
+
+        Returns
+        -------
+        ndarray of int64, shape (<= n,)
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            For a model that is not a fitted HybridPotential with a posterior, a pool that is
+            not a list of ase.Atoms, ``n < 1`` or an invalid hyperparameter.
         """
         from sklearn.cluster import KMeans
 
@@ -898,7 +977,27 @@ class FacilityLocationSelector(_Selector):
     def select(self, model, pool, n, *, exclude_structures=None):
         """Indices of the ``n`` chosen candidates of ``pool`` in the order they were picked.
 
-        Parameters are those of :meth:`MaxVarianceSelector.select`.
+        Parameters
+        ----------
+        model : HybridPotential
+            Fitted, with a predictive uncertainty.
+        pool : list of ase.Atoms
+            Unlabelled candidates.
+        n : int
+            Number to choose (fewer if the pool, after deduplication, is smaller).
+        exclude_structures : list of ase.Atoms, optional
+            Already labelled structures: candidates duplicating them are skipped (only with
+            ``dedup_threshold``).
+
+        Returns
+        -------
+        ndarray of int64, shape (<= n,)
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            For a model that is not a fitted HybridPotential with a posterior, a pool that is
+            not a list of ase.Atoms, ``n < 1`` or an invalid hyperparameter.
         """
         owner = type(self).__name__
         pool, n = _check_select(owner, model, pool, n)
@@ -941,7 +1040,7 @@ class RandomSelector:
 
     Parameters
     ----------
-    random_state : int, numpy.random.Generator or None
+    random_state : int, numpy.random.Generator or None, default=None
         Seed or generator; an int gives the same choice on every call.
     """
 
@@ -949,7 +1048,28 @@ class RandomSelector:
         self.random_state = random_state
 
     def select(self, model, pool, n, *, exclude_structures=None):
-        """``n`` distinct random indices of ``pool`` (``model`` is not used)."""
+        """``n`` distinct random indices of ``pool``, sorted.
+
+        Parameters
+        ----------
+        model : object
+            Not used (any value, for the common selector interface).
+        pool : list of ase.Atoms
+            Candidates.
+        n : int
+            Number to choose (``>= 1``; all of the pool if it is smaller).
+        exclude_structures : list of ase.Atoms, optional
+            Not used.
+
+        Returns
+        -------
+        ndarray of int64, shape (min(n, n_pool),)
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            For a pool that is not a list of ase.Atoms, ``n < 1`` or a bad ``random_state``.
+        """
         pool = _check_pool(pool, "RandomSelector")
         n = check_int(n, "n", "RandomSelector.select", low=1)
         rs = self.random_state
@@ -973,7 +1093,25 @@ def make_selector(method="stratified", **params):
     ``"information_per_cost"``, ``"variance_reduction"``, ``"facility_location"``,
     ``"random"``) with keyword
     parameters; ``"stratified"`` (the default) wraps a force :class:`MaxVarianceSelector`
-    unless ``selector=`` is given."""
+    unless ``selector=`` is given.
+
+    Parameters
+    ----------
+    method : str, default="stratified"
+        Selector name (see above).
+    **params
+        Keyword parameters of that selector's class.
+
+    Returns
+    -------
+    selector
+        An object with ``select(model, pool, n, *, exclude_structures=None)``.
+
+    Raises
+    ------
+    hybridpot.InvalidParameterError
+        For an unknown ``method`` or parameters the selector does not take.
+    """
     check_choice(method, "method", tuple(SELECTORS), "make_selector")
     try:
         return SELECTORS[method](**params)
