@@ -116,6 +116,13 @@ class ASEBaseline(Baseline):
     def compute(self, atoms, *, forces=True, stress=True):
         """Energy (eV), per-atom energies, forces (eV/Å) and stress (eV/Å³) from the calculator.
 
+        Parameters
+        ----------
+        atoms : ase.Atoms
+            Structure (not modified: the calculator is run on a copy).
+        forces, stress : bool, default=True
+            Whether to return forces and (for cells periodic in 3-D) the stress.
+
         Returns
         -------
         dict
@@ -158,7 +165,19 @@ class ASEBaseline(Baseline):
         return res
 
     def parameter_gradients(self, atoms):
-        """No fittable parameters: arrays with a leading dimension of 0."""
+        """No fittable parameters: arrays with a leading dimension of 0.
+
+        Parameters
+        ----------
+        atoms : ase.Atoms
+            Structure (not modified).
+
+        Returns
+        -------
+        dict
+            ``energy`` (0,), ``forces`` (0, n_atoms, 3) and ``stress`` (0, 6) (None unless the
+            cell is periodic in 3-D).
+        """
         self._check()
         return no_parameter_gradients(atoms)
 
@@ -213,6 +232,11 @@ class ASEBaseline(Baseline):
 
     def lammps_commands(self, species):
         """Always raises: an arbitrary ASE calculator has no LAMMPS equivalent.
+
+        Parameters
+        ----------
+        species : list of str
+            Chemical symbol of LAMMPS atom types 1, 2, ...
 
         Raises
         ------

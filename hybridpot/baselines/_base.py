@@ -36,7 +36,19 @@ BASELINES = {}
 
 
 def register_baseline(cls):
-    """Class decorator: make ``cls`` loadable by name with :func:`baseline_from_dict`."""
+    """Class decorator: make ``cls`` loadable by name with :func:`baseline_from_dict`.
+
+    Parameters
+    ----------
+    cls : type
+        A :class:`Baseline` subclass, registered under ``cls.__name__`` in
+        :data:`BASELINES`.
+
+    Returns
+    -------
+    type
+        ``cls`` itself.
+    """
     BASELINES[cls.__name__] = cls
     return cls
 
@@ -113,7 +125,22 @@ class Baseline(BaseEstimator):
 
     # -- to be provided by subclasses -------------------------------------------------------
     def compute(self, atoms, *, forces=True, stress=True):  # pragma: no cover - abstract
-        """Energy (eV), per-atom energies, forces (eV/Å), stress (eV/Å³); see module doc."""
+        """Energy (eV), per-atom energies, forces (eV/Å), stress (eV/Å³); see module doc.
+
+        Parameters
+        ----------
+        atoms : ase.Atoms
+            Structure (not modified).
+        forces, stress : bool, default=True
+            Whether to return forces and (for cells periodic in 3-D) the stress.
+
+        Returns
+        -------
+        dict
+            ``energy`` (float, eV), ``energies`` ((n_atoms,) eV or None), ``forces``
+            ((n_atoms, 3) eV/Å or None), ``stress`` ((6,) eV/Å³, ASE sign and Voigt order,
+            or None); see the module docstring.
+        """
         raise NotImplementedError
 
     @property
@@ -130,11 +157,41 @@ class Baseline(BaseEstimator):
         return {}
 
     def parameter_gradients(self, atoms):  # pragma: no cover - abstract
-        """Analytic derivatives with respect to the flat parameter vector."""
+        """Analytic derivatives with respect to the flat parameter vector.
+
+        Parameters
+        ----------
+        atoms : ase.Atoms
+            Structure (not modified).
+
+        Returns
+        -------
+        dict
+            ``energy`` (n_params,) eV per parameter unit, ``forces`` (n_params, n_atoms, 3)
+            eV/Å per parameter unit, ``stress`` (n_params, 6) eV/Å³ per parameter unit or None
+            when the cell is not periodic in 3-D.
+        """
         raise NotImplementedError
 
     def lammps_commands(self, species):  # pragma: no cover - abstract
-        """LAMMPS ``pair_style`` / ``pair_coeff`` / table files for this baseline."""
+        """LAMMPS ``pair_style`` / ``pair_coeff`` / table files for this baseline.
+
+        Parameters
+        ----------
+        species : list of str
+            Chemical symbol of LAMMPS atom types 1, 2, ...
+
+        Returns
+        -------
+        dict
+            ``pair_style`` (str), ``pair_coeff`` (list of str, ``hybrid/overlay`` form) and
+            ``files`` (file name -> text).
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            When the baseline has no LAMMPS equivalent or ``species`` is invalid.
+        """
         raise NotImplementedError
 
     # -- shared machinery -------------------------------------------------------------------
@@ -254,7 +311,23 @@ class BaselineCalculator(Calculator):
         self._key = None
 
     def set(self, **kwargs):
-        """Reject ASE-style parameters: set them on the baseline with ``set_params``."""
+        """Reject ASE-style parameters: set them on the baseline with ``set_params``.
+
+        Parameters
+        ----------
+        **kwargs
+            Must be empty.
+
+        Returns
+        -------
+        dict
+            ``{}`` (no parameter changed).
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            For any keyword.
+        """
         if kwargs:
             raise InvalidParameterError(
                 f"BaselineCalculator has no parameters of its own; set "
@@ -263,12 +336,42 @@ class BaselineCalculator(Calculator):
         return {}
 
     def check_state(self, atoms, tol=1e-15):
+        """ASE's changes between ``atoms`` and the cached structure, plus
+        ``"baseline_parameters"`` when the baseline's parameters changed.
+
+        Parameters
+        ----------
+        atoms : ase.Atoms
+            The structure to compare with the one of the cached results.
+        tol : float, default=1e-15
+            Position / cell tolerance (Å), as in ASE.
+
+        Returns
+        -------
+        list of str
+        """
         changes = super().check_state(atoms, tol)
         if self._key != self.baseline._param_key():
             changes = list(changes) + ["baseline_parameters"]
         return changes
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        """Fill ``self.results`` (energy, free_energy, forces, energies, stress) for ``atoms``.
+
+        Parameters
+        ----------
+        atoms : ase.Atoms or None, default=None
+            The structure; ``None`` uses the attached one.
+        properties : sequence of str, default=("energy",)
+            Properties asked for.
+        system_changes : list of str, default=ase.calculators.calculator.all_changes
+            What changed since the last calculation (ASE's bookkeeping).
+
+        Raises
+        ------
+        ase.calculators.calculator.PropertyNotImplementedError
+            For ``stress`` of a cell not periodic in 3-D.
+        """
         super().calculate(atoms, properties, system_changes)
         if "stress" in properties and not bool(np.all(self.atoms.pbc)):
             raise _stress_needs_3d_pbc("BaselineCalculator", self.atoms.pbc, "the cutoff")

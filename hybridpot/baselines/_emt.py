@@ -354,12 +354,29 @@ class EMT(Baseline):
         return res
 
     def parameter_gradients(self, atoms):
-        """EMT has no fittable parameters: arrays with a leading dimension of 0."""
+        """EMT has no fittable parameters: arrays with a leading dimension of 0.
+
+        Parameters
+        ----------
+        atoms : ase.Atoms
+            Structure (not modified).
+
+        Returns
+        -------
+        dict
+            ``energy`` (0,), ``forces`` (0, n_atoms, 3) and ``stress`` (0, 6) (None unless the
+            cell is periodic in 3-D).
+        """
         self._check()
         return no_parameter_gradients(atoms)
 
     def lammps_commands(self, species):
         """Always raises: LAMMPS has no pair style equal to ASE's EMT.
+
+        Parameters
+        ----------
+        species : list of str
+            Chemical symbol of LAMMPS atom types 1, 2, ...
 
         Raises
         ------

@@ -236,6 +236,11 @@ class _ShiftedForcePair(Baseline):
     def parameter_gradients(self, atoms):
         """Analytic derivatives with respect to the flat parameter vector.
 
+        Parameters
+        ----------
+        atoms : ase.Atoms
+            Structure (not modified).
+
         Returns
         -------
         dict
@@ -415,7 +420,18 @@ class Morse(_ShiftedForcePair):
         self.r_cut = r_cut
 
     def lammps_commands(self, species):
-        """LAMMPS commands (``units metal``); same layout as :meth:`LennardJones.lammps_commands`."""
+        """LAMMPS commands (``units metal``); same layout as :meth:`LennardJones.lammps_commands`.
+
+        Parameters
+        ----------
+        species : list of str
+            Chemical symbol of LAMMPS atom types 1, 2, ...
+
+        Returns
+        -------
+        dict
+            ``pair_style``, ``pair_coeff`` and ``files`` (empty).
+        """
         s, species = self._lammps_types(species)
         st = "morse/smooth/linear"
         lines = [f"{tp} {st} {_fmt(p[0])} {_fmt(p[1])} {_fmt(p[2])}"
@@ -722,14 +738,40 @@ class ZBL(Baseline):
 
     def compute(self, atoms, *, forces=True, stress=True):
         """Energy, per-atom energies, forces and stress; same layout as
-        :meth:`LennardJones.compute`."""
+        :meth:`LennardJones.compute`.
+
+        Parameters
+        ----------
+        atoms : ase.Atoms
+            Structure (not modified).
+        forces, stress : bool, default=True
+            Whether to return forces and (for cells periodic in 3-D) the stress.
+
+        Returns
+        -------
+        dict
+            ``energy`` (float, eV), ``energies`` ((n_atoms,), eV), ``forces`` ((n_atoms, 3),
+            eV/Å, or None), ``stress`` ((6,), eV/Å³, or None).
+        """
         nl, t, T, r_inner = self._pairs(atoms)
         e, g = K.zbl_terms(nl.d, t[nl.i], t[nl.j], T, r_inner)
         energies, dE_dr, vir = K.accumulate(nl.i, nl.j, nl.D, nl.d, e, g, len(atoms))
         return _finish(atoms, energies, dE_dr, vir, forces, stress)
 
     def parameter_gradients(self, atoms):
-        """ZBL has no fittable parameters: arrays with a leading dimension of 0."""
+        """ZBL has no fittable parameters: arrays with a leading dimension of 0.
+
+        Parameters
+        ----------
+        atoms : ase.Atoms
+            Structure (not modified).
+
+        Returns
+        -------
+        dict
+            ``energy`` (0,), ``forces`` (0, n_atoms, 3) and ``stress`` (0, 6) (None unless the
+            cell is periodic in 3-D).
+        """
         self._check()
         n = len(atoms)
         return {"energy": np.zeros(0), "forces": np.zeros((0, n, 3)),
@@ -737,7 +779,20 @@ class ZBL(Baseline):
 
     def pair_energy(self, r, zi, zj):
         """Pair energy (eV) and derivative (eV/Å) at distances ``r`` for atomic numbers
-        ``zi``, ``zj`` (vectorised; 0 at and beyond ``r_cut``)."""
+        ``zi``, ``zj`` (vectorised; 0 at and beyond ``r_cut``).
+
+        Parameters
+        ----------
+        r : array_like of float
+            Distances (Å).
+        zi, zj : int
+            Atomic numbers of the two atoms.
+
+        Returns
+        -------
+        phi, dphi : ndarray
+            eV and eV/Å, same shape as ``r``.
+        """
         r_inner, r_cut = self._check()
         r = np.asarray(r, dtype=np.float64)
         flat = np.ascontiguousarray(r.ravel())
