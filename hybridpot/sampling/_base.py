@@ -13,7 +13,24 @@ __all__ = ["Sampler", "as_generator"]
 
 
 def as_generator(random_state, owner="sampler"):
-    """A ``numpy.random.Generator`` from an int seed, a Generator (used as is) or None."""
+    """A ``numpy.random.Generator`` from an int seed, a Generator (used as is) or None.
+
+    Parameters
+    ----------
+    random_state : int, numpy.random.Generator or None
+        A non-negative int seed, a generator (returned as is) or None (fresh entropy).
+    owner : str, default="sampler"
+        Named in the error message.
+
+    Returns
+    -------
+    numpy.random.Generator
+
+    Raises
+    ------
+    hybridpot.InvalidParameterError
+        For anything else (a negative int, a bool, a RandomState, ...).
+    """
     if random_state is None or isinstance(random_state, numbers.Integral) and \
             not isinstance(random_state, bool) and random_state >= 0:
         return np.random.default_rng(random_state)

@@ -44,6 +44,16 @@ def min_image_distance(atoms):
     """Shortest distance (Å) between two atoms of a 3-D periodic cell, images included.
 
     An atom's distance to its own images counts as well.  Cost O(N^2 * n_images).
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        A cell periodic in 3-D.
+
+    Returns
+    -------
+    float
+        Å.
     """
     cell = np.asarray(atoms.cell.array, dtype=np.float64)
     frac = atoms.get_scaled_positions(wrap=True)
@@ -191,7 +201,27 @@ class RandomDisorderSampler(Sampler):
             "volume_per_atom.")
 
     def sample(self, n, *, random_state=None, model=None):
-        """``n`` random-disorder structures (periodic; ``info["sampler"] = "disorder"``)."""
+        """``n`` random-disorder structures (periodic; ``info["sampler"] = "disorder"``).
+
+        Parameters
+        ----------
+        n : int
+            Number of structures (``>= 0``).
+        random_state : int, numpy.random.Generator or None, default=None
+            Seed (a non-negative int) or generator; never the global numpy state.
+        model : HybridPotential, optional
+            Not used by this sampler (the common sampler interface).
+
+        Returns
+        -------
+        list of ase.Atoms
+            Unlabelled structures.
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            For a bad ``n``, ``random_state`` or hyperparameter.
+        """
         from ase import Atoms
 
         owner = type(self).__name__
@@ -259,7 +289,27 @@ class RattleStrainSampler(Sampler):
         self.min_distance = min_distance
 
     def sample(self, n, *, random_state=None, model=None):
-        """``n`` rattled, strained structures (``info["sampler"] = "rattle"``)."""
+        """``n`` rattled, strained structures (``info["sampler"] = "rattle"``).
+
+        Parameters
+        ----------
+        n : int
+            Number of structures (``>= 0``).
+        random_state : int, numpy.random.Generator or None, default=None
+            Seed (a non-negative int) or generator; never the global numpy state.
+        model : HybridPotential, optional
+            Not used by this sampler (the common sampler interface).
+
+        Returns
+        -------
+        list of ase.Atoms
+            Unlabelled structures.
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            For a bad ``n``, ``random_state`` or hyperparameter.
+        """
         from ase import Atoms
 
         owner = type(self).__name__
@@ -322,7 +372,29 @@ class PoolSampler(Sampler):
 
     def sample(self, n, *, random_state=None, model=None, exclude=()):
         """``min(n, available)`` random structures of the pool whose index is not in
-        ``exclude``, in random order."""
+        ``exclude``, in random order.
+
+        Parameters
+        ----------
+        n : int
+            Number of structures (``>= 0``).
+        random_state : int, numpy.random.Generator or None, default=None
+            Seed (a non-negative int) or generator; never the global numpy state.
+        model : HybridPotential, optional
+            Not used by this sampler (the common sampler interface).
+        exclude : iterable of int, default=()
+            Indices into ``structures`` not to return (e.g. those already labelled).
+
+        Returns
+        -------
+        list of ase.Atoms
+            Copies of pool structures, each with ``info["pool_index"]``.
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            For a bad ``n``, ``random_state`` or ``structures``.
+        """
         from ase import Atoms
 
         owner = type(self).__name__
