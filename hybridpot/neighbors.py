@@ -72,6 +72,7 @@ class NeighborList:
     offsets : ndarray of int64, shape (n_atoms + 1,)
         Pairs of centre ``i`` are ``offsets[i]:offsets[i + 1]``.
     n_atoms : int
+        Atoms of the structure.
     """
 
     i: np.ndarray
@@ -84,6 +85,7 @@ class NeighborList:
 
     @property
     def n_pairs(self):
+        """int: number of (directed) pairs; each pair appears as (i, j) and (j, i)."""
         return int(self.i.shape[0])
 
 
@@ -443,12 +445,20 @@ def neighbor_list(atoms, r_cut, *, min_distance=0.1, name="atoms", owner=None):
         are closer than this (Å).  ``None`` disables the check.
     name : str, default="atoms"
         Name of the argument in error messages.
-    owner : str or None
+    owner : str or None, default=None
         Name of the calling class or function in error messages.
 
     Returns
     -------
     NeighborList
+
+    Raises
+    ------
+    hybridpot.InvalidParameterError
+        For ``r_cut <= 0`` or a negative ``min_distance``.
+    hybridpot.InvalidStructureError
+        For an ``atoms`` that is not an ase.Atoms, non-finite positions or cell, a degenerate
+        periodic cell, or two atoms closer than ``min_distance``.
     """
     r_cut = check_float(r_cut, "r_cut", owner, low=0.0)
     min_distance = check_float(min_distance, "min_distance", owner, low=0.0,
