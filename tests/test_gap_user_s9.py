@@ -1,0 +1,169 @@
+"""Session-9 review by a QUIP/GAP (and MACE-data) user: label key names, virials, isolated-atom
+e0, the CLI [data] keys (notes/s9/gap/report.md)."""
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.io import read, write
+
+from conftest import emt_dataset, skewed_two_element_cell
+from hybridpot import HybridPotential
+from hybridpot._exceptions import InvalidParameterError, MissingLabelsError
+from hybridpot._labels import check_label_keys, get_labels
+from hybridpot.descriptors import PowerSpectrum
+from hybridpot.io import read_extxyz, standardize_labels
+from hybridpot.regression import BayesianLinearRegressor
+
+GAP_KEYS = {"energy": "dft_energy", "forces": "dft_forces", "virial": "dft_virial"}
+MACE_KEYS = {"energy": "REF_energy", "forces": "REF_forces", "stress": "REF_stress"}
+
+
+def _emt_truth(atoms):
+    at = atoms.copy()
+    at.calc = EMT()
+    return at.get_potential_energy(), at.get_forces(), at.get_stress()
+
+
+def _gap_frame(atoms, keys="gap"):
+    """``atoms`` with EMT labels under GAP (dft_*, virial) or MACE (REF_*) names, no calc."""
+    e, f, s = _emt_truth(atoms)
+    at = atoms.copy()
+    if keys == "gap":
+        from hybridpot._labels import voigt_to_matrix
+
+        at.info["dft_energy"] = e
+        at.arrays["dft_forces"] = f
+        at.info["dft_virial"] = (-voigt_to_matrix(s) * at.get_volume()).ravel()
+    else:
+        at.info["REF_energy"] = e
+        at.arrays["REF_forces"] = f
+        at.info["REF_stress"] = s
+    return at
+
+
+def _isolated(symbol="Cu"):
+    at = Atoms(symbol, positions=[[0.0, 0.0, 0.0]], cell=[20.0, 20.0, 20.0], pbc=False)
+    at.calc = EMT()
+    e = at.get_potential_energy()
+    at.calc = None
+    at.info["dft_energy"] = e
+    at.info["config_type"] = "isolated_atom"
+    return at, e
+
+
+# ------------------------------------------------------------------------------- virial
+def test_virial_in_extxyz_becomes_the_ase_stress(tmp_path):
+    """GAP files carry ``energy=`` and ``virial=`` (eV, -stress * V): the virial was dropped
+    without a word; it is now the stress label, equal to ASE's EMT stress."""
+    at = skewed_two_element_cell(seed=3)
+    e, f, s = _emt_truth(at)
+    from hybridpot._labels import voigt_to_matrix
+
+    g = at.copy()
+    g.info["virial"] = -voigt_to_matrix(s) * at.get_volume()
+    g.arrays["forces"] = f
+    g.info["energy"] = e
+    write(tmp_path / "v.xyz", g, format="extxyz")
+    back = read(tmp_path / "v.xyz")
+    assert "virial" in back.info and "stress" not in (back.calc.results if back.calc else {})
+    lab = get_labels(back)
+    np.testing.assert_allclose(lab.stress, s, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(lab.forces, f)
+    assert lab.energy == pytest.approx(e)
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (9,), (6,)])
+def test_virial_shapes(shape):
+    at = skewed_two_element_cell(seed=1)
+    _, _, s = _emt_truth(at)
+    from hybridpot._labels import voigt_to_matrix
+
+    v = -voigt_to_matrix(s) * at.get_volume()
+    at.info["virial"] = v.reshape(shape) if shape != (6,) else -s * at.get_volume()
+    np.testing.assert_allclose(get_labels(at).stress, s, rtol=1e-9, atol=1e-12)
+
+
+def test_virial_and_stress_must_agree_and_nonperiodic_virial_is_unused():
+    at = skewed_two_element_cell(seed=2)
+    _, _, s = _emt_truth(at)
+    at.info["stress"] = s
+    at.info["virial"] = -s * at.get_volume()
+    np.testing.assert_allclose(get_labels(at).stress, s)            # consistent: fine
+    at.info["virial"] = s * at.get_volume()                          # VASP-like sign slip
+    with pytest.raises(MissingLabelsError, match=r"stress label \('stress'\) and the virial "
+                       r"label \('virial'\) of structure 0 disagree"):
+        get_labels(at)
+    # {"virial": None}: the virial is not read
+    np.testing.assert_allclose(get_labels(at, label_keys={"virial": None}).stress, s)
+    mol = Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 2.4]])
+    mol.info["virial"] = np.eye(3)
+    mol.info["energy"] = -1.0
+    assert get_labels(mol).stress is None
+
+
+def test_bad_virial_shape_message():
+    at = skewed_two_element_cell(seed=2)
+    at.info["virial"] = np.ones(4)
+    with pytest.raises(MissingLabelsError, match=r"virial label \('virial'\) of structure 0 "
+                       r"must have 9 \(3x3\) or 6 \(Voigt\) numbers, eV. Got shape \(4,\)"):
+        get_labels(at)
+
+
+# ------------------------------------------------------------------------------- key names
+def test_unlabelled_message_names_the_keys_it_has():
+    at = _gap_frame(skewed_two_element_cell(seed=0))
+    at.info["energy_sigma"] = 0.001   # not a label: not suggested
+    with pytest.raises(MissingLabelsError, match=r"carries no label.*atoms.info has "
+                       r"\['dft_energy', 'dft_virial'\]; atoms.arrays has \['dft_forces'\].*"
+                       r"label_keys=\{'energy': 'dft_energy', 'virial': 'dft_virial', "
+                       r"'forces': 'dft_forces'\}.*\[data\] energy_key"):
+        get_labels(at, 4)
+
+
+@pytest.mark.parametrize("style, keys", [("gap", GAP_KEYS), ("mace", MACE_KEYS)])
+def test_read_extxyz_with_gap_and_mace_names(tmp_path, style, keys):
+    frames = [_gap_frame(skewed_two_element_cell(seed=k), style) for k in range(3)]
+    write(tmp_path / "d.xyz", frames, format="extxyz")
+    got = read_extxyz(tmp_path / "d.xyz", label_keys=keys)
+    assert len(got) == 3
+    for a, ref in zip(got, frames):
+        e, f, s = _emt_truth(ref)
+        res = a.calc.results
+        assert res["energy"] == pytest.approx(e, abs=1e-10)
+        np.testing.assert_allclose(res["forces"], f, atol=1e-10)
+        np.testing.assert_allclose(res["stress"], s, atol=1e-10)
+        assert a.calc.results is not None and get_labels(a).stress is not None
+    one = read_extxyz(tmp_path / "d.xyz", 1, label_keys=keys)
+    assert len(one) == 1 and one[0].calc.results["energy"] == got[1].calc.results["energy"]
+
+
+def test_fit_on_gap_names_equals_fit_on_ase_labels():
+    """The same data under GAP names (virial instead of stress) fits the same model."""
+    plain = emt_dataset(4, 0)
+    gap = []
+    for a in plain:
+        g = _gap_frame(a)
+        g.info["config_type"] = a.info["config_type"]
+        gap.append(g)
+    desc = PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=3, l_max=2)
+    m1 = HybridPotential(desc, BayesianLinearRegressor()).fit(plain)
+    m2 = HybridPotential(desc, BayesianLinearRegressor()).fit(
+        standardize_labels(gap, GAP_KEYS))
+    np.testing.assert_allclose(m2.regressor_.coef_, m1.regressor_.coef_, rtol=1e-7,
+                               atol=1e-10)
+    assert m2.evaluate(plain)["stress_rmse"] == pytest.approx(m1.evaluate(plain)["stress_rmse"])
+
+
+def test_label_keys_validation():
+    assert check_label_keys(None)["virial"] == "virial"
+    assert check_label_keys({"energy": "dft_energy"})["forces"] == "forces"
+    with pytest.raises(InvalidParameterError, match=r"'label_keys' parameter may only have the "
+                       r"keys \['energy', 'forces', 'stress', 'virial'\]. Got 'force'"):
+        check_label_keys({"force": "dft_forces"})
+    with pytest.raises(InvalidParameterError, match=r"must map 'energy' to a non-empty key "
+                       r"name.*Got 3 instead"):
+        standardize_labels([bulk("Cu")], {"energy": 3})
+    with pytest.raises(InvalidParameterError, match="must be a dict of label kind to key name"):
+        standardize_labels([bulk("Cu")], ["dft_energy"])
