@@ -94,10 +94,10 @@ class HybridPotential(BaseEstimator):
         multiplies every kind of that structure on top of ``weights`` and ``group_weights``
         (e.g. importance weights of an actively selected training set,
         :mod:`hybridpot.learn`).
-    reference_energies : "fit", dict or None, default="fit"
-        Per-element reference energies ``e0`` (eV/atom): fitted by least squares on the
-        composition of the training energies after the baseline (weighted by the energy
-        weights of the structures, so ``fit_weight = 0`` leaves ``e0`` unchanged;
+    reference_energies : "fit", "isolated_atom", dict or None, default="fit"
+        Per-element reference energies ``e0`` (eV/atom; GAP's ``e0``): fitted by least
+        squares on the composition of the training energies after the baseline (weighted by
+        the energy weights of the structures, so ``fit_weight = 0`` leaves ``e0`` unchanged;
         unweighted if every energy weight is 0), given as a dict (every element of the
         descriptor species, eV/atom), or zero.  When the training compositions do not
         determine them (e.g. every structure has the same element ratio) the minimum-norm
@@ -105,7 +105,17 @@ class HybridPotential(BaseEstimator):
         extrapolations (a Bayesian model's σ shows it).  Without any energy label ("fit"
         gives ``e0 = 0``) the data fix forces and stresses but not the energy's constant:
         predicted energies are then meaningful only as differences between structures of
-        the same composition.
+        the same composition.  ``"isolated_atom"`` (GAP's ``e0_method="isolated"``): ``e0``
+        of each element is the energy label minus the baseline energy of the training
+        structures of one atom with ``atoms.info["config_type"] == "isolated_atom"`` (their
+        mean if several); every element needs one.  These structures stay in the training
+        set, as in gap_fit.  Without a baseline the ML term must then carry the whole
+        cohesive energy between the isolated atom (whose descriptor vanishes) and the
+        condensed phase: fix the energy noise as gap_fit's ``default_sigma`` does (e.g.
+        ``SparseGPRegressor(noise={"energy": 0.001, "forces": 0.05})``); with
+        evidence-maximised noise the fit may explain the energies as noise (EMT Cu, six
+        32-atom cells plus the isolated atom, training energy MAE: 0.42 eV/atom, 0.007
+        meV/atom with the noise fixed).
     chunk_size : int, default=16
         Structures per descriptor batch: peak memory scales with the Jacobian of one chunk.
     n_workers : int, default=1
@@ -177,10 +187,10 @@ class HybridPotential(BaseEstimator):
                 "The 'group_weights' parameter of HybridPotential must be a dict or None. "
                 f"Got {type(self.group_weights).__name__} instead.")
         ref = self.reference_energies
-        if not (ref is None or ref == "fit" or isinstance(ref, dict)):
+        if not (ref is None or ref in ("fit", "isolated_atom") or isinstance(ref, dict)):
             raise InvalidParameterError(
-                "The 'reference_energies' parameter of HybridPotential must be 'fit', a dict "
-                f"of element to eV/atom, or None. Got {ref!r} instead.")
+                "The 'reference_energies' parameter of HybridPotential must be 'fit', "
+                f"'isolated_atom', a dict of element to eV/atom, or None. Got {ref!r} instead.")
         check_int(self.chunk_size, "chunk_size", "HybridPotential", low=1)
         check_int(self.n_workers, "n_workers", "HybridPotential", low=1)
         self.descriptor._validate()
@@ -281,6 +291,8 @@ class HybridPotential(BaseEstimator):
                     f"meant). Missing: {missing}.")
             return {s: check_float(ref[s], f"reference_energies[{s!r}]", "HybridPotential",
                                    finite=True) for s in species}
+        if ref == "isolated_atom":
+            return self._isolated_atom_energies(prep)
         has_e = np.isfinite(prep.energy)
         if not has_e.any():
             return {s: 0.0 for s in species}
@@ -296,6 +308,25 @@ class HybridPotential(BaseEstimator):
         present = counts.sum(axis=0) > 0
         e0[~present] = 0.0
         return {s: float(v) for s, v in zip(species, e0)}
+
+    def _isolated_atom_energies(self, prep):
+        """``e0`` of ``reference_energies="isolated_atom"``: the residual (label minus
+        baseline) energy of the one-atom ``config_type == "isolated_atom"`` structures."""
+        species = tuple(self.descriptor.species)
+        found = {s: [] for s in species}
+        for s, z in enumerate(prep.species_idx):
+            if len(z) == 1 and prep.group_names[prep.group[s]] == "isolated_atom" and \
+                    np.isfinite(prep.energy[s]):
+                found[species[z[0]]].append(prep.energy[s])
+        missing = [s for s in species if not found[s]]
+        if missing:
+            raise InvalidParameterError(
+                f"The 'reference_energies' parameter of HybridPotential is 'isolated_atom', "
+                f"but the training set has no one-atom structure with "
+                f"atoms.info['config_type'] = 'isolated_atom' and an energy label for "
+                f"{missing} (descriptor species {list(species)}); add one per element, or "
+                f"use reference_energies='fit' or a dict.")
+        return {s: float(np.mean(found[s])) for s in species}
 
     def _trained_species(self, prep):
         """Elements with atoms in a structure that has a label of positive weight."""

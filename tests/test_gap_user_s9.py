@@ -12,6 +12,7 @@ from conftest import emt_dataset, skewed_two_element_cell
 from hybridpot import HybridPotential
 from hybridpot._exceptions import InvalidParameterError, MissingLabelsError
 from hybridpot._labels import check_label_keys, get_labels
+from hybridpot.baselines import EMT as EMTBaseline
 from hybridpot.descriptors import PowerSpectrum
 from hybridpot.io import read_extxyz, standardize_labels
 from hybridpot.regression import BayesianLinearRegressor
@@ -167,3 +168,33 @@ def test_label_keys_validation():
         standardize_labels([bulk("Cu")], {"energy": 3})
     with pytest.raises(InvalidParameterError, match="must be a dict of label kind to key name"):
         standardize_labels([bulk("Cu")], ["dft_energy"])
+
+
+# ------------------------------------------------------------------------------- e0
+def test_isolated_atom_reference_energies():
+    data = standardize_labels([_gap_frame(a) for a in emt_dataset(3, 1)], GAP_KEYS)
+    iso, e_iso = _isolated()
+    iso = standardize_labels([iso], GAP_KEYS)[0]
+    assert iso.info["config_type"] == "isolated_atom"
+    desc = PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=3, l_max=2)
+    m = HybridPotential(desc, BayesianLinearRegressor(),
+                        reference_energies="isolated_atom").fit(data + [iso])
+    assert m.reference_energies_ == {"Cu": pytest.approx(e_iso)}   # no baseline: E_DFT
+    # with an EMT baseline e0 is what the baseline misses of the isolated atom (here 0)
+    mb = HybridPotential(desc, BayesianLinearRegressor(), baseline=EMTBaseline(),
+                         reference_energies="isolated_atom").fit(data + [iso])
+    assert mb.reference_energies_["Cu"] == pytest.approx(0.0, abs=1e-9)
+    assert mb.predict([iso])[0] == pytest.approx(e_iso, abs=1e-6)
+
+
+def test_isolated_atom_errors():
+    data = emt_dataset(2, 2)
+    desc = PowerSpectrum(species=["Cu", "Ni"], r_cut=4.0, n_max=3, l_max=2)
+    iso = standardize_labels([_isolated("Cu")[0]], GAP_KEYS)[0]
+    with pytest.raises(InvalidParameterError, match=r"is 'isolated_atom', but the training "
+                       r"set has no one-atom structure .* for \['Ni'\]"):
+        HybridPotential(desc, BayesianLinearRegressor(),
+                        reference_energies="isolated_atom").fit(data + [iso])
+    with pytest.raises(InvalidParameterError, match="must be 'fit', 'isolated_atom', a dict"):
+        HybridPotential(desc, BayesianLinearRegressor(),
+                        reference_energies="isolated").fit(data)
