@@ -20,7 +20,7 @@ from sklearn.exceptions import ConvergenceWarning
 from .._exceptions import InvalidParameterError, MissingLabelsError, NotFittedError
 from .._validation import check_choice, check_float, check_int
 from ._base import VOIGT, BatchSource, Regressor, StructureBatch, register_regressor
-from ._design import (energy_rows, feature_map, labelled_rows, n_block, pair_rows,
+from ._design import (energy_rows, labelled_rows, n_block, pair_rows,
                       quadratic_index, split_batch)
 from ._tsqr import TSQRAccumulator
 
@@ -321,7 +321,7 @@ class _LinearBase(Regressor):
             eV.
         """
         X, sp = self._check_X(X, species)
-        return np.einsum("ip,ip->i", feature_map(X, self.quadratic), self.coef_[sp])
+        return self._energy_and_gradient(X, sp, gradient=False)[0]
 
     def atomic_energy_gradient(self, X, species):
         """Per-atom energies and ``dE_dX = d(sum_i eps_i)/dX`` (input of ``backward``).
@@ -344,16 +344,35 @@ class _LinearBase(Regressor):
             eV per descriptor unit.
         """
         X, sp = self._check_X(X, species)
-        F = X.shape[1]
-        C = self.coef_[sp]
-        eps = np.einsum("ip,ip->i", feature_map(X, self.quadratic), C)
-        dE = C[:, 1:1 + F].copy()
+        return self._energy_and_gradient(X, sp, gradient=True)
+
+    def _energy_and_gradient(self, X, sp, gradient):
+        """``eps`` (and ``dE_dX`` or None) species by species, in memory ``O(n_atoms F)``:
+        ``eps = c_0 + X . c_lin + 0.5 X^T S X``, ``dE_dX = c_lin + S X`` (no per-atom copy of
+        the coefficients, of the quadratic feature map or of ``S``)."""
+        n, F = X.shape
+        eps = np.empty(n)
+        dE = np.empty((n, F)) if gradient else None
         if self.quadratic:
             iu, ju = quadratic_index(F)
-            S = np.zeros((self.n_species_, F, F))
-            S[:, iu, ju] = self.coef_[:, 1 + F:]
-            S[:, ju, iu] = self.coef_[:, 1 + F:]
-            dE += np.einsum("ikl,il->ik", S[sp], X)
+        for z in range(self.n_species_):   # loop over elements, vectorised over atoms
+            idx = np.flatnonzero(sp == z)
+            if idx.size == 0:
+                continue
+            c = self.coef_[z]
+            Xz = X[idx]
+            e = c[0] + Xz @ c[1:1 + F]
+            if gradient:
+                dE[idx] = c[1:1 + F]
+            if self.quadratic:
+                S = np.zeros((F, F))
+                S[iu, ju] = c[1 + F:]
+                S[ju, iu] = c[1 + F:]
+                SX = Xz @ S
+                e += 0.5 * np.einsum("if,if->i", Xz, SX)
+                if gradient:
+                    dE[idx] += SX
+            eps[idx] = e
         return eps, dE
 
     def _predict_means(self, batch):
