@@ -31,20 +31,28 @@ def _progress_disabled(args):
 def _split(structures, cfg, species=None):
     test_paths = cfg["data"]["test"]
     if test_paths:
-        from .config import read_structures
+        from .config import label_keys, read_structures
 
         # the test set may only hold elements of the training data (checked before fitting)
         return structures, read_structures(test_paths, "data.test", labels=True,
-                                           species=species)
+                                           species=species, label_keys=label_keys(cfg))
     frac = float(cfg["data"]["test_fraction"])
     if not 0.0 <= frac < 1.0:
         raise ConfigError(f"data.test_fraction must be in [0, 1). Got {frac!r}.")
     rng = np.random.default_rng(int(cfg["data"]["seed"]))
     idx = rng.permutation(len(structures))
     n_test = int(round(frac * len(structures)))
-    test = [structures[i] for i in sorted(idx[:n_test])]
-    train = [structures[i] for i in sorted(idx[n_test:])]
+    test_idx = set(int(i) for i in idx[:n_test])
+    if cfg["fit"].get("reference_energies") == "isolated_atom":
+        # the isolated atoms give e0: they stay in the training part (as in gap_fit)
+        test_idx = {i for i in test_idx if not _is_isolated_atom(structures[i])}
+    test = [a for i, a in enumerate(structures) if i in test_idx]
+    train = [a for i, a in enumerate(structures) if i not in test_idx]
     return train, test
+
+
+def _is_isolated_atom(atoms):
+    return len(atoms) == 1 and str(atoms.info.get("config_type")) == "isolated_atom"
 
 
 def _configured_species(cfg):
@@ -107,14 +115,16 @@ def _print_metrics(title, m):
 
 
 def cmd_fit(args, cfg):
-    from .config import build_baseline, build_descriptor, build_regressor, read_structures
+    from .config import (build_baseline, build_descriptor, build_regressor, label_keys,
+                         read_structures)
     from .potential import HybridPotential
 
     if not str(cfg["output"]["model"]).strip():
         raise ConfigError("output.model must be a file name such as 'model.hpot'. Got ''.")
     out = _output_path(cfg["output"]["model"], "output.model")   # checked before the fit
     fixed = _configured_species(cfg)
-    data = read_structures(cfg["data"]["train"], "data.train", labels=True, species=fixed)
+    data = read_structures(cfg["data"]["train"], "data.train", labels=True, species=fixed,
+                           label_keys=label_keys(cfg))
     species = fixed or _species_of(data)
     train, test = _split(data, cfg, species)
     fitcfg = cfg["fit"]
@@ -152,16 +162,18 @@ def _labelled(args, cfg, model):
     used as its test set (same ``test_fraction`` and ``seed``; all of ``data.train`` when
     ``test_fraction = 0``), so that the default errors are not training errors.
     """
-    from .config import read_structures
+    from .config import label_keys, read_structures
 
     species = list(model.species_)
+    keys = label_keys(cfg)
     if args.data:
-        return read_structures([args.data], "--data", labels=True, species=species), \
-            args.data
+        return read_structures([args.data], "--data", labels=True, species=species,
+                               label_keys=keys), args.data
     if cfg["data"]["test"]:
         return read_structures(cfg["data"]["test"], "data.test", labels=True,
-                               species=species), "data.test"
-    data = read_structures(cfg["data"]["train"], "data.train", labels=True, species=species)
+                               species=species, label_keys=keys), "data.test"
+    data = read_structures(cfg["data"]["train"], "data.train", labels=True, species=species,
+                           label_keys=keys)
     _, test = _split(data, cfg)
     if test:
         return test, (f"the held-out {100 * float(cfg['data']['test_fraction']):g} % of "

@@ -14,6 +14,12 @@ Example (every key optional; these are the defaults of ``hybridpot fit``)::
     species = []                # the model's elements in order, e.g. ["Cu", "Ni"] (LAMMPS
                                 # atom types of 'hybridpot export'); [] = order of first
                                 # appearance in data.train
+    energy_key = "energy"       # label names in the files (every command reading labelled
+    forces_key = "forces"       # data): e.g. GAP "dft_energy", "dft_forces", "dft_virial";
+    stress_key = "stress"       # MACE "REF_energy", "REF_forces", "REF_stress"; "none" =
+    virial_key = "virial"       # not read. energy eV, forces eV/Å, stress eV/Å³ (ASE sign),
+                                # virial eV (= -stress * volume, QUIP/GAP); see
+                                # hybridpot.io.read_extxyz
 
     [descriptor]
     type = "PowerSpectrum"      # PowerSpectrum | Bispectrum | ACSF | SNAPBispectrum |
@@ -34,6 +40,9 @@ Example (every key optional; these are the defaults of ``hybridpot fit``)::
     [fit]
     weights = {energy = 1000.0, forces = 1.0, stress = 100.0}   # per-atom eV, eV/Å, eV/Å³ rows
                                 # (linear regressors; 1, 1, 0.1 for the others)
+    reference_energies = "fit"  # "fit" | "isolated_atom" (e0 from the one-atom structures
+                                # with config_type = "isolated_atom", kept in the training
+                                # part of the split) | {Cu = -0.2, Ni = -0.4} (eV/atom)
     chunk_size = 16
     n_workers = 1
 
@@ -167,7 +176,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = ["DEFAULT_CONFIG", "load_config", "default_data_path", "build_descriptor",
-           "build_regressor", "build_baseline", "read_structures"]
+           "build_regressor", "build_baseline", "read_structures", "label_keys"]
 
 
 def default_data_path():
@@ -203,7 +212,8 @@ DEFAULT_CONFIG = {
 # key -> allowed python types (sections with "type" accept extra keys: class kwargs)
 _SCHEMA = {
     "data": {"train": (str, list), "test": (str, list), "test_fraction": (float, int),
-             "seed": (int,), "species": (list,)},
+             "seed": (int,), "species": (list,), "energy_key": (str,), "forces_key": (str,),
+             "stress_key": (str,), "virial_key": (str,)},
     "fit": {"weights": (dict,), "group_weights": (dict,), "chunk_size": (int,),
             "n_workers": (int,), "reference_energies": (str, dict)},
     "output": {"model": (str,), "report": (str,)},
@@ -392,7 +402,23 @@ def bulk_prototype(symbol, crystal=None, lattice_constant=None, key="md"):
     return bulk(symbol, crystal, a=a, cubic=True)
 
 
-def read_structures(paths, key="data.train", *, labels=None, species=None):
+def label_keys(cfg):
+    """The ``label_keys`` dict of ``[data]`` ``energy_key`` / ``forces_key`` / ``stress_key`` /
+    ``virial_key`` (``"none"`` -> None: not read), or None when none is set."""
+    data = cfg.get("data", {})
+    out = {}
+    for kind in ("energy", "forces", "stress", "virial"):
+        v = data.get(f"{kind}_key")
+        if v is None:
+            continue
+        if not v.strip():
+            raise ConfigError(f"data.{kind}_key must be a key name such as 'dft_{kind}', or "
+                              f"'none' to not read {kind} labels. Got {v!r}.")
+        out[kind] = None if v in ("none", "None") else v
+    return out or None
+
+
+def read_structures(paths, key="data.train", *, labels=None, species=None, label_keys=None):
     """Read every structure of the given files with ``ase.io.read`` and check each one.
 
     Parameters
@@ -406,6 +432,10 @@ def read_structures(paths, key="data.train", *, labels=None, species=None):
         looked at; None: labels, when present, must be finite.
     species : list of str, optional
         The elements a model knows; a structure with another element is an error.
+    label_keys : dict or None, default=None
+        Key names of the labels (``[data] energy_key`` etc., :func:`label_keys`); given, the
+        structures returned carry their labels as ``calc.results`` energy, forces and stress
+        (:func:`hybridpot.io.standardize_labels`; a virial becomes ``-virial / V``).
 
     Returns
     -------
@@ -437,7 +467,12 @@ def read_structures(paths, key="data.train", *, labels=None, species=None):
             raise ConfigError(f"{key}: cannot read {p!r}: {type(e).__name__}: {e}") from e
         for k, atoms in enumerate(frames):
             try:
-                _check_structure(atoms, k, labels, species)
+                _check_structure(atoms, k, labels, species, label_keys)
+                if label_keys is not None and labels is not False:
+                    from .io.extxyz import standardize_labels
+
+                    frames[k] = standardize_labels([atoms], label_keys,
+                                                   require=bool(labels))[0]
             except HybridpotError as e:
                 raise type(e)(f"{key}: structure {k} ({atoms.get_chemical_formula()}) of "
                               f"{p!r}: {e}") from e
@@ -468,7 +503,7 @@ def _check_keys(cls, body, section, prefix, reserved=()):
                               f"{', '.join(allowed)}.")
 
 
-def _check_structure(atoms, index, labels, species):
+def _check_structure(atoms, index, labels, species, label_keys=None):
     """The checks of :func:`read_structures` on one structure (typed errors)."""
     from ._exceptions import UnknownSpeciesError
     from ._labels import get_labels
@@ -481,7 +516,7 @@ def _check_structure(atoms, index, labels, species):
                                       f"does not know (model species: {', '.join(species)}).")
     neighbor_list(atoms, 0.5, min_distance=0.1)  # finite positions, cell, no overlaps
     if labels is not False:
-        get_labels(atoms, index, require=bool(labels))
+        get_labels(atoms, index, require=bool(labels), label_keys=label_keys)
 
 
 def _build(section, cfg, registry, extra=None):

@@ -13,6 +13,7 @@ from hybridpot import HybridPotential
 from hybridpot._exceptions import InvalidParameterError, MissingLabelsError
 from hybridpot._labels import check_label_keys, get_labels
 from hybridpot.baselines import EMT as EMTBaseline
+from hybridpot.cli import main
 from hybridpot.descriptors import PowerSpectrum
 from hybridpot.io import read_extxyz, standardize_labels
 from hybridpot.regression import BayesianLinearRegressor
@@ -198,3 +199,74 @@ def test_isolated_atom_errors():
     with pytest.raises(InvalidParameterError, match="must be 'fit', 'isolated_atom', a dict"):
         HybridPotential(desc, BayesianLinearRegressor(),
                         reference_energies="isolated").fit(data)
+
+
+# ------------------------------------------------------------------------------- CLI
+def _write_gap_file(path):
+    frames = []
+    for a in emt_dataset(5, 3):
+        g = _gap_frame(a)
+        g.info["config_type"] = a.info["config_type"]
+        frames.append(g)
+    frames.append(_isolated()[0])
+    write(path, frames, format="extxyz")
+    return frames
+
+
+CONFIG = """
+[data]
+train = "gap.xyz"
+energy_key = "dft_energy"
+forces_key = "dft_forces"
+virial_key = "dft_virial"
+test_fraction = 0.5
+seed = {seed}
+[descriptor]
+type = "PowerSpectrum"
+r_cut = 4.0
+n_max = 3
+l_max = 2
+[baseline]
+type = "EMT"
+[fit]
+reference_energies = "isolated_atom"
+[output]
+model = "m.hpot"
+report = ""
+"""
+
+
+def test_cli_gap_file_keys_and_isolated_atom(tmp_path, capsys):
+    _write_gap_file(tmp_path / "gap.xyz")
+    for seed in range(6):  # whatever the split, the isolated atom stays in the training part
+        (tmp_path / "c.toml").write_text(CONFIG.format(seed=seed))
+        assert main(["fit", "-c", str(tmp_path / "c.toml"), "-q",
+                     "--out", str(tmp_path / "m.hpot")]) == 0
+    out = capsys.readouterr().out
+    assert "stress MAE" in out and "n/a" not in out   # the virials were used as stresses
+    assert main(["evaluate", "-c", str(tmp_path / "c.toml"), "--json",
+                 "--model", str(tmp_path / "m.hpot")]) == 0
+    import json
+
+    m = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert m["n_structures"] == 3 and m["stress_mae"] is not None
+    # without the key names the file has no labels: the message says which keys to use
+    (tmp_path / "d.toml").write_text(CONFIG.format(seed=0).replace(
+        'energy_key = "dft_energy"\n', ""))
+    assert main(["fit", "-c", str(tmp_path / "d.toml"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "structure 5 (Cu) of" in err and "'dft_energy'" in err
+
+
+@pytest.mark.parametrize("line, msg", [
+    ('energy_key = ""', r"data.energy_key must be a key name such as 'dft_energy', or 'none'"),
+    ("energy_key = 3", r"data.energy_key must be str. Got 3"),
+])
+def test_cli_bad_label_keys(tmp_path, capsys, line, msg):
+    _write_gap_file(tmp_path / "gap.xyz")
+    (tmp_path / "c.toml").write_text(CONFIG.format(seed=0).replace(
+        'energy_key = "dft_energy"', line))
+    assert main(["fit", "-c", str(tmp_path / "c.toml"), "-q"]) == 2
+    import re
+
+    assert re.search(msg, capsys.readouterr().err)
