@@ -427,6 +427,19 @@ class ActiveLearner:
     iteration in which every oracle call failed (``stop_reason_`` quotes the first error;
     restarting the run resumes it, e.g. once the oracle is fixed).
 
+    On-the-fly learning (FLARE's loop): ``UncertaintyMDSampler(continue_md=True, ...)``
+    with ``n_candidates=1, batch_size=1`` runs one MD trajectory with the current model;
+    each iteration continues it from the last labelled frame (positions, momenta, step,
+    temperature ramp) until the force σ passes the sampler's threshold (eV/Å, or a multiple
+    of the fitted noise), labels that frame, refits, and the run stops when the trajectory
+    reaches the sampler's ``n_steps`` or at ``max_labels``.  ``labels.extxyz`` then holds
+    the labelled frames in order with ``info["md_step"]``, ``info["md_temperature"]``,
+    ``info["sigma_max"]``, ``info["sigma_threshold"]`` and the per-atom σ of the proposing
+    model (``arrays["forces_std"]``); the history has σ before and after each refit.
+    Whole frames are labelled (FLARE's adding of only the most uncertain atoms'
+    environments to a sparse set has no counterpart: structures, not atoms, are the
+    training unit).
+
     Crash safety: ``labels.extxyz`` and ``failures.jsonl`` are the source of truth.  A run
     killed at any point and restarted with the same ``run_dir`` re-reads them (a partial last
     frame is cut off), reuses the saved proposals of the interrupted iteration (or re-draws
@@ -487,7 +500,12 @@ class ActiveLearner:
     failures_ : dict of str to str
         Proposal id -> error message.
     history_ : list of dict
-        One entry per completed iteration.
+        One entry per completed iteration: ``iteration``, ``n_labels``, ``n_new``,
+        ``n_failed``, ``selected_sigma_max`` (largest force σ, RMS over the components of a
+        structure, eV/Å, of the proposals under the model that proposed them; None for a
+        model without a posterior), ``selected_sigma_after`` (the same under the model
+        refitted with their labels), ``validation_force_mae`` (eV/Å or None),
+        ``label_seconds``.
     stop_reason_ : str
     n_oracle_calls_ : int
         Oracle calls made by this process (a resumed run counts only its own).
@@ -813,6 +831,11 @@ class ActiveLearner:
         kw = {}
         if isinstance(self.sampler, PoolSampler):
             kw["exclude"] = [int(i.split("-")[1]) for i in done if i.startswith("pool-")]
+        if getattr(self.sampler, "uses_labels", False) is True:
+            # on-the-fly MD (UncertaintyMDSampler(continue_md=True)) continues the trajectory
+            # from the last frame it proposed that was labelled (read from labels.extxyz, so
+            # a resumed run continues from the same frame)
+            kw["labelled"] = self._training()
         if getattr(self.sampler, "needs_model", False) and model is None:
             raise InvalidParameterError(
                 f"The sampler {type(self.sampler).__name__} needs a fitted model; give "
@@ -830,6 +853,9 @@ class ActiveLearner:
         keep = [k for k, i in enumerate(ids) if i not in done]
         cands, ids = [cands[k] for k in keep], [ids[k] for k in keep]
         if not cands:
+            if getattr(self.sampler, "finished_", False) is True:
+                return (f"the sampler's on-the-fly MD reached its n_steps "
+                        f"({self.sampler.n_steps}) with force σ below the threshold")
             return "no candidates"
         n = min(int(self.batch_size), n_left, len(cands))
         # candidates with an element no training structure had: the model cannot predict them
@@ -1027,9 +1053,13 @@ class ActiveLearner:
                                                        "has_uncertainty", False):
                     sig = self._sigma(self.model_, proposals)
                 self._refit()
+                sig_after = None
+                if sig is not None and self.model_ is not None and self.model_._has_posterior():
+                    sig_after = self._sigma(self.model_, proposals)
                 self.state_["history"].append({
                     "iteration": t, "n_labels": len(self.labelled_), "n_new": n_ok,
                     "n_failed": len(proposals) - n_ok, "selected_sigma_max": sig,
+                    "selected_sigma_after": sig_after,
                     "validation_force_mae": self._validation_error(),
                     "label_seconds": label_s})
                 self.state_["iteration"] = t + 1

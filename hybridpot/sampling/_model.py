@@ -34,6 +34,31 @@ def _force_sigma(model, atoms):
     return r["forces_std"], r["forces"], r["energy"]
 
 
+def _force_noise(model):
+    """Fitted force-noise std (eV/Å) included in the model's predictive force σ, or None.
+
+    The posterior committee's (``uncertainty_``, inflation included) if the model has one,
+    else the regressor's (``_predictive_noise_std``: sparse GPs and ensembles of them;
+    ``noise_["forces"]``: Bayesian linear regression, the largest group's).  Networks have
+    none.
+    """
+    com = getattr(model, "uncertainty_", None)
+    if com is not None:
+        return float(np.sqrt(com._noise("forces", "default") * com.inflation.get("forces", 1.0)))
+    reg = model.regressor_
+    get = getattr(reg, "_predictive_noise_std", None)
+    if get is not None:
+        sd = get("forces")
+    else:
+        noise = getattr(reg, "noise_", None)
+        sd = noise.get("forces") if isinstance(noise, dict) else None
+        if isinstance(sd, dict):
+            sd = max(sd.values()) if sd else None
+    if sd is None or not np.isfinite(sd) or sd <= 0:
+        return None
+    return float(sd)
+
+
 class UncertaintyMDSampler(Sampler):
     r"""Langevin MD with the current model, stopped when its force uncertainty gets large.
 
@@ -42,9 +67,44 @@ class UncertaintyMDSampler(Sampler):
     ``temperature_range``, K).  Every ``check_interval`` steps the predictive force σ
     (``model._evaluate(..., return_std=True)``: posterior or committee) is evaluated; the frame
     and its score ``max_{i,a} sigma_F[i, a]`` (eV/Å) are recorded.  The run stops when the score
-    exceeds ``sigma_threshold``, after ``n_steps``, or when the structure becomes unusable (atoms
+    exceeds the threshold, after ``n_steps``, or when the structure becomes unusable (atoms
     closer than the neighbour list's limit).  The ``frames_per_run`` most uncertain recorded
-    frames are returned (``info["sigma_max"]``), and runs repeat until ``n`` frames exist.
+    frames are returned, and runs repeat until ``n`` frames exist.
+
+    On-the-fly mode (``continue_md=True``, FLARE's loop: MD with the current model until σ
+    passes the threshold, label that frame, refit, *continue the same trajectory*): one
+    trajectory of ``n_steps`` steps in total with the deterministic temperature ramp
+    ``T(s) = T_0 + (T_1 - T_0) s / n_steps`` (``(T_0, T_1) = temperature_range``, ``s`` the
+    step of the whole trajectory).  :meth:`sample` continues it from the last structure of
+    ``labelled`` that this sampler produced (``info["md_step"]`` and its momenta, both kept
+    in ``labels.extxyz``), or starts it from a random structure of ``starts`` at ``T_0``;
+    each call runs until the threshold is passed (returns that frame, the most uncertain
+    of the run, ``n`` is then irrelevant beyond 1) or until step ``n_steps`` (returns no
+    frame and sets ``finished_``: the trajectory is done).
+    :class:`~hybridpot.learn.ActiveLearner` passes its training structures as ``labelled``
+    (``uses_labels`` is true); use it with ``n_candidates=1, batch_size=1``.
+
+    Threshold: ``sigma_threshold`` in eV/Å (``threshold_mode="absolute"``) or, as FLARE's
+    positive ``std_tolerance_factor``, in units of the model's fitted force-noise std
+    ``sigma_n`` (``threshold_mode="noise"``: threshold ``sigma_threshold * sigma_n``, eV/Å;
+    see :func:`_force_noise`).  The predictive σ includes that noise
+    (``sigma^2 = sigma_param^2 + sigma_n^2``), so the factor must exceed 1; a factor of 2
+    triggers when the parameter part reaches ``sqrt(3) sigma_n``.
+
+    Every frame records ``info["sigma_max"]`` (the score, eV/Å), ``info["sigma_threshold"]``
+    (eV/Å), ``info["md_step"]``, ``info["md_temperature"]`` (K) and the per-atom, per-component
+    σ ``arrays["forces_std"]`` (eV/Å, shape (n_atoms, 3)) of the model that proposed it;
+    ``trajectory_`` holds every recorded frame of the last :meth:`sample`.
+
+    Which σ to trust out of domain (EMT Cu-Ni, 12 training cells rattled by 0.06 Å; ratio
+    of the force MAE to the mean predicted per-atom σ, 1 is honest): ``SparseGPRegressor``
+    with the default ``derivative_variance="dtc"`` 0.45-1.8 (4.8 at 0.25 Å rattles);
+    ``BayesianLinearRegressor`` 2.4-12 (compressed 8 %: 6.6, rattled 0.15 Å: 4.8);
+    ``derivative_variance="committee"`` 1.4-39 (it drops the DTC term that grows away
+    from the data); ``NeuralNetworkRegressor(n_models=4)`` 1.5-100 (σ did not grow with
+    the rattle).  A threshold calibrated in domain therefore fires late out of domain for
+    all but the DTC sparse GP; recalibrating on in-domain data does not change that
+    (``/work/notes/s9/flare/report.md``).
 
     Parameters
     ----------
@@ -52,19 +112,29 @@ class UncertaintyMDSampler(Sampler):
     temperature_range : (float, float), default=(300.0, 1500.0)
         K.
     n_steps : int, default=500
+        Steps per run (with ``continue_md``: of the whole trajectory).
     timestep_fs : float, default=2.0
     friction : float, default=0.01
         Langevin friction, 1/fs.
     check_interval : int, default=10
     sigma_threshold : float, default=0.2
-        eV/Å.
+        eV/Å, or a multiple (> 1) of the fitted force-noise std with ``threshold_mode="noise"``.
     frames_per_run : int, default=2
+    threshold_mode : {"absolute", "noise"}, default="absolute"
+    continue_md : bool, default=False
+        On-the-fly mode (see above).
 
     Attributes
     ----------
     n_runs_ : int
     stop_reasons_ : list of str
         ``"threshold"``, ``"steps"`` or ``"invalid"`` per run of the last :meth:`sample`.
+    threshold_ : float
+        The threshold of the last :meth:`sample`, eV/Å.
+    trajectory_ : list of ase.Atoms
+        Every recorded frame (every ``check_interval`` steps) of the last :meth:`sample`.
+    finished_ : bool
+        With ``continue_md``: the trajectory reached ``n_steps`` (nothing left to sample).
     """
 
     needs_model = True
@@ -72,7 +142,7 @@ class UncertaintyMDSampler(Sampler):
 
     def __init__(self, *, starts=None, temperature_range=(300.0, 1500.0), n_steps=500,
                  timestep_fs=2.0, friction=0.01, check_interval=10, sigma_threshold=0.2,
-                 frames_per_run=2):
+                 frames_per_run=2, threshold_mode="absolute", continue_md=False):
         self.starts = starts
         self.temperature_range = temperature_range
         self.n_steps = n_steps
@@ -81,20 +151,67 @@ class UncertaintyMDSampler(Sampler):
         self.check_interval = check_interval
         self.sigma_threshold = sigma_threshold
         self.frames_per_run = frames_per_run
+        self.threshold_mode = threshold_mode
+        self.continue_md = continue_md
 
-    def _run(self, model, rng, starts, tr, n_steps, dt, fric, every, thr):
+    @property
+    def uses_labels(self):
+        """Whether :meth:`sample` reads ``labelled`` (on-the-fly mode)."""
+        return self.continue_md is True
+
+    def _threshold(self, model, owner):
+        mode = check_choice(self.threshold_mode, "threshold_mode", ("absolute", "noise"),
+                            owner)
+        if mode == "absolute":
+            return check_float(self.sigma_threshold, "sigma_threshold", owner, low=0.0)
+        f = check_float(self.sigma_threshold, "sigma_threshold", owner, low=1.0)
+        sd = _force_noise(model)
+        if sd is None:
+            raise InvalidParameterError(
+                f"{owner}(threshold_mode='noise') needs a model with a fitted force noise; "
+                f"its regressor {type(model.regressor_).__name__} has none (a network "
+                "ensemble's σ is the members' spread). Use threshold_mode='absolute' with "
+                "sigma_threshold in eV/Å.")
+        return f * sd
+
+    @staticmethod
+    def _last_md_frame(labelled, owner):
+        """The last structure of ``labelled`` (list order) this sampler produced, or None."""
+        if labelled is None:
+            return None
+        if not isinstance(labelled, (list, tuple)):
+            raise InvalidParameterError(
+                f"The 'labelled' argument of {owner}.sample must be a list of ase.Atoms or "
+                f"None. Got {type(labelled).__name__} instead.")
+        for a in reversed(labelled):
+            if a.info.get("sampler") == "md" and "md_step" in a.info:
+                return a
+        return None
+
+    def _run(self, model, rng, starts, tr, n_steps, dt, fric, every, thr, start=None):
         from ase import units
 
         from .._compat import langevin, thermalize
 
-        atoms = starts[int(rng.integers(len(starts)))].copy()
+        if start is None:
+            atoms = starts[int(rng.integers(len(starts)))].copy()
+            if self.continue_md is True:
+                t0, t1 = float(tr[0]), float(tr[1])
+            else:
+                t0, t1 = rng.uniform(*tr, size=2)
+            thermalize(atoms, t0, rng)
+            step = 0
+        else:
+            atoms = start.copy()
+            t0, t1 = float(tr[0]), float(tr[1])
+            step = int(start.info["md_step"])
+            if not atoms.has("momenta"):
+                thermalize(atoms, t0 + (t1 - t0) * step / n_steps, rng)
         atoms.calc = model.calculator()
-        t0, t1 = rng.uniform(*tr, size=2)
-        thermalize(atoms, t0, rng)
-        dyn = langevin(atoms, dt * units.fs, t0, fric / units.fs, rng)
+        dyn = langevin(atoms, dt * units.fs, t0 + (t1 - t0) * step / n_steps,
+                       fric / units.fs, rng)
         frames, scores = [], []
         reason = "steps"
-        step = 0
         while step < n_steps:
             k = min(every, n_steps - step)
             try:
@@ -104,13 +221,15 @@ class UncertaintyMDSampler(Sampler):
                 reason = "invalid"
                 break
             step += k
-            dyn.set_temperature(temperature_K=t0 + (t1 - t0) * step / n_steps)
+            temp = float(t0 + (t1 - t0) * step / n_steps)
+            dyn.set_temperature(temperature_K=temp)
             fr = atoms.copy()
             fr.calc = None
             fr.set_constraint()
             score = float(np.max(s))
-            fr.info.update({"sampler": "md", "sigma_max": score, "md_step": step,
-                            "md_temperature": float(t0 + (t1 - t0) * step / n_steps)})
+            fr.info.update({"sampler": "md", "sigma_max": score, "sigma_threshold": float(thr),
+                            "md_step": step, "md_temperature": temp})
+            fr.arrays["forces_std"] = np.array(s, dtype=np.float64)
             frames.append(fr)
             scores.append(score)
             if score > thr:
@@ -118,27 +237,73 @@ class UncertaintyMDSampler(Sampler):
                 break
         return frames, np.asarray(scores), reason
 
-    def sample(self, n, *, random_state=None, model=None):
-        """``n`` frames from uncertainty-terminated MD runs (most uncertain first per run)."""
+    def sample(self, n, *, random_state=None, model=None, labelled=None):
+        """``n`` frames from uncertainty-terminated MD runs (most uncertain first per run).
+
+        Parameters
+        ----------
+        n : int
+        random_state : int, numpy.random.Generator or None
+        model : HybridPotential
+            Fitted, with a posterior.
+        labelled : list of ase.Atoms, optional
+            With ``continue_md``: the training structures; the trajectory continues from
+            the last one this sampler produced.  Ignored otherwise.
+
+        Returns
+        -------
+        list of ase.Atoms
+        """
         owner = type(self).__name__
         n = check_int(n, "n", f"{owner}.sample", low=0)
         self._check_model(model)
+        if not isinstance(self.continue_md, (bool, np.bool_)):
+            raise InvalidParameterError(
+                f"The 'continue_md' parameter of {owner} must be a bool. Got "
+                f"{self.continue_md!r} instead.")
         starts = _check_starts(self.starts, owner)
         tr = _check_range(self.temperature_range, "temperature_range", owner)
         n_steps = check_int(self.n_steps, "n_steps", owner, low=1)
         dt = check_float(self.timestep_fs, "timestep_fs", owner, low=0.0)
         fric = check_float(self.friction, "friction", owner, low=0.0, low_inclusive=True)
         every = check_int(self.check_interval, "check_interval", owner, low=1)
-        thr = check_float(self.sigma_threshold, "sigma_threshold", owner, low=0.0)
+        thr = self._threshold(model, owner)
         per = check_int(self.frames_per_run, "frames_per_run", owner, low=1)
         rng = as_generator(random_state, f"{owner}.sample")
-        out, self.stop_reasons_ = [], []
+        out, self.stop_reasons_, self.trajectory_ = [], [], []
         self.n_runs_ = 0
+        self.threshold_ = thr
+        self.finished_ = False
+        if self.continue_md is True:
+            if n == 0:
+                return []
+            start = self._last_md_frame(labelled, owner)
+            if start is not None and int(start.info["md_step"]) >= n_steps:
+                self.finished_ = True
+                return []
+            frames, scores, reason = self._run(model, rng, starts, tr, n_steps, dt, fric,
+                                               every, thr, start=start)
+            self.n_runs_ = 1
+            self.stop_reasons_.append(reason)
+            self.trajectory_ = list(frames)
+            if reason == "threshold":
+                return [frames[-1]]
+            if reason == "steps":
+                self.finished_ = True
+                return []
+            last = frames[-1].info["md_step"] if frames else (
+                start.info["md_step"] if start is not None else 0)
+            raise InvalidParameterError(
+                f"{owner}: the on-the-fly MD became unusable (atoms closer than the "
+                f"neighbour list allows) after step {last}; reduce temperature_range or "
+                "timestep_fs, or lower sigma_threshold so that frames are labelled before "
+                "the model fails.")
         while len(out) < n:
             frames, scores, reason = self._run(model, rng, starts, tr, n_steps, dt, fric,
                                                every, thr)
             self.n_runs_ += 1
             self.stop_reasons_.append(reason)
+            self.trajectory_.extend(frames)
             if not frames:
                 if self.n_runs_ > 10 * (n + 1):
                     raise InvalidParameterError(

@@ -1,0 +1,152 @@
+"""Session-9 FLARE-user review: on-the-fly active learning (MD continued from the labelled
+frame, threshold relative to the fitted noise, per-atom σ recorded, σ before/after refits)
+and the σ-driven samplers' documented promises."""
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from conftest import emt_dataset, emt_label
+from hybridpot import HybridPotential, InvalidParameterError
+from hybridpot.descriptors import PowerSpectrum
+from hybridpot.learn import ActiveLearner, read_labels
+from hybridpot.regression import BayesianLinearRegressor, NeuralNetworkRegressor
+from hybridpot.sampling import UncertaintyMDSampler
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:BayesianLinearRegressor. evidence maximisation did not converge")
+
+
+def _desc():
+    return PowerSpectrum(species=["Cu"], r_cut=4.5, n_max=4, l_max=3)
+
+
+def _start():
+    return bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 1, 1)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return HybridPotential(descriptor=_desc(), regressor=BayesianLinearRegressor()).fit(
+        emt_dataset(2, 1, reps=(2, 1, 1)))
+
+
+def _otf(**kw):
+    p = dict(starts=[_start()], temperature_range=(300.0, 1200.0), n_steps=300,
+             check_interval=5, sigma_threshold=2.0, threshold_mode="noise", continue_md=True)
+    p.update(kw)
+    return UncertaintyMDSampler(**p)
+
+
+def _learner(run_dir, sampler, max_labels):
+    initial = emt_dataset(1, 3, reps=(2, 1, 1))
+    return ActiveLearner(HybridPotential(descriptor=_desc(), regressor=BayesianLinearRegressor()),
+                         "EMT", sampler, None, run_dir=run_dir, initial=initial,
+                         n_candidates=1, batch_size=1, max_labels=max_labels,
+                         max_iterations=50, random_state=0, progress=False)
+
+
+def test_on_the_fly_loop_continues_one_trajectory(tmp_path):
+    """FLARE's loop: each label is a later frame of the same MD run, taken when its force σ
+    passed the threshold; the labels record σ (per atom) and the history σ before/after."""
+    md = _otf()
+    res = _learner(tmp_path / "run", md, 6).run()
+    labels = read_labels(tmp_path / "run" / "labels.extxyz")
+    assert len(labels) >= 2
+    steps = [int(a.info["md_step"]) for a in labels]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)   # one trajectory, forward
+    for a, h in zip(labels, res.history_):
+        # the labelled frame is the one that passed the threshold of the proposing model
+        assert a.info["sigma_max"] > a.info["sigma_threshold"] > 0
+        assert a.arrays["forces_std"].shape == (len(a), 3)
+        np.testing.assert_allclose(a.arrays["forces_std"].max(), a.info["sigma_max"],
+                                   atol=1e-8)   # extxyz keeps 8 decimals
+        # temperature ramp over the whole trajectory: T(s) = T0 + (T1 - T0) s / n_steps
+        np.testing.assert_allclose(a.info["md_temperature"],
+                                   300.0 + 900.0 * a.info["md_step"] / 300, rtol=1e-9)
+        assert a.has("momenta")                       # kept: the next iteration continues
+        assert h["selected_sigma_max"] > 0 and h["selected_sigma_after"] > 0
+    if len(labels) < 6:
+        assert res.stop_reason_.startswith("the sampler's on-the-fly MD reached its n_steps "
+                                           "(300)")
+    else:
+        assert res.stop_reason_ == "max_labels (6) reached"
+
+
+def test_on_the_fly_resume_equals_uninterrupted(tmp_path):
+    ref = _learner(tmp_path / "a", _otf(), 4).run()
+    _learner(tmp_path / "b", _otf(), 2).run()
+    res = _learner(tmp_path / "b", _otf(), 4).run()   # resumed: continues from label 2
+    assert [a.info["md_step"] for a in res.labelled_] == \
+        [a.info["md_step"] for a in ref.labelled_]
+    for a, b in zip(res.labelled_, ref.labelled_):
+        np.testing.assert_allclose(a.positions, b.positions, atol=1e-8)
+
+
+def test_continue_from_the_last_sampler_frame(model):
+    md = _otf(n_steps=400, sigma_threshold=1e-9, threshold_mode="absolute")
+    first = md.sample(1, random_state=0, model=model)
+    assert len(first) == 1 and md.stop_reasons_ == ["threshold"]
+    assert first[0].info["md_step"] == 5                  # the first check passed it
+    other = emt_label(_start())                            # not from the sampler: skipped
+    nxt = md.sample(1, random_state=1, model=model, labelled=[first[0], other])
+    assert nxt[0].info["md_step"] == 10                   # continued, not restarted
+    # one check interval of MD from the previous frame: a small displacement
+    assert np.max(np.abs(nxt[0].positions - first[0].positions)) < 0.2
+    # the trajectory's end: nothing left to sample
+    done = first[0].copy()
+    done.info["md_step"] = 400
+    assert md.sample(1, random_state=2, model=model, labelled=[done]) == []
+    assert md.finished_ is True
+    with pytest.raises(InvalidParameterError, match="'labelled' argument of "
+                       "UncertaintyMDSampler.sample must be a list of ase.Atoms"):
+        md.sample(1, random_state=0, model=model, labelled=first[0])
+
+
+def test_threshold_relative_to_the_fitted_noise(model):
+    md = UncertaintyMDSampler(starts=[_start()], n_steps=10, check_interval=5,
+                              sigma_threshold=3.0, threshold_mode="noise")
+    md.sample(1, random_state=0, model=model)
+    np.testing.assert_allclose(md.threshold_, 3.0 * model.regressor_.noise_["forces"],
+                               rtol=1e-12)
+    # σ includes the noise, so a factor <= 1 would fire at once
+    with pytest.raises(InvalidParameterError, match=r"'sigma_threshold' parameter of "
+                       r"UncertaintyMDSampler must be a float in \(1, inf\)"):
+        md.set_params(sigma_threshold=1.0).sample(1, random_state=0, model=model)
+    with pytest.raises(InvalidParameterError, match="'threshold_mode' parameter of "
+                       "UncertaintyMDSampler must be one of"):
+        md.set_params(threshold_mode="relative").sample(1, random_state=0, model=model)
+    with pytest.raises(InvalidParameterError, match="'continue_md' parameter of "
+                       "UncertaintyMDSampler must be a bool. Got 'yes'"):
+        md.set_params(threshold_mode="noise", sigma_threshold=3.0,
+                      continue_md="yes").sample(1, random_state=0, model=model)
+
+
+@pytest.mark.filterwarnings("ignore:NeuralNetworkRegressor. L-BFGS stopped")
+def test_noise_threshold_refused_for_a_network_ensemble():
+    nn = HybridPotential(descriptor=_desc(), regressor=NeuralNetworkRegressor(
+        hidden_layer_sizes=(4,), n_models=2, max_iter=20, random_state=0)).fit(
+        emt_dataset(2, 1, reps=(2, 1, 1)))
+    md = UncertaintyMDSampler(starts=[_start()], n_steps=10, sigma_threshold=3.0,
+                              threshold_mode="noise")
+    with pytest.raises(InvalidParameterError, match=r"threshold_mode='noise'\) needs a model "
+                       r"with a fitted force noise; its regressor NeuralNetworkRegressor"):
+        md.sample(1, random_state=0, model=nn)
+
+
+def test_recorded_sigma_is_the_models_and_runs_are_deterministic(model):
+    """Default (restarting) mode: frames carry the per-atom σ of the model at the frame,
+    ``trajectory_`` every checked frame, and the same seed gives the same frames."""
+    md = UncertaintyMDSampler(starts=[_start()], temperature_range=(600.0, 900.0),
+                              n_steps=20, check_interval=5, sigma_threshold=10.0,
+                              frames_per_run=2)
+    out = md.sample(3, random_state=4, model=model)
+    assert len(out) == 3 and len(md.trajectory_) == 4 * md.n_runs_
+    _, s = model.predict_forces(out, return_std=True)
+    for a, sa in zip(out, s):
+        np.testing.assert_allclose(a.arrays["forces_std"], sa, rtol=1e-10)
+        assert a.info["sigma_max"] == pytest.approx(float(sa.max()), rel=1e-10)
+        assert a.info["sigma_threshold"] == 10.0
+    again = md.sample(3, random_state=4, model=model)
+    for a, b in zip(out, again):
+        np.testing.assert_array_equal(a.positions, b.positions)
