@@ -107,6 +107,18 @@ def read_labels(path, *, repair=False):
 
     A trailing partial frame (a crash in the middle of an append) is ignored, and cut off the
     file when ``repair=True``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``labels.extxyz`` of a run directory.
+    repair : bool, default=False
+        Truncate the file after its last complete frame.
+
+    Returns
+    -------
+    list of ase.Atoms
+        The complete frames with their labels (empty when the file does not exist).
     """
     from ase.io import read
 
@@ -169,7 +181,24 @@ class _run_lock:
 
 # ---------------------------------------------------------------------------- oracle
 def make_oracle(oracle):
-    """An ASE calculator (or factory) from ``"EMT"``, a calculator, or a zero-arg callable."""
+    """An ASE calculator (or factory) from ``"EMT"``, a calculator, or a zero-arg callable.
+
+    Parameters
+    ----------
+    oracle : str, ase calculator or callable
+        ``"EMT"`` (case-insensitive; ASE's EMT), an ASE calculator (copied per structure)
+        or a callable returning a fresh calculator.
+
+    Returns
+    -------
+    ase calculator or callable
+        ``oracle`` itself, or ASE's EMT for ``"EMT"``.
+
+    Raises
+    ------
+    hybridpot.InvalidParameterError
+        For another string or object.
+    """
     from ase.calculators.calculator import BaseCalculator
 
     if isinstance(oracle, str):
@@ -1080,4 +1109,5 @@ class ActiveLearner:
 
     @property
     def history_(self):
+        """list of dict: one entry per completed iteration (see the class Attributes)."""
         return list(self.state_["history"]) if hasattr(self, "state_") else []

@@ -23,7 +23,25 @@ __all__ = ["COMMANDS", "build_sampler", "build_selector"]
 def build_selector(sec, section="select"):
     """The selector of a ``[select]`` / ``[learn]`` table (keys ``method``, ``kind``,
     ``dedup_threshold``, ``seed``); the default method is ``"stratified"`` (maximum force
-    variance within k-means strata, :func:`hybridpot.learn.default_selector`)."""
+    variance within k-means strata, :func:`hybridpot.learn.default_selector`).
+
+    Parameters
+    ----------
+    sec : dict
+        The config table.
+    section : str, default="select"
+        Its name in error messages (``"select"`` or ``"learn"``).
+
+    Returns
+    -------
+    selector
+        An object with ``select(model, pool, n, *, exclude_structures=None)``.
+
+    Raises
+    ------
+    hybridpot.ConfigError
+        For a bad ``kind``, ``dedup_threshold`` or method parameter.
+    """
     from ..uq.selection import _KINDS, make_selector
 
     method = sec.get("method", "stratified")
@@ -82,7 +100,24 @@ def _range(value):
 
 def build_sampler(sec, pool=None):
     """The sampler of a ``[learn]`` table (``sampler = "rattle" | "disorder" | "pool" |
-    "md"``)."""
+    "md"``).
+
+    Parameters
+    ----------
+    sec : dict
+        The ``[learn]`` table.
+    pool : list of ase.Atoms, optional
+        The candidates of ``sampler = "pool"`` (read from ``learn.pool``).
+
+    Returns
+    -------
+    hybridpot.sampling.Sampler
+
+    Raises
+    ------
+    hybridpot.ConfigError
+        For an unknown sampler, a bad ``supercell``, or ``"pool"`` without a pool.
+    """
     from ..sampling import (PoolSampler, RandomDisorderSampler, RattleStrainSampler,
                             UncertaintyMDSampler)
 

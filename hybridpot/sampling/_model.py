@@ -243,7 +243,9 @@ class UncertaintyMDSampler(Sampler):
         Parameters
         ----------
         n : int
-        random_state : int, numpy.random.Generator or None
+            Number of frames (``>= 0``).
+        random_state : int, numpy.random.Generator or None, default=None
+            Seed (a non-negative int) or generator; never the global numpy state.
         model : HybridPotential
             Fitted, with a posterior.
         labelled : list of ase.Atoms, optional
@@ -366,7 +368,20 @@ class AdversarialSampler(Sampler):
         return float(np.log(np.mean(s ** 2))), f, e
 
     def objective(self, model, atoms):
-        """``J(x)`` (dimensionless) of the model at ``atoms``."""
+        """``J(x)`` (dimensionless) of the model at ``atoms``.
+
+        Parameters
+        ----------
+        model : HybridPotential
+            Fitted, with a posterior.
+        atoms : ase.Atoms
+            The structure.
+
+        Returns
+        -------
+        float
+            ``-E / (k_B T) + log(mean force variance)`` (see the class docstring).
+        """
         kT = KB * check_float(self.temperature_K, "temperature_K", type(self).__name__,
                               low=0.0)
         lv, _, e = self._log_var(model, atoms)
@@ -398,7 +413,28 @@ class AdversarialSampler(Sampler):
             atoms.positions = x0
 
     def sample(self, n, *, random_state=None, model=None):
-        """``n`` adversarial structures (``info["sampler"] = "adversarial"``)."""
+        """``n`` adversarial structures (``info["sampler"] = "adversarial"``).
+
+        Parameters
+        ----------
+        n : int
+            Number of structures (``>= 0``).
+        random_state : int, numpy.random.Generator or None, default=None
+            Seed (a non-negative int) or generator; never the global numpy state.
+        model : HybridPotential
+            Fitted, with a posterior (required).
+
+        Returns
+        -------
+        list of ase.Atoms
+            Unlabelled structures.
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            For a missing model or one without a posterior, a bad ``n``, ``random_state`` or
+            hyperparameter.
+        """
         owner = type(self).__name__
         n = check_int(n, "n", f"{owner}.sample", low=0)
         self._check_model(model)
