@@ -45,14 +45,11 @@ def _split(structures, cfg, species=None):
     test_idx = set(int(i) for i in idx[:n_test])
     if cfg["fit"].get("reference_energies") == "isolated_atom":
         # the isolated atoms give e0: they stay in the training part (as in gap_fit)
-        test_idx = {i for i in test_idx if not _is_isolated_atom(structures[i])}
+        test_idx = {i for i in test_idx if len(structures[i]) > 1}
     test = [a for i, a in enumerate(structures) if i in test_idx]
     train = [a for i, a in enumerate(structures) if i not in test_idx]
     return train, test
 
-
-def _is_isolated_atom(atoms):
-    return len(atoms) == 1 and str(atoms.info.get("config_type")) == "isolated_atom"
 
 
 def _configured_species(cfg):

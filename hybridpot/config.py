@@ -41,8 +41,9 @@ Example (every key optional; these are the defaults of ``hybridpot fit``)::
     weights = {energy = 1000.0, forces = 1.0, stress = 100.0}   # per-atom eV, eV/Å, eV/Å³ rows
                                 # (linear regressors; 1, 1, 0.1 for the others)
     reference_energies = "fit"  # "fit" | "isolated_atom" (e0 from the one-atom structures
-                                # with config_type = "isolated_atom", kept in the training
-                                # part of the split) | {Cu = -0.2, Ni = -0.4} (eV/atom)
+                                # without neighbours, e.g. config_type=isolated_atom; every
+                                # one-atom structure stays in the training part of the
+                                # split) | {Cu = -0.2, Ni = -0.4} (eV/atom)
     chunk_size = 16
     n_workers = 1
 

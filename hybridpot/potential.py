@@ -105,17 +105,18 @@ class HybridPotential(BaseEstimator):
         extrapolations (a Bayesian model's σ shows it).  Without any energy label ("fit"
         gives ``e0 = 0``) the data fix forces and stresses but not the energy's constant:
         predicted energies are then meaningful only as differences between structures of
-        the same composition.  ``"isolated_atom"`` (GAP's ``e0_method="isolated"``): ``e0``
+        the same composition.  ``"isolated_atom"`` (gap_fit's ``e0_method=isolated``): ``e0``
         of each element is the energy label minus the baseline energy of the training
-        structures of one atom with ``atoms.info["config_type"] == "isolated_atom"`` (their
-        mean if several); every element needs one.  These structures stay in the training
-        set, as in gap_fit.  Without a baseline the ML term must then carry the whole
-        cohesive energy between the isolated atom (whose descriptor vanishes) and the
-        condensed phase: fix the energy noise as gap_fit's ``default_sigma`` does (e.g.
-        ``SparseGPRegressor(noise={"energy": 0.001, "forces": 0.05})``); with
-        evidence-maximised noise the fit may explain the energies as noise (EMT Cu, six
-        32-atom cells plus the isolated atom, training energy MAE: 0.42 eV/atom, 0.007
-        meV/atom with the noise fixed).
+        structures of one atom with no neighbour (periodic image) within the descriptor's
+        ``r_cut``, as gap_fit finds them (e.g. a non-periodic cell with
+        ``config_type=isolated_atom``; their mean if several); every element needs one.
+        These structures stay in the training set, as in gap_fit.  Without a baseline the
+        ML term must then carry the whole cohesive energy between the isolated atom (whose
+        descriptor vanishes) and the condensed phase: fix the energy noise as gap_fit's
+        ``default_sigma`` does (e.g. ``SparseGPRegressor(noise={"energy": 0.001, "forces":
+        0.05})``); with evidence-maximised noise the fit may explain the energies as noise
+        (EMT Cu, six 32-atom cells plus the isolated atom, training energy MAE: 0.42
+        eV/atom, 0.007 meV/atom with the noise fixed).
     chunk_size : int, default=16
         Structures per descriptor batch: peak memory scales with the Jacobian of one chunk.
     n_workers : int, default=1
@@ -311,21 +312,25 @@ class HybridPotential(BaseEstimator):
 
     def _isolated_atom_energies(self, prep):
         """``e0`` of ``reference_energies="isolated_atom"``: the residual (label minus
-        baseline) energy of the one-atom ``config_type == "isolated_atom"`` structures."""
+        baseline) energy of the one-atom structures without a neighbour within ``r_cut``."""
+        from .neighbors import neighbor_list
+
         species = tuple(self.descriptor.species)
+        r_cut = float(self.descriptor.r_cut)
         found = {s: [] for s in species}
         for s, z in enumerate(prep.species_idx):
-            if len(z) == 1 and prep.group_names[prep.group[s]] == "isolated_atom" and \
-                    np.isfinite(prep.energy[s]):
+            if len(z) == 1 and np.isfinite(prep.energy[s]) and \
+                    neighbor_list(prep.structures[s], r_cut).n_pairs == 0:
                 found[species[z[0]]].append(prep.energy[s])
         missing = [s for s in species if not found[s]]
         if missing:
             raise InvalidParameterError(
                 f"The 'reference_energies' parameter of HybridPotential is 'isolated_atom', "
-                f"but the training set has no one-atom structure with "
-                f"atoms.info['config_type'] = 'isolated_atom' and an energy label for "
-                f"{missing} (descriptor species {list(species)}); add one per element, or "
-                f"use reference_energies='fit' or a dict.")
+                f"but the training set has no isolated atom of {missing} (descriptor species "
+                f"{list(species)}): a one-atom structure with an energy label and no "
+                f"neighbour or periodic image within r_cut = {r_cut:g} Å, e.g. a "
+                f"non-periodic cell. Add one per element, or use reference_energies='fit' "
+                f"or a dict.")
         return {s: float(np.mean(found[s])) for s in species}
 
     def _trained_species(self, prep):

@@ -193,9 +193,23 @@ def test_isolated_atom_errors():
     desc = PowerSpectrum(species=["Cu", "Ni"], r_cut=4.0, n_max=3, l_max=2)
     iso = standardize_labels([_isolated("Cu")[0]], GAP_KEYS)[0]
     with pytest.raises(InvalidParameterError, match=r"is 'isolated_atom', but the training "
-                       r"set has no one-atom structure .* for \['Ni'\]"):
+                       r"set has no isolated atom of \['Ni'\].*within r_cut = 4 Å"):
         HybridPotential(desc, BayesianLinearRegressor(),
                         reference_energies="isolated_atom").fit(data + [iso])
+    # a one-atom periodic crystal is not an isolated atom, whatever its config_type (gap_fit
+    # looks for neighbours too)
+    prim = bulk("Cu", "fcc", a=3.61)
+    prim.info.update(dft_energy=-0.01, config_type="isolated_atom")
+    prim = standardize_labels([prim], GAP_KEYS)[0]
+    desc_cu = PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=3, l_max=2)
+    with pytest.raises(InvalidParameterError, match=r"no isolated atom of \['Cu'\]"):
+        HybridPotential(desc_cu, BayesianLinearRegressor(),
+                        reference_energies="isolated_atom").fit(data + [prim])
+    # MACE's config_type=IsolatedAtom (any config_type): found by its missing neighbours
+    iso.info["config_type"] = "IsolatedAtom"
+    m = HybridPotential(desc_cu, BayesianLinearRegressor(),
+                        reference_energies="isolated_atom").fit(data + [prim, iso])
+    assert m.reference_energies_["Cu"] == pytest.approx(iso.get_potential_energy())
     with pytest.raises(InvalidParameterError, match="must be 'fit', 'isolated_atom', a dict"):
         HybridPotential(desc, BayesianLinearRegressor(),
                         reference_energies="isolated").fit(data)
