@@ -658,6 +658,58 @@ class SparseGPRegressor(Regressor):
     the force rows, whatever ``linear_alpha``); a likely reason (not tested) is that the
     unnormalised power spectrum already carries the 2-body information inside its cutoff.
 
+    From gap_fit (what each option is here; units eV, Å):
+
+    - ``gap={soap cutoff n_max l_max ...}``: ``HybridPotential(descriptor=PowerSpectrum(
+      species, r_cut, n_max, l_max))``.  ``atom_sigma`` has no equivalent (the neighbour
+      density is a sum of delta functions expanded in ``n_max`` spherical Bessel functions:
+      ``n_max`` sets its smoothness), nor ``cutoff_transition_width`` (the cosine cutoff
+      spans the whole sphere); ``add_species=T`` is automatic (one GP per central element,
+      one density channel per neighbour element).
+    - ``covariance_type=dot_product`` with ``zeta``: ``kernel="dot"``, ``zeta`` (GAP's
+      ``normalise=T``, softened, see above); ``ard_se`` with ``theta_uniform``:
+      ``kernel="se"`` with one isotropic ``length_scale`` in descriptor units (``"auto"``:
+      chosen by the evidence).
+    - ``delta``: ``1 / sqrt(alpha_)`` (eV), fitted by the evidence, not set (``alpha_init``
+      only starts the search).  The per-element constant ``b_z`` (``bias``) has no gap_fit
+      equivalent.
+    - ``n_sparse``: ``n_sparse`` (per element); ``sparse_method=cur_points``: ``"cur"``;
+      ``uniform`` / ``random`` / ``kmeans``: not available (``"fps"``, farthest points, is
+      the other choice); ``sparse_jitter``: ``jitter``, relative to the mean diagonal of
+      ``K_z`` (gap_fit's is absolute).
+    - ``default_sigma={E F V H}``: ``noise={"energy": ..., "forces": ..., "stress": ...}``;
+      a kind left out is fitted by the evidence.  Forces are the same (eV/Å).  Energy rows
+      here are per atom, ``E / N``, with noise ``noise["energy"]`` (eV/atom), i.e. a total
+      energy noise ``N noise["energy"]``; gap_fit's default ``sigma_per_atom=T`` gives
+      ``sqrt(N) sigma_E``, so ``noise["energy"] = sigma_E / sqrt(N)`` matches it for cells
+      of ``N`` atoms.  The virial sigma ``sigma_V`` (eV, also times ``sqrt(N)``) is a stress
+      noise ``sigma_V sqrt(N) / V`` (eV/Å³).  Hessians are not fitted.
+    - ``config_type_sigma``: ``HybridPotential(group_weights={config_type: {"energy":
+      (sigma_default / sigma_type)**2, ...}})`` with the kinds' noise fixed (a weight ``w``
+      divides a row's noise variance); per-structure ``energy_sigma`` / ``force_sigma`` /
+      ``virial_sigma`` are not read (``atoms.info["fit_weight"]`` scales all kinds of a
+      structure at once).
+    - ``e0`` / ``e0_method``: ``HybridPotential(reference_energies=...)``: a dict, or
+      ``"isolated_atom"`` (from the one-atom structures without neighbours, as
+      ``e0_method=isolated``); the default ``"fit"`` is a least-squares fit on the
+      compositions, not ``e0_method=average``.  ``core_ip_args``: ``baseline``.
+    - Training data: the extxyz keys ``energy`` / ``forces`` / ``virial`` are read as such;
+      ``energy_parameter_name`` etc. are ``label_keys`` of
+      :func:`hybridpot.io.read_extxyz` (``[data] energy_key`` ... in a config).
+    - 2-body + SOAP: a :class:`~hybridpot.descriptors.DescriptorStack` of the power
+      spectrum and radial ``ACSF(angular=None)`` functions with ``linear_features`` on the
+      radial block (see above): the 2-body term is linear in a Gaussian radial basis, not a
+      second GP with its own ``delta`` and ``theta``; or a fixed pair potential as
+      ``baseline``.
+    - Variances: gap_fit's ``local_gap_variance`` is the variance (eV²) of one atom's local
+      energy without noise.  Here ``HybridPotential.predict(..., return_std=True)`` and the
+      calculator's ``energy_std`` give the σ (eV) of the total energy of a structure with
+      the fitted noise ``N noise_["energy"]`` added (``predict_batch(...,
+      include_noise=False)`` leaves it out), and ``forces_std`` / ``stress_std`` the σ of
+      each force / stress component.
+    - Output: ``HybridPotential.save`` / ``load`` (``.hpot``), not a GAP XML file; LAMMPS
+      export (``write_snap``) is for SNAP models only, not for this GP.
+
     Data selection (:mod:`hybridpot.uq.selection`): the D-optimal, information-per-cost and
     variance-reduction selectors condition on the weight posterior (rows of
     :meth:`design_rows`, ``precision_factor_``; the ``(M, M)`` covariance is never formed),
