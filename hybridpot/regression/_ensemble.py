@@ -385,6 +385,14 @@ class EnsembleRegressor(Regressor):
             ``"energy"`` (n_structures,) eV; with ``batch.gradients`` ``"forces"``
             (n_atoms, 3) eV/Å and ``"stress"`` (n_structures, 6) eV/Å³ (NaN unless 3-D
             periodic); with ``return_std`` the same keys suffixed ``"_std"``.
+
+        Raises
+        ------
+        hybridpot.NotFittedError
+            Before ``fit``.
+        hybridpot.InvalidParameterError
+            For a ``batch`` that is not a StructureBatch or of the wrong shape, or
+            ``return_std=True`` with one member that has no posterior of its own.
         """
         self._check_fitted()
         if not isinstance(batch, StructureBatch):

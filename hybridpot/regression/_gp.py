@@ -1756,6 +1756,7 @@ class SparseGPRegressor(Regressor):
         Parameters
         ----------
         batch : StructureBatch
+            Descriptors (and, for forces and stress, ``gradients``); labels are ignored.
         return_std : bool, default=False
             Add ``"energy_std"`` (eV), ``"forces_std"`` (eV/Å), ``"stress_std"`` (eV/Å³).
         include_noise : bool, default=True
@@ -1767,6 +1768,14 @@ class SparseGPRegressor(Regressor):
         dict
             ``"energy"`` (n_structures,) eV; with gradients ``"forces"`` (n_atoms, 3) eV/Å and
             ``"stress"`` (n_structures, 6) eV/Å³ (NaN unless 3-D periodic).
+
+        Raises
+        ------
+        hybridpot.NotFittedError
+            Before ``fit``.
+        hybridpot.InvalidParameterError
+            For a ``batch`` that is not a StructureBatch or whose descriptors have the wrong
+            shape.
         """
         self._check_fitted()
         owner = type(self).__name__

@@ -411,6 +411,21 @@ class _LinearBase(Regressor):
             Also return predictive standard deviations (Bayesian model only).
         include_noise : bool, default=True
             Include the fitted observation noise in the standard deviation.
+
+        Returns
+        -------
+        mean : ndarray, shape (n_rows,) or (n_structures,)
+            ``A @ coef`` (units of the plain ``y``), or total ML energies (eV) of a batch.
+        std : ndarray, same shape
+            Only with ``return_std``.
+
+        Raises
+        ------
+        hybridpot.NotFittedError
+            Before ``fit``.
+        hybridpot.InvalidParameterError
+            For ``A`` of the wrong width, or ``return_std=True`` without a posterior
+            (LinearRegressor).
         """
         self._check_fitted()
         if isinstance(A, StructureBatch):
@@ -453,6 +468,14 @@ class _LinearBase(Regressor):
         dict
             ``"energy"`` (n_structures,) eV; with gradients ``"forces"`` (n_atoms, 3) eV/Å and
             ``"stress"`` (n_structures, 6) eV/Å³ (NaN unless 3-D periodic).
+
+        Raises
+        ------
+        hybridpot.NotFittedError
+            Before ``fit``.
+        hybridpot.InvalidParameterError
+            For a ``batch`` that is not a StructureBatch, or ``return_std=True`` without a
+            posterior (LinearRegressor).
         """
         self._check_fitted()
         if not isinstance(batch, StructureBatch):
@@ -661,8 +684,21 @@ class LinearRegressor(_LinearBase):
         Parameters
         ----------
         coef : array_like, shape (n_species, P)
-            ``P = 1 + F`` (linear) or ``1 + F + F (F + 1) / 2`` (quadratic).
+            ``P = 1 + F`` (linear) or ``1 + F + F (F + 1) / 2`` (quadratic): per element
+            the constant (eV), the linear coefficients and the quadratic ones (eV per
+            descriptor unit, squared), as in a LAMMPS ``.snapcoeff`` file.
         quadratic : bool, default=False
+            Whether ``coef`` holds the quadratic block.
+
+        Returns
+        -------
+        LinearRegressor
+            Fitted (``fit_mode_ = "batch"``).
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            For ``coef`` that is not a finite 2-D array or whose width fits no feature count.
         """
         self = cls(quadratic=quadratic)
         self._from_coef(coef)
@@ -1211,7 +1247,19 @@ class BayesianLinearRegressor(_LinearBase):
             Posterior covariance of the flattened coefficients (symmetric positive definite).
             Without it the parameter part of the predictive variance is zero.
         noise : dict, optional
-            Label kind -> noise standard deviation.
+            Label kind -> noise standard deviation (``"energy"`` eV/atom, ``"forces"`` eV/Å,
+            ``"stress"`` eV/Å³); a kind left out has no noise part.
+
+        Returns
+        -------
+        BayesianLinearRegressor
+            Fitted (``alpha_`` and ``log_evidence_`` are NaN).
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            For ``coef`` that is not a finite 2-D array of a valid width, a negative noise, or
+            a ``covariance`` of the wrong shape, not symmetric or not positive definite.
         """
         self = cls(quadratic=quadratic)
         LinearRegressor._from_coef(self, coef)

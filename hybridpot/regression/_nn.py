@@ -709,6 +709,13 @@ class NeuralNetworkRegressor(Regressor):
         Returns
         -------
         self
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            For invalid hyperparameters or batches.
+        hybridpot.MissingLabelsError
+            When no structure has a usable label (finite, positive weight).
         """
         self._validate_params()
         if hasattr(self, "params_"):  # a failed refit must not leave a half-updated model
@@ -1048,6 +1055,14 @@ class NeuralNetworkRegressor(Regressor):
             (n_atoms, 3) eV/Å and ``"stress"`` (n_structures, 6) eV/Å³ (NaN for structures
             not periodic in 3-D, i.e. NaN volume); with ``return_std`` the same keys suffixed
             ``"_std"`` (committee standard deviation, ``ddof=1``).
+
+        Raises
+        ------
+        hybridpot.NotFittedError
+            Before ``fit``.
+        hybridpot.InvalidParameterError
+            For a ``batch`` that is not a StructureBatch, or ``return_std=True`` with
+            ``n_models < 2``.
         """
         if not isinstance(batch, StructureBatch):
             raise InvalidParameterError(
