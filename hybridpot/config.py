@@ -405,7 +405,23 @@ def bulk_prototype(symbol, crystal=None, lattice_constant=None, key="md"):
 
 def label_keys(cfg):
     """The ``label_keys`` dict of ``[data]`` ``energy_key`` / ``forces_key`` / ``stress_key`` /
-    ``virial_key`` (``"none"`` -> None: not read), or None when none is set."""
+    ``virial_key`` (``"none"`` -> None: not read), or None when none is set.
+
+    Parameters
+    ----------
+    cfg : dict
+        A configuration from :func:`load_config`.
+
+    Returns
+    -------
+    dict of str to (str or None), or None
+        Label kind -> key name (None: that kind is not read).
+
+    Raises
+    ------
+    hybridpot.ConfigError
+        For an empty key name.
+    """
     data = cfg.get("data", {})
     out = {}
     for kind in ("energy", "forces", "stress", "virial"):
