@@ -150,3 +150,53 @@ def test_recorded_sigma_is_the_models_and_runs_are_deterministic(model):
     again = md.sample(3, random_state=4, model=model)
     for a, b in zip(out, again):
         np.testing.assert_array_equal(a.positions, b.positions)
+
+
+def _recalibrated_learner(run_dir, **kw):
+    initial = emt_dataset(2, 3, reps=(2, 1, 1))
+    model = HybridPotential(descriptor=_desc(), regressor=BayesianLinearRegressor()).fit(
+        initial)
+    md = UncertaintyMDSampler(starts=[_start()], n_steps=20, check_interval=5,
+                              sigma_threshold=10.0, frames_per_run=1)
+    return model, ActiveLearner(model, "EMT", md, None, run_dir=run_dir, initial=initial,
+                                n_candidates=2, batch_size=1, max_iterations=2,
+                                random_state=0, progress=False, **kw)
+
+
+def test_recalibration_is_redone_at_every_refit(tmp_path):
+    """Before: a recalibrated model lost its σ scale at the first refit (a clone), so σ
+    changed meaning in the middle of the run (x2.1 smaller) without a word."""
+    validation = emt_dataset(3, 9, reps=(2, 1, 1))
+    model, al = _recalibrated_learner(tmp_path / "a", validation=validation,
+                                      recalibration="nll")
+    al.run()
+    ref = HybridPotential(descriptor=_desc(), regressor=BayesianLinearRegressor()).fit(
+        al._training())
+    ref.recalibrate(validation, method="nll")
+    assert al.model_.uncertainty_scale_["forces"] == pytest.approx(
+        ref.uncertainty_scale_["forces"], rel=1e-8)
+    assert al.model_.uncertainty_scale_["forces"] != pytest.approx(1.0, abs=1e-3)
+    saved = HybridPotential.load(tmp_path / "a" / "model.hpot")
+    assert saved.uncertainty_scale_ == al.model_.uncertainty_scale_
+
+
+def test_recalibrated_template_without_recalibration_warns(tmp_path):
+    validation = emt_dataset(3, 9, reps=(2, 1, 1))
+    model, al = _recalibrated_learner(tmp_path / "b")
+    model.recalibrate(validation, method="nll")
+    with pytest.warns(RuntimeWarning, match="carries a σ recalibration or posterior "
+                      "committee; refits clone the unfitted model"):
+        al.run()
+    assert getattr(al.model_, "uncertainty_scale_", None) is None
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"recalibration": "nl", "validation": [1]},
+     r"'recalibration' parameter of ActiveLearner must be one of \['nll', 'coverage'"),
+    ({"recalibration": "nll"},
+     "'recalibration' parameter of ActiveLearner needs labelled 'validation' structures"),
+])
+def test_recalibration_errors(tmp_path, kw, match):
+    _, al = _recalibrated_learner(tmp_path / "c", **kw)
+    with pytest.raises(InvalidParameterError, match=match):
+        al.run()

@@ -519,6 +519,14 @@ class ActiveLearner:
         weights the training structures (``initial`` and labels) so that they represent the
         candidates sampled so far (saved as ``proposals/candidates_<t>.extxyz``; the weights
         multiply any ``info["fit_weight"]`` of the structures).  None: unweighted refits.
+    recalibration : str or None, default=None
+        A method of :func:`hybridpot.uq.recalibrate` (``"nll"``, ``"coverage"``, ...):
+        every refitted model is recalibrated on the ``validation`` structures it can predict
+        (saved with it), so σ-driven samplers, selectors and ``target_sigma`` see calibrated
+        σ at every iteration.  A refit clones ``model``: a recalibration, posterior
+        committee (``LinearPosterior.apply``) or σ scale of the given model is not carried
+        over (a warning says so when this is None), and after the first refit σ would
+        silently change scale (a model recalibrated by x2.1 then gave σ 2.1 x smaller).
 
     Attributes
     ----------
@@ -544,7 +552,7 @@ class ActiveLearner:
                  initial=None, n_candidates=32, batch_size=4, max_labels=50, max_iterations=10,
                  target_error=None, target_sigma=None, validation=None, oracle_timeout=None,
                  n_workers=1, client=None, random_state=0, progress=None,
-                 importance_weighting=None):
+                 importance_weighting=None, recalibration=None):
         self.model = model
         self.oracle = oracle
         self.sampler = sampler
@@ -564,6 +572,7 @@ class ActiveLearner:
         self.random_state = random_state
         self.progress = progress
         self.importance_weighting = importance_weighting
+        self.recalibration = recalibration
 
     # ------------------------------------------------------------------ validation / state
     def _validate(self):
@@ -604,6 +613,27 @@ class ActiveLearner:
             raise InvalidParameterError(
                 f"The 'importance_weighting' parameter of {owner} must be one of "
                 f"{list(WEIGHTING_METHODS)} or None. Got {iw!r} instead.")
+        rc = self.recalibration
+        if rc is not None:
+            from ..uq._calibration import METHODS
+
+            if not isinstance(rc, str) or rc not in METHODS:
+                raise InvalidParameterError(
+                    f"The 'recalibration' parameter of {owner} must be one of "
+                    f"{list(METHODS)} or None. Got {rc!r} instead.")
+            if not self.validation:
+                raise InvalidParameterError(
+                    f"The 'recalibration' parameter of {owner} needs labelled 'validation' "
+                    f"structures to recalibrate every refit on. Got validation="
+                    f"{self.validation!r}.")
+        elif any(getattr(self.model, k, None) for k in (
+                "uncertainty_", "uncertainty_scale_", "uncertainty_recalibration_")):
+            warnings.warn(
+                f"The 'model' of {owner} carries a σ recalibration or posterior committee; "
+                "refits clone the unfitted model, so from the first refit on σ is the "
+                "regressor's own (a threshold in eV/Å then means something else). Pass "
+                "recalibration='nll' (or another method) and 'validation' to recalibrate "
+                "every refit.", RuntimeWarning, stacklevel=3)
         if self.target_error is not None and not self.validation:
             raise InvalidParameterError(
                 f"The 'target_error' parameter of {owner} needs labelled 'validation' "
@@ -795,6 +825,10 @@ class ActiveLearner:
         train = self._weighted(train)
         model = clone(self.model)
         model.fit(train)
+        if self.recalibration is not None:
+            val = [a for a in self.validation if not model._untrained_elements(a)]
+            if val:   # none yet: the model has not seen every element of the validation set
+                model.recalibrate(val, method=self.recalibration)
         if self.state_.get("model_n_labels") != -1:
             # model.hpot is replaced before the state records what it holds: a run killed in
             # between must not take the new file for the model of the completed iterations
