@@ -297,6 +297,11 @@ class BaselineCalculator(Calculator):
         and also reset when the baseline's parameters change (``baseline.set_params``).
         The stress (eV/Å³) is given for cells periodic in 3-D only (asking for it on a slab
         with ``pbc=(True, True, False)`` raises ``PropertyNotImplementedError``).
+
+    Raises
+    ------
+    hybridpot.InvalidParameterError
+        For a ``baseline`` that is not a :class:`Baseline`.
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]

@@ -269,6 +269,13 @@ class _ShiftedForcePair(Baseline):
         -------
         phi, dphi : ndarray
             eV and eV/Å, same shape as ``r``.
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            For per-pair parameters without ``pair``, or a malformed ``pair``.
+        hybridpot.UnknownSpeciesError
+            For a ``pair`` naming an element without parameters.
         """
         s = self._setup()
         r = np.asarray(r, dtype=np.float64)
@@ -513,6 +520,12 @@ class Buckingham(_ShiftedForcePair):
             ``pair_style`` (``"table spline N"``), ``pair_coeff`` (``hybrid/overlay`` form,
             e.g. ``"* * table hybridpot_buckingham.table BUCK 6"``) and ``files``
             (``{"hybridpot_buckingham.table": text}``).
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            For an element of ``species`` without parameters, a bad table option, or a
+            ``table_r_min`` so small that 2**21 points miss ``table_tolerance``.
         """
         owner = "Buckingham"
         s, species = self._lammps_types(species)

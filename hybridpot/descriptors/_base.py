@@ -400,6 +400,13 @@ class Descriptor(BaseEstimator):
             eV/Å per member.
         dE_deps : ndarray, shape (K, 3, 3)
             eV per member.
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            For ``dE_dX_stack`` of another shape or with non-finite values.
+        hybridpot.InvalidStructureError, hybridpot.UnknownSpeciesError
+            As :meth:`compute`.
         """
         nl, sidx = self._prepare(atoms)
         G = np.asarray(dE_dX_stack, dtype=np.float64)

@@ -57,6 +57,9 @@ def importance_weights_from_fingerprints(labelled_fp, reference_fp, *, method="n
         Fingerprints of structures distributed like the structures of use (the pool or a
         sample of candidates; it may include the labelled ones).
     method : {"nearest", "strata"}, default="nearest"
+        ``"nearest"``: proportional to 1 + the number of reference structures whose nearest
+        labelled fingerprint is this one; ``"strata"``: the reference share over the
+        labelled share of the structure's k-means cluster (see the module docstring).
     n_strata : int, default=8
         Clusters of ``method="strata"`` (at most the number of distinct fingerprints).
     random_state : int, default=0
@@ -66,6 +69,12 @@ def importance_weights_from_fingerprints(labelled_fp, reference_fp, *, method="n
     -------
     ndarray, shape (n_lab,)
         Weights >= 0 with mean 1.
+
+    Raises
+    ------
+    hybridpot.InvalidParameterError
+        For an unknown ``method``, fingerprints that are not finite 2-D arrays with rows and
+        the same number of columns, or a bad ``n_strata`` / ``random_state``.
     """
     owner = "importance_weights"
     _check_method(method, owner)
@@ -126,13 +135,23 @@ def importance_weights(model, labelled, reference, *, method="nearest", n_strata
         The training structures (``n_lab``).
     reference : list of ase.Atoms
         Structures distributed like the structures of use (pool, candidates).
-    method, n_strata, random_state
+    method : {"nearest", "strata"}, default="nearest"
+        See :func:`importance_weights_from_fingerprints`.
+    n_strata : int, default=8
+        See :func:`importance_weights_from_fingerprints`.
+    random_state : int, default=0
         See :func:`importance_weights_from_fingerprints`.
 
     Returns
     -------
     ndarray, shape (n_lab,)
         Put them on the structures as ``atoms.info["fit_weight"]`` before fitting.
+
+    Raises
+    ------
+    hybridpot.InvalidParameterError
+        For empty ``labelled`` / ``reference``, a ``model`` without a descriptor, or bad
+        ``method``, ``n_strata``, ``random_state``.
     """
     from ..uq.selection import structure_fingerprints
 

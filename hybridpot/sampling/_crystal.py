@@ -309,6 +309,8 @@ class RattleStrainSampler(Sampler):
         ------
         hybridpot.InvalidParameterError
             For a bad ``n``, ``random_state`` or hyperparameter.
+        hybridpot.InvalidStructureError
+            When 1000 draws give no structure with every distance >= ``min_distance``.
         """
         from ase import Atoms
 

@@ -255,6 +255,13 @@ class UncertaintyMDSampler(Sampler):
         Returns
         -------
         list of ase.Atoms
+            Unlabelled frames.
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            For a missing model or one without a posterior, a bad ``n``, ``random_state`` or
+            hyperparameter.
         """
         owner = type(self).__name__
         n = check_int(n, "n", f"{owner}.sample", low=0)

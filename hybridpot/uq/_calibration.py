@@ -51,7 +51,14 @@ def calibration_curve(z, levels=None):
 
     Returns
     -------
-    nominal, observed : ndarray
+    nominal, observed : ndarray, shape (n_levels,)
+        Nominal coverages and the fraction of ``|z|`` inside each central interval (NaN
+        for an empty ``z``).
+
+    Raises
+    ------
+    hybridpot.InvalidParameterError
+        For ``levels`` outside (0, 1) or a ``z`` with NaN.
     """
     z = np.abs(np.asarray(z, dtype=np.float64))
     nominal = np.r_[np.arange(0.05, 0.96, 0.05), 0.99] if levels is None \
@@ -87,6 +94,14 @@ def calibration_metrics(y, pred, std, structure=None):
         ``n``, ``mae``, ``rmse``, ``coverage_1sigma``, ``coverage_2sigma`` (fractions),
         ``nll`` (mean Gaussian negative log-likelihood per value, nats, in the units of ``y``),
         ``mean_z2``, ``spearman`` (NaN with fewer than 3 structures), ``mean_std``.
+
+    Raises
+    ------
+    hybridpot.InvalidParameterError
+        For arrays of different shapes, non-finite ``y`` / ``pred``, or ``std`` not finite
+        and > 0.
+    hybridpot.MissingLabelsError
+        For empty arrays.
     """
     y = np.asarray(y, dtype=np.float64).ravel()
     pred = np.asarray(pred, dtype=np.float64).ravel()
@@ -174,6 +189,14 @@ def collect_uncertainty(model, structures, *, unscaled=False, include_noise=True
     dict
         kind -> dict with ``y``, ``pred``, ``std``, ``structure`` (ndarrays; energies per atom
         in eV/atom, forces eV/Å flattened components, stress eV/Å³ Voigt components).
+
+    Raises
+    ------
+    hybridpot.InvalidParameterError
+        For a model without a posterior, ``include_noise=False`` without a posterior
+        committee, or ``structures`` that are not ase.Atoms.
+    hybridpot.NotFittedError
+        For a model that is not fitted.
     """
     from ..potential import _as_structure_list
 
@@ -338,6 +361,8 @@ def recalibrate(model, structures, *, method="nll"):
         posterior committee.
     hybridpot.NotFittedError
         For a model that is not fitted.
+    hybridpot.MissingLabelsError
+        When ``structures`` carry no usable label of any kind.
     """
     if not isinstance(method, str) or method not in METHODS:
         raise InvalidParameterError(

@@ -203,6 +203,14 @@ class Committee:
             ``energy`` (eV), ``energy_std``, ``energies`` (n_atoms,), ``forces`` (n_atoms, 3)
             and ``forces_std`` (eV/Å), ``stress`` and ``stress_std`` (eV/Å³, 3-D periodic
             cells only).
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            When the committee does not match the model's coefficient layout (a refitted
+            model of another size: rebuild it with ``LinearPosterior.apply``).
+        hybridpot.UnknownSpeciesError
+            For an element outside the model's species.
         """
         from .._validation import species_indices
 
@@ -336,6 +344,11 @@ class Committee:
         Returns
         -------
         Committee
+
+        Raises
+        ------
+        hybridpot.ModelFormatError
+            For an incomplete or corrupt state.
         """
         try:
             modes = np.asarray(d["modes"], dtype=np.float64).reshape(d["modes_shape"])
