@@ -762,6 +762,62 @@ hybridpot.InvalidParameterError
             return s, np.array([r.get("stress_std", nan) for r in res])
         return s
 
+    def predict_atomic_std(self, structures):
+        """σ of every atom's ML energy ``eps_i`` without the noise (GAP's
+        ``sqrt(local_gap_variance)``): where a model is unsure, atom by atom.
+
+        The regressor's posterior σ of one atom's energy (for :class:`SparseGPRegressor`
+        the DTC variance of ``eps_i``, prior ``1 / alpha_`` far from the inducing set),
+        without the fitted noise and without σ recalibration (its factors were fitted on
+        totals).  A structure's total ``energy_std`` is not the sum of these: the atoms'
+        errors are correlated.
+
+        Parameters
+        ----------
+        structures : list of ase.Atoms (or one Atoms)
+
+        Returns
+        -------
+        list of ndarray, shape (n_atoms,)
+            eV, one array per structure.
+
+        Raises
+        ------
+        InvalidParameterError
+            The regressor has no posterior, or the model's σ comes from a posterior committee
+            (``LinearPosterior``), which has no per-atom σ.
+        """
+        self._check_fitted()
+        structures = _as_structure_list(structures)
+        reg = self.regressor_
+        committee = getattr(self, "uncertainty_", None) is not None
+        if committee or not getattr(reg, "has_uncertainty", False):
+            what = "a posterior committee (no per-atom σ)" if committee else \
+                f"{type(reg).__name__}, which has no posterior"
+            raise InvalidParameterError(
+                f"predict_atomic_std needs a regressor with a posterior (BayesianLinearRegressor, "
+                f"SparseGPRegressor, NeuralNetworkRegressor(n_models>1)); this model's σ comes "
+                f"from {what}.")
+        import inspect
+
+        quiet = {"include_noise": False} if "include_noise" in \
+            inspect.signature(reg.predict_batch).parameters else {}
+        out = []
+        for k, atoms in enumerate(structures):
+            z = species_indices(atoms, self.species_, "HybridPotential")
+            self._check_trained_species(atoms, z)
+            n = len(atoms)
+            X = self.descriptor.compute(atoms)
+            batch = StructureBatch(
+                X=X, species=z, structure=np.arange(n, dtype=np.int64), gradients=None,
+                volume=np.full(n, np.nan), energy=np.full(n, np.nan),
+                forces=np.full((n, 3), np.nan), stress=np.full((n, 6), np.nan), weights={},
+                group=np.full(n, self._group_of(atoms), dtype=np.int64),
+                index=np.full(n, k, dtype=np.int64))
+            out.append(np.asarray(reg.predict_batch(batch, return_std=True,
+                                                    **quiet)["energy_std"], dtype=float))
+        return out
+
     def evaluate(self, structures):
         """Errors against the labels of ``structures``.
 

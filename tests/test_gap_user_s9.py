@@ -8,7 +8,7 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.io import read, write
 
-from conftest import emt_dataset, skewed_two_element_cell
+from conftest import emt_dataset, rattled_bulk, skewed_two_element_cell
 from hybridpot import HybridPotential
 from hybridpot._exceptions import InvalidParameterError, MissingLabelsError
 from hybridpot._labels import check_label_keys, get_labels
@@ -16,7 +16,7 @@ from hybridpot.baselines import EMT as EMTBaseline
 from hybridpot.cli import main
 from hybridpot.descriptors import PowerSpectrum
 from hybridpot.io import read_extxyz, standardize_labels
-from hybridpot.regression import BayesianLinearRegressor
+from hybridpot.regression import BayesianLinearRegressor, SparseGPRegressor
 
 GAP_KEYS = {"energy": "dft_energy", "forces": "dft_forces", "virial": "dft_virial"}
 MACE_KEYS = {"energy": "REF_energy", "forces": "REF_forces", "stress": "REF_stress"}
@@ -284,3 +284,34 @@ def test_cli_bad_label_keys(tmp_path, capsys, line, msg):
     import re
 
     assert re.search(msg, capsys.readouterr().err)
+
+
+# ------------------------------------------------------------------------------- local σ
+@pytest.mark.parametrize("make", [
+    lambda: BayesianLinearRegressor(),
+    lambda: SparseGPRegressor(n_sparse=20, random_state=0)])
+def test_predict_atomic_std(make):
+    """GAP's local_gap_variance: σ of each atom's energy, no noise.  In a perfect crystal every
+    atom has the same environment, so the noiseless total-energy σ is N times the atom's."""
+    data = emt_dataset(3, 4)
+    desc = PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=3, l_max=2)
+    m = HybridPotential(desc, make()).fit(data)
+    perfect = bulk("Cu", "fcc", a=3.65, cubic=True)
+    loc = m.predict_atomic_std([perfect])[0]
+    assert loc.shape == (4,) and np.allclose(loc, loc[0], rtol=1e-6)
+    total = m.predict([perfect], return_std=True)[1][0]
+    noise = len(perfect) * m.regressor_.noise_["energy"]
+    assert np.sqrt(total ** 2 - noise ** 2) == pytest.approx(4 * loc[0], rel=1e-5)
+    # far from the data the atoms are less certain
+    far = rattled_bulk(stdev=0.3, seed=5)
+    assert m.predict_atomic_std(far)[0].mean() > 3 * m.predict_atomic_std(data[0])[0].mean()
+
+
+def test_predict_atomic_std_needs_a_posterior():
+    from hybridpot.regression import LinearRegressor
+
+    m = HybridPotential(PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=3, l_max=2),
+                        LinearRegressor()).fit(emt_dataset(2, 5))
+    with pytest.raises(InvalidParameterError, match=r"predict_atomic_std needs a regressor with "
+                       r"a posterior.*from LinearRegressor, which has no posterior"):
+        m.predict_atomic_std(emt_dataset(1, 6))
