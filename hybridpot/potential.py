@@ -56,6 +56,27 @@ class _Prepared:
         self.group_names = group_names
 
 
+#: gap_fit's per-configuration (info) and per-atom (arrays) sigmas, which fit does not read
+_GAP_SIGMA_KEYS = ("energy_sigma", "force_sigma", "virial_sigma", "hessian_sigma",
+                   "force_atom_sigma", "force_component_sigma")
+
+
+def _warn_gap_sigmas(structures):
+    """A UserWarning when training structures carry gap_fit sigmas (silently unused)."""
+    found, n = set(), 0
+    for atoms in structures:
+        keys = [k for k in _GAP_SIGMA_KEYS if k in atoms.info or k in atoms.arrays]
+        found.update(keys)
+        n += bool(keys)
+    if n:
+        warnings.warn(
+            f"{n} training structures carry gap_fit per-configuration sigmas "
+            f"{sorted(found)}, which HybridPotential does not read (each label kind has one "
+            f"noise level; see SparseGPRegressor's 'From gap_fit' notes): weight structures "
+            f"with atoms.info['fit_weight'] (all kinds) or group_weights per config_type and "
+            f"kind, or delete these keys to silence this warning.", UserWarning, stacklevel=4)
+
+
 #: attributes HybridPotential.fit sets or drops (restored when a fit fails)
 _FIT_ATTRIBUTES = ("species_", "reference_energies_", "trained_species_", "group_names_",
                    "regressor_", "n_train_structures_", "fit_time_", "uncertainty_",
@@ -263,6 +284,7 @@ class HybridPotential(BaseEstimator):
             for k in KINDS:
                 factor = gws.get(k, 1.0) if isinstance(gws, dict) else gws
                 wts[k][s] = kind_weights[k] * float(factor) * float(fw)
+        _warn_gap_sigmas(structures)
         unused = sorted(str(g) for g in gw if g not in group_names)
         if unused:
             # a warning, not an error: a cross-validation fold may lack a group

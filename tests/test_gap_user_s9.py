@@ -315,3 +315,15 @@ def test_predict_atomic_std_needs_a_posterior():
     with pytest.raises(InvalidParameterError, match=r"predict_atomic_std needs a regressor with "
                        r"a posterior.*from LinearRegressor, which has no posterior"):
         m.predict_atomic_std(emt_dataset(1, 6))
+
+
+def test_gap_sigmas_are_not_silently_ignored():
+    data = emt_dataset(2, 7)
+    data[1].info["energy_sigma"] = 0.002
+    data[1].arrays["force_atom_sigma"] = np.full(len(data[1]), 0.1)
+    model = HybridPotential(PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=3, l_max=2),
+                            BayesianLinearRegressor())
+    with pytest.warns(UserWarning, match=r"1 training structures carry gap_fit per-configuration "
+                      r"sigmas \['energy_sigma', 'force_atom_sigma'\], which HybridPotential "
+                      r"does not read"):
+        model.fit(data)
