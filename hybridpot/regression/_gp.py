@@ -687,8 +687,8 @@ class SparseGPRegressor(Regressor):
     - ``config_type_sigma``: ``HybridPotential(group_weights={config_type: {"energy":
       (sigma_default / sigma_type)**2, ...}})`` with the kinds' noise fixed (a weight ``w``
       divides a row's noise variance); per-structure ``energy_sigma`` / ``force_sigma`` /
-      ``virial_sigma`` are not read (``atoms.info["fit_weight"]`` scales all kinds of a
-      structure at once).
+      ``virial_sigma`` are not read (``HybridPotential.fit`` warns; ``atoms.info["fit_weight"]``
+      scales all kinds of a structure at once).
     - ``e0`` / ``e0_method``: ``HybridPotential(reference_energies=...)``: a dict, or
       ``"isolated_atom"`` (from the one-atom structures without neighbours, as
       ``e0_method=isolated``); the default ``"fit"`` is a least-squares fit on the
@@ -702,11 +702,11 @@ class SparseGPRegressor(Regressor):
       second GP with its own ``delta`` and ``theta``; or a fixed pair potential as
       ``baseline``.
     - Variances: gap_fit's ``local_gap_variance`` is the variance (eV²) of one atom's local
-      energy without noise.  Here ``HybridPotential.predict(..., return_std=True)`` and the
-      calculator's ``energy_std`` give the σ (eV) of the total energy of a structure with
-      the fitted noise ``N noise_["energy"]`` added (``predict_batch(...,
-      include_noise=False)`` leaves it out), and ``forces_std`` / ``stress_std`` the σ of
-      each force / stress component.
+      energy without noise: ``HybridPotential.predict_atomic_std(structures) ** 2``.
+      ``HybridPotential.predict(..., return_std=True)`` and the calculator's
+      ``energy_std`` give the σ (eV) of the total energy of a structure with the fitted
+      noise ``N noise_["energy"]`` added (``predict_batch(..., include_noise=False)`` leaves
+      it out), and ``forces_std`` / ``stress_std`` the σ of each force / stress component.
     - Output: ``HybridPotential.save`` / ``load`` (``.hpot``), not a GAP XML file; LAMMPS
       export (``write_snap``) is for SNAP models only, not for this GP.
 
