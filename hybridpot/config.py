@@ -146,6 +146,13 @@ both sections optional, values shown are the defaults)::
     temperature_range = [300, 1500]  # K, md sampler
     md_steps = 200
     sigma_threshold = 0.2       # eV/Å, md sampler stops above this force σ
+    threshold_mode = "absolute" # absolute (eV/Å) | noise (sigma_threshold x fitted force noise)
+    md_mode = "restart"         # restart (runs from structure) | on_the_fly (one trajectory
+                                # continued from each labelled frame, FLARE's loop)
+    check_interval = 10         # md steps between σ checks
+    timestep_fs = 2.0
+    frames_per_run = 2          # md_mode = "restart": most uncertain frames kept per run
+    recalibration = "none"      # nll | coverage | ...: recalibrate every refit on validation
     pool = ""                   # extxyz (sampler = "pool")
     initial = ""                # labelled extxyz always in the training set
     validation = ""             # labelled extxyz for the force MAE / target_force_mae
@@ -233,7 +240,9 @@ _SCHEMA = {
               "supercell": (list,), "rattle_std": (list, float, int),
               "strain_max": (float, int), "min_distance": (float, int), "n_atoms": (list,),
               "volume_per_atom": (list,), "temperature_range": (list,), "md_steps": (int,),
-              "sigma_threshold": (float, int), "pool": (str,), "initial": (str,),
+              "sigma_threshold": (float, int), "threshold_mode": (str,), "md_mode": (str,),
+              "check_interval": (int,), "timestep_fs": (float, int), "frames_per_run": (int,),
+              "recalibration": (str,), "pool": (str,), "initial": (str,),
               "validation": (str,), "n_candidates": (int,), "batch_size": (int,),
               "max_labels": (int,), "max_iterations": (int,),
               "target_force_mae": (float, int), "target_sigma": (float, int),

@@ -200,3 +200,66 @@ def test_recalibration_errors(tmp_path, kw, match):
     _, al = _recalibrated_learner(tmp_path / "c", **kw)
     with pytest.raises(InvalidParameterError, match=match):
         al.run()
+
+
+def _cli_config(tmp_path, extra):
+    from ase.io import write
+
+    write(tmp_path / "init.extxyz", emt_dataset(1, 3, reps=(2, 1, 1)))
+    write(tmp_path / "val.extxyz", emt_dataset(2, 9, reps=(2, 1, 1)))
+    cfg = tmp_path / "learn.toml"
+    cfg.write_text(f"""
+[descriptor]
+type = "PowerSpectrum"
+r_cut = 4.5
+n_max = 4
+l_max = 3
+
+[regressor]
+type = "BayesianLinearRegressor"
+
+[baseline]
+type = "none"
+
+[learn]
+run_dir = "{tmp_path / 'run'}"
+sampler = "md"
+species = ["Cu"]
+lattice_constant = 3.61
+supercell = [2, 1, 1]
+initial = "{tmp_path / 'init.extxyz'}"
+validation = "{tmp_path / 'val.extxyz'}"
+temperature_range = [300, 900]
+md_steps = 200
+check_interval = 5
+timestep_fs = 2.0
+max_labels = 4
+max_iterations = 20
+{extra}
+""")
+    return cfg
+
+
+def test_cli_learn_on_the_fly(tmp_path, capsys):
+    from hybridpot.cli import main
+
+    cfg = _cli_config(tmp_path, 'md_mode = "on_the_fly"\nthreshold_mode = "noise"\n'
+                      'sigma_threshold = 2.0\nrecalibration = "nll"')
+    assert main(["learn", "-c", str(cfg), "-q"]) == 0
+    out = capsys.readouterr().out
+    labels = read_labels(tmp_path / "run" / "labels.extxyz")
+    assert len(labels) >= 2
+    assert f"learn: {len(labels)} labels, 0 failures" in out
+    steps = [a.info["md_step"] for a in labels]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)
+    assert all(a.info["sigma_max"] > a.info["sigma_threshold"] for a in labels)
+    assert HybridPotential.load(tmp_path / "run" / "model.hpot").uncertainty_scale_
+
+
+def test_cli_learn_md_mode_typo(tmp_path, capsys):
+    from hybridpot.cli import main
+
+    cfg = _cli_config(tmp_path, 'md_mode = "otf"')
+    assert main(["learn", "-c", str(cfg), "-q"]) == 2
+    assert "learn.md_mode must be 'restart' (independent MD runs from the structure) or " \
+        "'on_the_fly'" in capsys.readouterr().err

@@ -143,10 +143,20 @@ def build_sampler(sec, pool=None):
         return PoolSampler(structures=pool)
     if kind == "md":
         starts = [_prototype(sec) * tuple(reps)]
+        mode = sec.get("md_mode", "restart")
+        if mode not in ("restart", "on_the_fly"):
+            raise ConfigError(f"learn.md_mode must be 'restart' (independent MD runs from the "
+                              f"structure) or 'on_the_fly' (one trajectory continued from each "
+                              f"labelled frame). Got {mode!r}.")
         return UncertaintyMDSampler(
             starts=starts, temperature_range=tuple(sec.get("temperature_range", [300, 1500])),
             n_steps=int(sec.get("md_steps", 200)),
-            sigma_threshold=float(sec.get("sigma_threshold", 0.2)))
+            sigma_threshold=float(sec.get("sigma_threshold", 0.2)),
+            threshold_mode=sec.get("threshold_mode", "absolute"),
+            check_interval=sec.get("check_interval", 10),
+            timestep_fs=float(sec.get("timestep_fs", 2.0)),
+            frames_per_run=sec.get("frames_per_run", 2),
+            continue_md=mode == "on_the_fly")
     raise ConfigError(f"learn.sampler must be one of 'rattle', 'disorder', 'pool', 'md'. "
                       f"Got {kind!r}.")
 
@@ -258,7 +268,8 @@ def cmd_learn(args, cfg):
             target_error=sec.get("target_force_mae"), target_sigma=sec.get("target_sigma"),
             oracle_timeout=sec.get("oracle_timeout"), n_workers=sec.get("n_workers", 1),
             random_state=sec.get("seed", 0), progress=False if args.quiet else None,
-            importance_weighting=_weighting(sec.get("importance_weighting", "none")))
+            importance_weighting=_weighting(sec.get("importance_weighting", "none")),
+            recalibration=_weighting(sec.get("recalibration", "none")))
         learner.run()
     except HybridpotError as e:
         if isinstance(e, ConfigError):
