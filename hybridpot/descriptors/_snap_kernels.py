@@ -756,7 +756,9 @@ def _bispectrum_lanes(offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchfl
 
 @njit(cache=True, fastmath=_FM)
 def _dedr_lanes(a_r, a_i, b_r, b_i, geo, J, idxu_block, rootpq, ur, ui, yr, yi, gr, gi, out):
-    """:func:`_dedr_reverse` for LANES neighbours at once; ``out`` has shape (3, LANES)."""
+    """``dE/dr_ij = Y . dU/dr_ij`` by reverse-mode differentiation of the U recursion (the
+    vectorised counterpart of the forward-mode per-neighbour loop of :func:`_backward`) for
+    LANES neighbours at once; ``out`` has shape (3, LANES)."""
     L = out.shape[1]
     suy = np.zeros(L)
     for j in range(J + 1):

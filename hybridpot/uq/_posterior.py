@@ -27,7 +27,8 @@ Baseline parameters (approximation): the residual is linearised around the fitte
 ``y(phi) ~= y(phi0) + J (phi - phi0)`` with ``J = -d y_EP / d phi`` from the baseline's
 analytic :meth:`parameter_gradients`.  The posterior of ``u`` is therefore that of the exactly
 linear surrogate; it is accurate while ``|phi - phi0| J''`` is small against the noise, i.e.
-for posterior widths of a few per cent of the parameters (check ``theta_std_``).
+for posterior widths of a few per cent of the parameters (check the ``std`` of the baseline
+components of ``theta`` in :meth:`LinearPosterior.summary`).
 """
 
 from __future__ import annotations
