@@ -153,7 +153,12 @@ class LinearPosterior:
 
     Attributes
     ----------
+    keys_ : list of tuple of str
+        ``(label kind, config group)`` of each noise precision ``beta_k`` in ``theta`` (the
+        group is ``"all"`` without ``noise_groups``).
     theta_names_ : list of str
+        Names of the components of ``theta``: ``log_alpha``, one ``log_beta[kind/group]``
+        per key, then ``u[name]`` = ``(phi - phi0) / |phi0|`` per sampled baseline parameter.
     theta_map_ : ndarray, shape (n_theta,)
     chain_ : ndarray, shape (n_steps, n_walkers, n_theta)
         After burn-in.
