@@ -263,3 +263,29 @@ def test_cli_learn_md_mode_typo(tmp_path, capsys):
     assert main(["learn", "-c", str(cfg), "-q"]) == 2
     assert "learn.md_mode must be 'restart' (independent MD runs from the structure) or " \
         "'on_the_fly'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cls", ["md", "adversarial"])
+def test_starts_with_an_element_the_model_cannot_predict(model, cls):
+    """Before: every MD run failed at its first step and the sampler said 'reduce
+    temperature_range or timestep_fs'; the adversarial sampler returned the rattled start
+    with adversarial_J = -inf and no error."""
+    from hybridpot.sampling import AdversarialSampler
+
+    ni = bulk("Ni", "fcc", a=3.52, cubic=True) * (2, 1, 1)
+    s = (UncertaintyMDSampler(starts=[_start(), ni], n_steps=10) if cls == "md"
+         else AdversarialSampler(starts=[_start(), ni], n_steps=1))
+    with pytest.raises(InvalidParameterError, match=r"'starts' parameter of \w+Sampler must "
+                       r"hold elements the model can predict \(Cu\): structure 1 \(Ni8\) has "
+                       r"Ni\."):
+        s.sample(1, random_state=0, model=model)
+
+
+@pytest.mark.parametrize("continue_md", [False, True])
+def test_unusable_md_message_quotes_the_error(model, continue_md):
+    bad = _start()
+    bad.positions[0, 0] = np.nan
+    md = UncertaintyMDSampler(starts=[bad], n_steps=10, check_interval=5,
+                              continue_md=continue_md)
+    with pytest.raises(InvalidParameterError, match=r"InvalidStructureError: .*non-finite"):
+        md.sample(1, random_state=0, model=model)

@@ -15,7 +15,10 @@ __all__ = ["UncertaintyMDSampler", "AdversarialSampler"]
 KB = 8.617333262e-5
 
 
-def _check_starts(starts, owner):
+def _check_starts(starts, owner, model=None):
+    """``starts`` as a list; with ``model``, every start must hold only elements the model
+    was trained on (else each MD run or ascent failed at its first step, which was reported
+    as an unstable MD / returned the start with ``J = -inf``)."""
     from ase import Atoms
 
     if isinstance(starts, Atoms):
@@ -25,6 +28,17 @@ def _check_starts(starts, owner):
         raise InvalidParameterError(
             f"The 'starts' parameter of {owner} must be an ase.Atoms or a non-empty list of "
             f"them. Got {type(starts).__name__} instead.")
+    if model is not None:
+        known = set(model.species_)
+        for k, a in enumerate(starts):
+            bad = sorted((set(a.get_chemical_symbols()) - known)
+                         | model._untrained_elements(a))
+            if bad:
+                trained = sorted(getattr(model, "trained_species_", None) or known)
+                raise InvalidParameterError(
+                    f"The 'starts' parameter of {owner} must hold elements the model can "
+                    f"predict ({', '.join(trained)}): structure {k} ({a.get_chemical_formula()})"
+                    f" has {', '.join(bad)}.")
     return list(starts)
 
 
@@ -217,8 +231,9 @@ class UncertaintyMDSampler(Sampler):
             try:
                 dyn.run(k)
                 s, _, _ = _force_sigma(model, atoms)
-            except HybridpotError:
+            except HybridpotError as e:
                 reason = "invalid"
+                self._last_error = f"{type(e).__name__}: {e}"
                 break
             step += k
             temp = float(t0 + (t1 - t0) * step / n_steps)
@@ -270,7 +285,7 @@ class UncertaintyMDSampler(Sampler):
             raise InvalidParameterError(
                 f"The 'continue_md' parameter of {owner} must be a bool. Got "
                 f"{self.continue_md!r} instead.")
-        starts = _check_starts(self.starts, owner)
+        starts = _check_starts(self.starts, owner, model)
         tr = _check_range(self.temperature_range, "temperature_range", owner)
         n_steps = check_int(self.n_steps, "n_steps", owner, low=1)
         dt = check_float(self.timestep_fs, "timestep_fs", owner, low=0.0)
@@ -280,6 +295,7 @@ class UncertaintyMDSampler(Sampler):
         per = check_int(self.frames_per_run, "frames_per_run", owner, low=1)
         rng = as_generator(random_state, f"{owner}.sample")
         out, self.stop_reasons_, self.trajectory_ = [], [], []
+        self._last_error = None
         self.n_runs_ = 0
         self.threshold_ = thr
         self.finished_ = False
@@ -303,10 +319,9 @@ class UncertaintyMDSampler(Sampler):
             last = frames[-1].info["md_step"] if frames else (
                 start.info["md_step"] if start is not None else 0)
             raise InvalidParameterError(
-                f"{owner}: the on-the-fly MD became unusable (atoms closer than the "
-                f"neighbour list allows) after step {last}; reduce temperature_range or "
-                "timestep_fs, or lower sigma_threshold so that frames are labelled before "
-                "the model fails.")
+                f"{owner}: the on-the-fly MD became unusable after step {last} "
+                f"({self._last_error}); reduce temperature_range or timestep_fs, or lower "
+                "sigma_threshold so that frames are labelled before the model fails.")
         while len(out) < n:
             frames, scores, reason = self._run(model, rng, starts, tr, n_steps, dt, fric,
                                                every, thr)
@@ -316,8 +331,9 @@ class UncertaintyMDSampler(Sampler):
             if not frames:
                 if self.n_runs_ > 10 * (n + 1):
                     raise InvalidParameterError(
-                        f"{owner}: {self.n_runs_} MD runs produced no usable frame; reduce "
-                        "temperature_range or timestep_fs.")
+                        f"{owner}: {self.n_runs_} MD runs produced no usable frame (last "
+                        f"error: {self._last_error}); reduce temperature_range or "
+                        "timestep_fs.")
                 continue
             order = np.lexsort((np.arange(scores.shape[0]), -scores))[:per]
             out.extend(frames[k] for k in order)
@@ -445,7 +461,7 @@ class AdversarialSampler(Sampler):
         owner = type(self).__name__
         n = check_int(n, "n", f"{owner}.sample", low=0)
         self._check_model(model)
-        starts = _check_starts(self.starts, owner)
+        starts = _check_starts(self.starts, owner, model)
         kT = KB * check_float(self.temperature_K, "temperature_K", owner, low=0.0)
         n_steps = check_int(self.n_steps, "n_steps", owner, low=0)
         step = check_float(self.step_size, "step_size", owner, low=0.0)
