@@ -125,9 +125,9 @@ def cmd_fit(args, cfg):
     species = fixed or _species_of(data)
     train, test = _split(data, cfg, species)
     fitcfg = cfg["fit"]
+    descriptor = build_descriptor(cfg, species, explicit_order=bool(fixed))
     model = HybridPotential(
-        descriptor=build_descriptor(cfg, species, explicit_order=bool(fixed)),
-        regressor=build_regressor(cfg),
+        descriptor=descriptor, regressor=build_regressor(cfg, descriptor),
         baseline=build_baseline(cfg), weights=fitcfg.get("weights"),
         group_weights=fitcfg.get("group_weights"),
         reference_energies=fitcfg.get("reference_energies", "fit"),

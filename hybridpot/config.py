@@ -101,6 +101,11 @@ null, ACSF's ``angular = "none"`` means ``angular=None`` (radial G2 features onl
     radial_etas = [4.0]
     radial_shifts = [1.8, 2.7, 3.6, 4.5, 5.4]
 
+GAP's "2-body + SOAP" with the sparse GP: the radial member enters linearly (a learned pair
+term) with ``[regressor] type = "SparseGPRegressor"`` and ``linear_features =
+"descriptor.members[1]"`` (or its ``[start, stop]`` columns; columns cutting through a member
+are an error).
+
 An average of several copies of one regressor fitted with different random states
 (:class:`~hybridpot.regression.EnsembleRegressor`, e.g. sparse GPs on different
 inducing-point draws) takes its member template from a ``[regressor.estimator]`` table::
@@ -153,6 +158,7 @@ both sections optional, values shown are the defaults)::
     timestep_fs = 2.0
     frames_per_run = 2          # md_mode = "restart": most uncertain frames kept per run
     recalibration = "none"      # nll | coverage | ...: recalibrate every refit on validation
+    max_oracle_seconds = 0.0    # s of oracle wall time over the run directory; unset: none
     pool = ""                   # extxyz (sampler = "pool")
     initial = ""                # labelled extxyz always in the training set
     validation = ""             # labelled extxyz for the force MAE / target_force_mae
@@ -242,7 +248,8 @@ _SCHEMA = {
               "volume_per_atom": (list,), "temperature_range": (list,), "md_steps": (int,),
               "sigma_threshold": (float, int), "threshold_mode": (str,), "md_mode": (str,),
               "check_interval": (int,), "timestep_fs": (float, int), "frames_per_run": (int,),
-              "recalibration": (str,), "pool": (str,), "initial": (str,),
+              "recalibration": (str,), "max_oracle_seconds": (float, int),
+              "pool": (str,), "initial": (str,),
               "validation": (str,), "n_candidates": (int,), "batch_size": (int,),
               "max_labels": (int,), "max_iterations": (int,),
               "target_force_mae": (float, int), "target_sigma": (float, int),
@@ -697,7 +704,44 @@ def build_descriptor(cfg, species, *, explicit_order=False):
     return _build("descriptor", {"descriptor": body}, DESCRIPTORS, {"species": list(species)})
 
 
-def build_regressor(cfg):
+def _linear_block(value, descriptor, key):
+    """``linear_features`` of the config: ``"descriptor.members[k]"`` -> that member's
+    ``(start, stop)``; numbers are checked against the members of a ``DescriptorStack``."""
+    import re
+
+    blocks = None
+    if descriptor is not None and hasattr(descriptor, "block_slices"):
+        blocks = [(sl.start, sl.stop) for sl in descriptor.block_slices()]
+    members = "" if blocks is None else "; the descriptor members' columns are " + ", ".join(
+        f"descriptor.members[{k}] = [{a}, {b}]" for k, (a, b) in enumerate(blocks))
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*descriptor\.members\[(\d+)\]\s*", value)
+        if m is None or blocks is None or int(m.group(1)) >= len(blocks):
+            raise ConfigError(
+                f"{key} must be a number of trailing features, [start, stop], or "
+                f"'descriptor.members[k]' naming a member of a DescriptorStack descriptor"
+                f"{members}. Got {value!r}.")
+        return tuple(blocks[int(m.group(1))])
+    if blocks is None or isinstance(value, bool):
+        return value
+    n = blocks[-1][1]
+    if isinstance(value, int):
+        span = (n - value, n)
+    elif isinstance(value, list) and len(value) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
+        span = tuple(value)
+    else:
+        return value   # the regressor's own validation names the problem
+    edges = {0, n} | {a for a, _ in blocks}
+    if 0 <= span[0] < span[1] <= n and not (span[0] in edges and span[1] in edges):
+        raise ConfigError(
+            f"{key} = {value!r} selects the columns [{span[0]}, {span[1]}), which cut through a "
+            f"descriptor member{members}: give whole members, e.g. "
+            f"'descriptor.members[{len(blocks) - 1}]'.")
+    return value
+
+
+def build_regressor(cfg, descriptor=None):
     """The regressor of ``[regressor]``.
 
     ``type = "EnsembleRegressor"`` takes its member template from a ``[regressor.estimator]``
@@ -705,10 +749,18 @@ def build_regressor(cfg):
     network, ensemble) gets ``data.seed`` (default 0) unless the table sets it, so that a
     config always fits the same model.
 
+    The sparse GP's ``linear_features`` (GAP's "2-body + SOAP": a block that enters
+    linearly) may name a member of a ``DescriptorStack``, ``linear_features =
+    "descriptor.members[1]"``, instead of counting its columns; numbers that cut through a
+    member are a :class:`~hybridpot.ConfigError` listing the members' columns.
+
     Parameters
     ----------
     cfg : dict
         A configuration from :func:`load_config`.
+    descriptor : hybridpot.descriptors.Descriptor or None, default=None
+        The model's descriptor (:func:`build_descriptor`), needed to resolve and check
+        ``linear_features`` against the members of a ``DescriptorStack``.
 
     Returns
     -------
@@ -725,6 +777,15 @@ def build_regressor(cfg):
     from .regression import REGRESSORS
 
     body = dict(cfg["regressor"])
+    if body.get("type") == "EnsembleRegressor" and isinstance(body.get("estimator"), dict):
+        est = dict(body["estimator"])
+        if "linear_features" in est:
+            est["linear_features"] = _linear_block(est["linear_features"], descriptor,
+                                                   "regressor.estimator.linear_features")
+        body["estimator"] = est
+    if "linear_features" in body:
+        body["linear_features"] = _linear_block(body["linear_features"], descriptor,
+                                                "regressor.linear_features")
     cls = REGRESSORS.get(body.get("type"))
     if cls is not None and "random_state" not in body and \
             "random_state" in inspect.signature(cls).parameters:

@@ -327,3 +327,53 @@ def test_gap_sigmas_are_not_silently_ignored():
                       r"sigmas \['energy_sigma', 'force_atom_sigma'\], which HybridPotential "
                       r"does not read"):
         model.fit(data)
+
+
+# ------------------------------------------------------------------------------- 2b + SOAP
+def _stack_cfg(tmp_path, linear, ensemble=False):
+    from hybridpot.config import build_descriptor, build_regressor, load_config
+
+    table = "[regressor.estimator]" if ensemble else "[regressor]"
+    head = '[regressor]\ntype = "EnsembleRegressor"\nn_models = 2\n' if ensemble else ""
+    (tmp_path / "s.toml").write_text(f"""
+[descriptor]
+type = "DescriptorStack"
+[[descriptor.members]]
+type = "PowerSpectrum"
+r_cut = 4.0
+n_max = 3
+l_max = 2
+[[descriptor.members]]
+type = "ACSF"
+r_cut = 5.0
+angular = "none"
+radial_etas = [4.0]
+radial_shifts = [1.8, 2.7, 3.6, 4.5]
+{head}{table}
+type = "SparseGPRegressor"
+n_sparse = 10
+linear_features = {linear}
+""")
+    cfg = load_config(tmp_path / "s.toml")
+    desc = build_descriptor(cfg, ["Cu"])
+    return build_regressor(cfg, desc), desc
+
+
+def test_config_linear_features_names_a_member(tmp_path):
+    from hybridpot._exceptions import ConfigError
+
+    reg, desc = _stack_cfg(tmp_path, '"descriptor.members[1]"')
+    sl = desc.block_slices()[1]
+    assert reg.linear_features == (sl.start, sl.stop) == (18, 22)
+    assert _stack_cfg(tmp_path, 4)[0].linear_features == 4     # whole member: as given
+    assert list(_stack_cfg(tmp_path, "[18, 22]")[0].linear_features) == [18, 22]
+    ens, _ = _stack_cfg(tmp_path, '"descriptor.members[1]"', ensemble=True)
+    assert ens.estimator.linear_features == (18, 22)
+    with pytest.raises(ConfigError, match=r"regressor.linear_features = 5 selects the columns "
+                       r"\[17, 22\), which cut through a descriptor member; the descriptor "
+                       r"members' columns are descriptor.members\[0\] = \[0, 18\], "
+                       r"descriptor.members\[1\] = \[18, 22\]"):
+        _stack_cfg(tmp_path, 5)
+    with pytest.raises(ConfigError, match=r"must be a number of trailing features, \[start, "
+                       r"stop\], or 'descriptor.members\[k\]'.*Got 'descriptor.members\[2\]'"):
+        _stack_cfg(tmp_path, '"descriptor.members[2]"')

@@ -233,9 +233,9 @@ def cmd_learn(args, cfg):
             for s in a.get_chemical_symbols():
                 if s not in species:
                     species.append(s)
-    model = HybridPotential(descriptor=build_descriptor(cfg, species,
-                                                        explicit_order=explicit_order),
-                            regressor=build_regressor(cfg), baseline=build_baseline(cfg),
+    descriptor = build_descriptor(cfg, species, explicit_order=explicit_order)
+    model = HybridPotential(descriptor=descriptor, regressor=build_regressor(cfg, descriptor),
+                            baseline=build_baseline(cfg),
                             weights=cfg["fit"].get("weights"))
     if sec.get("sampler") == "md" and not initial:
         raise ConfigError("learn.sampler = 'md' runs MD with the current model, so it needs "
