@@ -55,6 +55,9 @@ _FORMAT_VERSION = 1
 #: training structures are grouped into chunks of at most this many atoms (bounds the size of
 #: the temporary activation arrays during full-batch L-BFGS)
 _CHUNK_ATOMS = 4096
+#: floor of the input standardisation scale of a feature, relative to the largest standard
+#: deviation of that element's features in the training data
+_MIN_RELATIVE_SCALE = 1e-2
 
 
 # ------------------------------------------------------------------------------------------
@@ -484,7 +487,9 @@ class NeuralNetworkRegressor(Regressor):
 
     ``MLP_z`` has ``hidden_layer_sizes`` hidden layers with a smooth ``activation`` and a linear
     scalar output; ``mu_z``, ``s_z`` are the per-element mean and standard deviation of the
-    training descriptors, ``e_z`` the least-squares per-element energy of the training energies
+    training descriptors (``s_z`` at least 1 % of the element's largest feature standard
+    deviation, so a feature that barely varies in training is not amplified into huge inputs
+    where it does vary), ``e_z`` the least-squares per-element energy of the training energies
     on the composition and ``c`` a fixed output scale (RMS of the remaining per-atom energy,
     else of the force labels); all four are stored.  Prediction returns the ensemble mean.
 
@@ -767,7 +772,13 @@ class NeuralNetworkRegressor(Regressor):
             if xz.shape[0]:
                 trained[z] = True
                 mean[z] = xz.mean(axis=0)
+                # at least _MIN_RELATIVE_SCALE of the element's largest spread: a feature that
+                # barely varies in training (an ANI radial shell inside the shortest training
+                # distance) was blown up to unit variance, and a structure that lit it up fed
+                # the networks inputs of 1e6 and more (force spikes of tens of eV/Å in a dimer
+                # scan); features constant to round-off keep the scale 1
                 sd = xz.std(axis=0)
+                sd = np.maximum(sd, _MIN_RELATIVE_SCALE * float(sd.max()))
                 scale[z] = np.where(sd > 1e-8 * (1.0 + np.abs(mean[z])), sd, 1.0)
         # per-element energy shift: least squares of E_s on the composition
         comp, e = [], []
