@@ -736,7 +736,8 @@ class SparseGPRegressor(Regressor):
     alpha_init : float or None, default=None
         Initial signal precision ``alpha`` (default 1).
     noise_init : float or None, default=None
-        Initial noise standard deviation of every kind (default: RMS of the targets / 10).
+        Initial noise standard deviation of every kind, in the units of its labels (eV/atom,
+        eV/Å, eV/Å³; default: RMS of the targets / 10).
     noise : dict or None, default=None
         Fixed noise standard deviations of some label kinds, e.g. ``{"energy": 0.001,
         "forces": 0.05}`` (eV/atom, eV/Å, eV/Å³; GAP's ``default_sigma``); the others (and

@@ -262,8 +262,9 @@ class RattleStrainSampler(Sampler):
     r"""Rattled and strained copies of a prototype crystal.
 
     Each sample is ``prototype * supercell`` with the cell (and atoms) mapped by
-    ``1 + eps``, ``eps`` a random symmetric strain with components uniform in
-    ``[-strain_max, strain_max]``, then every Cartesian coordinate displaced by a normal
+    ``1 + eps``, ``eps`` a random symmetric strain (``(e + e^T) / 2`` of a matrix ``e``
+    with entries uniform in ``[-strain_max, strain_max]``: diagonal components uniform in
+    that range, off-diagonal ones the mean of two such draws), then every Cartesian coordinate displaced by a normal
     deviate of standard deviation ``s`` (Å), ``s`` drawn uniformly in ``rattle_std`` per
     structure.  Displacements that bring two atoms closer than ``min_distance`` (Å) are
     redrawn.
@@ -273,9 +274,11 @@ class RattleStrainSampler(Sampler):
     prototype : ase.Atoms
         Periodic crystal (not modified).
     supercell : (int, int, int), default=(1, 1, 1)
+        Repetitions of ``prototype`` along its cell vectors.
     rattle_std : float or (float, float), default=(0.02, 0.15)
-        Å.
+        Å; a pair is the range of the per-structure standard deviation.
     strain_max : float, default=0.03
+        Largest strain component (dimensionless, in [0, 0.5)).
     min_distance : float or None, default=1.5
         Å; None disables the check.
     """

@@ -83,7 +83,9 @@ def log_evidence_from_factors(RA_list, r_list, N, slw, b2, alpha, beta):
     b2 : ndarray, shape (M,)
         Relative prior precisions.
     alpha : float
+        Prior precision (dimensionless: on the column-scaled coefficients).
     beta : ndarray, shape (n_keys,)
+        Noise precision per key (1 / σ² in the units of the key's labels).
 
     Returns
     -------

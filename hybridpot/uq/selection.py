@@ -442,8 +442,9 @@ class MaxVarianceSelector(_Selector):
     reduce : {"mean", "max"}, default="mean"
         How the force-component variances of a structure are combined.
     dedup_threshold : float or None, default=1e-3
-        Skip candidates that duplicate an already chosen one (see :func:`deduplicate`);
-        None disables the check.
+        Skip candidates that duplicate an already chosen one: scaled descriptor distance
+        below which two structures are duplicates (see :func:`deduplicate`); None disables
+        the check.
 
     Attributes
     ----------
