@@ -377,3 +377,20 @@ def test_config_linear_features_names_a_member(tmp_path):
     with pytest.raises(ConfigError, match=r"must be a number of trailing features, \[start, "
                        r"stop\], or 'descriptor.members\[k\]'.*Got 'descriptor.members\[2\]'"):
         _stack_cfg(tmp_path, '"descriptor.members[2]"')
+
+
+def test_model_predictions_under_default_names_are_not_taken_when_named_none(tmp_path):
+    """A MACE-style file carries a model's energy / forces / stress (calculator results) next
+    to the REF_* labels: with every kind named, only the labels are read."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    at = _gap_frame(skewed_two_element_cell(seed=4), "mace")
+    del at.info["REF_stress"]
+    at.calc = SinglePointCalculator(at, energy=1.0, forces=np.zeros((4, 3)),
+                                    stress=np.ones(6))          # a model's predictions
+    write(tmp_path / "m.xyz", at, format="extxyz")
+    keys = {"energy": "REF_energy", "forces": "REF_forces", "stress": None, "virial": None}
+    got = read_extxyz(tmp_path / "m.xyz", label_keys=keys)[0]
+    e, f, _ = _emt_truth(at)
+    assert got.calc.results["energy"] == pytest.approx(e) and "stress" not in got.calc.results
+    np.testing.assert_allclose(got.calc.results["forces"], f, atol=1e-10)

@@ -26,7 +26,11 @@ def standardize_labels(structures, label_keys=None, *, require=True):
         ``"virial"``), e.g. ``{"energy": "dft_energy", "forces": "dft_forces", "virial":
         "dft_virial"}`` (GAP) or ``{"energy": "REF_energy", "forces": "REF_forces",
         "stress": "REF_stress"}`` (MACE); kinds not given keep their default key
-        (:func:`hybridpot._labels.check_label_keys`).  The energy is eV (total), forces
+        (:func:`hybridpot._labels.check_label_keys`), so name every kind of a file that also
+        holds a model's predictions under the default names (``energy`` / ``forces`` /
+        ``stress`` written by a calculator), with None for the kinds it has no label of,
+        e.g. ``{"energy": "REF_energy", "forces": "REF_forces", "stress": None, "virial":
+        None}``.  The energy is eV (total), forces
         eV/Å, stress eV/Å³ (ASE sign: positive under tension; 3x3, 9 or 6 Voigt numbers),
         virial eV (``-stress * volume``, QUIP/GAP's sign; 3x3, 9 or 6 numbers).
     require : bool, default=True
