@@ -289,3 +289,45 @@ def test_unusable_md_message_quotes_the_error(model, continue_md):
                               continue_md=continue_md)
     with pytest.raises(InvalidParameterError, match=r"InvalidStructureError: .*non-finite"):
         md.sample(1, random_state=0, model=model)
+
+
+class _SlowEMT:
+    """EMT factory whose every calculation takes at least 0.05 s (oracle_seconds)."""
+
+    def __call__(self):
+        import time
+
+        from ase.calculators.emt import EMT
+
+        class Slow(EMT):
+            def calculate(self, *a, **k):
+                time.sleep(0.05)
+                super().calculate(*a, **k)
+
+        return Slow()
+
+
+def test_oracle_time_budget(tmp_path):
+    initial = emt_dataset(1, 3, reps=(2, 1, 1))
+    md = _otf(sigma_threshold=1e-9, threshold_mode="absolute", n_steps=1000)
+
+    def learner(budget):
+        return ActiveLearner(
+            HybridPotential(descriptor=_desc(), regressor=BayesianLinearRegressor()),
+            _SlowEMT(), md, None, run_dir=tmp_path / "run", initial=initial,
+            n_candidates=1, batch_size=1, max_labels=20, max_iterations=20,
+            random_state=0, progress=False, max_oracle_seconds=budget)
+
+    res = learner(0.12).run()
+    used = sum(a.info["oracle_seconds"] for a in res.labelled_)
+    assert res.oracle_seconds_ == pytest.approx(used, rel=1e-12)
+    # each label takes >= 0.05 s: the budget stops the run after 3 labels at most
+    assert 1 <= len(res.labelled_) <= 3 and used >= 0.12
+    assert res.stop_reason_.startswith("oracle time budget used (")
+    assert "of max_oracle_seconds = 0.12 s)" in res.stop_reason_
+    # a resumed run counts the time of the earlier runs: no new label
+    again = learner(0.12).run()
+    assert len(again.labelled_) == len(res.labelled_) and again.n_oracle_calls_ == 0
+    with pytest.raises(InvalidParameterError, match=r"'max_oracle_seconds' parameter of "
+                       r"ActiveLearner must be a float in \(0, inf\)"):
+        learner(-1.0).run()

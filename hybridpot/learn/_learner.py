@@ -527,6 +527,10 @@ class ActiveLearner:
         committee (``LinearPosterior.apply``) or σ scale of the given model is not carried
         over (a warning says so when this is None), and after the first refit σ would
         silently change scale (a model recalibrated by x2.1 then gave σ 2.1 x smaller).
+    max_oracle_seconds : float or None, default=None
+        Budget of oracle wall time (s, summed over the labels' ``info["oracle_seconds"]``
+        and the failures of all runs of ``run_dir``): no new iteration starts once it is
+        used up (the iteration running then completes, so it can be exceeded by one batch).
 
     Attributes
     ----------
@@ -544,6 +548,8 @@ class ActiveLearner:
         refitted with their labels), ``validation_force_mae`` (eV/Å or None),
         ``label_seconds``.
     stop_reason_ : str
+    oracle_seconds_ : float
+        Oracle wall time (s) of every label and failure of the run directory (all runs).
     n_oracle_calls_ : int
         Oracle calls made by this process (a resumed run counts only its own).
     """
@@ -552,7 +558,7 @@ class ActiveLearner:
                  initial=None, n_candidates=32, batch_size=4, max_labels=50, max_iterations=10,
                  target_error=None, target_sigma=None, validation=None, oracle_timeout=None,
                  n_workers=1, client=None, random_state=0, progress=None,
-                 importance_weighting=None, recalibration=None):
+                 importance_weighting=None, recalibration=None, max_oracle_seconds=None):
         self.model = model
         self.oracle = oracle
         self.sampler = sampler
@@ -573,6 +579,7 @@ class ActiveLearner:
         self.progress = progress
         self.importance_weighting = importance_weighting
         self.recalibration = recalibration
+        self.max_oracle_seconds = max_oracle_seconds
 
     # ------------------------------------------------------------------ validation / state
     def _validate(self):
@@ -602,6 +609,8 @@ class ActiveLearner:
         check_float(self.target_error, "target_error", owner, low=0.0, allow_none=True)
         check_float(self.target_sigma, "target_sigma", owner, low=0.0, allow_none=True)
         check_float(self.oracle_timeout, "oracle_timeout", owner, low=0.0, allow_none=True)
+        check_float(self.max_oracle_seconds, "max_oracle_seconds", owner, low=0.0,
+                    allow_none=True)
         check_int(self.n_workers, "n_workers", owner, low=1)
         rs = self.random_state
         if isinstance(rs, bool) or not isinstance(rs, numbers.Integral) or rs < 0:
@@ -758,6 +767,7 @@ class ActiveLearner:
             seen.add(aid)
             self.labelled_.append(a)
         self.failures_ = {}
+        self._failure_seconds = 0.0
         if p["failures"].is_file():
             text = p["failures"].read_text()
             if text and not text.endswith("\n"):
@@ -782,6 +792,9 @@ class ActiveLearner:
                         f"Line {k} of {p['failures']} is not a failure record (a JSON object "
                         f"with str 'id' and 'error'). Got {line[:200]!r}.")
                 self.failures_[rec["id"]] = rec["error"]
+                sec = rec.get("seconds")
+                if isinstance(sec, (int, float)) and np.isfinite(sec):
+                    self._failure_seconds += float(sec)
 
     # ------------------------------------------------------------------ steps
     def _training(self, exclude=()):
@@ -1010,6 +1023,7 @@ class ActiveLearner:
                    "error": res["error"], "seconds": float(res["seconds"])}
             _append_durable(self._p["failures"], json.dumps(rec) + "\n")
             self.failures_[rec["id"]] = rec["error"]
+            self._failure_seconds += rec["seconds"]
         self.n_oracle_calls_ += 1
         self._save_state()
 
@@ -1057,6 +1071,11 @@ class ActiveLearner:
             return f"max_labels ({self.max_labels}) reached"
         if int(st["iteration"]) >= int(self.max_iterations):
             return f"max_iterations ({self.max_iterations}) reached"
+        if self.max_oracle_seconds is not None:
+            used = self.oracle_seconds_
+            if used >= float(self.max_oracle_seconds):
+                return (f"oracle time budget used ({used:.4g} s of max_oracle_seconds = "
+                        f"{float(self.max_oracle_seconds):g} s)")
         if self.target_error is not None and st["history"]:
             err = st["history"][-1].get("validation_force_mae")
             if err is not None and err <= float(self.target_error):
@@ -1112,8 +1131,7 @@ class ActiveLearner:
                 ids = {a.info["al_id"] for a in proposals}
                 n_ok = sum(1 for a in self.labelled_ if a.info["al_id"] in ids)
                 sig = None
-                if self.model_ is not None and getattr(self.model_.regressor_,
-                                                       "has_uncertainty", False):
+                if self.model_ is not None and self.model_._has_posterior():
                     sig = self._sigma(self.model_, proposals)
                 self._refit()
                 sig_after = None
@@ -1140,6 +1158,14 @@ class ActiveLearner:
         self.state_["stop_reason"] = reason
         self._save_state()
         return self
+
+    @property
+    def oracle_seconds_(self):
+        """float: oracle wall time (s) of every label and failure of the run directory."""
+        if not hasattr(self, "labelled_"):
+            return 0.0
+        return float(sum(float(a.info.get("oracle_seconds", 0.0)) for a in self.labelled_)
+                     + getattr(self, "_failure_seconds", 0.0))
 
     @property
     def history_(self):

@@ -269,7 +269,8 @@ def cmd_learn(args, cfg):
             oracle_timeout=sec.get("oracle_timeout"), n_workers=sec.get("n_workers", 1),
             random_state=sec.get("seed", 0), progress=False if args.quiet else None,
             importance_weighting=_weighting(sec.get("importance_weighting", "none")),
-            recalibration=_weighting(sec.get("recalibration", "none")))
+            recalibration=_weighting(sec.get("recalibration", "none")),
+            max_oracle_seconds=sec.get("max_oracle_seconds"))
         learner.run()
     except HybridpotError as e:
         if isinstance(e, ConfigError):
