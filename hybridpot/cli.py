@@ -207,7 +207,10 @@ def _md_structure(cfg, model):
     reps = md["supercell"]
     if len(reps) != 3 or not all(isinstance(r, int) and r > 0 for r in reps):
         raise ConfigError(f"md.supercell must be three positive integers. Got {reps!r}.")
-    return atoms * tuple(reps)
+    # repeated along the periodic directions only: a molecule or cluster (pbc False, often no
+    # cell) is run as it is (ASE raised 'Cannot repeat along undefined lattice vector'), a
+    # slab is not stacked along its normal
+    return atoms * tuple(r if p else 1 for r, p in zip(reps, atoms.pbc))
 
 
 #: [md] numbers and their allowed ranges: key -> (low, low_inclusive, meaning)

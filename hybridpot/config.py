@@ -56,7 +56,8 @@ Example (every key optional; these are the defaults of ``hybridpot fit``)::
                                 # readable by ASE (its last frame)
     crystal = "fcc"             # fcc | bcc | sc | diamond | hcp; default: ASE's reference
     lattice_constant = 4.05     # structure of the element (Al: fcc, 4.05 Å; Mo: bcc, 3.15)
-    supercell = [3, 3, 3]
+    supercell = [3, 3, 3]       # repetitions along the periodic directions (a molecule or
+                                # cluster with pbc = False is run as it is)
     ensemble = "langevin"       # nve | langevin | npt
     temperature_K = 300.0
     timestep_fs = 1.0

@@ -79,3 +79,52 @@ def test_nn_does_not_amplify_features_that_barely_vary_in_training(ani_nn_cluste
     # before: 170 eV/Å between neighbouring points at 1.845 Å, |F| up to 170 eV/Å
     assert jumps.max() < 10.0, (jumps.max(), rs[jumps.argmax()])
     assert np.abs(f).max() < 50.0
+
+
+# ---------------------------------------------------------------------------------------------
+# molecules
+# ---------------------------------------------------------------------------------------------
+def emt_molecules(names, n_per, seed, rattle=0.05):
+    """EMT-labelled, rattled g2 molecules (no cell, pbc False)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for name in names:
+        for k in range(n_per):
+            a = molecule(name)
+            a.rattle(rattle * (1 + k % 3) / 2, seed=int(rng.integers(1 << 30)))
+            out.append(emt_label(a, stress=False))
+    return out
+
+
+def test_cli_md_of_a_molecule_runs_without_a_cell(tmp_path, capsys):
+    """`hybridpot md` with a molecule file (no cell): the default supercell [3, 3, 3] raised
+    ASE's ValueError 'Cannot repeat along undefined lattice vector' (traceback); the supercell
+    now repeats along periodic directions only."""
+    from ase.io import read, write
+
+    from hybridpot.cli import main
+
+    write(tmp_path / "train.extxyz", emt_molecules(("H2O", "NH3"), 4, seed=0))
+    nh3 = molecule("NH3")
+    write(tmp_path / "nh3.xyz", nh3)
+    slab = Atoms("H2O", positions=nh3.positions[:3] + [0, 0, 5], cell=[6, 6, 10],
+                 pbc=(True, True, False))
+    write(tmp_path / "slab.extxyz", slab)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'[data]\ntrain = "{tmp_path / "train.extxyz"}"\n'
+        '[descriptor]\ntype = "ACSF"\nr_cut = 4.0\nangular = "none"\n'
+        '[baseline]\ntype = "none"\n'
+        f'[output]\nmodel = "{tmp_path / "m.hpot"}"\nreport = ""\n'
+        f'[md]\nstructure = "{tmp_path / "nh3.xyz"}"\nensemble = "nve"\nsteps = 5\n'
+        f'timestep_fs = 0.25\ntrajectory = "{tmp_path / "md.traj"}"\n')
+    assert main(["fit", "-c", str(cfg), "--quiet"]) == 0
+    assert main(["md", "-c", str(cfg), "--quiet"]) == 0
+    last = read(tmp_path / "md.traj", -1)
+    assert len(last) == 4 and not last.pbc.any()
+    # a slab is repeated in plane only
+    cfg.write_text(cfg.read_text().replace("nh3.xyz", "slab.extxyz"))
+    assert main(["md", "-c", str(cfg), "--quiet"]) == 0
+    last = read(tmp_path / "md.traj", -1)
+    assert len(last) == 27
+    np.testing.assert_allclose(last.cell.lengths(), [18, 18, 10])
