@@ -459,6 +459,16 @@ def neighbor_list(atoms, r_cut, *, min_distance=0.1, name="atoms", owner=None):
     hybridpot.InvalidStructureError
         For an ``atoms`` that is not an ase.Atoms, non-finite positions or cell, a degenerate
         periodic cell, or two atoms closer than ``min_distance``.
+
+    Examples
+    --------
+    The one-atom fcc cell sees its 12 nearest neighbours as periodic images:
+
+    >>> from ase.build import bulk
+    >>> from hybridpot.neighbors import neighbor_list
+    >>> nl = neighbor_list(bulk("Cu", "fcc", a=3.61), r_cut=3.0)
+    >>> nl.n_pairs, round(float(nl.d.min()), 4)
+    (12, 2.5527)
     """
     r_cut = check_float(r_cut, "r_cut", owner, low=0.0)
     min_distance = check_float(min_distance, "min_distance", owner, low=0.0,

@@ -34,7 +34,8 @@ PUBLIC_MODULES = (
 DOCTEST_MODULES = (
     "hybridpot.baselines._emt", "hybridpot.descriptors._so3", "hybridpot.descriptors._acsf",
     "hybridpot.descriptors._stack", "hybridpot.regression._gp",
-    "hybridpot.regression._ensemble", "hybridpot.io.extxyz",
+    "hybridpot.regression._ensemble", "hybridpot.io.extxyz", "hybridpot.neighbors",
+    "hybridpot.sampling._crystal", "hybridpot.uq._calibration",
 )
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -281,6 +281,16 @@ class RattleStrainSampler(Sampler):
         Largest strain component (dimensionless, in [0, 0.5)).
     min_distance : float or None, default=1.5
         Å; None disables the check.
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> from hybridpot.sampling import RattleStrainSampler
+    >>> sampler = RattleStrainSampler(prototype=bulk("Cu", "fcc", a=3.61, cubic=True),
+    ...                               supercell=(2, 2, 2))
+    >>> frames = sampler.sample(3, random_state=0)
+    >>> len(frames), len(frames[0]), frames[0].info["sampler"]
+    (3, 32, 'rattle')
     """
 
     def __init__(self, *, prototype=None, supercell=(1, 1, 1), rattle_std=(0.02, 0.15),

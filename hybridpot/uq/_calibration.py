@@ -102,6 +102,13 @@ def calibration_metrics(y, pred, std, structure=None):
         and > 0.
     hybridpot.MissingLabelsError
         For empty arrays.
+
+    Examples
+    --------
+    >>> from hybridpot.uq import calibration_metrics
+    >>> m = calibration_metrics([0.0, 1.0, 2.0, 3.0], [0.05, 0.85, 2.15, 2.75], [0.1] * 4)
+    >>> m["coverage_1sigma"], m["coverage_2sigma"], round(m["rmse"], 4)  # |z| = .5 1.5 1.5 2.5
+    (0.25, 0.75, 0.1658)
     """
     y = np.asarray(y, dtype=np.float64).ravel()
     pred = np.asarray(pred, dtype=np.float64).ravel()
