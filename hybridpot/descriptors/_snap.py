@@ -261,7 +261,8 @@ def _per_species(value, default, name, owner, n, positive):
             f"(one per species). Got {value!r} instead.")
     out = np.empty(n)
     for k, v in enumerate(value):
-        out[k] = check_float(v, f"{name}[{k}]", owner, low=0.0 if positive else None)
+        out[k] = check_float(v, f"{name}[{k}]", owner, low=0.0 if positive else None,
+                             finite=True)
     return out
 
 
@@ -403,9 +404,11 @@ class SNAPBispectrum(Descriptor):
         self._species = check_species_list(self.species, "species", owner)
         n = len(self._species)
         self._J = check_int(self.twojmax, "twojmax", owner, low=0, high=30)
-        rcutfac = check_float(self.rcutfac, "rcutfac", owner, low=0.0)
+        # finite: an infinite cutoff would make the neighbour search never end
+        rcutfac = check_float(self.rcutfac, "rcutfac", owner, low=0.0, finite=True)
         rfac0 = check_float(self.rfac0, "rfac0", owner, low=0.0, high=1.0)
-        rmin0 = check_float(self.rmin0, "rmin0", owner, low=0.0, low_inclusive=True)
+        rmin0 = check_float(self.rmin0, "rmin0", owner, low=0.0, low_inclusive=True,
+                            finite=True)
         rad = _per_species(self.radelem, 0.5, "radelem", owner, n, positive=True)
         wj = _per_species(self.wj, 1.0, "wj", owner, n, positive=False)
         self._switch = _check_flag(self.switchflag, "switchflag", owner)
