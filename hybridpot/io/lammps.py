@@ -144,6 +144,52 @@ def _fmt_float(x):
     return repr(float(x))
 
 
+def _lammps_word(text):
+    """``text`` (a file name) as one word of a LAMMPS command: quoted when it holds white
+    space, ``#``, ``$`` or a quote (LAMMPS would split it, cut a comment or substitute a
+    variable)."""
+    if text and not any(c.isspace() or c in "#$'\"" for c in text):
+        return text
+    for q in ("'", '"', '"""'):
+        if q not in text:
+            return f"{q}{text}{q}"
+    raise InvalidParameterError(
+        f"write_snap cannot name the file {text!r} in a LAMMPS command: it holds both kinds "
+        f"of quotes and a triple quote. Choose another prefix.")
+
+
+def _lammps_types(species):
+    """The element of each LAMMPS atom type (an element may be repeated: several types)."""
+    if isinstance(species, (str, bytes)) or not hasattr(species, "__iter__"):
+        raise InvalidParameterError(
+            f"The 'species' argument of write_snap must be a list of chemical symbols, one "
+            f"per LAMMPS atom type (an element may repeat). Got {species!r} instead.")
+    types = list(species)
+    check_species_list(list(dict.fromkeys(types)), "species", "write_snap")
+    return types
+
+
+def _expand_type_pairs(lines, elements, types):
+    """Baseline ``pair_coeff`` lines for the distinct ``elements`` -> lines for ``types``,
+    which repeat some element: each ``i j`` line becomes one line per type pair of those
+    elements (``* *`` lines apply to every type as they are).  The coefficients of a line are
+    symmetric in the two elements (LJ, Morse, a table, ZBL's ``Z_i Z_j``), so a type pair in
+    the other order takes them unchanged."""
+    out = []
+    for line in lines:
+        words = line.split()
+        if words[0] == "*" and words[1] == "*":
+            out.append(line)
+            continue
+        ea, eb = elements[int(words[0]) - 1], elements[int(words[1]) - 1]
+        rest = " ".join(words[2:])
+        for i, ti in enumerate(types):
+            for j in range(i, len(types)):
+                if (ti, types[j]) in ((ea, eb), (eb, ea)):
+                    out.append(f"{i + 1} {j + 1} {rest}")
+    return out
+
+
 def write_snap(model, prefix, *, species=None, absolute_paths=False):
     """Write a fitted SNAP model as LAMMPS ``.snapcoeff``, ``.snapparam`` and ``.mod`` files.
 
@@ -156,15 +202,21 @@ def write_snap(model, prefix, *, species=None, absolute_paths=False):
         are folded into the constant coefficient.
     prefix : str or path
         Output prefix: ``<prefix>.snapcoeff``, ``<prefix>.snapparam``, ``<prefix>.mod``;
-        baseline files (tables) go into the same directory.
+        baseline files go beside them as ``<prefix>.<name>`` (e.g.
+        ``<prefix>.hybridpot_buckingham.table``), so exports with other prefixes into the
+        same folder keep their own.
     species : list of str, optional
-        Elements of LAMMPS atom types 1, 2, ...; default the model species in order (those
+        Element of LAMMPS atom types 1, 2, ...; default the model species in order (those
         the model was trained on: an element no training structure contained, see
         ``HybridPotential.trained_species_``, is left out by default and refused when
-        named, as the model refuses to predict it).
+        named, as the model refuses to predict it).  An element may repeat, for several
+        atom types of one element (e.g. ``["Cu", "Cu", "Ni"]``, as LAMMPS's ``pair_coeff
+        * * InP.snapcoeff InP.snapparam In In P P``); the baseline then gets a
+        ``pair_coeff`` line for every type pair.
     absolute_paths : bool, default=False
         Reference the files by absolute path in the ``.mod`` (else by file name: run LAMMPS
-        from the directory holding them).
+        from the directory holding them).  A file name holding white space, ``#``, ``$`` or
+        a quote is quoted, as LAMMPS reads it.
 
     Returns
     -------
@@ -221,14 +273,13 @@ def write_snap(model, prefix, *, species=None, absolute_paths=False):
             f"{' and quadratic terms' if quadratic else ''} needs {(len(model_species), P)}.")
     trained = getattr(model, "trained_species_", None)
     trained = model_species if trained is None else [s for s in model_species if s in trained]
-    types = trained if species is None else list(
-        check_species_list(species, "species", "write_snap"))
-    unknown = [s for s in types if s not in model_species]
+    types = trained if species is None else _lammps_types(species)
+    unknown = [s for s in dict.fromkeys(types) if s not in model_species]
     if unknown:
         raise InvalidParameterError(
             f"The 'species' argument of write_snap contains {unknown}, which the model does "
             f"not know (model species: {model_species}).")
-    untrained = [s for s in types if s not in trained]
+    untrained = [s for s in dict.fromkeys(types) if s not in trained]
     if untrained:
         raise InvalidParameterError(
             f"The 'species' argument of write_snap contains {untrained}, which no training "
@@ -239,12 +290,16 @@ def write_snap(model, prefix, *, species=None, absolute_paths=False):
 
     baseline_cmds = None
     if model.baseline is not None:
+        elements = list(dict.fromkeys(types))
         try:
-            baseline_cmds = model.baseline.lammps_commands(types)
+            baseline_cmds = model.baseline.lammps_commands(elements)
         except InvalidParameterError as e:
             raise InvalidParameterError(
                 f"write_snap cannot export the model's empirical baseline "
                 f"{type(model.baseline).__name__}, and will not drop it silently: {e}") from e
+        if len(elements) != len(types):
+            baseline_cmds = dict(baseline_cmds, pair_coeff=_expand_type_pairs(
+                baseline_cmds["pair_coeff"], elements, types))
 
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -270,7 +325,7 @@ def write_snap(model, prefix, *, species=None, absolute_paths=False):
         "# hybridpot SNAP parameters\n" + "".join(f"{k} {v}\n" for k, v in params))
 
     def ref_path(p):
-        return os.fspath(p.resolve()) if absolute_paths else p.name
+        return _lammps_word(os.fspath(p.resolve()) if absolute_paths else p.name)
 
     snap_args = (f"{ref_path(paths['snapcoeff'])} {ref_path(paths['snapparam'])} "
                  f"{' '.join(types)}")
@@ -279,14 +334,16 @@ def write_snap(model, prefix, *, species=None, absolute_paths=False):
     if baseline_cmds is None:
         mod += ["pair_style snap", f"pair_coeff * * {snap_args}"]
     else:
-        pc = list(baseline_cmds["pair_coeff"])
+        renamed = {}
         for name, text in (baseline_cmds.get("files") or {}).items():
-            fp = prefix.parent / name
+            # named after the prefix: another export into the same folder must not replace
+            # the file this .mod reads
+            fp = prefix.with_name(f"{prefix.name}.{name}")
             fp.write_text(text)
             paths["files"].append(fp)
-            if absolute_paths:
-                pc = [" ".join(os.fspath(fp.resolve()) if w == name else w
-                               for w in line.split()) for line in pc]
+            renamed[name] = ref_path(fp)
+        pc = [" ".join(renamed.get(w, w) for w in line.split())
+              for line in baseline_cmds["pair_coeff"]]
         mod += [f"pair_style hybrid/overlay {baseline_cmds['pair_style']} snap"]
         mod += [f"pair_coeff {line}" for line in pc]
         mod += [f"pair_coeff * * snap {snap_args}"]

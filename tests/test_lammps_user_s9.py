@@ -1,0 +1,190 @@
+"""Session-9 review by a FitSNAP + LAMMPS user: write_snap files that LAMMPS reads as the model
+(baseline table files per export prefix, quoted paths, several atom types per element), SNAP
+parameter validation, FitSNAP files; live LAMMPS checks (energy, forces, stress on a rattled
+triclinic cell) when the optional ``lammps`` module loads."""
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.data import atomic_masses, atomic_numbers
+
+from hybridpot import HybridPotential, InvalidParameterError, ModelFormatError
+from hybridpot.baselines import ZBL, Buckingham, LennardJones
+from hybridpot.descriptors import SNAPBispectrum
+from hybridpot.io.lammps import import_lammps, read_snap, write_snap
+from hybridpot.regression import LinearRegressor
+
+#: LAMMPS units metal: bar per eV/Å³ (its nktv2p)
+_NKTV2P = 1.6021765e6
+
+
+def _model(baseline, species=("Cu",), seed=0, quadratic=False):
+    """A SNAP model with random small coefficients (no fit needed to test the export)."""
+    desc = SNAPBispectrum(species=list(species), twojmax=4, rcutfac=4.3,
+                          radelem=[0.5, 0.46][:len(species)], wj=[1.0, 0.8][:len(species)])
+    K = desc.n_features
+    P = 1 + K + (K * (K + 1) // 2 if quadratic else 0)
+    coef = np.random.default_rng(seed).normal(scale=1e-3, size=(len(species), P))
+    coef[:, 0] = -3.0
+    return HybridPotential.from_fitted(desc, LinearRegressor.from_coef(coef, quadratic=quadratic),
+                                       baseline=baseline)
+
+
+def _triclinic(species=("Cu",), seed=5):
+    """Rattled, strained primitive-fcc supercell (non-orthogonal), LAMMPS-canonical cell."""
+    rng = np.random.default_rng(seed)
+    at = bulk("Cu", "fcc", a=3.6) * (3, 3, 3)
+    if len(species) > 1:
+        sym = np.array(at.get_chemical_symbols())
+        sym[rng.random(len(at)) < 0.4] = species[1]
+        at.set_chemical_symbols(sym.tolist())
+    at.set_cell(at.cell.array @ (np.eye(3) + rng.uniform(-0.03, 0.03, (3, 3))),
+                scale_atoms=True)
+    at.rattle(0.1, seed=seed)
+    at.set_cell(at.cell.cellpar(), scale_atoms=True)  # a along x, b in the xy plane
+    return at
+
+
+def _lammps_or_skip():
+    try:
+        return import_lammps()
+    except ImportError as e:
+        pytest.skip(f"LAMMPS not available: {e}")
+
+
+def _run_lammps(atoms, types, mod, seed=0):
+    """Energy, forces (atom order) and ASE-sign stress (eV/Å³) of LAMMPS ``run 0`` with
+    ``include mod``; each atom gets a random LAMMPS type of its element."""
+    lammps = _lammps_or_skip()
+    rng = np.random.default_rng(seed)
+    c = atoms.cell.array
+    lmp = lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
+    try:
+        lmp.commands_list([
+            "units metal", "atom_style atomic", "boundary p p p",
+            "atom_modify map array sort 0 0.0",
+            "region box prism 0 %r 0 %r 0 %r %r %r %r units box"
+            % tuple(float(x) for x in (c[0, 0], c[1, 1], c[2, 2], c[1, 0], c[2, 0], c[2, 1])),
+            f"create_box {len(types)} box"])
+        for s, p in zip(atoms.get_chemical_symbols(), atoms.positions):
+            t = int(rng.choice([k + 1 for k, e in enumerate(types) if e == s]))
+            lmp.command("create_atoms %d single %r %r %r units box remap yes"
+                        % ((t,) + tuple(float(x) for x in p)))
+        lmp.commands_list([f"mass {k + 1} {float(atomic_masses[atomic_numbers[s]])!r}"
+                           for k, s in enumerate(types)])
+        lmp.commands_list([f'include "{mod}"',
+                           "thermo_style custom step pe pxx pyy pzz pyz pxz pxy", "run 0"])
+        e = lmp.get_thermo("pe")
+        ids = np.array(lmp.gather_atoms("id", 0, 1))
+        f = np.array(lmp.gather_atoms("f", 1, 3)).reshape(-1, 3)
+        forces = np.empty_like(f)
+        forces[ids - 1] = f
+        stress = -np.array([lmp.get_thermo(k) for k in ("pxx", "pyy", "pzz", "pyz", "pxz",
+                                                          "pxy")]) / _NKTV2P
+    finally:
+        lmp.close()
+    return e, forces, stress
+
+
+def _assert_lammps_matches(model, atoms, types, mod, seed=0):
+    e, f, s = _run_lammps(atoms, types, mod, seed)
+    at = atoms.copy()
+    at.calc = model.calculator()
+    assert abs(e - at.get_potential_energy()) < 1e-9
+    np.testing.assert_allclose(f, at.get_forces(), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(s, at.get_stress(), rtol=0, atol=1e-10)
+
+
+# -- S1: baseline table files are named after the export prefix -----------------------------
+def test_two_buckingham_exports_in_one_folder_keep_their_own_tables(tmp_path):
+    models = [_model(Buckingham(A=A, rho=0.25, C=5.0, r_cut=5.0)) for A in (500.0, 2000.0)]
+    paths = [write_snap(m, tmp_path / name) for m, name in zip(models, ("a", "b"))]
+    assert [p["files"] for p in paths] == [[tmp_path / "a.hybridpot_buckingham.table"],
+                                           [tmp_path / "b.hybridpot_buckingham.table"]]
+    assert "table a.hybridpot_buckingham.table BUCK" in paths[0]["mod"].read_text()
+    assert "table b.hybridpot_buckingham.table BUCK" in paths[1]["mod"].read_text()
+    assert paths[0]["files"][0].read_text() != paths[1]["files"][0].read_text()
+    at = _triclinic()
+    paths = [write_snap(m, tmp_path / name, absolute_paths=True)
+             for m, name in zip(models, ("a", "b"))]
+    for m, p in zip(models, paths):   # each .mod runs its own model (was: a.mod ran b's table)
+        _assert_lammps_matches(m, at, ["Cu"], p["mod"])
+
+
+# -- S2: file names LAMMPS would split are quoted -------------------------------------------
+def test_paths_with_spaces_are_quoted_for_lammps(tmp_path):
+    model = _model(ZBL(r_inner=1.6, r_cut=2.3))
+    folder = tmp_path / "my run"
+    paths = write_snap(model, folder / "cu", absolute_paths=True)
+    mod = paths["mod"].read_text()
+    assert f"pair_coeff * * snap '{paths['snapcoeff'].resolve()}' " \
+           f"'{paths['snapparam'].resolve()}' Cu" in mod
+    paths = write_snap(_model(Buckingham(A=500.0, rho=0.25, C=5.0, r_cut=5.0)),
+                       folder / "my model")
+    mod = paths["mod"].read_text()
+    assert "pair_coeff * * snap 'my model.snapcoeff' 'my model.snapparam' Cu" in mod
+    assert "table 'my model.hybridpot_buckingham.table' BUCK" in mod
+    plain = write_snap(model, tmp_path / "cu")["mod"].read_text()
+    assert "pair_coeff * * snap cu.snapcoeff cu.snapparam Cu" in plain   # unquoted when safe
+    with pytest.raises(InvalidParameterError, match="cannot name the file"):
+        write_snap(model, tmp_path / "a'b\"c\"\"\"d")
+
+
+def test_paths_with_spaces_run_in_lammps(tmp_path):
+    model = _model(ZBL(r_inner=1.6, r_cut=2.3))
+    paths = write_snap(model, tmp_path / "my run" / "cu", absolute_paths=True)
+    _assert_lammps_matches(model, _triclinic(), ["Cu"], paths["mod"])
+
+
+# -- S3: several LAMMPS atom types of one element ---------------------------------------------
+def test_repeated_element_types_expand_baseline_pair_lines(tmp_path):
+    lj = LennardJones(epsilon={"Cu-Cu": 0.02, "Cu-Ni": 0.03, "Ni-Ni": 0.04},
+                      sigma={"Cu-Cu": 2.3, "Cu-Ni": 2.2, "Ni-Ni": 2.1}, r_cut=5.0)
+    model = _model(lj, species=("Cu", "Ni"))
+    paths = write_snap(model, tmp_path / "m", species=["Ni", "Cu", "Ni"])
+    lines = paths["mod"].read_text().splitlines()
+    assert lines[-1] == "pair_coeff * * snap m.snapcoeff m.snapparam Ni Cu Ni"
+    coeffs = {tuple(ln.split()[1:3]): ln.split()[4:] for ln in lines if "lj/smooth" in ln
+              and ln.startswith("pair_coeff")}
+    assert coeffs == {("1", "1"): ["0.04", "2.1"], ("1", "3"): ["0.04", "2.1"],
+                      ("3", "3"): ["0.04", "2.1"], ("1", "2"): ["0.03", "2.2"],
+                      ("2", "3"): ["0.03", "2.2"], ("2", "2"): ["0.02", "2.3"]}
+    # a single-element model with a scalar baseline keeps its '* *' line
+    one = write_snap(_model(ZBL(r_inner=1.6, r_cut=2.3)), tmp_path / "one",
+                     species=["Cu", "Cu"])["mod"].read_text()
+    assert "pair_coeff * * zbl 29 29" in one and "one.snapparam Cu Cu" in one
+    with pytest.raises(InvalidParameterError, match="one per LAMMPS atom type"):
+        write_snap(model, tmp_path / "x", species="CuNi")
+    with pytest.raises(InvalidParameterError, match=r"contains \['Al'\], which the model"):
+        write_snap(model, tmp_path / "x", species=["Cu", "Al", "Al"])
+
+
+@pytest.mark.parametrize("baseline", [
+    ZBL(r_inner=1.6, r_cut=2.3),
+    Buckingham(A={"Cu-Cu": 500.0, "Cu-Ni": 600.0, "Ni-Ni": 700.0}, rho=0.25,
+               C={"Cu-Cu": 5.0, "Cu-Ni": 4.0, "Ni-Ni": 3.0}, r_cut=5.0)],
+    ids=["zbl", "buckingham-pairs"])
+def test_repeated_element_types_run_in_lammps(tmp_path, baseline):
+    model = _model(baseline, species=("Cu", "Ni"), quadratic=True)
+    types = ["Ni", "Cu", "Ni", "Cu"]
+    paths = write_snap(model, tmp_path / "m", species=types, absolute_paths=True)
+    _assert_lammps_matches(model, _triclinic(("Cu", "Ni"), seed=9), types, paths["mod"])
+
+
+# -- S4: SNAP parameters must be finite --------------------------------------------------------
+@pytest.mark.parametrize("kw, name", [(dict(rcutfac=np.inf), "rcutfac"),
+                                      (dict(radelem=[np.inf]), r"radelem\[0\]"),
+                                      (dict(wj=[np.inf]), r"wj\[0\]"),
+                                      (dict(rmin0=np.inf), "rmin0")])
+def test_snap_infinite_parameters_are_errors(kw, name):
+    desc = SNAPBispectrum(species=["Cu"], **{**dict(twojmax=2, rcutfac=4.0), **kw})
+    with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of SNAPBispectrum "
+                                                    f"must be a float .*Got inf"):
+        desc.compute(bulk("Cu"))   # was: an endless neighbour search
+
+
+def test_snapparam_with_infinite_cutoff_is_a_model_format_error(tmp_path):
+    (tmp_path / "a.snapparam").write_text("rcutfac inf\ntwojmax 2\n")
+    (tmp_path / "a.snapcoeff").write_text("1 6\nCu 0.5 1.0\n" + "0.0\n" * 6)
+    with pytest.raises(ModelFormatError, match="invalid SNAP parameters: The 'rcutfac'"):
+        read_snap(tmp_path / "a.snapcoeff", tmp_path / "a.snapparam")
