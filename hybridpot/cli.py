@@ -277,6 +277,13 @@ def cmd_md(args, cfg):
     elif ens == "npt":
         from ase.md.nptberendsen import NPTBerendsen
 
+        if not np.all(atoms.pbc):   # NPT needs the stress (was a traceback at the first step)
+            raise ConfigError(
+                f"md.ensemble = 'npt' needs a structure periodic in 3-D (it controls the "
+                f"pressure through the stress); md.structure has pbc="
+                f"{[bool(p) for p in atoms.pbc]}. Use 'nve' or 'langevin' for a molecule, "
+                f"cluster or slab.")
+
         dyn = NPTBerendsen(atoms, dt, temperature_K=T,
                            pressure_au=float(md.get("pressure_GPa", 0.0)) * units.GPa,
                            taut=float(md.get("taut_fs", 100.0)) * units.fs,

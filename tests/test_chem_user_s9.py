@@ -128,3 +128,11 @@ def test_cli_md_of_a_molecule_runs_without_a_cell(tmp_path, capsys):
     last = read(tmp_path / "md.traj", -1)
     assert len(last) == 27
     np.testing.assert_allclose(last.cell.lengths(), [18, 18, 10])
+    # NPT of a structure without 3-D periodicity: one-line error, exit 2 (was a
+    # PropertyNotImplementedError traceback from NPTBerendsen's first step)
+    cfg.write_text(cfg.read_text().replace('"nve"', '"npt"'))
+    capsys.readouterr()
+    assert main(["md", "-c", str(cfg), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "md.ensemble = 'npt' needs a structure periodic in 3-D" in err
+    assert "pbc=[True, True, False]" in err and "Traceback" not in err
