@@ -66,6 +66,15 @@ def test_on_the_fly_loop_continues_one_trajectory(tmp_path):
                                    300.0 + 900.0 * a.info["md_step"] / 300, rtol=1e-9)
         assert a.has("momenta")                       # kept: the next iteration continues
         assert h["selected_sigma_max"] > 0 and h["selected_sigma_after"] > 0
+    # the trajectory between labels: every checked frame, ending with the labelled one
+    from ase.io import read
+
+    for t, a in enumerate(labels):
+        traj = read(tmp_path / "run" / "proposals" / f"trajectory_{t:04d}.extxyz", ":")
+        assert [int(f.info["md_step"]) for f in traj] == list(
+            range(int(traj[0].info["md_step"]), int(a.info["md_step"]) + 1, 5))
+        assert all(f.info["sigma_max"] <= f.info["sigma_threshold"] for f in traj[:-1])
+        np.testing.assert_allclose(traj[-1].positions, a.positions, atol=1e-7)
     if len(labels) < 6:
         assert res.stop_reason_.startswith("the sampler's on-the-fly MD reached its n_steps "
                                            "(300)")

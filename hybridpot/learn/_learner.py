@@ -464,7 +464,9 @@ class ActiveLearner:
     reaches the sampler's ``n_steps`` or at ``max_labels``.  ``labels.extxyz`` then holds
     the labelled frames in order with ``info["md_step"]``, ``info["md_temperature"]``,
     ``info["sigma_max"]``, ``info["sigma_threshold"]`` and the per-atom σ of the proposing
-    model (``arrays["forces_std"]``); the history has σ before and after each refit.
+    model (``arrays["forces_std"]``); the history has σ before and after each refit;
+    ``proposals/trajectory_<t>.extxyz`` holds every checked MD frame of iteration ``t``
+    with the same records (the trajectory between labels).
     Whole frames are labelled (FLARE's adding of only the most uncertain atoms'
     environments to a sparse set has no counterpart: structures, not atoms, are the
     training unit).
@@ -918,6 +920,12 @@ class ActiveLearner:
                 "ActiveLearner labelled 'initial' structures or a fitted 'model'.")
         cands = self.sampler.sample(int(self.n_candidates), random_state=rng, model=model,
                                     **kw)
+        traj = getattr(self.sampler, "trajectory_", None)
+        if traj:
+            # every checked MD frame with its σ (UncertaintyMDSampler): the on-the-fly
+            # trajectory between labels, for inspection (not read back)
+            _atomic_write(self._p["proposals"] / f"trajectory_{t:04d}.extxyz",
+                          _extxyz_text(traj))
         if self.importance_weighting is not None and cands:
             # the reference sample of the importance weights (see _weighted)
             ref = [a.copy() for a in cands]
