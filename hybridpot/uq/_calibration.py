@@ -335,6 +335,18 @@ def recalibrate(model, structures, *, method="nll"):
       ``k``).  The variance model fixes the relative σ of values; ``k`` balances the two
       coverages when the z-scores are heavy tailed (where no Gaussian scale gets both).
 
+    Out of domain: the recalibration is fitted where ``structures`` are and calibrates σ
+    there only.  Fitted on in-domain cells it can make σ *less* honest elsewhere (EMT
+    Cu-Ni, 12 training cells rattled by 0.06 Å, 6 in-domain validation cells; ratio of the
+    force MAE to the mean per-atom σ, 1 is honest): a ``SparseGPRegressor`` whose raw σ
+    was 2.2x too large in domain and within 2x of honest on hotter, compressed or
+    Ni-richer cells became 2.2-4.3x overconfident there after ``"nll"`` (x0.43) and
+    2.3-5.0x after ``"heteroscedastic"`` (its ``gamma < 1`` shrinks the largest σ); a
+    ``BayesianLinearRegressor`` already calibrated in domain went from 4.8-6.6x to
+    5.6-7.9x overconfident with ``"heteroscedastic"``.  For σ-driven sampling include
+    structures like the ones to be flagged (e.g. the first labels of an active-learning
+    run; :class:`~hybridpot.learn.ActiveLearner` ``recalibration=``) in ``structures``.
+
     Each call replaces the previous recalibration: the heteroscedastic methods store
     ``model.uncertainty_recalibration_`` (plain floats, saved with the model) and drop
     ``uncertainty_scale_``; the other methods drop ``uncertainty_recalibration_``; all but
