@@ -340,7 +340,7 @@ def recalibrate(model, structures, *, method="nll"):
     Cu-Ni, 12 training cells rattled by 0.06 Å, 6 in-domain validation cells; ratio of the
     force MAE to the mean per-atom σ, 1 is honest): a ``SparseGPRegressor`` whose raw σ
     was 2.2x too large in domain and within 2x of honest on hotter, compressed or
-    Ni-richer cells became 2.2-4.3x overconfident there after ``"nll"`` (x0.43) and
+    Ni-richer cells became 1.9-4.3x overconfident there after ``"nll"`` (x0.43) and
     2.3-5.0x after ``"heteroscedastic"`` (its ``gamma < 1`` shrinks the largest σ); a
     ``BayesianLinearRegressor`` already calibrated in domain went from 4.8-6.6x to
     5.6-7.9x overconfident with ``"heteroscedastic"``.  For σ-driven sampling include
