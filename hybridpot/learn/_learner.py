@@ -486,26 +486,31 @@ class ActiveLearner:
         a deep copy of it (or by a fresh ``oracle()`` from a factory).  With Dask it must be
         picklable (or pass a factory).
     sampler : hybridpot.sampling.Sampler
+        Candidate generator (required).
     selector : selector of :mod:`hybridpot.uq.selection` or None
         None: :func:`default_selector`, maximum force variance within k-means strata of the
         candidates and labels (:class:`~hybridpot.uq.selection.StratifiedSelector`); it keeps
         the training mixture representative, which the plain uncertainty criteria do not
         (see :func:`default_selector` for the measurements).
     run_dir : str or Path
-        Folder of the run (created).
+        Folder of the run (created; required).  Running again with the same folder resumes.
     initial : list of ase.Atoms, optional
         Labelled structures always in the training set.
     n_candidates : int, default=32
+        Candidates sampled per iteration (>= 1).
     batch_size : int, default=4
+        Candidates selected and labelled per iteration (>= 1).
     max_labels : int, default=50
         Labels computed by the learner (``initial`` not counted).
     max_iterations : int, default=10
-    target_error, target_sigma : float or None
-        eV/Å.
+    target_error, target_sigma : float or None, default=None
+        Stop criteria, eV/Å: the validation force MAE (needs ``validation``), and the largest
+        force σ (RMS over a structure's components) of the selected candidates; None: not
+        used.
     validation : list of ase.Atoms, optional
         Labelled held-out structures for the force MAE in the history (and ``target_error``).
-    oracle_timeout : float or None
-        Seconds per structure.  When set, each oracle call runs in a worker process that is
+    oracle_timeout : float or None, default=None
+        Seconds per structure (None: no timeout).  When set, each oracle call runs in a worker process that is
         terminated at the timeout (see :func:`label_structure`); the structure is recorded
         in ``failures.jsonl`` and skipped.
     n_workers : int, default=1
