@@ -368,7 +368,7 @@ def label_structure(oracle, atoms, timeout=None):
         A calculator is deep-copied for every structure (see :func:`_fresh_calculator`); a
         callable is called once per structure.
     atoms : ase.Atoms
-    timeout : float or None
+    timeout : float or None, default=None
         Seconds.  None: the oracle runs in the calling thread.  Otherwise it runs in a
         separate worker process (``fork`` start method where available, else ``spawn``,
         which needs a picklable oracle); when the call takes longer the worker is terminated

@@ -1392,7 +1392,7 @@ class SparseGPRegressor(Regressor):
         Parameters
         ----------
         batch : StructureBatch
-        forces, stress : bool
+        forces, stress : bool, default=True
             Build the force / stress rows (needs ``batch.gradients``).
 
         Returns

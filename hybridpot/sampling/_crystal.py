@@ -103,10 +103,12 @@ class RandomDisorderSampler(Sampler):
 
     Parameters
     ----------
-    species : list of str
+    species : list of str, default=("Cu",)
+        Elements of the cells.
     n_atoms : int or (int, int), default=(2, 8)
+        Atoms per cell, or the range of a uniform draw (inclusive).
     volume_per_atom : float or (float, float), default=(10.0, 20.0)
-        Å³/atom.
+        Å³/atom, or the range of the density draw.
     min_distance : float, default=2.0
         Å.
     angle_range : (float, float), default=(60.0, 120.0)
@@ -116,6 +118,7 @@ class RandomDisorderSampler(Sampler):
     composition : dict of str to float, optional
         Element fractions (normalised); default uniform.
     max_attempts : int, default=1000
+        Insertion tries per atom before the cell is redrawn.
     """
 
     def __init__(self, *, species=("Cu",), n_atoms=(2, 8), volume_per_atom=(10.0, 20.0),
@@ -272,7 +275,7 @@ class RattleStrainSampler(Sampler):
     Parameters
     ----------
     prototype : ase.Atoms
-        Periodic crystal (not modified).
+        Periodic crystal (not modified; required).
     supercell : (int, int, int), default=(1, 1, 1)
         Repetitions of ``prototype`` along its cell vectors.
     rattle_std : float or (float, float), default=(0.02, 0.15)
@@ -378,7 +381,9 @@ class PoolSampler(Sampler):
     Parameters
     ----------
     structures : list of ase.Atoms
+        The pool (required, non-empty).
     keep_labels : bool, default=False
+        Keep the pool structures' calculators / labels on the returned copies.
     """
 
     def __init__(self, *, structures=None, keep_labels=False):
