@@ -720,6 +720,8 @@ class SparseGPRegressor(Regressor):
     Parameters
     ----------
     kernel : {"dot", "se"}, default="dot"
+        Dot-product kernel ``(x̂ . û)^zeta`` on softly normalised descriptors (SOAP-GAP) or
+        squared exponential (formulas above).
     zeta : int, default=4
         Exponent of the dot-product kernel (>= 1).
     length_scale : float or "auto", default="auto"
@@ -728,6 +730,8 @@ class SparseGPRegressor(Regressor):
         Maximum number of inducing environments per element (fewer when the data has fewer
         distinct environments).
     sparse_method : {"cur", "fps"}, default="cur"
+        Choice of the inducing environments among the training descriptors of each element:
+        a random draw weighted by CUR leverage scores, or farthest-point sampling.
     jitter : float, default=1e-8
         Relative diagonal regulariser of ``K_z``.
     solver : {"tsqr", "normal"}, default="tsqr"
