@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -86,12 +87,19 @@ def read_snap(coeff, param, *, species=None, baseline=None):
         ``.snapcoeff`` file (element blocks: radius, weight, coefficients).
     param : str or path
         ``.snapparam`` file (rcutfac, twojmax, flags; LAMMPS defaults for absent keys).
-        ``chemflag 1`` (explicit multi-element SNAP) is not supported.
+        ``chemflag 1`` (explicit multi-element SNAP), ``bnormflag 1`` and
+        ``switchinnerflag 1`` are not supported (ModelFormatError).
     species : list of str, optional
         Elements of the model, in order; default all elements of ``coeff`` in file order.
     baseline : hybridpot.baselines.Baseline, optional
         Empirical baseline that the LAMMPS model overlays (e.g. the ``zbl`` of a
-        ``hybrid/overlay zbl ... snap`` setup); default none.
+        ``hybrid/overlay zbl ... snap`` setup); default none.  The SNAP files do not hold
+        it: look at the ``pair_style`` of the model's ``.mod`` / LAMMPS input.  A FitSNAP
+        ``.snapparam`` records its REFERENCE potential in comment lines (``# pair_style
+        hybrid/overlay zero 10.0 zbl 4.0 4.8``); when that names a potential other than
+        ``zero`` and no ``baseline`` is given, a ``UserWarning`` says so (the coefficients
+        were fitted on top of it: without it the model is incomplete), e.g.
+        ``baseline=ZBL(r_inner=4.0, r_cut=4.8)``.
 
     Returns
     -------
@@ -137,7 +145,61 @@ def read_snap(coeff, param, *, species=None, baseline=None):
             f"{coeff}: {coef.shape[1]} coefficients per element, but twojmax "
             f"{p['twojmax']} with quadraticflag {int(quadratic)} needs {expect}.")
     reg = LinearRegressor.from_coef(coef, quadratic=quadratic)
+    if baseline is None:
+        _warn_fitsnap_reference(param)
     return HybridPotential.from_fitted(desc, reg, baseline=baseline)
+
+
+#: hybridpot baselines of the LAMMPS pair styles write_snap exports
+_BASELINE_OF_STYLE = {"zbl": "ZBL(r_inner=..., r_cut=...)",
+                      "lj/smooth/linear": "LennardJones(epsilon=..., sigma=..., r_cut=...)",
+                      "morse/smooth/linear": "Morse(D0=..., alpha=..., r0=..., r_cut=...)"}
+
+
+def _warn_fitsnap_reference(param):
+    """UserWarning when a FitSNAP .snapparam records a REFERENCE potential (its comment lines
+    ``# pair_style ...`` / ``# pair_coeff ...``) other than ``zero``: the model was fitted on
+    top of it, and read_snap was given no baseline."""
+    try:
+        lines = Path(param).read_text().splitlines()
+    except (OSError, UnicodeDecodeError):   # read_snapparam has read it already
+        return
+    style, coeffs = None, []
+    for raw in lines:
+        words = raw.strip().lstrip("#").split()
+        if not raw.strip().startswith("#") or not words:
+            continue
+        if words[0] == "pair_style" and style is None:
+            style = words[1:]
+        elif words[0] == "pair_coeff" and style is not None:
+            coeffs.append(" ".join(words))
+    if not style:
+        return
+    subs = style[1:] if style[0].startswith("hybrid") else style
+    names = [w for w in subs if not _is_number(w) and w != "zero"]
+    if not names:
+        return
+    cut = []
+    if names == ["zbl"]:
+        cut = [w for w in subs[subs.index("zbl") + 1:subs.index("zbl") + 3] if _is_number(w)]
+    if len(cut) == 2:
+        hint = f"baseline=ZBL(r_inner={cut[0]}, r_cut={cut[1]})"
+    else:
+        hint = "one of " + ", ".join(f"{v} for {k}" for k, v in _BASELINE_OF_STYLE.items())
+    warnings.warn(
+        f"{param} records the reference potential 'pair_style {' '.join(style)}'"
+        f"{' (' + '; '.join(coeffs) + ')' if coeffs else ''}: the SNAP coefficients were "
+        f"fitted on top of it, so read_snap without a 'baseline' gives an incomplete model "
+        f"(LAMMPS runs it as pair_style hybrid/overlay ... snap). Pass the equivalent "
+        f"hybridpot baseline: {hint}.", UserWarning, stacklevel=3)
+
+
+def _is_number(word):
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
 
 
 def _fmt_float(x):
@@ -321,8 +383,16 @@ def write_snap(model, prefix, *, species=None, absolute_paths=False):
               ("switchflag", str(int(desc._switch))), ("bzeroflag", str(int(desc._bzero))),
               ("quadraticflag", str(int(quadratic))),
               ("wselfallflag", str(int(bool(desc.wselfallflag)))), ("chemflag", "0")]
+    reference = ""
+    if baseline_cmds is not None:
+        # as FitSNAP records its REFERENCE potential: read_snap warns when it is not given
+        reference = ("# reference potential the coefficients were fitted on top of (in the "
+                     ".mod; read_snap(..., baseline=...)):\n"
+                     f"# pair_style hybrid/overlay {baseline_cmds['pair_style']}\n"
+                     + "".join(f"# pair_coeff {line}\n" for line in baseline_cmds["pair_coeff"]))
     paths["snapparam"].write_text(
-        "# hybridpot SNAP parameters\n" + "".join(f"{k} {v}\n" for k, v in params))
+        "# hybridpot SNAP parameters\n" + "".join(f"{k} {v}\n" for k, v in params)
+        + reference)
 
     def ref_path(p):
         return _lammps_word(os.fspath(p.resolve()) if absolute_paths else p.name)
