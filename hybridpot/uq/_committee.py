@@ -131,7 +131,24 @@ def _linear_pair_outputs(atoms, dX, z, stack, forces, want_stress):
 
 
 class Committee:
-    """Posterior committee of a linear hybrid model (built by :class:`LinearPosterior`).
+    r"""Posterior committee of a linear hybrid model (built by :class:`LinearPosterior`).
+
+    For an output ``y`` of one structure (energy, eV; a force component, eV/Å; a stress
+    component, eV/Å³) with design row ``a_y`` (``y = a_y . c`` for the coefficients ``c``)
+    and baseline-parameter derivative ``J_y = dy/dphi``, the predictive σ is
+
+    .. math::
+
+        \sigma_y^2 = s_k^2\, \iota_k \Big(p_k^2 \sum_{m=1}^{K}
+            ig(\mathbf a_y \cdot \mathbf v_m + \mathbf J_y \cdot \mathbf b_mig)^2
+            + n_k^2\, \sigma_{\mathrm{noise},k}^2\Big)
+
+    with the members ``v_m`` (``modes``) and ``b_m`` (``baseline_modes``), ``k`` the label
+    kind of ``y``, ``iota_k`` its ``inflation``, ``p_k`` / ``n_k`` the ``param_scale`` /
+    ``noise_scale`` factors, ``s_k`` the model's ``uncertainty_scale_`` and
+    ``sigma_noise,k^2`` the ``noise_var`` of the structure's group (for the total energy
+    ``N^2`` times the per-atom value; the noise term only with ``include_noise``).  The mean
+    is the fitted model's prediction.
 
     Parameters
     ----------
