@@ -592,7 +592,11 @@ class HybridPotential(BaseEstimator):
             need_grad = forces or want_stress
             if need_grad and getattr(reg, "_adjoint_std", False):
                 return self._evaluate_committee(atoms, z, base, e0, forces, want_stress)
-            if need_grad:
+            if need_grad and getattr(reg, "_chunked_gradients", False):
+                # Jacobian built and reduced per range of centres (bounded memory)
+                X = self.descriptor.compute(atoms)
+                dX = self.descriptor.compute_chunked_gradients(atoms)
+            elif need_grad:
                 X, dX = self.descriptor.compute(atoms, gradients=True)
             else:
                 X, dX = self.descriptor.compute(atoms), None

@@ -54,3 +54,132 @@ def test_atomic_energy_matches_feature_map_and_is_lean(cls, quadratic):
     eps2, peak = _numpy_peak(lambda: reg.atomic_energy(X, sp))
     np.testing.assert_allclose(eps2, eps_ref, rtol=1e-12, atol=1e-10)
     assert peak < 3 * X.nbytes
+
+
+# ---------------------------------------------------------------------------------------------
+# Chunked descriptor Jacobians (σ of linear models on big cells)
+# ---------------------------------------------------------------------------------------------
+
+from ase.build import bulk  # noqa: E402
+
+from conftest import emt_dataset, skewed_two_element_cell  # noqa: E402
+from descriptor_cases import DESCRIPTOR_CASES  # noqa: E402
+from hybridpot import HybridPotential, InvalidParameterError  # noqa: E402
+from hybridpot.baselines import EMT  # noqa: E402
+from hybridpot.descriptors._base import ChunkedGradients  # noqa: E402
+from hybridpot.regression import _linear  # noqa: E402
+from hybridpot.regression._base import StructureBatch  # noqa: E402
+from hybridpot.regression._design import pair_rows  # noqa: E402
+
+
+def _skewed_supercell(seed=0):
+    """Rattled, periodic, non-orthogonal two-element cell of 32 atoms (images of small cells)."""
+    at = skewed_two_element_cell(seed=seed, rattle=0.1) * (2, 2, 2)
+    at.rattle(0.05, seed=seed + 1)
+    return at
+
+
+@pytest.mark.parametrize("name", sorted(DESCRIPTOR_CASES))
+def test_chunked_gradients_equal_full_jacobian(name):
+    """Chunks of centre ranges (renumbered sub-structures) give exactly the pairs and per-pair
+    Jacobian of compute(gradients=True), for every descriptor, also for a cell smaller than the
+    cutoff (self images) and a slab."""
+    desc = DESCRIPTOR_CASES[name](["Cu", "Ni"])
+    slab = _skewed_supercell(2)
+    slab.pbc = (True, True, False)
+    for at in (_skewed_supercell(), skewed_two_element_cell(seed=3), slab):
+        _, full = desc.compute(at, gradients=True)
+        per_pair = 24 * desc.n_features
+        ch = desc.compute_chunked_gradients(at, max_bytes=7 * per_pair)
+        assert isinstance(ch, ChunkedGradients)
+        pieces = list(ch.chunks())
+        assert len(pieces) > 1
+        assert all(p.d_drij.shape[0] <= 7 or np.unique(p.pair_i).size == 1 for p in pieces)
+        for attr in ("pair_i", "pair_j", "rij", "d_drij"):
+            np.testing.assert_array_equal(
+                np.concatenate([getattr(p, attr) for p in pieces]), getattr(full, attr))
+        assert ch.n_atoms == full.n_atoms and ch.n_features == full.n_features
+        # anything else is the materialised full Jacobian
+        np.testing.assert_array_equal(ch.d_drij, full.d_drij)
+        np.testing.assert_array_equal(ch.strain, full.strain)
+
+
+def test_chunked_gradients_bad_max_bytes():
+    desc = DESCRIPTOR_CASES["PowerSpectrum"](["Cu"])
+    with pytest.raises(InvalidParameterError, match="max_bytes"):
+        desc.compute_chunked_gradients(bulk("Cu", cubic=True), max_bytes=0)
+
+
+def _batch_of(at, desc, species, grads):
+    n = len(at)
+    return StructureBatch(
+        X=desc.compute(at), species=species, structure=np.zeros(n, dtype=np.int64),
+        gradients=grads, volume=np.array([at.get_volume()]), energy=np.full(1, np.nan),
+        forces=np.full((n, 3), np.nan), stress=np.full((1, 6), np.nan), weights={},
+        group=np.zeros(1, dtype=np.int64), index=np.zeros(1, dtype=np.int64))
+
+
+@pytest.mark.parametrize("quadratic", [False, True])
+def test_pair_rows_of_chunked_gradients_equal_unchunked(quadratic):
+    desc = DESCRIPTOR_CASES["SNAPBispectrum"](["Cu", "Ni"])
+    at = _skewed_supercell()
+    sp = (at.numbers == 28).astype(np.int64)
+    _, full = desc.compute(at, gradients=True)
+    ch = desc.compute_chunked_gradients(at, max_bytes=24 * desc.n_features * 50)
+    assert len(list(ch.chunks())) > 1
+    F1, S1 = pair_rows(_batch_of(at, desc, sp, full), 2, quadratic)
+    F2, S2 = pair_rows(_batch_of(at, desc, sp, ch), 2, quadratic)
+    np.testing.assert_allclose(F2, F1, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(S2, S1, rtol=1e-12, atol=1e-14)
+
+
+@pytest.fixture(scope="module")
+def blr_model():
+    from hybridpot.descriptors import PowerSpectrum
+    from hybridpot.regression import BayesianLinearRegressor
+
+    return HybridPotential(
+        descriptor=PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=3, l_max=2),
+        regressor=BayesianLinearRegressor(), baseline=EMT()).fit(emt_dataset(6, 0))
+
+
+def test_blr_sigma_on_chunked_gradients_equals_full(blr_model, monkeypatch):
+    """HybridPotential's σ path reduces the Jacobian chunk by chunk (and the variance by row
+    blocks): same energies, forces, stresses and σ as predict_batch on the full Jacobian.  A
+    10976-atom PowerSpectrum(F=180) cell held 2.4 GB of per-pair Jacobian for σ before."""
+    from hybridpot.descriptors import _base as dbase
+
+    at = bulk("Cu", "fcc", a=3.6, cubic=True) * (3, 3, 3)
+    at.rattle(0.05, seed=4)
+    at.set_cell(at.cell.array @ (np.eye(3) + [[0, 0.05, 0], [0, 0, 0.03], [0, 0, 0]]),
+                scale_atoms=True)
+    m = blr_model
+    reg = m.regressor_
+    X, full = m.descriptor.compute(at, gradients=True)
+    batch = m._unlabelled_batch(at, X, np.zeros(len(at), dtype=np.int64), full, 0)
+    ref = reg.predict_batch(batch, return_std=True)
+    monkeypatch.setattr(dbase, "GRADIENT_CHUNK_BYTES", 24 * m.descriptor.n_features * 300)
+    monkeypatch.setattr(_linear, "CHUNK_BYTES", 8 * 20 * reg.coef_.size)   # 20-row blocks
+    calls = []
+    orig = dbase.ChunkedGradients.chunks
+
+    def counting(self):
+        for c in orig(self):
+            calls.append(c.d_drij.shape[0])
+            yield c
+
+    monkeypatch.setattr(dbase.ChunkedGradients, "chunks", counting)
+    monkeypatch.setattr(dbase.ChunkedGradients, "materialize", None)   # never the full array
+    out = m._evaluate(at, forces=True, stress=True, return_std=True)
+    assert len(calls) > 5 and max(calls) <= 300
+    base = m._baseline(at)
+    np.testing.assert_allclose(out["forces"] - base["forces"], ref["forces"], atol=1e-10)
+    np.testing.assert_allclose(out["stress"] - base["stress"], ref["stress"][0], atol=1e-12)
+    np.testing.assert_allclose(out["forces_std"], ref["forces_std"], rtol=1e-9)
+    np.testing.assert_allclose(out["stress_std"], ref["stress_std"][0], rtol=1e-9)
+    assert out["energy_std"] == pytest.approx(ref["energy_std"][0], rel=1e-12)
+    # the σ-free path (adjoint) gives the same mean
+    plain = m._evaluate(at, forces=True, stress=True)
+    np.testing.assert_allclose(out["forces"], plain["forces"], atol=1e-10)
+    np.testing.assert_allclose(out["stress"], plain["stress"], atol=1e-12)
+    assert out["energy"] == pytest.approx(plain["energy"], rel=1e-13)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ..descriptors._base import gradient_chunks
 from ._base import KINDS, VOIGT
 
 __all__ = ["n_block", "quadratic_index", "feature_map", "energy_rows", "pair_rows",
@@ -84,19 +85,16 @@ def energy_rows(batch, n_species, quadratic):
 
 @njit(cache=True)
 def _pair_rows_kernel(pair_i, pair_j, rij, d_drij, X, species, atom_structure, n_structures,
-                      n_species, quadratic, voigt_a, voigt_b, want_forces, want_stress):
-    """Return ``(dE_dr_rows (n_atoms or 0, 3, M), virial_rows (n_structures or 0, 6, M))``.
+                      n_species, quadratic, voigt_a, voigt_b, want_forces, want_stress, dEr, vir):
+    """Add the pairs' terms to ``dEr`` (n_atoms or 0, 3, M) and ``vir`` (n_structures or 0, 6, M).
 
     ``dE_dr_rows[k, a] = d(sum_i phi_i)/dr_k[a]`` and
     ``virial_rows[s, v] = sum_{p in s} dphi_{i_p}/dr_ij[p, a_v] r_ij[p, b_v]``.
     Contributions to the centre atom and to the virial are summed in a local buffer while
     consecutive pairs share the centre (pairs sorted by ``pair_i``; any order is correct).
     """
-    n_atoms, F = X.shape
+    F = X.shape[1]
     P = 1 + F + (F * (F + 1) // 2 if quadratic else 0)
-    M = n_species * P
-    dEr = np.zeros((n_atoms if want_forces else 0, 3, M))
-    vir = np.zeros((n_structures if want_stress else 0, 6, M))
     g = np.zeros((3, P))
     loc = np.zeros((3, P))
     locv = np.zeros((6, P))
@@ -147,7 +145,6 @@ def _pair_rows_kernel(pair_i, pair_j, rij, d_drij, X, species, atom_structure, n
                 r = rij[p, voigt_b[v]]
                 for q in range(1, P):
                     locv[v, q] += g[a, q] * r
-    return dEr, vir
 
 
 def _finish_pair_rows(batch, dEr, vir, want_forces, want_stress):
@@ -174,7 +171,10 @@ def pair_rows(batch, n_species, quadratic, *, forces=True, stress=True):
     Parameters
     ----------
     batch : StructureBatch
-        Must carry ``gradients`` (the descriptor Jacobian).
+        Must carry ``gradients`` (the descriptor Jacobian): a
+        :class:`~hybridpot.descriptors._base.DescriptorGradients`, or a
+        :class:`~hybridpot.descriptors._base.ChunkedGradients` reduced one range of centres
+        at a time (memory: the rows plus one chunk of the Jacobian).
     n_species : int
     quadratic : bool
     forces, stress : bool
@@ -192,16 +192,19 @@ def pair_rows(batch, n_species, quadratic, *, forces=True, stress=True):
     F = X.shape[1]
     P = n_block(F, quadratic)
     g = batch.gradients
+    dEr, vir = _empty_pair_rows(batch, n_species, P, forces, stress)
     if g is None or g.pair_i.shape[0] == 0:
-        dEr, vir = _empty_pair_rows(batch, n_species, P, forces, stress)
         return _finish_pair_rows(batch, dEr, vir, forces, stress)
-    dEr, vir = _pair_rows_kernel(
-        np.ascontiguousarray(g.pair_i, dtype=np.int64), np.ascontiguousarray(g.pair_j, np.int64),
-        np.ascontiguousarray(g.rij, dtype=np.float64),
-        np.ascontiguousarray(g.d_drij, dtype=np.float64), X,
-        np.ascontiguousarray(batch.species, dtype=np.int64),
-        np.ascontiguousarray(batch.structure, dtype=np.int64), batch.n_structures,
-        int(n_species), bool(quadratic), _VOIGT_A, _VOIGT_B, bool(forces), bool(stress))
+    species = np.ascontiguousarray(batch.species, dtype=np.int64)
+    structure = np.ascontiguousarray(batch.structure, dtype=np.int64)
+    for c in gradient_chunks(g):   # a ChunkedGradients yields ranges of centres
+        _pair_rows_kernel(
+            np.ascontiguousarray(c.pair_i, dtype=np.int64),
+            np.ascontiguousarray(c.pair_j, np.int64),
+            np.ascontiguousarray(c.rij, dtype=np.float64),
+            np.ascontiguousarray(c.d_drij, dtype=np.float64), X, species, structure,
+            batch.n_structures, int(n_species), bool(quadratic), _VOIGT_A, _VOIGT_B,
+            bool(forces), bool(stress), dEr, vir)
     return _finish_pair_rows(batch, dEr, vir, forces, stress)
 
 

@@ -19,6 +19,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from .._exceptions import InvalidParameterError, MissingLabelsError, NotFittedError
 from .._validation import check_choice, check_float, check_int
+from ..descriptors._base import ChunkedGradients, gradient_chunks
 from ._base import VOIGT, BatchSource, Regressor, StructureBatch, register_regressor
 from ._design import (energy_rows, labelled_rows, n_block, pair_rows,
                       quadratic_index, split_batch)
@@ -119,6 +120,10 @@ def _non_convergence_advice(keys, beta, beta_max, N, M):
 
 class _LinearBase(Regressor):
     """Shared machinery of the linear regressors (not public)."""
+
+    #: predict_batch reduces a ChunkedGradients one range of centres at a time (HybridPotential
+    #: passes one for σ, so a big cell never holds its whole per-pair Jacobian)
+    _chunked_gradients = True
 
     # -- input handling ---------------------------------------------------------------------
     def _validate_common(self):
@@ -375,23 +380,28 @@ class _LinearBase(Regressor):
             eps[idx] = e
         return eps, dE
 
-    def _predict_means(self, batch):
-        """Energy (n_structures,), forces (n_atoms, 3) and stress (n_structures, 6) means."""
+    def _predict_means(self, batch, gradients=True):
+        """Energy (n_structures,), forces (n_atoms, 3) and stress (n_structures, 6) means
+        (the energy only with ``gradients=False``)."""
         X, sp = self._check_X(batch.X, batch.species)
         eps, dE_dX = self.atomic_energy_gradient(X, sp)
         ns = batch.n_structures
         out = {"energy": np.bincount(batch.structure, weights=eps, minlength=ns)}
         g = batch.gradients
-        if g is not None:
-            gp = np.einsum("paf,pf->pa", g.d_drij, dE_dX[g.pair_i])
+        if g is not None and gradients:
             dE_dr = np.zeros((batch.n_atoms, 3))
-            np.add.at(dE_dr, g.pair_j, gp)
-            np.add.at(dE_dr, g.pair_i, -gp)
-            out["forces"] = -dE_dr
             vir = np.zeros((ns, 6))
-            s_of_pair = batch.structure[g.pair_i]
-            for v, (a, b) in enumerate(VOIGT):
-                vir[:, v] = np.bincount(s_of_pair, weights=gp[:, a] * g.rij[:, b], minlength=ns)
+            for c in gradient_chunks(g):   # one piece unless ChunkedGradients
+                gp = np.einsum("paf,pf->pa", c.d_drij, dE_dX[c.pair_i])
+                n = batch.n_atoms
+                for a in range(3):
+                    dE_dr[:, a] += (np.bincount(c.pair_j, weights=gp[:, a], minlength=n)
+                                    - np.bincount(c.pair_i, weights=gp[:, a], minlength=n))
+                s_of_pair = batch.structure[c.pair_i]
+                for v, (a, b) in enumerate(VOIGT):
+                    vir[:, v] += np.bincount(s_of_pair, weights=gp[:, a] * c.rij[:, b],
+                                             minlength=ns)
+            out["forces"] = -dE_dr
             vol = np.asarray(batch.volume, dtype=np.float64)
             ok = np.isfinite(vol) & (vol > 0)
             stress = np.full((ns, 6), np.nan)
@@ -482,11 +492,13 @@ class _LinearBase(Regressor):
             raise InvalidParameterError(
                 f"The 'batch' argument of {type(self).__name__}.predict_batch must be a "
                 f"StructureBatch. Got {type(batch).__name__} instead.")
-        out = self._predict_means(batch)
         if not return_std:
-            return out
+            return self._predict_means(batch)
         if not self.has_uncertainty:
             self._param_variance(None)
+        # a ChunkedGradients is reduced once: the mean forces and stresses come from the rows
+        chunked = isinstance(batch.gradients, ChunkedGradients)
+        out = self._predict_means(batch, gradients=not chunked)
         nsp = self.n_species_
         ns = batch.n_structures
         nat = batch.n_atoms_per_structure
@@ -499,12 +511,18 @@ class _LinearBase(Regressor):
         out["energy_std"] = np.sqrt(var)
         if batch.gradients is not None:
             Fr, Sr = pair_rows(batch, nsp, self.quadratic)
+            ok = np.isfinite(batch.volume) & (batch.volume > 0)
+            if chunked:
+                c = self.coef_.reshape(-1)
+                out["forces"] = (Fr @ c).reshape(-1, 3)
+                stress = np.full((ns, 6), np.nan)
+                stress[ok] = (Sr @ c).reshape(ns, 6)[ok]
+                out["stress"] = stress
             var = self._param_variance(Fr)
             if include_noise:
                 var = var + np.repeat(self._noise_vector("forces", group[batch.structure]),
                                       3) ** 2
             out["forces_std"] = np.sqrt(var).reshape(-1, 3)
-            ok = np.isfinite(batch.volume) & (batch.volume > 0)
             sstd = np.full((ns, 6), np.nan)
             if ok.any():
                 rows = Sr.reshape(ns, 6, -1)[ok].reshape(-1, Sr.shape[1])
@@ -1214,9 +1232,13 @@ class BayesianLinearRegressor(_LinearBase):
         A = np.asarray(A, dtype=np.float64)
         if A.shape[0] == 0 or self.precision_factor_ is None:
             return np.zeros(A.shape[0])
-        V = scipy.linalg.solve_triangular(self.precision_factor_, A.T, trans="T",
-                                          check_finite=False)
-        return np.einsum("ij,ij->j", V, V)
+        out = np.empty(A.shape[0])
+        step = max(1, CHUNK_BYTES // (8 * max(1, A.shape[1])))   # rows per block
+        for r0 in range(0, A.shape[0], step):   # blocks of rows: V is one block
+            V = scipy.linalg.solve_triangular(self.precision_factor_, A[r0:r0 + step].T,
+                                              trans="T", check_finite=False)
+            out[r0:r0 + step] = np.einsum("ij,ij->j", V, V)
+        return out
 
     def _noise_of(self, kind, group_name):
         v = self.noise_.get(kind)
