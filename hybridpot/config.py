@@ -508,8 +508,11 @@ def read_structures(paths, key="data.train", *, labels=None, species=None, label
                     frames[k] = standardize_labels([atoms], label_keys,
                                                    require=bool(labels))[0]
             except HybridpotError as e:
-                raise type(e)(f"{key}: structure {k} ({atoms.get_chemical_formula()}) of "
-                              f"{p!r}: {e}") from e
+                name = f"structure {k} ({atoms.get_chemical_formula()})"
+                msg = str(e)
+                if msg.lower().startswith(name.lower() + " "):   # label messages name it too
+                    msg = msg[len(name) + 1:]
+                raise type(e)(f"{key}: {name} of {p!r}: {msg}") from e
         out.extend(frames)
     if not out:
         raise ConfigError(f"{key}: no structures in {paths}.")
