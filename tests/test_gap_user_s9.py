@@ -395,3 +395,41 @@ def test_model_predictions_under_default_names_are_not_taken_when_named_none(tmp
     e, f, _ = _emt_truth(at)
     assert got.calc.results["energy"] == pytest.approx(e) and "stress" not in got.calc.results
     np.testing.assert_allclose(got.calc.results["forces"], f, atol=1e-10)
+
+
+def test_cli_learn_reads_gap_named_initial_and_validation(tmp_path, capsys):
+    """[data] energy_key ... apply to `hybridpot learn`'s initial / validation files too (the
+    no-label message points there)."""
+    frames = []
+    for k in range(6):
+        at = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 1, 1)
+        at.rattle(0.05 + 0.02 * k, seed=k)
+        frames.append(_gap_frame(at))
+    write(tmp_path / "init.xyz", frames[:4], format="extxyz")
+    write(tmp_path / "val.xyz", frames[4:], format="extxyz")
+    cfg = tmp_path / "learn.toml"
+    cfg.write_text(f"""
+[data]
+energy_key = "dft_energy"
+forces_key = "dft_forces"
+virial_key = "dft_virial"
+[descriptor]
+type = "PowerSpectrum"
+r_cut = 4.0
+n_max = 3
+l_max = 2
+[baseline]
+type = "none"
+[learn]
+run_dir = "{tmp_path / 'run'}"
+sampler = "rattle"
+species = ["Cu"]
+supercell = [2, 1, 1]
+initial = "{tmp_path / 'init.xyz'}"
+validation = "{tmp_path / 'val.xyz'}"
+n_candidates = 4
+batch_size = 1
+max_iterations = 1
+""")
+    assert main(["learn", "-c", str(cfg), "-q"]) == 0
+    assert "force MAE" in capsys.readouterr().out

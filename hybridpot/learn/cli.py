@@ -68,10 +68,11 @@ def build_selector(sec, section="select"):
         raise ConfigError(f"{section}.method/kind: {e}") from e
 
 
-def _read(path, key, labels=None, species=None):
+def _read(path, key, labels=None, species=None, label_keys=None):
     from ..config import read_structures
 
-    return read_structures([str(path)], key, labels=labels, species=species)
+    return read_structures([str(path)], key, labels=labels, species=species,
+                           label_keys=label_keys)
 
 
 def _prototype(sec):
@@ -213,16 +214,17 @@ def _weighting(value):
 
 
 def cmd_learn(args, cfg):
-    from ..config import build_baseline, build_descriptor, build_regressor
+    from ..config import build_baseline, build_descriptor, build_regressor, label_keys
     from ..potential import HybridPotential
     from . import ActiveLearner
 
     sec = dict(cfg.get("learn", {}))
     run_dir = args.run_dir or sec.get("run_dir", "al_run")
     pool = _read(sec["pool"], "learn.pool", labels=False) if sec.get("pool") else None
-    initial = _read(sec["initial"], "learn.initial", labels=True) if sec.get("initial") \
-        else None
-    validation = _read(sec["validation"], "learn.validation", labels=True) \
+    keys = label_keys(cfg)   # [data] energy_key ... name the labels of the files
+    initial = _read(sec["initial"], "learn.initial", labels=True, label_keys=keys) \
+        if sec.get("initial") else None
+    validation = _read(sec["validation"], "learn.validation", labels=True, label_keys=keys) \
         if sec.get("validation") else None
     species = sec.get("species")
     explicit_order = bool(species)
