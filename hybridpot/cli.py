@@ -402,7 +402,13 @@ def cmd_export(args, cfg):
         raise ConfigError(f"export.prefix must end in a file name prefix, e.g. 'lammps/model' "
                           f"(writes lammps/model.snapcoeff, ...). Got {prefix!r}.")
     Path(prefix).parent.mkdir(parents=True, exist_ok=True)
-    paths = write_snap(model, prefix, absolute_paths=bool(args.absolute_paths))
+    try:
+        paths = write_snap(model, prefix, species=args.species,
+                           absolute_paths=bool(args.absolute_paths))
+    except InvalidParameterError as e:
+        if args.species is None:
+            raise
+        raise ConfigError(f"--species {' '.join(args.species)}: {e}") from e
     written = [paths[k] for k in ("snapcoeff", "snapparam", "mod")] + list(paths["files"])
     print("wrote " + ", ".join(str(f) for f in written))
     mod = Path(paths["mod"])
@@ -412,6 +418,8 @@ def cmd_export(args, cfg):
         # the .mod names its files relative to the folder LAMMPS runs in
         print(f"use in LAMMPS (units metal), running in {str(mod.parent)!r}: include "
               f"{mod.name} (or export with --absolute-paths to include {mod} from anywhere)")
+    print("LAMMPS atom types: " + ", ".join(f"{k + 1} = {el}"
+                                            for k, el in enumerate(paths["types"])))
     return 0
 
 
@@ -454,6 +462,9 @@ def _parser():
     s.add_argument("--absolute-paths", action="store_true",
                    help="name the coefficient files by absolute path in the .mod include "
                    "(default: by file name, for LAMMPS running in the export folder)")
+    s.add_argument("--species", nargs="+", metavar="EL",
+                   help="element of LAMMPS atom types 1, 2, ... (an element may repeat; "
+                   "default: the model's trained elements in order)")
     for name, (helptext, fn) in _extra_commands().items():
         # `learn` writes its model into the run directory: it takes no --model
         s = sub.add_parser(name, parents=[common if name == "learn" else with_model],

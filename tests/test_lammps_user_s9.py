@@ -264,3 +264,26 @@ def test_write_snap_records_its_baseline_for_read_snap(tmp_path):
     plain = write_snap(_model(None), tmp_path / "plain")
     assert "pair_style" not in plain["snapparam"].read_text()
     read_snap(plain["snapcoeff"], plain["snapparam"])   # no baseline: no warning
+
+
+# -- S6: hybridpot export --species ------------------------------------------------------------
+def test_cli_export_species_sets_the_lammps_types(tmp_path, capsys, monkeypatch):
+    from hybridpot.cli import main
+
+    model = _model(ZBL(r_inner=1.6, r_cut=2.3), species=("Cu", "Ni"))
+    model.save(tmp_path / "m.hpot")
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "--model", "m.hpot", "--prefix", "lmp/m"]) == 0
+    out = capsys.readouterr().out
+    assert "LAMMPS atom types: 1 = Cu, 2 = Ni" in out
+    assert main(["export", "--model", "m.hpot", "--prefix", "lmp/m",
+                 "--species", "Ni", "Cu", "Cu"]) == 0
+    assert "LAMMPS atom types: 1 = Ni, 2 = Cu, 3 = Cu" in capsys.readouterr().out
+    mod = (tmp_path / "lmp" / "m.mod").read_text()
+    assert "pair_coeff * * snap m.snapcoeff m.snapparam Ni Cu Cu" in mod
+    assert "pair_coeff 2 3 zbl 29 29" in mod and "pair_coeff 1 3 zbl 28 29" in mod
+    assert main(["export", "--model", "m.hpot", "--prefix", "lmp/m", "--species", "Cu",
+                 "Al"]) == 2
+    err = capsys.readouterr().err
+    assert "hybridpot export: error: --species Cu Al: The 'species' argument of write_snap " \
+           "contains ['Al'], which the model does not know" in err

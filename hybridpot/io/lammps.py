@@ -283,7 +283,9 @@ def write_snap(model, prefix, *, species=None, absolute_paths=False):
     Returns
     -------
     dict
-        ``{"snapcoeff", "snapparam", "mod", "files"}``: the paths written.
+        ``{"snapcoeff", "snapparam", "mod", "files"}``: the paths written (``files``: the
+        baseline's, e.g. a table), and ``"types"``: the element of LAMMPS atom types 1, 2,
+        ... (list of str).
 
     Raises
     ------
@@ -367,7 +369,8 @@ def write_snap(model, prefix, *, species=None, absolute_paths=False):
     prefix.parent.mkdir(parents=True, exist_ok=True)
     paths = {"snapcoeff": prefix.with_name(prefix.name + ".snapcoeff"),
              "snapparam": prefix.with_name(prefix.name + ".snapparam"),
-             "mod": prefix.with_name(prefix.name + ".mod"), "files": []}
+             "mod": prefix.with_name(prefix.name + ".mod"), "files": [],
+             "types": list(types)}
 
     lines = [f"# hybridpot SNAP model: species {' '.join(model_species)}, twojmax {desc._J}, "
              f"{'quadratic' if quadratic else 'linear'}",
