@@ -161,6 +161,17 @@ class HybridPotential(BaseEstimator):
         correction were never fitted.
     fit_time_ : float
         Wall time of :meth:`fit`, s.
+    n_train_structures_ : int
+        Structures given to :meth:`fit`.
+    uncertainty_ : hybridpot.uq.Committee
+        Posterior committee installed by :meth:`hybridpot.uq.LinearPosterior.apply` (only
+        then); it gives every σ in place of the regressor's own.  Dropped by a refit.
+    uncertainty_scale_ : dict of str to float
+        Label kind -> σ factor set by :meth:`recalibrate` (``"nll"``, ``"coverage"``,
+        ``"split"``); absent before.  Dropped by a refit.
+    uncertainty_recalibration_ : dict
+        Label kind -> variance model set by :meth:`recalibrate` with a heteroscedastic method;
+        absent otherwise.  Dropped by a refit.
     """
 
     def __init__(self, descriptor=None, regressor=None, baseline=None, weights=None, *,
@@ -474,6 +485,18 @@ class HybridPotential(BaseEstimator):
         Returns
         -------
         self
+
+        Raises
+        ------
+        hybridpot.InvalidParameterError
+            For an invalid hyperparameter (checked here, not in ``__init__``) or
+            ``structures`` that are not a non-empty list of ase.Atoms.
+        hybridpot.MissingLabelsError
+            For a structure without any label (or with non-finite / malformed labels).
+        hybridpot.UnknownSpeciesError, hybridpot.InvalidStructureError
+            For an element outside the descriptor species, or an unphysical structure
+            (non-finite positions, atoms closer than 0.1 Å, degenerate cell).  A fit that
+            raises leaves the previous fitted state (if any) unchanged.
         """
         t0 = time.perf_counter()
         kind_weights = self._validate()
@@ -801,6 +824,7 @@ hybridpot.InvalidParameterError
         Parameters
         ----------
         structures : list of ase.Atoms (or one Atoms)
+            Structures of the model's trained species.
 
         Returns
         -------
