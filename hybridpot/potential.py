@@ -108,6 +108,8 @@ class HybridPotential(BaseEstimator):
         Weight of the squared residuals of each label kind, keys ``"energy"`` (per-atom
         energies, eV/atom), ``"forces"`` (eV/Å) and ``"stress"`` (eV/Å³). Default
         ``{"energy": 1.0, "forces": 1.0, "stress": 0.1}``; a missing key means 1.
+        (FitSNAP's ``eweight`` / ``fweight`` / ``vweight`` multiply the rows, i.e. the
+        residuals: the equivalent weights here, and in ``group_weights``, are their squares.)
     group_weights : dict, optional
         Extra factor per ``atoms.info["config_type"]`` group: ``{"Surface": 2.0}`` scales every
         kind, ``{"Surface": {"forces": 0.5}}`` one kind.  A training structure may also
