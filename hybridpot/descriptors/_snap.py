@@ -295,7 +295,9 @@ class SNAPBispectrum(Descriptor):
     ``w_self^3 (j + 1)``; ``quadraticflag`` appends, like LAMMPS, for ``k = 0..K-1``:
     ``B_k^2 / 2`` then ``B_k B_l`` for ``l > k``.  Without LAMMPS's ``chemflag``
     (not supported) all elements share one density, so ``wselfallflag`` has no effect (as in
-    LAMMPS); it is accepted for file compatibility.
+    LAMMPS); it is accepted for file compatibility.  LAMMPS / FitSNAP ``bnormflag 1`` and
+    ``switchinnerflag 1`` (``sinner`` / ``dinner``) are not supported either: they are no
+    parameters here, and :func:`read_snapparam` refuses files that set them.
 
     The position Jacobian follows LAMMPS ``compute_dbidrj``; the adjoint :meth:`backward`
     forms ``Y = dE/dU`` once per atom (``compute_yi``) and contracts it with ``dU/dr_ij`` per
@@ -326,7 +328,10 @@ class SNAPBispectrum(Descriptor):
     switchflag : bool, default=True
         Smooth cosine switching function (needed for continuous forces).
     bzeroflag : bool, default=False
-        Subtract the isolated-atom bispectrum.
+        Subtract the isolated-atom bispectrum.  (LAMMPS and FitSNAP default to 1, and
+        :meth:`from_lammps` / ``read_snap`` use that default for a file without the key.  A
+        constant shift of ``B``: linear and quadratic models span the same functions either
+        way, only the ridge penalty / prior sees the difference.)
     quadraticflag : bool, default=False
         Append the quadratic products (qSNAP features).
     wselfallflag : bool, default=False
