@@ -140,7 +140,7 @@ class Committee:
     .. math::
 
         \sigma_y^2 = s_k^2\, \iota_k \Big(p_k^2 \sum_{m=1}^{K}
-            ig(\mathbf a_y \cdot \mathbf v_m + \mathbf J_y \cdot \mathbf b_mig)^2
+            \big(\mathbf a_y \cdot \mathbf v_m + \mathbf J_y \cdot \mathbf b_m\big)^2
             + n_k^2\, \sigma_{\mathrm{noise},k}^2\Big)
 
     with the members ``v_m`` (``modes``) and ``b_m`` (``baseline_modes``), ``k`` the label
