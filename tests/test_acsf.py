@@ -378,8 +378,8 @@ def test_backward_on_bulk_matches_jacobian_contraction(rng):
 # parameter errors
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(angular="soap"), r"'angular' parameter of ACSF must be one of \{'ani', 'bp', None\}. "
-                           r"Got 'soap'"),
+    (dict(angular="soap"), r"'angular' parameter of ACSF must be one of "
+                           r"\{'ani', 'bp', 'g5', None\}. Got 'soap'"),
     (dict(angular_cutoff=5.0), r"'angular_cutoff' parameter of ACSF must be a float in "
                                r"\(0, 4\]. Got 5.0"),
     (dict(angular_cutoff=0.0), r"'angular_cutoff' .* \(0, 4\]. Got 0.0"),
@@ -500,7 +500,7 @@ def test_radial_only_serialisation_round_trip():
                            r"\(-1, 1\) or None when angular=None .* Got \[1\] instead"),
     (dict(radial_etas=[0.0]), r"'radial_etas' .* floats in \(0, inf\). Got \[0.0\]"),
     (dict(angular="None"), r"'angular' parameter of ACSF must be one of "
-                           r"\{'ani', 'bp', None\}. Got 'None'"),
+                           r"\{'ani', 'bp', 'g5', None\}. Got 'None'"),
 ])
 def test_radial_only_parameter_errors(kwargs, match):
     params = dict(species=SPECIES, r_cut=4.0, angular=None)

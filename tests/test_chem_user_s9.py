@@ -17,7 +17,20 @@ from hybridpot import HybridPotential
 from hybridpot.descriptors import ACSF
 from hybridpot.regression import NeuralNetworkRegressor
 
-from conftest import emt_label
+from conftest import emt_label, skewed_two_element_cell
+# the descriptor contract (symmetries, FD Jacobian / strain / adjoint on a rattled periodic
+# non-orthogonal two-element cell, smooth cutoff, supercell, slab / cluster, serialisation),
+# re-run here on ACSF(angular="g5") through the ``desc`` fixture below
+from test_descriptor_contract import (cell_atoms,  # noqa: F401 (fixture)
+                                      test_backward_equals_jacobian_and_finite_differences,
+                                      test_clone_and_serialisation,
+                                      test_jacobian_matches_finite_differences,
+                                      test_partial_periodicity_and_isolated_cluster,
+                                      test_rotation_translation_permutation_invariance,
+                                      test_shape_dtype_and_input_untouched,
+                                      test_smooth_at_cutoff,
+                                      test_strain_derivative_matches_finite_strain,
+                                      test_supercell_same_per_atom_values)
 
 
 def cu_clusters(n, seed):
@@ -136,3 +149,86 @@ def test_cli_md_of_a_molecule_runs_without_a_cell(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "md.ensemble = 'npt' needs a structure periodic in 3-D" in err
     assert "pbc=[True, True, False]" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------------------------
+# ACSF angular="g5" (Behler's wide angular function; finding ACSF1)
+# ---------------------------------------------------------------------------------------------
+G5 = dict(species=["Cu", "Ni"], r_cut=4.2, radial_etas=[2.0], radial_shifts=[0.0, 2.5],
+          angular="g5", angular_cutoff=3.9, bp_etas=[0.01, 0.3], bp_zetas=[1.0, 2.5, 8.0],
+          bp_lambdas=[1, -1])
+
+
+@pytest.fixture(params=["custom", "default"])
+def desc(request):
+    """The ``desc`` fixture of the imported contract tests."""
+    if request.param == "custom":
+        return ACSF(**G5)
+    return ACSF(species=["Cu", "Ni"], r_cut=4.0, angular="g5")
+
+
+def _fc(r, rc):
+    return np.where(r < rc, 0.5 * (np.cos(np.pi * r / rc) + 1.0), 0.0)
+
+
+def g5_reference(atoms, params):
+    """Plain loops over the ASE neighbour list in the documented feature order."""
+    from ase.neighborlist import neighbor_list
+
+    sp, rc, rca = params["species"], params["r_cut"], params["angular_cutoff"]
+    S = len(sp)
+    rgrid = [(e, r) for e in params["radial_etas"] for r in params["radial_shifts"]]
+    agrid = [(e, z, lam) for e in params["bp_etas"] for z in params["bp_zetas"]
+             for lam in params["bp_lambdas"]]
+    pairs = [(b, c) for b in range(S) for c in range(b, S)]
+    G, A = len(rgrid), len(agrid)
+    X = np.zeros((len(atoms), S * G + len(pairs) * A))
+    ii, jj, DD = neighbor_list("ijD", atoms, rc)
+    z = [sp.index(x) for x in atoms.get_chemical_symbols()]
+    for i in range(len(atoms)):
+        nb = [(z[j], D) for j, D in zip(jj[ii == i], DD[ii == i])]
+        for b, D in nb:
+            r = np.linalg.norm(D)
+            for g, (eta, rs) in enumerate(rgrid):
+                X[i, b * G + g] += np.exp(-eta * (r - rs) ** 2) * _fc(r, rc)
+        for a1, (b, Dj) in enumerate(nb):
+            for a2, (c, Dk) in enumerate(nb):
+                rj, rk = np.linalg.norm(Dj), np.linalg.norm(Dk)
+                if a1 == a2 or rj >= rca or rk >= rca:
+                    continue
+                cos = Dj @ Dk / (rj * rk)
+                col = S * G + pairs.index((min(b, c), max(b, c))) * A
+                for m, (eta, zeta, lam) in enumerate(agrid):
+                    X[i, col + m] += (2 ** (1 - zeta) * max(1 + lam * cos, 0.0) ** zeta
+                                      * np.exp(-eta * (rj ** 2 + rk ** 2))
+                                      * _fc(rj, rca) * _fc(rk, rca))
+    return X
+
+
+def test_g5_matches_numpy_reference_on_a_cell_and_a_molecule():
+    cell = skewed_two_element_cell(seed=3, rattle=0.12)
+    mol = Atoms("Cu2Ni2", positions=[[0, 0, 0], [2.4, 0, 0], [-2.1, 0.6, 0.2], [0.3, 2.5, -0.4]])
+    for atoms in (cell, mol):
+        X = ACSF(**G5).compute(atoms)
+        ref = g5_reference(atoms, G5)
+        assert np.abs(ref[:, 4:]).max() > 1e-3   # angular terms exercised
+        np.testing.assert_allclose(X, ref, rtol=1e-11, atol=1e-13)
+
+
+def test_g5_counts_a_triple_whose_outer_atoms_are_beyond_the_cutoff():
+    """Centre at 0, neighbours at 3 Å on opposite sides: R_jk = 6 Å > R_a = 3.5 Å, so G4
+    is zero and G5 is the closed form 2 * 2^(1-zeta) (1 - lambda)^zeta exp(-18 eta) f_c(3)^2."""
+    at = Atoms("Cu3", positions=[[0, 0, 0], [3.0, 0, 0], [-3.0, 0, 0]])
+    kw = dict(species=["Cu"], r_cut=3.5, radial_etas=[1.0], radial_shifts=[0.0],
+              angular_cutoff=3.5, bp_etas=[0.1], bp_zetas=[1.0, 2.0], bp_lambdas=[-1, 1])
+    g4 = ACSF(angular="bp", **kw).compute(at)
+    g5 = ACSF(angular="g5", **kw).compute(at)
+    assert np.all(g4[0, 1:] == 0)
+    fc = _fc(3.0, 3.5)
+    want = [2 * 2 ** (1 - z) * (1 - lam) ** z * np.exp(-0.1 * 18) * fc ** 2
+            for z in (1.0, 2.0) for lam in (-1, 1)]
+    np.testing.assert_allclose(g5[0, 1:], want, rtol=1e-13)
+    labels = ACSF(angular="g5", **kw).feature_labels()
+    assert labels[1] == ("g5", ("Cu", "Cu"), 0.1, 1.0, -1)
+    assert ACSF(species=["H", "C", "N", "O"], r_cut=5.0, angular="g5").n_features == \
+        16 * 4 + 18 * 10

@@ -261,8 +261,8 @@ def _ani_kernel(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, r_shift, z_va
 
 @njit(cache=True)
 def _bp_kernel(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, u_zeta, u_zint, u_pref,
-               u_lambda, max_nb, mode, X, d_drij, W, g_out):
-    """BP G4 block over the neighbour pairs j != k (pair index) of every centre.
+               u_lambda, max_nb, mode, X, d_drij, W, g_out, wide):
+    """BP G4 (or, with ``wide``, G5) block over the neighbour pairs j != k of every centre.
 
     Each unordered pair j < k is visited once and counted twice (both orders).  Feature
     ``col0 + pair_table[b, c] * M*U + m*U + u`` of centre ``i`` receives ``R[m] A[u]`` with
@@ -270,7 +270,8 @@ def _bp_kernel(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, u_zeta, u_zint
     ``r_jk = r_ik - r_ij``, and ``A[u] = 2^(1-zeta_u) (1 + lambda_u cos theta_ijk)^zeta_u``
     (``u_pref = 2^(1-zeta)``, ``u_zint = zeta - 1`` when integral, else -1).
     ``dR/d r_ij = cj[m] r_ij + cjk[m] r_jk`` and ``dR/d r_ik = ck[m] r_ik + ckj[m] r_jk``.
-    ``mode`` as for :func:`_ani_kernel`.
+    ``wide`` (G5): ``R[m] = 2 exp(-eta_m (Rij^2 + Rik^2)) f_c(Rij) f_c(Rik)`` (no ``R_jk`` term
+    or cutoff; ``cjk = ckj = 0``).  ``mode`` as for :func:`_ani_kernel`.
     """
     n_atoms = offsets.shape[0] - 1
     M = r_eta.shape[0]
@@ -310,27 +311,36 @@ def _bp_kernel(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, u_zeta, u_zint
                 v1 = D[q, 1] - D[p, 1]
                 v2 = D[q, 2] - D[p, 2]
                 rjk = np.sqrt(v0 * v0 + v1 * v1 + v2 * v2)
-                if rjk >= rca:
+                if rjk >= rca and not wide:
                     continue
                 rik = d[q]
                 fk = fc[b]
                 dfk = dfc[b]
                 cos = (D[p, 0] * D[q, 0] + D[p, 1] * D[q, 1] + D[p, 2] * D[q, 2]) / (rij * rik)
                 cos = min(1.0, max(-1.0, cos))
-                fl, dfl = _cutoff(rjk, rca)
+                if wide:
+                    fl, dfl = 1.0, 0.0
+                else:
+                    fl, dfl = _cutoff(rjk, rca)
                 F = fj * fk * fl
                 aj = dfj * fk * fl / rij
                 ak = fj * dfk * fl / rik
-                al = fj * fk * dfl / rjk
+                al = 0.0 if wide else fj * fk * dfl / rjk
                 for m in range(M):
                     eta = r_eta[m]
-                    e2 = 2.0 * ex[a, m] * ex[b, m] * np.exp(-eta * rjk * rjk)
+                    e2 = 2.0 * ex[a, m] * ex[b, m]
+                    if not wide:
+                        e2 *= np.exp(-eta * rjk * rjk)
                     R[m] = e2 * F
                     tm = 2.0 * eta * F
                     cj[m] = e2 * (aj - tm)
-                    cjk[m] = e2 * (tm - al)
                     ck[m] = e2 * (ak - tm)
-                    ckj[m] = e2 * (al - tm)
+                    if wide:   # no R_jk: nothing along r_jk
+                        cjk[m] = 0.0
+                        ckj[m] = 0.0
+                    else:
+                        cjk[m] = e2 * (tm - al)
+                        ckj[m] = e2 * (al - tm)
                 for u in range(U):
                     lam = u_lambda[u]
                     bu = 1.0 + lam * cos
@@ -450,7 +460,7 @@ def _integer_exponent(zetas):
 
 @register_descriptor
 class ACSF(Descriptor):
-    r"""Atom-centred symmetry functions (Behler-Parrinello G2/G4, ANI angular, or G2 only).
+    r"""Atom-centred symmetry functions (Behler-Parrinello G2/G4/G5, ANI angular, or G2 only).
 
     With the cosine cutoff :math:`f_c(R; R_c) = \tfrac12(\cos(\pi R/R_c) + 1)` for
     :math:`R < R_c` (0 beyond; value and first derivative vanish at :math:`R_c`), the features of
@@ -471,7 +481,14 @@ class ACSF(Descriptor):
 
     (ordered pairs: every unordered pair counts twice, so these values are twice those of codes
     that sum over :math:`j < k`, e.g. DScribe; :math:`R_{jk} = |r_{ik} - r_{ij}|` and all three
-    cutoffs use :math:`R_a`), or the ANI modified angular term (``angular="ani"``, Smith et al. 2017)
+    cutoffs use :math:`R_a`), Behler's G5 (``angular="g5"``, the "wide" angular function: no
+    :math:`R_{jk}` term, so triples whose outer atoms are far apart still count; n2p2's type 9)
+
+    .. math:: G^{G5}_{i,bc} = 2^{1-\zeta} \sum_{j \ne k} (1 + \lambda\cos\theta_{ijk})^\zeta
+              e^{-\eta (R_{ij}^2 + R_{ik}^2)} f_c(R_{ij}) f_c(R_{ik})
+
+    (same pair counting, parameters ``bp_*``), or the ANI modified angular term
+    (``angular="ani"``, Smith et al. 2017)
 
     .. math:: G^{ANI}_{i,bc} = 2^{1-\zeta} \sum_{j < k} (1 + \cos(\theta'_{ijk} - \theta_s))^\zeta
               e^{-\eta ((R_{ij} + R_{ik})/2 - R_s)^2} f_c(R_{ij}) f_c(R_{ik})
@@ -480,7 +497,10 @@ class ACSF(Descriptor):
     TorchANI) keeps :math:`d\theta'/d\cos\theta` finite for collinear triples, where
     :math:`\arccos` has an infinite derivative; the feature is thus a smooth function of the
     positions at the price of a slightly compressed angle (:math:`\theta' \in [0.101\pi,
-    0.899\pi]`).  The ANI sum visits each unordered pair once, as TorchANI does.  Sums run over neighbour *pairs* of the neighbour list: periodic images of one
+    0.899\pi]`).  The ANI sum visits each unordered pair once, as TorchANI does; with the
+    ANI-1x defaults at ``r_cut=5.2`` the angular block equals TorchANI's AEV and the radial block
+    is 4 times TorchANI's, which keeps NeuroChem's factor 0.25 (the paper's form is used here).
+    Sums run over neighbour *pairs* of the neighbour list: periodic images of one
     atom are distinct neighbours and :math:`j \ne k` means distinct pairs.
 
     Parameters
@@ -495,19 +515,19 @@ class ACSF(Descriptor):
     radial_shifts : sequence of float in [0, r_cut], default=None
         Radial centres :math:`R_s` (Å).  None: ANI-1x's 16 shifts scaled to ``r_cut``,
         ``s0 + k (r_cut - s0) / 16`` for k = 0..15 with ``s0 = 0.9 r_cut / 5.2``.
-    angular : {"ani", "bp"} or None, default="ani"
-        Angular term: ANI modified angular, Behler-Parrinello G4, or None for no angular
-        block (radial G2 features only; then every angular parameter below must be left at
-        its default).
+    angular : {"ani", "bp", "g5"} or None, default="ani"
+        Angular term: ANI modified angular, Behler-Parrinello G4, Behler's G5, or None for no
+        angular block (radial G2 features only; then every angular parameter below must be
+        left at its default).
     angular_cutoff : float in (0, r_cut], default=None
         Angular cutoff :math:`R_a` (Å).  None: ``3.5 / 5.2 * r_cut`` for ``"ani"`` (ANI-1x's
-        ratio), ``r_cut`` for ``"bp"``; unused with ``angular=None``.
+        ratio), ``r_cut`` for ``"bp"`` and ``"g5"``; unused with ``angular=None``.
     bp_etas : sequence of float > 0, default=None
-        G4 widths :math:`\eta` (Å⁻²).  None: ``(0.25, 1, 4) / angular_cutoff^2``.
+        G4 / G5 widths :math:`\eta` (Å⁻²).  None: ``(0.25, 1, 4) / angular_cutoff^2``.
     bp_zetas : sequence of float >= 1, default=None
-        G4 exponents :math:`\zeta`.  None: ``(1, 4, 16)``.
+        G4 / G5 exponents :math:`\zeta`.  None: ``(1, 4, 16)``.
     bp_lambdas : sequence of {-1, 1}, default=(-1, 1)
-        G4 signs :math:`\lambda`.
+        G4 / G5 signs :math:`\lambda`.
     ani_etas : sequence of float > 0, default=None
         ANI angular radial widths :math:`\eta` (Å⁻²).  None: ANI-1x's 8 Å⁻² scaled to the
         angular cutoff, ``(8 (3.5 / angular_cutoff)^2,)``.
@@ -530,7 +550,7 @@ class ACSF(Descriptor):
     **Feature order** (also given by :meth:`feature_labels`).  With ``S`` species, the radial
     grid ``G = len(radial_etas) * len(radial_shifts)`` and the angular grid ``A``
     (``len(ani_etas) * len(ani_shifts) * len(ani_zetas) * len(ani_theta_shifts)`` for ANI,
-    ``len(bp_etas) * len(bp_zetas) * len(bp_lambdas)`` for BP)::
+    ``len(bp_etas) * len(bp_zetas) * len(bp_lambdas)`` for BP and G5)::
 
         n_features = S * G + S (S + 1) / 2 * A      (A = 0 for angular=None)
 
@@ -538,10 +558,10 @@ class ACSF(Descriptor):
     outermost, then eta, then shift).  Then the angular block: species pairs ``(b, c)`` with
     ``b <= c`` in row-major upper-triangle order ((0,0), (0,1), ..., (0,S-1), (1,1), ...), each
     followed by its ``A`` grid points in the order (eta, shift, zeta, theta_shift) for ANI and
-    (eta, zeta, lambda) for BP, the last index varying fastest.
+    (eta, zeta, lambda) for BP and G5, the last index varying fastest.
 
     With the defaults, ANI gives ``16 S + 32 S (S + 1) / 2`` features (384 for 4 species, the
-    ANI-1x AEV length), BP ``16 S + 18 S (S + 1) / 2``, ``angular=None`` ``16 S``.
+    ANI-1x AEV length), BP and G5 ``16 S + 18 S (S + 1) / 2``, ``angular=None`` ``16 S``.
 
     The features do not depend on the centre atom's own species (a per-element regressor
     handles that).  Units: features are dimensionless; their derivatives are in Å⁻¹.
@@ -584,7 +604,7 @@ class ACSF(Descriptor):
         self._check_common()
         owner = type(self).__name__
         rc = self._r_cut
-        check_choice(self.angular, "angular", ("ani", "bp", None), owner)
+        check_choice(self.angular, "angular", ("ani", "bp", "g5", None), owner)
         if self.angular is None:
             self._check_no_angular_parameters(owner)
             rca = rc   # unused: no angular block
@@ -700,9 +720,10 @@ class ACSF(Descriptor):
         -------
         list of tuple
             ``("radial", b, eta, R_s)`` for the radial block, then (unless ``angular`` is
-            None) ``("ani", (b, c), eta, R_s, zeta, theta_s)`` or ``("bp", (b, c), eta, zeta,
-            lambda)`` for the angular block; ``b``, ``c`` are species symbols (``b`` before
-            ``c`` in ``species``), ``eta`` in Å⁻², ``R_s`` in Å, ``theta_s`` in rad.
+            None) ``("ani", (b, c), eta, R_s, zeta, theta_s)`` or ``(kind, (b, c), eta, zeta,
+            lambda)`` (kind ``"bp"`` or ``"g5"``) for the angular block; ``b``, ``c`` are
+            species symbols (``b`` before ``c`` in ``species``), ``eta`` in Å⁻², ``R_s`` in Å,
+            ``theta_s`` in rad.
         """
         self._validate()
         sp = self._species
@@ -716,7 +737,7 @@ class ACSF(Descriptor):
                         if self.angular == "ani":
                             out.append(("ani", pair, float(e), float(s), float(z), float(t)))
                         else:
-                            out.append(("bp", pair, float(e), float(z), int(t)))
+                            out.append((self.angular, pair, float(e), float(z), int(t)))
         return out
 
     # -- kernels -------------------------------------------------------------------------------
@@ -741,7 +762,8 @@ class ACSF(Descriptor):
         else:
             _bp_kernel(offsets, D, d, sp_j, self._pair_table, col0, self._angular_cutoff,
                        self._ang_eta, self._ang_zeta, self._u_zint, self._u_pref,
-                       self._ang_third, max_nb, mode, X, d_drij, W, g_out)
+                       self._ang_third, max_nb, mode, X, d_drij, W, g_out,
+                       self.angular == "g5")
 
     def _compute(self, nl, species_idx, gradients):
         args = self._common_args(nl, species_idx)
