@@ -26,6 +26,10 @@ def test_lammps_export_example(tmp_path):
     if "LAMMPS: energy" in out:
         diff = float(out.split("(difference ")[1].split(")")[0])
         assert abs(diff) < 1e-6
+        # forces and stress on the triclinic cell, positions after the NVE steps
+        assert float(out.split("max force difference ")[1].split()[0]) < 1e-9
+        assert float(out.split("max stress difference ")[1].split()[0]) < 1e-10
+        assert float(out.split("max |x_LAMMPS - x_ASE| = ")[1].split()[0]) < 1e-6
 
 
 @pytest.mark.slow
