@@ -8,6 +8,7 @@ Example (every key optional; these are the defaults of ``hybridpot fit``)::
 
     [data]
     train = "<package data>/al_gpaw.extxyz"   # extxyz file(s) with energy/forces/stress
+                                              # or virial (names: *_key below)
     test = ""                                 # optional; else test_fraction of train is held out
     test_fraction = 0.1
     seed = 0
