@@ -768,7 +768,8 @@ class SparseGPRegressor(Regressor):
     linear_features : None, int or (int, int), default=None
         Descriptor features that enter linearly (see above) instead of through the kernel:
         an int ``k`` selects the last ``k`` features, a pair ``(start, stop)`` the features
-        ``start:stop`` (e.g. ``DescriptorStack.block_slices()`` of a 2-body member).  At
+        ``start:stop`` (e.g. ``(b.start, b.stop)`` of ``b = DescriptorStack.block_slices()[k]``,
+        a 2-body member; a ``slice`` itself is not accepted).  At
         least one feature must remain for the kernel.  None: no linear block.
     linear_alpha : float or None, default=None
         Fixed prior precision ``alpha_L`` of the standardised linear weights (eV^-2; the prior
