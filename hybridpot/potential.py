@@ -221,6 +221,17 @@ class HybridPotential(BaseEstimator):
             raise InvalidParameterError(
                 "The 'group_weights' parameter of HybridPotential must be a dict or None. "
                 f"Got {type(self.group_weights).__name__} instead.")
+        for g, gw in (self.group_weights or {}).items():
+            # a misspelt kind ({"forces"} as {"force"}) was ignored silently, a negative or
+            # NaN factor failed in the solver
+            items = gw.items() if isinstance(gw, dict) else [(None, gw)]
+            for k, v in items:
+                if (k is not None and k not in KINDS) or isinstance(v, bool) or not isinstance(
+                        v, numbers.Real) or not np.isfinite(v) or not v >= 0:
+                    raise InvalidParameterError(
+                        f"The 'group_weights' parameter of HybridPotential must map each "
+                        f"config_type group to a float in [0, inf) or to a dict of such floats "
+                        f"with keys among {list(KINDS)}. Got {g!r}: {gw!r} instead.")
         ref = self.reference_energies
         if not (ref is None or ref in ("fit", "isolated_atom") or isinstance(ref, dict)):
             raise InvalidParameterError(

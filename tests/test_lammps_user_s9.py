@@ -287,3 +287,46 @@ def test_cli_export_species_sets_the_lammps_types(tmp_path, capsys, monkeypatch)
     err = capsys.readouterr().err
     assert "hybridpot export: error: --species Cu Al: The 'species' argument of write_snap " \
            "contains ['Al'], which the model does not know" in err
+
+
+# -- S10: FitSNAP-style group weights are validated -------------------------------------------
+def _grouped_cells():
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    out = []
+    for k in range(4):
+        at = bulk("Cu", "fcc", a=3.6, cubic=True)
+        at.rattle(0.05, seed=k)
+        at.calc = EMT()
+        at.calc = SinglePointCalculator(at, energy=at.get_potential_energy(),
+                                        forces=at.get_forces())
+        at.info["config_type"] = "Surface" if k % 2 else "Bulk"
+        out.append(at)
+    return out
+
+
+@pytest.mark.parametrize("gw", [{"Surface": {"force": 100.0}}, {"Surface": -1.0},
+                                {"Surface": {"energy": np.nan}}, {"Surface": [1, 2]},
+                                {"Surface": "2"}])
+def test_bad_group_weights_are_errors(gw):
+    """A misspelt kind ('force') was ignored silently; a negative or NaN factor failed in the
+    solver (LinAlgError 'SVD did not converge'); a list was a TypeError."""
+    model = HybridPotential(descriptor=SNAPBispectrum(species=["Cu"], twojmax=2, rcutfac=4.0),
+                            regressor=LinearRegressor(), group_weights=gw)
+    with pytest.raises(InvalidParameterError,
+                       match=r"'group_weights' parameter of HybridPotential must map each "
+                             r"config_type group to a float in \[0, inf\) or to a dict of such "
+                             r"floats with keys among \['energy', 'forces', 'stress'\]\. "
+                             r"Got 'Surface': "):
+        model.fit(_grouped_cells())
+
+
+def test_group_weight_per_kind_changes_the_fit():
+    cells = _grouped_cells()
+    desc = SNAPBispectrum(species=["Cu"], twojmax=2, rcutfac=4.0)
+    plain = HybridPotential(descriptor=desc, regressor=LinearRegressor()).fit(cells)
+    weighted = HybridPotential(descriptor=desc, regressor=LinearRegressor(),
+                               group_weights={"Surface": {"forces": 100.0, "energy": 0}})
+    weighted.fit(cells)
+    assert not np.allclose(plain.regressor_.coef_, weighted.regressor_.coef_)
