@@ -356,11 +356,12 @@ def _bin_layout(n, frac, pbc, heights, r_cut):
     target = r_cut / _BINS_PER_CUTOFF
     with np.errstate(over="ignore", invalid="ignore"):
         nb = np.floor(np.minimum(length / target, 1e9))
-    nb = np.maximum(nb, 1.0).astype(np.int64)
+    nb = [int(x) for x in np.maximum(nb, 1.0)]   # Python ints: a few steps per structure
     max_bins = max(1, _MAX_BINS_PER_ATOM * n)
-    while math.prod(int(x) for x in nb) > max_bins:
-        k = int(np.argmax(nb))
+    while math.prod(nb) > max_bins:
+        k = nb.index(max(nb))   # the first largest, as np.argmax
         nb[k] = max(1, int(nb[k] * 0.8))
+    nb = np.array(nb, dtype=np.int64)
     m = np.zeros(3, dtype=np.int64)
     for k in range(3):
         if length[k] > 0:
@@ -424,7 +425,8 @@ def _pairs(pos, cell, pbc, r_cut):
     return j, S, D, d, counts
 
 
-def neighbor_list(atoms, r_cut, *, min_distance=0.1, name="atoms", owner=None):
+def neighbor_list(atoms, r_cut, *, min_distance=0.1, name="atoms", owner=None,
+                  _checked=None):
     """Full neighbour list of ``atoms`` within ``r_cut`` Å.
 
     Every ordered pair ``(i, j, S)`` with ``r_ij = r_j + S @ cell - r_i`` and
@@ -473,7 +475,12 @@ def neighbor_list(atoms, r_cut, *, min_distance=0.1, name="atoms", owner=None):
     r_cut = check_float(r_cut, "r_cut", owner, low=0.0)
     min_distance = check_float(min_distance, "min_distance", owner, low=0.0,
                                low_inclusive=True, allow_none=True)
-    pos, cell, pbc, _ = check_atoms(atoms, owner=owner, name=name)
+    # _checked (internal): (positions, cell, pbc) of check_atoms(atoms) from a caller that
+    # validated atoms already -- skips a second validation (overhead of many small cells)
+    if _checked is None:
+        pos, cell, pbc, _ = check_atoms(atoms, owner=owner, name=name)
+    else:
+        pos, cell, pbc = _checked
     n = len(pos)
     if n == 0:
         return NeighborList(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3)),

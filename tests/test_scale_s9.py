@@ -64,7 +64,8 @@ from ase.build import bulk  # noqa: E402
 
 from conftest import emt_dataset, skewed_two_element_cell  # noqa: E402
 from descriptor_cases import DESCRIPTOR_CASES  # noqa: E402
-from hybridpot import HybridPotential, InvalidParameterError  # noqa: E402
+from hybridpot import (HybridPotential, InvalidParameterError,  # noqa: E402
+                       InvalidStructureError)
 from hybridpot.baselines import EMT  # noqa: E402
 from hybridpot.descriptors._base import ChunkedGradients  # noqa: E402
 from hybridpot.regression import _linear  # noqa: E402
@@ -183,3 +184,56 @@ def test_blr_sigma_on_chunked_gradients_equals_full(blr_model, monkeypatch):
     np.testing.assert_allclose(out["forces"], plain["forces"], atol=1e-10)
     np.testing.assert_allclose(out["stress"], plain["stress"], atol=1e-12)
     assert out["energy"] == pytest.approx(plain["energy"], rel=1e-13)
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-structure overhead of many tiny structures
+# ---------------------------------------------------------------------------------------------
+
+def test_descriptor_validates_a_structure_once(monkeypatch):
+    """compute() checks the structure once (the neighbour list reuses the checked arrays):
+    the second check_atoms was ~15 % of the cost of a two-atom cell."""
+    import hybridpot.descriptors._base as dbase
+    import hybridpot.neighbors as nbmod
+    from ase import Atoms
+
+    calls = []
+    for mod in (dbase, nbmod):
+        real = mod.check_atoms
+        monkeypatch.setattr(mod, "check_atoms",
+                            lambda *a, _real=real, **k: calls.append(1) or _real(*a, **k))
+    desc = DESCRIPTOR_CASES["PowerSpectrum"](["Cu"])
+    dimer = Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 2.3]], cell=[9, 9, 9], pbc=True)
+    X, g = desc.compute(dimer, gradients=True)
+    assert len(calls) == 1
+    ref = nbmod.neighbor_list(dimer, desc.r_cut)
+    np.testing.assert_array_equal(g.pair_j, ref.j)
+    # bad structures are still rejected with the typed error, naming the argument
+    dimer.positions[1] = dimer.positions[0] + 0.01
+    with pytest.raises(InvalidStructureError, match=r"'atoms' argument of PowerSpectrum has atoms 0 "
+                       r"and 1 only 0\.01732 Å apart \(minimum allowed 0\.1 Å\)"):
+        desc.compute(dimer)
+
+
+def test_bin_layout_matches_reference():
+    """_bin_layout's bin-count cap (Python ints) equals the former numpy argmax loop."""
+    import math
+
+    from hybridpot.neighbors import _bin_layout
+
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        n = int(rng.integers(1, 50))
+        pbc = rng.random(3) < 0.6
+        frac = rng.random((n, 3)) * np.where(pbc, 1.0, rng.uniform(0.1, 30.0, 3))
+        heights = rng.uniform(2.0, 200.0, 3)
+        r_cut = float(rng.uniform(2.0, 8.0))
+        nb, m, lo, span = _bin_layout(n, frac, pbc, heights, r_cut)
+        # reference: the same first step, then the numpy loop
+        length = np.where(pbc, heights, (frac.max(0) - frac.min(0)) * heights)
+        ref = np.maximum(np.floor(np.minimum(length / (r_cut / 2), 1e9)), 1.0).astype(np.int64)
+        while math.prod(int(x) for x in ref) > max(1, 2 * n):
+            k = int(np.argmax(ref))
+            ref[k] = max(1, int(ref[k] * 0.8))
+        np.testing.assert_array_equal(nb, ref)
+        assert math.prod(int(x) for x in nb) <= max(1, 2 * n)

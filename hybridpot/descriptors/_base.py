@@ -391,8 +391,9 @@ class Descriptor(BaseEstimator):
         memo = self.__dict__.get("_prepared_memo")
         if memo is not None and memo[0] == key:
             return memo[1], memo[2]
-        _, _, _, sidx = check_atoms(atoms, species=self._species, owner=owner)
-        nl = neighbor_list(atoms, self._r_cut, min_distance=self.min_distance, owner=owner)
+        pos, cell, pbc, sidx = check_atoms(atoms, species=self._species, owner=owner)
+        nl = neighbor_list(atoms, self._r_cut, min_distance=self.min_distance, owner=owner,
+                           _checked=(pos, cell, pbc))
         for a in (sidx, nl.i, nl.j, nl.D, nl.S, nl.d, nl.offsets):
             a.setflags(write=False)
         self._prepared_memo = (key, nl, sidx)
