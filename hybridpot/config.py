@@ -167,7 +167,7 @@ both sections optional, values shown are the defaults)::
     n_candidates = 32
     batch_size = 4
     max_labels = 50
-    max_iterations = 10
+    max_iterations = 10         # md_mode = "on_the_fly": default max_labels (1 label each)
     target_force_mae = 0.0      # eV/Å; unset: not used
     target_sigma = 0.0          # eV/Å; unset: not used
     method = "stratified"       # as in [select]; kind, dedup_threshold too

@@ -340,3 +340,16 @@ def test_oracle_time_budget(tmp_path):
     with pytest.raises(InvalidParameterError, match=r"'max_oracle_seconds' parameter of "
                        r"ActiveLearner must be a float in \(0, inf\)"):
         learner(-1.0).run()
+
+
+def test_cli_on_the_fly_iterations_default_to_the_label_cap(tmp_path, capsys):
+    """One label per iteration: the default max_iterations (10) stopped an on-the-fly run
+    with max_labels = 12 at 10 labels."""
+    from hybridpot.cli import main
+
+    cfg = _cli_config(tmp_path, 'md_mode = "on_the_fly"\nsigma_threshold = 1e-9')
+    text = cfg.read_text().replace("max_labels = 4\nmax_iterations = 20\n",
+                                   "max_labels = 12\n")
+    cfg.write_text(text)
+    assert main(["learn", "-c", str(cfg), "-q"]) == 0
+    assert "learn: 12 labels, 0 failures, 12 iterations" in capsys.readouterr().out

@@ -457,7 +457,8 @@ class ActiveLearner:
     restarting the run resumes it, e.g. once the oracle is fixed).
 
     On-the-fly learning (FLARE's loop): ``UncertaintyMDSampler(continue_md=True, ...)``
-    with ``n_candidates=1, batch_size=1`` runs one MD trajectory with the current model;
+    with ``n_candidates=1, batch_size=1`` (and ``max_iterations >= max_labels``: one label
+    per iteration) runs one MD trajectory with the current model;
     each iteration continues it from the last labelled frame (positions, momenta, step,
     temperature ramp) until the force σ passes the sampler's threshold (eV/Å, or a multiple
     of the fitted noise), labels that frame, refits, and the run stops when the trajectory

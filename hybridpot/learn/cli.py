@@ -261,12 +261,16 @@ def cmd_learn(args, cfg):
         print("hybridpot learn: note: the baseline is EMT and so is the oracle, so the ML "
               "correction has nothing to learn; set [baseline] type = \"none\" (or another "
               "baseline) to learn EMT itself.", file=sys.stderr)
+    # on the fly: one label per iteration, so the iteration cap defaults to the label cap
+    on_the_fly = sec.get("sampler") == "md" and sec.get("md_mode") == "on_the_fly"
+    max_labels = sec.get("max_labels", 50)
     try:
         learner = ActiveLearner(
             model, oracle, build_sampler(sec, pool), build_selector(sec, "learn"),
             run_dir=run_dir, initial=initial, validation=validation,
             n_candidates=sec.get("n_candidates", 32), batch_size=sec.get("batch_size", 4),
-            max_labels=sec.get("max_labels", 50), max_iterations=sec.get("max_iterations", 10),
+            max_labels=max_labels, max_iterations=sec.get(
+                "max_iterations", max_labels if on_the_fly else 10),
             target_error=sec.get("target_force_mae"), target_sigma=sec.get("target_sigma"),
             oracle_timeout=sec.get("oracle_timeout"), n_workers=sec.get("n_workers", 1),
             random_state=sec.get("seed", 0), progress=False if args.quiet else None,
