@@ -133,18 +133,23 @@ class UncertaintyMDSampler(Sampler):
     Parameters
     ----------
     starts : ase.Atoms or list of ase.Atoms
+        Starting structures (required; not modified), e.g. a supercell of the crystal.
     temperature_range : (float, float), default=(300.0, 1500.0)
         K.
     n_steps : int, default=500
         Steps per run (with ``continue_md``: of the whole trajectory).
     timestep_fs : float, default=2.0
+        MD time step, fs.
     friction : float, default=0.01
         Langevin friction, 1/fs.
     check_interval : int, default=10
+        MD steps between two evaluations of the force σ.
     sigma_threshold : float, default=0.2
         eV/Å, or a multiple (> 1) of the fitted force-noise std with ``threshold_mode="noise"``.
     frames_per_run : int, default=2
+        Most uncertain recorded frames kept per run (restart mode).
     threshold_mode : {"absolute", "noise"}, default="absolute"
+        How ``sigma_threshold`` is read (see Threshold above).
     continue_md : bool, default=False
         On-the-fly mode (see above).
 
@@ -371,13 +376,17 @@ class AdversarialSampler(Sampler):
     Parameters
     ----------
     starts : ase.Atoms or list of ase.Atoms
+        Starting structures (required; not modified).
     temperature_K : float, default=300.0
+        ``T`` of the Boltzmann factor, K.
     n_steps : int, default=10
+        Gradient-ascent steps per sample.
     step_size : float, default=0.03
         Å.
     fd_delta : float, default=0.005
         Å.
     gradient : {"fd", "spsa"}, default="fd"
+        Gradient of ``log sigma_F^2``: finite differences or SPSA (see above).
     start_rattle : float, default=0.02
         Å.
     """
