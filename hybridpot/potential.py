@@ -487,7 +487,9 @@ class HybridPotential(BaseEstimator):
         structures : list of ase.Atoms
             Training structures carrying DFT labels (``atoms.calc.results`` or
             ``atoms.info``/``atoms.arrays``): energy (eV), forces (eV/Å) and/or stress
-            (eV/Å³). A structure may lack some kinds; one with no label is an error.
+            (eV/Å³) or virial (eV, ``-stress * V``, QUIP/GAP). A structure may lack some
+            kinds; one with no label is an error.  Labels under other names (``dft_energy``,
+            ``REF_forces``, ...): :func:`hybridpot.io.read_extxyz` / ``standardize_labels``.
         y : ignored
             Present for scikit-learn compatibility (labels live on the Atoms).
         client : distributed.Client, optional
