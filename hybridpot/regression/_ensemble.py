@@ -279,7 +279,9 @@ class EnsembleRegressor(Regressor):
         Parameters
         ----------
         X : ndarray, shape (n_atoms, n_features)
+            Per-atom descriptors.
         species : ndarray of int, shape (n_atoms,)
+            Index of each atom's element in the model's species list.
 
         Returns
         -------
@@ -296,7 +298,9 @@ class EnsembleRegressor(Regressor):
         Parameters
         ----------
         X : ndarray, shape (n_atoms, n_features)
+            Per-atom descriptors.
         species : ndarray of int, shape (n_atoms,)
+            Index of each atom's element in the model's species list.
 
         Returns
         -------

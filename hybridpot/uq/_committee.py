@@ -163,6 +163,7 @@ class Committee:
     inflation : dict
         kind -> variance inflation (robust option).
     quadratic : bool
+        Whether the model's feature map has the quadratic block (``coef_`` layout).
     grouped : bool
         Whether ``noise_var`` is per config group (else the single group ``"all"``).
     param_scale, noise_scale : dict, optional

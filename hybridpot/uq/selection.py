@@ -286,7 +286,9 @@ def environment_distance(XA, XB):
     Parameters
     ----------
     XA : ndarray, shape (n_a, F)
+        Per-atom descriptors of one structure (scaled, e.g. by the per-feature RMS).
     XB : ndarray, shape (n_b, F)
+        Those of the other structure.
 
     Returns
     -------
@@ -321,6 +323,7 @@ def deduplicate(model, structures, threshold=1e-3):
     model : HybridPotential or Descriptor
         Supplies the descriptor (fitted or not).
     structures : list of ase.Atoms
+        Candidates, in priority order (the first of duplicates is kept).
     threshold : float, default=1e-3
         Scaled environment distance (see :func:`environment_distance`; descriptors divided
         by their per-feature RMS over ``structures``) below which two structures of the same
