@@ -330,3 +330,55 @@ def test_group_weight_per_kind_changes_the_fit():
                                group_weights={"Surface": {"forces": 100.0, "energy": 0}})
     weighted.fit(cells)
     assert not np.allclose(plain.regressor_.coef_, weighted.regressor_.coef_)
+
+
+# -- S11: a LAMMPS pair style as the reference potential (ASEBaseline(LAMMPSlib)) --------------
+def _lammpslib(lmpcmds, atom_types):
+    _lammps_or_skip()
+    from ase.calculators.lammpslib import LAMMPSlib
+
+    return LAMMPSlib(lmpcmds=lmpcmds, atom_types=atom_types, log_file=None, keep_alive=True)
+
+
+@pytest.mark.parametrize("lmpcmds", [
+    ["pair_style lj/cut 5.0", "pair_coeff * * 0.01 2.3", "pair_coeff 2 2 0.02 2.2"],
+    ["pair_style hybrid/overlay zbl 1.6 2.3 morse 5.0", "pair_coeff 1 1 zbl 29 29",
+     "pair_coeff 1 2 zbl 29 28", "pair_coeff 2 2 zbl 28 28", "mass * 60.0",
+     "pair_coeff * * morse 0.05 1.3 2.6"]], ids=["lj-cut", "hybrid-overlay"])
+def test_lammpslib_baseline_is_exported_with_its_pair_style(tmp_path, lmpcmds):
+    from hybridpot.baselines import ASEBaseline
+
+    calc = _lammpslib(lmpcmds, {"Cu": 1, "Ni": 2})
+    model = _model(ASEBaseline(calc), species=("Cu", "Ni"))
+    paths = write_snap(model, tmp_path / "m", absolute_paths=True)
+    mod = paths["mod"].read_text()
+    if "lj/cut" in lmpcmds[0]:
+        assert "pair_style hybrid/overlay lj/cut 5.0 snap\npair_coeff * * lj/cut 0.01 2.3\n" \
+               "pair_coeff 2 2 lj/cut 0.02 2.2\n" in mod
+    else:
+        assert "pair_style hybrid/overlay zbl 1.6 2.3 morse 5.0 snap\n" in mod
+        assert "pair_coeff * * morse 0.05 1.3 2.6" in mod and "mass" not in mod
+    at = _triclinic(("Cu", "Ni"), seed=4)
+    e, f, _ = _run_lammps(at, ["Cu", "Ni"], paths["mod"])
+    assert abs(e - model.predict([at])[0]) < 1e-9
+    np.testing.assert_allclose(f, model.predict_forces([at])[0], rtol=0, atol=1e-9)
+
+
+def test_lammpslib_baseline_that_cannot_be_carried_over_is_an_error(tmp_path):
+    from hybridpot.baselines import ASEBaseline
+
+    cases = [
+        (["pair_style lj/cut 5.0", "pair_coeff * * 0.01 2.3", "pair_modify shift yes"],
+         {"Cu": 1, "Ni": 2}, r"commands other than pair_style / pair_coeff / mass: "
+                             r"\['pair_modify shift yes'\]"),
+        (["pair_style lj/cut 5.0", "pair_coeff * * 0.01 2.3"], {"Ni": 1, "Cu": 2},
+         r"atom types \{'Ni': 1, 'Cu': 2\}.*atom_types=\{'Cu': 1, 'Ni': 2\}"),
+        (["pair_style hybrid lj/cut 5.0 zbl 1 2", "pair_coeff * * lj/cut 0.01 2.3"],
+         {"Cu": 1, "Ni": 2}, "'pair_style hybrid' assigns one style per type pair"),
+    ]
+    for lmpcmds, types, match in cases:
+        model = _model(ASEBaseline(_lammpslib(lmpcmds, types)), species=("Cu", "Ni"))
+        with pytest.raises(InvalidParameterError, match="cannot export the model's baseline "
+                                                        "ASEBaseline\\(LAMMPSlib\\).*" + match):
+            write_snap(model, tmp_path / "m")
+    assert not list(tmp_path.iterdir())

@@ -51,7 +51,9 @@ class ASEBaseline(Baseline):
         The calculator.  Only ``EMT``, ``LennardJones`` and ``MorsePotential`` from
         ``ase.calculators`` can be saved with :meth:`to_dict` (these are also pickled as a
         fresh calculator with the same parameters: a used ASE ``EMT`` does not pickle
-        itself); no calculator has a LAMMPS equivalent (:meth:`lammps_commands` raises).
+        itself); no calculator has a LAMMPS equivalent (:meth:`lammps_commands` raises),
+        except ASE's ``LAMMPSlib``, which :func:`hybridpot.io.lammps.write_snap` exports
+        with its own ``pair_style`` / ``pair_coeff`` commands.
     """
 
     def __init__(self, calc):
@@ -246,4 +248,5 @@ class ASEBaseline(Baseline):
         raise InvalidParameterError(
             f"ASEBaseline({name}) has no LAMMPS equivalent: an arbitrary ASE calculator cannot "
             f"be exported to LAMMPS. Use ZBL, LennardJones, Morse or Buckingham as the "
-            f"baseline to export the model.")
+            f"baseline to export the model (or, for any LAMMPS pair style, ASE's LAMMPSlib "
+            f"calculator in ASEBaseline).")

@@ -252,6 +252,55 @@ def _expand_type_pairs(lines, elements, types):
     return out
 
 
+def _lammpslib_commands(baseline, types):
+    """``lammps_commands`` of an :class:`~hybridpot.baselines.ASEBaseline` wrapping ASE's
+    ``LAMMPSlib`` (the LAMMPS pair style it runs, as FitSNAP's REFERENCE potential); None for
+    any other baseline.  InvalidParameterError when its commands cannot be carried over
+    exactly (units, atom types, commands other than pair_style / pair_coeff / mass)."""
+    from ..baselines import ASEBaseline
+
+    calc = getattr(baseline, "calc", None) if isinstance(baseline, ASEBaseline) else None
+    if calc is None or type(calc).__name__ != "LAMMPSlib" \
+            or not type(calc).__module__.startswith("ase.calculators.lammpslib"):
+        return None
+    p = calc.parameters
+    head = "write_snap cannot export the model's baseline ASEBaseline(LAMMPSlib), and will " \
+           "not drop it silently:"
+    header = [" ".join(str(c).split()) for c in (p.get("lammps_header") or [])]
+    if "units metal" not in header:
+        raise InvalidParameterError(
+            f"{head} its lammps_header {header} does not set 'units metal' (pair_style snap "
+            f"and the exported .mod use metal units).")
+    atom_types = p.get("atom_types")
+    order = sorted((atom_types or {}).items(), key=lambda kv: kv[1])
+    if not order or [t for _, t in order] != list(range(1, len(order) + 1)) \
+            or [el for el, _ in order] != list(types):
+        raise InvalidParameterError(
+            f"{head} its pair_coeff lines refer to its atom types {atom_types!r}, which must "
+            f"be 1, 2, ... for the exported types {list(types)} (give LAMMPSlib "
+            f"atom_types={ {el: k + 1 for k, el in enumerate(types)} }, or write_snap the "
+            f"species in LAMMPSlib's order).")
+    cmds = [" ".join(str(c).split()) for key in ("lmpcmds", "amendments",
+                                                    "post_changebox_cmds")
+            for c in (p.get(key) or [])]
+    cmds = [c for c in cmds if c and not c.startswith("#")]
+    style = [c.split()[1:] for c in cmds if c.split()[0] == "pair_style"]
+    coeffs = [c.split()[1:] for c in cmds if c.split()[0] == "pair_coeff"]
+    other = [c for c in cmds if c.split()[0] not in ("pair_style", "pair_coeff", "mass")]
+    if len(style) != 1 or not style[0] or other or style[0][0] == "hybrid":
+        why = (f"commands other than pair_style / pair_coeff / mass: {other}" if other else
+               "'pair_style hybrid' assigns one style per type pair; use hybrid/overlay"
+               if style and style[0] and style[0][0] == "hybrid" else
+               f"it needs exactly one pair_style command, got {len(style)}")
+        raise InvalidParameterError(f"{head} {why}.")
+    if style[0][0] == "hybrid/overlay":   # pair_coeff lines already name their sub-styles
+        return {"pair_style": " ".join(style[0][1:]),
+                "pair_coeff": [" ".join(c) for c in coeffs], "files": {}}
+    return {"pair_style": " ".join(style[0]),
+            "pair_coeff": [" ".join(c[:2] + [style[0][0]] + c[2:]) for c in coeffs],
+            "files": {}}
+
+
 def write_snap(model, prefix, *, species=None, absolute_paths=False):
     """Write a fitted SNAP model as LAMMPS ``.snapcoeff``, ``.snapparam`` and ``.mod`` files.
 
@@ -293,8 +342,18 @@ def write_snap(model, prefix, *, species=None, absolute_paths=False):
         The model is not fitted.
     InvalidParameterError
         The descriptor is not SNAP, the regressor is not linear in the SNAP layout, or the
-        baseline has no LAMMPS equivalent (e.g. ``ASEBaseline``): nothing is then written,
-        the baseline is never dropped silently.
+        baseline has no LAMMPS equivalent (e.g. ``ASEBaseline(EMT())``): nothing is then
+        written, the baseline is never dropped silently.
+
+    Notes
+    -----
+    A baseline that is LAMMPS itself, ``ASEBaseline(LAMMPSlib(lmpcmds=[...],
+    atom_types={...}))`` (any LAMMPS pair style as reference potential, as FitSNAP's
+    REFERENCE section), is exported with its own ``pair_style`` / ``pair_coeff`` commands
+    under ``hybrid/overlay`` (``mass`` commands are left to the user's input).  Its
+    ``atom_types`` must number the exported types 1, 2, ... in order, its header must set
+    ``units metal``, and files its commands name are referenced as written (as LAMMPSlib
+    ran them, relative to the working folder).
 
     Examples
     --------
@@ -352,8 +411,8 @@ def write_snap(model, prefix, *, species=None, absolute_paths=False):
             f"{trained}).")
     ref = getattr(model, "reference_energies_", {}) or {}
 
-    baseline_cmds = None
-    if model.baseline is not None:
+    baseline_cmds = _lammpslib_commands(model.baseline, types)
+    if baseline_cmds is None and model.baseline is not None:
         elements = list(dict.fromkeys(types))
         try:
             baseline_cmds = model.baseline.lammps_commands(elements)
