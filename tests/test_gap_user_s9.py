@@ -270,7 +270,7 @@ def test_cli_gap_file_keys_and_isolated_atom(tmp_path, capsys):
     assert main(["fit", "-c", str(tmp_path / "d.toml"), "-q"]) == 2
     err = capsys.readouterr().err
     assert "structure 5 (Cu) of" in err and "'dft_energy'" in err
-    assert err.count("(Cu)") == 1 and f"gap.xyz': carries no label: it needs" in err
+    assert err.count("(Cu)") == 1 and "gap.xyz': carries no label: it needs" in err
 
 
 @pytest.mark.parametrize("line, msg", [
