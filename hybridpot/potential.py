@@ -122,7 +122,11 @@ class HybridPotential(BaseEstimator):
         squares on the composition of the training energies after the baseline (weighted by
         the energy weights of the structures, so ``fit_weight = 0`` leaves ``e0`` unchanged;
         unweighted if every energy weight is 0), given as a dict (every element of the
-        descriptor species, eV/atom), or zero.  When the training compositions do not
+        descriptor species, eV/atom), or zero (``None``: the regressor's own per-element
+        constant must then carry the whole energy per atom -- unpenalised in the linear models
+        and the network, but the sparse GP's has a ``N(0, (100 eV)^2)`` prior, so DFT total
+        energies of hundreds of eV/atom need ``"fit"`` or a dict; with ``None`` a GP fitted to
+        H/C/N/O molecule total energies was 640 eV off).  When the training compositions do not
         determine them (e.g. every structure has the same element ratio) the minimum-norm
         least-squares solution is used: energies at other compositions are then
         extrapolations (a Bayesian model's σ shows it).  Without any energy label ("fit"
@@ -445,8 +449,17 @@ class HybridPotential(BaseEstimator):
         if gradients:
             from .descriptors._base import DescriptorGradients
 
+            # the per-pair Jacobians moved one by one into the batch's array (no second
+            # full copy alive next to the list, as np.concatenate would make)
+            npair = sum(d.shape[0] for d in dd)
+            d_drij = np.empty((npair,) + dd[0].shape[1:]) if dd else np.zeros((0, 3, 0))
+            p0 = 0
+            for k in range(len(dd)):   # loop over structures
+                d_drij[p0:p0 + dd[k].shape[0]] = dd[k]
+                p0 += dd[k].shape[0]
+                dd[k] = None
             gr = DescriptorGradients(np.concatenate(pi), np.concatenate(pj),
-                                     np.concatenate(rij), np.concatenate(dd), offset)
+                                     np.concatenate(rij), d_drij, offset)
         return StructureBatch(
             X=np.concatenate(Xs), species=species, structure=structure, gradients=gr,
             volume=np.array([_volume(prep.structures[s]) for s in ids]),

@@ -208,6 +208,7 @@ class _LinearBase(Regressor):
             stats = self._new_stats(meta)
             for batch in source:
                 self._add_batch(stats, batch, meta)
+                del batch   # not alive while the source builds the next one (peak: 1 batch)
         acc = stats["acc"]
         self._wstats = dict(stats["wstats"])
         n_species, F = int(meta["n_species"]), int(meta["n_features"])
