@@ -95,7 +95,12 @@ def check_species_list(species, name="species", owner=None):
         raise InvalidParameterError(
             f"The '{name}' parameter{_owner_text(owner)} must be a non-empty list of chemical "
             f"symbols such as ['Ni'] or ['Si', 'O']. Got {species!r} instead.")
-    out = tuple(species)
+    try:
+        out = tuple(species)
+    except TypeError:   # a number or another non-iterable: not a raw TypeError
+        raise InvalidParameterError(
+            f"The '{name}' parameter{_owner_text(owner)} must be a non-empty list of chemical "
+            f"symbols such as ['Ni'] or ['Si', 'O']. Got {species!r} instead.") from None
     if len(out) == 0:
         raise InvalidParameterError(
             f"The '{name}' parameter{_owner_text(owner)} must be a non-empty list of chemical "

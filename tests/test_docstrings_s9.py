@@ -278,3 +278,24 @@ def test_readme_python_snippets_compile_and_import_existing_names():
                     assert hasattr(mod, alias.name), f"README imports {node.module}.{alias.name}"
                     n_imports += 1
     assert n_imports >= 5
+
+
+@pytest.mark.parametrize("cls_name, kwargs", [
+    ("PowerSpectrum", dict(r_cut=4.0)), ("Bispectrum", dict(r_cut=4.0)),
+    ("SNAPBispectrum", dict(twojmax=2, rcutfac=4.0)), ("ACSF", dict(r_cut=4.0)),
+])
+@pytest.mark.parametrize("species", [5, -1.0])
+def test_species_documented_as_list_rejects_non_iterables_with_typed_error(
+        cls_name, kwargs, species):
+    # the docstrings say "species : list of str"; a number gave a raw TypeError
+    # ("'int' object is not iterable") from inside the validation helper
+    from ase.build import bulk
+
+    import hybridpot.descriptors as D
+    from hybridpot import InvalidParameterError
+
+    desc = getattr(D, cls_name)(species=species, **kwargs)
+    with pytest.raises(InvalidParameterError,
+                       match=rf"'species' parameter of {cls_name} must be a non-empty list of "
+                             rf"chemical symbols .*Got {species!r} instead"):
+        desc.compute(bulk("Cu", "fcc", a=3.61))
