@@ -353,3 +353,42 @@ def test_cli_on_the_fly_iterations_default_to_the_label_cap(tmp_path, capsys):
     cfg.write_text(text)
     assert main(["learn", "-c", str(cfg), "-q"]) == 0
     assert "learn: 12 labels, 0 failures, 12 iterations" in capsys.readouterr().out
+
+
+def test_run_report_of_an_on_the_fly_run(tmp_path, capsys):
+    import json
+
+    from hybridpot.cli import main
+    from hybridpot.learn import run_summary
+
+    cfg = _cli_config(tmp_path, 'md_mode = "on_the_fly"\nthreshold_mode = "noise"\n'
+                      'sigma_threshold = 2.0')
+    assert main(["learn", "-c", str(cfg), "-q", "--report", str(tmp_path / "rep")]) == 0
+    assert f"run report -> {tmp_path / 'rep' / 'report.html'}" in capsys.readouterr().out
+    s = run_summary(tmp_path / "run")
+    labels = read_labels(tmp_path / "run" / "labels.extxyz")
+    assert [r["al_id"] for r in s["labels"]] == [a.info["al_id"] for a in labels]
+    assert [r["md_step"] for r in s["labels"]] == [a.info["md_step"] for a in labels]
+    assert s["oracle_seconds"] == pytest.approx(
+        sum(a.info["oracle_seconds"] for a in labels), rel=1e-9)
+    # the trajectory: every checked frame, the labelled ones among them
+    steps = [r["md_step"] for r in s["trajectory"]]
+    assert set(r["md_step"] for r in s["labels"]) <= set(steps)
+    assert len(s["history"]) == len(labels)
+    assert json.loads((tmp_path / "rep" / "run.json").read_text())["labels"] == s["labels"]
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert f"{len(labels)} labels, 0 failures" in page
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        return
+    assert (tmp_path / "rep" / "sigma_trajectory.png").stat().st_size > 1000
+    assert (tmp_path / "rep" / "history.png").stat().st_size > 1000
+
+
+def test_run_summary_of_a_folder_that_is_no_run(tmp_path):
+    from hybridpot.learn import run_summary
+
+    with pytest.raises(InvalidParameterError, match="'run_dir' argument of run_summary must "
+                       "be an active-learning run directory \\(with state.json\\)"):
+        run_summary(tmp_path)

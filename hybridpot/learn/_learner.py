@@ -511,9 +511,9 @@ class ActiveLearner:
     validation : list of ase.Atoms, optional
         Labelled held-out structures for the force MAE in the history (and ``target_error``).
     oracle_timeout : float or None, default=None
-        Seconds per structure (None: no timeout).  When set, each oracle call runs in a worker process that is
-        terminated at the timeout (see :func:`label_structure`); the structure is recorded
-        in ``failures.jsonl`` and skipped.
+        Seconds per structure (None: no timeout).  When set, each oracle call runs in a
+        worker process that is terminated at the timeout (see :func:`label_structure`); the
+        structure is recorded in ``failures.jsonl`` and skipped.
     n_workers : int, default=1
         > 1 starts an embedded Dask ``LocalCluster`` (single-threaded workers) for labelling.
     client : distributed.Client, optional

@@ -3,10 +3,11 @@
 ``hybridpot select --pool pool.extxyz -n 10 --out selected.extxyz [--model model.hpot]``
     picks ``n`` structures of a pool with a fitted model (``[select]`` section of the config).
 
-``hybridpot learn -c learn.toml [--run-dir DIR]``
+``hybridpot learn -c learn.toml [--run-dir DIR] [--report FOLDER]``
     runs, or resumes, an :class:`~hybridpot.learn.ActiveLearner` with the model of the
     ``[descriptor]``, ``[regressor]`` and ``[baseline]`` sections, the oracle, sampler and
-    stopping rule of ``[learn]`` (keys in :mod:`hybridpot.config`).
+    stopping rule of ``[learn]`` (keys in :mod:`hybridpot.config`); ``--report`` then writes
+    :func:`hybridpot.learn.write_run_report` of the run directory.
 
 :data:`COMMANDS` is a list of ``(name, help, add_args(subparser), run(args, cfg) -> int)``.
 """
@@ -206,6 +207,9 @@ def cmd_select(args, cfg):
 # ---------------------------------------------------------------------------- learn
 def _learn_args(p):
     p.add_argument("--run-dir", help="run directory (overrides learn.run_dir)")
+    p.add_argument("--report", metavar="FOLDER",
+                   help="afterwards write the run's report (σ along the MD trajectory, labels, "
+                   "σ before/after each refit) into FOLDER")
 
 
 def _weighting(value):
@@ -293,6 +297,14 @@ def cmd_learn(args, cfg):
     print(f"learn: {len(learner.labelled_)} labels, {len(learner.failures_)} failures, "
           f"{len(learner.history_)} iterations in {run_dir}; stopped: {learner.stop_reason_}"
           + val)
+    if args.report:
+        from . import write_run_report
+
+        try:
+            path = write_run_report(run_dir, args.report)
+        except HybridpotError as e:
+            raise ConfigError(f"learn --report: {e}") from e
+        print(f"run report -> {path}")
     return 0
 
 
