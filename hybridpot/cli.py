@@ -393,7 +393,7 @@ def cmd_report(args, cfg):
 
 
 def cmd_export(args, cfg):
-    from .io.lammps import write_snap
+    from .io.lammps import _lammps_word, write_snap
 
     model = _load_model(args.model or cfg["output"]["model"])
     prefix = args.prefix or cfg["export"]["prefix"]
@@ -412,12 +412,14 @@ def cmd_export(args, cfg):
     written = [paths[k] for k in ("snapcoeff", "snapparam", "mod")] + list(paths["files"])
     print("wrote " + ", ".join(str(f) for f in written))
     mod = Path(paths["mod"])
+    # quoted as LAMMPS needs it when the name holds a space
     if args.absolute_paths or mod.parent.resolve() == Path.cwd().resolve():
-        print(f"use in LAMMPS (units metal): include {mod}")
+        print(f"use in LAMMPS (units metal): include {_lammps_word(str(mod))}")
     else:
         # the .mod names its files relative to the folder LAMMPS runs in
         print(f"use in LAMMPS (units metal), running in {str(mod.parent)!r}: include "
-              f"{mod.name} (or export with --absolute-paths to include {mod} from anywhere)")
+              f"{_lammps_word(mod.name)} (or export with --absolute-paths to include "
+              f"{_lammps_word(str(mod))} from anywhere)")
     print("LAMMPS atom types: " + ", ".join(f"{k + 1} = {el}"
                                             for k, el in enumerate(paths["types"])))
     return 0

@@ -382,3 +382,38 @@ def test_lammpslib_baseline_that_cannot_be_carried_over_is_an_error(tmp_path):
                                                         "ASEBaseline\\(LAMMPSlib\\).*" + match):
             write_snap(model, tmp_path / "m")
     assert not list(tmp_path.iterdir())
+
+
+def test_cli_export_prints_an_include_lammps_reads_for_a_folder_with_a_space(
+        tmp_path, capsys, monkeypatch):
+    from hybridpot.cli import main
+
+    model = _model(ZBL(r_inner=1.6, r_cut=2.3))
+    model.save(tmp_path / "m.hpot")
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "--model", "m.hpot", "--prefix", "run dir/cu",
+                 "--absolute-paths"]) == 0
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("use in")][0]
+    assert line == "use in LAMMPS (units metal): include 'run dir/cu.mod'"
+    # the printed include runs as given (LAMMPS in the folder the user ran hybridpot in)
+    e, _, _ = _run_lammps_include(line.split("include ", 1)[1], _triclinic())
+    assert abs(e - model.predict([_triclinic()])[0]) < 1e-9
+
+
+def _run_lammps_include(include_arg, atoms):
+    """Energy of LAMMPS ``run 0`` with ``include <include_arg>`` taken literally."""
+    lammps = _lammps_or_skip()
+    c = atoms.cell.array
+    lmp = lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
+    try:
+        lmp.commands_list(
+            ["units metal", "atom_style atomic", "boundary p p p",
+             "region box prism 0 %r 0 %r 0 %r %r %r %r units box"
+             % tuple(float(x) for x in (c[0, 0], c[1, 1], c[2, 2], c[1, 0], c[2, 0], c[2, 1])),
+             "create_box 1 box"]
+            + ["create_atoms 1 single %r %r %r units box remap yes" % tuple(float(x) for x in p)
+               for p in atoms.positions]
+            + ["mass 1 63.546", f"include {include_arg}", "run 0"])
+        return lmp.get_thermo("pe"), None, None
+    finally:
+        lmp.close()
