@@ -686,8 +686,14 @@ class LinearPosterior:
         model : HybridPotential
             The fitted model this posterior was fitted on (same coefficient layout and
             baseline parameters).
-        n_theta_samples, n_members, force, random_state
-            As in :meth:`committee`.
+        n_theta_samples : int, default=64
+            ``theta`` draws mixed (as in :meth:`committee`).
+        n_members : int or None, default=None
+            Leading eigenmodes kept (None: all non-negligible ones).
+        force : bool, default=False
+            Use a chain shorter than 50 autocorrelation times.
+        random_state : None, int, numpy RandomState or Generator, default=None
+            Seeds the draw of the ``theta`` samples.
 
         Returns
         -------
