@@ -319,7 +319,9 @@ class _LinearBase(Regressor):
         Parameters
         ----------
         X : array_like, shape (n_atoms, n_features)
+            Per-atom descriptors.
         species : array_like of int, shape (n_atoms,)
+            Index of each atom's element in the model's species list.
 
         Returns
         -------
@@ -467,6 +469,7 @@ class _LinearBase(Regressor):
         Parameters
         ----------
         batch : StructureBatch
+            Descriptors (and, for forces and stress, ``gradients``); labels are ignored.
         return_std : bool, default=False
             Add ``"energy_std"``, ``"forces_std"``, ``"stress_std"`` (Bayesian model only).
         include_noise : bool, default=True
@@ -1266,6 +1269,7 @@ class BayesianLinearRegressor(_LinearBase):
         ----------
         coef : array_like, shape (n_species, P)
         quadratic : bool, default=False
+            Whether ``coef`` holds the quadratic block.
         covariance : array_like, shape (n_species * P, n_species * P), optional
             Posterior covariance of the flattened coefficients (symmetric positive definite).
             Without it the parameter part of the predictive variance is zero.
