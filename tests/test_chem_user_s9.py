@@ -232,3 +232,17 @@ def test_g5_counts_a_triple_whose_outer_atoms_are_beyond_the_cutoff():
     assert labels[1] == ("g5", ("Cu", "Cu"), 0.1, 1.0, -1)
     assert ACSF(species=["H", "C", "N", "O"], r_cut=5.0, angular="g5").n_features == \
         16 * 4 + 18 * 10
+
+
+def test_rattle_strain_sampler_on_a_molecule_says_why():
+    """The message said 'Got Atoms instead' for a molecule prototype (an Atoms!)."""
+    from hybridpot import InvalidParameterError
+    from hybridpot.sampling import RattleStrainSampler
+
+    with pytest.raises(InvalidParameterError,
+                       match=r"'prototype' parameter of RattleStrainSampler must be a 3-D "
+                             r"periodic ase.Atoms \(a crystal: .*UncertaintyMDSampler\)\. "
+                             r"Got an Atoms with pbc=\[False, False, False\] instead"):
+        RattleStrainSampler(prototype=molecule("H2O")).sample(2, random_state=0)
+    with pytest.raises(InvalidParameterError, match=r"Got str instead"):
+        RattleStrainSampler(prototype="H2O").sample(2, random_state=0)

@@ -333,9 +333,12 @@ class RattleStrainSampler(Sampler):
         owner = type(self).__name__
         n = check_int(n, "n", f"{owner}.sample", low=0)
         if not isinstance(self.prototype, Atoms) or not np.all(self.prototype.pbc):
+            got = (f"an Atoms with pbc={[bool(p) for p in self.prototype.pbc]}"
+                   if isinstance(self.prototype, Atoms) else type(self.prototype).__name__)
             raise InvalidParameterError(
-                f"The 'prototype' parameter of {owner} must be a 3-D periodic ase.Atoms. "
-                f"Got {type(self.prototype).__name__} instead.")
+                f"The 'prototype' parameter of {owner} must be a 3-D periodic ase.Atoms (a "
+                f"crystal: the strain acts on its cell; for a molecule or cluster rattle "
+                f"copies yourself or use UncertaintyMDSampler). Got {got} instead.")
         try:
             reps = tuple(int(check_int(r, "supercell", owner, low=1)) for r in self.supercell)
         except TypeError:
