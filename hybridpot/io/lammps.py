@@ -153,7 +153,9 @@ def read_snap(coeff, param, *, species=None, baseline=None):
 #: hybridpot baselines of the LAMMPS pair styles write_snap exports
 _BASELINE_OF_STYLE = {"zbl": "ZBL(r_inner=..., r_cut=...)",
                       "lj/smooth/linear": "LennardJones(epsilon=..., sigma=..., r_cut=...)",
-                      "morse/smooth/linear": "Morse(D0=..., alpha=..., r0=..., r_cut=...)"}
+                      "morse/smooth/linear": "Morse(D0=..., alpha=..., r0=..., r_cut=...)",
+                      "table": "Buckingham(A=..., rho=..., C=..., r_cut=...) (hybridpot "
+                               "exports it as a table)"}
 
 
 def _warn_fitsnap_reference(param):
@@ -445,17 +447,6 @@ def write_snap(model, prefix, *, species=None, absolute_paths=False):
               ("switchflag", str(int(desc._switch))), ("bzeroflag", str(int(desc._bzero))),
               ("quadraticflag", str(int(quadratic))),
               ("wselfallflag", str(int(bool(desc.wselfallflag)))), ("chemflag", "0")]
-    reference = ""
-    if baseline_cmds is not None:
-        # as FitSNAP records its REFERENCE potential: read_snap warns when it is not given
-        reference = ("# reference potential the coefficients were fitted on top of (in the "
-                     ".mod; read_snap(..., baseline=...)):\n"
-                     f"# pair_style hybrid/overlay {baseline_cmds['pair_style']}\n"
-                     + "".join(f"# pair_coeff {line}\n" for line in baseline_cmds["pair_coeff"]))
-    paths["snapparam"].write_text(
-        "# hybridpot SNAP parameters\n" + "".join(f"{k} {v}\n" for k, v in params)
-        + reference)
-
     def ref_path(p):
         return _lammps_word(os.fspath(p.resolve()) if absolute_paths else p.name)
 
@@ -463,6 +454,7 @@ def write_snap(model, prefix, *, species=None, absolute_paths=False):
                  f"{' '.join(types)}")
     mod = ["# LAMMPS include written by hybridpot (units metal, atom types: "
            f"{' '.join(types)})"]
+    reference = ""
     if baseline_cmds is None:
         mod += ["pair_style snap", f"pair_coeff * * {snap_args}"]
     else:
@@ -479,5 +471,13 @@ def write_snap(model, prefix, *, species=None, absolute_paths=False):
         mod += [f"pair_style hybrid/overlay {baseline_cmds['pair_style']} snap"]
         mod += [f"pair_coeff {line}" for line in pc]
         mod += [f"pair_coeff * * snap {snap_args}"]
+        # as FitSNAP records its REFERENCE potential: read_snap warns when it is not given
+        reference = ("# reference potential the coefficients were fitted on top of (in the "
+                     ".mod; read_snap(..., baseline=...)):\n"
+                     f"# pair_style hybrid/overlay {baseline_cmds['pair_style']}\n"
+                     + "".join(f"# pair_coeff {line}\n" for line in pc))
+    paths["snapparam"].write_text(
+        "# hybridpot SNAP parameters\n" + "".join(f"{k} {v}\n" for k, v in params)
+        + reference)
     paths["mod"].write_text("\n".join(mod) + "\n")
     return paths
