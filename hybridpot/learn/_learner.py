@@ -560,6 +560,9 @@ class ActiveLearner:
         Oracle wall time (s) of every label and failure of the run directory (all runs).
     n_oracle_calls_ : int
         Oracle calls made by this process (a resumed run counts only its own).
+    state_ : dict
+        The run state saved in ``<run_dir>/state.json`` (iteration, proposals, history,
+        stop reason).
     """
 
     def __init__(self, model=None, oracle="EMT", sampler=None, selector=None, *, run_dir=None,

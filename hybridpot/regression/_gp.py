@@ -808,6 +808,14 @@ class SparseGPRegressor(Regressor):
     log_evidence_ : float
     n_iter_ : int
     n_species_, n_features_in_ : int
+    group_names_ : tuple of str
+        Config groups of the training data (per-group noise is not used by the GP).
+    centre_ : ndarray, shape (n_species, n_features)
+        Per-element centre of the descriptors for the SE kernel (the mean of the element's
+        candidate environments).
+    kmm_factor_ : ndarray, shape (len(coef_), len(coef_))
+        Lower-triangular factor of the prior (block-diagonal: the jittered inducing-point
+        kernel of each element, identity for the bias, the scales of the linear block).
 
     Examples
     --------

@@ -624,6 +624,10 @@ class LinearRegressor(_LinearBase):
         (n_columns,).
     penalty_scale_ : ndarray, shape (n_species * P,)
         ``b_j D_j`` of the penalty.
+    alpha_ : float
+        The penalty strength used (``alpha``).
+    group_names_ : tuple of str
+        Config groups of the training data.
     n_species_, n_features_in_ : int
     fit_mode_ : {"batch", "plain"}
     """
