@@ -155,6 +155,9 @@ class LinearPosterior:
 
     Attributes
     ----------
+    factors_ : object
+        The R factors of the training set accumulated by :meth:`fit` (see
+        :mod:`hybridpot.uq._accumulate`); every later evaluation of ``theta`` uses them only.
     keys_ : list of tuple of str
         ``(label kind, config group)`` of each noise precision ``beta_k`` in ``theta`` (the
         group is ``"all"`` without ``noise_groups``).
