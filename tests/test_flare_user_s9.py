@@ -392,3 +392,18 @@ def test_run_summary_of_a_folder_that_is_no_run(tmp_path):
     with pytest.raises(InvalidParameterError, match="'run_dir' argument of run_summary must "
                        "be an active-learning run directory \\(with state.json\\)"):
         run_summary(tmp_path)
+
+
+def test_on_the_fly_quench(model):
+    """A decreasing ramp (quench) is a valid on-the-fly schedule (restart mode draws both
+    temperatures from a range, which must be increasing)."""
+    md = _otf(temperature_range=(1200.0, 300.0), n_steps=100, sigma_threshold=1e-9,
+              threshold_mode="absolute")
+    out = md.sample(1, random_state=0, model=model)
+    assert out[0].info["md_temperature"] == pytest.approx(1200.0 - 900.0 * 5 / 100)
+    with pytest.raises(InvalidParameterError, match=r"'temperature_range' parameter of "
+                       r"UncertaintyMDSampler must be a float in \[0, inf\)"):
+        md.set_params(temperature_range=(300.0, -5.0)).sample(1, random_state=0, model=model)
+    with pytest.raises(InvalidParameterError, match="must be a finite pair with low <= high"):
+        md.set_params(temperature_range=(1200.0, 300.0), continue_md=False).sample(
+            1, random_state=0, model=model)

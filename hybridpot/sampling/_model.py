@@ -88,8 +88,8 @@ class UncertaintyMDSampler(Sampler):
     On-the-fly mode (``continue_md=True``, FLARE's loop: MD with the current model until σ
     passes the threshold, label that frame, refit, *continue the same trajectory*): one
     trajectory of ``n_steps`` steps in total with the deterministic temperature ramp
-    ``T(s) = T_0 + (T_1 - T_0) s / n_steps`` (``(T_0, T_1) = temperature_range``, ``s`` the
-    step of the whole trajectory).  :meth:`sample` continues it from the last structure of
+    ``T(s) = T_0 + (T_1 - T_0) s / n_steps`` (``(T_0, T_1) = temperature_range``, which may
+    decrease for a quench; ``s`` the step of the whole trajectory).  :meth:`sample` continues it from the last structure of
     ``labelled`` that this sampler produced (``info["md_step"]`` and its momenta, both kept
     in ``labels.extxyz``), or starts it from a random structure of ``starts`` at ``T_0``;
     each call runs until the threshold is passed (returns that frame, the most uncertain
@@ -301,7 +301,13 @@ class UncertaintyMDSampler(Sampler):
                 f"The 'continue_md' parameter of {owner} must be a bool. Got "
                 f"{self.continue_md!r} instead.")
         starts = _check_starts(self.starts, owner, model)
-        tr = _check_range(self.temperature_range, "temperature_range", owner)
+        tr = self.temperature_range
+        if self.continue_md is True and isinstance(tr, (list, tuple)) and len(tr) == 2:
+            # the ramp of one trajectory: (T_start, T_end), a decreasing one (quench) too
+            tr = tuple(check_float(v, "temperature_range", owner, low=0.0,
+                                   low_inclusive=True, finite=True) for v in tr)
+        else:
+            tr = _check_range(tr, "temperature_range", owner)
         n_steps = check_int(self.n_steps, "n_steps", owner, low=1)
         dt = check_float(self.timestep_fs, "timestep_fs", owner, low=0.0)
         fric = check_float(self.friction, "friction", owner, low=0.0, low_inclusive=True)
