@@ -116,7 +116,9 @@ class HybridPotential(BaseEstimator):
         carry its own factor ``atoms.info["fit_weight"]`` (float >= 0, default 1), which
         multiplies every kind of that structure on top of ``weights`` and ``group_weights``
         (e.g. importance weights of an actively selected training set,
-        :mod:`hybridpot.learn`).
+        :mod:`hybridpot.learn`), and factors of one kind, ``atoms.info["fit_weight_energy"]``,
+        ``["fit_weight_forces"]``, ``["fit_weight_stress"]`` (e.g. gap_fit's per-configuration
+        sigmas, :func:`hybridpot.io.standardize_labels` with ``default_sigma``).
     reference_energies : "fit", "isolated_atom", dict or None, default="fit"
         Per-element reference energies ``e0`` (eV/atom; GAP's ``e0``): fitted by least
         squares on the composition of the training energies after the baseline (weighted by
@@ -304,14 +306,17 @@ class HybridPotential(BaseEstimator):
             groups[s] = group_names.index(g)
             gws = gw.get(g, 1.0)
             fw = atoms.info.get("fit_weight", 1.0)
-            if isinstance(fw, (bool, np.bool_)) or not isinstance(fw, numbers.Real) or \
-                    not np.isfinite(fw) or not fw >= 0:
-                raise InvalidParameterError(
-                    f"The 'fit_weight' entry of atoms.info of training structure {s} must be a "
-                    f"float in [0, inf). Got {fw!r} instead.")
+            for name in ("fit_weight",) + tuple(f"fit_weight_{k}" for k in KINDS):
+                v = atoms.info.get(name, 1.0)
+                if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or \
+                        not np.isfinite(v) or not v >= 0:
+                    raise InvalidParameterError(
+                        f"The '{name}' entry of atoms.info of training structure {s} must be "
+                        f"a float in [0, inf). Got {v!r} instead.")
             for k in KINDS:
                 factor = gws.get(k, 1.0) if isinstance(gws, dict) else gws
-                wts[k][s] = kind_weights[k] * float(factor) * float(fw)
+                wts[k][s] = kind_weights[k] * float(factor) * float(fw) * \
+                    float(atoms.info.get(f"fit_weight_{k}", 1.0))
         _warn_gap_sigmas(structures)
         unused = sorted(str(g) for g in gw if g not in group_names)
         if unused:

@@ -433,3 +433,67 @@ max_iterations = 1
 """)
     assert main(["learn", "-c", str(cfg), "-q"]) == 0
     assert "force MAE" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------- gap weights
+def test_gap_sigmas_become_relative_weights():
+    data = emt_dataset(4, 8)                       # 32-atom cells, config_type rattle/strain
+    data[0].info["energy_sigma"] = 0.001 * np.sqrt(32) / 2     # half the default: weight 4
+    data[1].info["virial_sigma"] = 0.05 * np.sqrt(32) * 2      # twice: weight 1/4
+    data[2].info["force_sigma"] = 0.1
+    data[3].arrays["force_atom_sigma"] = np.full(32, 0.1)      # per atom: not expressible
+    got = standardize_labels(data, default_sigma={"energy": 0.001, "forces": 0.05,
+                                                  "virial": 0.05},
+                             config_type_sigma={"strain": {"forces": 0.025}})
+    assert got[0].info["fit_weight_energy"] == pytest.approx(4.0)
+    assert "energy_sigma" not in got[0].info and "energy_sigma" in data[0].info
+    assert got[1].info["fit_weight_stress"] == pytest.approx(0.25)
+    assert got[1].info["fit_weight_forces"] == pytest.approx(4.0)   # strain: 0.05/0.025
+    assert got[2].info["fit_weight_forces"] == pytest.approx(0.25)  # own sigma wins
+    assert got[3].info["fit_weight_forces"] == pytest.approx(4.0)   # strain, no own sigma
+    assert [k for k in got[0].info if k.startswith("fit_weight")] == ["fit_weight_energy"]
+    desc = PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=3, l_max=2)
+    with pytest.warns(UserWarning, match=r"\['force_atom_sigma'\]"):
+        HybridPotential(desc, BayesianLinearRegressor()).fit(got)
+
+
+def test_per_kind_fit_weights_equal_group_weights():
+    """atoms.info['fit_weight_<kind>'] weighs one kind of one structure exactly as a
+    group_weights entry of its config_type does."""
+    data = emt_dataset(4, 9)
+    desc = PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=3, l_max=2)
+    reg = SparseGPRegressor(n_sparse=15, random_state=0,
+                            noise={"energy": 0.002, "forces": 0.05, "stress": 0.01})
+    m1 = HybridPotential(desc, reg, group_weights={"strain": {"energy": 9.0, "forces": 0.5}})
+    m1.fit(data)
+    marked = [a.copy() for a in data]
+    for a, b in zip(marked, data):
+        a.calc = b.calc
+        if a.info["config_type"] == "strain":
+            a.info.update(fit_weight_energy=9.0, fit_weight_forces=0.5)
+    m2 = HybridPotential(desc, reg).fit(marked)
+    np.testing.assert_allclose(m2.regressor_.coef_, m1.regressor_.coef_, rtol=1e-8, atol=1e-12)
+    marked[1].info["fit_weight_stress"] = -1.0
+    with pytest.raises(InvalidParameterError, match=r"The 'fit_weight_stress' entry of atoms.info "
+                       r"of training structure 1 must be a float in \[0, inf\). Got -1.0"):
+        HybridPotential(desc, reg).fit(marked)
+
+
+def test_gap_sigma_errors():
+    at = emt_dataset(1, 10)[0]
+    at.info["energy_sigma"] = 0.01
+    with pytest.raises(InvalidParameterError, match=r"Structure 0 has a gap_fit 'energy_sigma' but "
+                       r"the 'default_sigma' parameter has no 'energy' entry"):
+        standardize_labels([at], default_sigma={"forces": 0.05})
+    with pytest.raises(InvalidParameterError, match=r"'default_sigma' parameter's 'forces' entry "
+                       r"must be a float in \(0, inf\). Got 0"):
+        standardize_labels([at], default_sigma={"energy": 0.001, "forces": 0})
+    with pytest.raises(InvalidParameterError, match=r"'default_sigma' parameter must be a dict "
+                       r"with keys among \['energy', 'forces', 'virial'\]"):
+        standardize_labels([at], default_sigma={"stress": 0.01})
+    with pytest.raises(InvalidParameterError, match="needs 'default_sigma'"):
+        standardize_labels([at], config_type_sigma={"rattle": {"energy": 0.01}})
+    with pytest.raises(InvalidParameterError, match=r"gives \['forces'\] sigmas for 'rattle', "
+                       r"which 'default_sigma' lacks"):
+        standardize_labels([at], default_sigma={"energy": 0.001},
+                           config_type_sigma={"rattle": {"forces": 0.1}})
