@@ -101,9 +101,11 @@ def standardize_labels(structures, label_keys=None, *, require=True, default_sig
         ``["fit_weight_forces"]``, ``["fit_weight_stress"]`` = ``(sigma_default /
         sigma_structure)**2`` with the energy and virial sigmas of a structure of ``N`` atoms
         taken as ``sqrt(N)`` times the per-atom ones, as gap_fit does; the converted sigma
-        keys are removed from the copies.  This reproduces gap_fit's relative weighting of
-        the configurations; the noise of a default structure is the regressor's (fix it as
-        ``SparseGPRegressor(noise=...)``, see its "From gap_fit" notes).  Per-atom
+        keys are removed from the copies.  This reproduces gap_fit's weight of each
+        configuration relative to a default one of the same size; the noise of a default
+        structure is the regressor's (fix it as ``SparseGPRegressor(noise=...)``), and
+        between sizes hybridpot's per-atom energy noise differs from gap_fit's ``sqrt(N)``
+        scaling (see the GP's "From gap_fit" notes).  Per-atom
         ``force_atom_sigma`` cannot be expressed (``HybridPotential.fit`` warns).
     config_type_sigma : dict or None, default=None
         gap_fit's ``config_type_sigma``: ``{config_type: {"energy": ..., "forces": ...,
