@@ -246,3 +246,39 @@ def test_rattle_strain_sampler_on_a_molecule_says_why():
         RattleStrainSampler(prototype=molecule("H2O")).sample(2, random_state=0)
     with pytest.raises(InvalidParameterError, match=r"Got str instead"):
         RattleStrainSampler(prototype="H2O").sample(2, random_state=0)
+
+
+def test_g5_network_model_forces_and_stress_match_finite_differences():
+    """A whole hybrid model on G5 features (network + ZBL): forces and stress of the
+    calculator vs central differences, on a rattled periodic skewed Cu/Ni cell and a molecule
+    cluster without a cell."""
+    from ase.calculators.calculator import PropertyNotImplementedError
+    from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
+
+    from hybridpot.baselines import ZBL
+
+    train = [emt_label(skewed_two_element_cell(seed=s, rattle=0.1), stress=True)
+             for s in range(4)]
+    reg = NeuralNetworkRegressor(hidden_layer_sizes=(6,), activation="silu", n_models=2,
+                                 random_state=1, max_iter=30)
+    model = HybridPotential(descriptor=ACSF(species=["Cu", "Ni"], r_cut=4.0, angular="g5",
+                                            angular_cutoff=3.5),
+                            regressor=reg, baseline=ZBL(r_inner=1.0, r_cut=2.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(train)
+    cell = skewed_two_element_cell(seed=9, rattle=0.15)
+    cluster = Atoms("Cu3Ni2", positions=[[0, 0, 0], [2.4, 0.1, 0], [1.1, 2.2, 0.3],
+                                         [-1.3, 1.0, 1.9], [0.9, -0.4, 2.5]])
+    for atoms in (cell, cluster):
+        atoms.calc = model.calculator()
+        f = atoms.get_forces()
+        fd = calculate_numerical_forces(atoms, eps=1e-5)
+        assert np.abs(fd).max() > 0.1
+        np.testing.assert_allclose(f, fd, atol=1e-6 * max(1.0, np.abs(fd).max()))
+    s = cell.get_stress()
+    fd_s = calculate_numerical_stress(cell, eps=1e-6)
+    assert np.abs(fd_s).max() > 1e-3
+    np.testing.assert_allclose(s, fd_s, atol=1e-7)
+    with pytest.raises(PropertyNotImplementedError, match="periodic in 3-D"):
+        cluster.get_stress()
