@@ -243,6 +243,8 @@ def test_read_snap_of_a_fitsnap_model_with_zbl_reference_warns(tmp_path):
 def test_read_snap_of_a_fitsnap_model_without_reference_is_silent(tmp_path):
     coeff, param, _ = _fitsnap_files(tmp_path, "zero 10.0")
     read_snap(coeff, param)   # 'zero' is no reference potential: no warning (errors here)
+    coeff, param, _ = _fitsnap_files(tmp_path, "snap")
+    read_snap(coeff, param)   # the SNAP model itself
     coeff, param, _ = _fitsnap_files(tmp_path, "hybrid/overlay zero 8.0 lj/cut 5.0")
     with pytest.warns(UserWarning, match="lj/cut 5.0.*one of ZBL"):
         read_snap(coeff, param)

@@ -178,7 +178,7 @@ def _warn_fitsnap_reference(param):
     if not style:
         return
     subs = style[1:] if style[0].startswith("hybrid") else style
-    names = [w for w in subs if not _is_number(w) and w != "zero"]
+    names = [w for w in subs if not _is_number(w) and w not in ("zero", "snap")]
     if not names:
         return
     cut = []
