@@ -430,9 +430,13 @@ class HybridPotential(BaseEstimator):
         Xs, zs, st, fs = [], [], [], []
         pi, pj, rij, dd = [], [], [], []
         offset = 0
+        chunked = None
+        if gradients and len(ids) == 1 and self._chunked_jacobian(prep.structures[ids[0]]):
+            # a big structure alone: its Jacobian is reduced by ranges of centre atoms
+            chunked = self.descriptor.compute_chunked_gradients(prep.structures[ids[0]])
         for local, s in enumerate(ids):
             atoms = prep.structures[s]
-            if gradients:
+            if gradients and chunked is None:
                 X, dX = self.descriptor.compute(atoms, gradients=True)
                 pi.append(dX.pair_i + offset)
                 pj.append(dX.pair_j + offset)
@@ -450,8 +454,8 @@ class HybridPotential(BaseEstimator):
         species = np.concatenate(zs)
         structure = np.concatenate(st)
         e_ref = np.bincount(structure, weights=e0[species], minlength=len(ids))
-        gr = None
-        if gradients:
+        gr = chunked
+        if gradients and chunked is None:
             from .descriptors._base import DescriptorGradients
 
             # the per-pair Jacobians moved one by one into the batch's array (no second
@@ -472,13 +476,41 @@ class HybridPotential(BaseEstimator):
             stress=prep.stress[ids], weights={k: prep.weights[k][ids] for k in KINDS},
             group=prep.group[ids], index=ids)
 
-    def _chunks(self, n):
+    def _chunks(self, n, structures=None):
+        """Index lists of ``chunk_size`` structures; with ``structures``, a structure whose
+        Jacobian is reduced in chunks (:meth:`_chunked_jacobian`) forms a batch of its own."""
         c = int(self.chunk_size)
-        return [list(range(a, min(a + c, n))) for a in range(0, n, c)]
+        if structures is None or not any(self._chunked_jacobian(a) for a in structures):
+            return [list(range(a, min(a + c, n))) for a in range(0, n, c)]
+        out, cur = [], []
+        for s, atoms in enumerate(structures):   # loop over structures
+            if self._chunked_jacobian(atoms):
+                if cur:
+                    out.append(cur)
+                    cur = []
+                out.append([s])
+                continue
+            cur.append(s)
+            if len(cur) == c:
+                out.append(cur)
+                cur = []
+        if cur:
+            out.append(cur)
+        return out
+
+    def _chunked_jacobian(self, atoms):
+        """True for a structure fitted alone with a ChunkedGradients: the regressor reduces
+        one (linear models) and its Jacobian would exceed ``GRADIENT_CHUNK_BYTES`` (estimated
+        at 64 pairs per atom)."""
+        from .descriptors import _base as dbase
+
+        reg = self.regressor
+        return bool(getattr(reg, "_chunked_gradients", False)) and \
+            64 * 24 * len(atoms) * self.descriptor.n_features > dbase.GRADIENT_CHUNK_BYTES
 
     def _batch_source(self, prep):
         n = len(prep.structures)
-        chunks = self._chunks(n)
+        chunks = self._chunks(n, prep.structures)
         need_grad = [bool(np.isfinite(prep.stress[ids]).any()
                           or any(np.isfinite(prep.forces[s]).any() for s in ids))
                      for ids in chunks]

@@ -294,3 +294,40 @@ def emt_label_any(atoms):
     from conftest import emt_label
 
     return emt_label(atoms)
+
+
+def test_big_training_structure_uses_chunked_jacobian(monkeypatch):
+    """A training structure whose Jacobian exceeds GRADIENT_CHUNK_BYTES is a batch of its own
+    with a ChunkedGradients (linear models): same coefficients as the one-array path.  Two
+    4000-atom EMT Cu cells, PowerSpectrum F=180: fit peak 477 -> 134 MB."""
+    from hybridpot.descriptors import _base as dbase
+    from hybridpot.regression import BayesianLinearRegressor, SparseGPRegressor
+
+    small = emt_dataset(3, 2)
+    big = bulk("Cu", "fcc", a=3.62, cubic=True) * (3, 3, 3)
+    big.rattle(0.08, seed=9)
+    data = [small[0], emt_label_any(big), small[1], small[2]]
+
+    def fitted(chunk_bytes):
+        monkeypatch.setattr(dbase, "GRADIENT_CHUNK_BYTES", chunk_bytes)
+        return HybridPotential(descriptor=DESCRIPTOR_CASES["PowerSpectrum"](["Cu"]),
+                               regressor=BayesianLinearRegressor(), chunk_size=2,
+                               baseline=EMT()).fit(data)
+
+    F = DESCRIPTOR_CASES["PowerSpectrum"](["Cu"]).n_features
+    limit = 64 * 24 * 40 * F        # 108 atoms are big, 32 are not
+    m = fitted(limit)
+    assert m._chunks(4, data) == [[0], [1], [2, 3]]
+    prep = m._prepare(data, m._validate())
+    kinds = [type(b.gradients).__name__ for b in m._batch_source(prep)]
+    assert kinds == ["DescriptorGradients", "ChunkedGradients", "DescriptorGradients"]
+    ref = fitted(1 << 40)
+    assert ref._chunks(4, data) == [[0, 1], [2, 3]]
+    np.testing.assert_allclose(m.regressor_.coef_, ref.regressor_.coef_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(m.predict_forces([big])[0], ref.predict_forces([big])[0],
+                               atol=1e-9)
+    # regressors that need the full Jacobian keep the plain batches
+    gp = HybridPotential(descriptor=DESCRIPTOR_CASES["PowerSpectrum"](["Cu"]),
+                         regressor=SparseGPRegressor(n_sparse=8, random_state=0), chunk_size=2)
+    monkeypatch.setattr(dbase, "GRADIENT_CHUNK_BYTES", limit)
+    assert gp._chunks(4, data) == [[0, 1], [2, 3]]
