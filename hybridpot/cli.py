@@ -112,8 +112,8 @@ def _print_metrics(title, m):
 
 
 def cmd_fit(args, cfg):
-    from .config import (build_baseline, build_descriptor, build_regressor, label_keys,
-                         read_structures)
+    from .config import (build_baseline, build_descriptor, build_regressor, gap_sigmas,
+                         label_keys, read_structures)
     from .potential import HybridPotential
 
     if not str(cfg["output"]["model"]).strip():
@@ -121,7 +121,7 @@ def cmd_fit(args, cfg):
     out = _output_path(cfg["output"]["model"], "output.model")   # checked before the fit
     fixed = _configured_species(cfg)
     data = read_structures(cfg["data"]["train"], "data.train", labels=True, species=fixed,
-                           label_keys=label_keys(cfg))
+                           label_keys=label_keys(cfg), **gap_sigmas(cfg))
     species = fixed or _species_of(data)
     train, test = _split(data, cfg, species)
     fitcfg = cfg["fit"]

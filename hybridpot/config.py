@@ -21,6 +21,12 @@ Example (every key optional; these are the defaults of ``hybridpot fit``)::
     virial_key = "virial"       # not read. energy eV, forces eV/Å, stress eV/Å³ (ASE sign),
                                 # virial eV (= -stress * volume, QUIP/GAP); see
                                 # hybridpot.io.read_extxyz
+    default_sigma = {energy = 0.001, forces = 0.05, virial = 0.05}   # optional: gap_fit's
+                                # default_sigma (eV/atom, eV/Å, eV/atom); with it the
+                                # training structures' energy_sigma / force_sigma /
+                                # virial_sigma and config_type_sigma below become weights
+                                # relative to it (hybridpot.io.standardize_labels)
+    config_type_sigma = {Liquid = {energy = 0.01, forces = 0.2}}      # optional
 
     [descriptor]
     type = "PowerSpectrum"      # PowerSpectrum | Bispectrum | ACSF | SNAPBispectrum |
@@ -192,7 +198,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = ["DEFAULT_CONFIG", "load_config", "default_data_path", "build_descriptor",
-           "build_regressor", "build_baseline", "read_structures", "label_keys"]
+           "build_regressor", "build_baseline", "read_structures", "label_keys", "gap_sigmas"]
 
 
 def default_data_path():
@@ -229,7 +235,8 @@ DEFAULT_CONFIG = {
 _SCHEMA = {
     "data": {"train": (str, list), "test": (str, list), "test_fraction": (float, int),
              "seed": (int,), "species": (list,), "energy_key": (str,), "forces_key": (str,),
-             "stress_key": (str,), "virial_key": (str,)},
+             "stress_key": (str,), "virial_key": (str,), "default_sigma": (dict,),
+             "config_type_sigma": (dict,)},
     "fit": {"weights": (dict,), "group_weights": (dict,), "chunk_size": (int,),
             "n_workers": (int,), "reference_energies": (str, dict)},
     "output": {"model": (str,), "report": (str,)},
@@ -453,7 +460,41 @@ def label_keys(cfg):
     return out or None
 
 
-def read_structures(paths, key="data.train", *, labels=None, species=None, label_keys=None):
+def gap_sigmas(cfg):
+    """``[data] default_sigma`` / ``config_type_sigma`` as keyword arguments of
+    :func:`read_structures` (empty when not set).
+
+    Parameters
+    ----------
+    cfg : dict
+        A configuration from :func:`load_config`.
+
+    Returns
+    -------
+    dict
+        ``{"default_sigma": ..., "config_type_sigma": ...}`` (the keys given).
+
+    Raises
+    ------
+    hybridpot.ConfigError
+        A sigma table that :func:`hybridpot.io.standardize_labels` refuses.
+    """
+    from ._exceptions import InvalidParameterError
+    from .io.extxyz import _check_sigmas
+
+    data = cfg.get("data", {})
+    out = {k: data[k] for k in ("default_sigma", "config_type_sigma") if data.get(k)}
+    try:   # check the tables once, naming the config keys
+        _check_sigmas(out.get("default_sigma"), out.get("config_type_sigma"))
+    except InvalidParameterError as e:
+        msg = str(e).replace("The 'default_sigma' parameter", "data.default_sigma").replace(
+            "The 'config_type_sigma' parameter", "data.config_type_sigma")
+        raise ConfigError(msg) from e
+    return out
+
+
+def read_structures(paths, key="data.train", *, labels=None, species=None, label_keys=None,
+                    default_sigma=None, config_type_sigma=None):
     """Read every structure of the given files with ``ase.io.read`` and check each one.
 
     Parameters
@@ -471,6 +512,10 @@ def read_structures(paths, key="data.train", *, labels=None, species=None, label
         Key names of the labels (``[data] energy_key`` etc., :func:`label_keys`); given, the
         structures returned carry their labels as ``calc.results`` energy, forces and stress
         (:func:`hybridpot.io.standardize_labels`; a virial becomes ``-virial / V``).
+    default_sigma, config_type_sigma : dict or None, default=None
+        gap_fit's configuration weighting (``[data]`` keys, :func:`gap_sigmas`): the
+        structures' per-configuration sigmas become ``fit_weight_<kind>`` factors
+        (:func:`hybridpot.io.standardize_labels`); errors name ``key``.
 
     Returns
     -------
@@ -503,11 +548,13 @@ def read_structures(paths, key="data.train", *, labels=None, species=None, label
         for k, atoms in enumerate(frames):
             try:
                 _check_structure(atoms, k, labels, species, label_keys)
-                if label_keys is not None and labels is not False:
+                if labels is not False and (label_keys is not None or default_sigma or
+                                            config_type_sigma):
                     from .io.extxyz import standardize_labels
 
-                    frames[k] = standardize_labels([atoms], label_keys,
-                                                   require=bool(labels))[0]
+                    frames[k] = standardize_labels(
+                        [atoms], label_keys, require=bool(labels), default_sigma=default_sigma,
+                        config_type_sigma=config_type_sigma)[0]
             except HybridpotError as e:
                 name = f"structure {k} ({atoms.get_chemical_formula()})"
                 msg = str(e)

@@ -1,6 +1,8 @@
 """Session-9 review by a QUIP/GAP (and MACE-data) user: label key names, virials, isolated-atom
 e0, the CLI [data] keys (notes/s9/gap/report.md)."""
 
+import warnings
+
 import numpy as np
 import pytest
 from ase import Atoms
@@ -497,3 +499,22 @@ def test_gap_sigma_errors():
                        r"which 'default_sigma' lacks"):
         standardize_labels([at], default_sigma={"energy": 0.001},
                            config_type_sigma={"rattle": {"forces": 0.1}})
+
+
+def test_cli_default_sigma_and_config_type_sigma(tmp_path, capsys):
+    frames = _write_gap_file(tmp_path / "gap.xyz")
+    frames[0].info["energy_sigma"] = 0.0005
+    write(tmp_path / "gap.xyz", frames, format="extxyz")
+    base = CONFIG.format(seed=0).replace("[descriptor]", "{sig}\n[descriptor]")
+    good = 'default_sigma = {energy = 0.001, forces = 0.05, virial = 0.05}\n' \
+        'config_type_sigma = {strain = {forces = 0.1}}'
+    (tmp_path / "c.toml").write_text(base.format(sig=good))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # energy_sigma converted: no gap-sigma warning
+        assert main(["fit", "-c", str(tmp_path / "c.toml"), "-q",
+                     "--out", str(tmp_path / "m.hpot")]) == 0
+    capsys.readouterr()
+    (tmp_path / "d.toml").write_text(base.format(sig='default_sigma = {energy = -1.0}'))
+    assert main(["fit", "-c", str(tmp_path / "d.toml"), "-q"]) == 2
+    assert "data.default_sigma's 'energy' entry must be a float in (0, inf). Got -1.0" in \
+        capsys.readouterr().err

@@ -23,10 +23,11 @@ _WEIGHT_OF = {"energy": "fit_weight_energy", "forces": "fit_weight_forces",
 
 
 def _positive(value, name):
-    from .._exceptions import InvalidParameterError
     import numbers
 
     import numpy as np
+
+    from .._exceptions import InvalidParameterError
 
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
             not np.isfinite(value) or not value > 0:
@@ -69,6 +70,29 @@ def _gap_weights(atoms, index, default, by_type):
         if factor != 1.0:
             w = _WEIGHT_OF[kind]
             atoms.info[w] = float(atoms.info.get(w, 1.0)) * factor
+
+
+def _check_sigmas(default_sigma, config_type_sigma):
+    """Validated ``(default, by_type)`` sigma tables of :func:`standardize_labels`."""
+    from .._exceptions import InvalidParameterError
+
+    default = None if default_sigma is None else _sigma_table(default_sigma, "default_sigma")
+    by_type = {}
+    if config_type_sigma is not None:
+        if default is None or not isinstance(config_type_sigma, dict):
+            raise InvalidParameterError(
+                "The 'config_type_sigma' parameter must be a dict of config_type to a sigma "
+                "dict, and needs 'default_sigma'. Got "
+                f"config_type_sigma={config_type_sigma!r}, default_sigma={default_sigma!r}.")
+        by_type = {str(ct): _sigma_table(t, f"config_type_sigma[{ct!r}]")
+                   for ct, t in config_type_sigma.items()}
+        for ct, t in by_type.items():
+            if not set(t) <= set(default):
+                raise InvalidParameterError(
+                    f"The 'config_type_sigma' parameter gives {sorted(set(t) - set(default))} "
+                    f"sigmas for {ct!r}, which 'default_sigma' lacks (the weights are relative "
+                    f"to it). Got default_sigma={default_sigma!r}.")
+    return default, by_type
 
 
 def standardize_labels(structures, label_keys=None, *, require=True, default_sigma=None,
@@ -134,26 +158,9 @@ def standardize_labels(structures, label_keys=None, *, require=True, default_sig
     from .._labels import check_label_keys, get_labels
     from .._validation import check_structure_list
 
-    from .._exceptions import InvalidParameterError
-
     keys = check_label_keys(label_keys)
     structures = check_structure_list(structures, "The 'structures' argument")
-    default = None if default_sigma is None else _sigma_table(default_sigma, "default_sigma")
-    by_type = {}
-    if config_type_sigma is not None:
-        if default is None or not isinstance(config_type_sigma, dict):
-            raise InvalidParameterError(
-                "The 'config_type_sigma' parameter must be a dict of config_type to a sigma "
-                "dict, and needs 'default_sigma'. Got "
-                f"config_type_sigma={config_type_sigma!r}, default_sigma={default_sigma!r}.")
-        by_type = {str(ct): _sigma_table(t, f"config_type_sigma[{ct!r}]")
-                   for ct, t in config_type_sigma.items()}
-        for ct, t in by_type.items():
-            if not set(t) <= set(default):
-                raise InvalidParameterError(
-                    f"The 'config_type_sigma' parameter gives {sorted(set(t) - set(default))} "
-                    f"sigmas for {ct!r}, which 'default_sigma' lacks (the weights are relative "
-                    f"to it). Got default_sigma={default_sigma!r}.")
+    default, by_type = _check_sigmas(default_sigma, config_type_sigma)
     out = []
     for k, atoms in enumerate(structures):
         lab = get_labels(atoms, k, require=require, label_keys=keys)
