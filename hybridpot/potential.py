@@ -72,9 +72,10 @@ def _warn_gap_sigmas(structures):
         warnings.warn(
             f"{n} training structures carry gap_fit per-configuration sigmas "
             f"{sorted(found)}, which HybridPotential does not read (each label kind has one "
-            f"noise level; see SparseGPRegressor's 'From gap_fit' notes): weight structures "
-            f"with atoms.info['fit_weight'] (all kinds) or group_weights per config_type and "
-            f"kind, or delete these keys to silence this warning.", UserWarning, stacklevel=4)
+            f"noise level): convert energy_sigma / force_sigma / virial_sigma into weights "
+            f"with hybridpot.io.standardize_labels(structures, default_sigma=...) ([data] "
+            f"default_sigma in a config); per-atom sigmas have no equivalent. Delete the keys "
+            f"to silence this warning.", UserWarning, stacklevel=4)
 
 
 #: attributes HybridPotential.fit sets or drops (restored when a fit fails)

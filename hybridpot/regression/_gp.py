@@ -684,11 +684,13 @@ class SparseGPRegressor(Regressor):
       ``sqrt(N) sigma_E``, so ``noise["energy"] = sigma_E / sqrt(N)`` matches it for cells
       of ``N`` atoms.  The virial sigma ``sigma_V`` (eV, also times ``sqrt(N)``) is a stress
       noise ``sigma_V sqrt(N) / V`` (eV/Å³).  Hessians are not fitted.
-    - ``config_type_sigma``: ``HybridPotential(group_weights={config_type: {"energy":
-      (sigma_default / sigma_type)**2, ...}})`` with the kinds' noise fixed (a weight ``w``
-      divides a row's noise variance); per-structure ``energy_sigma`` / ``force_sigma`` /
-      ``virial_sigma`` are not read (``HybridPotential.fit`` warns; ``atoms.info["fit_weight"]``
-      scales all kinds of a structure at once).
+    - ``config_type_sigma`` and per-structure ``energy_sigma`` / ``force_sigma`` /
+      ``virial_sigma``: weights ``(sigma_default / sigma)**2`` per structure and kind
+      (``atoms.info["fit_weight_energy"]`` etc.; a weight ``w`` divides a row's noise
+      variance) from ``hybridpot.io.standardize_labels(structures, default_sigma=...,
+      config_type_sigma=...)`` (``[data] default_sigma`` / ``config_type_sigma`` in a
+      config), with the kinds' noise fixed to the default sigmas; ``HybridPotential.fit``
+      warns about sigmas left unconverted (per-atom ``force_atom_sigma`` has no equivalent).
     - ``e0`` / ``e0_method``: ``HybridPotential(reference_energies=...)``: a dict, or
       ``"isolated_atom"`` (from the one-atom structures without neighbours, as
       ``e0_method=isolated``); the default ``"fit"`` is a least-squares fit on the
