@@ -407,3 +407,20 @@ def test_on_the_fly_quench(model):
     with pytest.raises(InvalidParameterError, match="must be a finite pair with low <= high"):
         md.set_params(temperature_range=(1200.0, 300.0), continue_md=False).sample(
             1, random_state=0, model=model)
+
+
+def test_on_the_fly_frame_duplicating_a_label_says_why(tmp_path):
+    """Before: 'stopped: no candidates' after one label (the selector dropped the frame one
+    0.2 fs step after the label as a near-duplicate, σ being above the threshold there)."""
+    from hybridpot.uq.selection import MaxVarianceSelector
+
+    md = _otf(temperature_range=(50.0, 50.0), n_steps=200, check_interval=1,
+              timestep_fs=0.2, sigma_threshold=1e-9, threshold_mode="absolute")
+    res = _learner(tmp_path / "a", md, 4).run()
+    assert len(res.labelled_) == 1
+    assert res.stop_reason_.startswith("the on-the-fly frame of MD step 2 (force σ ")
+    assert "duplicates a labelled structure (the selector's deduplication" in res.stop_reason_
+    # without deduplication every frame is labelled, as the threshold asks
+    al = _learner(tmp_path / "b", md, 4)
+    al.selector = MaxVarianceSelector(dedup_threshold=None)
+    assert len(al.run().labelled_) == 4

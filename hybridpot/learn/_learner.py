@@ -967,6 +967,20 @@ class ActiveLearner:
                                         exclude_structures=self._training()), dtype=np.int64)
             pick = np.asarray(new + [known[k] for k in sub], dtype=np.int64)
             if pick.size == 0:
+                if getattr(self.sampler, "uses_labels", False) is True and cands:
+                    # on the fly: the frame that passed the threshold duplicates a label
+                    # (the selector's deduplication), so σ stays above the threshold where
+                    # the model was just refitted: the threshold is below σ's floor
+                    a = cands[0]
+                    return (f"the on-the-fly frame of MD step {a.info.get('md_step')} (force "
+                            f"σ {float(a.info.get('sigma_max', np.nan)):.3g} > threshold "
+                            f"{float(a.info.get('sigma_threshold', np.nan)):.3g} eV/Å) "
+                            "duplicates a labelled structure (the selector's deduplication; "
+                            "a deterministic oracle would give the same label): σ stays above "
+                            "the threshold next to a label, so the threshold is below what "
+                            "the model's σ reaches; raise sigma_threshold (see "
+                            "'selected_sigma_after' in the history), increase check_interval, "
+                            "or give a selector with dedup_threshold=None to label it anyway")
                 return "no candidates"
             if self.target_sigma is not None and not new:
                 sig = self._sigma(model, [cands[k] for k in pick])
