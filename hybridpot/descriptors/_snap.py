@@ -255,10 +255,14 @@ def _check_flag(value, name, owner):
 def _per_species(value, default, name, owner, n, positive):
     if value is None:
         return np.full(n, default)
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        # one value for every species (FitSNAP's single-element 'radelem = 0.5')
+        return np.full(n, check_float(value, name, owner, low=0.0 if positive else None,
+                                      finite=True))
     if isinstance(value, (str, bytes)) or np.ndim(value) != 1 or len(value) != n:
         raise InvalidParameterError(
             f"The '{name}' parameter of {owner} must be None or a sequence of {n} floats "
-            f"(one per species). Got {value!r} instead.")
+            f"(one per species), or one float for every species. Got {value!r} instead.")
     out = np.empty(n)
     for k, v in enumerate(value):
         out[k] = check_float(v, f"{name}[{k}]", owner, low=0.0 if positive else None,
@@ -321,10 +325,11 @@ class SNAPBispectrum(Descriptor):
         Fraction of pi reached by ``theta0`` at the cutoff, in (0, 1).
     rmin0 : float, default=0.0
         Inner distance of the angular mapping and switching function (Å), >= 0.
-    radelem : sequence of float or None, default=None
-        Element radii (dimensionless, multiplied by ``rcutfac``) per species; 0.5 each.
-    wj : sequence of float or None, default=None
-        Neighbour weights per species; 1.0 each.
+    radelem : float, sequence of float or None, default=None
+        Element radii (dimensionless, multiplied by ``rcutfac``) per species (a float: the
+        same for every species); 0.5 each.
+    wj : float, sequence of float or None, default=None
+        Neighbour weights per species (a float: the same for every species); 1.0 each.
     switchflag : bool, default=True
         Smooth cosine switching function (needed for continuous forces).
     bzeroflag : bool, default=False
