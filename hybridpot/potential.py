@@ -627,8 +627,16 @@ class HybridPotential(BaseEstimator):
         Raises
         ------
         hybridpot.InvalidParameterError
-            When a hyperparameter is invalid (as at :meth:`fit`).
+            When a hyperparameter is invalid (as at :meth:`fit`) or unknown.
         """
+        allowed = sorted(set(cls._get_param_names()) - {
+            "descriptor", "regressor", "baseline", "reference_energies"})
+        unknown = sorted(set(params) - set(allowed))
+        if unknown:
+            raise InvalidParameterError(
+                f"HybridPotential.from_fitted takes the hyperparameters {allowed} besides "
+                f"descriptor, regressor, baseline and reference_energies. Got {unknown} "
+                "instead.")
         model = cls(descriptor=descriptor, regressor=regressor, baseline=baseline,
                     reference_energies=reference_energies, **params)
         model._validate()

@@ -299,3 +299,22 @@ def test_species_documented_as_list_rejects_non_iterables_with_typed_error(
                        match=rf"'species' parameter of {cls_name} must be a non-empty list of "
                              rf"chemical symbols .*Got {species!r} instead"):
         desc.compute(bulk("Cu", "fcc", a=3.61))
+
+
+def test_from_fitted_rejects_unknown_hyperparameters_with_typed_error():
+    # its docstring documents **params as HybridPotential hyperparameters; a misspelt one
+    # was a bare TypeError from __init__
+    import numpy as np
+
+    from hybridpot import HybridPotential, InvalidParameterError
+    from hybridpot.descriptors import PowerSpectrum
+    from hybridpot.regression import LinearRegressor
+
+    desc = PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=2, l_max=1)
+    reg = LinearRegressor.from_coef(np.zeros((1, 1 + desc.n_features)))
+    with pytest.raises(InvalidParameterError,
+                       match=r"from_fitted takes the hyperparameters \[.*'chunk_size'.*\] "
+                             r"besides .*Got \['chunksize'\] instead"):
+        HybridPotential.from_fitted(desc, reg, chunksize=8)
+    model = HybridPotential.from_fitted(desc, reg, chunk_size=8)
+    assert model.chunk_size == 8 and hasattr(model, "regressor_")
