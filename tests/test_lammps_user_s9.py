@@ -435,3 +435,12 @@ def test_scalar_radelem_and_wj_apply_to_every_species():
     with pytest.raises(InvalidParameterError, match=r"sequence of 2 floats \(one per species\), "
                                                     r"or one float for every species"):
         SNAPBispectrum(species=["Cu", "Ni"], twojmax=2, rcutfac=4.0, wj=[1.0]).r_cut
+
+
+def test_prefix_with_a_lammps_suffix_names_the_files(tmp_path):
+    """Before: prefix 'lmp/cu.mod' wrote cu.mod.snapcoeff, cu.mod.snapparam and cu.mod.mod."""
+    for given in ("cu.mod", "cu.snapcoeff", "cu.snapparam"):
+        paths = write_snap(_model(None), tmp_path / given)
+        assert [paths[k].name for k in ("snapcoeff", "snapparam", "mod")] == \
+               ["cu.snapcoeff", "cu.snapparam", "cu.mod"]
+    assert write_snap(_model(None), tmp_path / "cu.v2")["mod"].name == "cu.v2.mod"

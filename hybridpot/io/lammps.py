@@ -314,7 +314,8 @@ def write_snap(model, prefix, *, species=None, absolute_paths=False):
         quadratic; or a linear one on a ``quadraticflag`` descriptor).  Reference energies
         are folded into the constant coefficient.
     prefix : str or path
-        Output prefix: ``<prefix>.snapcoeff``, ``<prefix>.snapparam``, ``<prefix>.mod``;
+        Output prefix: ``<prefix>.snapcoeff``, ``<prefix>.snapparam``, ``<prefix>.mod``
+        (a prefix ending in one of these suffixes, e.g. ``"lmp/cu.mod"``, means ``"lmp/cu"``);
         baseline files go beside them as ``<prefix>.<name>`` (e.g.
         ``<prefix>.hybridpot_buckingham.table``), so exports with other prefixes into the
         same folder keep their own.
@@ -427,6 +428,9 @@ def write_snap(model, prefix, *, species=None, absolute_paths=False):
                 baseline_cmds["pair_coeff"], elements, types))
 
     prefix = Path(prefix)
+    if prefix.suffix in (".mod", ".snapcoeff", ".snapparam") and prefix.stem:
+        # 'lmp/cu.mod' means the files lmp/cu.mod, lmp/cu.snapcoeff, ... (not cu.mod.mod)
+        prefix = prefix.with_suffix("")
     prefix.parent.mkdir(parents=True, exist_ok=True)
     paths = {"snapcoeff": prefix.with_name(prefix.name + ".snapcoeff"),
              "snapparam": prefix.with_name(prefix.name + ".snapparam"),
