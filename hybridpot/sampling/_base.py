@@ -50,12 +50,16 @@ class Sampler(BaseEstimator):
     ``sample(n, *, random_state=None, model=None) -> list[ase.Atoms]`` (unlabelled structures;
     ``model`` is the current fitted :class:`~hybridpot.HybridPotential`, needed only by
     model-driven samplers).  Set ``needs_model = True`` when ``model`` is required, and
-    ``needs_uncertainty = True`` when its predictive σ is (checked before sampling).
+    ``needs_uncertainty = True`` when its predictive σ is (checked before sampling).  A
+    sampler whose ``uses_labels`` is true also takes ``labelled=`` (the learner's training
+    structures, in label order), e.g. to continue an MD trajectory from the last label.
     """
 
     needs_model = False
     #: the sampler uses the model's predictive σ (a posterior): checked by ``_check_model``
     needs_uncertainty = False
+    #: ``sample`` takes ``labelled=`` (passed by :class:`~hybridpot.learn.ActiveLearner`)
+    uses_labels = False
 
     def _check_model(self, model):
         if self.needs_model and (model is None or not hasattr(model, "regressor_")):
