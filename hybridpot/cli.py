@@ -402,13 +402,16 @@ def cmd_export(args, cfg):
         raise ConfigError(f"export.prefix must end in a file name prefix, e.g. 'lammps/model' "
                           f"(writes lammps/model.snapcoeff, ...). Got {prefix!r}.")
     Path(prefix).parent.mkdir(parents=True, exist_ok=True)
+    species = args.species or cfg["export"].get("species") or None
     try:
-        paths = write_snap(model, prefix, species=args.species,
+        paths = write_snap(model, prefix, species=species,
                            absolute_paths=bool(args.absolute_paths))
     except InvalidParameterError as e:
-        if args.species is None:
+        if species is None:
             raise
-        raise ConfigError(f"--species {' '.join(args.species)}: {e}") from e
+        where = (f"--species {' '.join(args.species)}" if args.species
+                 else f"export.species = {species!r}")
+        raise ConfigError(f"{where}: {e}") from e
     written = [paths[k] for k in ("snapcoeff", "snapparam", "mod")] + list(paths["files"])
     print("wrote " + ", ".join(str(f) for f in written))
     mod = Path(paths["mod"])
@@ -466,7 +469,7 @@ def _parser():
                    "(default: by file name, for LAMMPS running in the export folder)")
     s.add_argument("--species", nargs="+", metavar="EL",
                    help="element of LAMMPS atom types 1, 2, ... (an element may repeat; "
-                   "default: the model's trained elements in order)")
+                   "overrides export.species; default: the model's trained elements in order)")
     for name, (helptext, fn) in _extra_commands().items():
         # `learn` writes its model into the run directory: it takes no --model
         s = sub.add_parser(name, parents=[common if name == "learn" else with_model],

@@ -79,6 +79,8 @@ Example (every key optional; these are the defaults of ``hybridpot fit``)::
 
     [export]
     prefix = "lammps/model"
+    species = []                # element of LAMMPS atom types 1, 2, ... (may repeat, e.g.
+                                # ["Cu", "Cu", "Ni"]); [] = the model's trained elements
 
 Per-element descriptor values (SNAPBispectrum ``radelem`` / ``wj``, PowerSpectrum and
 Bispectrum ``species_weights``) are best given as tables keyed by element, e.g.
@@ -228,7 +230,7 @@ DEFAULT_CONFIG = {
            "ensemble": "langevin", "temperature_K": 300.0, "timestep_fs": 1.0, "steps": 1000,
            "friction": 0.02, "trajectory": "md.traj", "seed": 0, "uncertainty_interval": 0,
            "sigma_log": "md_sigma.csv", "max_force_std": 0.0},
-    "export": {"prefix": "lammps/model"},
+    "export": {"prefix": "lammps/model", "species": []},
 }
 
 # key -> allowed python types (sections with "type" accept extra keys: class kwargs)
@@ -246,7 +248,7 @@ _SCHEMA = {
            "steps": (int,), "friction": (float, int), "trajectory": (str,), "seed": (int,),
            "pressure_GPa": (float, int), "taut_fs": (float, int), "taup_fs": (float, int),
            "uncertainty_interval": (int,), "sigma_log": (str,), "max_force_std": (float, int)},
-    "export": {"prefix": (str,)},
+    "export": {"prefix": (str,), "species": (list,)},
     # active learning (hybridpot.learn.cli): `hybridpot select` and `hybridpot learn`
     "select": {"pool": (str,), "n": (int,), "method": (str,), "kind": (str,),
                "output": (str,), "dedup_threshold": (float, int), "seed": (int,)},

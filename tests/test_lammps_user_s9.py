@@ -444,3 +444,19 @@ def test_prefix_with_a_lammps_suffix_names_the_files(tmp_path):
         assert [paths[k].name for k in ("snapcoeff", "snapparam", "mod")] == \
                ["cu.snapcoeff", "cu.snapparam", "cu.mod"]
     assert write_snap(_model(None), tmp_path / "cu.v2")["mod"].name == "cu.v2.mod"
+
+
+def test_config_export_species(tmp_path, capsys, monkeypatch):
+    from hybridpot.cli import main
+
+    _model(None, species=("Cu", "Ni")).save(tmp_path / "m.hpot")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "e.toml").write_text('[export]\nprefix = "lmp/m"\nspecies = ["Ni", "Ni", "Cu"]\n')
+    assert main(["export", "-c", "e.toml", "--model", "m.hpot"]) == 0
+    assert "LAMMPS atom types: 1 = Ni, 2 = Ni, 3 = Cu" in capsys.readouterr().out
+    assert main(["export", "-c", "e.toml", "--model", "m.hpot", "--species", "Cu"]) == 0
+    assert "LAMMPS atom types: 1 = Cu\n" in capsys.readouterr().out   # the option wins
+    (tmp_path / "e.toml").write_text('[export]\nspecies = ["Ni", 3]\n')
+    assert main(["export", "-c", "e.toml", "--model", "m.hpot"]) == 2
+    assert "error: export.species = ['Ni', 3]: The 'species' parameter of write_snap must " \
+           "contain chemical symbols" in capsys.readouterr().err
