@@ -450,11 +450,14 @@ class ActiveLearner:
        MAE, σ of the selection), advance ``t`` in ``state.json`` (atomic: temp + os.replace).
 
     Stopping rule (checked before each iteration): ``max_labels`` labels, ``max_iterations``
-    iterations, the validation force MAE (eV/Å) at most ``target_error``, or the largest
-    force σ (RMS over components, eV/Å) of the selected candidates at most ``target_sigma``
-    (the batch is then not labelled), or no candidate left.  The run also stops after an
-    iteration in which every oracle call failed (``stop_reason_`` quotes the first error;
-    restarting the run resumes it, e.g. once the oracle is fixed).
+    iterations, ``max_oracle_seconds`` of oracle time, the validation force MAE (eV/Å) at
+    most ``target_error``, or the largest force σ (RMS over components, eV/Å) of the
+    selected candidates at most ``target_sigma`` (the batch is then not labelled), or no
+    candidate left (on the fly: the trajectory reached the sampler's ``n_steps``, or its
+    frame duplicates a label).  The run also stops after an iteration in which every
+    oracle call failed (``stop_reason_`` quotes the first error; restarting the run resumes
+    it, e.g. once the oracle is fixed; on the fly, with one call per iteration, that is the
+    first failed call: the resumed run continues from the last label on a new branch).
 
     On-the-fly learning (FLARE's loop): ``UncertaintyMDSampler(continue_md=True, ...)``
     with ``n_candidates=1, batch_size=1`` (and ``max_iterations >= max_labels``: one label
