@@ -331,3 +331,25 @@ def test_big_training_structure_uses_chunked_jacobian(monkeypatch):
                          regressor=SparseGPRegressor(n_sparse=8, random_state=0), chunk_size=2)
     monkeypatch.setattr(dbase, "GRADIENT_CHUNK_BYTES", limit)
     assert gp._chunks(4, data) == [[0, 1], [2, 3]]
+
+
+def test_gp_projected_pair_jacobian_matches_numpy():
+    """The numba projection of the pair Jacobian onto the unit sphere (GP dot-kernel σ) equals
+    the former numpy expression, also on a strided (kernel-feature) view."""
+    from hybridpot.regression._gp import _project_pair_jacobian
+
+    rng = np.random.default_rng(3)
+    P, F, n = 300, 12, 40
+    D_full = rng.normal(size=(P, 3, F + 3))
+    D = D_full[..., 3:]                       # a view, as SparseGPRegressor._kx gives
+    Y = rng.normal(size=(n, F))
+    Y /= np.linalg.norm(Y, axis=1)[:, None]
+    pi = np.sort(rng.integers(0, n, P))
+    inv_n = rng.uniform(0.0, 2.0, n)
+    inv_n[3] = 0.0
+    yc = Y[pi]
+    ref = (D - np.matmul(D, yc[:, :, None]) * yc[:, None, :]) * inv_n[pi][:, None, None]
+    before = D_full.copy()
+    out = _project_pair_jacobian(D, Y, pi, inv_n)
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(D_full, before)    # input untouched

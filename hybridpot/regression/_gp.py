@@ -398,6 +398,24 @@ def _stress_prior_kernel(Y, sp, order, bounds, G, dot, zeta, inv_l2, block):
     return out
 
 
+@njit(cache=True)
+def _project_pair_jacobian(D, Y, pair_i, inv_n):
+    """``out[p, a] = (D[p, a] - (D[p, a] . y) y) * inv_n[i]`` with ``y = Y[i]``, ``i = pair_i[p]``
+    (the pair Jacobian of the unit descriptor ``x / |x|`` of the centre), shape of ``D``."""
+    P, C, F = D.shape
+    out = np.empty((P, C, F))
+    for p in range(P):
+        i = pair_i[p]
+        s = inv_n[i]
+        for a in range(C):
+            t = 0.0
+            for f in range(F):
+                t += D[p, a, f] * Y[i, f]
+            for f in range(F):
+                out[p, a, f] = (D[p, a, f] - t * Y[i, f]) * s
+    return out
+
+
 #: pairs per block of the pair-kernel products ``T`` in :meth:`SparseGPRegressor.design_rows`
 PAIR_BLOCK = 1024
 
@@ -1917,9 +1935,9 @@ class SparseGPRegressor(Regressor):
         D = np.asarray(self._kx(g.d_drij), dtype=np.float64)
         pi = np.asarray(g.pair_i, dtype=np.int64)
         if self.kernel == "dot":   # h = (I - y y^T) g / |x| of the centre atom
-            yc = Y[pi]
-            D = D - np.matmul(D, yc[:, :, None]) * yc[:, None, :]
-            D *= inv_n[pi][:, None, None]
+            # one pass, one output array (the numpy form made ~4 Jacobian-sized temporaries
+            # and a batched matmul of (3, F) x (F, 1) per pair: 4 s of a 2048-atom σ)
+            D = _project_pair_jacobian(D, Y, pi, inv_n)
         inv_l2 = 0.0 if self.kernel == "dot" else 1.0 / self.length_scale_ ** 2
         return (np.ascontiguousarray(Y), spk, np.ascontiguousarray(D), pi,
                 self.kernel == "dot", int(self._zeta), float(inv_l2))
