@@ -204,6 +204,8 @@ def test_recalibrated_template_without_recalibration_warns(tmp_path):
      r"'recalibration' parameter of ActiveLearner must be one of \['nll', 'coverage'"),
     ({"recalibration": "nll"},
      "'recalibration' parameter of ActiveLearner needs labelled 'validation' structures"),
+    ({"recalibration": "split", "validation": [1]},
+     r"\('split' needs a posterior committee, which refits do not have\). Got 'split'"),
 ])
 def test_recalibration_errors(tmp_path, kw, match):
     _, al = _recalibrated_learner(tmp_path / "c", **kw)

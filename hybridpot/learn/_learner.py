@@ -531,8 +531,9 @@ class ActiveLearner:
         candidates sampled so far (saved as ``proposals/candidates_<t>.extxyz``; the weights
         multiply any ``info["fit_weight"]`` of the structures).  None: unweighted refits.
     recalibration : str or None, default=None
-        A method of :func:`hybridpot.uq.recalibrate` (``"nll"``, ``"coverage"``, ...):
-        every refitted model is recalibrated on the ``validation`` structures it can predict
+        A method of :func:`hybridpot.uq.recalibrate` other than ``"split"`` (``"nll"``,
+        ``"coverage"``, ``"heteroscedastic"``, ``"heteroscedastic_coverage"``): every
+        refitted model is recalibrated on the ``validation`` structures it can predict
         (saved with it), so σ-driven samplers, selectors and ``target_sigma`` see calibrated
         σ at every iteration.  A refit clones ``model``: a recalibration, posterior
         committee (``LinearPosterior.apply``) or σ scale of the given model is not carried
@@ -640,10 +641,14 @@ class ActiveLearner:
         if rc is not None:
             from ..uq._calibration import METHODS
 
-            if not isinstance(rc, str) or rc not in METHODS:
+            # "split" needs a posterior committee (LinearPosterior.apply), which a refitted
+            # clone never has: it would fail at the first refit, after the first labels
+            allowed = [m for m in METHODS if m != "split"]
+            if not isinstance(rc, str) or rc not in allowed:
                 raise InvalidParameterError(
-                    f"The 'recalibration' parameter of {owner} must be one of "
-                    f"{list(METHODS)} or None. Got {rc!r} instead.")
+                    f"The 'recalibration' parameter of {owner} must be one of {allowed} or "
+                    f"None ('split' needs a posterior committee, which refits do not "
+                    f"have). Got {rc!r} instead.")
             if not self.validation:
                 raise InvalidParameterError(
                     f"The 'recalibration' parameter of {owner} needs labelled 'validation' "
