@@ -74,6 +74,8 @@ def test_on_the_fly_loop_continues_one_trajectory(tmp_path):
         assert [int(f.info["md_step"]) for f in traj] == list(
             range(int(traj[0].info["md_step"]), int(a.info["md_step"]) + 1, 5))
         assert all(f.info["sigma_max"] <= f.info["sigma_threshold"] for f in traj[:-1])
+        # no bookkeeping of the label the trajectory continued from
+        assert not any(k in f.info for f in traj for k in ("al_id", "oracle_seconds"))
         np.testing.assert_allclose(traj[-1].positions, a.positions, atol=1e-7)
     if len(labels) < 6:
         assert res.stop_reason_.startswith("the sampler's on-the-fly MD reached its n_steps "

@@ -232,6 +232,9 @@ class UncertaintyMDSampler(Sampler):
             step = 0
         else:
             atoms = start.copy()
+            # the label's bookkeeping (ActiveLearner ids, oracle time) is not the new frames'
+            for key in ("al_id", "al_iteration", "al_order", "oracle_seconds"):
+                atoms.info.pop(key, None)
             t0, t1 = float(tr[0]), float(tr[1])
             step = int(start.info["md_step"])
             if not atoms.has("momenta"):
