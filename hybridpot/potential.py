@@ -500,13 +500,13 @@ class HybridPotential(BaseEstimator):
         return out
 
     def _chunked_jacobian(self, atoms):
-        """True for a structure fitted alone with a ChunkedGradients: the regressor reduces
-        one (linear models) and its Jacobian would exceed ``GRADIENT_CHUNK_BYTES`` (estimated
-        at 64 pairs per atom)."""
+        """True for a structure fitted alone with a ChunkedGradients: the regressor's fit
+        reduces one (``_chunked_fit``: linear models) and its Jacobian would exceed
+        ``GRADIENT_CHUNK_BYTES`` (estimated at 64 pairs per atom)."""
         from .descriptors import _base as dbase
 
         reg = self.regressor
-        return bool(getattr(reg, "_chunked_gradients", False)) and \
+        return bool(getattr(reg, "_chunked_fit", False)) and \
             64 * 24 * len(atoms) * self.descriptor.n_features > dbase.GRADIENT_CHUNK_BYTES
 
     def _batch_source(self, prep):

@@ -353,3 +353,38 @@ def test_gp_projected_pair_jacobian_matches_numpy():
     out = _project_pair_jacobian(D, Y, pi, inv_n)
     np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-14)
     np.testing.assert_array_equal(D_full, before)    # input untouched
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_nn_committee_sigma_on_chunked_gradients_equals_full(monkeypatch):
+    """NeuralNetworkRegressor(n_models>1) σ through HybridPotential reduces the Jacobian chunk
+    by chunk (it held the whole per-pair Jacobian: 172 KB/atom for PowerSpectrum F=180):
+    same forces, stresses and σ as predict_batch on the full Jacobian; the NN fit keeps its
+    plain batches."""
+    from hybridpot.descriptors import _base as dbase
+    from hybridpot.regression import NeuralNetworkRegressor
+
+    m = HybridPotential(
+        descriptor=DESCRIPTOR_CASES["PowerSpectrum"](["Cu"]),
+        regressor=NeuralNetworkRegressor(hidden_layer_sizes=(8,), max_iter=20, n_models=3,
+                                         random_state=0)).fit(emt_dataset(4, 3))
+    at = bulk("Cu", "fcc", a=3.6, cubic=True) * (3, 3, 3)
+    at.rattle(0.05, seed=4)
+    X, full = m.descriptor.compute(at, gradients=True)
+    ref = m.regressor_.predict_batch(
+        m._unlabelled_batch(at, X, np.zeros(len(at), dtype=np.int64), full, 0), return_std=True)
+    monkeypatch.setattr(dbase, "GRADIENT_CHUNK_BYTES", 24 * m.descriptor.n_features * 300)
+    monkeypatch.setattr(dbase.ChunkedGradients, "materialize", None)   # never the full array
+    real = m.descriptor.compute
+
+    def no_full_jacobian(atoms, gradients=False):
+        assert not gradients
+        return real(atoms)
+
+    monkeypatch.setattr(m.descriptor, "compute", no_full_jacobian)
+    out = m._evaluate(at, forces=True, stress=True, return_std=True)
+    np.testing.assert_allclose(out["forces"], ref["forces"], atol=1e-10)
+    np.testing.assert_allclose(out["forces_std"], ref["forces_std"], rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(out["stress"], ref["stress"][0], atol=1e-12)
+    np.testing.assert_allclose(out["stress_std"], ref["stress_std"][0], rtol=1e-8, atol=1e-14)
+    assert not m._chunked_jacobian(at * (3, 3, 3))

@@ -124,6 +124,9 @@ class _LinearBase(Regressor):
     #: predict_batch reduces a ChunkedGradients one range of centres at a time (HybridPotential
     #: passes one for σ, so a big cell never holds its whole per-pair Jacobian)
     _chunked_gradients = True
+    #: the fit reduces a ChunkedGradients too (its rows do not depend on the batching), so
+    #: HybridPotential gives a big training structure a batch of its own with one
+    _chunked_fit = True
 
     # -- input handling ---------------------------------------------------------------------
     def _validate_common(self):

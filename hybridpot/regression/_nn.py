@@ -41,7 +41,7 @@ from threadpoolctl import threadpool_limits  # a hard dependency of scikit-learn
 from .._exceptions import (InvalidParameterError, MissingLabelsError, ModelFormatError,
                            NotFittedError, UnknownSpeciesError)
 from .._validation import check_choice, check_float, check_int, check_random_state_param
-from ..descriptors._base import DescriptorGradients
+from ..descriptors._base import DescriptorGradients, gradient_chunks
 from ._base import VOIGT, BatchSource, Regressor, StructureBatch, register_regressor
 
 __all__ = ["NeuralNetworkRegressor"]
@@ -615,6 +615,10 @@ class NeuralNetworkRegressor(Regressor):
         self.max_force_rows = max_force_rows
         self.random_state = random_state
 
+    #: predict_batch reduces a ChunkedGradients chunk by chunk (HybridPotential passes one for
+    #: the committee σ of a big cell instead of the whole per-pair Jacobian)
+    _chunked_gradients = True
+
     @property
     def has_uncertainty(self):
         """True when ``n_models >= 2`` (the committee spread is the uncertainty)."""
@@ -1092,19 +1096,21 @@ class NeuralNetworkRegressor(Regressor):
         E = np.stack([np.bincount(st, weights=e, minlength=S) for e in eps])
         out = {"energy": E}
         if gr is not None:
-            pi = np.ascontiguousarray(gr.pair_i, dtype=np.int64)
-            pj = np.ascontiguousarray(gr.pair_j, dtype=np.int64)
-            pst = st[pi]
-            rij = np.ascontiguousarray(gr.rij, dtype=np.float64)
-            dd = np.ascontiguousarray(gr.d_drij, dtype=np.float64)
-            forces = np.empty((n_m, batch.n_atoms, 3))
-            stress = np.empty((n_m, S, 6))
+            forces = np.zeros((n_m, batch.n_atoms, 3))
+            deps = np.zeros((n_m, S, 3, 3))
             vol = np.asarray(batch.volume, dtype=np.float64)
-            for m in range(n_m):
-                dE_dr, dE_deps = _pair_forward_kernel(pi, pj, pst, rij, dd, G[m],
-                                                      batch.n_atoms, S)
-                forces[m] = -dE_dr
-                stress[m] = dE_deps[:, _VOIGT_A, _VOIGT_B] / vol[:, None]
+            for c in gradient_chunks(gr):   # one piece unless ChunkedGradients (big cells)
+                pi = np.ascontiguousarray(c.pair_i, dtype=np.int64)
+                pj = np.ascontiguousarray(c.pair_j, dtype=np.int64)
+                pst = st[pi]
+                rij = np.ascontiguousarray(c.rij, dtype=np.float64)
+                dd = np.ascontiguousarray(c.d_drij, dtype=np.float64)
+                for m in range(n_m):
+                    dE_dr, dE_deps = _pair_forward_kernel(pi, pj, pst, rij, dd, G[m],
+                                                          batch.n_atoms, S)
+                    forces[m] -= dE_dr
+                    deps[m] += dE_deps
+            stress = deps[:, :, _VOIGT_A, _VOIGT_B] / vol[None, :, None]
             out["forces"], out["stress"] = forces, stress
         res = {}
         for k, v in out.items():
