@@ -6,10 +6,12 @@
 - :class:`PoolSampler`: candidates drawn from a fixed list (pool-based active learning).
 - :class:`UncertaintyMDSampler`: MD with the current model at a random temperature ramp,
   stopped when the predicted force uncertainty passes a threshold; returns the most uncertain
-  frames.
+  frames.  With ``continue_md=True`` (on-the-fly learning, FLARE's loop) one trajectory is
+  continued from each labelled frame it proposed.
 - :class:`AdversarialSampler`: gradient ascent of ``-E/kT + log sigma_F^2`` on the positions.
 
-Every sampler has ``sample(n, *, random_state, model=None) -> list[ase.Atoms]``.
+Every sampler has ``sample(n, *, random_state, model=None) -> list[ase.Atoms]`` (samplers
+with ``uses_labels`` also take ``labelled=``, the learner's training structures).
 """
 
 from ._base import Sampler, as_generator
