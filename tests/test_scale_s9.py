@@ -388,3 +388,34 @@ def test_nn_committee_sigma_on_chunked_gradients_equals_full(monkeypatch):
     np.testing.assert_allclose(out["stress"], ref["stress"][0], atol=1e-12)
     np.testing.assert_allclose(out["stress_std"], ref["stress_std"][0], rtol=1e-8, atol=1e-14)
     assert not m._chunked_jacobian(at * (3, 3, 3))
+
+
+@pytest.mark.parametrize("name", ["ps", "snap_quadratic"])
+def test_posterior_committee_sigma_chunked_equals_one_chunk(name, monkeypatch):
+    """The posterior committee (uncertainty_, > FUSED_MAX_MEMBERS members: design-row path)
+    reduces the Jacobian chunk by chunk: same forces, stresses and σ as with one chunk; its
+    quadratic member gradients need no (K, n_atoms, F, F) gather (checked against the
+    per-member linear-regressor gradient)."""
+    from test_md_uncertainty_cost import _model
+
+    from hybridpot.descriptors import _base as dbase
+    from hybridpot.regression import LinearRegressor
+    from hybridpot.uq import _committee
+
+    model = _model(name, n_members=20, seed=1)
+    at = skewed_two_element_cell(seed=5) * (2, 2, 2)
+    at.rattle(0.03, seed=6)
+    ref = model._evaluate(at, forces=True, stress=True, return_std=True)
+    monkeypatch.setattr(dbase, "GRADIENT_CHUNK_BYTES", 24 * model.descriptor.n_features * 40)
+    monkeypatch.setattr(dbase.ChunkedGradients, "materialize", None)
+    out = model._evaluate(at, forces=True, stress=True, return_std=True)
+    for k in ("forces", "forces_std", "stress", "stress_std"):
+        np.testing.assert_allclose(out[k], ref[k], rtol=1e-9, atol=1e-12)
+    com = model.uncertainty_
+    X = model.descriptor.compute(at)
+    z = np.array([["Cu", "Ni"].index(s) for s in at.get_chemical_symbols()])
+    _, dE = _committee.member_gradients(com.modes[:3], X, z, com.quadratic)
+    for k in range(3):
+        _, g = LinearRegressor.from_coef(com.modes[k], quadratic=com.quadratic) \
+            .atomic_energy_gradient(X, z)
+        np.testing.assert_allclose(dE[k], g, rtol=1e-12, atol=1e-13)

@@ -36,6 +36,7 @@ from numba import njit
 
 from .._exceptions import InvalidParameterError, ModelFormatError
 from .._labels import VOIGT, matrix_to_voigt
+from ..descriptors._base import gradient_chunks
 from ..regression._design import feature_map, quadratic_index
 
 __all__ = ["Committee", "member_gradients"]
@@ -72,21 +73,24 @@ def member_gradients(coefs, X, species, quadratic):
     dE = coefs[:, species, 1:1 + F].copy()
     if quadratic:
         iu, ju = quadratic_index(F)
-        S = np.zeros((coefs.shape[0], nsp, F, F))
-        S[:, :, iu, ju] = coefs[:, :, 1 + F:]
-        S[:, :, ju, iu] = coefs[:, :, 1 + F:]
-        dE += np.einsum("kifl,il->kif", S[:, species], X)
+        for s in range(nsp):   # per element: no (K, n_atoms, F, F) gather of S
+            idx = np.flatnonzero(species == s)
+            if idx.size == 0:
+                continue
+            S = np.zeros((coefs.shape[0], F, F))
+            S[:, iu, ju] = coefs[:, s, 1 + F:]
+            S[:, ju, iu] = coefs[:, s, 1 + F:]
+            dE[:, idx] += np.einsum("kfl,il->kif", S, X[idx])
     return energy, dE
 
 
 @njit(cache=True)
-def _pair_rows_kernel(pair_i, pair_j, rij, species, d_drij, n_atoms, n_species):
-    """Position rows ``R[k, a, s, f] = sum_{i: species_i = s} dX_i[f] / dr_k[a]`` and virial
-    rows ``V[s, b, a, f] = sum_{p: species_{i_p} = s} r_ij[p, b] dX_{i_p}[f] / dr_ij[p, a]``
-    in one pass over the per-pair Jacobian."""
+def _pair_rows_kernel(pair_i, pair_j, rij, species, d_drij, R, V):
+    """Add the pairs' terms to the position rows
+    ``R[k, a, s, f] = sum_{i: species_i = s} dX_i[f] / dr_k[a]`` (n_atoms, 3, n_species, F)
+    and virial rows ``V[s, b, a, f] = sum_{p: species_{i_p} = s} r_ij[p, b] dX_{i_p}[f] /
+    dr_ij[p, a]`` (n_species, 3, 3, F), in one pass over the per-pair Jacobian."""
     n_pairs, _, F = d_drij.shape
-    R = np.zeros((n_atoms, 3, n_species, F))
-    V = np.zeros((n_species, 3, 3, F))
     for p in range(n_pairs):
         i = pair_i[p]
         j = pair_j[p]
@@ -102,7 +106,6 @@ def _pair_rows_kernel(pair_i, pair_j, rij, species, d_drij, n_atoms, n_species):
                 V[s, 0, a, f] += r0 * v
                 V[s, 1, a, f] += r1 * v
                 V[s, 2, a, f] += r2 * v
-    return R, V
 
 
 def _linear_pair_outputs(atoms, dX, z, stack, forces, want_stress):
@@ -116,11 +119,14 @@ def _linear_pair_outputs(atoms, dX, z, stack, forces, want_stress):
     F = P - 1
     n = len(atoms)
     W = stack[:, :, 1:].reshape(K1, nsp * F).T  # (nsp * F, K + 1)
-    d = np.ascontiguousarray(dX.d_drij, dtype=np.float64)
-    R, V = _pair_rows_kernel(np.ascontiguousarray(dX.pair_i, dtype=np.int64),
-                             np.ascontiguousarray(dX.pair_j, dtype=np.int64),
-                             np.ascontiguousarray(dX.rij, dtype=np.float64),
-                             np.ascontiguousarray(z, dtype=np.int64), d, n, nsp)
+    R = np.zeros((n, 3, nsp, F))
+    V = np.zeros((nsp, 3, 3, F))
+    zc = np.ascontiguousarray(z, dtype=np.int64)
+    for c in gradient_chunks(dX):   # a ChunkedGradients (big cells) one range at a time
+        _pair_rows_kernel(np.ascontiguousarray(c.pair_i, dtype=np.int64),
+                          np.ascontiguousarray(c.pair_j, dtype=np.int64),
+                          np.ascontiguousarray(c.rij, dtype=np.float64), zc,
+                          np.ascontiguousarray(c.d_drij, dtype=np.float64), R, V)
     f_all = sv = None
     if forces:
         f_all = -(R.reshape(n * 3, nsp * F) @ W).T.reshape(K1, n, 3)
@@ -245,7 +251,9 @@ class Committee:
             and K + 1 <= FUSED_MAX_MEMBERS
         dX = None
         if need_grad and not fused:
-            X, dX = model.descriptor.compute(atoms, gradients=True)
+            # the Jacobian per range of centres: a big cell never holds all of it
+            X = model.descriptor.compute(atoms)
+            dX = model.descriptor.compute_chunked_gradients(atoms)
         else:
             X = model.descriptor.compute(atoms)
         coef = np.asarray(reg.coef_, dtype=np.float64)
