@@ -419,3 +419,15 @@ def test_posterior_committee_sigma_chunked_equals_one_chunk(name, monkeypatch):
         _, g = LinearRegressor.from_coef(com.modes[k], quadratic=com.quadratic) \
             .atomic_energy_gradient(X, z)
         np.testing.assert_allclose(dE[k], g, rtol=1e-12, atol=1e-13)
+
+
+def test_noise_vector_per_row_matches_group_table(blr_model):
+    """BayesianLinearRegressor._noise_vector (per atom / row σ of the noise, called with one
+    group per atom for forces) is a table lookup, not a Python loop over atoms."""
+    reg = blr_model.regressor_
+    names = reg.group_names_
+    group = np.random.default_rng(0).integers(0, len(names) + 2, 5000)
+    v = reg._noise_vector("forces", group)
+    ref = [reg._noise_of("forces", names[g] if g < len(names) else f"group{g}") for g in group]
+    np.testing.assert_array_equal(v, ref)
+    assert reg._noise_vector("forces", np.zeros(0, dtype=np.int64)).shape == (0,)

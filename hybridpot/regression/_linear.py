@@ -1262,11 +1262,10 @@ class BayesianLinearRegressor(_LinearBase):
     def _noise_vector(self, kind, group):
         group = np.asarray(group, dtype=np.int64)
         names = self.group_names_
-        uniq = np.unique(group)
-        table = {int(g): self._noise_of(kind, names[g] if 0 <= g < len(names) else f"group{g}")
-                 for g in uniq}
-        return np.array([table[int(g)] for g in group], dtype=np.float64) if group.size \
-            else np.zeros(0)
+        uniq, inv = np.unique(group, return_inverse=True)
+        vals = np.array([self._noise_of(kind, names[g] if 0 <= g < len(names) else f"group{g}")
+                         for g in uniq], dtype=np.float64)   # loop over groups, not rows
+        return vals[inv.reshape(-1)] if group.size else np.zeros(0)
 
     @classmethod
     def from_coef(cls, coef, *, quadratic=False, covariance=None, noise=None):
