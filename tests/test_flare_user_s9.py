@@ -428,3 +428,37 @@ def test_on_the_fly_frame_duplicating_a_label_says_why(tmp_path):
     al = _learner(tmp_path / "b", md, 4)
     al.selector = MaxVarianceSelector(dedup_threshold=None)
     assert len(al.run().labelled_) == 4
+
+
+def test_on_the_fly_from_no_label(tmp_path, capsys):
+    """FLARE's first step: without labelled structures the first MD frame is labelled, then
+    the trajectory starts from it (was: 'needs a fitted model; give initial ...')."""
+    from hybridpot.cli import main
+
+    md = _otf(n_steps=200)
+    res = ActiveLearner(HybridPotential(descriptor=_desc(), regressor=BayesianLinearRegressor()),
+                        "EMT", md, None, run_dir=tmp_path / "run", n_candidates=1,
+                        batch_size=1, max_labels=4, max_iterations=10, random_state=0,
+                        progress=False).run()
+    first = res.labelled_[0]
+    assert first.info["md_step"] == 0 and first.info["md_temperature"] == 300.0
+    np.testing.assert_allclose(first.positions, _start().positions, atol=1e-8)
+    assert res.history_[0]["selected_sigma_max"] is None          # no model proposed it
+    steps = [a.info["md_step"] for a in res.labelled_]
+    assert len(steps) >= 2 and steps == sorted(steps) and steps[1] > 0
+    # a model is still required to continue labelled frames
+    with pytest.raises(InvalidParameterError, match="continues the trajectory of the "
+                       "'labelled' frames with the model fitted to them; got model=None"):
+        md.sample(1, random_state=0, labelled=res.labelled_)
+    # the command line without learn.initial
+    cli = tmp_path / "cli"
+    cli.mkdir()
+    cfg = _cli_config(cli, 'md_mode = "on_the_fly"\nthreshold_mode = "noise"\n'
+                      'sigma_threshold = 2.0')
+    text = cfg.read_text()
+    assert f'initial = "{cli / "init.extxyz"}"\n' in text
+    cfg.write_text(text.replace(f'initial = "{cli / "init.extxyz"}"\n', ""))
+    assert main(["learn", "-c", str(cfg), "-q"]) == 0
+    labels = read_labels(cli / "run" / "labels.extxyz")
+    assert labels[0].info["md_step"] == 0 and len(labels) >= 2
+    assert f"learn: {len(labels)} labels, 0 failures" in capsys.readouterr().out

@@ -243,10 +243,11 @@ def cmd_learn(args, cfg):
     model = HybridPotential(descriptor=descriptor, regressor=build_regressor(cfg, descriptor),
                             baseline=build_baseline(cfg),
                             weights=cfg["fit"].get("weights"))
-    if sec.get("sampler") == "md" and not initial:
+    if sec.get("sampler") == "md" and not initial and sec.get("md_mode") != "on_the_fly":
         raise ConfigError("learn.sampler = 'md' runs MD with the current model, so it needs "
                           "learn.initial (an extxyz of labelled structures) to fit the first "
-                          "one. Got no learn.initial.")
+                          "one (or learn.md_mode = 'on_the_fly', which labels the first MD "
+                          "frame). Got no learn.initial.")
     oracle = sec.get("oracle", "EMT")
     if oracle.upper() != "EMT":
         raise ConfigError(f"learn.oracle: only 'EMT' is built into the command line; use the "

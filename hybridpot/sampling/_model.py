@@ -89,14 +89,18 @@ class UncertaintyMDSampler(Sampler):
     passes the threshold, label that frame, refit, *continue the same trajectory*): one
     trajectory of ``n_steps`` steps in total with the deterministic temperature ramp
     ``T(s) = T_0 + (T_1 - T_0) s / n_steps`` (``(T_0, T_1) = temperature_range``, which may
-    decrease for a quench; ``s`` the step of the whole trajectory).  :meth:`sample` continues it from the last structure of
-    ``labelled`` that this sampler produced (``info["md_step"]`` and its momenta, both kept
-    in ``labels.extxyz``), or starts it from a random structure of ``starts`` at ``T_0``;
+    decrease for a quench; ``s`` the step of the whole trajectory).  :meth:`sample`
+    continues it from the last structure of ``labelled`` that this sampler produced
+    (``info["md_step"]`` and its momenta, both kept in ``labels.extxyz``), or starts it
+    from a random structure of ``starts`` at ``T_0``;
     each call runs until the threshold is passed (returns that frame, the most uncertain
     of the run, ``n`` is then irrelevant beyond 1) or until step ``n_steps`` (returns no
     frame and sets ``finished_``: the trajectory is done).
     :class:`~hybridpot.learn.ActiveLearner` passes its training structures as ``labelled``
-    (``uses_labels`` is true); use it with ``n_candidates=1, batch_size=1``.
+    (``uses_labels`` is true); use it with ``n_candidates=1, batch_size=1``.  Without a
+    model (no ``initial`` labels) the first call returns the trajectory's first frame
+    (a structure of ``starts``, ``md_step`` 0) to be labelled, and the MD starts from it
+    with Maxwell-Boltzmann velocities at ``T_0`` once the model is fitted.
 
     Threshold: ``sigma_threshold`` in eV/Å (``threshold_mode="absolute"``) or, as FLARE's
     positive ``std_tolerance_factor``, in units of the model's fitted force-noise std
@@ -158,16 +162,22 @@ class UncertaintyMDSampler(Sampler):
     n_runs_ : int
     stop_reasons_ : list of str
         ``"threshold"``, ``"steps"`` or ``"invalid"`` per run of the last :meth:`sample`.
-    threshold_ : float
-        The threshold of the last :meth:`sample`, eV/Å.
+    threshold_ : float or None
+        The threshold of the last :meth:`sample`, eV/Å (None when it proposed the first
+        frame of an on-the-fly trajectory without a model).
     trajectory_ : list of ase.Atoms
         Every recorded frame (every ``check_interval`` steps) of the last :meth:`sample`.
     finished_ : bool
         With ``continue_md``: the trajectory reached ``n_steps`` (nothing left to sample).
     """
 
-    needs_model = True
     needs_uncertainty = True
+
+    @property
+    def needs_model(self):
+        """Whether :meth:`sample` needs a fitted model (not on the fly: with no model yet
+        the trajectory's first frame is proposed for labelling, FLARE's first step)."""
+        return self.continue_md is not True
 
     def __init__(self, *, starts=None, temperature_range=(300.0, 1500.0), n_steps=500,
                  timestep_fs=2.0, friction=0.01, check_interval=10, sigma_threshold=0.2,
@@ -280,7 +290,8 @@ class UncertaintyMDSampler(Sampler):
         random_state : int, numpy.random.Generator or None, default=None
             Seed (a non-negative int) or generator; never the global numpy state.
         model : HybridPotential
-            Fitted, with a posterior.
+            Fitted, with a posterior.  With ``continue_md`` and no labelled frame yet, None
+            proposes the trajectory's first frame (``md_step`` 0) for labelling.
         labelled : list of ase.Atoms, optional
             With ``continue_md``: the training structures; the trajectory continues from
             the last one this sampler produced.  Ignored otherwise.
@@ -298,11 +309,13 @@ class UncertaintyMDSampler(Sampler):
         """
         owner = type(self).__name__
         n = check_int(n, "n", f"{owner}.sample", low=0)
-        self._check_model(model)
         if not isinstance(self.continue_md, (bool, np.bool_)):
             raise InvalidParameterError(
                 f"The 'continue_md' parameter of {owner} must be a bool. Got "
                 f"{self.continue_md!r} instead.")
+        first = self.continue_md is True and model is None
+        if not first:
+            self._check_model(model)
         starts = _check_starts(self.starts, owner, model)
         tr = self.temperature_range
         if self.continue_md is True and isinstance(tr, (list, tuple)) and len(tr) == 2:
@@ -315,7 +328,7 @@ class UncertaintyMDSampler(Sampler):
         dt = check_float(self.timestep_fs, "timestep_fs", owner, low=0.0)
         fric = check_float(self.friction, "friction", owner, low=0.0, low_inclusive=True)
         every = check_int(self.check_interval, "check_interval", owner, low=1)
-        thr = self._threshold(model, owner)
+        thr = None if first else self._threshold(model, owner)
         per = check_int(self.frames_per_run, "frames_per_run", owner, low=1)
         rng = as_generator(random_state, f"{owner}.sample")
         out, self.stop_reasons_, self.trajectory_ = [], [], []
@@ -323,6 +336,19 @@ class UncertaintyMDSampler(Sampler):
         self.n_runs_ = 0
         self.threshold_ = thr
         self.finished_ = False
+        if first:
+            if self._last_md_frame(labelled, owner) is not None:
+                raise InvalidParameterError(
+                    f"{owner}.sample continues the trajectory of the 'labelled' frames with "
+                    "the model fitted to them; got model=None.")
+            if n == 0:
+                return []
+            # no model yet: the trajectory's first frame, to be labelled (FLARE's first step)
+            fr = starts[int(rng.integers(len(starts)))].copy()
+            fr.calc = None
+            fr.info.update({"sampler": "md", "md_step": 0, "md_temperature": float(tr[0])})
+            self.trajectory_ = [fr]
+            return [fr]
         if self.continue_md is True:
             if n == 0:
                 return []
