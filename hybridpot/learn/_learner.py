@@ -465,7 +465,9 @@ class ActiveLearner:
     each iteration continues it from the last labelled frame (positions, momenta, step,
     temperature ramp) until the force σ passes the sampler's threshold (eV/Å, or a multiple
     of the fitted noise), labels that frame, refits, and the run stops when the trajectory
-    reaches the sampler's ``n_steps`` or at ``max_labels``.  ``labels.extxyz`` then holds
+    reaches the sampler's ``n_steps`` or at ``max_labels``; without ``initial`` (or a
+    fitted ``model``) the first iteration labels the trajectory's first frame, as FLARE
+    does.  ``labels.extxyz`` then holds
     the labelled frames in order with ``info["md_step"]``, ``info["md_temperature"]``,
     ``info["sigma_max"]``, ``info["sigma_threshold"]`` and the per-atom σ of the proposing
     model (``arrays["forces_std"]``); the history has σ before and after each refit;
