@@ -159,11 +159,19 @@ G5 = dict(species=["Cu", "Ni"], r_cut=4.2, radial_etas=[2.0], radial_shifts=[0.0
           bp_lambdas=[1, -1])
 
 
-@pytest.fixture(params=["custom", "default"])
+@pytest.fixture(params=["custom", "default", "g5-tanh", "ani-polynomial", "radial-tanh"])
 def desc(request):
-    """The ``desc`` fixture of the imported contract tests."""
+    """The ``desc`` fixture of the imported contract tests: G5, and the tanh / polynomial
+    cutoff functions (finding ACSF3)."""
     if request.param == "custom":
         return ACSF(**G5)
+    if request.param == "g5-tanh":
+        return ACSF(**G5, cutoff_function="tanh")
+    if request.param == "ani-polynomial":
+        return ACSF(species=["Cu", "Ni"], r_cut=4.0, angular_cutoff=3.2,
+                    cutoff_function="polynomial")
+    if request.param == "radial-tanh":
+        return ACSF(species=["Cu", "Ni"], r_cut=4.0, angular=None, cutoff_function="tanh")
     return ACSF(species=["Cu", "Ni"], r_cut=4.0, angular="g5")
 
 
@@ -282,3 +290,58 @@ def test_g5_network_model_forces_and_stress_match_finite_differences():
     np.testing.assert_allclose(s, fd_s, atol=1e-7)
     with pytest.raises(PropertyNotImplementedError, match="periodic in 3-D"):
         cluster.get_stress()
+
+
+
+# ---------------------------------------------------------------------------------------------
+# ACSF cutoff functions (finding ACSF3)
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind, f, df", [
+    ("cosine", lambda x: 0.5 * (np.cos(np.pi * x) + 1), lambda x: -0.5 * np.pi * np.sin(np.pi * x)),
+    ("tanh", lambda x: np.tanh(1 - x) ** 3,
+     lambda x: -3 * np.tanh(1 - x) ** 2 / np.cosh(1 - x) ** 2),
+    ("polynomial", lambda x: 1 - 10 * x ** 3 + 15 * x ** 4 - 6 * x ** 5,
+     lambda x: -30 * x ** 2 + 60 * x ** 3 - 30 * x ** 4),
+])
+def test_cutoff_functions_closed_form_on_a_dimer(kind, f, df):
+    rc, R, eta = 4.0, 2.7, 0.3
+    desc = ACSF(species=["H"], r_cut=rc, radial_etas=[eta], radial_shifts=[1.0], angular=None,
+                cutoff_function=kind)
+    X, dX = desc.compute(dimer(R, "H2"), gradients=True)
+    x = R / rc
+    e = np.exp(-eta * (R - 1.0) ** 2)
+    np.testing.assert_allclose(X[:, 0], e * f(x), rtol=1e-13)
+    want = e * (df(x) / rc - 2 * eta * (R - 1.0) * f(x))   # d/dR along the bond
+    p = np.flatnonzero(dX.pair_i == 0)[0]
+    np.testing.assert_allclose(dX.d_drij[p, 0, 0], want, rtol=1e-12)
+
+
+def test_tanh_and_polynomial_cutoffs_have_no_force_kink_at_the_cutoff():
+    """Second derivative of a G2 feature just inside R_c: O(1) for the cosine cutoff (the
+    force kink), ~0 for tanh^3 and the polynomial."""
+    rc, h = 4.0, 1e-4
+    curv = {}
+    for kind in ("cosine", "tanh", "polynomial"):
+        desc = ACSF(species=["H"], r_cut=rc, radial_etas=[0.1], radial_shifts=[0.0],
+                    angular=None, cutoff_function=kind)
+        g = [desc.compute(dimer(rc - 2 * h + k * h, "H2"), gradients=True)[1].d_drij[0, 0, 0]
+             for k in (0, 1)]
+        curv[kind] = abs(g[1] - g[0]) / h
+    assert curv["cosine"] > 0.03   # 0.5 (pi / rc)^2 exp(-0.1 rc^2) = 0.062
+    assert curv["tanh"] < 1e-3 and curv["polynomial"] < 1e-3
+
+
+def test_cutoff_function_errors_and_old_model_files():
+    from hybridpot import InvalidParameterError
+    from hybridpot.descriptors import descriptor_from_dict
+
+    with pytest.raises(InvalidParameterError,
+                       match=r"'cutoff_function' parameter of ACSF must be one of "
+                             r"\{'cosine', 'tanh', 'polynomial'\}. Got 'cos' instead"):
+        ACSF(species=["H"], r_cut=4.0, cutoff_function="cos").n_features
+    # a description without the parameter (a model saved before it existed) is the cosine
+    d = ACSF(species=["H", "O"], r_cut=4.0).to_dict()
+    del d["params"]["cutoff_function"]
+    old = descriptor_from_dict(d)
+    w = molecule("H2O")
+    np.testing.assert_array_equal(old.compute(w), ACSF(species=["H", "O"], r_cut=4.0).compute(w))

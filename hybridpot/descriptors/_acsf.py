@@ -36,17 +36,34 @@ _ANI_SHF_START = 0.9
 # ----------------------------------------------------------------------------------------------
 # numba kernels
 # ----------------------------------------------------------------------------------------------
+#: ``kind`` of :func:`_cutoff`
+CUTOFF_COSINE, CUTOFF_TANH, CUTOFF_POLYNOMIAL = 0, 1, 2
+CUTOFF_KINDS = {"cosine": CUTOFF_COSINE, "tanh": CUTOFF_TANH, "polynomial": CUTOFF_POLYNOMIAL}
+
+
 @njit(cache=True)
-def _cutoff(r, rc):
-    """Cosine cutoff ``f_c(r) = 0.5 (cos(pi r / rc) + 1)`` for r < rc, else 0; and ``f_c'``."""
+def _cutoff(r, rc, kind):
+    """Cutoff function ``f_c(r)`` for r < rc, else 0; and ``f_c'``.
+
+    ``kind``: CUTOFF_COSINE ``0.5 (cos(pi r / rc) + 1)``; CUTOFF_TANH ``tanh^3(1 - r / rc)``;
+    CUTOFF_POLYNOMIAL ``1 - 10 x^3 + 15 x^4 - 6 x^5`` with ``x = r / rc``.
+    """
     if r >= rc:
         return 0.0, 0.0
+    if kind == CUTOFF_TANH:
+        t = np.tanh(1.0 - r / rc)
+        return t * t * t, -3.0 * t * t * (1.0 - t * t) / rc
+    if kind == CUTOFF_POLYNOMIAL:
+        x = r / rc
+        x2 = x * x
+        return 1.0 + x2 * x * (-10.0 + x * (15.0 - 6.0 * x)), \
+            -30.0 * x2 * (1.0 - x) * (1.0 - x) / rc
     a = np.pi / rc
     return 0.5 * (np.cos(a * r) + 1.0), -0.5 * a * np.sin(a * r)
 
 
 @njit(cache=True)
-def _radial_forward(offsets, D, d, sp_j, etas, shifts, rc, X, d_drij, gradients):
+def _radial_forward(offsets, D, d, sp_j, etas, shifts, rc, X, d_drij, gradients, ckind):
     """G2 terms: ``X[i, b*G + g] += exp(-eta_g (R - Rs_g)^2) f_c(R)`` for neighbours of species b.
 
     ``etas``/``shifts`` are the flattened radial grid (length G).  Writes ``d_drij`` when
@@ -59,7 +76,7 @@ def _radial_forward(offsets, D, d, sp_j, etas, shifts, rc, X, d_drij, gradients)
             r = d[p]
             if r >= rc:
                 continue
-            fc, dfc = _cutoff(r, rc)
+            fc, dfc = _cutoff(r, rc, ckind)
             base = sp_j[p] * G
             ux = D[p, 0] / r
             uy = D[p, 1] / r
@@ -76,7 +93,7 @@ def _radial_forward(offsets, D, d, sp_j, etas, shifts, rc, X, d_drij, gradients)
 
 
 @njit(cache=True)
-def _radial_backward(offsets, D, d, sp_j, etas, shifts, rc, W, g_out):
+def _radial_backward(offsets, D, d, sp_j, etas, shifts, rc, W, g_out, ckind):
     """Adjoint of :func:`_radial_forward`: ``g_out[p] += sum_f W[i, f] dX[i, f]/d r_ij[p]``."""
     n_atoms = offsets.shape[0] - 1
     G = etas.shape[0]
@@ -85,7 +102,7 @@ def _radial_backward(offsets, D, d, sp_j, etas, shifts, rc, W, g_out):
             r = d[p]
             if r >= rc:
                 continue
-            fc, dfc = _cutoff(r, rc)
+            fc, dfc = _cutoff(r, rc, ckind)
             base = sp_j[p] * G
             s = 0.0
             for g in range(G):
@@ -124,7 +141,7 @@ def _pow_zm1(base, zeta, zint):
 
 @njit(cache=True)
 def _ani_kernel(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, r_shift, z_val, z_int,
-                z_pref, t_c, t_s, max_nb, mode, X, d_drij, W, g_out):
+                z_pref, t_c, t_s, max_nb, mode, X, d_drij, W, g_out, ckind):
     """ANI angular block over the neighbour pairs j < k (pair index) of every centre.
 
     Feature ``col0 + pair_table[b, c] * M*U + m*U + z*T + t`` of centre ``i`` receives
@@ -163,7 +180,7 @@ def _ani_kernel(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, r_shift, z_va
         for p in range(offsets[i], offsets[i + 1]):
             if d[p] < rca:
                 idx[cnt] = p
-                fc[cnt], dfc[cnt] = _cutoff(d[p], rca)
+                fc[cnt], dfc[cnt] = _cutoff(d[p], rca, ckind)
                 cnt += 1
         for a in range(cnt):
             p = idx[a]
@@ -261,7 +278,7 @@ def _ani_kernel(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, r_shift, z_va
 
 @njit(cache=True)
 def _bp_kernel(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, u_zeta, u_zint, u_pref,
-               u_lambda, max_nb, mode, X, d_drij, W, g_out, wide):
+               u_lambda, max_nb, mode, X, d_drij, W, g_out, wide, ckind):
     """BP G4 (or, with ``wide``, G5) block over the neighbour pairs j != k of every centre.
 
     Each unordered pair j < k is visited once and counted twice (both orders).  Feature
@@ -296,7 +313,7 @@ def _bp_kernel(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, u_zeta, u_zint
             r = d[p]
             if r < rca:
                 idx[cnt] = p
-                fc[cnt], dfc[cnt] = _cutoff(r, rca)
+                fc[cnt], dfc[cnt] = _cutoff(r, rca, ckind)
                 for m in range(M):
                     ex[cnt, m] = np.exp(-r_eta[m] * r * r)
                 cnt += 1
@@ -321,7 +338,7 @@ def _bp_kernel(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, u_zeta, u_zint
                 if wide:
                     fl, dfl = 1.0, 0.0
                 else:
-                    fl, dfl = _cutoff(rjk, rca)
+                    fl, dfl = _cutoff(rjk, rca, ckind)
                 F = fj * fk * fl
                 aj = dfj * fk * fl / rij
                 ak = fj * dfk * fl / rik
@@ -462,9 +479,11 @@ def _integer_exponent(zetas):
 class ACSF(Descriptor):
     r"""Atom-centred symmetry functions (Behler-Parrinello G2/G4/G5, ANI angular, or G2 only).
 
-    With the cosine cutoff :math:`f_c(R; R_c) = \tfrac12(\cos(\pi R/R_c) + 1)` for
-    :math:`R < R_c` (0 beyond; value and first derivative vanish at :math:`R_c`), the features of
-    atom :math:`i` are
+    With the cutoff function :math:`f_c(R; R_c)` (0 for :math:`R \ge R_c`; ``cutoff_function``:
+    the cosine :math:`\tfrac12(\cos(\pi R/R_c) + 1)` of BP and ANI, whose value and first
+    derivative vanish at :math:`R_c`; Behler's :math:`\tanh^3(1 - R/R_c)` or the polynomial
+    :math:`1 - 10x^3 + 15x^4 - 6x^5`, :math:`x = R/R_c`, whose second derivative vanishes too,
+    so the forces have no kink at the cutoff), the features of atom :math:`i` are
 
     *Radial* (G2), one per neighbour species :math:`b` and grid point :math:`(\eta, R_s)`:
 
@@ -539,6 +558,9 @@ class ACSF(Descriptor):
     ani_theta_shifts : sequence of float in [0, pi], default=None
         ANI angle centres :math:`\theta_s` (rad).  None: ANI-1x's ``(2k + 1) pi / 16``,
         k = 0..7.
+    cutoff_function : {"cosine", "tanh", "polynomial"}, default="cosine"
+        :math:`f_c` of every radial and angular term (n2p2's ``cos``, ``tanh`` (unnormalised,
+        :math:`f_c(0) = \tanh^3 1 = 0.44`) and ``poly2``).
 
     Notes
     -----
@@ -584,7 +606,8 @@ class ACSF(Descriptor):
 
     def __init__(self, *, species, r_cut, radial_etas=None, radial_shifts=None, angular="ani",
                  angular_cutoff=None, bp_etas=None, bp_zetas=None, bp_lambdas=(-1, 1),
-                 ani_etas=None, ani_shifts=None, ani_zetas=None, ani_theta_shifts=None):
+                 ani_etas=None, ani_shifts=None, ani_zetas=None, ani_theta_shifts=None,
+                 cutoff_function="cosine"):
         self.species = species
         self.r_cut = r_cut
         self.radial_etas = radial_etas
@@ -598,6 +621,7 @@ class ACSF(Descriptor):
         self.ani_shifts = ani_shifts
         self.ani_zetas = ani_zetas
         self.ani_theta_shifts = ani_theta_shifts
+        self.cutoff_function = cutoff_function
 
     # -- validation and cached constants -------------------------------------------------------
     def _validate(self):
@@ -605,6 +629,8 @@ class ACSF(Descriptor):
         owner = type(self).__name__
         rc = self._r_cut
         check_choice(self.angular, "angular", ("ani", "bp", "g5", None), owner)
+        check_choice(self.cutoff_function, "cutoff_function", tuple(CUTOFF_KINDS), owner)
+        self._cut_kind = CUTOFF_KINDS[self.cutoff_function]
         if self.angular is None:
             self._check_no_angular_parameters(owner)
             rca = rc   # unused: no angular block
@@ -758,12 +784,13 @@ class ACSF(Descriptor):
         if self.angular == "ani":
             _ani_kernel(offsets, D, d, sp_j, self._pair_table, col0, self._angular_cutoff,
                         self._ang_eta, self._ang_shift, self._z_val, self._z_int, self._z_pref,
-                        self._t_c, self._t_s, max_nb, mode, X, d_drij, W, g_out)
+                        self._t_c, self._t_s, max_nb, mode, X, d_drij, W, g_out,
+                        self._cut_kind)
         else:
             _bp_kernel(offsets, D, d, sp_j, self._pair_table, col0, self._angular_cutoff,
                        self._ang_eta, self._ang_zeta, self._u_zint, self._u_pref,
                        self._ang_third, max_nb, mode, X, d_drij, W, g_out,
-                       self.angular == "g5")
+                       self.angular == "g5", self._cut_kind)
 
     def _compute(self, nl, species_idx, gradients):
         args = self._common_args(nl, species_idx)
@@ -772,7 +799,7 @@ class ACSF(Descriptor):
         X = np.zeros((nl.n_atoms, F))
         d_drij = np.zeros((nl.n_pairs, 3, F) if gradients else (0, 3, F))
         _radial_forward(offsets, D, d, sp_j, self._g2_eta, self._g2_shift, self._r_cut, X,
-                        d_drij, gradients)
+                        d_drij, gradients, self._cut_kind)
         self._angular(args, MODE_JACOBIAN if gradients else MODE_VALUES, X, d_drij,
                       np.zeros((0, F)), np.zeros((0, 3)))
         return X, (d_drij if gradients else None)
@@ -783,6 +810,7 @@ class ACSF(Descriptor):
         F = self._n_features()
         g = np.zeros((nl.n_pairs, 3))
         W = np.ascontiguousarray(dE_dX, dtype=np.float64)
-        _radial_backward(offsets, D, d, sp_j, self._g2_eta, self._g2_shift, self._r_cut, W, g)
+        _radial_backward(offsets, D, d, sp_j, self._g2_eta, self._g2_shift, self._r_cut, W, g,
+                         self._cut_kind)
         self._angular(args, MODE_BACKWARD, np.zeros((0, F)), np.zeros((0, 3, F)), W, g)
         return g
