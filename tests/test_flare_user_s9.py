@@ -462,3 +462,39 @@ def test_on_the_fly_from_no_label(tmp_path, capsys):
     labels = read_labels(cli / "run" / "labels.extxyz")
     assert labels[0].info["md_step"] == 0 and len(labels) >= 2
     assert f"learn: {len(labels)} labels, 0 failures" in capsys.readouterr().out
+
+
+class _FailingEMT:
+    """EMT factory whose calls number ``fail`` (1-based) raise like a failed SCF."""
+
+    def __init__(self, fail):
+        self.fail, self.n = set(fail), 0
+
+    def __call__(self):
+        from ase.calculators.emt import EMT
+
+        self.n += 1
+        if self.n in self.fail:
+            raise RuntimeError("SCF did not converge")
+        return EMT()
+
+
+def test_on_the_fly_survives_one_failed_frame(tmp_path):
+    """Before: one failed oracle call ended an on-the-fly run ('every oracle call of
+    iteration 1 failed (1 structures ...)'), one call being a whole iteration."""
+    def learner(run_dir, oracle, max_labels):
+        return ActiveLearner(
+            HybridPotential(descriptor=_desc(), regressor=BayesianLinearRegressor()), oracle,
+            _otf(), None, run_dir=run_dir, initial=emt_dataset(1, 3, reps=(2, 1, 1)),
+            n_candidates=1, batch_size=1, max_labels=max_labels, max_iterations=20,
+            random_state=0, progress=False)
+
+    res = learner(tmp_path / "a", _FailingEMT({2}), 4).run()
+    assert len(res.labelled_) == 4 and len(res.failures_) == 1
+    assert res.stop_reason_ == "max_labels (4) reached"
+    # a broken oracle still stops the run: after three failed iterations in a row
+    res = learner(tmp_path / "b", _FailingEMT(range(1, 100)), 4).run()
+    assert res.labelled_ == [] and len(res.history_) == 3
+    assert res.stop_reason_ == ("every oracle call of iterations 0-2 failed (3 structures; "
+                                "first error: RuntimeError: SCF did not converge); see "
+                                "failures.jsonl")

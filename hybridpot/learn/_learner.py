@@ -455,9 +455,11 @@ class ActiveLearner:
     selected candidates at most ``target_sigma`` (the batch is then not labelled), or no
     candidate left (on the fly: the trajectory reached the sampler's ``n_steps``, or its
     frame duplicates a label).  The run also stops after an iteration in which every
-    oracle call failed (``stop_reason_`` quotes the first error; restarting the run resumes
-    it, e.g. once the oracle is fixed; on the fly, with one call per iteration, that is the
-    first failed call: the resumed run continues from the last label on a new branch).
+    oracle call failed -- with ``batch_size=1`` (on the fly) after three such iterations in
+    a row, so that one failed frame (an SCF that does not converge) does not end the run --
+    (``stop_reason_`` quotes the first error; restarting the run resumes it, e.g. once the
+    oracle is fixed; on the fly the next iteration continues from the last label on a new
+    branch of the trajectory).
 
     On-the-fly learning (FLARE's loop): ``UncertaintyMDSampler(continue_md=True, ...)``
     with ``n_candidates=1, batch_size=1`` (and ``max_iterations >= max_labels``: one label
@@ -1151,6 +1153,7 @@ class ActiveLearner:
             ctx = local_client(int(self.n_workers))
         else:
             ctx = contextlib.nullcontext(None)
+        failed_run = []   # consecutive iterations whose every oracle call failed
         with ctx as client:
             while True:
                 reason = self._stop_reason()
@@ -1190,11 +1193,22 @@ class ActiveLearner:
                 if todo and not any(a.info["al_id"] not in self.failures_ for a in todo):
                     # every oracle call of this process in this iteration failed: a broken
                     # oracle (unsupported element, missing executable, ...) would otherwise
-                    # burn every remaining iteration; a restart resumes normally
-                    first = self.failures_[todo[0].info["al_id"]]
-                    reason = (f"every oracle call of iteration {t} failed ({len(todo)} "
-                              f"structures; first error: {first}); see {FAILURES_FILE}")
-                    break
+                    # burn every remaining iteration; a restart resumes normally.  With one
+                    # call per iteration (on the fly) one failed frame (an SCF that does not
+                    # converge) is no evidence of a broken oracle: three in a row are
+                    failed_run.append((t, todo))
+                    needed = 3 if int(self.batch_size) == 1 else 1
+                    if len(failed_run) >= needed:
+                        t_first, todo_first = failed_run[-needed]
+                        first = self.failures_[todo_first[0].info["al_id"]]
+                        n_calls = sum(len(x) for _, x in failed_run[-needed:])
+                        its = (f"iteration {t}" if needed == 1 else
+                               f"iterations {t_first}-{t}")
+                        reason = (f"every oracle call of {its} failed ({n_calls} "
+                                  f"structures; first error: {first}); see {FAILURES_FILE}")
+                        break
+                elif todo:
+                    failed_run = []
         self.stop_reason_ = reason
         self.state_["stop_reason"] = reason
         self._save_state()
