@@ -165,6 +165,8 @@ both sections optional, values shown are the defaults)::
     md_mode = "restart"         # restart (runs from structure) | on_the_fly (one trajectory
                                 # continued from each labelled frame, FLARE's loop)
     check_interval = 10         # md steps between σ checks
+    temperature_schedule = []   # on_the_fly: [[step, K], ...] piecewise linear from step 0
+                                # (default: temperature_range as a ramp over md_steps)
     timestep_fs = 2.0
     frames_per_run = 2          # md_mode = "restart": most uncertain frames kept per run
     recalibration = "none"      # nll | coverage | ...: recalibrate every refit on validation
@@ -259,6 +261,7 @@ _SCHEMA = {
               "volume_per_atom": (list,), "temperature_range": (list,), "md_steps": (int,),
               "sigma_threshold": (float, int), "threshold_mode": (str,), "md_mode": (str,),
               "check_interval": (int,), "timestep_fs": (float, int), "frames_per_run": (int,),
+              "temperature_schedule": (list,),
               "recalibration": (str,), "max_oracle_seconds": (float, int),
               "pool": (str,), "initial": (str,),
               "validation": (str,), "n_candidates": (int,), "batch_size": (int,),

@@ -498,3 +498,41 @@ def test_on_the_fly_survives_one_failed_frame(tmp_path):
     assert res.stop_reason_ == ("every oracle call of iterations 0-2 failed (3 structures; "
                                 "first error: RuntimeError: SCF did not converge); see "
                                 "failures.jsonl")
+
+
+def test_on_the_fly_temperature_schedule(model):
+    sched = [(0, 300.0), (20, 900.0), (40, 900.0), (60, 100)]
+    md = _otf(n_steps=80, sigma_threshold=1e9, threshold_mode="absolute",
+              temperature_schedule=sched)
+    assert md.sample(1, random_state=0, model=model) == [] and md.finished_
+    temps = {int(f.info["md_step"]): f.info["md_temperature"] for f in md.trajectory_}
+    expect = {5: 450.0, 20: 900.0, 30: 900.0, 50: 500.0, 60: 100.0, 80: 100.0}
+    for step, temp in expect.items():
+        assert temps[step] == pytest.approx(temp, rel=1e-12)
+    for bad in ([(5, 300.0)], [(0, 300.0), (0, 400.0)], [(0, -1.0)], [(0, 300.0, 1)], 5,
+                [(0.5, 300.0)]):
+        with pytest.raises(InvalidParameterError, match="'temperature_schedule' parameter "
+                           "of UncertaintyMDSampler must be a list of \\(step, temperature K\\)"
+                           " pairs with steps increasing from 0"):
+            md.set_params(temperature_schedule=bad).sample(1, random_state=0, model=model)
+    with pytest.raises(InvalidParameterError, match="'temperature_schedule' parameter of "
+                       "UncertaintyMDSampler needs continue_md=True"):
+        md.set_params(temperature_schedule=sched, continue_md=False).sample(
+            1, random_state=0, model=model)
+
+
+def test_cli_temperature_schedule(tmp_path, capsys):
+    from hybridpot.cli import main
+
+    cfg = _cli_config(tmp_path, 'md_mode = "on_the_fly"\nsigma_threshold = 1e-9\n'
+                      'temperature_schedule = [[0, 300], [10, 1300]]')
+    assert main(["learn", "-c", str(cfg), "-q"]) == 0
+    labels = read_labels(tmp_path / "run" / "labels.extxyz")
+    assert [a.info["md_temperature"] for a in labels[:3]] == pytest.approx(
+        [800.0, 1300.0, 1300.0])
+    (tmp_path / "bad").mkdir()
+    bad = _cli_config(tmp_path / "bad",
+                      'md_mode = "on_the_fly"\ntemperature_schedule = [[5, 300]]')
+    assert main(["learn", "-c", str(bad), "-q"]) == 2
+    assert "'temperature_schedule' parameter of UncertaintyMDSampler must be a list of " \
+        "(step, temperature K) pairs" in capsys.readouterr().err

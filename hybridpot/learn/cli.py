@@ -158,7 +158,10 @@ def build_sampler(sec, pool=None):
             check_interval=sec.get("check_interval", 10),
             timestep_fs=float(sec.get("timestep_fs", 2.0)),
             frames_per_run=sec.get("frames_per_run", 2),
-            continue_md=mode == "on_the_fly")
+            continue_md=mode == "on_the_fly",
+            temperature_schedule=[tuple(p) if isinstance(p, list) else p
+                                  for p in sec["temperature_schedule"]]
+            if sec.get("temperature_schedule") else None)
     raise ConfigError(f"learn.sampler must be one of 'rattle', 'disorder', 'pool', 'md'. "
                       f"Got {kind!r}.")
 

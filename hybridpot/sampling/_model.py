@@ -156,6 +156,11 @@ class UncertaintyMDSampler(Sampler):
         How ``sigma_threshold`` is read (see Threshold above).
     continue_md : bool, default=False
         On-the-fly mode (see above).
+    temperature_schedule : list of (int, float) or None, default=None
+        On the fly only: the trajectory's temperature (K) at MD steps, piecewise linear
+        between the points (steps increasing from 0), constant after the last one; e.g.
+        ``[(0, 300), (1000, 1500), (2000, 1500), (3000, 300)]`` heats, holds and quenches.
+        None: the linear ramp of ``temperature_range``.
 
     Attributes
     ----------
@@ -181,7 +186,8 @@ class UncertaintyMDSampler(Sampler):
 
     def __init__(self, *, starts=None, temperature_range=(300.0, 1500.0), n_steps=500,
                  timestep_fs=2.0, friction=0.01, check_interval=10, sigma_threshold=0.2,
-                 frames_per_run=2, threshold_mode="absolute", continue_md=False):
+                 frames_per_run=2, threshold_mode="absolute", continue_md=False,
+                 temperature_schedule=None):
         self.starts = starts
         self.temperature_range = temperature_range
         self.n_steps = n_steps
@@ -192,6 +198,7 @@ class UncertaintyMDSampler(Sampler):
         self.frames_per_run = frames_per_run
         self.threshold_mode = threshold_mode
         self.continue_md = continue_md
+        self.temperature_schedule = temperature_schedule
 
     @property
     def uses_labels(self):
@@ -213,6 +220,30 @@ class UncertaintyMDSampler(Sampler):
                 "sigma_threshold in eV/Å.")
         return f * sd
 
+    def _schedule(self, owner):
+        """``(steps, temperatures)`` arrays of ``temperature_schedule``, validated."""
+        sch = self.temperature_schedule
+        msg = (f"The 'temperature_schedule' parameter of {owner} must be a list of (step, "
+               f"temperature K) pairs with steps increasing from 0 and temperatures >= 0, "
+               f"e.g. [(0, 300), (500, 1500), (1000, 300)]. Got {sch!r} instead.")
+        try:
+            pts = [(v[0], v[1]) for v in sch]
+        except (TypeError, IndexError, KeyError):
+            raise InvalidParameterError(msg) from None
+        if not pts or any(len(v) != 2 for v in sch):
+            raise InvalidParameterError(msg)
+        xs, ys = [], []
+        for st, temp in pts:
+            if isinstance(st, bool) or not isinstance(st, (int, np.integer)) or \
+                    isinstance(temp, bool) or not isinstance(temp, (int, float, np.number)) \
+                    or not np.isfinite(temp) or temp < 0:
+                raise InvalidParameterError(msg)
+            xs.append(float(st))
+            ys.append(float(temp))
+        if xs[0] != 0.0 or any(b <= a for a, b in zip(xs, xs[1:])):
+            raise InvalidParameterError(msg)
+        return np.array(xs), np.array(ys)
+
     @staticmethod
     def _last_md_frame(labelled, owner):
         """The last structure of ``labelled`` (list order) this sampler produced, or None."""
@@ -228,30 +259,33 @@ class UncertaintyMDSampler(Sampler):
         return None
 
     def _run(self, model, rng, starts, tr, n_steps, dt, fric, every, thr, start=None):
+        """One MD run; ``tr`` is the temperature range (restart mode) or, on the fly, the
+        breakpoints ``(steps, temperatures)`` of the trajectory's schedule."""
         from ase import units
 
         from .._compat import langevin, thermalize
 
+        on_the_fly = self.continue_md is True
         if start is None:
             atoms = starts[int(rng.integers(len(starts)))].copy()
-            if self.continue_md is True:
-                t0, t1 = float(tr[0]), float(tr[1])
-            else:
-                t0, t1 = rng.uniform(*tr, size=2)
-            thermalize(atoms, t0, rng)
             step = 0
         else:
             atoms = start.copy()
             # the label's bookkeeping (ActiveLearner ids, oracle time) is not the new frames'
             for key in ("al_id", "al_iteration", "al_order", "oracle_seconds"):
                 atoms.info.pop(key, None)
-            t0, t1 = float(tr[0]), float(tr[1])
             step = int(start.info["md_step"])
-            if not atoms.has("momenta"):
-                thermalize(atoms, t0 + (t1 - t0) * step / n_steps, rng)
+        ramp = tr if on_the_fly else rng.uniform(*tr, size=2)
+
+        def temp_at(s):
+            if on_the_fly:
+                return float(np.interp(s, *ramp))
+            return float(ramp[0] + (ramp[1] - ramp[0]) * s / n_steps)
+
+        if start is None or not atoms.has("momenta"):
+            thermalize(atoms, temp_at(step), rng)
         atoms.calc = model.calculator()
-        dyn = langevin(atoms, dt * units.fs, t0 + (t1 - t0) * step / n_steps,
-                       fric / units.fs, rng)
+        dyn = langevin(atoms, dt * units.fs, temp_at(step), fric / units.fs, rng)
         frames, scores = [], []
         reason = "steps"
         while step < n_steps:
@@ -264,7 +298,7 @@ class UncertaintyMDSampler(Sampler):
                 self._last_error = f"{type(e).__name__}: {e}"
                 break
             step += k
-            temp = float(t0 + (t1 - t0) * step / n_steps)
+            temp = temp_at(step)
             dyn.set_temperature(temperature_K=temp)
             fr = atoms.copy()
             fr.calc = None
@@ -318,13 +352,24 @@ class UncertaintyMDSampler(Sampler):
             self._check_model(model)
         starts = _check_starts(self.starts, owner, model)
         tr = self.temperature_range
-        if self.continue_md is True and isinstance(tr, (list, tuple)) and len(tr) == 2:
+        n_steps = check_int(self.n_steps, "n_steps", owner, low=1)
+        if self.temperature_schedule is not None:
+            if self.continue_md is not True:
+                raise InvalidParameterError(
+                    f"The 'temperature_schedule' parameter of {owner} needs continue_md=True "
+                    f"(one trajectory); independent runs draw their ramps from "
+                    f"temperature_range. Got temperature_schedule="
+                    f"{self.temperature_schedule!r} with continue_md={self.continue_md!r}.")
+            tr = self._schedule(owner)
+        elif self.continue_md is True and isinstance(tr, (list, tuple)) and len(tr) == 2:
             # the ramp of one trajectory: (T_start, T_end), a decreasing one (quench) too
             tr = tuple(check_float(v, "temperature_range", owner, low=0.0,
                                    low_inclusive=True, finite=True) for v in tr)
+            tr = (np.array([0.0, float(n_steps)]), np.array(tr))
         else:
             tr = _check_range(tr, "temperature_range", owner)
-        n_steps = check_int(self.n_steps, "n_steps", owner, low=1)
+            if self.continue_md is True:
+                tr = (np.array([0.0, float(n_steps)]), np.array(tr))
         dt = check_float(self.timestep_fs, "timestep_fs", owner, low=0.0)
         fric = check_float(self.friction, "friction", owner, low=0.0, low_inclusive=True)
         every = check_int(self.check_interval, "check_interval", owner, low=1)
@@ -346,7 +391,8 @@ class UncertaintyMDSampler(Sampler):
             # no model yet: the trajectory's first frame, to be labelled (FLARE's first step)
             fr = starts[int(rng.integers(len(starts)))].copy()
             fr.calc = None
-            fr.info.update({"sampler": "md", "md_step": 0, "md_temperature": float(tr[0])})
+            fr.info.update({"sampler": "md", "md_step": 0,
+                            "md_temperature": float(np.interp(0.0, *tr))})
             self.trajectory_ = [fr]
             return [fr]
         if self.continue_md is True:
