@@ -210,14 +210,19 @@ def test_descriptor_validates_a_structure_once(monkeypatch):
     np.testing.assert_array_equal(g.pair_j, ref.j)
     # bad structures are still rejected with the typed error, naming the argument
     dimer.positions[1] = dimer.positions[0] + 0.01
-    with pytest.raises(InvalidStructureError, match=r"'atoms' argument of PowerSpectrum has atoms 0 "
-                       r"and 1 only 0\.01732 Å apart \(minimum allowed 0\.1 Å\)"):
+    with pytest.raises(InvalidStructureError,
+                       match=r"'atoms' argument of PowerSpectrum has atoms 0 and 1 only "
+                             r"0\.01732 Å apart \(minimum allowed 0\.1 Å\)"):
         desc.compute(dimer)
 
 
-def test_bin_layout_matches_reference():
+def test_bin_layout_matches_reference(monkeypatch):
     """_bin_layout's bin-count cap (Python ints) equals the former numpy argmax loop."""
     import math
+
+    import hybridpot.neighbors as nbmod
+
+    monkeypatch.setattr(nbmod, "_MAX_BINS_PER_ATOM", 2)
 
     from hybridpot.neighbors import _bin_layout
 
@@ -431,3 +436,70 @@ def test_noise_vector_per_row_matches_group_table(blr_model):
     ref = [reg._noise_of("forces", names[g] if g < len(names) else f"group{g}") for g in group]
     np.testing.assert_array_equal(v, ref)
     assert reg._noise_vector("forces", np.zeros(0, dtype=np.int64)).shape == (0,)
+
+
+# ---------------------------------------------------------------------------------------------
+# Neighbour list: sparse grid for far outliers / huge vacuum
+# ---------------------------------------------------------------------------------------------
+
+def _nl_cases():
+    from ase import Atoms
+
+    rng = np.random.default_rng(11)
+    out = [skewed_two_element_cell(seed=1), _skewed_supercell(4)]
+    slab = _skewed_supercell(5)
+    slab.pbc = (True, False, True)
+    out.append(slab)
+    cl = bulk("Cu", "fcc", a=3.61, cubic=True) * (3, 3, 3)
+    cl.rattle(0.05, seed=3)
+    far = cl + Atoms("Cu2", positions=[[4000.0, -50.0, 3.0], [1.0, 3000.0, -2500.0]])
+    far.pbc = False
+    out.append(far.copy())                   # free cluster with far outliers
+    far.set_cell(np.diag([9000.0, 7000.0, 6000.0]))
+    far.pbc = True                           # periodic, huge vacuum
+    out.append(far)
+    tri = _skewed_supercell(6)
+    tri.positions += rng.integers(-40, 40, (len(tri), 3)) @ tri.cell.array   # huge shifts
+    out.append(tri)
+    return out
+
+
+@pytest.mark.parametrize("k", range(6))
+@pytest.mark.parametrize("r_cut", [3.0, 5.5])
+def test_sparse_grid_neighbor_list_equals_dense(k, r_cut, monkeypatch):
+    """The sparse cell grid (occupied bins, binary search, image shifts computed) gives
+    bit-identical lists to the dense tables, on periodic triclinic cells smaller than the cutoff,
+    a slab, clusters with far outliers and a huge periodic box, and unwrapped positions."""
+    import hybridpot.neighbors as nbmod
+
+    at = _nl_cases()[k]
+    monkeypatch.setattr(nbmod, "_SPARSE_FACTOR", 1e300)      # dense (coarsened if needed)
+    ref = nbmod.neighbor_list(at, r_cut)
+    monkeypatch.setattr(nbmod, "_MAX_BINS_PER_ATOM", 0)     # dense grid capped to one bin:
+    monkeypatch.setattr(nbmod, "_SPARSE_FACTOR", 0)         # the sparse grid is used
+    monkeypatch.setattr(nbmod, "_bin_sort", None)           # (the dense path would call it)
+    nl = nbmod.neighbor_list(at, r_cut)
+    for attr in ("i", "j", "S", "D", "d", "offsets"):
+        np.testing.assert_array_equal(getattr(nl, attr), getattr(ref, attr))
+    assert nl.n_pairs > 0
+
+
+def test_far_outliers_use_the_sparse_grid(monkeypatch):
+    """Two atoms 10^4 Å from a cluster stretched the dense grid (capped at 2 bins per atom)
+    until the whole cluster shared a few bins: O(N^2) screening (87808 atoms: 7.0 s, 0.87 s
+    now).  Such a structure takes the sparse grid and still matches ASE."""
+    from ase import Atoms
+    from ase.neighborlist import neighbor_list as ase_nl
+
+    import hybridpot.neighbors as nbmod
+
+    cl = bulk("Cu", "fcc", a=3.61, cubic=True) * (6, 6, 6)
+    cl.rattle(0.05, seed=8)
+    at = cl + Atoms("Cu2", positions=[[1e4, 0.0, 0.0], [0.0, 1e4, 1e4]])
+    at.pbc = False
+    monkeypatch.setattr(nbmod, "_bin_sort", None)           # the dense path is not taken
+    nl = nbmod.neighbor_list(at, 4.0)
+    i, j, S = ase_nl("ijS", at, 4.0)
+    key = np.lexsort((S[:, 2], S[:, 1], S[:, 0], j, i))
+    np.testing.assert_array_equal(nl.i, i[key])
+    np.testing.assert_array_equal(nl.j, j[key])
