@@ -297,7 +297,8 @@ def test_g5_network_model_forces_and_stress_match_finite_differences():
 # ACSF cutoff functions (finding ACSF3)
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind, f, df", [
-    ("cosine", lambda x: 0.5 * (np.cos(np.pi * x) + 1), lambda x: -0.5 * np.pi * np.sin(np.pi * x)),
+    ("cosine", lambda x: 0.5 * (np.cos(np.pi * x) + 1),
+     lambda x: -0.5 * np.pi * np.sin(np.pi * x)),
     ("tanh", lambda x: np.tanh(1 - x) ** 3,
      lambda x: -3 * np.tanh(1 - x) ** 2 / np.cosh(1 - x) ** 2),
     ("polynomial", lambda x: 1 - 10 * x ** 3 + 15 * x ** 4 - 6 * x ** 5,
