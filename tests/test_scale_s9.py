@@ -503,3 +503,46 @@ def test_far_outliers_use_the_sparse_grid(monkeypatch):
     key = np.lexsort((S[:, 2], S[:, 1], S[:, 0], j, i))
     np.testing.assert_array_equal(nl.i, i[key])
     np.testing.assert_array_equal(nl.j, j[key])
+
+
+def _tracking_source(src, alive):
+    """A BatchSource replaying ``src`` that records, whenever it yields a batch, how many of
+    the batches it yielded before are still alive."""
+    import weakref
+
+    from hybridpot.regression._base import BatchSource
+
+    refs = []
+
+    def factory():
+        for b in src:
+            alive.append(sum(r() is not None for r in refs))
+            refs.append(weakref.ref(b))
+            yield b
+            del b
+
+    return BatchSource(factory, n_species=src.n_species, n_features=src.n_features,
+                       species=src.species, group_names=src.group_names)
+
+
+def test_gp_fit_and_posterior_accumulation_hold_one_batch_at_a_time(monkeypatch):
+    """SparseGPRegressor.fit (both passes) and the linear posterior's accumulation drop a
+    batch before the next is built (mlearn Ni, SNAP 2J=8, chunk_size=16: GP fit peak 182 ->
+    100 MB)."""
+    from hybridpot.regression import BayesianLinearRegressor, SparseGPRegressor
+    from hybridpot.uq._accumulate import accumulate_factors
+
+    data = emt_dataset(6, 2)
+    m = HybridPotential(descriptor=DESCRIPTOR_CASES["PowerSpectrum"](["Cu"]),
+                        regressor=BayesianLinearRegressor(), chunk_size=2).fit(data)
+    prep = m._prepare(data, m._validate())
+    alive = []
+    SparseGPRegressor(n_sparse=8, random_state=0).fit(_tracking_source(m._batch_source(prep),
+                                                                       alive))
+    assert len(alive) == 6 and max(alive) == 0
+    alive.clear()
+    real = HybridPotential._batch_source
+    monkeypatch.setattr(HybridPotential, "_batch_source",
+                        lambda self, p: _tracking_source(real(self, p), alive))
+    accumulate_factors(m, data)
+    assert len(alive) == 3 and max(alive) == 0

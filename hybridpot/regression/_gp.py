@@ -1000,10 +1000,12 @@ class SparseGPRegressor(Regressor):
         cand = self._new_candidates(meta)
         for batch in source:
             self._add_candidates(cand, batch, rng.random_sample(batch.n_atoms), meta)
+            del batch   # not alive while the source builds the next one (peak: 1 batch)
         self._set_inducing(cand, meta, rng)
         stats = self._new_stats(meta)
         for batch in source:
             self._add_batch(stats, batch, meta)
+            del batch
         return self._fit_stats(stats, meta)
 
     # -- streamed statistics: the serial fit above, and hybridpot.parallel (Dask), which runs

@@ -188,6 +188,7 @@ def accumulate_factors(model, structures, *, noise_groups=False, n_folds=1,
                             continue
                         gname = gnames[g] if noise_groups else "all"
                         acc.add((kind, gname, int(f)), full[m], y[m], w[m])
+        batch = sub = None   # not alive while the source builds the next one (peak: 1 batch)
     if not acc.keys():
         raise MissingLabelsError("The posterior received no usable label (all NaN or zero "
                                  "weight).")
