@@ -282,10 +282,16 @@ class BatchSource:
         Element symbols, in index order.
     group_names : sequence of str, optional
         Names of the config groups (``StructureBatch.group`` indexes this list).
+    features : callable, optional
+        Zero-argument callable returning an iterator over the same batches without the
+        descriptor Jacobian (``gradients`` None), for passes that read only the descriptors
+        and labels (see :meth:`features`).
     """
 
-    def __init__(self, batches, *, n_species, n_features, species=None, group_names=None):
+    def __init__(self, batches, *, n_species, n_features, species=None, group_names=None,
+                 features=None):
         self._batches = batches
+        self._features = features
         self.n_species = int(n_species)
         self.n_features = int(n_features)
         self.species = tuple(species) if species is not None else None
@@ -295,6 +301,14 @@ class BatchSource:
         if callable(self._batches):
             return iter(self._batches())
         return iter(self._batches)
+
+    def features(self):
+        """Iterate the batches for a pass that needs no Jacobian (e.g. choosing sparse points
+        from ``X``): built without gradients when the source can (``features``), else the
+        batches themselves."""
+        if self._features is not None:
+            return iter(self._features())
+        return iter(self)
 
     @classmethod
     def wrap(cls, batches):

@@ -998,7 +998,7 @@ class SparseGPRegressor(Regressor):
                 "species": source.species, "group_names": source.group_names}
         rng = _legacy_rng(self.random_state)
         cand = self._new_candidates(meta)
-        for batch in source:
+        for batch in source.features():   # descriptors only: no Jacobian needed here
             self._add_candidates(cand, batch, rng.random_sample(batch.n_atoms), meta)
             del batch   # not alive while the source builds the next one (peak: 1 batch)
         self._set_inducing(cand, meta, rng)
