@@ -546,3 +546,36 @@ def test_gp_fit_and_posterior_accumulation_hold_one_batch_at_a_time(monkeypatch)
                         lambda self, p: _tracking_source(real(self, p), alive))
     accumulate_factors(m, data)
     assert len(alive) == 3 and max(alive) == 0
+
+
+def test_gp_fit_builds_each_jacobian_once(monkeypatch):
+    """SparseGPRegressor's inducing-point pass reads only the descriptors: through
+    HybridPotential it gets batches without the Jacobian (BatchSource.features), so each
+    structure's Jacobian is computed once per fit (it was twice); same fit as from a list."""
+    from hybridpot.regression import SparseGPRegressor
+    from hybridpot.regression._base import BatchSource
+
+    data = emt_dataset(6, 4)
+    desc = DESCRIPTOR_CASES["PowerSpectrum"](["Cu"])
+    m = HybridPotential(descriptor=desc, regressor=SparseGPRegressor(n_sparse=8,
+                                                                       random_state=0),
+                        chunk_size=2)
+    calls = []
+    real = type(desc).compute
+
+    def counting(self, atoms, gradients=False):
+        calls.append(bool(gradients))
+        return real(self, atoms, gradients=gradients)
+
+    monkeypatch.setattr(type(desc), "compute", counting)
+    m.fit(data)
+    assert sum(calls) == len(data)
+    prep = m._prepare(data, m._validate())
+    src = m._batch_source(prep)
+    assert all(b.gradients is None for b in src.features())
+    ref = SparseGPRegressor(n_sparse=8, random_state=0).fit(list(src))
+    plain = SparseGPRegressor(n_sparse=8, random_state=0).fit(BatchSource(
+        lambda: iter(src), n_species=1, n_features=desc.n_features, species=("Cu",),
+        group_names=src.group_names))
+    np.testing.assert_allclose(m.regressor_.coef_, ref.coef_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(plain.coef_, ref.coef_, rtol=1e-10, atol=1e-12)
