@@ -37,7 +37,7 @@ from numba import njit
 from .._exceptions import InvalidParameterError, ModelFormatError
 from .._labels import VOIGT, matrix_to_voigt
 from ..descriptors._base import gradient_chunks
-from ..regression._design import feature_map, quadratic_index
+from ..regression._design import quadratic_index
 
 __all__ = ["Committee", "member_gradients"]
 
@@ -64,11 +64,9 @@ def member_gradients(coefs, X, species, quadratic):
     dE_dX : ndarray, shape (K, n_atoms, F)
     """
     F = X.shape[1]
-    q = feature_map(X, quadratic)
     # sum_i q(X_i) per species, then contract: cost K * n_species * P
     nsp = coefs.shape[1]
-    Qs = np.zeros((nsp, q.shape[1]))
-    np.add.at(Qs, species, q)
+    Qs = _summed_feature_map(X, species, nsp, quadratic)
     energy = np.einsum("ksp,sp->k", coefs, Qs)
     dE = coefs[:, species, 1:1 + F].copy()
     if quadratic:
@@ -82,6 +80,26 @@ def member_gradients(coefs, X, species, quadratic):
             S[:, ju, iu] = coefs[:, s, 1 + F:]
             dE[:, idx] += np.einsum("kfl,il->kif", S, X[idx])
     return energy, dE
+
+
+def _summed_feature_map(X, species, n_species, quadratic):
+    """``sum_{i: species_i = s} q(X_i)`` per element, shape (n_species, P), without the
+    per-atom feature map (n_atoms, P): the quadratic block is the triangle of ``X_s^T X_s``."""
+    F = X.shape[1]
+    P = 1 + F + (F * (F + 1) // 2 if quadratic else 0)
+    Qs = np.zeros((n_species, P))
+    if quadratic:
+        iu, ju = quadratic_index(F)
+        half = np.where(iu == ju, 0.5, 1.0)
+    for s in range(n_species):   # loop over elements
+        Xs = X[species == s]
+        if Xs.shape[0] == 0:
+            continue
+        Qs[s, 0] = Xs.shape[0]
+        Qs[s, 1:1 + F] = Xs.sum(axis=0)
+        if quadratic:
+            Qs[s, 1 + F:] = (Xs.T @ Xs)[iu, ju] * half
+    return Qs
 
 
 @njit(cache=True)
@@ -263,11 +281,9 @@ class Committee:
                 f" but the model's regressor has {coef.shape}; rebuild it with "
                 "LinearPosterior.apply(model).")
         stack = np.concatenate([coef[None], self.modes], axis=0)
-        q = feature_map(X, self.quadratic)
-        Qs = np.zeros((stack.shape[1], q.shape[1]))
-        np.add.at(Qs, z, q)
+        Qs = _summed_feature_map(X, z, stack.shape[1], self.quadratic)
         E = np.einsum("ksp,sp->k", stack, Qs)
-        eps = np.einsum("ip,ip->i", q, coef[z])
+        eps = reg.atomic_energy(X, z)
         n = len(atoms)
         out = {"energy": base["energy"] + float(e0.sum()) + float(E[0]),
                "energies": (base["energies"] if base["energies"] is not None else 0.0)
