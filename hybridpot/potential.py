@@ -81,7 +81,8 @@ def _warn_gap_sigmas(structures):
 #: attributes HybridPotential.fit sets or drops (restored when a fit fails)
 _FIT_ATTRIBUTES = ("species_", "reference_energies_", "trained_species_", "group_names_",
                    "regressor_", "n_train_structures_", "fit_time_", "uncertainty_",
-                   "uncertainty_scale_", "uncertainty_recalibration_")
+                   "uncertainty_scale_", "uncertainty_recalibration_",
+                   "composition_null_space_")
 
 
 class HybridPotential(BaseEstimator):
@@ -168,6 +169,13 @@ class HybridPotential(BaseEstimator):
         positive weight.  Predicting a structure with another element of the descriptor
         species raises :class:`~hybridpot.UnknownSpeciesError`: its reference energy and ML
         correction were never fitted.
+    composition_null_space_ : ndarray of shape (n_species, k) or None
+        Orthonormal element-count directions (rows follow ``species_``) that the training
+        compositions do not span when ``reference_energies="fit"`` (e.g. every training
+        structure has the same element ratio: only that combination of the ``e0`` is
+        fixed); None when they span every trained element.  Predicting a structure whose
+        composition has a component along them warns (UserWarning) that its energy is an
+        arbitrary extrapolation.
     fit_time_ : float
         Wall time of :meth:`fit`, s.
     n_train_structures_ : int
@@ -331,6 +339,7 @@ class HybridPotential(BaseEstimator):
 
     def _fit_reference_energies(self, prep):
         species = tuple(self.descriptor.species)
+        self.composition_null_space_ = None
         ref = self.reference_energies
         if ref is None:
             return {s: 0.0 for s in species}
@@ -364,6 +373,7 @@ class HybridPotential(BaseEstimator):
         counts = counts[sw > 0]  # an element only in weight-0 structures gets e0 = 0
         present = counts.sum(axis=0) > 0
         e0[~present] = 0.0
+        self._composition_null_space(counts[:, present], present)
         return {s: float(v) for s, v in zip(species, e0)}
 
     def _isolated_atom_energies(self, prep):
@@ -388,6 +398,39 @@ class HybridPotential(BaseEstimator):
                 f"non-periodic cell. Add one per element, or use reference_energies='fit' "
                 f"or a dict.")
         return {s: float(np.mean(found[s])) for s in species}
+
+    def _composition_null_space(self, counts, present):
+        """Set ``composition_null_space_``: the element-count directions (over the trained
+        elements) that the training compositions do not span, e.g. every structure has the
+        same element ratio; None when they span every direction."""
+        self.composition_null_space_ = None
+        if counts.size == 0:
+            return
+        _, sv, vt = np.linalg.svd(counts, full_matrices=True)
+        rank = int(np.sum(sv > sv[0] * max(counts.shape) * np.finfo(float).eps))
+        if rank < counts.shape[1]:
+            null = np.zeros((present.size, counts.shape[1] - rank))
+            null[present] = vt[rank:].T
+            self.composition_null_space_ = null
+
+    def _check_composition(self, atoms, z):
+        """Warn when the composition of ``atoms`` has a component along
+        ``composition_null_space_``: its energy is then an arbitrary extrapolation."""
+        null = getattr(self, "composition_null_space_", None)
+        if null is None:
+            return
+        c = np.bincount(z, minlength=null.shape[0]).astype(float)
+        if np.linalg.norm(c @ null) > 1e-9 * np.linalg.norm(c):
+            trained = [s for s, used in zip(self.species_, np.any(null != 0, axis=1)) if used]
+            warnings.warn(
+                f"The energy of {atoms.get_chemical_formula()} is an arbitrary "
+                f"extrapolation: the training energies fix the per-element reference "
+                f"energies of {trained} only in the combinations of the training "
+                f"compositions (e.g. every training structure had the same element ratio), "
+                f"and this composition is not one of them. Forces and energy differences at "
+                f"a fixed composition are unaffected. Add training structures of other "
+                f"compositions (e.g. the pure elements) or give reference_energies as a "
+                f"dict.", UserWarning, stacklevel=3)
 
     def _trained_species(self, prep):
         """Elements with atoms in a structure that has a label of positive weight."""
@@ -675,6 +718,7 @@ class HybridPotential(BaseEstimator):
         species = self.species_
         z = species_indices(atoms, species, "HybridPotential")
         self._check_trained_species(atoms, z)
+        self._check_composition(atoms, z)
         want_stress = stress and bool(np.all(atoms.pbc))
         base = self._baseline(atoms, forces=forces, stress=want_stress)
         e0 = np.array([self.reference_energies_[s] for s in species])[z]
@@ -935,6 +979,7 @@ hybridpot.InvalidParameterError
         for k, atoms in enumerate(structures):
             z = species_indices(atoms, self.species_, "HybridPotential")
             self._check_trained_species(atoms, z)
+            self._check_composition(atoms, z)
             n = len(atoms)
             X = self.descriptor.compute(atoms)
             batch = StructureBatch(
@@ -1056,6 +1101,8 @@ hybridpot.InvalidParameterError
             doc["uncertainty_recalibration"] = self.uncertainty_recalibration_
         if getattr(self, "trained_species_", None) is not None:
             doc["trained_species"] = list(self.trained_species_)
+        if getattr(self, "composition_null_space_", None) is not None:
+            doc["composition_null_space"] = self.composition_null_space_.tolist()
         return doc
 
     def _set_extra_state(self, doc):
@@ -1081,6 +1128,18 @@ hybridpot.InvalidParameterError
                     f"The 'trained_species' entry of a model file must be a list of the "
                     f"model's elements {list(self.species_)}. Got {ts!r} instead.")
             self.trained_species_ = tuple(s for s in self.species_ if s in ts)
+        if "composition_null_space" in doc:
+            try:
+                null = np.array(doc["composition_null_space"], dtype=float)
+            except (TypeError, ValueError):
+                null = None
+            if null is None or null.ndim != 2 or null.shape[0] != len(self.species_) or \
+                    null.shape[1] < 1 or not np.all(np.isfinite(null)):
+                raise ModelFormatError(
+                    f"The 'composition_null_space' entry of a model file must be a finite "
+                    f"({len(self.species_)}, k) array, k >= 1 (one row per element). Got "
+                    f"{doc['composition_null_space']!r} instead.")
+            self.composition_null_space_ = null
 
     # ------------------------------------------------------------------ ASE and files
     def calculator(self, *, uncertainty=False, uncertainty_interval=1):

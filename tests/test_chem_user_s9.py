@@ -256,6 +256,7 @@ def test_rattle_strain_sampler_on_a_molecule_says_why():
         RattleStrainSampler(prototype="H2O").sample(2, random_state=0)
 
 
+@pytest.mark.filterwarnings("ignore:The energy of .* is an arbitrary extrapolation:UserWarning")
 def test_g5_network_model_forces_and_stress_match_finite_differences():
     """A whole hybrid model on G5 features (network + ZBL): forces and stress of the
     calculator vs central differences, on a rattled periodic skewed Cu/Ni cell and a molecule

@@ -23,6 +23,12 @@ from hybridpot.descriptors import PowerSpectrum
 from hybridpot.potential import _volume
 from hybridpot.regression import EnsembleRegressor, SparseGPRegressor, StructureBatch
 
+# fitted on one Cu/Ni composition and evaluated at others: the energy is an arbitrary
+# (but deterministic) extrapolation, which HybridPotential warns about
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:The energy of .* is an arbitrary extrapolation:UserWarning")
+
+
 SPECIES = ["Cu", "Ni"]
 WEIGHTS = {"energy": 1.0, "forces": 1.0, "stress": 0.1}
 

@@ -41,6 +41,12 @@ from hybridpot._compat import thermalize
 
 from conftest import emt_label, skewed_two_element_cell
 
+# fitted on one Cu/Ni composition and evaluated at others: the energy is an arbitrary
+# (but deterministic) extrapolation, which HybridPotential warns about
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:The energy of .* is an arbitrary extrapolation:UserWarning")
+
+
 SPECIES = ["Cu", "Ni"]
 RC = 4.0
 

@@ -1,0 +1,106 @@
+"""Lead's session-9 fixes found through the reviews."""
+
+import warnings
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from conftest import emt_label
+from hybridpot import HybridPotential
+from hybridpot.descriptors import PowerSpectrum
+from hybridpot.regression import BayesianLinearRegressor
+
+
+def _alloys(ratios, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for k, n_ni in enumerate(ratios):
+        a = bulk("Cu", "fcc", a=3.6, cubic=True) * (2, 1, 1)
+        order = rng.permutation(len(a))
+        syms = np.array(a.get_chemical_symbols())
+        syms[order[:n_ni]] = "Ni"
+        a.set_chemical_symbols(list(syms))
+        a.rattle(0.05, seed=seed + k)
+        out.append(emt_label(a))
+    return out
+
+
+def _model():
+    return HybridPotential(
+        descriptor=PowerSpectrum(species=["Cu", "Ni"], r_cut=3.5, n_max=2, l_max=2),
+        regressor=BayesianLinearRegressor(), baseline=None)
+
+
+def test_one_composition_warns_when_predicting_another(tmp_path):
+    train = _alloys([2, 2, 2, 2, 2])          # every cell Cu6Ni2: one composition
+    model = _model().fit(train)
+    null = model.composition_null_space_
+    assert null.shape == (2, 1)
+    # the training composition (6, 2) has no component along the null direction
+    assert abs(np.array([6.0, 2.0]) @ null[:, 0]) < 1e-12
+    same = _alloys([2], seed=7)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.predict([same])                 # same composition: no warning
+        model.predict([same * (2, 1, 1)])     # twice the cell, same ratio: no warning
+    pure = _alloys([0], seed=3)[0]
+    with pytest.warns(UserWarning, match=r"energy of Cu8 is an arbitrary extrapolation.*"
+                      r"\['Cu', 'Ni'\]"):
+        model.predict([pure])
+    calc_atoms = pure.copy()
+    calc_atoms.calc = model.calculator()
+    with pytest.warns(UserWarning, match="arbitrary extrapolation"):
+        calc_atoms.get_potential_energy()
+    # saved and loaded with the model
+    path = tmp_path / "m.hpot"
+    model.save(path)
+    loaded = HybridPotential.load(path)
+    np.testing.assert_array_equal(loaded.composition_null_space_, null)
+    with pytest.warns(UserWarning, match="arbitrary extrapolation"):
+        loaded.predict([pure])
+
+
+def test_several_compositions_span_every_direction():
+    train = _alloys([0, 2, 4, 2, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = _model().fit(train)
+        model.predict(_alloys([3, 0], seed=5))
+    assert model.composition_null_space_ is None
+    # given reference energies: nothing to warn about
+    m2 = _model().set_params(reference_energies={"Cu": 0.0, "Ni": 0.0}).fit(
+        _alloys([2, 2, 2]))
+    assert m2.composition_null_space_ is None
+
+
+def test_composition_null_space_in_a_model_file_is_validated(tmp_path):
+    import json
+    import zipfile
+
+    from hybridpot import ModelFormatError
+
+    model = _model().fit(_alloys([2, 2, 2, 2]))
+    path = tmp_path / "m.hpot"
+    model.save(path)
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+        members = {n: z.read(n) for n in names}
+    json_name = next(n for n in names if n.endswith(".json"))
+    doc = json.loads(members[json_name])
+    assert "composition_null_space" in json.dumps(doc)
+
+    def patch(d):
+        if isinstance(d, dict):
+            for k, v in d.items():
+                if k == "composition_null_space":
+                    d[k] = [[1.0, "x"]]
+                else:
+                    patch(v)
+    patch(doc)
+    bad = tmp_path / "bad.hpot"
+    with zipfile.ZipFile(bad, "w") as z:
+        for n in names:
+            z.writestr(n, json.dumps(doc) if n == json_name else members[n])
+    with pytest.raises(ModelFormatError, match="composition_null_space"):
+        HybridPotential.load(bad)
