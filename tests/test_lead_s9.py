@@ -104,3 +104,23 @@ def test_composition_null_space_in_a_model_file_is_validated(tmp_path):
             z.writestr(n, json.dumps(doc) if n == json_name else members[n])
     with pytest.raises(ModelFormatError, match="composition_null_space"):
         HybridPotential.load(bad)
+
+
+def test_small_structure_sigma_takes_the_one_pass_jacobian(monkeypatch):
+    """The chunked Jacobian (values computed apart from it) is only for structures whose
+    Jacobian exceeds GRADIENT_CHUNK_BYTES; a small cell's σ computes values and Jacobian in
+    one pass, with the same result."""
+    from hybridpot.descriptors import _base as dbase
+
+    train = _alloys([0, 2, 4, 2, 1])
+    model = _model().fit(train)
+    at = _alloys([3], seed=11)[0]
+    default = dbase.GRADIENT_CHUNK_BYTES
+    monkeypatch.setattr(dbase, "GRADIENT_CHUNK_BYTES", 24 * model.descriptor.n_features * 40)
+    chunked = model._evaluate(at, forces=True, stress=True, return_std=True)
+    monkeypatch.setattr(dbase, "GRADIENT_CHUNK_BYTES", default)
+    monkeypatch.setattr(dbase.Descriptor, "compute_chunked_gradients",
+                        lambda *a, **k: pytest.fail("chunked Jacobian for a small cell"))
+    out = model._evaluate(at, forces=True, stress=True, return_std=True)
+    for k in ("energy", "forces", "stress", "energy_std", "forces_std", "stress_std"):
+        np.testing.assert_allclose(out[k], chunked[k], rtol=1e-12, atol=1e-14)
