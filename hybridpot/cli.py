@@ -263,6 +263,13 @@ def cmd_md(args, cfg):
     rng = np.random.default_rng(int(md["seed"]))
     T = float(md["temperature_K"])
     thermalize(atoms, T, rng)
+    # no drift of the whole system (its kinetic energy would count as temperature), and no
+    # rotation of a molecule or cluster (a periodic cell cannot rotate)
+    from ase.md.velocitydistribution import Stationary, ZeroRotation
+
+    Stationary(atoms)
+    if not np.any(atoms.pbc) and len(atoms) > 1:
+        ZeroRotation(atoms)
     atoms.get_potential_energy()   # the first evaluation (and σ) before the dynamics
     dt = float(md["timestep_fs"]) * units.fs
     ens = md["ensemble"]

@@ -66,7 +66,8 @@ Example (every key optional; these are the defaults of ``hybridpot fit``)::
     supercell = [3, 3, 3]       # repetitions along the periodic directions (a molecule or
                                 # cluster with pbc = False is run as it is)
     ensemble = "langevin"       # nve | langevin | npt
-    temperature_K = 300.0
+    temperature_K = 300.0         # initial Maxwell-Boltzmann velocities (no centre-of-mass
+                                # motion; no rotation of a molecule or cluster)
     timestep_fs = 1.0
     steps = 1000
     friction = 0.02             # Langevin friction, 1/fs

@@ -124,3 +124,39 @@ def test_small_structure_sigma_takes_the_one_pass_jacobian(monkeypatch):
     out = model._evaluate(at, forces=True, stress=True, return_std=True)
     for k in ("energy", "forces", "stress", "energy_std", "forces_std", "stress_std"):
         np.testing.assert_allclose(out[k], chunked[k], rtol=1e-12, atol=1e-14)
+
+
+def test_cli_md_starts_without_drift_or_molecular_rotation(tmp_path):
+    """`hybridpot md` removes the centre-of-mass momentum of the drawn velocities (every
+    structure) and the angular momentum of a molecule or cluster (no cell), so the printed
+    temperature and NVE are about internal motion only."""
+    from ase.build import molecule
+    from ase.io import read, write
+
+    from hybridpot.cli import main
+
+    rng = np.random.default_rng(0)
+    train = []
+    for name in ("H2O", "NH3"):
+        for k in range(4):
+            a = molecule(name)
+            a.rattle(0.05 * (1 + k % 3) / 2, seed=int(rng.integers(1 << 30)))
+            train.append(emt_label(a, stress=False))
+    write(tmp_path / "train.extxyz", train)
+    write(tmp_path / "nh3.xyz", molecule("NH3"))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'[data]\ntrain = "{tmp_path / "train.extxyz"}"\n'
+        '[descriptor]\ntype = "ACSF"\nr_cut = 4.0\nangular = "none"\n'
+        '[baseline]\ntype = "none"\n'
+        f'[output]\nmodel = "{tmp_path / "m.hpot"}"\nreport = ""\n'
+        f'[md]\nstructure = "{tmp_path / "nh3.xyz"}"\nensemble = "nve"\nsteps = 1\n'
+        f'temperature_K = 600\ntimestep_fs = 0.25\ntrajectory = "{tmp_path / "md.traj"}"\n')
+    assert main(["fit", "-c", str(cfg), "--quiet"]) == 0
+    assert main(["md", "-c", str(cfg), "--quiet"]) == 0
+    first = read(tmp_path / "md.traj", 0)
+    p = first.get_momenta()
+    assert np.abs(p).max() > 1e-3                       # thermalised
+    np.testing.assert_allclose(p.sum(axis=0), 0.0, atol=1e-12)
+    r = first.positions - first.get_center_of_mass()
+    np.testing.assert_allclose(np.cross(r, p).sum(axis=0), 0.0, atol=1e-10)
