@@ -209,15 +209,7 @@ def write_report(model, structures, folder, *, title="hybridpot report", extra_f
     if extra_metrics:
         metrics.update(extra_metrics)
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    try:
-        figs = _plots(p)
-        note = ""
-    except ImportError:
-        figs = {}
-        note = "<p>matplotlib is not installed (pip install hybridpot[plot]): no plots.</p>"
-    figs.update(extra_figures or {})
-    for name, data in figs.items():
-        (folder / name).write_bytes(data)
+    figs, note = _write_figures(folder, lambda: _plots(p), extra_figures)
     rows = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{v['n']}</td><td>{v['mae']:.4g}</td>"
         f"<td>{v['rmse']:.4g}</td><td>{html.escape(v['unit'])}</td>"
@@ -278,6 +270,21 @@ def _folder(folder, owner):
             f"The 'folder' argument of {owner} must be a folder; {str(folder)!r} is a file.")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def _write_figures(folder, make, extra=None):
+    """The PNGs of ``make()`` (name -> bytes) plus ``extra``, written to ``folder``, and the
+    HTML note to show when matplotlib is missing (then only ``extra`` is written)."""
+    try:
+        figs = make()
+        note = ""
+    except ImportError:
+        figs = {}
+        note = "<p>matplotlib is not installed (pip install hybridpot[plot]): no plots.</p>"
+    figs.update(extra or {})
+    for name, data in figs.items():
+        (folder / name).write_bytes(data)
+    return figs, note
 
 
 def _write_page(folder, title, body, figs):
@@ -473,17 +480,14 @@ def write_uncertainty_report(model, structures, folder, *, posterior=None,
         p[kind] = d["y"] * f if d else np.array([])
         p[kind + "_pred"] = d["pred"] * f if d else np.array([])
         p[kind + "_std"] = d["std"] * f if d else None
-    try:
+    def make():
         figs = _plots(p)
         figs.update(_calibration_plots(data))
         if posterior is not None:
             figs.update(_chain_plots(posterior))
-        note = ""
-    except ImportError:
-        figs = {}
-        note = "<p>matplotlib is not installed (pip install hybridpot[plot]): no plots.</p>"
-    for name, blob in figs.items():
-        (folder / name).write_bytes(blob)
+        return figs
+
+    figs, note = _write_figures(folder, make)
     cols = ("n", "mae", "rmse", "coverage_1sigma", "coverage_2sigma", "nll", "spearman",
             "mean_std")
     rows = "".join(

@@ -169,19 +169,12 @@ def write_run_report(run_dir, folder):
     hybridpot.InvalidParameterError
         For a ``run_dir`` that is not a run directory or a ``folder`` that is a file.
     """
-    from ..report import _folder, _write_page
+    from ..report import _folder, _write_figures, _write_page
 
     summary = run_summary(run_dir)
     folder = _folder(folder, "write_run_report")
     (folder / "run.json").write_text(json.dumps(summary, indent=1))
-    try:
-        figs = _plots(summary)
-        note = ""
-    except ImportError:
-        figs = {}
-        note = "<p>matplotlib is not installed (pip install hybridpot[plot]): no plots.</p>"
-    for name, data in figs.items():
-        (folder / name).write_bytes(data)
+    figs, note = _write_figures(folder, lambda: _plots(summary))
     cols = ("al_id", "al_iteration", "n_atoms", "md_step", "md_temperature", "sigma_max",
             "sigma_threshold", "max_force", "oracle_seconds")
 
