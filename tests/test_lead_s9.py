@@ -160,3 +160,19 @@ def test_cli_md_starts_without_drift_or_molecular_rotation(tmp_path):
     np.testing.assert_allclose(p.sum(axis=0), 0.0, atol=1e-12)
     r = first.positions - first.get_center_of_mass()
     np.testing.assert_allclose(np.cross(r, p).sum(axis=0), 0.0, atol=1e-10)
+
+
+def test_reports_without_matplotlib_say_so_and_keep_extra_figures(tmp_path, monkeypatch):
+    """write_report without matplotlib: no plots, a note in the page, the extra figures are
+    still written (one helper serves the three report writers)."""
+    from hybridpot import report
+
+    def no_mpl(*a, **k):
+        raise ImportError("no matplotlib")
+
+    monkeypatch.setattr(report, "_plots", no_mpl)
+    model = _model().fit(_alloys([0, 2, 4, 2, 1]))
+    report.write_report(model, _alloys([1, 3], seed=9), tmp_path / "r",
+                        extra_figures={"extra.png": b"\x89PNG"})
+    assert sorted(p.name for p in (tmp_path / "r").glob("*.png")) == ["extra.png"]
+    assert "matplotlib is not installed" in (tmp_path / "r" / "report.html").read_text()
