@@ -20,7 +20,7 @@ from .._exceptions import InvalidParameterError, UnknownSpeciesError
 from .._validation import check_float, check_species_list, species_indices
 from ..neighbors import neighbor_list
 from . import _kernels as K
-from ._base import Baseline, register_baseline, voigt
+from ._base import Baseline, no_parameter_gradients, register_baseline, voigt
 
 __all__ = ["ZBL", "LennardJones", "Morse", "Buckingham"]
 
@@ -786,9 +786,7 @@ class ZBL(Baseline):
             cell is periodic in 3-D).
         """
         self._check()
-        n = len(atoms)
-        return {"energy": np.zeros(0), "forces": np.zeros((0, n, 3)),
-                "stress": np.zeros((0, 6)) if bool(np.all(atoms.pbc)) else None}
+        return no_parameter_gradients(atoms)
 
     def pair_energy(self, r, zi, zj):
         """Pair energy (eV) and derivative (eV/Å) at distances ``r`` for atomic numbers
