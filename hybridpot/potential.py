@@ -546,15 +546,10 @@ class HybridPotential(BaseEstimator):
         """True for a structure fitted alone with a ChunkedGradients: the regressor's fit
         reduces one (``_chunked_fit``: linear models) and its Jacobian would exceed
         ``GRADIENT_CHUNK_BYTES`` (estimated at 64 pairs per atom)."""
-        return bool(getattr(self.regressor, "_chunked_fit", False)) and \
-            self._big_jacobian(atoms)
-
-    def _big_jacobian(self, atoms):
-        """Whether the per-pair Jacobian of ``atoms`` would exceed ``GRADIENT_CHUNK_BYTES``
-        (estimated at 64 pairs per atom)."""
         from .descriptors import _base as dbase
 
-        return 64 * 24 * len(atoms) * self.descriptor.n_features > dbase.GRADIENT_CHUNK_BYTES
+        return bool(getattr(self.regressor, "_chunked_fit", False)) and \
+            64 * 24 * len(atoms) * self.descriptor.n_features > dbase.GRADIENT_CHUNK_BYTES
 
     def _batch_source(self, prep):
         n = len(prep.structures)
@@ -742,12 +737,9 @@ class HybridPotential(BaseEstimator):
             need_grad = forces or want_stress
             if need_grad and getattr(reg, "_adjoint_std", False):
                 return self._evaluate_committee(atoms, z, base, e0, forces, want_stress)
-            if need_grad and getattr(reg, "_chunked_gradients", False) and \
-                    self._big_jacobian(atoms):
-                # Jacobian built and reduced per range of centres (bounded memory); a small
-                # structure takes the one-pass path below (values and Jacobian together)
-                X = self.descriptor.compute(atoms)
-                dX = self.descriptor.compute_chunked_gradients(atoms)
+            if need_grad and getattr(reg, "_chunked_gradients", False):
+                # a big cell's Jacobian is built and reduced per range of centres
+                X, dX = self.descriptor.compute_bounded(atoms)
             elif need_grad:
                 X, dX = self.descriptor.compute(atoms, gradients=True)
             else:

@@ -117,9 +117,19 @@ def test_small_structure_sigma_takes_the_one_pass_jacobian(monkeypatch):
     at = _alloys([3], seed=11)[0]
     default = dbase.GRADIENT_CHUNK_BYTES
     monkeypatch.setattr(dbase, "GRADIENT_CHUNK_BYTES", 24 * model.descriptor.n_features * 40)
+    calls = []
+    orig = dbase.ChunkedGradients.chunks
+
+    def counting(self):
+        for c in orig(self):
+            calls.append(c.d_drij.shape[0])
+            yield c
+
+    monkeypatch.setattr(dbase.ChunkedGradients, "chunks", counting)
     chunked = model._evaluate(at, forces=True, stress=True, return_std=True)
+    assert len(calls) > 1 and max(calls) <= 40
     monkeypatch.setattr(dbase, "GRADIENT_CHUNK_BYTES", default)
-    monkeypatch.setattr(dbase.Descriptor, "compute_chunked_gradients",
+    monkeypatch.setattr(dbase.ChunkedGradients, "__init__",
                         lambda *a, **k: pytest.fail("chunked Jacobian for a small cell"))
     out = model._evaluate(at, forces=True, stress=True, return_std=True)
     for k in ("energy", "forces", "stress", "energy_std", "forces_std", "stress_std"):
@@ -176,3 +186,25 @@ def test_reports_without_matplotlib_say_so_and_keep_extra_figures(tmp_path, monk
                         extra_figures={"extra.png": b"\x89PNG"})
     assert sorted(p.name for p in (tmp_path / "r").glob("*.png")) == ["extra.png"]
     assert "matplotlib is not installed" in (tmp_path / "r" / "report.html").read_text()
+
+
+def test_compute_bounded_chunks_only_a_jacobian_above_the_bound():
+    """Descriptor.compute_bounded: the whole Jacobian in one pass when it fits in max_bytes,
+    a ChunkedGradients otherwise; the same numbers either way."""
+    from hybridpot._exceptions import InvalidParameterError
+    from hybridpot.descriptors._base import ChunkedGradients, DescriptorGradients
+
+    desc = _model().descriptor
+    at = _alloys([3], seed=12)[0]
+    X, full = desc.compute(at, gradients=True)
+    whole = full.d_drij.nbytes
+    X1, d1 = desc.compute_bounded(at, max_bytes=whole)
+    assert isinstance(d1, DescriptorGradients)
+    np.testing.assert_array_equal(X1, X)
+    np.testing.assert_array_equal(d1.d_drij, full.d_drij)
+    X2, d2 = desc.compute_bounded(at, max_bytes=whole - 1)
+    assert isinstance(d2, ChunkedGradients)
+    np.testing.assert_array_equal(X2, X)
+    np.testing.assert_array_equal(d2.materialize().d_drij, full.d_drij)
+    with pytest.raises(InvalidParameterError, match="max_bytes"):
+        desc.compute_bounded(at, max_bytes=0)

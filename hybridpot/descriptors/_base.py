@@ -219,7 +219,8 @@ class ChunkedGradients:
     Any other attribute (``d_drij``, ``strain``, ``dense``, ``vjp``, ...) builds the full
     :class:`DescriptorGradients` once and delegates to it.
 
-    Made by :meth:`Descriptor.compute_chunked_gradients`.
+    Made by :meth:`Descriptor.compute_chunked_gradients` (and by
+    :meth:`Descriptor.compute_bounded` for a Jacobian above its bound).
     """
 
     def __init__(self, descriptor, nl, species_idx, max_bytes):
@@ -459,6 +460,36 @@ class Descriptor(BaseEstimator):
                               "max_bytes", type(self).__name__, low=1)
         nl, sidx = self._prepare(atoms)
         return ChunkedGradients(self, nl, sidx, max_bytes)
+
+    def compute_bounded(self, atoms, max_bytes=None):
+        """Descriptors and Jacobian of one structure, the Jacobian chunked only when it is big.
+
+        The whole per-pair Jacobian (``n_pairs * 3 * n_features`` floats) is built with the
+        values in one pass, as :meth:`compute` with ``gradients=True`` does, when it fits in
+        ``max_bytes``; otherwise it is a :class:`ChunkedGradients` (built range by range on
+        demand, the values computed apart).  Both give the same numbers.
+
+        Parameters
+        ----------
+        atoms : ase.Atoms
+        max_bytes : int, optional
+            Bound on the per-pair Jacobian held at once; default ``GRADIENT_CHUNK_BYTES``
+            (64 MiB).
+
+        Returns
+        -------
+        X : ndarray of float64, shape (n_atoms, n_features)
+        dX : DescriptorGradients or ChunkedGradients
+        """
+        from .._validation import check_int
+
+        max_bytes = check_int(GRADIENT_CHUNK_BYTES if max_bytes is None else max_bytes,
+                              "max_bytes", type(self).__name__, low=1)
+        nl, sidx = self._prepare(atoms)
+        if nl.n_pairs * 24 * self.n_features <= max_bytes:
+            return self.compute(atoms, gradients=True)
+        X, _ = self._compute(nl, sidx, False)
+        return X, ChunkedGradients(self, nl, sidx, max_bytes)
 
     def backward(self, atoms, dE_dX):
         """Adjoint: gradient of ``E = sum(dE_dX * X)`` without building the Jacobian.

@@ -268,14 +268,9 @@ class Committee:
         fused = getattr(model.descriptor, "_backward_many", None) is not None \
             and K + 1 <= FUSED_MAX_MEMBERS
         dX = None
-        if need_grad and not fused and model._big_jacobian(atoms):
-            # the Jacobian per range of centres: a big cell never holds all of it
-            X = model.descriptor.compute(atoms)
-            dX = model.descriptor.compute_chunked_gradients(atoms)
-        elif need_grad and not fused:
-            # values and Jacobian in one pass (computing the values apart, as the chunked
-            # path must, cost a SNAP committee 30-45 % more per MD step)
-            X, dX = model.descriptor.compute(atoms, gradients=True)
+        if need_grad and not fused:
+            # a big cell's Jacobian per range of centres: it never holds all of it
+            X, dX = model.descriptor.compute_bounded(atoms)
         else:
             X = model.descriptor.compute(atoms)
         coef = np.asarray(reg.coef_, dtype=np.float64)
