@@ -56,15 +56,14 @@ def _force_noise(model):
     ``noise_["forces"]``: Bayesian linear regression, the largest group's).  Networks have
     none.
     """
+    from ..uq._calibration import _noise_std, _regressor_noise_std
+
     com = getattr(model, "uncertainty_", None)
     if com is not None:
-        return float(np.sqrt(com._noise("forces", "default") * com.inflation.get("forces", 1.0)))
-    reg = model.regressor_
-    get = getattr(reg, "_predictive_noise_std", None)
-    if get is not None:
-        sd = get("forces")
-    else:
-        noise = getattr(reg, "noise_", None)
+        return _noise_std(com, "forces", "default", 1)
+    sd = _regressor_noise_std(model, "forces")
+    if sd is None:
+        noise = getattr(model.regressor_, "noise_", None)
         sd = noise.get("forces") if isinstance(noise, dict) else None
         if isinstance(sd, dict):
             sd = max(sd.values()) if sd else None
