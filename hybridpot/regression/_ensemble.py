@@ -474,17 +474,29 @@ class EnsembleRegressor(Regressor):
 
         Raises
         ------
-        ValueError
-            For a nested estimator that is not ``{"class": <registered regressor>, ...}``
-            (:func:`hybridpot.io.load_model` reports it as a ModelFormatError).
+        hybridpot.ModelFormatError
+            For ``params`` that is not a dict, a nested estimator that is not
+            ``{"class": <registered regressor>, "params": {...}}``, or a parameter name
+            ``EnsembleRegressor`` does not take.
         """
+        if not isinstance(params, dict):
+            raise ModelFormatError(
+                f"The 'params' of {_OWNER} in a model file must be a dict of its "
+                f"hyperparameters. Got {type(params).__name__} instead.")
         params = dict(params)
+        unknown = sorted(set(params) - {"estimator", "n_models", "random_state"})
+        if unknown:
+            raise ModelFormatError(
+                f"The 'params' of {_OWNER} in a model file may only hold 'estimator', "
+                f"'n_models' and 'random_state'. Got unknown {unknown} instead.")
         doc = params.pop("estimator", None)
         if doc is None:
             return cls(**params)
-        if not isinstance(doc, dict) or doc.get("class") not in REGRESSORS:
-            raise ValueError(f"{_OWNER}: the nested 'estimator' must be {{'class': one of "
-                             f"{sorted(REGRESSORS)}, 'params': {{...}}}}. Got {doc!r}.")
+        if not isinstance(doc, dict) or doc.get("class") not in REGRESSORS or \
+                not isinstance(doc.get("params", {}), dict):
+            raise ModelFormatError(
+                f"The nested 'estimator' of {_OWNER} in a model file must be {{'class': one "
+                f"of {sorted(REGRESSORS)}, 'params': {{...}}}}. Got {doc!r} instead.")
         est = REGRESSORS[doc["class"]].from_dict_params(doc.get("params", {}))
         return cls(estimator=est, **params)
 
