@@ -1,0 +1,81 @@
+"""Session-10 review: uncertainty on big cells (bounded memory, same numbers), report units,
+typed errors of the ensemble's model-file parameters."""
+
+import json
+
+import numpy as np
+import pytest
+
+from hybridpot import HybridPotential, ModelFormatError
+from hybridpot.descriptors import PowerSpectrum
+from hybridpot.regression import BayesianLinearRegressor, EnsembleRegressor, SparseGPRegressor
+from hybridpot.report import write_report, write_uncertainty_report
+from hybridpot.uq import calibration_metrics, collect_uncertainty
+
+from conftest import emt_dataset
+
+EV_A3_TO_GPA = 160.21766208
+
+
+def _ps():
+    return PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=2, l_max=1)
+
+
+@pytest.fixture(scope="module")
+def train():
+    return emt_dataset(6, 0)
+
+
+@pytest.fixture(scope="module")
+def blr(train):
+    return HybridPotential(descriptor=_ps(), regressor=BayesianLinearRegressor()).fit(train)
+
+
+# -- item 3: one stress unit in both reports ---------------------------------------------------
+def test_uncertainty_report_writes_stress_in_gpa_like_write_report(blr, train, tmp_path):
+    write_report(blr, train, tmp_path / "a")
+    write_uncertainty_report(blr, train, tmp_path / "b")
+    a = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert a["stress"]["unit"] == b["stress"]["unit"] == "GPa"
+    # same errors and σ in the same unit (was eV/Å³ in the uncertainty report: 160x smaller)
+    assert b["stress"]["mae"] == pytest.approx(a["stress"]["mae"], rel=1e-10)
+    assert b["stress"]["rmse"] == pytest.approx(a["stress"]["rmse"], rel=1e-10)
+    assert b["stress"]["mean_std"] == pytest.approx(a["stress"]["mean_std"], rel=1e-10)
+    assert b["stress"]["coverage_1sigma"] == pytest.approx(a["stress"]["coverage_1sigma"])
+    for kind in ("energy", "forces"):
+        assert b[kind]["unit"] == a[kind]["unit"]
+        assert b[kind]["mae"] == pytest.approx(a[kind]["mae"], rel=1e-10)
+    html = (tmp_path / "b" / "report.html").read_text()
+    assert "<td>GPa</td>" in html and "eV/Å³" not in html
+    # the NLL is that of the GPa values (shifted by log(160.2) from eV/Å³)
+    d = collect_uncertainty(blr, train)["stress"]
+    m = calibration_metrics(d["y"] * EV_A3_TO_GPA, d["pred"] * EV_A3_TO_GPA,
+                            d["std"] * EV_A3_TO_GPA, d["structure"])
+    assert b["stress"]["nll"] == pytest.approx(m["nll"], rel=1e-10)
+
+
+# -- item 4: typed errors of EnsembleRegressor.from_dict_params --------------------------------
+def test_ensemble_from_dict_params_raises_model_format_error():
+    with pytest.raises(ModelFormatError,
+                       match=r"nested 'estimator' of EnsembleRegressor in a model file must be "
+                             r"\{'class': one of \[.*'SparseGPRegressor'.*\].*Got "
+                             r"\{'class': 'os.system'\} instead"):
+        EnsembleRegressor.from_dict_params({"estimator": {"class": "os.system"}})
+    with pytest.raises(ModelFormatError, match=r"nested 'estimator'.*Got 3 instead"):
+        EnsembleRegressor.from_dict_params({"estimator": 3})
+    with pytest.raises(ModelFormatError, match=r"nested 'estimator'.*'params': 5"):
+        EnsembleRegressor.from_dict_params(
+            {"estimator": {"class": "SparseGPRegressor", "params": 5}})
+    with pytest.raises(ModelFormatError,
+                       match=r"'params' of EnsembleRegressor in a model file may only hold "
+                             r"'estimator', 'n_models' and 'random_state'. Got unknown "
+                             r"\['n_model'\] instead"):
+        EnsembleRegressor.from_dict_params({"n_model": 3})
+    with pytest.raises(ModelFormatError, match=r"must be a dict of its hyperparameters. Got "
+                                               r"list instead"):
+        EnsembleRegressor.from_dict_params([1, 2])
+    reg = EnsembleRegressor.from_dict_params(
+        EnsembleRegressor(estimator=SparseGPRegressor(n_sparse=7), n_models=2,
+                          random_state=3).to_dict()["params"])
+    assert reg.n_models == 2 and reg.random_state == 3 and reg.estimator.n_sparse == 7
