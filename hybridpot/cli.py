@@ -138,11 +138,15 @@ def cmd_fit(args, cfg):
     print(f"fitted {type(model.regressor).__name__} on {type(model.descriptor).__name__} "
           f"({model.descriptor.n_features} features) for {species} with "
           f"{len(train)} structures in {model.fit_time_:.1f} s -> {out}")
-    metrics = {"train": model.evaluate(train)}
-    _print_metrics("train", metrics["train"])
-    if test:
-        metrics["test"] = model.evaluate(test)
-        _print_metrics("test", metrics["test"])
+    from .report import error_table, format_error_table
+
+    for name, part in (("train", train), ("test", test)):
+        if not part:
+            continue
+        table = error_table(model, part)   # per config_type, and "all" (= evaluate)
+        _print_metrics(name, table["all"])
+        if len(table) > 2:   # several config types: the per-group error table
+            print(format_error_table(table, f"{name} errors by config_type:"))
     if cfg["output"]["report"]:
         from .report import write_report
 
@@ -181,13 +185,23 @@ def _labelled(args, cfg, model):
 def cmd_evaluate(args, cfg):
     model = _load_model(args.model or cfg["output"]["model"])
     structures, what = _labelled(args, cfg, model)
-    m = model.evaluate(structures)
+    from .report import error_table, format_error_table
+
+    table = error_table(model, structures)   # per config_type, and "all" (= evaluate)
+    m = table["all"]
+
+    def strict(d):   # strict JSON: a kind without labels (NaN) is null, not NaN
+        return {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+                for k, v in d.items()}
+
     if args.json:
-        # strict JSON: a kind without labels (NaN in evaluate) is null, not NaN
-        print(json.dumps({k: (None if isinstance(v, float) and not np.isfinite(v) else v)
-                          for k, v in m.items()}))
+        out = strict(m)
+        out["by_config_type"] = {g: strict(v) for g, v in table.items() if g != "all"}
+        print(json.dumps(out))
     else:
         _print_metrics(f"evaluate on {what}", m)
+        if len(table) > 2:
+            print(format_error_table(table, "errors by config_type:"))
     return 0
 
 

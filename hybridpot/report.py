@@ -23,7 +23,8 @@ import numpy as np
 
 from ._labels import get_labels
 
-__all__ = ["collect_predictions", "write_report", "write_uncertainty_report"]
+__all__ = ["collect_predictions", "error_table", "format_error_table", "write_report",
+           "write_uncertainty_report"]
 
 EV_A3_TO_GPA = 160.21766208
 
@@ -118,6 +119,104 @@ def _metrics(p):
             row["mean_std"] = float(np.mean(s))
         out[kind] = row
     return out
+
+
+def error_table(model, structures, *, group_key="config_type"):
+    """Errors per config group (ACEpotentials' / FitSNAP's error table) and over all.
+
+    Parameters
+    ----------
+    model : HybridPotential
+        Fitted.
+    structures : list of ase.Atoms (or one Atoms)
+        Labelled structures (any subset of energy, forces, stress per structure).
+    group_key : str, default="config_type"
+        ``atoms.info`` key naming a structure's group (structures without it: ``"default"``).
+
+    Returns
+    -------
+    dict
+        Group name -> ``{"n_structures", "n_atoms", "energy_rmse", "energy_mae"`` (eV/atom),
+        ``"force_rmse", "force_mae"`` (eV/Å, per component), ``"stress_rmse", "stress_mae"``
+        (eV/Å³, per Voigt component)``}`` (NaN for a kind no structure of the group
+        carries), in order of first appearance, then ``"all"`` (every structure; the same
+        numbers as :meth:`~hybridpot.HybridPotential.evaluate`).
+
+    Raises
+    ------
+    hybridpot.InvalidParameterError
+        For a ``model`` that is not a HybridPotential, ``structures`` that are not a
+        non-empty list of ase.Atoms, or a ``group_key`` that is not a string.
+    hybridpot.NotFittedError
+        For a model that is not fitted.
+    """
+    from ._exceptions import InvalidParameterError
+
+    structures = _check_inputs(model, structures, "error_table")
+    if not isinstance(group_key, str):
+        raise InvalidParameterError(
+            f"The 'group_key' argument of error_table must be a str (an atoms.info key such "
+            f"as 'config_type'). Got {group_key!r} instead.")
+    res = model._evaluate_many(structures, forces=True, stress=True)
+    err = {}   # group -> kind -> list of error arrays
+    n_atoms = {}
+    for k, (a, r) in enumerate(zip(structures, res)):
+        g = str(a.info.get(group_key, "default"))
+        lab = get_labels(a, k)
+        d = err.setdefault(g, {"energy": [], "force": [], "stress": [], "n": 0})
+        d["n"] += 1
+        n_atoms[g] = n_atoms.get(g, 0) + len(a)
+        if lab.energy is not None:
+            d["energy"].append(np.atleast_1d((r["energy"] - lab.energy) / len(a)))
+        if lab.forces is not None:
+            d["force"].append((r["forces"] - lab.forces).ravel())
+        if lab.stress is not None and "stress" in r:
+            d["stress"].append(np.ravel(r["stress"] - lab.stress))
+
+    def row(groups):
+        out = {"n_structures": sum(err[g]["n"] for g in groups),
+               "n_atoms": sum(n_atoms[g] for g in groups)}
+        for kind in ("energy", "force", "stress"):
+            v = [x for g in groups for x in err[g][kind]]
+            v = np.concatenate(v) if v else np.zeros(0)
+            out[f"{kind}_rmse"] = float(np.sqrt(np.mean(v ** 2))) if v.size else float("nan")
+            out[f"{kind}_mae"] = float(np.mean(np.abs(v))) if v.size else float("nan")
+        return out
+
+    table = {g: row([g]) for g in err}
+    table["all"] = row(list(err))
+    return table
+
+
+def format_error_table(table, title=""):
+    """Text of an :func:`error_table`: energies meV/atom, forces meV/Å, stress GPa.
+
+    Parameters
+    ----------
+    table : dict
+        Output of :func:`error_table`.
+    title : str, default=""
+        Printed above the table.
+
+    Returns
+    -------
+    str
+        One line per group (``-`` for a kind the group has no labels of).
+    """
+    head = (f"{'config_type':<16} {'n':>5} {'E rmse':>8} {'E mae':>8} {'F rmse':>8} "
+            f"{'F mae':>8} {'S rmse':>8} {'S mae':>8}")
+    units = (f"{'':<16} {'':>5} {'meV/atom':>17} {'meV/Å':>17} {'GPa':>17}")
+    lines = [title] if title else []
+    lines += [head, units]
+    for g, m in table.items():
+        vals = []
+        for key, f in (("energy_rmse", 1e3), ("energy_mae", 1e3), ("force_rmse", 1e3),
+                       ("force_mae", 1e3), ("stress_rmse", EV_A3_TO_GPA),
+                       ("stress_mae", EV_A3_TO_GPA)):
+            v = m[key]
+            vals.append(f"{f * v:8.3f}" if np.isfinite(v) else f"{'-':>8}")
+        lines.append(f"{g[:16]:<16} {m['n_structures']:>5} " + " ".join(vals))
+    return "\n".join(lines)
 
 
 def _png(fig, dpi=110):
