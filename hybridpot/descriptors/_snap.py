@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from ase.data import chemical_symbols
 
-from .._exceptions import InvalidParameterError, ModelFormatError
+from .._exceptions import InvalidParameterError, InvalidStructureError, ModelFormatError
 from .._validation import check_float, check_int, check_species_list
 from ._base import Descriptor, register_descriptor
 from . import _snap_kernels as _k
@@ -324,7 +324,10 @@ class SNAPBispectrum(Descriptor):
     rfac0 : float, default=0.99363
         Fraction of pi reached by ``theta0`` at the cutoff, in (0, 1).
     rmin0 : float, default=0.0
-        Inner distance of the angular mapping and switching function (Å), >= 0.
+        Inner distance of the angular mapping and switching function (Å), >= 0
+        (``f_c = 1`` below it).  The mapping is discontinuous at ``r = rmin0`` (``theta0``
+        changes sign; the half-integer-``j`` components jump), so with ``rmin0 > 0`` a
+        structure with a pair closer than ``rmin0`` raises ``InvalidStructureError``.
     radelem : float, sequence of float or None, default=None
         Element radii (dimensionless, multiplied by ``rcutfac``) per species (a float: the
         same for every species); 0.5 each.
@@ -465,6 +468,17 @@ class SNAPBispectrum(Descriptor):
         sj = species_idx[nl.j]
         rcut_p = self._rcutfac * (self._rad[si] + self._rad[sj])
         inside = nl.d < rcut_p
+        if self._rmin0 > 0.0 and np.any(inside & (nl.d <= self._rmin0)):
+            # theta0 = rfac0 pi (r - rmin0) / (R - rmin0) changes sign at r = rmin0: the
+            # neighbour's SU(2) element jumps from +1 to -1 (every half-integer-j component and
+            # the energy jump, by hundreds of eV for a fitted model) and is undefined at r = rmin0
+            k = int(np.argmin(np.where(inside, nl.d, np.inf)))
+            raise InvalidStructureError(
+                f"SNAPBispectrum: atoms {int(nl.i[k])} and {int(nl.j[k])} are {nl.d[k]:.4g} Å "
+                f"apart, within rmin0 = {self._rmin0:g} Å; the SNAP mapping theta0 = rfac0 pi "
+                f"(r - rmin0) / (R - rmin0) is discontinuous at r = rmin0 (the descriptor and "
+                f"the energy jump there), so every pair must be farther apart than 'rmin0' "
+                f"(use a smaller rmin0, e.g. 0, or a repulsive baseline that keeps atoms apart).")
         w_p = self._wj[sj]
         return (np.ascontiguousarray(nl.offsets), np.ascontiguousarray(nl.D),
                 np.ascontiguousarray(nl.d), inside, rcut_p, w_p)
