@@ -806,7 +806,8 @@ class HybridPotential(BaseEstimator):
         scale = getattr(self, "uncertainty_scale_", None) or {}
 
         def std(rows, kind):
-            var = np.sum(rows ** 2, axis=0) + reg._predictive_noise_std(kind) ** 2
+            noise = reg._predictive_noise_std(kind) or 0.0   # None: no noise in σ
+            var = np.sum(rows ** 2, axis=0) + noise ** 2
             return np.sqrt(var) * scale.get(kind, 1.0)
 
         out = {"energy": base["energy"] + float(e0.sum()) + float(eps.sum()),

@@ -8,11 +8,12 @@ import pytest
 
 from hybridpot import HybridPotential, ModelFormatError
 from hybridpot.descriptors import PowerSpectrum
-from hybridpot.regression import BayesianLinearRegressor, EnsembleRegressor, SparseGPRegressor
+from hybridpot.regression import (BayesianLinearRegressor, EnsembleRegressor,
+                                  NeuralNetworkRegressor, SparseGPRegressor)
 from hybridpot.report import write_report, write_uncertainty_report
 from hybridpot.uq import calibration_metrics, collect_uncertainty
 
-from conftest import emt_dataset
+from conftest import emt_dataset, rattled_bulk
 
 EV_A3_TO_GPA = 160.21766208
 
@@ -79,3 +80,59 @@ def test_ensemble_from_dict_params_raises_model_format_error():
         EnsembleRegressor(estimator=SparseGPRegressor(n_sparse=7), n_models=2,
                           random_state=3).to_dict()["params"])
     assert reg.n_models == 2 and reg.random_state == 3 and reg.estimator.n_sparse == 7
+
+
+# -- item 1: EnsembleRegressor σ without the per-pair Jacobian ---------------------------------
+def _skewed_cell(reps=(2, 2, 2), seed=3):
+    at = rattled_bulk(reps=reps, stdev=0.06, seed=seed)
+    at.set_cell(at.cell.array @ (np.eye(3) + np.array([[0, .05, .02], [0, 0, .04], [0, 0, 0]])),
+                scale_atoms=True)
+    return at
+
+
+@pytest.fixture(scope="module")
+def nn_ensemble(train):
+    nn = NeuralNetworkRegressor(hidden_layer_sizes=(5,), max_iter=15, n_models=1)
+    reg = EnsembleRegressor(estimator=nn, n_models=3, random_state=0)
+    with pytest.warns(Warning, match="without converging"):
+        return HybridPotential(descriptor=_ps(), regressor=reg).fit(train)
+
+
+def test_ensemble_spread_sigma_takes_the_adjoint_without_jacobian(nn_ensemble, monkeypatch):
+    model, reg = nn_ensemble, nn_ensemble.regressor_
+    assert reg._spread_std and reg._adjoint_std
+    at = _skewed_cell()
+    X, dX = model.descriptor.compute(at, gradients=True)
+    z = np.zeros(len(at), dtype=np.int64)
+    # the former path: predict_batch on the whole per-pair Jacobian
+    ref = reg.predict_batch(model._unlabelled_batch(at, X, z, dX, 0), return_std=True)
+    members = [m.predict_batch(model._unlabelled_batch(at, X, z, dX, 0))
+               for m in reg.estimators_]
+    calls = []
+    real = type(model.descriptor).compute
+
+    def spy(self, atoms, gradients=False):
+        calls.append(gradients)
+        return real(self, atoms, gradients=gradients)
+
+    monkeypatch.setattr(type(model.descriptor), "compute", spy)
+    got = model._evaluate(at, forces=True, stress=True, return_std=True)
+    assert calls and not any(calls)          # no Jacobian built
+    np.testing.assert_allclose(got["forces_std"], ref["forces_std"], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(got["stress_std"], ref["stress_std"][0], rtol=1e-12, atol=1e-16)
+    assert got["energy_std"] == pytest.approx(ref["energy_std"][0], rel=1e-12)
+    np.testing.assert_allclose(got["forces"] - model._baseline(at, forces=True,
+                                                              stress=True)["forces"],
+                               ref["forces"], rtol=1e-10, atol=1e-12)
+    # the committee σ (ddof=1) of the member forces
+    fk = np.stack([p["forces"] for p in members])
+    np.testing.assert_allclose(got["forces_std"], fk.std(axis=0, ddof=1), rtol=1e-10,
+                               atol=1e-14)
+    assert np.all(got["forces_std"] > 0)
+    # the calculator gives the same, and a recalibration scale applies to it
+    at.calc = model.calculator(uncertainty=True)
+    np.testing.assert_allclose(at.get_forces(), got["forces"], rtol=1e-12)
+    np.testing.assert_allclose(at.calc.results["forces_std"], got["forces_std"], rtol=1e-12)
+    # energy-only σ (no gradients needed) is unchanged
+    e, s = model.predict([at], return_std=True)
+    assert s[0] == pytest.approx(ref["energy_std"][0], rel=1e-12)

@@ -88,7 +88,13 @@ class EnsembleRegressor(Regressor):
     ``Descriptor.backward_many`` call of ``1 + n_models (1 + n_committee)`` rows (the mean,
     every member's offset from it, every member's samples): the σ cost grows with that
     number, so a smaller ``n_committee`` per member keeps it down (the mixture averages the
-    members' sample variances, e.g. 3 members of 6 samples pool 18).
+    members' sample variances, e.g. 3 members of 6 samples pool 18).  Members without a
+    posterior (networks) give their committee σ there the same way, from ``1 + n_models``
+    rows (the mean and every member's offset from it): no per-pair descriptor Jacobian is
+    built, so memory stays O(n_atoms n_features) on big cells.  Members with a posterior but
+    no adjoint committee (``SparseGPRegressor`` with ``derivative_variance="dtc"``, the
+    default, or ``"projected"``) read the structure's whole per-pair Jacobian, as one such GP
+    does (``n_pairs * 3 * n_features`` floats).
 
     Examples
     --------
@@ -319,10 +325,21 @@ class EnsembleRegressor(Regressor):
         return eps / k, grad / k
 
     @property
+    def _spread_std(self):
+        """Whether σ is the spread of the member means (members without a posterior of their
+        own, ``n_models >= 2``: the ``ddof=1`` branch of :meth:`predict_batch`)."""
+        members = getattr(self, "estimators_", None)
+        return bool(members) and len(members) >= 2 and \
+            not getattr(members[0], "has_uncertainty", False)
+
+    @property
     def _adjoint_std(self):
-        """Whether every member has an adjoint committee (see :meth:`_committee_cotangents`)."""
-        return bool(getattr(self, "estimators_", None)) and all(
-            getattr(m, "_adjoint_std", False) for m in self.estimators_)
+        """Whether ``HybridPotential`` takes force / stress σ through the adjoint
+        (:meth:`_committee_cotangents`, no descriptor Jacobian): every member has an adjoint
+        committee, or the σ is the spread of the member means."""
+        members = getattr(self, "estimators_", None)
+        return bool(members) and (self._spread_std or all(
+            getattr(m, "_adjoint_std", False) for m in members))
 
     def _committee_cotangents(self, X, species, energy_var=False):
         """The mixture's mean and committee rows for ``HybridPotential``'s adjoint σ.
@@ -352,6 +369,8 @@ class EnsembleRegressor(Regressor):
         """
         self._check_fitted()
         X, sp = self._check_atomic_input(X, species, "_committee_cotangents")
+        if self._spread_std:
+            return self._spread_cotangents(X, sp, energy_var)
         parts = [m._committee_cotangents(X, sp, energy_var=energy_var)
                  for m in self.estimators_]
         k = len(parts)
@@ -368,6 +387,25 @@ class EnsembleRegressor(Regressor):
         energies = np.array([p[0].sum() for p in parts])
         var = np.mean([p[2] for p in parts]) + np.mean((energies - energies.mean()) ** 2)
         return eps, G, float(var)
+
+    def _spread_cotangents(self, X, sp, energy_var):
+        """:meth:`_committee_cotangents` of members without a posterior: row 0 the mean
+        ``dE/dX``, then ``(dE_k/dX - mean) / sqrt(n_models - 1)`` for every member ``k``, so
+        that the sum of the squares of the rows' forces / stresses is the ``ddof=1`` variance
+        of the member means (:meth:`predict_batch`'s σ) without the per-pair Jacobian;
+        ``energy_var`` the same variance of the members' total energies."""
+        k = len(self.estimators_)
+        parts = [m.atomic_energy_gradient(X, sp) for m in self.estimators_]
+        G = np.stack([p[1] for p in parts])
+        eps = np.mean([p[0] for p in parts], axis=0)
+        mean = G.mean(axis=0)
+        G -= mean[None]
+        G /= np.sqrt(k - 1)
+        G = np.concatenate([mean[None], G], axis=0)
+        if not energy_var:
+            return eps, G
+        energies = np.array([p[0].sum() for p in parts])
+        return eps, G, float(np.var(energies, ddof=1))
 
     def predict_batch(self, batch, return_std=False, include_noise=True):
         """Energies, forces and stresses of a batch, the members' mean.
