@@ -248,6 +248,74 @@ def _check_md_numbers(md):
                           f"Got {md['pressure_GPa']!r}.")
 
 
+
+#: md.ensemble values -> (ASE class path, what it samples)
+MD_ENSEMBLES = {
+    "nve": ("ase.md.verlet.VelocityVerlet", "NVE, velocity Verlet"),
+    "langevin": ("ase.md.langevin.Langevin", "NVT, Langevin (friction)"),
+    "bussi": ("ase.md.bussi.Bussi", "NVT, stochastic velocity rescaling (taut_fs)"),
+    "nose_hoover": ("ase.md.nose_hoover_chain.NoseHooverChainNVT",
+                    "NVT, Nose-Hoover chain (taut_fs)"),
+    "npt": ("ase.md.nptberendsen.NPTBerendsen",
+            "Berendsen weak coupling of T and P (taut_fs, taup_fs, pressure_GPa); relaxes to "
+            "the target but does not sample the NPT ensemble"),
+    "npt_mtk": ("ase.md.nose_hoover_chain.IsotropicMTKNPT",
+                "NPT, isotropic Martyna-Tobias-Klein with Nose-Hoover chains (taut_fs, taup_fs, "
+                "pressure_GPa)"),
+}
+
+
+def _ase_md_class(ens):
+    """The ASE dynamics class of ``md.ensemble`` (a ConfigError naming the installed ASE
+    version when it is too old to have it)."""
+    import importlib
+
+    import ase
+
+    module, _, name = MD_ENSEMBLES[ens][0].rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"md.ensemble = {ens!r} needs {MD_ENSEMBLES[ens][0]}, which the "
+                          f"installed ASE {ase.__version__} does not have; upgrade ASE "
+                          f"(pip install -U ase) or choose another ensemble.") from e
+
+
+def _md_dynamics(atoms, md, ens, dt, T, rng):
+    """The ASE dynamics object of ``md.ensemble`` (time step ``dt`` in ASE units, ``T`` in K,
+    ``rng`` a numpy Generator for the stochastic thermostats)."""
+    from ase import units
+
+    if ens not in MD_ENSEMBLES:
+        raise ConfigError(f"md.ensemble must be one of {', '.join(map(repr, MD_ENSEMBLES))}. "
+                          f"Got {ens!r}.")
+    if ens.startswith("npt") and not np.all(atoms.pbc):
+        # NPT needs the stress (was a traceback at the first step)
+        raise ConfigError(
+            f"md.ensemble = {ens!r} needs a structure periodic in 3-D (it controls the "
+            f"pressure through the stress); md.structure has pbc="
+            f"{[bool(p) for p in atoms.pbc]}. Use 'nve', 'langevin', 'bussi' or "
+            f"'nose_hoover' for a molecule, cluster or slab.")
+    if ens == "langevin":
+        from ._compat import langevin
+
+        return langevin(atoms, dt, T, float(md["friction"]) / units.fs, rng)
+    cls = _ase_md_class(ens)
+    taut = float(md.get("taut_fs", 100.0)) * units.fs
+    taup = float(md.get("taup_fs", 1000.0)) * units.fs
+    pressure = float(md.get("pressure_GPa", 0.0)) * units.GPa
+    if ens == "nve":
+        return cls(atoms, dt)
+    if ens == "bussi":
+        return cls(atoms, dt, temperature_K=T, taut=taut, rng=rng)
+    if ens == "nose_hoover":
+        return cls(atoms, dt, temperature_K=T, tdamp=taut)
+    if ens == "npt":
+        return cls(atoms, dt, temperature_K=T, pressure_au=pressure, taut=taut, taup=taup,
+                   compressibility_au=1.0 / (100.0 * units.GPa))
+    return cls(atoms, dt, temperature_K=T, pressure_au=pressure, tdamp=taut, pdamp=taup)
+
+
 def cmd_md(args, cfg):
     from ase import units
     from ase.io.trajectory import Trajectory
@@ -287,31 +355,7 @@ def cmd_md(args, cfg):
     atoms.get_potential_energy()   # the first evaluation (and σ) before the dynamics
     dt = float(md["timestep_fs"]) * units.fs
     ens = md["ensemble"]
-    if ens == "nve":
-        from ase.md.verlet import VelocityVerlet
-
-        dyn = VelocityVerlet(atoms, dt)
-    elif ens == "langevin":
-        from ._compat import langevin
-
-        dyn = langevin(atoms, dt, T, float(md["friction"]) / units.fs, rng)
-    elif ens == "npt":
-        from ase.md.nptberendsen import NPTBerendsen
-
-        if not np.all(atoms.pbc):   # NPT needs the stress (was a traceback at the first step)
-            raise ConfigError(
-                f"md.ensemble = 'npt' needs a structure periodic in 3-D (it controls the "
-                f"pressure through the stress); md.structure has pbc="
-                f"{[bool(p) for p in atoms.pbc]}. Use 'nve' or 'langevin' for a molecule, "
-                f"cluster or slab.")
-
-        dyn = NPTBerendsen(atoms, dt, temperature_K=T,
-                           pressure_au=float(md.get("pressure_GPa", 0.0)) * units.GPa,
-                           taut=float(md.get("taut_fs", 100.0)) * units.fs,
-                           taup=float(md.get("taup_fs", 1000.0)) * units.fs,
-                           compressibility_au=1.0 / (100.0 * units.GPa))
-    else:
-        raise ConfigError(f"md.ensemble must be one of 'nve', 'langevin', 'npt'. Got {ens!r}.")
+    dyn = _md_dynamics(atoms, md, ens, dt, T, rng)
     steps = int(md["steps"])
     if steps < 0:
         raise ConfigError(f"md.steps must be >= 0. Got {steps}.")

@@ -65,12 +65,18 @@ Example (every key optional; these are the defaults of ``hybridpot fit``)::
     lattice_constant = 4.05     # structure of the element (Al: fcc, 4.05 Å; Mo: bcc, 3.15)
     supercell = [3, 3, 3]       # repetitions along the periodic directions (a molecule or
                                 # cluster with pbc = False is run as it is)
-    ensemble = "langevin"       # nve | langevin | npt
+    ensemble = "langevin"       # nve | langevin | bussi | nose_hoover (NVT) | npt_mtk (NPT,
+                                # MTK barostat) | npt (Berendsen: relaxes T and P, does
+                                # not sample NPT); bussi and nose_hoover need
+                                # ASE >= 3.24, npt_mtk ASE >= 3.25
     temperature_K = 300.0         # initial Maxwell-Boltzmann velocities (no centre-of-mass
                                 # motion; no rotation of a molecule or cluster)
     timestep_fs = 1.0
     steps = 1000
     friction = 0.02             # Langevin friction, 1/fs
+    # taut_fs = 100.0           # thermostat time constant (bussi, nose_hoover, npt*), fs
+    # taup_fs = 1000.0          # barostat time constant (npt, npt_mtk), fs
+    # pressure_GPa = 0.0        # target pressure (npt, npt_mtk), GPa
     trajectory = "md.traj"
     seed = 0
     uncertainty_interval = 0    # n >= 1: σ of energy / forces / stress every n steps (needs
