@@ -114,3 +114,160 @@ report = ""
     assert m["by_config_type"]["rattle"]["n_structures"] == 6
     assert main(["evaluate", "-c", str(cfg), "--data", str(p)]) == 0
     assert "errors by config_type:" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- ARD solver
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.linear_model import ARDRegression  # noqa: E402
+
+from hybridpot import ModelFormatError  # noqa: E402
+from hybridpot.regression import ARDLinearRegressor, BayesianLinearRegressor  # noqa: E402
+from hybridpot.regression._design import labelled_rows  # noqa: E402
+from hybridpot.regression._linear import BIAS_RELATIVE_PENALTY  # noqa: E402
+
+
+@pytest.mark.parametrize("n, p, n_true, seed", [(200, 30, 5, 0), (100, 60, 5, 1),
+                                                (60, 20, 8, 2)])
+def test_ard_plain_path_equals_sklearn(n, p, n_true, seed):
+    """Independent truth: scikit-learn's ARDRegression (no intercept, same hyperpriors)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, p)) * rng.uniform(0.5, 3.0, p)
+    w = np.zeros(p)
+    w[:n_true] = 2.0 * rng.normal(size=n_true)
+    y = X @ w + 0.1 * rng.normal(size=n)
+    sk = ARDRegression(fit_intercept=False, max_iter=1000, tol=1e-8).fit(X, y)
+    me = ARDLinearRegressor(penalty_scaling="none", max_iter=1000, tol=1e-8).fit(X, y)
+    np.testing.assert_allclose(me.coef_, sk.coef_, atol=1e-8)
+    np.testing.assert_array_equal(me.active_, sk.coef_ != 0)
+    assert np.all(me.coef_[~me.active_] == 0.0) and me.active_.sum() < p
+    np.testing.assert_allclose(me.lambda_[me.active_], sk.lambda_[me.active_], rtol=1e-6)
+    np.testing.assert_allclose(1.0 / me.noise_["target"] ** 2, sk.alpha_, rtol=1e-6)
+    keep = me.active_
+    np.testing.assert_allclose(me.sigma_[np.ix_(keep, keep)], sk.sigma_, rtol=1e-6,
+                               atol=1e-12)
+    # pruned coefficients carry (numerically) no variance
+    assert np.max(np.diag(me.sigma_)[~keep]) < 1e-10 * np.max(np.diag(sk.sigma_))
+    # predictive std = sqrt(a^T Sigma a + noise^2), as sklearn's predict(return_std=True)
+    Xt = rng.normal(size=(5, p))
+    mu, sd = me.predict(Xt, return_std=True)
+    mu_sk, sd_sk = sk.predict(Xt, return_std=True)
+    np.testing.assert_allclose(mu, mu_sk, atol=1e-8)
+    np.testing.assert_allclose(sd, sd_sk, rtol=1e-6)
+
+
+def _ard_reference(A, y, bias, n_iter, lambda_1=1e-6, lambda_2=1e-6, alpha_1=1e-6,
+                   alpha_2=1e-6, threshold=1e4):
+    """Slow numpy ARD on an explicit (already weighted) design; bias columns get the fixed
+    precision BIAS_RELATIVE_PENALTY; one noise level."""
+    M = A.shape[1]
+    lam = np.where(bias, BIAS_RELATIVE_PENALTY, 1.0)
+    beta = y.size / (y @ y)
+    keep = np.ones(M, dtype=bool)
+    for _ in range(n_iter):
+        k = np.flatnonzero(keep)
+        S = np.linalg.inv(beta * A[:, k].T @ A[:, k] + np.diag(lam[k]))
+        m = np.zeros(M)
+        m[k] = beta * S @ A[:, k].T @ y
+        g = 1.0 - lam[k] * np.diag(S)
+        upd = ~bias[k]
+        lam[k[upd]] = (g[upd] + 2 * lambda_1) / (m[k[upd]] ** 2 + 2 * lambda_2)
+        rss = np.sum((A @ m - y) ** 2)
+        beta = (y.size - g.sum() + 2 * alpha_1) / (rss + 2 * alpha_2)
+        keep &= ~(~bias & (lam > threshold))
+    k = np.flatnonzero(keep)   # the posterior at the final hyperparameters
+    m = np.zeros(M)
+    m[k] = beta * np.linalg.solve(beta * A[:, k].T @ A[:, k] + np.diag(lam[k]), A[:, k].T @ y)
+    return m, lam, keep, beta
+
+
+class _SpyARD(ARDLinearRegressor):
+    """Keeps the batches it was fitted on."""
+
+    def fit(self, batches, y=None, sample_weight=None):
+        self.seen_ = list(batches)
+        return super().fit(batches, y, sample_weight)
+
+
+def test_ard_batch_path_weights_rows_like_the_linear_models(cu_data):
+    """Energy, force and stress rows with per-kind weights: the same rows (design assembly
+    of the linear models, labelled_rows) through a plain-numpy ARD give the same fit."""
+    desc = PowerSpectrum(species=["Cu"], r_cut=4.5, n_max=3, l_max=2)
+    weights = {"energy": 30.0, "forces": 1.0, "stress": 5.0}
+    reg = _SpyARD(penalty_scaling="none", noise_levels="shared", max_iter=40, tol=0.0)
+    with pytest.warns(ConvergenceWarning, match="ARD did not converge in max_iter=40"):
+        model = HybridPotential(descriptor=desc, regressor=reg, weights=weights).fit(
+            cu_data[:6])
+    # the residual rows the regressor saw, from its batches (linear models' row assembly)
+    blocks, ys = [], []
+    for batch in model.regressor_.seen_:
+        for kind, group, A, y, w in labelled_rows(batch, 1, False):
+            blocks.append(A * np.sqrt(w)[:, None])
+            ys.append(y * np.sqrt(w))
+    A, y = np.vstack(blocks), np.concatenate(ys)
+    bias = np.zeros(A.shape[1], dtype=bool)
+    bias[0] = True
+    m, lam, keep, beta = _ard_reference(A, y, bias, 40)
+    r = model.regressor_
+    np.testing.assert_array_equal(r.active_, keep)
+    np.testing.assert_allclose(r.lambda_[keep & ~bias], lam[keep & ~bias], rtol=1e-5)
+    np.testing.assert_allclose(r.coef_.ravel()[1:], m[1:], rtol=1e-5, atol=1e-9)
+    # the kind weights are relative precisions (noise_levels="shared")
+    np.testing.assert_allclose(r.noise_["energy"], 1 / np.sqrt(beta * weights["energy"]),
+                               rtol=1e-5)
+    np.testing.assert_allclose(r.noise_["forces"] / r.noise_["stress"], np.sqrt(5.0),
+                               rtol=1e-10)
+
+
+def test_ard_model_sigma_save_load_and_errors(cu_data, tmp_path):
+    desc = PowerSpectrum(species=["Cu"], r_cut=4.5, n_max=4, l_max=3)
+    model = HybridPotential(descriptor=desc, regressor=ARDLinearRegressor(
+        noise_groups=True)).fit(cu_data[:8])
+    r = model.regressor_
+    assert 1 < r.active_.sum() < r.coef_.size          # ARD pruned part of the basis
+    assert set(r.noise_["forces"]) == {"rattle", "strain"}
+    # the posterior is BLR's with prior diag(lambda): sigma_ = H^-1
+    np.testing.assert_allclose(r.penalty_scale_[r.active_] ** 2,
+                               r.lambda_[r.active_] * (r.penalty_scale_[r.active_] ** 2
+                                                       / r.lambda_[r.active_]))
+    E, s = model.predict(cu_data[8:], return_std=True)
+    F, fs = model.predict_forces(cu_data[8:9], return_std=True)
+    assert np.all(s > 0) and np.all(fs[0] > 0)
+    path = tmp_path / "ard.hpot"
+    model.save(path)
+    back = HybridPotential.load(path)
+    assert type(back.regressor_) is ARDLinearRegressor
+    np.testing.assert_array_equal(back.regressor_.active_, r.active_)
+    np.testing.assert_array_equal(back.regressor_.lambda_, r.lambda_)
+    E2, s2 = back.predict(cu_data[8:], return_std=True)
+    np.testing.assert_allclose(E2, E, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(s2, s, rtol=1e-10)
+    state, arrays = r.get_fitted_state()
+    arrays.pop("active")
+    with pytest.raises(ModelFormatError, match="'lambda' and 'active' must be arrays of "
+                                               r"shape \(41,\)\. Got \(41,\) and None"):
+        ARDLinearRegressor().set_fitted_state(state, arrays)
+    with pytest.raises(InvalidParameterError, match="ARDLinearRegressor.from_coef is not "
+                                                    "available.*BayesianLinearRegressor"):
+        ARDLinearRegressor.from_coef(np.zeros((1, 3)))
+
+
+@pytest.mark.parametrize("param, value, message", [
+    ("threshold_lambda", 0.0, "'threshold_lambda' parameter of ARDLinearRegressor"),
+    ("lambda_1", -1.0, "'lambda_1' parameter of ARDLinearRegressor"),
+    ("alpha_2", np.inf, "'alpha_2' parameter of ARDLinearRegressor"),
+    ("max_iter", 0, "'max_iter' parameter of ARDLinearRegressor"),
+    ("noise_init", -0.1, "'noise_init' parameter of ARDLinearRegressor"),
+    ("lambda_init", 0.0, "'lambda_init' parameter of ARDLinearRegressor"),
+    ("noise_levels", "group", "'noise_levels' parameter of ARDLinearRegressor"),
+])
+def test_ard_parameter_errors(param, value, message):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 3))
+    with pytest.raises(InvalidParameterError, match=message + ".*Got"):
+        ARDLinearRegressor(**{param: value}).fit(X, X[:, 0])
+
+
+def test_ard_is_a_bayesian_linear_model_everywhere():
+    """isinstance checks of the linear paths (LAMMPS export, LinearPosterior) accept it."""
+    assert issubclass(ARDLinearRegressor, BayesianLinearRegressor)
+    assert ARDLinearRegressor().has_uncertainty

@@ -29,6 +29,8 @@ def _cases():
                                       "alpha", [1e-6, 1e-3]),
         "BayesianLinearRegressor": (lambda: R.BayesianLinearRegressor(), "quadratic",
                                     [False, True]),
+        "ARDLinearRegressor": (lambda: R.ARDLinearRegressor(), "threshold_lambda",
+                               [1e4, 1e6]),
         "NeuralNetworkRegressor": (
             lambda: R.NeuralNetworkRegressor(hidden_layer_sizes=(8,), max_iter=60, n_models=2,
                                              random_state=0), "alpha", [1e-6, 1e-3]),

@@ -1,5 +1,6 @@
 """Regressors for the per-atom ML energy (scikit-learn estimators)."""
 
+from ._ard import ARDLinearRegressor
 from ._base import (KINDS, REGRESSORS, VOIGT, BatchSource, Regressor, StructureBatch,
                     register_regressor)
 from ._ensemble import EnsembleRegressor
@@ -8,6 +9,6 @@ from ._linear import BayesianLinearRegressor, LinearRegressor
 from ._nn import NeuralNetworkRegressor
 
 __all__ = ["LinearRegressor", "BayesianLinearRegressor", "SparseGPRegressor",
-           "NeuralNetworkRegressor", "EnsembleRegressor", "Regressor", "StructureBatch",
-           "BatchSource",
+           "NeuralNetworkRegressor", "EnsembleRegressor", "ARDLinearRegressor", "Regressor",
+           "StructureBatch", "BatchSource",
            "REGRESSORS", "register_regressor", "KINDS", "VOIGT"]
