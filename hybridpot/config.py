@@ -35,7 +35,8 @@ Example (every key optional; these are the defaults of ``hybridpot fit``)::
     l_max = 4
 
     [regressor]
-    type = "BayesianLinearRegressor"   # LinearRegressor | SparseGPRegressor | ...
+    type = "BayesianLinearRegressor"   # LinearRegressor | ARDLinearRegressor |
+                                       # SparseGPRegressor | ...
     noise_levels = "shared"     # one noise level; the [fit] weights set the kinds' balance
                                 # (random_state of the GP / network / ensemble: data.seed)
 
@@ -280,7 +281,7 @@ _SCHEMA = {
 }
 _CLASS_SECTIONS = ("descriptor", "regressor", "baseline")
 #: regressor types whose default [fit] weights are DEFAULT_CONFIG's (one shared noise level)
-LINEAR_REGRESSORS = ("LinearRegressor", "BayesianLinearRegressor")
+LINEAR_REGRESSORS = ("LinearRegressor", "BayesianLinearRegressor", "ARDLinearRegressor")
 _SECTIONS = tuple(DEFAULT_CONFIG) + tuple(s for s in ("select", "learn") if s not in DEFAULT_CONFIG)
 
 

@@ -271,3 +271,35 @@ def test_ard_is_a_bayesian_linear_model_everywhere():
     """isinstance checks of the linear paths (LAMMPS export, LinearPosterior) accept it."""
     assert issubclass(ARDLinearRegressor, BayesianLinearRegressor)
     assert ARDLinearRegressor().has_uncertainty
+
+
+def test_cli_fits_ard_from_config(tmp_path, cu_data, capsys):
+    p = tmp_path / "cu.extxyz"
+    write(p, cu_data)
+    cfg = tmp_path / "fit.toml"
+    cfg.write_text(f"""
+[data]
+train = "{p}"
+test_fraction = 0.25
+[descriptor]
+type = "PowerSpectrum"
+r_cut = 4.5
+n_max = 4
+l_max = 3
+[regressor]
+type = "ARDLinearRegressor"
+noise_levels = "shared"
+threshold_lambda = 1e5
+[baseline]
+type = "none"
+[output]
+model = "{tmp_path / 'cu.hpot'}"
+report = ""
+""")
+    assert main(["fit", "-c", str(cfg), "--quiet"]) == 0
+    assert "fitted ARDLinearRegressor" in capsys.readouterr().out
+    reg = HybridPotential.load(tmp_path / "cu.hpot").regressor_
+    assert reg.threshold_lambda == 1e5 and reg.active_.sum() < reg.active_.size
+    # the FitSNAP-style default [fit] weights of the linear models (energy 1000)
+    np.testing.assert_allclose(reg.noise_["forces"] / reg.noise_["energy"],
+                               np.sqrt(1000.0), rtol=1e-8)
