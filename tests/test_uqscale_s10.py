@@ -136,3 +136,44 @@ def test_ensemble_spread_sigma_takes_the_adjoint_without_jacobian(nn_ensemble, m
     # energy-only σ (no gradients needed) is unchanged
     e, s = model.predict([at], return_std=True)
     assert s[0] == pytest.approx(ref["energy_std"][0], rel=1e-12)
+
+
+# -- item 2: the GP's exact energy prior sum without the full atom-pair matrix ----------------
+@pytest.mark.parametrize("kernel,zeta", [("dot", 1), ("dot", 2), ("dot", 3), ("dot", 4),
+                                         ("se", 1)])
+@pytest.mark.parametrize("n", [1, 7, 300])
+def test_kernel_sum_equals_the_all_pairs_sum(kernel, zeta, n):
+    from hybridpot.regression._gp import _kernel_sum, _prepared, kernel_matrix
+
+    rng = np.random.default_rng(n + zeta)
+    X = rng.normal(size=(n, 12)) + 0.5
+    X[0] *= 1e-3                                  # a nearly vanishing descriptor (softening)
+    centre, soft = X.mean(axis=0) + 0.1, 0.05
+    ref = kernel_matrix(X, X, kernel=kernel, zeta=zeta, length_scale=2.5, centre=centre,
+                        softening=soft).sum()
+    Y = _prepared(kernel, X, centre, soft)[0]
+    for block in (64, 512):                       # several tiles and one
+        got = _kernel_sum(Y, kernel == "dot", zeta, 2.5, block=block)
+        assert got == pytest.approx(ref, rel=1e-12)
+
+
+@pytest.mark.parametrize("kernel", ["dot", "se"])
+def test_gp_energy_std_equals_the_all_pairs_formula(train, kernel):
+    from hybridpot.regression._gp import kernel_matrix
+
+    gp = SparseGPRegressor(kernel=kernel, n_sparse=6, random_state=0)
+    model = HybridPotential(descriptor=_ps(), regressor=gp).fit(train)
+    reg = model.regressor_
+    at = rattled_bulk(reps=(3, 3, 3), stdev=0.1, seed=5)       # 108 atoms
+    X = model.descriptor.compute(at)
+    z = np.zeros(len(at), dtype=np.int64)
+    batch = model._unlabelled_batch(at, X, z, None, 0)
+    Er = reg.design_rows(batch, forces=False, stress=False)[0]
+    kss = kernel_matrix(reg._kx(X), reg._kx(X), kernel=kernel, zeta=reg._zeta,
+                        length_scale=reg.length_scale_ or 1.0, centre=reg._kcentre[0],
+                        softening=reg._ksoft[0]).sum()
+    var = reg._param_variance(Er) + max(kss - reg._projected_prior(Er)[0], 0.0) / reg.alpha_
+    var = var + (len(at) * reg._noise_of("energy")) ** 2
+    got = reg.predict_batch(batch, return_std=True)["energy_std"]
+    np.testing.assert_allclose(got, np.sqrt(var), rtol=1e-10)
+    assert kss - reg._projected_prior(Er)[0] > 1e-6 * kss      # the DTC term is not zero

@@ -128,6 +128,41 @@ def _dot_power(d, zeta):
     return out
 
 
+def _kernel_sum(Y, dot, zeta, length_scale, block=STRESS_BLOCK_ATOMS):
+    """``sum_{ij} k(y_i, y_j)`` over all ordered pairs of rows of kernel coordinates ``Y``
+    (:func:`_prepared`: softly normalised rows for dot, centred rows for SE).
+
+    Dot kernel with ``zeta`` 1 or 2 through its finite feature map, exactly:
+    ``|sum_i y_i|^2`` and ``||Y^T Y||_F^2`` (``O(n F^zeta)``); otherwise the upper triangle
+    of ``block x block`` tiles, each off-diagonal tile counted twice (``O(n^2 F / 2)``,
+    memory ``O(block^2)``).
+    """
+    n, F = Y.shape
+    if n == 0:
+        return 0.0
+    if dot and zeta == 1:
+        t = Y.sum(axis=0)
+        return float(t @ t)
+    if dot and zeta == 2 and n > F:
+        C = Y.T @ Y
+        return float(np.einsum("ij,ij->", C, C))
+    sq = None if dot else np.einsum("ij,ij->i", Y, Y)
+    total = 0.0
+    for a0 in range(0, n, block):
+        Ya = Y[a0:a0 + block]
+        for b0 in range(a0, n, block):
+            G = Ya @ Y[b0:b0 + block].T
+            if dot:
+                K = _dot_power(G, zeta)
+            else:
+                G *= -2.0
+                G += sq[a0:a0 + block, None]
+                G += sq[None, b0:b0 + block]
+                K = np.exp(-np.maximum(G, 0.0) / (2.0 * length_scale ** 2))
+            total += K.sum() * (1.0 if b0 == a0 else 2.0)
+    return float(total)
+
+
 def kernel_gradient_coefficients(X, Uk, *, kernel, zeta, length_scale, centre, softening=0.0):
     r"""Kernel values and the factors of their gradient with respect to ``X``.
 
@@ -1887,7 +1922,13 @@ class SparseGPRegressor(Regressor):
         return np.einsum("ij,ij->j", V, V)
 
     def _dtc_energy_variance(self, X, sp, st, ns, Er):
-        """``alpha^{-1} (sum_{ij} k(X_i, X_j) - a^T K^{-1} a)`` per structure (>= 0)."""
+        """``alpha^{-1} (sum_{ij} k(X_i, X_j) - a^T K^{-1} a)`` per structure (>= 0).
+
+        The exact prior term ``sum_{ij} k`` (pairs of atoms of one element) has no form
+        through the ``M`` inducing points (replacing it by the Nyström ``a^T K^{-1} a`` would
+        drop the DTC term): it is ``O(n^2 F / 2)`` (:func:`_kernel_sum`), ``O(n F^2)`` for the
+        dot kernel with ``zeta`` <= 2.
+        """
         kss = np.zeros(ns)
         order = np.argsort(st, kind="stable")
         bounds = np.searchsorted(st[order], np.arange(ns + 1))
@@ -1896,13 +1937,10 @@ class SparseGPRegressor(Regressor):
             for z in np.unique(sp[atoms]):
                 if self._offsets[z + 1] == self._offsets[z]:
                     continue
-                Xz = self._kx(X[atoms[sp[atoms] == z]])
-                for a0 in range(0, Xz.shape[0], STRESS_BLOCK_ATOMS):  # memory O(block n)
-                    kss[s] += kernel_matrix(Xz[a0:a0 + STRESS_BLOCK_ATOMS], Xz,
-                                            kernel=self.kernel, zeta=self._zeta,
-                                            length_scale=self.length_scale_ or 1.0,
-                                            centre=self._kcentre[z],
-                                            softening=self._ksoft[z]).sum()
+                Y = _prepared(self.kernel, self._kx(X[atoms[sp[atoms] == z]]),
+                              self._kcentre[z], self._ksoft[z])[0]
+                kss[s] += _kernel_sum(Y, self.kernel == "dot", self._zeta,
+                                      self.length_scale_ or 1.0)
         nk = self._n_kernel
         Z = scipy.linalg.solve_triangular(self.kmm_factor_[:nk, :nk], Er[:, :nk].T, lower=True,
                                           check_finite=False)
