@@ -303,3 +303,15 @@ report = ""
     # the FitSNAP-style default [fit] weights of the linear models (energy 1000)
     np.testing.assert_allclose(reg.noise_["forces"] / reg.noise_["energy"],
                                np.sqrt(1000.0), rtol=1e-8)
+
+
+def test_linear_posterior_refuses_an_ard_model(cu_data):
+    """Before: LinearPosterior(...).fit(ard_model).apply(ard_model) silently replaced the ARD
+    σ by that of a shared-prior (non-pruned) model (0.029 -> 0.017 eV here)."""
+    from hybridpot.uq import LinearPosterior
+
+    desc = PowerSpectrum(species=["Cu"], r_cut=4.5, n_max=3, l_max=2)
+    model = HybridPotential(descriptor=desc, regressor=ARDLinearRegressor()).fit(cu_data[:6])
+    with pytest.raises(InvalidParameterError, match="ARDLinearRegressor, whose prior has one "
+                                                    "precision per coefficient.*own σ"):
+        LinearPosterior(n_steps=50, random_state=0).fit(model, cu_data[:6])

@@ -66,7 +66,8 @@ class ARDLinearRegressor(BayesianLinearRegressor):
     After the fit the model is a :class:`BayesianLinearRegressor` with the prior
     ``diag(lambda)`` (``penalty_scale_ = D sqrt(lambda)`` per column, ``alpha_ = 1``):
     ``sigma_``, ``precision_factor_``, ``noise_``, predictive σ of energies, forces and stress,
-    save / load and LAMMPS export work the same way.
+    save / load and LAMMPS export work the same way.  :class:`hybridpot.uq.LinearPosterior`
+    (which samples one shared prior precision) refuses an ARD model.
 
     Parameters
     ----------

@@ -99,6 +99,15 @@ def check_linear_model(model, owner):
             f"weights). Got a model with {type(reg).__name__} instead"
             + ("; its predict(..., return_std=True) already gives σ"
                if getattr(reg, "has_uncertainty", False) else "") + ".")
+    if getattr(reg, "lambda_", None) is not None and getattr(reg, "active_", None) is not None:
+        # ARDLinearRegressor: one prior precision per coefficient, which theta (one shared
+        # prior precision) cannot represent; its committee would be another model's σ
+        raise InvalidParameterError(
+            f"The 'model' argument of {owner} has an ARDLinearRegressor, whose prior has one "
+            "precision per coefficient (lambda_); the posterior samples one shared prior "
+            "precision and would give the σ of another model. Use the ARD model's own σ "
+            "(predict(..., return_std=True), calculator(uncertainty=True)), or refit with "
+            "BayesianLinearRegressor.")
 
 
 def accumulate_factors(model, structures, *, noise_groups=False, n_folds=1,
