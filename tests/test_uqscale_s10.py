@@ -177,3 +177,44 @@ def test_gp_energy_std_equals_the_all_pairs_formula(train, kernel):
     got = reg.predict_batch(batch, return_std=True)["energy_std"]
     np.testing.assert_allclose(got, np.sqrt(var), rtol=1e-10)
     assert kss - reg._projected_prior(Er)[0] > 1e-6 * kss      # the DTC term is not zero
+
+
+# -- item 5: the GP-committee ensemble's adjoint rows are assembled in place ---------------------
+def test_ensemble_committee_rows_in_place_equal_concatenation(train):
+    import tracemalloc
+
+    gp = SparseGPRegressor(n_sparse=6, derivative_variance="committee", n_committee=4)
+    desc = PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=4, l_max=4)
+    model = HybridPotential(descriptor=desc, regressor=EnsembleRegressor(
+        estimator=gp, n_models=3, random_state=0)).fit(train)
+    reg = model.regressor_
+    at = rattled_bulk(reps=(4, 4, 4), stdev=0.1, seed=2)     # 256 atoms
+    X = model.descriptor.compute(at)
+    z = np.zeros(len(at), dtype=np.int64)
+    def former():      # the former assembly: every member's rows, their copies, concatenated
+        parts = [m._committee_cotangents(X, z, energy_var=True) for m in reg.estimators_]
+        k = len(parts)
+        mean = np.mean([p[1][0] for p in parts], axis=0)
+        rows = [mean[None]]
+        for p in parts:
+            rows += [(p[1][:1] - mean[None]) / np.sqrt(k), p[1][1:] / np.sqrt(k)]
+        energies = np.array([p[0].sum() for p in parts])
+        return np.concatenate(rows), np.mean([p[2] for p in parts]) + np.mean(
+            (energies - energies.mean()) ** 2)
+
+    def traced(fn):
+        tracemalloc.start()
+        out = fn()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return out, peak
+
+    (ref, ref_var), old_peak = traced(former)
+    (eps, G, var), peak = traced(lambda: reg._committee_cotangents(X, z, energy_var=True))
+    assert G.shape == ref.shape == (1 + 3 * 5, len(at), X.shape[1])
+    np.testing.assert_array_equal(G, ref)
+    assert var == ref_var
+    # the result plus about one member's rows (the former assembly held ~3x the result)
+    assert peak < 0.75 * old_peak
+    np.testing.assert_allclose(eps, np.mean([m.atomic_energy(X, z) for m in reg.estimators_],
+                                            axis=0), rtol=1e-12)

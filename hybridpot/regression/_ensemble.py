@@ -371,21 +371,42 @@ class EnsembleRegressor(Regressor):
         X, sp = self._check_atomic_input(X, species, "_committee_cotangents")
         if self._spread_std:
             return self._spread_cotangents(X, sp, energy_var)
-        parts = [m._committee_cotangents(X, sp, energy_var=energy_var)
-                 for m in self.estimators_]
-        k = len(parts)
-        eps = np.mean([p[0] for p in parts], axis=0)
-        mean = np.mean([p[1][0] for p in parts], axis=0)
-        rows = [mean[None]]
-        for p in parts:
-            G = p[1]
-            rows.append((G[:1] - mean[None]) / np.sqrt(k))
-            rows.append(G[1:] / np.sqrt(k))
-        G = np.concatenate(rows, axis=0)
+        # the rows are written into one preallocated array member by member (holding every
+        # member's rows and their scaled copies before concatenating took ~3x the result:
+        # 3 members of 16 samples on 4000 atoms, F=180: ~860 MB for a 300 MB array)
+        k = len(self.estimators_)
+        root = np.sqrt(k)
+        G = None
+        eps, mean = 0.0, 0.0
+        energies, member_var, starts = [], [], []
+        for j, m in enumerate(self.estimators_):
+            p = m._committee_cotangents(X, sp, energy_var=energy_var)
+            Gm = p[1]
+            if G is None:
+                G = np.empty((1 + k * Gm.shape[0],) + Gm.shape[1:])
+                r = 1
+            elif r + Gm.shape[0] > G.shape[0]:   # members with more rows than the first
+                G = np.concatenate([G[:r], np.empty((Gm.shape[0] * (k - j),) + Gm.shape[1:])])
+            starts.append(r)
+            G[r] = Gm[0]                          # the member's mean (offset applied below)
+            np.divide(Gm[1:], root, out=G[r + 1:r + Gm.shape[0]])
+            r += Gm.shape[0]
+            eps = eps + p[0]
+            mean = mean + Gm[0]
+            energies.append(float(p[0].sum()))
+            if energy_var:
+                member_var.append(p[2])
+            del p, Gm
+        G = G[:r]
+        eps, mean = eps / k, mean / k
+        G[0] = mean
+        for r0 in starts:
+            G[r0] -= mean
+            G[r0] /= root
         if not energy_var:
             return eps, G
-        energies = np.array([p[0].sum() for p in parts])
-        var = np.mean([p[2] for p in parts]) + np.mean((energies - energies.mean()) ** 2)
+        energies = np.array(energies)
+        var = np.mean(member_var) + np.mean((energies - energies.mean()) ** 2)
         return eps, G, float(var)
 
     def _spread_cotangents(self, X, sp, energy_var):
