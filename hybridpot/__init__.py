@@ -7,6 +7,10 @@ stresses, with Bayesian uncertainty, and run through ASE.  Units: eV, Å, eV/Å,
 
 __version__ = "0.1.0"
 
+from ._compat import ensure_numba_cache_dir as _ensure_numba_cache_dir  # noqa: E402
+
+_ensure_numba_cache_dir(__path__[0])
+
 from ._exceptions import (ConfigError, HybridpotError, InvalidParameterError,  # noqa: F401
                           InvalidStructureError, MissingLabelsError, ModelFormatError,
                           NotFittedError, OracleError, UnknownSpeciesError)
