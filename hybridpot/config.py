@@ -213,19 +213,36 @@ __all__ = ["DEFAULT_CONFIG", "load_config", "default_data_path", "build_descript
            "build_regressor", "build_baseline", "read_structures", "label_keys", "gap_sigmas"]
 
 
-def default_data_path():
-    """The shipped aluminium GPAW dataset (``data/al_gpaw.extxyz`` of the source tree; an
-    installed wheel has it in ``<prefix>/share/hybridpot/``)."""
+def _default_data_candidates():
+    """Where the shipped dataset may be: the source tree, then ``share/hybridpot`` of the
+    install prefix (found from the package's own location for ``--prefix`` / ``--target``
+    installs, then the interpreter's, then the ``--user`` one)."""
+    import site
     import sysconfig
 
     here = Path(__file__).resolve().parent
-    candidates = [here / "data" / "al_gpaw.extxyz", here.parent / "data" / "al_gpaw.extxyz"]
-    for scheme in {sysconfig.get_path("data"), sys.prefix}:
-        candidates.append(Path(scheme) / "share" / "hybridpot" / "al_gpaw.extxyz")
+    out = [here / "data" / "al_gpaw.extxyz", here.parent / "data" / "al_gpaw.extxyz"]
+    # <prefix>/lib/pythonX.Y/site-packages/hybridpot (POSIX), <prefix>/Lib/site-packages/
+    # hybridpot (Windows), <target>/hybridpot (pip --target)
+    prefixes = list(here.parents)[:4]
+    prefixes += [sysconfig.get_path("data"), sys.prefix, site.getuserbase()]
+    for prefix in prefixes:
+        p = Path(prefix) / "share" / "hybridpot" / "al_gpaw.extxyz"
+        if p not in out:
+            out.append(p)
+    return out
+
+
+def default_data_path():
+    """The shipped aluminium GPAW dataset (``data/al_gpaw.extxyz`` of the source tree; an
+    installed wheel has it in ``<prefix>/share/hybridpot/``, ``<prefix>`` being the
+    environment's, the ``--prefix`` / ``--target`` folder or the ``--user`` base).  When it is
+    nowhere, the source-tree path (which does not exist)."""
+    candidates = _default_data_candidates()
     for p in candidates:
         if p.exists():
             return p
-    return here.parent / "data" / "al_gpaw.extxyz"
+    return candidates[1]
 
 
 DEFAULT_CONFIG = {
@@ -553,6 +570,12 @@ def read_structures(paths, key="data.train", *, labels=None, species=None, label
         if os.path.isdir(p):
             raise ConfigError(f"{key}: {p!r} is a folder; give a structure file (extxyz).")
         if not os.path.isfile(p):
+            defaults = _default_data_candidates()
+            if Path(p) in defaults:  # data.train left out, and the shipped data is not there
+                looked = ", ".join(str(d.parent) for d in defaults)
+                raise ConfigError(f"{key} is not set and the shipped aluminium data "
+                                  f"(al_gpaw.extxyz) is not installed (looked in "
+                                  f"{looked}); set data.train to your extxyz file(s).")
             raise ConfigError(f"{key}: file {p!r} does not exist.")
         try:
             frames = read(p, ":")
