@@ -40,7 +40,7 @@ def test_sdist_carries_what_the_tests_and_examples_need():
     # the sdist had tests/test_*.py only: no conftest.py, descriptor_cases.py, examples/,
     # benchmarks/mlearn.py (tests import them), data/README.md or data/generate_al.py
     files = _sdist_files()
-    needed = {"README.md", "setup.cfg", "pyproject.toml", "tests/conftest.py",
+    needed = {"README.md", "LICENSE", "setup.cfg", "pyproject.toml", "tests/conftest.py",
               "tests/descriptor_cases.py", "benchmarks/mlearn.py", "examples/quickstart.py",
               "examples/mlearn_si_bs_gp.toml", "data/al_gpaw.extxyz", "data/README.md",
               "data/generate_al.py"}
@@ -60,7 +60,12 @@ def test_setup_cfg_ships_the_dataset_the_typing_marker_and_the_main_module():
     assert "py.typed" in cfg["options.package_data"]["hybridpot"]
     assert (ROOT / "hybridpot" / "py.typed").is_file()
     assert (ROOT / "hybridpot" / "__main__.py").is_file()
+    # the license text goes in the wheel (dist-info/licenses) and the sdist
+    assert cfg["metadata"]["license_files"].split() == ["LICENSE"]
+    assert "BSD 3-Clause" in (ROOT / "LICENSE").read_text()
     extras = cfg["options.extras_require"]
+    # tests compare with scipy.special.sph_harm_y, new in scipy 1.15 (core needs 1.10)
+    assert "scipy>=1.15" in extras["test"].split()
     assert "matplotlib>=3.6" in extras["plot"].split()
     assert any(x.startswith("dask[distributed]") for x in extras["dask"].split())
 
