@@ -218,3 +218,67 @@ def test_ensemble_committee_rows_in_place_equal_concatenation(train):
     assert peak < 0.75 * old_peak
     np.testing.assert_allclose(eps, np.mean([m.atomic_energy(X, z) for m in reg.estimators_],
                                             axis=0), rtol=1e-12)
+
+
+# -- item 5: GP DTC force / stress σ without the projected copy of the pair Jacobian ------------
+@pytest.mark.parametrize("cell", ["small", "bulk"])
+def test_gp_dtc_prior_variances_project_after_summing(cell, monkeypatch):
+    import scipy.sparse
+
+    import hybridpot.regression._gp as gpmod
+    from conftest import skewed_two_element_cell
+
+    rng = np.random.default_rng(4)
+    train = []
+    for k in range(4):
+        at = skewed_two_element_cell(seed=k, rattle=0.12)
+        if k % 2:
+            at = at * (2, 1, 1)
+        train.append(at)
+    from conftest import emt_label
+    train = [emt_label(a) for a in train]
+    desc = PowerSpectrum(species=["Cu", "Ni"], r_cut=4.0, n_max=3, l_max=2)
+    model = HybridPotential(descriptor=desc, regressor=SparseGPRegressor(
+        n_sparse=8, random_state=0)).fit(train)
+    reg = model.regressor_
+    if cell == "small":              # cell smaller than the cutoff: self-image pairs i == j
+        at = skewed_two_element_cell(seed=9, rattle=0.1)
+    else:
+        at = skewed_two_element_cell(seed=9, rattle=0.1) * (3, 2, 2)
+        at.positions += rng.normal(0, 0.05, at.positions.shape)
+    X, g = desc.compute(at, gradients=True)
+    z = np.array([model.species_.index(s) for s in at.get_chemical_symbols()])
+    assert np.any(g.pair_i == g.pair_j) == (cell == "small")
+    st, vol, ok = np.zeros(len(at), np.int64), np.array([at.get_volume()]), np.array([True])
+    # the former route: the projected pair Jacobian, summed per atom
+    Y, spk, D, pi, dot, zeta, inv_l2, inv_n = reg._hessian_coordinates(X, z, g)
+    assert dot and np.shares_memory(D, g.d_drij)         # the raw Jacobian, not a copy
+    Dp = gpmod._project_pair_jacobian(D, Y, pi, inv_n)
+    pj = np.asarray(g.pair_j, dtype=np.int64)
+    n = len(at)
+    nbr = np.argsort(pj, kind="stable")
+    ctr = np.argsort(pi, kind="stable")
+    args = (nbr, np.searchsorted(pj[nbr], np.arange(n + 1)), ctr,
+            np.searchsorted(pi[ctr], np.arange(n + 1)))
+    ref_f = gpmod._force_prior_kernel(
+        Y, spk, pi, Dp, args[1].astype(np.int64), args[0], args[3].astype(np.int64), args[2],
+        int(np.bincount(pj, minlength=n).max()) + 1, dot, zeta, inv_l2, inv_n,
+        False).reshape(-1) / reg.alpha_
+    S = scipy.sparse.csr_matrix((np.ones(pi.size), (pi, np.arange(pi.size))), shape=(n, pi.size))
+    G = np.stack([S @ (Dp[:, a, :] * g.rij[:, b, None]) for a, b in gpmod.VOIGT], axis=1)
+    G /= vol[0]
+    ref_s = gpmod._stress_prior_kernel(Y, spk, np.arange(n, dtype=np.int64),
+                                       np.array([0, n], dtype=np.int64), G, dot, zeta, inv_l2,
+                                       gpmod.STRESS_BLOCK_ATOMS).reshape(-1) / reg.alpha_
+
+    def no_copy(*a):
+        raise AssertionError("the projected pair Jacobian was built")
+
+    monkeypatch.setattr(gpmod, "_project_pair_jacobian", no_copy)
+    got_f = reg._force_prior_variance(X, z, g)
+    got_s = reg._stress_prior_variance(X, z, st, g, vol, ok)
+    np.testing.assert_allclose(got_f, ref_f, rtol=1e-12, atol=1e-14 * ref_f.max())
+    np.testing.assert_allclose(got_s, ref_s, rtol=1e-12, atol=1e-14 * np.abs(ref_s).max())
+    assert ref_f.min() > 0 and ref_s.max() > 0
+    out = reg.predict_batch(model._unlabelled_batch(at, X, z, g, 0), return_std=True)
+    assert np.all(np.isfinite(out["forces_std"])) and np.all(np.isfinite(out["stress_std"]))

@@ -359,12 +359,16 @@ def _hessian_quadratic_forms(Y, sp, atoms, G, dot, zeta, inv_l2):
 
 @njit(cache=True)
 def _force_prior_kernel(Y, sp, pair_i, D, nbr_ptr, nbr_pair, ctr_ptr, ctr_pair, max_local, dot,
-                        zeta, inv_l2):
+                        zeta, inv_l2, inv_n, project):
     """Exact prior variance (times ``alpha``) of every force component, shape (n_atoms, 3).
 
     For atom ``k`` the local atoms are ``k`` and the centres of the pairs whose neighbour is
     ``k``; ``g_i = dX_i / dr_k[a]`` is ``+D[p]`` for those pairs and ``-sum D[p]`` over the
     pairs centred on ``k`` (the Jacobian layout of :mod:`hybridpot.descriptors._base`).
+    With ``project`` (dot kernel, ``D`` the raw pair Jacobian) every local ``g_i`` is then
+    projected, ``h_i = (g_i - (g_i . y_i) y_i) inv_n[i]``: all its pairs have centre ``i``,
+    so this equals summing the projected pair Jacobian (:func:`_project_pair_jacobian`)
+    without holding that second ``(n_pairs, 3, F)`` array.
     """
     n, F = Y.shape
     out = np.zeros((n, 3))
@@ -398,6 +402,16 @@ def _force_prior_kernel(Y, sp, pair_i, D, nbr_ptr, nbr_pair, ctr_ptr, ctr_pair, 
             for a in range(3):
                 for f in range(F):
                     G[li, a, f] += D[p, a, f]
+        if project:
+            for u in range(m):
+                i = atoms[u]
+                s = inv_n[i]
+                for a in range(3):
+                    t = 0.0
+                    for f in range(F):
+                        t += G[u, a, f] * Y[i, f]
+                    for f in range(F):
+                        G[u, a, f] = (G[u, a, f] - t * Y[i, f]) * s
         out[k] = _hessian_quadratic_forms(Y, sp, atoms[:m], G[:m], dot, zeta, inv_l2)
         for u in range(m):
             loc[atoms[u]] = -1
@@ -1955,9 +1969,13 @@ class SparseGPRegressor(Regressor):
         return np.einsum("ij,ij->j", Z, Z)
 
     def _hessian_coordinates(self, X, sp, g):
-        """Kernel coordinates ``Y``, species (-1: no inducing points) and the pair Jacobian
-        ``D`` in the coordinates of :func:`_hessian_quadratic_forms` (projected for dot); kernel
-        features only (``X`` and the Jacobian are restricted to them here)."""
+        """Kernel coordinates ``Y``, species (-1: no inducing points), the pair Jacobian ``D``
+        of the kernel features (``X`` and the Jacobian are restricted to them; no copy without
+        a linear block) and, for dot, ``inv_n`` = ``1 / sqrt(|x|^2 + s^2)``: the coordinates of
+        :func:`_hessian_quadratic_forms` are the projections ``(I - y y^T) g / n`` of the
+        per-atom sums ``g`` of ``D``, applied after summing (:func:`_force_prior_kernel`,
+        :meth:`_stress_prior_variance`), so the projected ``(n_pairs, 3, F)`` copy is never
+        held (it doubled the σ memory: ~750 MB on 4000 atoms at F=180)."""
         X = self._kx(np.asarray(X, dtype=np.float64))
         Y = np.zeros_like(X)
         spk = sp.copy()
@@ -1974,13 +1992,9 @@ class SparseGPRegressor(Regressor):
                 Y[m] = X[m] - self._kcentre[z][None, :]
         D = np.asarray(self._kx(g.d_drij), dtype=np.float64)
         pi = np.asarray(g.pair_i, dtype=np.int64)
-        if self.kernel == "dot":   # h = (I - y y^T) g / |x| of the centre atom
-            # one pass, one output array (the numpy form made ~4 Jacobian-sized temporaries
-            # and a batched matmul of (3, F) x (F, 1) per pair: 4 s of a 2048-atom σ)
-            D = _project_pair_jacobian(D, Y, pi, inv_n)
         inv_l2 = 0.0 if self.kernel == "dot" else 1.0 / self.length_scale_ ** 2
         return (np.ascontiguousarray(Y), spk, np.ascontiguousarray(D), pi,
-                self.kernel == "dot", int(self._zeta), float(inv_l2))
+                self.kernel == "dot", int(self._zeta), float(inv_l2), inv_n)
 
     def _dtc_force_variance(self, X, sp, g, Fr, coords=None):
         """``alpha^{-1} (k_** - a^T K^{-1} a)`` of every force component, shape (3 n_atoms,)."""
@@ -1992,7 +2006,7 @@ class SparseGPRegressor(Regressor):
         n = X.shape[0]
         if g.pair_i.shape[0] == 0 or n == 0:
             return np.zeros(3 * n)
-        Y, spk, D, pi, dot, zeta, inv_l2 = coords or self._hessian_coordinates(X, sp, g)
+        Y, spk, D, pi, dot, zeta, inv_l2, inv_n = coords or self._hessian_coordinates(X, sp, g)
         pj = np.asarray(g.pair_j, dtype=np.int64)
         nbr_pair = np.argsort(pj, kind="stable")
         nbr_ptr = np.searchsorted(pj[nbr_pair], np.arange(n + 1)).astype(np.int64)
@@ -2000,7 +2014,7 @@ class SparseGPRegressor(Regressor):
         ctr_ptr = np.searchsorted(pi[ctr_pair], np.arange(n + 1)).astype(np.int64)
         max_local = int(np.bincount(pj, minlength=n).max()) + 1
         kss = _force_prior_kernel(Y, spk, pi, D, nbr_ptr, nbr_pair, ctr_ptr, ctr_pair,
-                                  max_local, dot, zeta, inv_l2).reshape(-1)
+                                  max_local, dot, zeta, inv_l2, inv_n, dot).reshape(-1)
         return kss / self.alpha_
 
     def _dtc_stress_variance(self, X, sp, st, g, vol, ok, rows, coords=None):
@@ -2014,15 +2028,21 @@ class SparseGPRegressor(Regressor):
         n, ns = X.shape[0], vol.shape[0]
         if g.pair_i.shape[0] == 0 or n == 0:
             return np.zeros(6 * int(np.sum(ok)))
-        Y, spk, D, pi, dot, zeta, inv_l2 = coords or self._hessian_coordinates(X, sp, g)
+        Y, spk, D, pi, dot, zeta, inv_l2, inv_n = coords or self._hessian_coordinates(X, sp, g)
         rij = np.asarray(g.rij, dtype=np.float64)
-        S = scipy.sparse.csr_matrix((np.ones(pi.size), (pi, np.arange(pi.size))),
-                                    shape=(n, pi.size))
         inv_v = np.zeros(ns)
         inv_v[ok] = 1.0 / vol[ok]
-        G = np.empty((n, 6, Y.shape[1]))
-        for v, (a, b) in enumerate(VOIGT):   # dX_i / d eps_ab / V
-            G[:, v] = S @ (D[:, a, :] * rij[:, b, None])
+        G = np.zeros((n, 6, Y.shape[1]))
+        # in blocks of pairs: the product D[:, a] * r_b is (block, F), not (n_pairs, F)
+        for p0 in range(0, pi.size, PAIR_BLOCK * 64):
+            p1 = min(pi.size, p0 + PAIR_BLOCK * 64)
+            S = scipy.sparse.csr_matrix((np.ones(p1 - p0), (pi[p0:p1], np.arange(p1 - p0))),
+                                        shape=(n, p1 - p0))
+            for v, (a, b) in enumerate(VOIGT):   # dX_i / d eps_ab / V
+                G[:, v] += S @ (D[p0:p1, a, :] * rij[p0:p1, b, None])
+        if dot:   # the projection (I - y y^T) / n of each atom's sum (see _hessian_coordinates)
+            G -= np.einsum("ivf,if->iv", G, Y)[:, :, None] * Y[:, None, :]
+            G *= inv_n[:, None, None]
         G *= inv_v[st][:, None, None]
         keep = ok[st]
         order = np.nonzero(keep)[0][np.argsort(st[keep], kind="stable")]
