@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 from ase import units
@@ -26,11 +25,10 @@ from ase.io import read
 from hybridpot import HybridPotential
 from hybridpot._compat import langevin, thermalize
 from hybridpot.baselines import ZBL
+from hybridpot.config import default_data_path
 from hybridpot.descriptors import PowerSpectrum
 from hybridpot.regression import EnsembleRegressor, SparseGPRegressor
 from hybridpot.uq import evaluate_uncertainty
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv=None):
@@ -38,7 +36,7 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="fewer inducing points, shorter MD")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    data = read(ROOT / "data" / "al_gpaw.extxyz", ":")
+    data = read(default_data_path(), ":")
     idx = np.random.default_rng(args.seed).permutation(len(data))
     n = len(data)
     test = [data[i] for i in idx[: n // 5]]

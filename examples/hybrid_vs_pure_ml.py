@@ -20,6 +20,7 @@ from ase.io import read
 
 from hybridpot import HybridPotential
 from hybridpot.baselines import EMT
+from hybridpot.config import default_data_path
 from hybridpot.descriptors import PowerSpectrum
 from hybridpot.regression import BayesianLinearRegressor
 
@@ -33,7 +34,7 @@ def load(quick):
         test = read(MLEARN / "extxyz" / "Ni_test.xyz", ":")
         element = "Ni"
     else:
-        data = read(ROOT / "data" / "al_gpaw.extxyz", ":")
+        data = read(default_data_path(), ":")
         idx = np.random.default_rng(0).permutation(len(data))
         n_test = max(2, len(data) // 5)
         test = [data[i] for i in idx[:n_test]]

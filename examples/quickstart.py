@@ -22,6 +22,7 @@ from ase.io import read
 from hybridpot import HybridPotential
 from hybridpot._compat import langevin, thermalize
 from hybridpot.baselines import EMT
+from hybridpot.config import default_data_path
 from hybridpot.descriptors import PowerSpectrum
 from hybridpot.regression import BayesianLinearRegressor
 
@@ -41,7 +42,7 @@ def load_data(quick):
         test = read(MLEARN / "extxyz" / "Ni_test.xyz", ":")
         element, a = "Ni", 3.52
     else:
-        data = read(ROOT / "data" / "al_gpaw.extxyz", ":")
+        data = read(default_data_path(), ":")
         rng = np.random.default_rng(0)
         idx = rng.permutation(len(data))
         n_test = max(1, len(data) // 10)

@@ -12,19 +12,17 @@ by σ, calibration curve, z-score histograms, chain traces, corner plot).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 from ase.io import read
 
 from hybridpot import HybridPotential
 from hybridpot.baselines import ZBL
+from hybridpot.config import default_data_path
 from hybridpot.descriptors import SNAPBispectrum
 from hybridpot.regression import BayesianLinearRegressor
 from hybridpot.report import write_uncertainty_report
 from hybridpot.uq import LinearPosterior, evaluate_uncertainty
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv=None):
@@ -33,7 +31,7 @@ def main(argv=None):
     p.add_argument("--out", default="uncertainty_report")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    data = read(ROOT / "data" / "al_gpaw.extxyz", ":")
+    data = read(default_data_path(), ":")
     idx = np.random.default_rng(args.seed).permutation(len(data))
     n = len(data)
     test = [data[i] for i in idx[: n // 5]]

