@@ -43,6 +43,13 @@ def _precision_update(g, ss):
 #: relative penalty of the per-element bias (constant) columns: their prior precision /
 #: ridge penalty is this factor times that of the other columns (nearly unpenalised)
 BIAS_RELATIVE_PENALTY = 1e-6
+#: floor of the RMS column scaling (``penalty_scaling="rms"``) relative to the largest column
+#: RMS of the same element's linear feature block; the quadratic block's floor follows from it
+#: (see _floored_rms).  A column that barely varies in training (an ACSF shell inside the
+#: shortest training distance: RMS 1e-7 of the largest) otherwise had a flat prior and got
+#: coefficients of 1e7 (1.6e7 eV for a Cu2 at 1 Å); the legitimate columns of the README's
+#: SNAP / power-spectrum models sit at >= 1.3e-4 of their block's largest
+RMS_FLOOR = 1e-3
 #: bytes of force design rows built at once (batches are split into whole structures)
 CHUNK_BYTES = 1 << 26
 _PLAIN_KIND = "target"
@@ -50,6 +57,47 @@ _PLAIN_KIND = "target"
 #: iterations work on the SVD of the rows, O(n_rows^2 M) each, instead of the Cholesky
 #: factor of the (M, M) precision, O(M^3) each
 DUAL_ROWS_FRACTION = 0.5
+
+
+def _floored_rms(D, zero, n_species, F, quadratic, floor=None):
+    """Column RMS ``D`` (flattened ``(n_species, P)`` layout) floored within its block.
+
+    Linear block of element ``z`` (columns ``1..F``): ``D_j >= f L_z`` with ``L_z`` the
+    block's largest RMS.  Quadratic block (product ``X_k X_l``):
+    ``D_kl >= f Q_z s_k s_l / L_z^2`` with ``s`` the floored linear scales and ``Q_z`` the
+    block's largest RMS -- a product of two ordinary features is not floored, one with a
+    feature that barely varies is floored at ``f`` times the scale of its floored factors.  Bias columns and ``zero``
+    columns (RMS ~0: ``D`` already 1, the penalty pins them to 0) are left as they are, and
+    so is everything with ``floor = 0``.  ``n_species=None``: the plain path, every column
+    one linear block.  Returns a new array.
+    """
+    f = RMS_FLOOR if floor is None else floor
+    D = np.array(D, dtype=np.float64)
+    if f <= 0:
+        return D
+    if n_species is None:
+        live = ~zero
+        if live.any():
+            D[live] = np.maximum(D[live], f * D[live].max())
+        return D
+    P = n_block(F, quadratic)
+    Dz, Z = D.reshape(n_species, P), zero.reshape(n_species, P)
+    for z in range(n_species):
+        lin, lz = Dz[z, 1:1 + F], Z[z, 1:1 + F]
+        if not (~lz).any():
+            continue
+        L = float(lin[~lz].max())
+        # floored linear scales (zero features count at the floor in the products)
+        s = np.maximum(np.where(lz, 0.0, lin), f * L)
+        Dz[z, 1:1 + F] = np.where(lz, lin, s)
+        if quadratic:
+            quad, qz = Dz[z, 1 + F:], Z[z, 1 + F:]
+            if (~qz).any():
+                k, l = quadratic_index(F)
+                Q = float(quad[~qz].max())
+                Dz[z, 1 + F:] = np.where(qz, quad,
+                                         np.maximum(quad, f * Q * s[k] * s[l] / (L * L)))
+    return Dz.reshape(-1)
 
 
 def _check_bool(value, name, owner):
@@ -290,6 +338,10 @@ class _LinearBase(Regressor):
             D = np.ones(M)
         zero = ~(col_sq > 1e-24 * col_sq.max()) | ~np.isfinite(D)
         D[zero] = 1.0
+        if self.penalty_scaling == "rms":
+            # a column that barely varies in training gets a prior relative to its block
+            D = _floored_rms(D, zero, self.n_species_ if self.fit_mode_ == "batch" else None,
+                             self.n_features_in_, self._quadratic and self.fit_mode_ == "batch")
         # relative penalty factor b_j^2 (bias columns nearly unpenalised, unless absent)
         b2 = np.ones(M)
         b2[bias_cols & ~zero & (col_sq > 0)] = BIAS_RELATIVE_PENALTY
@@ -588,15 +640,36 @@ class LinearRegressor(_LinearBase):
     eV/Å³) of every structure, with ``w_r`` the per-structure weight of the row's label kind.
 
     ``alpha`` semantics: with ``penalty_scaling="rms"`` (default) ``D_j`` is the root mean
-    square of column ``j`` over all weighted training rows, so ``alpha`` is the scikit-learn
-    ``Ridge`` penalty applied to the design whose columns are divided by their RMS -- it is
-    independent of the units and magnitudes of the descriptors (but, as for ``Ridge``, not
-    divided by the number of rows).  ``penalty_scaling="none"`` uses ``D_j = 1`` (identical to
+    square ``d_j`` of column ``j`` over all weighted training rows, floored within its block
+    (below), so ``alpha`` is the scikit-learn ``Ridge`` penalty applied to the design whose
+    columns are divided by their RMS -- it is independent of the units and magnitudes of the
+    descriptors (but, as for ``Ridge``, not divided by the number of rows): the penalty
+    bounds each column's contribution over the training data.  The floor keeps a column that
+    barely varies in training (an ACSF shell inside the shortest training distance, RMS
+    ``1e-7`` of the largest) from an almost free coefficient, which exploded where that
+    feature lights up (1e7 eV for a Cu2 at 1 Å after training on clusters); its penalty then
+    bounds the coefficient relative to its block's scale.  For element ``z`` with linear
+    columns ``j`` (features ``X_j``) and quadratic columns ``(k, l)`` (``X_k X_l``),
+
+    .. math::
+        D_j = \max(d_j, f L_z),\quad L_z = \max_{j'} d_{j'},\qquad
+        D_{kl} = \max(d_{kl}, f Q_z D_k D_l / L_z^2),\quad Q_z = \max_{(k', l')} d_{k'l'}
+
+    with ``f = 1e-3`` (``RMS_FLOOR``) and ``D_k`` the floored linear scales: a product of
+    ordinary features (``d_kl ~ 0.002-0.06 D_k D_l`` on SNAP and power spectra, against
+    ``Q_z / L_z^2 ~ 0.01-0.06``) is not floored; a product with a flat feature is floored at
+    ``f`` times the scale its floored factors give it (``~f^2`` of the block's largest).  Well-posed designs are
+    unchanged or nearly (the linear SNAP / power-spectrum columns of the mlearn benchmark
+    models sit at ``>= 1.3e-4`` of their block's largest; at most 3 columns of a model fall
+    below ``f``).  On the plain path all
+    columns form one linear block.  ``penalty_scaling="none"`` uses ``D_j = 1`` (identical to
     ``sklearn.linear_model.Ridge(alpha, fit_intercept=False)`` on the plain path).  The
-    per-element bias (constant) columns get ``b_j^2 = 1e-6`` (nearly unpenalised); all other
-    columns, and bias columns absent from the data, get ``b_j = 1``.  Columns that are zero in
-    the data (RMS below ``1e-12`` times the largest column RMS, e.g. an element absent from
-    the training set) get ``D_j = 1`` so the penalty pins them to 0.
+    per-element bias (constant) columns get ``b_j^2 = 1e-6`` (nearly unpenalised) and are not
+    floored; all other columns, and bias columns absent from the data, get ``b_j = 1``.
+    Columns that are zero in the data (RMS below ``1e-12`` times the largest column RMS, e.g.
+    an element absent from the training set) get ``D_j = 1`` so the penalty pins them to 0.  A nearly unpenalised fit (the default
+    ``alpha = 1e-6``) can still extrapolate wildly along such columns; the evidence of
+    :class:`BayesianLinearRegressor` or a larger ``alpha`` bounds them.
 
     The rows are streamed batch by batch into a TSQR accumulator (memory independent of the
     number of rows) and the minimiser is found by a least-squares solve (SVD, ``gelsd``) of
@@ -613,7 +686,8 @@ class LinearRegressor(_LinearBase):
     quadratic : bool, default=False
         Add the products ``X_k X_l`` (``0.5 X_k^2`` on the diagonal) to the feature map.
     penalty_scaling : {"rms", "none"}, default="rms"
-        Column scaling ``D`` of the penalty (see above).
+        Column scaling ``D`` of the penalty: the column RMS floored within its block
+        (``"rms"``, see above) or 1 (``"none"``).
     solver : {"tsqr", "normal"}, default="tsqr"
         How rows are reduced: ``"tsqr"`` keeps the streamed Householder R factor of
         ``[A | y]`` per label kind (accuracy ``~ eps * cond(A)``); ``"normal"`` accumulates the
@@ -795,7 +869,9 @@ class BayesianLinearRegressor(_LinearBase):
         c_j \sim N(0, 1 / (\alpha b_j^2 D_j^2))
 
     with the column scaling ``D`` and bias factors ``b`` of :class:`LinearRegressor`
-    (``alpha`` is a dimensionless precision on RMS-scaled coefficients).  Given
+    (``alpha`` is a dimensionless precision on RMS-scaled coefficients: a prior on each
+    column's contribution over the training data; for a column that barely varies in training
+    a prior on its coefficient relative to its block's scale).  Given
     ``theta = (alpha, beta_k)`` the posterior is Gaussian with precision
     ``H = sum_k beta_k A_k^T W_k A_k + alpha diag(b D)^2``, mean
     ``m = H^{-1} sum_k beta_k A_k^T W_k y_k`` and covariance ``Sigma = H^{-1}``.  ``theta``
@@ -855,7 +931,9 @@ class BayesianLinearRegressor(_LinearBase):
         group with ``noise_groups``), the user weights setting the relative precision of
         energy, force and stress rows (FitSNAP-style weighting with a Bayesian posterior).
     penalty_scaling : {"rms", "none"}, default="rms"
-        Column scaling ``D`` of the prior precision.
+        Column scaling ``D`` of the prior precision: the column RMS floored within its block
+        (``"rms"``; the rule and its equation are in :class:`LinearRegressor`) or 1
+        (``"none"``).
     solver : {"tsqr", "normal"}, default="tsqr"
         Row reduction, as in :class:`LinearRegressor`.
     alpha_init : float or None, default=None
