@@ -795,7 +795,8 @@ class HybridPotential(BaseEstimator):
         "committee")``) gives ``dE/dX`` of its mean and of scaled committee rows; one
         :meth:`Descriptor.backward_many` turns them into forces and virials, and the sum of
         the squares of the rows' forces / stresses is their parameter variance (the fitted
-        noise is added).
+        noise is added; none for networks and ensembles of them, whose rows are the members'
+        offsets from the mean).
         The energy σ is the regressor's own (that of :meth:`predict_batch`), from the kernel
         values of the rows.
         """
@@ -806,7 +807,7 @@ class HybridPotential(BaseEstimator):
         scale = getattr(self, "uncertainty_scale_", None) or {}
 
         def std(rows, kind):
-            noise = reg._predictive_noise_std(kind) or 0.0   # None: no noise in σ
+            noise = getattr(reg, "_predictive_noise_std", lambda k: None)(kind) or 0.0
             var = np.sum(rows ** 2, axis=0) + noise ** 2
             return np.sqrt(var) * scale.get(kind, 1.0)
 

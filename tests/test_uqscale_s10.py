@@ -282,3 +282,49 @@ def test_gp_dtc_prior_variances_project_after_summing(cell, monkeypatch):
     assert ref_f.min() > 0 and ref_s.max() > 0
     out = reg.predict_batch(model._unlabelled_batch(at, X, z, g, 0), return_std=True)
     assert np.all(np.isfinite(out["forces_std"])) and np.all(np.isfinite(out["stress_std"]))
+
+
+# -- item 5: NeuralNetworkRegressor(n_models >= 2) σ through the adjoint --------------------------
+def test_nn_committee_sigma_takes_the_adjoint_without_jacobian(train, monkeypatch):
+    nn = NeuralNetworkRegressor(hidden_layer_sizes=(5,), max_iter=15, n_models=3,
+                                random_state=0)
+    with pytest.warns(Warning, match="without converging"):
+        model = HybridPotential(descriptor=_ps(), regressor=nn).fit(train)
+    reg = model.regressor_
+    assert reg._adjoint_std
+    at = _skewed_cell(seed=7)
+    X, dX = model.descriptor.compute(at, gradients=True)
+    z = np.zeros(len(at), dtype=np.int64)
+    ref = reg.predict_batch(model._unlabelled_batch(at, X, z, dX, 0), return_std=True)
+    calls = []
+    real = type(model.descriptor).compute
+
+    def spy(self, atoms, gradients=False):
+        calls.append(gradients)
+        return real(self, atoms, gradients=gradients)
+
+    monkeypatch.setattr(type(model.descriptor), "compute", spy)
+    got = model._evaluate(at, forces=True, stress=True, return_std=True)
+    assert calls and not any(calls)          # no Jacobian built
+    base = model._baseline(at, forces=True, stress=True)
+    np.testing.assert_allclose(got["forces"] - base["forces"], ref["forces"], rtol=1e-10,
+                               atol=1e-12)
+    np.testing.assert_allclose(got["forces_std"], ref["forces_std"], rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(got["stress_std"], ref["stress_std"][0], rtol=1e-10,
+                               atol=1e-16)
+    assert got["energy_std"] == pytest.approx(ref["energy_std"][0], rel=1e-12)
+    assert np.all(got["forces_std"] > 0)
+    # an ensemble of such networks: the mixture σ of predict_batch, also without a Jacobian
+    ens = EnsembleRegressor(estimator=nn, n_models=2, random_state=1)
+    monkeypatch.setattr(type(model.descriptor), "compute", real)
+    with pytest.warns(Warning, match="without converging"):
+        em = HybridPotential(descriptor=_ps(), regressor=ens).fit(train)
+    eref = em.regressor_.predict_batch(em._unlabelled_batch(at, X, z, dX, 0), return_std=True)
+    monkeypatch.setattr(type(model.descriptor), "compute", spy)
+    calls.clear()
+    eg = em._evaluate(at, forces=True, stress=True, return_std=True)
+    assert calls and not any(calls)
+    np.testing.assert_allclose(eg["forces_std"], eref["forces_std"], rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(eg["stress_std"], eref["stress_std"][0], rtol=1e-10,
+                               atol=1e-16)
+    assert eg["energy_std"] == pytest.approx(eref["energy_std"][0], rel=1e-12)

@@ -1053,6 +1053,49 @@ class NeuralNetworkRegressor(Regressor):
         eps, G = self._members(X, species, True)
         return eps.mean(axis=0), G.mean(axis=0)
 
+    @property
+    def _adjoint_std(self):
+        """Whether ``HybridPotential`` takes the committee σ through the adjoint
+        (:meth:`_committee_cotangents`): fitted with ``n_models >= 2``."""
+        p = getattr(self, "params_", None)
+        return p is not None and p.shape[0] >= 2
+
+    def _committee_cotangents(self, X, species, energy_var=False):
+        """Mean ``dE/dX`` and the committee rows for ``HybridPotential``'s adjoint σ.
+
+        Row 0 is the members' mean ``dE/dX``, rows ``1 + m`` are
+        ``(dE_m/dX - mean) / sqrt(n_models - 1)``: the sum of the squares of any force or
+        stress component over those rows is the ``ddof=1`` committee variance of
+        :meth:`predict_batch`, from one ``Descriptor.backward_many`` of ``1 + n_models`` rows
+        instead of the per-pair descriptor Jacobian (``n_pairs * 3 * n_features`` floats).
+
+        Parameters
+        ----------
+        X : ndarray, shape (n_atoms, n_features)
+            Descriptors of the atoms of one structure.
+        species : ndarray of int, shape (n_atoms,)
+        energy_var : bool, default=False
+            Also return the ``ddof=1`` variance of the members' total energies (eV²).
+
+        Returns
+        -------
+        eps : ndarray, shape (n_atoms,)
+            eV (ensemble mean).
+        dE_dX : ndarray, shape (1 + n_models, n_atoms, n_features)
+        energy_var : float
+            Only with ``energy_var``.
+        """
+        eps, G = self._members(X, species, True)
+        k = eps.shape[0]
+        mean = G.mean(axis=0)
+        G -= mean[None]
+        G /= np.sqrt(k - 1)
+        rows = np.concatenate([mean[None], G], axis=0)
+        del G
+        if not energy_var:
+            return eps.mean(axis=0), rows
+        return eps.mean(axis=0), rows, float(np.var(eps.sum(axis=1), ddof=1))
+
     def predict_batch(self, batch, return_std=False):
         """Energies, forces and stresses of the structures of ``batch`` (ensemble mean).
 
