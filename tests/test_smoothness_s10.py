@@ -181,3 +181,144 @@ def test_continuity_check_sees_a_step_cutoff(train):
                 R.LinearRegressor(alpha=1e-6), None, train).calculator()
     dE, dF, _ = _steps(calc, _trimer, 4.0)
     assert dE > 1e-4
+
+
+# --- NVE: energy conservation of a fitted model against EMT itself in the same run ------------
+
+def _nve(atoms, calc, dt_fs, steps, T, seed=1):
+    from ase import units
+    from ase.md.velocitydistribution import Stationary
+    from ase.md.verlet import VelocityVerlet
+
+    from hybridpot._compat import thermalize
+
+    a = atoms.copy()
+    a.calc = calc
+    thermalize(a, T, np.random.default_rng(seed))
+    Stationary(a)
+    dyn = VelocityVerlet(a, dt_fs * units.fs)
+    E = []
+    dyn.attach(lambda: E.append(a.get_total_energy() / len(a)), interval=1)
+    dyn.run(steps)
+    return np.array(E)
+
+
+@pytest.mark.parametrize("reg", ["gp_se", "nn"])
+def test_nve_energy_conservation_like_emt(reg):
+    """32-atom Cu28Ni4 at 1000 K (about 500 K after equipartition), VelocityVerlet 2 fs for
+    0.4 ps: the hybrid model (ACSF G5 with the polynomial cutoff + ZBL) conserves the total
+    energy as well as EMT does from the same start (long runs in the review report)."""
+    from ase.calculators.emt import EMT
+
+    at = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
+    at[[3, 11, 19, 27]].symbols = "Ni"
+    rng = np.random.default_rng(5)
+    train = []
+    for k in range(5):
+        b = at.copy()
+        b.set_cell(b.cell.array * (1 + rng.uniform(-0.02, 0.02)), scale_atoms=True)
+        b.rattle(0.1, seed=k)
+        train.append(emt_label(b))
+    desc = D.ACSF(species=SP, r_cut=4.5, angular="g5", radial_etas=[1.0, 4.0],
+                  radial_shifts=[2.0, 2.6, 3.4], bp_etas=[0.1], bp_zetas=[1.0, 4.0],
+                  cutoff_function="polynomial")
+    regressor = (R.SparseGPRegressor(n_sparse=20, kernel="se", random_state=0) if reg == "gp_se"
+                 else R.NeuralNetworkRegressor(hidden_layer_sizes=(8,), max_iter=100,
+                                               random_state=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # an unconverged NN is still a smooth function
+        m = HybridPotential(descriptor=desc, regressor=regressor,
+                            baseline=B.ZBL(r_inner=1.0, r_cut=2.0)).fit(train)
+    at.rattle(0.02, seed=3)
+    e_emt = _nve(at, EMT(), 2.0, 200, 1000.0)
+    e_hyb = _nve(at, m.calculator(), 2.0, 200, 1000.0)
+    t = np.arange(len(e_emt)) * 2e-3                       # ps
+    # Verlet's bounded O(dt^2) fluctuation, no drift: both as EMT's (measured ratios 0.8-1.2)
+    fl_emt = np.std(e_emt - np.polyval(np.polyfit(t, e_emt, 1), t))
+    fl_hyb = np.std(e_hyb - np.polyval(np.polyfit(t, e_hyb, 1), t))
+    assert fl_hyb < 2.0 * fl_emt
+    assert np.ptp(e_hyb) < 3.0 * np.ptp(e_emt)
+    assert abs(np.polyfit(t, e_hyb, 1)[0]) < 1e-4 + 3 * abs(np.polyfit(t, e_emt, 1)[0])  # eV/atom/ps
+
+
+# --- lattice dynamics: relaxation, Gamma force constants, bulk modulus ------------------------
+
+@pytest.fixture(scope="module")
+def cu_model():
+    rng = np.random.default_rng(11)
+    train = []
+    for k in range(5):
+        b = bulk("Cu", "fcc", a=3.61 * (1 + rng.uniform(-0.03, 0.03)), cubic=True) * (2, 1, 1)
+        b.rattle(0.08, seed=k)
+        train.append(emt_label(b))
+    desc = D.PowerSpectrum(species=["Cu"], r_cut=4.5, n_max=3, l_max=3)
+    return HybridPotential(descriptor=desc, regressor=R.SparseGPRegressor(
+        n_sparse=15, kernel="se", random_state=0),
+        baseline=B.LennardJones(epsilon=0.02, sigma=2.3, r_cut=4.5)).fit(train)
+
+
+def test_relax_gamma_phonons_and_bulk_modulus(cu_model):
+    """FrechetCellFilter + BFGS reaches fmax 1e-4 eV/Å with a stress-free cell; the Gamma
+    force constants (central differences of forces) are symmetric and obey the acoustic sum
+    rule (three zero modes, the others real); the bulk modulus from d²E/dV² equals the one from
+    the slope of the stress (the stress is the strain derivative of the energy along the path)."""
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import BFGS
+
+    calc = cu_model.calculator()
+    a = bulk("Cu", "fcc", a=3.65, cubic=True) * (1, 1, 2)
+    a.rattle(0.03, seed=1)
+    a.calc = calc
+    assert BFGS(FrechetCellFilter(a), logfile=None).run(fmax=1e-4, steps=300)
+    assert np.abs(a.get_forces()).max() < 1e-4
+    assert np.abs(a.get_stress()).max() * a.get_volume() < 2e-4     # eV: stress ~ 0
+    # Gamma force constants
+    n, p0, delta = len(a), a.positions.copy(), 0.01
+    Phi = np.zeros((3 * n, 3 * n))
+    for i in range(n):
+        for al in range(3):
+            f = []
+            for s in (1.0, -1.0):
+                a.positions = p0
+                a.positions[i, al] += s * delta
+                f.append(a.get_forces().ravel())
+            Phi[3 * i + al] = -(f[0] - f[1]) / (2 * delta)
+    a.positions = p0
+    scale = np.abs(Phi).max()
+    assert np.abs(Phi - Phi.T).max() < 1e-6 * scale
+    assert np.abs(Phi.reshape(3 * n, n, 3).sum(axis=1)).max() < 1e-9 * scale
+    w2 = np.linalg.eigvalsh(0.5 * (Phi + Phi.T))
+    assert np.all(np.abs(w2[:3]) < 1e-8 * scale) and w2[3] > 1e-3 * scale
+    # bulk modulus: E(V) curvature vs stress slope (fcc: no internal relaxation under scaling)
+    V, E, P = [], [], []
+    cell0 = a.cell.array.copy()
+    for x in (-0.003, -0.0015, 0.0, 0.0015, 0.003):
+        b = a.copy()
+        b.set_cell(cell0 * (1 + x), scale_atoms=True)
+        b.calc = calc
+        V.append(b.get_volume())
+        E.append(b.get_potential_energy())
+        P.append(-b.get_stress()[:3].mean())
+    V, E, P = np.array(V), np.array(E), np.array(P)
+    B_energy = V[2] * 2 * np.polyfit(V - V[2], E, 4)[-3]
+    B_stress = -V[2] * np.polyfit(V - V[2], P, 3)[-2]
+    assert B_energy > 0
+    assert abs(B_stress / B_energy - 1) < 1e-3
+
+
+def test_unwrapped_atoms_far_outside_the_cell(cu_model):
+    """A long NVE run does not wrap positions: atoms 10^5 cells away give the same energy,
+    forces and stress (to the round-off of the coordinates, ~|x| 1e-16)."""
+    a = bulk("Cu", "fcc", a=3.62, cubic=True) * (2, 1, 1)
+    a.set_cell(a.cell.array + [[0, 0, 0], [0.6, 0, 0], [0.3, -0.4, 0]], scale_atoms=True)
+    a.rattle(0.05, seed=2)
+    a.calc = cu_model.calculator()
+    e0, f0, s0 = a.get_potential_energy(), a.get_forces(), a.get_stress()
+    b = a.copy()
+    k = np.random.default_rng(0).integers(-100000, 100001, size=(len(b), 3))
+    b.positions += k @ a.cell.array
+    b.calc = cu_model.calculator()
+    assert np.abs(b.positions).max() > 1e5
+    assert abs(b.get_potential_energy() - e0) < 1e-8
+    np.testing.assert_allclose(b.get_forces(), f0, atol=1e-8)
+    np.testing.assert_allclose(b.get_stress(), s0, atol=1e-10)
