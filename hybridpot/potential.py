@@ -698,11 +698,14 @@ class HybridPotential(BaseEstimator):
     def _group_of(self, atoms):
         """Index of ``atoms.info["config_type"]`` among the training groups (per-group noise).
 
-        A config type not seen in training gets group 0 (the first training group).
+        A config type not seen in training gets ``len(group_names_)``, no training group: a
+        regressor with per-group noise then adds the largest noise of the kind, as its
+        posterior committee does (it got group 0's, the first training group's, which may be
+        the least noisy).
         """
         names = tuple(getattr(self, "group_names_", ("default",)))
         ct = str(atoms.info.get("config_type", "default"))
-        return names.index(ct) if ct in names else 0
+        return names.index(ct) if ct in names else len(names)
 
     def _evaluate(self, atoms, *, forces=True, stress=True, return_std=False, index=0,
                   recalibrated=True):

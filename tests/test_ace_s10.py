@@ -315,3 +315,22 @@ def test_linear_posterior_refuses_an_ard_model(cu_data):
     with pytest.raises(InvalidParameterError, match="ARDLinearRegressor, whose prior has one "
                                                     "precision per coefficient.*own σ"):
         LinearPosterior(n_steps=50, random_state=0).fit(model, cu_data[:6])
+
+
+
+def test_unseen_config_type_gets_the_largest_group_noise(cu_data):
+    """Before: a config_type not in training got the first training group's noise (here
+    'strain'/'rattle' whichever came first), so σ of an unseen kind of structure could be
+    the smallest of all groups; BayesianLinearRegressor documents the largest."""
+    desc = PowerSpectrum(species=["Cu"], r_cut=4.5, n_max=3, l_max=2)
+    model = HybridPotential(descriptor=desc, regressor=BayesianLinearRegressor(
+        noise_groups=True)).fit(cu_data[:8])
+    a = cu_data[9].copy()
+    std = {}
+    for ct in ("rattle", "strain", "unseen"):
+        a.info["config_type"] = ct
+        _, fs = model.predict_forces([a], return_std=True)
+        std[ct] = fs[0]
+    big = max(("rattle", "strain"), key=lambda g: model.regressor_.noise_["forces"][g])
+    np.testing.assert_allclose(std["unseen"], std[big], rtol=1e-12)
+    assert not np.allclose(std["rattle"], std["strain"])
