@@ -2045,12 +2045,20 @@ class SparseGPRegressor(Regressor):
             G *= inv_n[:, None, None]
         G *= inv_v[st][:, None, None]
         keep = ok[st]
-        order = np.nonzero(keep)[0][np.argsort(st[keep], kind="stable")]
-        bounds = np.searchsorted(st[order], np.nonzero(ok)[0])
-        bounds = np.append(bounds, order.size).astype(np.int64)
-        kss = _stress_prior_kernel(Y, spk, order.astype(np.int64), bounds, G, dot, zeta,
-                                   inv_l2, STRESS_BLOCK_ATOMS).reshape(-1)
-        return kss / self.alpha_
+        kss = np.zeros((int(np.sum(ok)), 6))
+        # one pass per element: the kernel (and its Hessian) vanishes between elements, so
+        # element-pure atom blocks skip the cross-element block products (22 % of the
+        # O(n^2 F) work for Cu7Ni1, half of it for a 1:1 binary)
+        for z in np.unique(spk[keep]):
+            if z < 0:
+                continue
+            sel = np.nonzero(keep & (spk == z))[0]
+            order = sel[np.argsort(st[sel], kind="stable")]
+            bounds = np.searchsorted(st[order], np.nonzero(ok)[0])
+            bounds = np.append(bounds, order.size).astype(np.int64)
+            kss += _stress_prior_kernel(Y, spk, order.astype(np.int64), bounds, G, dot, zeta,
+                                        inv_l2, STRESS_BLOCK_ATOMS)
+        return kss.reshape(-1) / self.alpha_
 
     def _noise_of(self, kind):
         return float(self.noise_.get(kind, 0.0))
