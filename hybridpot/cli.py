@@ -378,6 +378,7 @@ def cmd_md(args, cfg):
         except _SigmaExceeded as exc:
             stopped = exc
         finally:
+            dyn.close()   # ASE 3.23 opens os.devnull as the log of a dynamics without one
             if log is not None:
                 log.close()
             if traj is not None:

@@ -270,3 +270,46 @@ def test_example_copied_out_of_the_tree_finds_the_shipped_data(tmp_path, monkeyp
     assert element == "Al"
     assert len(train) > len(test) > 0
     assert all(set(a.get_chemical_symbols()) == {"Al"} for a in train)
+
+
+# --- oldest allowed ASE ------------------------------------------------------------------------
+
+def test_md_closes_its_dynamics(tmp_path, capsys, monkeypatch):
+    # ASE 3.23 (setup.cfg's minimum) opens os.devnull as the log of a dynamics given none;
+    # 'hybridpot md' never closed it: ResourceWarning, fatal under filterwarnings = error
+    # (test_cli's md tests failed on ASE 3.23)
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+    from ase.utils import IOContext
+
+    from hybridpot.cli import main
+
+    frames = []
+    for k in range(4):
+        at = bulk("Cu", "fcc", a=3.61, cubic=True)
+        at.rattle(stdev=0.05, seed=k)
+        at.calc = EMT()
+        res = {"energy": at.get_potential_energy(), "forces": at.get_forces(),
+               "stress": at.get_stress()}
+        at.calc = SinglePointCalculator(at, **res)
+        frames.append(at)
+    write(tmp_path / "cu.extxyz", frames)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[data]\ntrain = "{tmp_path / "cu.extxyz"}"\ntest_fraction = 0.25\n'
+                   '[descriptor]\ntype = "PowerSpectrum"\nr_cut = 3.0\nn_max = 2\nl_max = 1\n'
+                   f'[output]\nmodel = "{tmp_path / "m.hpot"}"\nreport = ""\n'
+                   f'[md]\nlattice_constant = 3.61\nsupercell = [1, 1, 1]\nsteps = 3\n'
+                   f'trajectory = ""\n')
+    assert main(["fit", "-c", str(cfg), "--quiet"]) == 0
+    closed = []
+    real = IOContext.close
+
+    def close(self):
+        closed.append(type(self).__name__)
+        return real(self)
+
+    monkeypatch.setattr(IOContext, "close", close)
+    assert main(["md", "-c", str(cfg), "--quiet"]) == 0, capsys.readouterr().err
+    assert "Langevin" in closed

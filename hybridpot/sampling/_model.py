@@ -311,6 +311,7 @@ class UncertaintyMDSampler(Sampler):
             if score > thr:
                 reason = "threshold"
                 break
+        dyn.close()   # ASE 3.23 opens os.devnull as the log of a dynamics without one
         return frames, np.asarray(scores), reason
 
     def sample(self, n, *, random_state=None, model=None, labelled=None):
