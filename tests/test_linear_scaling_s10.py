@@ -81,6 +81,22 @@ def test_ridge_on_acsf_is_far_less_explosive(clusters):
     assert np.max(np.abs(e)) < 1e5, e
 
 
+def test_quadratic_blr_on_acsf_products_of_flat_shells_are_floored(clusters):
+    # the square of a shell that is ~1e-5 of its training maximum at 2.2 Å had a coefficient
+    # of 2.6e6 (old code: E(Cu2, 1 Å) = 1.4e6 eV, test-cluster force RMSE 34 eV/Å; now 29 eV
+    # and 5.7 eV/Å).  Closer in (1.5 Å and below) a quadratic model on features 1e4 x their
+    # training range still extrapolates to 1e4 eV, with σ of the same size
+    model = HybridPotential(ACSF(species=["Cu"], r_cut=5.0),
+                            BayesianLinearRegressor(quadratic=True))
+    model.fit(clusters)
+    e, s = model.predict(_dimers([1.0]), return_std=True)
+    assert abs(e[0]) < 300.0, e
+    test = _cu_clusters(8, 9)
+    f_err = np.concatenate([(model.predict_forces([a])[0] - a.get_forces()).ravel()
+                            for a in test])
+    assert np.sqrt(np.mean(f_err ** 2)) < 10.0
+
+
 @pytest.mark.parametrize("quadratic", [False, True])
 def test_floor_leaves_a_well_posed_design_unchanged(monkeypatch, quadratic):
     # EMT Cu cells and a power spectrum: every column RMS is far above its block's floor, so
@@ -112,20 +128,23 @@ def test_floored_rms_rule_per_block():
     D = np.concatenate([[0.3], lin0, quad0, np.zeros(1 + F + k.size)])  # element 1 absent
     zero = D == 0.0
     f = 1e-3
-    out = _linear._floored_rms(np.where(zero, 1.0, D), zero, 2, F, True, floor=f)
+    fp = 0.03
+    out = _linear._floored_rms(np.where(zero, 1.0, D), zero, 2, F, True, floor=f,
+                               product_floor=fp)
     out = out.reshape(2, -1)
     s = np.array([10.0, f * 10.0, 2.0])              # linear block: floor f x its largest
     np.testing.assert_array_equal(out[0, 0], 0.3)    # bias untouched
     np.testing.assert_allclose(out[0, 1:1 + F], s, rtol=1e-15)
     Q = quad0.max()
-    expect = np.maximum(quad0, f * Q * s[k] * s[l] / 100.0)
+    expect = np.maximum(quad0, fp * Q * s[k] * s[l] / 100.0)
     expect[0] = 1.0
     np.testing.assert_allclose(out[0, 1 + F:], expect, rtol=1e-15)
     # ordinary products are not floored; products with the flat feature are
     assert np.array_equal(out[0, 1 + F:][(k != 1) & (l != 1) & (quad0 > 0)],
                           quad0[(k != 1) & (l != 1) & (quad0 > 0)])
     flat = ((k == 1) | (l == 1)) & (quad0 > 0)
-    assert np.all(out[0, 1 + F:][flat] >= 20 * quad0[flat] * (1 - 1e-12))
+    # floored with their factor: 5e-8 -> 3e-5 (x1 x2), 1e-8 -> 6e-6 (x2 x3), 5e-16 -> 3e-7
+    assert np.all(out[0, 1 + F:][flat] >= 500 * quad0[flat])
     # the zero x1 x1 column keeps D = 1 (the penalty pins it to 0)
     assert out[0, 1 + F] == 1.0
     # an element absent from the data keeps D = 1 (the penalty pins it to 0)

@@ -50,6 +50,10 @@ BIAS_RELATIVE_PENALTY = 1e-6
 #: coefficients of 1e7 (1.6e7 eV for a Cu2 at 1 Å); the legitimate columns of the README's
 #: SNAP / power-spectrum models sit at >= 1.3e-4 of their block's largest
 RMS_FLOOR = 1e-3
+#: floor of a quadratic column's RMS relative to the scale its floored factors give it
+#: (``Q_z s_k s_l / L_z^2``, see _floored_rms); the README models' products sit at >= 0.15 of
+#: it, the square of a flat ACSF shell at ~1e-3 of it (then 2.6e6 eV/unit coefficients)
+RMS_PRODUCT_FLOOR = 0.03
 #: bytes of force design rows built at once (batches are split into whole structures)
 CHUNK_BYTES = 1 << 26
 _PLAIN_KIND = "target"
@@ -59,19 +63,22 @@ _PLAIN_KIND = "target"
 DUAL_ROWS_FRACTION = 0.5
 
 
-def _floored_rms(D, zero, n_species, F, quadratic, floor=None):
+def _floored_rms(D, zero, n_species, F, quadratic, floor=None, product_floor=None):
     """Column RMS ``D`` (flattened ``(n_species, P)`` layout) floored within its block.
 
     Linear block of element ``z`` (columns ``1..F``): ``D_j >= f L_z`` with ``L_z`` the
-    block's largest RMS.  Quadratic block (product ``X_k X_l``):
-    ``D_kl >= f Q_z s_k s_l / L_z^2`` with ``s`` the floored linear scales and ``Q_z`` the
-    block's largest RMS -- a product of two ordinary features is not floored, one with a
-    feature that barely varies is floored at ``f`` times the scale of its floored factors.  Bias columns and ``zero``
+    block's largest RMS and ``f = floor`` (default ``RMS_FLOOR``).  Quadratic block (product
+    ``X_k X_l``): ``D_kl >= f_p Q_z s_k s_l / L_z^2`` with ``s`` the floored linear scales,
+    ``Q_z`` the block's largest RMS and ``f_p = product_floor`` (default
+    ``RMS_PRODUCT_FLOOR``) -- a product of two ordinary features is not floored, one with a
+    feature that barely varies is floored at ``f_p`` times the scale its floored factors give
+    it.  Bias columns and ``zero``
     columns (RMS ~0: ``D`` already 1, the penalty pins them to 0) are left as they are, and
     so is everything with ``floor = 0``.  ``n_species=None``: the plain path, every column
     one linear block.  Returns a new array.
     """
     f = RMS_FLOOR if floor is None else floor
+    fp = RMS_PRODUCT_FLOOR if product_floor is None else product_floor
     D = np.array(D, dtype=np.float64)
     if f <= 0:
         return D
@@ -96,7 +103,7 @@ def _floored_rms(D, zero, n_species, F, quadratic, floor=None):
                 k, l = quadratic_index(F)
                 Q = float(quad[~qz].max())
                 Dz[z, 1 + F:] = np.where(qz, quad,
-                                         np.maximum(quad, f * Q * s[k] * s[l] / (L * L)))
+                                         np.maximum(quad, fp * Q * s[k] * s[l] / (L * L)))
     return Dz.reshape(-1)
 
 
@@ -653,12 +660,13 @@ class LinearRegressor(_LinearBase):
 
     .. math::
         D_j = \max(d_j, f L_z),\quad L_z = \max_{j'} d_{j'},\qquad
-        D_{kl} = \max(d_{kl}, f Q_z D_k D_l / L_z^2),\quad Q_z = \max_{(k', l')} d_{k'l'}
+        D_{kl} = \max(d_{kl}, f_p Q_z D_k D_l / L_z^2),\quad Q_z = \max_{(k', l')} d_{k'l'}
 
-    with ``f = 1e-3`` (``RMS_FLOOR``) and ``D_k`` the floored linear scales: a product of
-    ordinary features (``d_kl ~ 0.002-0.06 D_k D_l`` on SNAP and power spectra, against
-    ``Q_z / L_z^2 ~ 0.01-0.06``) is not floored; a product with a flat feature is floored at
-    ``f`` times the scale its floored factors give it (``~f^2`` of the block's largest).  Well-posed designs are
+    with ``f = 1e-3`` (``RMS_FLOOR``), ``f_p = 0.03`` (``RMS_PRODUCT_FLOOR``) and ``D_k`` the
+    floored linear scales: ``Q_z D_k D_l / L_z^2`` is the RMS the product would have if it
+    scaled like its factors, as the block's largest does.  Products of ordinary features
+    (``d_kl = 0.002-0.06 D_k D_l`` on SNAP and power spectra, ``Q_z / L_z^2 = 0.01-0.06``) are
+    not floored; a product with a flat feature is floored with it.  Well-posed designs are
     unchanged or nearly (the linear SNAP / power-spectrum columns of the mlearn benchmark
     models sit at ``>= 1.3e-4`` of their block's largest; at most 3 columns of a model fall
     below ``f``).  On the plain path all
