@@ -7,10 +7,8 @@ from ._ensemble import EnsembleRegressor
 from ._gp import SparseGPRegressor
 from ._linear import BayesianLinearRegressor, LinearRegressor
 from ._nn import NeuralNetworkRegressor
-from ._prior import feature_degrees, smoothness_prior
 
 __all__ = ["LinearRegressor", "BayesianLinearRegressor", "SparseGPRegressor",
            "NeuralNetworkRegressor", "EnsembleRegressor", "ARDLinearRegressor", "Regressor",
            "StructureBatch", "BatchSource",
-           "REGRESSORS", "register_regressor", "KINDS", "VOIGT", "feature_degrees",
-           "smoothness_prior"]
+           "REGRESSORS", "register_regressor", "KINDS", "VOIGT"]
