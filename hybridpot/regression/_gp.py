@@ -683,6 +683,14 @@ class SparseGPRegressor(Regressor):
     uncertainty away from the data (EMT Ni, training cells rattled by 0.08 Å, test cells by
     0.14 Å: RMS force z-score 9.9 projected vs 1.4 DTC; 95 % coverage 0.23 vs 0.92).  In MD,
     ``HybridCalculator(uncertainty_interval=n)`` amortises either.
+    Memory of σ on a big cell (``HybridPotential`` / calculator): ``"dtc"`` and
+    ``"projected"`` hold the structure's whole per-pair descriptor Jacobian
+    (``n_pairs * 3 * F`` floats: ~190 KB per atom for ``F = 180`` and ~43 neighbours,
+    4000 atoms 0.87 GB peak); ``"committee"`` never builds it and holds
+    ``(1 + n_committee) * n_atoms * F`` floats of adjoint rows plus their pair forces
+    (4000 atoms, 16 samples: 0.24 GB).  The energy and stress prior sums are
+    ``O(n_atoms^2 F)`` per element (4000 atoms: 0.1 s energy, 1.7 s stress with the DTC
+    term).
 
     ``derivative_variance="committee"`` (σ in MD): force and stress variances from
     ``K = n_committee`` fixed samples of the weight posterior,
