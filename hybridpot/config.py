@@ -37,6 +37,8 @@ Example (every key optional; these are the defaults of ``hybridpot fit``)::
     [regressor]
     type = "BayesianLinearRegressor"   # LinearRegressor | ARDLinearRegressor |
                                        # SparseGPRegressor | ...
+    # prior_scale = {p = 4}     # linear models: ACEpotentials' smoothness prior
+                                # 1 + wn sum n^p + wl sum l^p (PowerSpectrum, Bispectrum, SNAP)
     noise_levels = "shared"     # one noise level; the [fit] weights set the kinds' balance
                                 # (random_state of the GP / network / ensemble: data.seed)
 
@@ -874,6 +876,8 @@ def build_regressor(cfg, descriptor=None):
     if "linear_features" in body:
         body["linear_features"] = _linear_block(body["linear_features"], descriptor,
                                                 "regressor.linear_features")
+    if isinstance(body.get("prior_scale"), dict):
+        body["prior_scale"] = _smoothness_prior(body["prior_scale"], descriptor)
     cls = REGRESSORS.get(body.get("type"))
     if cls is not None and "random_state" not in body and \
             "random_state" in inspect.signature(cls).parameters:
@@ -884,6 +888,23 @@ def build_regressor(cfg, descriptor=None):
         body["estimator"] = _build("regressor.estimator",
                                    {"regressor.estimator": body["estimator"]}, REGRESSORS)
     return _build("regressor", {"regressor": body}, REGRESSORS)
+
+
+def _smoothness_prior(table, descriptor):
+    """``[regressor] prior_scale = {p = 4, wn = 1, wl = 1}``: ACEpotentials' algebraic
+    smoothness prior of the descriptor's features
+    (:func:`hybridpot.regression.smoothness_prior`)."""
+    from ._exceptions import InvalidParameterError
+    from .regression import smoothness_prior
+
+    unknown = sorted(set(table) - {"p", "wn", "wl"})
+    if unknown:
+        raise ConfigError(f"regressor.prior_scale takes the keys p, wn, wl (the smoothness "
+                          f"prior) or is a list of numbers. Got unknown key(s) {unknown}.")
+    try:
+        return smoothness_prior(descriptor, **table)
+    except InvalidParameterError as exc:
+        raise ConfigError(f"regressor.prior_scale: {exc}") from exc
 
 
 def build_baseline(cfg):

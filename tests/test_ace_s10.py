@@ -317,6 +317,110 @@ def test_linear_posterior_refuses_an_ard_model(cu_data):
         LinearPosterior(n_steps=50, random_state=0).fit(model, cu_data[:6])
 
 
+# --------------------------------------------------------------------------- smoothness prior
+from sklearn.linear_model import Ridge  # noqa: E402
+
+from hybridpot.descriptors import Bispectrum, DescriptorStack, SNAPBispectrum  # noqa: E402
+from hybridpot.regression import feature_degrees, smoothness_prior  # noqa: E402
+
+
+def test_feature_degrees_closed_forms():
+    ps = PowerSpectrum(species=["Cu", "Ni"], r_cut=4.5, n_max=2, l_max=1)
+    n, l = feature_degrees(ps)
+    assert n.shape == (ps.n_features, 2)
+    # feature order: (q1, q2) upper triangle (q = channel * n_max + k), l fastest
+    Q, rows = 4, []
+    for q1 in range(Q):
+        for q2 in range(q1, Q):
+            for ll in range(2):
+                rows.append((q1 % 2, q2 % 2, ll))
+    np.testing.assert_array_equal(np.c_[n, l[:, :1]], np.array(rows, dtype=float))
+    np.testing.assert_array_equal(l[:, 0], l[:, 1])
+    g = smoothness_prior(ps, p=2, wn=1.0, wl=0.5)
+    assert isinstance(g, tuple) and len(g) == ps.n_features
+    np.testing.assert_allclose(g, 1 + n[:, 0] ** 2 + n[:, 1] ** 2 + 0.5 * 2 * l[:, 0] ** 2)
+    snap = SNAPBispectrum(species=["Cu"], twojmax=4, rcutfac=4.5)
+    n, l = feature_degrees(snap)
+    # LAMMPS's (2j1, 2j2, 2j) triples with j >= j1, halved; the first is B_000
+    assert l.shape == (snap.n_features, 3) and np.all(n == 0)
+    np.testing.assert_array_equal(l[0], [0, 0, 0])
+    assert np.all(l[:, 2] >= l[:, 0]) and np.all(l[:, 0] >= l[:, 1])
+    np.testing.assert_allclose(smoothness_prior(snap, p=1), 1 + l.sum(axis=1))
+    bs = Bispectrum(species=["Cu"], r_cut=4.5, n_max=2, l_max=2)
+    n, l = feature_degrees(bs)
+    assert n.shape == l.shape == (bs.n_features, 3)
+    np.testing.assert_array_equal(n[:, 1], n[:, 2])
+    assert np.all((l.sum(axis=1) % 2) == 0)          # only parity-even triples
+    st = DescriptorStack([PowerSpectrum(species=["Cu"], r_cut=4.5, n_max=2, l_max=1), snap])
+    n, l = feature_degrees(st)
+    assert n.shape == (st.n_features, 3) and np.all(n[-snap.n_features:] == 0)
+    assert len(smoothness_prior(st)) == st.n_features
+
+
+def test_smoothness_prior_errors():
+    from hybridpot.descriptors import ACSF
+
+    with pytest.raises(InvalidParameterError, match="'descriptor' argument of feature_degrees "
+                                                    "must be a PowerSpectrum.*Got ACSF"):
+        smoothness_prior(ACSF(species=["Cu"], r_cut=4.0))
+    ps = PowerSpectrum(species=["Cu"], r_cut=4.5, n_max=2, l_max=1)
+    with pytest.raises(InvalidParameterError, match="'p' parameter of smoothness_prior"):
+        smoothness_prior(ps, p=-1)
+    snap = SNAPBispectrum(species=["Cu"], twojmax=2, rcutfac=4.5, quadraticflag=True)
+    with pytest.raises(InvalidParameterError, match="quadraticflag.*Got quadraticflag=True"):
+        feature_degrees(snap)
+
+
+def test_prior_scale_equals_column_rescaling():
+    """Closed form: a penalty alpha Gamma_k^2 c_k^2 is ridge on the columns A_k / Gamma_k."""
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(50, 8))
+    y = A @ rng.normal(size=8) + 0.1 * rng.normal(size=50)
+    g = np.linspace(1.0, 5.0, 8)
+    a = LinearRegressor(alpha=0.3, penalty_scaling="none", prior_scale=g).fit(A, y)
+    b = Ridge(alpha=0.3, fit_intercept=False).fit(A / g, y)
+    np.testing.assert_allclose(a.coef_, b.coef_ / g, rtol=1e-10)
+    c = BayesianLinearRegressor(penalty_scaling="none", prior_scale=tuple(g)).fit(A, y)
+    d = BayesianLinearRegressor(penalty_scaling="none").fit(A / g, y)
+    np.testing.assert_allclose(c.coef_, d.coef_ / g, rtol=1e-10)
+    np.testing.assert_allclose(c.log_evidence_, d.log_evidence_, rtol=1e-10)
+    np.testing.assert_allclose(c.sigma_, d.sigma_ / np.outer(g, g), rtol=1e-8, atol=1e-14)
+
+
+def test_prior_scale_in_a_model(cu_data, tmp_path):
+    desc = PowerSpectrum(species=["Cu"], r_cut=4.5, n_max=3, l_max=2)
+    gamma = smoothness_prior(desc, p=4)
+    plain = HybridPotential(descriptor=desc, regressor=BayesianLinearRegressor()).fit(
+        cu_data[:6])
+    smooth = HybridPotential(descriptor=desc, regressor=BayesianLinearRegressor(
+        prior_scale=gamma)).fit(cu_data[:6])
+    r0, r1 = plain.regressor_, smooth.regressor_
+    # the prior factor of every non-bias column is Gamma^2; the bias column is unchanged
+    np.testing.assert_allclose((r1.penalty_scale_ / r0.penalty_scale_)[1:], gamma, rtol=1e-10)
+    np.testing.assert_allclose(r1.penalty_scale_[0], r0.penalty_scale_[0], rtol=1e-12)
+    path = tmp_path / "smooth.hpot"
+    smooth.save(path)
+    back = HybridPotential.load(path)
+    assert back.regressor.prior_scale == gamma
+    np.testing.assert_allclose(back.predict(cu_data[6:]), smooth.predict(cu_data[6:]),
+                               rtol=1e-12)
+    # quadratic: products get Gamma_k Gamma_l
+    q = HybridPotential(descriptor=desc, regressor=LinearRegressor(
+        quadratic=True, prior_scale=gamma, penalty_scaling="none")).fit(cu_data[:6])
+    k, l = np.triu_indices(len(gamma))
+    g = np.asarray(gamma)
+    np.testing.assert_allclose(q.regressor_.penalty_scale_[1 + len(g):], g[k] * g[l])
+    with pytest.raises(InvalidParameterError, match=r"'prior_scale' parameter of "
+                       r"BayesianLinearRegressor must be None or 18 finite values > 0.*Got "
+                       r"shape \(3,\)"):
+        HybridPotential(descriptor=desc, regressor=BayesianLinearRegressor(
+            prior_scale=[1.0, 2.0, 3.0])).fit(cu_data[:2])
+    bad = list(gamma)
+    bad[3] = -1.0
+    with pytest.raises(InvalidParameterError, match="minimum -1 instead"):
+        HybridPotential(descriptor=desc, regressor=LinearRegressor(
+            prior_scale=bad)).fit(cu_data[:2])
+
 
 def test_unseen_config_type_gets_the_largest_group_noise(cu_data):
     """Before: a config_type not in training got the first training group's noise (here
@@ -334,3 +438,39 @@ def test_unseen_config_type_gets_the_largest_group_noise(cu_data):
     big = max(("rattle", "strain"), key=lambda g: model.regressor_.noise_["forces"][g])
     np.testing.assert_allclose(std["unseen"], std[big], rtol=1e-12)
     assert not np.allclose(std["rattle"], std["strain"])
+
+
+def test_cli_smoothness_prior_table(tmp_path, cu_data, capsys):
+    p = tmp_path / "cu.extxyz"
+    write(p, cu_data[:6])
+    body = f"""
+[data]
+train = "{p}"
+test_fraction = 0.0
+[descriptor]
+type = "PowerSpectrum"
+r_cut = 4.5
+n_max = 3
+l_max = 2
+[baseline]
+type = "none"
+[output]
+model = "{tmp_path / 'cu.hpot'}"
+report = ""
+[regressor]
+type = "BayesianLinearRegressor"
+"""
+    cfg = tmp_path / "fit.toml"
+    cfg.write_text(body + "prior_scale = {p = 4, wl = 0.5}\n")
+    assert main(["fit", "-c", str(cfg), "--quiet"]) == 0
+    reg = HybridPotential.load(tmp_path / "cu.hpot").regressor
+    desc = PowerSpectrum(species=["Cu"], r_cut=4.5, n_max=3, l_max=2)
+    assert reg.prior_scale == smoothness_prior(desc, p=4, wl=0.5)
+    capsys.readouterr()
+    cfg.write_text(body + "prior_scale = {q = 4}\n")
+    assert main(["fit", "-c", str(cfg), "--quiet"]) == 2
+    assert "regressor.prior_scale takes the keys p, wn, wl" in capsys.readouterr().err
+    cfg.write_text(body + "prior_scale = {p = -1}\n")
+    assert main(["fit", "-c", str(cfg), "--quiet"]) == 2
+    assert "regressor.prior_scale: The 'p' parameter of smoothness_prior" in \
+        capsys.readouterr().err

@@ -7,8 +7,10 @@ from ._ensemble import EnsembleRegressor
 from ._gp import SparseGPRegressor
 from ._linear import BayesianLinearRegressor, LinearRegressor
 from ._nn import NeuralNetworkRegressor
+from ._prior import feature_degrees, smoothness_prior
 
 __all__ = ["LinearRegressor", "BayesianLinearRegressor", "SparseGPRegressor",
            "NeuralNetworkRegressor", "EnsembleRegressor", "ARDLinearRegressor", "Regressor",
            "StructureBatch", "BatchSource",
-           "REGRESSORS", "register_regressor", "KINDS", "VOIGT"]
+           "REGRESSORS", "register_regressor", "KINDS", "VOIGT", "feature_degrees",
+           "smoothness_prior"]

@@ -182,6 +182,35 @@ class _LinearBase(Regressor):
     #: the fit reduces a ChunkedGradients too (its rows do not depend on the batching), so
     #: HybridPotential gives a big training structure a batch of its own with one
     _chunked_fit = True
+    #: a prior_scale given as an array or list comes back from a model file as a tuple
+    _TUPLE_PARAMS = ("prior_scale",)
+
+    def _prior_factor(self, M):
+        """Factor ``Gamma^2`` of every column's prior precision from ``prior_scale`` (ones
+        without it; ``Gamma`` per feature, the same for every element; bias columns 1;
+        quadratic products ``Gamma_k Gamma_l``)."""
+        gamma = getattr(self, "prior_scale", None)
+        if gamma is None:
+            return np.ones(M)
+        owner = type(self).__name__
+        F = self.n_features_in_
+        try:
+            g = np.asarray(gamma, dtype=np.float64)
+        except (TypeError, ValueError):
+            g = np.full(1, np.nan)
+        if g.shape != (F,) or not np.all(np.isfinite(g)) or np.any(g <= 0):
+            raise InvalidParameterError(
+                f"The 'prior_scale' parameter of {owner} must be None or {F} finite values "
+                "> 0 (one per descriptor feature, e.g. hybridpot.regression.smoothness_prior("
+                f"descriptor)). Got shape {g.shape}"
+                + (f", minimum {np.nanmin(g):g}" if g.size else "") + " instead.")
+        if self.fit_mode_ != "batch":
+            return g * g
+        block = [np.ones(1), g]
+        if self._quadratic:
+            k, l = quadratic_index(F)
+            block.append(g[k] * g[l])
+        return np.tile(np.concatenate(block) ** 2, self.n_species_)
 
     # -- input handling ---------------------------------------------------------------------
     def _validate_common(self):
@@ -352,6 +381,7 @@ class _LinearBase(Regressor):
         # relative penalty factor b_j^2 (bias columns nearly unpenalised, unless absent)
         b2 = np.ones(M)
         b2[bias_cols & ~zero & (col_sq > 0)] = BIAS_RELATIVE_PENALTY
+        b2 = b2 * self._prior_factor(M)   # prior_scale (e.g. a smoothness prior)
         self.penalty_scale_ = D * np.sqrt(b2)
         Rs = {}
         for k in keys:
@@ -701,6 +731,12 @@ class LinearRegressor(_LinearBase):
         ``[A | y]`` per label kind (accuracy ``~ eps * cond(A)``); ``"normal"`` accumulates the
         Gram matrix with BLAS-3 products (much faster on large fits, accuracy
         ``~ eps * cond(A)**2``, fine for well-scaled descriptors) and factorises it once.
+    prior_scale : sequence of float or None, default=None
+        ``Gamma_k > 0`` per descriptor feature: the penalty of the coefficient of feature
+        ``k`` is multiplied by ``Gamma_k**2`` (for every element; quadratic products
+        ``Gamma_k Gamma_l``; bias columns unchanged).  ACEpotentials' smoothness prior:
+        ``prior_scale=hybridpot.regression.smoothness_prior(descriptor, p=2)`` penalises high
+        radial / angular degrees more.  Plain path: one value per column.
 
     Attributes
     ----------
@@ -719,11 +755,13 @@ class LinearRegressor(_LinearBase):
 
     has_uncertainty = False
 
-    def __init__(self, *, alpha=1e-6, quadratic=False, penalty_scaling="rms", solver="tsqr"):
+    def __init__(self, *, alpha=1e-6, quadratic=False, penalty_scaling="rms", solver="tsqr",
+                 prior_scale=None):
         self.alpha = alpha
         self.quadratic = quadratic
         self.penalty_scaling = penalty_scaling
         self.solver = solver
+        self.prior_scale = prior_scale
 
     def fit(self, batches, y=None, sample_weight=None):
         """Fit to a BatchSource / list of StructureBatch, or to a plain ``(A, y)``.
@@ -960,6 +998,12 @@ class BayesianLinearRegressor(_LinearBase):
         fewer iterations on large fits (Ni qSNAP: 11 instead of 32); can be slower when a
         noise level runs into its floor (exactly fitted labels).  Not used with a single
         noise level (the SVD-basis iterations cost O(M) each).
+    prior_scale : sequence of float or None, default=None
+        ``Gamma_k > 0`` per descriptor feature: the prior precision of the coefficient of feature
+        ``k`` is multiplied by ``Gamma_k**2`` (for every element; quadratic products
+        ``Gamma_k Gamma_l``; bias columns unchanged).  ACEpotentials' smoothness prior:
+        ``prior_scale=hybridpot.regression.smoothness_prior(descriptor, p=2)`` penalises high
+        radial / angular degrees more.  Plain path: one value per column.
 
     Attributes
     ----------
@@ -990,7 +1034,8 @@ class BayesianLinearRegressor(_LinearBase):
 
     def __init__(self, *, quadratic=False, noise_groups=False, noise_levels="kind",
                  penalty_scaling="rms", solver="tsqr", alpha_init=None, noise_init=None,
-                 max_iter=500, tol=1e-6, accelerate=False):
+                 max_iter=500, tol=1e-6, accelerate=False, prior_scale=None):
+        self.prior_scale = prior_scale
         self.quadratic = quadratic
         self.noise_groups = noise_groups
         self.noise_levels = noise_levels
