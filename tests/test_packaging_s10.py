@@ -66,6 +66,9 @@ def test_setup_cfg_ships_the_dataset_the_typing_marker_and_the_main_module():
     extras = cfg["options.extras_require"]
     # tests compare with scipy.special.sph_harm_y, new in scipy 1.15 (core needs 1.10)
     assert "scipy>=1.15" in extras["test"].split()
+    # tests use ase.calculators.fd (ASE 3.24) and ase.md.nose_hoover_chain.IsotropicMTKNPT
+    # (ASE 3.25); core needs 3.23
+    assert "ase>=3.25" in extras["test"].split()
     assert "matplotlib>=3.6" in extras["plot"].split()
     assert any(x.startswith("dask[distributed]") for x in extras["dask"].split())
 
