@@ -328,3 +328,40 @@ def test_nn_committee_sigma_takes_the_adjoint_without_jacobian(train, monkeypatc
     np.testing.assert_allclose(eg["stress_std"], eref["stress_std"][0], rtol=1e-10,
                                atol=1e-16)
     assert eg["energy_std"] == pytest.approx(eref["energy_std"][0], rel=1e-12)
+
+
+# -- item 5: projected-variance GP σ on a bounded (chunked) Jacobian ----------------------------
+def test_gp_projected_sigma_on_chunked_gradients_equals_full(monkeypatch):
+    from conftest import emt_label, skewed_two_element_cell
+
+    from hybridpot.descriptors import _base as dbase
+
+    train = [emt_label(skewed_two_element_cell(seed=k, rattle=0.12) * (2, 1, 1))
+             for k in range(4)]
+    desc = PowerSpectrum(species=["Cu", "Ni"], r_cut=4.0, n_max=3, l_max=2)
+    gp = SparseGPRegressor(n_sparse=8, derivative_variance="projected", random_state=0)
+    model = HybridPotential(descriptor=desc, regressor=gp).fit(train)
+    reg = model.regressor_
+    assert reg._chunked_gradients and not SparseGPRegressor()._chunked_gradients
+    at = skewed_two_element_cell(seed=9, rattle=0.1) * (3, 2, 2)
+    z = np.array([model.species_.index(s) for s in at.get_chemical_symbols()])
+    X, full = desc.compute(at, gradients=True)
+    ref = reg.predict_batch(model._unlabelled_batch(at, X, z, full, 0), return_std=True)
+    bound = full.d_drij.nbytes // 7
+    Xc, ch = desc.compute_bounded(at, max_bytes=bound)
+    assert isinstance(ch, dbase.ChunkedGradients) and len(list(ch.chunks())) >= 7
+    np.testing.assert_array_equal(Xc, X)
+
+    def no_full(self):
+        raise AssertionError("the full Jacobian was built")
+
+    monkeypatch.setattr(dbase.ChunkedGradients, "materialize", no_full)
+    got = reg.predict_batch(model._unlabelled_batch(at, X, z, ch, 0), return_std=True)
+    for key in ("energy", "forces", "stress", "energy_std", "forces_std", "stress_std"):
+        np.testing.assert_allclose(got[key], ref[key], rtol=1e-12, atol=1e-13, err_msg=key)
+    # the HybridPotential σ path takes the bounded Jacobian (forced small here)
+    monkeypatch.setattr(dbase, "GRADIENT_CHUNK_BYTES", bound)
+    out = model._evaluate(at, forces=True, stress=True, return_std=True)
+    np.testing.assert_allclose(out["forces_std"], ref["forces_std"], rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(out["stress_std"], ref["stress_std"][0], rtol=1e-12, atol=1e-13)
+    assert out["energy_std"] == pytest.approx(ref["energy_std"][0], rel=1e-12)

@@ -13,6 +13,7 @@ the evidence maximisation is the MacKay fixed point of the linear model.
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 import warnings
 
@@ -26,6 +27,7 @@ from sklearn.utils import check_random_state
 
 from .._exceptions import InvalidParameterError, MissingLabelsError
 from .._validation import check_choice, check_float, check_int, check_random_state_param
+from ..descriptors._base import ChunkedGradients, gradient_chunks
 from ._base import KINDS, VOIGT, BatchSource, Regressor, StructureBatch, register_regressor
 from ._design import split_batch
 from ._linear import _precision_update
@@ -683,10 +685,12 @@ class SparseGPRegressor(Regressor):
     uncertainty away from the data (EMT Ni, training cells rattled by 0.08 Å, test cells by
     0.14 Å: RMS force z-score 9.9 projected vs 1.4 DTC; 95 % coverage 0.23 vs 0.92).  In MD,
     ``HybridCalculator(uncertainty_interval=n)`` amortises either.
-    Memory of σ on a big cell (``HybridPotential`` / calculator): ``"dtc"`` and
-    ``"projected"`` hold the structure's whole per-pair descriptor Jacobian
-    (``n_pairs * 3 * F`` floats: ~190 KB per atom for ``F = 180`` and ~43 neighbours,
-    4000 atoms 0.87 GB peak); ``"committee"`` never builds it and holds
+    Memory of σ on a big cell (``HybridPotential`` / calculator): ``"dtc"`` holds the
+    structure's whole per-pair descriptor Jacobian (``n_pairs * 3 * F`` floats: ~190 KB
+    per atom for ``F = 180`` and ~43 neighbours, 4000 atoms 0.87 GB peak); ``"projected"``
+    reduces it one bounded range of centre atoms at a time (``GRADIENT_CHUNK_BYTES``,
+    4000 atoms 0.27 GB, mostly the ``(3 n_atoms, M)`` force rows); ``"committee"`` never
+    builds it and holds
     ``(1 + n_committee) * n_atoms * F`` floats of adjoint rows plus their pair forces
     (4000 atoms, 16 samples: 0.24 GB).  The energy and stress prior sums are
     ``O(n_atoms^2 F)`` per element (4000 atoms: 0.1 s energy, 1.7 s stress with the DTC
@@ -1497,7 +1501,22 @@ class SparseGPRegressor(Regressor):
         stress_rows : ndarray, shape (6 * n_structures, len(coef_)) or None
             Row ``6 s + v`` models the Voigt stress ``v`` (eV/Å³); NaN unless 3-D periodic.
         """
-        return self._design_rows_multi(batch, [self.length_scale_], forces, stress)[0]
+        g = batch.gradients
+        if not isinstance(g, ChunkedGradients) or not (forces or stress):
+            return self._design_rows_multi(batch, [self.length_scale_], forces, stress)[0]
+        # a big cell's Jacobian one range of centres at a time: the force and stress rows are
+        # sums over pairs, the energy rows do not depend on the Jacobian
+        Er = Fr = Sr = None
+        for c in g.chunks():
+            e, f, s = self._design_rows_multi(dataclasses.replace(batch, gradients=c),
+                                              [self.length_scale_], forces, stress)[0]
+            Er = e
+            Fr = f if Fr is None or f is None else Fr + f
+            Sr = s if Sr is None or s is None else Sr + s
+        if Er is None:   # no pairs at all: the (empty) full Jacobian
+            return self._design_rows_multi(dataclasses.replace(batch, gradients=g.materialize()),
+                                           [self.length_scale_], forces, stress)[0]
+        return Er, Fr, Sr
 
     def _design_rows_multi(self, batch, length_scales, forces, stress):
         """:meth:`design_rows` for several SE length scales sharing the pair contractions.
@@ -1777,6 +1796,14 @@ class SparseGPRegressor(Regressor):
         return S
 
     @property
+    def _chunked_gradients(self):
+        """Whether :meth:`predict_batch` reduces a ChunkedGradients one range of centres at a
+        time (read by ``HybridPotential``'s σ path, which then bounds the Jacobian of a big
+        cell): with ``derivative_variance="projected"`` (mean forces and design rows are sums
+        over pairs); the DTC prior variances read the whole Jacobian."""
+        return self.derivative_variance == "projected"
+
+    @property
     def _adjoint_std(self):
         """Whether force / stress σ come from the adjoint committee (read by
         ``HybridPotential``, which then pushes :meth:`_committee_cotangents` through
@@ -1885,15 +1912,17 @@ class SparseGPRegressor(Regressor):
         vol = np.asarray(batch.volume, dtype=np.float64)
         ok = np.isfinite(vol) & (vol > 0)
         if g is not None:
-            gp = np.einsum("paf,pf->pa", g.d_drij, dE_dX[g.pair_i])
             dE_dr = np.zeros((batch.n_atoms, 3))
-            np.add.at(dE_dr, g.pair_j, gp)
-            np.add.at(dE_dr, g.pair_i, -gp)
-            out["forces"] = -dE_dr
             vir = np.zeros((ns, 6))
-            s_of_pair = st[g.pair_i]
-            for v, (a, b) in enumerate(VOIGT):
-                vir[:, v] = np.bincount(s_of_pair, weights=gp[:, a] * g.rij[:, b], minlength=ns)
+            for c in gradient_chunks(g):   # one piece unless ChunkedGradients (big cells)
+                gp = np.einsum("paf,pf->pa", c.d_drij, dE_dX[c.pair_i])
+                np.add.at(dE_dr, c.pair_j, gp)
+                np.add.at(dE_dr, c.pair_i, -gp)
+                s_of_pair = st[c.pair_i]
+                for v, (a, b) in enumerate(VOIGT):
+                    vir[:, v] += np.bincount(s_of_pair, weights=gp[:, a] * c.rij[:, b],
+                                             minlength=ns)
+            out["forces"] = -dE_dr
             stress = np.full((ns, 6), np.nan)
             stress[ok] = vir[ok] / vol[ok, None]
             out["stress"] = stress
