@@ -165,3 +165,20 @@ def test_penalty_scaling_none_is_not_floored():
     d = np.sqrt(np.mean(A ** 2, axis=0))
     np.testing.assert_allclose(rms.penalty_scale_[[0, 2, 3]], d[[0, 2, 3]], rtol=1e-12)
     assert rms.penalty_scale_[1] == pytest.approx(_linear.RMS_FLOOR * d.max(), rel=1e-12)
+
+
+def test_linear_posterior_floors_the_same_columns(clusters):
+    # the emcee posterior (uq.LinearPosterior) rebuilds the column scaling from the training
+    # rows: unfloored, its committee gave σ = 4.8e11 eV for the Cu2 at 1 Å (now ~3e2 eV)
+    from hybridpot.uq import LinearPosterior
+    from hybridpot.uq._accumulate import accumulate_factors
+
+    model = HybridPotential(ACSF(species=["Cu"], r_cut=5.0), BayesianLinearRegressor())
+    model.fit(clusters)
+    fac = accumulate_factors(model, clusters)
+    np.testing.assert_allclose(fac.D, model.regressor_.penalty_scale_
+                               / np.sqrt(fac.b2), rtol=1e-6)
+    post = LinearPosterior(random_state=0).fit(model, clusters)
+    post.apply(model, n_theta_samples=16)
+    _, s = model.predict(_dimers([1.0]), return_std=True)
+    assert s[0] < 1e4

@@ -13,7 +13,7 @@ import numpy as np
 
 from .._exceptions import InvalidParameterError, MissingLabelsError
 from ..regression._design import labelled_rows, n_block, split_batch
-from ..regression._linear import BIAS_RELATIVE_PENALTY, CHUNK_BYTES
+from ..regression._linear import BIAS_RELATIVE_PENALTY, CHUNK_BYTES, _floored_rms
 from ..regression._tsqr import TSQRAccumulator
 
 __all__ = ["accumulate_factors", "Factors"]
@@ -30,7 +30,8 @@ class Factors:
     n_rows, sum_log_w : dict
         Same keys: number of rows and ``sum(log w_r)``.
     D : ndarray, shape (M,)
-        Column scale of ``A`` (RMS of the weighted rows, 1 for empty columns).
+        Column scale of ``A`` (RMS of the weighted rows floored within its block, as the
+        linear regressors' ``penalty_scaling="rms"``; 1 for empty columns).
     b2 : ndarray, shape (M,)
         Relative prior precision (``1e-6`` for per-element bias columns).
     phi0 : ndarray, shape (n_phi,)
@@ -202,8 +203,13 @@ def accumulate_factors(model, structures, *, noise_groups=False, n_folds=1,
         raise MissingLabelsError("The posterior received no usable label (all NaN or zero "
                                  "weight).")
     D = np.sqrt(col_sq / max(n_total, 1))
-    zero = ~(D > 0) | ~np.isfinite(D)
+    # "zero in the data" and the floor as in the linear regressors' "rms" scaling, so the
+    # prior is the regressor's
+    zero = ~(D > 1e-12 * np.max(D, initial=0.0)) | ~np.isfinite(D)
     D[zero] = 1.0
+    # floored within its block as the linear regressors' "rms" scaling (a column that barely
+    # varies in training must not get an almost flat prior)
+    D = _floored_rms(D, zero, nsp, F, quadratic)
     b2 = np.ones(M)
     bias = np.zeros(M, dtype=bool)
     bias[np.arange(nsp) * P] = True
