@@ -474,3 +474,19 @@ type = "BayesianLinearRegressor"
     assert main(["fit", "-c", str(cfg), "--quiet"]) == 2
     assert "regressor.prior_scale: The 'p' parameter of smoothness_prior" in \
         capsys.readouterr().err
+
+
+def test_linear_posterior_uses_the_prior_scale(cu_data):
+    """The emcee posterior's prior is the regressor's: factors b2 carry Gamma^2 (it used the
+    plain prior, the σ of another model)."""
+    from hybridpot.uq._accumulate import accumulate_factors
+
+    desc = PowerSpectrum(species=["Cu"], r_cut=4.5, n_max=3, l_max=2)
+    gamma = np.asarray(smoothness_prior(desc, p=2))
+    model = HybridPotential(descriptor=desc, regressor=BayesianLinearRegressor(
+        prior_scale=tuple(gamma))).fit(cu_data[:4])
+    fac = accumulate_factors(model, cu_data[:4])
+    np.testing.assert_allclose(fac.b2[1:], gamma ** 2, rtol=1e-12)
+    plain = HybridPotential(descriptor=desc, regressor=BayesianLinearRegressor()).fit(
+        cu_data[:4])
+    np.testing.assert_allclose(accumulate_factors(plain, cu_data[:4]).b2[1:], 1.0)

@@ -214,6 +214,8 @@ def accumulate_factors(model, structures, *, noise_groups=False, n_folds=1,
     bias = np.zeros(M, dtype=bool)
     bias[np.arange(nsp) * P] = True
     b2[bias & ~zero] = BIAS_RELATIVE_PENALTY
+    if getattr(reg, "prior_scale", None) is not None:
+        b2 = b2 * reg._prior_factor(M)   # the regressor's prior_scale (smoothness prior)
     scale = np.concatenate([D, np.ones(n_phi), [1.0]])
     R = {k: acc.R(k) / scale[None, :] for k in acc.keys()}
     return Factors(R, {k: acc.n_rows[k] for k in R}, {k: acc.sum_log_weight[k] for k in R},
