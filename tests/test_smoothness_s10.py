@@ -39,6 +39,18 @@ def test_snap_rmin0_descriptor_jumps_at_rmin0_so_closer_pairs_raise():
             d.compute(_dimer(r))
     with pytest.raises(InvalidStructureError, match="within rmin0"):
         d.compute(_dimer(0.9), gradients=True)
+    # through a fitted model's calculator (an MD step that compresses a pair below rmin0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = HybridPotential(descriptor=D.SNAPBispectrum(species=SP, twojmax=2, rcutfac=4.0,
+                                                        rmin0=1.0),
+                            regressor=R.LinearRegressor(alpha=1e-6),
+                            baseline=B.ZBL(r_inner=0.8, r_cut=2.0),
+                            reference_energies={"Cu": 0.0, "Ni": 0.0}).fit(_train())
+    a = _dimer(0.95)
+    a.calc = m.calculator()
+    with pytest.raises(InvalidStructureError, match="0.95 Å apart, within rmin0 = 1 Å"):
+        a.get_forces()
     # rmin0 = 0 (the default, every published SNAP model): any distance is fine
     d0 = D.SNAPBispectrum(species=SP, twojmax=2, rcutfac=4.0)
     assert np.all(np.isfinite(d0.compute(_dimer(0.3))))
