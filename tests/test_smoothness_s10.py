@@ -334,3 +334,21 @@ def test_unwrapped_atoms_far_outside_the_cell(cu_model):
     assert abs(b.get_potential_energy() - e0) < 1e-8
     np.testing.assert_allclose(b.get_forces(), f0, atol=1e-8)
     np.testing.assert_allclose(b.get_stress(), s0, atol=1e-10)
+
+
+@pytest.mark.parametrize("asap, lo, hi", [(False, 5e-6, 5e-5), (True, 1e-3, 1e-2)])
+def test_emt_step_at_the_neighbour_radius_as_documented_and_as_ase(asap, lo, hi):
+    """EMT (like ASE's) cuts w at r_c + 0.5 Å (1.045 r_c with asap_cutoff) where w != 0: the
+    Cu-Ni dimer energy steps by 1.5e-5 eV (3.1e-3 eV with asap_cutoff), as the docstring says,
+    and by exactly ASE's step."""
+    from ase.calculators.emt import EMT as AseEMT
+
+    from hybridpot.baselines._emt import _cutoff
+
+    r = _cutoff(["Cu", "Ni"], asap)[1]
+    steps = []
+    for calc in (B.EMT(asap_cutoff=asap).calculator(), AseEMT(asap_cutoff=asap)):
+        e = [_ef(calc, _dimer(x))[0] for x in (r - 1e-7, r + 1e-7)]
+        steps.append(abs(e[1] - e[0]))
+    assert lo < steps[0] < hi
+    assert steps[0] == pytest.approx(steps[1], rel=1e-6)

@@ -250,8 +250,10 @@ class EMT(Baseline):
     steepness ``a_c = ln(1e4 - 1) / (2 beta s0_max - r_c)`` (so ``w = 1e-4`` at the 4th
     shell) use the largest ``s0`` of the whole table (of the elements present if
     ``asap_cutoff``).  Neighbours are counted up to ``r_c + 0.5`` Å (``1.045 r_c`` if
-    ``asap_cutoff``), where ``w`` is ~7e-6, not 0: exactly as in ASE the energy has a tiny jump
-    when a neighbour crosses that distance.
+    ``asap_cutoff``), where ``w`` is not 0: exactly as in ASE the energy and forces jump when a
+    neighbour crosses that distance; ``w`` there is ~7e-6 by default (a Cu-Ni dimer: 1.5e-5 eV,
+    2.4e-4 eV/Å at 5.88 Å) but ~3e-3 with ``asap_cutoff`` (3.1e-3 eV, 0.054 eV/Å at 4.98 Å,
+    between the 3rd and 4th fcc shells of Cu).
 
     Forces are ``-dE/dr_k`` (eV/Å) and the stress is ASE's ``(1/V) dE/d eps`` (eV/Å³,
     Voigt order xx, yy, zz, yz, xz, xy) for cells periodic in 3-D (None otherwise; unlike
