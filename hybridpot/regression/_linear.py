@@ -51,8 +51,8 @@ BIAS_RELATIVE_PENALTY = 1e-6
 #: SNAP / power-spectrum models sit at >= 1.3e-4 of their block's largest
 RMS_FLOOR = 1e-3
 #: floor of a quadratic column's RMS relative to the scale its floored factors give it
-#: (``Q_z s_k s_l / L_z^2``, see _floored_rms); the README models' products sit at >= 0.15 of
-#: it, the square of a flat ACSF shell at ~1e-3 of it (then 2.6e6 eV/unit coefficients)
+#: (``Q_z s_k s_l / L_z^2``, see _floored_rms); the README models' products sit at >= 0.14 of
+#: it, the square of a flat ACSF shell at ~1e-3 of it (coefficients of 2.6e6 without it)
 RMS_PRODUCT_FLOOR = 0.03
 #: bytes of force design rows built at once (batches are split into whole structures)
 CHUNK_BYTES = 1 << 26
@@ -72,10 +72,9 @@ def _floored_rms(D, zero, n_species, F, quadratic, floor=None, product_floor=Non
     ``Q_z`` the block's largest RMS and ``f_p = product_floor`` (default
     ``RMS_PRODUCT_FLOOR``) -- a product of two ordinary features is not floored, one with a
     feature that barely varies is floored at ``f_p`` times the scale its floored factors give
-    it.  Bias columns and ``zero``
-    columns (RMS ~0: ``D`` already 1, the penalty pins them to 0) are left as they are, and
-    so is everything with ``floor = 0``.  ``n_species=None``: the plain path, every column
-    one linear block.  Returns a new array.
+    it.  Bias columns and ``zero`` columns (RMS ~0: ``D`` already 1, the penalty pins them
+    to 0) are left as they are, and so is everything with ``floor = 0``.
+    ``n_species=None``: the plain path, every column one linear block.  Returns a new array.
     """
     f = RMS_FLOOR if floor is None else floor
     fp = RMS_PRODUCT_FLOOR if product_floor is None else product_floor
@@ -698,16 +697,17 @@ class LinearRegressor(_LinearBase):
     (``d_kl = 0.002-0.06 D_k D_l`` on SNAP and power spectra, ``Q_z / L_z^2 = 0.01-0.06``) are
     not floored; a product with a flat feature is floored with it.  Well-posed designs are
     unchanged or nearly (the linear SNAP / power-spectrum columns of the mlearn benchmark
-    models sit at ``>= 1.3e-4`` of their block's largest; at most 3 columns of a model fall
-    below ``f``).  On the plain path all
-    columns form one linear block.  ``penalty_scaling="none"`` uses ``D_j = 1`` (identical to
+    models sit at ``>= 1.3e-4`` of their block's largest; most of those models have no column
+    below its floor, the others a few).  On the plain path all columns form one linear block.
+    ``penalty_scaling="none"`` uses ``D_j = 1`` (identical to
     ``sklearn.linear_model.Ridge(alpha, fit_intercept=False)`` on the plain path).  The
     per-element bias (constant) columns get ``b_j^2 = 1e-6`` (nearly unpenalised) and are not
     floored; all other columns, and bias columns absent from the data, get ``b_j = 1``.
     Columns that are zero in the data (RMS below ``1e-12`` times the largest column RMS, e.g.
-    an element absent from the training set) get ``D_j = 1`` so the penalty pins them to 0.  A nearly unpenalised fit (the default
-    ``alpha = 1e-6``) can still extrapolate wildly along such columns; the evidence of
-    :class:`BayesianLinearRegressor` or a larger ``alpha`` bounds them.
+    an element absent from the training set) get ``D_j = 1`` so the penalty pins them to 0.
+    A nearly unpenalised fit (the default ``alpha = 1e-6``) can still extrapolate wildly
+    along such columns; the evidence of :class:`BayesianLinearRegressor` or a larger
+    ``alpha`` bounds them.
 
     The rows are streamed batch by batch into a TSQR accumulator (memory independent of the
     number of rows) and the minimiser is found by a least-squares solve (SVD, ``gelsd``) of
