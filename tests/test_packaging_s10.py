@@ -79,8 +79,10 @@ def test_python_m_hybridpot_runs_the_cli(tmp_path):
     # 'python -m hybridpot' said "No module named hybridpot.__main__"
     import hybridpot
 
+    # the hybridpot this test imported (source tree, sdist or installed), not another one
+    env = dict(os.environ, PYTHONPATH=str(Path(hybridpot.__file__).resolve().parents[1]))
     out = subprocess.run([sys.executable, "-m", "hybridpot", "--version"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr[-500:]
     assert hybridpot.__version__ in out.stdout + out.stderr
 
