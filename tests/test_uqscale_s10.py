@@ -365,3 +365,33 @@ def test_gp_projected_sigma_on_chunked_gradients_equals_full(monkeypatch):
     np.testing.assert_allclose(out["forces_std"], ref["forces_std"], rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(out["stress_std"], ref["stress_std"][0], rtol=1e-12, atol=1e-13)
     assert out["energy_std"] == pytest.approx(ref["energy_std"][0], rel=1e-12)
+
+
+# -- item 5: Descriptor.backward_many in bounded row groups -------------------------------------
+@pytest.mark.parametrize("fused", [True, False])
+def test_backward_many_row_groups_equal_one_pass(fused, monkeypatch):
+    from conftest import skewed_two_element_cell
+
+    from hybridpot.descriptors import _base as dbase
+
+    desc = PowerSpectrum(species=["Cu", "Ni"], r_cut=4.0, n_max=3, l_max=2)
+    at = skewed_two_element_cell(seed=3, rattle=0.1) * (2, 2, 1)
+    G = np.random.default_rng(0).normal(size=(21, len(at), desc.n_features))
+    if not fused:     # the generic path: the Jacobian once, contracted per group
+        monkeypatch.setattr(type(desc), "_backward_many", None)
+    one_f, one_e = desc.backward_many(at, G)
+    calls = []
+    real = dbase._scatter_pair_gradients
+
+    def spy(pi, pj, g, n):
+        calls.append(g.shape[0])
+        return real(pi, pj, g, n)
+
+    monkeypatch.setattr(dbase, "_scatter_pair_gradients", spy)
+    monkeypatch.setattr(dbase, "GRADIENT_CHUNK_BYTES", 1)      # groups of the minimum, 8 rows
+    f, e = desc.backward_many(at, G)
+    assert calls == [8, 8, 5]
+    np.testing.assert_allclose(f, one_f, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(e, one_e, rtol=1e-13, atol=1e-13)
+    ref = np.stack([desc.backward(at, G[k])[0] for k in (0, 9, 20)])
+    np.testing.assert_allclose(f[[0, 9, 20]], ref, rtol=1e-10, atol=1e-12)
