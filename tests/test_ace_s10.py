@@ -490,3 +490,28 @@ def test_linear_posterior_uses_the_prior_scale(cu_data):
     plain = HybridPotential(descriptor=desc, regressor=BayesianLinearRegressor()).fit(
         cu_data[:4])
     np.testing.assert_allclose(accumulate_factors(plain, cu_data[:4]).b2[1:], 1.0)
+
+
+def test_rcond_truncation_equals_truncated_svd(cu_data):
+    """Closed form: numpy's lstsq with the same rcond (singular values below rcond * s_max
+    dropped) on a design with a nearly dependent column."""
+    rng = np.random.default_rng(1)
+    A = rng.normal(size=(40, 6))
+    A[:, 5] = A[:, 4] + 1e-7 * rng.normal(size=40)
+    y = A[:, :5] @ rng.normal(size=5) + 0.01 * rng.normal(size=40)
+    for rc in (1e-3, 1e-9):
+        a = LinearRegressor(alpha=0.0, penalty_scaling="none", rcond=rc).fit(A, y)
+        ref = np.linalg.lstsq(A, y, rcond=rc)[0]
+        np.testing.assert_allclose(a.coef_, ref, rtol=1e-7, atol=1e-9)
+    trunc = LinearRegressor(alpha=0.0, penalty_scaling="none", rcond=1e-3).fit(A, y).coef_
+    assert abs(trunc[4] - trunc[5]) < 1e-6 * abs(trunc[4])   # the split of the pair is dropped
+    # with structures: a negligible rcond is the ordinary penalised solve
+    desc = PowerSpectrum(species=["Cu"], r_cut=4.5, n_max=3, l_max=2)
+    m0 = HybridPotential(descriptor=desc, regressor=LinearRegressor(alpha=1e-4)).fit(
+        cu_data[:4])
+    m1 = HybridPotential(descriptor=desc, regressor=LinearRegressor(
+        alpha=1e-4, rcond=1e-14)).fit(cu_data[:4])
+    np.testing.assert_allclose(m1.regressor_.coef_, m0.regressor_.coef_, rtol=1e-6,
+                               atol=1e-9)
+    with pytest.raises(InvalidParameterError, match="'rcond' parameter of LinearRegressor"):
+        LinearRegressor(rcond=-1.0).fit(A, y)

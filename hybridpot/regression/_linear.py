@@ -737,6 +737,11 @@ class LinearRegressor(_LinearBase):
         ``Gamma_k Gamma_l``; bias columns unchanged).  ACEpotentials' smoothness prior:
         ``prior_scale=hybridpot.regression.smoothness_prior(descriptor, p=2)`` penalises high
         radial / angular degrees more.  Plain path: one value per column.
+    rcond : float or None, default=None
+        Rank-revealing truncation (ACEpotentials' ``RRQR(rtol)``, numpy's ``lstsq`` rcond):
+        singular values of the scaled, penalised system below ``rcond`` times the largest are
+        discarded (minimum-norm solution on the rest; ``alpha=0`` for a pure truncation).
+        None: the solve keeps every direction (down to machine precision).
 
     Attributes
     ----------
@@ -756,12 +761,13 @@ class LinearRegressor(_LinearBase):
     has_uncertainty = False
 
     def __init__(self, *, alpha=1e-6, quadratic=False, penalty_scaling="rms", solver="tsqr",
-                 prior_scale=None):
+                 prior_scale=None, rcond=None):
         self.alpha = alpha
         self.quadratic = quadratic
         self.penalty_scaling = penalty_scaling
         self.solver = solver
         self.prior_scale = prior_scale
+        self.rcond = rcond
 
     def fit(self, batches, y=None, sample_weight=None):
         """Fit to a BatchSource / list of StructureBatch, or to a plain ``(A, y)``.
@@ -791,12 +797,22 @@ class LinearRegressor(_LinearBase):
         """
         alpha = check_float(self.alpha, "alpha", type(self).__name__, low=0.0,
                             low_inclusive=True, finite=True)
+        rcond = check_float(self.rcond, "rcond", type(self).__name__, low=0.0,
+                            allow_none=True, finite=True)
         Rs, D, b2 = self._prepare(batches, y, sample_weight)
         M = D.shape[0]
         blocks = [R for R, _ in Rs.values()]
         rhs = [r for _, r in Rs.values()]
         v = None
-        if self.solver == "normal" and alpha > 0:
+        if rcond is not None:
+            # rank-revealing truncation (ACEpotentials' RRQR(rtol)): the minimum-norm solution
+            # on the singular directions of [R_k D^-1; sqrt(alpha) diag(b)] above rcond s_max
+            if alpha > 0:
+                blocks.append(np.diag(np.sqrt(alpha * b2)))
+                rhs.append(np.zeros(M))
+            v = scipy.linalg.lstsq(np.vstack(blocks), np.concatenate(rhs), cond=rcond,
+                                   lapack_driver="gelsd", check_finite=False)[0]
+        elif self.solver == "normal" and alpha > 0:
             # the factors already carry the squared condition number: a Cholesky solve of the
             # (scaled, penalised) normal equations loses nothing more and is much cheaper
             H = alpha * np.diag(b2) + sum(R.T @ R for R in blocks)
