@@ -304,6 +304,17 @@ class ARDLinearRegressor(BayesianLinearRegressor):
         """Not available: an ARD model comes from a fit (use
         :meth:`BayesianLinearRegressor.from_coef` for given coefficients and covariance).
 
+        Parameters
+        ----------
+        coef : array_like
+            Ignored.
+        quadratic : bool, default=False
+            Ignored.
+        covariance : array_like, optional
+            Ignored.
+        noise : dict, optional
+            Ignored.
+
         Raises
         ------
         hybridpot.InvalidParameterError
