@@ -515,3 +515,35 @@ def test_rcond_truncation_equals_truncated_svd(cu_data):
                                atol=1e-9)
     with pytest.raises(InvalidParameterError, match="'rcond' parameter of LinearRegressor"):
         LinearRegressor(rcond=-1.0).fit(A, y)
+
+
+def test_sample_coef_committee(cu_data):
+    """ACEpotentials' committee from the BLR posterior: draws have mean coef_ and covariance
+    sigma_; the members' energies spread as the parameter part of σ (include_noise=False)."""
+    desc = PowerSpectrum(species=["Cu"], r_cut=4.5, n_max=3, l_max=2)
+    model = HybridPotential(descriptor=desc, regressor=BayesianLinearRegressor()).fit(
+        cu_data[:6])
+    reg = model.regressor_
+    draws = reg.sample_coef(4000, random_state=0)
+    assert draws.shape == (4000,) + reg.coef_.shape
+    flat = draws.reshape(4000, -1)
+    sd = np.sqrt(np.diag(reg.sigma_))
+    np.testing.assert_allclose(flat.mean(0), reg.coef_.ravel(), atol=0.1 * sd.max())
+    np.testing.assert_allclose(np.cov(flat.T), reg.sigma_, atol=0.1 * sd.max() ** 2)
+    np.testing.assert_array_equal(reg.sample_coef(3, random_state=1),
+                                  reg.sample_coef(3, random_state=1))
+    # members' energies of a test cell: their std is the parameter part of the energy σ
+    X = desc.compute(cu_data[7])
+    q = np.hstack([np.ones((X.shape[0], 1)), X]).sum(0)           # sum_i [1, X_i]
+    e = flat @ q
+    batch_std = np.sqrt(q @ reg.sigma_ @ q)
+    np.testing.assert_allclose(e.std(), batch_std, rtol=0.05)
+    with pytest.raises(InvalidParameterError, match="'n_samples' parameter of "
+                                                    "BayesianLinearRegressor.sample_coef"):
+        reg.sample_coef(0)
+    bare = BayesianLinearRegressor.from_coef(reg.coef_)
+    with pytest.raises(InvalidParameterError, match="needs a posterior covariance"):
+        bare.sample_coef(2)
+    ard = ARDLinearRegressor().fit(np.random.default_rng(0).normal(size=(30, 4)),
+                                   np.arange(30.0))
+    assert ard.sample_coef(2, random_state=0).shape == (2, 4)

@@ -1474,6 +1474,53 @@ class BayesianLinearRegressor(_LinearBase):
         self.sigma_ = C
         return self
 
+    def sample_coef(self, n_samples, *, random_state=None):
+        """Coefficient draws from the Gaussian weight posterior ``N(coef_, sigma_)``.
+
+        ACEpotentials' committee: each draw is a member potential (e.g.
+        ``BayesianLinearRegressor.from_coef(draw)`` in a copy of the model); the spread of
+        the members' predictions estimates the parameter part of the predictive variance
+        (the observation noise ``noise_`` is not part of it).  Drawn through the precision
+        factor, ``c = coef_ + T^{-1} z`` with ``z ~ N(0, I)`` (exact also when ``sigma_`` is
+        ill-conditioned).
+
+        Parameters
+        ----------
+        n_samples : int
+            Number of draws, >= 1.
+        random_state : None, int, numpy Generator or RandomState, default=None
+            Seeds the draws.
+
+        Returns
+        -------
+        ndarray, shape (n_samples, n_species, P)
+            Draws in the layout of ``coef_`` (plain path: (n_samples, n_columns)).
+
+        Raises
+        ------
+        hybridpot.NotFittedError
+            Before fit.
+        hybridpot.InvalidParameterError
+            For a bad ``n_samples`` / ``random_state``, or a model without a posterior
+            covariance (``from_coef`` without ``covariance``).
+        """
+        from sklearn.utils import check_random_state
+
+        from .._validation import check_random_state_param
+
+        owner = f"{type(self).__name__}.sample_coef"
+        self._check_fitted()
+        n = check_int(n_samples, "n_samples", owner, low=1)
+        rng = check_random_state(check_random_state_param(random_state, owner))
+        T = self.precision_factor_
+        if T is None:
+            raise InvalidParameterError(
+                f"{owner} needs a posterior covariance; this model was made by from_coef "
+                "without 'covariance'.")
+        z = rng.standard_normal((T.shape[0], n))
+        draws = scipy.linalg.solve_triangular(T, z, check_finite=False).T + self._coef_flat
+        return draws.reshape((n,) + np.shape(self.coef_))
+
     def get_fitted_state(self):
         """``(state, arrays)``: JSON-able dict and ndarrays of the fitted posterior."""
         self._check_fitted()
