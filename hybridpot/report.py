@@ -46,7 +46,8 @@ def collect_predictions(model, structures):
         label), ``forces`` / ``forces_pred`` / ``forces_std`` (eV/Å, flattened components),
         ``stress`` / ``stress_pred`` / ``stress_std`` (GPa, flattened Voigt components).
         ``*_std`` are None when the model has no posterior.  Each value is a 1-D array
-        (empty for a kind no structure carries).
+        (empty for a kind no structure carries).  ``energy_group`` / ``forces_group`` /
+        ``stress_group``: the ``config_type`` of each entry (str; ``"default"`` without one).
 
     Raises
     ------
@@ -60,11 +61,19 @@ def collect_predictions(model, structures):
     has_std = model._has_posterior()
     out = {k: [] for k in ("energy", "energy_pred", "energy_std", "forces", "forces_pred",
                            "forces_std", "stress", "stress_pred", "stress_std")}
+    groups = {"energy": [], "forces": [], "stress": []}
     for k, atoms in enumerate(structures):
         lab = get_labels(atoms, k)
         r = model._evaluate(atoms, forces=lab.forces is not None,
                             stress=lab.stress is not None, return_std=has_std, index=k)
         n = len(atoms)
+        g = str(atoms.info.get("config_type", "default"))
+        if lab.energy is not None:
+            groups["energy"].append(g)
+        if lab.forces is not None:
+            groups["forces"] += [g] * lab.forces.size
+        if lab.stress is not None and "stress" in r:
+            groups["stress"] += [g] * np.size(lab.stress)
         if lab.energy is not None:
             out["energy"].append(lab.energy / n)
             out["energy_pred"].append(r["energy"] / n)
@@ -90,6 +99,7 @@ def collect_predictions(model, structures):
         if res[k] is None:
             res[k] = np.array([])
             res[k + "_pred"] = np.array([])
+        res[k + "_group"] = np.array(groups[k], dtype=str)
     return res
 
 
@@ -219,6 +229,30 @@ def format_error_table(table, title=""):
     return "\n".join(lines)
 
 
+def _group_metrics(p):
+    """Per config_type RMSE / MAE of every kind (units of :func:`_metrics`), or None with one
+    group."""
+    names = []
+    for kind in ("energy", "forces", "stress"):
+        for g in p[kind + "_group"]:
+            if g not in names:
+                names.append(g)
+    if len(names) < 2:
+        return None
+    out = {}
+    for g in names:
+        row = {}
+        for kind in ("energy", "forces", "stress"):
+            m = p[kind + "_group"] == g
+            if not m.any():
+                continue
+            err = p[kind + "_pred"][m] - p[kind][m]
+            row[kind] = {"n": int(m.sum()), "mae": float(np.mean(np.abs(err))),
+                         "rmse": float(np.sqrt(np.mean(err ** 2)))}
+        out[g] = row
+    return out
+
+
 def _png(fig, dpi=110):
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
@@ -279,7 +313,9 @@ def write_report(model, structures, folder, *, title="hybridpot report", extra_f
         Created if missing; receives ``report.html``, ``metrics.json`` and ``*.png``.
         ``metrics.json`` has per kind ``n``, ``mae``, ``rmse`` and ``unit`` (energy eV/atom,
         forces eV/Å, stress GPa) and, with a posterior, ``coverage_1sigma``,
-        ``coverage_2sigma`` and ``mean_std``.
+        ``coverage_2sigma`` and ``mean_std``; with several config types also
+        ``by_config_type`` (config_type -> kind -> ``n``, ``mae``, ``rmse``), shown as a
+        table in the page.
     title : str, default="hybridpot report"
         Title of the HTML page.
     extra_figures : dict of str to bytes, optional
@@ -305,6 +341,9 @@ def write_report(model, structures, folder, *, title="hybridpot report", extra_f
     p = collect_predictions(model, structures)
     folder = _folder(folder, "write_report")
     metrics = _metrics(p)
+    by_group = _group_metrics(p)
+    if by_group is not None:
+        metrics["by_config_type"] = by_group
     if extra_metrics:
         metrics.update(extra_metrics)
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -317,6 +356,19 @@ def write_report(model, structures, folder, *, title="hybridpot report", extra_f
         for k, v in metrics.items() if isinstance(v, dict) and "mae" in v)
     table = (f"<table><tr><th>kind</th><th>n</th><th>MAE</th><th>RMSE</th><th>unit</th>"
              f"<th>±1σ</th><th>±2σ</th></tr>{rows}</table>")
+    if by_group is not None:   # ACEpotentials' / FitSNAP's error table per config_type
+        def cell(d, kind, key):
+            return f"{d[kind][key]:.4g}" if kind in d else "-"
+
+        grows = "".join(
+            f"<tr><td>{html.escape(g)}</td>"
+            + "".join(f"<td>{cell(d, k, key)}</td>" for k in ("energy", "forces", "stress")
+                      for key in ("rmse", "mae")) + "</tr>"
+            for g, d in by_group.items())
+        table += ("<p>Errors by config_type (energy eV/atom, forces eV/Å, stress GPa)</p>"
+                  "<table><tr><th>config_type</th><th>E RMSE</th><th>E MAE</th>"
+                  "<th>F RMSE</th><th>F MAE</th><th>S RMSE</th><th>S MAE</th></tr>"
+                  f"{grows}</table>")
     extra = ""
     if extra_metrics:
         extra = f"<pre>{html.escape(json.dumps(extra_metrics, indent=1))}</pre>"

@@ -547,3 +547,24 @@ def test_sample_coef_committee(cu_data):
     ard = ARDLinearRegressor().fit(np.random.default_rng(0).normal(size=(30, 4)),
                                    np.arange(30.0))
     assert ard.sample_coef(2, random_state=0).shape == (2, 4)
+
+
+def test_write_report_has_the_error_table(cu_data, cu_model, tmp_path):
+    from hybridpot.report import write_report
+
+    test = cu_data[8:]
+    path = write_report(cu_model, test, tmp_path / "rep")
+    m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    table = error_table(cu_model, test)
+    for g in ("rattle", "strain"):
+        np.testing.assert_allclose(m["by_config_type"][g]["energy"]["rmse"],
+                                   table[g]["energy_rmse"], rtol=1e-10)
+        np.testing.assert_allclose(m["by_config_type"][g]["forces"]["mae"],
+                                   table[g]["force_mae"], rtol=1e-10)
+        np.testing.assert_allclose(m["by_config_type"][g]["stress"]["rmse"],
+                                   160.21766208 * table[g]["stress_rmse"], rtol=1e-8)
+    assert "Errors by config_type" in path.read_text()
+    # one config type: no per-group table
+    one = [a for a in test if a.info["config_type"] == "rattle"]
+    write_report(cu_model, one, tmp_path / "rep1")
+    assert "by_config_type" not in json.loads((tmp_path / "rep1" / "metrics.json").read_text())
