@@ -10,7 +10,7 @@ import pytest
 from ase import Atoms
 from ase.cluster import Icosahedron
 
-from hybridpot import HybridPotential
+from hybridpot import HybridPotential, InvalidParameterError
 from hybridpot.descriptors import ACSF, PowerSpectrum
 from hybridpot.regression import BayesianLinearRegressor, LinearRegressor, _linear
 from hybridpot.regression._design import quadratic_index
@@ -98,17 +98,16 @@ def test_quadratic_blr_on_acsf_products_of_flat_shells_are_floored(clusters):
 
 
 @pytest.mark.parametrize("quadratic", [False, True])
-def test_floor_leaves_a_well_posed_design_unchanged(monkeypatch, quadratic):
+def test_floor_leaves_a_well_posed_design_unchanged(quadratic):
     # EMT Cu cells and a power spectrum: every column RMS is far above its block's floor, so
-    # the coefficients are those of the unfloored scaling to the last bit
+    # the coefficients are those of the unfloored scaling (scale_floor=0) to the last bit
     data = emt_dataset(6, 1)
     desc = PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=3, l_max=2)
     fits = {}
     for floor in (None, 0.0):
-        if floor is not None:
-            monkeypatch.setattr(_linear, "RMS_FLOOR", floor)
-        for reg in (LinearRegressor(alpha=1e-6, quadratic=quadratic),
-                    BayesianLinearRegressor(quadratic=quadratic, noise_levels="shared")):
+        kw = {} if floor is None else {"scale_floor": floor}
+        for reg in (LinearRegressor(alpha=1e-6, quadratic=quadratic, **kw),
+                    BayesianLinearRegressor(quadratic=quadratic, noise_levels="shared", **kw)):
             m = HybridPotential(desc, reg, weights={"energy": 100.0, "forces": 1.0,
                                                     "stress": 0.0}).fit(data)
             fits[floor, type(reg).__name__] = m.regressor_
@@ -182,3 +181,31 @@ def test_linear_posterior_floors_the_same_columns(clusters):
     post.apply(model, n_theta_samples=16)
     _, s = model.predict(_dimers([1.0]), return_std=True)
     assert s[0] < 1e4
+
+
+def test_scale_floor_hyperparameter(clusters):
+    # a larger floor (the network's 1e-2, better for ACSF) is a hyperparameter; it round-trips
+    # through to_dict / from_dict_params (model files) and reaches the emcee posterior
+    from hybridpot.uq._accumulate import accumulate_factors
+
+    reg = BayesianLinearRegressor(scale_floor=1e-2)
+    model = HybridPotential(ACSF(species=["Cu"], r_cut=5.0), reg).fit(clusters)
+    F = model.regressor_.n_features_in_
+    d = model.regressor_.penalty_scale_[1:1 + F]
+    assert np.min(d) == pytest.approx(1e-2 * np.max(d), rel=1e-12)
+    fac = accumulate_factors(model, clusters)
+    np.testing.assert_allclose(fac.D, model.regressor_.penalty_scale_ / np.sqrt(fac.b2),
+                               rtol=1e-6)
+    again = BayesianLinearRegressor.from_dict_params(reg.to_dict()["params"])
+    assert again.get_params()["scale_floor"] == 1e-2
+    assert LinearRegressor().get_params()["scale_floor"] == _linear.RMS_FLOOR
+
+
+@pytest.mark.parametrize("bad", [-1e-3, 1.5, float("nan"), "big"])
+def test_scale_floor_is_validated(bad):
+    A = np.eye(3)
+    for cls in (LinearRegressor, BayesianLinearRegressor):
+        with pytest.raises(InvalidParameterError,
+                           match=rf"'scale_floor' parameter of {cls.__name__} must be a float "
+                                 r"in \[0, 1\]\. Got .* instead"):
+            cls(scale_floor=bad).fit(A, np.ones(3))

@@ -209,7 +209,7 @@ def accumulate_factors(model, structures, *, noise_groups=False, n_folds=1,
     D[zero] = 1.0
     # floored within its block as the linear regressors' "rms" scaling (a column that barely
     # varies in training must not get an almost flat prior)
-    D = _floored_rms(D, zero, nsp, F, quadratic)
+    D = _floored_rms(D, zero, nsp, F, quadratic, floor=getattr(reg, "scale_floor", None))
     b2 = np.ones(M)
     bias = np.zeros(M, dtype=bool)
     bias[np.arange(nsp) * P] = True
