@@ -532,6 +532,10 @@ def test_sample_coef_committee(cu_data):
     np.testing.assert_allclose(np.cov(flat.T), reg.sigma_, atol=0.1 * sd.max() ** 2)
     np.testing.assert_array_equal(reg.sample_coef(3, random_state=1),
                                   reg.sample_coef(3, random_state=1))
+    # a numpy Generator (the project's usual random_state) and a RandomState are used as given
+    np.testing.assert_array_equal(reg.sample_coef(3, random_state=np.random.default_rng(5)),
+                                  reg.sample_coef(3, random_state=5))
+    assert reg.sample_coef(2, random_state=np.random.RandomState(0)).shape[0] == 2
     # members' energies of a test cell: their std is the parameter part of the energy σ
     X = desc.compute(cu_data[7])
     q = np.hstack([np.ones((X.shape[0], 1)), X]).sum(0)           # sum_i [1, X_i]

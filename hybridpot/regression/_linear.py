@@ -1518,14 +1518,14 @@ class BayesianLinearRegressor(_LinearBase):
             For a bad ``n_samples`` / ``random_state``, or a model without a posterior
             covariance (``from_coef`` without ``covariance``).
         """
-        from sklearn.utils import check_random_state
-
         from .._validation import check_random_state_param
 
         owner = f"{type(self).__name__}.sample_coef"
         self._check_fitted()
         n = check_int(n_samples, "n_samples", owner, low=1)
-        rng = check_random_state(check_random_state_param(random_state, owner))
+        rng = check_random_state_param(random_state, owner)
+        if not isinstance(rng, (np.random.Generator, np.random.RandomState)):
+            rng = np.random.default_rng(rng)   # None or a seed (a Generator is used as given)
         T = self.precision_factor_
         if T is None:
             raise InvalidParameterError(
