@@ -108,10 +108,13 @@ def _legacy_rng(random_state):
 
     Ints and RandomStates give sklearn's ``check_random_state`` (so fitted models do not
     change); a ``Generator`` is wrapped around its own bit generator, so the draws come from
-    (and advance) the caller's generator.
+    (and advance) the caller's generator.  None gives a freshly seeded ``RandomState`` (OS
+    entropy), never numpy's global one (whose state the fit would otherwise advance).
     """
     if isinstance(random_state, np.random.Generator):
         return np.random.RandomState(random_state.bit_generator)
+    if random_state is None:
+        return np.random.RandomState()
     return check_random_state(random_state)
 
 

@@ -54,6 +54,8 @@ class ChainTooShortError(HybridpotError, RuntimeError):
 def _rng(random_state):
     if isinstance(random_state, np.random.Generator):
         return np.random.RandomState(int(random_state.integers(2 ** 31 - 1)))
+    if random_state is None:   # fresh OS entropy, never numpy's global RandomState
+        return np.random.RandomState()
     from sklearn.utils import check_random_state
 
     return check_random_state(random_state)
