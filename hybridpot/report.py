@@ -150,7 +150,8 @@ def error_table(model, structures, *, group_key="config_type"):
         ``"force_rmse", "force_mae"`` (eV/Å, per component), ``"stress_rmse", "stress_mae"``
         (eV/Å³, per Voigt component)``}`` (NaN for a kind no structure of the group
         carries), in order of first appearance, then ``"all"`` (every structure; the same
-        numbers as :meth:`~hybridpot.HybridPotential.evaluate`).
+        numbers as :meth:`~hybridpot.HybridPotential.evaluate`).  A group that is itself
+        named ``"all"`` is reported as ``"all (<group_key>)"``.
 
     Raises
     ------
@@ -172,6 +173,8 @@ def error_table(model, structures, *, group_key="config_type"):
     n_atoms = {}
     for k, (a, r) in enumerate(zip(structures, res)):
         g = str(a.info.get(group_key, "default"))
+        if g == "all":   # the key of the overall row: keep the group apart from it
+            g = f"all ({group_key})"
         lab = get_labels(a, k)
         d = err.setdefault(g, {"energy": [], "force": [], "stress": [], "n": 0})
         d["n"] += 1

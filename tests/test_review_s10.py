@@ -1,0 +1,44 @@
+"""Review s10 (code review of the session's additions): regression tests of the fixes."""
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+
+from hybridpot import HybridPotential, InvalidParameterError
+from hybridpot.descriptors import PowerSpectrum
+from hybridpot.regression import LinearRegressor
+from hybridpot.report import error_table, format_error_table
+
+from conftest import emt_label
+
+
+@pytest.fixture(scope="module")
+def cu_model():
+    structs = []
+    for k in range(5):
+        at = bulk("Cu", "fcc", a=3.61, cubic=True)
+        at.rattle(0.1, seed=k)
+        structs.append(emt_label(at))
+    desc = PowerSpectrum(species=("Cu",), r_cut=4.0, n_max=3, l_max=2)
+    return HybridPotential(descriptor=desc, regressor=LinearRegressor()).fit(structs), structs
+
+
+def test_error_table_group_named_all_is_not_the_overall_row(cu_model):
+    """A config_type literally named 'all' was merged into (overwritten by) the overall row."""
+    model, structs = cu_model
+    cl = emt_label(Atoms("Cu3", positions=[[0, 0, 0], [2.5, 0, 0], [0, 2.5, 0]]), stress=False)
+    cl.info["config_type"] = "cluster"
+    bulk_all = structs[0].copy()
+    bulk_all.calc = structs[0].calc
+    bulk_all.info["config_type"] = "all"
+    table = error_table(model, [cl, bulk_all])
+    assert list(table) == ["cluster", "all (config_type)", "all"]
+    assert table["all"]["n_structures"] == 2
+    assert table["all (config_type)"]["n_structures"] == 1
+    alone = error_table(model, [structs[0]])["all"]
+    assert table["all (config_type)"]["energy_mae"] == pytest.approx(alone["energy_mae"])
+    assert table["all (config_type)"]["stress_rmse"] == pytest.approx(alone["stress_rmse"])
+    rows = format_error_table(table).splitlines()
+    assert [r.split()[0] for r in rows[2:]] == ["cluster", "all", "all"]
+    assert rows[3].startswith("all (config_typ")   # the group (names cut at 16 characters)
