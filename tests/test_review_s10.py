@@ -42,3 +42,20 @@ def test_error_table_group_named_all_is_not_the_overall_row(cu_model):
     rows = format_error_table(table).splitlines()
     assert [r.split()[0] for r in rows[2:]] == ["cluster", "all", "all"]
     assert rows[3].startswith("all (config_typ")   # the group (names cut at 16 characters)
+
+
+@pytest.mark.parametrize("value, got", [
+    ("abc", r"Got 'abc' instead"),
+    ({"p": 4}, r"Got \{'p': 4\} instead"),
+    ([1.0, 2.0], r"Got shape \(2,\), minimum 1 instead"),
+    ([1.0, np.nan, 1.0, 1.0], r"Got shape \(4,\) with 1 non-finite value\(s\) instead"),
+    ([1.0, 1.0, 1.0, -2.0], r"Got shape \(4,\), minimum -2 instead"),
+])
+def test_prior_scale_message_names_what_was_given(value, got):
+    """A non-numeric or NaN prior_scale gave 'Got shape (1,), minimum nan' and numpy's
+    'All-NaN slice' RuntimeWarning (an error under -W error) instead of the typed error."""
+    A = np.random.default_rng(0).normal(size=(12, 4))
+    with pytest.raises(InvalidParameterError,
+                       match=r"'prior_scale' parameter of LinearRegressor must be None or 4 "
+                             r"finite values > 0 .*" + got):
+        LinearRegressor(prior_scale=value).fit(A, A.sum(axis=1))

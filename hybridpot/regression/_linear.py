@@ -196,13 +196,18 @@ class _LinearBase(Regressor):
         try:
             g = np.asarray(gamma, dtype=np.float64)
         except (TypeError, ValueError):
-            g = np.full(1, np.nan)
-        if g.shape != (F,) or not np.all(np.isfinite(g)) or np.any(g <= 0):
+            g = None
+        if g is None or g.shape != (F,) or not np.all(np.isfinite(g)) or np.any(g <= 0):
+            if g is None:   # not numbers (a str, a dict, ...)
+                got = f"{gamma!r}"[:60]
+            elif not np.all(np.isfinite(g)):
+                got = f"shape {g.shape} with {int(np.sum(~np.isfinite(g)))} non-finite value(s)"
+            else:
+                got = f"shape {g.shape}" + (f", minimum {np.min(g):g}" if g.size else "")
             raise InvalidParameterError(
                 f"The 'prior_scale' parameter of {owner} must be None or {F} finite values "
                 "> 0 (one per descriptor feature, e.g. hybridpot.regression.smoothness_prior("
-                f"descriptor)). Got shape {g.shape}"
-                + (f", minimum {np.nanmin(g):g}" if g.size else "") + " instead.")
+                f"descriptor)). Got {got} instead.")
         if self.fit_mode_ != "batch":
             return g * g
         block = [np.ones(1), g]
