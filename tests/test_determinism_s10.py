@@ -51,3 +51,44 @@ def test_linear_posterior_none_leaves_global_state(train):
     assert th.shape[0] == 10
     com = _assert_global_untouched(lambda: post.committee(8, force=True))
     assert com is not None
+
+
+def test_load_keeps_reference_energies_hyperparameter(train, tmp_path):
+    """A saved model keeps reference_energies="fit" (not the fitted e0 as the hyperparameter),
+    so a refit of the loaded model on new data reproduces a refit of the original."""
+    from sklearn.base import clone
+
+    m = HybridPotential(descriptor=_desc(), regressor=BayesianLinearRegressor()).fit(train)
+    m.save(tmp_path / "m.hpot")
+    m2 = HybridPotential.load(tmp_path / "m.hpot")
+    assert m2.reference_energies == "fit"
+    assert m2.reference_energies_ == m.reference_energies_
+    new = emt_dataset(4, 5)
+    a, b = clone(m).fit(new), clone(m2).fit(new)
+    assert a.reference_energies_ == b.reference_energies_
+    assert np.array_equal(a.predict(train), b.predict(train))
+    for ref in ({"Cu": -3.5}, None):
+        m.set_params(reference_energies=ref).fit(train)
+        m.save(tmp_path / "r.hpot")
+        assert HybridPotential.load(tmp_path / "r.hpot").reference_energies == ref
+
+
+def test_load_rejects_bad_reference_energies_hyperparameter(train, tmp_path):
+    import json
+    import zipfile
+
+    from hybridpot import ModelFormatError
+
+    m = HybridPotential(descriptor=_desc(), regressor=BayesianLinearRegressor()).fit(train)
+    m.save(tmp_path / "m.hpot")
+    with zipfile.ZipFile(tmp_path / "m.hpot") as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    doc = json.loads(files["model.json"])
+    doc["params"]["reference_energies"] = "fitted"
+    files["model.json"] = json.dumps(doc).encode()
+    with zipfile.ZipFile(tmp_path / "bad.hpot", "w") as z:
+        for n, data in files.items():
+            z.writestr(n, data)
+    with pytest.raises(ModelFormatError, match=r"'reference_energies' hyperparameter .*"
+                                               r"Got 'fitted'"):
+        HybridPotential.load(tmp_path / "bad.hpot")

@@ -81,6 +81,9 @@ def save_model(model, path):
             "group_weights": model.group_weights,
             "chunk_size": model.chunk_size,
             "group_names": list(getattr(model, "group_names_", ("default",))),
+            # the hyperparameter ("fit", "isolated_atom", a dict or None), so that a refit of
+            # the loaded model follows the same recipe (the fitted e0 are reference_energies)
+            "reference_energies": model.reference_energies,
         },
     }
     extra = getattr(model, "_extra_state", None)
@@ -244,6 +247,8 @@ def _model_from_doc(doc, arrays, path):
         model.weights = params.get("weights")
         model.group_weights = params.get("group_weights")
         model.chunk_size = params.get("chunk_size", 16)
+        if "reference_energies" in params:   # files before it kept only the fitted e0
+            model.reference_energies = params["reference_energies"]
         model.group_names_ = tuple(params.get("group_names", ("default",)))
         if tuple(model.species_) != tuple(doc.get("species", model.species_)):
             raise ModelFormatError(f"{path!r}: species {doc.get('species')} do not match the "
@@ -275,6 +280,11 @@ def _check_consistent(model, doc):
     if mode != "batch":
         raise ModelFormatError(f"the regressor's fit_mode must be 'batch' in a model file. "
                                f"Got {mode!r}.")
+    hyper = doc.get("params", {}).get("reference_energies")
+    if not (hyper is None or hyper in ("fit", "isolated_atom") or isinstance(hyper, dict)):
+        raise ModelFormatError(
+            f"the 'reference_energies' hyperparameter in 'params' must be 'fit', "
+            f"'isolated_atom', a dict of element to eV/atom or null. Got {hyper!r}.")
     ref = doc.get("reference_energies")
     if ref is not None and not (
             isinstance(ref, dict) and set(ref) <= set(model.species_)
