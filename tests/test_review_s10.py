@@ -59,3 +59,31 @@ def test_prior_scale_message_names_what_was_given(value, got):
                        match=r"'prior_scale' parameter of LinearRegressor must be None or 4 "
                              r"finite values > 0 .*" + got):
         LinearRegressor(prior_scale=value).fit(A, A.sum(axis=1))
+
+
+def test_ard_takes_scale_floor(tmp_path):
+    """ARDLinearRegressor documents BayesianLinearRegressor's column scaling but had no
+    scale_floor: ARDLinearRegressor(scale_floor=...) was a TypeError, set_params a ValueError,
+    and [regressor] scale_floor in a config was refused."""
+    from sklearn.base import clone
+
+    from hybridpot.regression import ARDLinearRegressor
+    from hybridpot.regression._linear import _floored_rms
+
+    rng = np.random.default_rng(1)
+    A = rng.normal(size=(40, 5))
+    A[:, 4] *= 1e-6                       # a column that barely varies in training
+    y = A[:, :4] @ np.array([1.0, -2.0, 0.5, 0.0]) + 0.01 * rng.normal(size=40)
+    d = np.sqrt(np.mean(A ** 2, axis=0))
+    for f in (0.0, 1e-3, 0.05):
+        r = ARDLinearRegressor(scale_floor=f, threshold_lambda=np.inf).fit(A, y)
+        assert r.get_params()["scale_floor"] == f
+        # lambda_ is the precision of D_j c_j: D (the floored RMS) is penalty_scale_ / sqrt(lambda)
+        np.testing.assert_allclose(r.penalty_scale_ / np.sqrt(r.lambda_),
+                                   _floored_rms(d, np.zeros(5, bool), None, 5, False, floor=f),
+                                   rtol=1e-10)
+    assert clone(ARDLinearRegressor(scale_floor=0.05)).scale_floor == 0.05
+    with pytest.raises(InvalidParameterError,
+                       match=r"'scale_floor' parameter of ARDLinearRegressor must be a float "
+                             r"in \[0, 1\]. Got 2 instead"):
+        ARDLinearRegressor(scale_floor=2).fit(A, y)

@@ -97,6 +97,9 @@ class ARDLinearRegressor(BayesianLinearRegressor):
     tol : float, default=1e-3
         Stop when the summed absolute change of the scaled coefficients ``v`` in one iteration
         is below ``tol`` (scikit-learn's rule).
+    scale_floor : float in [0, 1], default=1e-3
+        Floor ``f`` of the ``"rms"`` column scaling relative to the largest column of its
+        element's linear block, as in :class:`LinearRegressor` (0: the plain RMS).
 
     Attributes
     ----------
@@ -118,7 +121,8 @@ class ARDLinearRegressor(BayesianLinearRegressor):
     def __init__(self, *, quadratic=False, noise_groups=False, noise_levels="kind",
                  penalty_scaling="rms", solver="tsqr", lambda_init=1.0, noise_init=None,
                  alpha_1=1e-6, alpha_2=1e-6, lambda_1=1e-6, lambda_2=1e-6,
-                 threshold_lambda=1e4, max_iter=300, tol=1e-3):
+                 threshold_lambda=1e4, max_iter=300, tol=1e-3, scale_floor=1e-3):
+        self.scale_floor = scale_floor
         self.quadratic = quadratic
         self.noise_groups = noise_groups
         self.noise_levels = noise_levels
