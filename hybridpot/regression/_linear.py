@@ -1367,6 +1367,10 @@ class BayesianLinearRegressor(_LinearBase):
             rhs = np.concatenate([np.sqrt(bq) * r for bq, r in zip(beta, rk)] + [np.zeros(M)])
             Q, T = scipy.linalg.qr(np.vstack(blocks), mode="economic", check_finite=False)
             m = scipy.linalg.solve_triangular(T, Q.T @ rhs, check_finite=False)
+            # rows signed so that diag(T) >= 0: the unique (Cholesky) factor of H, so that
+            # sample_coef's draws do not depend on the QR's sign choices, which change with
+            # the order of the training structures
+            T = T * np.where(np.diag(T) < 0.0, -1.0, 1.0)[:, None]
         # log evidence (scaled variables; the D-dependent terms cancel exactly)
         rss = np.array([np.sum((R @ m - r) ** 2) for R, r in zip(Rk, rk)])
         E = float(beta @ rss + alpha * (m @ (b2 * m)))
