@@ -87,3 +87,36 @@ def test_ard_takes_scale_floor(tmp_path):
                        match=r"'scale_floor' parameter of ARDLinearRegressor must be a float "
                              r"in \[0, 1\]. Got 2 instead"):
         ARDLinearRegressor(scale_floor=2).fit(A, y)
+
+
+@pytest.mark.parametrize("scaling", ["rms", "none"])
+def test_linear_posterior_prior_is_the_regressors(scaling):
+    """LinearPosterior's factors always used the RMS column scaling: for a
+    BayesianLinearRegressor(penalty_scaling='none') its prior was that of another model
+    (per-column prior scales off by up to 5.6e3 on a Cu/Ni power spectrum), so the emcee σ
+    was not the model's.  Now the factors' prior D sqrt(b2) is the regressor's
+    penalty_scale_, and the weight posterior at the regressor's (alpha_, beta) is its own."""
+    from hybridpot.regression import BayesianLinearRegressor
+    from hybridpot.uq import LinearPosterior
+    from hybridpot.uq._accumulate import accumulate_factors
+
+    structs = []
+    for k in range(4):
+        at = bulk("Cu", "fcc", a=3.61, cubic=True)
+        if k % 2:
+            at[1].symbol = "Ni"
+        at.rattle(0.1, seed=k)
+        structs.append(emt_label(at))
+    desc = PowerSpectrum(species=("Cu", "Ni"), r_cut=3.5, n_max=2, l_max=1)
+    model = HybridPotential(descriptor=desc, regressor=BayesianLinearRegressor(
+        penalty_scaling=scaling)).fit(structs)
+    reg = model.regressor_
+    fac = accumulate_factors(model, structs)
+    np.testing.assert_allclose(fac.D * np.sqrt(fac.b2), reg.penalty_scale_, rtol=1e-10)
+    post = LinearPosterior()
+    post._set_factors(fac)
+    theta = post._initial_theta(reg)   # log alpha_, -2 log noise_[kind]
+    assert theta[0] == pytest.approx(np.log(reg.alpha_))
+    mean, _ = post.weight_posterior(theta)
+    np.testing.assert_allclose(mean, reg.coef_.ravel(), rtol=1e-6,
+                               atol=1e-8 * np.abs(reg.coef_).max())

@@ -31,7 +31,8 @@ class Factors:
         Same keys: number of rows and ``sum(log w_r)``.
     D : ndarray, shape (M,)
         Column scale of ``A`` (RMS of the weighted rows floored within its block, as the
-        linear regressors' ``penalty_scaling="rms"``; 1 for empty columns).
+        linear regressors' ``penalty_scaling="rms"``; 1 for empty columns; all 1 for a
+        regressor with ``penalty_scaling="none"``).
     b2 : ndarray, shape (M,)
         Relative prior precision (``1e-6`` for per-element bias columns).
     phi0 : ndarray, shape (n_phi,)
@@ -210,6 +211,8 @@ def accumulate_factors(model, structures, *, noise_groups=False, n_folds=1,
     # floored within its block as the linear regressors' "rms" scaling (a column that barely
     # varies in training must not get an almost flat prior)
     D = _floored_rms(D, zero, nsp, F, quadratic, floor=getattr(reg, "scale_floor", None))
+    if getattr(reg, "penalty_scaling", "rms") == "none":
+        D = np.ones(M)   # the regressor's prior is on the unscaled coefficients
     b2 = np.ones(M)
     bias = np.zeros(M, dtype=bool)
     bias[np.arange(nsp) * P] = True
