@@ -120,3 +120,24 @@ def test_linear_posterior_prior_is_the_regressors(scaling):
     mean, _ = post.weight_posterior(theta)
     np.testing.assert_allclose(mean, reg.coef_.ravel(), rtol=1e-6,
                                atol=1e-8 * np.abs(reg.coef_).max())
+
+
+def test_ard_sample_coef_keeps_pruned_columns_at_zero():
+    """ARD's coef_ has exact zeros in pruned columns, but sample_coef drew ~1e-9 there (the
+    huge pruned prior precision is finite): a member exported to LAMMPS carried the pruned
+    basis.  The active columns keep the posterior covariance."""
+    from hybridpot.regression import ARDLinearRegressor
+
+    rng = np.random.default_rng(1)
+    A = rng.normal(size=(60, 6)) * np.array([1.0, 2.0, 0.1, 5.0, 1.0, 1.0])
+    y = A[:, :3] @ np.array([1.0, -2.0, 0.5]) + 0.01 * rng.normal(size=60)
+    r = ARDLinearRegressor(max_iter=500, tol=1e-10).fit(A, y)
+    off = ~r.active_
+    assert off.sum() >= 2 and np.all(r.coef_[off] == 0.0)
+    d = r.sample_coef(4000, random_state=0)
+    assert np.all(d[:, off] == 0.0)
+    on = r.active_
+    S = r.sigma_[np.ix_(on, on)]
+    np.testing.assert_allclose(np.cov(d[:, on].T), S, atol=0.1 * np.abs(S).max())
+    np.testing.assert_allclose(d[:, on].mean(axis=0), r.coef_[on],
+                               atol=5 * np.sqrt(np.diag(S).max() / 4000))

@@ -1505,7 +1505,8 @@ class BayesianLinearRegressor(_LinearBase):
         the members' predictions estimates the parameter part of the predictive variance
         (the observation noise ``noise_`` is not part of it).  Drawn through the precision
         factor, ``c = coef_ + T^{-1} z`` with ``z ~ N(0, I)`` (exact also when ``sigma_`` is
-        ill-conditioned).
+        ill-conditioned).  Columns an ARD fit pruned (``active_``) are exactly 0 in every
+        draw.
 
         Parameters
         ----------
@@ -1542,6 +1543,9 @@ class BayesianLinearRegressor(_LinearBase):
                 "without 'covariance'.")
         z = rng.standard_normal((T.shape[0], n))
         draws = scipy.linalg.solve_triangular(T, z, check_finite=False).T + self._coef_flat
+        active = getattr(self, "active_", None)
+        if active is not None:   # ARD: pruned columns are exactly 0 in every draw, as in coef_
+            draws[:, ~np.asarray(active, dtype=bool)] = 0.0
         return draws.reshape((n,) + np.shape(self.coef_))
 
     def get_fitted_state(self):
