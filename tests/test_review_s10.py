@@ -141,3 +141,42 @@ def test_ard_sample_coef_keeps_pruned_columns_at_zero():
     np.testing.assert_allclose(np.cov(d[:, on].T), S, atol=0.1 * np.abs(S).max())
     np.testing.assert_allclose(d[:, on].mean(axis=0), r.coef_[on],
                                atol=5 * np.sqrt(np.diag(S).max() / 4000))
+
+
+@pytest.mark.parametrize("thr", [1e4, np.inf])
+def test_ard_without_lambda_hyperprior_and_a_zero_column(thr):
+    """lambda_1 = lambda_2 = 0 (allowed: an uninformative hyperprior) with a column that is zero
+    in the data (an element of the descriptor absent from training, a cross-species channel)
+    gave lambda = 0/0 = NaN: NaN coefficients and energies with no error.  Such a column is now
+    pruned (infinite precision), also with threshold_lambda = inf."""
+    from hybridpot.regression import ARDLinearRegressor
+
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(30, 4))
+    A[:, 3] = 0.0
+    y = A[:, 0] - 0.5 * A[:, 1] + 0.01 * rng.normal(size=30)
+    r = ARDLinearRegressor(penalty_scaling="none", lambda_1=0.0, lambda_2=0.0,
+                           threshold_lambda=thr).fit(A, y)
+    assert np.all(np.isfinite(r.coef_)) and np.all(np.isfinite(r.sigma_))
+    assert not r.active_[3] and r.coef_[3] == 0.0
+    np.testing.assert_allclose(r.coef_[:2], [1.0, -0.5], atol=0.01)
+    mu, sd = r.predict(A[:3], return_std=True)
+    assert np.all(np.isfinite(mu)) and np.all(np.isfinite(sd))
+    # through a model: a Cu/Ni descriptor fitted on Cu only (the Ni block is zero)
+    structs = []
+    for k in range(3):
+        at = bulk("Cu", "fcc", a=3.61, cubic=True)
+        at.rattle(0.1, seed=k)
+        structs.append(emt_label(at))
+    desc = PowerSpectrum(species=("Cu", "Ni"), r_cut=3.5, n_max=2, l_max=1)
+    model = HybridPotential(descriptor=desc, regressor=ARDLinearRegressor(
+        lambda_1=0.0, lambda_2=0.0, threshold_lambda=thr, max_iter=30))
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(structs)
+    e = model.predict(structs)
+    assert np.all(np.isfinite(e))
+    assert np.max(np.abs(e - [s.get_potential_energy() for s in structs])) < 0.05

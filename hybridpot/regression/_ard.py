@@ -204,11 +204,14 @@ class ARDLinearRegressor(BayesianLinearRegressor):
             gamma = np.zeros(M)
             gamma[keep] = 1.0 - lam[keep] * sdiag[keep]
             upd = keep & ~bias
-            lam[upd] = (gamma[upd] + 2.0 * hyper["lambda_1"]) / (
-                m[upd] ** 2 + 2.0 * hyper["lambda_2"])
+            num = gamma[upd] + 2.0 * hyper["lambda_1"]
+            den = m[upd] ** 2 + 2.0 * hyper["lambda_2"]
+            # den = 0 (lambda_2 = 0 and m_j = 0, e.g. a column that is zero in the data): an
+            # infinite precision, i.e. pruned (0 / 0 was NaN and made every coefficient NaN)
+            lam[upd] = np.divide(num, den, out=np.full(num.shape, np.inf), where=den > 0)
             beta = np.minimum((np.maximum(N - gamma_k, 0.0) + 2.0 * hyper["alpha_1"])
                               / np.maximum(rss + 2.0 * hyper["alpha_2"], 1e-300), beta_max)
-            pruned = upd & (lam > thr)
+            pruned = upd & ((lam > thr) | np.isinf(lam))   # also with threshold_lambda=inf
             keep &= ~pruned
             m[~keep] = 0.0
             if n_iter > 1 and np.sum(np.abs(m - m_old)) < tol:
