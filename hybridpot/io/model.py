@@ -258,7 +258,8 @@ def _model_from_doc(doc, arrays, path):
         _check_consistent(model, doc)
     except ModelFormatError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as e:
+        # ArithmeticError: e.g. OverflowError of a huge number squared while restoring
         raise ModelFormatError(f"{path!r} is an incomplete or corrupt hybridpot model: "
                                f"{type(e).__name__}: {e}") from e
     return model

@@ -2210,6 +2210,9 @@ class SparseGPRegressor(Regressor):
         if not np.all(np.isfinite(soft) & (soft >= 0)):
             raise ModelFormatError(
                 f"Fitted state of {owner}: 'dot_softening' must be finite and >= 0.")
+        if not all(np.isfinite(v) and v > 0.0 for v in noise.values()):
+            raise ModelFormatError(
+                f"Fitted state of {owner}: 'noise_' values must be finite and > 0. Got {noise}.")
         self.inducing_, self.inducing_species_, self.centre_ = U, usp, centre
         self.dot_softening_ = soft
         self.coef_, self.precision_factor_, self.kmm_factor_ = coef, T, L

@@ -1,0 +1,60 @@
+"""Regression tests of the s10 input-boundary fuzzing (hypothesis, not needed here): each test
+is one concrete failing input that raised an untyped error, now a typed hybridpot error."""
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from hybridpot import ModelFormatError
+from hybridpot.baselines import EMT
+from hybridpot.descriptors import ACSF
+from hybridpot.potential import HybridPotential
+from hybridpot.regression import SparseGPRegressor
+
+from conftest import emt_label, rattled_bulk
+
+
+@pytest.fixture(scope="module")
+def gp_model_parts(tmp_path_factory):
+    """(model.json dict, arrays dict) of a tiny fitted sparse-GP model."""
+    train = [emt_label(rattled_bulk("Cu", reps=(1, 1, 1), seed=s)) for s in range(4)]
+    model = HybridPotential(descriptor=ACSF(species=["Cu"], r_cut=4.0),
+                            regressor=SparseGPRegressor(n_sparse=4, random_state=0),
+                            baseline=EMT()).fit(train)
+    path = tmp_path_factory.mktemp("fuzz") / "gp.hpot"
+    model.save(path)
+    with zipfile.ZipFile(path) as zf:
+        doc = json.loads(zf.read("model.json"))
+        arrays = dict(np.load(io.BytesIO(zf.read("arrays.npz"))))
+    return doc, arrays
+
+
+def _write(path, doc, arrays):
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("model.json", json.dumps(doc))
+        zf.writestr("arrays.npz", buf.getvalue())
+    return path
+
+
+@pytest.mark.parametrize("value", [-1.0, 0.0, -4.9e204, 1e200])
+def test_gp_model_bad_noise_is_model_format_error(gp_model_parts, tmp_path, value):
+    # -4.9e204 raised OverflowError (1 / v**2) from load; -1 and 0 loaded silently
+    doc, arrays = gp_model_parts
+    doc = json.loads(json.dumps(doc))
+    doc["regressor"]["state"]["noise_"]["stress"] = value
+    path = _write(tmp_path / "m.hpot", doc, arrays)
+    with pytest.raises(ModelFormatError, match=r"m\.hpot.*noise_|m\.hpot.*Overflow"):
+        HybridPotential.load(path)
+
+
+def test_gp_model_huge_dot_softening_is_model_format_error(gp_model_parts, tmp_path):
+    # dot_softening * 1e300 squared raised OverflowError from load
+    doc, arrays = gp_model_parts
+    arrays = dict(arrays, dot_softening=np.full_like(arrays["dot_softening"], 1e300))
+    path = _write(tmp_path / "m.hpot", doc, arrays)
+    with pytest.raises(ModelFormatError, match=r"m\.hpot.*corrupt.*OverflowError"):
+        HybridPotential.load(path)
