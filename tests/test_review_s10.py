@@ -144,7 +144,7 @@ def test_ard_sample_coef_keeps_pruned_columns_at_zero():
 
 
 @pytest.mark.parametrize("thr", [1e4, np.inf])
-def test_ard_without_lambda_hyperprior_and_a_zero_column(thr):
+def test_ard_without_lambda_hyperprior_and_a_zero_column(thr, tmp_path):
     """lambda_1 = lambda_2 = 0 (allowed: an uninformative hyperprior) with a column that is zero
     in the data (an element of the descriptor absent from training, a cross-species channel)
     gave lambda = 0/0 = NaN: NaN coefficients and energies with no error.  Such a column is now
@@ -180,3 +180,8 @@ def test_ard_without_lambda_hyperprior_and_a_zero_column(thr):
     e = model.predict(structs)
     assert np.all(np.isfinite(e))
     assert np.max(np.abs(e - [s.get_potential_energy() for s in structs])) < 0.05
+    assert np.all(np.isfinite(model.regressor_.lambda_))   # model files hold finite arrays
+    model.save(tmp_path / "ard.hpot")
+    back = HybridPotential.load(tmp_path / "ard.hpot")
+    np.testing.assert_allclose(back.predict(structs), e, rtol=1e-12)
+    np.testing.assert_array_equal(back.regressor_.active_, model.regressor_.active_)

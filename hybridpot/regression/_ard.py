@@ -107,7 +107,8 @@ class ARDLinearRegressor(BayesianLinearRegressor):
         Posterior mean (plain path: shape (n_columns,)); pruned entries are exactly 0.
     lambda_ : ndarray, shape (n_species * P,)
         Prior precision of every scaled coefficient ``D_j c_j`` (bias columns: their fixed
-        ``BIAS_RELATIVE_PENALTY``; pruned columns: the value that passed the threshold).
+        ``BIAS_RELATIVE_PENALTY``; pruned columns: the value that passed the threshold, or
+        the pruned precision ``1e16 x`` the largest active one where it was infinite).
     active_ : ndarray of bool, shape (n_species * P,)
         Columns kept (not pruned); bias columns are always kept.
     sigma_, precision_factor_, noise_, log_evidence_, n_iter_, penalty_scale_
@@ -224,10 +225,12 @@ class ARDLinearRegressor(BayesianLinearRegressor):
                 f"change of the scaled coefficients above tol={tol:g}); increase max_iter.",
                 ConvergenceWarning, stacklevel=2)
         self.n_iter_ = n_iter
-        self.lambda_ = lam.copy()
-        self.active_ = keep.copy()
         # the pruned columns leave the model: zero rows, a huge prior precision (exact zeros)
         cap = _PRUNED_RELATIVE_PRECISION * max(float(np.max(lam[keep], initial=1.0)), 1.0)
+        # an infinite precision (no data, no hyperprior) is stored as the cap: model files
+        # hold finite arrays
+        self.lambda_ = np.where(np.isinf(lam), cap, lam)
+        self.active_ = keep.copy()
         prior = np.where(keep, lam, cap)
         Rz = [np.where(keep[None, :], R, 0.0) for R in Rk]
         self._finalise(1.0, beta, keys, Rz, rk, N, D, prior)
