@@ -50,15 +50,17 @@ def check_float(value, name, owner=None, *, low=None, high=None, low_inclusive=F
 
 
 def check_random_state_param(value, owner=None, name="random_state"):
-    """Raise :class:`InvalidParameterError` unless ``value`` is None, a non-negative int, a
-    numpy Generator or RandomState; return it unchanged."""
+    """Raise :class:`InvalidParameterError` unless ``value`` is None, an int in
+    ``[0, 2**32)`` (numpy's RandomState seeds), a numpy Generator or RandomState; return it
+    unchanged."""
     if value is None or isinstance(value, (np.random.Generator, np.random.RandomState)):
         return value
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and \
+            0 <= value < 2 ** 32:
         return value
     raise InvalidParameterError(
-        f"The '{name}' parameter{_owner_text(owner)} must be None, a non-negative int, a "
-        f"numpy Generator or RandomState. Got {value!r} instead.")
+        f"The '{name}' parameter{_owner_text(owner)} must be None, a non-negative int "
+        f"below 2**32, a numpy Generator or RandomState. Got {value!r} instead.")
 
 
 def check_int(value, name, owner=None, *, low=None, high=None, allow_none=False):

@@ -110,3 +110,40 @@ def test_posterior_draws_do_not_depend_on_structure_order(train, name):
     np.testing.assert_allclose(draws[0], draws[1], rtol=0, atol=1e-7 * scale)
     np.testing.assert_allclose(T[0].T @ T[0], T[1].T @ T[1], rtol=1e-8,
                                atol=1e-10 * np.max(np.abs(T[0].T @ T[0])))
+
+
+@pytest.mark.parametrize("bad", [True, -1, 1.5, "7", 2 ** 32])
+def test_linear_posterior_random_state_validated(train, bad):
+    """LinearPosterior's random_state is checked like the regressors' (before: True was taken
+    as seed 1, -1 / 1.5 / '7' raised numpy's bare ValueError from inside fit)."""
+    from hybridpot import InvalidParameterError
+
+    m = HybridPotential(descriptor=_desc(), regressor=BayesianLinearRegressor()).fit(train)
+    with pytest.raises(InvalidParameterError, match=r"'random_state' parameter of "
+                       r"LinearPosterior must be None, a non-negative int below 2\*\*32, a "
+                       rf"numpy Generator or RandomState\. Got {bad!r}"):
+        LinearPosterior(n_steps=5, n_burn=1, random_state=bad).fit(m, train)
+    post = LinearPosterior(n_steps=20, n_burn=5, random_state=0).fit(m, train)
+    with pytest.raises(InvalidParameterError, match=r"LinearPosterior\.samples must be None"):
+        post.samples(3, force=True, random_state=bad)
+
+
+def test_seed_of_2_32_rejected_with_a_message(train):
+    """A seed numpy's RandomState cannot take is refused by name (before: a bare ValueError
+    'Seed must be between 0 and 2**32 - 1' from the GP; the ensemble's last member overflowed)."""
+    from hybridpot import InvalidParameterError
+    from hybridpot.regression import EnsembleRegressor
+
+    with pytest.raises(InvalidParameterError, match=r"'random_state' parameter of "
+                       r"SparseGPRegressor must be None, a non-negative int below 2\*\*32"):
+        HybridPotential(descriptor=_desc(),
+                        regressor=SparseGPRegressor(n_sparse=5, random_state=2 ** 32)).fit(train)
+    with pytest.raises(InvalidParameterError, match=r"random_state \+ k, which must stay below "
+                       r"2\*\*32 for all 2 members\. Got 4294967295"):
+        HybridPotential(descriptor=_desc(), regressor=EnsembleRegressor(
+            estimator=SparseGPRegressor(n_sparse=5), n_models=2,
+            random_state=2 ** 32 - 1)).fit(train)
+    reg = EnsembleRegressor(estimator=SparseGPRegressor(n_sparse=5), n_models=2,
+                            random_state=2 ** 32 - 2)
+    fitted = HybridPotential(descriptor=_desc(), regressor=reg).fit(train).regressor_
+    assert fitted.random_states_ == [2 ** 32 - 2, 2 ** 32 - 1]

@@ -130,6 +130,12 @@ class EnsembleRegressor(Regressor):
                 "its members would be identical.")
         check_int(self.n_models, "n_models", _OWNER, low=1)
         check_random_state_param(self.random_state, _OWNER)
+        rs = self.random_state
+        if isinstance(rs, numbers.Integral) and int(rs) + int(self.n_models) - 1 >= 2 ** 32:
+            raise InvalidParameterError(
+                f"The 'random_state' parameter of {_OWNER} gives member k the seed "
+                f"random_state + k, which must stay below 2**32 for all {int(self.n_models)} "
+                f"members. Got {rs!r} instead.")
 
     def _member_seeds(self):
         n, rs = int(self.n_models), self.random_state

@@ -39,7 +39,7 @@ import scipy.linalg
 import scipy.optimize
 
 from .._exceptions import HybridpotError, InvalidParameterError, NotFittedError
-from .._validation import check_float, check_int
+from .._validation import check_float, check_int, check_random_state_param
 from ._accumulate import accumulate_factors, check_linear_model
 
 __all__ = ["LinearPosterior", "ChainTooShortError", "log_evidence_from_factors"]
@@ -51,7 +51,8 @@ class ChainTooShortError(HybridpotError, RuntimeError):
     """An MCMC chain is too short (against its autocorrelation time) to be summarised."""
 
 
-def _rng(random_state):
+def _rng(random_state, owner="LinearPosterior"):
+    check_random_state_param(random_state, owner)
     if isinstance(random_state, np.random.Generator):
         return np.random.RandomState(int(random_state.integers(2 ** 31 - 1)))
     if random_state is None:   # fresh OS entropy, never numpy's global RandomState
@@ -417,7 +418,7 @@ class LinearPosterior:
         self
         """
         self._validate()
-        rng = _rng(self.random_state)
+        rng = _rng(self.random_state, type(self).__name__)
         n_folds = int(self.n_folds) if self.robust == "cv" else 1
         fac = accumulate_factors(model, structures, noise_groups=bool(self.noise_groups),
                                  n_folds=n_folds, sample_baseline=bool(self.sample_baseline),
@@ -577,12 +578,14 @@ class LinearPosterior:
         hybridpot.NotFittedError
             Before :meth:`fit`.
         """
+        owner = f"{type(self).__name__}.samples"
+        check_random_state_param(random_state, owner)
         self._check_chain(force)
         flat = self.chain_.reshape(-1, self.chain_.shape[-1])
         if n_samples is None or n_samples >= flat.shape[0]:
             return flat.copy()
         n_samples = check_int(n_samples, "n_samples", type(self).__name__, low=1)
-        idx = _rng(random_state).choice(flat.shape[0], n_samples, replace=False)
+        idx = _rng(random_state, owner).choice(flat.shape[0], n_samples, replace=False)
         return flat[idx]
 
     def weight_posterior(self, theta):
