@@ -423,6 +423,10 @@ def _cell_list_pairs(pos, pos_w, nshift, cell, bin_idx, nb, order, start, tab0, 
 # set-up (O(N) numpy, no loop over atoms)
 # --------------------------------------------------------------------------------------------
 
+#: largest |fractional coordinate| along a periodic direction that neighbor_list accepts
+_MAX_CELLS = 1e9
+
+
 def _full_basis(cell, pbc):
     """Rows: periodic cell vectors; non-periodic rows: orthonormal complement of them."""
     basis = np.array(cell, dtype=np.float64)
@@ -615,6 +619,16 @@ def neighbor_list(atoms, r_cut, *, min_distance=0.1, name="atoms", owner=None,
     if n == 0:
         return NeighborList(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3)),
                             np.zeros((0, 3), np.int64), np.zeros(0), np.zeros(1, np.int64), 0)
+    if pbc.any():
+        # wrapping into the cell: beyond ~1e9 cells the image is lost in double precision
+        # (and the int64 image shift overflows near 1e19)
+        far = np.abs(pos @ np.linalg.inv(_full_basis(cell, pbc)))[:, pbc].max(axis=1)
+        if far.max() > _MAX_CELLS:
+            k = int(np.argmax(far))
+            raise InvalidStructureError(
+                f"The '{name}' argument{' of ' + owner if owner else ''} has atom {k} "
+                f"{far[k]:.3g} cell lengths from the cell along a periodic direction (at most "
+                f"{_MAX_CELLS:.0e} allowed); wrap the positions into the cell (atoms.wrap()).")
     j, S, D, d, counts = _pairs(pos, cell, pbc, r_cut)
     i = np.repeat(np.arange(n, dtype=np.int64), counts)
     if min_distance is not None and d.size and d.min() < min_distance:

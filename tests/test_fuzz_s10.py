@@ -58,3 +58,37 @@ def test_gp_model_huge_dot_softening_is_model_format_error(gp_model_parts, tmp_p
     path = _write(tmp_path / "m.hpot", doc, arrays)
     with pytest.raises(ModelFormatError, match=r"m\.hpot.*corrupt.*OverflowError"):
         HybridPotential.load(path)
+
+
+@pytest.mark.parametrize("x", [1e300, -1e20, 1e12])
+def test_periodic_atom_far_outside_the_cell_is_invalid_structure(x):
+    # 1e300 / -1e20: the int64 image shift overflowed (RuntimeWarning 'invalid value
+    # encountered in cast', garbage energies without -W error); 1e12: the image was lost in
+    # double precision and the energy silently wrong
+    from hybridpot import InvalidStructureError
+    from hybridpot.neighbors import neighbor_list
+
+    atoms = rattled_bulk("Cu", reps=(1, 1, 1), seed=0)
+    pos = atoms.get_positions()
+    pos[1, 2] = x
+    atoms.set_positions(pos)
+    with pytest.raises(InvalidStructureError,
+                       match=r"'atoms' argument has atom 1 .* cell lengths from the cell along a "
+                             r"periodic direction \(at most 1e\+09 allowed\); wrap"):
+        neighbor_list(atoms, 4.0)
+    atoms.pbc = False   # without periodicity the far atom is just isolated
+    nl = neighbor_list(atoms, 4.0)
+    assert not np.any(nl.i == 1) and not np.any(nl.j == 1) and len(nl.i) > 0
+
+
+def test_periodic_atom_a_million_cells_away_matches_wrapped():
+    from hybridpot.neighbors import neighbor_list
+
+    atoms = rattled_bulk("Cu", reps=(1, 1, 1), seed=0)
+    pos = atoms.get_positions()
+    pos[1] += 1e6 * atoms.cell[0]
+    atoms.set_positions(pos)
+    wrapped = atoms.copy()
+    wrapped.wrap()
+    assert np.allclose(np.sort(neighbor_list(atoms, 4.0).d), np.sort(neighbor_list(wrapped, 4.0).d),
+                       atol=1e-6)
