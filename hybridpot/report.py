@@ -216,9 +216,10 @@ def format_error_table(table, title=""):
     str
         One line per group (``-`` for a kind the group has no labels of).
     """
-    head = (f"{'config_type':<16} {'n':>5} {'E rmse':>8} {'E mae':>8} {'F rmse':>8} "
+    w = max([16] + [len(str(g)) for g in table])   # full names (a cut could merge two)
+    head = (f"{'config_type':<{w}} {'n':>5} {'E rmse':>8} {'E mae':>8} {'F rmse':>8} "
             f"{'F mae':>8} {'S rmse':>8} {'S mae':>8}")
-    units = (f"{'':<16} {'':>5} {'meV/atom':>17} {'meV/Å':>17} {'GPa':>17}")
+    units = (f"{'':<{w}} {'':>5} {'meV/atom':>17} {'meV/Å':>17} {'GPa':>17}")
     lines = [title] if title else []
     lines += [head, units]
     for g, m in table.items():
@@ -228,7 +229,7 @@ def format_error_table(table, title=""):
                        ("stress_mae", EV_A3_TO_GPA)):
             v = m[key]
             vals.append(f"{f * v:8.3f}" if np.isfinite(v) else f"{'-':>8}")
-        lines.append(f"{g[:16]:<16} {m['n_structures']:>5} " + " ".join(vals))
+        lines.append(f"{g:<{w}} {m['n_structures']:>5} " + " ".join(vals))
     return "\n".join(lines)
 
 

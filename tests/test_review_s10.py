@@ -41,7 +41,23 @@ def test_error_table_group_named_all_is_not_the_overall_row(cu_model):
     assert table["all (config_type)"]["stress_rmse"] == pytest.approx(alone["stress_rmse"])
     rows = format_error_table(table).splitlines()
     assert [r.split()[0] for r in rows[2:]] == ["cluster", "all", "all"]
-    assert rows[3].startswith("all (config_typ")   # the group (names cut at 16 characters)
+    assert rows[3].split()[:3] == ["all", "(config_type)", "1"]   # full name, aligned columns
+    assert len({len(r) for r in rows}) == 1
+
+
+def test_format_error_table_keeps_long_group_names(cu_model):
+    """Names were cut at 16 characters: 'AIMD_NVT_300K_bulk' and 'AIMD_NVT_300K_surface' both
+    printed as 'AIMD_NVT_300K_bu' / 'AIMD_NVT_300K_su' at best, and two names sharing 16
+    characters printed as the same row label."""
+    model, structs = cu_model
+    a, b = (s.copy() for s in structs[:2])
+    a.calc, b.calc = structs[0].calc, structs[1].calc
+    a.info["config_type"] = "AIMD_NVT_300K_bulk_a"
+    b.info["config_type"] = "AIMD_NVT_300K_bulk_b"
+    rows = format_error_table(error_table(model, [a, b])).splitlines()
+    assert [r.split()[0] for r in rows[2:]] == ["AIMD_NVT_300K_bulk_a", "AIMD_NVT_300K_bulk_b",
+                                                "all"]
+    assert len({len(r) for r in rows}) == 1   # header, units and rows aligned
 
 
 @pytest.mark.parametrize("value, got", [
