@@ -147,3 +147,50 @@ def test_seed_of_2_32_rejected_with_a_message(train):
                             random_state=2 ** 32 - 2)
     fitted = HybridPotential(descriptor=_desc(), regressor=reg).fit(train).regressor_
     assert fitted.random_states_ == [2 ** 32 - 2, 2 ** 32 - 1]
+
+
+_SUBPROCESS_FIT = """
+import sys, numpy as np
+sys.path.insert(0, {tests!r})
+from conftest import emt_dataset
+from hybridpot import HybridPotential
+from hybridpot.descriptors import PowerSpectrum
+from hybridpot.regression import SparseGPRegressor, NeuralNetworkRegressor
+train = emt_dataset(4, 0)
+out = {{}}
+for name, reg in [("gp", SparseGPRegressor(n_sparse=10, random_state=7)),
+                  ("nn", NeuralNetworkRegressor(hidden_layer_sizes=(4,), max_iter=5,
+                                                random_state=7))]:
+    m = HybridPotential(descriptor=PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=3, l_max=2),
+                        regressor=reg).fit(train)
+    out[name] = np.concatenate([m.predict(train), np.concatenate(m.predict_forces(train)).ravel()])
+    if name == "gp":
+        out["inducing"] = m.regressor_.inducing_.ravel()
+np.savez({path!r}, **out)
+"""
+
+
+def test_same_seed_bit_identical_in_another_process(tmp_path):
+    """A sparse GP (inducing points) and a network fitted with random_state=7 in a fresh
+    process equal the same fits in this process bit for bit."""
+    import os
+    import subprocess
+    import sys
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    tests = os.path.dirname(os.path.abspath(__file__))
+    path = str(tmp_path / "child.npz")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
+               MKL_NUM_THREADS="1")
+    subprocess.run([sys.executable, "-c", _SUBPROCESS_FIT.format(tests=tests, path=path)],
+                   check=True, env=env, timeout=300)
+    local = str(tmp_path / "local.npz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)   # max_iter=5 on purpose
+        exec(_SUBPROCESS_FIT.format(tests=tests, path=local), {})
+    a, b = np.load(path), np.load(local)
+    assert sorted(a.files) == ["gp", "inducing", "nn"]
+    for k in a.files:
+        assert np.array_equal(a[k], b[k]), k
