@@ -47,7 +47,8 @@ def test_gp_model_bad_noise_is_model_format_error(gp_model_parts, tmp_path, valu
     doc = json.loads(json.dumps(doc))
     doc["regressor"]["state"]["noise_"]["stress"] = value
     path = _write(tmp_path / "m.hpot", doc, arrays)
-    with pytest.raises(ModelFormatError, match=r"m\.hpot.*noise_|m\.hpot.*Overflow"):
+    with pytest.raises(ModelFormatError,
+                       match=r"m\.hpot.*'noise_' values must be finite and in \(0, 1e100\)"):
         HybridPotential.load(path)
 
 
@@ -92,3 +93,32 @@ def test_periodic_atom_a_million_cells_away_matches_wrapped():
     wrapped.wrap()
     assert np.allclose(np.sort(neighbor_list(atoms, 4.0).d), np.sort(neighbor_list(wrapped, 4.0).d),
                        atol=1e-6)
+
+
+def test_gp_model_singular_precision_factor_is_model_format_error(gp_model_parts, tmp_path):
+    # precision_factor * 0 loaded, then predict(return_std=True) raised scipy's LinAlgError
+    doc, arrays = gp_model_parts
+    arrays = dict(arrays, precision_factor=np.zeros_like(arrays["precision_factor"]))
+    path = _write(tmp_path / "m.hpot", doc, arrays)
+    with pytest.raises(ModelFormatError, match=r"m\.hpot.*'precision_factor' is singular"):
+        HybridPotential.load(path)
+
+
+def test_linear_model_huge_noise_is_model_format_error(tmp_path):
+    # noise_ = 1e308 loaded; predict(return_std=True) gave inf (overflow) without an error
+    from hybridpot.regression import BayesianLinearRegressor
+    from hybridpot.descriptors import PowerSpectrum
+
+    train = [emt_label(rattled_bulk("Cu", reps=(1, 1, 1), seed=s)) for s in range(3)]
+    model = HybridPotential(descriptor=PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=2, l_max=1),
+                            regressor=BayesianLinearRegressor(), baseline=EMT()).fit(train)
+    model.save(tmp_path / "ok.hpot")
+    with zipfile.ZipFile(tmp_path / "ok.hpot") as zf:
+        doc = json.loads(zf.read("model.json"))
+        arrays = dict(np.load(io.BytesIO(zf.read("arrays.npz"))))
+    for value in (1e308, -1.0, 0.0):
+        doc["regressor"]["state"]["noise_"]["energy"] = value
+        path = _write(tmp_path / "m.hpot", doc, arrays)
+        with pytest.raises(ModelFormatError,
+                           match=r"m\.hpot.*'noise_' values must be finite and in \(0, 1e100\)"):
+            HybridPotential.load(path)

@@ -2210,9 +2210,14 @@ class SparseGPRegressor(Regressor):
         if not np.all(np.isfinite(soft) & (soft >= 0)):
             raise ModelFormatError(
                 f"Fitted state of {owner}: 'dot_softening' must be finite and >= 0.")
-        if not all(np.isfinite(v) and v > 0.0 for v in noise.values()):
+        if not all(np.isfinite(v) and 0.0 < v < 1e100 for v in noise.values()):
             raise ModelFormatError(
-                f"Fitted state of {owner}: 'noise_' values must be finite and > 0. Got {noise}.")
+                f"Fitted state of {owner}: 'noise_' values must be finite and in (0, 1e100). "
+                f"Got {noise}.")
+        if not np.all(np.diag(T) != 0.0):   # triangular: predictive variances solve with it
+            raise ModelFormatError(
+                f"Fitted state of {owner}: 'precision_factor' is singular (a zero on its "
+                "diagonal).")
         self.inducing_, self.inducing_species_, self.centre_ = U, usp, centre
         self.dot_softening_ = soft
         self.coef_, self.precision_factor_, self.kmm_factor_ = coef, T, L

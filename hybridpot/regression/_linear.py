@@ -1597,6 +1597,10 @@ class BayesianLinearRegressor(_LinearBase):
                     self._noise[(kind, g)] = float(s)
             else:
                 self._noise[kind] = float(v)
+        if not all(np.isfinite(v) and 0.0 < v < 1e100 for v in self._noise.values()):
+            raise ModelFormatError(
+                f"Fitted state of {type(self).__name__}: 'noise_' values must be finite and in "
+                f"(0, 1e100). Got {noise}.")
         self._set_noise_dict()
         T = arrays.get("precision_factor")
         M = self.coef_.size
