@@ -151,8 +151,9 @@ class LinearPosterior:
     n_folds : int, default=5
         Folds for ``robust="cv"``.
     random_state : None, int, numpy RandomState or Generator, default=None
-        Seeds the fold assignment, walker initialisation and emcee's own generator (never the
-        global numpy state).
+        Seeds the fold assignment, walker initialisation and emcee's own generator, and the
+        ``theta`` draws of :meth:`samples` / :meth:`committee` / :meth:`apply` unless they are
+        given their own (never the global numpy state).
     progress : bool, default=False
         emcee progress bar.
 
@@ -565,7 +566,8 @@ class LinearPosterior:
         force : bool, default=False
             Sample even if the chain is shorter than 50 autocorrelation times.
         random_state : None, int, numpy RandomState or Generator, default=None
-            Seeds the draw.
+            Seeds the draw; None uses the posterior's ``random_state`` (fresh entropy when
+            that is None too), so a seeded posterior draws the same samples every time.
 
         Returns
         -------
@@ -580,6 +582,8 @@ class LinearPosterior:
         """
         owner = f"{type(self).__name__}.samples"
         check_random_state_param(random_state, owner)
+        if random_state is None:   # the posterior's own seed: a seeded posterior is reproducible
+            random_state = self.random_state
         self._check_chain(force)
         flat = self.chain_.reshape(-1, self.chain_.shape[-1])
         if n_samples is None or n_samples >= flat.shape[0]:
@@ -630,7 +634,8 @@ class LinearPosterior:
         force : bool, default=False
             Passed to the chain-length check.
         random_state : None, int, numpy RandomState or Generator, default=None
-            Seeds the draw of the ``theta`` samples.
+            Seeds the draw of the ``theta`` samples; None uses the posterior's
+            ``random_state`` (as :meth:`samples`).
 
         Returns
         -------
@@ -701,7 +706,8 @@ class LinearPosterior:
         force : bool, default=False
             Use a chain shorter than 50 autocorrelation times.
         random_state : None, int, numpy RandomState or Generator, default=None
-            Seeds the draw of the ``theta`` samples.
+            Seeds the draw of the ``theta`` samples; None uses the posterior's
+            ``random_state`` (as :meth:`samples`).
 
         Returns
         -------
