@@ -214,3 +214,16 @@ def test_seeded_posterior_committee_is_reproducible(train):
     a = post.samples(5, force=True, random_state=1)
     assert np.array_equal(a, post.samples(5, force=True, random_state=1))
     assert not np.array_equal(a, post.samples(5, force=True))
+
+
+def test_sparse_gp_inducing_points_follow_structure_order_not_chunking(train):
+    """As SparseGPRegressor's random_state entry says: the same seed and order give the same
+    inducing points whatever the chunk size; another order gives other points."""
+    def inducing(structures, chunk):
+        m = HybridPotential(descriptor=_desc(), chunk_size=chunk,
+                            regressor=SparseGPRegressor(n_sparse=6, random_state=3))
+        return m.fit(structures).regressor_.inducing_
+
+    ref = inducing(train, 16)
+    assert np.array_equal(ref, inducing(train, 1))
+    assert not np.array_equal(ref, inducing(train[::-1], 16))

@@ -860,7 +860,10 @@ class SparseGPRegressor(Regressor):
         variance of the centred linear term is ``n_L / alpha_L`` eV² per atom); None
         maximises the evidence over it.  Ignored without ``linear_features``.
     random_state : int, RandomState, numpy Generator or None, default=None
-        Seeds the reservoir sample and the inducing-point choice.
+        Seeds the reservoir sample and the inducing-point choice.  The reservoir draws one
+        key per training atom in the order of the training structures, so the inducing
+        points depend on that order (not on ``chunk_size``, Dask workers or BLAS threads):
+        the same structures in another order give another, equally valid, model.
 
     Attributes
     ----------
