@@ -227,3 +227,24 @@ def test_sparse_gp_inducing_points_follow_structure_order_not_chunking(train):
     ref = inducing(train, 16)
     assert np.array_equal(ref, inducing(train, 1))
     assert not np.array_equal(ref, inducing(train[::-1], 16))
+
+
+def test_saving_a_model_twice_gives_the_same_bytes(train, tmp_path, monkeypatch):
+    """The .hpot archive has fixed entry timestamps: the same model saved at another time has
+    the same SHA-256 (before: the zip entries carried the save time)."""
+    import hashlib
+    import time
+    import zipfile
+
+    m = HybridPotential(descriptor=_desc(), regressor=BayesianLinearRegressor()).fit(train)
+    m.save(tmp_path / "a.hpot")
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 86400.0 * 3)
+    m.save(tmp_path / "b.hpot")
+    monkeypatch.undo()
+    digest = [hashlib.sha256((tmp_path / n).read_bytes()).hexdigest() for n in ("a.hpot", "b.hpot")]
+    assert digest[0] == digest[1]
+    with zipfile.ZipFile(tmp_path / "a.hpot") as z:
+        assert [i.compress_type for i in z.infolist()] == [zipfile.ZIP_DEFLATED] * 2
+    back = HybridPotential.load(tmp_path / "b.hpot")
+    assert np.array_equal(back.predict(train), m.predict(train))

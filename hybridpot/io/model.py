@@ -112,13 +112,22 @@ def save_model(model, path):
             mode = 0o666 & ~umask
         os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("model.json", text)
-            zf.writestr("arrays.npz", buf.getvalue())
+            zf.writestr(_entry("model.json"), text)
+            zf.writestr(_entry("arrays.npz"), buf.getvalue())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _entry(name):
+    """A zip entry with a fixed timestamp, so that saving the same model twice gives the same
+    bytes (a published model file can be checked by its hash)."""
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o600 << 16
+    return info
 
 
 def load_model(path):
