@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from ._exceptions import InvalidStructureError
+from ._exceptions import InvalidParameterError, InvalidStructureError
 from ._validation import check_atoms, check_float
 
 __all__ = ["NeighborList", "neighbor_list"]
@@ -425,6 +425,10 @@ def _cell_list_pairs(pos, pos_w, nshift, cell, bin_idx, nb, order, start, tab0, 
 
 #: largest |fractional coordinate| along a periodic direction that neighbor_list accepts
 _MAX_CELLS = 1e9
+#: largest r_cut / (perpendicular cell height) along a periodic direction (images searched)
+_MAX_CELLS_IN_CUTOFF = 1e3
+#: largest cutoff (Å) neighbor_list accepts (a molecule's 'all pairs')
+_MAX_CUTOFF = 1e6
 
 
 def _full_basis(cell, pbc):
@@ -463,7 +467,9 @@ def _bin_layout(n, frac, pbc, heights, r_cut):
     m = np.zeros(3, dtype=np.int64)
     for k in range(3):
         if length[k] > 0:
-            m[k] = int(np.ceil(r_cut * nb[k] / length[k] * (1.0 + _MARGIN) + _MARGIN_BINS))
+            # min before int(): a huge r_cut must not overflow int64 (non-periodic: capped)
+            m[k] = int(min(np.ceil(r_cut * nb[k] / length[k] * (1.0 + _MARGIN) + _MARGIN_BINS),
+                           2.0 ** 62))
         if not pbc[k]:
             m[k] = min(m[k], nb[k] - 1)
     return nb, m, lo, span
@@ -479,7 +485,9 @@ def _sparse_layout(frac, pbc, heights, r_cut, lo, span):
     m = np.zeros(3, dtype=np.int64)
     for k in range(3):
         if length[k] > 0:
-            m[k] = int(np.ceil(r_cut * nb[k] / length[k] * (1.0 + _MARGIN) + _MARGIN_BINS))
+            # min before int(): a huge r_cut must not overflow int64 (non-periodic: capped)
+            m[k] = int(min(np.ceil(r_cut * nb[k] / length[k] * (1.0 + _MARGIN) + _MARGIN_BINS),
+                           2.0 ** 62))
         if not pbc[k]:
             m[k] = min(m[k], nb[k] - 1)
     return nb, m
@@ -575,7 +583,8 @@ def neighbor_list(atoms, r_cut, *, min_distance=0.1, name="atoms", owner=None,
         non-zero volume.  Along non-periodic directions the cell vector is ignored (it may be
         zero).
     r_cut : float
-        Cutoff radius in Å, > 0.
+        Cutoff radius in Å, > 0, at most 1e6 and at most 1000 times the cell's height along
+        a periodic direction.
     min_distance : float or None, default=0.1
         Raise :class:`~hybridpot.InvalidStructureError` if two atoms (or an atom and an image)
         are closer than this (Å).  ``None`` disables the check.
@@ -591,7 +600,8 @@ def neighbor_list(atoms, r_cut, *, min_distance=0.1, name="atoms", owner=None,
     Raises
     ------
     hybridpot.InvalidParameterError
-        For ``r_cut <= 0`` or a negative ``min_distance``.
+        For ``r_cut <= 0``, ``r_cut > 1e6`` or reaching more than 1000 periodic images, or a
+        negative ``min_distance``.
     hybridpot.InvalidStructureError
         For an ``atoms`` that is not an ase.Atoms, non-finite positions or cell, a degenerate
         periodic cell, or two atoms closer than ``min_distance``.
@@ -607,6 +617,10 @@ def neighbor_list(atoms, r_cut, *, min_distance=0.1, name="atoms", owner=None,
     (12, 2.5527)
     """
     r_cut = check_float(r_cut, "r_cut", owner, low=0.0)
+    if not r_cut <= _MAX_CUTOFF:   # also inf: the bin layout overflows
+        raise InvalidParameterError(
+            f"The 'r_cut' parameter{' of ' + owner if owner else ''} must be at most "
+            f"{_MAX_CUTOFF:g} Å. Got {r_cut!r} instead.")
     min_distance = check_float(min_distance, "min_distance", owner, low=0.0,
                                low_inclusive=True, allow_none=True)
     # _checked (internal): (positions, cell, pbc) of check_atoms(atoms) from a caller that
@@ -620,9 +634,17 @@ def neighbor_list(atoms, r_cut, *, min_distance=0.1, name="atoms", owner=None,
         return NeighborList(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3)),
                             np.zeros((0, 3), np.int64), np.zeros(0), np.zeros(1, np.int64), 0)
     if pbc.any():
+        inv = np.linalg.inv(_full_basis(cell, pbc))
+        reach = (r_cut * np.linalg.norm(inv, axis=0))[pbc].max()   # r_cut / cell height
+        if reach > _MAX_CELLS_IN_CUTOFF:
+            raise InvalidParameterError(
+                f"The 'r_cut' parameter{' of ' + owner if owner else ''} must be at most "
+                f"{_MAX_CELLS_IN_CUTOFF:g} times the height of the '{name}' cell along a "
+                f"periodic direction (the periodic images searched). Got r_cut = {r_cut:.6g} Å, "
+                f"{reach:.3g} times it.")
         # wrapping into the cell: beyond ~1e9 cells the image is lost in double precision
         # (and the int64 image shift overflows near 1e19)
-        far = np.abs(pos @ np.linalg.inv(_full_basis(cell, pbc)))[:, pbc].max(axis=1)
+        far = np.abs(pos @ inv)[:, pbc].max(axis=1)
         if far.max() > _MAX_CELLS:
             k = int(np.argmax(far))
             raise InvalidStructureError(

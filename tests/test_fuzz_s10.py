@@ -122,3 +122,34 @@ def test_linear_model_huge_noise_is_model_format_error(tmp_path):
         with pytest.raises(ModelFormatError,
                            match=r"m\.hpot.*'noise_' values must be finite and in \(0, 1e100\)"):
             HybridPotential.load(path)
+
+
+@pytest.mark.parametrize("r_cut, msg", [
+    (4e3, r"must be at most 1000 times the height of the 'atoms' cell along a periodic "
+          r"direction .*Got r_cut = 4000 Å, 1\.\d+e\+03 times it"),
+    (3.6e16, r"must be at most 1e\+06 Å\. Got 3\.6e\+16 instead"),
+    (1e300, r"must be at most 1e\+06 Å\. Got 1e\+300 instead")])
+def test_periodic_cutoff_over_a_thousand_cells_is_invalid_parameter(r_cut, msg):
+    # PowerSpectrum(r_cut=3.6e16) raised MemoryError (143 PiB offset table), 1e300 an
+    # OverflowError 'Python int too large to convert to C long', from fit / predict
+    from hybridpot import InvalidParameterError
+    from hybridpot.descriptors import PowerSpectrum
+
+    atoms = rattled_bulk("Cu", reps=(1, 1, 1), seed=0)
+    with pytest.raises(InvalidParameterError,
+                       match=r"'r_cut' parameter of PowerSpectrum " + msg):
+        PowerSpectrum(species=["Cu"], r_cut=r_cut, n_max=2, l_max=1).compute(atoms)
+
+
+@pytest.mark.parametrize("r_cut", [1e300, float("inf")])
+def test_huge_cutoff_of_a_molecule_is_invalid_parameter(r_cut):
+    # non-periodic: 1e300 overflowed (RuntimeWarning / OverflowError) in the bin layout
+    from ase.build import molecule
+
+    from hybridpot import InvalidParameterError
+    from hybridpot.neighbors import neighbor_list
+
+    with pytest.raises(InvalidParameterError,
+                       match=r"'r_cut' parameter must be at most 1e\+06 Å\. Got (1e\+300|inf)"):
+        neighbor_list(molecule("CH4"), r_cut)
+    assert neighbor_list(molecule("CH4"), 1e6).i.size == 20   # every pair of the molecule
