@@ -81,7 +81,11 @@ def check_int(value, name, owner=None, *, low=None, high=None, allow_none=False)
 
 def check_choice(value, name, choices, owner=None):
     """Return ``value`` if it is one of ``choices`` else raise :class:`InvalidParameterError`."""
-    if value not in choices:
+    try:   # an array or an object whose == raises is no choice
+        ok = not isinstance(value, np.ndarray) and value in choices
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
         allowed = ", ".join(repr(c) for c in choices)
         raise InvalidParameterError(
             f"The '{name}' parameter{_owner_text(owner)} must be one of {{{allowed}}}. "

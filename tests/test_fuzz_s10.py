@@ -153,3 +153,41 @@ def test_huge_cutoff_of_a_molecule_is_invalid_parameter(r_cut):
                        match=r"'r_cut' parameter must be at most 1e\+06 Å\. Got (1e\+300|inf)"):
         neighbor_list(molecule("CH4"), r_cut)
     assert neighbor_list(molecule("CH4"), 1e6).i.size == 20   # every pair of the molecule
+
+
+@pytest.mark.parametrize("noise_init", [4e198, 1e-300])
+def test_bayesian_linear_extreme_noise_init_is_invalid_parameter(noise_init):
+    # 4e198: OverflowError in 1 / noise_init**2 from fit; 1e-300: ZeroDivisionError
+    from hybridpot import InvalidParameterError
+    from hybridpot.descriptors import PowerSpectrum
+    from hybridpot.regression import BayesianLinearRegressor
+
+    train = [emt_label(rattled_bulk("Cu", reps=(1, 1, 1), seed=s)) for s in range(3)]
+    model = HybridPotential(descriptor=PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=2, l_max=1),
+                            regressor=BayesianLinearRegressor(noise_init=noise_init))
+    with pytest.raises(InvalidParameterError,
+                       match=r"'noise_init' parameter of BayesianLinearRegressor must be a float "
+                             r"in \[1e-100, 1e100\] or None\. Got"):
+        model.fit(train)
+
+
+def test_check_choice_with_an_array_is_invalid_parameter():
+    # BayesianLinearRegressor(noise_levels=np.array([1., 2.])): 'The truth value of an array
+    # with more than one element is ambiguous' (ValueError) from check_choice
+    from hybridpot import InvalidParameterError
+    from hybridpot._validation import check_choice
+    from hybridpot.regression import BayesianLinearRegressor
+
+    with pytest.raises(InvalidParameterError,
+                       match=r"'noise_levels' parameter must be one of \{'a', 'b'\}\. Got "
+                             r"array\(\[1\., 2\.\]\)"):
+        check_choice(np.array([1.0, 2.0]), "noise_levels", ("a", "b"))
+    with pytest.raises(InvalidParameterError, match=r"'x' parameter must be one of"):
+        check_choice({"unhashable": []}, "x", {"a", "b"})
+    train = [emt_label(rattled_bulk("Cu", reps=(1, 1, 1), seed=s)) for s in range(3)]
+    from hybridpot.descriptors import PowerSpectrum
+    model = HybridPotential(descriptor=PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=2, l_max=1),
+                            regressor=BayesianLinearRegressor(noise_levels=np.array([1.0, 2.0])))
+    with pytest.raises(InvalidParameterError, match=r"'noise_levels' parameter of "
+                                                    r"BayesianLinearRegressor must be one of"):
+        model.fit(train)

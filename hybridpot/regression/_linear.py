@@ -1129,10 +1129,11 @@ class BayesianLinearRegressor(_LinearBase):
         alpha0 = check_float(self.alpha_init, "alpha_init", owner, low=0.0, allow_none=True)
         noise0 = check_float(self.noise_init, "noise_init", owner, low=0.0, allow_none=True)
         for v, name in ((alpha0, "alpha_init"), (noise0, "noise_init")):
-            if v is not None and not np.isfinite(v):
+            # 1 / noise**2 and the evidence's logs must stay finite
+            if v is not None and not 1e-100 <= v <= 1e100:
                 raise InvalidParameterError(
-                    f"The '{name}' parameter of {owner} must be a float in (0, inf) or None. "
-                    f"Got {v!r} instead.")
+                    f"The '{name}' parameter of {owner} must be a float in [1e-100, 1e100] or "
+                    f"None. Got {v!r} instead.")
         max_iter = check_int(self.max_iter, "max_iter", owner, low=1)
         accelerate = _check_bool(self.accelerate, "accelerate", owner)
         tol = check_float(self.tol, "tol", owner, low=0.0)
