@@ -191,3 +191,19 @@ def test_check_choice_with_an_array_is_invalid_parameter():
     with pytest.raises(InvalidParameterError, match=r"'noise_levels' parameter of "
                                                     r"BayesianLinearRegressor must be one of"):
         model.fit(train)
+
+
+@pytest.mark.parametrize("noise_init", [2.75e-295, 4e198])
+def test_ard_extreme_noise_init_is_invalid_parameter(noise_init):
+    # 2.75e-295: ZeroDivisionError in 1 / noise_init**2 from fit; 4e198: OverflowError
+    from hybridpot import InvalidParameterError
+    from hybridpot.descriptors import PowerSpectrum
+    from hybridpot.regression import ARDLinearRegressor
+
+    train = [emt_label(rattled_bulk("Cu", reps=(1, 1, 1), seed=s)) for s in range(3)]
+    model = HybridPotential(descriptor=PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=2, l_max=1),
+                            regressor=ARDLinearRegressor(noise_init=noise_init))
+    with pytest.raises(InvalidParameterError,
+                       match=r"'noise_init' parameter of ARDLinearRegressor must be a float in "
+                             r"\[1e-100, 1e\+100\] or None\. Got"):
+        model.fit(train)

@@ -166,8 +166,9 @@ class ARDLinearRegressor(BayesianLinearRegressor):
         owner = type(self).__name__
         self._validate_common()
         lam0 = check_float(self.lambda_init, "lambda_init", owner, low=0.0, finite=True)
-        noise0 = check_float(self.noise_init, "noise_init", owner, low=0.0, allow_none=True,
-                             finite=True)
+        # 1 / noise**2 must stay finite (1e-300 divided by zero, 4e198 overflowed)
+        noise0 = check_float(self.noise_init, "noise_init", owner, low=1e-100, high=1e100,
+                             low_inclusive=True, high_inclusive=True, allow_none=True)
         hyper = {}
         for name in ("alpha_1", "alpha_2", "lambda_1", "lambda_2"):
             hyper[name] = check_float(getattr(self, name), name, owner, low=0.0,
