@@ -207,3 +207,18 @@ def test_ard_extreme_noise_init_is_invalid_parameter(noise_init):
                        match=r"'noise_init' parameter of ARDLinearRegressor must be a float in "
                              r"\[1e-100, 1e\+100\] or None\. Got"):
         model.fit(train)
+
+
+@pytest.mark.parametrize("name, r_cut", [("Bispectrum", 2.39e-248), ("PowerSpectrum", 5e-10),
+                                         ("ACSF", 0.05)])
+def test_descriptor_cutoff_below_a_tenth_of_an_angstrom_is_invalid_parameter(name, r_cut):
+    # Bispectrum(r_cut=2.39e-248): OverflowError in r_cut ** -1.5; 5e-10 (metres): no pair at
+    # all, silently zero features
+    from hybridpot import InvalidParameterError
+    from hybridpot.descriptors import DESCRIPTORS
+
+    desc = DESCRIPTORS[name](species=["Cu"], r_cut=r_cut)
+    with pytest.raises(InvalidParameterError,
+                       match=rf"'r_cut' parameter of {name} must be at least 0\.1 Å \(a cutoff in "
+                             rf"Å, e\.g\. 5\.0\)\. Got {r_cut!r}"):
+        desc.compute(rattled_bulk("Cu", reps=(1, 1, 1), seed=0))

@@ -372,6 +372,10 @@ class Descriptor(BaseEstimator):
         owner = type(self).__name__
         self._species = check_species_list(self.species, "species", owner)
         self._r_cut = check_float(self.r_cut, "r_cut", owner, low=0.0)
+        if self._r_cut < 0.1:   # no neighbours at all (e.g. a cutoff in metres); overflows
+            raise InvalidParameterError(
+                f"The 'r_cut' parameter of {owner} must be at least 0.1 Å (a cutoff in Å, e.g. "
+                f"5.0). Got {self.r_cut!r} instead.")
 
     def _prepare(self, atoms):
         """Validated species indices and neighbour list of ``atoms``.
