@@ -222,3 +222,17 @@ def test_descriptor_cutoff_below_a_tenth_of_an_angstrom_is_invalid_parameter(nam
                        match=rf"'r_cut' parameter of {name} must be at least 0\.1 Å \(a cutoff in "
                              rf"Å, e\.g\. 5\.0\)\. Got {r_cut!r}"):
         desc.compute(rattled_bulk("Cu", reps=(1, 1, 1), seed=0))
+
+
+@pytest.mark.parametrize("kwargs", [dict(A=100.0, rho=1e-300, C=1.0, r_cut=4.0),
+                                    dict(A=100.0, rho=0.3, C=1.0, r_cut=1.16e-258)])
+def test_buckingham_overflowing_parameters_are_invalid_parameter(kwargs):
+    # ZeroDivisionError 'division by zero' from the cutoff shift terms
+    from hybridpot import InvalidParameterError
+    from hybridpot.baselines import Buckingham
+
+    atoms = rattled_bulk("Cu", reps=(1, 1, 1), seed=0)
+    with pytest.raises(InvalidParameterError,
+                       match=r"The parameters of Buckingham give no finite energy at r_cut = .* "
+                             r"\(ZeroDivisionError\); check 'r_cut' and \['A', 'rho', 'C'\]"):
+        Buckingham(**kwargs).compute(atoms)

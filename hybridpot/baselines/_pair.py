@@ -165,7 +165,14 @@ class _ShiftedForcePair(Baseline):
                 flat[ia, ib, q] = flat[ib, ia, q] = len(vector)
                 names.append(f"{n}[{a}-{b}]")
                 vector.append(v[(a, b)])
-        s = _PairSetup(tuple(names), species, P, K.cutoff_terms(self._form, P, r_cut), flat,
+        try:   # e.g. C / r_cut**6 with r_cut = 1e-258, or a rho of 1e-300
+            terms = K.cutoff_terms(self._form, P, r_cut)
+        except ArithmeticError as exc:
+            raise InvalidParameterError(
+                f"The parameters of {owner} give no finite energy at r_cut = {r_cut!r} Å "
+                f"({type(exc).__name__}); check 'r_cut' and {list(self._base_names)}. Got "
+                f"{values!r}.") from None
+        s = _PairSetup(tuple(names), species, P, terms, flat,
                        np.array(vector, dtype=np.float64), r_cut, values)
         self._setup_key, self._setup_cache = key, s
         return s
