@@ -265,3 +265,24 @@ def test_calculator_energy_identical_with_sigma_forces_to_round_off(train, inter
     np.testing.assert_allclose(with_std.get_stress(), plain.get_stress(), rtol=0, atol=1e-12)
     assert plain.get_potential_energy() == m.predict([test])[0]
     assert np.array_equal(plain.get_forces(), m.predict_forces([test])[0])
+
+
+def test_stratified_selector_seed_range_named(train):
+    """StratifiedSelector's seed goes to KMeans: one >= 2**32 is refused by hybridpot naming the
+    selector (before: sklearn's KMeans error, naming KMeans)."""
+    from hybridpot import InvalidParameterError
+    from hybridpot.uq.selection import StratifiedSelector
+
+    m = HybridPotential(descriptor=_desc(), regressor=BayesianLinearRegressor()).fit(train)
+    pool = emt_dataset(5, 3)
+    with pytest.raises(InvalidParameterError, match=r"'random_state' parameter of "
+                       r"StratifiedSelector must be an int in \[0, 4294967295\]\. Got 4294967296"):
+        StratifiedSelector(random_state=2 ** 32).select(m, pool, 2)
+    a = StratifiedSelector(random_state=2 ** 32 - 1).select(m, pool, 2)
+    assert np.array_equal(a, StratifiedSelector(random_state=2 ** 32 - 1).select(m, pool, 2))
+    from hybridpot.learn._weights import importance_weights_from_fingerprints
+
+    fp = np.random.default_rng(0).normal(size=(6, 3))
+    with pytest.raises(InvalidParameterError, match=r"'random_state' parameter of .* must be an "
+                       r"int in \[0, 4294967295\]"):
+        importance_weights_from_fingerprints(fp, fp, method="strata", random_state=2 ** 32)

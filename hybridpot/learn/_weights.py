@@ -90,7 +90,7 @@ def importance_weights_from_fingerprints(labelled_fp, reference_fp, *, method="n
             f"The 'labelled_fp' and 'reference_fp' arguments of {owner} must have the same "
             f"number of columns. Got {lab.shape[1]} and {ref.shape[1]} instead.")
     n_strata = check_int(n_strata, "n_strata", owner, low=1)
-    random_state = check_int(random_state, "random_state", owner, low=0)
+    random_state = check_int(random_state, "random_state", owner, low=0, high=2 ** 32 - 1)
     n_lab, n_ref = lab.shape[0], ref.shape[0]
     if method == "nearest":
         # squared distances through the Gram trick: (n_ref, n_lab), no (n_ref, n_lab, n_fp)

@@ -888,7 +888,7 @@ class StratifiedSelector:
         owner = type(self).__name__
         pool, n = _check_select(owner, model, pool, n)
         k_req = check_int(self.n_strata, "n_strata", owner, low=1)
-        rs = check_int(self.random_state, "random_state", owner, low=0)
+        rs = check_int(self.random_state, "random_state", owner, low=0, high=2 ** 32 - 1)
         inner = self.selector if self.selector is not None else MaxVarianceSelector()
         if not hasattr(inner, "select"):
             raise InvalidParameterError(
