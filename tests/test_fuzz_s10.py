@@ -236,3 +236,16 @@ def test_buckingham_overflowing_parameters_are_invalid_parameter(kwargs):
                        match=r"The parameters of Buckingham give no finite energy at r_cut = .* "
                              r"\(ZeroDivisionError\); check 'r_cut' and \['A', 'rho', 'C'\]"):
         Buckingham(**kwargs).compute(atoms)
+
+
+@pytest.mark.parametrize("rcutfac", [4e265, 0.01])
+def test_snap_cutoff_out_of_range_names_rcutfac(rcutfac):
+    # 4e265: the neighbour list's error named 'r_cut', which a SNAP user never sets
+    from hybridpot import InvalidParameterError
+    from hybridpot.descriptors import SNAPBispectrum
+
+    with pytest.raises(InvalidParameterError,
+                       match=r"'rcutfac' parameter of SNAPBispectrum must give a cutoff rcutfac "
+                             r"\* 2 \* max\(radelem\) in \[0\.1, 1e6\] Å\. Got rcutfac = "):
+        SNAPBispectrum(species=["Cu"], twojmax=2, rcutfac=rcutfac).compute(
+            rattled_bulk("Cu", reps=(1, 1, 1), seed=0))

@@ -436,6 +436,11 @@ class SNAPBispectrum(Descriptor):
         self._rcutfac, self._rfac0, self._rmin0 = rcutfac, rfac0, rmin0
         self._rad, self._wj = rad, wj
         self._r_cut = rcutfac * 2.0 * rad.max()
+        if not 0.1 <= self._r_cut <= 1e6:   # the neighbour list's limits, named in SNAP's terms
+            raise InvalidParameterError(
+                f"The 'rcutfac' parameter of {owner} must give a cutoff rcutfac * 2 * "
+                f"max(radelem) in [0.1, 1e6] Å. Got rcutfac = {self.rcutfac!r} (cutoff "
+                f"{self._r_cut:g} Å).")
         self._tables = snap_tables(self._J)
         self._nb = int(self._tables["idxb"].shape[0])
         wself = 1.0
