@@ -1268,10 +1268,11 @@ class HybridCalculator(Calculator):
         is evaluated once): 1.0-1.3 x the forces alone for SNAP 2J=8 models, 1.5 x for an
         SO(3) power spectrum (``benchmarks/md.py``); a sparse GP's exact σ costs 25-32 x,
         4.3-4.5 x with ``SparseGPRegressor(derivative_variance="committee")`` and its
-        default 16 samples (2.3 x with 4).  The energy is the same bit for bit with or
-        without σ; forces and stress agree to round-off (~1e-15 eV/Å), not bitwise, since
-        a step with σ may take them from that other route: MD with σ on departs from MD
-        with σ off at the round-off level (which grows along a long trajectory).
+        default 16 samples (2.3 x with 4).  Energy, forces and stress with σ agree with
+        those without to round-off (energy: bit for bit on most builds, a few ulps on some
+        BLAS / CPU targets; forces ~1e-15 eV/Å), not always bitwise, since a step with σ
+        may take them from that other route: MD with σ on departs from MD with σ off at the
+        round-off level (which grows along a long trajectory).
     **kwargs
         Not accepted: any other keyword (an ASE calculator parameter such as ``label`` or
         ``directory``) raises :class:`~hybridpot.InvalidParameterError`.
