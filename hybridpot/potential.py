@@ -85,6 +85,34 @@ _FIT_ATTRIBUTES = ("species_", "reference_energies_", "trained_species_", "group
                    "composition_null_space_")
 
 
+def _label_errors(structures, results):
+    """Prediction errors against the labels, one dict per structure: ``"energy"`` (eV/atom,
+    shape (1,)), ``"force"`` (eV/Å, flattened components), ``"stress"`` (eV/Å³, Voigt), each
+    only for a kind the structure carries (``results``: :meth:`HybridPotential._evaluate_many`
+    of ``structures``)."""
+    out = []
+    for k, (a, r) in enumerate(zip(structures, results)):
+        lab = get_labels(a, k)
+        e = {}
+        if lab.energy is not None:
+            e["energy"] = np.atleast_1d((r["energy"] - lab.energy) / len(a))
+        if lab.forces is not None:
+            e["force"] = (r["forces"] - lab.forces).ravel()
+        if lab.stress is not None and "stress" in r:
+            e["stress"] = np.ravel(r["stress"] - lab.stress)
+        out.append(e)
+    return out
+
+
+def _error_stats(errors, kind):
+    """``(MAE, RMSE)`` of ``kind`` over :func:`_label_errors` dicts (NaN, NaN without it)."""
+    v = [e[kind] for e in errors if kind in e]
+    if not v:
+        return np.nan, np.nan
+    v = np.concatenate(v)
+    return float(np.mean(np.abs(v))), float(np.sqrt(np.mean(v ** 2)))
+
+
 class HybridPotential(BaseEstimator):
     r"""An empirical baseline plus a machine-learned correction, fitted to DFT residuals.
 
@@ -1011,26 +1039,11 @@ hybridpot.InvalidParameterError
             structures carrying each label kind (NaN when none), and ``n_structures``.
         """
         structures = _as_structure_list(structures)
-        res = self._evaluate_many(structures, forces=True, stress=True)
-        de, df, ds = [], [], []
-        for k, (a, r) in enumerate(zip(structures, res)):
-            lab = get_labels(a, k)
-            if lab.energy is not None:
-                de.append((r["energy"] - lab.energy) / len(a))
-            if lab.forces is not None:
-                df.append((r["forces"] - lab.forces).ravel())
-            if lab.stress is not None and "stress" in r:
-                ds.append(r["stress"] - lab.stress)
-
-        def stats(v):
-            if not v:
-                return np.nan, np.nan
-            v = np.concatenate([np.atleast_1d(x) for x in v])
-            return float(np.mean(np.abs(v))), float(np.sqrt(np.mean(v ** 2)))
-
+        errors = _label_errors(structures,
+                               self._evaluate_many(structures, forces=True, stress=True))
         out = {"n_structures": len(structures)}
-        for name, v in (("energy", de), ("force", df), ("stress", ds)):
-            out[f"{name}_mae"], out[f"{name}_rmse"] = stats(v)
+        for name in ("energy", "force", "stress"):
+            out[f"{name}_mae"], out[f"{name}_rmse"] = _error_stats(errors, name)
         return out
 
     def score(self, structures, y=None):

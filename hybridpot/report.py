@@ -162,42 +162,31 @@ def error_table(model, structures, *, group_key="config_type"):
         For a model that is not fitted.
     """
     from ._exceptions import InvalidParameterError
+    from .potential import _error_stats, _label_errors
 
     structures = _check_inputs(model, structures, "error_table")
     if not isinstance(group_key, str):
         raise InvalidParameterError(
             f"The 'group_key' argument of error_table must be a str (an atoms.info key such "
             f"as 'config_type'). Got {group_key!r} instead.")
-    res = model._evaluate_many(structures, forces=True, stress=True)
-    err = {}   # group -> kind -> list of error arrays
-    n_atoms = {}
-    for k, (a, r) in enumerate(zip(structures, res)):
+    errors = _label_errors(structures,
+                           model._evaluate_many(structures, forces=True, stress=True))
+    groups = {}   # group -> indices of its structures
+    for k, a in enumerate(structures):
         g = str(a.info.get(group_key, "default"))
         if g == "all":   # the key of the overall row: keep the group apart from it
             g = f"all ({group_key})"
-        lab = get_labels(a, k)
-        d = err.setdefault(g, {"energy": [], "force": [], "stress": [], "n": 0})
-        d["n"] += 1
-        n_atoms[g] = n_atoms.get(g, 0) + len(a)
-        if lab.energy is not None:
-            d["energy"].append(np.atleast_1d((r["energy"] - lab.energy) / len(a)))
-        if lab.forces is not None:
-            d["force"].append((r["forces"] - lab.forces).ravel())
-        if lab.stress is not None and "stress" in r:
-            d["stress"].append(np.ravel(r["stress"] - lab.stress))
+        groups.setdefault(g, []).append(k)
 
-    def row(groups):
-        out = {"n_structures": sum(err[g]["n"] for g in groups),
-               "n_atoms": sum(n_atoms[g] for g in groups)}
+    def row(idx):
+        out = {"n_structures": len(idx), "n_atoms": sum(len(structures[k]) for k in idx)}
         for kind in ("energy", "force", "stress"):
-            v = [x for g in groups for x in err[g][kind]]
-            v = np.concatenate(v) if v else np.zeros(0)
-            out[f"{kind}_rmse"] = float(np.sqrt(np.mean(v ** 2))) if v.size else float("nan")
-            out[f"{kind}_mae"] = float(np.mean(np.abs(v))) if v.size else float("nan")
+            mae, rmse = _error_stats([errors[k] for k in idx], kind)
+            out[f"{kind}_rmse"], out[f"{kind}_mae"] = rmse, mae
         return out
 
-    table = {g: row([g]) for g in err}
-    table["all"] = row(list(err))
+    table = {g: row(idx) for g, idx in groups.items()}
+    table["all"] = row(range(len(structures)))
     return table
 
 
