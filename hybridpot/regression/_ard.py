@@ -17,7 +17,7 @@ from sklearn.exceptions import ConvergenceWarning
 from .._exceptions import InvalidParameterError, ModelFormatError
 from .._validation import check_float, check_int
 from ._base import register_regressor
-from ._linear import BayesianLinearRegressor
+from ._linear import BayesianLinearRegressor, _cholesky_shifted, _max_noise_precision
 
 __all__ = ["ARDLinearRegressor"]
 
@@ -192,8 +192,7 @@ class ARDLinearRegressor(BayesianLinearRegressor):
             beta = np.full(len(keys), 1.0 / noise0 ** 2)
         else:
             beta = np.where(yy > 0, N / np.where(yy > 0, yy, 1.0), 1.0)
-        # noise floor (exactly fitted labels): sigma_k >= 1e-8 * RMS(y_k)
-        beta_max = np.where(yy > 0, 1e16 * N / np.where(yy > 0, yy, 1.0), 1e16)
+        beta_max = _max_noise_precision(yy, N)
         keep = np.ones(M, dtype=bool)
         m_old = np.zeros(M)
         converged = False
@@ -251,11 +250,7 @@ class ARDLinearRegressor(BayesianLinearRegressor):
         for bq, G, bv in zip(beta, Gk, bk):
             H += bq * G[np.ix_(idx, idx)]
             rhs += bq * bv[idx]
-        try:
-            L = np.linalg.cholesky(H)
-        except np.linalg.LinAlgError:
-            # numerically indefinite: a tiny diagonal shift keeps the iteration going
-            L = np.linalg.cholesky(H + np.eye(H.shape[0]) * 1e-12 * np.trace(H) / H.shape[0])
+        L = _cholesky_shifted(H)
         Li = scipy.linalg.solve_triangular(L, np.eye(idx.shape[0]), lower=True,
                                            check_finite=False)
         ma = Li.T @ (Li @ rhs)

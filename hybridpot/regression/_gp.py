@@ -30,7 +30,7 @@ from .._validation import check_choice, check_float, check_int, check_random_sta
 from ..descriptors._base import ChunkedGradients, gradient_chunks
 from ._base import KINDS, VOIGT, BatchSource, Regressor, StructureBatch, register_regressor
 from ._design import split_batch
-from ._linear import _precision_update
+from ._linear import _max_noise_precision, _precision_update
 from ._tsqr import TSQRAccumulator
 
 __all__ = ["SparseGPRegressor", "kernel_matrix", "kernel_gradient_coefficients",
@@ -1343,7 +1343,7 @@ class SparseGPRegressor(Regressor):
         else:
             ms = yy / N
             beta = np.where(ms > 0, 100.0 / np.where(ms > 0, ms, 1.0), 1.0)
-        beta_max = np.where(yy > 0, 1e16 * N / np.where(yy > 0, yy, 1.0), 1e16)
+        beta_max = _max_noise_precision(yy, N)
         fixed = np.array([k in self._fixed_noise for k in keys], dtype=bool)
         for q, k in enumerate(keys):
             if fixed[q]:

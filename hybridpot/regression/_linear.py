@@ -106,6 +106,23 @@ def _floored_rms(D, zero, n_species, F, quadratic, floor=None, product_floor=Non
     return Dz.reshape(-1)
 
 
+def _cholesky_shifted(H):
+    """Lower Cholesky factor of the posterior precision ``H``; when ``H`` is numerically
+    indefinite, of ``H`` plus a tiny diagonal shift (1e-12 of its mean diagonal), which keeps
+    an evidence iteration going."""
+    try:
+        return np.linalg.cholesky(H)
+    except np.linalg.LinAlgError:
+        return np.linalg.cholesky(H + np.eye(H.shape[0]) * 1e-12 * np.trace(H) / H.shape[0])
+
+
+def _max_noise_precision(yy, N):
+    """Largest noise precision per label kind, ``beta_k <= 1e16 N_k / |y_k|^2``: the noise
+    floor ``sigma_k >= 1e-8 RMS(y_k)`` for exactly fitted labels (``yy``: ``|y_k|^2``,
+    ``N``: rows per kind; 1e16 for a kind whose labels are all zero)."""
+    return np.where(yy > 0, 1e16 * N / np.where(yy > 0, yy, 1.0), 1e16)
+
+
 def _check_bool(value, name, owner):
     if not isinstance(value, (bool, np.bool_)):
         raise InvalidParameterError(
@@ -1157,7 +1174,7 @@ class BayesianLinearRegressor(_LinearBase):
         else:
             ms = yy / N
             beta = np.where(ms > 0, 100.0 / np.where(ms > 0, ms, 1.0), 1.0)
-        beta_max = np.where(yy > 0, 1e16 * N / np.where(yy > 0, yy, 1.0), 1e16)
+        beta_max = _max_noise_precision(yy, N)
         if len(keys) == 1:
             # one noise level: exact O(M) updates in the SVD basis (bounded cost, no
             # per-iteration factorisation of an ill-conditioned H)
@@ -1336,11 +1353,7 @@ class BayesianLinearRegressor(_LinearBase):
         for bq, G, bv in zip(beta, Gk, bk):
             H += bq * G
             rhs += bq * bv
-        try:
-            L = np.linalg.cholesky(H)
-        except np.linalg.LinAlgError:
-            # numerically indefinite: a tiny diagonal shift keeps the iteration going
-            L = np.linalg.cholesky(H + np.eye(H.shape[0]) * 1e-12 * np.trace(H) / H.shape[0])
+        L = _cholesky_shifted(H)
         z = scipy.linalg.solve_triangular(L, rhs, lower=True, check_finite=False)
         m = scipy.linalg.solve_triangular(L, z, lower=True, trans="T", check_finite=False)
         return m, L
