@@ -106,6 +106,25 @@ def _floored_rms(D, zero, n_species, F, quadratic, floor=None, product_floor=Non
     return Dz.reshape(-1)
 
 
+def _column_scale(col_sq, penalty_scaling, n_species, F, quadratic, floor):
+    """Column scale ``D`` of the linear models' prior and the mask of columns zero in the data.
+
+    ``col_sq``: mean square of each design column over the weighted rows.  A column whose
+    RMS is below 1e-12 of the largest (or not finite) is zero in the data (``D = 1``: the
+    prior pins it to 0); with ``penalty_scaling="rms"`` the others get their RMS floored
+    within its block (:func:`_floored_rms`, ``floor`` = ``scale_floor``), with ``"none"``
+    every ``D`` is 1.  Used by the regressors and by ``uq.LinearPosterior``'s factors, so
+    that both have the same prior.
+    """
+    rms = np.sqrt(col_sq)
+    zero = ~(col_sq > 1e-24 * col_sq.max()) | ~np.isfinite(rms)
+    if penalty_scaling != "rms":
+        return np.ones(col_sq.shape[0]), zero
+    D = np.where(zero, 1.0, rms)
+    # a column that barely varies in training gets a prior relative to its block
+    return _floored_rms(D, zero, n_species, F, quadratic, floor=floor), zero
+
+
 def _cholesky_shifted(H):
     """Lower Cholesky factor of the posterior precision ``H``; when ``H`` is numerically
     indefinite, of ``H`` plus a tiny diagonal shift (1e-12 of its mean diagonal), which keeps
@@ -392,17 +411,10 @@ class _LinearBase(Regressor):
         # mean square of each column over all weighted rows: diag(sum_k A_k^T W_k A_k) / N,
         # read off the R factors (R^T R = [A | y]^T W [A | y])
         col_sq = sum(acc.column_sq(k) for k in keys) / max(sum(acc.n_rows[k] for k in keys), 1)
-        if self.penalty_scaling == "rms":
-            D = np.sqrt(col_sq)
-        else:
-            D = np.ones(M)
-        zero = ~(col_sq > 1e-24 * col_sq.max()) | ~np.isfinite(D)
-        D[zero] = 1.0
-        if self.penalty_scaling == "rms":
-            # a column that barely varies in training gets a prior relative to its block
-            D = _floored_rms(D, zero, self.n_species_ if self.fit_mode_ == "batch" else None,
-                             self.n_features_in_, self._quadratic and self.fit_mode_ == "batch",
-                             floor=self._scale_floor)
+        batch = self.fit_mode_ == "batch"
+        D, zero = _column_scale(col_sq, self.penalty_scaling,
+                                self.n_species_ if batch else None, self.n_features_in_,
+                                self._quadratic and batch, self._scale_floor)
         # relative penalty factor b_j^2 (bias columns nearly unpenalised, unless absent)
         b2 = np.ones(M)
         b2[bias_cols & ~zero & (col_sq > 0)] = BIAS_RELATIVE_PENALTY

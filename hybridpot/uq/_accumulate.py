@@ -13,7 +13,7 @@ import numpy as np
 
 from .._exceptions import InvalidParameterError, MissingLabelsError
 from ..regression._design import labelled_rows, n_block, split_batch
-from ..regression._linear import BIAS_RELATIVE_PENALTY, CHUNK_BYTES, _floored_rms
+from ..regression._linear import BIAS_RELATIVE_PENALTY, CHUNK_BYTES, _column_scale
 from ..regression._tsqr import TSQRAccumulator
 
 __all__ = ["accumulate_factors", "Factors"]
@@ -203,16 +203,10 @@ def accumulate_factors(model, structures, *, noise_groups=False, n_folds=1,
     if not acc.keys():
         raise MissingLabelsError("The posterior received no usable label (all NaN or zero "
                                  "weight).")
-    D = np.sqrt(col_sq / max(n_total, 1))
-    # "zero in the data" and the floor as in the linear regressors' "rms" scaling, so the
-    # prior is the regressor's
-    zero = ~(D > 1e-12 * np.max(D, initial=0.0)) | ~np.isfinite(D)
-    D[zero] = 1.0
-    # floored within its block as the linear regressors' "rms" scaling (a column that barely
-    # varies in training must not get an almost flat prior)
-    D = _floored_rms(D, zero, nsp, F, quadratic, floor=getattr(reg, "scale_floor", None))
-    if getattr(reg, "penalty_scaling", "rms") == "none":
-        D = np.ones(M)   # the regressor's prior is on the unscaled coefficients
+    # the regressor's column scale (zero columns, "rms" floored within its block, or "none"),
+    # so that the prior is the regressor's
+    D, zero = _column_scale(col_sq / max(n_total, 1), getattr(reg, "penalty_scaling", "rms"),
+                            nsp, F, quadratic, getattr(reg, "scale_floor", None))
     b2 = np.ones(M)
     bias = np.zeros(M, dtype=bool)
     bias[np.arange(nsp) * P] = True
