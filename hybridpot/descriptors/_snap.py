@@ -128,14 +128,19 @@ _SNAPPARAM_DEFAULTS = {"rfac0": 0.99363, "rmin0": 0.0, "switchflag": 1, "bzerofl
 _SNAPPARAM_INT = {"twojmax", "switchflag", "bzeroflag", "quadraticflag", "chemflag",
                   "bnormflag", "wselfallflag", "switchinnerflag", "chunksize", "parallelthresh"}
 _SNAPPARAM_FLOAT = {"rcutfac", "rfac0", "rmin0"}
+#: keywords with one value per element (in the order of the pair_coeff elements)
+_SNAPPARAM_LIST = {"sinner", "dinner"}
 
 
 def read_snapparam(path):
     """Parse a LAMMPS ``.snapparam`` file into a dict (LAMMPS defaults filled in).
 
-    Raises :class:`~hybridpot.ModelFormatError` for unknown keywords, malformed lines,
-    missing ``rcutfac``/``twojmax``, and for features hybridpot does not implement
-    (``chemflag 1``, ``bnormflag 1``, ``switchinnerflag 1``).
+    ``sinner`` / ``dinner`` (inner switching, one value per element in the order of the
+    LAMMPS ``pair_coeff`` elements) are lists of floats.  Raises
+    :class:`~hybridpot.ModelFormatError` for unknown keywords, malformed lines, missing
+    ``rcutfac``/``twojmax``, ``switchinnerflag 1`` without both ``sinner`` and ``dinner`` (or
+    these without it, as LAMMPS), and for features hybridpot does not implement
+    (``chemflag 1``, ``bnormflag 1``).
     """
     path = Path(path)
     if not path.is_file():
@@ -146,14 +151,20 @@ def read_snapparam(path):
         if not line:
             continue
         key = line[0]
-        if key in ("sinner", "dinner"):
-            raise ModelFormatError(
-                f"{path}:{lineno}: keyword {key!r} (inner switching, switchinnerflag) is not "
-                f"supported by hybridpot's SNAPBispectrum.")
+        if key in _SNAPPARAM_LIST:
+            try:
+                if len(line) < 2:
+                    raise ValueError
+                out[key] = [float(w) for w in line[1:]]
+            except ValueError:
+                raise ModelFormatError(
+                    f"{path}:{lineno}: {key!r} needs one number per element (in the order of "
+                    f"the pair_coeff elements). Got {raw.strip()!r} instead.") from None
+            continue
         if len(line) != 2 or key not in (_SNAPPARAM_INT | _SNAPPARAM_FLOAT):
             raise ModelFormatError(
                 f"{path}:{lineno}: expected '<keyword> <value>' with a keyword among "
-                f"{sorted(_SNAPPARAM_INT | _SNAPPARAM_FLOAT)}. Got {raw.strip()!r} instead.")
+                f"{sorted(_SNAPPARAM_INT | _SNAPPARAM_FLOAT | _SNAPPARAM_LIST)}. Got {raw.strip()!r} instead.")
         try:
             out[key] = int(line[1]) if key in _SNAPPARAM_INT else float(line[1])
         except ValueError:
@@ -164,9 +175,17 @@ def read_snapparam(path):
     for key in ("rcutfac", "twojmax"):
         if key not in out:
             raise ModelFormatError(f"{path}: the required keyword {key!r} is missing.")
+    inner = [k for k in ("sinner", "dinner") if k in out]
+    if out["switchinnerflag"] and len(inner) != 2:
+        raise ModelFormatError(
+            f"{path}: switchinnerflag 1 needs both 'sinner' and 'dinner' lines (one value per "
+            f"element); the file has {inner or 'neither'}.")
+    if not out["switchinnerflag"] and inner:
+        raise ModelFormatError(
+            f"{path}: {' and '.join(repr(k) for k in inner)} given without switchinnerflag 1 "
+            f"(LAMMPS refuses this too); add 'switchinnerflag 1' or remove them.")
     for key, what in (("chemflag", "explicit multi-element (chemflag 1)"),
-                      ("bnormflag", "bnormflag 1"),
-                      ("switchinnerflag", "inner switching (switchinnerflag 1)")):
+                      ("bnormflag", "bnormflag 1")):
         if out[key]:
             raise ModelFormatError(
                 f"{path}: {what} SNAP is not supported by hybridpot's SNAPBispectrum; "
@@ -270,6 +289,27 @@ def _per_species(value, default, name, owner, n, positive):
     return out
 
 
+#: per-pair inner switching arrays when switchinnerflag is off (the kernels test their length)
+_NO_INNER = np.zeros(0)
+_NO_INNER.setflags(write=False)
+
+
+def inner_switch_params(p, species, path):
+    """``switchinnerflag`` / ``sinner`` / ``dinner`` keyword arguments of
+    :class:`SNAPBispectrum` from a :func:`read_snapparam` dict, whose per-element values are in
+    the order of ``species`` (LAMMPS's pair_coeff elements); ModelFormatError when their count
+    differs."""
+    if not p["switchinnerflag"]:
+        return {}
+    for key in ("sinner", "dinner"):
+        if len(p[key]) != len(species):
+            raise ModelFormatError(
+                f"{path}: '{key}' has {len(p[key])} value(s); it needs one per element of "
+                f"the pair_coeff element list {list(species)} (in that order).")
+    return {"switchinnerflag": True, "sinner": list(p["sinner"]),
+            "dinner": list(p["dinner"])}
+
+
 @register_descriptor
 class SNAPBispectrum(Descriptor):
     r"""SO(4) bispectrum of SNAP, identical to LAMMPS ML-SNAP ``compute sna/atom``.
@@ -299,9 +339,26 @@ class SNAPBispectrum(Descriptor):
     ``w_self^3 (j + 1)``; ``quadraticflag`` appends, like LAMMPS, for ``k = 0..K-1``:
     ``B_k^2 / 2`` then ``B_k B_l`` for ``l > k``.  Without LAMMPS's ``chemflag``
     (not supported) all elements share one density, so ``wselfallflag`` has no effect (as in
-    LAMMPS); it is accepted for file compatibility.  LAMMPS / FitSNAP ``bnormflag 1`` and
-    ``switchinnerflag 1`` (``sinner`` / ``dinner``) are not supported either: they are no
-    parameters here, and :func:`read_snapparam` refuses files that set them.
+    LAMMPS); it is accepted for file compatibility.  LAMMPS / FitSNAP ``bnormflag 1`` is not
+    supported either: it is no parameter here, and :func:`read_snapparam` refuses files that
+    set it.
+
+    ``switchinnerflag`` multiplies ``f_c`` by LAMMPS's inner switching function
+
+    .. math:: f_\mathrm{in}(r) = \begin{cases} 0 & r \le s_{ij} - d_{ij} \\
+              \tfrac12 [1 + \sin(\tfrac{\pi}{2} (r - s_{ij}) / d_{ij})]
+              & |r - s_{ij}| < d_{ij} \\ 1 & r \ge s_{ij} + d_{ij} \end{cases}
+
+    with ``s_ij = (sinner_i + sinner_j) / 2`` and ``d_ij = (dinner_i + dinner_j) / 2`` (Å):
+    neighbours closer than ``s_ij - d_ij`` do not enter the bispectrum at all, and the
+    features, hence the SNAP energy, go smoothly to their isolated-atom values as a pair
+    closes in.  Use it when the model must hold far from the training data at short range
+    (radiation damage cascades, high pressure, shock): there the fitted polynomial in ``B``
+    is an extrapolation that can turn attractive and let atoms collapse, while with the
+    inner switch a repulsive baseline (e.g. :class:`~hybridpot.baselines.ZBL`) alone
+    decides the energy of close pairs.  Put ``sinner + dinner`` just below the shortest
+    distance of the training data, and ``sinner - dinner`` where the baseline is already
+    strongly repulsive.
 
     The position Jacobian follows LAMMPS ``compute_dbidrj``; the adjoint :meth:`backward`
     forms ``Y = dE/dU`` once per atom (``compute_yi``) and contracts it with ``dU/dr_ij`` per
@@ -344,6 +401,15 @@ class SNAPBispectrum(Descriptor):
         Append the quadratic products (qSNAP features).
     wselfallflag : bool, default=False
         LAMMPS flag, only meaningful with chemflag; no effect here.
+    switchinnerflag : bool, default=False
+        Multiply the switching function by the inner switch ``f_in`` (above); needs
+        ``sinner`` and ``dinner``.
+    sinner : float, sequence of float or None, default=None
+        Centre of the inner switch per species (Å, > 0; a float: the same for every
+        species); only with ``switchinnerflag``.
+    dinner : float, sequence of float or None, default=None
+        Half-width of the inner switch per species (Å, > 0; a float: the same for every
+        species); only with ``switchinnerflag``.
 
     Attributes
     ----------
@@ -355,7 +421,7 @@ class SNAPBispectrum(Descriptor):
 
     def __init__(self, *, species, twojmax, rcutfac, rfac0=0.99363, rmin0=0.0, radelem=None,
                  wj=None, switchflag=True, bzeroflag=False, quadraticflag=False,
-                 wselfallflag=False):
+                 wselfallflag=False, switchinnerflag=False, sinner=None, dinner=None):
         self.species = species
         self.twojmax = twojmax
         self.rcutfac = rcutfac
@@ -367,6 +433,9 @@ class SNAPBispectrum(Descriptor):
         self.bzeroflag = bzeroflag
         self.quadraticflag = quadraticflag
         self.wselfallflag = wselfallflag
+        self.switchinnerflag = switchinnerflag
+        self.sinner = sinner
+        self.dinner = dinner
 
     # -- construction from LAMMPS files ------------------------------------------------------
     @classmethod
@@ -377,9 +446,11 @@ class SNAPBispectrum(Descriptor):
         ----------
         snapparam : str or path
             ``.snapparam`` file (rcutfac, twojmax, rfac0, rmin0, switchflag, bzeroflag,
-            quadraticflag, wselfallflag; LAMMPS defaults for absent keys, e.g. bzeroflag 1).
+            quadraticflag, wselfallflag, switchinnerflag with sinner / dinner; LAMMPS
+            defaults for absent keys, e.g. bzeroflag 1).
         species : list of str
-            Elements, in the order of the descriptor's species.
+            Elements, in the order of the descriptor's species (and of the ``sinner`` /
+            ``dinner`` values: LAMMPS's ``pair_coeff`` element order).
         snapcoeff : str or path, optional
             ``.snapcoeff`` file giving each element's radius and weight (else 0.5 and 1.0).
 
@@ -409,7 +480,8 @@ class SNAPBispectrum(Descriptor):
                    rfac0=p["rfac0"], rmin0=p["rmin0"], radelem=radelem, wj=wj,
                    switchflag=bool(p["switchflag"]), bzeroflag=bool(p["bzeroflag"]),
                    quadraticflag=bool(p["quadraticflag"]),
-                   wselfallflag=bool(p["wselfallflag"]))
+                   wselfallflag=bool(p["wselfallflag"]),
+                   **inner_switch_params(p, species, snapparam))
 
     # -- validation ----------------------------------------------------------------------------
     def _validate(self):
@@ -428,6 +500,26 @@ class SNAPBispectrum(Descriptor):
         self._bzero = _check_flag(self.bzeroflag, "bzeroflag", owner)
         self._quadratic = _check_flag(self.quadraticflag, "quadraticflag", owner)
         _check_flag(self.wselfallflag, "wselfallflag", owner)
+        self._switchinner = _check_flag(self.switchinnerflag, "switchinnerflag", owner)
+        if self._switchinner:
+            for name in ("sinner", "dinner"):
+                if getattr(self, name) is None:
+                    raise InvalidParameterError(
+                        f"The '{name}' parameter of {owner} must be given (one float per "
+                        f"species, or one for all, in Å) when switchinnerflag is True. Got "
+                        f"None instead.")
+            self._sinner = _per_species(self.sinner, None, "sinner", owner, n, positive=True)
+            self._dinner = _per_species(self.dinner, None, "dinner", owner, n, positive=True)
+        else:
+            given = [k for k in ("sinner", "dinner") if getattr(self, k) is not None]
+            if given:
+                raise InvalidParameterError(
+                    f"The {' and '.join(repr(k) for k in given)} parameter"
+                    f"{'s' if len(given) > 1 else ''} of {owner} only apply with "
+                    f"switchinnerflag=True (LAMMPS refuses them without it too). Got "
+                    f"switchinnerflag={self.switchinnerflag!r} with "
+                    + ", ".join(f"{k}={getattr(self, k)!r}" for k in given) + ".")
+            self._sinner = self._dinner = None
         rc_min = rcutfac * 2.0 * rad.min()
         if rmin0 >= rc_min:
             raise InvalidParameterError(
@@ -473,6 +565,13 @@ class SNAPBispectrum(Descriptor):
         sj = species_idx[nl.j]
         rcut_p = self._rcutfac * (self._rad[si] + self._rad[sj])
         inside = nl.d < rcut_p
+        if self._switchinner:
+            sin_p = 0.5 * (self._sinner[si] + self._sinner[sj])
+            din_p = 0.5 * (self._dinner[si] + self._dinner[sj])
+            # closer than sinner - dinner: switched off entirely (zero weight and derivative)
+            inside &= nl.d > sin_p - din_p
+        else:
+            sin_p = din_p = _NO_INNER
         if self._rmin0 > 0.0 and np.any(inside & (nl.d <= self._rmin0)):
             # theta0 = rfac0 pi (r - rmin0) / (R - rmin0) changes sign at r = rmin0: the
             # neighbour's SU(2) element jumps from +1 to -1 (every half-integer-j component and
@@ -486,7 +585,7 @@ class SNAPBispectrum(Descriptor):
                 f"(use a smaller rmin0, e.g. 0, or a repulsive baseline that keeps atoms apart).")
         w_p = self._wj[sj]
         return (np.ascontiguousarray(nl.offsets), np.ascontiguousarray(nl.D),
-                np.ascontiguousarray(nl.d), inside, rcut_p, w_p)
+                np.ascontiguousarray(nl.d), inside, rcut_p, w_p, sin_p, din_p)
 
     def _quadratic_values(self, B):
         K = B.shape[1]

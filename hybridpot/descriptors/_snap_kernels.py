@@ -19,7 +19,9 @@ reference they are tested against.  The adjoint differentiates the U recursion i
 Jacobian (:func:`_bispectrum_grad_lanes`, used for fitting rows and the committee σ) forms
 ``dU/dr_ij`` in forward mode and contracts it with the Z blocks of every B component (up to
 ``GRAD_LANES`` atoms per block; the lane helpers take the lane count from their arrays).
-Pairs with ``inside[p] == False`` (beyond their element-pair cutoff) are skipped.
+Pairs with ``inside[p] == False`` (beyond their element-pair cutoff, or inside the inner
+switching radius ``sin_p - din_p``) are skipped.  ``sin_p`` / ``din_p`` (per pair, Å) are the
+inner switching centre and half-width of ``switchinnerflag``; empty arrays switch it off.
 """
 
 import numpy as np
@@ -168,16 +170,34 @@ def _du_one(x, y, z, z0, r, dz0dr, sfac, dsfac, J, idxu_block, rootpq, ur, ui, d
 
 
 @njit(cache=True)
-def _sfac(r, rcut, rmin0, switchflag):
-    """Switching function and its radial derivative (LAMMPS compute_sfac / compute_dsfac)."""
-    if not switchflag:
-        return 1.0, 0.0
-    if r <= rmin0:
-        return 1.0, 0.0
-    if r > rcut:
+def _sfac(r, rcut, rmin0, switchflag, p, sin_p, din_p):
+    """Switching function of pair ``p`` and its radial derivative (LAMMPS compute_sfac /
+    compute_dsfac).
+
+    The outer cosine switch (``switchflag``) times, when ``sin_p`` is not empty
+    (``switchinnerflag``), the inner switch of the pair, centre ``sin_p[p]`` and half-width
+    ``din_p[p]`` (Å): 0 for ``r <= s - d``, ``(1 + sin(pi/2 (r - s) / d)) / 2`` between,
+    1 for ``r >= s + d``.
+    """
+    if not switchflag or r <= rmin0:
+        f, df = 1.0, 0.0
+    elif r > rcut:
         return 0.0, 0.0
-    f = np.pi / (rcut - rmin0)
-    return 0.5 * (np.cos((r - rmin0) * f) + 1.0), -0.5 * np.sin((r - rmin0) * f) * f
+    else:
+        c = np.pi / (rcut - rmin0)
+        f = 0.5 * (np.cos((r - rmin0) * c) + 1.0)
+        df = -0.5 * np.sin((r - rmin0) * c) * c
+    if sin_p.shape[0] > 0:
+        s = sin_p[p]
+        h = din_p[p]
+        if r <= s - h:
+            return 0.0, 0.0
+        if r < s + h:
+            c = 0.5 * np.pi / h
+            fi = 0.5 * (1.0 + np.sin((r - s) * c))
+            dfi = 0.5 * np.cos((r - s) * c) * c
+            return f * fi, df * fi + f * dfi
+    return f, df
 
 
 @njit(cache=True)
@@ -225,8 +245,8 @@ def _z_one(k, idxz, idxcg_block, cglist, idxu_block, utr, uti):
 
 
 @njit(cache=True)
-def _utot_atom(i, offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchflag, wself, J,
-               idxu_block, rootpq, utr, uti, ubuf_r, ubuf_i):
+def _utot_atom(i, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0, switchflag,
+               wself, J, idxu_block, rootpq, utr, uti, ubuf_r, ubuf_i):
     """Sum of weighted U over the neighbours of ``i`` plus ``wself`` on the diagonal.
 
     The U of each inside neighbour is kept in ``ubuf_r[p - offsets[i]]`` (for derivatives).
@@ -252,7 +272,7 @@ def _utot_atom(i, offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchflag, 
         ur = ubuf_r[q0]
         ui = ubuf_i[q0]
         _u_one(x, y, z, z0, r, J, idxu_block, rootpq, ur, ui)
-        s, _ = _sfac(r, rc, rmin0, switchflag)
+        s, _ = _sfac(r, rc, rmin0, switchflag, p, sin_p, din_p)
         s *= w_p[p]
         for q in range(nu):
             utr[q] += s * ur[q]
@@ -260,8 +280,8 @@ def _utot_atom(i, offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchflag, 
 
 
 @njit(cache=True)
-def _bispectrum(offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchflag, wself, bzero, J,
-                idxu_block, rootpq, cglist, idxcg_block, idxz, idxz_block, idxb):
+def _bispectrum(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0, switchflag, wself,
+                bzero, J, idxu_block, rootpq, cglist, idxcg_block, idxz, idxz_block, idxb):
     """B of every atom, shape (n_atoms, n_b), only the Z blocks B needs (``j >= j1``).
 
     Scalar reference of :func:`_bispectrum_lanes` (one atom, one neighbour at a time).
@@ -290,7 +310,7 @@ def _bispectrum(offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchflag, ws
             theta0 = (r - rmin0) * rfac0 * np.pi / (rc - rmin0)
             z0 = r / np.tan(theta0)
             _u_one(D[p, 0], D[p, 1], D[p, 2], z0, r, J, idxu_block, rootpq, ubr[0], ubi[0])
-            s, _ = _sfac(r, rc, rmin0, switchflag)
+            s, _ = _sfac(r, rc, rmin0, switchflag, p, sin_p, din_p)
             s *= w_p[p]
             for q in range(nu):
                 utr[q] += s * ubr[0, q]
@@ -343,8 +363,9 @@ def _half_dot3(jju, k, jdim, dur, dui, zr, zi, out):
 
 
 @njit(cache=True)
-def _bispectrum_grad(offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchflag, wself, bzero,
-                     J, idxu_block, rootpq, cglist, idxcg_block, idxz, idxz_block, idxb):
+def _bispectrum_grad(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0, switchflag,
+                     wself, bzero, J, idxu_block, rootpq, cglist, idxcg_block, idxz, idxz_block,
+                     idxb):
     """B (n_atoms, n_b) and dB_i/dr_ij (n_pairs, 3, n_b) (LAMMPS compute_dbidrj)."""
     n = offsets.shape[0] - 1
     npairs = D.shape[0]
@@ -367,8 +388,8 @@ def _bispectrum_grad(offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchfla
     ubr = np.empty((maxn, nu))
     ubi = np.empty((maxn, nu))
     for i in range(n):
-        _utot_atom(i, offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchflag, wself, J,
-                   idxu_block, rootpq, utr, uti, ubr, ubi)
+        _utot_atom(i, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0, switchflag,
+                   wself, J, idxu_block, rootpq, utr, uti, ubr, ubi)
         for k in range(nz):
             zr[k], zi[k] = _z_one(k, idxz, idxcg_block, cglist, idxu_block, utr, uti)
         for jjb in range(nb_):
@@ -396,7 +417,7 @@ def _bispectrum_grad(offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchfla
             theta0 = (r - rmin0) * rscale0
             z0 = r * np.cos(theta0) / np.sin(theta0)
             dz0dr = z0 / r - (r * rscale0) * (r * r + z0 * z0) / (r * r)
-            s, ds = _sfac(r, rc, rmin0, switchflag)
+            s, ds = _sfac(r, rc, rmin0, switchflag, p, sin_p, din_p)
             q0 = p - offsets[i]
             _du_one(D[p, 0], D[p, 1], D[p, 2], z0, r, dz0dr, s * w_p[p], ds * w_p[p], J,
                     idxu_block, rootpq, ubr[q0], ubi[q0], dur, dui)
@@ -424,7 +445,7 @@ def _bispectrum_grad(offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchfla
 
 
 @njit(cache=True)
-def _backward(offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchflag, wself, J,
+def _backward(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0, switchflag, wself, J,
               idxu_block, rootpq, cglist, idxcg_block, idxz, z_jjb, z_fac, beta):
     """Adjoint: dE/dr_ij (n_pairs, 3) for E = sum_i beta[i] . B_i (LAMMPS compute_yi/deidrj).
 
@@ -452,8 +473,8 @@ def _backward(offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchflag, wsel
     for i in range(n):
         if offsets[i + 1] == offsets[i]:
             continue
-        _utot_atom(i, offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchflag, wself, J,
-                   idxu_block, rootpq, utr, uti, ubr, ubi)
+        _utot_atom(i, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0, switchflag,
+                   wself, J, idxu_block, rootpq, utr, uti, ubr, ubi)
         for q in range(nu):
             yr[q] = 0.0
             yi[q] = 0.0
@@ -474,7 +495,7 @@ def _backward(offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchflag, wsel
             theta0 = (r - rmin0) * rscale0
             z0 = r * np.cos(theta0) / np.sin(theta0)
             dz0dr = z0 / r - (r * rscale0) * (r * r + z0 * z0) / (r * r)
-            s, ds = _sfac(r, rc, rmin0, switchflag)
+            s, ds = _sfac(r, rc, rmin0, switchflag, p, sin_p, din_p)
             q0 = p - offsets[i]
             _du_one(D[p, 0], D[p, 1], D[p, 2], z0, r, dz0dr, s * w_p[p], ds * w_p[p], J,
                     idxu_block, rootpq, ubr[q0], ubi[q0], dur, dui)
@@ -614,8 +635,8 @@ def _z_lanes(k, idxz, idxcg_block, cglist, idxu_block, utr, uti, zr, zi, sr, si)
 
 
 @njit(cache=True)
-def _geometry_lanes(i0, k, n, offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchflag,
-                    pidx, a_r, a_i, b_r, b_i, geo):
+def _geometry_lanes(i0, k, n, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0,
+                    switchflag, pidx, a_r, a_i, b_r, b_i, geo):
     """Cayley-Klein parameters of the k-th neighbour of atoms i0..i0+LANES-1.
 
     ``pidx[l]`` is the pair index or -1 (no such neighbour, or beyond its cutoff: weight 0 and
@@ -644,7 +665,7 @@ def _geometry_lanes(i0, k, n, offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, 
             theta0 = (r - rmin0) * rscale0
             z0 = r / np.tan(theta0)
             dz0dr = z0 / r - (r * rscale0) * (r * r + z0 * z0) / (r * r)
-            s, ds = _sfac(r, rc, rmin0, switchflag)
+            s, ds = _sfac(r, rc, rmin0, switchflag, p, sin_p, din_p)
             s *= w_p[p]
             ds *= w_p[p]
         r0inv = 1.0 / np.sqrt(r * r + z0 * z0)
@@ -664,8 +685,8 @@ def _geometry_lanes(i0, k, n, offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, 
 
 
 @njit(cache=True, fastmath=_FM)
-def _utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchflag,
-                wself, J, idxu_block, rootpq, utr, uti, ubr, ubi, store):
+def _utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0,
+                switchflag, wself, J, idxu_block, rootpq, utr, uti, ubr, ubi, store):
     """Summed U of atoms i0..i0+LANES-1; with ``store`` the U of neighbour k go to ubr[k]."""
     L = utr.shape[1]
     nu = utr.shape[0]
@@ -684,8 +705,8 @@ def _utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, s
             for l in range(L):
                 utr[idxu_block[j] + (j + 1) * ma + ma, l] = wself
     for k in range(maxk):
-        live = _geometry_lanes(i0, k, n, offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0,
-                               switchflag, pidx, a_r, a_i, b_r, b_i, geo)
+        live = _geometry_lanes(i0, k, n, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0,
+                               rmin0, switchflag, pidx, a_r, a_i, b_r, b_i, geo)
         if live == 0:
             continue
         kk = k if store else 0
@@ -708,8 +729,9 @@ def _max_neighbours(i0, n, offsets, L=LANES):
 
 
 @njit(cache=True)
-def _bispectrum_lanes(offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchflag, wself,
-                      bzero, J, idxu_block, rootpq, cglist, idxcg_block, idxz, idxz_block, idxb):
+def _bispectrum_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0, switchflag,
+                      wself, bzero, J, idxu_block, rootpq, cglist, idxcg_block, idxz, idxz_block,
+                      idxb):
     """B of every atom (n_atoms, n_b); same result as :func:`_bispectrum`, LANES at a time."""
     L = LANES
     n = offsets.shape[0] - 1
@@ -727,8 +749,8 @@ def _bispectrum_lanes(offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchfl
     acc = np.empty(L)
     for i0 in range(0, n, L):
         maxk = _max_neighbours(i0, n, offsets)
-        _utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchflag,
-                    wself, J, idxu_block, rootpq, utr, uti, ubr, ubi, False)
+        _utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0,
+                    switchflag, wself, J, idxu_block, rootpq, utr, uti, ubr, ubi, False)
         for jjb in range(nb_):
             j1 = idxb[jjb, 0]
             j2 = idxb[jjb, 1]
@@ -855,8 +877,8 @@ def _dedr_lanes(a_r, a_i, b_r, b_i, geo, J, idxu_block, rootpq, ur, ui, yr, yi, 
 
 
 @njit(cache=True)
-def _backward_lanes(offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchflag, wself, J,
-                    idxu_block, rootpq, cglist, idxcg_block, idxz, z_jjb, z_fac, beta):
+def _backward_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0, switchflag,
+                    wself, J, idxu_block, rootpq, cglist, idxcg_block, idxz, z_jjb, z_fac, beta):
     """Adjoint dE/dr_ij (n_pairs, 3) for E = sum_i beta[i] . B_i, LANES atoms at a time.
 
     Y = dE/dU per atom as LAMMPS ``compute_yi``; per neighbour the reverse-mode
@@ -892,8 +914,8 @@ def _backward_lanes(offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchflag
         maxk = _max_neighbours(i0, n, offsets)
         if maxk == 0:
             continue
-        _utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchflag,
-                    wself, J, idxu_block, rootpq, utr, uti, ubr, ubi, False)
+        _utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0,
+                    switchflag, wself, J, idxu_block, rootpq, utr, uti, ubr, ubi, False)
         for q in range(nu):
             for l in range(L):
                 yr[q, l] = 0.0
@@ -911,8 +933,8 @@ def _backward_lanes(offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchflag
                 yr[jju, l] += bj[l] * zr[l]
                 yi[jju, l] += bj[l] * zi[l]
         for k in range(maxk):
-            live = _geometry_lanes(i0, k, n, offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0,
-                                   switchflag, pidx, a_r, a_i, b_r, b_i, geo)
+            live = _geometry_lanes(i0, k, n, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p,
+                                   rfac0, rmin0, switchflag, pidx, a_r, a_i, b_r, b_i, geo)
             if live == 0:
                 continue
             # recomputing U is cheaper than storing it for every neighbour (memory traffic)
@@ -1069,9 +1091,9 @@ def _half_dot3_lanes(jju, kz, jdim, fac, dur, dui, zr, zi, out):
 
 
 @njit(cache=True)
-def _bispectrum_grad_lanes(offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchflag, wself,
-                           bzero, J, idxu_block, rootpq, cglist, idxcg_block, idxz, idxz_block,
-                           idxb):
+def _bispectrum_grad_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0,
+                           switchflag, wself, bzero, J, idxu_block, rootpq, cglist, idxcg_block,
+                           idxz, idxz_block, idxb):
     """B (n_atoms, n_b) and dB_i/dr_ij (n_pairs, 3, n_b), LANES atoms at a time.
 
     Same result as the scalar :func:`_bispectrum_grad` (LAMMPS ``compute_dbidrj``): Z of
@@ -1109,8 +1131,8 @@ def _bispectrum_grad_lanes(offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, swi
     geo = np.empty((8, L))
     for i0 in range(0, n, L):
         maxk = _max_neighbours(i0, n, offsets, L)
-        _utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, switchflag,
-                    wself, J, idxu_block, rootpq, utr, uti, ubr, ubi, False)
+        _utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0,
+                    switchflag, wself, J, idxu_block, rootpq, utr, uti, ubr, ubi, False)
         for k in range(nz):
             _z_lanes(k, idxz, idxcg_block, cglist, idxu_block, utr, uti, zr[k], zi[k], sr, si)
         for jjb in range(nb_):
@@ -1132,8 +1154,8 @@ def _bispectrum_grad_lanes(offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0, swi
                 if i0 + l < n:
                     out[i0 + l, jjb] = 2.0 * acc[l] - bzero[j]
         for k in range(maxk):
-            live = _geometry_lanes(i0, k, n, offsets, D, d, inside, rcut_p, w_p, rfac0, rmin0,
-                                   switchflag, pidx, a_r, a_i, b_r, b_i, geo)
+            live = _geometry_lanes(i0, k, n, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p,
+                                   rfac0, rmin0, switchflag, pidx, a_r, a_i, b_r, b_i, geo)
             if live == 0:
                 continue
             _u_lanes(a_r, a_i, b_r, b_i, J, idxu_block, rootpq, ubr[0], ubi[0])

@@ -87,10 +87,13 @@ def read_snap(coeff, param, *, species=None, baseline=None):
         ``.snapcoeff`` file (element blocks: radius, weight, coefficients).
     param : str or path
         ``.snapparam`` file (rcutfac, twojmax, flags; LAMMPS defaults for absent keys).
-        ``chemflag 1`` (explicit multi-element SNAP), ``bnormflag 1`` and
-        ``switchinnerflag 1`` are not supported (ModelFormatError).
+        ``chemflag 1`` (explicit multi-element SNAP) and ``bnormflag 1`` are not supported
+        (ModelFormatError).
     species : list of str, optional
         Elements of the model, in order; default all elements of ``coeff`` in file order.
+        The per-element ``sinner`` / ``dinner`` of ``switchinnerflag 1`` are in the order of
+        LAMMPS's ``pair_coeff`` elements, which the files do not record: give ``species`` in
+        that order when it differs from the ``.snapcoeff`` order.
     baseline : hybridpot.baselines.Baseline, optional
         Empirical baseline that the LAMMPS model overlays (e.g. the ``zbl`` of a
         ``hybrid/overlay zbl ... snap`` setup); default none.  The SNAP files do not hold
@@ -114,7 +117,8 @@ def read_snap(coeff, param, *, species=None, baseline=None):
         Malformed or inconsistent files (coefficient count not matching twojmax and
         quadraticflag, missing element, unsupported flags).
     """
-    from ..descriptors._snap import SNAPBispectrum, read_snapcoeff, read_snapparam
+    from ..descriptors._snap import (SNAPBispectrum, inner_switch_params, read_snapcoeff,
+                                     read_snapparam)
     from ..potential import HybridPotential
     from ..regression import LinearRegressor
 
@@ -132,7 +136,8 @@ def read_snap(coeff, param, *, species=None, baseline=None):
                           radelem=[blocks[s][0] for s in species],
                           wj=[blocks[s][1] for s in species],
                           switchflag=bool(p["switchflag"]), bzeroflag=bool(p["bzeroflag"]),
-                          quadraticflag=False, wselfallflag=bool(p["wselfallflag"]))
+                          quadraticflag=False, wselfallflag=bool(p["wselfallflag"]),
+                          **inner_switch_params(p, species, param))
     try:
         K = desc.n_features
     except InvalidParameterError as e:
@@ -451,6 +456,12 @@ def write_snap(model, prefix, *, species=None, absolute_paths=False):
               ("switchflag", str(int(desc._switch))), ("bzeroflag", str(int(desc._bzero))),
               ("quadraticflag", str(int(quadratic))),
               ("wselfallflag", str(int(bool(desc.wselfallflag)))), ("chemflag", "0")]
+    if desc._switchinner:
+        # one value per pair_coeff element, in their order of first appearance in the types
+        pos = [model_species.index(s) for s in dict.fromkeys(types)]
+        params += [("switchinnerflag", "1"),
+                   ("sinner", " ".join(_fmt_float(desc._sinner[k]) for k in pos)),
+                   ("dinner", " ".join(_fmt_float(desc._dinner[k]) for k in pos))]
     def ref_path(p):
         return _lammps_word(os.fspath(p.resolve()) if absolute_paths else p.name)
 
