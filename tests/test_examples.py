@@ -69,3 +69,18 @@ def test_gp_ensemble_example(tmp_path):
     out = run_example("gp_ensemble.py", "--quick", cwd=tmp_path)
     assert "mean of 3 GPs: test energy MAE" in out
     assert "after recalibration: force ±1σ" in out and "Langevin MD" in out
+
+
+def test_properties_example(tmp_path):
+    out = run_example("properties.py", "--quick", cwd=tmp_path)
+    rows = {line.split()[0]: line.split() for line in out.splitlines()
+            if line.split() and line.split()[0] in ("a0", "B", "C11", "C44", "E_v", "γ111")}
+    assert set(rows) == {"a0", "B", "C11", "C44", "E_v", "γ111"}, out
+    # shipped Al GPAW data (PBE): a0 4.04 Å; model, σ > 0, EMT and difference columns
+    assert 3.95 < float(rows["a0"][2]) < 4.10, out
+    assert all(float(r[3]) > 0 and len(r) == 6 for r in rows.values()), out
+    assert 0.3 < float(rows["E_v"][2]) < 1.2 and 0.5 < float(rows["γ111"][2]) < 1.2, out
+    # stress-derived and energy-derived elastic constants, EOS and C bulk moduli agree
+    assert float(out.split("max difference ")[1].split()[0]) < 0.1, out
+    b_c, b_eos = out.split("B from C ")[1].split(" GPa")[0].split(" vs EOS ")
+    assert abs(float(b_c) - float(b_eos)) < 0.01 * float(b_eos), out

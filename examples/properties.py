@@ -1,0 +1,288 @@
+"""Validate a fitted potential on materials properties, with σ from a posterior committee.
+
+Fits the model ``hybridpot fit`` makes by default (a Bayesian linear power-spectrum model with
+one shared noise level and energy / force / stress row weights 1000 / 1 / 100) on top of EMT
+to the shipped aluminium GPAW data -- or evaluates a saved model (``--model model.hpot``) --
+and computes, through the model's ASE calculator and standard ASE tools, the properties the
+mlearn benchmark (Zuo et al., J. Phys. Chem. A 124, 731 (2020)) reports for each potential:
+
+- lattice constant ``a0`` (Å): cubic cell relaxed with ``FrechetCellFilter`` + ``BFGS``;
+- bulk modulus ``B`` (GPa): Birch-Murnaghan fit (``ase.eos.EquationOfState``) to seven
+  volumes within ±3 % of the relaxed one;
+- cubic elastic constants ``C11``, ``C12``, ``C44`` (GPa) twice: from the stress of ±0.5 %
+  strains (central differences, ``C_ij = dσ_i/dε_j``, Voigt order, engineering shear
+  strain) and, marked ``(E)``, from the second derivative of the energy,
+  ``E(ε)/V0 = E0/V0 + ½ Σ C_ij ε_i ε_j`` (a model whose stress is the strain derivative of
+  its energy gives the same numbers); ``B(C) = (C11 + 2 C12) / 3`` must equal the EOS ``B``;
+- vacancy formation energy ``E_v = E(N-1) - (N-1)/N E(N)`` (eV), the defect cell relaxed at
+  fixed volume (32-atom cell with ``--quick``, else 108);
+- surface energies ``γ = (E_slab - N e_bulk) / 2A`` (J/m², 1 eV/Å² = 16.02 J/m²) of relaxed
+  (100) and (111) slabs (bcc: (100) and (110)) with 8 Å of vacuum, in a cell periodic in 3-D
+  (the model's stress needs ``pbc=True``; energy and forces do not see the vacuum).
+
+Each property is printed for the model (with σ), for its empirical baseline alone (EMT here;
+not for ZBL, which binds nothing) and their difference.  σ: the Bayesian posterior of the
+linear coefficients is Gaussian, so ``--members`` coefficient draws
+(``BayesianLinearRegressor.sample_coef``) give a committee of member potentials
+(``LinearRegressor.from_coef`` + ``HybridPotential.from_fitted``); every property is
+recomputed for each member (relaxations included) and σ is the members' spread.  It is the
+parameter part of the uncertainty of a *derived* property: the calculator's ``energy_std``
+cannot be propagated to an energy difference such as ``E_v`` by adding variances (the two
+energies are almost perfectly correlated, and ``energy_std`` includes the observation noise
+``N σ_E``: 0.011 eV for a 108-atom Ni cell against a committee σ of E_v of 0.002 eV).  It
+does not include the error of the model's form: on mlearn Ni and Mo the properties of linear
+models differ from the DFT values by many such σ (e.g. C11 of Ni, 289 ± 0.5 against 286 GPa
+from the DFT stresses).
+
+Phonons (not computed here) work the same way through ``ase.phonons.Phonons``; its supercell
+must hold the range of the force constants, twice the model's cutoff, or the dispersion is
+aliased (bcc Mo, 5.2 Å cutoff: split transverse branches along [100] with a 5x5x5 primitive
+supercell, exact with 9x9x9).
+
+    python examples/properties.py [--quick] [--members 16] [--data path.extxyz]
+    hybridpot fit && python examples/properties.py --model model.hpot
+    python examples/properties.py --model mo.hpot --crystal bcc
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from ase.build import bcc100, bcc110, bulk, fcc100, fcc110, fcc111
+from ase.data import atomic_numbers, covalent_radii, reference_states
+from ase.eos import EquationOfState
+from ase.filters import FrechetCellFilter
+from ase.io import read
+from ase.optimize import BFGS
+from ase.units import GPa, J, m
+
+from hybridpot import HybridPotential
+from hybridpot.baselines import EMT
+from hybridpot.config import default_data_path
+from hybridpot.descriptors import PowerSpectrum
+from hybridpot.regression import BayesianLinearRegressor, LinearRegressor
+
+J_PER_M2 = J / m**2            # 1 J/m² in eV/Å²
+VOIGT_PAIRS = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+
+
+def _strained(atoms, voigt):
+    """Copy of ``atoms`` with the cell (and positions) deformed by the Voigt strain
+    ``voigt`` (engineering shear components)."""
+    eps = np.zeros((3, 3))
+    for k, (i, j) in enumerate(VOIGT_PAIRS):
+        eps[i, j] = eps[j, i] = voigt[k] if i == j else 0.5 * voigt[k]
+    a = atoms.copy()
+    a.set_cell(atoms.cell[:] @ (np.eye(3) + eps), scale_atoms=True)
+    return a
+
+
+def relaxed_bulk(calc, symbol, crystal, a_guess, fmax=1e-4):
+    """Cubic cell of ``symbol`` relaxed (cell and positions): ``(atoms, a0 in Å)``."""
+    atoms = bulk(symbol, crystal, a=a_guess, cubic=True)
+    atoms.calc = calc
+    BFGS(FrechetCellFilter(atoms), logfile=None).run(fmax=fmax, steps=200)
+    a0 = np.linalg.det(atoms.cell[:]) ** (1 / 3)
+    atoms.set_cell(np.eye(3) * a0, scale_atoms=True)   # remove round-off shear
+    atoms.calc = calc
+    return atoms, a0
+
+
+def bulk_modulus(calc, atoms0, span=0.03, n=7):
+    """Birch-Murnaghan bulk modulus (GPa) from ``n`` volumes within ±``span`` of ``atoms0``'s."""
+    vols, ens = [], []
+    for s in np.linspace(1 - span, 1 + span, n):
+        a = atoms0.copy()
+        a.set_cell(atoms0.cell[:] * s ** (1 / 3), scale_atoms=True)
+        a.calc = calc
+        vols.append(a.get_volume())
+        ens.append(a.get_potential_energy())
+    eos = EquationOfState(vols, ens, eos="birchmurnaghan")
+    eos.fit()
+    return eos.B / GPa
+
+
+def elastic_from_stress(calc, atoms0, delta=0.005):
+    """6x6 elastic tensor (GPa) from central differences of the stress, ``C_ij = dσ_i/dε_j``."""
+    C = np.zeros((6, 6))
+    for j in range(6):
+        s = []
+        for sign in (1, -1):
+            v = np.zeros(6)
+            v[j] = sign * delta
+            a = _strained(atoms0, v)
+            a.calc = calc
+            s.append(a.get_stress(voigt=True))
+        C[:, j] = (s[0] - s[1]) / (2 * delta)
+    return C / GPa
+
+
+def elastic_from_energy(calc, atoms0, delta=0.005):
+    """Cubic ``(C11, C12, C44)`` (GPa) from second differences of the energy."""
+    V0 = atoms0.get_volume()
+
+    def d2(voigt):
+        e = []
+        for sign in (1, 0, -1):
+            a = _strained(atoms0, sign * np.asarray(voigt, float))
+            a.calc = calc
+            e.append(a.get_potential_energy())
+        return (e[0] - 2 * e[1] + e[2]) / (delta ** 2 * V0) / GPa
+
+    c11 = d2([delta, 0, 0, 0, 0, 0])
+    c11_c12 = d2([delta, delta, 0, 0, 0, 0])   # = 2 C11 + 2 C12
+    c44 = d2([0, 0, 0, delta, 0, 0])
+    return c11, 0.5 * c11_c12 - c11, c44
+
+
+def cubic_constants(C):
+    """``(C11, C12, C44)`` averaged over the cubic-equivalent entries of a 6x6 tensor."""
+    c11 = np.mean(np.diag(C)[:3])
+    c12 = np.mean([C[0, 1], C[0, 2], C[1, 2], C[1, 0], C[2, 0], C[2, 1]])
+    return c11, c12, np.mean(np.diag(C)[3:])
+
+
+def vacancy_formation(calc, atoms0, reps, fmax=0.01):
+    """Relaxed (fixed volume) vacancy formation energy (eV) in a ``reps`` supercell."""
+    sc = atoms0.repeat(reps)
+    sc.calc = calc
+    e_bulk = sc.get_potential_energy()
+    n = len(sc)
+    vac = sc.copy()
+    del vac[0]
+    vac.rattle(0.01, seed=1)          # break the symmetry a perfect start would keep
+    vac.calc = calc
+    BFGS(vac, logfile=None).run(fmax=fmax, steps=300)
+    return vac.get_potential_energy() - (n - 1) / n * e_bulk
+
+
+SLABS = {"fcc": {"100": fcc100, "110": fcc110, "111": fcc111},
+         "bcc": {"100": bcc100, "110": bcc110}}
+
+
+def surface_energy(calc, symbol, crystal, a0, e_bulk_atom, facet, size, vacuum=8.0,
+                   fmax=0.01):
+    """Relaxed surface energy (J/m²) of a ``crystal`` (``"fcc"`` / ``"bcc"``) slab with the
+    ``facet`` (``"100"``, ``"110"``, fcc ``"111"``) of ``size`` atoms."""
+    build = SLABS[crystal][facet]
+    slab = build(symbol, size, a=a0, vacuum=vacuum, orthogonal=True)
+    slab.pbc = True                     # the model gives stress for 3-D periodic cells only
+    slab.calc = calc
+    BFGS(slab, logfile=None).run(fmax=fmax, steps=300)
+    area = np.linalg.norm(np.cross(slab.cell[0], slab.cell[1]))
+    gamma = (slab.get_potential_energy() - len(slab) * e_bulk_atom) / (2 * area)
+    return gamma / J_PER_M2
+
+
+def properties(calc, symbol, a_guess, quick=False, crystal="fcc"):
+    """Every property of one calculator (a dict of floats; units in the module docstring)."""
+    atoms0, a0 = relaxed_bulk(calc, symbol, crystal, a_guess)
+    e_atom = atoms0.get_potential_energy() / len(atoms0)
+    out = {"a0": a0, "B": bulk_modulus(calc, atoms0)}
+    C = elastic_from_stress(calc, atoms0)
+    out.update(zip(("C11", "C12", "C44"), cubic_constants(C)))
+    out.update(zip(("C11(E)", "C12(E)", "C44(E)"), elastic_from_energy(calc, atoms0)))
+    out["B(C)"] = (out["C11"] + 2 * out["C12"]) / 3
+    out["E_v"] = vacancy_formation(calc, atoms0, 2 if quick else 3)
+    size = (2, 2, 5) if quick else (2, 2, 9)
+    for facet in ("100", "111") if crystal == "fcc" else ("100", "110"):
+        out[f"γ{facet}"] = surface_energy(calc, symbol, crystal, a0, e_atom, facet, size)
+    return out
+
+
+def committee(model, n_members, random_state=0):
+    """Member potentials drawn from a fitted Bayesian linear model's coefficient posterior."""
+    reg = model.regressor_
+    draws = reg.sample_coef(n_members, random_state=random_state)
+    return [HybridPotential.from_fitted(model.descriptor,
+                                        LinearRegressor.from_coef(c, quadratic=reg.quadratic),
+                                        baseline=model.baseline,
+                                        reference_energies=model.reference_energies_)
+            for c in draws]
+
+
+UNITS = {"a0": "Å", "B": "GPa", "B(C)": "GPa", "E_v": "eV"}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true",
+                   help="smaller model, defect cells and committee (runs in seconds)")
+    p.add_argument("--members", type=int, default=None,
+                   help="committee members for σ (default 16, --quick 4; 0: no σ)")
+    p.add_argument("--data", default=None,
+                   help="extxyz file of one element with energies, forces, stresses to fit "
+                        "(default: the shipped Al GPAW data)")
+    p.add_argument("--model", default=None,
+                   help="a saved one-element model (.hpot, e.g. from `hybridpot fit`) to "
+                        "evaluate instead of fitting one")
+    p.add_argument("--crystal", choices=sorted(SLABS), default="fcc")
+    p.add_argument("--a-guess", type=float, default=None,
+                   help="starting lattice constant, Å (default: ASE's reference value)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if args.members is not None and args.members < 0:
+        p.error(f"--members must be >= 0; got {args.members}")
+    if args.model:
+        model = HybridPotential.load(args.model)
+        species = list(model.species_)
+    else:
+        data = read(args.data or default_data_path(), ":")
+        species = sorted({s for a in data for s in a.get_chemical_symbols()})
+    if len(species) != 1:
+        p.error(f"the model must be of one element; got {species}")
+    symbol = species[0]
+    if not args.model:
+        # the model `hybridpot fit` makes by default (one shared noise level, weights
+        # 1000 / 1 / 100 for energy / force / stress rows), on an EMT baseline
+        desc = (PowerSpectrum(species=species, r_cut=5.0, n_max=4, l_max=3) if args.quick
+                else PowerSpectrum(species=species, r_cut=5.0, n_max=6, l_max=4))
+        model = HybridPotential(desc, BayesianLinearRegressor(noise_levels="shared"), EMT(),
+                                {"energy": 1000.0, "forces": 1.0, "stress": 100.0})
+        t0 = time.process_time()
+        model.fit(data)
+        print(f"fitted {symbol}: {len(data)} structures, {desc.n_features} features, "
+              f"{time.process_time() - t0:.1f} s CPU")
+    a_guess = args.a_guess
+    if a_guess is None:   # ASE's reference lattice constant, or from the covalent radius
+        ref = reference_states[atomic_numbers[symbol]] or {}
+        d = 2 * covalent_radii[atomic_numbers[symbol]]          # nearest-neighbour distance
+        a_guess = ref["a"] if ref.get("symmetry") == args.crystal else (
+            d * 2 ** 0.5 if args.crystal == "fcc" else 2 * d / 3 ** 0.5)
+    n_members = args.members if args.members is not None else (4 if args.quick else 16)
+    if n_members and not hasattr(model.regressor_, "sample_coef"):
+        print(f"no σ: {type(model.regressor_).__name__} has no coefficient posterior "
+              "(a Bayesian linear model has)")
+        n_members = 0
+
+    t0 = time.process_time()
+    run = dict(symbol=symbol, quick=args.quick, crystal=args.crystal)
+    ml = properties(model.calculator(), a_guess=a_guess, **run)
+    ref_name = type(model.baseline).__name__ if model.baseline is not None else None
+    base = (properties(model.baseline.calculator(), a_guess=a_guess, **run)
+            if ref_name not in (None, "ZBL") else None)    # ZBL alone binds nothing
+    members = [properties(mm.calculator(), a_guess=ml["a0"], **run)
+               for mm in committee(model, n_members, args.seed)] if n_members else []
+    print(f"properties of the model{', the baseline' if base else ''} and {n_members} "
+          f"committee members: {time.process_time() - t0:.1f} s CPU")
+
+    head = f"\n{'property':<10} {'unit':<5} {'model':>9} {'± σ':>8}"
+    if base:
+        head += f" {ref_name[:9]:>9} {'difference':>10}"
+    print(head)
+    for key in ml:
+        sig = np.std([mm[key] for mm in members], ddof=1) if n_members > 1 else np.nan
+        unit = UNITS.get(key, "J/m²" if key.startswith("γ") else "GPa")
+        row = f"{key:<10} {unit:<5} {ml[key]:9.4f} {sig:8.4f}"
+        if base:
+            row += f" {base[key]:9.4f} {ml[key] - base[key]:10.4f}"
+        print(row)
+    dE = max(abs(ml[k] - ml[f"{k}(E)"]) for k in ("C11", "C12", "C44"))
+    print(f"\nelastic constants from stress vs energy: max difference {dE:.3f} GPa; "
+          f"B from C {ml['B(C)']:.2f} vs EOS {ml['B']:.2f} GPa")
+
+
+if __name__ == "__main__":
+    main()
