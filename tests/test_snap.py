@@ -259,7 +259,7 @@ def test_from_lammps_reads_parameters(tmp_path):
 
 @pytest.mark.parametrize("text, match", [
     ("rcutfac 4\ntwojmax 6\nchemflag 1\n", "chemflag"),
-    ("rcutfac 4\ntwojmax 6\nbnormflag 1\n", "bnormflag"),
+    ("rcutfac 4\ntwojmax 6\nbnormflag one\n", "the value of 'bnormflag' must be an integer"),
     ("twojmax 6\n", "rcutfac"),
     ("rcutfac 4\ntwojmax six\n", "twojmax"),
     ("rcutfac 4\ntwojmax 6\nfoo 1\n", "foo"),

@@ -1,5 +1,5 @@
 """SNAPBispectrum LAMMPS flags of session 11: inner switching (``switchinnerflag`` with
-per-element ``sinner`` / ``dinner``) and ``bnormflag``.
+per-element ``sinner`` / ``dinner``) and ``bnormflag`` (``chemflag 1`` stays refused).
 
 Values, Jacobian and adjoint against finite differences across the inner switching region,
 the lane kernels against the scalar LAMMPS-literal ones, file round trips, and LIVE LAMMPS
@@ -375,6 +375,90 @@ def test_live_lammps_pair_snap_inner_switch_energy_forces_virial(tmp_path, rng, 
     np.testing.assert_allclose(out["f"], f, rtol=0, atol=1e-8 * np.abs(f).max())
     assert np.abs(f).max() > 0.1
     # LAMMPS pressure vector: pxx pyy pzz pxy pxz pyz (bar) = virial / V * nktv2p
+    p = out["p"] / out["nktv2p"]
+    lmp_stress = -np.array([p[0], p[1], p[2], p[5], p[4], p[3]])
+    np.testing.assert_allclose(lmp_stress, stress, rtol=0, atol=1e-9 * np.abs(stress).max())
+
+
+# -- bnormflag -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bzero", [False, True], ids=["plain", "bzero"])
+def test_bnormflag_is_b_over_j_plus_one(bzero):
+    """LAMMPS bnormflag: B_{j1 j2 j} / (j + 1); with bzeroflag the isolated-atom value
+    subtracted is w_self^3 = 1 (LAMMPS's bzero[j] = www), i.e. (B - (j + 1)) / (j + 1)."""
+    at = _cell(seed=8)
+    kw = dict(species=SPECIES, twojmax=5, rcutfac=2.6, bzeroflag=bzero)
+    d = SNAPBispectrum(bnormflag=True, **kw)
+    plain = SNAPBispectrum(**kw).compute(at)
+    d._validate()
+    j = d._tables["idxb"][:, 2]
+    np.testing.assert_allclose(d.compute(at), plain / (j + 1.0), rtol=1e-14, atol=1e-14)
+    iso = d.compute(Atoms("Cu"))
+    np.testing.assert_allclose(iso[0], np.zeros(len(j)) if bzero else np.ones(len(j)),
+                               atol=1e-14)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(bnormflag=True),
+    dict(bnormflag=True, quadraticflag=True, bzeroflag=True, **INNER),
+], ids=["bnorm", "bnorm-quadratic-inner"])
+def test_bnormflag_jacobian_strain_adjoint_finite_differences(kw, rng):
+    desc = SNAPBispectrum(species=SPECIES, twojmax=3, rcutfac=3.0, **kw)
+    _fd_check(desc, _cell(seed=5, rattle=0.15), rng)
+
+
+def test_bnormflag_files_round_trip(tmp_path, rng):
+    p = tmp_path / "b.snapparam"
+    p.write_text("rcutfac 2.4\ntwojmax 2\nbnormflag 1\nbzeroflag 0\n")
+    assert read_snapparam(p)["bnormflag"] == 1
+    d = SNAPBispectrum.from_lammps(p, species=["Cu"])
+    assert d.bnormflag is True and d.to_dict()["params"]["bnormflag"] is True
+    desc = SNAPBispectrum(species=SPECIES, twojmax=2, rcutfac=2.4, bnormflag=True)
+    model = HybridPotential.from_fitted(
+        desc, LinearRegressor.from_coef(rng.normal(size=(2, 1 + desc.n_features))))
+    paths = write_snap(model, tmp_path / "m")
+    assert "bnormflag 1\n" in paths["snapparam"].read_text()
+    back = read_snap(paths["snapcoeff"], paths["snapparam"])
+    assert back.descriptor.bnormflag is True
+    at = _cell(seed=6)
+    np.testing.assert_allclose(back.predict([at]), model.predict([at]), rtol=1e-12)
+    # the default export does not write the keyword (files as before)
+    desc0 = SNAPBispectrum(species=SPECIES, twojmax=2, rcutfac=2.4)
+    m0 = HybridPotential.from_fitted(
+        desc0, LinearRegressor.from_coef(rng.normal(size=(2, 1 + desc0.n_features))))
+    assert "bnormflag" not in write_snap(m0, tmp_path / "m0")["snapparam"].read_text()
+
+
+def test_live_lammps_compute_sna_atom_bnormflag(tmp_path):
+    lammps = _lammps_or_skip()
+    at = _lammps_cell()
+    desc = SNAPBispectrum(species=SPECIES, twojmax=5, rcutfac=4.7, radelem=[0.5, 0.44],
+                          wj=[1.0, 0.7], bzeroflag=True, quadraticflag=True, bnormflag=True,
+                          **INNER)
+    out = _lammps_run(lammps, at, [
+        "pair_style zero 5.0", "pair_coeff * *",
+        "compute b all sna/atom 4.7 0.99363 5 0.5 0.44 1.0 0.7 bzeroflag 1 quadraticflag 1 "
+        "bnormflag 1 switchinnerflag 1 sinner 2.3 2.2 dinner 0.35 0.25"], tmp_path,
+        computes=("b",))
+    X = desc.compute(at)
+    assert out["b"].shape == X.shape
+    np.testing.assert_allclose(X, out["b"], rtol=1e-10, atol=1e-11 * np.abs(X).max())
+
+
+def test_live_lammps_pair_snap_bnormflag_energy_forces_virial(tmp_path, rng):
+    lammps = _lammps_or_skip()
+    at = _lammps_cell()
+    desc = SNAPBispectrum(species=SPECIES, twojmax=4, rcutfac=4.7, radelem=[0.5, 0.44],
+                          wj=[1.0, 0.7], bzeroflag=True, bnormflag=True)
+    P = 1 + desc.n_features
+    coef = rng.normal(size=(2, P)) * np.r_[1.0, np.full(P - 1, 0.2)]
+    model = HybridPotential.from_fitted(desc, LinearRegressor.from_coef(coef))
+    paths = write_snap(model, tmp_path / "m", absolute_paths=True)
+    out = _lammps_run(lammps, at, [f"include {paths['mod']}"], tmp_path)
+    e = model.predict([at])[0]
+    f = model.predict_forces([at])[0]
+    stress = model.predict_stress([at])[0]
+    assert abs(out["pe"] - e) < 1e-8 * max(1.0, abs(e))
+    np.testing.assert_allclose(out["f"], f, rtol=0, atol=1e-8 * np.abs(f).max())
     p = out["p"] / out["nktv2p"]
     lmp_stress = -np.array([p[0], p[1], p[2], p[5], p[4], p[3]])
     np.testing.assert_allclose(lmp_stress, stress, rtol=0, atol=1e-9 * np.abs(stress).max())

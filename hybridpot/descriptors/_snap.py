@@ -139,8 +139,8 @@ def read_snapparam(path):
     LAMMPS ``pair_coeff`` elements) are lists of floats.  Raises
     :class:`~hybridpot.ModelFormatError` for unknown keywords, malformed lines, missing
     ``rcutfac``/``twojmax``, ``switchinnerflag 1`` without both ``sinner`` and ``dinner`` (or
-    these without it, as LAMMPS), and for features hybridpot does not implement
-    (``chemflag 1``, ``bnormflag 1``).
+    these without it, as LAMMPS), and for ``chemflag 1`` (explicit multi-element SNAP,
+    which hybridpot does not implement).
     """
     path = Path(path)
     if not path.is_file():
@@ -164,7 +164,8 @@ def read_snapparam(path):
         if len(line) != 2 or key not in (_SNAPPARAM_INT | _SNAPPARAM_FLOAT):
             raise ModelFormatError(
                 f"{path}:{lineno}: expected '<keyword> <value>' with a keyword among "
-                f"{sorted(_SNAPPARAM_INT | _SNAPPARAM_FLOAT | _SNAPPARAM_LIST)}. Got {raw.strip()!r} instead.")
+                f"{sorted(_SNAPPARAM_INT | _SNAPPARAM_FLOAT | _SNAPPARAM_LIST)}. "
+                f"Got {raw.strip()!r} instead.")
         try:
             out[key] = int(line[1]) if key in _SNAPPARAM_INT else float(line[1])
         except ValueError:
@@ -184,12 +185,10 @@ def read_snapparam(path):
         raise ModelFormatError(
             f"{path}: {' and '.join(repr(k) for k in inner)} given without switchinnerflag 1 "
             f"(LAMMPS refuses this too); add 'switchinnerflag 1' or remove them.")
-    for key, what in (("chemflag", "explicit multi-element (chemflag 1)"),
-                      ("bnormflag", "bnormflag 1")):
-        if out[key]:
-            raise ModelFormatError(
-                f"{path}: {what} SNAP is not supported by hybridpot's SNAPBispectrum; "
-                f"only {key} 0 is.")
+    if out["chemflag"]:
+        raise ModelFormatError(
+            f"{path}: explicit multi-element (chemflag 1) SNAP is not supported by "
+            f"hybridpot's SNAPBispectrum; only chemflag 0 is.")
     return out
 
 
@@ -339,9 +338,12 @@ class SNAPBispectrum(Descriptor):
     ``w_self^3 (j + 1)``; ``quadraticflag`` appends, like LAMMPS, for ``k = 0..K-1``:
     ``B_k^2 / 2`` then ``B_k B_l`` for ``l > k``.  Without LAMMPS's ``chemflag``
     (not supported) all elements share one density, so ``wselfallflag`` has no effect (as in
-    LAMMPS); it is accepted for file compatibility.  LAMMPS / FitSNAP ``bnormflag 1`` is not
-    supported either: it is no parameter here, and :func:`read_snapparam` refuses files that
-    set it.
+    LAMMPS); it is accepted for file compatibility.  ``bnormflag`` divides every component
+    by ``j + 1`` (``B_{j1 j2 j} / (j + 1)``, isolated-atom value ``w_self^3`` subtracted with
+    ``bzeroflag``), as LAMMPS (which normalises the Z blocks and drops the ``(j1 + 1) /
+    (j + 1)`` factors of its adjoint: the same derivative); the quadratic products are those
+    of the normalised ``B``.  LAMMPS prints a warning when ``bnormflag`` differs from
+    ``chemflag`` ("probably not what you intended"); it is nonetheless a valid model.
 
     ``switchinnerflag`` multiplies ``f_c`` by LAMMPS's inner switching function
 
@@ -401,6 +403,8 @@ class SNAPBispectrum(Descriptor):
         Append the quadratic products (qSNAP features).
     wselfallflag : bool, default=False
         LAMMPS flag, only meaningful with chemflag; no effect here.
+    bnormflag : bool, default=False
+        Normalise each component by ``1 / (j + 1)`` (LAMMPS ``bnormflag``).
     switchinnerflag : bool, default=False
         Multiply the switching function by the inner switch ``f_in`` (above); needs
         ``sinner`` and ``dinner``.
@@ -421,7 +425,8 @@ class SNAPBispectrum(Descriptor):
 
     def __init__(self, *, species, twojmax, rcutfac, rfac0=0.99363, rmin0=0.0, radelem=None,
                  wj=None, switchflag=True, bzeroflag=False, quadraticflag=False,
-                 wselfallflag=False, switchinnerflag=False, sinner=None, dinner=None):
+                 wselfallflag=False, bnormflag=False, switchinnerflag=False, sinner=None,
+                 dinner=None):
         self.species = species
         self.twojmax = twojmax
         self.rcutfac = rcutfac
@@ -433,6 +438,7 @@ class SNAPBispectrum(Descriptor):
         self.bzeroflag = bzeroflag
         self.quadraticflag = quadraticflag
         self.wselfallflag = wselfallflag
+        self.bnormflag = bnormflag
         self.switchinnerflag = switchinnerflag
         self.sinner = sinner
         self.dinner = dinner
@@ -446,8 +452,8 @@ class SNAPBispectrum(Descriptor):
         ----------
         snapparam : str or path
             ``.snapparam`` file (rcutfac, twojmax, rfac0, rmin0, switchflag, bzeroflag,
-            quadraticflag, wselfallflag, switchinnerflag with sinner / dinner; LAMMPS
-            defaults for absent keys, e.g. bzeroflag 1).
+            quadraticflag, wselfallflag, bnormflag, switchinnerflag with sinner / dinner;
+            LAMMPS defaults for absent keys, e.g. bzeroflag 1).
         species : list of str
             Elements, in the order of the descriptor's species (and of the ``sinner`` /
             ``dinner`` values: LAMMPS's ``pair_coeff`` element order).
@@ -480,7 +486,7 @@ class SNAPBispectrum(Descriptor):
                    rfac0=p["rfac0"], rmin0=p["rmin0"], radelem=radelem, wj=wj,
                    switchflag=bool(p["switchflag"]), bzeroflag=bool(p["bzeroflag"]),
                    quadraticflag=bool(p["quadraticflag"]),
-                   wselfallflag=bool(p["wselfallflag"]),
+                   wselfallflag=bool(p["wselfallflag"]), bnormflag=bool(p["bnormflag"]),
                    **inner_switch_params(p, species, snapparam))
 
     # -- validation ----------------------------------------------------------------------------
@@ -500,6 +506,7 @@ class SNAPBispectrum(Descriptor):
         self._bzero = _check_flag(self.bzeroflag, "bzeroflag", owner)
         self._quadratic = _check_flag(self.quadraticflag, "quadraticflag", owner)
         _check_flag(self.wselfallflag, "wselfallflag", owner)
+        self._bnorm = _check_flag(self.bnormflag, "bnormflag", owner)
         self._switchinner = _check_flag(self.switchinnerflag, "switchinnerflag", owner)
         if self._switchinner:
             for name in ("sinner", "dinner"):
@@ -539,6 +546,9 @@ class SNAPBispectrum(Descriptor):
         self._wself = wself
         self._bzero_arr = (wself ** 3 * np.arange(1, self._J + 2, dtype=np.float64)
                            if self._bzero else np.zeros(self._J + 1))
+        # bnormflag: B_{j1 j2 j} / (j + 1) (with bzero: (B - w^3 (j + 1)) / (j + 1))
+        self._bnorm_scale = (1.0 / (self._tables["idxb"][:, 2] + 1.0) if self._bnorm
+                             else None)
 
     @property
     def r_cut(self):
@@ -602,8 +612,13 @@ class SNAPBispectrum(Descriptor):
                   t["idxz_block"], t["idxb"])
         if not gradients:
             B = _k._bispectrum_lanes(*args, *common)
+            if self._bnorm:
+                B *= self._bnorm_scale
             return (self._quadratic_values(B) if self._quadratic else B), None
         B, dB = _k._bispectrum_grad_lanes(*args, *common)
+        if self._bnorm:
+            B *= self._bnorm_scale
+            dB *= self._bnorm_scale
         if not self._quadratic:
             return B, dB
         K = B.shape[1]
@@ -631,6 +646,8 @@ class SNAPBispectrum(Descriptor):
     def _backward(self, nl, species_idx, dE_dX):
         t = self._tables
         beta = self._beta(nl, species_idx, dE_dX)
+        if self._bnorm:
+            beta *= self._bnorm_scale   # dE/dB_raw from dE/d(B_raw / (j + 1))
         args = self._pair_arrays(nl, species_idx)
         return _k._backward_lanes(*args, self._rfac0, self._rmin0, self._switch, self._wself,
                                   self._J, t["idxu_block"], t["rootpq"], t["cglist"],

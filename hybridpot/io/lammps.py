@@ -87,8 +87,7 @@ def read_snap(coeff, param, *, species=None, baseline=None):
         ``.snapcoeff`` file (element blocks: radius, weight, coefficients).
     param : str or path
         ``.snapparam`` file (rcutfac, twojmax, flags; LAMMPS defaults for absent keys).
-        ``chemflag 1`` (explicit multi-element SNAP) and ``bnormflag 1`` are not supported
-        (ModelFormatError).
+        ``chemflag 1`` (explicit multi-element SNAP) is not supported (ModelFormatError).
     species : list of str, optional
         Elements of the model, in order; default all elements of ``coeff`` in file order.
         The per-element ``sinner`` / ``dinner`` of ``switchinnerflag 1`` are in the order of
@@ -137,6 +136,7 @@ def read_snap(coeff, param, *, species=None, baseline=None):
                           wj=[blocks[s][1] for s in species],
                           switchflag=bool(p["switchflag"]), bzeroflag=bool(p["bzeroflag"]),
                           quadraticflag=False, wselfallflag=bool(p["wselfallflag"]),
+                          bnormflag=bool(p["bnormflag"]),
                           **inner_switch_params(p, species, param))
     try:
         K = desc.n_features
@@ -456,6 +456,8 @@ def write_snap(model, prefix, *, species=None, absolute_paths=False):
               ("switchflag", str(int(desc._switch))), ("bzeroflag", str(int(desc._bzero))),
               ("quadraticflag", str(int(quadratic))),
               ("wselfallflag", str(int(bool(desc.wselfallflag)))), ("chemflag", "0")]
+    if desc._bnorm:
+        params.append(("bnormflag", "1"))
     if desc._switchinner:
         # one value per pair_coeff element, in their order of first appearance in the types
         pos = [model_species.index(s) for s in dict.fromkeys(types)]
