@@ -11,8 +11,8 @@ import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 from sklearn.base import BaseEstimator, clone
 
-from ._exceptions import (InvalidParameterError, MissingLabelsError, ModelFormatError,
-                          NotFittedError, UnknownSpeciesError)
+from ._exceptions import (InvalidParameterError, InvalidStructureError, MissingLabelsError,
+                          ModelFormatError, NotFittedError, UnknownSpeciesError)
 from ._labels import get_labels, matrix_to_voigt
 from ._validation import check_float, check_int, check_structure_list, species_indices
 from .regression._base import KINDS, BatchSource, StructureBatch
@@ -303,12 +303,26 @@ class HybridPotential(BaseEstimator):
         return tuple(self.descriptor.species)
 
     # ------------------------------------------------------------------ baseline
-    def _baseline(self, atoms, forces=True, stress=True):
+    def _baseline(self, atoms, forces=True, stress=True, virials=False):
         n = len(atoms)
         if self.baseline is None:
             return {"energy": 0.0, "energies": np.zeros(n), "forces": np.zeros((n, 3)),
-                    "stress": np.zeros(6) if np.all(atoms.pbc) else None}
-        return self.baseline.compute(atoms, forces=forces, stress=stress)
+                    "stress": np.zeros(6) if np.all(atoms.pbc) else None,
+                    "virials": np.zeros((n, 3, 3))}
+        if not virials:
+            return self.baseline.compute(atoms, forces=forces, stress=stress)
+        import inspect
+
+        if "virials" not in inspect.signature(self.baseline.compute).parameters:
+            from ase.calculators.calculator import PropertyNotImplementedError
+
+            raise PropertyNotImplementedError(
+                f"The baseline {type(self.baseline).__name__} of this HybridPotential gives no "
+                f"per-atom virials (its compute method takes no 'virials' argument), so the "
+                f"per-atom stresses cannot be computed. hybridpot's EMT, ZBL, LennardJones, "
+                f"Morse, Buckingham and ASEBaseline of a calculator implementing 'stresses' "
+                f"give them.")
+        return self.baseline.compute(atoms, forces=forces, stress=stress, virials=True)
 
     # ------------------------------------------------------------------ data preparation
     def _prepare(self, structures, kind_weights):
@@ -736,8 +750,10 @@ class HybridPotential(BaseEstimator):
         return names.index(ct) if ct in names else len(names)
 
     def _evaluate(self, atoms, *, forces=True, stress=True, return_std=False, index=0,
-                  recalibrated=True):
-        """Energy, per-atom energies, forces, stress (and std) of one structure."""
+                  recalibrated=True, virials=False):
+        """Energy, per-atom energies, forces, stress (and std) of one structure; with
+        ``virials`` (and neither ``return_std`` nor a cell not periodic in 3-D) also the
+        per-atom virials ``"virials"`` ((n_atoms, 3, 3), eV, summing to ``V * stress``)."""
         if return_std and recalibrated and \
                 getattr(self, "uncertainty_recalibration_", None) is not None:
             from .uq._calibration import apply_recalibration
@@ -750,7 +766,8 @@ class HybridPotential(BaseEstimator):
         self._check_trained_species(atoms, z)
         self._check_composition(atoms, z)
         want_stress = stress and bool(np.all(atoms.pbc))
-        base = self._baseline(atoms, forces=forces, stress=want_stress)
+        virials = bool(virials) and want_stress and not return_std
+        base = self._baseline(atoms, forces=forces, stress=want_stress, virials=virials)
         e0 = np.array([self.reference_energies_[s] for s in species])[z]
         out = {}
         reg = self.regressor_
@@ -794,7 +811,11 @@ class HybridPotential(BaseEstimator):
                 out["stress_std"] = pred["stress_std"][0]
             return out
         X = self.descriptor.compute(atoms)
-        if forces or want_stress:
+        if virials:
+            eps, dE_dX = reg.atomic_energy_gradient(X, z)
+            dE_dr, dE_deps, W = self.descriptor.backward(atoms, dE_dX, atomic_virials=True)
+            out["virials"] = base["virials"] + W
+        elif forces or want_stress:
             eps, dE_dX = reg.atomic_energy_gradient(X, z)
             dE_dr, dE_deps = self.descriptor.backward(atoms, dE_dX)
         else:
@@ -964,6 +985,55 @@ hybridpot.InvalidParameterError
         if return_std:
             return s, np.array([r.get("stress_std", nan) for r in res])
         return s
+
+    def predict_atomic_virials(self, structures):
+        r"""Per-atom virials ``W_k`` (eV), the partition of ``dE/d eps`` over atoms that
+        LAMMPS ``compute stress/atom`` reports (the ASE per-atom ``stresses`` are
+        ``voigt(W_k) / V``).
+
+        The ML energy ``sum_i eps(d_i)`` depends on the pair vectors ``r_ij`` of each centre
+        ``i``; each pair term :math:`\partial E/\partial r_{ij,a}\, r_{ij,b}` goes half to
+        ``i`` and half to ``j`` (as ``pair_style snap`` tallies it), and each baseline pair
+        term likewise, so ``sum_k W_k = dE/d eps = V * stress`` (3 x 3).  A single atom's
+        ``W_k`` is not symmetric for a many-body term.  In LAMMPS ``units metal``,
+        ``compute stress/atom NULL virial`` gives ``c_s[k] = W_k[a, b] * nktv2p``
+        (``nktv2p = 1.6021765e6`` bar·Å³/eV; ``1 / ase.units.bar`` differs from it by
+        8e-8) in the order xx, yy, zz, xy, xz, yz with ``xy = W_k[1, 0]``,
+        ``xz = W_k[2, 0]``, ``yz = W_k[2, 1]``; this is the per-atom virial of LAMMPS's
+        ``compute heat/flux`` (not the centroid form of ``centroid/stress/atom``).
+
+        Parameters
+        ----------
+        structures : list of ase.Atoms (or one Atoms)
+            Structures of the model's trained species, periodic in 3-D.
+
+        Returns
+        -------
+        list of ndarray, each of shape (n_atoms, 3, 3)
+            eV (pressure x volume; divide by the cell volume for eV/Å³).
+
+        Raises
+        ------
+        hybridpot.NotFittedError, hybridpot.UnknownSpeciesError
+            As :meth:`predict`.
+        hybridpot.InvalidStructureError
+            For a structure not periodic in 3-D (per-atom stresses need a volume).
+        ase.calculators.calculator.PropertyNotImplementedError
+            For a baseline that gives no per-atom virials (an ``ASEBaseline`` whose
+            calculator lacks ``"stresses"``, e.g. ASE's ``EMT``: use
+            :class:`hybridpot.baselines.EMT`).
+        """
+        self._check_fitted()
+        structures = _as_structure_list(structures)
+        for k, a in enumerate(structures):
+            if not bool(np.all(a.pbc)):
+                raise InvalidStructureError(
+                    f"predict_atomic_virials needs structures periodic in 3-D (per-atom "
+                    f"stresses need a volume); structure {k} has pbc="
+                    f"{np.asarray(a.pbc).tolist()}. For a slab, set atoms.pbc = True with a "
+                    f"vacuum wider than the model's cutoffs.")
+        return [r["virials"] for r in self._evaluate_many(structures, forces=False,
+                                                          stress=True, virials=True)]
 
     def predict_atomic_std(self, structures):
         """σ of every atom's ML energy ``eps_i`` without the noise (GAP's
@@ -1253,8 +1323,19 @@ class HybridCalculator(Calculator):
     ``implemented_properties``: ``energy`` and ``free_energy`` (eV, equal), ``energies``
     (eV per atom, shape (n_atoms,), summing to the energy; only when the baseline gives
     per-atom energies, else asking for them raises ``PropertyNotImplementedError``),
-    ``forces`` (eV/Å, (n_atoms, 3)) and ``stress`` (eV/Å³, (6,), cells periodic in 3-D
-    only); for a model with a posterior also ``energy_std`` (eV), ``forces_std`` (eV/Å,
+    ``forces`` (eV/Å, (n_atoms, 3)), ``stress`` (eV/Å³, (6,), cells periodic in 3-D
+    only) and ``stresses`` (per-atom stresses, eV/Å³, (n_atoms, 6), ASE sign and Voigt
+    order, 3-D periodic cells; computed only when asked for, e.g.
+    ``atoms.get_stresses()``, so MD asking for forces pays nothing): ``stresses[k] =
+    voigt(W_k) / V`` with ``V`` the cell volume (not an atomic volume), so that
+    ``stresses.sum(0) == stress``; ``W_k`` are the per-atom virials of
+    :meth:`HybridPotential.predict_atomic_virials`, every pair term of the ML and baseline
+    energies split half to each of its two atoms as LAMMPS ``compute stress/atom`` does
+    (LAMMPS ``units metal`` gives ``stresses[k] * V * 1.6021765e6`` bar·Å³; ASE's Voigt
+    form averages the off-diagonal pairs of ``W_k``, which LAMMPS does not: the full
+    tensors are in ``predict_atomic_virials``; a baseline without per-atom virials, e.g.
+    ``ASEBaseline(ase EMT)``, raises ``PropertyNotImplementedError``); for a model with a
+    posterior also ``energy_std`` (eV), ``forces_std`` (eV/Å,
     (n_atoms, 3)) and ``stress_std`` (eV/Å³, (6,), 3-D periodic cells) from the model's
     posterior (its ``uncertainty_`` committee if set, else the regressor's).
 
@@ -1328,7 +1409,8 @@ class HybridCalculator(Calculator):
     leaves energy and forces unchanged.
     """
 
-    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress",
+                              "stresses"]
 
     def __init__(self, model, *, uncertainty=False, uncertainty_interval=1, **kwargs):
         if kwargs:
@@ -1496,7 +1578,7 @@ class HybridCalculator(Calculator):
                 "atoms.get_potential_energy()) or pass one (calc.get_potential_energy(atoms)). "
                 "Got atoms=None.")
         periodic = bool(np.all(a.pbc))
-        if not periodic and ({"stress", "stress_std"} & set(properties)):
+        if not periodic and ({"stress", "stress_std", "stresses"} & set(properties)):
             from .baselines._base import _stress_needs_3d_pbc
 
             raise _stress_needs_3d_pbc("HybridCalculator", a.pbc, "the model's cutoffs")
@@ -1511,7 +1593,13 @@ class HybridCalculator(Calculator):
             fresh_std = asked_std or self.uncertainty
         model_key, model_refs = self._model_state(), tuple(map(self._hold,
                                                               self._model_objects()))
-        r = self.model._evaluate(a, forces=True, stress=periodic, return_std=fresh_std)
+        # per-atom virials only when asked for (the forces / stress path is unchanged)
+        want_virials = "stresses" in properties
+        r = self.model._evaluate(a, forces=True, stress=periodic, return_std=fresh_std,
+                                 virials=want_virials)
+        if want_virials and "virials" not in r:   # the σ route gives none: the mean's own
+            r["virials"] = self.model._evaluate(a, forces=False, stress=True,
+                                                virials=True)["virials"]
         self._model_key, self._model_refs = model_key, model_refs
         self.std_fresh = bool(fresh_std)
         energy = float(r["energy"])
@@ -1524,6 +1612,8 @@ class HybridCalculator(Calculator):
             self.results["energies"] = energies
         if "stress" in r:
             self.results["stress"] = r["stress"]
+        if "virials" in r:
+            self.results["stresses"] = matrix_to_voigt(r["virials"]) / a.get_volume()
         if fresh_std:
             self._last_std = {k: r[k] for k in ("energy_std", "forces_std", "stress_std")
                               if k in r}

@@ -115,7 +115,7 @@ class ASEBaseline(Baseline):
             a.positions = pos0
         return out
 
-    def compute(self, atoms, *, forces=True, stress=True):
+    def compute(self, atoms, *, forces=True, stress=True, virials=False):
         """Energy (eV), per-atom energies, forces (eV/Å) and stress (eV/Å³) from the calculator.
 
         Parameters
@@ -124,6 +124,12 @@ class ASEBaseline(Baseline):
             Structure (not modified: the calculator is run on a copy).
         forces, stress : bool, default=True
             Whether to return forces and (for cells periodic in 3-D) the stress.
+        virials : bool, default=False
+            Also return the per-atom virials (key ``"virials"``, (n_atoms, 3, 3), eV): the
+            calculator's per-atom stresses (ASE ``"stresses"``, symmetric Voigt, eV/Å³) times
+            the volume.  Needs a calculator implementing ``"stresses"`` (e.g. ASE's
+            ``LennardJones``; not ASE's ``EMT``: use :class:`hybridpot.baselines.EMT`) and a
+            cell periodic in 3-D.
 
         Returns
         -------
@@ -135,9 +141,26 @@ class ASEBaseline(Baseline):
         hybridpot.InvalidStructureError
             When the calculator fails on the structure (e.g. EMT and an element it lacks);
             the calculator's exception is chained.
+        ase.calculators.calculator.PropertyNotImplementedError
+            With ``virials=True``, for a calculator that does not implement ``"stresses"``
+            or a cell not periodic in 3-D.
         """
         calc = self._check()
         check_atoms(atoms, owner="ASEBaseline")
+        if virials and not self._implements("stresses"):
+            from ase.calculators.calculator import PropertyNotImplementedError
+
+            raise PropertyNotImplementedError(
+                f"ASEBaseline({type(calc).__name__}) cannot give per-atom virials: the ASE "
+                f"calculator {type(calc).__name__} does not implement 'stresses' (its "
+                f"implemented_properties: {list(getattr(calc, 'implemented_properties', []))})."
+                f" Use a calculator with per-atom stresses, or hybridpot's own EMT, ZBL, "
+                f"LennardJones, Morse or Buckingham baseline.")
+        if virials and not bool(np.all(atoms.pbc)):
+            from ._base import _stress_needs_3d_pbc
+
+            raise _stress_needs_3d_pbc(f"ASEBaseline({type(calc).__name__})", atoms.pbc,
+                                       "the cutoff")
         a = atoms.copy()
         a.set_constraint()
         # ASE keeps results after calc.set(...) unless discard_results_on_any_change: never
@@ -156,6 +179,11 @@ class ASEBaseline(Baseline):
                     res["stress"] = np.array(a.get_stress(voigt=True), dtype=np.float64)
                 else:
                     res["stress"] = self._numerical_stress(a)
+            if virials:
+                from ase.stress import voigt_6_to_full_3x3_stress
+
+                res["virials"] = voigt_6_to_full_3x3_stress(
+                    np.array(a.get_stresses(), dtype=np.float64)) * a.get_volume()
         except HybridpotError:
             raise
         except Exception as e:  # e.g. EMT: NotImplementedError("No EMT-potential for Fe")

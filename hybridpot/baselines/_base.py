@@ -9,6 +9,11 @@ A baseline is the empirical part ``E_EP`` of ``E = E_EP + E_ML``.  Every baselin
      "stress":   (6,) eV/Å³ in ASE sign and Voigt order (xx, yy, zz, yz, xz, xy),
                  or None when the structure is not periodic in 3-D (or stress=False)}
 
+and, with ``compute(atoms, virials=True)`` (the built-in baselines), also
+``"virials"``: (n_atoms, 3, 3) eV, per-atom virials ``W_k`` with ``sum_k W_k = dE/d eps``
+(each pair term split half and half between its two atoms, as LAMMPS ``compute stress/atom``
+and ASE's per-atom ``stresses`` do); ASE's ``stresses`` are ``voigt(W_k) / V``.
+
 The ASE stress is ``(1/V) dE/d eps`` for a homogeneous strain ``eps`` applied to positions and
 cell (so a compressed crystal that pushes outwards has a *negative* stress).
 
@@ -140,6 +145,12 @@ class Baseline(BaseEstimator):
             ``energy`` (float, eV), ``energies`` ((n_atoms,) eV or None), ``forces``
             ((n_atoms, 3) eV/Å or None), ``stress`` ((6,) eV/Å³, ASE sign and Voigt order,
             or None); see the module docstring.
+
+        Notes
+        -----
+        A subclass that also takes a keyword ``virials`` (default False) and then returns
+        ``"virials"`` ((n_atoms, 3, 3) eV, see the module docstring) supports per-atom
+        stresses (``HybridCalculator`` ``stresses``); the built-in baselines do.
         """
         raise NotImplementedError
 
@@ -296,7 +307,10 @@ class BaselineCalculator(Calculator):
         Evaluated on every new structure.  Results are cached per structure as usual in ASE
         and also reset when the baseline's parameters change (``baseline.set_params``).
         The stress (eV/Å³) is given for cells periodic in 3-D only (asking for it on a slab
-        with ``pbc=(True, True, False)`` raises ``PropertyNotImplementedError``).
+        with ``pbc=(True, True, False)`` raises ``PropertyNotImplementedError``), and so
+        are the per-atom ``stresses`` ((n_atoms, 6), eV/Å³, ASE Voigt order and sign,
+        summing to the stress; computed only when asked for, with baselines whose
+        ``compute`` takes ``virials``).
 
     Raises
     ------
@@ -304,7 +318,8 @@ class BaselineCalculator(Calculator):
         For a ``baseline`` that is not a :class:`Baseline`.
     """
 
-    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress",
+                              "stresses"]
 
     def __init__(self, baseline):
         if not isinstance(baseline, Baseline):
@@ -361,7 +376,8 @@ class BaselineCalculator(Calculator):
         return changes
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        """Fill ``self.results`` (energy, free_energy, forces, energies, stress) for ``atoms``.
+        """Fill ``self.results`` (energy, free_energy, forces, energies, stress; the per-atom
+        ``stresses`` when asked for) for ``atoms``.
 
         Parameters
         ----------
@@ -375,19 +391,25 @@ class BaselineCalculator(Calculator):
         Raises
         ------
         ase.calculators.calculator.PropertyNotImplementedError
-            For ``stress`` of a cell not periodic in 3-D.
+            For ``stress`` or ``stresses`` of a cell not periodic in 3-D, and ``stresses``
+            of an ``ASEBaseline`` whose calculator lacks them.
         """
         super().calculate(atoms, properties, system_changes)
-        if "stress" in properties and not bool(np.all(self.atoms.pbc)):
+        if {"stress", "stresses"} & set(properties) and not bool(np.all(self.atoms.pbc)):
             raise _stress_needs_3d_pbc("BaselineCalculator", self.atoms.pbc, "the cutoff")
         key = self.baseline._param_key()
-        res = self.baseline.compute(self.atoms, forces=True, stress=True)
+        if "stresses" in properties:
+            res = self.baseline.compute(self.atoms, forces=True, stress=True, virials=True)
+        else:
+            res = self.baseline.compute(self.atoms, forces=True, stress=True)
         self.results = {"energy": float(res["energy"]), "free_energy": float(res["energy"]),
                         "forces": np.array(res["forces"])}
         if res.get("energies") is not None:
             self.results["energies"] = np.array(res["energies"])
         if res.get("stress") is not None:
             self.results["stress"] = np.array(res["stress"])
+        if res.get("virials") is not None:
+            self.results["stresses"] = voigt(res["virials"]) / self.atoms.get_volume()
         self._key = key
 
     def reset(self):

@@ -313,7 +313,7 @@ class EMT(Baseline):
             cache[key] = _setup(tuple(symbols), asap)
         return cache[key], t.astype(np.int64).ravel()
 
-    def compute(self, atoms, *, forces=True, stress=True):
+    def compute(self, atoms, *, forces=True, stress=True, virials=False):
         """Energy (eV), per-atom energies (eV), forces (eV/Å) and stress (eV/Å³).
 
         Parameters
@@ -322,12 +322,19 @@ class EMT(Baseline):
             Any periodicity and cell (including cells smaller than the cutoff); not modified.
         forces, stress : bool, default=True
             Compute the forces / the stress (stress only for cells periodic in 3-D).
+        virials : bool, default=False
+            Also return the per-atom virials (key ``"virials"``).
 
         Returns
         -------
         dict
             ``energy`` float, ``energies`` (n_atoms,), ``forces`` (n_atoms, 3) or None,
             ``stress`` (6,) or None; see :meth:`hybridpot.baselines.Baseline.compute`.
+            With ``virials=True`` also ``virials`` ((n_atoms, 3, 3), eV): the energy depends
+            on the pair distances only, so each pair ``(i, j)`` has a central force
+            ``G_ij r_ij / r_ij`` (``G_ij`` the full derivative of ``E`` along the pair,
+            embedding terms of both atoms included), and half of its virial
+            ``G_ij r_ij ⊗ r_ij / r_ij`` goes to each atom; they sum to ``dE/d eps``.
 
         Raises
         ------
@@ -353,6 +360,11 @@ class EMT(Baseline):
                 res["forces"] = -dE_dr
             if want_stress:
                 res["stress"] = voigt(vir) / atoms.get_volume()
+        if virials:
+            from ._kernels import atomic_virials
+
+            G = g_as + dE_dsigma[nl.i] * ds1_i + dE_dsigma[nl.j] * ds1_j
+            res["virials"] = atomic_virials(nl.i, nl.D, 0.5 * G / nl.d, n)
         return res
 
     def parameter_gradients(self, atoms):

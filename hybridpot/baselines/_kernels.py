@@ -191,3 +191,21 @@ def accumulate_params(i, j, ti, tj, D, d, e_th, g_th, flat_index, n_params, n_at
                 for b in range(3):
                     dV[f, a, b] += ga * D[p, b]
     return dE, dG, dV
+
+
+@njit(cache=True)
+def atomic_virials(i, D, c, n_atoms):
+    """Per-atom virials ``W`` (n_atoms, 3, 3), eV, of central pair terms from a full list.
+
+    ``W[i[p]] += c[p] D[p] ⊗ D[p]``, where ``c[p] D[p]`` is the directed pair's share of
+    ``dE/d r_ij`` (both directions of a pair are listed, so each atom of a pair gets half of
+    the pair's virial, as LAMMPS and ASE tally it); ``W.sum(0)`` is ``dE/d eps``.
+    """
+    W = np.zeros((n_atoms, 3, 3))
+    for p in range(i.shape[0]):
+        k = i[p]
+        for a in range(3):
+            ca = c[p] * D[p, a]
+            for b in range(3):
+                W[k, a, b] += ca * D[p, b]
+    return W

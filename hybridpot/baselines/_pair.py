@@ -38,11 +38,13 @@ def _fmt(x):
     return repr(float(x))
 
 
-def _finish(atoms, energies, dE_dr, virial, forces, stress):
+def _finish(atoms, energies, dE_dr, virial, forces, stress, nl=None, g=None):
     res = {"energy": float(energies.sum()), "energies": energies,
            "forces": -dE_dr if forces else None, "stress": None}
     if stress and bool(np.all(atoms.pbc)):
         res["stress"] = voigt(virial) / atoms.get_volume()
+    if g is not None:   # per-atom virials asked for: half of each pair's to each atom
+        res["virials"] = K.atomic_virials(nl.i, nl.D, 0.5 * g / nl.d, len(atoms))
     return res
 
 
@@ -218,7 +220,7 @@ class _ShiftedForcePair(Baseline):
             t = species_indices(atoms, s.species, owner)
         return s, nl, t
 
-    def compute(self, atoms, *, forces=True, stress=True):
+    def compute(self, atoms, *, forces=True, stress=True, virials=False):
         """Energy, per-atom energies, forces and stress of one structure.
 
         Parameters
@@ -227,18 +229,23 @@ class _ShiftedForcePair(Baseline):
             Structure (not modified); any periodicity, cells smaller than ``r_cut`` allowed.
         forces, stress : bool, default=True
             Whether to return forces and (for 3-D periodic cells) the stress.
+        virials : bool, default=False
+            Also return the per-atom virials (key ``"virials"``).
 
         Returns
         -------
         dict
             ``energy`` (float, eV), ``energies`` ((n_atoms,), eV), ``forces`` ((n_atoms, 3),
             eV/Å, or None), ``stress`` ((6,), eV/Å³, ASE Voigt order, or None when not
-            requested or not periodic in 3-D).
+            requested or not periodic in 3-D); with ``virials=True`` also ``virials``
+            ((n_atoms, 3, 3), eV): half of each pair's ``phi'(r) r_ij ⊗ r_ij / r`` to each
+            of its two atoms (LAMMPS's and ASE's per-atom tally), summing to ``dE/d eps``.
         """
         s, nl, t = self._pairs(atoms)
         e, g, _, _ = K.pair_terms(self._form, nl.d, t[nl.i], t[nl.j], s.P, s.C, s.r_cut, False)
         energies, dE_dr, vir = K.accumulate(nl.i, nl.j, nl.D, nl.d, e, g, len(atoms))
-        return _finish(atoms, energies, dE_dr, vir, forces, stress)
+        return _finish(atoms, energies, dE_dr, vir, forces, stress, nl,
+                       g if virials else None)
 
     def parameter_gradients(self, atoms):
         """Analytic derivatives with respect to the flat parameter vector.
@@ -756,7 +763,7 @@ class ZBL(Baseline):
         znums, t = np.unique(numbers, return_inverse=True)
         return nl, t.astype(np.int64).ravel(), self._table(znums), r_inner
 
-    def compute(self, atoms, *, forces=True, stress=True):
+    def compute(self, atoms, *, forces=True, stress=True, virials=False):
         """Energy, per-atom energies, forces and stress; same layout as
         :meth:`LennardJones.compute`.
 
@@ -766,17 +773,22 @@ class ZBL(Baseline):
             Structure (not modified).
         forces, stress : bool, default=True
             Whether to return forces and (for cells periodic in 3-D) the stress.
+        virials : bool, default=False
+            Also return the per-atom virials (key ``"virials"``, as
+            :meth:`LennardJones.compute`).
 
         Returns
         -------
         dict
             ``energy`` (float, eV), ``energies`` ((n_atoms,), eV), ``forces`` ((n_atoms, 3),
-            eV/Å, or None), ``stress`` ((6,), eV/Å³, or None).
+            eV/Å, or None), ``stress`` ((6,), eV/Å³, or None); ``virials`` ((n_atoms, 3, 3),
+            eV) with ``virials=True``.
         """
         nl, t, T, r_inner = self._pairs(atoms)
         e, g = K.zbl_terms(nl.d, t[nl.i], t[nl.j], T, r_inner)
         energies, dE_dr, vir = K.accumulate(nl.i, nl.j, nl.D, nl.d, e, g, len(atoms))
-        return _finish(atoms, energies, dE_dr, vir, forces, stress)
+        return _finish(atoms, energies, dE_dr, vir, forces, stress, nl,
+                       g if virials else None)
 
     def parameter_gradients(self, atoms):
         """ZBL has no fittable parameters: arrays with a leading dimension of 0.

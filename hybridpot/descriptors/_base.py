@@ -320,6 +320,25 @@ def _scatter_pair_gradients(pair_i, pair_j, g, n_atoms):
     return np.asarray(S @ gt).reshape(n_atoms, K, 3).transpose(1, 0, 2)
 
 
+@njit(cache=True)
+def _pair_virials(pair_i, pair_j, rij, g, n_atoms):
+    """Per-atom virials ``W[k, a, b]`` (eV), shape (n_atoms, 3, 3), from
+    ``g[p] = dE/d r_ij[p]`` (n_pairs, 3): each pair's ``g[p, a] * rij[p, b]`` goes half to its
+    centre ``pair_i[p]`` and half to its neighbour ``pair_j[p]`` (LAMMPS's per-atom tally of
+    pair terms), so ``W.sum(0) == dE/d eps``."""
+    W = np.zeros((n_atoms, 3, 3))
+    for p in range(pair_i.shape[0]):
+        i = pair_i[p]
+        j = pair_j[p]
+        for a in range(3):
+            ga = 0.5 * g[p, a]
+            for b in range(3):
+                v = ga * rij[p, b]
+                W[i, a, b] += v
+                W[j, a, b] += v
+    return W
+
+
 def _scatter_pair_gradient(pair_i, pair_j, rij, g, n_atoms):
     """From ``g[p] = dE/d r_ij[p]`` (n_pairs, 3) to ``(dE/dr (n_atoms, 3), dE/deps (3, 3))``."""
     dE_dr = np.empty((n_atoms, 3))
@@ -495,7 +514,7 @@ class Descriptor(BaseEstimator):
         X, _ = self._compute(nl, sidx, False)
         return X, ChunkedGradients(self, nl, sidx, max_bytes)
 
-    def backward(self, atoms, dE_dX):
+    def backward(self, atoms, dE_dX, atomic_virials=False):
         """Adjoint: gradient of ``E = sum(dE_dX * X)`` without building the Jacobian.
 
         Parameters
@@ -504,6 +523,8 @@ class Descriptor(BaseEstimator):
             Structure (checked as in :meth:`compute`).
         dE_dX : array_like, shape (n_atoms, n_features)
             Derivative of a scalar (e.g. the ML energy, eV) with respect to each descriptor.
+        atomic_virials : bool, default=False
+            Also return the per-atom virials (a third result).
 
         Returns
         -------
@@ -511,6 +532,14 @@ class Descriptor(BaseEstimator):
             ``dE/dr_k`` (eV/Å); forces are ``-dE_dr``.
         dE_deps : ndarray, shape (3, 3)
             ``dE/d eps`` (eV) under homogeneous strain; ASE stress is ``dE_deps / volume``.
+        virials : ndarray, shape (n_atoms, 3, 3)
+            Only with ``atomic_virials=True``: ``W[k, a, b]`` (eV), the partition of
+            ``dE_deps`` over atoms in which each pair term ``dE/d r_ij[a] * r_ij[b]`` goes
+            half to the centre ``i`` and half to the neighbour ``j`` (as LAMMPS tallies the
+            per-atom virial of its many-body pair styles, e.g. ``pair_style snap``);
+            ``W.sum(0) == dE_deps``.  Not symmetric per atom in general.  The ASE per-atom
+            stress is ``W / volume``; LAMMPS ``compute stress/atom`` (bar·Å³, ``units
+            metal``) is ``W * 1.6021765e6`` with ``xy`` the ``W[k, 1, 0]`` component.
 
         Raises
         ------
@@ -530,6 +559,9 @@ class Descriptor(BaseEstimator):
             raise InvalidParameterError(
                 f"The 'dE_dX' argument of {type(self).__name__}.backward must be finite.")
         g = self._backward(nl, sidx, np.ascontiguousarray(dE_dX))
+        if atomic_virials:
+            return (*_scatter_pair_gradient(nl.i, nl.j, nl.D, g, nl.n_atoms),
+                    _pair_virials(nl.i, nl.j, nl.D, np.ascontiguousarray(g), nl.n_atoms))
         return _scatter_pair_gradient(nl.i, nl.j, nl.D, g, nl.n_atoms)
 
     def backward_many(self, atoms, dE_dX_stack):
