@@ -409,13 +409,21 @@ def _lammps_stress_atom(lammps, atoms, mod, tmp_path):
     return S, pe
 
 
-@pytest.mark.parametrize("baseline", ["none", "ZBL"])
+LAMMPS_BASELINES = {   # exact LAMMPS equivalents (zbl, lj/smooth/linear, morse/smooth/linear)
+    "none": lambda: None,
+    "ZBL": lambda: ZBL(r_inner=1.6, r_cut=2.8),
+    "LennardJones": lambda: LennardJones(epsilon=0.02, sigma=2.2, r_cut=4.5),
+    "Morse": lambda: Morse(D0=0.1, alpha=1.4, r0=2.6, r_cut=4.5),
+}
+
+
+@pytest.mark.parametrize("baseline", sorted(LAMMPS_BASELINES))
 def test_live_lammps_compute_stress_atom(tmp_path, baseline):
     lammps = _lammps_or_skip()
     from hybridpot.io.lammps import write_snap
 
     train = [emt_label(_lammps_cell(s, reps=(1, 1, 2))) for s in range(4)]
-    base = ZBL(r_inner=1.6, r_cut=2.8) if baseline == "ZBL" else None
+    base = LAMMPS_BASELINES[baseline]()
     model = HybridPotential(descriptor=SNAPBispectrum(species=SPECIES, twojmax=4,
                                                       rcutfac=4.2, radelem=[0.5, 0.47],
                                                       wj=[1.0, 0.9]),
