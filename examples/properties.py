@@ -26,13 +26,14 @@ linear coefficients is Gaussian, so ``--members`` coefficient draws
 (``BayesianLinearRegressor.sample_coef``) give a committee of member potentials
 (``LinearRegressor.from_coef`` + ``HybridPotential.from_fitted``); every property is
 recomputed for each member (relaxations included) and σ is the members' spread.  It is the
-parameter part of the uncertainty of a *derived* property: the calculator's ``energy_std``
-cannot be propagated to an energy difference such as ``E_v`` by adding variances (the two
-energies are almost perfectly correlated, and ``energy_std`` includes the observation noise
-``N σ_E``: 0.011 eV for a 108-atom Ni cell against a committee σ of E_v of 0.002 eV).  It
-does not include the error of the model's form: on mlearn Ni and Mo the properties of linear
-models differ from the DFT values by many such σ (e.g. C11 of Ni, 289 ± 0.5 against 286 GPa
-from the DFT stresses).
+parameter part of the uncertainty of a *derived* property, which the calculator's
+``energy_std`` cannot give: adding the variances of two energies ignores that their errors
+are correlated, and ``energy_std`` includes the observation noise ``N σ_E``, no error of a
+property (108-atom Ni cell and its vacancy, mlearn ps_linear: energy_std 0.011 eV each,
+committee σ of the energies 0.0018 / 0.0026 eV, of E_v 0.0020 eV).  It does not include the
+error of the model's form: on mlearn Ni and Mo the properties of linear models differ from
+the DFT values by many such σ (e.g. C11 of Ni, 289 ± 0.5 GPa against 286 GPa from the DFT
+stresses).
 
 Phonons (not computed here) work the same way through ``ase.phonons.Phonons``; its supercell
 must hold the range of the force constants, twice the model's cutoff, or the dispersion is
