@@ -311,18 +311,10 @@ class HybridPotential(BaseEstimator):
                     "virials": np.zeros((n, 3, 3))}
         if not virials:
             return self.baseline.compute(atoms, forces=forces, stress=stress)
-        import inspect
+        from .baselines._base import compute_with_virials
 
-        if "virials" not in inspect.signature(self.baseline.compute).parameters:
-            from ase.calculators.calculator import PropertyNotImplementedError
-
-            raise PropertyNotImplementedError(
-                f"The baseline {type(self.baseline).__name__} of this HybridPotential gives no "
-                f"per-atom virials (its compute method takes no 'virials' argument), so the "
-                f"per-atom stresses cannot be computed. hybridpot's EMT, ZBL, LennardJones, "
-                f"Morse, Buckingham and ASEBaseline of a calculator implementing 'stresses' "
-                f"give them.")
-        return self.baseline.compute(atoms, forces=forces, stress=stress, virials=True)
+        return compute_with_virials(self.baseline, atoms, "HybridPotential", forces=forces,
+                                    stress=stress)
 
     # ------------------------------------------------------------------ data preparation
     def _prepare(self, structures, kind_weights):
@@ -1334,8 +1326,9 @@ class HybridCalculator(Calculator):
     (LAMMPS ``units metal`` gives ``stresses[k] * V * 1.6021765e6`` bar·Å³; ASE's Voigt
     form averages the off-diagonal pairs of ``W_k``, which LAMMPS does not: the full
     tensors are in ``predict_atomic_virials``; a baseline without per-atom virials, e.g.
-    ``ASEBaseline(ase EMT)``, raises ``PropertyNotImplementedError``); for a model with a
-    posterior also ``energy_std`` (eV), ``forces_std`` (eV/Å,
+    ``ASEBaseline(ase EMT)``, raises ``PropertyNotImplementedError``; with
+    ``include_ideal_gas=True`` ASE adds ``-m v ⊗ v / V`` per atom, see
+    :meth:`get_atomic_volumes`); for a model with a posterior also ``energy_std`` (eV), ``forces_std`` (eV/Å,
     (n_atoms, 3)) and ``stress_std`` (eV/Å³, (6,), 3-D periodic cells) from the model's
     posterior (its ``uncertainty_`` committee if set, else the regressor's).
 
@@ -1638,6 +1631,33 @@ class HybridCalculator(Calculator):
                 f"{name} gives none (an ASE calculator must implement 'energies'), so the "
                 f"per-atom ML energies would not add up to the total energy. Energy, forces "
                 f"and stress are unaffected.")
+
+    def get_atomic_volumes(self, atoms=None):
+        """The volume each per-atom stress is normalised by: the cell volume, for every atom.
+
+        ``stresses`` are per-atom virials divided by the cell volume ``V`` (they sum to the
+        stress); ASE's ``atoms.get_stresses(include_ideal_gas=True)`` divides each atom's
+        kinetic term ``-m v ⊗ v`` by this volume (by ``V / n_atoms`` for a calculator
+        without it, which made the per-atom sum ``n_atoms`` times the kinetic stress), so
+        with it the per-atom stresses with the ideal-gas term also sum to
+        ``atoms.get_stress(include_ideal_gas=True)``.
+
+        Parameters
+        ----------
+        atoms : ase.Atoms or None, default=None
+            The structure; ``None`` uses the attached one.
+
+        Returns
+        -------
+        ndarray of float64, shape (n_atoms,)
+            Å³, all equal to the cell volume.
+        """
+        a = atoms if atoms is not None else self.atoms
+        if a is None:
+            raise InvalidParameterError(
+                "HybridCalculator.get_atomic_volumes has no structure: pass one or attach "
+                "the calculator. Got atoms=None.")
+        return np.full(len(a), float(a.get_volume()))
 
     def get_property(self, name, atoms=None, allow_calculation=True):
         """One property of ``atoms`` (ASE), e.g. ``"forces"`` or ``"energy_std"``.

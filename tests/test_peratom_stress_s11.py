@@ -21,7 +21,7 @@ from ase.neighborlist import neighbor_list as ase_neighbor_list
 
 from conftest import emt_label, skewed_two_element_cell
 from descriptor_cases import DESCRIPTOR_CASES
-from hybridpot import HybridPotential, InvalidStructureError
+from hybridpot import HybridPotential, InvalidParameterError, InvalidStructureError
 from hybridpot._labels import matrix_to_voigt
 from hybridpot.baselines import (EMT, ZBL, ASEBaseline, Buckingham, LennardJones, Morse)
 from hybridpot.descriptors import PowerSpectrum, SNAPBispectrum
@@ -283,6 +283,36 @@ def test_duck_typed_baseline_without_virials_is_a_clear_error(fitted_by_descript
                        match=r"baseline MyBaseline of this HybridPotential gives no per-atom "
                              r"virials \(its compute method takes no 'virials' argument\)"):
         at.get_stresses()
+    at.calc = MyBaseline(epsilon=0.02, sigma=2.2, r_cut=4.5).calculator()
+    at.get_forces()
+    with pytest.raises(PropertyNotImplementedError,
+                       match=r"baseline MyBaseline of this BaselineCalculator gives no "
+                             r"per-atom virials"):
+        at.get_stresses()
+
+
+def test_ideal_gas_term_uses_the_same_volume(fitted_by_descriptor):
+    """ASE adds -m v⊗v / atomic volume per atom with include_ideal_gas (V / n_atoms unless the
+    calculator has get_atomic_volumes): the calculator gives V, the volume its stresses are
+    divided by, so the sum is get_stress(include_ideal_gas=True) (was off by the kinetic
+    stress times n_atoms - 1)."""
+    model = _with_baseline(fitted_by_descriptor["SNAPBispectrum"], EMT())
+    at = _cell(3)
+    p = np.random.default_rng(0).normal(0, 2.0, (len(at), 3))
+    at.set_momenta(p)
+    at.calc = model.calculator()
+    np.testing.assert_array_equal(at.calc.get_atomic_volumes(at), at.get_volume())
+    S = at.get_stresses(include_ideal_gas=True)
+    s = at.get_stress(include_ideal_gas=True)
+    kin = -np.einsum("ia,ib->iab", p, p) / at.get_masses()[:, None, None] / at.get_volume()
+    np.testing.assert_allclose(S - at.get_stresses(), matrix_to_voigt(kin), rtol=0,
+                               atol=1e-15)
+    np.testing.assert_allclose(S.sum(0), s, rtol=0, atol=1e-12 * np.abs(S).sum(0).max())
+    at.calc = EMT().calculator()
+    np.testing.assert_allclose(at.get_stresses(include_ideal_gas=True).sum(0),
+                               at.get_stress(include_ideal_gas=True), rtol=0, atol=1e-12)
+    with pytest.raises(InvalidParameterError, match=r"has no structure.*Got atoms=None"):
+        model.calculator().get_atomic_volumes()
 
 
 def test_stresses_need_a_3d_periodic_cell(fitted_by_descriptor):

@@ -298,6 +298,23 @@ def _stress_needs_3d_pbc(owner, pbc, cutoff):
         f"with a vacuum wider than {cutoff} (energy and forces are then unchanged).")
 
 
+def compute_with_virials(baseline, atoms, owner, forces=True, stress=True):
+    """``baseline.compute(atoms, ..., virials=True)``, or the ``PropertyNotImplementedError``
+    of a baseline whose ``compute`` takes no ``virials`` keyword (a user's subclass or a
+    duck-typed baseline), naming it and ``owner`` (what asked for per-atom stresses)."""
+    import inspect
+
+    if "virials" not in inspect.signature(baseline.compute).parameters:
+        from ase.calculators.calculator import PropertyNotImplementedError
+
+        raise PropertyNotImplementedError(
+            f"The baseline {type(baseline).__name__} of this {owner} gives no per-atom "
+            f"virials (its compute method takes no 'virials' argument), so the per-atom "
+            f"stresses cannot be computed. hybridpot's EMT, ZBL, LennardJones, Morse, "
+            f"Buckingham and ASEBaseline of a calculator implementing 'stresses' give them.")
+    return baseline.compute(atoms, forces=forces, stress=stress, virials=True)
+
+
 class BaselineCalculator(Calculator):
     """ASE calculator around :meth:`Baseline.compute`.
 
@@ -399,7 +416,7 @@ class BaselineCalculator(Calculator):
             raise _stress_needs_3d_pbc("BaselineCalculator", self.atoms.pbc, "the cutoff")
         key = self.baseline._param_key()
         if "stresses" in properties:
-            res = self.baseline.compute(self.atoms, forces=True, stress=True, virials=True)
+            res = compute_with_virials(self.baseline, self.atoms, "BaselineCalculator")
         else:
             res = self.baseline.compute(self.atoms, forces=True, stress=True)
         self.results = {"energy": float(res["energy"]), "free_energy": float(res["energy"]),
@@ -411,6 +428,27 @@ class BaselineCalculator(Calculator):
         if res.get("virials") is not None:
             self.results["stresses"] = voigt(res["virials"]) / self.atoms.get_volume()
         self._key = key
+
+    def get_atomic_volumes(self, atoms=None):
+        """The cell volume for every atom (Å³, shape (n_atoms,)): the volume the per-atom
+        ``stresses`` are divided by, which ASE's ``get_stresses(include_ideal_gas=True)``
+        then also uses for each atom's kinetic term (so the sum stays the stress).
+
+        Parameters
+        ----------
+        atoms : ase.Atoms or None, default=None
+            The structure; ``None`` uses the attached one.
+
+        Returns
+        -------
+        ndarray of float64, shape (n_atoms,)
+        """
+        a = atoms if atoms is not None else self.atoms
+        if a is None:
+            raise InvalidParameterError(
+                "BaselineCalculator.get_atomic_volumes has no structure: pass one or attach "
+                "the calculator. Got atoms=None.")
+        return np.full(len(a), float(a.get_volume()))
 
     def reset(self):
         super().reset()
