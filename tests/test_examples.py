@@ -74,12 +74,15 @@ def test_gp_ensemble_example(tmp_path):
 def test_properties_example(tmp_path):
     out = run_example("properties.py", "--quick", cwd=tmp_path)
     rows = {line.split()[0]: line.split() for line in out.splitlines()
-            if line.split() and line.split()[0] in ("a0", "B", "C11", "C44", "E_v", "γ111")}
-    assert set(rows) == {"a0", "B", "C11", "C44", "E_v", "γ111"}, out
+            if line.split() and line.split()[0] in ("a0", "B", "C11", "C44", "E_v", "E_m",
+                                                    "γ111", "ν(Γ)")}
+    assert set(rows) == {"a0", "B", "C11", "C44", "E_v", "E_m", "γ111", "ν(Γ)"}, out
     # shipped Al GPAW data (PBE): a0 4.04 Å; model, σ > 0, EMT and difference columns
     assert 3.95 < float(rows["a0"][2]) < 4.10, out
-    assert all(float(r[3]) > 0 and len(r) == 6 for r in rows.values()), out
+    assert all(float(r[3]) > 0 and len(r) == 6 for k, r in rows.items() if k != "ν(Γ)"), out
     assert 0.3 < float(rows["E_v"][2]) < 1.2 and 0.5 < float(rows["γ111"][2]) < 1.2, out
+    assert 0.2 < float(rows["E_m"][2]) < 1.2, out
+    assert abs(float(rows["ν(Γ)"][2])) < 1e-3 and abs(float(rows["ν(Γ)"][4])) < 1e-3, out
     # stress-derived and energy-derived elastic constants, EOS and C bulk moduli agree
     assert float(out.split("max difference ")[1].split()[0]) < 0.1, out
     b_c, b_eos = out.split("B from C ")[1].split(" GPa")[0].split(" vs EOS ")
