@@ -304,6 +304,7 @@ class HybridPotential(BaseEstimator):
 
     # ------------------------------------------------------------------ baseline
     def _baseline(self, atoms, forces=True, stress=True, virials=False):
+        # virials: False, or the partition ("half" / "centroid") of the per-atom virials
         n = len(atoms)
         if self.baseline is None:
             return {"energy": 0.0, "energies": np.zeros(n), "forces": np.zeros((n, 3)),
@@ -314,7 +315,7 @@ class HybridPotential(BaseEstimator):
         from .baselines._base import compute_with_virials
 
         return compute_with_virials(self.baseline, atoms, "HybridPotential", forces=forces,
-                                    stress=stress)
+                                    stress=stress, partition=virials)
 
     # ------------------------------------------------------------------ data preparation
     def _prepare(self, structures, kind_weights):
@@ -744,8 +745,9 @@ class HybridPotential(BaseEstimator):
     def _evaluate(self, atoms, *, forces=True, stress=True, return_std=False, index=0,
                   recalibrated=True, virials=False):
         """Energy, per-atom energies, forces, stress (and std) of one structure; with
-        ``virials`` (and neither ``return_std`` nor a cell not periodic in 3-D) also the
-        per-atom virials ``"virials"`` ((n_atoms, 3, 3), eV, summing to ``V * stress``)."""
+        ``virials`` (True / "half" or "centroid"; neither ``return_std`` nor a cell not
+        periodic in 3-D) also the per-atom virials ``"virials"`` ((n_atoms, 3, 3), eV,
+        summing to ``V * stress``)."""
         if return_std and recalibrated and \
                 getattr(self, "uncertainty_recalibration_", None) is not None:
             from .uq._calibration import apply_recalibration
@@ -758,7 +760,8 @@ class HybridPotential(BaseEstimator):
         self._check_trained_species(atoms, z)
         self._check_composition(atoms, z)
         want_stress = stress and bool(np.all(atoms.pbc))
-        virials = bool(virials) and want_stress and not return_std
+        virials = (("half" if virials is True else virials)
+                   if virials and want_stress and not return_std else False)
         base = self._baseline(atoms, forces=forces, stress=want_stress, virials=virials)
         e0 = np.array([self.reference_energies_[s] for s in species])[z]
         out = {}
@@ -805,7 +808,8 @@ class HybridPotential(BaseEstimator):
         X = self.descriptor.compute(atoms)
         if virials:
             eps, dE_dX = reg.atomic_energy_gradient(X, z)
-            dE_dr, dE_deps, W = self.descriptor.backward(atoms, dE_dX, atomic_virials=True)
+            dE_dr, dE_deps, W = self.descriptor.backward(atoms, dE_dX,
+                                                         atomic_virials=virials)
             out["virials"] = base["virials"] + W
         elif forces or want_stress:
             eps, dE_dX = reg.atomic_energy_gradient(X, z)
@@ -978,7 +982,7 @@ hybridpot.InvalidParameterError
             return s, np.array([r.get("stress_std", nan) for r in res])
         return s
 
-    def predict_atomic_virials(self, structures):
+    def predict_atomic_virials(self, structures, partition="half"):
         r"""Per-atom virials ``W_k`` (eV), the partition of ``dE/d eps`` over atoms that
         LAMMPS ``compute stress/atom`` reports (the ASE per-atom ``stresses`` are
         ``voigt(W_k) / V``).
@@ -992,12 +996,25 @@ hybridpot.InvalidParameterError
         (``nktv2p = 1.6021765e6`` bar·Å³/eV; ``1 / ase.units.bar`` differs from it by
         8e-8) in the order xx, yy, zz, xy, xz, yz with ``xy = W_k[1, 0]``,
         ``xz = W_k[2, 0]``, ``yz = W_k[2, 1]``; this is the per-atom virial of LAMMPS's
-        ``compute heat/flux`` (not the centroid form of ``centroid/stress/atom``).
+        ``compute heat/flux`` with ``stress/atom``.
+
+        With ``partition="centroid"`` each ML pair term goes wholly to the neighbour ``j``
+        instead: ``W_k = sum_i dE_i/dr_k ⊗ r_ik`` (``E_i`` atom ``i``'s energy, ``r_ik = r_k
+        - r_i``), the per-atom virial of the heat flux of a many-body potential (Fan et al.,
+        PRB 92, 094301 (2015); LAMMPS's ``centroid/stress/atom``, which LAMMPS does not
+        offer for ``pair_style snap``):
+        ``d/dt sum_i r_i E_i = sum_i E_i v_i - sum_k W_k^T v_k``.  The ``"half"`` form of
+        a many-body term does not satisfy this identity and misestimates a Green-Kubo
+        thermal conductivity; both have the same sum.  Pair baselines give the same
+        virials in either form; :class:`~hybridpot.baselines.EMT` has both;
+        ``ASEBaseline`` only ``"half"``.
 
         Parameters
         ----------
         structures : list of ase.Atoms (or one Atoms)
             Structures of the model's trained species, periodic in 3-D.
+        partition : {"half", "centroid"}, default="half"
+            How each pair term is shared between its two atoms (see above).
 
         Returns
         -------
@@ -1010,11 +1027,17 @@ hybridpot.InvalidParameterError
             As :meth:`predict`.
         hybridpot.InvalidStructureError
             For a structure not periodic in 3-D (per-atom stresses need a volume).
+        hybridpot.InvalidParameterError
+            For another ``partition``.
         ase.calculators.calculator.PropertyNotImplementedError
             For a baseline that gives no per-atom virials (an ``ASEBaseline`` whose
             calculator lacks ``"stresses"``, e.g. ASE's ``EMT``: use
-            :class:`hybridpot.baselines.EMT`).
+            :class:`hybridpot.baselines.EMT`; or any ``ASEBaseline`` with ``"centroid"``).
         """
+        if not (isinstance(partition, str) and partition in ("half", "centroid")):
+            raise InvalidParameterError(
+                f"The 'partition' argument of HybridPotential.predict_atomic_virials must be "
+                f"'half' or 'centroid'. Got {partition!r} instead.")
         self._check_fitted()
         structures = _as_structure_list(structures)
         for k, a in enumerate(structures):
@@ -1025,7 +1048,7 @@ hybridpot.InvalidParameterError
                     f"{np.asarray(a.pbc).tolist()}. For a slab, set atoms.pbc = True with a "
                     f"vacuum wider than the model's cutoffs.")
         return [r["virials"] for r in self._evaluate_many(structures, forces=False,
-                                                          stress=True, virials=True)]
+                                                          stress=True, virials=partition)]
 
     def predict_atomic_std(self, structures):
         """σ of every atom's ML energy ``eps_i`` without the noise (GAP's

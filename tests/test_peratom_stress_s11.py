@@ -474,3 +474,86 @@ def test_live_lammps_compute_stress_atom(tmp_path, baseline):
                     0.5 * (W[:, 0, 2] + W[:, 2, 0]), 0.5 * (W[:, 0, 1] + W[:, 1, 0])], axis=1)
     np.testing.assert_allclose(at.get_stresses() * at.get_volume() * NKTV2P, sym, rtol=0,
                                atol=1e-11 * np.abs(S).max())
+
+
+# ------------------------------------------------------------------ centroid (heat flux) form
+def _cluster(seed=0):
+    """Rattled 13-atom Cu/Ni cluster in a large non-orthogonal periodic box (no images)."""
+    from ase.cluster import Icosahedron
+
+    at = Icosahedron("Cu", 2, latticeconstant=3.61)
+    sym = np.array(at.get_chemical_symbols())
+    sym[np.random.default_rng(seed).random(len(at)) < 0.4] = "Ni"
+    at.set_chemical_symbols(sym.tolist())
+    at.rattle(0.1, seed=seed)
+    at.set_cell([[22.0, 0, 0], [3.0, 21.0, 0], [2.0, 1.5, 23.0]])
+    at.center()
+    at.pbc = True
+    return at
+
+
+@pytest.mark.parametrize("base", ["none", "EMT", "ZBL"])
+def test_centroid_virials_give_the_heat_flux_identity(fitted_by_descriptor, base):
+    """sum_i r_i dE_i/dt = -sum_k W_k^T v_k - sum_k r_k (F_k . v_k) for the centroid
+    partition (the potential part of the heat flux; the last term cancels against the
+    kinetic energy's F . v), with dE_i/dt by central differences of the per-atom energies
+    along a random velocity field; the "half" partition of a many-body energy violates it,
+    both sum to dE/d eps."""
+    model = _with_baseline(fitted_by_descriptor["SNAPBispectrum"], BASELINES[base]())
+    at = _cluster(1)
+    v = np.random.default_rng(2).normal(0, 1.0, (len(at), 3))
+    h = 1e-5
+    e = []
+    for sgn in (1, -1):
+        s = at.copy()
+        s.positions = at.positions + sgn * h * v
+        s.calc = model.calculator()
+        e.append(s.get_potential_energies())
+    at.calc = model.calculator()
+    F = at.get_forces()
+    lhs = at.positions.T @ ((e[0] - e[1]) / (2 * h)) + at.positions.T @ np.sum(F * v, 1)
+    Wc = model.predict_atomic_virials([at], partition="centroid")[0]
+    Wh = model.predict_atomic_virials([at], partition="half")[0]
+    np.testing.assert_allclose(Wc.sum(0), Wh.sum(0), rtol=0, atol=1e-12 * np.abs(Wh).max())
+    rhs_c = -np.einsum("kba,kb->a", Wc, v)
+    rhs_h = -np.einsum("kba,kb->a", Wh, v)
+    np.testing.assert_allclose(lhs, rhs_c, rtol=0, atol=1e-6 * np.abs(lhs).max())
+    assert np.abs(rhs_h - lhs).max() > 1e-3 * np.abs(lhs).max()
+
+
+def test_centroid_pair_baseline_equals_half_and_emt_differs():
+    at = _cell(3)
+    for make in (BASELINES["ZBL"], BASELINES["Morse"]):
+        b = make()
+        np.testing.assert_array_equal(b.compute(at, virials="centroid")["virials"],
+                                      b.compute(at, virials="half")["virials"])
+    r_c, r_h = (EMT().compute(at, virials=p)["virials"] for p in ("centroid", "half"))
+    np.testing.assert_allclose(r_c.sum(0), r_h.sum(0), rtol=0, atol=1e-12)
+    assert np.abs(r_c - r_h).max() > 1e-4
+
+
+def test_partition_errors(fitted_by_descriptor):
+    model = fitted_by_descriptor["ACSF"]
+    at = _cell(1)
+    with pytest.raises(InvalidParameterError,
+                       match=r"'partition' argument of HybridPotential.predict_atomic_virials "
+                             r"must be 'half' or 'centroid'. Got 'full' instead"):
+        model.predict_atomic_virials([at], partition="full")
+    with pytest.raises(InvalidParameterError,
+                       match=r"'atomic_virials' argument of ACSF.backward must be True, 'half' "
+                             r"or 'centroid'. Got 'lammps' instead"):
+        model.descriptor.backward(at, np.zeros((len(at), model.descriptor.n_features)),
+                                  atomic_virials="lammps")
+    with pytest.raises(InvalidParameterError, match=r"'virials' argument of ZBL.compute"):
+        BASELINES["ZBL"]().compute(at, virials="both")
+    with pytest.raises(InvalidParameterError, match=r"'virials' argument of EMT.compute"):
+        EMT().compute(at, virials="both")
+    m = _with_baseline(model, ASEBaseline(AseLJ(sigma=2.2, epsilon=0.02, rc=4.5)))
+    with pytest.raises(PropertyNotImplementedError,
+                       match=r"ASEBaseline\(LennardJones\) cannot give centroid per-atom "
+                             r"virials"):
+        m.predict_atomic_virials([at], partition="centroid")
+    np.testing.assert_allclose(m.predict_atomic_virials([at])[0].sum(0),
+                               model.predict_atomic_virials([at])[0].sum(0)
+                               + ASEBaseline(AseLJ(sigma=2.2, epsilon=0.02, rc=4.5)).compute(
+                                   at, virials=True)["virials"].sum(0), rtol=1e-12)

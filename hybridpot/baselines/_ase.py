@@ -147,6 +147,19 @@ class ASEBaseline(Baseline):
         """
         calc = self._check()
         check_atoms(atoms, owner="ASEBaseline")
+        if isinstance(virials, str) and virials == "centroid":
+            from ase.calculators.calculator import PropertyNotImplementedError
+
+            raise PropertyNotImplementedError(
+                f"ASEBaseline({type(calc).__name__}) cannot give centroid per-atom virials: "
+                f"an ASE calculator gives only its own per-atom 'stresses'. Use "
+                f"partition='half', or hybridpot's own EMT, ZBL, LennardJones, Morse or "
+                f"Buckingham baseline.")
+        if virials is not False and virials is not None and virials is not True \
+                and virials != "half":
+            raise InvalidParameterError(
+                f"The 'virials' argument of ASEBaseline.compute must be True, 'half' or "
+                f"'centroid'. Got {virials!r} instead.")
         if virials and not self._implements("stresses"):
             from ase.calculators.calculator import PropertyNotImplementedError
 

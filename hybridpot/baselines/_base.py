@@ -298,10 +298,11 @@ def _stress_needs_3d_pbc(owner, pbc, cutoff):
         f"with a vacuum wider than {cutoff} (energy and forces are then unchanged).")
 
 
-def compute_with_virials(baseline, atoms, owner, forces=True, stress=True):
+def compute_with_virials(baseline, atoms, owner, forces=True, stress=True, partition=True):
     """``baseline.compute(atoms, ..., virials=True)``, or the ``PropertyNotImplementedError``
     of a baseline whose ``compute`` takes no ``virials`` keyword (a user's subclass or a
-    duck-typed baseline), naming it and ``owner`` (what asked for per-atom stresses)."""
+    duck-typed baseline), naming it and ``owner`` (what asked for per-atom stresses);
+    ``partition`` (True / "half" / "centroid") is passed as ``virials``."""
     import inspect
 
     if "virials" not in inspect.signature(baseline.compute).parameters:
@@ -312,7 +313,7 @@ def compute_with_virials(baseline, atoms, owner, forces=True, stress=True):
             f"virials (its compute method takes no 'virials' argument), so the per-atom "
             f"stresses cannot be computed. hybridpot's EMT, ZBL, LennardJones, Morse, "
             f"Buckingham and ASEBaseline of a calculator implementing 'stresses' give them.")
-    return baseline.compute(atoms, forces=forces, stress=stress, virials=True)
+    return baseline.compute(atoms, forces=forces, stress=stress, virials=partition)
 
 
 class BaselineCalculator(Calculator):

@@ -322,8 +322,8 @@ class EMT(Baseline):
             Any periodicity and cell (including cells smaller than the cutoff); not modified.
         forces, stress : bool, default=True
             Compute the forces / the stress (stress only for cells periodic in 3-D).
-        virials : bool, default=False
-            Also return the per-atom virials (key ``"virials"``).
+        virials : bool or {"half", "centroid"}, default=False
+            Also return the per-atom virials (key ``"virials"``); True means ``"half"``.
 
         Returns
         -------
@@ -335,6 +335,8 @@ class EMT(Baseline):
             ``G_ij r_ij / r_ij`` (``G_ij`` the full derivative of ``E`` along the pair,
             embedding terms of both atoms included), and half of its virial
             ``G_ij r_ij ⊗ r_ij / r_ij`` goes to each atom; they sum to ``dE/d eps``.
+            ``"centroid"``: atom ``k`` gets ``sum_i dE_i/dr_k ⊗ r_ik`` (``E_i`` atom ``i``'s
+            energy, ``r_ik = r_k - r_i``), the heat-flux form of a many-body potential.
 
         Raises
         ------
@@ -360,11 +362,16 @@ class EMT(Baseline):
                 res["forces"] = -dE_dr
             if want_stress:
                 res["stress"] = voigt(vir) / atoms.get_volume()
-        if virials:
+        if virials is not False and virials is not None:
+            from ..descriptors._base import _virial_share
             from ._kernels import atomic_virials
 
-            G = g_as + dE_dsigma[nl.i] * ds1_i + dE_dsigma[nl.j] * ds1_j
-            res["virials"] = atomic_virials(nl.i, nl.D, 0.5 * G / nl.d, n)
+            if _virial_share(virials, "virials", "EMT.compute") == 0.5:
+                G = g_as + dE_dsigma[nl.i] * ds1_i + dE_dsigma[nl.j] * ds1_j
+                res["virials"] = atomic_virials(nl.i, nl.D, 0.5 * G / nl.d, n)
+            else:   # centroid: d E_i / d r_ij of the centre's own energy, to the neighbour
+                Gi = 0.5 * g_as + dE_dsigma[nl.i] * ds1_i
+                res["virials"] = atomic_virials(nl.j, nl.D, Gi / nl.d, n)
         return res
 
     def parameter_gradients(self, atoms):

@@ -38,6 +38,16 @@ def _fmt(x):
     return repr(float(x))
 
 
+def _wants_virials(virials, owner):
+    """Whether ``virials`` asks for them (both partitions agree for pair terms)."""
+    if virials is False or virials is None:
+        return False
+    from ..descriptors._base import _virial_share
+
+    _virial_share(virials, "virials", f"{owner}.compute")   # raises for a bad value
+    return True
+
+
 def _finish(atoms, energies, dE_dr, virial, forces, stress, nl=None, g=None):
     res = {"energy": float(energies.sum()), "energies": energies,
            "forces": -dE_dr if forces else None, "stress": None}
@@ -229,8 +239,9 @@ class _ShiftedForcePair(Baseline):
             Structure (not modified); any periodicity, cells smaller than ``r_cut`` allowed.
         forces, stress : bool, default=True
             Whether to return forces and (for 3-D periodic cells) the stress.
-        virials : bool, default=False
-            Also return the per-atom virials (key ``"virials"``).
+        virials : bool or {"half", "centroid"}, default=False
+            Also return the per-atom virials (key ``"virials"``); for a pair potential the
+            ``"half"`` and ``"centroid"`` partitions are the same.
 
         Returns
         -------
@@ -245,7 +256,7 @@ class _ShiftedForcePair(Baseline):
         e, g, _, _ = K.pair_terms(self._form, nl.d, t[nl.i], t[nl.j], s.P, s.C, s.r_cut, False)
         energies, dE_dr, vir = K.accumulate(nl.i, nl.j, nl.D, nl.d, e, g, len(atoms))
         return _finish(atoms, energies, dE_dr, vir, forces, stress, nl,
-                       g if virials else None)
+                       g if _wants_virials(virials, type(self).__name__) else None)
 
     def parameter_gradients(self, atoms):
         """Analytic derivatives with respect to the flat parameter vector.
@@ -773,7 +784,7 @@ class ZBL(Baseline):
             Structure (not modified).
         forces, stress : bool, default=True
             Whether to return forces and (for cells periodic in 3-D) the stress.
-        virials : bool, default=False
+        virials : bool or {"half", "centroid"}, default=False
             Also return the per-atom virials (key ``"virials"``, as
             :meth:`LennardJones.compute`).
 
@@ -788,7 +799,7 @@ class ZBL(Baseline):
         e, g = K.zbl_terms(nl.d, t[nl.i], t[nl.j], T, r_inner)
         energies, dE_dr, vir = K.accumulate(nl.i, nl.j, nl.D, nl.d, e, g, len(atoms))
         return _finish(atoms, energies, dE_dr, vir, forces, stress, nl,
-                       g if virials else None)
+                       g if _wants_virials(virials, type(self).__name__) else None)
 
     def parameter_gradients(self, atoms):
         """ZBL has no fittable parameters: arrays with a leading dimension of 0.

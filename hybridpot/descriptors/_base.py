@@ -321,22 +321,39 @@ def _scatter_pair_gradients(pair_i, pair_j, g, n_atoms):
 
 
 @njit(cache=True)
-def _pair_virials(pair_i, pair_j, rij, g, n_atoms):
+def _pair_virials(pair_i, pair_j, rij, g, n_atoms, w_centre):
     """Per-atom virials ``W[k, a, b]`` (eV), shape (n_atoms, 3, 3), from
-    ``g[p] = dE/d r_ij[p]`` (n_pairs, 3): each pair's ``g[p, a] * rij[p, b]`` goes half to its
-    centre ``pair_i[p]`` and half to its neighbour ``pair_j[p]`` (LAMMPS's per-atom tally of
-    pair terms), so ``W.sum(0) == dE/d eps``."""
+    ``g[p] = dE/d r_ij[p]`` (n_pairs, 3): each pair's ``g[p, a] * rij[p, b]`` goes a share
+    ``w_centre`` to its centre ``pair_i[p]`` and ``1 - w_centre`` to its neighbour
+    ``pair_j[p]`` (0.5: LAMMPS's ``stress/atom`` tally of pair terms; 0: the centroid form),
+    so ``W.sum(0) == dE/d eps``."""
     W = np.zeros((n_atoms, 3, 3))
+    w_j = 1.0 - w_centre
     for p in range(pair_i.shape[0]):
         i = pair_i[p]
         j = pair_j[p]
         for a in range(3):
-            ga = 0.5 * g[p, a]
+            ga = g[p, a]
             for b in range(3):
                 v = ga * rij[p, b]
-                W[i, a, b] += v
-                W[j, a, b] += v
+                W[i, a, b] += w_centre * v
+                W[j, a, b] += w_j * v
     return W
+
+
+#: ``atomic_virials`` / ``partition`` values and the centre's share of each pair term
+VIRIAL_PARTITIONS = {"half": 0.5, "centroid": 0.0}
+
+
+def _virial_share(value, name, owner):
+    """The centre's share of :data:`VIRIAL_PARTITIONS` for ``value`` (True means "half")."""
+    if value is True or isinstance(value, np.bool_) and bool(value):
+        return 0.5
+    if isinstance(value, str) and value in VIRIAL_PARTITIONS:
+        return VIRIAL_PARTITIONS[value]
+    raise InvalidParameterError(
+        f"The '{name}' argument of {owner} must be True, 'half' or 'centroid'. "
+        f"Got {value!r} instead.")
 
 
 def _scatter_pair_gradient(pair_i, pair_j, rij, g, n_atoms):
@@ -523,8 +540,8 @@ class Descriptor(BaseEstimator):
             Structure (checked as in :meth:`compute`).
         dE_dX : array_like, shape (n_atoms, n_features)
             Derivative of a scalar (e.g. the ML energy, eV) with respect to each descriptor.
-        atomic_virials : bool, default=False
-            Also return the per-atom virials (a third result).
+        atomic_virials : bool or {"half", "centroid"}, default=False
+            Also return the per-atom virials (a third result); True means ``"half"``.
 
         Returns
         -------
@@ -533,13 +550,16 @@ class Descriptor(BaseEstimator):
         dE_deps : ndarray, shape (3, 3)
             ``dE/d eps`` (eV) under homogeneous strain; ASE stress is ``dE_deps / volume``.
         virials : ndarray, shape (n_atoms, 3, 3)
-            Only with ``atomic_virials=True``: ``W[k, a, b]`` (eV), the partition of
-            ``dE_deps`` over atoms in which each pair term ``dE/d r_ij[a] * r_ij[b]`` goes
-            half to the centre ``i`` and half to the neighbour ``j`` (as LAMMPS tallies the
-            per-atom virial of its many-body pair styles, e.g. ``pair_style snap``);
-            ``W.sum(0) == dE_deps``.  Not symmetric per atom in general.  The ASE per-atom
-            stress is ``W / volume``; LAMMPS ``compute stress/atom`` (bar·Å³, ``units
-            metal``) is ``W * 1.6021765e6`` with ``xy`` the ``W[k, 1, 0]`` component.
+            Only with ``atomic_virials``: ``W[k, a, b]`` (eV), a partition of ``dE_deps``
+            over atoms (``W.sum(0) == dE_deps``; not symmetric per atom in general).
+            ``"half"``: each pair term ``dE/d r_ij[a] * r_ij[b]`` goes half to the centre
+            ``i`` and half to the neighbour ``j``, as LAMMPS tallies the per-atom virial of
+            its many-body pair styles (``pair_style snap``): LAMMPS ``compute stress/atom``
+            (bar·Å³, ``units metal``) is ``W * 1.6021765e6`` with ``xy`` the ``W[k, 1, 0]``
+            component; the ASE per-atom stress is ``W / volume``.  ``"centroid"``: the whole
+            term goes to the neighbour ``j`` (``W_k = sum_i dE_i/dr_k ⊗ r_ik``, ``r_ik = r_k -
+            r_i``, with ``E_i`` the centre's energy; the per-atom virial of the heat flux of many-body potentials,
+            ``J_pot = -sum_k W_k^T v_k``, Fan et al., PRB 92, 094301 (2015)).
 
         Raises
         ------
@@ -548,6 +568,8 @@ class Descriptor(BaseEstimator):
         hybridpot.InvalidStructureError, hybridpot.UnknownSpeciesError
             As :meth:`compute`.
         """
+        share = None if atomic_virials is False or atomic_virials is None else \
+            _virial_share(atomic_virials, "atomic_virials", f"{type(self).__name__}.backward")
         nl, sidx = self._prepare(atoms)
         dE_dX = np.asarray(dE_dX, dtype=np.float64)
         if dE_dX.shape != (len(atoms), self.n_features):
@@ -559,9 +581,10 @@ class Descriptor(BaseEstimator):
             raise InvalidParameterError(
                 f"The 'dE_dX' argument of {type(self).__name__}.backward must be finite.")
         g = self._backward(nl, sidx, np.ascontiguousarray(dE_dX))
-        if atomic_virials:
+        if share is not None:
             return (*_scatter_pair_gradient(nl.i, nl.j, nl.D, g, nl.n_atoms),
-                    _pair_virials(nl.i, nl.j, nl.D, np.ascontiguousarray(g), nl.n_atoms))
+                    _pair_virials(nl.i, nl.j, nl.D, np.ascontiguousarray(g), nl.n_atoms,
+                                  share))
         return _scatter_pair_gradient(nl.i, nl.j, nl.D, g, nl.n_atoms)
 
     def backward_many(self, atoms, dE_dX_stack):
