@@ -26,7 +26,8 @@ With ``--json`` one object per line::
     {"element", "model", "coverage_1sigma", "coverage_2sigma", "nll", "spearman", ...}
 
 (targets: 68 ± 5 % and 95 ± 3 %; extra keys: the same before recalibration, energy figures,
-chain diagnostics, ``sigma_cost_ratio``).
+chain diagnostics, ``sigma_cost_ratio``).  Strict JSON: a figure that is not defined (the
+Spearman correlation of fewer than 3 test structures, for instance) is ``null``.
 
 Usage::
 
@@ -147,7 +148,6 @@ measured by ``sigma_cost_ratio`` (σ every step) and ``sigma_cost_ratio_interval
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -162,12 +162,15 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))     # the mlearn benchmark's model definitions
+from _jsonl import dumps  # noqa: E402  (strict JSON: NaN / inf as null)
 DEFAULT_DIR = Path(os.environ.get("MLEARN_DIR", ROOT.parent / "shared" / "data" / "mlearn"))
 
 MODELS = ["snap_linear", "ps_linear", "ps_gp_smooth", "bs_gp"]
 #: sparse GP models of benchmarks/mlearn.py: their own projected-process σ (hyperparameters
 #: by evidence or fixed, no emcee posterior), recalibrated the same way
 GP_MODELS = ("ps_gp_smooth", "bs_gp")
+#: keys of every record (BENCHMARKS.md); the "data not found" record has them as None
+KEYS = ("element", "model", "coverage_1sigma", "coverage_2sigma", "nll", "spearman")
 RECALIBRATIONS = ["nll", "coverage", "split", "heteroscedastic_coverage", "heteroscedastic"]
 
 
@@ -332,7 +335,8 @@ def main(argv=None):
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--data", type=Path, default=DEFAULT_DIR)
     p.add_argument("--elements", nargs="*", default=None)
-    p.add_argument("--models", nargs="*", default=["snap_linear"])
+    p.add_argument("--models", nargs="*", default=["snap_linear"], choices=MODELS,
+                   metavar="MODEL", help=f"models ({', '.join(MODELS)})")
     p.add_argument("--seed", type=int, default=0)
     from hybridpot.regression._gp import DERIVATIVE_VARIANCES
 
@@ -360,13 +364,12 @@ def main(argv=None):
     args = p.parse_args(argv)
     xyz = args.data / "extxyz"
     if not xyz.is_dir():
-        print(json.dumps({"error": f"mlearn data not found at {args.data}"}))
+        msg = f"mlearn data not found at {args.data}"
+        print(dumps({**dict.fromkeys(KEYS), "error": msg}) if args.json else msg)
         return 0
     elements = args.elements or sorted(q.name.split("_")[0] for q in xyz.glob("*_train.xyz"))
     for el in elements:
         for name in args.models:
-            if name not in MODELS:
-                raise SystemExit(f"unknown model {name!r}; known: {MODELS}")
             if name == "bs_gp":
                 from mlearn import BS_GP
 
@@ -374,7 +377,7 @@ def main(argv=None):
                     continue   # settings validated for Mo and Si only
             rec = run(args.data, el, name, args)
             if args.json:
-                print(json.dumps(rec), flush=True)
+                print(dumps(rec), flush=True)
             else:
                 print(f"{el:3s} {name:12s} ±1σ {100 * rec['coverage_1sigma']:5.1f} %  "
                       f"±2σ {100 * rec['coverage_2sigma']:5.1f} %  NLL {rec['nll']:.3f}  "
