@@ -9,8 +9,9 @@ Fits every ``<El>_train.xyz`` found in ``$MLEARN_DIR/extxyz`` (default
 
 Each (element, model) runs in a fresh child process so ``peak_mem_mb`` (the child's maximum
 resident set size) and ``fit_s`` (wall) / ``fit_cpu_s`` (process CPU time, the figure to
-quote on a shared machine) are its own.  Without ``--json`` a table is printed next to
-the reference figures of ``data/mlearn/README.md``.
+quote on a shared machine) are its own.  A job that fails gives the same keys with ``null``
+figures and an ``"error"`` (the child's last line of stderr).  Without ``--json`` a table is
+printed next to the reference figures of ``data/mlearn/README.md``.
 
 Usage::
 
@@ -28,6 +29,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _jsonl import dumps  # noqa: E402  (strict JSON: NaN / inf as null)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DIR = Path(os.environ.get("MLEARN_DIR", ROOT.parent / "shared" / "data" / "mlearn"))
@@ -184,6 +188,9 @@ def build_model(element, name):
     from hybridpot import regression as R
     from hybridpot.descriptors import PowerSpectrum, SNAPBispectrum
 
+    if element not in SO3_CUTOFF:
+        raise SystemExit(f"benchmarks/mlearn.py has model settings for the elements "
+                         f"{sorted(SO3_CUTOFF)} only; got element {element!r}")
     sp = [element]
     weights = {"energy": 1.0, "forces": 1.0, "stress": 0.0 if element in ("Ni", "Cu") else 0.1}
     # linear / quadratic models: one noise level (noise_levels="shared") with FitSNAP-style
@@ -281,13 +288,24 @@ MODELS = ["snap_linear", "snap_quadratic", "ps_linear", "ps_quadratic", "ps_quad
           "ps2b_quadratic", "ps_gp", "ps_gp_smooth", "bs_gp", "ps_nn"]
 
 
+#: keys of every record (BENCHMARKS.md); an error record has them as None
+KEYS = ("element", "model", "energy_mae_mev", "force_mae", "fit_s", "fit_cpu_s", "peak_mem_mb",
+        "predict_us_per_atom")
+
+
+def error_record(element, model, message):
+    """The record of a job that failed (or of a missing data folder): every key, figures
+    ``None``, and ``"error"``."""
+    return {**dict.fromkeys(KEYS), "element": element, "model": model, "error": message}
+
+
 def run_job(data_dir, element, name):
     """Fit and evaluate one (element, model); returns the JSON record."""
     from ase.io import read
 
+    model = build_model(element, name)   # unknown element / model: SystemExit before reading
     train = read(data_dir / "extxyz" / f"{element}_train.xyz", ":")
     test = read(data_dir / "extxyz" / f"{element}_test.xyz", ":")
-    model = build_model(element, name)
     t0, c0 = time.perf_counter(), time.process_time()
     model.fit(train)
     fit_s = time.perf_counter() - t0
@@ -310,16 +328,18 @@ def main(argv=None):
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--data", type=Path, default=DEFAULT_DIR)
     p.add_argument("--elements", nargs="*", default=None)
-    p.add_argument("--models", nargs="*", default=None)
+    p.add_argument("--models", nargs="*", default=None, choices=MODELS, metavar="MODEL",
+                   help=f"models to fit (default: all of {', '.join(MODELS)})")
     p.add_argument("--job", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.job:
         el, name = args.job.split(":")
-        print(json.dumps(run_job(args.data, el, name)))
+        print(dumps(run_job(args.data, el, name)))
         return 0
     xyz = args.data / "extxyz"
     if not xyz.is_dir():
-        print(json.dumps({"error": f"mlearn data not found at {args.data}"}))
+        rec = error_record(None, None, f"mlearn data not found at {args.data}")
+        print(dumps(rec) if args.json else rec["error"])
         return 0
     elements = args.elements or sorted(p.name.split("_")[0] for p in xyz.glob("*_train.xyz"))
     models = args.models or MODELS
@@ -338,13 +358,13 @@ def main(argv=None):
                                    "--job", f"{el}:{name}"], capture_output=True, text=True,
                                   env=env)
             if proc.returncode != 0:
-                rec = {"element": el, "model": name,
-                       "error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+                rec = error_record(el, name,
+                                   (proc.stderr.strip().splitlines() or ["failed"])[-1])
             else:
                 rec = json.loads(proc.stdout.strip().splitlines()[-1])
             rows.append(rec)
             if args.json:
-                print(json.dumps(rec), flush=True)
+                print(dumps(rec), flush=True)
     if not args.json:
         print(f"{'El':3} {'model':15} {'E MAE meV/at':>12} {'F MAE eV/Å':>11} {'fit s':>7} "
               f"{'CPU s':>7} {'mem MB':>7}   reference qSNAP / GAP (E, F)")
