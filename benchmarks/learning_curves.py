@@ -6,14 +6,18 @@ and regressor are fitted to a random subset of ``<El>_train.xyz`` (nested subset
 ``n`` structures of one fixed permutation, ``--seed``) and evaluated on ``<El>_test.xyz``.
 With ``--json`` one line per (element, baseline, fraction)::
 
-    {"element", "baseline", "fraction", "n_train", "energy_mae_mev", "force_mae", "fit_s"}
+    {"element", "baseline", "fraction", "n_train", "energy_mae_mev", "force_mae", "fit_s",
+     "fit_cpu_s", ...}
 
-and one summary line per element::
+(``fit_s`` wall, ``fit_cpu_s`` process CPU time, single-threaded) and one summary line per
+element::
 
-    {"element", "hybrid_fraction_to_reach_pure_full_force_mae", "pure_full_force_mae", ...}
+    {"element", "hybrid_fraction_to_reach_pure_full_force_mae", "pure_full_force_mae",
+     "pure_reference_fraction", ...}
 
-(``null`` when no hybrid fraction reaches the pure model's full-data force MAE).  Target:
-the hybrid reaches it with at most a third of the data.
+(``null`` when no hybrid fraction reaches the pure model's full-data force MAE; "full data"
+is the largest of ``--fractions``, given as ``pure_reference_fraction``).  Target: the hybrid
+reaches it with at most a third of the data.
 
 Usage::
 
@@ -25,14 +29,19 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+# single-threaded, as every benchmark (BENCHMARKS.md), whatever the caller's environment
+for _var in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _jsonl import dumps  # noqa: E402  (strict JSON: NaN / inf as null)
 from mlearn import DEFAULT_DIR, SO3_CUTOFF  # noqa: E402
 
 FRACTIONS = (0.05, 0.10, 0.25, 0.50, 1.00)
@@ -73,13 +82,14 @@ def run_element(data_dir, element, fractions, seed, model, n_sparse, emit, gp_no
             n = max(2, int(round(frac * len(train))))
             subset = [train[i] for i in perm[:n]]
             pot = build(element, baseline, model, n_sparse, gp_noise)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             pot.fit(subset)
-            fit_s = time.perf_counter() - t0
+            fit_s, fit_cpu_s = time.perf_counter() - t0, time.process_time() - c0
             m = pot.evaluate(test)
             rec = {"element": element, "baseline": baseline, "fraction": frac, "n_train": n,
                    "energy_mae_mev": 1000.0 * m["energy_mae"], "force_mae": m["force_mae"],
-                   "fit_s": fit_s, "model": model, "gp_noise": gp_noise}
+                   "fit_s": fit_s, "fit_cpu_s": fit_cpu_s, "model": model,
+                   "gp_noise": gp_noise}
             rows.append(rec)
             emit(rec)
     pure_full = [r for r in rows if r["baseline"] == "None" and r["fraction"] == max(fractions)]
@@ -88,7 +98,8 @@ def run_element(data_dir, element, fractions, seed, model, n_sparse, emit, gp_no
              if r["baseline"] == "EMT" and r["force_mae"] <= target]
     summary = {"element": element,
                "hybrid_fraction_to_reach_pure_full_force_mae": min(reach) if reach else None,
-               "pure_full_force_mae": target, "model": model,
+               "pure_full_force_mae": target, "pure_reference_fraction": max(fractions),
+               "model": model,
                "target_fraction": 1.0 / 3.0,
                "target_met": bool(reach) and min(reach) <= 1.0 / 3.0}
     emit(summary)
@@ -108,13 +119,17 @@ def main(argv=None):
                    help="fixed GP noise: energy (eV/atom) and force (eV/Å) sigma (ps_gp); "
                         "default: evidence-maximised")
     args = p.parse_args(argv)
+    bad = [f for f in args.fractions if not 0.0 < f <= 1.0]
+    if bad or not args.fractions:
+        p.error(f"--fractions must be one or more numbers in (0, 1]; got {args.fractions}")
     if not (args.data / "extxyz").is_dir():
-        print(json.dumps({"error": f"mlearn data not found at {args.data}"}))
+        msg = f"mlearn data not found at {args.data}"
+        print(dumps({"element": None, "error": msg}) if args.json else msg)
         return 0
 
     def emit(rec):
         if args.json:
-            print(json.dumps(rec), flush=True)
+            print(dumps(rec), flush=True)
         elif "baseline" in rec:
             print(f"{rec['element']:3} {rec['baseline']:5} {rec['fraction']:5.2f} "
                   f"{rec['n_train']:4d} {rec['energy_mae_mev']:8.2f} meV/at "
