@@ -227,7 +227,6 @@ not reached alone.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -243,6 +242,8 @@ import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _jsonl import dumps  # noqa: E402  (strict JSON: NaN / inf as null)
 
 from hybridpot import HybridPotential  # noqa: E402
 from hybridpot.descriptors import PowerSpectrum  # noqa: E402
@@ -419,9 +420,13 @@ def run_pool(element, args, emit):
     t0 = time.perf_counter()
     full = force_mae(make_model(element).fit(pool), test)
     name = f"mlearn-{element}"
-    # budget: the fraction of the pool on the batch grid above the initial set
-    budget = args.n_initial + args.batch * int(round(
-        (args.pool_fraction * len(pool) - args.n_initial) / args.batch))
+    # budget: the fraction of the pool on the batch grid above the initial set, at least one
+    # batch more than the initial set (a small pool: the fraction can be below it)
+    if len(pool) <= args.n_initial:
+        raise SystemExit(f"the {element} pool has {len(pool)} structures: it must hold more "
+                         f"than --n-initial ({args.n_initial})")
+    budget = args.n_initial + args.batch * max(1, int(round(
+        (args.pool_fraction * len(pool) - args.n_initial) / args.batch)))
     budget = min(budget, len(pool))
     inits = [initial_set(element, pool, args.n_initial, 1000 + s, args.initial)
              for s in range(max(args.seeds, args.al_seeds, args.slow_al_seeds))]
@@ -582,15 +587,24 @@ def main(argv=None):
     BASIS.update(n_max=nm if args.n_max is None else args.n_max,
                  l_max=lm if args.l_max is None else args.l_max)
     MODEL.update(name=args.model, n_sparse=args.n_sparse)
+    for flag, value, low in (("--batch", args.batch, 1), ("--n-initial", args.n_initial, 1),
+                             ("--seeds", args.seeds, 1), ("--al-seeds", args.al_seeds, 1),
+                             ("--slow-al-seeds", args.slow_al_seeds, 1),
+                             ("--live-budget", args.live_budget, args.n_initial + 1)):
+        if value < low:
+            p.error(f"{flag} must be at least {low}; got {value}")
+    if not 0.0 < args.pool_fraction <= 1.0:
+        p.error(f"--pool-fraction must be in (0, 1]; got {args.pool_fraction}")
     if args.quick:
-        args.pool_fraction, args.live_budget = min(args.pool_fraction, 0.1), 20
+        args.pool_fraction = min(args.pool_fraction, 0.1)
+        args.live_budget = min(args.live_budget, max(20, args.n_initial + args.batch))
         args.seeds, args.al_seeds = min(args.seeds, 2), min(args.al_seeds, 1)
         args.slow_al_seeds = min(args.slow_al_seeds, 1)
     warnings.filterwarnings("ignore", message=".*evidence maximisation did not converge")
 
     def emit(rec):
         if args.json:
-            print(json.dumps(rec), flush=True)
+            print(dumps(rec), flush=True)
         else:
             n = rec["labels_to_target"]
             extra = f" ({rec['ratio_to_random']:.2f} x random)" if rec.get("ratio_to_random") \
@@ -601,8 +615,9 @@ def main(argv=None):
                   f"[{rec['seconds']:.0f} s]", flush=True)
 
     if not (MLEARN_DIR / "extxyz").is_dir():
-        print(json.dumps({"skipped": f"mlearn data not found at {MLEARN_DIR}"})
-              if args.json else f"mlearn data not found at {MLEARN_DIR}")
+        msg = f"mlearn data not found at {MLEARN_DIR}"
+        print(dumps({"pool": None, "strategy": None, "target_force_mae": None,
+                     "labels_to_target": None, "skipped": msg}) if args.json else msg)
     else:
         for el in args.elements:
             run_pool(el, args, emit)
