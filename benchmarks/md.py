@@ -36,6 +36,8 @@ With ``--json`` one object per line::
      "us_per_atom_step_with_std", "std_cost_ratio", "lammps_snap_us_per_atom_step",
      "ratio_vs_lammps", ...}
 
+(every key in every line: ``null`` where not measured -- no σ, no LAMMPS).
+
 Usage::
 
     python benchmarks/md.py --json            # 10 ps per model
@@ -93,7 +95,6 @@ for _var in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MK
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -105,6 +106,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from _jsonl import dumps  # noqa: E402  (strict JSON: NaN / inf as null)
 DEFAULT_DIR = Path(os.environ.get("MLEARN_DIR", ROOT.parent / "shared" / "data" / "mlearn"))
 
 MODELS = ["snap_mlearn", "snap_pure", "snap_linear", "ps_linear", "gp_dtc", "gp_committee"]
@@ -304,11 +306,18 @@ def main(argv=None):
     ap.add_argument("--posterior-steps", type=int, default=400,
                     help="emcee steps of the posterior chain (cost does not depend on it)")
     args = ap.parse_args(argv)
-    n_steps = args.steps or (500 if args.quick else 10000)
-    t_steps = args.time_steps or (20 if args.quick else 100)
-    repeats = args.repeats or (3 if args.quick else 5)
+    n_steps = (500 if args.quick else 10000) if args.steps is None else args.steps
+    t_steps = (20 if args.quick else 100) if args.time_steps is None else args.time_steps
+    repeats = (3 if args.quick else 5) if args.repeats is None else args.repeats
+    # the drift is a straight-line fit to the total energy sampled every 10 steps
+    for flag, value, low in (("--steps", n_steps, 20), ("--time-steps", t_steps, 1),
+                             ("--repeats", repeats, 1), ("--posterior-steps",
+                                                         args.posterior_steps, 4)):
+        if value < low:
+            ap.error(f"{flag} must be at least {low}; got {value}")
     if not (args.data / "extxyz").is_dir():
-        print(json.dumps({"workload": "W5", "error": f"mlearn data not found at {args.data}"}))
+        msg = f"mlearn data not found at {args.data}"
+        print(dumps({"workload": "W5", "model": None, "error": msg}) if args.json else msg)
         return 0
     atoms = initial_state()
     n = len(atoms)
@@ -323,9 +332,11 @@ def main(argv=None):
                "max_abs_energy_change_ev_per_atom": excursion,
                "us_per_atom_step": sp[False][0] / n * 1e6,
                "cpu_us_per_atom_step": sp[False][1] / n * 1e6,
-               "us_per_atom_step_with_std": None, "std_cost_ratio": None,
-               "cpu_std_cost_ratio": None, "n_members": None,
-               "lammps_snap_us_per_atom_step": None, "ratio_vs_lammps": None,
+               "us_per_atom_step_with_std": None, "cpu_us_per_atom_step_with_std": None,
+               "std_cost_ratio": None, "cpu_std_cost_ratio": None, "n_members": None,
+               "lammps_snap_us_per_atom_step": None, "lammps_cpu_us_per_atom_step": None,
+               "lammps_drift_ev_per_atom_ps": None, "ratio_vs_lammps": None,
+               "cpu_ratio_vs_lammps": None,
                "peer": "lammps pair_style snap (mlearn Ni, 2J=8)"}
         if has_std:
             rec["us_per_atom_step_with_std"] = sp[True][0] / n * 1e6
@@ -343,7 +354,7 @@ def main(argv=None):
             rec["ratio_vs_lammps"] = sp[False][0] / lmp[0]
             rec["cpu_ratio_vs_lammps"] = sp[False][1] / lmp[1]
         if args.json:
-            print(json.dumps(rec), flush=True)
+            print(dumps(rec), flush=True)
         else:
             std = (f"  with σ {rec['us_per_atom_step_with_std']:.1f} µs "
                    f"(×{rec['std_cost_ratio']:.2f})" if has_std else "")
