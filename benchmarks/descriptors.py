@@ -53,7 +53,6 @@ for _var in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MK
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -64,6 +63,8 @@ import numpy as np  # noqa: E402
 from ase.build import bulk  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _jsonl import dumps  # noqa: E402  (strict JSON: NaN / inf as null)
 
 CUTOFF = 5.0
 N_MAX = 8
@@ -220,11 +221,17 @@ def run_case(case, atoms, repeats):
             rows.append(row)
     for row in rows:
         row["n_features"] = desc.n_features
-        if row["peer_us_per_atom"]:
-            row["ratio"] = row["us_per_atom"] / row["peer_us_per_atom"]
-        if row["peer_cpu_us_per_atom"]:
-            row["cpu_ratio"] = row["cpu_us_per_atom"] / row["peer_cpu_us_per_atom"]
+        _ratios(row)
     return rows
+
+
+def _ratios(row):
+    """``ratio`` (wall) and ``cpu_ratio`` of ours to the peer; ``None`` without a peer
+    figure (every row has both keys)."""
+    for key, ours, peer in (("ratio", "us_per_atom", "peer_us_per_atom"),
+                            ("cpu_ratio", "cpu_us_per_atom", "peer_cpu_us_per_atom")):
+        row[key] = (row[ours] / row[peer]
+                    if row.get(ours) is not None and row.get(peer) else None)
 
 
 def _snap_module():
@@ -244,19 +251,23 @@ def snap_rows(atoms, repeats, steps=5):
     LAMMPS ``pair_style snap``; ``"<peer> not installed"`` without LAMMPS."""
     snap = _snap_module()
     coef = np.concatenate([[-3.0], np.random.default_rng(0).normal(scale=1e-3, size=55)])
-    t_val, t_ef, _ = snap.ours(atoms, coef, repeats)
-    lmp = snap.lammps_times(atoms, coef, steps, repeats)
+    cpu, cpu_lmp = {}, {}
+    t_val, t_ef, _ = snap.ours(atoms, coef, repeats, cpu)
+    lmp = snap.lammps_times(atoms, coef, steps, repeats, cpu_lmp)
     rows = [{"descriptor": "SNAPBispectrum", "what": "values", "us_per_atom": t_val,
              "peer": "lammps compute sna/atom", "peer_us_per_atom": None},
             {"descriptor": "SNAPBispectrum", "what": "energy+forces", "us_per_atom": t_ef,
              "peer": "lammps pair_style snap", "peer_us_per_atom": None}]
     for k, row in enumerate(rows):
+        row["cpu_us_per_atom"] = cpu.get(row["what"])
+        row["peer_cpu_us_per_atom"] = None
         row["n_features"] = 55
         if lmp is None:
             row["peer"] += " not installed"
         else:
             row["peer_us_per_atom"] = lmp[k]
-            row["ratio"] = row["us_per_atom"] / row["peer_us_per_atom"]
+            row["peer_cpu_us_per_atom"] = cpu_lmp.get(row["what"])
+        _ratios(row)
     return rows
 
 
@@ -264,25 +275,26 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls (>= 5)")
-    parser.add_argument("--only", default=None,
-                        help="run only this descriptor (PowerSpectrum, Bispectrum, ACSF, "
-                             "ACSF-BP, SNAPBispectrum)")
+    all_cases = [*cases(), "SNAPBispectrum"]
+    names = [c if isinstance(c, str) else c.name for c in all_cases]
+    parser.add_argument("--only", default=None, choices=names, metavar="DESCRIPTOR",
+                        help=f"run only this descriptor ({', '.join(names)})")
     args = parser.parse_args(argv)
     repeats = max(5, args.repeats)
     atoms = w1()
-    for case in [*cases(), "SNAPBispectrum"]:
-        name = case if isinstance(case, str) else case.name
+    for case, name in zip(all_cases, names):
         if args.only and name != args.only:
             continue
         rows = snap_rows(atoms, repeats) if isinstance(case, str) else \
             run_case(case, atoms, repeats)
         for row in rows:
             if args.json:
-                print(json.dumps(row), flush=True)
+                print(dumps(row), flush=True)
             else:
+                cpu = "-" if row["cpu_ratio"] is None else f"{row['cpu_ratio']:.2f}"
                 peer = (f"{row['peer']}: {row['peer_us_per_atom']:.1f} us/atom, ratio "
-                        f"{row['ratio']:.2f} (cpu {row.get('cpu_ratio', float('nan')):.2f})"
-                        if row.get("ratio") else str(row["peer"]))
+                        f"{row['ratio']:.2f} (cpu {cpu})"
+                        if row["ratio"] is not None else str(row["peer"]))
                 print(f"{row['descriptor']:>14s} {row['what']:>16s} "
                       f"{row['us_per_atom']:9.1f} us/atom   [{peer}]", flush=True)
 

