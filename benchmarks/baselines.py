@@ -45,13 +45,16 @@ for _var in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MK
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import statistics  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 from ase.build import bulk  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _jsonl import dumps  # noqa: E402  (strict JSON: NaN / inf as null)
 
 ROOT = Path(__file__).resolve().parents[1]
 MLEARN_DIR = Path(os.environ.get("MLEARN_DIR", ROOT.parent / "shared" / "data" / "mlearn"))
@@ -135,18 +138,21 @@ def main(argv=None):
     parser.add_argument("--dataset-repeats", type=int, default=3,
                         help="passes over the Ni training set")
     args = parser.parse_args(argv)
+    for flag, value in (("--repeats", args.repeats), ("--dataset-repeats", args.dataset_repeats)):
+        if value < 1:
+            parser.error(f"{flag} must be at least 1; got {value}")
     cases = [("ni108", [ni108()], args.repeats)]
     train = mlearn_ni_train()
     if train is None:
         note = {"what": "emt_baseline", "case": "mlearn_ni_train",
                 "note": f"mlearn data not found at {MLEARN_DIR}"}
-        print(json.dumps(note) if args.json else note["note"], flush=True)
+        print(dumps(note) if args.json else note["note"], flush=True)
     else:
         cases.append(("mlearn_ni_train", train, args.dataset_repeats))
     for name, structures, repeats in cases:
         res = run_case(name, structures, repeats)
         if args.json:
-            print(json.dumps(res), flush=True)
+            print(dumps(res), flush=True)
         else:
             print(f"EMT {name:16s} ({res['n_structures']} structures, {res['n_atoms']} atoms): "
                   f"ours {res['s']:.4g} s ({res['us_per_atom']:.2f} us/atom); ase "
