@@ -720,7 +720,7 @@ def _build_stack(body, species):
 
 
 #: descriptor keys holding one value per element (in the descriptor's species order)
-PER_ELEMENT_KEYS = ("radelem", "wj", "species_weights")
+PER_ELEMENT_KEYS = ("radelem", "wj", "species_weights", "sinner", "dinner")
 
 
 def _per_element_values(body, key, species, explicit_order):

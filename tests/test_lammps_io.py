@@ -168,8 +168,11 @@ def test_read_snap_errors(tmp_path):
     with pytest.raises(ModelFormatError, match="'Ni'"):
         read_snap(c, p, species=["Ni"])
     p.write_text("rcutfac 4.0\ntwojmax 2\nchemflag 1\n")
-    with pytest.raises(ModelFormatError, match="chemflag"):
-        read_snap(c, p)
+    c2 = tmp_path / "b.snapcoeff"
+    c2.write_text("2 6\nCu 0.5 1.0\n" + "0.1\n" * 6 + "Ni 0.5 1.0\n" + "0.1\n" * 6)
+    with pytest.raises(ModelFormatError, match="needs 41 \\(chemflag 1 with 2 elements: "
+                                               "2\\^3 blocks of 5 components\\)"):
+        read_snap(c2, p)
     p.write_text("rcutfac 4.0\ntwojmax 2\n")
     assert read_snap(c, p).descriptor.bzeroflag  # LAMMPS default when absent
 

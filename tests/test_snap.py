@@ -258,7 +258,7 @@ def test_from_lammps_reads_parameters(tmp_path):
 
 
 @pytest.mark.parametrize("text, match", [
-    ("rcutfac 4\ntwojmax 6\nchemflag 1\n", "chemflag"),
+    ("rcutfac 4\ntwojmax 6\nchemflag yes\n", "the value of 'chemflag' must be an integer"),
     ("rcutfac 4\ntwojmax 6\nbnormflag one\n", "the value of 'bnormflag' must be an integer"),
     ("twojmax 6\n", "rcutfac"),
     ("rcutfac 4\ntwojmax six\n", "twojmax"),

@@ -462,3 +462,161 @@ def test_live_lammps_pair_snap_bnormflag_energy_forces_virial(tmp_path, rng):
     p = out["p"] / out["nktv2p"]
     lmp_stress = -np.array([p[0], p[1], p[2], p[5], p[4], p[3]])
     np.testing.assert_allclose(lmp_stress, stress, rtol=0, atol=1e-9 * np.abs(stress).max())
+
+
+# -- chemflag (explicit multi-element) -------------------------------------------------------------
+def test_chemflag_single_element_equals_plain_and_layout():
+    """One element: the chemflag bispectrum is the plain one (N^3 = 1 block); two elements:
+    N^3 K columns, and a pure-Cu cell has only the (Cu, Cu, Cu) block non-zero besides the
+    isolated-atom shift."""
+    at = _cell(seed=7)
+    at.symbols = "Cu4"
+    kw = dict(twojmax=4, rcutfac=2.6, bzeroflag=True, **{k: v[:1] if isinstance(v, list) else v
+                                                           for k, v in INNER.items()})
+    one = SNAPBispectrum(species=["Cu"], chemflag=True, **kw)
+    np.testing.assert_allclose(one.compute(at), SNAPBispectrum(species=["Cu"], **kw).compute(at),
+                               rtol=1e-12, atol=1e-12)
+    kw2 = dict(kw, sinner=INNER["sinner"], dinner=INNER["dinner"])
+    two = SNAPBispectrum(species=SPECIES, chemflag=True, **kw2)
+    K = SNAPBispectrum(species=SPECIES, **kw2).n_features
+    assert two.n_features == 8 * K and two.n_bispectrum == 8 * K
+    X = two.compute(at)
+    np.testing.assert_allclose(X[:, :K], one.compute(at), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(X[:, K:], 0.0)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(chemflag=True),
+    dict(chemflag=True, bnormflag=True, bzeroflag=True, wselfallflag=True, quadraticflag=True,
+         **INNER),
+    dict(chemflag=True, radelem=[0.5, 0.43], wj=[1.0, 0.7], rmin0=0.2, bzeroflag=True),
+], ids=["chem", "chem-bnorm-wselfall-quadratic-inner", "chem-radelem-rmin0"])
+def test_chemflag_jacobian_strain_adjoint_finite_differences(kw, rng):
+    desc = SNAPBispectrum(species=SPECIES, twojmax=3, rcutfac=3.0, **kw)
+    _fd_check(desc, _cell(seed=5, rattle=0.15), rng)
+
+
+def test_chemflag_files_round_trip(tmp_path, rng):
+    desc = SNAPBispectrum(species=SPECIES, twojmax=2, rcutfac=2.4, chemflag=True,
+                          bnormflag=True)
+    model = HybridPotential.from_fitted(
+        desc, LinearRegressor.from_coef(rng.normal(size=(2, 1 + desc.n_features))))
+    paths = write_snap(model, tmp_path / "m", species=["Cu", "Ni", "Cu"])
+    assert "chemflag 1\n" in paths["snapparam"].read_text()
+    back = read_snap(paths["snapcoeff"], paths["snapparam"])
+    assert back.descriptor.chemflag is True
+    at = _cell(seed=6)
+    np.testing.assert_allclose(back.predict([at]), model.predict([at]), rtol=1e-12)
+    # LAMMPS numbers the element blocks in pair_coeff order: another order is refused
+    with pytest.raises(InvalidParameterError, match="chemflag SNAPBispectrum's columns follow "
+                                                    "its species \\['Cu', 'Ni'\\]"):
+        write_snap(model, tmp_path / "x", species=["Ni", "Cu"])
+
+
+@pytest.mark.parametrize("kw, lmp", [
+    (dict(), "bzeroflag 0"),
+    (dict(bnormflag=True, bzeroflag=True, wselfallflag=True), "bnormflag 1 bzeroflag 1 "
+                                                                "wselfallflag 1"),
+    (dict(bnormflag=True, bzeroflag=True, quadraticflag=True, **INNER),
+     "bnormflag 1 bzeroflag 1 quadraticflag 1 switchinnerflag 1 sinner 2.3 2.2 "
+     "dinner 0.35 0.25"),
+], ids=["chem", "chem-bnorm-wselfall", "chem-bnorm-quadratic-inner"])
+def test_live_lammps_compute_sna_atom_chemflag(tmp_path, kw, lmp):
+    lammps = _lammps_or_skip()
+    at = _lammps_cell()
+    desc = SNAPBispectrum(species=SPECIES, twojmax=3, rcutfac=4.7, radelem=[0.5, 0.44],
+                          wj=[1.0, 0.7], chemflag=True, **kw)
+    out = _lammps_run(lammps, at, [
+        "pair_style zero 5.0", "pair_coeff * *",
+        f"compute b all sna/atom 4.7 0.99363 3 0.5 0.44 1.0 0.7 chem 2 0 1 {lmp}"], tmp_path,
+        computes=("b",))
+    X = desc.compute(at)
+    assert out["b"].shape == X.shape
+    np.testing.assert_allclose(X, out["b"], rtol=1e-10, atol=1e-11 * np.abs(X).max())
+
+
+def _chem_model(rng, quadratic, symmetric):
+    desc = SNAPBispectrum(species=SPECIES, twojmax=3, rcutfac=4.7, radelem=[0.5, 0.44],
+                          wj=[1.0, 0.7], chemflag=True, bnormflag=True, bzeroflag=True,
+                          **INNER)
+    K_ = desc.n_features
+    P = 1 + K_ + (K_ * (K_ + 1) // 2 if quadratic else 0)
+    coef = rng.normal(size=(2, P)) * np.r_[1.0, np.full(P - 1, 0.05)]
+    if symmetric:   # the same coefficient for every element triple of a component
+        coef[:, 1:] = np.tile(coef[:, 1:1 + K_ // 8], (1, 8))
+    return HybridPotential.from_fitted(desc, LinearRegressor.from_coef(coef,
+                                                                       quadratic=quadratic))
+
+
+def test_live_lammps_pair_snap_chemflag_energy_and_its_gradient(tmp_path, rng):
+    """pair_style snap with chemflag 1 (linear and quadratic, bnorm, bzero, inner switch):
+    LAMMPS's energy equals ours to round-off, and our forces are the central differences of
+    LAMMPS's own energy.  (LAMMPS 22 Jul 2025's chemflag forces are not: its compute_yi applies
+    the single-element multiplicity factors 3 / 2 to one element triple's coefficient instead
+    of summing the permuted triples' -- see test_live_lammps_pair_snap_chemflag_symmetric.)"""
+    lammps = _lammps_or_skip()
+    at = _lammps_cell()
+    for quadratic in (False, True):
+        model = _chem_model(rng, quadratic, symmetric=False)
+        paths = write_snap(model, tmp_path / f"m{int(quadratic)}", absolute_paths=True)
+        mod = [f"include {paths['mod']}"]
+        out = _lammps_run(lammps, at, mod, tmp_path)
+        e = model.predict([at])[0]
+        f = model.predict_forces([at])[0]
+        assert abs(out["pe"] - e) < 1e-9 * max(1.0, abs(e))
+        h = 1e-5
+        for k, a in ((0, 0), (5, 1), (17, 2)):
+            ep = []
+            for sgn in (1, -1):
+                moved = at.copy()
+                moved.positions[k, a] += sgn * h
+                ep.append(_lammps_run(lammps, moved, mod, tmp_path)["pe"])
+            assert f[k, a] == pytest.approx(-(ep[0] - ep[1]) / (2 * h), rel=1e-6,
+                                            abs=1e-6 * np.abs(f).max())
+
+
+def test_live_lammps_pair_snap_chemflag_symmetric(tmp_path, rng):
+    """With coefficients equal over the element triples (where LAMMPS's chemflag adjoint is
+    exact) LAMMPS's forces and virial equal ours to round-off; with general coefficients they
+    do not (LAMMPS's forces are not the gradient of its energy, previous test)."""
+    lammps = _lammps_or_skip()
+    at = _lammps_cell()
+    model = _chem_model(rng, False, symmetric=True)
+    paths = write_snap(model, tmp_path / "m", absolute_paths=True)
+    out = _lammps_run(lammps, at, [f"include {paths['mod']}"], tmp_path)
+    e = model.predict([at])[0]
+    f = model.predict_forces([at])[0]
+    stress = model.predict_stress([at])[0]
+    assert abs(out["pe"] - e) < 1e-9 * max(1.0, abs(e))
+    np.testing.assert_allclose(out["f"], f, rtol=0, atol=1e-8 * np.abs(f).max())
+    assert np.abs(f).max() > 0.1
+    p = out["p"] / out["nktv2p"]
+    lmp_stress = -np.array([p[0], p[1], p[2], p[5], p[4], p[3]])
+    np.testing.assert_allclose(lmp_stress, stress, rtol=0, atol=1e-9 * np.abs(stress).max())
+
+
+def test_chemflag_parameters_prior_and_config():
+    from hybridpot.config import _per_element_values
+    from hybridpot.regression import feature_degrees
+
+    with pytest.raises(InvalidParameterError, match="'chemflag' parameter of SNAPBispectrum "
+                                                    "must be a bool"):
+        SNAPBispectrum(species=SPECIES, twojmax=2, rcutfac=2.0, chemflag=2).compute(
+            skewed_two_element_cell())
+    d = SNAPBispectrum(species=SPECIES, twojmax=2, rcutfac=2.0, chemflag=True)
+    n, l = feature_degrees(d)
+    plain_l = feature_degrees(SNAPBispectrum(species=SPECIES, twojmax=2, rcutfac=2.0))[1]
+    assert n.shape == l.shape == (d.n_features, 3)
+    np.testing.assert_array_equal(l, np.tile(plain_l, (8, 1)))
+    # config files: sinner / dinner tables keyed by element, like radelem / wj
+    body = _per_element_values({"sinner": {"Ni": 2.2, "Cu": 2.3}, "dinner": {"Cu": 0.35,
+                                                                             "Ni": 0.25}},
+                               "descriptor", ["Cu", "Ni"], False)
+    assert body["sinner"] == [2.3, 2.2] and body["dinner"] == [0.35, 0.25]
+
+
+def test_from_lammps_chemflag(tmp_path):
+    p = tmp_path / "c.snapparam"
+    p.write_text("rcutfac 2.4\ntwojmax 2\nchemflag 1\nbnormflag 1\nwselfallflag 1\n")
+    d = SNAPBispectrum.from_lammps(p, species=SPECIES)
+    assert d.chemflag and d.bnormflag and d.wselfallflag and d.n_features == 40

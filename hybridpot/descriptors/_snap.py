@@ -138,9 +138,8 @@ def read_snapparam(path):
     ``sinner`` / ``dinner`` (inner switching, one value per element in the order of the
     LAMMPS ``pair_coeff`` elements) are lists of floats.  Raises
     :class:`~hybridpot.ModelFormatError` for unknown keywords, malformed lines, missing
-    ``rcutfac``/``twojmax``, ``switchinnerflag 1`` without both ``sinner`` and ``dinner`` (or
-    these without it, as LAMMPS), and for ``chemflag 1`` (explicit multi-element SNAP,
-    which hybridpot does not implement).
+    ``rcutfac``/``twojmax``, and ``switchinnerflag 1`` without both ``sinner`` and
+    ``dinner`` (or these without it, as LAMMPS).
     """
     path = Path(path)
     if not path.is_file():
@@ -185,10 +184,6 @@ def read_snapparam(path):
         raise ModelFormatError(
             f"{path}: {' and '.join(repr(k) for k in inner)} given without switchinnerflag 1 "
             f"(LAMMPS refuses this too); add 'switchinnerflag 1' or remove them.")
-    if out["chemflag"]:
-        raise ModelFormatError(
-            f"{path}: explicit multi-element (chemflag 1) SNAP is not supported by "
-            f"hybridpot's SNAPBispectrum; only chemflag 0 is.")
     return out
 
 
@@ -336,9 +331,18 @@ class SNAPBispectrum(Descriptor):
     (step 2, indices doubled), ``j >= j1``: the LAMMPS order (55 components for
     ``twojmax=8``, 30 for 6).  ``bzeroflag`` subtracts the isolated-atom value
     ``w_self^3 (j + 1)``; ``quadraticflag`` appends, like LAMMPS, for ``k = 0..K-1``:
-    ``B_k^2 / 2`` then ``B_k B_l`` for ``l > k``.  Without LAMMPS's ``chemflag``
-    (not supported) all elements share one density, so ``wselfallflag`` has no effect (as in
-    LAMMPS); it is accepted for file compatibility.  ``bnormflag`` divides every component
+    ``B_k^2 / 2`` then ``B_k B_l`` for ``l > k``.  Without ``chemflag`` all elements share
+    one density, so ``wselfallflag`` has no effect (as in LAMMPS).
+
+    ``chemflag`` (LAMMPS explicit multi-element SNAP) gives every element ``e`` of the ``N``
+    species its own density ``U_e`` (the neighbours of element ``e``; ``w_self`` on the
+    diagonal of the centre atom's element only, or of every element with ``wselfallflag``)
+    and lists ``B_{e1 e2 e3, j1 j2 j} = sum conj(U_e3^j) Z^j_{j1 j2}(U_e1, U_e2)`` for every
+    ordered triple: ``N^3 K`` components, column ``((e1 N + e2) N + e3) K + k`` (LAMMPS's
+    order, elements in the order of ``species``, which must be LAMMPS's ``pair_coeff``
+    element order); ``bzeroflag`` shifts the triple ``(e_i, e_i, e_i)`` only (every triple with
+    ``wselfallflag``).  Its kernels treat one atom at a time (not the vectorised lanes of
+    ``chemflag`` False): slower per component.  ``bnormflag`` divides every component
     by ``j + 1`` (``B_{j1 j2 j} / (j + 1)``, isolated-atom value ``w_self^3`` subtracted with
     ``bzeroflag``), as LAMMPS (which normalises the Z blocks and drops the ``(j1 + 1) /
     (j + 1)`` factors of its adjoint: the same derivative); the quadratic products are those
@@ -402,7 +406,10 @@ class SNAPBispectrum(Descriptor):
     quadraticflag : bool, default=False
         Append the quadratic products (qSNAP features).
     wselfallflag : bool, default=False
-        LAMMPS flag, only meaningful with chemflag; no effect here.
+        With ``chemflag``: ``w_self`` on the diagonal of every element's density (and
+        ``bzeroflag`` shifts every triple); no effect without ``chemflag``.
+    chemflag : bool, default=False
+        Explicit multi-element bispectrum (``N^3 K`` components, above).
     bnormflag : bool, default=False
         Normalise each component by ``1 / (j + 1)`` (LAMMPS ``bnormflag``).
     switchinnerflag : bool, default=False
@@ -425,8 +432,8 @@ class SNAPBispectrum(Descriptor):
 
     def __init__(self, *, species, twojmax, rcutfac, rfac0=0.99363, rmin0=0.0, radelem=None,
                  wj=None, switchflag=True, bzeroflag=False, quadraticflag=False,
-                 wselfallflag=False, bnormflag=False, switchinnerflag=False, sinner=None,
-                 dinner=None):
+                 wselfallflag=False, chemflag=False, bnormflag=False, switchinnerflag=False,
+                 sinner=None, dinner=None):
         self.species = species
         self.twojmax = twojmax
         self.rcutfac = rcutfac
@@ -438,6 +445,7 @@ class SNAPBispectrum(Descriptor):
         self.bzeroflag = bzeroflag
         self.quadraticflag = quadraticflag
         self.wselfallflag = wselfallflag
+        self.chemflag = chemflag
         self.bnormflag = bnormflag
         self.switchinnerflag = switchinnerflag
         self.sinner = sinner
@@ -452,7 +460,8 @@ class SNAPBispectrum(Descriptor):
         ----------
         snapparam : str or path
             ``.snapparam`` file (rcutfac, twojmax, rfac0, rmin0, switchflag, bzeroflag,
-            quadraticflag, wselfallflag, bnormflag, switchinnerflag with sinner / dinner;
+            quadraticflag, wselfallflag, chemflag, bnormflag, switchinnerflag with sinner /
+            dinner;
             LAMMPS defaults for absent keys, e.g. bzeroflag 1).
         species : list of str
             Elements, in the order of the descriptor's species (and of the ``sinner`` /
@@ -467,8 +476,7 @@ class SNAPBispectrum(Descriptor):
         Raises
         ------
         ModelFormatError
-            Malformed files, ``chemflag 1`` (explicit multi-element SNAP is not supported),
-            or an element of ``species`` missing from ``snapcoeff``.
+            Malformed files, or an element of ``species`` missing from ``snapcoeff``.
         """
         species = list(check_species_list(species, "species", cls.__name__))
         p = read_snapparam(snapparam)
@@ -486,7 +494,8 @@ class SNAPBispectrum(Descriptor):
                    rfac0=p["rfac0"], rmin0=p["rmin0"], radelem=radelem, wj=wj,
                    switchflag=bool(p["switchflag"]), bzeroflag=bool(p["bzeroflag"]),
                    quadraticflag=bool(p["quadraticflag"]),
-                   wselfallflag=bool(p["wselfallflag"]), bnormflag=bool(p["bnormflag"]),
+                   wselfallflag=bool(p["wselfallflag"]), chemflag=bool(p["chemflag"]),
+                   bnormflag=bool(p["bnormflag"]),
                    **inner_switch_params(p, species, snapparam))
 
     # -- validation ----------------------------------------------------------------------------
@@ -505,7 +514,8 @@ class SNAPBispectrum(Descriptor):
         self._switch = _check_flag(self.switchflag, "switchflag", owner)
         self._bzero = _check_flag(self.bzeroflag, "bzeroflag", owner)
         self._quadratic = _check_flag(self.quadraticflag, "quadraticflag", owner)
-        _check_flag(self.wselfallflag, "wselfallflag", owner)
+        self._wselfall = _check_flag(self.wselfallflag, "wselfallflag", owner)
+        self._chem = _check_flag(self.chemflag, "chemflag", owner)
         self._bnorm = _check_flag(self.bnormflag, "bnormflag", owner)
         self._switchinner = _check_flag(self.switchinnerflag, "switchinnerflag", owner)
         if self._switchinner:
@@ -541,14 +551,14 @@ class SNAPBispectrum(Descriptor):
                 f"max(radelem) in [0.1, 1e6] Å. Got rcutfac = {self.rcutfac!r} (cutoff "
                 f"{self._r_cut:g} Å).")
         self._tables = snap_tables(self._J)
-        self._nb = int(self._tables["idxb"].shape[0])
+        self._nb = int(self._tables["idxb"].shape[0]) * (n ** 3 if self._chem else 1)
         wself = 1.0
         self._wself = wself
         self._bzero_arr = (wself ** 3 * np.arange(1, self._J + 2, dtype=np.float64)
                            if self._bzero else np.zeros(self._J + 1))
         # bnormflag: B_{j1 j2 j} / (j + 1) (with bzero: (B - w^3 (j + 1)) / (j + 1))
-        self._bnorm_scale = (1.0 / (self._tables["idxb"][:, 2] + 1.0) if self._bnorm
-                             else None)
+        self._bnorm_scale = (np.tile(1.0 / (self._tables["idxb"][:, 2] + 1.0),
+                                     n ** 3 if self._chem else 1) if self._bnorm else None)
 
     @property
     def r_cut(self):
@@ -604,18 +614,39 @@ class SNAPBispectrum(Descriptor):
         Q[:, iu == ju] *= 0.5
         return np.hstack([B, Q])
 
+    def _chem_kernel(self, nl, species_idx, mode, beta):
+        t = self._tables
+        ne = len(self._species)
+        return _k._chem_bispectrum(
+            mode, *self._pair_arrays(nl, species_idx),
+            np.ascontiguousarray(species_idx[nl.j], dtype=np.int64),
+            np.ascontiguousarray(species_idx, dtype=np.int64), ne, self._wselfall, self._rfac0,
+            self._rmin0, self._switch, self._wself, self._bzero_arr, self._J, t["idxu_block"],
+            t["rootpq"], t["cglist"], t["idxcg_block"], t["idxz"], t["idxz_block"], t["idxb"],
+            beta)
+
     def _compute(self, nl, species_idx, gradients):
+        if self._chem:
+            B, dB, _ = self._chem_kernel(nl, species_idx, 1 if gradients else 0,
+                                         np.zeros((0, 0)))
+            if not gradients:
+                dB = None
+            return self._finish(nl, B, dB)
         t = self._tables
         args = self._pair_arrays(nl, species_idx)
         common = (self._rfac0, self._rmin0, self._switch, self._wself, self._bzero_arr, self._J,
                   t["idxu_block"], t["rootpq"], t["cglist"], t["idxcg_block"], t["idxz"],
                   t["idxz_block"], t["idxb"])
         if not gradients:
-            B = _k._bispectrum_lanes(*args, *common)
+            return self._finish(nl, _k._bispectrum_lanes(*args, *common), None)
+        return self._finish(nl, *_k._bispectrum_grad_lanes(*args, *common))
+
+    def _finish(self, nl, B, dB):
+        """bnormflag scaling and quadratic products of the kernels' B (and dB_i/dr_ij)."""
+        if dB is None:
             if self._bnorm:
                 B *= self._bnorm_scale
             return (self._quadratic_values(B) if self._quadratic else B), None
-        B, dB = _k._bispectrum_grad_lanes(*args, *common)
         if self._bnorm:
             B *= self._bnorm_scale
             dB *= self._bnorm_scale
@@ -648,6 +679,8 @@ class SNAPBispectrum(Descriptor):
         beta = self._beta(nl, species_idx, dE_dX)
         if self._bnorm:
             beta *= self._bnorm_scale   # dE/dB_raw from dE/d(B_raw / (j + 1))
+        if self._chem:
+            return self._chem_kernel(nl, species_idx, 2, beta)[2]
         args = self._pair_arrays(nl, species_idx)
         return _k._backward_lanes(*args, self._rfac0, self._rmin0, self._switch, self._wself,
                                   self._J, t["idxu_block"], t["rootpq"], t["cglist"],

@@ -1197,3 +1197,191 @@ def _bispectrum_grad_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfa
                         dout[p, 1, jjb] = o[1, l]
                         dout[p, 2, jjb] = o[2, l]
     return out, dout
+
+
+# -- explicit multi-element SNAP (LAMMPS chemflag 1) ---------------------------------------------
+@njit(cache=True)
+def _z_two(k, idxz, idxcg_block, cglist, idxu_block, u1r, u1i, u2r, u2i):
+    """Entry ``k`` of the Z list coupling ``U1^{j1}`` (``u1r``/``u1i``) with ``U2^{j2}``:
+    :func:`_z_one` with two different densities (LAMMPS compute_zi, elem1 / elem2)."""
+    j1 = idxz[k, 0]
+    j2 = idxz[k, 1]
+    j = idxz[k, 2]
+    ma1min = idxz[k, 3]
+    ma2max = idxz[k, 4]
+    na = idxz[k, 5]
+    mb1min = idxz[k, 6]
+    mb2max = idxz[k, 7]
+    nb = idxz[k, 8]
+    cgb = idxcg_block[j1, j2, j]
+    zr = 0.0
+    zi = 0.0
+    jju1 = idxu_block[j1] + (j1 + 1) * mb1min
+    jju2 = idxu_block[j2] + (j2 + 1) * mb2max
+    icgb = mb1min * (j2 + 1) + mb2max
+    for ib in range(nb):
+        sr = 0.0
+        si = 0.0
+        ma1 = ma1min
+        ma2 = ma2max
+        icga = ma1min * (j2 + 1) + ma2max
+        for ia in range(na):
+            c = cglist[cgb + icga]
+            ar = u1r[jju1 + ma1]
+            ai = u1i[jju1 + ma1]
+            br = u2r[jju2 + ma2]
+            bi = u2i[jju2 + ma2]
+            sr += c * (ar * br - ai * bi)
+            si += c * (ar * bi + ai * br)
+            ma1 += 1
+            ma2 -= 1
+            icga += j2
+        cb = cglist[cgb + icgb]
+        zr += cb * sr
+        zi += cb * si
+        jju1 += j1 + 1
+        jju2 -= j2 + 1
+        icgb += j2
+    return zr, zi
+
+
+@njit(cache=True)
+def _chem_bispectrum(mode, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei, ne,
+                     wselfall, rfac0, rmin0, switchflag, wself, bzero, J, idxu_block, rootpq,
+                     cglist, idxcg_block, idxz, idxz_block, idxb, beta):
+    """Explicit multi-element bispectrum (LAMMPS ``chemflag 1``), one atom at a time.
+
+    One density ``U_e`` per element ``e`` (neighbours of element ``ej_p[p]``; ``wself`` on the
+    diagonal of the centre's element ``ei[i]``, or of every element with ``wselfall``), Z per
+    element pair ``(e1, e2)``, and ``B_{e1 e2 e3} = sum conj(U_e3) Z_{e1 e2}`` in the LAMMPS
+    column order ``((e1 ne + e2) ne + e3) K + jjb``; ``bzero`` is subtracted from the triple
+    ``(ei, ei, ei)`` only (every triple with ``wselfall``).
+
+    ``mode`` 0: returns ``(B, empty, empty)``; 1: ``(B, dB_i/dr_ij (n_pairs, 3, F), empty)``
+    (LAMMPS ``compute_dbidrj``); 2: ``(B, empty, dE/dr_ij (n_pairs, 3))`` for
+    ``E = sum_i beta[i] . B_i``, contracting the per-pair Jacobian with ``beta`` as it is formed
+    (no (n_pairs, 3, F) array).
+    """
+    n = offsets.shape[0] - 1
+    npairs = D.shape[0]
+    nu = idxu_block[J] + (J + 1) * (J + 1)
+    nz = idxz.shape[0]
+    K = idxb.shape[0]
+    nd = ne * ne
+    F = nd * ne * K
+    out = np.zeros((n, F))
+    dout = np.zeros((npairs if mode == 1 else 0, 3, F))
+    gout = np.zeros((npairs if mode == 2 else 0, 3))
+    utr = np.empty((ne, nu))
+    uti = np.empty((ne, nu))
+    zr = np.empty((nd, nz))
+    zi = np.empty((nd, nz))
+    dur = np.empty((nu, 3))
+    dui = np.empty((nu, 3))
+    g = np.empty(3)
+    maxn = 1
+    for i in range(n):
+        maxn = max(maxn, offsets[i + 1] - offsets[i])
+    ubr = np.empty((maxn, nu))
+    ubi = np.empty((maxn, nu))
+    for i in range(n):
+        for e in range(ne):
+            for q in range(nu):
+                utr[e, q] = 0.0
+                uti[e, q] = 0.0
+            if e == ei[i] or wselfall:
+                for j in range(J + 1):
+                    for ma in range(j + 1):
+                        utr[e, idxu_block[j] + (j + 1) * ma + ma] = wself
+        for p in range(offsets[i], offsets[i + 1]):
+            if not inside[p]:
+                continue
+            r = d[p]
+            rc = rcut_p[p]
+            theta0 = (r - rmin0) * rfac0 * np.pi / (rc - rmin0)
+            z0 = r / np.tan(theta0)
+            q0 = p - offsets[i]
+            _u_one(D[p, 0], D[p, 1], D[p, 2], z0, r, J, idxu_block, rootpq, ubr[q0], ubi[q0])
+            s, _ = _sfac(r, rc, rmin0, switchflag, p, sin_p, din_p)
+            s *= w_p[p]
+            e = ej_p[p]
+            for q in range(nu):
+                utr[e, q] += s * ubr[q0, q]
+                uti[e, q] += s * ubi[q0, q]
+        for e1 in range(ne):
+            for e2 in range(ne):
+                for k in range(nz):
+                    zr[e1 * ne + e2, k], zi[e1 * ne + e2, k] = _z_two(
+                        k, idxz, idxcg_block, cglist, idxu_block, utr[e1], uti[e1], utr[e2],
+                        uti[e2])
+        for e1 in range(ne):
+            for e2 in range(ne):
+                idouble = e1 * ne + e2
+                for e3 in range(ne):
+                    itriple = idouble * ne + e3
+                    shift = wselfall or (e1 == ei[i] and e2 == ei[i] and e3 == ei[i])
+                    for jjb in range(K):
+                        j = idxb[jjb, 2]
+                        k = idxz_block[idxb[jjb, 0], idxb[jjb, 1], j]
+                        jju = idxu_block[j]
+                        s = 0.0
+                        for mb in range(j // 2 + 1):
+                            for ma in range(j + 1):
+                                if 2 * mb == j and ma > mb:
+                                    break
+                                t = utr[e3, jju] * zr[idouble, k] + uti[e3, jju] * zi[idouble, k]
+                                if 2 * mb == j and ma == mb:
+                                    t *= 0.5
+                                s += t
+                                k += 1
+                                jju += 1
+                        out[i, itriple * K + jjb] = 2.0 * s - (bzero[j] if shift else 0.0)
+        if mode == 0:
+            continue
+        for p in range(offsets[i], offsets[i + 1]):
+            if not inside[p]:
+                continue
+            r = d[p]
+            rc = rcut_p[p]
+            rscale0 = rfac0 * np.pi / (rc - rmin0)
+            theta0 = (r - rmin0) * rscale0
+            z0 = r * np.cos(theta0) / np.sin(theta0)
+            dz0dr = z0 / r - (r * rscale0) * (r * r + z0 * z0) / (r * r)
+            s, ds = _sfac(r, rc, rmin0, switchflag, p, sin_p, din_p)
+            q0 = p - offsets[i]
+            _du_one(D[p, 0], D[p, 1], D[p, 2], z0, r, dz0dr, s * w_p[p], ds * w_p[p], J,
+                    idxu_block, rootpq, ubr[q0], ubi[q0], dur, dui)
+            e3 = ej_p[p]
+            for jjb in range(K):
+                j1 = idxb[jjb, 0]
+                j2 = idxb[jjb, 1]
+                j = idxb[jjb, 2]
+                f1 = (j + 1) / (j1 + 1.0)
+                f2 = (j + 1) / (j2 + 1.0)
+                for e1 in range(ne):
+                    for e2 in range(ne):
+                        # d/dU_e3^j: B_{e1 e2 e3}
+                        # d/dU_e3^j1: B_{e3 e2 e1}, Z_{e1 e2} coupled (j, j2) -> j1
+                        # d/dU_e3^j2: B_{e1 e3 e2}, Z_{e2 e1} coupled (j, j1) -> j2
+                        for term in range(3):
+                            if term == 0:
+                                jd, kz, dbl, fac = j, idxz_block[j1, j2, j], e1 * ne + e2, 1.0
+                                col = ((e1 * ne + e2) * ne + e3) * K + jjb
+                            elif term == 1:
+                                jd, kz, dbl, fac = j1, idxz_block[j, j2, j1], e1 * ne + e2, f1
+                                col = ((e3 * ne + e2) * ne + e1) * K + jjb
+                            else:
+                                jd, kz, dbl, fac = j2, idxz_block[j, j1, j2], e2 * ne + e1, f2
+                                col = ((e1 * ne + e3) * ne + e2) * K + jjb
+                            g[0] = 0.0
+                            g[1] = 0.0
+                            g[2] = 0.0
+                            _half_dot3(idxu_block[jd], kz, jd, dur, dui, zr[dbl], zi[dbl], g)
+                            if mode == 1:
+                                for a in range(3):
+                                    dout[p, a, col] += fac * g[a]
+                            else:
+                                b = fac * beta[i, col]
+                                for a in range(3):
+                                    gout[p, a] += b * g[a]
+    return out, dout, gout

@@ -87,12 +87,12 @@ def read_snap(coeff, param, *, species=None, baseline=None):
         ``.snapcoeff`` file (element blocks: radius, weight, coefficients).
     param : str or path
         ``.snapparam`` file (rcutfac, twojmax, flags; LAMMPS defaults for absent keys).
-        ``chemflag 1`` (explicit multi-element SNAP) is not supported (ModelFormatError).
     species : list of str, optional
         Elements of the model, in order; default all elements of ``coeff`` in file order.
-        The per-element ``sinner`` / ``dinner`` of ``switchinnerflag 1`` are in the order of
-        LAMMPS's ``pair_coeff`` elements, which the files do not record: give ``species`` in
-        that order when it differs from the ``.snapcoeff`` order.
+        The per-element ``sinner`` / ``dinner`` of ``switchinnerflag 1``, and the element
+        blocks of the ``chemflag 1`` bispectrum, are in the order of LAMMPS's ``pair_coeff``
+        elements, which the files do not record: give ``species`` in that order when it
+        differs from the ``.snapcoeff`` order.
     baseline : hybridpot.baselines.Baseline, optional
         Empirical baseline that the LAMMPS model overlays (e.g. the ``zbl`` of a
         ``hybrid/overlay zbl ... snap`` setup); default none.  The SNAP files do not hold
@@ -136,7 +136,7 @@ def read_snap(coeff, param, *, species=None, baseline=None):
                           wj=[blocks[s][1] for s in species],
                           switchflag=bool(p["switchflag"]), bzeroflag=bool(p["bzeroflag"]),
                           quadraticflag=False, wselfallflag=bool(p["wselfallflag"]),
-                          bnormflag=bool(p["bnormflag"]),
+                          chemflag=bool(p["chemflag"]), bnormflag=bool(p["bnormflag"]),
                           **inner_switch_params(p, species, param))
     try:
         K = desc.n_features
@@ -148,7 +148,9 @@ def read_snap(coeff, param, *, species=None, baseline=None):
     if coef.shape[1] != expect:
         raise ModelFormatError(
             f"{coeff}: {coef.shape[1]} coefficients per element, but twojmax "
-            f"{p['twojmax']} with quadraticflag {int(quadratic)} needs {expect}.")
+            f"{p['twojmax']} with quadraticflag {int(quadratic)} needs {expect}"
+            + (f" (chemflag 1 with {len(species)} elements: {len(species)}^3 blocks of "
+               f"{K // len(species) ** 3} components)" if p["chemflag"] else "") + ".")
     reg = LinearRegressor.from_coef(coef, quadratic=quadratic)
     if baseline is None:
         _warn_fitsnap_reference(param)
@@ -417,6 +419,12 @@ def write_snap(model, prefix, *, species=None, absolute_paths=False):
             f"structure of the model contained: LAMMPS would run them with an unfitted "
             f"reference energy and ML correction. Leave them out (trained elements: "
             f"{trained}).")
+    if desc._chem and list(dict.fromkeys(types)) != model_species:
+        # LAMMPS numbers the chemflag element blocks in pair_coeff order
+        raise InvalidParameterError(
+            f"write_snap: a chemflag SNAPBispectrum's columns follow its species "
+            f"{model_species}; the 'species' argument (LAMMPS types) must name exactly these "
+            f"elements, first appearing in this order. Got {list(types)}.")
     ref = getattr(model, "reference_energies_", {}) or {}
 
     baseline_cmds = _lammpslib_commands(model.baseline, types)
@@ -455,7 +463,8 @@ def write_snap(model, prefix, *, species=None, absolute_paths=False):
               ("rfac0", _fmt_float(desc._rfac0)), ("rmin0", _fmt_float(desc._rmin0)),
               ("switchflag", str(int(desc._switch))), ("bzeroflag", str(int(desc._bzero))),
               ("quadraticflag", str(int(quadratic))),
-              ("wselfallflag", str(int(bool(desc.wselfallflag)))), ("chemflag", "0")]
+              ("wselfallflag", str(int(bool(desc.wselfallflag)))),
+              ("chemflag", str(int(desc._chem)))]
     if desc._bnorm:
         params.append(("bnormflag", "1"))
     if desc._switchinner:

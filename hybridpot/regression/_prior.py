@@ -75,6 +75,8 @@ def feature_degrees(descriptor):
                 "use quadraticflag=False (the quadratic regressors take the products' "
                 "prior from the linear features'). Got quadraticflag=True.")
         jjj = np.asarray(descriptor._tables["idxb"], dtype=float) / 2.0
+        if descriptor._chem:   # the same (j1, j2, j) for every element triple block
+            jjj = np.tile(jjj, (len(descriptor._species) ** 3, 1))
         return np.zeros_like(jjj), jjj
     raise InvalidParameterError(
         "The 'descriptor' argument of feature_degrees must be a PowerSpectrum, Bispectrum, "
