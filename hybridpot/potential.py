@@ -762,7 +762,8 @@ class HybridPotential(BaseEstimator):
         want_stress = stress and bool(np.all(atoms.pbc))
         virials = (("half" if virials is True else virials)
                    if virials and want_stress and not return_std else False)
-        base = self._baseline(atoms, forces=forces, stress=want_stress, virials=virials)
+        base = self._baseline(atoms, forces=forces, stress=want_stress, virials=virials) \
+            if virials else self._baseline(atoms, forces=forces, stress=want_stress)
         e0 = np.array([self.reference_energies_[s] for s in species])[z]
         out = {}
         reg = self.regressor_
