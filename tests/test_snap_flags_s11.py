@@ -620,3 +620,26 @@ def test_from_lammps_chemflag(tmp_path):
     p.write_text("rcutfac 2.4\ntwojmax 2\nchemflag 1\nbnormflag 1\nwselfallflag 1\n")
     d = SNAPBispectrum.from_lammps(p, species=SPECIES)
     assert d.chemflag and d.bnormflag and d.wselfallflag and d.n_features == 40
+
+
+def test_chemflag_adjoint_through_y_equals_jacobian_contraction(rng):
+    """The production chemflag adjoint (Y = dE/dU per element, exact sums over the permuted
+    element triples) against the per-pair Jacobian contracted with beta, three elements."""
+    from hybridpot._validation import species_indices
+    from hybridpot.neighbors import neighbor_list
+
+    at = _cell(seed=4, rattle=0.15, reps=(2, 2, 1))
+    at.symbols[::3] = "Al"
+    d = SNAPBispectrum(species=["Cu", "Ni", "Al"], twojmax=4, rcutfac=2.6, chemflag=True,
+                       bzeroflag=True, wj=[1.0, 0.8, 0.6], **{k: v + [2.25] if isinstance(v, list)
+                                                              else v for k, v in INNER.items()})
+    d._validate()
+    nl = neighbor_list(at, d.r_cut)
+    sidx = species_indices(at, d._species)
+    beta = rng.normal(size=(len(at), d.n_features))
+    ref = d._chem_kernel(nl, sidx, 2, beta)[2]
+    got = d._backward(nl, sidx, beta)
+    np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-11 * np.abs(ref).max())
+    B, dB, _ = d._chem_kernel(nl, sidx, 1, np.zeros((0, 0)))
+    np.testing.assert_allclose(ref, np.einsum("pak,pk->pa", dB, beta[nl.i]), rtol=1e-10,
+                               atol=1e-11 * np.abs(ref).max())

@@ -342,7 +342,13 @@ class SNAPBispectrum(Descriptor):
     order, elements in the order of ``species``, which must be LAMMPS's ``pair_coeff``
     element order); ``bzeroflag`` shifts the triple ``(e_i, e_i, e_i)`` only (every triple with
     ``wselfallflag``).  Its kernels treat one atom at a time (not the vectorised lanes of
-    ``chemflag`` False): slower per component.  ``bnormflag`` divides every component
+    ``chemflag`` False): slower per component.  Values and energies equal LAMMPS's (``compute
+    sna/atom``, ``pair_style snap``) to round-off, and the forces here are the exact gradient
+    of that energy; LAMMPS's ``pair_style snap`` chemflag forces (checked with 22 Jul 2025)
+    are not, unless the coefficients are equal for the permuted element triples (its adjoint
+    applies the single-element multiplicity factors 2 and 3 to one triple's coefficient),
+    so an exported chemflag model runs with slightly different, non-conservative forces in
+    LAMMPS.  ``bnormflag`` divides every component
     by ``j + 1`` (``B_{j1 j2 j} / (j + 1)``, isolated-atom value ``w_self^3`` subtracted with
     ``bzeroflag``), as LAMMPS (which normalises the Z blocks and drops the ``(j1 + 1) /
     (j + 1)`` factors of its adjoint: the same derivative); the quadratic products are those
@@ -362,9 +368,16 @@ class SNAPBispectrum(Descriptor):
     (radiation damage cascades, high pressure, shock): there the fitted polynomial in ``B``
     is an extrapolation that can turn attractive and let atoms collapse, while with the
     inner switch a repulsive baseline (e.g. :class:`~hybridpot.baselines.ZBL`) alone
-    decides the energy of close pairs.  Put ``sinner + dinner`` just below the shortest
-    distance of the training data, and ``sinner - dinner`` where the baseline is already
-    strongly repulsive.
+    decides the energy of close pairs.  The baseline must then cover the window: choose
+    ``sinner - dinner`` where it is already strongly repulsive and let its range reach
+    ``sinner`` or beyond (a ZBL switched off below the window leaves the switched-out pairs
+    with no repulsion at all); ``sinner + dinner`` near the shortest distances the training
+    data sample well (the model is fitted with the switch on, so training pairs inside the
+    window still count, with reduced weight).  It does not stop the ML part from
+    extrapolating above the window (a coherent compression of all neighbours): add
+    compressed cells to the training data for that range.  (Cu-Ni, 2J=6, linear model,
+    ZBL(1.5, 2.3), window 2.05-2.55 Å, trained on +-2 % cells only: the fcc compression
+    curve stays repulsive to V/V0 = 0.2 and within 0.2 eV/atom of the reference to 0.6.)
 
     The position Jacobian follows LAMMPS ``compute_dbidrj``; the adjoint :meth:`backward`
     forms ``Y = dE/dU`` once per atom (``compute_yi``) and contracts it with ``dU/dr_ij`` per
@@ -680,7 +693,14 @@ class SNAPBispectrum(Descriptor):
         if self._bnorm:
             beta *= self._bnorm_scale   # dE/dB_raw from dE/d(B_raw / (j + 1))
         if self._chem:
-            return self._chem_kernel(nl, species_idx, 2, beta)[2]
+            t = self._tables
+            return _k._chem_backward(
+                *self._pair_arrays(nl, species_idx),
+                np.ascontiguousarray(species_idx[nl.j], dtype=np.int64),
+                np.ascontiguousarray(species_idx, dtype=np.int64), len(self._species),
+                self._wselfall, self._rfac0, self._rmin0, self._switch, self._wself, self._J,
+                t["idxu_block"], t["rootpq"], t["cglist"], t["idxcg_block"], t["idxz"],
+                t["idxb_block"], beta)
         args = self._pair_arrays(nl, species_idx)
         return _k._backward_lanes(*args, self._rfac0, self._rmin0, self._switch, self._wself,
                                   self._J, t["idxu_block"], t["rootpq"], t["cglist"],

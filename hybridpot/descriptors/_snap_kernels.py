@@ -1385,3 +1385,129 @@ def _chem_bispectrum(mode, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_
                                 for a in range(3):
                                     gout[p, a] += b * g[a]
     return out, dout, gout
+
+
+@njit(cache=True)
+def _chem_backward(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei, ne, wselfall,
+                   rfac0, rmin0, switchflag, wself, J, idxu_block, rootpq, cglist, idxcg_block,
+                   idxz, idxb_block, beta):
+    """Adjoint dE/dr_ij (n_pairs, 3) of the chemflag bispectrum for ``E = sum_i beta[i] . B_i``
+    through ``Y_e = dE/dU_e`` (LAMMPS compute_yi / compute_deidrj), one atom at a time.
+
+    A Z entry ``Z_{e1 e2}(j1, j2 -> j)`` feeds ``Y_e3^j`` with the coefficients of every B
+    block it serves: ``B_{e1 e2 e3}(j1 j2 j)`` when ``j >= j1``; ``B_{e3 e2 e1}(j j2 j1)``
+    times ``(j1 + 1) / (j + 1)`` when ``j1 >= j >= j2``; ``B_{e2 e3 e1}(j2 j j1)`` times
+    ``(j1 + 1) / (j + 1)`` when ``j1 >= j2 >= j``.  (LAMMPS multiplies the first triple's
+    coefficient by 2 or 3 where blocks coincide, which equals this sum only when the
+    coefficients of the permuted triples are equal.)  Same result as
+    :func:`_chem_bispectrum` mode 2, at the cost of the values plus one dU per neighbour.
+    """
+    n = offsets.shape[0] - 1
+    npairs = D.shape[0]
+    nu = idxu_block[J] + (J + 1) * (J + 1)
+    nz = idxz.shape[0]
+    K = beta.shape[1] // (ne * ne * ne)
+    g = np.zeros((npairs, 3))
+    utr = np.empty((ne, nu))
+    uti = np.empty((ne, nu))
+    yr = np.empty((ne, nu))
+    yi = np.empty((ne, nu))
+    dur = np.empty((nu, 3))
+    dui = np.empty((nu, 3))
+    maxn = 1
+    for i in range(n):
+        maxn = max(maxn, offsets[i + 1] - offsets[i])
+    ubr = np.empty((maxn, nu))
+    ubi = np.empty((maxn, nu))
+    for i in range(n):
+        if offsets[i + 1] == offsets[i]:
+            continue
+        for e in range(ne):
+            for q in range(nu):
+                utr[e, q] = 0.0
+                uti[e, q] = 0.0
+                yr[e, q] = 0.0
+                yi[e, q] = 0.0
+            if e == ei[i] or wselfall:
+                for j in range(J + 1):
+                    for ma in range(j + 1):
+                        utr[e, idxu_block[j] + (j + 1) * ma + ma] = wself
+        for p in range(offsets[i], offsets[i + 1]):
+            if not inside[p]:
+                continue
+            r = d[p]
+            rc = rcut_p[p]
+            theta0 = (r - rmin0) * rfac0 * np.pi / (rc - rmin0)
+            z0 = r / np.tan(theta0)
+            q0 = p - offsets[i]
+            _u_one(D[p, 0], D[p, 1], D[p, 2], z0, r, J, idxu_block, rootpq, ubr[q0], ubi[q0])
+            s, _ = _sfac(r, rc, rmin0, switchflag, p, sin_p, din_p)
+            s *= w_p[p]
+            e = ej_p[p]
+            for q in range(nu):
+                utr[e, q] += s * ubr[q0, q]
+                uti[e, q] += s * ubi[q0, q]
+        for e1 in range(ne):
+            for e2 in range(ne):
+                for k in range(nz):
+                    j1 = idxz[k, 0]
+                    j2 = idxz[k, 1]
+                    j = idxz[k, 2]
+                    zr = 0.0
+                    zi = 0.0
+                    done = False
+                    for e3 in range(ne):
+                        c = 0.0
+                        if j >= j1:
+                            c += beta[i, ((e1 * ne + e2) * ne + e3) * K + idxb_block[j1, j2, j]]
+                        if j1 >= j and j >= j2:
+                            c += beta[i, ((e3 * ne + e2) * ne + e1) * K
+                                      + idxb_block[j, j2, j1]] * ((j1 + 1) / (j + 1.0))
+                        if j2 >= j:
+                            c += beta[i, ((e2 * ne + e3) * ne + e1) * K
+                                      + idxb_block[j2, j, j1]] * ((j1 + 1) / (j + 1.0))
+                        if c == 0.0:
+                            continue
+                        if not done:
+                            zr, zi = _z_two(k, idxz, idxcg_block, cglist, idxu_block, utr[e1],
+                                            uti[e1], utr[e2], uti[e2])
+                            done = True
+                        jju = idxz[k, 9]
+                        yr[e3, jju] += c * zr
+                        yi[e3, jju] += c * zi
+        for p in range(offsets[i], offsets[i + 1]):
+            if not inside[p]:
+                continue
+            r = d[p]
+            rc = rcut_p[p]
+            rscale0 = rfac0 * np.pi / (rc - rmin0)
+            theta0 = (r - rmin0) * rscale0
+            z0 = r * np.cos(theta0) / np.sin(theta0)
+            dz0dr = z0 / r - (r * rscale0) * (r * r + z0 * z0) / (r * r)
+            s, ds = _sfac(r, rc, rmin0, switchflag, p, sin_p, din_p)
+            q0 = p - offsets[i]
+            _du_one(D[p, 0], D[p, 1], D[p, 2], z0, r, dz0dr, s * w_p[p], ds * w_p[p], J,
+                    idxu_block, rootpq, ubr[q0], ubi[q0], dur, dui)
+            e = ej_p[p]
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            for j in range(J + 1):
+                jju = idxu_block[j]
+                for mb in range(j // 2 + 1):
+                    for ma in range(j + 1):
+                        if 2 * mb == j and ma > mb:
+                            break
+                        a = yr[e, jju]
+                        b = yi[e, jju]
+                        if 2 * mb == j and ma == mb:
+                            a *= 0.5
+                            b *= 0.5
+                        s0 += dur[jju, 0] * a + dui[jju, 0] * b
+                        s1 += dur[jju, 1] * a + dui[jju, 1] * b
+                        s2 += dur[jju, 2] * a + dui[jju, 2] * b
+                        jju += 1
+            g[p, 0] = 2.0 * s0
+            g[p, 1] = 2.0 * s1
+            g[p, 2] = 2.0 * s2
+    return g

@@ -365,6 +365,12 @@ def write_snap(model, prefix, *, species=None, absolute_paths=False):
     ``units metal``, and files its commands name are referenced as written (as LAMMPSlib
     ran them, relative to the working folder).
 
+    A ``chemflag`` descriptor is exported with its element blocks in the order of its
+    species, which ``species`` must keep.  LAMMPS (22 Jul 2025) ``pair_style snap`` computes
+    the energy of such a model exactly as hybridpot, but its chemflag forces are not the exact
+    gradient of that energy unless the coefficients are equal for the permuted element
+    triples (see :class:`~hybridpot.descriptors.SNAPBispectrum`).
+
     Examples
     --------
     In LAMMPS (``units metal``, atom types in the order of ``species``)::
