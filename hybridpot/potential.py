@@ -1274,6 +1274,10 @@ hybridpot.InvalidParameterError
     def save(self, path):
         """Write the fitted model as versioned JSON + npz (see :mod:`hybridpot.io.model`).
 
+        Later hybridpot versions load the file and predict the same; an older hybridpot that
+        cannot read it correctly refuses it with a ``ModelFormatError`` (compatibility policy
+        in :mod:`hybridpot.io.model`).
+
         Parameters
         ----------
         path : str or path-like
@@ -1294,6 +1298,11 @@ hybridpot.InvalidParameterError
     def load(cls, path):
         """Read a model written by :meth:`save`; never executes code from the file.
 
+        Files saved by any earlier hybridpot load and predict the same energies, forces,
+        stresses and σ (recalibration and committee included); files of a newer hybridpot are
+        refused with a message naming the version found and the versions this one reads
+        (compatibility policy in :mod:`hybridpot.io.model`).
+
         Parameters
         ----------
         path : str or path-like
@@ -1311,7 +1320,8 @@ hybridpot.InvalidParameterError
             When ``path`` does not exist.
         hybridpot.ModelFormatError
             For a file that is not a hybridpot model, is corrupt or incomplete, or was
-            written by a newer format version (the message names the file).
+            written by a newer hybridpot (a newer format version or unknown
+            hyperparameters; the message names the file).
         """
         from .io.model import load_model
 

@@ -2,13 +2,36 @@
 
 A ``.hpot`` file is a zip archive holding
 
-- ``model.json``: ``{"format": "hybridpot-model", "format_version": 1, "hybridpot_version",
+- ``model.json``: ``{"format": "hybridpot-model", "format_version": 2, "hybridpot_version",
   "species", "descriptor": {"class", "params"}, "regressor": {"class", "params", "state"},
-  "baseline": {"class", "params"} | null, "reference_energies", "params"}``
+  "baseline": {"class", "params"} | null, "reference_energies", "params", "extra"}``
 - ``arrays.npz``: the regressor's fitted arrays (loaded with ``allow_pickle=False``).
 
 Loading looks classes up in explicit registries (no import by name, no code execution).  The
 file is written to a temporary name and renamed, so a crash never leaves half a model.
+
+Compatibility policy
+--------------------
+- **Older files load and predict the same.**  A file written by any earlier hybridpot (format
+  versions 1 and 2) loads in this one and gives the same energies, forces, stresses and σ (to
+  round-off; checked by ``tests/test_model_compat_s11.py`` on files saved by earlier commits,
+  ``tests/data/models/``).  A hyperparameter added after a file was written takes its
+  default, which predicts as the code that wrote it did; fitted state added later is migrated
+  (sparse GP ``dot_softening`` absent: 0, the unit-vector kernel those files used; σ
+  recalibration state version 1; no ``trained_species``: not checked; no
+  ``params.reference_energies``: the fitted e0 become the hyperparameter, as before).
+- **Newer files are refused, never misread.**  A file of a format version above
+  :data:`FORMAT_VERSION`, or holding a hyperparameter this hybridpot does not know, is a
+  :class:`~hybridpot.ModelFormatError` naming the file, what it holds and what this version
+  reads: upgrade hybridpot to read it.
+- ``FORMAT_VERSION`` is raised whenever a file of the new writer could be *misread* by an
+  older reader (a new fitted array or entry that an older reader would ignore but that
+  changes predictions).  Version history: 1 (21 Nov 2026) the first files; 2 (22 Nov 2026)
+  the same layout, raised because version-1 readers older than the sparse-GP
+  ``dot_softening`` (634047d) ignore that array and predicted other energies (up to 0.5 %)
+  and σ (1 %) from a current sparse-GP file without an error.
+- Refitting a loaded model (``clone(model).fit(...)``) uses the current algorithms, not the
+  writer's: only predictions of the saved model are guaranteed.
 """
 
 from __future__ import annotations
@@ -27,7 +50,8 @@ from .._exceptions import ModelFormatError, NotFittedError
 __all__ = ["FORMAT_VERSION", "save_model", "load_model"]
 
 FORMAT_NAME = "hybridpot-model"
-FORMAT_VERSION = 1
+#: format version this hybridpot writes; it reads every version from 1 to this one
+FORMAT_VERSION = 2
 
 
 def _jsonable(obj):
@@ -46,7 +70,10 @@ def save_model(model, path):
     """Write a fitted :class:`~hybridpot.HybridPotential` to ``path`` (a ``.hpot`` zip).
 
     The file is written to a temporary name in the same folder and renamed, so an existing
-    model is replaced atomically (keeping its permissions).
+    model is replaced atomically (keeping its permissions).  It records format version
+    :data:`FORMAT_VERSION`: this and every later hybridpot loads it and predicts the same;
+    an older hybridpot refuses it with an error rather than misread it (see the module's
+    compatibility policy).
 
     Parameters
     ----------
@@ -133,6 +160,12 @@ def _entry(name):
 def load_model(path):
     """Read a model written by :func:`save_model`.
 
+    Files of every format version from 1 to :data:`FORMAT_VERSION` (any earlier hybridpot)
+    load and predict the same energies, forces, stresses and σ as when they were saved, with
+    their recalibration, committee and fit settings; fitted state added since is migrated
+    (see the module's compatibility policy).  A newer file -- a higher format version, or a
+    hyperparameter this hybridpot does not know -- is refused, never read approximately.
+
     Parameters
     ----------
     path : str or path-like
@@ -149,7 +182,9 @@ def load_model(path):
         When ``path`` does not exist.
     hybridpot.ModelFormatError
         If the file is not a hybridpot model, is corrupt or incomplete, or was written by a
-        newer format version than this hybridpot reads.  The message names the file.
+        newer hybridpot (a format version above :data:`FORMAT_VERSION`, or hyperparameters
+        this version does not know).  The message names the file and, for a newer file, the
+        version found and the versions this hybridpot reads.
     """
     path = os.fspath(path)
     try:
@@ -174,20 +209,91 @@ def load_model(path):
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
         raise ModelFormatError(f"{path!r} is not a hybridpot model file (format field "
                                f"{doc.get('format') if isinstance(doc, dict) else None!r}).")
+    if "format_version" not in doc:
+        raise ModelFormatError(f"{path!r} has no format_version; a hybridpot model file "
+                               f"records one (1 to {FORMAT_VERSION}).")
     version = doc.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ModelFormatError(f"{path!r} has an invalid format_version {version!r}.")
+        raise ModelFormatError(f"{path!r} has an invalid format_version {version!r}; this "
+                               f"hybridpot reads format versions 1 to {FORMAT_VERSION}.")
+    from .. import __version__
+
     if version > FORMAT_VERSION:
         raise ModelFormatError(
             f"{path!r} was written with model format version {version} (hybridpot "
-            f"{doc.get('hybridpot_version')}); this hybridpot reads up to version "
-            f"{FORMAT_VERSION}. Upgrade hybridpot to read it.")
+            f"{doc.get('hybridpot_version')}); this hybridpot {__version__} reads format "
+            f"versions 1 to {FORMAT_VERSION}. Upgrade hybridpot to read it.")
+    unknown = _unknown_hyperparameters(doc)
+    if unknown:
+        raise ModelFormatError(
+            f"{path!r} (model format version {version}, written by hybridpot "
+            f"{doc.get('hybridpot_version')}) holds hyperparameters this hybridpot "
+            f"{__version__} does not know: {'; '.join(unknown)}. The file was probably "
+            "written by a newer hybridpot: upgrade hybridpot to read it (or, if the file was "
+            "edited by hand, remove those entries).")
     try:
         return _model_from_doc(doc, arrays, path)
     except ModelFormatError as e:
         if repr(path) in str(e):
             raise
         raise ModelFormatError(f"{path!r}: {e}") from e
+
+
+def _unknown_hyperparameters(doc):
+    """``"<where> <Class>: [names]"`` for every descriptor / regressor / baseline entry of
+    ``doc`` whose ``params`` name a hyperparameter its class (in this hybridpot) does not take,
+    nested entries (DescriptorStack members, the EnsembleRegressor member template) included.
+
+    Such a file comes from a newer hybridpot (a parameter added since); rebuilding the class
+    would fail with a bare ``unexpected keyword argument``.  Malformed entries are left to the
+    loader's own checks.
+    """
+    import inspect
+
+    from ..baselines import BASELINES
+    from ..descriptors import DESCRIPTORS
+    from ..regression import REGRESSORS
+
+    # classes whose params are not their __init__ arguments: (allowed keys, nested entries)
+    special = {("descriptor", "DescriptorStack"): ({"descriptors", "scales"}, "descriptors"),
+               ("regressor", "EnsembleRegressor"): ({"estimator", "n_models", "random_state"},
+                                                    "estimator"),
+               ("baseline", "ASEBaseline"): ({"calculator", "parameters"}, None)}
+    registries = {"descriptor": DESCRIPTORS, "regressor": REGRESSORS, "baseline": BASELINES}
+    found = []
+
+    def visit(kind, entry, where):
+        if not isinstance(entry, dict):
+            return
+        name = entry.get("class")
+        params = entry.get("params", {})
+        cls = registries[kind].get(name) if isinstance(name, str) else None
+        if cls is None or not isinstance(params, dict):
+            return
+        if (kind, name) in special:
+            allowed, nested = special[(kind, name)]
+            sub = params.get(nested) if nested else None
+            for k, member in enumerate(sub if isinstance(sub, list) else [sub]):
+                visit(kind, member, f"{where} {name}.{nested}"
+                      + (f"[{k}]" if isinstance(sub, list) else ""))
+        else:
+            try:
+                sig = inspect.signature(cls.__init__).parameters
+            except (TypeError, ValueError):
+                return
+            if any(p.kind == p.VAR_KEYWORD for p in sig.values()):
+                return
+            allowed = set(sig) - {"self"}
+        extra = sorted(set(params) - allowed)
+        if extra:
+            found.append(f"{where} {name}: {extra}")
+
+    visit("descriptor", doc.get("descriptor"), "descriptor")
+    reg = doc.get("regressor")
+    visit("regressor", reg, "regressor")
+    if doc.get("baseline") is not None:
+        visit("baseline", doc.get("baseline"), "baseline")
+    return found
 
 
 def _read_arrays(npz_bytes, path):
