@@ -9,9 +9,13 @@ Fits every ``<El>_train.xyz`` found in ``$MLEARN_DIR/extxyz`` (default
 
 Each (element, model) runs in a fresh child process so ``peak_mem_mb`` (the child's maximum
 resident set size) and ``fit_s`` (wall) / ``fit_cpu_s`` (process CPU time, the figure to
-quote on a shared machine) are its own.  A job that fails gives the same keys with ``null``
-figures and an ``"error"`` (the child's last line of stderr).  Without ``--json`` a table is
-printed next to the reference figures of ``data/mlearn/README.md``.
+quote on a shared machine) are its own.  ``fit_s`` / ``fit_cpu_s`` include the compilation of
+numba kernels not yet in numba's cache (the first run after an install or a change of the
+kernels: Si ``snap_linear`` on 16 structures took 9.7 s of CPU where a second run took
+0.55 s), so quote a second run; ``predict_us_per_atom`` is timed after one warm-up
+prediction.  A job that fails gives the same keys with ``null`` figures and an ``"error"``
+(the child's last line of stderr).  Without ``--json`` a table is printed next to the
+reference figures of ``data/mlearn/README.md``.
 
 Usage::
 
@@ -310,6 +314,7 @@ def run_job(data_dir, element, name):
     model.fit(train)
     fit_s = time.perf_counter() - t0
     fit_cpu_s = time.process_time() - c0
+    model.evaluate(test[:1])     # warm-up: numba kernels of the prediction path, if not cached
     t0 = time.perf_counter()
     m = model.evaluate(test)
     n_atoms = sum(len(a) for a in test)
