@@ -1003,10 +1003,11 @@ hybridpot.InvalidParameterError
         instead: ``W_k = sum_i dE_i/dr_k ⊗ r_ik`` (``E_i`` atom ``i``'s energy, ``r_ik = r_k
         - r_i``), the per-atom virial of the heat flux of a many-body potential (Fan et al.,
         PRB 92, 094301 (2015); LAMMPS's ``centroid/stress/atom``, which LAMMPS does not
-        offer for ``pair_style snap``):
-        ``d/dt sum_i r_i E_i = sum_i E_i v_i - sum_k W_k^T v_k``.  The ``"half"`` form of
-        a many-body term does not satisfy this identity and misestimates a Green-Kubo
-        thermal conductivity; both have the same sum.  Pair baselines give the same
+        offer for ``pair_style snap``): along Newton's equations the heat flux is
+        ``d/dt sum_i r_i e_i = sum_i e_i v_i - sum_k W_k^T v_k`` with ``e_i`` atom ``i``'s
+        kinetic plus potential energy (LAMMPS's ``compute heat/flux`` with ``S_k =
+        W_k^T``).  The ``"half"`` form of a many-body term does not satisfy this identity
+        and misestimates a Green-Kubo thermal conductivity; both have the same sum.  Pair baselines give the same
         virials in either form; :class:`~hybridpot.baselines.EMT` has both;
         ``ASEBaseline`` only ``"half"``.
 
