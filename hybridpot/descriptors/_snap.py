@@ -304,6 +304,54 @@ def inner_switch_params(p, species, path):
             "dinner": list(p["dinner"])}
 
 
+def chem_lammps_coefficients(desc, coef, quadratic):
+    """SNAP coefficients (rows ``[beta0, beta_1..beta_F, quadratic terms]``, the .snapcoeff
+    layout) of a ``chemflag`` descriptor, averaged over its identical columns, for LAMMPS.
+
+    ``B_{abc}(j j2 j) = B_{cba}(j j2 j)`` and ``B_{abc}(j j j') = B_{bac}(j j j')`` identically,
+    so the energy depends on the coefficients of such columns only through their sum; LAMMPS's
+    ``pair_style snap`` force (its ``compute_yi``) assumes them equal.  Averaging them (and the
+    quadratic form ``M -> P M P`` with ``P`` the group average) leaves every energy unchanged
+    and makes LAMMPS's forces the exact gradient.  Returns a new array.
+    """
+    desc._validate()
+    ne = len(desc._species)
+    idxb = desc._tables["idxb"]
+    K = len(idxb)
+    F = K * ne ** 3
+    parent = np.arange(F)
+
+    def find(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for k, (j1, j2, j) in enumerate(idxb):
+        for a in range(ne):
+            for b in range(ne):
+                for c in range(ne):
+                    col = ((a * ne + b) * ne + c) * K + k
+                    if j1 == j:
+                        parent[find(col)] = find(((c * ne + b) * ne + a) * K + k)
+                    if j1 == j2:
+                        parent[find(col)] = find(((b * ne + a) * ne + c) * K + k)
+    roots = np.array([find(x) for x in range(F)])
+    _, group, counts = np.unique(roots, return_inverse=True, return_counts=True)
+    P = (group[:, None] == group[None, :]) / counts[group][:, None]   # group-average projector
+    out = np.array(coef, dtype=np.float64)
+    out[:, 1:1 + F] = out[:, 1:1 + F] @ P.T
+    if quadratic:
+        iu, ju = np.triu_indices(F)
+        for r in range(out.shape[0]):
+            M = np.zeros((F, F))
+            M[iu, ju] = out[r, 1 + F:]
+            M[ju, iu] = out[r, 1 + F:]
+            M = P @ M @ P.T
+            out[r, 1 + F:] = M[iu, ju]
+    return out
+
+
 @register_descriptor
 class SNAPBispectrum(Descriptor):
     r"""SO(4) bispectrum of SNAP, identical to LAMMPS ML-SNAP ``compute sna/atom``.
@@ -346,9 +394,10 @@ class SNAPBispectrum(Descriptor):
     sna/atom``, ``pair_style snap``) to round-off, and the forces here are the exact gradient
     of that energy; LAMMPS's ``pair_style snap`` chemflag forces (checked with 22 Jul 2025)
     are not, unless the coefficients are equal for the permuted element triples (its adjoint
-    applies the single-element multiplicity factors 2 and 3 to one triple's coefficient),
-    so an exported chemflag model runs with slightly different, non-conservative forces in
-    LAMMPS.  ``bnormflag`` divides every component
+    applies the single-element multiplicity factors 2 and 3 to one triple's coefficient,
+    assuming the coefficients of identical columns equal); :func:`~hybridpot.io.write_snap`
+    therefore writes the coefficients averaged over identical columns (same energies), with
+    which LAMMPS's forces are exact.  ``bnormflag`` divides every component
     by ``j + 1`` (``B_{j1 j2 j} / (j + 1)``, isolated-atom value ``w_self^3`` subtracted with
     ``bzeroflag``), as LAMMPS (which normalises the Z blocks and drops the ``(j1 + 1) /
     (j + 1)`` factors of its adjoint: the same derivative); the quadratic products are those

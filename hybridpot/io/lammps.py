@@ -366,10 +366,10 @@ def write_snap(model, prefix, *, species=None, absolute_paths=False):
     ran them, relative to the working folder).
 
     A ``chemflag`` descriptor is exported with its element blocks in the order of its
-    species, which ``species`` must keep.  LAMMPS (22 Jul 2025) ``pair_style snap`` computes
-    the energy of such a model exactly as hybridpot, but its chemflag forces are not the exact
-    gradient of that energy unless the coefficients are equal for the permuted element
-    triples (see :class:`~hybridpot.descriptors.SNAPBispectrum`).
+    species, which ``species`` must keep, and with its coefficients averaged over identical
+    columns (same energies): LAMMPS's ``pair_style snap`` chemflag forces assume them equal,
+    and are not the gradient of its energy otherwise (see
+    :class:`~hybridpot.descriptors.SNAPBispectrum`).
 
     Examples
     --------
@@ -459,6 +459,9 @@ def write_snap(model, prefix, *, species=None, absolute_paths=False):
     lines = [f"# hybridpot SNAP model: species {' '.join(model_species)}, twojmax {desc._J}, "
              f"{'quadratic' if quadratic else 'linear'}",
              f"{len(model_species)} {P}"]
+    if desc._chem:
+        from ..descriptors._snap import chem_lammps_coefficients
+        coef = chem_lammps_coefficients(desc, coef, quadratic)
     for k, s in enumerate(model_species):
         c = coef[k].copy()
         c[0] += float(ref.get(s, 0.0))
