@@ -336,3 +336,34 @@ def test_benchmarks_run_single_threaded(tmp_path, script):
                          env=env, cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr[-1000:]
     assert out.stdout.split() == ["1", "1", "1", "1"]
+
+
+def test_mlearn_times_the_prediction_after_a_warm_up(tmp_path, monkeypatch):
+    # predict_us_per_atom timed the first prediction of a fresh child, so numba kernels of the
+    # prediction path missing from the cache compiled inside the timing
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_mlearn_s11", BENCH / "mlearn.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    (tmp_path / "extxyz").mkdir()
+    cells = [emt_label(bulk("Ni", "fcc", a=3.52 + 0.01 * k, cubic=True)) for k in range(4)]
+    ase.io.write(tmp_path / "extxyz" / "Ni_train.xyz", cells[:2], format="extxyz")
+    ase.io.write(tmp_path / "extxyz" / "Ni_test.xyz", cells[2:], format="extxyz")
+    calls = []
+
+    class Recorder:
+        def fit(self, structures):
+            calls.append(("fit", len(structures)))
+            return self
+
+        def evaluate(self, structures):
+            calls.append(("evaluate", len(structures)))
+            return {"energy_mae": 1e-3, "force_mae": 0.02}
+
+    monkeypatch.setattr(mod, "build_model", lambda element, name: Recorder())
+    rec = mod.run_job(tmp_path, "Ni", "snap_linear")
+    # fit, one warm-up prediction (first test structure), then the timed prediction of all
+    assert calls == [("fit", 2), ("evaluate", 1), ("evaluate", 2)]
+    assert rec["energy_mae_mev"] == pytest.approx(1.0) and rec["force_mae"] == 0.02
+    assert rec["n_test"] == 2 and rec["predict_us_per_atom"] > 0
