@@ -561,3 +561,31 @@ def test_partition_errors(fitted_by_descriptor):
                                model.predict_atomic_virials([at])[0].sum(0)
                                + ASEBaseline(AseLJ(sigma=2.2, epsilon=0.02, rc=4.5)).compute(
                                    at, virials=True)["virials"].sum(0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("partition", ["half", "centroid"])
+def test_local_stress_map_symmetry(fitted_by_descriptor, partition):
+    """Perfect crystal: every atom carries stress / n_atoms; a vacancy: its 12 nearest
+    neighbours (related by the cubic point group) have equal invariants of the per-atom
+    virial, and the farther atoms tend back to the bulk value."""
+    from ase.build import bulk
+
+    model = _with_baseline(fitted_by_descriptor["SNAPBispectrum"], EMT())
+    at = bulk("Cu", "fcc", a=3.7, cubic=True) * (3, 3, 3)
+    W = model.predict_atomic_virials([at], partition=partition)[0]
+    np.testing.assert_allclose(W, np.broadcast_to(W.mean(0), W.shape), rtol=0,
+                               atol=1e-12 * np.abs(W).max())
+    bulk_trace = np.trace(W[0])
+    del at[0]
+    W = model.predict_atomic_virials([at], partition=partition)[0]
+    from ase.geometry import find_mic
+
+    _, d = find_mic(at.positions, at.cell, pbc=True)   # distances to the vacancy (origin)
+    nn = np.argsort(d)[:12]
+    assert np.allclose(d[nn], 3.7 / np.sqrt(2))
+    tr = np.trace(W[nn], axis1=1, axis2=2)
+    inv2 = np.einsum("kab,kab->k", W[nn], W[nn])
+    np.testing.assert_allclose(tr, tr[0], rtol=1e-10)
+    np.testing.assert_allclose(inv2, inv2[0], rtol=1e-10)
+    far = np.argmax(d)
+    assert abs(np.trace(W[far]) - bulk_trace) < abs(tr[0] - bulk_trace)
