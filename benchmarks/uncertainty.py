@@ -25,9 +25,11 @@ With ``--json`` one object per line::
 
     {"element", "model", "coverage_1sigma", "coverage_2sigma", "nll", "spearman", ...}
 
-(targets: 68 ± 5 % and 95 ± 3 %; extra keys: the same before recalibration, energy figures,
-chain diagnostics, ``sigma_cost_ratio``).  Strict JSON: a figure that is not defined (the
-Spearman correlation of fewer than 3 test structures, for instance) is ``null``.
+(``coverage_*`` are fractions of the test force components, 0.68 = 68 %: targets 0.68 ± 0.05
+and 0.95 ± 0.03; ``nll`` in nats per force component, forces in eV/Å; extra keys: the same
+before recalibration, energy figures, chain diagnostics, ``sigma_cost_ratio``).  Strict JSON:
+a figure that is not defined (the Spearman correlation of fewer than 3 test structures, for
+instance) is ``null``.
 
 Usage::
 
