@@ -1007,9 +1007,9 @@ hybridpot.InvalidParameterError
         ``d/dt sum_i r_i e_i = sum_i e_i v_i - sum_k W_k^T v_k`` with ``e_i`` atom ``i``'s
         kinetic plus potential energy (LAMMPS's ``compute heat/flux`` with ``S_k =
         W_k^T``).  The ``"half"`` form of a many-body term does not satisfy this identity
-        and misestimates a Green-Kubo thermal conductivity; both have the same sum.  Pair baselines give the same
-        virials in either form; :class:`~hybridpot.baselines.EMT` has both;
-        ``ASEBaseline`` only ``"half"``.
+        and misestimates a Green-Kubo thermal conductivity; both have the same sum.  Pair
+        baselines give the same virials in either form; :class:`~hybridpot.baselines.EMT`
+        has both; ``ASEBaseline`` only ``"half"``.
 
         Parameters
         ----------
@@ -1363,9 +1363,10 @@ class HybridCalculator(Calculator):
     tensors are in ``predict_atomic_virials``; a baseline without per-atom virials, e.g.
     ``ASEBaseline(ase EMT)``, raises ``PropertyNotImplementedError``; with
     ``include_ideal_gas=True`` ASE adds ``-m v ⊗ v / V`` per atom, see
-    :meth:`get_atomic_volumes`); for a model with a posterior also ``energy_std`` (eV), ``forces_std`` (eV/Å,
-    (n_atoms, 3)) and ``stress_std`` (eV/Å³, (6,), 3-D periodic cells) from the model's
-    posterior (its ``uncertainty_`` committee if set, else the regressor's).
+    :meth:`get_atomic_volumes`); for a model with a posterior also ``energy_std`` (eV),
+    ``forces_std`` (eV/Å, (n_atoms, 3)) and ``stress_std`` (eV/Å³, (6,), 3-D periodic
+    cells) from the model's posterior (its ``uncertainty_`` committee if set, else the
+    regressor's).
 
     Parameters
     ----------

@@ -13,7 +13,6 @@ import inspect
 
 import numpy as np
 import pytest
-from ase import Atoms
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.emt import EMT as AseEMT
 from ase.calculators.lj import LennardJones as AseLJ
@@ -239,7 +238,8 @@ def test_lj_baseline_matches_ase_lennard_jones_stresses():
     # through a model: ASEBaseline(ASE LJ) passes ASE's per-atom stresses on unchanged
     desc = SNAPBispectrum(species=SPECIES, twojmax=2, rcutfac=4.0)
     model = HybridPotential.from_fitted(
-        desc, _zero_linear(desc), baseline=ASEBaseline(AseLJ(epsilon=eps_, sigma=sig, rc=rc, smooth=False)),
+        desc, _zero_linear(desc),
+        baseline=ASEBaseline(AseLJ(epsilon=eps_, sigma=sig, rc=rc, smooth=False)),
         reference_energies={"Cu": 0.0, "Ni": 0.0})
     m_at = at.copy()
     m_at.calc = model.calculator()

@@ -557,9 +557,9 @@ class Descriptor(BaseEstimator):
             its many-body pair styles (``pair_style snap``): LAMMPS ``compute stress/atom``
             (bar·Å³, ``units metal``) is ``W * 1.6021765e6`` with ``xy`` the ``W[k, 1, 0]``
             component; the ASE per-atom stress is ``W / volume``.  ``"centroid"``: the whole
-            term goes to the neighbour ``j`` (``W_k = sum_i dE_i/dr_k ⊗ r_ik``, ``r_ik = r_k -
-            r_i``, with ``E_i`` the centre's energy; the per-atom virial of the heat flux of many-body potentials,
-            ``J_pot = -sum_k W_k^T v_k``, Fan et al., PRB 92, 094301 (2015)).
+            term goes to the neighbour ``j`` (``W_k = sum_i dE_i/dr_k ⊗ r_ik``, ``r_ik =
+            r_k - r_i``, with ``E_i`` the centre's energy): the per-atom virial of the heat
+            flux of many-body potentials (Fan et al., PRB 92, 094301 (2015)).
 
         Raises
         ------
