@@ -15,10 +15,11 @@ mlearn benchmark (Zuo et al., J. Phys. Chem. A 124, 731 (2020)) reports for each
   ``E(ε)/V0 = E0/V0 + ½ Σ C_ij ε_i ε_j`` (a model whose stress is the strain derivative of
   its energy gives the same numbers); ``B(C) = (C11 + 2 C12) / 3`` must equal the EOS ``B``;
 - vacancy formation energy ``E_v = E(N-1) - (N-1)/N E(N)`` (eV), the defect cell relaxed at
-  fixed volume (32-atom cell with ``--quick``, else 108);
+  fixed volume (2x2x2 cubic cells with ``--quick``, else 3x3x3: fcc 32 / 108 atoms, bcc
+  16 / 54);
 - vacancy migration energy ``E_m`` (eV): climbing-image NEB (``ase.mep.NEB``, FIRE) of a
-  nearest neighbour hopping into the vacancy (1 image in the 32-atom cell with ``--quick``,
-  else 3 in the 108-atom cell);
+  nearest neighbour hopping into the vacancy, in the same cell (1 image with ``--quick``,
+  else 3);
 - surface energies ``γ = (E_slab - N e_bulk) / 2A`` (J/m², 1 eV/Å² = 16.02 J/m²) of relaxed
   (100) and (111) slabs (bcc: (100) and (110)) with 8 Å of vacuum, in a cell periodic in 3-D
   (the model's stress needs ``pbc=True``; energy and forces do not see the vacuum);
@@ -70,7 +71,7 @@ from ase.optimize import BFGS, FIRE
 from ase.phonons import Phonons
 from ase.units import GPa, J, _e, _hplanck, m
 
-from hybridpot import HybridPotential
+from hybridpot import HybridPotential, HybridpotError
 from hybridpot.baselines import EMT
 from hybridpot.config import default_data_path
 from hybridpot.descriptors import PowerSpectrum
@@ -285,7 +286,10 @@ def main(argv=None):
     if args.members is not None and args.members < 0:
         p.error(f"--members must be >= 0; got {args.members}")
     if args.model:
-        model = HybridPotential.load(args.model)
+        try:
+            model = HybridPotential.load(args.model)
+        except (OSError, HybridpotError) as exc:
+            p.error(f"--model {args.model}: {exc}")
         species = list(model.species_)
     else:
         data = read(args.data or default_data_path(), ":")
