@@ -230,3 +230,56 @@ def test_sdist_carries_the_old_model_files():
         os.chdir(cwd)
     on_disk = {p.relative_to(root).as_posix() for p in DATA.iterdir()}
     assert on_disk <= set(fl.files), sorted(on_disk - set(fl.files))
+
+
+def _rewrite_arrays(src, dst, add):
+    import io
+
+    with zipfile.ZipFile(src) as zf:
+        text = zf.read("model.json")
+        with np.load(io.BytesIO(zf.read("arrays.npz")), allow_pickle=False) as npz:
+            arrays = dict(npz)
+    arrays.update(add)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    with zipfile.ZipFile(dst, "w") as zf:
+        zf.writestr("model.json", text)
+        zf.writestr("arrays.npz", buf.getvalue())
+    return dst
+
+
+@pytest.mark.parametrize("name, edit, where", [
+    ("0ef48ef_gp_ps_emt.hpot", lambda d: d["regressor"]["state"].__setitem__("new_scale_", 2.0),
+     r"SparseGPRegressor state \['new_scale_'\]"),
+    ("a178c9a_ens_ps_none.hpot",
+     lambda d: d["regressor"]["state"]["members"][1].__setitem__("new_scale_", 2.0),
+     r"EnsembleRegressor state.members\[1\] \['new_scale_'\]"),
+    ("2d74ddf_blrs_bsw_morse.hpot",
+     lambda d: d["extra"].__setitem__("uncertainty_shift", {"energy": 0.1}),
+     r"extra \['uncertainty_shift'\]"),
+    ("2d74ddf_lin_snap_zbl.hpot", lambda d: d.__setitem__("pair_correction", {"a": 1}),
+     r"top-level keys \['pair_correction'\]"),
+    ("2d74ddf_lin_snap_zbl.hpot", lambda d: d["params"].__setitem__("energy_offset", 1.0),
+     r"params \['energy_offset'\]"),
+])
+def test_fitted_state_of_a_newer_hybridpot_is_refused_not_ignored(tmp_path, name, edit, where):
+    """How 634047d's dot_softening was misread by older readers: an entry the reader does
+    not know would be ignored, and the model would predict other energies."""
+    bad = _rewrite(DATA / name, tmp_path / "newer.hpot", edit)
+    with pytest.raises(ModelFormatError,
+                       match=r"newer.hpot' \(model format version 1, written by hybridpot "
+                             r"0\.1\.0\) holds entries this hybridpot \S+ does not read: "
+                             rf"{where}\. The file was probably written by a newer hybridpot "
+                             r"whose predictions may depend on them: upgrade hybridpot"):
+        HybridPotential.load(bad)
+
+
+def test_unknown_array_of_a_newer_hybridpot_is_refused(tmp_path):
+    bad = _rewrite_arrays(DATA / "0ef48ef_blr_ps_none_nll.hpot", tmp_path / "newer.hpot",
+                          {"coef_correction": np.ones(3)})
+    with pytest.raises(ModelFormatError, match=r"does not read: arrays \['coef_correction'\]"):
+        HybridPotential.load(bad)
+    ens = _rewrite_arrays(DATA / "a178c9a_ens_ps_none.hpot", tmp_path / "ens.hpot",
+                          {"member0__dot_scale": np.ones(2)})
+    with pytest.raises(ModelFormatError, match=r"arrays \['member0__dot_scale'\]"):
+        HybridPotential.load(ens)

@@ -21,7 +21,8 @@ Compatibility policy
   recalibration state version 1; no ``trained_species``: not checked; no
   ``params.reference_energies``: the fitted e0 become the hyperparameter, as before).
 - **Newer files are refused, never misread.**  A file of a format version above
-  :data:`FORMAT_VERSION`, or holding a hyperparameter this hybridpot does not know, is a
+  :data:`FORMAT_VERSION`, or holding a hyperparameter, fitted array, state key or entry this
+  hybridpot does not know (one it would not write back), is a
   :class:`~hybridpot.ModelFormatError` naming the file, what it holds and what this version
   reads: upgrade hybridpot to read it.
 - ``FORMAT_VERSION`` is raised whenever a file of the new writer could be *misread* by an
@@ -371,13 +372,70 @@ def _model_from_doc(doc, arrays, path):
         if "extra" in doc and hasattr(model, "_set_extra_state"):
             model._set_extra_state(doc["extra"])
         _check_consistent(model, doc)
+        unread = _unread_entries(model, doc, arrays)
     except ModelFormatError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as e:
         # ArithmeticError: e.g. OverflowError of a huge number squared while restoring
         raise ModelFormatError(f"{path!r} is an incomplete or corrupt hybridpot model: "
                                f"{type(e).__name__}: {e}") from e
+    if unread:
+        from .. import __version__
+
+        raise ModelFormatError(
+            f"{path!r} (model format version {doc.get('format_version')}, written by hybridpot "
+            f"{doc.get('hybridpot_version')}) holds entries this hybridpot {__version__} does "
+            f"not read: {'; '.join(unread)}. The file was probably written by a newer "
+            "hybridpot whose predictions may depend on them: upgrade hybridpot to read it.")
     return model
+
+
+_TOP_KEYS = {"format", "format_version", "hybridpot_version", "species", "descriptor",
+             "regressor", "baseline", "reference_energies", "params", "extra"}
+_PARAM_KEYS = {"weights", "group_weights", "chunk_size", "group_names", "reference_energies"}
+
+
+def _unread_entries(model, doc, arrays):
+    """Entries of the file the loaded model would not write back: a newer writer's fitted
+    state (a new array, state key or ``extra`` entry) that this reader would silently ignore
+    -- as readers before 634047d ignored the sparse GP's ``dot_softening`` and predicted other
+    energies.  Everything an earlier hybridpot wrote is still written (checked on files of
+    every earlier version, tests/test_model_compat_s11.py)."""
+    out = []
+    top = sorted(set(doc) - _TOP_KEYS)
+    if top:
+        out.append(f"top-level keys {top}")
+    params = doc.get("params", {})
+    extra_params = sorted(set(params) - _PARAM_KEYS) if isinstance(params, dict) else []
+    if extra_params:
+        out.append(f"params {extra_params}")
+    reg = doc.get("regressor", {})
+    reg_keys = sorted(set(reg) - {"class", "params", "state"})
+    if reg_keys:
+        out.append(f"regressor keys {reg_keys}")
+    state, arrs = model.regressor_.get_fitted_state()
+
+    def state_keys(file_state, own, where):
+        if isinstance(file_state, dict) and isinstance(own, dict):
+            unknown = sorted(set(file_state) - set(own))
+            if unknown:
+                out.append(f"{where} {unknown}")
+            for k in ("members",):   # EnsembleRegressor: one state per member
+                if isinstance(file_state.get(k), list) and isinstance(own.get(k), list):
+                    for i, (a, b) in enumerate(zip(file_state[k], own[k])):
+                        state_keys(a, b, f"{where}.{k}[{i}]")
+
+    state_keys(reg.get("state", {}), state, f"{reg.get('class')} state")
+    unknown_arrays = sorted(set(arrays) - set(arrs))
+    if unknown_arrays:
+        out.append(f"arrays {unknown_arrays}")
+    extra = doc.get("extra")
+    if isinstance(extra, dict):
+        own = model._extra_state() if hasattr(model, "_extra_state") else {}
+        unknown = sorted(k for k, v in extra.items() if k not in own and v)
+        if unknown:
+            out.append(f"extra {unknown}")
+    return out
 
 
 def _check_consistent(model, doc):
