@@ -36,7 +36,9 @@ not for ZBL, which binds nothing) and their difference.  σ: the Bayesian poster
 linear coefficients is Gaussian, so ``--members`` coefficient draws
 (``BayesianLinearRegressor.sample_coef``) give a committee of member potentials
 (``LinearRegressor.from_coef`` + ``HybridPotential.from_fitted``); every property is
-recomputed for each member (relaxations included) and σ is the members' spread.  It is the
+recomputed for each member (relaxations included) and σ is the members' spread.  For an
+``EnsembleRegressor`` (e.g. sparse GPs on different inducing points) the members are its
+fitted copies; other regressors get no σ.  It is the
 parameter part of the uncertainty of a *derived* property, which the calculator's
 ``energy_std`` cannot give: adding the variances of two energies ignores that their errors
 are correlated, and ``energy_std`` includes the observation noise ``N σ_E``, no error of a
@@ -253,8 +255,13 @@ def properties(calc, symbol, a_guess, quick=False, crystal="fcc", r_cut=None):
 
 
 def committee(model, n_members, random_state=0):
-    """Member potentials drawn from a fitted Bayesian linear model's coefficient posterior."""
+    """Member potentials: ``n_members`` draws from a fitted Bayesian linear model's
+    coefficient posterior, or the members of an ``EnsembleRegressor`` (all of them)."""
     reg = model.regressor_
+    if hasattr(reg, "estimators_"):
+        return [HybridPotential.from_fitted(model.descriptor, est, baseline=model.baseline,
+                                            reference_energies=model.reference_energies_)
+                for est in reg.estimators_]
     draws = reg.sample_coef(n_members, random_state=random_state)
     return [HybridPotential.from_fitted(model.descriptor,
                                         LinearRegressor.from_coef(c, quadratic=reg.quadratic),
@@ -315,9 +322,11 @@ def main(argv=None):
         a_guess = ref["a"] if ref.get("symmetry") == args.crystal else (
             d * 2 ** 0.5 if args.crystal == "fcc" else 2 * d / 3 ** 0.5)
     n_members = args.members if args.members is not None else (4 if args.quick else 16)
-    if n_members and not hasattr(model.regressor_, "sample_coef"):
+    if hasattr(model.regressor_, "estimators_"):
+        n_members = len(model.regressor_.estimators_) if n_members else 0
+    elif n_members and not hasattr(model.regressor_, "sample_coef"):
         print(f"no σ: {type(model.regressor_).__name__} has no coefficient posterior "
-              "(a Bayesian linear model has)")
+              "(a Bayesian linear model has) and no ensemble members")
         n_members = 0
 
     t0 = time.process_time()
