@@ -279,3 +279,35 @@ def test_mlearn_mo_elastic_constants_near_dft(mlearn_dir):
     assert a0 == pytest.approx(a_ref / 3, rel=0.005)
     at0.set_cell(np.eye(3) * a0, scale_atoms=True)
     np.testing.assert_allclose(cubic(elastic_from_stress(calc, at0)), dft, rtol=0.1)
+
+
+def _run_properties_example(*args, cwd):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "properties.py"
+    return subprocess.run([sys.executable, str(script), *args], cwd=cwd, capture_output=True,
+                           text=True, timeout=600, env=dict(os.environ, MPLBACKEND="Agg"))
+
+
+def test_properties_example_on_a_saved_ensemble_model(cu_data, tmp_path):
+    """``--model`` with an EnsembleRegressor: σ is the spread of its fitted members."""
+    from hybridpot.regression import EnsembleRegressor, SparseGPRegressor
+
+    gp = SparseGPRegressor(kernel="se", n_sparse=20, noise={"energy": 0.001, "forces": 0.05})
+    model = HybridPotential(PowerSpectrum(species=["Cu"], r_cut=4.2, n_max=3, l_max=2),
+                            EnsembleRegressor(estimator=gp, n_models=2, random_state=0),
+                            LennardJones(epsilon=0.02, sigma=2.3, r_cut=4.2)).fit(cu_data)
+    model.save(tmp_path / "cu.hpot")
+    proc = _run_properties_example("--model", "cu.hpot", "--quick", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "the baseline and 2 committee members" in proc.stdout
+    rows = {ln.split()[0]: ln.split() for ln in proc.stdout.splitlines() if ln.split()}
+    # EMT labels (EMT a0 3.59 Å); members on different inducing points differ
+    assert 3.5 < float(rows["a0"][2]) < 3.7, proc.stdout
+    assert all(float(rows[k][3]) > 0 for k in ("a0", "C11", "C44", "E_v")), proc.stdout
+    bad = _run_properties_example("--model", "missing.hpot", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "error: --model missing.hpot: [Errno 2] No such file" in bad.stderr
