@@ -489,7 +489,8 @@ class SNAPBispectrum(Descriptor):
     r_cut : float
         Neighbour-list cutoff ``rcutfac * 2 * max(radelem)`` (Å), read-only.
     n_features : int
-        ``K`` components, or ``K + K (K + 1) / 2`` with ``quadraticflag``.
+        ``K`` components, or ``K + K (K + 1) / 2`` with ``quadraticflag`` (``K`` counts the
+        ``N^3`` element blocks with ``chemflag``).
     """
 
     def __init__(self, *, species, twojmax, rcutfac, rfac0=0.99363, rmin0=0.0, radelem=None,
@@ -637,7 +638,8 @@ class SNAPBispectrum(Descriptor):
 
     @property
     def n_bispectrum(self):
-        """Number of linear bispectrum components ``K`` (without quadratic products)."""
+        """Number of linear bispectrum components ``K`` (without quadratic products; ``N^3``
+        blocks of the ``(j1, j2, j)`` list with ``chemflag``)."""
         self._validate()
         return self._nb
 
