@@ -328,6 +328,10 @@ def main(argv=None):
         print(f"no σ: {type(model.regressor_).__name__} has no coefficient posterior "
               "(a Bayesian linear model has) and no ensemble members")
         n_members = 0
+    if n_members and (getattr(model, "uncertainty_", None) is not None
+                      or getattr(model, "uncertainty_scale_", None)):
+        print("note: the property σ come from the fitted members; the model's LinearPosterior "
+              "committee and σ recalibration are not used for them")
 
     t0 = time.process_time()
     run = dict(symbol=symbol, quick=args.quick, crystal=args.crystal,
