@@ -85,10 +85,14 @@ def _compare(want, got, where=""):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_old_model_file_predicts_as_when_saved(name):
+def test_old_model_file_predicts_as_when_saved(name, tmp_path):
     rec = RECORD["models"][name]
     model = HybridPotential.load(DATA / name)
     _compare(rec["predictions"], _predictions(model, _structures()))
+    # saved again by this hybridpot (the current format version): still the same model
+    model.save(tmp_path / "again.hpot")
+    _compare(rec["predictions"], _predictions(HybridPotential.load(tmp_path / "again.hpot"),
+                                              _structures()))
 
 
 def test_guard_covers_the_regressors_descriptors_and_baselines():
