@@ -1436,6 +1436,15 @@ class HybridCalculator(Calculator):
     Stress needs a cell periodic in all three directions: for a slab (``pbc=(True, True,
     False)``) set ``atoms.pbc = True`` with a vacuum wider than the model's cutoffs, which
     leaves energy and forces unchanged.
+
+    The σ of a label kind the model was not fitted on (stresses of data without them, or
+    with a stress weight of 0) has no observation-noise part, only the parameter part, and
+    is far too small: on the shipped Al data, Bayesian linear model fitted without stresses,
+    ±1σ covered 6 % of the held-out stress errors (sparse GP: 29 %; fitted with stresses:
+    87 %).  ``model.recalibrate(validation)`` on structures carrying that label scales it
+    (to 88 %).  The σ of a property derived from several calculations (an elastic constant,
+    a vacancy formation energy) is not the σ of its inputs added in quadrature: their
+    errors are correlated; ``examples/properties.py`` draws a committee of member models.
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress",

@@ -311,3 +311,27 @@ def test_properties_example_on_a_saved_ensemble_model(cu_data, tmp_path):
     bad = _run_properties_example("--model", "missing.hpot", cwd=tmp_path)
     assert bad.returncode == 2
     assert "error: --model missing.hpot: [Errno 2] No such file" in bad.stderr
+
+
+def test_stress_sigma_without_stress_training_is_too_small_until_recalibrated():
+    """The documented behaviour (HybridCalculator docstring): a model fitted without stress
+    labels gives a parameter-only stress σ, far too small; recalibrating on structures with
+    stresses scales it to a usable coverage."""
+    from ase.io import read
+
+    from hybridpot.config import default_data_path
+    from hybridpot.uq import evaluate_uncertainty
+
+    data = read(default_data_path(), ":")
+    idx = np.random.default_rng(0).permutation(len(data))
+    train, val, test = ([data[i] for i in idx[:150]], [data[i] for i in idx[150:200]],
+                        [data[i] for i in idx[200:]])
+    model = HybridPotential(PowerSpectrum(species=["Al"], r_cut=5.0, n_max=4, l_max=3),
+                            BayesianLinearRegressor(noise_levels="shared"), EMT(),
+                            {"energy": 1000.0, "forces": 1.0, "stress": 0.0}).fit(train)
+    assert "stress" not in model.regressor_.noise_
+    before = evaluate_uncertainty(model, test)["stress"]["coverage_1sigma"]
+    model.recalibrate(val)
+    after = evaluate_uncertainty(model, test)["stress"]["coverage_1sigma"]
+    assert before < 0.3 and after > 0.55, (before, after)
+    assert model.uncertainty_scale_["stress"] > 3

@@ -1007,7 +1007,9 @@ class BayesianLinearRegressor(_LinearBase):
     ``N_s``), of every force component and of every stress component, with the observation
     noise of the label kind added unless ``include_noise=False`` (noise at unit weight;
     for a config group not seen in training with ``noise_groups=True`` the largest noise of
-    that kind; kinds absent from training add no noise).
+    that kind; kinds absent from training add no noise, so their σ is the parameter part
+    alone and far too small: recalibrate it on data carrying that kind, see
+    :class:`~hybridpot.potential.HybridCalculator`).
 
     Weights: ``w_r`` enters as a relative precision.  With ``noise_levels="kind"``
     (default) ``noise_[k] = 1 / sqrt(beta_k)`` is the noise of a row of unit weight, and a
