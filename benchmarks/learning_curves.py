@@ -40,6 +40,7 @@ for _var in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MK
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # this tree's hybridpot
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _jsonl import dumps  # noqa: E402  (strict JSON: NaN / inf as null)
 from mlearn import DEFAULT_DIR, SO3_CUTOFF  # noqa: E402

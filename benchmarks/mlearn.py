@@ -34,6 +34,7 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # this tree's hybridpot
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _jsonl import dumps  # noqa: E402  (strict JSON: NaN / inf as null)
 

@@ -30,6 +30,7 @@ from pathlib import Path  # noqa: E402
 
 from ase.build import bulk  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # this tree's hybridpot
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _jsonl import dumps  # noqa: E402  (strict JSON: NaN / inf as null)
 

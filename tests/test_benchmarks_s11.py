@@ -367,3 +367,41 @@ def test_mlearn_times_the_prediction_after_a_warm_up(tmp_path, monkeypatch):
     assert calls == [("fit", 2), ("evaluate", 1), ("evaluate", 2)]
     assert rec["energy_mae_mev"] == pytest.approx(1.0) and rec["force_mae"] == 0.02
     assert rec["n_test"] == 2 and rec["predict_us_per_atom"] > 0
+
+
+@pytest.mark.parametrize("script, args", [
+    ("neighbors.py", ("--repeats", "1")),
+    ("snap.py", ("--repeats", "1")),
+    ("baselines.py", ("--repeats", "1")),
+    ("mlearn.py", ("--job", "Ni:ps_linear", "--data", "{data}")),
+    ("learning_curves.py", ("--data", "{data}", "--elements", "Ni")),
+    ("md.py", ("--data", "{data}")),
+    ("uncertainty.py", ()),
+    ("active_learning.py", ("--no-live",)),
+    ("descriptors.py", ("--only", "ACSF")),
+])
+def test_benchmarks_use_the_hybridpot_of_their_own_tree(tmp_path, script, args):
+    # every script measures the hybridpot beside it (an unpacked sdist, a checkout), not
+    # whichever is installed: snap / neighbors / baselines / mlearn / learning_curves did not
+    # put their tree on sys.path (the others did)
+    import shutil
+
+    tree = tmp_path / "tree"
+    (tree / "benchmarks").mkdir(parents=True)
+    for f in ("_jsonl.py", "mlearn.py", script):
+        shutil.copy(BENCH / f, tree / "benchmarks" / f)
+    (tree / "hybridpot").mkdir()
+    (tree / "hybridpot" / "__init__.py").write_text(
+        "import sys\nsys.stderr.write('hybridpot of the tree\\n')\nraise SystemExit(3)\n")
+    data = tmp_path / "data"
+    (data / "extxyz").mkdir(parents=True)
+    cells = [emt_label(bulk("Ni", "fcc", a=3.52 + 0.01 * k, cubic=True)) for k in range(2)]
+    for part in ("train", "test"):
+        ase.io.write(data / "extxyz" / f"Ni_{part}.xyz", cells, format="extxyz")
+    env = dict(os.environ, MLEARN_DIR=str(tmp_path / "absent"))
+    env.pop("PYTHONPATH", None)
+    out = subprocess.run([sys.executable, str(tree / "benchmarks" / script), "--json",
+                          *[a.format(data=data) for a in args]], capture_output=True,
+                         text=True, cwd=tmp_path, env=env, timeout=300)
+    assert out.returncode == 3, (out.returncode, out.stderr[-1500:])
+    assert "hybridpot of the tree" in out.stderr
