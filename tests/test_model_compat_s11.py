@@ -1,7 +1,7 @@
 """Model files across hybridpot versions (review s11/upgrade).
 
 ``tests/data/models/`` holds small models saved by earlier commits of hybridpot (format
-version 1, from 21 Nov 2026 08:18 on, and format version 2) -- every regressor type, the SO(3),
+version 1, from 21 Nov 2026 06:01 on, and format version 2) -- every regressor type, the SO(3),
 SO(4), ACSF and stacked descriptors, no / EMT / ZBL / LJ / Morse / Buckingham / ASE baselines,
 σ recalibration (nll, coverage, split, heteroscedastic), posterior committees, per-group
 noise -- with the predictions the writing code made (``predictions.json``; made by
@@ -138,6 +138,9 @@ def test_old_files_keep_their_settings():
     # no params.reference_energies before 7cf66ab: the fitted e0 are the hyperparameter
     m = load["blrq_snap_none_refnone@2d74ddf"]()
     assert m.reference_energies == {"Cu": 0.0, "Ni": 0.0} == m.reference_energies_
+    # sparse GP of 5c9267e (before the per-element constant and the DTC derivative σ)
+    m = load["gpse_acsf_lj@5c9267e"]()
+    assert m.regressor_.bias is False and m.regressor_.derivative_variance == "projected"
     m = load["ensnn_acsf_none@format2"]()
     assert m.reference_energies == "fit"
     assert m.regressor_.estimator.hidden_layer_sizes == (3,)

@@ -19,7 +19,12 @@ Compatibility policy
   default, which predicts as the code that wrote it did; fitted state added later is migrated
   (sparse GP ``dot_softening`` absent: 0, the unit-vector kernel those files used; σ
   recalibration state version 1; no ``trained_species``: not checked; no
-  ``params.reference_energies``: the fitted e0 become the hyperparameter, as before).
+  ``params.reference_energies``: the fitted e0 become the hyperparameter, as before), and
+  so are the few hyperparameters whose default changed what a file predicts (a sparse GP
+  without ``bias`` / ``derivative_variance``: ``False`` / ``"projected"``, see
+  :func:`_migrate_v1`).  Where a later release fixed a bug in prediction itself, old files
+  get the fix too (e.g. ff81030: σ of per-group noise models uses the structure's own
+  group, files before it predicted with group 0's noise).
 - **Newer files are refused, never misread.**  A file of a format version above
   :data:`FORMAT_VERSION`, or holding a hyperparameter, fitted array, state key or entry this
   hybridpot does not know (one it would not write back), is a
@@ -224,6 +229,8 @@ def load_model(path):
             f"{path!r} was written with model format version {version} (hybridpot "
             f"{doc.get('hybridpot_version')}); this hybridpot {__version__} reads format "
             f"versions 1 to {FORMAT_VERSION}. Upgrade hybridpot to read it.")
+    if version == 1:
+        _migrate_v1(doc)
     unknown = _unknown_hyperparameters(doc)
     if unknown:
         raise ModelFormatError(
@@ -238,6 +245,30 @@ def load_model(path):
         if repr(path) in str(e):
             raise
         raise ModelFormatError(f"{path!r}: {e}") from e
+
+
+def _migrate_v1(doc):
+    """Hyperparameters a version-1 file may lack whose current default predicts otherwise
+    than the code that wrote it (set in place on the parsed ``model.json``).
+
+    - SparseGPRegressor ``bias``: files before 6721500 (21 Nov 2026 06:09) had no per-element
+      constant; the default ``True`` expects its coefficients ('coef' has shape (40,),
+      expected (42,)).  -> ``False``.
+    - SparseGPRegressor ``derivative_variance``: before 72ad34d (21 Nov 2026 07:54) force and
+      stress σ were the projected-process variance; the default ``"dtc"`` gave 6x other force
+      σ.  -> ``"projected"``.
+    """
+    def regressor(entry):
+        if not isinstance(entry, dict) or not isinstance(entry.get("params"), dict):
+            return
+        params = entry["params"]
+        if entry.get("class") == "SparseGPRegressor":
+            params.setdefault("bias", False)
+            params.setdefault("derivative_variance", "projected")
+        elif entry.get("class") == "EnsembleRegressor":
+            regressor(params.get("estimator"))
+
+    regressor(doc.get("regressor"))
 
 
 def _unknown_hyperparameters(doc):
