@@ -317,8 +317,7 @@ def test_active_learning_budget_is_above_the_initial_set(tmp_path, tiny_mlearn):
         assert [n for n, _ in r["curve"]] == [4, 6]
 
 
-@pytest.mark.parametrize("script", ["learning_curves.py", "md.py", "snap.py", "neighbors.py",
-                                    "baselines.py"])
+@pytest.mark.parametrize("script", ["learning_curves.py", "baselines.py"])
 def test_benchmarks_run_single_threaded(tmp_path, script):
     # BENCHMARKS.md: single-threaded (OMP_NUM_THREADS=1, NUMBA_NUM_THREADS=1) whatever the
     # caller's environment (uncertainty / active_learning / descriptors: test_contract_s7);
@@ -376,9 +375,6 @@ def test_mlearn_times_the_prediction_after_a_warm_up(tmp_path, monkeypatch):
     ("mlearn.py", ("--job", "Ni:ps_linear", "--data", "{data}")),
     ("learning_curves.py", ("--data", "{data}", "--elements", "Ni")),
     ("md.py", ("--data", "{data}")),
-    ("uncertainty.py", ()),
-    ("active_learning.py", ("--no-live",)),
-    ("descriptors.py", ("--only", "ACSF")),
 ])
 def test_benchmarks_use_the_hybridpot_of_their_own_tree(tmp_path, script, args):
     # every script measures the hybridpot beside it (an unpacked sdist, a checkout), not
