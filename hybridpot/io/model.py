@@ -30,9 +30,10 @@ Compatibility policy
   hybridpot does not know (one it would not write back), is a
   :class:`~hybridpot.ModelFormatError` naming the file, what it holds and what this version
   reads: upgrade hybridpot to read it.
-- ``FORMAT_VERSION`` is raised whenever a file of the new writer could be *misread* by an
-  older reader (a new fitted array or entry that an older reader would ignore but that
-  changes predictions).  Version history: 1 (21 Nov 2026) the first files; 2 (22 Nov 2026)
+- ``FORMAT_VERSION`` is raised whenever an older reader could *misread* a new file: an
+  entry changes meaning (the next version's loader then migrates the old one), or a new
+  entry that readers before this policy ignored changes predictions (readers since refuse
+  entries they do not know).  Version history: 1 (21 Nov 2026) the first files; 2 (22 Nov 2026)
   the same layout, raised because version-1 readers older than the sparse-GP
   ``dot_softening`` (634047d) ignore that array and predicted other energies (up to 0.5 %)
   and σ (1 %) from a current sparse-GP file without an error.
