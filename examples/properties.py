@@ -13,7 +13,9 @@ mlearn benchmark (Zuo et al., J. Phys. Chem. A 124, 731 (2020)) reports for each
   strains (central differences, ``C_ij = dσ_i/dε_j``, Voigt order, engineering shear
   strain) and, marked ``(E)``, from the second derivative of the energy,
   ``E(ε)/V0 = E0/V0 + ½ Σ C_ij ε_i ε_j`` (a model whose stress is the strain derivative of
-  its energy gives the same numbers); ``B(C) = (C11 + 2 C12) / 3`` must equal the EOS ``B``;
+  its energy gives the same numbers); ``B(C) = (C11 + 2 C12) / 3`` must equal the EOS ``B``.
+  Every atom of a monatomic fcc / bcc crystal is a centre of inversion, so no internal
+  relaxation enters; for diamond or hcp, relax the ions at each strain (relaxed-ion C44);
 - vacancy formation energy ``E_v = E(N-1) - (N-1)/N E(N)`` (eV), the defect cell relaxed at
   fixed volume (2x2x2 cubic cells with ``--quick``, else 3x3x3: fcc 32 / 108 atoms, bcc
   16 / 54);
