@@ -125,9 +125,15 @@ def ours(atoms, coef, repeats, cpu=None):
 def lammps_times(atoms, coef, steps, repeats, cpu=None):
     """(compute sna/atom µs/atom, pair_style snap µs/atom, (E, F)) or None without LAMMPS.
 
-    Median wall times per step, the cost of the same run without them subtracted; with a
-    dict ``cpu``, the CPU-time figures are stored in ``cpu["values"]`` and
-    ``cpu["energy+forces"]``."""
+    Median wall times per evaluation, the cost of the same run without them subtracted; with
+    a dict ``cpu``, the CPU-time figures are stored in ``cpu["values"]`` and
+    ``cpu["energy+forces"]``.
+
+    A timed ``run N pre no`` writes its thermo line of the first step too (LAMMPS's setup
+    output), so a compute in the thermo line is evaluated N + 1 times per run, the pair style
+    N times: the compute's time is divided by N + 1.  (Dividing by N overstated LAMMPS's
+    ``compute sna/atom`` by (N + 1) / N: CPU 178 / 107 / 96 µs/atom for N = 1 / 5 / 50 in one
+    run, 89 / 89 / 94 per evaluation; ``pair_style snap`` 289 / 279 / 287 either way.)"""
     from hybridpot.io.lammps import import_lammps
 
     try:
@@ -176,7 +182,9 @@ def lammps_times(atoms, coef, steps, repeats, cpu=None):
                        "compute s all reduce sum c_b[1]", "thermo 1",
                        "thermo_style custom step pe c_s"])
         t_sna, c_sna = per_step(withc)
-        t_sna, c_sna = t_sna - t_base, c_sna - c_base
+        # N + 1 evaluations of the compute per run of N steps (see the docstring)
+        evaluations = (steps + 1) / steps
+        t_sna, c_sna = (t_sna - t_base) / evaluations, (c_sna - c_base) / evaluations
         withc.close()
         snap = setup([
             "pair_style snap",

@@ -401,3 +401,62 @@ def test_benchmarks_use_the_hybridpot_of_their_own_tree(tmp_path, script, args):
                          text=True, cwd=tmp_path, env=env, timeout=300)
     assert out.returncode == 3, (out.returncode, out.stderr[-1500:])
     assert "hybridpot of the tree" in out.stderr
+
+
+@pytest.mark.parametrize("steps", [1, 5])
+def test_snap_peer_time_is_per_evaluation_of_compute_sna_atom(monkeypatch, steps):
+    # a timed LAMMPS `run N pre no` evaluates a thermo compute N + 1 times (its setup output
+    # too) and the pair style N times; snap.py divided both by N, so LAMMPS's compute
+    # sna/atom looked (N + 1) / N slower (1.2x at the default --steps 5, measured: CPU
+    # 107 µs/atom at N = 5, 96 at N = 50, 178 at N = 1).  A fake LAMMPS on a fake clock with
+    # exactly that behaviour: the benchmark must give back the per-evaluation costs.
+    import importlib.util
+    import types
+
+    spec = importlib.util.spec_from_file_location("bench_snap_s11", BENCH / "snap.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    clock = [0.0]
+    monkeypatch.setattr(mod, "time", types.SimpleNamespace(perf_counter=lambda: clock[0],
+                                                           process_time=lambda: clock[0]))
+    base, sna, pair = 1e-3, 2e-2, 5e-2       # s per step / per evaluation
+
+    class FakeLammps:
+        def __init__(self, cmdargs):
+            self.script = []
+
+        def commands_list(self, cmds):
+            self.script += list(cmds)
+
+        def command(self, cmd):
+            self.script.append(cmd)
+            if cmd.startswith("run ") and "pre no" in cmd:
+                n = int(cmd.split()[1])
+                text = "\n".join(self.script)
+                clock[0] += base * n
+                if "sna/atom" in text:
+                    clock[0] += sna * (n + 1)
+                if "pair_style snap" in text:
+                    clock[0] += pair * n
+
+        def get_thermo(self, name):
+            return -599.0
+
+        def gather_atoms(self, name, kind, count):
+            return [0.0] * (3 * 256)
+
+        def close(self):
+            pass
+
+    import hybridpot.io.lammps as hl
+
+    monkeypatch.setattr(hl, "import_lammps", lambda: FakeLammps)
+    atoms = mod.structure()
+    coef = np.concatenate([[-3.0], np.full(55, 1e-3)])
+    cpu = {}
+    t_sna, t_pair, _ = mod.lammps_times(atoms, coef, steps, 3, cpu)
+    n = len(atoms)
+    assert t_sna == pytest.approx(sna / n * 1e6, rel=1e-9)
+    assert t_pair == pytest.approx(pair / n * 1e6, rel=1e-9)
+    assert cpu == pytest.approx({"values": sna / n * 1e6, "energy+forces": pair / n * 1e6},
+                                rel=1e-9)
