@@ -2,7 +2,8 @@
 
 Fits the model ``hybridpot fit`` makes by default (a Bayesian linear power-spectrum model with
 one shared noise level and energy / force / stress row weights 1000 / 1 / 100) on top of EMT
-to the shipped aluminium GPAW data -- or evaluates a saved model (``--model model.hpot``) --
+(ZBL for elements without EMT parameters) to the shipped aluminium GPAW data or ``--data`` --
+or evaluates a saved model (``--model model.hpot``) --
 and computes, through the model's ASE calculator and standard ASE tools, the properties the
 mlearn benchmark (Zuo et al., J. Phys. Chem. A 124, 731 (2020)) reports for each potential:
 
@@ -76,7 +77,7 @@ from ase.phonons import Phonons
 from ase.units import GPa, J, _e, _hplanck, m
 
 from hybridpot import HybridPotential, HybridpotError
-from hybridpot.baselines import EMT
+from hybridpot.baselines import EMT, ZBL
 from hybridpot.config import default_data_path
 from hybridpot.descriptors import PowerSpectrum
 from hybridpot.regression import BayesianLinearRegressor, LinearRegressor
@@ -308,10 +309,13 @@ def main(argv=None):
     symbol = species[0]
     if not args.model:
         # the model `hybridpot fit` makes by default (one shared noise level, weights
-        # 1000 / 1 / 100 for energy / force / stress rows), on an EMT baseline
+        # 1000 / 1 / 100 for energy / force / stress rows), on an EMT baseline (ZBL for an
+        # element EMT has no parameters for, as benchmarks/mlearn.py does for Mo and Si)
         desc = (PowerSpectrum(species=species, r_cut=5.0, n_max=4, l_max=3) if args.quick
                 else PowerSpectrum(species=species, r_cut=5.0, n_max=6, l_max=4))
-        model = HybridPotential(desc, BayesianLinearRegressor(noise_levels="shared"), EMT(),
+        baseline = (EMT() if symbol in {"Ni", "Cu", "Al", "Ag", "Au", "Pd", "Pt"}
+                    else ZBL(r_inner=1.0, r_cut=2.0))
+        model = HybridPotential(desc, BayesianLinearRegressor(noise_levels="shared"), baseline,
                                 {"energy": 1000.0, "forces": 1.0, "stress": 100.0})
         t0 = time.process_time()
         model.fit(data)

@@ -335,3 +335,32 @@ def test_stress_sigma_without_stress_training_is_too_small_until_recalibrated():
     after = evaluate_uncertainty(model, test)["stress"]["coverage_1sigma"]
     assert before < 0.3 and after > 0.55, (before, after)
     assert model.uncertainty_scale_["stress"] > 3
+
+
+def test_mlearn_mo_energy_weight_documented_in_load_config(mlearn_dir):
+    """load_config's docstring: the CLI's default energy weight 1000 underweights the energies
+    of 54-atom cells; 1e5 halves the Mo test energy error and raises the (100) surface
+    energy towards DFT."""
+    from ase.io import read
+
+    from hybridpot.baselines import ZBL
+
+    train = read(mlearn_dir / "extxyz" / "Mo_train.xyz", ":")
+    test = read(mlearn_dir / "extxyz" / "Mo_test.xyz", ":")
+    out = {}
+    for e_weight in (1e3, 1e5):
+        model = HybridPotential(PowerSpectrum(species=["Mo"], r_cut=5.0, n_max=6, l_max=4),
+                                BayesianLinearRegressor(noise_levels="shared"),
+                                ZBL(r_inner=1.0, r_cut=2.0),
+                                {"energy": e_weight, "forces": 1.0, "stress": 100.0}).fit(train)
+        calc = model.calculator()
+        at0 = bulk("Mo", "bcc", a=3.167, cubic=True)
+        at0.calc = calc
+        e_atom = at0.get_potential_energy() / 2
+        slab = bulk("Mo", "bcc", a=3.167, cubic=True).repeat((1, 1, 6))
+        slab.center(vacuum=8.0, axis=2)
+        slab.calc = calc
+        gamma = (slab.get_potential_energy() - 12 * e_atom) / (2 * 3.167 ** 2) * 16.0218
+        out[e_weight] = (model.evaluate(test)["energy_mae"], gamma)
+    assert out[1e5][0] < 0.6 * out[1e3][0], out
+    assert out[1e3][1] < out[1e5][1] - 0.2, out      # J/m² (unrelaxed (100) slab)
