@@ -275,6 +275,10 @@ def test_uncertainty_nan_spearman_is_null(tmp_path, tiny_mlearn):
     assert row["spearman"] is None and row["energy"]["spearman"] is None
     assert 0.0 <= row["coverage_1sigma"] <= row["coverage_2sigma"] <= 1.0
     assert _finite_or_none(row["nll"])
+    # the σ cost of MD in wall and (new) CPU time, σ every step and every 5th
+    for key in ("sigma_cost_ratio", "sigma_cost_ratio_interval5", "sigma_cost_ratio_cpu",
+                "sigma_cost_ratio_interval5_cpu"):
+        assert isinstance(row[key], float) and row[key] > 0, key
 
 
 @pytest.mark.slow
