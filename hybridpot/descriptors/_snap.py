@@ -406,8 +406,8 @@ class SNAPBispectrum(Descriptor):
 
     ``switchinnerflag`` multiplies ``f_c`` by LAMMPS's inner switching function
 
-    .. math:: f_\mathrm{in}(r) = \begin{cases} 0 & r \le s_{ij} - d_{ij} \\
-              \tfrac12 [1 + \sin(\tfrac{\pi}{2} (r - s_{ij}) / d_{ij})]
+    .. math:: f_\mathrm{in}(r) = \begin{cases} 0 & r \le s_{ij} - d_{ij}
+              \\ \tfrac12 [1 + \sin(\tfrac{\pi}{2} (r - s_{ij}) / d_{ij})]
               & |r - s_{ij}| < d_{ij} \\ 1 & r \ge s_{ij} + d_{ij} \end{cases}
 
     with ``s_ij = (sinner_i + sinner_j) / 2`` and ``d_ij = (dinner_i + dinner_j) / 2`` (Å):
