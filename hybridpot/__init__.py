@@ -5,7 +5,7 @@ on rotation-invariant atomic descriptors, fitted to the residual of DFT energies
 stresses, with Bayesian uncertainty, and run through ASE.  Units: eV, Å, eV/Å, eV/Å³.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from ._compat import ensure_numba_cache_dir as _ensure_numba_cache_dir  # noqa: E402
 
