@@ -226,12 +226,13 @@ def run_case(case, atoms, repeats):
 
 
 def _ratios(row):
-    """``ratio`` (wall) and ``cpu_ratio`` of ours to the peer; ``None`` without a peer
-    figure (every row has both keys)."""
+    """``row`` with ``ratio`` (wall) and ``cpu_ratio`` of ours to the peer; ``None`` without
+    a peer figure (every row has both keys)."""
     for key, ours, peer in (("ratio", "us_per_atom", "peer_us_per_atom"),
                             ("cpu_ratio", "cpu_us_per_atom", "peer_cpu_us_per_atom")):
         row[key] = (row[ours] / row[peer]
                     if row.get(ours) is not None and row.get(peer) else None)
+    return row
 
 
 def _snap_module():
@@ -248,7 +249,9 @@ def _snap_module():
 def snap_rows(atoms, repeats, steps=5):
     """The W1 SNAP rows of ``benchmarks/snap.py`` (2J=8, cutoff 5 Å) with this script's keys:
     ``values`` against LAMMPS ``compute sna/atom``, ``energy+forces`` (linear model) against
-    LAMMPS ``pair_style snap``; ``"<peer> not installed"`` without LAMMPS."""
+    LAMMPS ``pair_style snap`` (``"<peer> not installed"`` without LAMMPS) and against our own
+    ``values`` (W1's "adjoint energy+forces vs energy alone, any descriptor", as for the other
+    descriptors)."""
     snap = _snap_module()
     coef = np.concatenate([[-3.0], np.random.default_rng(0).normal(scale=1e-3, size=55)])
     cpu, cpu_lmp = {}, {}
@@ -268,6 +271,11 @@ def snap_rows(atoms, repeats, steps=5):
             row["peer_us_per_atom"] = lmp[k]
             row["peer_cpu_us_per_atom"] = cpu_lmp.get(row["what"])
         _ratios(row)
+    rows.append(_ratios({
+        "descriptor": "SNAPBispectrum", "what": "energy+forces", "us_per_atom": t_ef,
+        "peer": "SNAPBispectrum values (self)", "peer_us_per_atom": t_val,
+        "cpu_us_per_atom": cpu.get("energy+forces"), "peer_cpu_us_per_atom": cpu.get("values"),
+        "n_features": 55}))
     return rows
 
 

@@ -134,11 +134,18 @@ def test_descriptors_snap_rows_without_lammps(tmp_path):
     rows = run_bench("descriptors.py", "--only", "SNAPBispectrum", cwd=tmp_path, no_peers=True)
     assert [(r["what"], r["peer"]) for r in rows] == [
         ("values", "lammps compute sna/atom not installed"),
-        ("energy+forces", "lammps pair_style snap not installed")]
+        ("energy+forces", "lammps pair_style snap not installed"),
+        ("energy+forces", "SNAPBispectrum values (self)")]
     for r in rows:
         assert SNAP_KEYS <= set(r)
-        assert r["peer_us_per_atom"] is None and r["ratio"] is None
         assert r["cpu_us_per_atom"] > 0
+    for r in rows[:2]:
+        assert r["peer_us_per_atom"] is None and r["ratio"] is None
+    # W1 "adjoint energy+forces vs energy alone, any descriptor": SNAP had no such row
+    values, _, self_row = rows
+    assert self_row["peer_us_per_atom"] == values["us_per_atom"]
+    assert self_row["cpu_ratio"] == pytest.approx(self_row["cpu_us_per_atom"]
+                                                  / values["cpu_us_per_atom"])
 
 
 def test_descriptors_unknown_only_is_an_argument_error(tmp_path):

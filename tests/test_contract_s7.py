@@ -157,7 +157,7 @@ def test_descriptor_benchmark_prints_the_snap_rows_of_w1(monkeypatch):
         ours=fake_ours, lammps_times=lambda *args: None))
     rows = bd.snap_rows(bd.w1(), 5)
     assert calls == [56]                          # beta0 + 55 bispectrum components (2J=8)
-    assert [(r["descriptor"], r["what"]) for r in rows] == [
+    assert [(r["descriptor"], r["what"]) for r in rows[:2]] == [
         ("SNAPBispectrum", "values"), ("SNAPBispectrum", "energy+forces")]
     assert rows[0]["peer"] == "lammps compute sna/atom not installed"
     assert rows[1]["peer"] == "lammps pair_style snap not installed"
