@@ -86,6 +86,12 @@ J_PER_M2 = J / m**2            # 1 J/m² in eV/Å²
 VOIGT_PAIRS = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 
 
+def _relax(opt, what, fmax, steps):
+    """Run an ASE optimizer; say so when it stops before ``fmax`` (eV/Å)."""
+    if not opt.run(fmax=fmax, steps=steps):
+        print(f"warning: {what} not converged to fmax={fmax} eV/Å in {steps} steps")
+
+
 def _strained(atoms, voigt):
     """Copy of ``atoms`` with the cell (and positions) deformed by the Voigt strain
     ``voigt`` (engineering shear components)."""
@@ -101,7 +107,7 @@ def relaxed_bulk(calc, symbol, crystal, a_guess, fmax=1e-4):
     """Cubic cell of ``symbol`` relaxed (cell and positions): ``(atoms, a0 in Å)``."""
     atoms = bulk(symbol, crystal, a=a_guess, cubic=True)
     atoms.calc = calc
-    BFGS(FrechetCellFilter(atoms), logfile=None).run(fmax=fmax, steps=200)
+    _relax(BFGS(FrechetCellFilter(atoms), logfile=None), "cell relaxation", fmax, 200)
     a0 = np.linalg.det(atoms.cell[:]) ** (1 / 3)
     atoms.set_cell(np.eye(3) * a0, scale_atoms=True)   # remove round-off shear
     atoms.calc = calc
@@ -172,7 +178,7 @@ def vacancy_formation(calc, atoms0, reps, fmax=0.01):
     del vac[0]
     vac.rattle(0.01, seed=1)          # break the symmetry a perfect start would keep
     vac.calc = calc
-    BFGS(vac, logfile=None).run(fmax=fmax, steps=300)
+    _relax(BFGS(vac, logfile=None), "vacancy relaxation", fmax, 300)
     return vac.get_potential_energy() - (n - 1) / n * e_bulk
 
 
@@ -187,13 +193,13 @@ def migration_barrier(calc, atoms0, reps, n_images=3, fmax=0.02):
     for end in ends:
         del end[0]
         end.calc = calc
-        BFGS(end, logfile=None).run(fmax=fmax, steps=300)
+        _relax(BFGS(end, logfile=None), "NEB end point", fmax, 300)
     images = [ends[0]] + [ends[0].copy() for _ in range(n_images)] + [ends[1]]
     for im in images[1:-1]:
         im.calc = calc
     neb = NEB(images, climb=True, allow_shared_calculator=True, method="improvedtangent")
     neb.interpolate(mic=True)
-    FIRE(neb, logfile=None).run(fmax=fmax, steps=500)
+    _relax(FIRE(neb, logfile=None), "NEB", fmax, 500)
     energies = [im.get_potential_energy() for im in images]
     return max(energies) - energies[0]
 
@@ -229,7 +235,7 @@ def surface_energy(calc, symbol, crystal, a0, e_bulk_atom, facet, size, vacuum=8
     slab = build(symbol, size, a=a0, vacuum=vacuum, orthogonal=True)
     slab.pbc = True                     # the model gives stress for 3-D periodic cells only
     slab.calc = calc
-    BFGS(slab, logfile=None).run(fmax=fmax, steps=300)
+    _relax(BFGS(slab, logfile=None), f"({facet}) slab", fmax, 300)
     area = np.linalg.norm(np.cross(slab.cell[0], slab.cell[1]))
     gamma = (slab.get_potential_energy() - len(slab) * e_bulk_atom) / (2 * area)
     return gamma / J_PER_M2
