@@ -16,20 +16,22 @@ mlearn benchmark (Zuo et al., J. Phys. Chem. A 124, 731 (2020)) reports for each
   ``E(ε)/V0 = E0/V0 + ½ Σ C_ij ε_i ε_j`` (a model whose stress is the strain derivative of
   its energy gives the same numbers); ``B(C) = (C11 + 2 C12) / 3`` must equal the EOS ``B``.
   Every atom of a monatomic fcc / bcc crystal is a centre of inversion, so no internal
-  relaxation enters; for diamond or hcp, relax the ions at each strain (relaxed-ion C44);
+  relaxation enters; for diamond (``--crystal diamond``) the ions are relaxed in every
+  strained cell (relaxed-ion constants: the inner strain lowers C44);
 - vacancy formation energy ``E_v = E(N-1) - (N-1)/N E(N)`` (eV), the defect cell relaxed at
   fixed volume (2x2x2 cubic cells with ``--quick``, else 3x3x3: fcc 32 / 108 atoms, bcc
-  16 / 54);
+  16 / 54, diamond 64 / 216);
 - vacancy migration energy ``E_m`` (eV): climbing-image NEB (``ase.mep.NEB``, FIRE) of a
   nearest neighbour hopping into the vacancy, in the same cell (1 image with ``--quick``,
   else 3);
 - surface energies ``γ = (E_slab - N e_bulk) / 2A`` (J/m², 1 eV/Å² = 16.02 J/m²) of relaxed
-  (100) and (111) slabs (bcc: (100) and (110)) with 8 Å of vacuum, in a cell periodic in 3-D
-  (the model's stress needs ``pbc=True``; energy and forces do not see the vacuum);
+  (100) and (111) slabs (bcc: (100) and (110); diamond: unreconstructed) with 8 Å of vacuum,
+  in a cell periodic in 3-D (the model's stress needs ``pbc=True``; energy and forces do
+  not see the vacuum);
 - phonons by finite displacements (``ase.phonons.Phonons``): the lowest and highest
-  frequency (THz) at the zone-boundary point X (fcc) or H (bcc), and, as a check, the largest
-  |ν| at Γ without the acoustic-sum-rule correction (zero for forces that are the exact
-  gradient of a translation-invariant energy).  The supercell must hold the range of the
+  frequency (THz) at the zone-boundary point X (fcc, diamond) or H (bcc), and, as a check,
+  the largest |ν| of the acoustic modes at Γ without the acoustic-sum-rule correction (zero
+  for forces that are the exact gradient of a translation-invariant energy).  The supercell must hold the range of the
   force constants, twice the model's cutoff, or the dispersion is aliased (bcc Mo with a
   5.2 Å cutoff: the two transverse branches along [100] split by 10 % with a 5x5x5
   primitive supercell, exact with 9x9x9); here it spans ``4 r_cut``.
@@ -66,7 +68,7 @@ import tempfile
 import time
 
 import numpy as np
-from ase.build import bcc100, bcc110, bulk, fcc100, fcc110, fcc111
+from ase.build import bcc100, bcc110, bulk, diamond100, diamond111, fcc100, fcc110, fcc111
 from ase.data import atomic_numbers, covalent_radii, reference_states
 from ase.eos import EquationOfState
 from ase.filters import FrechetCellFilter
@@ -128,30 +130,37 @@ def bulk_modulus(calc, atoms0, span=0.03, n=7):
     return eos.B / GPa
 
 
-def elastic_from_stress(calc, atoms0, delta=0.005):
-    """6x6 elastic tensor (GPa) from central differences of the stress, ``C_ij = dσ_i/dε_j``."""
+def _strained_relaxed(calc, atoms0, voigt, relax_ions):
+    a = _strained(atoms0, voigt)
+    a.calc = calc
+    if relax_ions:     # relaxed-ion constants (diamond: the inner strain lowers C44)
+        _relax(BFGS(a, logfile=None), "ions of a strained cell", 1e-4, 300)
+    return a
+
+
+def elastic_from_stress(calc, atoms0, delta=0.005, relax_ions=False):
+    """6x6 elastic tensor (GPa) from central differences of the stress, ``C_ij = dσ_i/dε_j``
+    (ions relaxed in every strained cell with ``relax_ions``)."""
     C = np.zeros((6, 6))
     for j in range(6):
         s = []
         for sign in (1, -1):
             v = np.zeros(6)
             v[j] = sign * delta
-            a = _strained(atoms0, v)
-            a.calc = calc
+            a = _strained_relaxed(calc, atoms0, v, relax_ions)
             s.append(a.get_stress(voigt=True))
         C[:, j] = (s[0] - s[1]) / (2 * delta)
     return C / GPa
 
 
-def elastic_from_energy(calc, atoms0, delta=0.005):
+def elastic_from_energy(calc, atoms0, delta=0.005, relax_ions=False):
     """Cubic ``(C11, C12, C44)`` (GPa) from second differences of the energy."""
     V0 = atoms0.get_volume()
 
     def d2(voigt):
         e = []
         for sign in (1, 0, -1):
-            a = _strained(atoms0, sign * np.asarray(voigt, float))
-            a.calc = calc
+            a = _strained_relaxed(calc, atoms0, sign * np.asarray(voigt, float), relax_ions)
             e.append(a.get_potential_energy())
         return (e[0] - 2 * e[1] + e[2]) / (delta ** 2 * V0) / GPa
 
@@ -205,10 +214,10 @@ def migration_barrier(calc, atoms0, reps, n_images=3, fmax=0.02):
 
 
 def zone_boundary_phonons(calc, symbol, crystal, a0, r_cut, delta=0.01):
-    """Phonon frequencies (THz) at X (fcc) or H (bcc) by finite displacements
-    (``ase.phonons.Phonons``), and the largest |frequency| at Γ without the acoustic sum
-    rule correction (0 for forces that are the exact gradient of a translation-invariant
-    energy).  The supercell (n x n x n primitive cells) spans ``4 r_cut``: the force
+    """Phonon frequencies (THz) at X (fcc, diamond) or H (bcc) by finite displacements
+    (``ase.phonons.Phonons``), and the largest |frequency| of the three acoustic modes at Γ
+    without the acoustic sum rule correction (0 for forces that are the exact gradient of a
+    translation-invariant energy).  The supercell (n x n x n primitive cells) spans ``4 r_cut``: the force
     constants reach ``2 r_cut``, and a shorter supercell aliases them."""
     prim = bulk(symbol, crystal, a=a0)
     n = math.ceil(4 * r_cut / min(prim.cell.lengths()))
@@ -216,23 +225,27 @@ def zone_boundary_phonons(calc, symbol, crystal, a0, r_cut, delta=0.01):
         ph = Phonons(prim, calc, supercell=(n, n, n), delta=delta, name=f"{tmp}/ph")
         ph.run()
         ph.read(acoustic=False)
-        q = prim.cell.bandpath().special_points["X" if crystal == "fcc" else "H"]
+        q = prim.cell.bandpath().special_points["H" if crystal == "bcc" else "X"]
         to_thz = _e / _hplanck / 1e12               # eV -> THz
-        gamma = np.abs(ph.band_structure([[0, 0, 0]], verbose=False)).max() * to_thz
+        gamma = np.sort(np.abs(ph.band_structure([[0, 0, 0]], verbose=False)[0]))[2] * to_thz
         nu = np.sort(ph.band_structure([q], verbose=False)[0]) * to_thz
     return nu, gamma
 
 
 SLABS = {"fcc": {"100": fcc100, "110": fcc110, "111": fcc111},
-         "bcc": {"100": bcc100, "110": bcc110}}
+         "bcc": {"100": bcc100, "110": bcc110},
+         "diamond": {"100": diamond100, "111": diamond111}}
+FACETS = {"fcc": ("100", "111"), "bcc": ("100", "110"), "diamond": ("100", "111")}
 
 
 def surface_energy(calc, symbol, crystal, a0, e_bulk_atom, facet, size, vacuum=8.0,
                    fmax=0.01):
-    """Relaxed surface energy (J/m²) of a ``crystal`` (``"fcc"`` / ``"bcc"``) slab with the
-    ``facet`` (``"100"``, ``"110"``, fcc ``"111"``) of ``size`` atoms."""
+    """Relaxed surface energy (J/m²) of a ``crystal`` (``"fcc"``, ``"bcc"``, ``"diamond"``:
+    unreconstructed) slab with the ``facet`` (``"100"``, ``"110"``, ``"111"``; see
+    ``FACETS``) of ``size`` atoms."""
     build = SLABS[crystal][facet]
-    slab = build(symbol, size, a=a0, vacuum=vacuum, orthogonal=True)
+    kw = {} if crystal == "diamond" else {"orthogonal": True}
+    slab = build(symbol, size, a=a0, vacuum=vacuum, **kw)
     slab.pbc = True                     # the model gives stress for 3-D periodic cells only
     slab.calc = calc
     _relax(BFGS(slab, logfile=None), f"({facet}) slab", fmax, 300)
@@ -247,17 +260,19 @@ def properties(calc, symbol, a_guess, quick=False, crystal="fcc", r_cut=None):
     atoms0, a0 = relaxed_bulk(calc, symbol, crystal, a_guess)
     e_atom = atoms0.get_potential_energy() / len(atoms0)
     out = {"a0": a0, "B": bulk_modulus(calc, atoms0)}
-    C = elastic_from_stress(calc, atoms0)
+    relax = crystal == "diamond"      # fcc / bcc: every atom a centre of inversion
+    C = elastic_from_stress(calc, atoms0, relax_ions=relax)
     out.update(zip(("C11", "C12", "C44"), cubic_constants(C)))
-    out.update(zip(("C11(E)", "C12(E)", "C44(E)"), elastic_from_energy(calc, atoms0)))
+    out.update(zip(("C11(E)", "C12(E)", "C44(E)"),
+                   elastic_from_energy(calc, atoms0, relax_ions=relax)))
     out["B(C)"] = (out["C11"] + 2 * out["C12"]) / 3
     out["E_v"] = vacancy_formation(calc, atoms0, 2 if quick else 3)
     out["E_m"] = migration_barrier(calc, atoms0, 2 if quick else 3, 1 if quick else 3)
     size = (2, 2, 5) if quick else (2, 2, 9)
-    for facet in ("100", "111") if crystal == "fcc" else ("100", "110"):
+    for facet in FACETS[crystal]:
         out[f"γ{facet}"] = surface_energy(calc, symbol, crystal, a0, e_atom, facet, size)
     if r_cut is not None:
-        point = "X" if crystal == "fcc" else "H"
+        point = "H" if crystal == "bcc" else "X"
         nu, out["ν(Γ)"] = zone_boundary_phonons(calc, symbol, crystal, a0, r_cut)
         out[f"ν{point} lo"], out[f"ν{point} hi"] = nu[0], nu[-1]
     return out
@@ -332,7 +347,8 @@ def main(argv=None):
         ref = reference_states[atomic_numbers[symbol]] or {}
         d = 2 * covalent_radii[atomic_numbers[symbol]]          # nearest-neighbour distance
         a_guess = ref["a"] if ref.get("symmetry") == args.crystal else (
-            d * 2 ** 0.5 if args.crystal == "fcc" else 2 * d / 3 ** 0.5)
+            {"fcc": d * 2 ** 0.5, "bcc": 2 * d / 3 ** 0.5, "diamond": 4 * d / 3 ** 0.5}[
+                args.crystal])
     n_members = args.members if args.members is not None else (4 if args.quick else 16)
     if hasattr(model.regressor_, "estimators_"):
         n_members = len(model.regressor_.estimators_) if n_members else 0

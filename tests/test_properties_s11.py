@@ -364,3 +364,36 @@ def test_mlearn_mo_energy_weight_documented_in_load_config(mlearn_dir):
         out[e_weight] = (model.evaluate(test)["energy_mae"], gamma)
     assert out[1e5][0] < 0.6 * out[1e3][0], out
     assert out[1e3][1] < out[1e5][1] - 0.2, out      # J/m² (unrelaxed (100) slab)
+
+
+def test_mlearn_si_diamond_relaxed_ion_elastic_constants(mlearn_dir):
+    """examples/properties.py on diamond Si: ions relaxed in every strained cell (the inner
+    strain lowers C44 below the clamped-ion value); stress- and energy-derived constants
+    agree; acoustic modes at Γ are zero, the optical one is not."""
+    import importlib.util
+    from pathlib import Path
+
+    from ase.io import read
+
+    from hybridpot.baselines import ZBL
+
+    spec = importlib.util.spec_from_file_location(
+        "properties_example", Path(__file__).resolve().parents[1] / "examples" / "properties.py")
+    props = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(props)
+    train = read(mlearn_dir / "extxyz" / "Si_train.xyz", ":")
+    model = HybridPotential(PowerSpectrum(species=["Si"], r_cut=5.4, n_max=4, l_max=3),
+                            BayesianLinearRegressor(noise_levels="shared"),
+                            ZBL(r_inner=1.0, r_cut=2.0),
+                            {"energy": 1e5, "forces": 1.0, "stress": 1e3}).fit(train)
+    calc = model.calculator()
+    at0, a0 = props.relaxed_bulk(calc, "Si", "diamond", 5.43)
+    assert a0 == pytest.approx(5.47, abs=0.03)          # PBE Si
+    clamped = props.cubic_constants(props.elastic_from_stress(calc, at0))
+    relaxed = props.cubic_constants(props.elastic_from_stress(calc, at0, relax_ions=True))
+    np.testing.assert_allclose(relaxed[:2], clamped[:2], rtol=1e-3)   # no inner strain
+    assert relaxed[2] < 0.9 * clamped[2]
+    np.testing.assert_allclose(props.elastic_from_energy(calc, at0, relax_ions=True), relaxed,
+                               rtol=2e-3)
+    nu_x, nu_gamma = props.zone_boundary_phonons(calc, "Si", "diamond", a0, 3.0)
+    assert abs(nu_gamma) < 1e-3 and nu_x[-1] > 10.0                 # THz
