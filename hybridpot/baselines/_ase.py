@@ -124,7 +124,7 @@ class ASEBaseline(Baseline):
             Structure (not modified: the calculator is run on a copy).
         forces, stress : bool, default=True
             Whether to return forces and (for cells periodic in 3-D) the stress.
-        virials : bool, default=False
+        virials : bool or "half", default=False
             Also return the per-atom virials (key ``"virials"``, (n_atoms, 3, 3), eV): the
             calculator's per-atom stresses (ASE ``"stresses"``, symmetric Voigt, eV/Å³) times
             the volume.  Needs a calculator implementing ``"stresses"`` (e.g. ASE's
@@ -147,7 +147,10 @@ class ASEBaseline(Baseline):
         """
         calc = self._check()
         check_atoms(atoms, owner="ASEBaseline")
-        if isinstance(virials, str) and virials == "centroid":
+        from ..descriptors._base import _virial_share
+
+        share = _virial_share(virials, "virials", "ASEBaseline.compute")
+        if share == 0.0:   # centroid
             from ase.calculators.calculator import PropertyNotImplementedError
 
             raise PropertyNotImplementedError(
@@ -155,11 +158,7 @@ class ASEBaseline(Baseline):
                 f"an ASE calculator gives only its own per-atom 'stresses'. Use "
                 f"partition='half', or hybridpot's own EMT, ZBL, LennardJones, Morse or "
                 f"Buckingham baseline.")
-        if virials is not False and virials is not None and virials is not True \
-                and virials != "half":
-            raise InvalidParameterError(
-                f"The 'virials' argument of ASEBaseline.compute must be True, 'half' or "
-                f"'centroid'. Got {virials!r} instead.")
+        virials = share is not None
         if virials and not self._implements("stresses"):
             from ase.calculators.calculator import PropertyNotImplementedError
 

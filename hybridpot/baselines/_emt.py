@@ -362,11 +362,13 @@ class EMT(Baseline):
                 res["forces"] = -dE_dr
             if want_stress:
                 res["stress"] = voigt(vir) / atoms.get_volume()
-        if virials is not False and virials is not None:
-            from ..descriptors._base import _virial_share
+        from ..descriptors._base import _virial_share
+
+        share = _virial_share(virials, "virials", "EMT.compute")
+        if share is not None:
             from ._kernels import atomic_virials
 
-            if _virial_share(virials, "virials", "EMT.compute") == 0.5:
+            if share == 0.5:
                 G = g_as + dE_dsigma[nl.i] * ds1_i + dE_dsigma[nl.j] * ds1_j
                 res["virials"] = atomic_virials(nl.i, nl.D, 0.5 * G / nl.d, n)
             else:   # centroid: d E_i / d r_ij of the centre's own energy, to the neighbour

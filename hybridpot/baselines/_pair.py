@@ -40,12 +40,9 @@ def _fmt(x):
 
 def _wants_virials(virials, owner):
     """Whether ``virials`` asks for them (both partitions agree for pair terms)."""
-    if virials is False or virials is None:
-        return False
     from ..descriptors._base import _virial_share
 
-    _virial_share(virials, "virials", f"{owner}.compute")   # raises for a bad value
-    return True
+    return _virial_share(virials, "virials", f"{owner}.compute") is not None
 
 
 def _finish(atoms, energies, dE_dr, virial, forces, stress, nl=None, g=None):

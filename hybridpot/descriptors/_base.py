@@ -346,14 +346,15 @@ VIRIAL_PARTITIONS = {"half": 0.5, "centroid": 0.0}
 
 
 def _virial_share(value, name, owner):
-    """The centre's share of :data:`VIRIAL_PARTITIONS` for ``value`` (True means "half")."""
-    if value is True or isinstance(value, np.bool_) and bool(value):
-        return 0.5
+    """The centre's share of :data:`VIRIAL_PARTITIONS` for ``value`` (True means "half"), or
+    None when ``value`` asks for no per-atom virials (False, numpy False or None)."""
+    if value is None or isinstance(value, (bool, np.bool_)):
+        return 0.5 if value else None
     if isinstance(value, str) and value in VIRIAL_PARTITIONS:
         return VIRIAL_PARTITIONS[value]
     raise InvalidParameterError(
-        f"The '{name}' argument of {owner} must be True, 'half' or 'centroid'. "
-        f"Got {value!r} instead.")
+        f"The '{name}' argument of {owner} must be True, 'half' or 'centroid'. Got {value!r} "
+        f"instead (False or None: no per-atom virials).")
 
 
 def _scatter_pair_gradient(pair_i, pair_j, rij, g, n_atoms):
@@ -568,8 +569,7 @@ class Descriptor(BaseEstimator):
         hybridpot.InvalidStructureError, hybridpot.UnknownSpeciesError
             As :meth:`compute`.
         """
-        share = None if atomic_virials is False or atomic_virials is None else \
-            _virial_share(atomic_virials, "atomic_virials", f"{type(self).__name__}.backward")
+        share = _virial_share(atomic_virials, "atomic_virials", f"{type(self).__name__}.backward")
         nl, sidx = self._prepare(atoms)
         dE_dX = np.asarray(dE_dX, dtype=np.float64)
         if dE_dX.shape != (len(atoms), self.n_features):
