@@ -31,10 +31,11 @@ mlearn benchmark (Zuo et al., J. Phys. Chem. A 124, 731 (2020)) reports for each
 - phonons by finite displacements (``ase.phonons.Phonons``): the lowest and highest
   frequency (THz) at the zone-boundary point X (fcc, diamond) or H (bcc), and, as a check,
   the largest |ν| of the acoustic modes at Γ without the acoustic-sum-rule correction (zero
-  for forces that are the exact gradient of a translation-invariant energy).  The supercell must hold the range of the
-  force constants, twice the model's cutoff, or the dispersion is aliased (bcc Mo with a
-  5.2 Å cutoff: the two transverse branches along [100] split by 10 % with a 5x5x5
-  primitive supercell, exact with 9x9x9); here it spans ``4 r_cut``.
+  for forces that are the exact gradient of a translation-invariant energy).  The
+  supercell must hold the range of the force constants, twice the model's cutoff, or the
+  dispersion is aliased (bcc Mo with a 5.2 Å cutoff: the two transverse branches along
+  [100] split by 10 % with a 5x5x5 primitive supercell, exact with 9x9x9); here it spans
+  ``4 r_cut``.
 
 Each property is printed for the model (with σ), for its empirical baseline alone (EMT here;
 not for ZBL, which binds nothing) and their difference.  σ: the Bayesian posterior of the
@@ -217,8 +218,9 @@ def zone_boundary_phonons(calc, symbol, crystal, a0, r_cut, delta=0.01):
     """Phonon frequencies (THz) at X (fcc, diamond) or H (bcc) by finite displacements
     (``ase.phonons.Phonons``), and the largest |frequency| of the three acoustic modes at Γ
     without the acoustic sum rule correction (0 for forces that are the exact gradient of a
-    translation-invariant energy).  The supercell (n x n x n primitive cells) spans ``4 r_cut``: the force
-    constants reach ``2 r_cut``, and a shorter supercell aliases them."""
+    translation-invariant energy).  The supercell (n x n x n primitive cells) spans
+    ``4 r_cut``: the force constants reach ``2 r_cut``, and a shorter supercell aliases
+    them."""
     prim = bulk(symbol, crystal, a=a0)
     n = math.ceil(4 * r_cut / min(prim.cell.lengths()))
     with tempfile.TemporaryDirectory() as tmp:
