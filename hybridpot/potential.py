@@ -1697,12 +1697,10 @@ class HybridCalculator(Calculator):
         ndarray of float64, shape (n_atoms,)
             Å³, all equal to the cell volume.
         """
-        a = atoms if atoms is not None else self.atoms
-        if a is None:
-            raise InvalidParameterError(
-                "HybridCalculator.get_atomic_volumes has no structure: pass one or attach "
-                "the calculator. Got atoms=None.")
-        return np.full(len(a), float(a.get_volume()))
+        from .baselines._base import cell_volume_per_atom
+
+        return cell_volume_per_atom(atoms if atoms is not None else self.atoms,
+                                    "HybridCalculator")
 
     def get_property(self, name, atoms=None, allow_calculation=True):
         """One property of ``atoms`` (ASE), e.g. ``"forces"`` or ``"energy_std"``.

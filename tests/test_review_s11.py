@@ -53,3 +53,28 @@ def test_descriptor_backward_atomic_virials_numpy_bools(rng):
                                                     r"'half' or 'centroid'. Got 'full' "
                                                     r"instead \(False or None"):
         d.backward(at, w, atomic_virials="full")
+
+
+@pytest.mark.parametrize("which", ["HybridCalculator", "BaselineCalculator"])
+def test_get_atomic_volumes_checks_its_argument(which):
+    from hybridpot import HybridPotential
+    from hybridpot.baselines import BaselineCalculator
+    from hybridpot.regression import LinearRegressor
+
+    d = PowerSpectrum(species=SPECIES, r_cut=4.0, n_max=2, l_max=1)
+    coef = np.zeros((2, 1 + d.n_features))
+    calc = (HybridPotential.from_fitted(d, LinearRegressor.from_coef(coef),
+                                        baseline=EMT()).calculator()
+            if which == "HybridCalculator" else BaselineCalculator(EMT()))
+    at = _cell(2)
+    np.testing.assert_array_equal(calc.get_atomic_volumes(at), np.full(len(at), at.get_volume()))
+    with pytest.raises(InvalidParameterError, match=rf"{which}.get_atomic_volumes has no "
+                                                    r"structure.*Got atoms=None"):
+        calc.get_atomic_volumes()
+    with pytest.raises(InvalidParameterError, match=rf"'atoms' argument of {which}."
+                                                    r"get_atomic_volumes must be an ase.Atoms or "
+                                                    r"None. Got str instead"):
+        calc.get_atomic_volumes("Cu")
+    at.calc = calc
+    at.get_stresses()   # ASE then asks the calculator for the volumes of its own structure
+    np.testing.assert_array_equal(calc.get_atomic_volumes(), np.full(len(at), at.get_volume()))

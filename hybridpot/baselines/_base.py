@@ -316,6 +316,23 @@ def compute_with_virials(baseline, atoms, owner, forces=True, stress=True, parti
     return baseline.compute(atoms, forces=forces, stress=stress, virials=partition)
 
 
+def cell_volume_per_atom(atoms, owner):
+    """``get_atomic_volumes`` of the calculators (``owner``): the cell volume (Å³) for every atom
+    of ``atoms`` (the attached structure or the one passed), the volume their per-atom
+    ``stresses`` are divided by."""
+    from ase import Atoms
+
+    if atoms is None:
+        raise InvalidParameterError(
+            f"{owner}.get_atomic_volumes has no structure: pass one or attach the calculator. "
+            f"Got atoms=None.")
+    if not isinstance(atoms, Atoms):
+        raise InvalidParameterError(
+            f"The 'atoms' argument of {owner}.get_atomic_volumes must be an ase.Atoms or None. "
+            f"Got {type(atoms).__name__} instead.")
+    return np.full(len(atoms), float(atoms.get_volume()))
+
+
 class BaselineCalculator(Calculator):
     """ASE calculator around :meth:`Baseline.compute`.
 
@@ -444,12 +461,8 @@ class BaselineCalculator(Calculator):
         -------
         ndarray of float64, shape (n_atoms,)
         """
-        a = atoms if atoms is not None else self.atoms
-        if a is None:
-            raise InvalidParameterError(
-                "BaselineCalculator.get_atomic_volumes has no structure: pass one or attach "
-                "the calculator. Got atoms=None.")
-        return np.full(len(a), float(a.get_volume()))
+        return cell_volume_per_atom(atoms if atoms is not None else self.atoms,
+                                    "BaselineCalculator")
 
     def reset(self):
         super().reset()
