@@ -725,7 +725,8 @@ def _build_stack(body, species):
 
 
 #: descriptor keys holding one value per element (in the descriptor's species order)
-PER_ELEMENT_KEYS = ("radelem", "wj", "species_weights", "sinner", "dinner")
+PER_ELEMENT_KEYS = ("radelem", "wj", "species_weights", "sinner", "dinner", "r_inner",
+                    "d_inner")
 
 
 def _per_element_values(body, key, species, explicit_order):

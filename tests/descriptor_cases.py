@@ -15,6 +15,12 @@ DESCRIPTOR_CASES = {
     "ACSF-radial": lambda species: D.ACSF(species=species, r_cut=4.0, angular=None,
                                           radial_etas=[0.5, 4.0],
                                           radial_shifts=[0.0, 1.5, 3.0]),
+    # inner switch on (window 2.0-2.6 Å: many pairs of the contract cell inside it)
+    "PowerSpectrum-inner": lambda species: D.PowerSpectrum(species=species, r_cut=4.0, n_max=3,
+                                                           l_max=2, r_inner=2.3, d_inner=0.3),
+    "ACSF-bp-inner": lambda species: D.ACSF(species=species, r_cut=4.0, angular="bp",
+                                            bp_etas=[0.1], bp_zetas=[1, 4], r_inner=2.3,
+                                            d_inner=0.3),
     "SNAPBispectrum": lambda species: D.SNAPBispectrum(species=species, twojmax=4,
                                                        rcutfac=4.0),
     # two members with different cutoffs (the pair sub-lists) and a block scale

@@ -19,6 +19,8 @@ from numba import njit
 from .._exceptions import InvalidParameterError
 from .._validation import check_choice, check_float
 from ._base import Descriptor, register_descriptor
+from ._so3 import check_inner_switch, pair_inner_switch
+from ._so3_kernels import inner_switch
 
 __all__ = ["ACSF"]
 
@@ -63,20 +65,35 @@ def _cutoff(r, rc, kind):
 
 
 @njit(cache=True)
-def _radial_forward(offsets, D, d, sp_j, etas, shifts, rc, X, d_drij, gradients, ckind):
+def _pair_cutoff(fc, dfc, r, s, d):
+    """``f_c f_in`` and its derivative in ``r`` (inner switch with ``s``, ``d`` in Å;
+    ``(0, 0)`` for ``r <= s - d``)."""
+    fin, dfin = inner_switch(r, s, d)
+    return fc * fin, dfc * fin + fc * dfin
+
+
+@njit(cache=True)
+def _radial_forward(offsets, D, d, sp_j, etas, shifts, rc, X, d_drij, gradients, ckind,
+                    sin_p, din_p):
     """G2 terms: ``X[i, b*G + g] += exp(-eta_g (R - Rs_g)^2) f_c(R)`` for neighbours of species b.
 
     ``etas``/``shifts`` are the flattened radial grid (length G).  Writes ``d_drij`` when
-    ``gradients``.
+    ``gradients``.  ``sin_p``, ``din_p``: per-pair inner switch (Å), empty when off; with it
+    ``f_c`` is multiplied by ``f_in`` (:func:`_pair_cutoff`).
     """
     n_atoms = offsets.shape[0] - 1
     G = etas.shape[0]
+    sw = sin_p.shape[0] > 0
     for i in range(n_atoms):
         for p in range(offsets[i], offsets[i + 1]):
             r = d[p]
             if r >= rc:
                 continue
             fc, dfc = _cutoff(r, rc, ckind)
+            if sw:
+                fc, dfc = _pair_cutoff(fc, dfc, r, sin_p[p], din_p[p])
+                if fc == 0.0 and dfc == 0.0:
+                    continue
             base = sp_j[p] * G
             ux = D[p, 0] / r
             uy = D[p, 1] / r
@@ -93,16 +110,21 @@ def _radial_forward(offsets, D, d, sp_j, etas, shifts, rc, X, d_drij, gradients,
 
 
 @njit(cache=True)
-def _radial_backward(offsets, D, d, sp_j, etas, shifts, rc, W, g_out, ckind):
+def _radial_backward(offsets, D, d, sp_j, etas, shifts, rc, W, g_out, ckind, sin_p, din_p):
     """Adjoint of :func:`_radial_forward`: ``g_out[p] += sum_f W[i, f] dX[i, f]/d r_ij[p]``."""
     n_atoms = offsets.shape[0] - 1
     G = etas.shape[0]
+    sw = sin_p.shape[0] > 0
     for i in range(n_atoms):
         for p in range(offsets[i], offsets[i + 1]):
             r = d[p]
             if r >= rc:
                 continue
             fc, dfc = _cutoff(r, rc, ckind)
+            if sw:
+                fc, dfc = _pair_cutoff(fc, dfc, r, sin_p[p], din_p[p])
+                if fc == 0.0 and dfc == 0.0:
+                    continue
             base = sp_j[p] * G
             s = 0.0
             for g in range(G):
@@ -141,7 +163,7 @@ def _pow_zm1(base, zeta, zint):
 
 @njit(cache=True)
 def _ani_kernel(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, r_shift, z_val, z_int,
-                z_pref, t_c, t_s, max_nb, mode, X, d_drij, W, g_out, ckind):
+                z_pref, t_c, t_s, max_nb, mode, X, d_drij, W, g_out, ckind, sin_p, din_p):
     """ANI angular block over the neighbour pairs j < k (pair index) of every centre.
 
     Feature ``col0 + pair_table[b, c] * M*U + m*U + z*T + t`` of centre ``i`` receives
@@ -175,12 +197,19 @@ def _ani_kernel(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, r_shift, z_va
     uk = np.empty(3)
     gj = np.empty(3)
     gk = np.empty(3)
+    sw = sin_p.shape[0] > 0
     for i in range(n_atoms):
         cnt = 0
         for p in range(offsets[i], offsets[i + 1]):
             if d[p] < rca:
+                f0, df0 = _cutoff(d[p], rca, ckind)
+                if sw:
+                    f0, df0 = _pair_cutoff(f0, df0, d[p], sin_p[p], din_p[p])
+                    if f0 == 0.0 and df0 == 0.0:
+                        continue
                 idx[cnt] = p
-                fc[cnt], dfc[cnt] = _cutoff(d[p], rca, ckind)
+                fc[cnt] = f0
+                dfc[cnt] = df0
                 cnt += 1
         for a in range(cnt):
             p = idx[a]
@@ -278,7 +307,7 @@ def _ani_kernel(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, r_shift, z_va
 
 @njit(cache=True)
 def _bp_kernel(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, u_zeta, u_zint, u_pref,
-               u_lambda, max_nb, mode, X, d_drij, W, g_out, wide, ckind):
+               u_lambda, max_nb, mode, X, d_drij, W, g_out, wide, ckind, sin_p, din_p):
     """BP G4 (or, with ``wide``, G5) block over the neighbour pairs j != k of every centre.
 
     Each unordered pair j < k is visited once and counted twice (both orders).  Feature
@@ -307,13 +336,20 @@ def _bp_kernel(offsets, D, d, sp_j, pair_table, col0, rca, r_eta, u_zeta, u_zint
     v = np.empty(3)
     gj = np.empty(3)
     gk = np.empty(3)
+    sw = sin_p.shape[0] > 0
     for i in range(n_atoms):
         cnt = 0
         for p in range(offsets[i], offsets[i + 1]):
             r = d[p]
             if r < rca:
+                f0, df0 = _cutoff(r, rca, ckind)
+                if sw:
+                    f0, df0 = _pair_cutoff(f0, df0, r, sin_p[p], din_p[p])
+                    if f0 == 0.0 and df0 == 0.0:
+                        continue
                 idx[cnt] = p
-                fc[cnt], dfc[cnt] = _cutoff(r, rca, ckind)
+                fc[cnt] = f0
+                dfc[cnt] = df0
                 for m in range(M):
                     ex[cnt, m] = np.exp(-r_eta[m] * r * r)
                 cnt += 1
@@ -561,6 +597,15 @@ class ACSF(Descriptor):
     cutoff_function : {"cosine", "tanh", "polynomial"}, default="cosine"
         :math:`f_c` of every radial and angular term (n2p2's ``cos``, ``tanh`` (unnormalised,
         :math:`f_c(0) = \tanh^3 1 = 0.44`) and ``poly2``).
+    r_inner, d_inner : float, sequence of float or None, default=None
+        Inner switch (Å; one value, or one per species, a pair using the mean of its two
+        species' values, as LAMMPS SNAP's ``sinner`` / ``dinner``): :math:`f_c(R_{ij})` and
+        :math:`f_c(R_{ik})` of every term are multiplied by :math:`f_{in}(R)` (see Notes), so
+        neighbours closer than ``r_inner - d_inner`` drop out and the features go smoothly to
+        their isolated-atom values (0) at short range, where a repulsive baseline such as ZBL
+        should take over.  Both None (default): off, results bit-identical to a descriptor
+        without the switch.  Needs ``d_inner > 0``, ``r_inner - d_inner >= 0`` and
+        ``r_inner + d_inner < r_cut``.
 
     Notes
     -----
@@ -568,6 +613,13 @@ class ACSF(Descriptor):
     ``angular=None``, passing any angular parameter (``angular_cutoff``, ``bp_*``, ``ani_*``;
     ``bp_lambdas`` other than its default) raises
     :class:`~hybridpot.InvalidParameterError` naming it.
+
+    Inner switch (with ``r_inner`` / ``d_inner``; :math:`s`, :math:`d` the pair's values):
+    :math:`f_{in}(R) = 0` for :math:`R \le s - d`, :math:`\tfrac12 (1 + \sin(\tfrac\pi2
+    (R - s)/d))` for :math:`|R - s| < d`, 1 above (LAMMPS SNAP's ``switchinnerflag``
+    function); it multiplies the cutoffs of the centre-neighbour distances :math:`R_{ij}`,
+    :math:`R_{ik}` (not the BP :math:`f_c(R_{jk})`, a neighbour-neighbour distance), in the
+    values, the Jacobian and the adjoint alike.
 
     **Feature order** (also given by :meth:`feature_labels`).  With ``S`` species, the radial
     grid ``G = len(radial_etas) * len(radial_shifts)`` and the angular grid ``A``
@@ -607,7 +659,7 @@ class ACSF(Descriptor):
     def __init__(self, *, species, r_cut, radial_etas=None, radial_shifts=None, angular="ani",
                  angular_cutoff=None, bp_etas=None, bp_zetas=None, bp_lambdas=(-1, 1),
                  ani_etas=None, ani_shifts=None, ani_zetas=None, ani_theta_shifts=None,
-                 cutoff_function="cosine"):
+                 cutoff_function="cosine", r_inner=None, d_inner=None):
         self.species = species
         self.r_cut = r_cut
         self.radial_etas = radial_etas
@@ -622,6 +674,8 @@ class ACSF(Descriptor):
         self.ani_zetas = ani_zetas
         self.ani_theta_shifts = ani_theta_shifts
         self.cutoff_function = cutoff_function
+        self.r_inner = r_inner
+        self.d_inner = d_inner
 
     # -- validation and cached constants -------------------------------------------------------
     def _validate(self):
@@ -631,6 +685,7 @@ class ACSF(Descriptor):
         check_choice(self.angular, "angular", ("ani", "bp", "g5", None), owner)
         check_choice(self.cutoff_function, "cutoff_function", tuple(CUTOFF_KINDS), owner)
         self._cut_kind = CUTOFF_KINDS[self.cutoff_function]
+        self._inner = check_inner_switch(self.r_inner, self.d_inner, rc, self._species, owner)
         if self.angular is None:
             self._check_no_angular_parameters(owner)
             rca = rc   # unused: no angular block
@@ -775,22 +830,23 @@ class ACSF(Descriptor):
         d = np.ascontiguousarray(nl.d, dtype=np.float64)
         offsets = np.ascontiguousarray(nl.offsets, dtype=np.int64)
         col0 = len(self._species) * self._g2_eta.shape[0]
-        return offsets, D, d, sp_j, max_nb, col0
+        sin_p, din_p = pair_inner_switch(self._inner, nl, species_idx)
+        return offsets, D, d, sp_j, max_nb, col0, sin_p, din_p
 
     def _angular(self, args, mode, X, d_drij, W, g_out):
-        offsets, D, d, sp_j, max_nb, col0 = args
+        offsets, D, d, sp_j, max_nb, col0, sin_p, din_p = args
         if self.angular is None:
             return
         if self.angular == "ani":
             _ani_kernel(offsets, D, d, sp_j, self._pair_table, col0, self._angular_cutoff,
                         self._ang_eta, self._ang_shift, self._z_val, self._z_int, self._z_pref,
                         self._t_c, self._t_s, max_nb, mode, X, d_drij, W, g_out,
-                        self._cut_kind)
+                        self._cut_kind, sin_p, din_p)
         else:
             _bp_kernel(offsets, D, d, sp_j, self._pair_table, col0, self._angular_cutoff,
                        self._ang_eta, self._ang_zeta, self._u_zint, self._u_pref,
                        self._ang_third, max_nb, mode, X, d_drij, W, g_out,
-                       self.angular == "g5", self._cut_kind)
+                       self.angular == "g5", self._cut_kind, sin_p, din_p)
 
     def _compute(self, nl, species_idx, gradients):
         args = self._common_args(nl, species_idx)
@@ -799,7 +855,7 @@ class ACSF(Descriptor):
         X = np.zeros((nl.n_atoms, F))
         d_drij = np.zeros((nl.n_pairs, 3, F) if gradients else (0, 3, F))
         _radial_forward(offsets, D, d, sp_j, self._g2_eta, self._g2_shift, self._r_cut, X,
-                        d_drij, gradients, self._cut_kind)
+                        d_drij, gradients, self._cut_kind, *args[6:])
         self._angular(args, MODE_JACOBIAN if gradients else MODE_VALUES, X, d_drij,
                       np.zeros((0, F)), np.zeros((0, 3)))
         return X, (d_drij if gradients else None)
@@ -811,6 +867,6 @@ class ACSF(Descriptor):
         g = np.zeros((nl.n_pairs, 3))
         W = np.ascontiguousarray(dE_dX, dtype=np.float64)
         _radial_backward(offsets, D, d, sp_j, self._g2_eta, self._g2_shift, self._r_cut, W, g,
-                         self._cut_kind)
+                         self._cut_kind, *args[6:])
         self._angular(args, MODE_BACKWARD, np.zeros((0, F)), np.zeros((0, 3, F)), W, g)
         return g

@@ -15,14 +15,14 @@ from functools import lru_cache
 import numpy as np
 
 from .._exceptions import InvalidParameterError
-from .._validation import check_int
+from .._validation import check_float, check_int
 from ._base import Descriptor, register_descriptor
 from ._so3_kernels import bispectrum_kernel, power_spectrum_kernel
 from ._sympy_basis import (bessel_zeros, coupling_table, coupling_triples,
                            radial_normalisation)
 
 __all__ = ["PowerSpectrum", "Bispectrum", "radial_basis_exact", "radial_table",
-           "harmonic_constants"]
+           "harmonic_constants", "check_inner_switch", "pair_inner_switch"]
 
 N_MAX_RANGE = (1, 20)
 L_MAX_RANGE = (0, 12)
@@ -117,6 +117,77 @@ def harmonic_constants(l_max):
     return K
 
 
+#: per-pair inner switch arrays when the switch is off (the kernels test their length)
+NO_INNER = np.zeros(0)
+NO_INNER.setflags(write=False)
+
+
+def _inner_values(value, name, owner, n, species):
+    msg = (f"The '{name}' parameter of {owner} must be None, one finite float (Å) or a "
+           f"sequence of {n} (one per species {list(species)}). Got {value!r} instead.")
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        return np.full(n, check_float(value, name, owner, low=0.0, low_inclusive=True,
+                                      finite=True))
+    if isinstance(value, (str, bytes, dict, set)) or not hasattr(value, "__len__"):
+        raise InvalidParameterError(msg)
+    try:
+        ndim = np.ndim(value)
+    except ValueError:   # ragged nested sequence
+        ndim = -1
+    if ndim != 1 or len(value) != n:
+        raise InvalidParameterError(msg)
+    return np.array([check_float(v, f"{name}[{k}]", owner, low=0.0, low_inclusive=True,
+                                 finite=True) for k, v in enumerate(value)])
+
+
+def check_inner_switch(r_inner, d_inner, r_cut, species, owner):
+    """Validated inner switch: ``None`` (off, both parameters None) or per-species arrays
+    ``(s, d)`` (Å).  Raises :class:`InvalidParameterError` naming the parameter unless
+    ``d_inner > 0``, ``r_inner - d_inner >= 0`` and ``r_inner + d_inner < r_cut`` for every
+    species (so for every pair, whose ``s``, ``d`` are the means of its two species')."""
+    if r_inner is None and d_inner is None:
+        return None
+    for name, value, other in (("r_inner", r_inner, "d_inner"), ("d_inner", d_inner, "r_inner")):
+        if value is None:
+            raise InvalidParameterError(
+                f"The '{name}' parameter of {owner} must be given (one float or one per "
+                f"species, in Å) with '{other}' (the inner switch needs both). Got None "
+                f"with {other}={(d_inner if name == 'r_inner' else r_inner)!r}.")
+    n = len(species)
+    s = _inner_values(r_inner, "r_inner", owner, n, species)
+    d = _inner_values(d_inner, "d_inner", owner, n, species)
+    for k in range(n):
+        if not d[k] > 0.0:
+            raise InvalidParameterError(
+                f"The 'd_inner' parameter of {owner} must be > 0 Å (the half-width of the "
+                f"inner switching window) for every species. Got {d_inner!r} instead.")
+        if s[k] - d[k] < 0.0:
+            raise InvalidParameterError(
+                f"The 'r_inner' parameter of {owner} must satisfy r_inner - d_inner >= 0 for "
+                f"every species (the switching window [r_inner - d_inner, r_inner + d_inner] "
+                f"starts at r >= 0). Got r_inner={r_inner!r}, d_inner={d_inner!r} instead.")
+        if s[k] + d[k] >= r_cut:
+            raise InvalidParameterError(
+                f"The 'r_inner' parameter of {owner} must satisfy r_inner + d_inner < r_cut = "
+                f"{r_cut:g} Å for every species (the switching window must end inside the "
+                f"cutoff). Got r_inner={r_inner!r}, d_inner={d_inner!r} instead.")
+    s.setflags(write=False)
+    d.setflags(write=False)
+    return s, d
+
+
+def pair_inner_switch(inner, nl, species_idx):
+    """Per-pair ``(s, d)`` arrays (n_pairs,) of the inner switch, the means of the two
+    species' values (as LAMMPS SNAP's ``sinner`` / ``dinner``); empty arrays when off."""
+    if inner is None:
+        return NO_INNER, NO_INNER
+    s, d = inner
+    si = species_idx[nl.i]
+    sj = species_idx[nl.j]
+    return (np.ascontiguousarray(0.5 * (s[si] + s[sj])),
+            np.ascontiguousarray(0.5 * (d[si] + d[sj])))
+
+
 class _SO3Base(Descriptor):
     """Shared validation, channels and radial/angular constants of the SO(3) descriptors."""
 
@@ -149,6 +220,8 @@ class _SO3Base(Descriptor):
             self._n_ch = 1
         self._table, self._h = radial_table(self._r_cut, self._n_max, self._l_max)
         self._K = harmonic_constants(self._l_max)
+        self._inner = check_inner_switch(self.r_inner, self.d_inner, self._r_cut,
+                                         self._species, owner)
 
     def _n_channels(self):
         if self.species_weights is not None:
@@ -231,9 +304,22 @@ class PowerSpectrum(_SO3Base):
     species_weights : sequence of float or None, default=None
         One weight per species; when given, a single weighted density channel replaces the
         species-resolved channels.
+    r_inner, d_inner : float, sequence of float or None, default=None
+        Inner switch (Å; one value, or one per species, a pair using the mean of its two
+        species' values, as LAMMPS SNAP's ``sinner`` / ``dinner``): every neighbour's term is
+        multiplied by ``f_in(r)`` (see Notes), so neighbours closer than ``r_inner - d_inner``
+        drop out and the features go smoothly to their isolated-atom values at short range
+        (where a repulsive baseline such as ZBL should take over).  Both None (default): off,
+        results bit-identical to a descriptor without the switch.  Needs ``d_inner > 0``,
+        ``r_inner - d_inner >= 0`` and ``r_inner + d_inner < r_cut``.
 
     Notes
     -----
+    Inner switch (with ``r_inner`` / ``d_inner``; ``s``, ``d`` the pair's values):
+    ``u_klm`` is multiplied by ``f_in(r) = 0`` for ``r <= s - d``,
+    ``(1 + sin(pi/2 (r - s)/d)) / 2`` for ``|r - s| < d`` and 1 above (LAMMPS SNAP's
+    ``switchinnerflag`` function), in the values, the Jacobian and the adjoint alike.
+
     Radial functions are evaluated with a cubic Hermite spline through the exact values and
     derivatives on ``40 * max(z_lk)`` uniform nodes (relative error < 1e-8); the Jacobian is
     the exact derivative of the interpolant.  Real harmonics and their Cartesian gradients
@@ -249,12 +335,15 @@ class PowerSpectrum(_SO3Base):
     (1, 252)
     """
 
-    def __init__(self, *, species, r_cut, n_max=8, l_max=6, species_weights=None):
+    def __init__(self, *, species, r_cut, n_max=8, l_max=6, species_weights=None,
+                 r_inner=None, d_inner=None):
         self.species = species
         self.r_cut = r_cut
         self.n_max = n_max
         self.l_max = l_max
         self.species_weights = species_weights
+        self.r_inner = r_inner
+        self.d_inner = d_inner
 
     @property
     def n_features(self):
@@ -272,7 +361,8 @@ class PowerSpectrum(_SO3Base):
         fq1, fq2, fl, I1, I2 = self._features
         return power_spectrum_kernel(nl.offsets, nl.j, nl.D, chan, wts, 1.0 / self._h,
                                      self._h, self._table, self._n_max, self._l_max,
-                                     self._n_ch, self._K, fq1, fq2, fl, I1, I2, mode, dE_dX)
+                                     self._n_ch, self._K, fq1, fq2, fl, I1, I2, mode, dE_dX,
+                                     *pair_inner_switch(self._inner, nl, species_idx))
 
 
 @lru_cache(maxsize=64)
@@ -347,10 +437,19 @@ class Bispectrum(_SO3Base):
     species_weights : sequence of float or None, default=None
         One weight per species; when given, a single weighted density channel replaces the
         species-resolved channels.
+    r_inner, d_inner : float, sequence of float or None, default=None
+        Inner switch (Å; one value, or one per species, a pair using the mean of its two
+        species' values, as LAMMPS SNAP's ``sinner`` / ``dinner``): every neighbour's term is
+        multiplied by ``f_in(r)`` (see Notes), so neighbours closer than ``r_inner - d_inner``
+        drop out and the features go smoothly to their isolated-atom values at short range
+        (where a repulsive baseline such as ZBL should take over).  Both None (default): off,
+        results bit-identical to a descriptor without the switch.  Needs ``d_inner > 0``,
+        ``r_inner - d_inner >= 0`` and ``r_inner + d_inner < r_cut``.
 
     Notes
     -----
-    Same radial spline and harmonic recurrences as :class:`PowerSpectrum`.  Per atom the
+    Same radial spline, harmonic recurrences and inner switch (``r_inner`` / ``d_inner``) as
+    :class:`PowerSpectrum`.  Per atom the
     coupled products ``Z(q', l, l1, l2)_m = sum C a_q'l1m1 a_q'l2m2`` are formed once; the
     adjoint back-propagates ``dE/db`` through them to ``dE/da`` once per atom and then
     contracts with ``du/dr_ij`` per pair.  The per-pair Jacobian costs
@@ -367,12 +466,15 @@ class Bispectrum(_SO3Base):
     (1, 26)
     """
 
-    def __init__(self, *, species, r_cut, n_max=5, l_max=4, species_weights=None):
+    def __init__(self, *, species, r_cut, n_max=5, l_max=4, species_weights=None,
+                 r_inner=None, d_inner=None):
         self.species = species
         self.r_cut = r_cut
         self.n_max = n_max
         self.l_max = l_max
         self.species_weights = species_weights
+        self.r_inner = r_inner
+        self.d_inner = d_inner
 
     @property
     def n_features(self):
@@ -398,7 +500,8 @@ class Bispectrum(_SO3Base):
                                  np.ascontiguousarray(triples[:, 0]),
                                  np.ascontiguousarray(triples[:, 1]),
                                  np.ascontiguousarray(triples[:, 2]), eoff, emi, elm1, elm2,
-                                 ecoef, fq, fqp, ft, fc, fk, fcp, fkp, mode, dE_dX)
+                                 ecoef, fq, fqp, ft, fc, fk, fcp, fkp, mode, dE_dX,
+                                 *pair_inner_switch(self._inner, nl, species_idx))
 
 
 @lru_cache(maxsize=64)

@@ -22,7 +22,8 @@ computed once and shared by the ``K`` scalars).
 import numpy as np
 from numba import njit
 
-__all__ = ["sph_harm_real", "radial_eval", "power_spectrum_kernel", "bispectrum_kernel"]
+__all__ = ["sph_harm_real", "radial_eval", "inner_switch", "power_spectrum_kernel",
+           "bispectrum_kernel"]
 
 
 @njit(cache=True)
@@ -147,9 +148,40 @@ def radial_eval(r, inv_h, h, table, R, dR, grad=True):
 
 
 @njit(cache=True)
-def _density_values(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max, n_ch, K):
-    """Density of one centre, ``A[lm, q] = sum_j w_j R_lk(r_ij) Y_lm(r_ij)`` (``q = c_j n_max
-    + k``), returned as a new (L2, n_ch * n_max) array.  Work arrays are local so that the
+def inner_switch(r, s, d):
+    """Inner switching function ``f_in(r)`` and ``df_in/dr`` (Å⁻¹), as LAMMPS SNAP's
+    ``switchinnerflag``: 0 for ``r <= s - d``, ``(1 + sin(pi/2 (r - s)/d)) / 2`` for
+    ``|r - s| < d``, 1 for ``r >= s + d`` (``s``, ``d`` in Å, ``d > 0``)."""
+    x = (r - s) / d
+    if x <= -1.0:
+        return 0.0, 0.0
+    if x >= 1.0:
+        return 1.0, 0.0
+    a = 0.5 * np.pi * x
+    return 0.5 * (1.0 + np.sin(a)), 0.25 * np.pi / d * np.cos(a)
+
+
+@njit(cache=True)
+def _switch_radial(r, s, d, R, dR, grad):
+    """Multiply the radial functions of one pair by ``f_in(r)`` (and ``dR`` by the product
+    rule) when the pair is inside the switching window ``|r - s| < d``."""
+    fin, dfin = inner_switch(r, s, d)
+    if fin == 1.0 and dfin == 0.0:
+        return
+    if grad:
+        for f in range(R.shape[0]):
+            dR[f] = dR[f] * fin + R[f] * dfin
+    for f in range(R.shape[0]):
+        R[f] *= fin
+
+
+@njit(cache=True)
+def _density_values(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max, n_ch, K,
+                    sin_p, din_p):
+    """Density of one centre, ``A[lm, q] = sum_j w_j f_in(r_ij) R_lk(r_ij) Y_lm(r_ij)``
+    (``q = c_j n_max + k``), returned as a new (L2, n_ch * n_max) array.  ``sin_p``,
+    ``din_p``: per-pair inner switch ``s``, ``d`` (Å), empty when the switch is off (then
+    ``f_in = 1``); pairs with ``r <= s - d`` are skipped.  Work arrays are local so that the
     compiler knows they do not alias (this vectorises the accumulation)."""
     L = l_max + 1
     L2 = L * L
@@ -161,9 +193,14 @@ def _density_values(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max, 
     C = np.empty(L)
     S = np.empty(L)
     A3 = np.zeros((L2, n_ch, n_max))
+    sw = sin_p.shape[0] > 0
     for p in range(p0, p1):
+        if sw and np.sqrt(D[p, 0] ** 2 + D[p, 1] ** 2 + D[p, 2] ** 2) <= sin_p[p] - din_p[p]:
+            continue
         r = sph_harm_real(D[p, 0], D[p, 1], D[p, 2], l_max, K, C, S, Y, dY, False)
         radial_eval(r, inv_h, h, table, R, dR, False)
+        if sw:
+            _switch_radial(r, sin_p[p], din_p[p], R, dR, False)
         jj = j_arr[p]
         w = wts[jj]
         c = chan[jj]
@@ -178,21 +215,32 @@ def _density_values(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max, 
 
 @njit(cache=True)
 def _density_grad(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max, n_ch, K,
-                  Ys, dYs, Rs, dRs, project):
+                  Ys, dYs, Rs, dRs, project, sin_p, din_p):
     """:func:`_density_values` that also keeps the per-pair basis in the scratch arrays
     ``Ys[pp, lm]``, ``dYs[pp, a, lm]``, ``Rs[pp, f]``, ``dRs[pp, f]`` (``pp = p - p0``);
-    ``dYs`` unprojected when not ``project`` (see :func:`sph_harm_real`)."""
+    ``dYs`` unprojected when not ``project`` (see :func:`sph_harm_real`).  With the inner
+    switch ``Rs`` / ``dRs`` hold ``f_in R`` and its derivative, and a pair closer than
+    ``s - d`` gets an all-zero basis (no contribution to the Jacobian or the adjoint)."""
     L = l_max + 1
     L2 = L * L
     C = np.empty(L)
     S = np.empty(L)
     A3 = np.zeros((L2, n_ch, n_max))
+    sw = sin_p.shape[0] > 0
     for pp in range(p1 - p0):
         p = p0 + pp
         Y = Ys[pp]
         R = Rs[pp]
+        if sw and np.sqrt(D[p, 0] ** 2 + D[p, 1] ** 2 + D[p, 2] ** 2) <= sin_p[p] - din_p[p]:
+            Ys[pp, :] = 0.0
+            dYs[pp, :, :] = 0.0
+            Rs[pp, :] = 0.0
+            dRs[pp, :] = 0.0
+            continue
         r = sph_harm_real(D[p, 0], D[p, 1], D[p, 2], l_max, K, C, S, Y, dYs[pp], True, project)
         radial_eval(r, inv_h, h, table, R, dRs[pp], True)
+        if sw:
+            _switch_radial(r, sin_p[p], din_p[p], R, dRs[pp], True)
         jj = j_arr[p]
         w = wts[jj]
         c = chan[jj]
@@ -351,7 +399,7 @@ def _max_neighbours(offsets):
 # --------------------------------------------------------------------------------------------
 @njit(cache=True)
 def power_spectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max,
-                          n_ch, K, fq1, fq2, fl, I1, I2, mode, dE_dX):
+                          n_ch, K, fq1, fq2, fl, I1, I2, mode, dE_dX, sin_p, din_p):
     """Power spectrum values (mode 0), + Jacobian (mode 1) or adjoint ``dE/dr_ij`` (mode 2).
 
     Feature ``f = (fq1, fq2, fl)``: ``p = sum_m A[l m, fq1] A[l m, fq2]``.  ``I1[c, f]``,
@@ -359,6 +407,8 @@ def power_spectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, 
     ``T[a, (k*(l_max+1) + l)*Q + q] = sum_m dA[lm, c n_max + k]/dr_a A[lm, q]`` for a neighbour
     of channel ``c`` (the zero slot ``T[a, -1]`` when the channel does not match; see
     :func:`._so3._ps_feature_index`).
+    ``sin_p``, ``din_p`` (n_pairs,) or empty: the per-pair inner switch (see
+    :func:`_density_values`).
     Returns ``(X (n_atoms, F), d_drij (n_pairs, 3, F) or empty, g (K, n_pairs, 3) or empty)``;
     in mode 2 ``X`` is empty (not needed by the adjoint).
     """
@@ -396,10 +446,10 @@ def power_spectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, 
         p1 = offsets[i + 1]
         if grad:
             A = _density_grad(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max, n_ch,
-                              K, Ys, dYs, Rs, dRs, mode == 1)
+                              K, Ys, dYs, Rs, dRs, mode == 1, sin_p, din_p)
         else:
             A = _density_values(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max,
-                                n_ch, K)
+                                n_ch, K, sin_p, din_p)
         if mode != 2:  # the adjoint does not need the features
             P[:, :, :] = 0.0
             for l in range(L):
@@ -487,7 +537,7 @@ def _coupled(A, tl, eoff, emi, elm1, elm2, ecoef, zoff, Z):
 @njit(cache=True)
 def bispectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max, n_ch, K,
                       tl, tl1, tl2, eoff, emi, elm1, elm2, ecoef, fq, fqp, ft, fc, fk, fcp, fkp,
-                      mode, dE_dX):
+                      mode, dE_dX, sin_p, din_p):
     """Bispectrum values (mode 0), + Jacobian (mode 1) or adjoint ``dE/dr_ij`` (mode 2).
 
     Feature ``f``: ``b = sum_m A[l m, fq] Z[zoff[t] + m + l, fqp]`` with ``t = ft[f]``;
@@ -535,10 +585,10 @@ def bispectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, l_ma
         p1 = offsets[i + 1]
         if grad:
             A = _density_grad(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max, n_ch,
-                              K, Ys, dYs, Rs, dRs, mode == 1)
+                              K, Ys, dYs, Rs, dRs, mode == 1, sin_p, din_p)
         else:
             A = _density_values(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max,
-                                n_ch, K)
+                                n_ch, K, sin_p, din_p)
         _coupled(A, tl, eoff, emi, elm1, elm2, ecoef, zoff, Z)
         for f in range(F if mode != 2 else 0):  # the adjoint does not need the features
             t = ft[f]
