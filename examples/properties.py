@@ -22,8 +22,8 @@ mlearn benchmark (Zuo et al., J. Phys. Chem. A 124, 731 (2020)) reports for each
   fixed volume (2x2x2 cubic cells with ``--quick``, else 3x3x3: fcc 32 / 108 atoms, bcc
   16 / 54, diamond 64 / 216);
 - vacancy migration energy ``E_m`` (eV): climbing-image NEB (``ase.mep.NEB``, FIRE) of a
-  nearest neighbour hopping into the vacancy, in the same cell (1 image with ``--quick``,
-  else 3);
+  nearest neighbour hopping into the vacancy, in the same cell (1 image and fmax 0.05
+  eV/Å with ``--quick``, else 3 and 0.02);
 - surface energies ``γ = (E_slab - N e_bulk) / 2A`` (J/m², 1 eV/Å² = 16.02 J/m²) of relaxed
   (100) and (111) slabs (bcc: (100) and (110); diamond: unreconstructed) with 8 Å of vacuum,
   in a cell periodic in 3-D (the model's stress needs ``pbc=True``; energy and forces do
@@ -35,7 +35,7 @@ mlearn benchmark (Zuo et al., J. Phys. Chem. A 124, 731 (2020)) reports for each
   supercell must hold the range of the force constants, twice the model's cutoff, or the
   dispersion is aliased (bcc Mo with a 5.2 Å cutoff: the two transverse branches along
   [100] split by 10 % with a 5x5x5 primitive supercell, exact with 9x9x9); here it spans
-  ``4 r_cut``.
+  ``4 r_cut`` (``3 r_cut`` with ``--quick``).
 
 Each property is printed for the model (with σ), for its empirical baseline alone (EMT here;
 not for ZBL, which binds nothing) and their difference.  σ: the Bayesian posterior of the
@@ -214,15 +214,15 @@ def migration_barrier(calc, atoms0, reps, n_images=3, fmax=0.02):
     return max(energies) - energies[0]
 
 
-def zone_boundary_phonons(calc, symbol, crystal, a0, r_cut, delta=0.01):
+def zone_boundary_phonons(calc, symbol, crystal, a0, r_cut, delta=0.01, span=4.0):
     """Phonon frequencies (THz) at X (fcc, diamond) or H (bcc) by finite displacements
     (``ase.phonons.Phonons``), and the largest |frequency| of the three acoustic modes at Γ
     without the acoustic sum rule correction (0 for forces that are the exact gradient of a
     translation-invariant energy).  The supercell (n x n x n primitive cells) spans
-    ``4 r_cut``: the force constants reach ``2 r_cut``, and a shorter supercell aliases
-    them."""
+    ``span * r_cut``: the force constants reach ``2 r_cut``, and a supercell shorter than
+    ``4 r_cut`` aliases them (a few % off the zone boundary with 3)."""
     prim = bulk(symbol, crystal, a=a0)
-    n = math.ceil(4 * r_cut / min(prim.cell.lengths()))
+    n = math.ceil(span * r_cut / min(prim.cell.lengths()))
     with tempfile.TemporaryDirectory() as tmp:
         ph = Phonons(prim, calc, supercell=(n, n, n), delta=delta, name=f"{tmp}/ph")
         ph.run()
@@ -269,13 +269,15 @@ def properties(calc, symbol, a_guess, quick=False, crystal="fcc", r_cut=None):
                    elastic_from_energy(calc, atoms0, relax_ions=relax)))
     out["B(C)"] = (out["C11"] + 2 * out["C12"]) / 3
     out["E_v"] = vacancy_formation(calc, atoms0, 2 if quick else 3)
-    out["E_m"] = migration_barrier(calc, atoms0, 2 if quick else 3, 1 if quick else 3)
+    out["E_m"] = (migration_barrier(calc, atoms0, 2, 1, fmax=0.05) if quick
+                  else migration_barrier(calc, atoms0, 3, 3))
     size = (2, 2, 5) if quick else (2, 2, 9)
     for facet in FACETS[crystal]:
         out[f"γ{facet}"] = surface_energy(calc, symbol, crystal, a0, e_atom, facet, size)
     if r_cut is not None:
         point = "H" if crystal == "bcc" else "X"
-        nu, out["ν(Γ)"] = zone_boundary_phonons(calc, symbol, crystal, a0, r_cut)
+        nu, out["ν(Γ)"] = zone_boundary_phonons(calc, symbol, crystal, a0, r_cut,
+                                                span=3.0 if quick else 4.0)
         out[f"ν{point} lo"], out[f"ν{point} hi"] = nu[0], nu[-1]
     return out
 
