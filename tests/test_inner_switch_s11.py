@@ -220,3 +220,33 @@ def test_bad_parameters_raise_named_errors(cls, kw, match):
     at = skewed_two_element_cell(seed=0)
     with pytest.raises(InvalidParameterError, match=match):
         desc.compute(at)
+
+
+def test_model_file_round_trip_with_switch(tmp_path):
+    from hybridpot import HybridPotential
+    from hybridpot.io.model import load_model
+    from hybridpot.regression import BayesianLinearRegressor
+
+    from conftest import emt_dataset
+
+    data = emt_dataset(4, seed=3)
+    desc = PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=2, l_max=2, r_inner=2.2,
+                         d_inner=0.3)
+    model = HybridPotential(descriptor=desc, regressor=BayesianLinearRegressor()).fit(data)
+    model.save(tmp_path / "m.hpot")
+    back = load_model(tmp_path / "m.hpot")
+    assert back.descriptor.get_params()["r_inner"] == 2.2
+    assert back.descriptor.get_params()["d_inner"] == 0.3
+    np.testing.assert_array_equal(back.predict(data), model.predict(data))
+    np.testing.assert_array_equal(back.predict_forces(data[:1])[0],
+                                  model.predict_forces(data[:1])[0])
+
+
+def test_build_descriptor_from_config_tables():
+    from hybridpot.config import build_descriptor
+
+    cfg = {"descriptor": {"type": "ACSF", "r_cut": 4.0, "angular": "bp",
+                          "r_inner": {"Ni": 2.3, "Cu": 2.1}, "d_inner": {"Cu": 0.35, "Ni": 0.45}}}
+    desc = build_descriptor(cfg, ["Cu", "Ni"])
+    assert desc.get_params()["r_inner"] == [2.1, 2.3]
+    assert desc.get_params()["d_inner"] == [0.35, 0.45]
