@@ -1353,7 +1353,8 @@ class HybridCalculator(Calculator):
     ``forces`` (eV/Å, (n_atoms, 3)), ``stress`` (eV/Å³, (6,), cells periodic in 3-D
     only) and ``stresses`` (per-atom stresses, eV/Å³, (n_atoms, 6), ASE sign and Voigt
     order, 3-D periodic cells; computed only when asked for, e.g.
-    ``atoms.get_stresses()``, so MD asking for forces pays nothing): ``stresses[k] =
+    ``atoms.get_stresses()``, so MD asking for forces pays nothing; asked for after the
+    other results of the same structure, only the virials are computed): ``stresses[k] =
     voigt(W_k) / V`` with ``V`` the cell volume (not an atomic volume), so that
     ``stresses.sum(0) == stress``; ``W_k`` are the per-atom virials of
     :meth:`HybridPotential.predict_atomic_virials`, every pair term of the ML and baseline
@@ -1620,6 +1621,14 @@ class HybridCalculator(Calculator):
             from .baselines._base import _stress_needs_3d_pbc
 
             raise _stress_needs_3d_pbc("HybridCalculator", a.pbc, "the model's cutoffs")
+        if not system_changes and set(properties) == {"stresses"} and "forces" in self.results \
+                and self._model_unchanged():
+            # stresses asked for after the other results of this very structure (an MD
+            # observer): the per-atom virials alone; energy, forces and σ are kept, and the
+            # σ interval is not advanced by a call that is no new step
+            W = self.model._evaluate(a, forces=False, stress=True, virials=True)["virials"]
+            self.results["stresses"] = matrix_to_voigt(W) / a.get_volume()
+            return
         owner = atoms if atoms is not None else a
         key = (a.numbers.tobytes(), tuple(bool(p) for p in a.pbc))
         # a σ property asked for explicitly is always computed (uncertainty=False included)

@@ -78,3 +78,47 @@ def test_get_atomic_volumes_checks_its_argument(which):
     at.calc = calc
     at.get_stresses()   # ASE then asks the calculator for the volumes of its own structure
     np.testing.assert_array_equal(calc.get_atomic_volumes(), np.full(len(at), at.get_volume()))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # tiny fit
+def test_stresses_after_forces_do_not_reevaluate_or_advance_the_sigma_interval(monkeypatch):
+    """An MD observer asking for per-atom stresses after the step's forces: only the virials
+    are computed (was: energy, forces and -- with uncertainty -- σ again, and every such call
+    advanced the uncertainty_interval counter: σ every 1.5 steps instead of every 3)."""
+    from conftest import emt_label
+    from hybridpot import HybridPotential
+    from hybridpot.regression import BayesianLinearRegressor
+
+    train = [emt_label(skewed_two_element_cell(seed=10 + s) * (2, 2, 1)) for s in range(3)]
+    model = HybridPotential(descriptor=PowerSpectrum(species=SPECIES, r_cut=4.0, n_max=2,
+                                                     l_max=1),
+                            regressor=BayesianLinearRegressor(), baseline=EMT()).fit(train)
+    calls = []
+    orig = model._evaluate
+
+    def counted(*args, **kw):
+        calls.append(bool(kw.get("return_std")))
+        return orig(*args, **kw)
+
+    monkeypatch.setattr(model, "_evaluate", counted)
+    at = _cell(3)
+    at.calc = model.calculator(uncertainty=True, uncertainty_interval=3)
+    rng = np.random.default_rng(0)
+    fresh = []
+    for step in range(6):
+        at.positions += rng.normal(scale=0.01, size=at.positions.shape)
+        f = at.get_forces()
+        e_std = at.calc.results["energy_std"]
+        fresh.append(at.calc.std_fresh)
+        n = len(calls)
+        S = at.get_stresses()
+        assert calls[n:] == [False]   # one evaluation, without σ
+        np.testing.assert_array_equal(at.get_forces(), f)
+        assert at.calc.results["energy_std"] == e_std
+        np.testing.assert_allclose(S.sum(0), at.get_stress(), rtol=0,
+                                   atol=1e-12 * np.abs(S).sum())
+    assert fresh == [True, False, False, True, False, False]
+    # the same per-atom stresses as when asked for together with the rest
+    ref = at.copy()
+    ref.calc = model.calculator()
+    np.testing.assert_allclose(ref.get_stresses(), S, rtol=1e-12, atol=1e-14)
