@@ -92,8 +92,9 @@ Example (every key optional; these are the defaults of ``hybridpot fit``)::
     species = []                # element of LAMMPS atom types 1, 2, ... (may repeat, e.g.
                                 # ["Cu", "Cu", "Ni"]); [] = the model's trained elements
 
-Per-element descriptor values (SNAPBispectrum ``radelem`` / ``wj``, PowerSpectrum and
-Bispectrum ``species_weights``) are best given as tables keyed by element, e.g.
+Per-element descriptor values (SNAPBispectrum ``radelem`` / ``wj`` / ``sinner`` / ``dinner``,
+PowerSpectrum and Bispectrum ``species_weights``, the inner switch ``r_inner`` / ``d_inner``
+of PowerSpectrum, Bispectrum and ACSF) are best given as tables keyed by element, e.g.
 ``radelem = {Cu = 0.5, Ni = 0.45}``; a list is read in the model's element order, so with
 several elements it needs ``data.species`` (``learn.species``) to fix that order.
 
@@ -762,7 +763,8 @@ def build_descriptor(cfg, species, *, explicit_order=False):
 
     ``type = "DescriptorStack"`` builds every ``[[descriptor.members]]`` table for
     ``species`` and stacks them (optional ``scales``); see the module docstring.
-    Per-element values (SNAP ``radelem`` / ``wj``, SO(3) ``species_weights``) may be tables
+    Per-element values (:data:`PER_ELEMENT_KEYS`: SNAP ``radelem`` / ``wj`` / ``sinner`` /
+    ``dinner``, SO(3) ``species_weights``, inner switch ``r_inner`` / ``d_inner``) may be tables
     keyed by element (``radelem = {Cu = 0.5, Ni = 0.45}``); a list is accepted for one
     element or when ``explicit_order`` (the config fixed the species order: ``data.species``
     or ``learn.species``), else it is a :class:`~hybridpot.ConfigError` (the order of first

@@ -122,3 +122,14 @@ def test_stresses_after_forces_do_not_reevaluate_or_advance_the_sigma_interval(m
     ref = at.copy()
     ref.calc = model.calculator()
     np.testing.assert_allclose(ref.get_stresses(), S, rtol=1e-12, atol=1e-14)
+
+
+def test_config_docstrings_name_every_per_element_key():
+    """The per-element keys a config may give as element tables are all documented (sinner /
+    dinner / r_inner / d_inner were added to PER_ELEMENT_KEYS, not to the docs)."""
+    import hybridpot.config as config
+
+    for doc in (config.__doc__, config.build_descriptor.__doc__):
+        flat = " ".join(doc.split())
+        for key in config.PER_ELEMENT_KEYS:
+            assert f"``{key}``" in flat, key
