@@ -662,3 +662,56 @@ def test_chemflag_adjoint_through_y_equals_jacobian_contraction(rng):
     B, dB, _ = d._chem_kernel(nl, sidx, 1, np.zeros((0, 0)))
     np.testing.assert_allclose(ref, np.einsum("pak,pk->pa", dB, beta[nl.i]), rtol=1e-10,
                                atol=1e-11 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("kw", [
+    dict(twojmax=5, bzeroflag=True),
+    dict(twojmax=4, wselfallflag=True, bzeroflag=True, bnormflag=True, wj=[1.0, 0.8, 0.6],
+         radelem=[0.5, 0.45, 0.55], switchinnerflag=True, sinner=[2.3, 2.2, 2.25],
+         dinner=[0.35, 0.25, 0.3]),
+])
+def test_chemflag_lane_kernels_equal_scalar_kernels(kw, rng):
+    """The production chemflag lane kernels (values, Jacobian, adjoint) against the scalar
+    one-atom-at-a-time kernels, three elements, more atoms than LANES (a ragged last block),
+    a slab (atoms with fewer neighbours) and one atom with no neighbour at all."""
+    from hybridpot._validation import species_indices
+    from hybridpot.neighbors import neighbor_list
+
+    at = _cell(seed=4, rattle=0.15, reps=(3, 3, 2))
+    del at[3]
+    at.pbc = (True, True, False)
+    at.center(vacuum=3.0, axis=2)
+    at.symbols[::5] = "Al"
+    at += Atoms("Ni", positions=[at.positions[:, :].mean(axis=0) + [0.0, 0.0, 30.0]])
+    at.cell[2, 2] += 60.0
+    assert len(at) > K.LANES and len(at) % K.LANES != 0
+    d = SNAPBispectrum(species=["Cu", "Ni", "Al"], rcutfac=3.4, chemflag=True, **kw)
+    d._validate()
+    nl = neighbor_list(at, d.r_cut)
+    sidx = species_indices(at, d._species)
+    counts = np.diff(nl.offsets)
+    assert counts[-1] == 0 and counts.max() > counts[counts > 0].min()
+    t = d._tables
+    args = d._chem_args(nl, sidx)
+    cv = (d._bzero_arr, d._J, t["idxu_block"], t["rootpq"], t["cglist"], t["idxcg_block"],
+          t["idxz"], t["idxz_block"], t["idxb"])
+    B, dB, _ = d._chem_kernel(nl, sidx, 1, np.zeros((0, 0)))
+    assert B.shape == (len(at), d.n_bispectrum) and np.abs(B).max() > 1.0
+    np.testing.assert_allclose(K._chem_bispectrum_lanes(*args, *cv), B, rtol=1e-12,
+                               atol=1e-12 * np.abs(B).max())
+    B2, dB2 = K._chem_bispectrum_grad_lanes(*args, *cv)
+    np.testing.assert_allclose(B2, B, rtol=1e-12, atol=1e-12 * np.abs(B).max())
+    np.testing.assert_allclose(dB2, dB, rtol=1e-11, atol=1e-12 * np.abs(dB).max())
+    beta = rng.normal(size=B.shape)
+    beta[5] = 0.0   # an atom whose energy does not depend on anything
+    cb = (d._J, t["idxu_block"], t["rootpq"], t["cglist"], t["idxcg_block"], t["idxz"],
+          t["idxb_block"], beta)
+    g = K._chem_backward(*args, *cb)
+    np.testing.assert_allclose(K._chem_backward_lanes(*args, *cb), g, rtol=1e-11,
+                               atol=1e-12 * np.abs(g).max())
+    # the descriptor's public paths run the lane kernels
+    X, dX = d._compute(nl, sidx, True)
+    scale = d._bnorm_scale if d.bnormflag else 1.0
+    np.testing.assert_allclose(X, B * scale, rtol=1e-12, atol=1e-12 * np.abs(B).max())
+    np.testing.assert_allclose(d._backward(nl, sidx, beta / scale), g, rtol=1e-11,
+                               atol=1e-12 * np.abs(g).max())

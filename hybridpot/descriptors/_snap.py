@@ -389,10 +389,12 @@ class SNAPBispectrum(Descriptor):
     ordered triple: ``N^3 K`` components, column ``((e1 N + e2) N + e3) K + k`` (LAMMPS's
     order, elements in the order of ``species``, which must be LAMMPS's ``pair_coeff``
     element order); ``bzeroflag`` shifts the triple ``(e_i, e_i, e_i)`` only (every triple with
-    ``wselfallflag``).  Its kernels treat one atom at a time (not the vectorised lanes of
-    ``chemflag`` False): slower per component.  Values and energies equal LAMMPS's (``compute
-    sna/atom``, ``pair_style snap``) to round-off, and the forces here are the exact gradient
-    of that energy; LAMMPS's ``pair_style snap`` chemflag forces (checked with 22 Jul 2025)
+    ``wselfallflag``).  Its kernels are vectorised over atoms like those of ``chemflag``
+    False; the Z blocks of the ``N^2`` element pairs make values and forces cost about 2-4
+    times the single-density SNAP of the same ``twojmax`` (still below LAMMPS's chemflag
+    ``compute sna/atom`` and ``pair_style snap`` on one core).  Values and energies equal
+    LAMMPS's (``compute sna/atom``, ``pair_style snap``) to round-off, and the forces here are
+    the exact gradient of that energy; LAMMPS's ``pair_style snap`` chemflag forces (checked with 22 Jul 2025)
     are not, unless the coefficients are equal for the permuted element triples (its adjoint
     applies the single-element multiplicity factors 2 and 3 to one triple's coefficient,
     assuming the coefficients of identical columns equal); :func:`~hybridpot.io.write_snap`
@@ -678,24 +680,32 @@ class SNAPBispectrum(Descriptor):
         Q[:, iu == ju] *= 0.5
         return np.hstack([B, Q])
 
+    def _chem_args(self, nl, species_idx):
+        """Leading arguments of the chemflag kernels: pair arrays, element of each neighbour
+        and centre, element count, flags."""
+        return (*self._pair_arrays(nl, species_idx),
+                np.ascontiguousarray(species_idx[nl.j], dtype=np.int64),
+                np.ascontiguousarray(species_idx, dtype=np.int64), len(self._species),
+                self._wselfall, self._rfac0, self._rmin0, self._switch, self._wself)
+
     def _chem_kernel(self, nl, species_idx, mode, beta):
+        """The scalar (one atom at a time) chemflag kernel :func:`_k._chem_bispectrum`, the
+        reference of the production lane kernels (tests)."""
         t = self._tables
-        ne = len(self._species)
         return _k._chem_bispectrum(
-            mode, *self._pair_arrays(nl, species_idx),
-            np.ascontiguousarray(species_idx[nl.j], dtype=np.int64),
-            np.ascontiguousarray(species_idx, dtype=np.int64), ne, self._wselfall, self._rfac0,
-            self._rmin0, self._switch, self._wself, self._bzero_arr, self._J, t["idxu_block"],
+            mode, *self._chem_args(nl, species_idx), self._bzero_arr, self._J, t["idxu_block"],
             t["rootpq"], t["cglist"], t["idxcg_block"], t["idxz"], t["idxz_block"], t["idxb"],
             beta)
 
     def _compute(self, nl, species_idx, gradients):
         if self._chem:
-            B, dB, _ = self._chem_kernel(nl, species_idx, 1 if gradients else 0,
-                                         np.zeros((0, 0)))
+            args = self._chem_args(nl, species_idx)
+            t = self._tables
+            common = (self._bzero_arr, self._J, t["idxu_block"], t["rootpq"], t["cglist"],
+                      t["idxcg_block"], t["idxz"], t["idxz_block"], t["idxb"])
             if not gradients:
-                dB = None
-            return self._finish(nl, B, dB)
+                return self._finish(nl, _k._chem_bispectrum_lanes(*args, *common), None)
+            return self._finish(nl, *_k._chem_bispectrum_grad_lanes(*args, *common))
         t = self._tables
         args = self._pair_arrays(nl, species_idx)
         common = (self._rfac0, self._rmin0, self._switch, self._wself, self._bzero_arr, self._J,
@@ -744,14 +754,9 @@ class SNAPBispectrum(Descriptor):
         if self._bnorm:
             beta *= self._bnorm_scale   # dE/dB_raw from dE/d(B_raw / (j + 1))
         if self._chem:
-            t = self._tables
-            return _k._chem_backward(
-                *self._pair_arrays(nl, species_idx),
-                np.ascontiguousarray(species_idx[nl.j], dtype=np.int64),
-                np.ascontiguousarray(species_idx, dtype=np.int64), len(self._species),
-                self._wselfall, self._rfac0, self._rmin0, self._switch, self._wself, self._J,
-                t["idxu_block"], t["rootpq"], t["cglist"], t["idxcg_block"], t["idxz"],
-                t["idxb_block"], beta)
+            return _k._chem_backward_lanes(
+                *self._chem_args(nl, species_idx), self._J, t["idxu_block"], t["rootpq"],
+                t["cglist"], t["idxcg_block"], t["idxz"], t["idxb_block"], beta)
         args = self._pair_arrays(nl, species_idx)
         return _k._backward_lanes(*args, self._rfac0, self._rmin0, self._switch, self._wself,
                                   self._J, t["idxu_block"], t["rootpq"], t["cglist"],

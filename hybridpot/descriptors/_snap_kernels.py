@@ -22,6 +22,11 @@ Jacobian (:func:`_bispectrum_grad_lanes`, used for fitting rows and the committe
 Pairs with ``inside[p] == False`` (beyond their element-pair cutoff, or inside the inner
 switching radius ``sin_p - din_p``) are skipped.  ``sin_p`` / ``din_p`` (per pair, Å) are the
 inner switching centre and half-width of ``switchinnerflag``; empty arrays switch it off.
+The explicit multi-element (``chemflag``) kernels follow the same pattern: the scalar
+:func:`_chem_bispectrum` / :func:`_chem_backward` (one atom at a time) are the reference of the
+production ``_chem_*_lanes`` kernels, which keep one density per element
+((n_elements, idxu_max, LANES)) and per neighbour use the Y (adjoint) or the columns
+(Jacobian) of the neighbour's element.
 """
 
 import numpy as np
@@ -1249,7 +1254,8 @@ def _z_two(k, idxz, idxcg_block, cglist, idxu_block, u1r, u1i, u2r, u2i):
 def _chem_bispectrum(mode, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei, ne,
                      wselfall, rfac0, rmin0, switchflag, wself, bzero, J, idxu_block, rootpq,
                      cglist, idxcg_block, idxz, idxz_block, idxb, beta):
-    """Explicit multi-element bispectrum (LAMMPS ``chemflag 1``), one atom at a time.
+    """Explicit multi-element bispectrum (LAMMPS ``chemflag 1``), one atom at a time: the
+    scalar reference of :func:`_chem_bispectrum_lanes` / :func:`_chem_bispectrum_grad_lanes`.
 
     One density ``U_e`` per element ``e`` (neighbours of element ``ej_p[p]``; ``wself`` on the
     diagonal of the centre's element ``ei[i]``, or of every element with ``wselfall``), Z per
@@ -1392,7 +1398,8 @@ def _chem_backward(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei, n
                    rfac0, rmin0, switchflag, wself, J, idxu_block, rootpq, cglist, idxcg_block,
                    idxz, idxb_block, beta):
     """Adjoint dE/dr_ij (n_pairs, 3) of the chemflag bispectrum for ``E = sum_i beta[i] . B_i``
-    through ``Y_e = dE/dU_e`` (LAMMPS compute_yi / compute_deidrj), one atom at a time.
+    through ``Y_e = dE/dU_e`` (LAMMPS compute_yi / compute_deidrj), one atom at a time (the
+    scalar reference of :func:`_chem_backward_lanes`).
 
     A Z entry ``Z_{e1 e2}(j1, j2 -> j)`` feeds ``Y_e3^j`` with the coefficients of every B
     block it serves: ``B_{e1 e2 e3}(j1 j2 j)`` when ``j >= j1``; ``B_{e3 e2 e1}(j j2 j1)``
@@ -1511,3 +1518,415 @@ def _chem_backward(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei, n
             g[p, 1] = 2.0 * s1
             g[p, 2] = 2.0 * s2
     return g
+
+
+# -- chemflag lane kernels: LANES atoms at a time, one density per element -----------------------
+@njit(cache=True, fastmath=_FM)
+def _z2_lanes(k, idxz, idxcg_block, cglist, idxu_block, u1r, u1i, u2r, u2i, zr, zi, sr, si):
+    """:func:`_z_two` for LANES atoms: Z entry ``k`` coupling ``U1^{j1}`` (``u1r``/``u1i``,
+    (idxu_max, LANES)) with ``U2^{j2}`` into ``zr``/``zi`` (LANES,)."""
+    L = zr.shape[0]
+    j1 = idxz[k, 0]
+    j2 = idxz[k, 1]
+    j = idxz[k, 2]
+    ma1min = idxz[k, 3]
+    ma2max = idxz[k, 4]
+    na = idxz[k, 5]
+    mb1min = idxz[k, 6]
+    mb2max = idxz[k, 7]
+    nb = idxz[k, 8]
+    cgb = idxcg_block[j1, j2, j]
+    for l in range(L):
+        zr[l] = 0.0
+        zi[l] = 0.0
+    jju1 = idxu_block[j1] + (j1 + 1) * mb1min
+    jju2 = idxu_block[j2] + (j2 + 1) * mb2max
+    icgb = mb1min * (j2 + 1) + mb2max
+    for ib in range(nb):
+        for l in range(L):
+            sr[l] = 0.0
+            si[l] = 0.0
+        i1 = jju1 + ma1min
+        i2 = jju2 + ma2max
+        icga = cgb + ma1min * (j2 + 1) + ma2max
+        for ia in range(na):
+            c = cglist[icga]
+            for l in range(L):
+                ar = u1r[i1, l]
+                ai = u1i[i1, l]
+                br = u2r[i2, l]
+                bi = u2i[i2, l]
+                sr[l] += c * (ar * br - ai * bi)
+                si[l] += c * (ar * bi + ai * br)
+            i1 += 1
+            i2 -= 1
+            icga += j2
+        cb = cglist[cgb + icgb]
+        for l in range(L):
+            zr[l] += cb * sr[l]
+            zi[l] += cb * si[l]
+        jju1 += j1 + 1
+        jju2 -= j2 + 1
+        icgb += j2
+
+
+@njit(cache=True, fastmath=_FM)
+def _chem_utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei,
+                     wselfall, rfac0, rmin0, switchflag, wself, J, idxu_block, rootpq, utr, uti,
+                     ur, ui, ws):
+    """Summed U per element (``utr``/``uti`` (n_elements, idxu_max, LANES)) of atoms
+    i0..i0+LANES-1: :func:`_utot_lanes` with each neighbour added to its element's density and
+    ``wself`` on the diagonal of the centre's element (every element with ``wselfall``)."""
+    ne = utr.shape[0]
+    nu = utr.shape[1]
+    L = utr.shape[2]
+    pidx = np.empty(L, dtype=np.int64)
+    a_r = np.empty(L)
+    a_i = np.empty(L)
+    b_r = np.empty(L)
+    b_i = np.empty(L)
+    geo = np.empty((8, L))
+    for e in range(ne):
+        for q in range(nu):
+            for l in range(L):
+                utr[e, q, l] = 0.0
+                uti[e, q, l] = 0.0
+        for l in range(L):
+            if wselfall or (i0 + l < n and ei[i0 + l] == e):
+                for j in range(J + 1):
+                    for ma in range(j + 1):
+                        utr[e, idxu_block[j] + (j + 1) * ma + ma, l] = wself
+    for k in range(maxk):
+        live = _geometry_lanes(i0, k, n, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0,
+                               rmin0, switchflag, pidx, a_r, a_i, b_r, b_i, geo)
+        if live == 0:
+            continue
+        _u_lanes(a_r, a_i, b_r, b_i, J, idxu_block, rootpq, ur, ui)
+        for e in range(ne):
+            for l in range(L):
+                p = pidx[l]
+                ws[e, l] = geo[6, l] if (p >= 0 and ej_p[p] == e) else 0.0
+        for e in range(ne):
+            for q in range(nu):
+                for l in range(L):
+                    utr[e, q, l] += ws[e, l] * ur[q, l]
+                    uti[e, q, l] += ws[e, l] * ui[q, l]
+
+
+@njit(cache=True)
+def _chem_bispectrum_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei, ne,
+                           wselfall, rfac0, rmin0, switchflag, wself, bzero, J, idxu_block,
+                           rootpq, cglist, idxcg_block, idxz, idxz_block, idxb):
+    """Chemflag B of every atom (n_atoms, ne^3 K), LANES atoms at a time; same result as
+    :func:`_chem_bispectrum` mode 0 (each Z entry formed once and used by the ``ne`` triples
+    that share its element pair)."""
+    L = LANES
+    n = offsets.shape[0] - 1
+    nu = idxu_block[J] + (J + 1) * (J + 1)
+    K = idxb.shape[0]
+    out = np.zeros((n, ne * ne * ne * K))
+    utr = np.empty((ne, nu, L))
+    uti = np.empty((ne, nu, L))
+    ur = np.empty((nu, L))
+    ui = np.empty((nu, L))
+    ws = np.empty((ne, L))
+    zr = np.empty(L)
+    zi = np.empty(L)
+    sr = np.empty(L)
+    si = np.empty(L)
+    acc = np.empty((ne, L))
+    for i0 in range(0, n, L):
+        maxk = _max_neighbours(i0, n, offsets)
+        _chem_utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p,
+                         ei, wselfall, rfac0, rmin0, switchflag, wself, J, idxu_block, rootpq,
+                         utr, uti, ur, ui, ws)
+        for e1 in range(ne):
+            for e2 in range(ne):
+                idouble = e1 * ne + e2
+                for jjb in range(K):
+                    j1 = idxb[jjb, 0]
+                    j2 = idxb[jjb, 1]
+                    j = idxb[jjb, 2]
+                    kz = idxz_block[j1, j2, j]
+                    jju = idxu_block[j]
+                    for e3 in range(ne):
+                        for l in range(L):
+                            acc[e3, l] = 0.0
+                    for mb in range(j // 2 + 1):
+                        for ma in range(j + 1):
+                            if 2 * mb == j and ma > mb:
+                                break
+                            _z2_lanes(kz, idxz, idxcg_block, cglist, idxu_block, utr[e1],
+                                      uti[e1], utr[e2], uti[e2], zr, zi, sr, si)
+                            w = 0.5 if (2 * mb == j and ma == mb) else 1.0
+                            for e3 in range(ne):
+                                for l in range(L):
+                                    acc[e3, l] += w * (utr[e3, jju, l] * zr[l]
+                                                       + uti[e3, jju, l] * zi[l])
+                            kz += 1
+                            jju += 1
+                    for e3 in range(ne):
+                        col = (idouble * ne + e3) * K + jjb
+                        for l in range(L):
+                            i = i0 + l
+                            if i < n:
+                                shift = wselfall or (e1 == ei[i] and e2 == ei[i] and e3 == ei[i])
+                                out[i, col] = 2.0 * acc[e3, l] - (bzero[j] if shift else 0.0)
+    return out
+
+
+@njit(cache=True)
+def _chem_backward_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei, ne,
+                         wselfall, rfac0, rmin0, switchflag, wself, J, idxu_block, rootpq,
+                         cglist, idxcg_block, idxz, idxb_block, beta):
+    """Chemflag adjoint dE/dr_ij (n_pairs, 3) for ``E = sum_i beta[i] . B_i``, LANES atoms at a
+    time; same result as :func:`_chem_backward` (``Y_e = dE/dU_e`` with the exact sums over the
+    permuted triples), per neighbour the reverse-mode :func:`_dedr_lanes` with the Y of the
+    neighbour's element."""
+    L = LANES
+    n = offsets.shape[0] - 1
+    npairs = D.shape[0]
+    nu = idxu_block[J] + (J + 1) * (J + 1)
+    nz = idxz.shape[0]
+    F = beta.shape[1]
+    K = F // (ne * ne * ne)
+    g = np.zeros((npairs, 3))
+    betal = np.empty((F, L))
+    utr = np.empty((ne, nu, L))
+    uti = np.empty((ne, nu, L))
+    yr = np.empty((ne, nu, L))
+    yi = np.empty((ne, nu, L))
+    ylr = np.empty((nu, L))
+    yli = np.empty((nu, L))
+    ur = np.empty((nu, L))
+    ui = np.empty((nu, L))
+    ws = np.empty((ne, L))
+    gr = np.empty((nu, L))
+    gi = np.empty((nu, L))
+    zr = np.empty(L)
+    zi = np.empty(L)
+    sr = np.empty(L)
+    si = np.empty(L)
+    c = np.empty((ne, L))
+    o = np.empty((3, L))
+    el = np.empty(L, dtype=np.int64)
+    pidx = np.empty(L, dtype=np.int64)
+    a_r = np.empty(L)
+    a_i = np.empty(L)
+    b_r = np.empty(L)
+    b_i = np.empty(L)
+    geo = np.empty((8, L))
+    for i0 in range(0, n, L):
+        maxk = _max_neighbours(i0, n, offsets)
+        if maxk == 0:
+            continue
+        _chem_utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p,
+                         ei, wselfall, rfac0, rmin0, switchflag, wself, J, idxu_block, rootpq,
+                         utr, uti, ur, ui, ws)
+        for e in range(ne):
+            for q in range(nu):
+                for l in range(L):
+                    yr[e, q, l] = 0.0
+                    yi[e, q, l] = 0.0
+        # the lanes' beta, contiguous over lanes (0 beyond the last atom)
+        for l in range(L):
+            i = i0 + l
+            if i < n:
+                for f in range(F):
+                    betal[f, l] = beta[i, f]
+            else:
+                for f in range(F):
+                    betal[f, l] = 0.0
+        for k in range(nz):
+            j1 = idxz[k, 0]
+            j2 = idxz[k, 1]
+            j = idxz[k, 2]
+            # the B blocks this Z entry serves (-1: none) and their factors
+            b0 = idxb_block[j1, j2, j] if j >= j1 else -1
+            b1 = idxb_block[j, j2, j1] if (j1 >= j and j >= j2) else -1
+            b2 = idxb_block[j2, j, j1] if j2 >= j else -1
+            fac = (j1 + 1) / (j + 1.0)
+            jju = idxz[k, 9]
+            for e1 in range(ne):
+                for e2 in range(ne):
+                    nonzero = False
+                    for e3 in range(ne):
+                        for l in range(L):
+                            c[e3, l] = 0.0
+                        if b0 >= 0:
+                            c0 = ((e1 * ne + e2) * ne + e3) * K + b0
+                            for l in range(L):
+                                c[e3, l] += betal[c0, l]
+                        if b1 >= 0:
+                            c1 = ((e3 * ne + e2) * ne + e1) * K + b1
+                            for l in range(L):
+                                c[e3, l] += fac * betal[c1, l]
+                        if b2 >= 0:
+                            c2 = ((e2 * ne + e3) * ne + e1) * K + b2
+                            for l in range(L):
+                                c[e3, l] += fac * betal[c2, l]
+                        for l in range(L):
+                            nonzero = nonzero or c[e3, l] != 0.0
+                    if not nonzero:
+                        continue
+                    _z2_lanes(k, idxz, idxcg_block, cglist, idxu_block, utr[e1], uti[e1],
+                              utr[e2], uti[e2], zr, zi, sr, si)
+                    for e3 in range(ne):
+                        for l in range(L):
+                            yr[e3, jju, l] += c[e3, l] * zr[l]
+                            yi[e3, jju, l] += c[e3, l] * zi[l]
+        for k in range(maxk):
+            live = _geometry_lanes(i0, k, n, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p,
+                                   rfac0, rmin0, switchflag, pidx, a_r, a_i, b_r, b_i, geo)
+            if live == 0:
+                continue
+            for l in range(L):
+                el[l] = ej_p[pidx[l]] if pidx[l] >= 0 else 0
+            for q in range(nu):
+                for l in range(L):
+                    ylr[q, l] = yr[el[l], q, l]
+                    yli[q, l] = yi[el[l], q, l]
+            _u_lanes(a_r, a_i, b_r, b_i, J, idxu_block, rootpq, ur, ui)
+            _dedr_lanes(a_r, a_i, b_r, b_i, geo, J, idxu_block, rootpq, ur, ui, ylr, yli, gr, gi,
+                        o)
+            for l in range(L):
+                p = pidx[l]
+                if p >= 0:
+                    g[p, 0] = o[0, l]
+                    g[p, 1] = o[1, l]
+                    g[p, 2] = o[2, l]
+    return g
+
+
+@njit(cache=True)
+def _chem_bispectrum_grad_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei, ne,
+                                wselfall, rfac0, rmin0, switchflag, wself, bzero, J, idxu_block,
+                                rootpq, cglist, idxcg_block, idxz, idxz_block, idxb):
+    """Chemflag B (n_atoms, ne^3 K) and dB_i/dr_ij (n_pairs, 3, ne^3 K), LANES atoms at a time;
+    same result as :func:`_chem_bispectrum` mode 1 (LAMMPS ``compute_dbidrj``).
+
+    Z of every element pair once; per neighbour the forward-mode dU (:func:`_du_lanes`) dotted
+    with the (at most three distinct) Z blocks of each ``(j1, j2, j)`` and element pair, then
+    added to the columns of the neighbour's element.
+    """
+    n = offsets.shape[0] - 1
+    nblk = max(1, (n + LANES - 1) // LANES)
+    L = max(4, ((n + nblk - 1) // nblk + 3) // 4 * 4)
+    npairs = D.shape[0]
+    nu = idxu_block[J] + (J + 1) * (J + 1)
+    nz = idxz.shape[0]
+    K = idxb.shape[0]
+    nd = ne * ne
+    F = nd * ne * K
+    out = np.zeros((n, F))
+    dout = np.zeros((npairs, 3, F))
+    utr = np.empty((ne, nu, L))
+    uti = np.empty((ne, nu, L))
+    ur = np.empty((nu, L))
+    ui = np.empty((nu, L))
+    ws = np.empty((ne, L))
+    zr = np.empty((nd, nz, L))
+    zi = np.empty((nd, nz, L))
+    sr = np.empty(L)
+    si = np.empty(L)
+    acc = np.empty(L)
+    dur = np.empty((nu, 3, L))
+    dui = np.empty((nu, 3, L))
+    da = np.empty((15, L))
+    ot = np.empty((3, nd, 3, L))
+    el = np.empty(L, dtype=np.int64)
+    pidx = np.empty(L, dtype=np.int64)
+    a_r = np.empty(L)
+    a_i = np.empty(L)
+    b_r = np.empty(L)
+    b_i = np.empty(L)
+    geo = np.empty((8, L))
+    for i0 in range(0, n, L):
+        maxk = _max_neighbours(i0, n, offsets, L)
+        _chem_utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p,
+                         ei, wselfall, rfac0, rmin0, switchflag, wself, J, idxu_block, rootpq,
+                         utr, uti, ur, ui, ws)
+        for e1 in range(ne):
+            for e2 in range(ne):
+                for k in range(nz):
+                    _z2_lanes(k, idxz, idxcg_block, cglist, idxu_block, utr[e1], uti[e1],
+                              utr[e2], uti[e2], zr[e1 * ne + e2, k], zi[e1 * ne + e2, k], sr, si)
+        for dbl in range(nd):
+            for e3 in range(ne):
+                for jjb in range(K):
+                    j = idxb[jjb, 2]
+                    kz = idxz_block[idxb[jjb, 0], idxb[jjb, 1], j]
+                    jju = idxu_block[j]
+                    for l in range(L):
+                        acc[l] = 0.0
+                    for mb in range(j // 2 + 1):
+                        for ma in range(j + 1):
+                            if 2 * mb == j and ma > mb:
+                                break
+                            w = 0.5 if (2 * mb == j and ma == mb) else 1.0
+                            for l in range(L):
+                                acc[l] += w * (utr[e3, jju, l] * zr[dbl, kz, l]
+                                               + uti[e3, jju, l] * zi[dbl, kz, l])
+                            kz += 1
+                            jju += 1
+                    col = (dbl * ne + e3) * K + jjb
+                    e1 = dbl // ne
+                    e2 = dbl % ne
+                    for l in range(L):
+                        i = i0 + l
+                        if i < n:
+                            shift = wselfall or (e1 == ei[i] and e2 == ei[i] and e3 == ei[i])
+                            out[i, col] = 2.0 * acc[l] - (bzero[j] if shift else 0.0)
+        for k in range(maxk):
+            live = _geometry_lanes(i0, k, n, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p,
+                                   rfac0, rmin0, switchflag, pidx, a_r, a_i, b_r, b_i, geo)
+            if live == 0:
+                continue
+            for l in range(L):
+                el[l] = ej_p[pidx[l]] if pidx[l] >= 0 else 0
+            _u_lanes(a_r, a_i, b_r, b_i, J, idxu_block, rootpq, ur, ui)
+            _du_lanes(a_r, a_i, b_r, b_i, geo, J, idxu_block, rootpq, ur, ui, dur, dui, da)
+            for jjb in range(K):
+                j1 = idxb[jjb, 0]
+                j2 = idxb[jjb, 1]
+                j = idxb[jjb, 2]
+                f1 = (j + 1) / (j1 + 1.0)
+                f2 = (j + 1) / (j2 + 1.0)
+                # distinct Z blocks: t0 (j1 j2 -> j), t1 (j j2 -> j1), t2 (j j1 -> j2)
+                t1 = 0 if j1 == j else 1
+                t2 = t1 if j2 == j1 else 2
+                for dbl in range(nd):
+                    for t in range(3):
+                        if (t == 1 and t1 == 0) or (t == 2 and t2 != 2):
+                            continue
+                        for a in range(3):
+                            for l in range(L):
+                                ot[t, dbl, a, l] = 0.0
+                        if t == 0:
+                            _half_dot3_lanes(idxu_block[j], idxz_block[j1, j2, j], j, 1.0, dur,
+                                             dui, zr[dbl], zi[dbl], ot[0, dbl])
+                        elif t == 1:
+                            _half_dot3_lanes(idxu_block[j1], idxz_block[j, j2, j1], j1, 1.0,
+                                             dur, dui, zr[dbl], zi[dbl], ot[1, dbl])
+                        else:
+                            _half_dot3_lanes(idxu_block[j2], idxz_block[j, j1, j2], j2, 1.0,
+                                             dur, dui, zr[dbl], zi[dbl], ot[2, dbl])
+                # d/dU_e3^j: B_{e1 e2 e3}; d/dU_e3^j1: B_{e3 e2 e1} (Z_{e1 e2});
+                # d/dU_e3^j2: B_{e1 e3 e2} (Z_{e2 e1})
+                for l in range(L):
+                    p = pidx[l]
+                    if p < 0:
+                        continue
+                    e3 = el[l]
+                    for e1 in range(ne):
+                        for e2 in range(ne):
+                            c0 = ((e1 * ne + e2) * ne + e3) * K + jjb
+                            c1 = ((e3 * ne + e2) * ne + e1) * K + jjb
+                            c2 = ((e1 * ne + e3) * ne + e2) * K + jjb
+                            d12 = e1 * ne + e2
+                            d21 = e2 * ne + e1
+                            for a in range(3):
+                                dout[p, a, c0] += ot[0, d12, a, l]
+                                dout[p, a, c1] += f1 * ot[t1, d12, a, l]
+                                dout[p, a, c2] += f2 * ot[t2, d21, a, l]
+    return out, dout
