@@ -133,3 +133,62 @@ def test_config_docstrings_name_every_per_element_key():
         flat = " ".join(doc.split())
         for key in config.PER_ELEMENT_KEYS:
             assert f"``{key}``" in flat, key
+
+
+def _lj():
+    return LennardJones(epsilon=0.02, sigma=2.2, r_cut=4.5)
+
+
+class _ForwardingLJ(LennardJones):
+    """A user's wrapper forwarding every keyword (``**kwargs``) to the built-in compute."""
+
+    def compute(self, atoms, **kwargs):
+        return super().compute(atoms, **kwargs)
+
+
+class _IgnoringLJ(LennardJones):
+    """Takes ``virials`` (so that the call does not fail) but returns none."""
+
+    def compute(self, atoms, *, forces=True, stress=True, virials=False):
+        return super().compute(atoms, forces=forces, stress=stress)
+
+
+def _model_with(baseline):
+    from hybridpot import HybridPotential
+    from hybridpot.regression import LinearRegressor
+
+    d = PowerSpectrum(species=SPECIES, r_cut=4.0, n_max=2, l_max=1)
+    coef = np.random.default_rng(0).normal(scale=1e-3, size=(2, 1 + d.n_features))
+    return HybridPotential.from_fitted(d, LinearRegressor.from_coef(coef), baseline=baseline)
+
+
+def test_baseline_compute_with_kwargs_gives_per_atom_stresses():
+    """A compute(atoms, **kwargs) wrapper was refused ('takes no 'virials' argument')
+    although it forwards the keyword."""
+    from hybridpot.baselines import BaselineCalculator
+
+    at = _cell(4)
+    ref = _model_with(_lj()).predict_atomic_virials([at])[0]
+    np.testing.assert_allclose(_model_with(_ForwardingLJ(epsilon=0.02, sigma=2.2, r_cut=4.5))
+                               .predict_atomic_virials([at])[0], ref, rtol=0, atol=1e-15)
+    at.calc = BaselineCalculator(_ForwardingLJ(epsilon=0.02, sigma=2.2, r_cut=4.5))
+    b = at.copy()
+    b.calc = BaselineCalculator(_lj())
+    np.testing.assert_allclose(at.get_stresses(), b.get_stresses(), rtol=0, atol=1e-15)
+
+
+def test_baseline_taking_virials_but_returning_none_is_a_clear_error():
+    """Was KeyError: 'virials' (HybridPotential) with a traceback from _evaluate."""
+    from ase.calculators.calculator import PropertyNotImplementedError
+
+    model = _model_with(_IgnoringLJ(epsilon=0.02, sigma=2.2, r_cut=4.5))
+    at = _cell(4)
+    with pytest.raises(PropertyNotImplementedError,
+                       match=r"baseline _IgnoringLJ of this HybridPotential gives no per-atom "
+                             r"virials \(its compute\(\.\.\., virials='half'\) returned no "
+                             r"'virials' of shape \(n_atoms, 3, 3\) = \(8, 3, 3\); got none\)"):
+        model.predict_atomic_virials([at])
+    at.calc = model.calculator()
+    with pytest.raises(PropertyNotImplementedError, match=r"of this HybridPotential gives no "
+                                                          r"per-atom virials"):
+        at.get_stresses()

@@ -301,19 +301,29 @@ def _stress_needs_3d_pbc(owner, pbc, cutoff):
 def compute_with_virials(baseline, atoms, owner, forces=True, stress=True, partition=True):
     """``baseline.compute(atoms, ..., virials=True)``, or the ``PropertyNotImplementedError``
     of a baseline whose ``compute`` takes no ``virials`` keyword (a user's subclass or a
-    duck-typed baseline), naming it and ``owner`` (what asked for per-atom stresses);
-    ``partition`` (True / "half" / "centroid") is passed as ``virials``."""
+    duck-typed baseline; ``**kwargs`` counts as taking it) or returns no ``"virials"``,
+    naming it and ``owner`` (what asked for per-atom stresses); ``partition`` (True /
+    "half" / "centroid") is passed as ``virials``."""
     import inspect
 
-    if "virials" not in inspect.signature(baseline.compute).parameters:
-        from ase.calculators.calculator import PropertyNotImplementedError
+    from ase.calculators.calculator import PropertyNotImplementedError
 
-        raise PropertyNotImplementedError(
-            f"The baseline {type(baseline).__name__} of this {owner} gives no per-atom "
-            f"virials (its compute method takes no 'virials' argument), so the per-atom "
-            f"stresses cannot be computed. hybridpot's EMT, ZBL, LennardJones, Morse, "
-            f"Buckingham and ASEBaseline of a calculator implementing 'stresses' give them.")
-    return baseline.compute(atoms, forces=forces, stress=stress, virials=partition)
+    params = inspect.signature(baseline.compute).parameters
+    if "virials" not in params and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        why = "its compute method takes no 'virials' argument"
+    else:
+        res = baseline.compute(atoms, forces=forces, stress=stress, virials=partition)
+        virials = res.get("virials") if isinstance(res, dict) else None
+        if virials is not None and np.shape(virials) == (len(atoms), 3, 3):
+            return res
+        why = (f"its compute(..., virials={partition!r}) returned no 'virials' of shape "
+               f"(n_atoms, 3, 3) = ({len(atoms)}, 3, 3); got "
+               + ("none" if virials is None else f"shape {np.shape(virials)}"))
+    raise PropertyNotImplementedError(
+        f"The baseline {type(baseline).__name__} of this {owner} gives no per-atom "
+        f"virials ({why}), so the per-atom stresses cannot be computed. hybridpot's EMT, "
+        f"ZBL, LennardJones, Morse, Buckingham and ASEBaseline of a calculator implementing "
+        f"'stresses' give them.")
 
 
 def cell_volume_per_atom(atoms, owner):
