@@ -192,3 +192,35 @@ def test_baseline_taking_virials_but_returning_none_is_a_clear_error():
     with pytest.raises(PropertyNotImplementedError, match=r"of this HybridPotential gives no "
                                                           r"per-atom virials"):
         at.get_stresses()
+
+
+def test_docstring_cross_references_to_hybridpot_resolve():
+    """Every :func: / :class: / :meth: / :data: reference to a ``hybridpot.`` name in the
+    package's docstrings names an existing object (SNAPBispectrum cited
+    ``hybridpot.io.write_snap``, which is ``hybridpot.io.lammps.write_snap``)."""
+    import importlib
+    import pathlib
+    import re
+
+    import hybridpot
+
+    root = pathlib.Path(hybridpot.__file__).parent
+    pattern = re.compile(r":(?:func|class|meth|data|mod|attr):`~?(hybridpot(?:\.\w+)+)`")
+    refs = {m.group(1): path.name for path in root.rglob("*.py")
+            for m in pattern.finditer(path.read_text(encoding="utf-8"))}
+    assert len(refs) > 30
+    bad = []
+    for ref, where in sorted(refs.items()):
+        parts = ref.split(".")
+        for k in range(len(parts), 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:k]))
+            except ImportError:
+                continue
+            break
+        try:
+            for name in parts[k:]:
+                obj = getattr(obj, name)
+        except AttributeError:
+            bad.append(f"{ref} ({where})")
+    assert not bad, bad

@@ -394,12 +394,13 @@ class SNAPBispectrum(Descriptor):
     times the single-density SNAP of the same ``twojmax`` (still below LAMMPS's chemflag
     ``compute sna/atom`` and ``pair_style snap`` on one core).  Values and energies equal
     LAMMPS's (``compute sna/atom``, ``pair_style snap``) to round-off, and the forces here are
-    the exact gradient of that energy; LAMMPS's ``pair_style snap`` chemflag forces (checked with 22 Jul 2025)
-    are not, unless the coefficients are equal for the permuted element triples (its adjoint
-    applies the single-element multiplicity factors 2 and 3 to one triple's coefficient,
-    assuming the coefficients of identical columns equal); :func:`~hybridpot.io.write_snap`
-    therefore writes the coefficients averaged over identical columns (same energies), with
-    which LAMMPS's forces are exact.  ``bnormflag`` divides every component
+    the exact gradient of that energy; LAMMPS's ``pair_style snap`` chemflag forces (checked
+    with 22 Jul 2025) are not, unless the coefficients are equal for the permuted element
+    triples (its adjoint applies the single-element multiplicity factors 2 and 3 to one
+    triple's coefficient, assuming the coefficients of identical columns equal);
+    :func:`~hybridpot.io.lammps.write_snap` therefore writes the coefficients averaged over
+    identical columns (same energies), with which LAMMPS's forces are exact.  ``bnormflag``
+    divides every component
     by ``j + 1`` (``B_{j1 j2 j} / (j + 1)``, isolated-atom value ``w_self^3`` subtracted with
     ``bzeroflag``), as LAMMPS (which normalises the Z blocks and drops the ``(j1 + 1) /
     (j + 1)`` factors of its adjoint: the same derivative); the quadratic products are those
