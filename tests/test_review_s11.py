@@ -1,5 +1,7 @@
 """Regression tests of the s11 code review (per-atom virials, SNAP flags, model files)."""
 
+import re
+
 import numpy as np
 import pytest
 from ase.calculators.lj import LennardJones as AseLJ
@@ -224,3 +226,48 @@ def test_docstring_cross_references_to_hybridpot_resolve():
         except AttributeError:
             bad.append(f"{ref} ({where})")
     assert not bad, bad
+
+
+@pytest.mark.parametrize("where", ["descriptor", "state"])
+def test_newer_file_with_the_same_version_string_says_so(tmp_path, where):
+    """Hyperparameters are added between releases (r_inner / d_inner after 0.2.0): a 0.2.0
+    reader refused such a file with "written by hybridpot 0.2.0 ... this hybridpot 0.2.0 does
+    not know ... upgrade hybridpot", which reads as a contradiction."""
+    import json
+    import zipfile
+
+    from hybridpot import HybridPotential, ModelFormatError, __version__
+    from hybridpot.regression import LinearRegressor
+
+    d = PowerSpectrum(species=SPECIES, r_cut=4.0, n_max=2, l_max=1)
+    model = HybridPotential.from_fitted(
+        d, LinearRegressor.from_coef(np.zeros((2, 1 + d.n_features))))
+    model.save(tmp_path / "m.hpot")
+    with zipfile.ZipFile(tmp_path / "m.hpot") as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    doc = json.loads(files["model.json"])
+    assert doc["hybridpot_version"] == __version__
+    if where == "descriptor":
+        doc["descriptor"]["params"]["new_knob"] = 1
+        match = r"does not know: descriptor PowerSpectrum: \['new_knob'\]"
+    else:
+        doc["regressor"]["state"]["new_scale_"] = 2.0
+        match = r"does not read: LinearRegressor state \['new_scale_'\]"
+    files["model.json"] = json.dumps(doc).encode()
+    with zipfile.ZipFile(tmp_path / "newer.hpot", "w") as z:
+        for n, b in files.items():
+            z.writestr(n, b)
+    same = (r".*upgrade hybridpot.* It records the same version, "
+            rf"{re.escape(__version__)}, as this installation: it was written by a later "
+            r"development state")
+    with pytest.raises(ModelFormatError, match=match + same):
+        HybridPotential.load(tmp_path / "newer.hpot")
+    # a file of another version keeps the plain message
+    doc["hybridpot_version"] = "0.1.0"
+    files["model.json"] = json.dumps(doc).encode()
+    with zipfile.ZipFile(tmp_path / "older.hpot", "w") as z:
+        for n, b in files.items():
+            z.writestr(n, b)
+    with pytest.raises(ModelFormatError) as info:
+        HybridPotential.load(tmp_path / "older.hpot")
+    assert "same version" not in str(info.value)

@@ -239,7 +239,7 @@ def load_model(path):
             f"{doc.get('hybridpot_version')}) holds hyperparameters this hybridpot "
             f"{__version__} does not know: {'; '.join(unknown)}. The file was probably "
             "written by a newer hybridpot: upgrade hybridpot to read it (or, if the file was "
-            "edited by hand, remove those entries).")
+            "edited by hand, remove those entries)." + _same_version_note(doc))
     try:
         return _model_from_doc(doc, arrays, path)
     except ModelFormatError as e:
@@ -418,8 +418,22 @@ def _model_from_doc(doc, arrays, path):
             f"{path!r} (model format version {doc.get('format_version')}, written by hybridpot "
             f"{doc.get('hybridpot_version')}) holds entries this hybridpot {__version__} does "
             f"not read: {'; '.join(unread)}. The file was probably written by a newer "
-            "hybridpot whose predictions may depend on them: upgrade hybridpot to read it.")
+            "hybridpot whose predictions may depend on them: upgrade hybridpot to read it."
+            + _same_version_note(doc))
     return model
+
+
+def _same_version_note(doc):
+    """For the 'newer file' errors: when the writer recorded this very version string, the
+    file comes from a later development state under the same number (hyperparameters and
+    state are added between releases), which 'upgrade' alone does not make clear."""
+    from .. import __version__
+
+    if str(doc.get("hybridpot_version")) != __version__:
+        return ""
+    return (f" It records the same version, {__version__}, as this installation: it was "
+            f"written by a later development state of hybridpot {__version__}; install that "
+            f"(e.g. the current source tree).")
 
 
 _TOP_KEYS = {"format", "format_version", "hybridpot_version", "species", "descriptor",
