@@ -110,7 +110,7 @@ def test_md_output_folder_is_created_or_named(cual, tmp_path, capsys):
 @pytest.mark.parametrize("table, message", [
     ('[descriptor]\ntype = "PowerSpectrum"\nrcut = 4.0\n',
      "[descriptor] type 'PowerSpectrum': unknown key descriptor.rcut; allowed keys: type, "
-     "l_max, n_max, r_cut, species_weights."),
+     "d_inner, l_max, n_max, r_cut, r_inner, species_weights."),
     ('[descriptor]\nspecies = ["Cu"]\n',
      "descriptor.species is not allowed: hybridpot sets it"),
     ('[regressor]\ntype = "SparseGPRegressor"\nnsparse = 3\n',
