@@ -194,7 +194,8 @@ def test_unknown_species_rejected(desc, cell_atoms):
 
 
 def test_overlapping_atoms_rejected(desc, cell_atoms):
-    cell_atoms.positions[1] = cell_atoms.positions[0] + [0.05, 0, 0]
+    # 5e-4 Å: below every floor (0.1 Å; 0.001 Å for a descriptor with its inner switch on)
+    cell_atoms.positions[1] = cell_atoms.positions[0] + [5e-4, 0, 0]
     with pytest.raises(InvalidStructureError, match="apart"):
         desc.compute(cell_atoms)
 

@@ -250,3 +250,38 @@ def test_build_descriptor_from_config_tables():
     desc = build_descriptor(cfg, ["Cu", "Ni"])
     assert desc.get_params()["r_inner"] == [2.1, 2.3]
     assert desc.get_params()["d_inner"] == [0.35, 0.45]
+
+
+def test_close_collision_zbl_and_switched_descriptor(tmp_path):
+    """S4 (s10/smooth): ZBL, and a descriptor with its inner switch on, accept atoms down to
+    0.001 Å (was 0.1 Å for everything): a HybridPotential with ZBL and a switched descriptor
+    gives the ZBL energy + the isolated-atom ML energies and exactly ZBL's force there."""
+    from hybridpot import HybridPotential, InvalidStructureError
+    from hybridpot.baselines import ZBL
+    from hybridpot.regression import BayesianLinearRegressor
+
+    from conftest import emt_dataset
+
+    zbl = ZBL(r_inner=1.0, r_cut=2.0)
+    data = emt_dataset(4, seed=3)
+    dimer = Atoms("Cu2", positions=[[0, 0, 0], [0.05, 0, 0]])
+    res = zbl.compute(dimer)
+    assert 1e5 < res["energy"] < 1e6            # ~300 keV head-on at 0.05 Å
+    with pytest.raises(InvalidStructureError, match=r"minimum allowed 0\.001 Å"):
+        zbl.compute(Atoms("Cu2", positions=[[0, 0, 0], [5e-4, 0, 0]]))
+    for desc in (PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=2, l_max=2, r_inner=1.6,
+                               d_inner=0.3),
+                 ACSF(species=["Cu"], r_cut=4.0, angular="bp", r_inner=1.6, d_inner=0.3)):
+        assert desc.min_distance == 1e-3
+        m = HybridPotential(descriptor=desc, regressor=BayesianLinearRegressor(),
+                            baseline=zbl).fit(data)
+        iso = m.predict([Atoms("Cu", positions=[[0, 0, 0]])])[0]
+        at = dimer.copy()
+        at.calc = m.calculator()
+        np.testing.assert_allclose(at.get_potential_energy(), res["energy"] + 2 * iso,
+                                   rtol=1e-12)
+        np.testing.assert_allclose(at.get_forces(), res["forces"], rtol=1e-12, atol=1e-9)
+    off = PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=2, l_max=2)
+    assert off.min_distance == 0.1
+    with pytest.raises(InvalidStructureError, match=r"minimum allowed 0\.1 Å"):
+        off.compute(dimer)

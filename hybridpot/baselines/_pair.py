@@ -691,6 +691,13 @@ def zbl_coefficients(zi, zj, r_inner, r_cut):
     return np.array([zze, *da, swa, swb, swa / 3.0, swb / 4.0, swc])
 
 
+#: ZBL's overlap floor (Å): a close collision is physical for a nuclear repulsion (Cu-Cu at
+#: 0.1 Å, the floor of the other baselines and descriptors, is ~50 keV; cascades with
+#: primary knock-on atoms of 100 keV and more get closer); closer than this (Cu-Cu ~10 MeV)
+#: the structure is refused as overlapping
+ZBL_MIN_DISTANCE = 1e-3
+
+
 @register_baseline
 class ZBL(Baseline):
     r"""Ziegler-Biersack-Littmark screened nuclear repulsion, exactly LAMMPS ``pair_style zbl``.
@@ -724,6 +731,12 @@ class ZBL(Baseline):
 
     Notes
     -----
+    Atoms may come as close as 0.001 Å (:data:`ZBL_MIN_DISTANCE`; Cu-Cu ~10 MeV), not 0.1 Å
+    as for the other baselines: high-energy collisions are what ZBL is for.  In a
+    :class:`~hybridpot.HybridPotential` the descriptor's floor applies too: 0.1 Å, or 0.001 Å
+    for a descriptor with its inner switch on (``r_inner`` / ``d_inner`` of PowerSpectrum,
+    Bispectrum, ACSF; ``switchinnerflag`` of SNAPBispectrum is not covered).
+
     LAMMPS (``units metal``)::
 
         pair_style zbl r_inner r_cut
@@ -762,7 +775,7 @@ class ZBL(Baseline):
 
     def _pairs(self, atoms):
         r_inner, r_cut = self._check()
-        nl = neighbor_list(atoms, r_cut, owner="ZBL")
+        nl = neighbor_list(atoms, r_cut, min_distance=ZBL_MIN_DISTANCE, owner="ZBL")
         numbers = np.asarray(atoms.numbers)
         if numbers.size and numbers.min() < 1:
             raise UnknownSpeciesError(

@@ -19,7 +19,7 @@ from numba import njit
 from .._exceptions import InvalidParameterError
 from .._validation import check_choice, check_float
 from ._base import Descriptor, register_descriptor
-from ._so3 import check_inner_switch, pair_inner_switch
+from ._so3 import INNER_MIN_DISTANCE, check_inner_switch, pair_inner_switch
 from ._so3_kernels import inner_switch
 
 __all__ = ["ACSF"]
@@ -605,7 +605,8 @@ class ACSF(Descriptor):
         their isolated-atom values (0) at short range, where a repulsive baseline such as ZBL
         should take over.  Both None (default): off, results bit-identical to a descriptor
         without the switch.  Needs ``d_inner > 0``, ``r_inner - d_inner >= 0`` and
-        ``r_inner + d_inner < r_cut``.
+        ``r_inner + d_inner < r_cut``.  With the switch on, atoms may come as close as 0.001 Å
+        (0.1 Å otherwise), as for a ZBL baseline (high-energy collisions).
 
     Notes
     -----
@@ -676,6 +677,11 @@ class ACSF(Descriptor):
         self.cutoff_function = cutoff_function
         self.r_inner = r_inner
         self.d_inner = d_inner
+
+    @property
+    def min_distance(self):
+        """float: overlap floor (Å): 0.1, or 0.001 with the inner switch (``r_inner``)."""
+        return INNER_MIN_DISTANCE if self.r_inner is not None else Descriptor.min_distance
 
     # -- validation and cached constants -------------------------------------------------------
     def _validate(self):

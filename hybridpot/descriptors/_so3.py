@@ -22,7 +22,8 @@ from ._sympy_basis import (bessel_zeros, coupling_table, coupling_triples,
                            radial_normalisation)
 
 __all__ = ["PowerSpectrum", "Bispectrum", "radial_basis_exact", "radial_table",
-           "harmonic_constants", "check_inner_switch", "pair_inner_switch"]
+           "harmonic_constants", "check_inner_switch", "pair_inner_switch",
+           "INNER_MIN_DISTANCE"]
 
 N_MAX_RANGE = (1, 20)
 L_MAX_RANGE = (0, 12)
@@ -117,6 +118,11 @@ def harmonic_constants(l_max):
     return K
 
 
+#: overlap floor (Å) of a descriptor whose inner switch is on: closer pairs drop out of it, so
+#: only a baseline's own floor (ZBL: :data:`hybridpot.baselines._pair.ZBL_MIN_DISTANCE`)
+#: limits close collisions; 0.1 Å (:attr:`Descriptor.min_distance`) when off
+INNER_MIN_DISTANCE = 1e-3
+
 #: per-pair inner switch arrays when the switch is off (the kernels test their length)
 NO_INNER = np.zeros(0)
 NO_INNER.setflags(write=False)
@@ -190,6 +196,11 @@ def pair_inner_switch(inner, nl, species_idx):
 
 class _SO3Base(Descriptor):
     """Shared validation, channels and radial/angular constants of the SO(3) descriptors."""
+
+    @property
+    def min_distance(self):
+        """float: overlap floor (Å): 0.1, or 0.001 with the inner switch (``r_inner``)."""
+        return INNER_MIN_DISTANCE if self.r_inner is not None else Descriptor.min_distance
 
     def _check_params(self):
         owner = type(self).__name__
@@ -311,7 +322,9 @@ class PowerSpectrum(_SO3Base):
         drop out and the features go smoothly to their isolated-atom values at short range
         (where a repulsive baseline such as ZBL should take over).  Both None (default): off,
         results bit-identical to a descriptor without the switch.  Needs ``d_inner > 0``,
-        ``r_inner - d_inner >= 0`` and ``r_inner + d_inner < r_cut``.
+        ``r_inner - d_inner >= 0`` and ``r_inner + d_inner < r_cut``.  With the switch on,
+        atoms may come as close as 0.001 Å (0.1 Å otherwise), as for a ZBL baseline
+        (high-energy collisions).
 
     Notes
     -----
@@ -444,7 +457,9 @@ class Bispectrum(_SO3Base):
         drop out and the features go smoothly to their isolated-atom values at short range
         (where a repulsive baseline such as ZBL should take over).  Both None (default): off,
         results bit-identical to a descriptor without the switch.  Needs ``d_inner > 0``,
-        ``r_inner - d_inner >= 0`` and ``r_inner + d_inner < r_cut``.
+        ``r_inner - d_inner >= 0`` and ``r_inner + d_inner < r_cut``.  With the switch on,
+        atoms may come as close as 0.001 Å (0.1 Å otherwise), as for a ZBL baseline
+        (high-energy collisions).
 
     Notes
     -----
