@@ -285,3 +285,71 @@ def test_close_collision_zbl_and_switched_descriptor(tmp_path):
     assert off.min_distance == 0.1
     with pytest.raises(InvalidStructureError, match=r"minimum allowed 0\.1 Å"):
         off.compute(dimer)
+
+
+@pytest.mark.parametrize("name", ["PowerSpectrum", "ACSF-bp"])
+def test_chunked_gradients_stack_and_many_structures_with_switch(name, close_cell):
+    """The other paths that build their own (sub) neighbour lists: chunked Jacobians
+    (renumbered centre ranges), DescriptorStack members (pair sub-lists of a smaller cutoff),
+    compute_many; per-element windows, so the pair means must follow the renumbering."""
+    from hybridpot.descriptors import DescriptorStack
+
+    desc = FACTORIES[name](**INNER)
+    big = close_cell * (2, 1, 1)
+    X, dX = desc.compute(big, gradients=True)
+    chunks = list(desc.compute_chunked_gradients(big, max_bytes=2000).chunks())
+    assert len(chunks) > 1
+    full = dX.d_drij
+    got = np.concatenate([c.d_drij for c in chunks])
+    np.testing.assert_array_equal(got, full)
+    stack = DescriptorStack([FACTORIES["ACSF-radial"](), FACTORIES[name](**INNER)])
+    Xs, dXs = stack.compute(close_cell, gradients=True)
+    Xm, dXm = desc.compute(close_cell, gradients=True)
+    np.testing.assert_allclose(Xs[:, -desc.n_features:], Xm, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(dXs.dense()[:, -desc.n_features:], dXm.dense(), rtol=1e-12,
+                               atol=1e-14)
+    many = desc.compute_many([close_cell, big])
+    np.testing.assert_array_equal(many[1], X)
+
+
+@pytest.mark.parametrize("name", ["PowerSpectrum", "Bispectrum", "ACSF-ani"])
+def test_model_forces_and_stress_match_finite_differences_across_window(name, close_cell):
+    """A fitted HybridPotential (BLR on EMT Cu/Ni cells) with per-element windows: forces
+    and stress from the calculator vs central differences of its energy on the cell with
+    pairs below / inside / above the windows."""
+    from hybridpot import HybridPotential
+    from hybridpot.regression import BayesianLinearRegressor
+
+    from conftest import emt_label
+
+    train = [emt_label(skewed_two_element_cell(seed=10 + k, rattle=0.15)) for k in range(6)]
+    m = HybridPotential(descriptor=FACTORIES[name](**INNER),
+                        regressor=BayesianLinearRegressor()).fit(train)
+    at = close_cell.copy()
+    at.calc = m.calculator()
+    F = at.get_forces()
+    S = at.get_stress(voigt=False)
+    h = 1e-5
+    fd = np.zeros_like(F)
+    for k in range(len(at)):
+        for a in range(3):
+            p, q = close_cell.copy(), close_cell.copy()
+            p.positions[k, a] += h
+            q.positions[k, a] -= h
+            p.calc = q.calc = m.calculator()
+            fd[k, a] = -(p.get_potential_energy() - q.get_potential_energy()) / (2 * h)
+    assert np.abs(F).max() > 1e-3
+    np.testing.assert_allclose(F, fd, rtol=1e-5, atol=1e-6 * np.abs(fd).max())
+    fd_s = np.zeros((3, 3))
+    for a in range(3):
+        for b in range(3):
+            e = np.zeros((3, 3))
+            e[a, b] = e[b, a] = h / (2 if a != b else 1)
+            p, q = close_cell.copy(), close_cell.copy()
+            p.set_cell(close_cell.cell.array @ (np.eye(3) + e).T, scale_atoms=True)
+            q.set_cell(close_cell.cell.array @ (np.eye(3) - e).T, scale_atoms=True)
+            p.calc = q.calc = m.calculator()
+            # symmetric strain, e_ab = e_ba = h/2 off the diagonal: dE = sigma_ab h V
+            fd_s[a, b] = ((p.get_potential_energy() - q.get_potential_energy())
+                          / (2 * h * close_cell.get_volume()))
+    np.testing.assert_allclose(S, fd_s, rtol=1e-5, atol=1e-6 * np.abs(fd_s).max())
