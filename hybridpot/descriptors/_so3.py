@@ -248,6 +248,13 @@ class _SO3Base(Descriptor):
             return sidx, np.ones(len(sidx))
         return np.zeros(len(sidx), dtype=np.int64), self._weights[sidx]
 
+    def _pair_switch(self, nl, species_idx):
+        """Per-pair inner switch arrays for the kernels; (None, None) when off (the kernels'
+        compiled specialisation without the switch)."""
+        if self._inner is None:
+            return None, None
+        return pair_inner_switch(self._inner, nl, species_idx)
+
     def _run(self, nl, species_idx, mode, dE_dX):
         raise NotImplementedError  # pragma: no cover
 
@@ -375,7 +382,7 @@ class PowerSpectrum(_SO3Base):
         return power_spectrum_kernel(nl.offsets, nl.j, nl.D, chan, wts, 1.0 / self._h,
                                      self._h, self._table, self._n_max, self._l_max,
                                      self._n_ch, self._K, fq1, fq2, fl, I1, I2, mode, dE_dX,
-                                     *pair_inner_switch(self._inner, nl, species_idx))
+                                     *self._pair_switch(nl, species_idx))
 
 
 @lru_cache(maxsize=64)
@@ -516,7 +523,7 @@ class Bispectrum(_SO3Base):
                                  np.ascontiguousarray(triples[:, 1]),
                                  np.ascontiguousarray(triples[:, 2]), eoff, emi, elm1, elm2,
                                  ecoef, fq, fqp, ft, fc, fk, fcp, fkp, mode, dE_dX,
-                                 *pair_inner_switch(self._inner, nl, species_idx))
+                                 *self._pair_switch(nl, species_idx))
 
 
 @lru_cache(maxsize=64)

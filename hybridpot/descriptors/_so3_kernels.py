@@ -180,8 +180,8 @@ def _density_values(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max, 
                     sin_p, din_p):
     """Density of one centre, ``A[lm, q] = sum_j w_j f_in(r_ij) R_lk(r_ij) Y_lm(r_ij)``
     (``q = c_j n_max + k``), returned as a new (L2, n_ch * n_max) array.  ``sin_p``,
-    ``din_p``: per-pair inner switch ``s``, ``d`` (Å), empty when the switch is off (then
-    ``f_in = 1``); pairs with ``r <= s - d`` are skipped.  Work arrays are local so that the
+    ``din_p``: per-pair inner switch ``s``, ``d`` (Å), None when the switch is off (then
+    ``f_in = 1``; a separate compiled specialisation, the same code as without the switch); pairs with ``r <= s - d`` are skipped.  Work arrays are local so that the
     compiler knows they do not alias (this vectorises the accumulation)."""
     L = l_max + 1
     L2 = L * L
@@ -193,13 +193,13 @@ def _density_values(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max, 
     C = np.empty(L)
     S = np.empty(L)
     A3 = np.zeros((L2, n_ch, n_max))
-    sw = sin_p.shape[0] > 0
     for p in range(p0, p1):
-        if sw and np.sqrt(D[p, 0] ** 2 + D[p, 1] ** 2 + D[p, 2] ** 2) <= sin_p[p] - din_p[p]:
-            continue
+        if sin_p is not None:   # None when off: numba prunes the branch at compile time
+            if np.sqrt(D[p, 0] ** 2 + D[p, 1] ** 2 + D[p, 2] ** 2) <= sin_p[p] - din_p[p]:
+                continue
         r = sph_harm_real(D[p, 0], D[p, 1], D[p, 2], l_max, K, C, S, Y, dY, False)
         radial_eval(r, inv_h, h, table, R, dR, False)
-        if sw:
+        if sin_p is not None:
             _switch_radial(r, sin_p[p], din_p[p], R, dR, False)
         jj = j_arr[p]
         w = wts[jj]
@@ -226,20 +226,20 @@ def _density_grad(p0, p1, j_arr, D, chan, wts, inv_h, h, table, n_max, l_max, n_
     C = np.empty(L)
     S = np.empty(L)
     A3 = np.zeros((L2, n_ch, n_max))
-    sw = sin_p.shape[0] > 0
     for pp in range(p1 - p0):
         p = p0 + pp
         Y = Ys[pp]
         R = Rs[pp]
-        if sw and np.sqrt(D[p, 0] ** 2 + D[p, 1] ** 2 + D[p, 2] ** 2) <= sin_p[p] - din_p[p]:
-            Ys[pp, :] = 0.0
-            dYs[pp, :, :] = 0.0
-            Rs[pp, :] = 0.0
-            dRs[pp, :] = 0.0
-            continue
+        if sin_p is not None:   # None when off: numba prunes the branch at compile time
+            if np.sqrt(D[p, 0] ** 2 + D[p, 1] ** 2 + D[p, 2] ** 2) <= sin_p[p] - din_p[p]:
+                Ys[pp, :] = 0.0
+                dYs[pp, :, :] = 0.0
+                Rs[pp, :] = 0.0
+                dRs[pp, :] = 0.0
+                continue
         r = sph_harm_real(D[p, 0], D[p, 1], D[p, 2], l_max, K, C, S, Y, dYs[pp], True, project)
         radial_eval(r, inv_h, h, table, R, dRs[pp], True)
-        if sw:
+        if sin_p is not None:
             _switch_radial(r, sin_p[p], din_p[p], R, dRs[pp], True)
         jj = j_arr[p]
         w = wts[jj]
@@ -407,7 +407,7 @@ def power_spectrum_kernel(offsets, j_arr, D, chan, wts, inv_h, h, table, n_max, 
     ``T[a, (k*(l_max+1) + l)*Q + q] = sum_m dA[lm, c n_max + k]/dr_a A[lm, q]`` for a neighbour
     of channel ``c`` (the zero slot ``T[a, -1]`` when the channel does not match; see
     :func:`._so3._ps_feature_index`).
-    ``sin_p``, ``din_p`` (n_pairs,) or empty: the per-pair inner switch (see
+    ``sin_p``, ``din_p`` (n_pairs,) or None: the per-pair inner switch (see
     :func:`_density_values`).
     Returns ``(X (n_atoms, F), d_drij (n_pairs, 3, F) or empty, g (K, n_pairs, 3) or empty)``;
     in mode 2 ``X`` is empty (not needed by the adjoint).
