@@ -672,19 +672,20 @@ def test_chemflag_adjoint_through_y_equals_jacobian_contraction(rng):
 ])
 def test_chemflag_lane_kernels_equal_scalar_kernels(kw, rng):
     """The production chemflag lane kernels (values, Jacobian, adjoint) against the scalar
-    one-atom-at-a-time kernels, three elements, more atoms than LANES (a ragged last block),
-    a slab (atoms with fewer neighbours) and one atom with no neighbour at all."""
+    one-atom-at-a-time kernels, three elements, more atoms than CHEM_LANES (two blocks, a
+    ragged last one), a slab (atoms with fewer neighbours) and one atom with no neighbour."""
     from hybridpot._validation import species_indices
     from hybridpot.neighbors import neighbor_list
 
-    at = _cell(seed=4, rattle=0.15, reps=(3, 3, 2))
-    del at[3]
+    at = _cell(seed=4, rattle=0.15, reps=(5, 3, 2))
+    del at[[3, 7]]
     at.pbc = (True, True, False)
     at.center(vacuum=3.0, axis=2)
     at.symbols[::5] = "Al"
     at += Atoms("Ni", positions=[at.positions[:, :].mean(axis=0) + [0.0, 0.0, 30.0]])
     at.cell[2, 2] += 60.0
-    assert len(at) > K.LANES and len(at) % K.LANES != 0
+    n_lanes = K._chem_lane_count(len(at))
+    assert len(at) > K.CHEM_LANES and len(at) % n_lanes != 0
     d = SNAPBispectrum(species=["Cu", "Ni", "Al"], rcutfac=3.4, chemflag=True, **kw)
     d._validate()
     nl = neighbor_list(at, d.r_cut)

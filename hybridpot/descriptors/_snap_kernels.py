@@ -1880,6 +1880,12 @@ def _chem_bispectrum_grad_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p
         for e1 in range(ne):
             for e2 in range(ne):
                 for k in range(nz):
+                    if e2 < e1 and idxz[k, 0] == idxz[k, 1]:
+                        # j1 == j2: Z_{e1 e2} = Z_{e2 e1}
+                        for l in range(L):
+                            zr[e1 * ne + e2, k, l] = zr[e2 * ne + e1, k, l]
+                            zi[e1 * ne + e2, k, l] = zi[e2 * ne + e1, k, l]
+                        continue
                     _z2_lanes(k, idxz, idxcg_block, cglist, idxu_block, utr[e1], uti[e1],
                               utr[e2], uti[e2], zr[e1 * ne + e2, k], zi[e1 * ne + e2, k], sr, si)
         for dbl in range(nd):
@@ -1927,8 +1933,17 @@ def _chem_bispectrum_grad_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p
                 t1 = 0 if j1 == j else 1
                 t2 = t1 if j2 == j1 else 2
                 for dbl in range(nd):
+                    e1 = dbl // ne
+                    e2 = dbl % ne
                     for t in range(3):
                         if (t == 1 and t1 == 0) or (t == 2 and t2 != 2):
+                            continue
+                        if e2 < e1 and ((t == 0 and j1 == j2) or (t == 2 and j1 == j)):
+                            # a block (ja, ja, jc) of Z_{e1 e2} = that of Z_{e2 e1}
+                            d21 = e2 * ne + e1
+                            for a in range(3):
+                                for l in range(L):
+                                    ot[t, dbl, a, l] = ot[t, d21, a, l]
                             continue
                         for a in range(3):
                             for l in range(L):
