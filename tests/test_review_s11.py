@@ -271,3 +271,35 @@ def test_newer_file_with_the_same_version_string_says_so(tmp_path, where):
     with pytest.raises(ModelFormatError) as info:
         HybridPotential.load(tmp_path / "older.hpot")
     assert "same version" not in str(info.value)
+
+
+def test_snap_inner_switch_allows_close_collisions_like_zbl():
+    """SNAPBispectrum switchinnerflag (LAMMPS's feature for cascades) kept the 0.1 Å overlap
+    floor after 03fa57f gave ZBL and the SO(3) / ACSF inner switches 0.001 Å: a SNAP + ZBL
+    model refused a 0.05 Å collision.  The pair is switched out, so the model is ZBL plus the
+    isolated-atom energies, with exactly ZBL's forces."""
+    from ase import Atoms
+
+    from hybridpot import HybridPotential, InvalidStructureError
+    from hybridpot.descriptors import SNAPBispectrum
+    from hybridpot.regression import LinearRegressor
+
+    kw = dict(species=["Cu"], twojmax=4, rcutfac=2.4, bzeroflag=False)
+    d = SNAPBispectrum(switchinnerflag=True, sinner=1.0, dinner=0.3, **kw)
+    assert d.min_distance == pytest.approx(1e-3)
+    assert SNAPBispectrum(**kw).min_distance == pytest.approx(0.1)
+    coef = np.random.default_rng(0).normal(size=(1, 1 + d.n_features))
+    zbl = ZBL(r_inner=0.5, r_cut=1.5)
+    model = HybridPotential.from_fitted(d, LinearRegressor.from_coef(coef), baseline=zbl)
+    dimer = Atoms("Cu2", positions=[[0, 0, 0], [0.03, 0.0, 0.04]])
+    iso = float(model.predict([Atoms("Cu")])[0])
+    np.testing.assert_allclose(d.compute(dimer), np.repeat(d.compute(Atoms("Cu")), 2, axis=0),
+                               rtol=0, atol=0)
+    ref = zbl.compute(dimer)
+    assert model.predict([dimer])[0] == pytest.approx(ref["energy"] + 2 * iso, rel=1e-12)
+    np.testing.assert_array_equal(model.predict_forces([dimer])[0], ref["forces"])
+    assert np.abs(ref["forces"]).max() > 1e3   # a real close collision (eV/Å)
+    plain = HybridPotential.from_fitted(SNAPBispectrum(**kw), LinearRegressor.from_coef(coef),
+                                        baseline=zbl)
+    with pytest.raises(InvalidStructureError, match=r"0\.1"):
+        plain.predict([dimer])

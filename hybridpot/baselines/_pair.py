@@ -735,7 +735,7 @@ class ZBL(Baseline):
     as for the other baselines: high-energy collisions are what ZBL is for.  In a
     :class:`~hybridpot.HybridPotential` the descriptor's floor applies too: 0.1 Å, or 0.001 Å
     for a descriptor with its inner switch on (``r_inner`` / ``d_inner`` of PowerSpectrum,
-    Bispectrum, ACSF; ``switchinnerflag`` of SNAPBispectrum is not covered).
+    Bispectrum, ACSF; ``switchinnerflag`` of SNAPBispectrum).
 
     LAMMPS (``units metal``)::
 

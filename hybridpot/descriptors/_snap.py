@@ -479,7 +479,8 @@ class SNAPBispectrum(Descriptor):
         Normalise each component by ``1 / (j + 1)`` (LAMMPS ``bnormflag``).
     switchinnerflag : bool, default=False
         Multiply the switching function by the inner switch ``f_in`` (above); needs
-        ``sinner`` and ``dinner``.
+        ``sinner`` and ``dinner``.  Atoms may then come as close as 0.001 Å (0.1 Å
+        otherwise), as for a ZBL baseline (high-energy collisions).
     sinner : float, sequence of float or None, default=None
         Centre of the inner switch per species (Å, > 0; a float: the same for every
         species); only with ``switchinnerflag``.
@@ -631,6 +632,15 @@ class SNAPBispectrum(Descriptor):
         """Neighbour-list cutoff ``rcutfac * 2 * max(radelem)`` in Å (read-only)."""
         self._validate()
         return self._r_cut
+
+    @property
+    def min_distance(self):
+        """float: overlap floor (Å): 0.1, or 0.001 with ``switchinnerflag`` (pairs closer than
+        ``sinner - dinner`` drop out, so a ZBL baseline alone handles close collisions)."""
+        from ._so3 import INNER_MIN_DISTANCE
+
+        on = isinstance(self.switchinnerflag, (bool, np.bool_)) and bool(self.switchinnerflag)
+        return INNER_MIN_DISTANCE if on else Descriptor.min_distance
 
     @property
     def n_features(self):
