@@ -606,7 +606,9 @@ class ACSF(Descriptor):
         should take over.  Both None (default): off, results bit-identical to a descriptor
         without the switch.  Needs ``d_inner > 0``, ``r_inner - d_inner >= 0`` and
         ``r_inner + d_inner < r_cut``.  With the switch on, atoms may come as close as 0.001 Å
-        (0.1 Å otherwise), as for a ZBL baseline (high-energy collisions).
+        (0.1 Å otherwise), as for a ZBL baseline (high-energy collisions).  Choosing the
+        window: see :class:`~hybridpot.descriptors.PowerSpectrum` (on its compression example
+        a linear ACSF model gives -5824 eV/atom without the switch, +89 with it).
 
     Notes
     -----
