@@ -32,6 +32,8 @@ production ``_chem_*_lanes`` kernels, which keep one density per element
 import numpy as np
 from numba import njit
 
+from ._so3_kernels import inner_switch
+
 __all__ = []
 
 
@@ -182,7 +184,8 @@ def _sfac(r, rcut, rmin0, switchflag, p, sin_p, din_p):
     The outer cosine switch (``switchflag``) times, when ``sin_p`` is not empty
     (``switchinnerflag``), the inner switch of the pair, centre ``sin_p[p]`` and half-width
     ``din_p[p]`` (Å): 0 for ``r <= s - d``, ``(1 + sin(pi/2 (r - s) / d)) / 2`` between,
-    1 for ``r >= s + d``.
+    1 for ``r >= s + d`` (:func:`~hybridpot.descriptors._so3_kernels.inner_switch`, shared
+    with the SO(3) and ACSF descriptors' inner switch).
     """
     if not switchflag or r <= rmin0:
         f, df = 1.0, 0.0
@@ -193,60 +196,16 @@ def _sfac(r, rcut, rmin0, switchflag, p, sin_p, din_p):
         f = 0.5 * (np.cos((r - rmin0) * c) + 1.0)
         df = -0.5 * np.sin((r - rmin0) * c) * c
     if sin_p.shape[0] > 0:
-        s = sin_p[p]
-        h = din_p[p]
-        if r <= s - h:
-            return 0.0, 0.0
-        if r < s + h:
-            c = 0.5 * np.pi / h
-            fi = 0.5 * (1.0 + np.sin((r - s) * c))
-            dfi = 0.5 * np.cos((r - s) * c) * c
-            return f * fi, df * fi + f * dfi
+        fi, dfi = inner_switch(r, sin_p[p], din_p[p])
+        return f * fi, df * fi + f * dfi
     return f, df
 
 
 @njit(cache=True)
 def _z_one(k, idxz, idxcg_block, cglist, idxu_block, utr, uti):
-    """Entry ``k`` of the Z list from the summed U (``utr``/``uti``)."""
-    j1 = idxz[k, 0]
-    j2 = idxz[k, 1]
-    j = idxz[k, 2]
-    ma1min = idxz[k, 3]
-    ma2max = idxz[k, 4]
-    na = idxz[k, 5]
-    mb1min = idxz[k, 6]
-    mb2max = idxz[k, 7]
-    nb = idxz[k, 8]
-    cgb = idxcg_block[j1, j2, j]
-    zr = 0.0
-    zi = 0.0
-    jju1 = idxu_block[j1] + (j1 + 1) * mb1min
-    jju2 = idxu_block[j2] + (j2 + 1) * mb2max
-    icgb = mb1min * (j2 + 1) + mb2max
-    for ib in range(nb):
-        sr = 0.0
-        si = 0.0
-        ma1 = ma1min
-        ma2 = ma2max
-        icga = ma1min * (j2 + 1) + ma2max
-        for ia in range(na):
-            c = cglist[cgb + icga]
-            u1r = utr[jju1 + ma1]
-            u1i = uti[jju1 + ma1]
-            u2r = utr[jju2 + ma2]
-            u2i = uti[jju2 + ma2]
-            sr += c * (u1r * u2r - u1i * u2i)
-            si += c * (u1r * u2i + u1i * u2r)
-            ma1 += 1
-            ma2 -= 1
-            icga += j2
-        cb = cglist[cgb + icgb]
-        zr += cb * sr
-        zi += cb * si
-        jju1 += j1 + 1
-        jju2 -= j2 + 1
-        icgb += j2
-    return zr, zi
+    """Entry ``k`` of the Z list from the summed U (``utr``/``uti``): :func:`_z_two` with
+    the same density twice."""
+    return _z_two(k, idxz, idxcg_block, cglist, idxu_block, utr, uti, utr, uti)
 
 
 @njit(cache=True)
@@ -1865,7 +1824,8 @@ def _chem_bispectrum_grad_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p
     dui = np.empty((nu, 3, L))
     da = np.empty((15, L))
     ot = np.empty((3, nd, 3, L))
-    el = np.empty(L, dtype=np.int64)
+    dl = np.empty((3, F, L))
+    msk = np.empty((ne, L))
     pidx = np.empty(L, dtype=np.int64)
     a_r = np.empty(L)
     a_i = np.empty(L)
@@ -1919,8 +1879,10 @@ def _chem_bispectrum_grad_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p
                                    rfac0, rmin0, switchflag, pidx, a_r, a_i, b_r, b_i, geo)
             if live == 0:
                 continue
-            for l in range(L):
-                el[l] = ej_p[pidx[l]] if pidx[l] >= 0 else 0
+            for e in range(ne):
+                for l in range(L):
+                    p = pidx[l]
+                    msk[e, l] = 1.0 if (p >= 0 and ej_p[p] == e) else 0.0
             _u_lanes(a_r, a_i, b_r, b_i, J, idxu_block, rootpq, ur, ui)
             _du_lanes(a_r, a_i, b_r, b_i, geo, J, idxu_block, rootpq, ur, ui, dur, dui, da)
             for jjb in range(K):
@@ -1958,12 +1920,13 @@ def _chem_bispectrum_grad_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p
                             _half_dot3_lanes(idxu_block[j2], idxz_block[j, j1, j2], j2, 1.0,
                                              dur, dui, zr[dbl], zi[dbl], ot[2, dbl])
                 # d/dU_e3^j: B_{e1 e2 e3}; d/dU_e3^j1: B_{e3 e2 e1} (Z_{e1 e2});
-                # d/dU_e3^j2: B_{e1 e3 e2} (Z_{e2 e1})
-                for l in range(L):
-                    p = pidx[l]
-                    if p < 0:
-                        continue
-                    e3 = el[l]
+                # d/dU_e3^j2: B_{e1 e3 e2} (Z_{e2 e1}); e3 = the lane's neighbour element
+                # (masks msk[e3]), into the lane-major dl, vectorised over lanes
+                for tr in range(nd * ne):
+                    for a in range(3):
+                        for l in range(L):
+                            dl[a, tr * K + jjb, l] = 0.0
+                for e3 in range(ne):
                     for e1 in range(ne):
                         for e2 in range(ne):
                             c0 = ((e1 * ne + e2) * ne + e3) * K + jjb
@@ -1972,7 +1935,15 @@ def _chem_bispectrum_grad_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p
                             d12 = e1 * ne + e2
                             d21 = e2 * ne + e1
                             for a in range(3):
-                                dout[p, a, c0] += ot[0, d12, a, l]
-                                dout[p, a, c1] += f1 * ot[t1, d12, a, l]
-                                dout[p, a, c2] += f2 * ot[t2, d21, a, l]
+                                for l in range(L):
+                                    m = msk[e3, l]
+                                    dl[a, c0, l] += m * ot[0, d12, a, l]
+                                    dl[a, c1, l] += (m * f1) * ot[t1, d12, a, l]
+                                    dl[a, c2, l] += (m * f2) * ot[t2, d21, a, l]
+            for l in range(L):
+                p = pidx[l]
+                if p >= 0:
+                    for a in range(3):
+                        for c in range(F):
+                            dout[p, a, c] = dl[a, c, l]
     return out, dout
