@@ -303,3 +303,30 @@ def test_snap_inner_switch_allows_close_collisions_like_zbl():
                                         baseline=zbl)
     with pytest.raises(InvalidStructureError, match=r"0\.1"):
         plain.predict([dimer])
+
+
+def test_descriptor_stack_of_inner_switched_members_allows_close_collisions():
+    """DescriptorStack.min_distance started its max from 0.1 Å, so a stack whose members all
+    have their inner switch on (0.001 Å each, 03fa57f / 17f236a) still refused a 0.05 Å pair;
+    one member without the switch keeps the 0.1 Å floor."""
+    from ase import Atoms
+
+    from hybridpot import InvalidStructureError
+    from hybridpot.descriptors import ACSF, DescriptorStack, SNAPBispectrum
+
+    kw = dict(r_inner=1.0, d_inner=0.3)
+    ps = PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=2, l_max=1, **kw)
+    ac = ACSF(species=["Cu"], r_cut=5.0, angular=None, **kw)
+    snap = SNAPBispectrum(species=["Cu"], twojmax=2, rcutfac=2.0, switchinnerflag=True,
+                          sinner=1.0, dinner=0.3)
+    dimer = Atoms("Cu2", positions=[[0, 0, 0], [0.03, 0.0, 0.04]])
+    single = Atoms("Cu")
+    st = DescriptorStack(descriptors=[ps, ac, snap])
+    assert st.min_distance == pytest.approx(1e-3)
+    # the close pair is switched out of every member: isolated-atom features
+    np.testing.assert_array_equal(st.compute(dimer), np.repeat(st.compute(single), 2, axis=0))
+    mixed = DescriptorStack(descriptors=[ps, ACSF(species=["Cu"], r_cut=5.0, angular=None)])
+    assert mixed.min_distance == pytest.approx(0.1)
+    with pytest.raises(InvalidStructureError, match=r"DescriptorStack has atoms 0 and 1 only "
+                                                    r"0\.05 Å apart \(minimum allowed 0\.1 Å\)"):
+        mixed.compute(dimer)
