@@ -390,9 +390,10 @@ class SNAPBispectrum(Descriptor):
     order, elements in the order of ``species``, which must be LAMMPS's ``pair_coeff``
     element order); ``bzeroflag`` shifts the triple ``(e_i, e_i, e_i)`` only (every triple with
     ``wselfallflag``).  Its kernels are vectorised over atoms like those of ``chemflag``
-    False; the Z blocks of the ``N^2`` element pairs make values and forces cost about 2-4
-    times the single-density SNAP of the same ``twojmax`` (still below LAMMPS's chemflag
-    ``compute sna/atom`` and ``pair_style snap`` on one core).  Values and energies equal
+    False; the Z blocks of the ``N^2`` element pairs make values and forces cost about 1.5-2
+    times the single-density SNAP of the same ``twojmax`` for two elements (the Jacobian, with
+    ``N^3`` times the columns, more), below LAMMPS's chemflag ``compute sna/atom`` and
+    ``pair_style snap`` on one core.  Values and energies equal
     LAMMPS's (``compute sna/atom``, ``pair_style snap``) to round-off, and the forces here are
     the exact gradient of that energy; LAMMPS's ``pair_style snap`` chemflag forces (checked
     with 22 Jul 2025) are not, unless the coefficients are equal for the permuted element
