@@ -441,7 +441,7 @@ class LinearPosterior:
                 f"n_theta = {2 * ndim} (emcee needs more walkers than dimensions). "
                 f"Got {nw} instead.")
         step = self._initial_spread()
-        p0 = self.theta_map_[None, :] + step[None, :] * rng.standard_normal((nw, ndim))
+        p0 = self._initial_walkers(step, nw, rng)
         sampler = emcee.EnsembleSampler(nw, ndim, self._log_prob)
         sampler.random_state = np.random.RandomState(rng.randint(2 ** 31 - 1)).get_state()
         n_total = int(self.n_burn) + int(self.n_steps)
@@ -455,6 +455,30 @@ class LinearPosterior:
         self.inflation_ = self._cv_inflation() if self.robust == "cv" else \
             {k: 1.0 for k in sorted({k for k, _ in self.keys_})}
         return self
+
+    def _initial_walkers(self, step, n_walkers, rng):
+        """Walkers in a ball of radius ``step`` around ``theta_map_``, all of finite log
+        probability: a walker drawn outside the prior box (the MAP can sit near its edge) is
+        drawn again, in a ball halved every 10 tries.  emcee would otherwise keep a -inf walker,
+        and its stretch moves compare -inf with -inf (NaN, a RuntimeWarning) until it moves."""
+        t = self.theta_map_
+        p0 = t[None, :] + step[None, :] * rng.standard_normal((n_walkers, t.size))
+        bad = np.flatnonzero([not np.isfinite(self._log_prob(p)) for p in p0])
+        scale = 1.0
+        for attempt in range(60):
+            if bad.size == 0:
+                break
+            if attempt and attempt % 10 == 0:
+                scale *= 0.5
+            p0[bad] = t[None, :] + scale * step[None, :] * rng.standard_normal((bad.size, t.size))
+            bad = bad[[not np.isfinite(self._log_prob(p0[i])) for i in bad]]
+        if bad.size:
+            raise HybridpotError(
+                f"{type(self).__name__}.fit: could not start {bad.size} of {n_walkers} walkers "
+                f"at a finite log probability near the maximum a posteriori theta "
+                f"{np.array2string(t, precision=4)}; widen 'log_prior_width' (got "
+                f"{self.log_prior_width!r}).")
+        return p0
 
     def _initial_spread(self):
         """Walker ball: 1/10 of the Laplace standard deviation (finite-difference Hessian)."""
