@@ -840,6 +840,97 @@ def _dedr_lanes(a_r, a_i, b_r, b_i, geo, J, idxu_block, rootpq, ur, ui, yr, yi, 
                          + geo[7, l] * uk * suy[l])
 
 
+@njit(cache=True, fastmath=_FM)
+def _y_lanes(i0, n, beta, bt, idxz, idxcg_block, cglist, idxu_block, z_jjb, z_fac, utr, uti,
+             yr, yi, zr, zi):
+    """Y = dE/dU (LAMMPS ``compute_yi``) of atoms i0..i0+LANES-1 into ``yr``/``yi`` (nu, LANES).
+
+    ``Y^j[mb, ma] = sum_{j1 >= j2} z_fac * beta[i, z_jjb] * Z_{j1 j2 j}[mb, ma]`` over the
+    entries ``k`` of ``idxz``, from the summed U ``utr``/``uti`` (nu, LANES).  Only the entries
+    :func:`_dedr_lanes` reads are formed: the right half of the middle row (``2 mb == j``,
+    ``ma > mb``) is left zero.  A block with ``j1 == j2`` sums half of its (ib, ia) grid twice
+    (terms (ib, ia) and (nb-1-ib, na-1-ia) are equal: the two U factors swap and the signs of the
+    two swapped Clebsch-Gordan coefficients cancel).  ``bt`` (n_b, LANES) is scratch (beta of
+    the block, transposed), ``zr``/``zi`` (LANES,) scratch.  Same Y as forming every entry with
+    :func:`_z_lanes` to rounding (tested).
+    """
+    L = LANES
+    nu = utr.shape[0]
+    nbb = beta.shape[1]
+    for q in range(nu):
+        for l in range(L):
+            yr[q, l] = 0.0
+            yi[q, l] = 0.0
+    for c in range(nbb):
+        for l in range(L):
+            bt[c, l] = beta[i0 + l, c] if i0 + l < n else 0.0
+    for k in range(idxz.shape[0]):
+        j1 = idxz[k, 0]
+        j2 = idxz[k, 1]
+        j = idxz[k, 2]
+        jju = idxz[k, 9]
+        ju = jju - idxu_block[j]
+        mb = ju // (j + 1)
+        ma = ju - (j + 1) * mb
+        if 2 * mb == j and ma > mb:
+            continue   # the right half of the middle row carries no adjoint
+        jb = z_jjb[k]
+        nonzero = False
+        for l in range(L):
+            nonzero = nonzero or bt[jb, l] != 0.0
+        if not nonzero:
+            continue
+        ma1min = idxz[k, 3]
+        ma2max = idxz[k, 4]
+        na = idxz[k, 5]
+        mb1min = idxz[k, 6]
+        mb2max = idxz[k, 7]
+        nb = idxz[k, 8]
+        cgb = idxcg_block[j1, j2, j]
+        for l in range(L):
+            zr[l] = 0.0
+            zi[l] = 0.0
+        # j1 == j2: the terms (ib, ia) and (nb-1-ib, na-1-ia) are equal (U1 = U2, the CG
+        # swap signs cancel in the product): half the grid, twice
+        half = j1 == j2
+        ntot = na * nb
+        jju1 = idxu_block[j1] + (j1 + 1) * mb1min
+        jju2 = idxu_block[j2] + (j2 + 1) * mb2max
+        icgb = mb1min * (j2 + 1) + mb2max
+        t = 0
+        for ib in range(nb):
+            cb = cglist[cgb + icgb]
+            i1 = jju1 + ma1min
+            i2 = jju2 + ma2max
+            icga = cgb + ma1min * (j2 + 1) + ma2max
+            for ia in range(na):
+                cc = cb * cglist[icga]
+                if half:
+                    if 2 * t > ntot - 1:
+                        break
+                    if 2 * t < ntot - 1:
+                        cc *= 2.0
+                for l in range(L):
+                    u1r = utr[i1, l]
+                    u1i = uti[i1, l]
+                    u2r = utr[i2, l]
+                    u2i = uti[i2, l]
+                    zr[l] += cc * (u1r * u2r - u1i * u2i)
+                    zi[l] += cc * (u1r * u2i + u1i * u2r)
+                i1 += 1
+                i2 -= 1
+                icga += j2
+                t += 1
+            jju1 += j1 + 1
+            jju2 -= j2 + 1
+            icgb += j2
+        f = z_fac[k]
+        for l in range(L):
+            b = f * bt[jb, l]
+            yr[jju, l] += b * zr[l]
+            yi[jju, l] += b * zi[l]
+
+
 @njit(cache=True)
 def _backward_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0, switchflag,
                     wself, J, idxu_block, rootpq, cglist, idxcg_block, idxz, z_jjb, z_fac, beta):
@@ -852,7 +943,6 @@ def _backward_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmi
     n = offsets.shape[0] - 1
     npairs = D.shape[0]
     nu = idxu_block[J] + (J + 1) * (J + 1)
-    nz = idxz.shape[0]
     g = np.zeros((npairs, 3))
     utr = np.empty((nu, L))
     uti = np.empty((nu, L))
@@ -864,9 +954,7 @@ def _backward_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmi
     gi = np.empty((nu, L))
     zr = np.empty(L)
     zi = np.empty(L)
-    sr = np.empty(L)
-    si = np.empty(L)
-    bj = np.empty(L)
+    bt = np.empty((beta.shape[1], L))
     o = np.empty((3, L))
     pidx = np.empty(L, dtype=np.int64)
     a_r = np.empty(L)
@@ -880,22 +968,8 @@ def _backward_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmi
             continue
         _utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0,
                     switchflag, wself, J, idxu_block, rootpq, utr, uti, ubr, ubi, False)
-        for q in range(nu):
-            for l in range(L):
-                yr[q, l] = 0.0
-                yi[q, l] = 0.0
-        for k in range(nz):
-            nonzero = False
-            for l in range(L):
-                bj[l] = z_fac[k] * beta[i0 + l, z_jjb[k]] if i0 + l < n else 0.0
-                nonzero = nonzero or bj[l] != 0.0
-            if not nonzero:
-                continue
-            _z_lanes(k, idxz, idxcg_block, cglist, idxu_block, utr, uti, zr, zi, sr, si)
-            jju = idxz[k, 9]
-            for l in range(L):
-                yr[jju, l] += bj[l] * zr[l]
-                yi[jju, l] += bj[l] * zi[l]
+        _y_lanes(i0, n, beta, bt, idxz, idxcg_block, cglist, idxu_block, z_jjb, z_fac, utr, uti,
+                 yr, yi, zr, zi)
         for k in range(maxk):
             live = _geometry_lanes(i0, k, n, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p,
                                    rfac0, rmin0, switchflag, pidx, a_r, a_i, b_r, b_i, geo)

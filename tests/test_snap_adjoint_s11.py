@@ -1,0 +1,134 @@
+"""SNAPBispectrum default-path adjoint (s11): the lane kernel's Y = dE/dU (:func:`_y_lanes`,
+which forms only the entries the reverse pass reads and sums the j1 == j2 blocks over half
+their grid) against every Z entry formed with :func:`_z_lanes` (the values kernel's Z, the
+formulation the adjoint used before), and the lane adjoint against the scalar LAMMPS-literal
+kernel and central finite differences, for even and odd 2J up to 8, a ragged last lane block and
+zero columns of beta.
+"""
+
+import numpy as np
+import pytest
+from numba import njit
+
+from hybridpot._validation import species_indices
+from hybridpot.descriptors import SNAPBispectrum
+from hybridpot.descriptors import _snap_kernels as K
+from hybridpot.neighbors import neighbor_list
+
+from conftest import skewed_two_element_cell
+
+
+@njit(cache=True)
+def _y_reference(beta, J, idxu_block, cglist, idxcg_block, idxz, z_jjb, z_fac, utr, uti):
+    """Y of one lane block with every Z entry formed by _z_lanes (all rows, full grids)."""
+    L = utr.shape[1]
+    yr = np.zeros_like(utr)
+    yi = np.zeros_like(uti)
+    zr = np.empty(L)
+    zi = np.empty(L)
+    sr = np.empty(L)
+    si = np.empty(L)
+    for k in range(idxz.shape[0]):
+        K._z_lanes(k, idxz, idxcg_block, cglist, idxu_block, utr, uti, zr, zi, sr, si)
+        jju = idxz[k, 9]
+        for l in range(L):
+            b = z_fac[k] * beta[l, z_jjb[k]]
+            yr[jju, l] += b * zr[l]
+            yi[jju, l] += b * zi[l]
+    return yr, yi
+
+
+def _read_mask(J, idxu_block):
+    """The Y entries the reverse pass reads: rows 2 mb < j, and ma <= mb of the middle row."""
+    nu = idxu_block[J] + (J + 1) ** 2
+    m = np.zeros(nu, dtype=bool)
+    for j in range(J + 1):
+        for mb in range(j // 2 + 1):
+            for ma in range(j + 1):
+                if 2 * mb == j and ma > mb:
+                    break
+                m[idxu_block[j] + (j + 1) * mb + ma] = True
+    return m
+
+
+def _setup(twojmax, switchinner=False):
+    at = skewed_two_element_cell(seed=3, rattle=0.12) * (3, 2, 2)
+    kw = dict(sinner=[2.4, 2.3], dinner=[0.3, 0.25]) if switchinner else {}
+    d = SNAPBispectrum(species=["Cu", "Ni"], twojmax=twojmax, rcutfac=3.3, radelem=[0.5, 0.45],
+                       wj=[1.0, 0.7], switchinnerflag=switchinner, **kw)
+    d._validate()
+    nl = neighbor_list(at, d.r_cut)
+    return at, d, nl, d._pair_arrays(nl, species_indices(at, d._species))
+
+
+@pytest.mark.parametrize("twojmax", [1, 4, 5, 8])
+def test_y_lanes_equals_every_z_entry(twojmax, rng):
+    at, d, nl, args = _setup(twojmax)
+    t = d._tables
+    n = len(at)
+    L = K.LANES
+    assert n % L != 0       # ragged last block: lanes past n get beta 0
+    nu = t["idxu_block"][-1] + (twojmax + 1) ** 2
+    beta = rng.normal(size=(n, len(t["idxb"])))
+    beta[:, 1] = 0.0        # a zero column: its entries are skipped
+    mask = _read_mask(twojmax, t["idxu_block"])
+    utr = np.empty((nu, L))
+    uti = np.empty((nu, L))
+    ub = np.empty((1, nu, L))
+    yr = np.empty((nu, L))
+    yi = np.empty((nu, L))
+    bt = np.empty((beta.shape[1], L))
+    zr = np.empty(L)
+    zi = np.empty(L)
+    for i0 in range(0, n, L):
+        maxk = K._max_neighbours(i0, n, args[0])
+        K._utot_lanes(i0, n, maxk, *args, d._rfac0, d._rmin0, d._switch, d._wself, twojmax,
+                      t["idxu_block"], t["rootpq"], utr, uti, ub, ub.copy(), False)
+        K._y_lanes(i0, n, beta, bt, t["idxz"], t["idxcg_block"], t["cglist"], t["idxu_block"],
+                   t["z_jjb"], t["z_fac"], utr, uti, yr, yi, zr, zi)
+        bl = np.zeros((L, beta.shape[1]))
+        bl[:min(L, n - i0)] = beta[i0:i0 + L]
+        rr, ri = _y_reference(bl, twojmax, t["idxu_block"], t["cglist"], t["idxcg_block"],
+                              t["idxz"], t["z_jjb"], t["z_fac"], utr, uti)
+        scale = max(np.abs(rr).max(), np.abs(ri).max())
+        np.testing.assert_allclose(yr[mask], rr[mask], rtol=0, atol=1e-13 * scale)
+        np.testing.assert_allclose(yi[mask], ri[mask], rtol=0, atol=1e-13 * scale)
+        # the entries the reverse pass does not read are left zero
+        assert not yr[~mask].any() and not yi[~mask].any()
+        # a single-element (j1 == j2) contribution is nonzero: the halved grid is exercised
+        assert np.abs(rr[mask]).max() > 0
+
+
+@pytest.mark.parametrize("twojmax,switchinner", [(5, False), (8, False), (6, True)])
+def test_lane_adjoint_equals_scalar_kernel(twojmax, switchinner, rng):
+    at, d, nl, args = _setup(twojmax, switchinner)
+    t = d._tables
+    if switchinner:     # some pairs are inside the inner switching region
+        _, _, dist, inside, _, _, sin_p, din_p = args
+        assert np.any(inside & (np.abs(dist - sin_p) < din_p))
+    beta = rng.normal(size=(len(at), len(t["idxb"])))
+    beta[:, 0] = 0.0
+    cb = (d._rfac0, d._rmin0, d._switch, d._wself, d._J, t["idxu_block"], t["rootpq"],
+          t["cglist"], t["idxcg_block"], t["idxz"], t["z_jjb"], t["z_fac"], beta)
+    g = K._backward(*args, *cb)
+    np.testing.assert_allclose(K._backward_lanes(*args, *cb), g, rtol=0,
+                               atol=1e-12 * np.abs(g).max())
+
+
+def test_forces_2j8_central_finite_differences(rng):
+    """E = sum_i beta_i . B_i with 2J = 8 on a rattled periodic non-orthogonal cell: the
+    adjoint's forces against central differences of the values."""
+    at = skewed_two_element_cell(seed=5, rattle=0.1)
+    d = SNAPBispectrum(species=["Cu", "Ni"], twojmax=8, rcutfac=3.0, radelem=[0.5, 0.45])
+    B = d.compute(at)
+    beta = rng.normal(size=B.shape)
+    F = -d.backward(at, beta)[0]
+    h = 1e-5
+    for a in rng.choice(len(at), size=3, replace=False):
+        for c in range(3):
+            p = at.copy()
+            p.positions[a, c] += h
+            m = at.copy()
+            m.positions[a, c] -= h
+            fd = -(np.sum(beta * d.compute(p)) - np.sum(beta * d.compute(m))) / (2 * h)
+            assert F[a, c] == pytest.approx(fd, rel=1e-6, abs=1e-8 * np.abs(F).max())
