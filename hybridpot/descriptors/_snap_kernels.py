@@ -1795,6 +1795,9 @@ def _chem_backward_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p,
             j1 = idxz[k, 0]
             j2 = idxz[k, 1]
             j = idxz[k, 2]
+            ju = idxz[k, 9] - idxu_block[j]
+            if 2 * (ju // (j + 1)) == j and ju % (j + 1) > j // 2:
+                continue   # right half of the middle row: _dedr_lanes does not read its Y
             # the B blocks this Z entry serves (-1: none) and their factors
             b0 = idxb_block[j1, j2, j] if j >= j1 else -1
             b1 = idxb_block[j, j2, j1] if (j1 >= j and j >= j2) else -1
