@@ -744,26 +744,33 @@ def _bispectrum_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, r
 def _dedr_lanes(a_r, a_i, b_r, b_i, geo, J, idxu_block, rootpq, ur, ui, yr, yi, gr, gi, out):
     """``dE/dr_ij = Y . dU/dr_ij`` by reverse-mode differentiation of the U recursion (the
     vectorised counterpart of the forward-mode per-neighbour loop of :func:`_backward`) for
-    LANES neighbours at once; ``out`` has shape (3, LANES)."""
+    LANES neighbours at once; ``out`` has shape (3, LANES).
+
+    Reads ``yr``/``yi`` on the independent entries only (rows ``2 mb < j`` and ``ma <= mb`` of
+    the middle row); ``gr``/``gi`` (idxu_max, LANES) are scratch, of which only the rows a layer
+    above reads are initialised and folded (the mirror row ``(j + 1) / 2`` of an odd ``j``, the
+    right half of an even ``j``'s middle row).
+    """
     L = out.shape[1]
     suy = np.zeros(L)
     for j in range(J + 1):
         base = idxu_block[j]
-        for q in range(base, base + (j + 1) * (j + 1)):
-            for l in range(L):
-                gr[q, l] = 0.0
-                gi[q, l] = 0.0
-        for mb in range(j // 2 + 1):
+        # rows up to (j + 1) // 2 are read by layer j + 1 (an odd j's row (j + 1) / 2 is the
+        # mirror of row (j - 1) / 2): adjoint Y on the independent entries, zero elsewhere
+        for mb in range((j + 1) // 2 + 1):
             row = base + (j + 1) * mb
             for ma in range(j + 1):
-                if 2 * mb == j and ma > mb:
-                    break
-                w = 1.0 if (2 * mb == j and ma == mb) else 2.0
                 q = row + ma
-                for l in range(L):
-                    suy[l] += w * (ur[q, l] * yr[q, l] + ui[q, l] * yi[q, l])
-                    gr[q, l] = w * geo[6, l] * yr[q, l]
-                    gi[q, l] = w * geo[6, l] * yi[q, l]
+                if 2 * mb > j or (2 * mb == j and ma > mb):
+                    for l in range(L):
+                        gr[q, l] = 0.0
+                        gi[q, l] = 0.0
+                else:
+                    w = 1.0 if (2 * mb == j and ma == mb) else 2.0
+                    for l in range(L):
+                        suy[l] += w * (ur[q, l] * yr[q, l] + ui[q, l] * yi[q, l])
+                        gr[q, l] = w * geo[6, l] * yr[q, l]
+                        gi[q, l] = w * geo[6, l] * yi[q, l]
     abr = np.zeros(L)
     abi = np.zeros(L)
     bbr = np.zeros(L)
@@ -772,47 +779,69 @@ def _dedr_lanes(a_r, a_i, b_r, b_i, geo, J, idxu_block, rootpq, ur, ui, yr, yi, 
         base = idxu_block[j]
         basep = idxu_block[j - 1]
         last = base + (j + 1) * (j + 1) - 1
-        for mb in range(j // 2 + 1):
-            for ma in range(j + 1):
-                src = base + (j + 1) * mb + ma
-                dst = last - (j + 1) * mb - ma
-                s = 1.0 if (mb + ma) % 2 == 0 else -1.0
-                if 2 * mb < j or ma < mb:
+        # fold the adjoint of the mirrored entries back onto their sources: only the rows
+        # layer j + 1 read can carry one (none for j == J)
+        mb = j // 2 if j % 2 == 0 else (j - 1) // 2
+        for ma in range(j + 1):
+            src = base + (j + 1) * mb + ma
+            dst = last - (j + 1) * mb - ma
+            s = 1.0 if (mb + ma) % 2 == 0 else -1.0
+            if 2 * mb < j or ma < mb:
+                if j < J:
                     for l in range(L):
                         gr[src, l] += s * gr[dst, l]
                         gi[src, l] -= s * gi[dst, l]
-                        gr[dst, l] = 0.0
-                        gi[dst, l] = 0.0
-                elif ma == mb:
-                    for l in range(L):
-                        gi[src, l] = -gi[src, l]
+            elif ma == mb:
+                for l in range(L):
+                    gi[src, l] = -gi[src, l]
         for mb in range(j // 2 + 1):
             row = base + (j + 1) * mb
             prow = basep + j * mb
             top = j if 2 * mb < j else mb  # right half of the middle row carries no adjoint
-            for ma in range(top + 1):
-                if ma < j:
-                    c = rootpq[j - ma, j - mb]
-                    for l in range(L):
-                        g_r = gr[row + ma, l]
-                        g_i = gi[row + ma, l]
-                        pr = ur[prow + ma, l]
-                        pi = ui[prow + ma, l]
-                        abr[l] += c * (g_r * pr + g_i * pi)
-                        abi[l] += c * (g_r * pi - g_i * pr)
-                        gr[prow + ma, l] += c * (a_r[l] * g_r - a_i[l] * g_i)
-                        gi[prow + ma, l] += c * (a_r[l] * g_i + a_i[l] * g_r)
-                if ma > 0:
-                    c = -rootpq[ma, j - mb]
-                    for l in range(L):
-                        g_r = gr[row + ma, l]
-                        g_i = gi[row + ma, l]
-                        pr = ur[prow + ma - 1, l]
-                        pi = ui[prow + ma - 1, l]
-                        bbr[l] += c * (g_r * pr + g_i * pi)
-                        bbi[l] += c * (g_r * pi - g_i * pr)
-                        gr[prow + ma - 1, l] += c * (b_r[l] * g_r - b_i[l] * g_i)
-                        gi[prow + ma - 1, l] += c * (b_r[l] * g_i + b_i[l] * g_r)
+            # ma = 0: the a-term only
+            c = rootpq[j, j - mb]
+            for l in range(L):
+                g_r = gr[row, l]
+                g_i = gi[row, l]
+                pr = ur[prow, l]
+                pi = ui[prow, l]
+                abr[l] += c * (g_r * pr + g_i * pi)
+                abi[l] += c * (g_r * pi - g_i * pr)
+                gr[prow, l] += c * (a_r[l] * g_r - a_i[l] * g_i)
+                gi[prow, l] += c * (a_r[l] * g_i + a_i[l] * g_r)
+            for ma in range(1, min(top, j - 1) + 1):
+                c1 = rootpq[j - ma, j - mb]
+                c2 = -rootpq[ma, j - mb]
+                q1 = prow + ma
+                q2 = prow + ma - 1
+                for l in range(L):
+                    g_r = gr[row + ma, l]
+                    g_i = gi[row + ma, l]
+                    pr = ur[q1, l]
+                    pi = ui[q1, l]
+                    qr = ur[q2, l]
+                    qi = ui[q2, l]
+                    abr[l] += c1 * (g_r * pr + g_i * pi)
+                    abi[l] += c1 * (g_r * pi - g_i * pr)
+                    bbr[l] += c2 * (g_r * qr + g_i * qi)
+                    bbi[l] += c2 * (g_r * qi - g_i * qr)
+                    gr[q1, l] += c1 * (a_r[l] * g_r - a_i[l] * g_i)
+                    gi[q1, l] += c1 * (a_r[l] * g_i + a_i[l] * g_r)
+                    gr[q2, l] += c2 * (b_r[l] * g_r - b_i[l] * g_i)
+                    gi[q2, l] += c2 * (b_r[l] * g_i + b_i[l] * g_r)
+            if top == j:
+                # ma = j: the b-term only
+                c = -rootpq[j, j - mb]
+                q2 = prow + j - 1
+                for l in range(L):
+                    g_r = gr[row + j, l]
+                    g_i = gi[row + j, l]
+                    qr = ur[q2, l]
+                    qi = ui[q2, l]
+                    bbr[l] += c * (g_r * qr + g_i * qi)
+                    bbi[l] += c * (g_r * qi - g_i * qr)
+                    gr[q2, l] += c * (b_r[l] * g_r - b_i[l] * g_i)
+                    gi[q2, l] += c * (b_r[l] * g_i + b_i[l] * g_r)
     for l in range(L):
         x = geo[0, l]
         y = geo[1, l]
