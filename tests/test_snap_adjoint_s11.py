@@ -51,8 +51,8 @@ def _read_mask(J, idxu_block):
     return m
 
 
-def _setup(twojmax, switchinner=False):
-    at = skewed_two_element_cell(seed=3, rattle=0.12) * (3, 2, 2)
+def _setup(twojmax, switchinner=False, reps=(3, 2, 2)):
+    at = skewed_two_element_cell(seed=3, rattle=0.12) * reps
     kw = dict(sinner=[2.4, 2.3], dinner=[0.3, 0.25]) if switchinner else {}
     d = SNAPBispectrum(species=["Cu", "Ni"], twojmax=twojmax, rcutfac=3.3, radelem=[0.5, 0.45],
                        wj=[1.0, 0.7], switchinnerflag=switchinner, **kw)
@@ -99,9 +99,13 @@ def test_y_lanes_equals_every_z_entry(twojmax, rng):
         assert np.abs(rr[mask]).max() > 0
 
 
-@pytest.mark.parametrize("twojmax,switchinner", [(5, False), (8, False), (6, True)])
-def test_lane_adjoint_equals_scalar_kernel(twojmax, switchinner, rng):
-    at, d, nl, args = _setup(twojmax, switchinner)
+@pytest.mark.parametrize("twojmax,switchinner,reps", [(5, False, (3, 2, 2)), (8, False, (3, 2, 2)),
+                                                     (6, True, (3, 2, 2)), (3, False, (5, 4, 3)),
+                                                     (2, False, (1, 1, 1))])
+def test_lane_adjoint_equals_scalar_kernel(twojmax, switchinner, reps, rng):
+    """48 atoms (one block of 48 lanes), 240 atoms (two blocks of 120), 4 atoms (8 lanes, 4
+    of them empty)."""
+    at, d, nl, args = _setup(twojmax, switchinner, reps)
     t = d._tables
     if switchinner:     # some pairs are inside the inner switching region
         _, _, dist, inside, _, _, sin_p, din_p = args
@@ -132,6 +136,17 @@ def test_forces_2j8_central_finite_differences(rng):
             m.positions[a, c] -= h
             fd = -(np.sum(beta * d.compute(p)) - np.sum(beta * d.compute(m))) / (2 * h)
             assert F[a, c] == pytest.approx(fd, rel=1e-6, abs=1e-8 * np.abs(F).max())
+
+
+@pytest.mark.parametrize("n,lanes", [(1, 8), (4, 8), (9, 16), (108, 112), (128, 128),
+                                     (129, 72), (256, 128), (1000, 128)])
+def test_backward_lane_count(n, lanes):
+    """At most BACKWARD_LANES, balanced over the blocks, a multiple of 8, covering n atoms."""
+    L = K._backward_lane_count(n)
+    assert L == lanes
+    assert L <= K.BACKWARD_LANES and L % 8 == 0
+    nblk = -(-n // L)
+    assert nblk == -(-n // K.BACKWARD_LANES)
 
 
 @pytest.mark.parametrize("twojmax", [1, 2, 5, 8])

@@ -15,7 +15,8 @@ centre (pairs sorted by centre atom).  The production kernels (``*_lanes``) trea
 atoms together, the k-th neighbours of all of them as one vector, so that every inner loop runs
 over lanes and vectorises (AVX); the scalar kernels follow LAMMPS line by line and are the
 reference they are tested against.  The adjoint differentiates the U recursion in reverse mode
-(``dE/da``, ``dE/db`` of the Cayley-Klein parameters) instead of forming ``dU/dr_ij``; the
+(``dE/da``, ``dE/db`` of the Cayley-Klein parameters) instead of forming ``dU/dr_ij``, up to
+``BACKWARD_LANES`` atoms per block; the
 Jacobian (:func:`_bispectrum_grad_lanes`, used for fitting rows and the committee σ) forms
 ``dU/dr_ij`` in forward mode and contracts it with the Z blocks of every B component (up to
 ``GRAD_LANES`` atoms per block; the lane helpers take the lane count from their arrays).
@@ -493,6 +494,10 @@ LANES = 32
 #: largest lane count of the Jacobian kernel (its per-neighbour work is larger: longer
 #: vectors amortise the loop overhead; measured 64 balanced vs 32: 25 % faster)
 GRAD_LANES = 64
+#: largest lane count of the default-path adjoint (:func:`_backward_lanes`): its lane loops are
+#: short (one U / Y entry each), so longer vectors amortise their overhead; measured on 256 Cu
+#: atoms, 2J=8 (kernel CPU time relative to 32 lanes): 64 lanes 0.83x, 128 lanes 0.77x
+BACKWARD_LANES = 128
 #: fastmath (FMA contraction) lets LLVM vectorise the lane loops; results differ from the
 #: scalar kernels by rounding only (tested to 1e-12)
 _FM = True
@@ -693,6 +698,14 @@ def _max_neighbours(i0, n, offsets, L=LANES):
 
 
 @njit(cache=True)
+def _backward_lane_count(n):
+    """Lanes per block of the adjoint for ``n`` atoms: at most BACKWARD_LANES, balanced over
+    the blocks, a multiple of 8 (256 atoms: 2 x 128; 108: 1 x 112; 4: 8)."""
+    nblk = max(1, (n + BACKWARD_LANES - 1) // BACKWARD_LANES)
+    return max(8, ((n + nblk - 1) // nblk + 7) // 8 * 8)
+
+
+@njit(cache=True)
 def _bispectrum_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0, switchflag,
                       wself, bzero, J, idxu_block, rootpq, cglist, idxcg_block, idxz, idxz_block,
                       idxb):
@@ -872,18 +885,18 @@ def _dedr_lanes(a_r, a_i, b_r, b_i, geo, J, idxu_block, rootpq, ur, ui, yr, yi, 
 @njit(cache=True, fastmath=_FM)
 def _y_lanes(i0, n, beta, bt, idxz, idxcg_block, cglist, idxu_block, z_jjb, z_fac, utr, uti,
              yr, yi, zr, zi):
-    """Y = dE/dU (LAMMPS ``compute_yi``) of atoms i0..i0+LANES-1 into ``yr``/``yi`` (nu, LANES).
+    """Y = dE/dU (LAMMPS ``compute_yi``) of atoms i0..i0+L-1 into ``yr``/``yi`` (nu, L).
 
     ``Y^j[mb, ma] = sum_{j1 >= j2} z_fac * beta[i, z_jjb] * Z_{j1 j2 j}[mb, ma]`` over the
-    entries ``k`` of ``idxz``, from the summed U ``utr``/``uti`` (nu, LANES).  Only the entries
+    entries ``k`` of ``idxz``, from the summed U ``utr``/``uti`` (nu, L).  Only the entries
     :func:`_dedr_lanes` reads are formed: the right half of the middle row (``2 mb == j``,
     ``ma > mb``) is left zero.  A block with ``j1 == j2`` sums half of its (ib, ia) grid twice
     (terms (ib, ia) and (nb-1-ib, na-1-ia) are equal: the two U factors swap and the signs of the
-    two swapped Clebsch-Gordan coefficients cancel).  ``bt`` (n_b, LANES) is scratch (beta of
-    the block, transposed), ``zr``/``zi`` (LANES,) scratch.  Same Y as forming every entry with
+    two swapped Clebsch-Gordan coefficients cancel).  ``bt`` (n_b, L) is scratch (beta of
+    the block, transposed), ``zr``/``zi`` (L,) scratch.  Same Y as forming every entry with
     :func:`_z_lanes` to rounding (tested).
     """
-    L = LANES
+    L = yr.shape[1]
     nu = utr.shape[0]
     nbb = beta.shape[1]
     for q in range(nu):
@@ -963,13 +976,14 @@ def _y_lanes(i0, n, beta, bt, idxz, idxcg_block, cglist, idxu_block, z_jjb, z_fa
 @njit(cache=True)
 def _backward_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0, switchflag,
                     wself, J, idxu_block, rootpq, cglist, idxcg_block, idxz, z_jjb, z_fac, beta):
-    """Adjoint dE/dr_ij (n_pairs, 3) for E = sum_i beta[i] . B_i, LANES atoms at a time.
+    """Adjoint dE/dr_ij (n_pairs, 3) for E = sum_i beta[i] . B_i, up to BACKWARD_LANES atoms
+    at a time (:func:`_backward_lane_count`).
 
     Y = dE/dU per atom as LAMMPS ``compute_yi``; per neighbour the reverse-mode
     :func:`_dedr_lanes` replaces ``compute_duidrj`` + ``compute_deidrj``.
     """
-    L = LANES
     n = offsets.shape[0] - 1
+    L = _backward_lane_count(n)
     npairs = D.shape[0]
     nu = idxu_block[J] + (J + 1) * (J + 1)
     g = np.zeros((npairs, 3))
@@ -992,7 +1006,7 @@ def _backward_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmi
     b_i = np.empty(L)
     geo = np.empty((8, L))
     for i0 in range(0, n, L):
-        maxk = _max_neighbours(i0, n, offsets)
+        maxk = _max_neighbours(i0, n, offsets, L)
         if maxk == 0:
             continue
         _utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0,
