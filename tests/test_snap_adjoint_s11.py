@@ -152,8 +152,8 @@ def test_backward_lane_count(n, lanes):
 @pytest.mark.parametrize("twojmax", [1, 2, 5, 8])
 def test_dedr_lanes_reads_no_stale_scratch(twojmax, rng):
     """The reverse pass initialises every scratch entry it reads (rows up to (j + 1) / 2): NaN
-    scratch gives the same dE/dr as zeroed scratch, and the right half of the middle row and the
-    mirror rows of Y are not read."""
+    scratch gives the same dE/dr as zeroed scratch, the right half of the middle row and the
+    mirror rows of Y are not read, nor the mirror rows of U that _u_lanes(full=False) skips."""
     from hybridpot.descriptors._snap import snap_tables
 
     t = snap_tables(twojmax)
@@ -183,3 +183,14 @@ def test_dedr_lanes_reads_no_stale_scratch(twojmax, rng):
                   np.full((nu, L), np.nan), out1)
     assert np.all(np.isfinite(out0))
     np.testing.assert_array_equal(out1, out0)
+    # U with only the mirrored rows the reverse pass reads (full=False, as _backward_lanes
+    # recomputes it per neighbour): the rest stays NaN and is not read
+    ur2 = np.full((nu, L), np.nan)
+    ui2 = np.full((nu, L), np.nan)
+    K._u_lanes(a_r, a_i, b_r, b_i, twojmax, t["idxu_block"], t["rootpq"], ur2, ui2, False)
+    if twojmax >= 3:
+        assert np.isnan(ur2).any()
+    out2 = np.empty((3, L))
+    K._dedr_lanes(a_r, a_i, b_r, b_i, geo, twojmax, t["idxu_block"], t["rootpq"], ur2, ui2,
+                  yr2, yi2, np.full((nu, L), np.nan), np.full((nu, L), np.nan), out2)
+    np.testing.assert_array_equal(out2, out0)

@@ -504,8 +504,12 @@ _FM = True
 
 
 @njit(cache=True, fastmath=_FM)
-def _u_lanes(a_r, a_i, b_r, b_i, J, idxu_block, rootpq, ur, ui):
-    """:func:`_u_one` for LANES neighbours at once; ``ur``/``ui`` have shape (idxu_max, LANES)."""
+def _u_lanes(a_r, a_i, b_r, b_i, J, idxu_block, rootpq, ur, ui, full=True):
+    """:func:`_u_one` for LANES neighbours at once; ``ur``/``ui`` have shape (idxu_max, LANES).
+
+    With ``full=False`` only the mirrored rows the reverse pass :func:`_dedr_lanes` reads are
+    filled (an even ``j``'s middle row, an odd ``j``'s row ``(j + 1) / 2``); the other rows
+    ``2 mb > j`` are left as they were."""
     L = ur.shape[1]
     for l in range(L):
         ur[0, l] = 1.0
@@ -542,6 +546,8 @@ def _u_lanes(a_r, a_i, b_r, b_i, J, idxu_block, rootpq, ur, ui):
                 ui[row + j, l] = c2 * (b_r[l] * qi - b_i[l] * qr)
         last = base + (j + 1) * (j + 1) - 1
         for mb in range(j // 2 + 1):
+            if not (full or 2 * mb == j or 2 * mb == j - 1):
+                continue
             for ma in range(j + 1):
                 src = base + (j + 1) * mb + ma
                 dst = last - (j + 1) * mb - ma
@@ -1019,7 +1025,7 @@ def _backward_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmi
             if live == 0:
                 continue
             # recomputing U is cheaper than storing it for every neighbour (memory traffic)
-            _u_lanes(a_r, a_i, b_r, b_i, J, idxu_block, rootpq, ubr[0], ubi[0])
+            _u_lanes(a_r, a_i, b_r, b_i, J, idxu_block, rootpq, ubr[0], ubi[0], False)
             _dedr_lanes(a_r, a_i, b_r, b_i, geo, J, idxu_block, rootpq, ubr[0], ubi[0], yr, yi,
                         gr, gi, o)
             for l in range(L):
