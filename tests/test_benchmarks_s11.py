@@ -118,6 +118,8 @@ def test_descriptors_json_keys_and_ratios(tmp_path):
     assert ef["ratio"] == pytest.approx(ef["us_per_atom"] / ef["peer_us_per_atom"])
 
 
+@pytest.mark.slow  # ~20 s cold (a subprocess compiling the kernels); the SNAP rows' no-peer
+# path stays in the fast tier (test_descriptors_snap_rows_without_lammps)
 def test_descriptors_missing_peers_are_reported_not_installed(tmp_path):
     rows = run_bench("descriptors.py", "--only", "PowerSpectrum", cwd=tmp_path, no_peers=True)
     peers = {(r["what"], r["peer"]) for r in rows}
@@ -172,6 +174,8 @@ def test_snap_against_lammps_gives_wall_and_cpu_ratios(tmp_path):
     assert rows[1]["max_abs_force_diff_ev_per_a"] < 1e-10
 
 
+@pytest.mark.slow  # ~20 s cold (a subprocess compiling the kernels); the SNAP rows' no-peer
+# path stays in the fast tier (test_descriptors_snap_rows_without_lammps)
 def test_snap_without_lammps(tmp_path):
     rows = run_bench("snap.py", "--repeats", "1", "--steps", "1", cwd=tmp_path, no_peers=True)
     for r in rows:

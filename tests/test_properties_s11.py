@@ -292,6 +292,7 @@ def _run_properties_example(*args, cwd):
                            text=True, timeout=600, env=dict(os.environ, MPLBACKEND="Agg"))
 
 
+@pytest.mark.slow  # ~27 s: fits and saves an ensemble, then runs the example on it
 def test_properties_example_on_a_saved_ensemble_model(cu_data, tmp_path):
     """``--model`` with an EnsembleRegressor: σ is the spread of its fitted members."""
     from hybridpot.regression import EnsembleRegressor, SparseGPRegressor
