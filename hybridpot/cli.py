@@ -1,5 +1,5 @@
-"""Command line: ``hybridpot fit | evaluate | md | report | export | select | learn``, driven by a
-TOML config (keys and defaults: :mod:`hybridpot.config`).
+"""Command line: ``hybridpot fit | evaluate | md | report | export | properties | select |
+learn``, driven by a TOML config (keys and defaults: :mod:`hybridpot.config`).
 
 ``hybridpot fit`` with no config fits the shipped aluminium GPAW data with the defaults of
 :data:`hybridpot.config.DEFAULT_CONFIG` and writes ``model.hpot`` and a report folder.
@@ -359,10 +359,22 @@ def cmd_md(args, cfg):
     steps = int(md["steps"])
     if steps < 0:
         raise ConfigError(f"md.steps must be >= 0. Got {steps}.")
+    per_atom = bool(getattr(args, "per_atom_stress", False))
+    if per_atom:
+        _check_per_atom_stress(atoms, md)
     traj = Trajectory(_output_path(md["trajectory"], "md.trajectory"), "w", atoms) \
         if md["trajectory"] else None
     if traj is not None:
-        dyn.attach(traj.write, interval=10)
+        if per_atom:
+            def write_frame():
+                # the per-atom virials of this step (energy, forces and stress are cached):
+                # Trajectory then stores "stresses" with the other results of the frame
+                atoms.get_stresses()
+                traj.write()
+
+            dyn.attach(write_frame, interval=10)
+        else:
+            dyn.attach(traj.write, interval=10)
     from tqdm.auto import tqdm
 
     stopped = log = None
@@ -388,7 +400,8 @@ def cmd_md(args, cfg):
           f"({atoms.get_chemical_formula()}), "
           f"T = {atoms.get_temperature():.0f} K, total energy change "
           f"{(atoms.get_total_energy() - e0) / len(atoms):.2e} eV/atom"
-          + (f" -> {md['trajectory']}" if traj is not None else ""))
+          + (f" -> {md['trajectory']}" if traj is not None else "")
+          + (" (with per-atom stresses)" if traj is not None and per_atom else ""))
     if log is not None:
         print(f"σ every {interval} steps -> {md['sigma_log']}: largest force σ "
               f"{log.largest:.4f} eV/Å")
@@ -396,6 +409,26 @@ def cmd_md(args, cfg):
         print(f"stopped at step {stopped.step}: largest force σ {stopped.value:.4f} eV/Å > "
               f"md.max_force_std = {max_std} eV/Å")
     return 0
+
+
+def _check_per_atom_stress(atoms, md):
+    """ConfigError unless ``hybridpot md --per-atom-stress`` can store per-atom stresses:
+    a trajectory file, a 3-D periodic structure and a model (baseline included) that gives
+    per-atom virials (checked on the starting structure)."""
+    from ase.calculators.calculator import PropertyNotImplementedError
+
+    if not md["trajectory"]:
+        raise ConfigError("--per-atom-stress stores the per-atom stresses in the trajectory "
+                          "frames; set md.trajectory to a file name such as 'md.traj'. "
+                          "Got md.trajectory = ''.")
+    if not np.all(atoms.pbc):
+        raise ConfigError(f"--per-atom-stress needs a structure periodic in 3-D (per-atom "
+                          f"stresses are virials divided by the cell volume); md.structure "
+                          f"has pbc={[bool(p) for p in atoms.pbc]}.")
+    try:
+        atoms.get_stresses()
+    except PropertyNotImplementedError as e:
+        raise ConfigError(f"--per-atom-stress: {str(e).splitlines()[0]}") from e
 
 
 class _SigmaExceeded(Exception):
@@ -441,6 +474,85 @@ class _SigmaLog:
 
     def close(self):
         self.file.close()
+
+
+#: what ``hybridpot properties --json`` writes (the dict of
+#: :func:`hybridpot.properties.compute_properties`, plus the model file)
+PROPERTIES_JSON_KEYS = (
+    "model_file: the model file as given; symbol, crystal, quick, a_guess (Å), r_cut (Å); "
+    "keys: property names in table order (a0, B, C11, C12, C44, C11(E), C12(E), C44(E), "
+    "B(C), E_v, E_m, γ<facet> x2, ν(Γ), νX lo / νX hi or νH lo / νH hi); units: name -> "
+    "unit (Å, GPa, eV, J/m², THz); model: name -> value; sigma: name -> committee standard "
+    "deviation (null without a committee); n_members, committee ('posterior', 'ensemble' or "
+    "null), members: one name -> value object per member; baseline_name, baseline: name -> "
+    "value of the baseline alone, difference: model minus baseline (both null without a "
+    "baseline or with ZBL); notes: list of strings")
+
+
+def _strict_json(obj):
+    """``obj`` with non-finite floats as None (strict JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {k: _strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict_json(v) for v in obj]
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def cmd_properties(args, cfg):
+    """``hybridpot properties``: :func:`hybridpot.properties.compute_properties` of a saved
+    model, printed as a table (model ± σ, baseline, difference) and with ``--json`` written
+    as a JSON file (keys: :data:`PROPERTIES_JSON_KEYS`)."""
+    import time
+
+    from .properties import committee_kind, compute_properties, format_table
+
+    model_file = args.model or cfg["output"]["model"]
+    model = _load_model(model_file)
+    species = list(model.species_)
+    symbol = args.element
+    if symbol is None:
+        if len(species) != 1:
+            raise ConfigError(f"--element: the model has several elements {species}; choose "
+                              f"the one whose crystal to compute (e.g. --element "
+                              f"{species[0]}).")
+        symbol = species[0]
+    elif symbol not in species:
+        raise ConfigError(f"--element must be one of the model's elements {species}. "
+                          f"Got {symbol!r}.")
+    members = args.members
+    if members is not None:
+        if members < 0 or members == 1:
+            raise ConfigError(f"--members must be 0 (no σ) or >= 2 (σ is the spread of the "
+                              f"committee). Got {members}.")
+        if members and committee_kind(model) is None:
+            raise ConfigError(f"--members {members}: the model's "
+                              f"{type(model.regressor_).__name__} has no coefficient "
+                              f"posterior (BayesianLinearRegressor) and no ensemble members "
+                              f"to draw a committee from; use --members 0.")
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be >= 0. Got {args.seed}.")
+    if args.a_guess is not None and not (np.isfinite(args.a_guess) and args.a_guess > 0):
+        raise ConfigError(f"--a-guess must be a positive lattice constant in Å. "
+                          f"Got {args.a_guess}.")
+    out = _output_path(args.json, "--json") if args.json else None   # checked first
+    t0 = time.process_time()
+    res = compute_properties(model, symbol, crystal=args.crystal, a_guess=args.a_guess,
+                             quick=bool(args.quick), members=members, random_state=args.seed)
+    for note in res["notes"]:
+        print(f"note: {note}")
+    print(f"properties of {symbol} ({args.crystal}) with {model_file}: the model"
+          f"{', the baseline' if res['baseline'] else ''} and {res['n_members']} committee "
+          f"members, {time.process_time() - t0:.1f} s CPU")
+    print(format_table(res))
+    if out is not None:
+        with open(out, "w", encoding="utf-8") as f:
+            json.dump(_strict_json({"model_file": str(model_file), **res}), f, indent=1,
+                      ensure_ascii=False, allow_nan=False)
+            f.write("\n")
+        print(f"-> {out}")
+    return 0
 
 
 def cmd_report(args, cfg):
@@ -495,7 +607,7 @@ def cmd_export(args, cfg):
 
 
 COMMANDS = {"fit": cmd_fit, "evaluate": cmd_evaluate, "md": cmd_md, "report": cmd_report,
-            "export": cmd_export}
+            "export": cmd_export, "properties": cmd_properties}
 
 
 def _parser():
@@ -503,7 +615,8 @@ def _parser():
         prog="hybridpot",
         description="Fit machine-learned interatomic potentials on top of an empirical one, "
         "evaluate them, run MD with them, write reports, export SNAP models to LAMMPS, and "
-        "select / learn new training structures. Every sub-command reads an optional TOML "
+        "select / learn new training structures; compute materials properties with "
+        "committee σ. Every sub-command reads an optional TOML "
         "config (-c; keys and defaults in the hybridpot.config docstring); errors are one "
         "line with exit code 2.",
         epilog="'hybridpot <command> --help' lists the options of a command.")
@@ -525,6 +638,13 @@ def _parser():
     s = sub.add_parser("md", parents=[with_model],
                        help="molecular dynamics with a model (ASE)")
     s.add_argument("--steps", type=int, help="number of MD steps (overrides md.steps)")
+    s.add_argument("--per-atom-stress", action="store_true",
+                   help="store the per-atom stresses in every trajectory frame (ASE "
+                   "'stresses': (n_atoms, 6) eV/Å³, ASE sign and Voigt order xx yy zz yz xz "
+                   "xy, virial part without the kinetic term, each atom's virial divided by "
+                   "the cell volume so that they sum to the frame's stress; read back with "
+                   "ase.io.read(traj, ':')[k].get_stresses()); needs a 3-D periodic "
+                   "structure")
     s = sub.add_parser("report", parents=[with_model], help="HTML report with parity plots")
     s.add_argument("--data", help="labelled structures (extxyz)")
     s.add_argument("--out", help="report folder")
@@ -536,6 +656,30 @@ def _parser():
     s.add_argument("--species", nargs="+", metavar="EL",
                    help="element of LAMMPS atom types 1, 2, ... (an element may repeat; "
                    "overrides export.species; default: the model's trained elements in order)")
+    from .properties import CRYSTALS
+
+    s = sub.add_parser(
+        "properties", parents=[with_model],
+        help="materials properties of a model with committee σ (a0, B, elastic constants, "
+        "vacancy, surfaces, phonons)",
+        description="Lattice constant, bulk modulus, elastic constants (from stress and "
+        "energy), vacancy formation and migration energies, surface energies and "
+        "zone-boundary phonons of a saved model, its baseline alone and a posterior "
+        "committee (σ); see hybridpot.properties.",
+        epilog="--json keys: " + PROPERTIES_JSON_KEYS)
+    s.add_argument("--element", help="element of the crystal (default: the model's element "
+                   "when it has one)")
+    s.add_argument("--crystal", choices=CRYSTALS, default="fcc",
+                   help="crystal structure (default fcc)")
+    s.add_argument("--a-guess", type=float, help="starting lattice constant, Å (default: "
+                   "ASE's reference value, or from the covalent radius)")
+    s.add_argument("--quick", action="store_true",
+                   help="smaller defect cells, slabs, NEB and phonon supercell (seconds)")
+    s.add_argument("--members", type=int, help="committee size for σ (default 16, --quick "
+                   "4, when the model has a posterior or ensemble; 0: no σ)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the committee draws "
+                   "(default 0)")
+    s.add_argument("--json", metavar="OUT", help="also write the numbers as JSON to OUT")
     for name, (helptext, fn) in _extra_commands().items():
         # `learn` writes its model into the run directory: it takes no --model
         s = sub.add_parser(name, parents=[common if name == "learn" else with_model],

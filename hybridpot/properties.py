@@ -64,13 +64,13 @@ fits a model first.
 Relaxations that stop before their force threshold issue a ``RuntimeWarning`` naming the
 step (the property is still returned).
 
-Examples
---------
->>> from hybridpot.properties import compute_properties, format_table
->>> res = compute_properties(model, "Al", quick=True, members=4)   # doctest: +SKIP
->>> res["model"]["C44"], res["sigma"]["C44"]                         # doctest: +SKIP
-(44.8, 0.82)
->>> print(format_table(res))                                         # doctest: +SKIP
+Usage, for a fitted one-element ``model``::
+
+    from hybridpot.properties import compute_properties, format_table
+
+    res = compute_properties(model, quick=True, members=4, random_state=0)
+    res["model"]["C44"], res["sigma"]["C44"]      # GPa: value and committee σ
+    print(format_table(res))
 """
 
 from __future__ import annotations
