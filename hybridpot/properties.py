@@ -62,7 +62,9 @@ The command line is ``hybridpot properties --model model.hpot``; ``examples/prop
 fits a model first.
 
 Relaxations that stop before their force threshold issue a ``RuntimeWarning`` naming the
-step (the property is still returned).
+step (the property is still returned).  The module imports ASE lazily and never matplotlib;
+only the phonons need it, through ASE (``ase.phonons`` imports ``ase.vibrations``, which
+imports matplotlib, a requirement of ASE).
 
 Usage, for a fitted one-element ``model``::
 

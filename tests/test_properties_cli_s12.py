@@ -329,3 +329,25 @@ def test_top_level_help_lists_properties(capsys):
     with pytest.raises(SystemExit):
         main(["md", "--help"])
     assert "--per-atom-stress" in capsys.readouterr().out
+
+
+def test_module_works_without_matplotlib():
+    """hybridpot.properties imports, and its EOS, NEB and surface functions run, with
+    matplotlib blocked (a fresh interpreter; ASE's EMT as the calculator).  Only the phonons
+    need it: ase.phonons imports ase.vibrations, which imports matplotlib (a requirement of
+    ASE itself)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['matplotlib'] = None\n"
+            "import hybridpot.properties as p\n"
+            "from ase.calculators.emt import EMT\n"
+            "at, a0 = p.relaxed_bulk(EMT(), 'Cu')\n"
+            "e = at.get_potential_energy() / len(at)\n"
+            "print(round(a0, 4), p.bulk_modulus(EMT(), at) > 100,\n"
+            "      p.migration_barrier(EMT(), at, 2, 1, fmax=0.05) > 0.3,\n"
+            "      p.surface_energy(EMT(), 'Cu', 'fcc', a0, e, '111', (2, 2, 5)) > 0.5)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["3.5898", "True", "True", "True"], proc.stdout
