@@ -351,3 +351,20 @@ def test_module_works_without_matplotlib():
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["3.5898", "True", "True", "True"], proc.stdout
+
+
+def test_format_table_without_baseline_or_sigma():
+    keys = ["a0", "B", "C11", "C12", "C44", "C11(E)", "C12(E)", "C44(E)", "B(C)"]
+    vals = dict(zip(keys, [3.6, 140.0, 170.0, 125.0, 75.0, 170.01, 124.98, 75.0, 140.0]))
+    from hybridpot.properties import unit_of
+
+    res = {"keys": keys, "units": {k: unit_of(k) for k in keys}, "model": vals,
+           "sigma": None, "baseline": None, "baseline_name": None}
+    lines = format_table(res).splitlines()
+    assert lines[0] == "" and lines[1].split() == ["property", "unit", "model", "±", "σ"]
+    assert lines[2].split() == ["a0", "Å", "3.6000", "nan"]
+    assert lines[3].split() == ["B", "GPa", "140.0000", "nan"]
+    assert lines[-1] == ("elastic constants from stress vs energy: max difference 0.020 GPa; "
+                         "B from C 140.00 vs EOS 140.00 GPa")
+    assert [unit_of(k) for k in ("γ110", "νH hi", "E_m", "C44(E)")] == ["J/m²", "THz", "eV",
+                                                                         "GPa"]
