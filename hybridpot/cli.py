@@ -113,7 +113,7 @@ def _print_metrics(title, m):
 
 def cmd_fit(args, cfg):
     from .config import (build_baseline, build_descriptor, build_regressor, gap_sigmas,
-                         label_keys, read_structures)
+                         label_keys, read_structures, resolve_weights)
     from .potential import HybridPotential
 
     if not str(cfg["output"]["model"]).strip():
@@ -125,10 +125,12 @@ def cmd_fit(args, cfg):
     species = fixed or _species_of(data)
     train, test = _split(data, cfg, species)
     fitcfg = cfg["fit"]
+    # energy = "auto": its number for the training part (printed below, stored in the model)
+    weights, weight_note = resolve_weights(fitcfg.get("weights"), train)
     descriptor = build_descriptor(cfg, species, explicit_order=bool(fixed))
     model = HybridPotential(
         descriptor=descriptor, regressor=build_regressor(cfg, descriptor),
-        baseline=build_baseline(cfg), weights=fitcfg.get("weights"),
+        baseline=build_baseline(cfg), weights=weights,
         group_weights=fitcfg.get("group_weights"),
         reference_energies=fitcfg.get("reference_energies", "fit"),
         chunk_size=fitcfg.get("chunk_size", 16), n_workers=fitcfg.get("n_workers", 1),
@@ -138,6 +140,8 @@ def cmd_fit(args, cfg):
     print(f"fitted {type(model.regressor).__name__} on {type(model.descriptor).__name__} "
           f"({model.descriptor.n_features} features) for {species} with "
           f"{len(train)} structures in {model.fit_time_:.1f} s -> {out}")
+    if weight_note:
+        print(weight_note)
     from .report import error_table, format_error_table
 
     for name, part in (("train", train), ("test", test)):
@@ -731,6 +735,11 @@ def main(argv=None):
         if getattr(args, "steps", None) is not None:
             overrides.setdefault("md", {})["steps"] = args.steps
         cfg = load_config(args.config, overrides)
+        weights = cfg["fit"].get("weights")
+        if args.command == "learn" and isinstance(weights, dict) and \
+                weights.get("energy") == "auto":
+            # its refits on a growing labelled set do not resolve "auto" (yet): 0.2.0's 1000
+            cfg["fit"]["weights"] = {**weights, "energy": 1000.0}
         return COMMANDS[args.command](args, cfg)
     except (HybridpotError, OSError) as e:
         if isinstance(e, OSError) and e.filename is not None:

@@ -214,9 +214,9 @@ def test_emt_baseline_section():
 
 
 @pytest.mark.parametrize("regressor, fit, overrides, want", [
-    ('type = "BayesianLinearRegressor"', "", None, {"energy": 1000.0, "forces": 1.0,
+    ('type = "BayesianLinearRegressor"', "", None, {"energy": "auto", "forces": 1.0,
                                                     "stress": 100.0}),
-    ('type = "LinearRegressor"', "", None, {"energy": 1000.0, "forces": 1.0, "stress": 100.0}),
+    ('type = "LinearRegressor"', "", None, {"energy": "auto", "forces": 1.0, "stress": 100.0}),
     ('type = "SparseGPRegressor"', "", None, {"energy": 1.0, "forces": 1.0, "stress": 0.1}),
     ('type = "EnsembleRegressor"', "", None, {"energy": 1.0, "forces": 1.0, "stress": 0.1}),
     ('type = "SparseGPRegressor"', "[fit]\nweights = {energy = 5.0, forces = 1.0}\n", None,
@@ -229,4 +229,4 @@ def test_default_fit_weights_follow_the_regressor(tmp_path, regressor, fit, over
     p = tmp_path / "w.toml"
     p.write_text(f"[regressor]\n{regressor}\n{fit}")
     assert load_config(p, overrides)["fit"]["weights"] == want
-    assert load_config()["fit"]["weights"] == {"energy": 1000.0, "forces": 1.0, "stress": 100.0}
+    assert load_config()["fit"]["weights"] == {"energy": "auto", "forces": 1.0, "stress": 100.0}
