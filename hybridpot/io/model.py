@@ -2,7 +2,7 @@
 
 A ``.hpot`` file is a zip archive holding
 
-- ``model.json``: ``{"format": "hybridpot-model", "format_version": 2, "hybridpot_version",
+- ``model.json``: ``{"format": "hybridpot-model", "format_version", "hybridpot_version",
   "species", "descriptor": {"class", "params"}, "regressor": {"class", "params", "state"},
   "baseline": {"class", "params"} | null, "reference_energies", "params", "extra"}``
 - ``arrays.npz``: the regressor's fitted arrays (loaded with ``allow_pickle=False``).
@@ -16,7 +16,8 @@ Compatibility policy
   versions 1 and 2) loads in this one and gives the same energies, forces, stresses and σ (to
   round-off; checked by ``tests/test_model_compat_s11.py`` on files saved by earlier commits,
   ``tests/data/models/``).  A hyperparameter added after a file was written takes its
-  default, which predicts as the code that wrote it did; fitted state added later is migrated
+  neutral value (:data:`ADDED_HYPERPARAMETERS`, below), which predicts as the code that
+  wrote it did; fitted state added later is migrated
   (sparse GP ``dot_softening`` absent: 0, the unit-vector kernel those files used; σ
   recalibration state version 1; no ``trained_species``: not checked; no
   ``params.reference_energies``: the fitted e0 become the hyperparameter, as before), and
@@ -30,13 +31,36 @@ Compatibility policy
   hybridpot does not know (one it would not write back), is a
   :class:`~hybridpot.ModelFormatError` naming the file, what it holds and what this version
   reads: upgrade hybridpot to read it.
+- **A model that uses nothing new loads in older hybridpot.**  A file records the *lowest*
+  format version that holds what it uses, not :data:`FORMAT_VERSION`: a model using nothing
+  added since 0.1.0 is a format-1 file that hybridpot 0.1.0 reads and predicts the same from
+  (checked by ``tests/test_compat_s12.py``, which runs the loaders of the 0.1.0 and 0.2.0
+  commits on files written by this code).  For that, a hyperparameter added later is left out
+  of the file while it has its *neutral value*, the value that makes its class behave as
+  before the addition, and a file without it is read as that value.  The neutral value and
+  the format version of a file that uses the hyperparameter are listed per class in
+  :data:`ADDED_HYPERPARAMETERS`, an explicit registry: hyperparameters are not dropped merely
+  for being at today's default, because a default that later changes must not change what
+  existing files mean (an absent entry is always the registry's neutral value, never the
+  constructor's default of the day), and one whose default already changed what a file
+  predicts (sparse GP ``bias``, ``derivative_variance``) has no entry and is always written.
+  A file using a registered hyperparameter at another value has at least its format version,
+  so older readers refuse it as a newer file instead of misreading it (hybridpot 0.1.0 with
+  its "written with model format version 2 ... Upgrade hybridpot"; hybridpot since 0.2.0
+  also names a hyperparameter it does not know).  Fitted arrays that format-1 readers before
+  them ignored are listed in :data:`ADDED_ARRAYS`: a fitted dot-kernel sparse GP (its
+  ``dot_softening`` is not 0) is therefore always format 2.  Adding a hyperparameter: give it
+  an entry with the value reproducing the previous behaviour (format version 2 unless an
+  older reader could misread it).
 - ``FORMAT_VERSION`` is raised whenever an older reader could *misread* a new file: an
   entry changes meaning (the next version's loader then migrates the old one), or a new
   entry that readers before this policy ignored changes predictions (readers since refuse
   entries they do not know).  Version history: 1 (21 Nov 2026) the first files; 2 (22 Nov 2026)
   the same layout, raised because version-1 readers older than the sparse-GP
   ``dot_softening`` (634047d) ignore that array and predicted other energies (up to 0.5 %)
-  and σ (1 %) from a current sparse-GP file without an error.
+  and σ (1 %) from a current sparse-GP file without an error.  From 0.3.0 on a writer records
+  the lowest version the file needs (above), so it writes version-1 files again for models
+  that need nothing of version 2.
 - Refitting a loaded model (``clone(model).fit(...)``) uses the current algorithms, not the
   writer's: only predictions of the saved model are guaranteed.
 """
@@ -49,16 +73,68 @@ import os
 import tempfile
 import zipfile
 import zlib
+from typing import NamedTuple
 
 import numpy as np
 
 from .._exceptions import ModelFormatError, NotFittedError
 
-__all__ = ["FORMAT_VERSION", "save_model", "load_model"]
+__all__ = ["FORMAT_VERSION", "ADDED_HYPERPARAMETERS", "ADDED_ARRAYS", "save_model", "load_model"]
 
 FORMAT_NAME = "hybridpot-model"
-#: format version this hybridpot writes; it reads every version from 1 to this one
+#: the newest format version this hybridpot writes (a file records the lowest version that
+#: holds what it uses, see :data:`ADDED_HYPERPARAMETERS`); it reads every version from 1 to
+#: this one
 FORMAT_VERSION = 2
+
+
+class Added(NamedTuple):
+    """A hyperparameter (or fitted array) added after the first model files.
+
+    Attributes
+    ----------
+    release : str
+        The hybridpot release that added it.
+    format_version : int
+        The lowest format version of a file that uses it (a value other than ``neutral``):
+        readers of lower versions do not know it.
+    neutral : object
+        The value that makes the class behave as it did before the addition (files without
+        the entry mean it).  Fixed forever: not "the current default".
+    """
+
+    release: str
+    format_version: int
+    neutral: object
+
+
+_INNER_SWITCH = {"r_inner": Added("0.2.0", 2, None), "d_inner": Added("0.2.0", 2, None)}
+
+#: Hyperparameters added since the first model files, per ``(kind, class)``.  A hyperparameter
+#: at its neutral value is left out of the file (so older readers, which refuse names they do
+#: not know, read it) and an absent one is read as its neutral value; any other value makes the
+#: file at least that format version.  A new hyperparameter gets an entry here, with the value
+#: that reproduces the previous behaviour, and the lowest format version whose readers refuse
+#: it with the "newer file" message rather than misread it (2 for anything added from 0.2.0 on:
+#: readers since 0.2.0 refuse hyperparameters they do not know by name).  A hyperparameter
+#: whose *default* changed what a file predicts (sparse GP ``bias``, ``derivative_variance``)
+#: has no entry: it is always written (files without it are migrated, :func:`_migrate_v1`).
+ADDED_HYPERPARAMETERS = {
+    ("descriptor", "PowerSpectrum"): _INNER_SWITCH,
+    ("descriptor", "Bispectrum"): _INNER_SWITCH,
+    ("descriptor", "ACSF"): _INNER_SWITCH,
+    ("descriptor", "SNAPBispectrum"): {
+        "chemflag": Added("0.2.0", 2, False), "bnormflag": Added("0.2.0", 2, False),
+        "switchinnerflag": Added("0.2.0", 2, False), "sinner": Added("0.2.0", 2, None),
+        "dinner": Added("0.2.0", 2, None)},
+}
+
+#: Fitted arrays that format-1 readers before it existed ignored (so they misread a file using
+#: it): an array of this name (an ensemble member's ``member<k>__<name>`` too) holding any
+#: value other than ``neutral`` makes the file that format version.  ``dot_softening``
+#: (634047d): the sparse GP's dot-kernel softening, 0 for files before it (the unit-vector
+#: kernel) -- the reason format 2 exists.
+ADDED_ARRAYS = {"dot_softening": Added("0.1.0", 2, 0.0)}
 
 
 def _jsonable(obj):
@@ -77,9 +153,12 @@ def save_model(model, path):
     """Write a fitted :class:`~hybridpot.HybridPotential` to ``path`` (a ``.hpot`` zip).
 
     The file is written to a temporary name in the same folder and renamed, so an existing
-    model is replaced atomically (keeping its permissions).  It records format version
-    :data:`FORMAT_VERSION`: this and every later hybridpot loads it and predicts the same;
-    an older hybridpot refuses it with an error rather than misread it (see the module's
+    model is replaced atomically (keeping its permissions).  It records the lowest format
+    version that holds what the model uses (1 for a model using nothing added since 0.1.0,
+    at most :data:`FORMAT_VERSION`), leaving out hyperparameters added since 0.1.0 while they
+    have their neutral value (:data:`ADDED_HYPERPARAMETERS`): this and every later hybridpot
+    loads it and predicts the same, an older one reads it when the model uses nothing it
+    lacks and otherwise refuses it with an error rather than misread it (see the module's
     compatibility policy).
 
     Parameters
@@ -123,7 +202,10 @@ def save_model(model, path):
     extra = getattr(model, "_extra_state", None)
     if callable(extra):
         doc["extra"] = extra()
-    text = json.dumps(_jsonable(doc), indent=1, allow_nan=True)
+    doc = _jsonable(doc)
+    # the lowest version that holds what the model uses, so that older hybridpot reads it
+    doc["format_version"] = max(_omit_neutral(doc), _arrays_format_version(arrays))
+    text = json.dumps(doc, indent=1, allow_nan=True)
     buf = io.BytesIO()
     np.savez(buf, **{str(k): np.asarray(v) for k, v in arrays.items()})
     path = os.fspath(path)
@@ -155,6 +237,76 @@ def save_model(model, path):
         raise
 
 
+#: entries nested in another's params: (kind, class) -> the params key holding them
+_NESTED = {("descriptor", "DescriptorStack"): "descriptors",
+           ("regressor", "EnsembleRegressor"): "estimator"}
+
+
+def _hyper_entries(doc):
+    """``(kind, entry)`` for the descriptor, regressor and baseline entries of a parsed
+    ``model.json``, nested ones (stack members, the ensemble's member template) included;
+    only entries with a class name and a dict of params."""
+    def walk(kind, entry):
+        if not isinstance(entry, dict) or not isinstance(entry.get("class"), str) or \
+                not isinstance(entry.get("params", {}), dict):
+            return
+        yield kind, entry
+        sub = entry.get("params", {}).get(_NESTED.get((kind, entry["class"])))
+        for member in sub if isinstance(sub, list) else [sub]:
+            yield from walk(kind, member)
+
+    for kind in ("descriptor", "regressor", "baseline"):
+        yield from walk(kind, doc.get(kind))
+
+
+def _is_neutral(value, neutral):
+    """Whether ``value`` (as JSON gives it) is exactly ``neutral`` (None, a bool, a number):
+    an equivalent value of another type (0 for False) is written, so that a file read back
+    gives the same ``get_params``."""
+    if neutral is None or isinstance(neutral, bool):
+        return value is neutral
+    return type(value) is type(neutral) and value == neutral
+
+
+def _omit_neutral(doc):
+    """Remove the hyperparameters of :data:`ADDED_HYPERPARAMETERS` at their neutral value from
+    a JSON-ready ``doc`` (in place); return the lowest format version the rest needs (1 when
+    it uses nothing added since the first files)."""
+    version = 1
+    for kind, entry in _hyper_entries(doc):
+        params = entry.get("params", {})
+        for name, added in ADDED_HYPERPARAMETERS.get((kind, entry["class"]), {}).items():
+            if name not in params:
+                continue
+            if _is_neutral(params[name], added.neutral):
+                del params[name]
+            else:
+                version = max(version, added.format_version)
+    return version
+
+
+def _fill_neutral(doc):
+    """The inverse of :func:`_omit_neutral` at load: a hyperparameter of
+    :data:`ADDED_HYPERPARAMETERS` absent from the file is its neutral value (what the file's
+    writer did), not whatever the constructor's default is today (in place)."""
+    for kind, entry in _hyper_entries(doc):
+        added = ADDED_HYPERPARAMETERS.get((kind, entry["class"]), {})
+        if added and "params" in entry:
+            for name, a in added.items():
+                entry["params"].setdefault(name, a.neutral)
+
+
+def _arrays_format_version(arrays):
+    """The lowest format version whose every reader reads the fitted ``arrays`` as meant
+    (:data:`ADDED_ARRAYS`; an ensemble's ``member<k>__<name>`` counts as ``<name>``)."""
+    version = 1
+    for key, value in arrays.items():
+        added = ADDED_ARRAYS.get(str(key).rsplit("__", 1)[-1])
+        if added is not None and np.any(np.asarray(value) != added.neutral):
+            version = max(version, added.format_version)
+    return version
+
+
 def _entry(name):
     """A zip entry with a fixed timestamp, so that saving the same model twice gives the same
     bytes (a published model file can be checked by its hash)."""
@@ -170,8 +322,10 @@ def load_model(path):
     Files of every format version from 1 to :data:`FORMAT_VERSION` (any earlier hybridpot)
     load and predict the same energies, forces, stresses and σ as when they were saved, with
     their recalibration, committee and fit settings; fitted state added since is migrated
-    (see the module's compatibility policy).  A newer file -- a higher format version, or a
-    hyperparameter this hybridpot does not know -- is refused, never read approximately.
+    (see the module's compatibility policy); a registered hyperparameter the file leaves out
+    (:data:`ADDED_HYPERPARAMETERS`) takes its neutral value.  A newer file -- a higher format
+    version, or a hyperparameter this hybridpot does not know -- is refused, never read
+    approximately.
 
     Parameters
     ----------
@@ -232,6 +386,7 @@ def load_model(path):
             f"versions 1 to {FORMAT_VERSION}. Upgrade hybridpot to read it.")
     if version == 1:
         _migrate_v1(doc)
+    _fill_neutral(doc)
     unknown = _unknown_hyperparameters(doc)
     if unknown:
         raise ModelFormatError(
