@@ -8,8 +8,9 @@ Fits every ``<El>_train.xyz`` found in ``$MLEARN_DIR/extxyz`` (default
      "predict_us_per_atom", "reference": {...}}
 
 Each (element, model) runs in a fresh child process so ``peak_mem_mb`` (the child's maximum
-resident set size) and ``fit_s`` (wall) / ``fit_cpu_s`` (process CPU time, the figure to
-quote on a shared machine) are its own.  ``fit_s`` / ``fit_cpu_s`` include the compilation of
+resident set size in MiB, from ``ru_maxrss``: KiB on Linux, bytes on macOS) and ``fit_s``
+(wall) / ``fit_cpu_s`` (process CPU time, the figure to quote on a shared machine) are its
+own.  ``fit_s`` / ``fit_cpu_s`` include the compilation of
 numba kernels not yet in numba's cache (the first run after an install or a change of the
 kernels: Si ``snap_linear`` on 16 structures took 9.7 s of CPU where a second run took
 0.55 s), so quote a second run; ``predict_us_per_atom`` is timed after one warm-up
@@ -304,6 +305,14 @@ def error_record(element, model, message):
     return {**dict.fromkeys(KEYS), "element": element, "model": model, "error": message}
 
 
+def peak_mem_mb(ru_maxrss, platform=None):
+    """``getrusage().ru_maxrss`` in MiB: the kernel gives KiB on Linux (and the BSDs) but
+    bytes on macOS (``sys.platform == "darwin"``), where dividing by 1024 reported 1024x
+    the real peak."""
+    platform = sys.platform if platform is None else platform
+    return ru_maxrss / (1024.0 * 1024.0 if platform == "darwin" else 1024.0)
+
+
 def run_job(data_dir, element, name):
     """Fit and evaluate one (element, model); returns the JSON record."""
     from ase.io import read
@@ -320,7 +329,7 @@ def run_job(data_dir, element, name):
     m = model.evaluate(test)
     n_atoms = sum(len(a) for a in test)
     pred_us = (time.perf_counter() - t0) / n_atoms * 1e6
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    peak = peak_mem_mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     return {"element": element, "model": name, "energy_mae_mev": 1000 * m["energy_mae"],
             "force_mae": m["force_mae"], "fit_s": fit_s, "fit_cpu_s": fit_cpu_s,
             "peak_mem_mb": peak,

@@ -39,7 +39,8 @@ CURVE_SUMMARY_KEYS = {"element", "hybrid_fraction_to_reach_pure_full_force_mae",
 NEIGHBOR_KEYS = {"what", "n_atoms", "us_per_atom", "peer", "peer_us_per_atom", "ratio"}
 BASELINE_KEYS = {"what", "case", "n_structures", "n_atoms", "s", "us_per_atom", "peer", "peer_s",
                  "peer_us_per_atom", "ratio", "cpu_s", "peer_cpu_s", "ratio_cpu",
-                 "max_abs_diff_energy", "max_abs_diff_forces", "max_abs_diff_stress"}
+                 "time_ratio", "max_abs_diff_energy", "max_abs_diff_forces",
+                 "max_abs_diff_stress"}
 
 # runs the script with the peers' imports failing (as when the optional extra is not installed)
 _NO_PEERS = """
@@ -199,6 +200,11 @@ def test_baselines_json_without_mlearn(tmp_path):
     assert note["case"] == "mlearn_ni_train" and "mlearn data not found" in note["note"]
     assert ni["case"] == "ni108" and BASELINE_KEYS <= set(ni)
     assert ni["max_abs_diff_forces"] < 1e-10
+    # ratio / ratio_cpu: peer / ours (speed-up, kept); time_ratio: ours / peer in CPU time, the
+    # direction of every other benchmark's ratio
+    assert ni["ratio"] == pytest.approx(ni["peer_s"] / ni["s"])
+    assert ni["time_ratio"] == pytest.approx(ni["cpu_s"] / ni["peer_cpu_s"])
+    assert ni["time_ratio"] == pytest.approx(1.0 / ni["ratio_cpu"])
 
 
 @pytest.mark.parametrize("script, flag", [("baselines.py", "--repeats"),
@@ -381,6 +387,20 @@ def test_mlearn_times_the_prediction_after_a_warm_up(tmp_path, monkeypatch):
     assert calls == [("fit", 2), ("evaluate", 1), ("evaluate", 2)]
     assert rec["energy_mae_mev"] == pytest.approx(1.0) and rec["force_mae"] == 0.02
     assert rec["n_test"] == 2 and rec["predict_us_per_atom"] > 0
+    # this test process's peak RSS: tens to thousands of MiB, whatever ru_maxrss's unit
+    assert 10 < rec["peak_mem_mb"] < 100_000
+
+
+def test_mlearn_peak_memory_unit_per_platform():
+    # ru_maxrss is KiB on Linux but bytes on macOS, where / 1024 reported 1024x the peak
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_mlearn_mem_s12", BENCH / "mlearn.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.peak_mem_mb(512 * 1024, platform="linux") == 512.0
+    assert mod.peak_mem_mb(512 * 1024 * 1024, platform="darwin") == 512.0
+    assert mod.peak_mem_mb(2048, platform="freebsd14") == 2.0
 
 
 @pytest.mark.parametrize("script, args", [
