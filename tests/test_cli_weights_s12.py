@@ -149,3 +149,31 @@ def test_auto_uses_the_training_part_only(tmp_path, capsys):
     assert "15 x (6.40 atoms per training structure)^2 = 614.4\n" in capsys.readouterr().out
     assert HybridPotential.load(tmp_path / "m.hpot").weights["energy"] == \
         pytest.approx(15.0 * 6.4 ** 2, rel=1e-15)
+
+
+@pytest.mark.parametrize("fit, want", [
+    ("", {"energy": 1000.0, "forces": 1.0, "stress": 100.0}),      # "auto" -> 0.2.0's 1000
+    ('[fit]\nweights = {energy = "auto", forces = 2.0}\n', {"energy": 1000.0, "forces": 2.0}),
+    ("[fit]\nweights = {energy = 50.0, forces = 1.0}\n", {"energy": 50.0, "forces": 1.0}),
+])
+def test_learn_command_gets_numbers(tmp_path, monkeypatch, fit, want):
+    """'hybridpot learn' builds its HybridPotential from [fit] weights without resolving
+    "auto" (its refits grow the training set): it gets 0.2.0's 1000, a number as given."""
+    from hybridpot import cli
+    from hybridpot.learn import cli as learn_cli
+
+    seen = {}
+
+    def fake_learn(args, cfg):
+        seen["weights"] = cfg["fit"]["weights"]
+        return 0
+
+    monkeypatch.setattr(learn_cli, "COMMANDS", [
+        (name, text, add, fake_learn if name == "learn" else run)
+        for name, text, add, run in learn_cli.COMMANDS])
+    # main() registers the learn module's commands in cli.COMMANDS: restored after the test
+    monkeypatch.setitem(cli.COMMANDS, "learn", cli.COMMANDS.get("learn", learn_cli.cmd_learn))
+    p = tmp_path / "l.toml"
+    p.write_text(fit)
+    assert main(["learn", "-q", "-c", str(p)]) == 0
+    assert seen["weights"] == want
