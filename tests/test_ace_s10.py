@@ -298,11 +298,15 @@ report = ""
 """)
     assert main(["fit", "-c", str(cfg), "--quiet"]) == 0
     assert "fitted ARDLinearRegressor" in capsys.readouterr().out
-    reg = HybridPotential.load(tmp_path / "cu.hpot").regressor_
+    model = HybridPotential.load(tmp_path / "cu.hpot")
+    reg = model.regressor_
     assert reg.threshold_lambda == 1e5 and reg.active_.sum() < reg.active_.size
-    # the FitSNAP-style default [fit] weights of the linear models (energy 1000)
+    # the default [fit] weights of the linear models (energy "auto": 15 x (mean atoms per
+    # training structure)^2, resolved and stored in the model) set the shared noise's ratio
+    w_e = model.weights["energy"]
+    assert w_e != 1000.0 and np.isfinite(w_e) and w_e > 0
     np.testing.assert_allclose(reg.noise_["forces"] / reg.noise_["energy"],
-                               np.sqrt(1000.0), rtol=1e-8)
+                               np.sqrt(w_e), rtol=1e-8)
 
 
 def test_linear_posterior_refuses_an_ard_model(cu_data):
