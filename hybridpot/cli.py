@@ -735,11 +735,6 @@ def main(argv=None):
         if getattr(args, "steps", None) is not None:
             overrides.setdefault("md", {})["steps"] = args.steps
         cfg = load_config(args.config, overrides)
-        weights = cfg["fit"].get("weights")
-        if args.command == "learn" and isinstance(weights, dict) and \
-                weights.get("energy") == "auto":
-            # its refits on a growing labelled set do not resolve "auto" (yet): 0.2.0's 1000
-            cfg["fit"]["weights"] = {**weights, "energy": 1000.0}
         return COMMANDS[args.command](args, cfg)
     except (HybridpotError, OSError) as e:
         if isinstance(e, OSError) and e.filename is not None:

@@ -151,29 +151,40 @@ def test_auto_uses_the_training_part_only(tmp_path, capsys):
         pytest.approx(15.0 * 6.4 ** 2, rel=1e-15)
 
 
-@pytest.mark.parametrize("fit, want", [
-    ("", {"energy": 1000.0, "forces": 1.0, "stress": 100.0}),      # "auto" -> 0.2.0's 1000
-    ('[fit]\nweights = {energy = "auto", forces = 2.0}\n', {"energy": 1000.0, "forces": 2.0}),
-    ("[fit]\nweights = {energy = 50.0, forces = 1.0}\n", {"energy": 50.0, "forces": 1.0}),
+class _Captured(Exception):
+    pass
+
+
+@pytest.mark.parametrize("learn, fit, want", [
+    # default sampler (rattle) on a 2x2x2 supercell of the fcc Cu prototype: 15 x n^2
+    ("[learn]\nsupercell = [2, 2, 2]\n", "", lambda n: {"energy": 15.0 * n ** 2, "forces": 1.0,
+                                                          "stress": 100.0}),
+    ("[learn]\nsampler = \"disorder\"\nn_atoms = [2, 4]\n",
+     '[fit]\nweights = {energy = "auto", forces = 2.0}\n',
+     lambda n: {"energy": 15.0 * 3.0 ** 2, "forces": 2.0}),            # mean of 2, 3, 4 atoms
+    ("", "[fit]\nweights = {energy = 50.0, forces = 1.0}\n",
+     lambda n: {"energy": 50.0, "forces": 1.0}),
 ])
-def test_learn_command_gets_numbers(tmp_path, monkeypatch, fit, want):
-    """'hybridpot learn' builds its HybridPotential from [fit] weights without resolving
-    "auto" (its refits grow the training set): it gets 0.2.0's 1000, a number as given."""
-    from hybridpot import cli
-    from hybridpot.learn import cli as learn_cli
+def test_learn_command_resolves_auto_on_the_candidates(tmp_path, monkeypatch, learn, fit,
+                                                       want):
+    """'hybridpot learn' resolves energy = "auto" on the structures its run will label (the
+    sampler's candidates and the initial set), once for every refit; before, "auto" made it
+    fail and a stopgap gave 0.2.0's 1000; a number is used as given."""
+    import hybridpot.learn as learn_pkg
+    from hybridpot.config import load_config
+    from hybridpot.learn.cli import _prototype
 
     seen = {}
 
-    def fake_learn(args, cfg):
-        seen["weights"] = cfg["fit"]["weights"]
-        return 0
+    def fake_learner(model, *args, **kwargs):
+        seen["weights"] = model.weights
+        raise _Captured
 
-    monkeypatch.setattr(learn_cli, "COMMANDS", [
-        (name, text, add, fake_learn if name == "learn" else run)
-        for name, text, add, run in learn_cli.COMMANDS])
-    # main() registers the learn module's commands in cli.COMMANDS: restored after the test
-    monkeypatch.setitem(cli.COMMANDS, "learn", cli.COMMANDS.get("learn", learn_cli.cmd_learn))
+    monkeypatch.setattr(learn_pkg, "ActiveLearner", fake_learner)
     p = tmp_path / "l.toml"
-    p.write_text(fit)
-    assert main(["learn", "-q", "-c", str(p)]) == 0
-    assert seen["weights"] == want
+    p.write_text(learn + fit)
+    with pytest.raises(_Captured):
+        main(["learn", "-q", "-c", str(p), "--run-dir", str(tmp_path / "run")])
+    sec = load_config(p).get("learn", {})
+    n = len(_prototype(sec)) * 8
+    assert seen["weights"] == pytest.approx(want(n), rel=1e-15)

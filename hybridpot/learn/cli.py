@@ -220,8 +220,29 @@ def _weighting(value):
     return None if value in ("none", "None", "") else value
 
 
+def _candidate_structures(sec, pool):
+    """Structures like those the ``[learn]`` sampler proposes, for ``weights.energy = "auto"``
+    (only their sizes matter): the pool, the prototype supercell (rattle, md), or one cell of
+    each size in ``n_atoms`` (disorder)."""
+    kind = sec.get("sampler", "rattle")
+    if kind == "pool":
+        return list(pool or [])
+    if kind == "disorder":
+        from ase import Atoms
+
+        n = sec.get("n_atoms", [2, 8])
+        lo, hi = (n, n) if isinstance(n, int) else (n if isinstance(n, list) and len(n) == 2
+                                                     else (0, -1))
+        if not (isinstance(lo, int) and isinstance(hi, int)):
+            return []   # invalid: RandomDisorderSampler names it below
+        return [Atoms("X" * k) for k in range(max(lo, 1), hi + 1)]
+    reps = sec.get("supercell", [1, 1, 1])
+    return [_prototype(sec) * tuple(reps)]
+
+
 def cmd_learn(args, cfg):
-    from ..config import build_baseline, build_descriptor, build_regressor, label_keys
+    from ..config import (build_baseline, build_descriptor, build_regressor, label_keys,
+                          resolve_weights)
     from ..potential import HybridPotential
     from . import ActiveLearner
 
@@ -243,9 +264,16 @@ def cmd_learn(args, cfg):
                 if s not in species:
                     species.append(s)
     descriptor = build_descriptor(cfg, species, explicit_order=explicit_order)
+    # [fit] weights.energy = "auto": its number for the structures this run will label (the
+    # initial set and the sampler's candidates), fixed for all refits
+    from ase import Atoms
+
+    sizes = [len(a) for a in (initial or []) + _candidate_structures(sec, pool)]
+    weights, note = resolve_weights(cfg["fit"].get("weights"), [Atoms("X" * n) for n in sizes])
+    if note and not args.quiet:
+        print(note)
     model = HybridPotential(descriptor=descriptor, regressor=build_regressor(cfg, descriptor),
-                            baseline=build_baseline(cfg),
-                            weights=cfg["fit"].get("weights"))
+                            baseline=build_baseline(cfg), weights=weights)
     if sec.get("sampler") == "md" and not initial and sec.get("md_mode") != "on_the_fly":
         raise ConfigError("learn.sampler = 'md' runs MD with the current model, so it needs "
                           "learn.initial (an extxyz of labelled structures) to fit the first "
