@@ -1,7 +1,8 @@
 """Validate a fitted potential on materials properties, with σ from a posterior committee.
 
 Fits the model ``hybridpot fit`` makes by default (a Bayesian linear power-spectrum model with
-one shared noise level and energy / force / stress row weights 1000 / 1 / 100) on top of EMT
+one shared noise level and energy / force / stress row weights "auto" / 1 / 100, "auto" being
+15 x (mean atoms per structure)², see ``hybridpot.config.auto_energy_weight``) on top of EMT
 (ZBL for elements without EMT parameters) to the shipped aluminium GPAW data or ``--data`` --
 or evaluates a saved model (``--model model.hpot``) --
 and computes, through the model's ASE calculator and standard ASE tools, the properties the
@@ -74,7 +75,7 @@ from ase.io import read
 
 from hybridpot import HybridPotential, HybridpotError
 from hybridpot.baselines import EMT, ZBL
-from hybridpot.config import default_data_path
+from hybridpot.config import auto_energy_weight, default_data_path
 from hybridpot.descriptors import PowerSpectrum
 from hybridpot.properties import CRYSTALS, compute_properties, format_table
 from hybridpot.regression import BayesianLinearRegressor
@@ -113,14 +114,15 @@ def main(argv=None):
     symbol = species[0]
     if not args.model:
         # the model `hybridpot fit` makes by default (one shared noise level, weights
-        # 1000 / 1 / 100 for energy / force / stress rows), on an EMT baseline (ZBL for an
+        # "auto" / 1 / 100 for energy / force / stress rows), on an EMT baseline (ZBL for an
         # element EMT has no parameters for, as benchmarks/mlearn.py does for Mo and Si)
         desc = (PowerSpectrum(species=species, r_cut=5.0, n_max=4, l_max=3) if args.quick
                 else PowerSpectrum(species=species, r_cut=5.0, n_max=6, l_max=4))
         baseline = (EMT() if symbol in {"Ni", "Cu", "Al", "Ag", "Au", "Pd", "Pt"}
                     else ZBL(r_inner=1.0, r_cut=2.0))
         model = HybridPotential(desc, BayesianLinearRegressor(noise_levels="shared"), baseline,
-                                {"energy": 1000.0, "forces": 1.0, "stress": 100.0})
+                                {"energy": auto_energy_weight(data)[0], "forces": 1.0,
+                                 "stress": 100.0})
         t0 = time.process_time()
         model.fit(data)
         print(f"fitted {symbol}: {len(data)} structures, {desc.n_features} features, "
