@@ -38,6 +38,7 @@ RECORD = json.loads((DATA / "predictions.json").read_text())
 MODELS = sorted(RECORD["models"])
 RELEASE_010 = "0bb561b"     # hybridpot 0.1.0: last commit before session 11
 RELEASE_020 = "a8614f8"     # hybridpot 0.2.0: CHANGELOG "## 0.2.0 (2026-11-22)"
+PRE_SOFTENING = "9a0a61b"   # a format-1 reader without the sparse GP's dot_softening (634047d)
 NEW_FEATURE = {"PowerSpectrum": {"r_inner": 1.6, "d_inner": 0.4},
                "SNAPBispectrum": {"chemflag": True}}
 
@@ -338,9 +339,11 @@ def test_old_release_reads_every_model_that_uses_nothing_new(
             np.testing.assert_array_equal(a[k], b[k], err_msg=f"{tag}: {k}")
 
 
-@pytest.mark.parametrize("commit", [RELEASE_010])
+@pytest.mark.parametrize("commit", [RELEASE_010, PRE_SOFTENING])
 def test_old_release_refuses_a_model_using_a_new_feature_as_newer(
         written, tmp_path_factory, tmp_path, commit):
+    """Not misread: refused with the old reader's own 'newer file' message (also by a
+    format-1 reader from before the dot-kernel softening, which would have ignored it)."""
     _, featured = written
     folder = _old_tree(tmp_path_factory, commit)
     out = _run_old(folder, list(featured.values()), False, tmp_path)
