@@ -161,16 +161,20 @@ def _rewrite(src, dst, edit):
     return dst
 
 
-def test_saved_files_are_the_current_format_and_version_1_reads_the_same(tmp_path):
+def test_saved_files_are_the_lowest_format_they_need_and_version_2_reads_the_same(tmp_path):
+    """Session 12: a model that uses nothing added since 0.1.0 is written as format 1 (so
+    0.1.0 reads it; tests/test_compat_s12.py runs the old readers); labelled 2 it reads the
+    same."""
     src = DATA / "format2_ensnn_acsf_none.hpot"
     m = HybridPotential.load(src)
     m.save(tmp_path / "m.hpot")
     with zipfile.ZipFile(tmp_path / "m.hpot") as zf:
-        assert json.loads(zf.read("model.json"))["format_version"] == FORMAT_VERSION == 2
-    v1 = _rewrite(tmp_path / "m.hpot", tmp_path / "v1.hpot",
-                  lambda d: d.__setitem__("format_version", 1))
+        assert json.loads(zf.read("model.json"))["format_version"] == 1
+    assert FORMAT_VERSION == 2
+    v2 = _rewrite(tmp_path / "m.hpot", tmp_path / "v2.hpot",
+                  lambda d: d.__setitem__("format_version", 2))
     s = _structures()
-    np.testing.assert_array_equal(HybridPotential.load(v1).predict(s), m.predict(s))
+    np.testing.assert_array_equal(HybridPotential.load(v2).predict(s), m.predict(s))
 
 
 def test_newer_format_version_is_refused_naming_both_versions(tmp_path):
