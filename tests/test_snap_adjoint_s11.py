@@ -1,6 +1,6 @@
 """SNAPBispectrum default-path adjoint (s11): the lane kernel's Y = dE/dU (:func:`_y_lanes`,
 which forms only the entries the reverse pass reads and sums the j1 == j2 blocks over half
-their grid) against every Z entry formed with :func:`_z_lanes` (the values kernel's Z, the
+their grid) against every Z entry formed with :func:`_z2_lanes` (the values kernel's Z, the
 formulation the adjoint used before), and the lane adjoint against the scalar LAMMPS-literal
 kernel and central finite differences, for even and odd 2J up to 8, a ragged last lane block and
 zero columns of beta.
@@ -20,7 +20,7 @@ from conftest import skewed_two_element_cell
 
 @njit(cache=True)
 def _y_reference(beta, J, idxu_block, cglist, idxcg_block, idxz, z_jjb, z_fac, utr, uti):
-    """Y of one lane block with every Z entry formed by _z_lanes (all rows, full grids)."""
+    """Y of one lane block with every Z entry formed by _z2_lanes (all rows, full grids)."""
     L = utr.shape[1]
     yr = np.zeros_like(utr)
     yi = np.zeros_like(uti)
@@ -29,7 +29,7 @@ def _y_reference(beta, J, idxu_block, cglist, idxcg_block, idxz, z_jjb, z_fac, u
     sr = np.empty(L)
     si = np.empty(L)
     for k in range(idxz.shape[0]):
-        K._z_lanes(k, idxz, idxcg_block, cglist, idxu_block, utr, uti, zr, zi, sr, si)
+        K._z2_lanes(k, idxz, idxcg_block, cglist, idxu_block, utr, uti, utr, uti, zr, zi, sr, si)
         jju = idxz[k, 9]
         for l in range(L):
             b = z_fac[k] * beta[l, z_jjb[k]]
@@ -72,24 +72,26 @@ def test_y_lanes_equals_every_z_entry(twojmax, rng):
     beta = rng.normal(size=(n, len(t["idxb"])))
     beta[:, 1] = 0.0        # a zero column: its entries are skipped
     mask = _read_mask(twojmax, t["idxu_block"])
-    utr = np.empty((nu, L))
-    uti = np.empty((nu, L))
-    ub = np.empty((1, nu, L))
+    utr = np.empty((1, nu, L))
+    uti = np.empty((1, nu, L))
+    ub = np.empty((nu, L))
+    ej_p, ei = np.zeros(nl.n_pairs, dtype=np.int64), np.zeros(n, dtype=np.int64)
     yr = np.empty((nu, L))
     yi = np.empty((nu, L))
     bt = np.empty((beta.shape[1], L))
     zr = np.empty(L)
     zi = np.empty(L)
     for i0 in range(0, n, L):
-        maxk = K._max_neighbours(i0, n, args[0])
-        K._utot_lanes(i0, n, maxk, *args, d._rfac0, d._rmin0, d._switch, d._wself, twojmax,
-                      t["idxu_block"], t["rootpq"], utr, uti, ub, ub.copy(), False)
+        maxk = K._max_neighbours(i0, n, args[0], L)
+        K._utot_lanes(i0, n, maxk, *args, ej_p, ei, True, d._rfac0, d._rmin0, d._switch,
+                      d._wself, twojmax, t["idxu_block"], t["rootpq"], utr, uti, ub, ub.copy(),
+                      np.empty((1, L)))
         K._y_lanes(i0, n, beta, bt, t["idxz"], t["idxcg_block"], t["cglist"], t["idxu_block"],
-                   t["z_jjb"], t["z_fac"], utr, uti, yr, yi, zr, zi)
+                   t["z_jjb"], t["z_fac"], utr[0], uti[0], yr, yi, zr, zi)
         bl = np.zeros((L, beta.shape[1]))
         bl[:min(L, n - i0)] = beta[i0:i0 + L]
         rr, ri = _y_reference(bl, twojmax, t["idxu_block"], t["cglist"], t["idxcg_block"],
-                              t["idxz"], t["z_jjb"], t["z_fac"], utr, uti)
+                              t["idxz"], t["z_jjb"], t["z_fac"], utr[0], uti[0])
         scale = max(np.abs(rr).max(), np.abs(ri).max())
         np.testing.assert_allclose(yr[mask], rr[mask], rtol=0, atol=1e-13 * scale)
         np.testing.assert_allclose(yi[mask], ri[mask], rtol=0, atol=1e-13 * scale)
@@ -142,7 +144,7 @@ def test_forces_2j8_central_finite_differences(rng):
                                      (129, 72), (256, 128), (1000, 128)])
 def test_backward_lane_count(n, lanes):
     """At most BACKWARD_LANES, balanced over the blocks, a multiple of 8, covering n atoms."""
-    L = K._backward_lane_count(n)
+    L = K._lane_count(n, K.BACKWARD_LANES, 8)
     assert L == lanes
     assert L <= K.BACKWARD_LANES and L % 8 == 0
     nblk = -(-n // L)

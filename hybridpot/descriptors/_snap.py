@@ -700,15 +700,6 @@ class SNAPBispectrum(Descriptor):
                 np.ascontiguousarray(species_idx, dtype=np.int64), len(self._species),
                 self._wselfall, self._rfac0, self._rmin0, self._switch, self._wself)
 
-    def _chem_kernel(self, nl, species_idx, mode, beta):
-        """The scalar (one atom at a time) chemflag kernel :func:`_k._chem_bispectrum`, the
-        reference of the production lane kernels (tests)."""
-        t = self._tables
-        return _k._chem_bispectrum(
-            mode, *self._chem_args(nl, species_idx), self._bzero_arr, self._J, t["idxu_block"],
-            t["rootpq"], t["cglist"], t["idxcg_block"], t["idxz"], t["idxz_block"], t["idxb"],
-            beta)
-
     def _compute(self, nl, species_idx, gradients):
         if self._chem:
             args = self._chem_args(nl, species_idx)

@@ -11,23 +11,31 @@ Index conventions (``j`` is twice the angular momentum, ``0 <= ma, mb <= j``):
 - ``B_{j1 j2 j}`` (``j >= j1 >= j2``) in the order ``idxb``.
 
 The kernels loop over atoms and pairs in compiled code; ``offsets`` delimits the pairs of each
-centre (pairs sorted by centre atom).  The production kernels (``*_lanes``) treat ``LANES``
-atoms together, the k-th neighbours of all of them as one vector, so that every inner loop runs
-over lanes and vectorises (AVX); the scalar kernels follow LAMMPS line by line and are the
-reference they are tested against.  The adjoint differentiates the U recursion in reverse mode
-(``dE/da``, ``dE/db`` of the Cayley-Klein parameters) instead of forming ``dU/dr_ij``, up to
-``BACKWARD_LANES`` atoms per block; the
+centre (pairs sorted by centre atom).  The production kernels (``*_lanes``) treat a block of
+atoms together (up to ``LANES``, ``GRAD_LANES`` or ``BACKWARD_LANES``, balanced over the blocks:
+:func:`_lane_count`), the k-th neighbours of all of them as one vector, so that every inner
+loop runs over lanes and vectorises (AVX); the scalar kernels follow LAMMPS line by line and are
+the reference they are tested against.  The adjoint differentiates the U recursion in reverse
+mode (``dE/da``, ``dE/db`` of the Cayley-Klein parameters) instead of forming ``dU/dr_ij``; the
 Jacobian (:func:`_bispectrum_grad_lanes`, used for fitting rows and the committee σ) forms
-``dU/dr_ij`` in forward mode and contracts it with the Z blocks of every B component (up to
-``GRAD_LANES`` atoms per block; the lane helpers take the lane count from their arrays).
+``dU/dr_ij`` in forward mode and contracts it with the Z blocks of every B component (the lane
+helpers take the lane count from their arrays).
 Pairs with ``inside[p] == False`` (beyond their element-pair cutoff, or inside the inner
 switching radius ``sin_p - din_p``) are skipped.  ``sin_p`` / ``din_p`` (per pair, Å) are the
 inner switching centre and half-width of ``switchinnerflag``; empty arrays switch it off.
-The explicit multi-element (``chemflag``) kernels follow the same pattern: the scalar
-:func:`_chem_bispectrum` / :func:`_chem_backward` (one atom at a time) are the reference of the
-production ``_chem_*_lanes`` kernels, which keep one density per element
-((n_elements, idxu_max, LANES)) and per neighbour use the Y (adjoint) or the columns
-(Jacobian) of the neighbour's element.
+
+The explicit multi-element (``chemflag``) kernels keep one density per element
+((n_elements, idxu_max, L)); per neighbour they use the Y (adjoint) or the columns (Jacobian)
+of the neighbour's element.  The densities (:func:`_utot_atom`, :func:`_utot_lanes`), the
+values (:func:`_chem_bispectrum_lanes`) and the Jacobian (:func:`_chem_bispectrum_grad_lanes`)
+are written once, for ``n_elements`` densities: the single-density SNAP calls them with one
+element (``ej_p`` and ``ei`` all 0, ``wself`` on every atom's diagonal and ``bzero``
+subtracted from every B), which gives its results bit for bit; its Jacobian keeps its own
+contraction (:func:`_fold_dbdr_lanes`: coinciding Z blocks folded, ``fold=True``) and its
+adjoint its own Y (:func:`_y_lanes`: half the grid of the ``j1 == j2`` blocks), with the
+blocks around them shared (:func:`_utot_lanes`, :func:`_dedr_neighbours_lanes`).  The scalar
+chemflag kernels (one atom at a time, the reference of the ``_chem_*_lanes`` kernels) live with
+the tests (``tests/snap_reference_kernels.py``), built from the scalar blocks here.
 """
 
 import numpy as np
@@ -203,6 +211,51 @@ def _sfac(r, rcut, rmin0, switchflag, p, sin_p, din_p):
 
 
 @njit(cache=True)
+def _z_two(k, idxz, idxcg_block, cglist, idxu_block, u1r, u1i, u2r, u2i):
+    """Entry ``k`` of the Z list coupling ``U1^{j1}`` (``u1r``/``u1i``) with ``U2^{j2}``:
+    :func:`_z_one` with two different densities (LAMMPS compute_zi, elem1 / elem2)."""
+    j1 = idxz[k, 0]
+    j2 = idxz[k, 1]
+    j = idxz[k, 2]
+    ma1min = idxz[k, 3]
+    ma2max = idxz[k, 4]
+    na = idxz[k, 5]
+    mb1min = idxz[k, 6]
+    mb2max = idxz[k, 7]
+    nb = idxz[k, 8]
+    cgb = idxcg_block[j1, j2, j]
+    zr = 0.0
+    zi = 0.0
+    jju1 = idxu_block[j1] + (j1 + 1) * mb1min
+    jju2 = idxu_block[j2] + (j2 + 1) * mb2max
+    icgb = mb1min * (j2 + 1) + mb2max
+    for ib in range(nb):
+        sr = 0.0
+        si = 0.0
+        ma1 = ma1min
+        ma2 = ma2max
+        icga = ma1min * (j2 + 1) + ma2max
+        for ia in range(na):
+            c = cglist[cgb + icga]
+            ar = u1r[jju1 + ma1]
+            ai = u1i[jju1 + ma1]
+            br = u2r[jju2 + ma2]
+            bi = u2i[jju2 + ma2]
+            sr += c * (ar * br - ai * bi)
+            si += c * (ar * bi + ai * br)
+            ma1 += 1
+            ma2 -= 1
+            icga += j2
+        cb = cglist[cgb + icgb]
+        zr += cb * sr
+        zi += cb * si
+        jju1 += j1 + 1
+        jju2 -= j2 + 1
+        icgb += j2
+    return zr, zi
+
+
+@njit(cache=True)
 def _z_one(k, idxz, idxcg_block, cglist, idxu_block, utr, uti):
     """Entry ``k`` of the Z list from the summed U (``utr``/``uti``): :func:`_z_two` with
     the same density twice."""
@@ -210,19 +263,31 @@ def _z_one(k, idxz, idxcg_block, cglist, idxu_block, utr, uti):
 
 
 @njit(cache=True)
-def _utot_atom(i, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0, switchflag,
-               wself, J, idxu_block, rootpq, utr, uti, ubuf_r, ubuf_i):
-    """Sum of weighted U over the neighbours of ``i`` plus ``wself`` on the diagonal.
+def _single_element(npairs, n):
+    """Element arrays of the single-density SNAP: every neighbour and centre of element 0."""
+    return np.zeros(npairs, dtype=np.int64), np.zeros(n, dtype=np.int64)
+
+
+@njit(cache=True)
+def _utot_atom(i, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei, wselfall, rfac0,
+               rmin0, switchflag, wself, J, idxu_block, rootpq, utr, uti, ubuf_r, ubuf_i):
+    """Sum of weighted U over the neighbours of ``i``, one density per element: ``utr``/``uti``
+    (n_elements, idxu_max), neighbour ``p`` added to element ``ej_p[p]``'s, ``wself`` on the
+    diagonal of the centre's element ``ei[i]`` (of every element with ``wselfall``; LAMMPS
+    compute_ui / compute_uarray).
 
     The U of each inside neighbour is kept in ``ubuf_r[p - offsets[i]]`` (for derivatives).
     """
-    nu = utr.shape[0]
-    for q in range(nu):
-        utr[q] = 0.0
-        uti[q] = 0.0
-    for j in range(J + 1):
-        for ma in range(j + 1):
-            utr[idxu_block[j] + (j + 1) * ma + ma] = wself
+    ne = utr.shape[0]
+    nu = utr.shape[1]
+    for e in range(ne):
+        for q in range(nu):
+            utr[e, q] = 0.0
+            uti[e, q] = 0.0
+        if e == ei[i] or wselfall:
+            for j in range(J + 1):
+                for ma in range(j + 1):
+                    utr[e, idxu_block[j] + (j + 1) * ma + ma] = wself
     for p in range(offsets[i], offsets[i + 1]):
         if not inside[p]:
             continue
@@ -239,75 +304,51 @@ def _utot_atom(i, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0
         _u_one(x, y, z, z0, r, J, idxu_block, rootpq, ur, ui)
         s, _ = _sfac(r, rc, rmin0, switchflag, p, sin_p, din_p)
         s *= w_p[p]
+        e = ej_p[p]
         for q in range(nu):
-            utr[q] += s * ur[q]
-            uti[q] += s * ui[q]
+            utr[e, q] += s * ur[q]
+            uti[e, q] += s * ui[q]
 
 
 @njit(cache=True)
-def _bispectrum(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0, switchflag, wself,
-                bzero, J, idxu_block, rootpq, cglist, idxcg_block, idxz, idxz_block, idxb):
-    """B of every atom, shape (n_atoms, n_b), only the Z blocks B needs (``j >= j1``).
-
-    Scalar reference of :func:`_bispectrum_lanes` (one atom, one neighbour at a time).
-    """
-    n = offsets.shape[0] - 1
-    nu = idxu_block[J] + (J + 1) * (J + 1)
-    nb_ = idxb.shape[0]
-    out = np.zeros((n, nb_))
-    utr = np.empty(nu)
-    uti = np.empty(nu)
-    ubr = np.empty((1, nu))
-    ubi = np.empty((1, nu))
-    for i in range(n):
-        # values only: U of one neighbour at a time is enough
-        for q in range(nu):
-            utr[q] = 0.0
-            uti[q] = 0.0
-        for j in range(J + 1):
-            for ma in range(j + 1):
-                utr[idxu_block[j] + (j + 1) * ma + ma] = wself
-        for p in range(offsets[i], offsets[i + 1]):
-            if not inside[p]:
-                continue
-            r = d[p]
-            rc = rcut_p[p]
-            theta0 = (r - rmin0) * rfac0 * np.pi / (rc - rmin0)
-            z0 = r / np.tan(theta0)
-            _u_one(D[p, 0], D[p, 1], D[p, 2], z0, r, J, idxu_block, rootpq, ubr[0], ubi[0])
-            s, _ = _sfac(r, rc, rmin0, switchflag, p, sin_p, din_p)
-            s *= w_p[p]
-            for q in range(nu):
-                utr[q] += s * ubr[0, q]
-                uti[q] += s * ubi[0, q]
-        for jjb in range(nb_):
-            j1 = idxb[jjb, 0]
-            j2 = idxb[jjb, 1]
-            j = idxb[jjb, 2]
-            k = idxz_block[j1, j2, j]
-            jju = idxu_block[j]
-            s = 0.0
-            for mb in range(j // 2 + 1):
-                for ma in range(j + 1):
-                    if 2 * mb == j and ma > mb:
-                        break
-                    zr, zi = _z_one(k, idxz, idxcg_block, cglist, idxu_block, utr, uti)
-                    t = utr[jju] * zr + uti[jju] * zi
-                    if 2 * mb == j and ma == mb:
-                        t *= 0.5
-                    s += t
-                    k += 1
-                    jju += 1
-            out[i, jjb] = 2.0 * s - bzero[j]
-    return out
+def _du_pair(p, q0, D, d, rcut_p, w_p, sin_p, din_p, rfac0, rmin0, switchflag, J, idxu_block,
+             rootpq, ubr, ubi, dur, dui):
+    """d(sfac * w * U)/d r_ij of pair ``p`` (LAMMPS compute_duidrj) into ``dur``/``dui``
+    (idxu_max, 3) by :func:`_du_one`, from its U kept in ``ubr[q0]``/``ubi[q0]``."""
+    r = d[p]
+    rc = rcut_p[p]
+    rscale0 = rfac0 * np.pi / (rc - rmin0)
+    theta0 = (r - rmin0) * rscale0
+    z0 = r * np.cos(theta0) / np.sin(theta0)
+    dz0dr = z0 / r - (r * rscale0) * (r * r + z0 * z0) / (r * r)
+    s, ds = _sfac(r, rc, rmin0, switchflag, p, sin_p, din_p)
+    _du_one(D[p, 0], D[p, 1], D[p, 2], z0, r, dz0dr, s * w_p[p], ds * w_p[p], J, idxu_block,
+            rootpq, ubr[q0], ubi[q0], dur, dui)
 
 
 @njit(cache=True)
-def _half_dot3(jju, k, jdim, dur, dui, zr, zi, out):
-    """out += 2 * sum over the independent rows of Re(conj(dU) Z) (middle diagonal halved)."""
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
+def _b_sum(j, jju, k, ur, ui, zr, zi):
+    """``sum Re(conj(U^j) Z)`` over the independent rows (middle diagonal halved): half of
+    ``B`` before ``bzero`` (U from ``jju``, the Z block from entry ``k``)."""
+    s = 0.0
+    for mb in range(j // 2 + 1):
+        for ma in range(j + 1):
+            if 2 * mb == j and ma > mb:
+                break
+            t = ur[jju] * zr[k] + ui[jju] * zi[k]
+            if 2 * mb == j and ma == mb:
+                t *= 0.5
+            s += t
+            k += 1
+            jju += 1
+    return s
+
+
+@njit(cache=True)
+def _half_dot3(jju, k, jdim, dur, dui, zr, zi, s0, s1, s2):
+    """``(s0, s1, s2)`` plus ``sum Re(conj(dU) Z)`` over the independent rows of ``U^jdim``
+    (middle diagonal halved), one sum per component of ``dur``/``dui`` (idxu_max, 3) from
+    ``jju``, the Z block from entry ``k``."""
     for mb in range(jdim // 2 + 1):
         for ma in range(jdim + 1):
             if 2 * mb == jdim and ma > mb:
@@ -322,91 +363,77 @@ def _half_dot3(jju, k, jdim, dur, dui, zr, zi, out):
             s2 += dur[jju, 2] * a + dui[jju, 2] * b
             k += 1
             jju += 1
-    out[0] += 2.0 * s0
-    out[1] += 2.0 * s1
-    out[2] += 2.0 * s2
+    return s0, s1, s2
 
 
 @njit(cache=True)
 def _bispectrum_grad(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0, switchflag,
                      wself, bzero, J, idxu_block, rootpq, cglist, idxcg_block, idxz, idxz_block,
                      idxb):
-    """B (n_atoms, n_b) and dB_i/dr_ij (n_pairs, 3, n_b) (LAMMPS compute_dbidrj)."""
+    """B (n_atoms, n_b) and dB_i/dr_ij (n_pairs, 3, n_b) (LAMMPS compute_bi / compute_dbidrj).
+
+    Scalar reference (one atom, one neighbour at a time) of :func:`_bispectrum_lanes` (B) and
+    :func:`_bispectrum_grad_lanes`.
+    """
     n = offsets.shape[0] - 1
     npairs = D.shape[0]
     nu = idxu_block[J] + (J + 1) * (J + 1)
     nz = idxz.shape[0]
     nb_ = idxb.shape[0]
+    ej_p, ei = _single_element(npairs, n)
     out = np.zeros((n, nb_))
     dout = np.zeros((npairs, 3, nb_))
-    utr = np.empty(nu)
-    uti = np.empty(nu)
+    utr = np.empty((1, nu))
+    uti = np.empty((1, nu))
     zr = np.empty(nz)
     zi = np.empty(nz)
     dur = np.empty((nu, 3))
     dui = np.empty((nu, 3))
-    g = np.empty(3)
-    h = np.empty(3)
-    maxn = 1
-    for i in range(n):
-        maxn = max(maxn, offsets[i + 1] - offsets[i])
+    maxn = max(1, _max_neighbours(0, n, offsets, n))
     ubr = np.empty((maxn, nu))
     ubi = np.empty((maxn, nu))
     for i in range(n):
-        _utot_atom(i, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0, switchflag,
-                   wself, J, idxu_block, rootpq, utr, uti, ubr, ubi)
+        _utot_atom(i, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei, True, rfac0,
+                   rmin0, switchflag, wself, J, idxu_block, rootpq, utr, uti, ubr, ubi)
         for k in range(nz):
-            zr[k], zi[k] = _z_one(k, idxz, idxcg_block, cglist, idxu_block, utr, uti)
+            zr[k], zi[k] = _z_one(k, idxz, idxcg_block, cglist, idxu_block, utr[0], uti[0])
         for jjb in range(nb_):
             j = idxb[jjb, 2]
             k = idxz_block[idxb[jjb, 0], idxb[jjb, 1], j]
-            jju = idxu_block[j]
-            s = 0.0
-            for mb in range(j // 2 + 1):
-                for ma in range(j + 1):
-                    if 2 * mb == j and ma > mb:
-                        break
-                    t = utr[jju] * zr[k] + uti[jju] * zi[k]
-                    if 2 * mb == j and ma == mb:
-                        t *= 0.5
-                    s += t
-                    k += 1
-                    jju += 1
-            out[i, jjb] = 2.0 * s - bzero[j]
+            out[i, jjb] = 2.0 * _b_sum(j, idxu_block[j], k, utr[0], uti[0], zr, zi) - bzero[j]
         for p in range(offsets[i], offsets[i + 1]):
             if not inside[p]:
                 continue
-            r = d[p]
-            rc = rcut_p[p]
-            rscale0 = rfac0 * np.pi / (rc - rmin0)
-            theta0 = (r - rmin0) * rscale0
-            z0 = r * np.cos(theta0) / np.sin(theta0)
-            dz0dr = z0 / r - (r * rscale0) * (r * r + z0 * z0) / (r * r)
-            s, ds = _sfac(r, rc, rmin0, switchflag, p, sin_p, din_p)
-            q0 = p - offsets[i]
-            _du_one(D[p, 0], D[p, 1], D[p, 2], z0, r, dz0dr, s * w_p[p], ds * w_p[p], J,
-                    idxu_block, rootpq, ubr[q0], ubi[q0], dur, dui)
+            _du_pair(p, p - offsets[i], D, d, rcut_p, w_p, sin_p, din_p, rfac0, rmin0,
+                     switchflag, J, idxu_block, rootpq, ubr, ubi, dur, dui)
             for jjb in range(nb_):
                 j1 = idxb[jjb, 0]
                 j2 = idxb[jjb, 1]
                 j = idxb[jjb, 2]
-                g[0] = 0.0
-                g[1] = 0.0
-                g[2] = 0.0
-                _half_dot3(idxu_block[j], idxz_block[j1, j2, j], j, dur, dui, zr, zi, g)
+                g = _half_dot3(idxu_block[j], idxz_block[j1, j2, j], j, dur, dui, zr, zi, 0.0,
+                               0.0, 0.0)
                 f1 = (j + 1) / (j1 + 1.0)
                 f2 = (j + 1) / (j2 + 1.0)
-                h[0] = 0.0
-                h[1] = 0.0
-                h[2] = 0.0
-                _half_dot3(idxu_block[j1], idxz_block[j, j2, j1], j1, dur, dui, zr, zi, h)
+                h1 = _half_dot3(idxu_block[j1], idxz_block[j, j2, j1], j1, dur, dui, zr, zi, 0.0,
+                                0.0, 0.0)
+                h2 = _half_dot3(idxu_block[j2], idxz_block[j, j1, j2], j2, dur, dui, zr, zi, 0.0,
+                                0.0, 0.0)
                 for a in range(3):
-                    g[a] += f1 * h[a]
-                    h[a] = 0.0
-                _half_dot3(idxu_block[j2], idxz_block[j, j1, j2], j2, dur, dui, zr, zi, h)
-                for a in range(3):
-                    dout[p, a, jjb] = g[a] + f2 * h[a]
+                    dout[p, a, jjb] = 2.0 * g[a] + f1 * (2.0 * h1[a]) + f2 * (2.0 * h2[a])
     return out, dout
+
+
+@njit(cache=True)
+def _y_dot_du(J, idxu_block, yr, yi, dur, dui, out):
+    """``out[:3] = dE/dr_ij = 2 sum Re(conj(dU) Y)`` over the independent rows of every layer
+    (middle diagonals halved; LAMMPS compute_deidrj), ``dur``/``dui`` (idxu_max, 3) from
+    :func:`_du_pair`, Y stored as U."""
+    s = (0.0, 0.0, 0.0)
+    for j in range(J + 1):
+        s = _half_dot3(idxu_block[j], idxu_block[j], j, dur, dui, yr, yi, s[0], s[1], s[2])
+    out[0] = 2.0 * s[0]
+    out[1] = 2.0 * s[1]
+    out[2] = 2.0 * s[2]
 
 
 @njit(cache=True)
@@ -423,23 +450,22 @@ def _backward(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0, sw
     npairs = D.shape[0]
     nu = idxu_block[J] + (J + 1) * (J + 1)
     nz = idxz.shape[0]
+    ej_p, ei = _single_element(npairs, n)
     g = np.zeros((npairs, 3))
-    utr = np.empty(nu)
-    uti = np.empty(nu)
+    utr = np.empty((1, nu))
+    uti = np.empty((1, nu))
     yr = np.empty(nu)
     yi = np.empty(nu)
     dur = np.empty((nu, 3))
     dui = np.empty((nu, 3))
-    maxn = 1
-    for i in range(n):
-        maxn = max(maxn, offsets[i + 1] - offsets[i])
+    maxn = max(1, _max_neighbours(0, n, offsets, n))
     ubr = np.empty((maxn, nu))
     ubi = np.empty((maxn, nu))
     for i in range(n):
         if offsets[i + 1] == offsets[i]:
             continue
-        _utot_atom(i, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0, switchflag,
-                   wself, J, idxu_block, rootpq, utr, uti, ubr, ubi)
+        _utot_atom(i, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei, True, rfac0,
+                   rmin0, switchflag, wself, J, idxu_block, rootpq, utr, uti, ubr, ubi)
         for q in range(nu):
             yr[q] = 0.0
             yi[q] = 0.0
@@ -447,51 +473,26 @@ def _backward(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0, sw
             bj = z_fac[k] * beta[i, z_jjb[k]]
             if bj == 0.0:
                 continue
-            zr, zi = _z_one(k, idxz, idxcg_block, cglist, idxu_block, utr, uti)
+            zr, zi = _z_one(k, idxz, idxcg_block, cglist, idxu_block, utr[0], uti[0])
             jju = idxz[k, 9]
             yr[jju] += bj * zr
             yi[jju] += bj * zi
         for p in range(offsets[i], offsets[i + 1]):
             if not inside[p]:
                 continue
-            r = d[p]
-            rc = rcut_p[p]
-            rscale0 = rfac0 * np.pi / (rc - rmin0)
-            theta0 = (r - rmin0) * rscale0
-            z0 = r * np.cos(theta0) / np.sin(theta0)
-            dz0dr = z0 / r - (r * rscale0) * (r * r + z0 * z0) / (r * r)
-            s, ds = _sfac(r, rc, rmin0, switchflag, p, sin_p, din_p)
-            q0 = p - offsets[i]
-            _du_one(D[p, 0], D[p, 1], D[p, 2], z0, r, dz0dr, s * w_p[p], ds * w_p[p], J,
-                    idxu_block, rootpq, ubr[q0], ubi[q0], dur, dui)
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            for j in range(J + 1):
-                jju = idxu_block[j]
-                for mb in range(j // 2 + 1):
-                    for ma in range(j + 1):
-                        if 2 * mb == j and ma > mb:
-                            break
-                        a = yr[jju]
-                        b = yi[jju]
-                        if 2 * mb == j and ma == mb:
-                            a *= 0.5
-                            b *= 0.5
-                        s0 += dur[jju, 0] * a + dui[jju, 0] * b
-                        s1 += dur[jju, 1] * a + dui[jju, 1] * b
-                        s2 += dur[jju, 2] * a + dui[jju, 2] * b
-                        jju += 1
-            g[p, 0] = 2.0 * s0
-            g[p, 1] = 2.0 * s1
-            g[p, 2] = 2.0 * s2
+            _du_pair(p, p - offsets[i], D, d, rcut_p, w_p, sin_p, din_p, rfac0, rmin0,
+                     switchflag, J, idxu_block, rootpq, ubr, ubi, dur, dui)
+            _y_dot_du(J, idxu_block, yr, yi, dur, dui, g[p])
     return g
 
 
-# -- lane kernels: LANES atoms at a time, innermost loops over lanes (SIMD) ----------------------
-#: atoms processed together; the k-th neighbours of the LANES atoms are handled as one vector
-LANES = 32
-#: largest lane count of the Jacobian kernel (its per-neighbour work is larger: longer
+# -- lane kernels: a block of atoms at a time, innermost loops over lanes (SIMD) -----------------
+#: largest lane count of the values kernels (:func:`_chem_bispectrum_lanes`, also the
+#: single-density values) and of the chemflag adjoint / Jacobian; the k-th neighbours of the
+#: block's atoms are handled as one vector (measured on 256 atoms at 2J=8, 64 balanced vs 32:
+#: chemflag values 0.7x, adjoint 0.85x the time; single-density values 0.8x)
+LANES = 64
+#: largest lane count of the Jacobian kernels (their per-neighbour work is larger: longer
 #: vectors amortise the loop overhead; measured 64 balanced vs 32: 25 % faster)
 GRAD_LANES = 64
 #: largest lane count of the default-path adjoint (:func:`_backward_lanes`): its lane loops are
@@ -501,6 +502,33 @@ BACKWARD_LANES = 128
 #: fastmath (FMA contraction) lets LLVM vectorise the lane loops; results differ from the
 #: scalar kernels by rounding only (tested to 1e-12)
 _FM = True
+
+
+@njit(cache=True)
+def _lane_count(n, most, multiple):
+    """Lanes per block for ``n`` atoms: at most ``most``, balanced over the blocks, a multiple
+    of ``multiple`` (adjoint, at most 128, multiples of 8: 256 atoms 2 x 128, 108 atoms
+    1 x 112, 4 atoms 8; values / Jacobian, at most 64, multiples of 4: 108 atoms 2 x 56)."""
+    nblk = max(1, (n + most - 1) // most)
+    return max(multiple, ((n + nblk - 1) // nblk + multiple - 1) // multiple * multiple)
+
+
+@njit(cache=True)
+def _max_neighbours(i0, n, offsets, L):
+    """Largest neighbour count of atoms i0..i0+L-1 (those below ``n``)."""
+    m = 0
+    for l in range(L):
+        if i0 + l < n:
+            m = max(m, offsets[i0 + l + 1] - offsets[i0 + l])
+    return m
+
+
+@njit(cache=True)
+def _lane_scratch(L):
+    """Per-neighbour scratch of :func:`_geometry_lanes` for ``L`` lanes: ``pidx`` and the
+    Cayley-Klein ``a_r, a_i, b_r, b_i`` (L,), ``geo`` (8, L)."""
+    return (np.empty(L, dtype=np.int64), np.empty(L), np.empty(L), np.empty(L), np.empty(L),
+            np.empty((8, L)))
 
 
 @njit(cache=True, fastmath=_FM)
@@ -562,8 +590,9 @@ def _u_lanes(a_r, a_i, b_r, b_i, J, idxu_block, rootpq, ur, ui, full=True):
 
 
 @njit(cache=True, fastmath=_FM)
-def _z_lanes(k, idxz, idxcg_block, cglist, idxu_block, utr, uti, zr, zi, sr, si):
-    """:func:`_z_one` for LANES atoms: Z entry ``k`` into ``zr``/``zi`` (LANES,)."""
+def _z2_lanes(k, idxz, idxcg_block, cglist, idxu_block, u1r, u1i, u2r, u2i, zr, zi, sr, si):
+    """:func:`_z_two` for LANES atoms: Z entry ``k`` coupling ``U1^{j1}`` (``u1r``/``u1i``,
+    (idxu_max, LANES)) with ``U2^{j2}`` into ``zr``/``zi`` (LANES,)."""
     L = zr.shape[0]
     j1 = idxz[k, 0]
     j2 = idxz[k, 1]
@@ -591,12 +620,12 @@ def _z_lanes(k, idxz, idxcg_block, cglist, idxu_block, utr, uti, zr, zi, sr, si)
         for ia in range(na):
             c = cglist[icga]
             for l in range(L):
-                u1r = utr[i1, l]
-                u1i = uti[i1, l]
-                u2r = utr[i2, l]
-                u2i = uti[i2, l]
-                sr[l] += c * (u1r * u2r - u1i * u2i)
-                si[l] += c * (u1r * u2i + u1i * u2r)
+                ar = u1r[i1, l]
+                ai = u1i[i1, l]
+                br = u2r[i2, l]
+                bi = u2i[i2, l]
+                sr[l] += c * (ar * br - ai * bi)
+                si[l] += c * (ar * bi + ai * br)
             i1 += 1
             i2 -= 1
             icga += j2
@@ -660,105 +689,136 @@ def _geometry_lanes(i0, k, n, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, 
 
 
 @njit(cache=True, fastmath=_FM)
-def _utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0,
-                switchflag, wself, J, idxu_block, rootpq, utr, uti, ubr, ubi, store):
-    """Summed U of atoms i0..i0+LANES-1; with ``store`` the U of neighbour k go to ubr[k]."""
-    L = utr.shape[1]
-    nu = utr.shape[0]
-    pidx = np.empty(L, dtype=np.int64)
-    a_r = np.empty(L)
-    a_i = np.empty(L)
-    b_r = np.empty(L)
-    b_i = np.empty(L)
-    geo = np.empty((8, L))
-    for q in range(nu):
-        for l in range(L):
-            utr[q, l] = 0.0
-            uti[q, l] = 0.0
-    for j in range(J + 1):
-        for ma in range(j + 1):
+def _utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei,
+                wselfall, rfac0, rmin0, switchflag, wself, J, idxu_block, rootpq, utr, uti, ur, ui,
+                ws):
+    """Summed U per element (``utr``/``uti`` (n_elements, idxu_max, L)) of atoms i0..i0+L-1:
+    each neighbour added to its element's density, ``wself`` on the diagonal of the centre's
+    element (every element with ``wselfall``); :func:`_utot_atom` for L atoms.  ``ur``/``ui``
+    (idxu_max, L) and ``ws`` (n_elements, L) are scratch."""
+    ne = utr.shape[0]
+    nu = utr.shape[1]
+    L = utr.shape[2]
+    pidx, a_r, a_i, b_r, b_i, geo = _lane_scratch(L)
+    for e in range(ne):
+        for q in range(nu):
             for l in range(L):
-                utr[idxu_block[j] + (j + 1) * ma + ma, l] = wself
+                utr[e, q, l] = 0.0
+                uti[e, q, l] = 0.0
+        for l in range(L):
+            if wselfall or (i0 + l < n and ei[i0 + l] == e):
+                for j in range(J + 1):
+                    for ma in range(j + 1):
+                        utr[e, idxu_block[j] + (j + 1) * ma + ma, l] = wself
     for k in range(maxk):
         live = _geometry_lanes(i0, k, n, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0,
                                rmin0, switchflag, pidx, a_r, a_i, b_r, b_i, geo)
         if live == 0:
             continue
-        kk = k if store else 0
-        ur = ubr[kk]
-        ui = ubi[kk]
         _u_lanes(a_r, a_i, b_r, b_i, J, idxu_block, rootpq, ur, ui)
-        for q in range(nu):
+        for e in range(ne):
             for l in range(L):
-                utr[q, l] += geo[6, l] * ur[q, l]
-                uti[q, l] += geo[6, l] * ui[q, l]
+                p = pidx[l]
+                ws[e, l] = geo[6, l] if (p >= 0 and ej_p[p] == e) else 0.0
+        for e in range(ne):
+            for q in range(nu):
+                for l in range(L):
+                    utr[e, q, l] += ws[e, l] * ur[q, l]
+                    uti[e, q, l] += ws[e, l] * ui[q, l]
 
 
+# -- values: B of every atom -----------------------------------------------------------------------
 @njit(cache=True)
-def _max_neighbours(i0, n, offsets, L=LANES):
-    m = 0
-    for l in range(L):
-        if i0 + l < n:
-            m = max(m, offsets[i0 + l + 1] - offsets[i0 + l])
-    return m
+def _chem_bispectrum_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei, ne,
+                           wselfall, rfac0, rmin0, switchflag, wself, bzero, J, idxu_block,
+                           rootpq, cglist, idxcg_block, idxz, idxz_block, idxb):
+    """Chemflag B of every atom (n_atoms, ne^3 K), up to LANES atoms at a time (each Z entry
+    formed once and used by the ``ne`` triples that share its element pair).
 
-
-@njit(cache=True)
-def _backward_lane_count(n):
-    """Lanes per block of the adjoint for ``n`` atoms: at most BACKWARD_LANES, balanced over
-    the blocks, a multiple of 8 (256 atoms: 2 x 128; 108: 1 x 112; 4: 8)."""
-    nblk = max(1, (n + BACKWARD_LANES - 1) // BACKWARD_LANES)
-    return max(8, ((n + nblk - 1) // nblk + 7) // 8 * 8)
+    One density ``U_e`` per element ``e`` (neighbours of element ``ej_p[p]``; ``wself`` on the
+    diagonal of the centre's element ``ei[i]``, or of every element with ``wselfall``), Z per
+    element pair ``(e1, e2)``, and ``B_{e1 e2 e3} = sum conj(U_e3) Z_{e1 e2}`` in the LAMMPS
+    column order ``((e1 ne + e2) ne + e3) K + jjb``; ``bzero`` is subtracted from the triple
+    ``(ei, ei, ei)`` only (every triple with ``wselfall``).  With one element and ``wselfall``
+    the single-density B (:func:`_bispectrum_lanes`).
+    """
+    L = _lane_count(offsets.shape[0] - 1, LANES, 4)
+    n = offsets.shape[0] - 1
+    nu = idxu_block[J] + (J + 1) * (J + 1)
+    K = idxb.shape[0]
+    out = np.zeros((n, ne * ne * ne * K))
+    utr = np.empty((ne, nu, L))
+    uti = np.empty((ne, nu, L))
+    ur = np.empty((nu, L))
+    ui = np.empty((nu, L))
+    ws = np.empty((ne, L))
+    zr = np.empty(L)
+    zi = np.empty(L)
+    sr = np.empty(L)
+    si = np.empty(L)
+    acc = np.empty((ne, L))
+    for i0 in range(0, n, L):
+        maxk = _max_neighbours(i0, n, offsets, L)
+        _utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei,
+                    wselfall, rfac0, rmin0, switchflag, wself, J, idxu_block, rootpq, utr, uti,
+                    ur, ui, ws)
+        for e1 in range(ne):
+            for e2 in range(ne):
+                idouble = e1 * ne + e2
+                for jjb in range(K):
+                    j1 = idxb[jjb, 0]
+                    j2 = idxb[jjb, 1]
+                    j = idxb[jjb, 2]
+                    if j1 == j2 and e2 < e1:
+                        # Z_{e1 e2} = Z_{e2 e1}: B_{e1 e2 e3} = B_{e2 e1 e3}, already formed
+                        for e3 in range(ne):
+                            col = (idouble * ne + e3) * K + jjb
+                            col2 = ((e2 * ne + e1) * ne + e3) * K + jjb
+                            for l in range(L):
+                                if i0 + l < n:
+                                    out[i0 + l, col] = out[i0 + l, col2]
+                        continue
+                    kz = idxz_block[j1, j2, j]
+                    jju = idxu_block[j]
+                    for e3 in range(ne):
+                        for l in range(L):
+                            acc[e3, l] = 0.0
+                    for mb in range(j // 2 + 1):
+                        for ma in range(j + 1):
+                            if 2 * mb == j and ma > mb:
+                                break
+                            _z2_lanes(kz, idxz, idxcg_block, cglist, idxu_block, utr[e1],
+                                      uti[e1], utr[e2], uti[e2], zr, zi, sr, si)
+                            w = 0.5 if (2 * mb == j and ma == mb) else 1.0
+                            for e3 in range(ne):
+                                for l in range(L):
+                                    acc[e3, l] += w * (utr[e3, jju, l] * zr[l]
+                                                       + uti[e3, jju, l] * zi[l])
+                            kz += 1
+                            jju += 1
+                    for e3 in range(ne):
+                        col = (idouble * ne + e3) * K + jjb
+                        for l in range(L):
+                            i = i0 + l
+                            if i < n:
+                                shift = wselfall or (e1 == ei[i] and e2 == ei[i] and e3 == ei[i])
+                                out[i, col] = 2.0 * acc[e3, l] - (bzero[j] if shift else 0.0)
+    return out
 
 
 @njit(cache=True)
 def _bispectrum_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0, switchflag,
                       wself, bzero, J, idxu_block, rootpq, cglist, idxcg_block, idxz, idxz_block,
                       idxb):
-    """B of every atom (n_atoms, n_b); same result as :func:`_bispectrum`, LANES at a time."""
-    L = LANES
-    n = offsets.shape[0] - 1
-    nu = idxu_block[J] + (J + 1) * (J + 1)
-    nb_ = idxb.shape[0]
-    out = np.zeros((n, nb_))
-    utr = np.empty((nu, L))
-    uti = np.empty((nu, L))
-    ubr = np.empty((1, nu, L))
-    ubi = np.empty((1, nu, L))
-    zr = np.empty(L)
-    zi = np.empty(L)
-    sr = np.empty(L)
-    si = np.empty(L)
-    acc = np.empty(L)
-    for i0 in range(0, n, L):
-        maxk = _max_neighbours(i0, n, offsets)
-        _utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0,
-                    switchflag, wself, J, idxu_block, rootpq, utr, uti, ubr, ubi, False)
-        for jjb in range(nb_):
-            j1 = idxb[jjb, 0]
-            j2 = idxb[jjb, 1]
-            j = idxb[jjb, 2]
-            kz = idxz_block[j1, j2, j]
-            jju = idxu_block[j]
-            for l in range(L):
-                acc[l] = 0.0
-            for mb in range(j // 2 + 1):
-                for ma in range(j + 1):
-                    if 2 * mb == j and ma > mb:
-                        break
-                    _z_lanes(kz, idxz, idxcg_block, cglist, idxu_block, utr, uti, zr, zi, sr,
-                             si)
-                    w = 0.5 if (2 * mb == j and ma == mb) else 1.0
-                    for l in range(L):
-                        acc[l] += w * (utr[jju, l] * zr[l] + uti[jju, l] * zi[l])
-                    kz += 1
-                    jju += 1
-            for l in range(L):
-                if i0 + l < n:
-                    out[i0 + l, jjb] = 2.0 * acc[l] - bzero[j]
-    return out
+    """B of every atom (n_atoms, n_b); same result as the B of :func:`_bispectrum_grad`, a
+    lane block at a time: :func:`_chem_bispectrum_lanes` with one element."""
+    ej_p, ei = _single_element(D.shape[0], offsets.shape[0] - 1)
+    return _chem_bispectrum_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei, 1,
+                                  True, rfac0, rmin0, switchflag, wself, bzero, J, idxu_block,
+                                  rootpq, cglist, idxcg_block, idxz, idxz_block, idxb)
 
 
+# -- adjoint: dE/dr_ij through Y = dE/dU ---------------------------------------------------------
 @njit(cache=True, fastmath=_FM)
 def _dedr_lanes(a_r, a_i, b_r, b_i, geo, J, idxu_block, rootpq, ur, ui, yr, yi, gr, gi, out):
     """``dE/dr_ij = Y . dU/dr_ij`` by reverse-mode differentiation of the U recursion (the
@@ -888,6 +948,15 @@ def _dedr_lanes(a_r, a_i, b_r, b_i, geo, J, idxu_block, rootpq, ur, ui, yr, yi, 
                          + geo[7, l] * uk * suy[l])
 
 
+@njit(cache=True)
+def _beta_lanes(i0, n, beta, bt):
+    """``bt[c, l] = beta[i0 + l, c]`` (0 for lanes past the last atom): the block's beta,
+    contiguous over lanes."""
+    for c in range(bt.shape[0]):
+        for l in range(bt.shape[1]):
+            bt[c, l] = beta[i0 + l, c] if i0 + l < n else 0.0
+
+
 @njit(cache=True, fastmath=_FM)
 def _y_lanes(i0, n, beta, bt, idxz, idxcg_block, cglist, idxu_block, z_jjb, z_fac, utr, uti,
              yr, yi, zr, zi):
@@ -900,18 +969,15 @@ def _y_lanes(i0, n, beta, bt, idxz, idxcg_block, cglist, idxu_block, z_jjb, z_fa
     (terms (ib, ia) and (nb-1-ib, na-1-ia) are equal: the two U factors swap and the signs of the
     two swapped Clebsch-Gordan coefficients cancel).  ``bt`` (n_b, L) is scratch (beta of
     the block, transposed), ``zr``/``zi`` (L,) scratch.  Same Y as forming every entry with
-    :func:`_z_lanes` to rounding (tested).
+    :func:`_z2_lanes` to rounding (tested).
     """
     L = yr.shape[1]
     nu = utr.shape[0]
-    nbb = beta.shape[1]
     for q in range(nu):
         for l in range(L):
             yr[q, l] = 0.0
             yi[q, l] = 0.0
-    for c in range(nbb):
-        for l in range(L):
-            bt[c, l] = beta[i0 + l, c] if i0 + l < n else 0.0
+    _beta_lanes(i0, n, beta, bt)
     for k in range(idxz.shape[0]):
         j1 = idxz[k, 0]
         j2 = idxz[k, 1]
@@ -979,64 +1045,198 @@ def _y_lanes(i0, n, beta, bt, idxz, idxcg_block, cglist, idxu_block, z_jjb, z_fa
             yi[jju, l] += b * zi[l]
 
 
-@njit(cache=True)
-def _backward_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0, switchflag,
-                    wself, J, idxu_block, rootpq, cglist, idxcg_block, idxz, z_jjb, z_fac, beta):
-    """Adjoint dE/dr_ij (n_pairs, 3) for E = sum_i beta[i] . B_i, up to BACKWARD_LANES atoms
-    at a time (:func:`_backward_lane_count`).
+@njit(cache=True, inline="always")
+def _chem_y_lanes(i0, n, beta, betal, ne, idxz, idxcg_block, cglist, idxu_block, idxb_block, utr,
+                  uti, yr, yi, c, zr, zi, sr, si):
+    """Chemflag ``Y_e = dE/dU_e`` of atoms i0..i0+L-1 into ``yr``/``yi`` (ne, idxu_max, L), with
+    the exact sums over the permuted element triples: a Z entry ``Z_{e1 e2}(j1, j2 -> j)``
+    feeds ``Y_e3^j`` with the coefficients of every B block it serves (see
+    ``tests/snap_reference_kernels.py``).  Only the entries :func:`_dedr_lanes` reads are
+    formed.  ``betal`` (F, L), ``c`` (ne, L), ``zr``, ``zi``, ``sr``, ``si`` (L,) scratch."""
+    L = yr.shape[2]
+    nu = yr.shape[1]
+    nz = idxz.shape[0]
+    K = beta.shape[1] // (ne * ne * ne)
+    for e in range(ne):
+        for q in range(nu):
+            for l in range(L):
+                yr[e, q, l] = 0.0
+                yi[e, q, l] = 0.0
+    _beta_lanes(i0, n, beta, betal)
+    for k in range(nz):
+        j1 = idxz[k, 0]
+        j2 = idxz[k, 1]
+        j = idxz[k, 2]
+        ju = idxz[k, 9] - idxu_block[j]
+        if 2 * (ju // (j + 1)) == j and ju % (j + 1) > j // 2:
+            continue   # right half of the middle row: _dedr_lanes does not read its Y
+        # the B blocks this Z entry serves (-1: none) and their factors
+        b0 = idxb_block[j1, j2, j] if j >= j1 else -1
+        b1 = idxb_block[j, j2, j1] if (j1 >= j and j >= j2) else -1
+        b2 = idxb_block[j2, j, j1] if j2 >= j else -1
+        fac = (j1 + 1) / (j + 1.0)
+        jju = idxz[k, 9]
+        for e1 in range(ne):
+            for e2 in range(ne):
+                # j1 == j2: Z_{e2 e1} = Z_{e1 e2} (the Clebsch-Gordan phases of swapping
+                # j1 and j2 cancel between the two factors): one Z, coefficients summed
+                if j1 == j2 and e2 < e1:
+                    continue
+                nonzero = False
+                for e3 in range(ne):
+                    for l in range(L):
+                        c[e3, l] = 0.0
+                    for sw in range(2):
+                        if sw == 0:
+                            f1_, f2_ = e1, e2
+                        elif j1 == j2 and e1 != e2:
+                            f1_, f2_ = e2, e1
+                        else:
+                            break
+                        if b0 >= 0:
+                            c0 = ((f1_ * ne + f2_) * ne + e3) * K + b0
+                            for l in range(L):
+                                c[e3, l] += betal[c0, l]
+                        if b1 >= 0:
+                            c1 = ((e3 * ne + f2_) * ne + f1_) * K + b1
+                            for l in range(L):
+                                c[e3, l] += fac * betal[c1, l]
+                        if b2 >= 0:
+                            c2 = ((f2_ * ne + e3) * ne + f1_) * K + b2
+                            for l in range(L):
+                                c[e3, l] += fac * betal[c2, l]
+                    for l in range(L):
+                        nonzero = nonzero or c[e3, l] != 0.0
+                if not nonzero:
+                    continue
+                _z2_lanes(k, idxz, idxcg_block, cglist, idxu_block, utr[e1], uti[e1],
+                          utr[e2], uti[e2], zr, zi, sr, si)
+                for e3 in range(ne):
+                    for l in range(L):
+                        yr[e3, jju, l] += c[e3, l] * zr[l]
+                        yi[e3, jju, l] += c[e3, l] * zi[l]
 
-    Y = dE/dU per atom as LAMMPS ``compute_yi``; per neighbour the reverse-mode
-    :func:`_dedr_lanes` replaces ``compute_duidrj`` + ``compute_deidrj``.
-    """
-    n = offsets.shape[0] - 1
-    L = _backward_lane_count(n)
-    npairs = D.shape[0]
-    nu = idxu_block[J] + (J + 1) * (J + 1)
-    g = np.zeros((npairs, 3))
-    utr = np.empty((nu, L))
-    uti = np.empty((nu, L))
-    ubr = np.empty((1, nu, L))
-    ubi = np.empty((1, nu, L))
-    yr = np.empty((nu, L))
-    yi = np.empty((nu, L))
+
+@njit(cache=True)
+def _dedr_neighbours_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p,
+                           rfac0, rmin0, switchflag, J, idxu_block, rootpq, yr, yi, g):
+    """The reverse pass of atoms i0..i0+L-1: per neighbour k, ``dE/dr_ij`` by
+    :func:`_dedr_lanes` with the Y of the neighbour's element (``yr``/``yi``
+    (n_elements, idxu_max, L)) into ``g[p]`` (n_pairs, 3); U recomputed (cheaper than storing
+    it for every neighbour: memory traffic), only the rows the reverse pass reads."""
+    ne = yr.shape[0]
+    nu = yr.shape[1]
+    L = yr.shape[2]
+    pidx, a_r, a_i, b_r, b_i, geo = _lane_scratch(L)
+    ur = np.empty((nu, L))
+    ui = np.empty((nu, L))
     gr = np.empty((nu, L))
     gi = np.empty((nu, L))
+    o = np.empty((3, L))
+    el = np.empty(L, dtype=np.int64)
+    selr = np.empty((nu if ne > 1 else 0, L))   # the Y of each lane's neighbour element
+    seli = np.empty((nu if ne > 1 else 0, L))
+    ylr = yr[0] if ne == 1 else selr
+    yli = yi[0] if ne == 1 else seli
+    for k in range(maxk):
+        live = _geometry_lanes(i0, k, n, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p,
+                               rfac0, rmin0, switchflag, pidx, a_r, a_i, b_r, b_i, geo)
+        if live == 0:
+            continue
+        if ne > 1:
+            for l in range(L):
+                el[l] = ej_p[pidx[l]] if pidx[l] >= 0 else 0
+            for q in range(nu):
+                for l in range(L):
+                    selr[q, l] = yr[el[l], q, l]
+                    seli[q, l] = yi[el[l], q, l]
+        _u_lanes(a_r, a_i, b_r, b_i, J, idxu_block, rootpq, ur, ui, False)
+        _dedr_lanes(a_r, a_i, b_r, b_i, geo, J, idxu_block, rootpq, ur, ui, ylr, yli, gr, gi, o)
+        for l in range(L):
+            p = pidx[l]
+            if p >= 0:
+                g[p, 0] = o[0, l]
+                g[p, 1] = o[1, l]
+                g[p, 2] = o[2, l]
+
+
+@njit(cache=True)
+def _chem_backward_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei, ne,
+                         wselfall, rfac0, rmin0, switchflag, wself, J, idxu_block, rootpq,
+                         cglist, idxcg_block, idxz, idxb_block, beta):
+    """Chemflag adjoint dE/dr_ij (n_pairs, 3) for ``E = sum_i beta[i] . B_i``, up to LANES
+    atoms at a time: ``Y_e = dE/dU_e`` (:func:`_chem_y_lanes`), per neighbour the
+    reverse-mode :func:`_dedr_lanes` with the Y of the neighbour's element."""
+    n = offsets.shape[0] - 1
+    L = _lane_count(n, LANES, 4)
+    nu = idxu_block[J] + (J + 1) * (J + 1)
+    g = np.zeros((D.shape[0], 3))
+    betal = np.empty((beta.shape[1], L))
+    utr = np.empty((ne, nu, L))
+    uti = np.empty((ne, nu, L))
+    yr = np.empty((ne, nu, L))
+    yi = np.empty((ne, nu, L))
+    ur = np.empty((nu, L))
+    ui = np.empty((nu, L))
+    ws = np.empty((ne, L))
     zr = np.empty(L)
     zi = np.empty(L)
-    bt = np.empty((beta.shape[1], L))
-    o = np.empty((3, L))
-    pidx = np.empty(L, dtype=np.int64)
-    a_r = np.empty(L)
-    a_i = np.empty(L)
-    b_r = np.empty(L)
-    b_i = np.empty(L)
-    geo = np.empty((8, L))
+    sr = np.empty(L)
+    si = np.empty(L)
+    c = np.empty((ne, L))
     for i0 in range(0, n, L):
         maxk = _max_neighbours(i0, n, offsets, L)
         if maxk == 0:
             continue
-        _utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0,
-                    switchflag, wself, J, idxu_block, rootpq, utr, uti, ubr, ubi, False)
-        _y_lanes(i0, n, beta, bt, idxz, idxcg_block, cglist, idxu_block, z_jjb, z_fac, utr, uti,
-                 yr, yi, zr, zi)
-        for k in range(maxk):
-            live = _geometry_lanes(i0, k, n, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p,
-                                   rfac0, rmin0, switchflag, pidx, a_r, a_i, b_r, b_i, geo)
-            if live == 0:
-                continue
-            # recomputing U is cheaper than storing it for every neighbour (memory traffic)
-            _u_lanes(a_r, a_i, b_r, b_i, J, idxu_block, rootpq, ubr[0], ubi[0], False)
-            _dedr_lanes(a_r, a_i, b_r, b_i, geo, J, idxu_block, rootpq, ubr[0], ubi[0], yr, yi,
-                        gr, gi, o)
-            for l in range(L):
-                p = pidx[l]
-                if p >= 0:
-                    g[p, 0] = o[0, l]
-                    g[p, 1] = o[1, l]
-                    g[p, 2] = o[2, l]
+        _utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei,
+                    wselfall, rfac0, rmin0, switchflag, wself, J, idxu_block, rootpq, utr, uti,
+                    ur, ui, ws)
+        _chem_y_lanes(i0, n, beta, betal, ne, idxz, idxcg_block, cglist, idxu_block, idxb_block,
+                      utr, uti, yr, yi, c, zr, zi, sr, si)
+        _dedr_neighbours_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p,
+                               ej_p, rfac0, rmin0, switchflag, J, idxu_block, rootpq, yr, yi, g)
     return g
 
 
+@njit(cache=True)
+def _backward_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0, switchflag,
+                    wself, J, idxu_block, rootpq, cglist, idxcg_block, idxz, z_jjb, z_fac, beta):
+    """Adjoint dE/dr_ij (n_pairs, 3) for E = sum_i beta[i] . B_i, up to BACKWARD_LANES atoms
+    at a time.
+
+    Y = dE/dU per atom as LAMMPS ``compute_yi`` (:func:`_y_lanes`); per neighbour the
+    reverse-mode :func:`_dedr_lanes` replaces ``compute_duidrj`` + ``compute_deidrj``.
+    """
+    n = offsets.shape[0] - 1
+    L = _lane_count(n, BACKWARD_LANES, 8)
+    nu = idxu_block[J] + (J + 1) * (J + 1)
+    ej_p, ei = _single_element(D.shape[0], n)
+    g = np.zeros((D.shape[0], 3))
+    utr = np.empty((1, nu, L))
+    uti = np.empty((1, nu, L))
+    ur = np.empty((nu, L))
+    ui = np.empty((nu, L))
+    ws = np.empty((1, L))
+    yr = np.empty((1, nu, L))
+    yi = np.empty((1, nu, L))
+    zr = np.empty(L)
+    zi = np.empty(L)
+    bt = np.empty((beta.shape[1], L))
+    for i0 in range(0, n, L):
+        maxk = _max_neighbours(i0, n, offsets, L)
+        if maxk == 0:
+            continue
+        _utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei,
+                    True, rfac0, rmin0, switchflag, wself, J, idxu_block, rootpq, utr, uti, ur,
+                    ui, ws)
+        _y_lanes(i0, n, beta, bt, idxz, idxcg_block, cglist, idxu_block, z_jjb, z_fac, utr[0],
+                 uti[0], yr[0], yi[0], zr, zi)
+        _dedr_neighbours_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p,
+                               ej_p, rfac0, rmin0, switchflag, J, idxu_block, rootpq, yr, yi, g)
+    return g
+
+
+# -- Jacobian: dB_i/dr_ij in forward mode ----------------------------------------------------------
 @njit(cache=True, fastmath=_FM)
 def _du_lanes(a_r, a_i, b_r, b_i, geo, J, idxu_block, rootpq, ur, ui, dur, dui, da):
     """:func:`_du_one` for LANES neighbours at once (forward mode, 3 tangents).
@@ -1178,756 +1378,208 @@ def _half_dot3_lanes(jju, kz, jdim, fac, dur, dui, zr, zi, out):
 
 
 @njit(cache=True)
-def _bispectrum_grad_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0,
-                           switchflag, wself, bzero, J, idxu_block, rootpq, cglist, idxcg_block,
-                           idxz, idxz_block, idxb):
-    """B (n_atoms, n_b) and dB_i/dr_ij (n_pairs, 3, n_b), LANES atoms at a time.
-
-    Same result as the scalar :func:`_bispectrum_grad` (LAMMPS ``compute_dbidrj``): Z of
-    every atom once, then per neighbour the forward-mode dU (:func:`_du_lanes`) contracted
-    with the three Z blocks of each B component.
-    """
-    n = offsets.shape[0] - 1
-    # lanes: at most GRAD_LANES, balanced over the blocks (108 atoms: 2 x 56)
-    nblk = max(1, (n + GRAD_LANES - 1) // GRAD_LANES)
-    L = max(4, ((n + nblk - 1) // nblk + 3) // 4 * 4)
-    npairs = D.shape[0]
-    nu = idxu_block[J] + (J + 1) * (J + 1)
-    nz = idxz.shape[0]
-    nb_ = idxb.shape[0]
-    out = np.zeros((n, nb_))
-    dout = np.zeros((npairs, 3, nb_))
-    utr = np.empty((nu, L))
-    uti = np.empty((nu, L))
-    ubr = np.empty((1, nu, L))
-    ubi = np.empty((1, nu, L))
-    zr = np.empty((nz, L))
-    zi = np.empty((nz, L))
-    sr = np.empty(L)
-    si = np.empty(L)
-    acc = np.empty(L)
-    dur = np.empty((nu, 3, L))
-    dui = np.empty((nu, 3, L))
-    da = np.empty((15, L))
-    o = np.empty((3, L))
-    pidx = np.empty(L, dtype=np.int64)
-    a_r = np.empty(L)
-    a_i = np.empty(L)
-    b_r = np.empty(L)
-    b_i = np.empty(L)
-    geo = np.empty((8, L))
-    for i0 in range(0, n, L):
-        maxk = _max_neighbours(i0, n, offsets, L)
-        _utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0,
-                    switchflag, wself, J, idxu_block, rootpq, utr, uti, ubr, ubi, False)
-        for k in range(nz):
-            _z_lanes(k, idxz, idxcg_block, cglist, idxu_block, utr, uti, zr[k], zi[k], sr, si)
-        for jjb in range(nb_):
-            j = idxb[jjb, 2]
-            kz = idxz_block[idxb[jjb, 0], idxb[jjb, 1], j]
-            jju = idxu_block[j]
-            for l in range(L):
-                acc[l] = 0.0
-            for mb in range(j // 2 + 1):
-                for ma in range(j + 1):
-                    if 2 * mb == j and ma > mb:
-                        break
-                    w = 0.5 if (2 * mb == j and ma == mb) else 1.0
+def _z_all_lanes(idxz, idxcg_block, cglist, idxu_block, utr, uti, zr, zi, sr, si):
+    """Every Z entry of every element pair ``(e1, e2)`` of a lane block into ``zr``/``zi``
+    (n_elements^2, n_z, L) from the densities ``utr``/``uti`` (n_elements, idxu_max, L);
+    a block with ``j1 == j2`` is copied from ``(e2, e1)`` (``Z_{e1 e2} = Z_{e2 e1}``)."""
+    ne = utr.shape[0]
+    L = utr.shape[2]
+    for e1 in range(ne):
+        for e2 in range(ne):
+            for k in range(idxz.shape[0]):
+                if e2 < e1 and idxz[k, 0] == idxz[k, 1]:
                     for l in range(L):
-                        acc[l] += w * (utr[jju, l] * zr[kz, l] + uti[jju, l] * zi[kz, l])
-                    kz += 1
-                    jju += 1
-            for l in range(L):
-                if i0 + l < n:
-                    out[i0 + l, jjb] = 2.0 * acc[l] - bzero[j]
-        for k in range(maxk):
-            live = _geometry_lanes(i0, k, n, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p,
-                                   rfac0, rmin0, switchflag, pidx, a_r, a_i, b_r, b_i, geo)
-            if live == 0:
-                continue
-            _u_lanes(a_r, a_i, b_r, b_i, J, idxu_block, rootpq, ubr[0], ubi[0])
-            _du_lanes(a_r, a_i, b_r, b_i, geo, J, idxu_block, rootpq, ubr[0], ubi[0], dur, dui,
-                      da)
-            for jjb in range(nb_):
-                j1 = idxb[jjb, 0]
-                j2 = idxb[jjb, 1]
-                j = idxb[jjb, 2]
-                for a in range(3):
-                    for l in range(L):
-                        o[a, l] = 0.0
-                # dB/dr = 2 Re sum of conj(dU) Z over three blocks; coinciding blocks
-                # (j1 == j, or j2 == j1) share one dot product with the factors summed
-                f1 = (j + 1) / (j1 + 1.0)
-                f2 = (j + 1) / (j2 + 1.0)
-                fa = 1.0
-                if j1 == j:
-                    fa += f1
-                    f1 = 0.0
-                if j2 == j1:
-                    if f1 != 0.0:
-                        f1 += f2
-                    else:
-                        fa += f2
-                    f2 = 0.0
-                _half_dot3_lanes(idxu_block[j], idxz_block[j1, j2, j], j, fa, dur, dui, zr,
-                                 zi, o)
-                if f1 != 0.0:
-                    _half_dot3_lanes(idxu_block[j1], idxz_block[j, j2, j1], j1, f1, dur, dui,
-                                     zr, zi, o)
-                if f2 != 0.0:
-                    _half_dot3_lanes(idxu_block[j2], idxz_block[j, j1, j2], j2, f2, dur, dui,
-                                     zr, zi, o)
-                for l in range(L):
-                    p = pidx[l]
-                    if p >= 0:
-                        dout[p, 0, jjb] = o[0, l]
-                        dout[p, 1, jjb] = o[1, l]
-                        dout[p, 2, jjb] = o[2, l]
-    return out, dout
-
-
-# -- explicit multi-element SNAP (LAMMPS chemflag 1) ---------------------------------------------
-@njit(cache=True)
-def _z_two(k, idxz, idxcg_block, cglist, idxu_block, u1r, u1i, u2r, u2i):
-    """Entry ``k`` of the Z list coupling ``U1^{j1}`` (``u1r``/``u1i``) with ``U2^{j2}``:
-    :func:`_z_one` with two different densities (LAMMPS compute_zi, elem1 / elem2)."""
-    j1 = idxz[k, 0]
-    j2 = idxz[k, 1]
-    j = idxz[k, 2]
-    ma1min = idxz[k, 3]
-    ma2max = idxz[k, 4]
-    na = idxz[k, 5]
-    mb1min = idxz[k, 6]
-    mb2max = idxz[k, 7]
-    nb = idxz[k, 8]
-    cgb = idxcg_block[j1, j2, j]
-    zr = 0.0
-    zi = 0.0
-    jju1 = idxu_block[j1] + (j1 + 1) * mb1min
-    jju2 = idxu_block[j2] + (j2 + 1) * mb2max
-    icgb = mb1min * (j2 + 1) + mb2max
-    for ib in range(nb):
-        sr = 0.0
-        si = 0.0
-        ma1 = ma1min
-        ma2 = ma2max
-        icga = ma1min * (j2 + 1) + ma2max
-        for ia in range(na):
-            c = cglist[cgb + icga]
-            ar = u1r[jju1 + ma1]
-            ai = u1i[jju1 + ma1]
-            br = u2r[jju2 + ma2]
-            bi = u2i[jju2 + ma2]
-            sr += c * (ar * br - ai * bi)
-            si += c * (ar * bi + ai * br)
-            ma1 += 1
-            ma2 -= 1
-            icga += j2
-        cb = cglist[cgb + icgb]
-        zr += cb * sr
-        zi += cb * si
-        jju1 += j1 + 1
-        jju2 -= j2 + 1
-        icgb += j2
-    return zr, zi
+                        zr[e1 * ne + e2, k, l] = zr[e2 * ne + e1, k, l]
+                        zi[e1 * ne + e2, k, l] = zi[e2 * ne + e1, k, l]
+                    continue
+                _z2_lanes(k, idxz, idxcg_block, cglist, idxu_block, utr[e1], uti[e1], utr[e2],
+                          uti[e2], zr[e1 * ne + e2, k], zi[e1 * ne + e2, k], sr, si)
 
 
 @njit(cache=True)
-def _chem_bispectrum(mode, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei, ne,
-                     wselfall, rfac0, rmin0, switchflag, wself, bzero, J, idxu_block, rootpq,
-                     cglist, idxcg_block, idxz, idxz_block, idxb, beta):
-    """Explicit multi-element bispectrum (LAMMPS ``chemflag 1``), one atom at a time: the
-    scalar reference of :func:`_chem_bispectrum_lanes` / :func:`_chem_bispectrum_grad_lanes`.
-
-    One density ``U_e`` per element ``e`` (neighbours of element ``ej_p[p]``; ``wself`` on the
-    diagonal of the centre's element ``ei[i]``, or of every element with ``wselfall``), Z per
-    element pair ``(e1, e2)``, and ``B_{e1 e2 e3} = sum conj(U_e3) Z_{e1 e2}`` in the LAMMPS
-    column order ``((e1 ne + e2) ne + e3) K + jjb``; ``bzero`` is subtracted from the triple
-    ``(ei, ei, ei)`` only (every triple with ``wselfall``).
-
-    ``mode`` 0: returns ``(B, empty, empty)``; 1: ``(B, dB_i/dr_ij (n_pairs, 3, F), empty)``
-    (LAMMPS ``compute_dbidrj``); 2: ``(B, empty, dE/dr_ij (n_pairs, 3))`` for
-    ``E = sum_i beta[i] . B_i``, contracting the per-pair Jacobian with ``beta`` as it is formed
-    (no (n_pairs, 3, F) array).
-    """
-    n = offsets.shape[0] - 1
-    npairs = D.shape[0]
-    nu = idxu_block[J] + (J + 1) * (J + 1)
-    nz = idxz.shape[0]
+def _b_from_z_lanes(i0, n, ei, wselfall, bzero, idxu_block, idxz_block, idxb, utr, uti, zr, zi,
+                    acc, out):
+    """B of atoms i0..i0+L-1 into ``out`` (n_atoms, n_elements^3 K) from the densities and the
+    Z of :func:`_z_all_lanes`: ``B_{e1 e2 e3} = 2 sum conj(U_e3) Z_{e1 e2}``, minus ``bzero``
+    for the triple ``(ei, ei, ei)`` (every triple with ``wselfall``); ``acc`` (L,) scratch."""
+    ne = utr.shape[0]
+    L = utr.shape[2]
     K = idxb.shape[0]
-    nd = ne * ne
-    F = nd * ne * K
-    out = np.zeros((n, F))
-    dout = np.zeros((npairs if mode == 1 else 0, 3, F))
-    gout = np.zeros((npairs if mode == 2 else 0, 3))
-    utr = np.empty((ne, nu))
-    uti = np.empty((ne, nu))
-    zr = np.empty((nd, nz))
-    zi = np.empty((nd, nz))
-    dur = np.empty((nu, 3))
-    dui = np.empty((nu, 3))
-    g = np.empty(3)
-    maxn = 1
-    for i in range(n):
-        maxn = max(maxn, offsets[i + 1] - offsets[i])
-    ubr = np.empty((maxn, nu))
-    ubi = np.empty((maxn, nu))
-    for i in range(n):
-        for e in range(ne):
-            for q in range(nu):
-                utr[e, q] = 0.0
-                uti[e, q] = 0.0
-            if e == ei[i] or wselfall:
-                for j in range(J + 1):
-                    for ma in range(j + 1):
-                        utr[e, idxu_block[j] + (j + 1) * ma + ma] = wself
-        for p in range(offsets[i], offsets[i + 1]):
-            if not inside[p]:
-                continue
-            r = d[p]
-            rc = rcut_p[p]
-            theta0 = (r - rmin0) * rfac0 * np.pi / (rc - rmin0)
-            z0 = r / np.tan(theta0)
-            q0 = p - offsets[i]
-            _u_one(D[p, 0], D[p, 1], D[p, 2], z0, r, J, idxu_block, rootpq, ubr[q0], ubi[q0])
-            s, _ = _sfac(r, rc, rmin0, switchflag, p, sin_p, din_p)
-            s *= w_p[p]
-            e = ej_p[p]
-            for q in range(nu):
-                utr[e, q] += s * ubr[q0, q]
-                uti[e, q] += s * ubi[q0, q]
-        for e1 in range(ne):
-            for e2 in range(ne):
-                for k in range(nz):
-                    zr[e1 * ne + e2, k], zi[e1 * ne + e2, k] = _z_two(
-                        k, idxz, idxcg_block, cglist, idxu_block, utr[e1], uti[e1], utr[e2],
-                        uti[e2])
-        for e1 in range(ne):
-            for e2 in range(ne):
-                idouble = e1 * ne + e2
-                for e3 in range(ne):
-                    itriple = idouble * ne + e3
-                    shift = wselfall or (e1 == ei[i] and e2 == ei[i] and e3 == ei[i])
-                    for jjb in range(K):
-                        j = idxb[jjb, 2]
-                        k = idxz_block[idxb[jjb, 0], idxb[jjb, 1], j]
-                        jju = idxu_block[j]
-                        s = 0.0
-                        for mb in range(j // 2 + 1):
-                            for ma in range(j + 1):
-                                if 2 * mb == j and ma > mb:
-                                    break
-                                t = utr[e3, jju] * zr[idouble, k] + uti[e3, jju] * zi[idouble, k]
-                                if 2 * mb == j and ma == mb:
-                                    t *= 0.5
-                                s += t
-                                k += 1
-                                jju += 1
-                        out[i, itriple * K + jjb] = 2.0 * s - (bzero[j] if shift else 0.0)
-        if mode == 0:
-            continue
-        for p in range(offsets[i], offsets[i + 1]):
-            if not inside[p]:
-                continue
-            r = d[p]
-            rc = rcut_p[p]
-            rscale0 = rfac0 * np.pi / (rc - rmin0)
-            theta0 = (r - rmin0) * rscale0
-            z0 = r * np.cos(theta0) / np.sin(theta0)
-            dz0dr = z0 / r - (r * rscale0) * (r * r + z0 * z0) / (r * r)
-            s, ds = _sfac(r, rc, rmin0, switchflag, p, sin_p, din_p)
-            q0 = p - offsets[i]
-            _du_one(D[p, 0], D[p, 1], D[p, 2], z0, r, dz0dr, s * w_p[p], ds * w_p[p], J,
-                    idxu_block, rootpq, ubr[q0], ubi[q0], dur, dui)
-            e3 = ej_p[p]
+    for dbl in range(ne * ne):
+        for e3 in range(ne):
             for jjb in range(K):
-                j1 = idxb[jjb, 0]
-                j2 = idxb[jjb, 1]
                 j = idxb[jjb, 2]
-                f1 = (j + 1) / (j1 + 1.0)
-                f2 = (j + 1) / (j2 + 1.0)
-                for e1 in range(ne):
-                    for e2 in range(ne):
-                        # d/dU_e3^j: B_{e1 e2 e3}
-                        # d/dU_e3^j1: B_{e3 e2 e1}, Z_{e1 e2} coupled (j, j2) -> j1
-                        # d/dU_e3^j2: B_{e1 e3 e2}, Z_{e2 e1} coupled (j, j1) -> j2
-                        for term in range(3):
-                            if term == 0:
-                                jd, kz, dbl, fac = j, idxz_block[j1, j2, j], e1 * ne + e2, 1.0
-                                col = ((e1 * ne + e2) * ne + e3) * K + jjb
-                            elif term == 1:
-                                jd, kz, dbl, fac = j1, idxz_block[j, j2, j1], e1 * ne + e2, f1
-                                col = ((e3 * ne + e2) * ne + e1) * K + jjb
-                            else:
-                                jd, kz, dbl, fac = j2, idxz_block[j, j1, j2], e2 * ne + e1, f2
-                                col = ((e1 * ne + e3) * ne + e2) * K + jjb
-                            g[0] = 0.0
-                            g[1] = 0.0
-                            g[2] = 0.0
-                            _half_dot3(idxu_block[jd], kz, jd, dur, dui, zr[dbl], zi[dbl], g)
-                            if mode == 1:
-                                for a in range(3):
-                                    dout[p, a, col] += fac * g[a]
-                            else:
-                                b = fac * beta[i, col]
-                                for a in range(3):
-                                    gout[p, a] += b * g[a]
-    return out, dout, gout
-
-
-@njit(cache=True)
-def _chem_backward(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei, ne, wselfall,
-                   rfac0, rmin0, switchflag, wself, J, idxu_block, rootpq, cglist, idxcg_block,
-                   idxz, idxb_block, beta):
-    """Adjoint dE/dr_ij (n_pairs, 3) of the chemflag bispectrum for ``E = sum_i beta[i] . B_i``
-    through ``Y_e = dE/dU_e`` (LAMMPS compute_yi / compute_deidrj), one atom at a time (the
-    scalar reference of :func:`_chem_backward_lanes`).
-
-    A Z entry ``Z_{e1 e2}(j1, j2 -> j)`` feeds ``Y_e3^j`` with the coefficients of every B
-    block it serves: ``B_{e1 e2 e3}(j1 j2 j)`` when ``j >= j1``; ``B_{e3 e2 e1}(j j2 j1)``
-    times ``(j1 + 1) / (j + 1)`` when ``j1 >= j >= j2``; ``B_{e2 e3 e1}(j2 j j1)`` times
-    ``(j1 + 1) / (j + 1)`` when ``j1 >= j2 >= j``.  (LAMMPS multiplies the first triple's
-    coefficient by 2 or 3 where blocks coincide, which equals this sum only when the
-    coefficients of the permuted triples are equal.)  Same result as
-    :func:`_chem_bispectrum` mode 2, at the cost of the values plus one dU per neighbour.
-    """
-    n = offsets.shape[0] - 1
-    npairs = D.shape[0]
-    nu = idxu_block[J] + (J + 1) * (J + 1)
-    nz = idxz.shape[0]
-    K = beta.shape[1] // (ne * ne * ne)
-    g = np.zeros((npairs, 3))
-    utr = np.empty((ne, nu))
-    uti = np.empty((ne, nu))
-    yr = np.empty((ne, nu))
-    yi = np.empty((ne, nu))
-    dur = np.empty((nu, 3))
-    dui = np.empty((nu, 3))
-    maxn = 1
-    for i in range(n):
-        maxn = max(maxn, offsets[i + 1] - offsets[i])
-    ubr = np.empty((maxn, nu))
-    ubi = np.empty((maxn, nu))
-    for i in range(n):
-        if offsets[i + 1] == offsets[i]:
-            continue
-        for e in range(ne):
-            for q in range(nu):
-                utr[e, q] = 0.0
-                uti[e, q] = 0.0
-                yr[e, q] = 0.0
-                yi[e, q] = 0.0
-            if e == ei[i] or wselfall:
-                for j in range(J + 1):
-                    for ma in range(j + 1):
-                        utr[e, idxu_block[j] + (j + 1) * ma + ma] = wself
-        for p in range(offsets[i], offsets[i + 1]):
-            if not inside[p]:
-                continue
-            r = d[p]
-            rc = rcut_p[p]
-            theta0 = (r - rmin0) * rfac0 * np.pi / (rc - rmin0)
-            z0 = r / np.tan(theta0)
-            q0 = p - offsets[i]
-            _u_one(D[p, 0], D[p, 1], D[p, 2], z0, r, J, idxu_block, rootpq, ubr[q0], ubi[q0])
-            s, _ = _sfac(r, rc, rmin0, switchflag, p, sin_p, din_p)
-            s *= w_p[p]
-            e = ej_p[p]
-            for q in range(nu):
-                utr[e, q] += s * ubr[q0, q]
-                uti[e, q] += s * ubi[q0, q]
-        for e1 in range(ne):
-            for e2 in range(ne):
-                for k in range(nz):
-                    j1 = idxz[k, 0]
-                    j2 = idxz[k, 1]
-                    j = idxz[k, 2]
-                    zr = 0.0
-                    zi = 0.0
-                    done = False
-                    for e3 in range(ne):
-                        c = 0.0
-                        if j >= j1:
-                            c += beta[i, ((e1 * ne + e2) * ne + e3) * K + idxb_block[j1, j2, j]]
-                        if j1 >= j and j >= j2:
-                            c += beta[i, ((e3 * ne + e2) * ne + e1) * K
-                                      + idxb_block[j, j2, j1]] * ((j1 + 1) / (j + 1.0))
-                        if j2 >= j:
-                            c += beta[i, ((e2 * ne + e3) * ne + e1) * K
-                                      + idxb_block[j2, j, j1]] * ((j1 + 1) / (j + 1.0))
-                        if c == 0.0:
-                            continue
-                        if not done:
-                            zr, zi = _z_two(k, idxz, idxcg_block, cglist, idxu_block, utr[e1],
-                                            uti[e1], utr[e2], uti[e2])
-                            done = True
-                        jju = idxz[k, 9]
-                        yr[e3, jju] += c * zr
-                        yi[e3, jju] += c * zi
-        for p in range(offsets[i], offsets[i + 1]):
-            if not inside[p]:
-                continue
-            r = d[p]
-            rc = rcut_p[p]
-            rscale0 = rfac0 * np.pi / (rc - rmin0)
-            theta0 = (r - rmin0) * rscale0
-            z0 = r * np.cos(theta0) / np.sin(theta0)
-            dz0dr = z0 / r - (r * rscale0) * (r * r + z0 * z0) / (r * r)
-            s, ds = _sfac(r, rc, rmin0, switchflag, p, sin_p, din_p)
-            q0 = p - offsets[i]
-            _du_one(D[p, 0], D[p, 1], D[p, 2], z0, r, dz0dr, s * w_p[p], ds * w_p[p], J,
-                    idxu_block, rootpq, ubr[q0], ubi[q0], dur, dui)
-            e = ej_p[p]
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            for j in range(J + 1):
+                kz = idxz_block[idxb[jjb, 0], idxb[jjb, 1], j]
                 jju = idxu_block[j]
+                for l in range(L):
+                    acc[l] = 0.0
                 for mb in range(j // 2 + 1):
                     for ma in range(j + 1):
                         if 2 * mb == j and ma > mb:
                             break
-                        a = yr[e, jju]
-                        b = yi[e, jju]
-                        if 2 * mb == j and ma == mb:
-                            a *= 0.5
-                            b *= 0.5
-                        s0 += dur[jju, 0] * a + dui[jju, 0] * b
-                        s1 += dur[jju, 1] * a + dui[jju, 1] * b
-                        s2 += dur[jju, 2] * a + dui[jju, 2] * b
+                        w = 0.5 if (2 * mb == j and ma == mb) else 1.0
+                        for l in range(L):
+                            acc[l] += w * (utr[e3, jju, l] * zr[dbl, kz, l]
+                                           + uti[e3, jju, l] * zi[dbl, kz, l])
+                        kz += 1
                         jju += 1
-            g[p, 0] = 2.0 * s0
-            g[p, 1] = 2.0 * s1
-            g[p, 2] = 2.0 * s2
-    return g
-
-
-# -- chemflag lane kernels: LANES atoms at a time, one density per element -----------------------
-#: largest number of atoms per block of the chemflag kernels (balanced over the blocks; 64
-#: measured faster than 32 on 256 Cu/Ni atoms at 2J=8: values 0.7x, adjoint 0.85x the time)
-CHEM_LANES = 64
+                col = (dbl * ne + e3) * K + jjb
+                e1 = dbl // ne
+                e2 = dbl % ne
+                for l in range(L):
+                    i = i0 + l
+                    if i < n:
+                        shift = wselfall or (e1 == ei[i] and e2 == ei[i] and e3 == ei[i])
+                        out[i, col] = 2.0 * acc[l] - (bzero[j] if shift else 0.0)
 
 
 @njit(cache=True)
-def _chem_lane_count(n):
-    """Lanes per block for ``n`` atoms: at most CHEM_LANES, balanced over the blocks."""
-    nblk = max(1, (n + CHEM_LANES - 1) // CHEM_LANES)
-    return max(4, ((n + nblk - 1) // nblk + 3) // 4 * 4)
-
-
-@njit(cache=True, fastmath=_FM)
-def _z2_lanes(k, idxz, idxcg_block, cglist, idxu_block, u1r, u1i, u2r, u2i, zr, zi, sr, si):
-    """:func:`_z_two` for LANES atoms: Z entry ``k`` coupling ``U1^{j1}`` (``u1r``/``u1i``,
-    (idxu_max, LANES)) with ``U2^{j2}`` into ``zr``/``zi`` (LANES,)."""
-    L = zr.shape[0]
-    j1 = idxz[k, 0]
-    j2 = idxz[k, 1]
-    j = idxz[k, 2]
-    ma1min = idxz[k, 3]
-    ma2max = idxz[k, 4]
-    na = idxz[k, 5]
-    mb1min = idxz[k, 6]
-    mb2max = idxz[k, 7]
-    nb = idxz[k, 8]
-    cgb = idxcg_block[j1, j2, j]
-    for l in range(L):
-        zr[l] = 0.0
-        zi[l] = 0.0
-    jju1 = idxu_block[j1] + (j1 + 1) * mb1min
-    jju2 = idxu_block[j2] + (j2 + 1) * mb2max
-    icgb = mb1min * (j2 + 1) + mb2max
-    for ib in range(nb):
-        for l in range(L):
-            sr[l] = 0.0
-            si[l] = 0.0
-        i1 = jju1 + ma1min
-        i2 = jju2 + ma2max
-        icga = cgb + ma1min * (j2 + 1) + ma2max
-        for ia in range(na):
-            c = cglist[icga]
-            for l in range(L):
-                ar = u1r[i1, l]
-                ai = u1i[i1, l]
-                br = u2r[i2, l]
-                bi = u2i[i2, l]
-                sr[l] += c * (ar * br - ai * bi)
-                si[l] += c * (ar * bi + ai * br)
-            i1 += 1
-            i2 -= 1
-            icga += j2
-        cb = cglist[cgb + icgb]
-        for l in range(L):
-            zr[l] += cb * sr[l]
-            zi[l] += cb * si[l]
-        jju1 += j1 + 1
-        jju2 -= j2 + 1
-        icgb += j2
-
-
-@njit(cache=True, fastmath=_FM)
-def _chem_utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei,
-                     wselfall, rfac0, rmin0, switchflag, wself, J, idxu_block, rootpq, utr, uti,
-                     ur, ui, ws):
-    """Summed U per element (``utr``/``uti`` (n_elements, idxu_max, LANES)) of atoms
-    i0..i0+LANES-1: :func:`_utot_lanes` with each neighbour added to its element's density and
-    ``wself`` on the diagonal of the centre's element (every element with ``wselfall``)."""
-    ne = utr.shape[0]
-    nu = utr.shape[1]
-    L = utr.shape[2]
-    pidx = np.empty(L, dtype=np.int64)
-    a_r = np.empty(L)
-    a_i = np.empty(L)
-    b_r = np.empty(L)
-    b_i = np.empty(L)
-    geo = np.empty((8, L))
-    for e in range(ne):
-        for q in range(nu):
-            for l in range(L):
-                utr[e, q, l] = 0.0
-                uti[e, q, l] = 0.0
-        for l in range(L):
-            if wselfall or (i0 + l < n and ei[i0 + l] == e):
-                for j in range(J + 1):
-                    for ma in range(j + 1):
-                        utr[e, idxu_block[j] + (j + 1) * ma + ma, l] = wself
-    for k in range(maxk):
-        live = _geometry_lanes(i0, k, n, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0,
-                               rmin0, switchflag, pidx, a_r, a_i, b_r, b_i, geo)
-        if live == 0:
-            continue
+def _du_neighbour_lanes(i0, k, n, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0,
+                        switchflag, J, idxu_block, rootpq, pidx, a_r, a_i, b_r, b_i, geo, ur, ui,
+                        dur, dui, da):
+    """Geometry (:func:`_geometry_lanes`), U and the forward-mode dU (:func:`_du_lanes`) of the
+    k-th neighbours of atoms i0..i0+L-1; returns the number of live lanes (0: nothing done)."""
+    live = _geometry_lanes(i0, k, n, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0,
+                           rmin0, switchflag, pidx, a_r, a_i, b_r, b_i, geo)
+    if live > 0:
         _u_lanes(a_r, a_i, b_r, b_i, J, idxu_block, rootpq, ur, ui)
-        for e in range(ne):
+        _du_lanes(a_r, a_i, b_r, b_i, geo, J, idxu_block, rootpq, ur, ui, dur, dui, da)
+    return live
+
+
+@njit(cache=True, inline="always")
+def _fold_dbdr_lanes(pidx, dur, dui, zr, zi, idxu_block, idxz_block, idxb, o, dout):
+    """Single-density dB_i/dr_ij of the lanes' neighbours ``pidx`` into ``dout`` (n_pairs, 3,
+    n_b): per B component 2 Re sum of conj(dU) Z over its three blocks (``zr``/``zi``
+    (n_z, L)), coinciding blocks (``j1 == j``, or ``j2 == j1``) sharing one dot product with
+    the factors summed.  ``o`` (3, L) scratch."""
+    L = o.shape[1]
+    for jjb in range(idxb.shape[0]):
+        j1 = idxb[jjb, 0]
+        j2 = idxb[jjb, 1]
+        j = idxb[jjb, 2]
+        for a in range(3):
             for l in range(L):
-                p = pidx[l]
-                ws[e, l] = geo[6, l] if (p >= 0 and ej_p[p] == e) else 0.0
-        for e in range(ne):
-            for q in range(nu):
-                for l in range(L):
-                    utr[e, q, l] += ws[e, l] * ur[q, l]
-                    uti[e, q, l] += ws[e, l] * ui[q, l]
-
-
-@njit(cache=True)
-def _chem_bispectrum_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei, ne,
-                           wselfall, rfac0, rmin0, switchflag, wself, bzero, J, idxu_block,
-                           rootpq, cglist, idxcg_block, idxz, idxz_block, idxb):
-    """Chemflag B of every atom (n_atoms, ne^3 K), LANES atoms at a time; same result as
-    :func:`_chem_bispectrum` mode 0 (each Z entry formed once and used by the ``ne`` triples
-    that share its element pair)."""
-    L = _chem_lane_count(offsets.shape[0] - 1)
-    n = offsets.shape[0] - 1
-    nu = idxu_block[J] + (J + 1) * (J + 1)
-    K = idxb.shape[0]
-    out = np.zeros((n, ne * ne * ne * K))
-    utr = np.empty((ne, nu, L))
-    uti = np.empty((ne, nu, L))
-    ur = np.empty((nu, L))
-    ui = np.empty((nu, L))
-    ws = np.empty((ne, L))
-    zr = np.empty(L)
-    zi = np.empty(L)
-    sr = np.empty(L)
-    si = np.empty(L)
-    acc = np.empty((ne, L))
-    for i0 in range(0, n, L):
-        maxk = _max_neighbours(i0, n, offsets, L)
-        _chem_utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p,
-                         ei, wselfall, rfac0, rmin0, switchflag, wself, J, idxu_block, rootpq,
-                         utr, uti, ur, ui, ws)
-        for e1 in range(ne):
-            for e2 in range(ne):
-                idouble = e1 * ne + e2
-                for jjb in range(K):
-                    j1 = idxb[jjb, 0]
-                    j2 = idxb[jjb, 1]
-                    j = idxb[jjb, 2]
-                    if j1 == j2 and e2 < e1:
-                        # Z_{e1 e2} = Z_{e2 e1}: B_{e1 e2 e3} = B_{e2 e1 e3}, already formed
-                        for e3 in range(ne):
-                            col = (idouble * ne + e3) * K + jjb
-                            col2 = ((e2 * ne + e1) * ne + e3) * K + jjb
-                            for l in range(L):
-                                if i0 + l < n:
-                                    out[i0 + l, col] = out[i0 + l, col2]
-                        continue
-                    kz = idxz_block[j1, j2, j]
-                    jju = idxu_block[j]
-                    for e3 in range(ne):
-                        for l in range(L):
-                            acc[e3, l] = 0.0
-                    for mb in range(j // 2 + 1):
-                        for ma in range(j + 1):
-                            if 2 * mb == j and ma > mb:
-                                break
-                            _z2_lanes(kz, idxz, idxcg_block, cglist, idxu_block, utr[e1],
-                                      uti[e1], utr[e2], uti[e2], zr, zi, sr, si)
-                            w = 0.5 if (2 * mb == j and ma == mb) else 1.0
-                            for e3 in range(ne):
-                                for l in range(L):
-                                    acc[e3, l] += w * (utr[e3, jju, l] * zr[l]
-                                                       + uti[e3, jju, l] * zi[l])
-                            kz += 1
-                            jju += 1
-                    for e3 in range(ne):
-                        col = (idouble * ne + e3) * K + jjb
-                        for l in range(L):
-                            i = i0 + l
-                            if i < n:
-                                shift = wselfall or (e1 == ei[i] and e2 == ei[i] and e3 == ei[i])
-                                out[i, col] = 2.0 * acc[e3, l] - (bzero[j] if shift else 0.0)
-    return out
-
-
-@njit(cache=True)
-def _chem_backward_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei, ne,
-                         wselfall, rfac0, rmin0, switchflag, wself, J, idxu_block, rootpq,
-                         cglist, idxcg_block, idxz, idxb_block, beta):
-    """Chemflag adjoint dE/dr_ij (n_pairs, 3) for ``E = sum_i beta[i] . B_i``, LANES atoms at a
-    time; same result as :func:`_chem_backward` (``Y_e = dE/dU_e`` with the exact sums over the
-    permuted triples), per neighbour the reverse-mode :func:`_dedr_lanes` with the Y of the
-    neighbour's element."""
-    L = _chem_lane_count(offsets.shape[0] - 1)
-    n = offsets.shape[0] - 1
-    npairs = D.shape[0]
-    nu = idxu_block[J] + (J + 1) * (J + 1)
-    nz = idxz.shape[0]
-    F = beta.shape[1]
-    K = F // (ne * ne * ne)
-    g = np.zeros((npairs, 3))
-    betal = np.empty((F, L))
-    utr = np.empty((ne, nu, L))
-    uti = np.empty((ne, nu, L))
-    yr = np.empty((ne, nu, L))
-    yi = np.empty((ne, nu, L))
-    ylr = np.empty((nu, L))
-    yli = np.empty((nu, L))
-    ur = np.empty((nu, L))
-    ui = np.empty((nu, L))
-    ws = np.empty((ne, L))
-    gr = np.empty((nu, L))
-    gi = np.empty((nu, L))
-    zr = np.empty(L)
-    zi = np.empty(L)
-    sr = np.empty(L)
-    si = np.empty(L)
-    c = np.empty((ne, L))
-    o = np.empty((3, L))
-    el = np.empty(L, dtype=np.int64)
-    pidx = np.empty(L, dtype=np.int64)
-    a_r = np.empty(L)
-    a_i = np.empty(L)
-    b_r = np.empty(L)
-    b_i = np.empty(L)
-    geo = np.empty((8, L))
-    for i0 in range(0, n, L):
-        maxk = _max_neighbours(i0, n, offsets, L)
-        if maxk == 0:
-            continue
-        _chem_utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p,
-                         ei, wselfall, rfac0, rmin0, switchflag, wself, J, idxu_block, rootpq,
-                         utr, uti, ur, ui, ws)
-        for e in range(ne):
-            for q in range(nu):
-                for l in range(L):
-                    yr[e, q, l] = 0.0
-                    yi[e, q, l] = 0.0
-        # the lanes' beta, contiguous over lanes (0 beyond the last atom)
-        for l in range(L):
-            i = i0 + l
-            if i < n:
-                for f in range(F):
-                    betal[f, l] = beta[i, f]
+                o[a, l] = 0.0
+        f1 = (j + 1) / (j1 + 1.0)
+        f2 = (j + 1) / (j2 + 1.0)
+        fa = 1.0
+        if j1 == j:
+            fa += f1
+            f1 = 0.0
+        if j2 == j1:
+            if f1 != 0.0:
+                f1 += f2
             else:
-                for f in range(F):
-                    betal[f, l] = 0.0
-        for k in range(nz):
-            j1 = idxz[k, 0]
-            j2 = idxz[k, 1]
-            j = idxz[k, 2]
-            ju = idxz[k, 9] - idxu_block[j]
-            if 2 * (ju // (j + 1)) == j and ju % (j + 1) > j // 2:
-                continue   # right half of the middle row: _dedr_lanes does not read its Y
-            # the B blocks this Z entry serves (-1: none) and their factors
-            b0 = idxb_block[j1, j2, j] if j >= j1 else -1
-            b1 = idxb_block[j, j2, j1] if (j1 >= j and j >= j2) else -1
-            b2 = idxb_block[j2, j, j1] if j2 >= j else -1
-            fac = (j1 + 1) / (j + 1.0)
-            jju = idxz[k, 9]
+                fa += f2
+            f2 = 0.0
+        _half_dot3_lanes(idxu_block[j], idxz_block[j1, j2, j], j, fa, dur, dui, zr, zi, o)
+        if f1 != 0.0:
+            _half_dot3_lanes(idxu_block[j1], idxz_block[j, j2, j1], j1, f1, dur, dui, zr, zi, o)
+        if f2 != 0.0:
+            _half_dot3_lanes(idxu_block[j2], idxz_block[j, j1, j2], j2, f2, dur, dui, zr, zi, o)
+        for l in range(L):
+            p = pidx[l]
+            if p >= 0:
+                dout[p, 0, jjb] = o[0, l]
+                dout[p, 1, jjb] = o[1, l]
+                dout[p, 2, jjb] = o[2, l]
+
+
+@njit(cache=True, inline="always")
+def _chem_dbdr_lanes(pidx, ej_p, dur, dui, zr, zi, idxu_block, idxz_block, idxb, msk, ot, dl,
+                     dout):
+    """Chemflag dB_i/dr_ij of the lanes' neighbours ``pidx`` into ``dout`` (n_pairs, 3,
+    ne^3 K): per ``(j1, j2, j)`` and element pair the (at most three distinct) Z blocks
+    (``zr``/``zi`` (ne^2, n_z, L)) dotted with dU, added to the columns of the neighbour's
+    element.  ``msk`` (ne, L), ``ot`` (3, ne^2, 3, L), ``dl`` (3, ne^3 K, L) scratch."""
+    nd = zr.shape[0]
+    ne = msk.shape[0]
+    L = msk.shape[1]
+    K = idxb.shape[0]
+    F = nd * ne * K
+    for e in range(ne):
+        for l in range(L):
+            p = pidx[l]
+            msk[e, l] = 1.0 if (p >= 0 and ej_p[p] == e) else 0.0
+    for jjb in range(K):
+        j1 = idxb[jjb, 0]
+        j2 = idxb[jjb, 1]
+        j = idxb[jjb, 2]
+        f1 = (j + 1) / (j1 + 1.0)
+        f2 = (j + 1) / (j2 + 1.0)
+        # distinct Z blocks: t0 (j1 j2 -> j), t1 (j j2 -> j1), t2 (j j1 -> j2)
+        t1 = 0 if j1 == j else 1
+        t2 = t1 if j2 == j1 else 2
+        for dbl in range(nd):
+            e1 = dbl // ne
+            e2 = dbl % ne
+            for t in range(3):
+                if (t == 1 and t1 == 0) or (t == 2 and t2 != 2):
+                    continue
+                if e2 < e1 and ((t == 0 and j1 == j2) or (t == 2 and j1 == j)):
+                    # a block (ja, ja, jc) of Z_{e1 e2} = that of Z_{e2 e1}
+                    d21 = e2 * ne + e1
+                    for a in range(3):
+                        for l in range(L):
+                            ot[t, dbl, a, l] = ot[t, d21, a, l]
+                    continue
+                for a in range(3):
+                    for l in range(L):
+                        ot[t, dbl, a, l] = 0.0
+                if t == 0:
+                    _half_dot3_lanes(idxu_block[j], idxz_block[j1, j2, j], j, 1.0, dur,
+                                     dui, zr[dbl], zi[dbl], ot[0, dbl])
+                elif t == 1:
+                    _half_dot3_lanes(idxu_block[j1], idxz_block[j, j2, j1], j1, 1.0,
+                                     dur, dui, zr[dbl], zi[dbl], ot[1, dbl])
+                else:
+                    _half_dot3_lanes(idxu_block[j2], idxz_block[j, j1, j2], j2, 1.0,
+                                     dur, dui, zr[dbl], zi[dbl], ot[2, dbl])
+        # d/dU_e3^j: B_{e1 e2 e3}; d/dU_e3^j1: B_{e3 e2 e1} (Z_{e1 e2});
+        # d/dU_e3^j2: B_{e1 e3 e2} (Z_{e2 e1}); e3 = the lane's neighbour element
+        # (masks msk[e3]), into the lane-major dl, vectorised over lanes
+        for tr in range(nd * ne):
+            for a in range(3):
+                for l in range(L):
+                    dl[a, tr * K + jjb, l] = 0.0
+        for e3 in range(ne):
             for e1 in range(ne):
                 for e2 in range(ne):
-                    # j1 == j2: Z_{e2 e1} = Z_{e1 e2} (the Clebsch-Gordan phases of swapping
-                    # j1 and j2 cancel between the two factors): one Z, coefficients summed
-                    if j1 == j2 and e2 < e1:
-                        continue
-                    nonzero = False
-                    for e3 in range(ne):
+                    c0 = ((e1 * ne + e2) * ne + e3) * K + jjb
+                    c1 = ((e3 * ne + e2) * ne + e1) * K + jjb
+                    c2 = ((e1 * ne + e3) * ne + e2) * K + jjb
+                    d12 = e1 * ne + e2
+                    d21 = e2 * ne + e1
+                    for a in range(3):
                         for l in range(L):
-                            c[e3, l] = 0.0
-                        for sw in range(2):
-                            if sw == 0:
-                                f1_, f2_ = e1, e2
-                            elif j1 == j2 and e1 != e2:
-                                f1_, f2_ = e2, e1
-                            else:
-                                break
-                            if b0 >= 0:
-                                c0 = ((f1_ * ne + f2_) * ne + e3) * K + b0
-                                for l in range(L):
-                                    c[e3, l] += betal[c0, l]
-                            if b1 >= 0:
-                                c1 = ((e3 * ne + f2_) * ne + f1_) * K + b1
-                                for l in range(L):
-                                    c[e3, l] += fac * betal[c1, l]
-                            if b2 >= 0:
-                                c2 = ((f2_ * ne + e3) * ne + f1_) * K + b2
-                                for l in range(L):
-                                    c[e3, l] += fac * betal[c2, l]
-                        for l in range(L):
-                            nonzero = nonzero or c[e3, l] != 0.0
-                    if not nonzero:
-                        continue
-                    _z2_lanes(k, idxz, idxcg_block, cglist, idxu_block, utr[e1], uti[e1],
-                              utr[e2], uti[e2], zr, zi, sr, si)
-                    for e3 in range(ne):
-                        for l in range(L):
-                            yr[e3, jju, l] += c[e3, l] * zr[l]
-                            yi[e3, jju, l] += c[e3, l] * zi[l]
-        for k in range(maxk):
-            live = _geometry_lanes(i0, k, n, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p,
-                                   rfac0, rmin0, switchflag, pidx, a_r, a_i, b_r, b_i, geo)
-            if live == 0:
-                continue
-            for l in range(L):
-                el[l] = ej_p[pidx[l]] if pidx[l] >= 0 else 0
-            for q in range(nu):
-                for l in range(L):
-                    ylr[q, l] = yr[el[l], q, l]
-                    yli[q, l] = yi[el[l], q, l]
-            _u_lanes(a_r, a_i, b_r, b_i, J, idxu_block, rootpq, ur, ui)
-            _dedr_lanes(a_r, a_i, b_r, b_i, geo, J, idxu_block, rootpq, ur, ui, ylr, yli, gr, gi,
-                        o)
-            for l in range(L):
-                p = pidx[l]
-                if p >= 0:
-                    g[p, 0] = o[0, l]
-                    g[p, 1] = o[1, l]
-                    g[p, 2] = o[2, l]
-    return g
+                            m = msk[e3, l]
+                            dl[a, c0, l] += m * ot[0, d12, a, l]
+                            dl[a, c1, l] += (m * f1) * ot[t1, d12, a, l]
+                            dl[a, c2, l] += (m * f2) * ot[t2, d21, a, l]
+    for l in range(L):
+        p = pidx[l]
+        if p >= 0:
+            for a in range(3):
+                for c in range(F):
+                    dout[p, a, c] = dl[a, c, l]
 
 
 @njit(cache=True)
 def _chem_bispectrum_grad_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei, ne,
                                 wselfall, rfac0, rmin0, switchflag, wself, bzero, J, idxu_block,
-                                rootpq, cglist, idxcg_block, idxz, idxz_block, idxb):
-    """Chemflag B (n_atoms, ne^3 K) and dB_i/dr_ij (n_pairs, 3, ne^3 K), LANES atoms at a time;
-    same result as :func:`_chem_bispectrum` mode 1 (LAMMPS ``compute_dbidrj``).
+                                rootpq, cglist, idxcg_block, idxz, idxz_block, idxb, fold=False):
+    """Chemflag B (n_atoms, ne^3 K) and dB_i/dr_ij (n_pairs, 3, ne^3 K), up to GRAD_LANES atoms
+    at a time (LAMMPS ``compute_dbidrj``).
 
-    Z of every element pair once; per neighbour the forward-mode dU (:func:`_du_lanes`) dotted
-    with the (at most three distinct) Z blocks of each ``(j1, j2, j)`` and element pair, then
-    added to the columns of the neighbour's element.
+    Z of every element pair once (:func:`_z_all_lanes`); per neighbour the forward-mode dU
+    (:func:`_du_lanes`) dotted with the (at most three distinct) Z blocks of each
+    ``(j1, j2, j)`` and element pair, then added to the columns of the neighbour's element
+    (:func:`_chem_dbdr_lanes`).  With ``fold`` (one element, ``wselfall``) the single-density
+    Jacobian :func:`_bispectrum_grad_lanes` (:func:`_fold_dbdr_lanes`).
     """
     n = offsets.shape[0] - 1
-    L = _chem_lane_count(n)
+    L = _lane_count(n, GRAD_LANES, 4)
     npairs = D.shape[0]
     nu = idxu_block[J] + (J + 1) * (J + 1)
     nz = idxz.shape[0]
@@ -1949,127 +1601,47 @@ def _chem_bispectrum_grad_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p
     dur = np.empty((nu, 3, L))
     dui = np.empty((nu, 3, L))
     da = np.empty((15, L))
+    o = np.empty((3, L))
     ot = np.empty((3, nd, 3, L))
     dl = np.empty((3, F, L))
     msk = np.empty((ne, L))
-    pidx = np.empty(L, dtype=np.int64)
-    a_r = np.empty(L)
-    a_i = np.empty(L)
-    b_r = np.empty(L)
-    b_i = np.empty(L)
-    geo = np.empty((8, L))
+    pidx, a_r, a_i, b_r, b_i, geo = _lane_scratch(L)
     for i0 in range(0, n, L):
         maxk = _max_neighbours(i0, n, offsets, L)
-        _chem_utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p,
-                         ei, wselfall, rfac0, rmin0, switchflag, wself, J, idxu_block, rootpq,
-                         utr, uti, ur, ui, ws)
-        for e1 in range(ne):
-            for e2 in range(ne):
-                for k in range(nz):
-                    if e2 < e1 and idxz[k, 0] == idxz[k, 1]:
-                        # j1 == j2: Z_{e1 e2} = Z_{e2 e1}
-                        for l in range(L):
-                            zr[e1 * ne + e2, k, l] = zr[e2 * ne + e1, k, l]
-                            zi[e1 * ne + e2, k, l] = zi[e2 * ne + e1, k, l]
-                        continue
-                    _z2_lanes(k, idxz, idxcg_block, cglist, idxu_block, utr[e1], uti[e1],
-                              utr[e2], uti[e2], zr[e1 * ne + e2, k], zi[e1 * ne + e2, k], sr, si)
-        for dbl in range(nd):
-            for e3 in range(ne):
-                for jjb in range(K):
-                    j = idxb[jjb, 2]
-                    kz = idxz_block[idxb[jjb, 0], idxb[jjb, 1], j]
-                    jju = idxu_block[j]
-                    for l in range(L):
-                        acc[l] = 0.0
-                    for mb in range(j // 2 + 1):
-                        for ma in range(j + 1):
-                            if 2 * mb == j and ma > mb:
-                                break
-                            w = 0.5 if (2 * mb == j and ma == mb) else 1.0
-                            for l in range(L):
-                                acc[l] += w * (utr[e3, jju, l] * zr[dbl, kz, l]
-                                               + uti[e3, jju, l] * zi[dbl, kz, l])
-                            kz += 1
-                            jju += 1
-                    col = (dbl * ne + e3) * K + jjb
-                    e1 = dbl // ne
-                    e2 = dbl % ne
-                    for l in range(L):
-                        i = i0 + l
-                        if i < n:
-                            shift = wselfall or (e1 == ei[i] and e2 == ei[i] and e3 == ei[i])
-                            out[i, col] = 2.0 * acc[l] - (bzero[j] if shift else 0.0)
+        _utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei,
+                    wselfall, rfac0, rmin0, switchflag, wself, J, idxu_block, rootpq, utr, uti,
+                    ur, ui, ws)
+        _z_all_lanes(idxz, idxcg_block, cglist, idxu_block, utr, uti, zr, zi, sr, si)
+        _b_from_z_lanes(i0, n, ei, wselfall, bzero, idxu_block, idxz_block, idxb, utr, uti, zr,
+                        zi, acc, out)
         for k in range(maxk):
-            live = _geometry_lanes(i0, k, n, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p,
-                                   rfac0, rmin0, switchflag, pidx, a_r, a_i, b_r, b_i, geo)
-            if live == 0:
+            if _du_neighbour_lanes(i0, k, n, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p,
+                                   rfac0, rmin0, switchflag, J, idxu_block, rootpq, pidx, a_r,
+                                   a_i, b_r, b_i, geo, ur, ui, dur, dui, da) == 0:
                 continue
-            for e in range(ne):
-                for l in range(L):
-                    p = pidx[l]
-                    msk[e, l] = 1.0 if (p >= 0 and ej_p[p] == e) else 0.0
-            _u_lanes(a_r, a_i, b_r, b_i, J, idxu_block, rootpq, ur, ui)
-            _du_lanes(a_r, a_i, b_r, b_i, geo, J, idxu_block, rootpq, ur, ui, dur, dui, da)
-            for jjb in range(K):
-                j1 = idxb[jjb, 0]
-                j2 = idxb[jjb, 1]
-                j = idxb[jjb, 2]
-                f1 = (j + 1) / (j1 + 1.0)
-                f2 = (j + 1) / (j2 + 1.0)
-                # distinct Z blocks: t0 (j1 j2 -> j), t1 (j j2 -> j1), t2 (j j1 -> j2)
-                t1 = 0 if j1 == j else 1
-                t2 = t1 if j2 == j1 else 2
-                for dbl in range(nd):
-                    e1 = dbl // ne
-                    e2 = dbl % ne
-                    for t in range(3):
-                        if (t == 1 and t1 == 0) or (t == 2 and t2 != 2):
-                            continue
-                        if e2 < e1 and ((t == 0 and j1 == j2) or (t == 2 and j1 == j)):
-                            # a block (ja, ja, jc) of Z_{e1 e2} = that of Z_{e2 e1}
-                            d21 = e2 * ne + e1
-                            for a in range(3):
-                                for l in range(L):
-                                    ot[t, dbl, a, l] = ot[t, d21, a, l]
-                            continue
-                        for a in range(3):
-                            for l in range(L):
-                                ot[t, dbl, a, l] = 0.0
-                        if t == 0:
-                            _half_dot3_lanes(idxu_block[j], idxz_block[j1, j2, j], j, 1.0, dur,
-                                             dui, zr[dbl], zi[dbl], ot[0, dbl])
-                        elif t == 1:
-                            _half_dot3_lanes(idxu_block[j1], idxz_block[j, j2, j1], j1, 1.0,
-                                             dur, dui, zr[dbl], zi[dbl], ot[1, dbl])
-                        else:
-                            _half_dot3_lanes(idxu_block[j2], idxz_block[j, j1, j2], j2, 1.0,
-                                             dur, dui, zr[dbl], zi[dbl], ot[2, dbl])
-                # d/dU_e3^j: B_{e1 e2 e3}; d/dU_e3^j1: B_{e3 e2 e1} (Z_{e1 e2});
-                # d/dU_e3^j2: B_{e1 e3 e2} (Z_{e2 e1}); e3 = the lane's neighbour element
-                # (masks msk[e3]), into the lane-major dl, vectorised over lanes
-                for tr in range(nd * ne):
-                    for a in range(3):
-                        for l in range(L):
-                            dl[a, tr * K + jjb, l] = 0.0
-                for e3 in range(ne):
-                    for e1 in range(ne):
-                        for e2 in range(ne):
-                            c0 = ((e1 * ne + e2) * ne + e3) * K + jjb
-                            c1 = ((e3 * ne + e2) * ne + e1) * K + jjb
-                            c2 = ((e1 * ne + e3) * ne + e2) * K + jjb
-                            d12 = e1 * ne + e2
-                            d21 = e2 * ne + e1
-                            for a in range(3):
-                                for l in range(L):
-                                    m = msk[e3, l]
-                                    dl[a, c0, l] += m * ot[0, d12, a, l]
-                                    dl[a, c1, l] += (m * f1) * ot[t1, d12, a, l]
-                                    dl[a, c2, l] += (m * f2) * ot[t2, d21, a, l]
-            for l in range(L):
-                p = pidx[l]
-                if p >= 0:
-                    for a in range(3):
-                        for c in range(F):
-                            dout[p, a, c] = dl[a, c, l]
+            if fold:
+                _fold_dbdr_lanes(pidx, dur, dui, zr[0], zi[0], idxu_block, idxz_block, idxb, o,
+                                 dout)
+            else:
+                _chem_dbdr_lanes(pidx, ej_p, dur, dui, zr, zi, idxu_block, idxz_block, idxb, msk,
+                                 ot, dl, dout)
     return out, dout
+
+
+@njit(cache=True)
+def _bispectrum_grad_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0,
+                           switchflag, wself, bzero, J, idxu_block, rootpq, cglist, idxcg_block,
+                           idxz, idxz_block, idxb):
+    """B (n_atoms, n_b) and dB_i/dr_ij (n_pairs, 3, n_b), up to GRAD_LANES atoms at a time:
+    :func:`_chem_bispectrum_grad_lanes` with one element and ``fold``.
+
+    Same result as the scalar :func:`_bispectrum_grad` (LAMMPS ``compute_dbidrj``): Z of
+    every atom once, then per neighbour the forward-mode dU (:func:`_du_lanes`) contracted
+    with the three Z blocks of each B component.
+    """
+    ej_p, ei = _single_element(D.shape[0], offsets.shape[0] - 1)
+    return _chem_bispectrum_grad_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei,
+                                       1, True, rfac0, rmin0, switchflag, wself, bzero, J,
+                                       idxu_block, rootpq, cglist, idxcg_block, idxz, idxz_block,
+                                       idxb, True)
+
