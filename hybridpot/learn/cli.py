@@ -268,7 +268,19 @@ def cmd_learn(args, cfg):
     # initial set and the sampler's candidates), fixed for all refits
     from ase import Atoms
 
-    sizes = [len(a) for a in (initial or []) + _candidate_structures(sec, pool)]
+    candidates = _candidate_structures(sec, pool)
+    if not candidates and not initial:
+        # nothing to size "auto" on: a sampler setting that proposes nothing (no learn.pool,
+        # learn.n_atoms = [5, 2]) gets the sampler's own error, not the weight's
+        try:
+            sampler = build_sampler(sec, pool)
+            if callable(getattr(sampler, "_validate", None)):
+                sampler._validate()
+        except HybridpotError as e:
+            if isinstance(e, ConfigError):
+                raise
+            raise ConfigError(f"[learn]: {e}") from e
+    sizes = [len(a) for a in (initial or []) + candidates]
     weights, note = resolve_weights(cfg["fit"].get("weights"), [Atoms("X" * n) for n in sizes])
     if note and not args.quiet:
         print(note)
