@@ -459,9 +459,10 @@ def load_config(path=None, overrides=None):
     ``15 * n_mean**2``, ``n_mean`` the mean number of atoms per training structure with an
     energy label: a structure's force rows (3 n) grow with its size and its energy row
     (eV/atom) does not.  Until 0.2.0 the energy weight was 1000 whatever the cell size,
-    which suits 4-12-atom cells (the shipped data) and underfits larger ones; ``hybridpot
-    learn``, whose refits grow the training set, does not resolve ``"auto"`` yet and keeps
-    that 1000.  Python callers resolve it with :func:`resolve_weights`.
+    which suits 4-12-atom cells (the shipped data) and underfits larger ones.  ``hybridpot
+    learn`` resolves ``"auto"`` once, on the sizes of the structures its run will label
+    (``learn.initial`` and the sampler's candidates), and keeps that number for every refit.
+    Python callers resolve it with :func:`resolve_weights`.
 
     Chosen on validation data only (never a test set): 5-fold CV of the training part of
     ``hybridpot fit``'s split of the shipped Al data, and 20 % of each config_type of the
