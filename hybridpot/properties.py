@@ -126,8 +126,21 @@ _SLAB_BUILDERS = {"fcc": {"100": "fcc100", "110": "fcc110", "111": "fcc111"},
 
 
 def unit_of(key):
-    """Unit of a property key (``"a0"`` -> ``"Å"``, ``"γ111"`` -> ``"J/m²"``, ...)."""
-    return UNITS.get(key, {"γ": "J/m²", "ν": "THz"}.get(key[:1], "GPa"))
+    """Unit of a property key (``"a0"`` -> ``"Å"``, ``"γ111"`` -> ``"J/m²"``, ...).
+
+    Raises
+    ------
+    hybridpot.InvalidParameterError
+        For a key that is not a property of :data:`UNITS` (any ``γ<facet>`` / ``ν<...>``
+        key is J/m² / THz).
+    """
+    if key in UNITS:
+        return UNITS[key]
+    if isinstance(key, str) and key[:1] in ("γ", "ν") and len(key) > 1:
+        return {"γ": "J/m²", "ν": "THz"}[key[:1]]
+    raise InvalidParameterError(
+        f"The 'key' parameter of unit_of must be a property key ({', '.join(UNITS)}). "
+        f"Got {key!r} instead.")
 
 
 def _j_per_m2():
@@ -302,7 +315,8 @@ def bulk_modulus(calc, atoms0, span=0.03, n=7):
     Returns
     -------
     float
-        Bulk modulus, GPa.
+        Bulk modulus, GPa (0 when the energy does not change with the volume: no neighbour
+        within the calculator's range).
     """
     from ase.eos import EquationOfState
     from ase.units import GPa
@@ -319,6 +333,8 @@ def bulk_modulus(calc, atoms0, span=0.03, n=7):
         a.calc = calc
         vols.append(a.get_volume())
         ens.append(a.get_potential_energy())
+    if np.ptp(ens) <= 1e-12 * max(1.0, float(np.max(np.abs(ens)))):
+        return 0.0          # no curvature (nothing within range): the EOS fit is ill-posed
     eos = EquationOfState(vols, ens, eos="birchmurnaghan")
     eos.fit()
     return float(eos.B / GPa)
@@ -667,6 +683,12 @@ def calculator_properties(calc, symbol, crystal="fcc", a_guess=None, quick=False
     atoms0, a0 = relaxed_bulk(calc, symbol, crystal, a_guess)
     e_atom = atoms0.get_potential_energy() / len(atoms0)
     out = {"a0": a0, "B": bulk_modulus(calc, atoms0)}
+    if not out["B"] > 0:      # e.g. an a_guess beyond the interaction range: all zeros
+        warnings.warn(
+            f"{symbol} {crystal}: the relaxed cell (a0 = {a0:.4g} Å) has no positive bulk "
+            f"modulus (B = {out['B']:.3g} GPa), so the calculator does not bind the crystal "
+            f"there (an a_guess outside the interaction range?); the properties are not "
+            f"those of a bound crystal", RuntimeWarning, stacklevel=2)
     relax = crystal == "diamond"      # fcc / bcc: every atom a centre of inversion
     C = elastic_from_stress(calc, atoms0, relax_ions=relax)
     out.update(zip(("C11", "C12", "C44"), cubic_constants(C)))

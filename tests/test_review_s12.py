@@ -52,3 +52,35 @@ def test_learn_auto_weight_on_a_pool_of_mixed_sizes(tmp_path, monkeypatch):
     with pytest.raises(_Captured):
         main(["learn", "-q", "-c", str(p), "--run-dir", str(tmp_path / "run")])
     assert seen["weights"]["energy"] == pytest.approx(15.0 * 7.0 ** 2, rel=1e-15)
+
+
+def test_unit_of_refuses_unknown_keys():
+    """Before, any unknown key (a typo, 'E_x', '') was 'GPa'."""
+    from hybridpot import InvalidParameterError
+    from hybridpot.properties import UNITS, unit_of
+
+    assert unit_of("γ110") == "J/m²" and unit_of("νK hi") == "THz"
+    assert all(unit_of(k) == u for k, u in UNITS.items())
+    for bad in ("E_x", "", "c11", None):
+        with pytest.raises(InvalidParameterError, match="'key' parameter of unit_of"):
+            unit_of(bad)
+
+
+def test_unbound_crystal_warns():
+    """An a_guess beyond the calculator's range relaxes nothing and gave a table of zeros
+    (B = -0.0 GPa, C = 0, E_v = 0) without a word; now a RuntimeWarning says so, while a
+    bound crystal (the same LJ calculator from a sensible a_guess) gives none of it."""
+    from ase.calculators.lj import LennardJones
+
+    from hybridpot.properties import calculator_properties
+
+    calc = LennardJones(sigma=1.0, epsilon=1.0, rc=2.5, smooth=True)
+    with pytest.warns(RuntimeWarning, match="no positive bulk modulus"):
+        res = calculator_properties(calc, "Ar", "fcc", a_guess=20.0, quick=True)
+    assert res["B"] == pytest.approx(0.0, abs=1e-6) and res["E_v"] == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        from hybridpot.properties import bulk_modulus, relaxed_bulk
+
+        atoms0, a0 = relaxed_bulk(calc, "Ar", "fcc", a_guess=1.55)
+        assert bulk_modulus(calc, atoms0) > 0
