@@ -823,8 +823,9 @@ def compute_properties(model, symbol=None, crystal="fcc", a_guess=None, quick=Fa
     dict
         JSON-serialisable (plain floats, None for what is missing):
 
-        - ``symbol``, ``crystal``, ``quick``, ``a_guess`` (Å), ``r_cut`` (Å, the
-          descriptor's cutoff, for the phonon supercell);
+        - ``symbol``, ``crystal``, ``quick``, ``a_guess`` (Å), ``r_cut`` (Å, the range of
+          the interactions that sizes the phonon supercell: the descriptor's cutoff, or the
+          baseline's ``r_cut`` when that is longer; EMT has no ``r_cut`` and is not counted);
         - ``keys``: property keys in table order; ``units``: key -> unit (Å, GPa, eV,
           J/m², THz);
         - ``model``: key -> value of the model;
@@ -896,7 +897,12 @@ def compute_properties(model, symbol=None, crystal="fcc", a_guess=None, quick=Fa
         notes.append("the property σ come from the fitted members; the model's "
                      "LinearPosterior committee and σ recalibration are not used for them")
 
+    # the range of the interactions (phonon supercell): the longer of the descriptor's
+    # cutoff and the baseline's (LennardJones, Morse, Buckingham, ZBL take an r_cut)
     r_cut = float(model.descriptor.r_cut)
+    b_cut = getattr(model.baseline, "r_cut", None)
+    if isinstance(b_cut, numbers.Real) and math.isfinite(b_cut) and b_cut > r_cut:
+        r_cut = float(b_cut)
     run = dict(symbol=symbol, quick=quick, crystal=crystal, r_cut=r_cut)
     ml = calculator_properties(model.calculator(), a_guess=a_guess, **run)
     base_name = type(model.baseline).__name__ if model.baseline is not None else None

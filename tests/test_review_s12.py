@@ -84,3 +84,39 @@ def test_unbound_crystal_warns():
 
         atoms0, a0 = relaxed_bulk(calc, "Ar", "fcc", a_guess=1.55)
         assert bulk_modulus(calc, atoms0) > 0
+
+
+def test_phonon_range_includes_a_longer_ranged_baseline(monkeypatch):
+    """A Lennard-Jones baseline reaching 7 Å under a 3.5 Å descriptor: the phonon supercell
+    must hold 2 x 7 Å of force constants, so compute_properties sizes it with 7 Å (before:
+    the descriptor's 3.5 Å for the model and the baseline alike, an aliased dispersion)."""
+    import hybridpot.properties as props
+    from hybridpot import HybridPotential
+    from hybridpot.baselines import LennardJones
+    from hybridpot.descriptors import PowerSpectrum
+    from hybridpot.regression import BayesianLinearRegressor
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    data = []
+    for k in range(4):
+        a = bulk("Cu", "fcc", a=3.61, cubic=True)
+        a.rattle(0.05, seed=k)
+        a.calc = EMT()
+        a.calc = SinglePointCalculator(a, energy=a.get_potential_energy(),
+                                       forces=a.get_forces())
+        data.append(a)
+    model = HybridPotential(PowerSpectrum(species=["Cu"], r_cut=3.5, n_max=2, l_max=1),
+                            BayesianLinearRegressor(),
+                            LennardJones(epsilon=0.1, sigma=2.3, r_cut=7.0)).fit(data)
+    seen = []
+
+    def fake(calc, **kw):
+        seen.append(kw["r_cut"])
+        return {"a0": 3.6}
+
+    monkeypatch.setattr(props, "calculator_properties", fake)
+    res = props.compute_properties(model, members=0)
+    assert res["r_cut"] == 7.0 and seen == [7.0, 7.0]       # model and baseline
+    model.baseline = LennardJones(epsilon=0.1, sigma=2.3, r_cut=3.0)
+    assert props.compute_properties(model, members=0)["r_cut"] == 3.5
