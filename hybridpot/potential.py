@@ -1445,7 +1445,8 @@ class HybridCalculator(Calculator):
     87 %).  ``model.recalibrate(validation)`` on structures carrying that label scales it
     (to 88 %).  The σ of a property derived from several calculations (an elastic constant,
     a vacancy formation energy) is not the σ of its inputs added in quadrature: their
-    errors are correlated; ``examples/properties.py`` draws a committee of member models.
+    errors are correlated; :func:`hybridpot.properties.committee` draws a committee of member
+    models and :func:`hybridpot.properties.compute_properties` uses it.
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress",
