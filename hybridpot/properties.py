@@ -62,7 +62,10 @@ The command line is ``hybridpot properties --model model.hpot``; ``examples/prop
 fits a model first.
 
 Relaxations that stop before their force threshold issue a ``RuntimeWarning`` naming the
-step (the property is still returned).  The module imports ASE lazily and never matplotlib;
+step (the property is still returned), and so does a crystal the calculator does not bind
+(bulk modulus <= 0, e.g. an ``a_guess`` beyond its range) or that is mechanically unstable
+(Born criteria ``C11 - C12 > 0``, ``C11 + 2 C12 > 0``, ``C44 > 0`` fail, e.g. bcc for a pair
+potential, diamond Al): its defect, surface and phonon values are not those of that crystal.  The module imports ASE lazily and never matplotlib;
 only the phonons need it, through ASE (``ase.phonons`` imports ``ase.vibrations``, which
 imports matplotlib, a requirement of ASE).
 
@@ -695,6 +698,15 @@ def calculator_properties(calc, symbol, crystal="fcc", a_guess=None, quick=False
     out.update(zip(("C11(E)", "C12(E)", "C44(E)"),
                    elastic_from_energy(calc, atoms0, relax_ions=relax)))
     out["B(C)"] = (out["C11"] + 2 * out["C12"]) / 3
+    c11, c12, c44 = out["C11"], out["C12"], out["C44"]
+    if out["B"] > 0 and not (c11 - c12 > 0 and c11 + 2 * c12 > 0 and c44 > 0):
+        # e.g. bcc for a pair potential, diamond Al: the defect cells, slabs and phonons
+        # then relax away from (or are imaginary in) this crystal
+        warnings.warn(
+            f"{symbol} {crystal} is mechanically unstable for this calculator (Born "
+            f"criteria C11 - C12 > 0, C11 + 2 C12 > 0, C44 > 0 fail: C11 = {c11:.4g}, C12 = "
+            f"{c12:.4g}, C44 = {c44:.4g} GPa); its vacancy, migration, surface and phonon "
+            f"values are not those of a stable crystal", RuntimeWarning, stacklevel=2)
     out["E_v"] = vacancy_formation(calc, atoms0, 2 if quick else 3)
     out["E_m"] = (migration_barrier(calc, atoms0, 2, 1, fmax=0.05) if quick
                   else migration_barrier(calc, atoms0, 3, 3))

@@ -120,3 +120,31 @@ def test_phonon_range_includes_a_longer_ranged_baseline(monkeypatch):
     assert res["r_cut"] == 7.0 and seen == [7.0, 7.0]       # model and baseline
     model.baseline = LennardJones(epsilon=0.1, sigma=2.3, r_cut=3.0)
     assert props.compute_properties(model, members=0)["r_cut"] == 3.5
+
+
+def _stub_defects(monkeypatch):
+    import hybridpot.properties as props
+
+    for name in ("vacancy_formation", "migration_barrier", "surface_energy"):
+        monkeypatch.setattr(props, name, lambda *a, **k: 0.0)
+    return props
+
+
+@pytest.mark.parametrize("crystal, a_guess, unstable", [("bcc", 1.23, True),
+                                                         ("fcc", 1.55, False)])
+def test_mechanically_unstable_crystal_warns(monkeypatch, crystal, a_guess, unstable):
+    """Lennard-Jones bcc has C11 < C12 (no resistance to the Bain shear): its table used to
+    come without a word (diamond Al gave E_v = -17 eV, C44 < 0, imaginary νX silently); fcc
+    LJ is stable and gives no such warning.  Defects and surfaces are stubbed (not tested)."""
+    from ase.calculators.lj import LennardJones
+
+    props = _stub_defects(monkeypatch)
+    calc = LennardJones(sigma=1.0, epsilon=1.0, rc=2.5, smooth=True)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        res = props.calculator_properties(calc, "Ar", crystal, a_guess=a_guess, quick=True)
+    hits = [w for w in rec if "mechanically unstable" in str(w.message)]
+    assert (res["C11"] < res["C12"]) == unstable
+    assert len(hits) == int(unstable)
+    if unstable:
+        assert hits[0].category is RuntimeWarning and "C11 - C12 > 0" in str(hits[0].message)
