@@ -148,3 +148,16 @@ def test_mechanically_unstable_crystal_warns(monkeypatch, crystal, a_guess, unst
     assert len(hits) == int(unstable)
     if unstable:
         assert hits[0].category is RuntimeWarning and "C11 - C12 > 0" in str(hits[0].message)
+
+
+@pytest.mark.parametrize("supercell", ["[1.5, 1, 1]", "[1, 1]", "[-1, 2, 2]", "[0, 1, 1]",
+                                       "[true, 1, 1]"])
+def test_learn_bad_supercell_is_one_line_error(tmp_path, capsys, supercell):
+    """Sizing weights.energy = 'auto' built the supercell before the sampler checked it:
+    TypeError / IndexError / ValueError tracebacks (or an 'auto' weight of 0 for [0, 1, 1])."""
+    p = tmp_path / "l.toml"
+    p.write_text(f"[learn]\nsupercell = {supercell}\n")
+    assert main(["learn", "-q", "-c", str(p), "--run-dir", str(tmp_path / "run")]) == 2
+    captured = capsys.readouterr()
+    assert "learn.supercell must be three positive integers" in captured.err
+    assert "auto" not in captured.out + captured.err

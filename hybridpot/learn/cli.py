@@ -100,6 +100,15 @@ def _range(value):
     return tuple(value) if isinstance(value, list) else value
 
 
+def _supercell(sec):
+    """``learn.supercell`` (default ``[1, 1, 1]``); a ConfigError unless three positive ints."""
+    reps = sec.get("supercell", [1, 1, 1])
+    if not (isinstance(reps, list) and len(reps) == 3
+            and all(isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in reps)):
+        raise ConfigError(f"learn.supercell must be three positive integers. Got {reps!r}.")
+    return reps
+
+
 def build_sampler(sec, pool=None):
     """The sampler of a ``[learn]`` table (``sampler = "rattle" | "disorder" | "pool" |
     "md"``).
@@ -124,10 +133,7 @@ def build_sampler(sec, pool=None):
                             UncertaintyMDSampler)
 
     kind = sec.get("sampler", "rattle")
-    reps = sec.get("supercell", [1, 1, 1])
-    if not (isinstance(reps, list) and len(reps) == 3
-            and all(isinstance(r, int) and r > 0 for r in reps)):
-        raise ConfigError(f"learn.supercell must be three positive integers. Got {reps!r}.")
+    reps = _supercell(sec)
     if kind == "rattle":
         return RattleStrainSampler(prototype=_prototype(sec), supercell=tuple(reps),
                                    rattle_std=_range(sec.get("rattle_std", [0.02, 0.15])),
@@ -236,8 +242,7 @@ def _candidate_structures(sec, pool):
         if not (isinstance(lo, int) and isinstance(hi, int)):
             return []   # invalid: RandomDisorderSampler names it below
         return [Atoms("X" * k) for k in range(max(lo, 1), hi + 1)]
-    reps = sec.get("supercell", [1, 1, 1])
-    return [_prototype(sec) * tuple(reps)]
+    return [_prototype(sec) * tuple(_supercell(sec))]
 
 
 def cmd_learn(args, cfg):
