@@ -504,6 +504,18 @@ def _strict_json(obj):
     return obj
 
 
+def _reference_crystal(symbol):
+    """``symbol``'s ASE reference structure when it is one of the crystals of
+    :data:`hybridpot.properties.CRYSTALS` (Al, Cu, Ni: fcc; Mo, W: bcc; Si: diamond), else
+    fcc."""
+    from ase.data import atomic_numbers, reference_states
+
+    from .properties import CRYSTALS
+
+    ref = reference_states[atomic_numbers[symbol]] or {}
+    return ref.get("symmetry") if ref.get("symmetry") in CRYSTALS else "fcc"
+
+
 def cmd_properties(args, cfg):
     """``hybridpot properties``: :func:`hybridpot.properties.compute_properties` of a saved
     model, printed as a table (model ± σ, baseline, difference) and with ``--json`` written
@@ -541,12 +553,15 @@ def cmd_properties(args, cfg):
         raise ConfigError(f"--a-guess must be a positive lattice constant in Å. "
                           f"Got {args.a_guess}.")
     out = _output_path(args.json, "--json") if args.json else None   # checked first
+    crystal = args.crystal or _reference_crystal(symbol)
     t0 = time.process_time()
-    res = compute_properties(model, symbol, crystal=args.crystal, a_guess=args.a_guess,
+    res = compute_properties(model, symbol, crystal=crystal, a_guess=args.a_guess,
                              quick=bool(args.quick), members=members, random_state=args.seed)
     for note in res["notes"]:
         print(f"note: {note}")
-    print(f"properties of {symbol} ({args.crystal}) with {model_file}: the model"
+    print(f"properties of {symbol} ({crystal}"
+          f"{'' if args.crystal else ', its reference structure; --crystal to change'}) "
+          f"with {model_file}: the model"
           f"{', the baseline' if res['baseline'] else ''} and {res['n_members']} committee "
           f"members, {time.process_time() - t0:.1f} s CPU")
     print(format_table(res))
@@ -673,8 +688,9 @@ def _parser():
         epilog="--json keys: " + PROPERTIES_JSON_KEYS)
     s.add_argument("--element", help="element of the crystal (default: the model's element "
                    "when it has one)")
-    s.add_argument("--crystal", choices=CRYSTALS, default="fcc",
-                   help="crystal structure (default fcc)")
+    s.add_argument("--crystal", choices=CRYSTALS,
+                   help="crystal structure (default: the element's reference structure when "
+                   "it is one of these, e.g. Mo bcc, Si diamond; else fcc)")
     s.add_argument("--a-guess", type=float, help="starting lattice constant, Å (default: "
                    "ASE's reference value, or from the covalent radius)")
     s.add_argument("--quick", action="store_true",

@@ -161,3 +161,40 @@ def test_learn_bad_supercell_is_one_line_error(tmp_path, capsys, supercell):
     captured = capsys.readouterr()
     assert "learn.supercell must be three positive integers" in captured.err
     assert "auto" not in captured.out + captured.err
+
+
+@pytest.mark.parametrize("argv, want", [([], "bcc"), (["--crystal", "fcc"], "fcc")])
+def test_properties_cli_crystal_defaults_to_the_reference_structure(tmp_path, monkeypatch,
+                                                                    argv, want):
+    """`hybridpot properties --model mo.hpot` computed fcc Mo (the fixed default 'fcc'); now
+    the element's reference structure (Mo: bcc) unless --crystal says otherwise."""
+    import hybridpot.properties as props
+    from ase.calculators.lj import LennardJones as ASELJ
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from hybridpot import HybridPotential
+    from hybridpot.baselines import ZBL
+    from hybridpot.descriptors import PowerSpectrum
+    from hybridpot.regression import LinearRegressor
+
+    data = []
+    for k in range(3):
+        a = bulk("Mo", "bcc", a=3.15, cubic=True)
+        a.rattle(0.05, seed=k)
+        a.calc = ASELJ(sigma=2.5, epsilon=0.2, rc=5.0)
+        a.calc = SinglePointCalculator(a, energy=a.get_potential_energy(),
+                                       forces=a.get_forces())
+        data.append(a)
+    HybridPotential(PowerSpectrum(species=["Mo"], r_cut=4.0, n_max=2, l_max=1),
+                    LinearRegressor(), ZBL(r_inner=1.0, r_cut=2.0)).fit(data).save(
+                        tmp_path / "mo.hpot")
+    seen = {}
+
+    def fake(model, symbol, crystal="fcc", **kw):
+        seen["crystal"] = crystal
+        raise _Captured
+
+    monkeypatch.setattr(props, "compute_properties", fake)
+    with pytest.raises(_Captured):
+        main(["properties", "--model", str(tmp_path / "mo.hpot"), *argv])
+    assert seen["crystal"] == want
