@@ -77,7 +77,7 @@ from hybridpot import HybridPotential, HybridpotError
 from hybridpot.baselines import EMT, ZBL
 from hybridpot.config import auto_energy_weight, default_data_path
 from hybridpot.descriptors import PowerSpectrum
-from hybridpot.properties import CRYSTALS, compute_properties, format_table
+from hybridpot.properties import CRYSTALS, compute_properties, format_table, reference_crystal
 from hybridpot.regression import BayesianLinearRegressor
 
 
@@ -93,7 +93,9 @@ def main(argv=None):
     p.add_argument("--model", default=None,
                    help="a saved one-element model (.hpot, e.g. from `hybridpot fit`) to "
                         "evaluate instead of fitting one")
-    p.add_argument("--crystal", choices=sorted(CRYSTALS), default="fcc")
+    p.add_argument("--crystal", choices=sorted(CRYSTALS), default=None,
+                   help="default: the element's reference structure if fcc / bcc / diamond "
+                        "(as `hybridpot properties`), else fcc")
     p.add_argument("--a-guess", type=float, default=None,
                    help="starting lattice constant, Å (default: ASE's reference value)")
     p.add_argument("--seed", type=int, default=0)
@@ -130,7 +132,9 @@ def main(argv=None):
 
     t0 = time.process_time()
     try:
-        res = compute_properties(model, symbol, crystal=args.crystal, a_guess=args.a_guess,
+        res = compute_properties(model, symbol,
+                                 crystal=args.crystal or reference_crystal(symbol),
+                                 a_guess=args.a_guess,
                                  quick=args.quick, members=args.members,
                                  random_state=args.seed)
     except HybridpotError as exc:

@@ -504,25 +504,13 @@ def _strict_json(obj):
     return obj
 
 
-def _reference_crystal(symbol):
-    """``symbol``'s ASE reference structure when it is one of the crystals of
-    :data:`hybridpot.properties.CRYSTALS` (Al, Cu, Ni: fcc; Mo, W: bcc; Si: diamond), else
-    fcc."""
-    from ase.data import atomic_numbers, reference_states
-
-    from .properties import CRYSTALS
-
-    ref = reference_states[atomic_numbers[symbol]] or {}
-    return ref.get("symmetry") if ref.get("symmetry") in CRYSTALS else "fcc"
-
-
 def cmd_properties(args, cfg):
     """``hybridpot properties``: :func:`hybridpot.properties.compute_properties` of a saved
     model, printed as a table (model ± σ, baseline, difference) and with ``--json`` written
     as a JSON file (keys: :data:`PROPERTIES_JSON_KEYS`)."""
     import time
 
-    from .properties import committee_kind, compute_properties, format_table
+    from .properties import committee_kind, compute_properties, format_table, reference_crystal
 
     model_file = args.model or cfg["output"]["model"]
     model = _load_model(model_file)
@@ -553,7 +541,7 @@ def cmd_properties(args, cfg):
         raise ConfigError(f"--a-guess must be a positive lattice constant in Å. "
                           f"Got {args.a_guess}.")
     out = _output_path(args.json, "--json") if args.json else None   # checked first
-    crystal = args.crystal or _reference_crystal(symbol)
+    crystal = args.crystal or reference_crystal(symbol)
     t0 = time.process_time()
     res = compute_properties(model, symbol, crystal=crystal, a_guess=args.a_guess,
                              quick=bool(args.quick), members=members, random_state=args.seed)

@@ -65,9 +65,9 @@ Relaxations that stop before their force threshold issue a ``RuntimeWarning`` na
 step (the property is still returned), and so does a crystal the calculator does not bind
 (bulk modulus <= 0, e.g. an ``a_guess`` beyond its range) or that is mechanically unstable
 (Born criteria ``C11 - C12 > 0``, ``C11 + 2 C12 > 0``, ``C44 > 0`` fail, e.g. bcc for a pair
-potential, diamond Al): its defect, surface and phonon values are not those of that crystal.  The module imports ASE lazily and never matplotlib;
-only the phonons need it, through ASE (``ase.phonons`` imports ``ase.vibrations``, which
-imports matplotlib, a requirement of ASE).
+potential, diamond Al): its defect, surface and phonon values are not those of that crystal.
+The module imports ASE lazily and never matplotlib; only the phonons need it, through ASE
+(``ase.phonons`` imports ``ase.vibrations``, which imports matplotlib, a requirement of ASE).
 
 Usage, for a fitted one-element ``model``::
 
@@ -95,6 +95,7 @@ __all__ = [
     "FACETS",
     "UNITS",
     "default_lattice_constant",
+    "reference_crystal",
     "relaxed_bulk",
     "bulk_modulus",
     "elastic_from_stress",
@@ -213,6 +214,34 @@ def _strained(atoms, voigt):
     a = atoms.copy()
     a.set_cell(atoms.cell[:] @ (np.eye(3) + eps), scale_atoms=True)
     return a
+
+
+def reference_crystal(symbol):
+    """The crystal of :data:`CRYSTALS` to compute for ``symbol`` by default.
+
+    ASE's reference structure of the element (``ase.data.reference_states``) when it is fcc,
+    bcc or diamond (Al, Cu, Ni: ``"fcc"``; Mo, W: ``"bcc"``; Si: ``"diamond"``), else
+    ``"fcc"``.
+
+    Parameters
+    ----------
+    symbol : str
+        Chemical symbol.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    hybridpot.InvalidParameterError
+        For an unknown ``symbol``.
+    """
+    from ase.data import atomic_numbers, reference_states
+
+    _check_symbol(symbol, "reference_crystal")
+    ref = reference_states[atomic_numbers[symbol]] or {}
+    return ref["symmetry"] if ref.get("symmetry") in CRYSTALS else "fcc"
 
 
 def default_lattice_constant(symbol, crystal="fcc"):

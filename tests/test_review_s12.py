@@ -198,3 +198,13 @@ def test_properties_cli_crystal_defaults_to_the_reference_structure(tmp_path, mo
     with pytest.raises(_Captured):
         main(["properties", "--model", str(tmp_path / "mo.hpot"), *argv])
     assert seen["crystal"] == want
+
+
+def test_reference_crystal():
+    from hybridpot import InvalidParameterError
+    from hybridpot.properties import reference_crystal
+
+    assert [reference_crystal(s) for s in ("Al", "Cu", "Mo", "W", "Si", "Ti")] == \
+        ["fcc", "fcc", "bcc", "bcc", "diamond", "fcc"]          # Ti: hcp -> fcc
+    with pytest.raises(InvalidParameterError, match="'symbol' parameter of reference_crystal"):
+        reference_crystal("Xx")
