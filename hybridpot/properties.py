@@ -767,11 +767,23 @@ def _check_model(model, owner):
 def committee_kind(model):
     """How :func:`committee` draws members of a fitted model.
 
+    Parameters
+    ----------
+    model : HybridPotential
+        Fitted.
+
     Returns
     -------
     str or None
         ``"ensemble"`` (an ``EnsembleRegressor``'s fitted members), ``"posterior"``
         (coefficient draws from a Bayesian linear posterior), or None (no committee).
+
+    Raises
+    ------
+    hybridpot.NotFittedError
+        For a model that is not fitted.
+    hybridpot.InvalidParameterError
+        For a ``model`` that is no HybridPotential.
     """
     _check_model(model, "committee_kind")
     reg = model.regressor_
