@@ -889,7 +889,8 @@ def compute_properties(model, symbol=None, crystal="fcc", a_guess=None, quick=Fa
         - ``baseline_name`` (class name or None), ``baseline``: key -> value of the
           baseline alone and ``difference``: model minus baseline, both None without a
           baseline or with ZBL (which binds nothing);
-        - ``notes``: list of str (e.g. that the model's recalibration is not used for σ).
+        - ``notes``: list of str (e.g. that the model's recalibration is not used for σ, or
+          that a ZBL baseline is not computed alone).
 
     Raises
     ------
@@ -959,6 +960,9 @@ def compute_properties(model, symbol=None, crystal="fcc", a_guess=None, quick=Fa
     run = dict(symbol=symbol, quick=quick, crystal=crystal, r_cut=r_cut)
     ml = calculator_properties(model.calculator(), a_guess=a_guess, **run)
     base_name = type(model.baseline).__name__ if model.baseline is not None else None
+    if isinstance(model.baseline, ZBL):
+        notes.append("the ZBL baseline alone is not computed: a screened repulsion binds no "
+                     "crystal (baseline and difference are None)")
     base = (calculator_properties(model.baseline.calculator(), a_guess=a_guess, **run)
             if model.baseline is not None and not isinstance(model.baseline, ZBL) else None)
     mem = ([calculator_properties(m.calculator(), a_guess=ml["a0"], **run)

@@ -208,3 +208,37 @@ def test_reference_crystal():
         ["fcc", "fcc", "bcc", "bcc", "diamond", "fcc"]          # Ti: hcp -> fcc
     with pytest.raises(InvalidParameterError, match="'symbol' parameter of reference_crystal"):
         reference_crystal("Xx")
+
+
+def test_zbl_baseline_is_named_in_the_notes(monkeypatch):
+    """A ZBL-baseline model: its baseline is not computed alone (it binds nothing); the CLI
+    printed 'the model and N committee members' with no word why the baseline column was
+    missing.  Now a note says so; without a baseline there is no such note."""
+    import hybridpot.properties as props
+    from ase.calculators.lj import LennardJones as ASELJ
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from hybridpot import HybridPotential
+    from hybridpot.baselines import ZBL
+    from hybridpot.descriptors import PowerSpectrum
+    from hybridpot.regression import LinearRegressor
+
+    data = []
+    for k in range(3):
+        a = bulk("Cu", "fcc", a=3.61, cubic=True)
+        a.rattle(0.05, seed=k)
+        a.calc = ASELJ(sigma=2.3, epsilon=0.2, rc=5.0)
+        a.calc = SinglePointCalculator(a, energy=a.get_potential_energy(),
+                                       forces=a.get_forces())
+        data.append(a)
+    calls = []
+    monkeypatch.setattr(props, "calculator_properties",
+                        lambda calc, **kw: calls.append(calc) or {"a0": 3.6})
+    for baseline, noted in ((ZBL(r_inner=1.0, r_cut=2.0), True), (None, False)):
+        model = HybridPotential(PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=2, l_max=1),
+                                LinearRegressor(), baseline).fit(data)
+        calls.clear()
+        res = props.compute_properties(model, members=0)
+        assert len(calls) == 1 and res["baseline"] is None and res["difference"] is None
+        assert res["baseline_name"] == ("ZBL" if noted else None)
+        assert any("ZBL baseline alone is not computed" in n for n in res["notes"]) == noted
