@@ -4,14 +4,14 @@
 They follow LAMMPS ``compute_ui`` / ``compute_zi`` / ``compute_bi`` / ``compute_yi`` /
 ``compute_deidrj`` / ``compute_dbidrj`` with ``chemflag 1`` literally, built from the package's
 scalar blocks (:func:`_utot_atom` with one density per element, :func:`_z_two`,
-:func:`_du_pair`, :func:`_b_sum`, :func:`_half_dot3`, :func:`_y_dot_du`); only production code
-lives in the package.
+:func:`_du_pair`, :func:`_b_sum`, :func:`_half_dot3`, :func:`_y_dot_du`, :func:`_pair_scratch`);
+only production code lives in the package.
 """
 
 import numpy as np
 from numba import njit
 
-from hybridpot.descriptors._snap_kernels import (_b_sum, _du_pair, _half_dot3, _max_neighbours,
+from hybridpot.descriptors._snap_kernels import (_b_sum, _du_pair, _half_dot3, _pair_scratch,
                                                  _utot_atom, _y_dot_du, _z_two)
 
 
@@ -46,11 +46,7 @@ def chem_bispectrum(mode, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p
     uti = np.empty((ne, nu))
     zr = np.empty((nd, nz))
     zi = np.empty((nd, nz))
-    dur = np.empty((nu, 3))
-    dui = np.empty((nu, 3))
-    maxn = max(1, _max_neighbours(0, n, offsets, n))
-    ubr = np.empty((maxn, nu))
-    ubi = np.empty((maxn, nu))
+    ubr, ubi, dur, dui = _pair_scratch(offsets, nu)
     for i in range(n):
         _utot_atom(i, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei, wselfall,
                    rfac0, rmin0, switchflag, wself, J, idxu_block, rootpq, utr, uti, ubr, ubi)
@@ -138,11 +134,7 @@ def chem_backward(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei, ne
     uti = np.empty((ne, nu))
     yr = np.empty((ne, nu))
     yi = np.empty((ne, nu))
-    dur = np.empty((nu, 3))
-    dui = np.empty((nu, 3))
-    maxn = max(1, _max_neighbours(0, n, offsets, n))
-    ubr = np.empty((maxn, nu))
-    ubi = np.empty((maxn, nu))
+    ubr, ubi, dur, dui = _pair_scratch(offsets, nu)
     for i in range(n):
         if offsets[i + 1] == offsets[i]:
             continue

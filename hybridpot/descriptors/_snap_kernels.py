@@ -311,6 +311,15 @@ def _utot_atom(i, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei, ws
 
 
 @njit(cache=True)
+def _pair_scratch(offsets, nu):
+    """Scratch of the scalar kernels: the U of every neighbour of one atom ``ubr``/``ubi``
+    (max neighbours, idxu_max) and one pair's dU ``dur``/``dui`` (idxu_max, 3)."""
+    n = offsets.shape[0] - 1
+    maxn = max(1, _max_neighbours(0, n, offsets, n))
+    return np.empty((maxn, nu)), np.empty((maxn, nu)), np.empty((nu, 3)), np.empty((nu, 3))
+
+
+@njit(cache=True)
 def _du_pair(p, q0, D, d, rcut_p, w_p, sin_p, din_p, rfac0, rmin0, switchflag, J, idxu_block,
              rootpq, ubr, ubi, dur, dui):
     """d(sfac * w * U)/d r_ij of pair ``p`` (LAMMPS compute_duidrj) into ``dur``/``dui``
@@ -387,11 +396,7 @@ def _bispectrum_grad(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rm
     uti = np.empty((1, nu))
     zr = np.empty(nz)
     zi = np.empty(nz)
-    dur = np.empty((nu, 3))
-    dui = np.empty((nu, 3))
-    maxn = max(1, _max_neighbours(0, n, offsets, n))
-    ubr = np.empty((maxn, nu))
-    ubi = np.empty((maxn, nu))
+    ubr, ubi, dur, dui = _pair_scratch(offsets, nu)
     for i in range(n):
         _utot_atom(i, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei, True, rfac0,
                    rmin0, switchflag, wself, J, idxu_block, rootpq, utr, uti, ubr, ubi)
@@ -456,11 +461,7 @@ def _backward(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, rfac0, rmin0, sw
     uti = np.empty((1, nu))
     yr = np.empty(nu)
     yi = np.empty(nu)
-    dur = np.empty((nu, 3))
-    dui = np.empty((nu, 3))
-    maxn = max(1, _max_neighbours(0, n, offsets, n))
-    ubr = np.empty((maxn, nu))
-    ubi = np.empty((maxn, nu))
+    ubr, ubi, dur, dui = _pair_scratch(offsets, nu)
     for i in range(n):
         if offsets[i + 1] == offsets[i]:
             continue
