@@ -112,8 +112,8 @@ def _print_metrics(title, m):
 
 
 def cmd_fit(args, cfg):
-    from .config import (build_baseline, build_descriptor, build_regressor, gap_sigmas,
-                         label_keys, read_structures, resolve_weights)
+    from .config import (LINEAR_REGRESSORS, build_baseline, build_descriptor, build_regressor,
+                         gap_sigmas, label_keys, read_structures, resolve_weights)
     from .potential import HybridPotential
 
     if not str(cfg["output"]["model"]).strip():
@@ -127,6 +127,15 @@ def cmd_fit(args, cfg):
     fitcfg = cfg["fit"]
     # energy = "auto": its number for the training part (printed below, stored in the model)
     weights, weight_note = resolve_weights(fitcfg.get("weights"), train)
+    if isinstance(weights, dict) and "energy" not in weights and \
+            cfg["regressor"].get("type") in LINEAR_REGRESSORS:
+        # a [fit] weights table replaces the defaults whole: a missing energy is not "auto"
+        from .potential import DEFAULT_WEIGHTS
+
+        weight_note = (f"note: fit.weights has no energy, so energy rows weigh "
+                       f"{DEFAULT_WEIGHTS['energy']:g} (HybridPotential's default); the linear "
+                       f"regressors' default is energy = \"auto\" (15 x mean atoms^2): add it "
+                       f"to the table")
     descriptor = build_descriptor(cfg, species, explicit_order=bool(fixed))
     model = HybridPotential(
         descriptor=descriptor, regressor=build_regressor(cfg, descriptor),
