@@ -270,3 +270,16 @@ def test_fit_notes_a_weights_table_without_energy(tmp_path, capsys, weights, not
     assert main(["fit", "-q", "-c", str(p)]) == 0
     out = capsys.readouterr().out
     assert ("note: fit.weights has no energy, so energy rows weigh 1 " in out) == noted
+
+
+def test_learn_notes_a_weights_table_without_energy(tmp_path, monkeypatch, capsys):
+    import hybridpot.learn as learn_pkg
+
+    p = tmp_path / "l.toml"
+    p.write_text("[fit]\nweights = {forces = 1.0}\n")
+    seen = {}
+    monkeypatch.setattr(learn_pkg, "ActiveLearner", _fake_learner(seen))
+    with pytest.raises(_Captured):
+        main(["learn", "-c", str(p), "--run-dir", str(tmp_path / "run")])
+    assert seen["weights"] == {"forces": 1.0}
+    assert "note: fit.weights has no energy, so energy rows weigh 1 " in capsys.readouterr().out

@@ -246,8 +246,8 @@ def _candidate_structures(sec, pool):
 
 
 def cmd_learn(args, cfg):
-    from ..config import (build_baseline, build_descriptor, build_regressor, label_keys,
-                          resolve_weights)
+    from ..config import (LINEAR_REGRESSORS, build_baseline, build_descriptor,
+                          build_regressor, label_keys, resolve_weights)
     from ..potential import HybridPotential
     from . import ActiveLearner
 
@@ -287,6 +287,12 @@ def cmd_learn(args, cfg):
             raise ConfigError(f"[learn]: {e}") from e
     sizes = [len(a) for a in (initial or []) + candidates]
     weights, note = resolve_weights(cfg["fit"].get("weights"), [Atoms("X" * n) for n in sizes])
+    if isinstance(weights, dict) and "energy" not in weights and \
+            cfg["regressor"].get("type") in LINEAR_REGRESSORS:
+        # as in `hybridpot fit`: a [fit] weights table replaces the defaults whole
+        note = ("note: fit.weights has no energy, so energy rows weigh 1 (HybridPotential's "
+                "default); the linear regressors' default is energy = \"auto\" (15 x mean "
+                "atoms^2): add it to the table")
     if note and not args.quiet:
         print(note)
     model = HybridPotential(descriptor=descriptor, regressor=build_regressor(cfg, descriptor),
