@@ -283,3 +283,47 @@ def test_learn_notes_a_weights_table_without_energy(tmp_path, monkeypatch, capsy
         main(["learn", "-c", str(p), "--run-dir", str(tmp_path / "run")])
     assert seen["weights"] == {"forces": 1.0}
     assert "note: fit.weights has no energy, so energy rows weigh 1 " in capsys.readouterr().out
+
+
+def test_ensemble_committee_members_average_to_the_model():
+    """A (fast) ensemble of small sparse GPs: committee_kind 'ensemble', all members
+    whatever n_members asks, and the members' energies average to the ensemble's (its
+    prediction is their mean) -- an independent check of the members compute_properties
+    uses for σ, until now only covered by a slow test."""
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from hybridpot import HybridPotential
+    from hybridpot.baselines import LennardJones
+    from hybridpot.descriptors import PowerSpectrum
+    from hybridpot.properties import committee, committee_kind
+    from hybridpot.regression import EnsembleRegressor, SparseGPRegressor
+
+    data = []
+    for k in range(6):
+        a = bulk("Cu", "fcc", a=3.61 * (1 + 0.01 * k), cubic=True)
+        a.rattle(0.05, seed=k)
+        a.calc = EMT()
+        a.calc = SinglePointCalculator(a, energy=a.get_potential_energy(),
+                                       forces=a.get_forces())
+        data.append(a)
+    model = HybridPotential(PowerSpectrum(species=["Cu"], r_cut=4.0, n_max=2, l_max=1),
+                            EnsembleRegressor(estimator=SparseGPRegressor(n_sparse=8,
+                                                                          kernel="se"),
+                                              n_models=3,
+                                              random_state=0),
+                            LennardJones(epsilon=0.1, sigma=2.3, r_cut=5.0)).fit(data)
+    assert committee_kind(model) == "ensemble"
+    members = committee(model, 2, random_state=5)
+    assert len(members) == 3
+    test = bulk("Cu", "fcc", a=3.65, cubic=True).repeat((2, 1, 1))
+    test.rattle(0.05, seed=9)
+
+    def energy(m):
+        b = test.copy()
+        b.calc = m.calculator()
+        return b.get_potential_energy()
+
+    e = [energy(m) for m in members]
+    assert np.std(e) > 1e-6                       # the members differ ...
+    assert np.mean(e) == pytest.approx(energy(model), abs=1e-9)   # ... and average to it
