@@ -524,14 +524,6 @@ def _max_neighbours(i0, n, offsets, L):
     return m
 
 
-@njit(cache=True)
-def _lane_scratch(L):
-    """Per-neighbour scratch of :func:`_geometry_lanes` for ``L`` lanes: ``pidx`` and the
-    Cayley-Klein ``a_r, a_i, b_r, b_i`` (L,), ``geo`` (8, L)."""
-    return (np.empty(L, dtype=np.int64), np.empty(L), np.empty(L), np.empty(L), np.empty(L),
-            np.empty((8, L)))
-
-
 @njit(cache=True, fastmath=_FM)
 def _u_lanes(a_r, a_i, b_r, b_i, J, idxu_block, rootpq, ur, ui, full=True):
     """:func:`_u_one` for LANES neighbours at once; ``ur``/``ui`` have shape (idxu_max, LANES).
@@ -700,7 +692,14 @@ def _utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, e
     ne = utr.shape[0]
     nu = utr.shape[1]
     L = utr.shape[2]
-    pidx, a_r, a_i, b_r, b_i, geo = _lane_scratch(L)
+    # scratch allocated here, not returned by a helper: with the arrays of a shared helper
+    # the chemflag values took up to 1.15x the time (measured, s12)
+    pidx = np.empty(L, dtype=np.int64)
+    a_r = np.empty(L)
+    a_i = np.empty(L)
+    b_r = np.empty(L)
+    b_i = np.empty(L)
+    geo = np.empty((8, L))
     for e in range(ne):
         for q in range(nu):
             for l in range(L):
@@ -1128,7 +1127,12 @@ def _dedr_neighbours_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_
     ne = yr.shape[0]
     nu = yr.shape[1]
     L = yr.shape[2]
-    pidx, a_r, a_i, b_r, b_i, geo = _lane_scratch(L)
+    pidx = np.empty(L, dtype=np.int64)
+    a_r = np.empty(L)
+    a_i = np.empty(L)
+    b_r = np.empty(L)
+    b_i = np.empty(L)
+    geo = np.empty((8, L))
     ur = np.empty((nu, L))
     ui = np.empty((nu, L))
     gr = np.empty((nu, L))
@@ -1606,7 +1610,12 @@ def _chem_bispectrum_grad_lanes(offsets, D, d, inside, rcut_p, w_p, sin_p, din_p
     ot = np.empty((3, nd, 3, L))
     dl = np.empty((3, F, L))
     msk = np.empty((ne, L))
-    pidx, a_r, a_i, b_r, b_i, geo = _lane_scratch(L)
+    pidx = np.empty(L, dtype=np.int64)
+    a_r = np.empty(L)
+    a_i = np.empty(L)
+    b_r = np.empty(L)
+    b_i = np.empty(L)
+    geo = np.empty((8, L))
     for i0 in range(0, n, L):
         maxk = _max_neighbours(i0, n, offsets, L)
         _utot_lanes(i0, n, maxk, offsets, D, d, inside, rcut_p, w_p, sin_p, din_p, ej_p, ei,
